@@ -1,0 +1,134 @@
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { Kysely } from 'kysely';
+import type { Config } from './config.js';
+import { openDatabase, type Database } from './db/index.js';
+import { ApiError } from './errors.js';
+import { loadSigningKeys, type SigningKeys } from './auth/keys.js';
+import { TokenService } from './auth/tokens.js';
+import { defaultPipeline, type PipelineStep } from './pipeline.js';
+import type { Provider } from './providers/types.js';
+import { Storage } from './storage.js';
+import { accountRoutes } from './routes/accounts.js';
+import { socialRoutes } from './routes/social.js';
+import { association, errorResponse, tokenResponse } from './routes/schemas.js';
+
+export interface AppOptions {
+  config: Config;
+  /** An open database; by default one is opened from config.databaseUrl (and closed with the app). */
+  db?: Kysely<Database>;
+  signingKeys?: SigningKeys;
+  /** Where dev mode keeps its generated signing keys when none are configured. */
+  devKeyFile?: string;
+  pipeline?: readonly PipelineStep[];
+  logger?: FastifyServerOptions['logger'];
+}
+
+/** Paths whose query or headers carry secrets are redacted from every log line. */
+export const logRedaction = {
+  paths: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]'],
+  censor: '[redacted]',
+};
+
+/** Builds the social-link API (not listening). Migrations are the caller's business: see cli.ts. */
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const { config } = options;
+  const app = Fastify({
+    logger: options.logger ?? { level: config.logLevel, redact: logRedaction },
+    routerOptions: { ignoreTrailingSlash: true },
+    // Tokens are long, but never this long: anything bigger is an attack or a bug.
+    bodyLimit: 64 * 1024,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+  });
+
+  const db = options.db ?? openDatabase(config.databaseUrl);
+  const signingKeys =
+    options.signingKeys ??
+    (await loadSigningKeys({ signingKeys: config.signingKeys, signingKeysFile: config.signingKeysFile, devKeyFile: options.devKeyFile }));
+  const providers = new Map<string, Provider>();
+  const closers: Array<() => Promise<void>> = [];
+  for (const enabled of config.providers) {
+    const { provider, http } = enabled.create(config.providerTimeoutMs);
+    providers.set(enabled.name, provider);
+    closers.push(() => http.close());
+  }
+  app.addHook('onClose', async () => {
+    await Promise.all(closers.map((close) => close()));
+    if (!options.db) await db.destroy();
+  });
+
+  const storage = new Storage(db);
+  const tokens = new TokenService(signingKeys, {
+    issuer: config.tokenIssuer,
+    accessTtlSeconds: config.accessTokenTtlSeconds,
+    refreshTtlSeconds: config.refreshTokenTtlSeconds,
+  });
+
+  installErrorHandling(app);
+  for (const schema of [errorResponse, tokenResponse, association]) app.addSchema(schema);
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'social-link',
+        version: '0.1.0',
+        description: "Link social accounts to your app's users, and find them again from a social account.",
+      },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (json.$id as string | undefined) ?? `def-${i}` },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  const services = { config, storage, tokens, signingKeys, providers, pipeline: options.pipeline ?? defaultPipeline };
+  accountRoutes(app, services);
+  socialRoutes(app, services);
+  return app;
+}
+
+/** Every answer that is not a success is JSON {code, message, errors}; nothing internal leaks out. */
+function installErrorHandling(app: FastifyInstance): void {
+  // An empty body is an empty object: `POST /api/users/` with no body makes a guest user.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '') return done(null, {});
+    parseJson(request, body as string, done);
+  });
+  app.addHook('preValidation', async (request) => {
+    if (request.body === undefined && (request.method === 'POST' || request.method === 'PUT')) request.body = {};
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    reply.code(404).send(new ApiError(404, 'not_found', `No route ${request.method} ${request.url.split('?')[0]}`).toJSON());
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof ApiError) {
+      if (error.statusCode >= 500) request.log.warn({ code: error.code, detail: error.extra.detail }, error.message);
+      return reply.code(error.statusCode).send(error.toJSON());
+    }
+    if (error.validation) {
+      const first = error.validation[0];
+      const field = first?.instancePath ? first.instancePath.slice(1).replace(/\//g, '.') : (first?.params as { missingProperty?: string })?.missingProperty;
+      const message = field ? `${field}: ${first?.message ?? 'is invalid'}` : `${error.validationContext ?? 'request'} ${first?.message ?? 'is invalid'}`;
+      return reply.code(400).send(new ApiError(400, 'invalid_request', message).toJSON());
+    }
+    const status = error.statusCode ?? 500;
+    if (status < 500) {
+      const code = clientErrorCodes[error.code] ?? 'bad_request';
+      return reply.code(status).send(new ApiError(status, code, error.message).toJSON());
+    }
+    request.log.error({ err: error }, 'unhandled error');
+    return reply.code(500).send(new ApiError(500, 'internal_error', 'Internal server error').toJSON());
+  });
+}
+
+const clientErrorCodes: Record<string, string> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_request',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_request',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_request',
+  FST_ERR_BAD_URL: 'invalid_request',
+};

@@ -1,0 +1,71 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { exportJWK, generateKeyPair, importJWK, type JWK, type KeyObject } from 'jose';
+import { ConfigError } from '../settings.js';
+
+export const SIGNING_ALG = 'ES256';
+
+/** Our access-token signing keys: the first signs, all verify (so a rotated-out key's tokens stay valid). */
+export interface SigningKeys {
+  current: { kid: string; key: KeyObject | Uint8Array };
+  /** Public JWKs of every key, published at /.well-known/jwks.json. */
+  publicJwks: { keys: JWK[] };
+}
+
+/** A new private JWK set with one ES256 key, as JSON. */
+export async function generateSigningKeySet(): Promise<string> {
+  const { privateKey } = await generateKeyPair(SIGNING_ALG, { extractable: true });
+  const jwk = { ...(await exportJWK(privateKey)), kid: randomUUID(), alg: SIGNING_ALG, use: 'sig' };
+  return JSON.stringify({ keys: [jwk] }, null, 2);
+}
+
+export async function parseSigningKeys(json: string, source: string): Promise<SigningKeys> {
+  let keys: JWK[];
+  try {
+    keys = (JSON.parse(json) as { keys: JWK[] }).keys;
+    if (!Array.isArray(keys) || keys.length === 0) throw new Error('no keys');
+  } catch {
+    throw new ConfigError(`${source} must be a JSON Web Key Set {"keys": [...]} with at least one private key`);
+  }
+  const publicKeys: JWK[] = [];
+  for (const jwk of keys) {
+    if (jwk.kty !== 'EC' || jwk.crv !== 'P-256' || !jwk.d || !jwk.kid) {
+      throw new ConfigError(`${source}: every key must be a private EC P-256 JWK with a kid (ES256)`);
+    }
+    const { d: _private, ...publicJwk } = jwk;
+    publicKeys.push({ ...publicJwk, alg: SIGNING_ALG, use: 'sig' });
+  }
+  const first = keys[0]!;
+  return {
+    current: { kid: first.kid!, key: await importJWK(first, SIGNING_ALG) },
+    publicJwks: { keys: publicKeys },
+  };
+}
+
+/**
+ * Loads the signing keys from SOCIAL_LINK_SIGNING_KEYS or _FILE. Outside production, when neither is
+ * set, a key set is generated once and kept in `devKeyFile` so tokens survive restarts.
+ */
+export async function loadSigningKeys(options: {
+  signingKeys?: string;
+  signingKeysFile?: string;
+  devKeyFile?: string;
+}): Promise<SigningKeys> {
+  if (options.signingKeys) return parseSigningKeys(options.signingKeys, 'SOCIAL_LINK_SIGNING_KEYS');
+  if (options.signingKeysFile) {
+    let json: string;
+    try {
+      json = readFileSync(options.signingKeysFile, 'utf8');
+    } catch {
+      throw new ConfigError(`SOCIAL_LINK_SIGNING_KEYS_FILE: cannot read ${options.signingKeysFile}`);
+    }
+    return parseSigningKeys(json, 'SOCIAL_LINK_SIGNING_KEYS_FILE');
+  }
+  if (!options.devKeyFile) return parseSigningKeys(await generateSigningKeySet(), 'generated keys');
+  if (!existsSync(options.devKeyFile)) {
+    mkdirSync(dirname(options.devKeyFile), { recursive: true });
+    writeFileSync(options.devKeyFile, await generateSigningKeySet(), { mode: 0o600 });
+  }
+  return parseSigningKeys(readFileSync(options.devKeyFile, 'utf8'), options.devKeyFile);
+}

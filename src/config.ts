@@ -1,0 +1,58 @@
+import { ConfigError, Settings, type Env } from './settings.js';
+import { loadProviderConfigs, type ProviderConfigs } from './providers/index.js';
+
+export interface Config {
+  production: boolean;
+  databaseUrl: string;
+  host: string;
+  port: number;
+  logLevel: string;
+  /** May auth create a user on the first sign-in with an unknown social account? */
+  createUser: boolean;
+  /** `iss` and `aud` of our own access tokens. */
+  tokenIssuer: string;
+  accessTokenTtlSeconds: number;
+  refreshTokenTtlSeconds: number;
+  /** Private JWK set (JSON) that signs our access tokens; see README "Signing keys". */
+  signingKeys?: string;
+  signingKeysFile?: string;
+  providerTimeoutMs: number;
+  providers: ProviderConfigs;
+}
+
+export const DEFAULT_DATABASE_URL = 'sqlite:./data/social-link.sqlite';
+
+/** Reads and validates the configuration; throws ConfigError naming the bad variable. */
+export function loadConfig(env: Env = process.env): Config {
+  const settings = new Settings(env);
+  const databaseUrl = settings.string('DATABASE_URL', DEFAULT_DATABASE_URL);
+  if (!/^(sqlite:|postgres:\/\/|postgresql:\/\/)/.test(databaseUrl)) {
+    throw new ConfigError(`DATABASE_URL must start with sqlite: or postgres://, got "${databaseUrl}"`);
+  }
+  const config: Config = {
+    production: env.NODE_ENV === 'production',
+    databaseUrl,
+    host: settings.string('HOST', '127.0.0.1'),
+    port: settings.int('PORT', 8000, { min: 0, max: 65535 }),
+    logLevel: settings.string('LOG_LEVEL', 'info'),
+    createUser: settings.bool('SOCIAL_AUTH_CREATE_USER', false),
+    tokenIssuer: settings.string('SOCIAL_LINK_TOKEN_ISSUER', 'social-link'),
+    accessTokenTtlSeconds: settings.int('SOCIAL_LINK_ACCESS_TOKEN_TTL', 900, { min: 30, max: 86_400 }),
+    refreshTokenTtlSeconds: settings.int('SOCIAL_LINK_REFRESH_TOKEN_TTL', 30 * 86_400, { min: 60 }),
+    signingKeys: settings.string('SOCIAL_LINK_SIGNING_KEYS'),
+    signingKeysFile: settings.string('SOCIAL_LINK_SIGNING_KEYS_FILE'),
+    providerTimeoutMs: settings.int('SOCIAL_AUTH_PROVIDER_TIMEOUT_MS', 5000, { min: 100, max: 60_000 }),
+    providers: loadProviderConfigs(settings),
+  };
+  const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+  if (!levels.includes(config.logLevel)) {
+    throw new ConfigError(`LOG_LEVEL must be one of ${levels.join(', ')}, got "${config.logLevel}"`);
+  }
+  if (config.production && !config.signingKeys && !config.signingKeysFile) {
+    throw new ConfigError(
+      'SOCIAL_LINK_SIGNING_KEYS or SOCIAL_LINK_SIGNING_KEYS_FILE must be set in production ' +
+        '(generate one with: social-link keys generate)',
+    );
+  }
+  return config;
+}

@@ -1,0 +1,52 @@
+import type { ColumnType, Generated } from 'kysely';
+
+/** Timestamps are written as ISO strings; PostgreSQL reads them back as Date, SQLite as string. */
+type Timestamp = ColumnType<Date | string, string, string>;
+/** JSON is written as text; PostgreSQL (jsonb) reads it back parsed, SQLite as text. */
+type Json = ColumnType<unknown, string, string>;
+
+export interface UsersTable {
+  id: Generated<number>;
+  username: string;
+  password_hash: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  last_login_at: Timestamp | null;
+}
+
+/** One linked social account: python-social-auth's UserSocialAuth. (provider, uid) is unique. */
+export interface SocialAssociationsTable {
+  id: Generated<number>;
+  user_id: number;
+  provider: string;
+  uid: string;
+  extra_data: Json;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+/** A sign-in session: one refresh-token family. Revoking it ends every token of the family. */
+export interface SessionsTable {
+  id: string;
+  user_id: number;
+  created_at: Timestamp;
+  revoked_at: Timestamp | null;
+  revoked_reason: string | null;
+}
+
+/** Refresh tokens are opaque; only their SHA-256 is stored. `used_at` is set when rotated. */
+export interface RefreshTokensTable {
+  id: Generated<number>;
+  session_id: string;
+  token_hash: string;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  used_at: Timestamp | null;
+}
+
+export interface Database {
+  users: UsersTable;
+  social_associations: SocialAssociationsTable;
+  sessions: SessionsTable;
+  refresh_tokens: RefreshTokensTable;
+}

@@ -1,0 +1,45 @@
+import { loadConfig } from './config.js';
+import { emulatorOptionsFromEnv, providerEnvFor } from './dev-settings.js';
+import { startEmulator } from './emulator/index.js';
+import { startServer } from './server.js';
+import { ConfigError } from './settings.js';
+
+/**
+ * `npm run dev`: the API on SQLite with the provider emulator beside it and every provider pointed at it.
+ * Never in production: the emulator accepts tokens anyone can mint.
+ */
+async function main(): Promise<void> {
+  if (process.env.NODE_ENV === 'production') {
+    throw new ConfigError('dev mode wires providers to the local emulator and refuses to run with NODE_ENV=production');
+  }
+  const emulatorPort = Number(process.env.EMULATOR_PORT ?? 9000);
+  const emulator = await startEmulator({ ...emulatorOptionsFromEnv(process.env), port: emulatorPort });
+  const config = loadConfig({ ...process.env, ...providerEnvFor(emulator.url, process.env) });
+  const app = await startServer({ config, devKeyFile: './data/dev-signing-keys.json', onClose: () => emulator.close() });
+
+  const api = `http://${config.host}:${config.port}`;
+  const line = '!'.repeat(78);
+  app.log.warn(`DEV MODE: providers point at the local emulator (${emulator.url}); never use this in production`);
+  console.log(`
+${line}
+  social-link DEV MODE: providers are EMULATED, tokens are fake, keys live in ./data/
+${line}
+  API           ${api}
+  API docs      ${api}/docs   (try every endpoint from the browser)
+  Database      ${config.databaseUrl}
+  Emulator      ${emulator.url}   (control API: ${emulator.url}/_emulator)
+
+  Mint a Facebook token for a test user:
+    curl -s -X POST ${emulator.url}/_emulator/facebook/tokens -H 'content-type: application/json' -d '{}'
+  Mint a Twitter token and secret:
+    curl -s -X POST ${emulator.url}/_emulator/twitter/tokens -H 'content-type: application/json' -d '{}'
+  Then: POST ${api}/api/users/ (guest user), POST ${api}/api/associate/facebook/ with its access_token,
+  and POST ${api}/api/auth/facebook/ with the same token to find the user again. See README.md.
+${line}
+`);
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof ConfigError ? `configuration error: ${error.message}` : error);
+  process.exit(1);
+});

@@ -1,0 +1,107 @@
+import { randomBytes } from 'node:crypto';
+import { ApiError } from './errors.js';
+import type { Association, Storage, User } from './storage.js';
+import type { SocialIdentity } from './providers/types.js';
+
+/**
+ * The social pipeline, after python-social-auth's: the provider module has already done
+ * `social_details` and `social_uid` (it proved the token and said whose it is); these steps then run
+ * in order inside ONE database transaction, so a failure at any step writes nothing.
+ *
+ * A step reads and updates the context; it may throw an ApiError to stop with that answer.
+ * Replace or extend the list with `buildApp({ pipeline })` to add your own rules.
+ */
+export interface PipelineContext {
+  /** `associate` links to the signed-in user; `auth` finds (or creates) the user of the social account. */
+  readonly mode: 'associate' | 'auth';
+  readonly provider: string;
+  readonly identity: SocialIdentity;
+  readonly storage: Storage;
+  readonly options: { createUser: boolean };
+  user?: User;
+  association?: Association;
+  /** Whether this run created the user, and whether it created the link. */
+  isNewUser: boolean;
+  isNewAssociation: boolean;
+}
+
+export type PipelineStep = (context: PipelineContext) => Promise<void> | void;
+
+/** Refuse identities the operator does not want; the default allows all (a hook point, like social-core's). */
+export const authAllowed: PipelineStep = () => {};
+
+/** Find the existing link of this social account; in associate mode, refuse one owned by another user. */
+export const socialUser: PipelineStep = async (context) => {
+  const association = await context.storage.findAssociation(context.provider, context.identity.uid);
+  if (!association) return;
+  if (context.user && context.user.id !== association.userId) {
+    throw new ApiError(409, 'already_associated', 'This social account is already associated with another user');
+  }
+  context.association = association;
+  context.user ??= await context.storage.findUserById(association.userId);
+};
+
+/** Auth with an unknown social account: create a user when the operator allows it, else 404. */
+export const createUser: PipelineStep = async (context) => {
+  if (context.user) return;
+  if (!context.options.createUser) throw new ApiError(404, 'user_not_found', 'User Not Found');
+  context.user = await context.storage.createUser(newUsername(context), null);
+  context.isNewUser = true;
+};
+
+/** Link the social account to the user. Losing a race to another link is reported, never overwritten. */
+export const associateUser: PipelineStep = async (context) => {
+  if (context.association || !context.user) return;
+  const association = await context.storage.insertAssociation(
+    context.user.id,
+    context.provider,
+    context.identity.uid,
+    context.identity.extraData,
+  );
+  if (!association) throw new AssociationRaceError();
+  context.association = association;
+  context.isNewAssociation = true;
+};
+
+/** Keep the provider's latest profile and token facts on the link. */
+export const loadExtraData: PipelineStep = async (context) => {
+  if (!context.association || context.isNewAssociation) return;
+  await context.storage.updateExtraData(context.association.id, context.identity.extraData);
+  context.association = { ...context.association, extraData: context.identity.extraData };
+};
+
+export const defaultPipeline: readonly PipelineStep[] = [authAllowed, socialUser, createUser, associateUser, loadExtraData];
+
+/** Another request linked the same social account between our read and our insert. */
+export class AssociationRaceError extends Error {}
+
+/**
+ * Runs the pipeline in a transaction. If it lost a race for the (provider, uid) link, the transaction
+ * is rolled back (with any user it created) and the pipeline runs once more, now seeing the winner's link.
+ */
+export async function runPipeline(
+  steps: readonly PipelineStep[],
+  storage: Storage,
+  input: Omit<PipelineContext, 'storage' | 'isNewUser' | 'isNewAssociation'>,
+): Promise<PipelineContext> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await storage.transaction(async (trx) => {
+        const context: PipelineContext = { ...input, storage: trx, isNewUser: false, isNewAssociation: false };
+        for (const step of steps) await step(context);
+        return context;
+      });
+    } catch (error) {
+      if (!(error instanceof AssociationRaceError) || attempt >= 3) throw error;
+    }
+  }
+}
+
+/** A readable username from the profile, made unique by a random suffix (no read, so no race). */
+function newUsername(context: PipelineContext): string {
+  const base = (context.identity.details.username ?? '')
+    .normalize('NFKC')
+    .replace(/[^\w.@+-]+/g, '')
+    .slice(0, 30);
+  return `${base.length >= 3 ? base : `${context.provider}_user`}_${randomBytes(4).toString('hex')}`;
+}

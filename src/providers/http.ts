@@ -1,0 +1,81 @@
+import { Agent, request } from 'undici';
+import { ApiError, ProviderUnavailableError } from '../errors.js';
+
+export interface JsonResponse {
+  status: number;
+  body: unknown;
+}
+
+export interface RequestOptions {
+  method?: 'GET' | 'POST';
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+/**
+ * The HTTP client of one provider: a keep-alive connection pool, and a hard deadline on every call,
+ * so that a slow provider costs a bounded wait and never a stuck request.
+ * Errors never carry the URL: provider URLs may hold tokens in their query.
+ */
+export class ProviderHttp {
+  private readonly agent: Agent;
+
+  constructor(
+    readonly provider: string,
+    readonly timeoutMs: number,
+  ) {
+    this.agent = new Agent({
+      keepAliveTimeout: 30_000,
+      connect: { timeout: timeoutMs },
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+    });
+  }
+
+  /** Calls the provider and parses its JSON answer; 5xx, 429, non-JSON and network errors become 502. */
+  async json(url: string, options: RequestOptions = {}): Promise<JsonResponse> {
+    try {
+      const response = await request(url, {
+        method: options.method ?? 'GET',
+        headers: { accept: 'application/json', ...options.headers },
+        body: options.body,
+        dispatcher: this.agent,
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+      const text = await response.body.text();
+      if (response.statusCode >= 500 || response.statusCode === 429) {
+        throw new ProviderUnavailableError(this.provider, `answered HTTP ${response.statusCode}`);
+      }
+      try {
+        return { status: response.statusCode, body: JSON.parse(text) as unknown };
+      } catch {
+        throw new ProviderUnavailableError(this.provider, `answered HTTP ${response.statusCode} with a body that is not JSON`);
+      }
+    } catch (error) {
+      if (error instanceof ApiError) throw error;
+      throw new ProviderUnavailableError(this.provider, describeNetworkError(error, this.timeoutMs));
+    }
+  }
+
+  close(): Promise<void> {
+    return this.agent.close();
+  }
+}
+
+function describeNetworkError(error: unknown, timeoutMs: number): string {
+  const err = error as { name?: string; code?: string };
+  if (err.name === 'TimeoutError' || err.name === 'AbortError' || /TIMEOUT/.test(err.code ?? '')) {
+    return `did not answer within ${timeoutMs} ms`;
+  }
+  return `could not be reached (${err.code ?? err.name ?? 'network error'})`;
+}
+
+/** Narrowing helpers for provider answers, which are untrusted JSON. */
+export function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+export function stringField(value: Record<string, unknown>, key: string): string | undefined {
+  const field = value[key];
+  return typeof field === 'string' && field !== '' ? field : undefined;
+}

@@ -1,0 +1,35 @@
+import type { Settings } from '../settings.js';
+import { ProviderHttp } from './http.js';
+import { facebook } from './facebook.js';
+import { twitter } from './twitter.js';
+import type { Provider, ProviderModule } from './types.js';
+
+/** Every provider module social-link ships. Adding a provider = one module here, no route change. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const providerModules: ReadonlyArray<ProviderModule<any>> = [facebook, twitter];
+
+/** A provider whose settings are present, ready to be built. */
+export interface EnabledProvider {
+  name: string;
+  create(timeoutMs: number): { provider: Provider; http: ProviderHttp };
+}
+
+export type ProviderConfigs = EnabledProvider[];
+
+export function loadProviderConfigs(settings: Settings): ProviderConfigs {
+  const enabled: EnabledProvider[] = [];
+  for (const module of providerModules) {
+    const config: unknown = module.configure(settings);
+    if (config === undefined) continue;
+    enabled.push({
+      name: module.name,
+      create(timeoutMs) {
+        const http = new ProviderHttp(module.name, timeoutMs);
+        return { provider: module.create(config, { http }), http };
+      },
+    });
+  }
+  return enabled;
+}
+
+export type { Provider, ProviderModule, SocialIdentity, TokenInput } from './types.js';

@@ -1,0 +1,42 @@
+import type { Settings } from '../settings.js';
+import type { ProviderHttp } from './http.js';
+
+/** What the app sends us: the fields a provider's native SDK hands it. */
+export interface TokenInput {
+  access_token?: string;
+  access_token_secret?: string;
+  id_token?: string;
+  nonce?: string;
+}
+
+/** Who the token belongs to, as proved by the provider. */
+export interface SocialIdentity {
+  /** The provider's stable id of the account (python-social-auth's `uid`). */
+  uid: string;
+  /** Profile details, for display and for creating a user. */
+  details: { username?: string; email?: string; fullname?: string; first_name?: string; last_name?: string };
+  /** Stored with the association: profile and token facts (never the token itself). */
+  extraData: Record<string, unknown>;
+}
+
+export interface Provider {
+  readonly name: string;
+  /**
+   * Proves that the token is valid, was issued to OUR app, and says whose it is.
+   * Throws InvalidTokenError (400), ProviderUnavailableError (502) or an invalid_request ApiError.
+   */
+  verify(input: TokenInput): Promise<SocialIdentity>;
+}
+
+export interface ProviderContext {
+  /** A keep-alive HTTP client with bounded timeouts, one per provider. */
+  http: ProviderHttp;
+}
+
+/** One provider = one module: how to read its settings, and how to build it. */
+export interface ProviderModule<C> {
+  readonly name: string;
+  /** Its configuration from SOCIAL_AUTH_<NAME>_* settings, or undefined when it is not enabled. */
+  configure(settings: Settings): C | undefined;
+  create(config: C, context: ProviderContext): Provider;
+}

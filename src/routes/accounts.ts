@@ -1,0 +1,180 @@
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { ApiError } from '../errors.js';
+import { dummyPasswordHash, hashPassword, verifyPassword } from '../auth/passwords.js';
+import type { Services } from '../services.js';
+import { bearer, errors } from './schemas.js';
+
+const username = { type: 'string', minLength: 3, maxLength: 150, pattern: '^[\\w.@+-]+$' } as const;
+const password = { type: 'string', minLength: 8, maxLength: 1024 } as const;
+
+/** Our own users and sessions: guest and password users, token refresh, logout, me, JWKS. */
+export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKeys }: Services): void {
+  app.post<{ Body: { username?: string; password?: string } }>(
+    '/api/users/',
+    {
+      schema: {
+        summary: 'Create a user',
+        description: 'An empty body makes a guest user (a phone at first launch); {username, password} makes a password user.',
+        tags: ['users'],
+        body: {
+          type: 'object',
+          properties: { username, password },
+          dependencies: { username: ['password'], password: ['username'] },
+          additionalProperties: false,
+        },
+        response: { 201: { $ref: 'TokenResponse#' }, ...errors(400, 409) },
+      },
+    },
+    async (request, reply) => {
+      const { username: name, password: secret } = request.body;
+      if (name && (await storage.findUserByUsername(name))) {
+        throw new ApiError(409, 'username_taken', 'A user with that username already exists');
+      }
+      const user = await storage
+        .createUser(name ?? `guest_${randomBytes(8).toString('hex')}`, secret ? await hashPassword(secret) : null)
+        .catch((error: unknown) => {
+          // Two sign-ups raced for one username: the unique constraint decided.
+          if (name && isUniqueViolation(error)) throw new ApiError(409, 'username_taken', 'A user with that username already exists');
+          throw error;
+        });
+      const pair = await tokens.startSession(storage, user.id);
+      return reply.code(201).send({ id: user.id, username: user.username, ...pair });
+    },
+  );
+
+  app.post<{ Body: { username: string; password: string } }>(
+    '/api/token/',
+    {
+      schema: {
+        summary: 'Sign in with username and password',
+        tags: ['sessions'],
+        body: {
+          type: 'object',
+          properties: { username: { type: 'string', maxLength: 150 }, password: { type: 'string', maxLength: 1024 } },
+          required: ['username', 'password'],
+          additionalProperties: false,
+        },
+        response: { 200: { $ref: 'TokenResponse#' }, ...errors(400, 401) },
+      },
+    },
+    async (request) => {
+      const user = await storage.findUserByUsername(request.body.username);
+      // Unknown user or guest user: still spend one scrypt, so timing does not tell which usernames exist.
+      const ok = await verifyPassword(request.body.password, user?.passwordHash ?? (await dummyPasswordHash()));
+      if (!user || !user.passwordHash || !ok) {
+        throw new ApiError(401, 'invalid_credentials', 'Unable to log in with provided credentials');
+      }
+      await storage.touchLastLogin(user.id);
+      return { id: user.id, username: user.username, ...(await tokens.startSession(storage, user.id)) };
+    },
+  );
+
+  app.post<{ Body: { refresh_token: string } }>(
+    '/api/token/refresh/',
+    {
+      schema: {
+        summary: 'Exchange a refresh token for a new pair',
+        description: 'Refresh tokens are single use. Presenting a used one again revokes its whole session.',
+        tags: ['sessions'],
+        body: {
+          type: 'object',
+          properties: { refresh_token: { type: 'string', minLength: 1, maxLength: 512 } },
+          required: ['refresh_token'],
+          additionalProperties: false,
+        },
+        response: { 200: { $ref: 'TokenResponse#' }, ...errors(400, 401) },
+      },
+    },
+    async (request) => {
+      const { userId, pair } = await tokens.refresh(storage, request.body.refresh_token);
+      const user = await storage.findUserById(userId);
+      if (!user) throw new ApiError(401, 'invalid_refresh_token', 'The refresh token is invalid, expired or revoked');
+      return { id: user.id, username: user.username, ...pair };
+    },
+  );
+
+  app.post(
+    '/api/logout/',
+    {
+      schema: {
+        summary: 'End the session of this access token',
+        description: 'Its access and refresh tokens stop working at once.',
+        tags: ['sessions'],
+        security: bearer,
+        response: { 204: { type: 'null' }, ...errors(401) },
+      },
+    },
+    async (request, reply) => {
+      const claims = await tokens.authenticate(storage, request.headers.authorization);
+      await storage.revokeSession(claims.sessionId, 'logout');
+      return reply.code(204).send();
+    },
+  );
+
+  app.get(
+    '/api/me/',
+    {
+      schema: {
+        summary: 'The signed-in user and its linked social accounts',
+        tags: ['users'],
+        security: bearer,
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              id: { type: 'integer' },
+              username: { type: 'string' },
+              has_password: { type: 'boolean' },
+              date_joined: { type: 'string', format: 'date-time' },
+              last_login: { type: ['string', 'null'], format: 'date-time' },
+              associations: { type: 'array', items: { $ref: 'Association#' } },
+            },
+          },
+          ...errors(401),
+        },
+      },
+    },
+    async (request) => {
+      const claims = await tokens.authenticate(storage, request.headers.authorization);
+      const user = await storage.findUserById(claims.userId);
+      if (!user) throw new ApiError(401, 'invalid_access_token', 'The user of this access token no longer exists');
+      return {
+        id: user.id,
+        username: user.username,
+        has_password: user.hasPassword,
+        date_joined: user.createdAt,
+        last_login: user.lastLoginAt,
+        associations: (await storage.listAssociations(user.id)).map(associationBody),
+      };
+    },
+  );
+
+  app.get(
+    '/.well-known/jwks.json',
+    { schema: { summary: 'Public keys that verify our access tokens', tags: ['sessions'] } },
+    async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(signingKeys.publicJwks),
+  );
+}
+
+export function associationBody(association: {
+  provider: string;
+  uid: string;
+  extraData: Record<string, unknown>;
+  createdAt: string;
+  updatedAt: string;
+}) {
+  return {
+    provider: association.provider,
+    uid: association.uid,
+    extra_data: association.extraData,
+    created_at: association.createdAt,
+    updated_at: association.updatedAt,
+  };
+}
+
+/** PostgreSQL's 23505 or SQLite's SQLITE_CONSTRAINT_UNIQUE. */
+export function isUniqueViolation(error: unknown): boolean {
+  const code = (error as { code?: string } | null)?.code;
+  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE';
+}

@@ -1,0 +1,64 @@
+/** JSON schemas shared by the routes: they validate requests and document the API in /openapi.json. */
+
+export const errorResponse = {
+  $id: 'Error',
+  type: 'object',
+  description: 'Every error: a stable machine-readable code and a human message (also as `errors`).',
+  properties: {
+    code: { type: 'string', examples: ['invalid_token'] },
+    message: { type: 'string' },
+    errors: { type: 'string', description: "The message, under the original design's name" },
+    detail: { type: 'string', description: 'Why, when known (never a secret)' },
+  },
+  required: ['code', 'message', 'errors'],
+} as const;
+
+export const tokenResponse = {
+  $id: 'TokenResponse',
+  type: 'object',
+  properties: {
+    id: { type: 'integer' },
+    username: { type: 'string' },
+    access_token: { type: 'string', description: 'ES256 JWT; verify with /.well-known/jwks.json' },
+    refresh_token: { type: 'string', description: 'Opaque; single use (rotated by POST /api/token/refresh/)' },
+    token_type: { type: 'string', enum: ['Bearer'] },
+    expires_in: { type: 'integer', description: 'Seconds until the access token expires' },
+  },
+  required: ['id', 'username', 'access_token', 'refresh_token', 'token_type', 'expires_in'],
+} as const;
+
+export const association = {
+  $id: 'Association',
+  type: 'object',
+  properties: {
+    provider: { type: 'string' },
+    uid: { type: 'string' },
+    extra_data: { type: 'object', additionalProperties: true },
+    created_at: { type: 'string', format: 'date-time' },
+    updated_at: { type: 'string', format: 'date-time' },
+  },
+  required: ['provider', 'uid', 'extra_data', 'created_at', 'updated_at'],
+} as const;
+
+/** What the app sends: the fields its provider SDK gave it. Which ones a provider needs is in README. */
+export const socialTokenBody = {
+  type: 'object',
+  properties: {
+    access_token: { type: 'string', minLength: 1, maxLength: 8192, description: 'OAuth 2 access token, or OAuth 1.0a token (Twitter)' },
+    access_token_secret: { type: 'string', minLength: 1, maxLength: 1024, description: 'OAuth 1.0a token secret (Twitter)' },
+    id_token: { type: 'string', minLength: 1, maxLength: 16384, description: 'OpenID Connect ID token' },
+    nonce: { type: 'string', minLength: 1, maxLength: 1024, description: 'The nonce the app sent to the provider' },
+  },
+  additionalProperties: false,
+} as const;
+
+export const providerParam = {
+  type: 'object',
+  properties: { provider: { type: 'string', minLength: 1, maxLength: 64 } },
+  required: ['provider'],
+} as const;
+
+export const errors = (...statuses: number[]) =>
+  Object.fromEntries(statuses.map((status) => [status, { $ref: 'Error#' }]));
+
+export const bearer = [{ bearerAuth: [] }];

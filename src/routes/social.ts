@@ -1,0 +1,150 @@
+import type { FastifyInstance } from 'fastify';
+import { ApiError, unknownProvider } from '../errors.js';
+import { runPipeline } from '../pipeline.js';
+import type { TokenInput } from '../providers/types.js';
+import type { Services } from '../services.js';
+import { associationBody } from './accounts.js';
+import { bearer, errors, providerParam, socialTokenBody } from './schemas.js';
+
+type SocialRequest = { Params: { provider: string }; Body: TokenInput };
+
+/** Link a social account, sign in with one, list and unlink them. No route knows any provider. */
+export function socialRoutes(app: FastifyInstance, services: Services): void {
+  const { storage, tokens, providers, pipeline, config } = services;
+
+  const providerOf = (name: string) => {
+    const provider = providers.get(name);
+    if (!provider) throw unknownProvider(name);
+    return provider;
+  };
+
+  app.post<SocialRequest>(
+    '/api/associate/:provider/',
+    {
+      schema: {
+        summary: 'Link a social account to the signed-in user',
+        description: 'Idempotent: linking the same account to the same user again answers 200 with created=false.',
+        tags: ['social'],
+        security: bearer,
+        params: providerParam,
+        body: socialTokenBody,
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              success: { type: 'boolean' },
+              association: {
+                type: 'object',
+                properties: { provider: { type: 'string' }, uid: { type: 'string' }, created: { type: 'boolean' } },
+              },
+            },
+          },
+          ...errors(400, 401, 404, 409, 502),
+        },
+      },
+    },
+    async (request) => {
+      const claims = await tokens.authenticate(storage, request.headers.authorization);
+      const provider = providerOf(request.params.provider);
+      const user = await storage.findUserById(claims.userId);
+      if (!user) throw new ApiError(401, 'invalid_access_token', 'The user of this access token no longer exists');
+      // The provider call happens before any transaction: no database connection waits on the network.
+      const identity = await provider.verify(request.body);
+      const result = await runPipeline(pipeline, storage, {
+        mode: 'associate',
+        provider: provider.name,
+        identity,
+        user,
+        options: { createUser: false },
+      });
+      request.log.info({ provider: provider.name, uid: identity.uid, userId: user.id, created: result.isNewAssociation }, 'associated');
+      return { success: true, association: { provider: provider.name, uid: identity.uid, created: result.isNewAssociation } };
+    },
+  );
+
+  app.post<SocialRequest>(
+    '/api/auth/:provider/',
+    {
+      schema: {
+        summary: 'Sign in with a linked social account (account takeover on a new phone)',
+        description:
+          'Answers the linked user with a new session, or 404 user_not_found. With SOCIAL_AUTH_CREATE_USER=true an unknown account gets a new user (201).',
+        tags: ['social'],
+        params: providerParam,
+        body: socialTokenBody,
+        response: {
+          200: { $ref: 'TokenResponse#' },
+          201: { $ref: 'TokenResponse#' },
+          ...errors(400, 404, 502),
+        },
+      },
+    },
+    async (request, reply) => {
+      const provider = providerOf(request.params.provider);
+      const identity = await provider.verify(request.body);
+      const result = await runPipeline(pipeline, storage, {
+        mode: 'auth',
+        provider: provider.name,
+        identity,
+        options: { createUser: config.createUser },
+      });
+      const user = result.user;
+      if (!user) throw new ApiError(404, 'user_not_found', 'User Not Found');
+      await storage.touchLastLogin(user.id);
+      const pair = await tokens.startSession(storage, user.id);
+      request.log.info({ provider: provider.name, uid: identity.uid, userId: user.id, newUser: result.isNewUser }, 'signed in');
+      return reply.code(result.isNewUser ? 201 : 200).send({ id: user.id, username: user.username, ...pair });
+    },
+  );
+
+  app.get(
+    '/api/associations/',
+    {
+      schema: {
+        summary: "The signed-in user's linked social accounts",
+        tags: ['social'],
+        security: bearer,
+        response: { 200: { type: 'array', items: { $ref: 'Association#' } }, ...errors(401) },
+      },
+    },
+    async (request) => {
+      const claims = await tokens.authenticate(storage, request.headers.authorization);
+      return (await storage.listAssociations(claims.userId)).map(associationBody);
+    },
+  );
+
+  app.delete<{ Params: { provider: string; uid: string } }>(
+    '/api/associations/:provider/:uid/',
+    {
+      schema: {
+        summary: 'Unlink a social account',
+        description: 'Refused (409 last_login_method) when it is the last way a user without a password can sign in.',
+        tags: ['social'],
+        security: bearer,
+        params: {
+          type: 'object',
+          properties: { provider: { type: 'string', maxLength: 64 }, uid: { type: 'string', maxLength: 255 } },
+          required: ['provider', 'uid'],
+        },
+        response: { 204: { type: 'null' }, ...errors(401, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      const claims = await tokens.authenticate(storage, request.headers.authorization);
+      const { provider, uid } = request.params;
+      await storage.transaction(async (trx) => {
+        // The lock makes concurrent unlinks of one user's last two links take turns.
+        const user = await trx.lockUser(claims.userId);
+        const links = await trx.listAssociations(claims.userId);
+        if (!user || !links.some((link) => link.provider === provider && link.uid === uid)) {
+          throw new ApiError(404, 'association_not_found', 'No such association for this user');
+        }
+        if (!user.hasPassword && links.length === 1) {
+          throw new ApiError(409, 'last_login_method', 'This is the last way to sign in to this user; set a password or link another account first');
+        }
+        await trx.deleteAssociation(claims.userId, provider, uid);
+      });
+      return reply.code(204).send();
+    },
+  );
+}

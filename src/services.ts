@@ -1,0 +1,16 @@
+import type { Config } from './config.js';
+import type { TokenService } from './auth/tokens.js';
+import type { PipelineStep } from './pipeline.js';
+import type { Provider } from './providers/types.js';
+import type { Storage } from './storage.js';
+import type { SigningKeys } from './auth/keys.js';
+
+/** What the routes need, built once at start-up. */
+export interface Services {
+  config: Config;
+  storage: Storage;
+  tokens: TokenService;
+  signingKeys: SigningKeys;
+  providers: ReadonlyMap<string, Provider>;
+  pipeline: readonly PipelineStep[];
+}

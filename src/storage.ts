@@ -1,0 +1,237 @@
+import type { Kysely, Selectable } from 'kysely';
+import type { Database } from './db/schema.js';
+import { isPostgres } from './db/migrations.js';
+
+export interface User {
+  id: number;
+  username: string;
+  hasPassword: boolean;
+  passwordHash: string | null;
+  createdAt: string;
+  lastLoginAt: string | null;
+}
+
+export interface Association {
+  id: number;
+  userId: number;
+  provider: string;
+  uid: string;
+  extraData: Record<string, unknown>;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** The session of a refresh token, as found when it is presented. */
+export interface RefreshTokenRecord {
+  sessionId: string;
+  userId: number;
+  usedAt: string | null;
+  expiresAt: string;
+  sessionRevokedAt: string | null;
+}
+
+const iso = (value: Date | string) => new Date(value).toISOString();
+const isoOrNull = (value: Date | string | null) => (value === null ? null : iso(value));
+const now = () => new Date().toISOString();
+
+function toUser(row: Selectable<Database['users']>): User {
+  return {
+    id: row.id,
+    username: row.username,
+    hasPassword: row.password_hash !== null,
+    passwordHash: row.password_hash,
+    createdAt: iso(row.created_at),
+    lastLoginAt: isoOrNull(row.last_login_at),
+  };
+}
+
+function toAssociation(row: Selectable<Database['social_associations']>): Association {
+  const extra = typeof row.extra_data === 'string' ? (JSON.parse(row.extra_data) as unknown) : row.extra_data;
+  return {
+    id: row.id,
+    userId: row.user_id,
+    provider: row.provider,
+    uid: row.uid,
+    extraData: (extra ?? {}) as Record<string, unknown>,
+    createdAt: iso(row.created_at),
+    updatedAt: iso(row.updated_at),
+  };
+}
+
+/**
+ * The storage layer: every query social-link makes, on SQLite or PostgreSQL alike.
+ * `transaction` gives a Storage bound to one transaction, so a pipeline writes all or nothing.
+ */
+export class Storage {
+  constructor(readonly db: Kysely<Database>) {}
+
+  transaction<T>(work: (storage: Storage) => Promise<T>): Promise<T> {
+    return this.db.transaction().execute((trx) => work(new Storage(trx)));
+  }
+
+  // Users
+
+  async createUser(username: string, passwordHash: string | null): Promise<User> {
+    const at = now();
+    const row = await this.db
+      .insertInto('users')
+      .values({ username, password_hash: passwordHash, created_at: at, updated_at: at })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return toUser(row);
+  }
+
+  async findUserById(id: number): Promise<User | undefined> {
+    const row = await this.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toUser(row);
+  }
+
+  /** Reads the user and, on PostgreSQL, locks its row until the transaction ends (SQLite transactions are serial). */
+  async lockUser(id: number): Promise<User | undefined> {
+    const query = this.db.selectFrom('users').selectAll().where('id', '=', id);
+    const row = await (isPostgres(this.db) ? query.forUpdate() : query).executeTakeFirst();
+    return row && toUser(row);
+  }
+
+  async findUserByUsername(username: string): Promise<User | undefined> {
+    const row = await this.db.selectFrom('users').selectAll().where('username', '=', username).executeTakeFirst();
+    return row && toUser(row);
+  }
+
+  async touchLastLogin(userId: number): Promise<void> {
+    await this.db.updateTable('users').set({ last_login_at: now() }).where('id', '=', userId).execute();
+  }
+
+  // Social associations
+
+  async findAssociation(provider: string, uid: string): Promise<Association | undefined> {
+    const row = await this.db
+      .selectFrom('social_associations')
+      .selectAll()
+      .where('provider', '=', provider)
+      .where('uid', '=', uid)
+      .executeTakeFirst();
+    return row && toAssociation(row);
+  }
+
+  async listAssociations(userId: number): Promise<Association[]> {
+    const rows = await this.db
+      .selectFrom('social_associations')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .orderBy('id')
+      .execute();
+    return rows.map(toAssociation);
+  }
+
+  /**
+   * Links (provider, uid) to the user unless it is linked already. Returns undefined when another
+   * transaction linked it first: the unique constraint, not a prior read, decides who wins a race.
+   */
+  async insertAssociation(
+    userId: number,
+    provider: string,
+    uid: string,
+    extraData: Record<string, unknown>,
+  ): Promise<Association | undefined> {
+    const at = now();
+    const row = await this.db
+      .insertInto('social_associations')
+      .values({ user_id: userId, provider, uid, extra_data: JSON.stringify(extraData), created_at: at, updated_at: at })
+      .onConflict((conflict) => conflict.columns(['provider', 'uid']).doNothing())
+      .returningAll()
+      .executeTakeFirst();
+    return row && toAssociation(row);
+  }
+
+  async updateExtraData(associationId: number, extraData: Record<string, unknown>): Promise<void> {
+    await this.db
+      .updateTable('social_associations')
+      .set({ extra_data: JSON.stringify(extraData), updated_at: now() })
+      .where('id', '=', associationId)
+      .execute();
+  }
+
+  async deleteAssociation(userId: number, provider: string, uid: string): Promise<boolean> {
+    const result = await this.db
+      .deleteFrom('social_associations')
+      .where('user_id', '=', userId)
+      .where('provider', '=', provider)
+      .where('uid', '=', uid)
+      .executeTakeFirst();
+    return result.numDeletedRows > 0n;
+  }
+
+  // Sessions and refresh tokens
+
+  async createSession(id: string, userId: number): Promise<void> {
+    await this.db.insertInto('sessions').values({ id, user_id: userId, created_at: now() }).execute();
+  }
+
+  async isSessionActive(sessionId: string, userId: number): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('sessions')
+      .select('id')
+      .where('id', '=', sessionId)
+      .where('user_id', '=', userId)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  async revokeSession(sessionId: string, reason: string): Promise<void> {
+    await this.db
+      .updateTable('sessions')
+      .set({ revoked_at: now(), revoked_reason: reason })
+      .where('id', '=', sessionId)
+      .where('revoked_at', 'is', null)
+      .execute();
+  }
+
+  async insertRefreshToken(sessionId: string, tokenHash: string, expiresAt: string): Promise<void> {
+    await this.db
+      .insertInto('refresh_tokens')
+      .values({ session_id: sessionId, token_hash: tokenHash, created_at: now(), expires_at: expiresAt })
+      .execute();
+  }
+
+  /**
+   * Marks an unused, unexpired refresh token as used, atomically: of any number of concurrent
+   * calls with one token, exactly one gets `true`.
+   */
+  async markRefreshTokenUsed(tokenHash: string): Promise<boolean> {
+    const at = now();
+    const result = await this.db
+      .updateTable('refresh_tokens')
+      .set({ used_at: at })
+      .where('token_hash', '=', tokenHash)
+      .where('used_at', 'is', null)
+      .where('expires_at', '>', at)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
+  async findRefreshToken(tokenHash: string): Promise<RefreshTokenRecord | undefined> {
+    const row = await this.db
+      .selectFrom('refresh_tokens')
+      .innerJoin('sessions', 'sessions.id', 'refresh_tokens.session_id')
+      .select([
+        'refresh_tokens.session_id',
+        'refresh_tokens.used_at',
+        'refresh_tokens.expires_at',
+        'sessions.user_id',
+        'sessions.revoked_at',
+      ])
+      .where('refresh_tokens.token_hash', '=', tokenHash)
+      .executeTakeFirst();
+    return (
+      row && {
+        sessionId: row.session_id,
+        userId: row.user_id,
+        usedAt: isoOrNull(row.used_at),
+        expiresAt: iso(row.expires_at),
+        sessionRevokedAt: isoOrNull(row.revoked_at),
+      }
+    );
+  }
+}
