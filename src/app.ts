@@ -90,6 +90,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 /** Every answer that is not a success is JSON {code, message, errors}; nothing internal leaks out. */
 function installErrorHandling(app: FastifyInstance): void {
   // An empty body is an empty object: `POST /api/users/` with no body makes a guest user.
+  // JSON only: a form or text body is refused with 415 rather than half-understood.
+  app.removeContentTypeParser('text/plain');
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     if (body === '') return done(null, {});

@@ -1,0 +1,148 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import type { FastifyInstance } from 'fastify';
+import type { Kysely } from 'kysely';
+import { loadConfig } from '../src/config.js';
+import { openDatabase, type Database } from '../src/db/index.js';
+import { providerEnvFor } from '../src/dev-settings.js';
+import { EmulatorClient, startEmulator, type RunningEmulator } from '../src/emulator/index.js';
+import { startServer } from '../src/server.js';
+import type { Env } from '../src/settings.js';
+
+export const FACEBOOK_APP = { id: 'test-facebook-app', secret: 'test-facebook-secret' };
+export const TWITTER_APP = { key: 'test-twitter-key', secret: 'test-twitter-secret' };
+
+export type DatabaseKind = 'sqlite' | 'postgres';
+
+/** SQLite always; PostgreSQL too when TEST_DATABASE_URL is set (as .ci/run does). */
+export function databaseKinds(): DatabaseKind[] {
+  return process.env.TEST_DATABASE_URL ? ['sqlite', 'postgres'] : ['sqlite'];
+}
+
+/** A fresh, empty database of the kind: a temporary SQLite file, or a new PostgreSQL database. */
+export async function freshDatabase(kind: DatabaseKind): Promise<{ url: string; drop(): Promise<void> }> {
+  if (kind === 'sqlite') {
+    const dir = mkdtempSync(join(tmpdir(), 'social-link-test-'));
+    return { url: `sqlite:${join(dir, 'test.sqlite')}`, drop: async () => rmSync(dir, { recursive: true, force: true }) };
+  }
+  const adminUrl = process.env.TEST_DATABASE_URL;
+  if (!adminUrl) throw new Error('TEST_DATABASE_URL is not set');
+  const name = `social_link_test_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const client = new pg.Client({ connectionString: adminUrl });
+      await client.connect();
+      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await client.end();
+    },
+  };
+}
+
+export interface Stack {
+  /** Base URL of the social-link API, e.g. http://127.0.0.1:43210 */
+  api: string;
+  app: FastifyInstance;
+  db: Kysely<Database>;
+  emulator: EmulatorClient;
+  emulatorUrl: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The real thing, on ephemeral ports: the provider emulator, and the social-link server talking to it
+ * over HTTP, on a fresh database of the given kind.
+ */
+export async function startStack(kind: DatabaseKind, env: Env = {}): Promise<Stack> {
+  const emulatorOptions = {
+    facebook: { apps: { [FACEBOOK_APP.id]: FACEBOOK_APP.secret } },
+    twitter: { consumers: { [TWITTER_APP.key]: TWITTER_APP.secret } },
+  };
+  const emulator: RunningEmulator = await startEmulator(emulatorOptions);
+  const database = await freshDatabase(kind);
+  const appEnv = {
+    SOCIAL_AUTH_FACEBOOK_KEY: FACEBOOK_APP.id,
+    SOCIAL_AUTH_FACEBOOK_SECRET: FACEBOOK_APP.secret,
+    SOCIAL_AUTH_TWITTER_KEY: TWITTER_APP.key,
+    SOCIAL_AUTH_TWITTER_SECRET: TWITTER_APP.secret,
+  };
+  const config = loadConfig({
+    ...providerEnvFor(emulator.url, appEnv),
+    DATABASE_URL: database.url,
+    PORT: '0',
+    LOG_LEVEL: 'silent',
+    SOCIAL_AUTH_PROVIDER_TIMEOUT_MS: '1000',
+    ...env,
+  });
+  const db = openDatabase(config.databaseUrl);
+  const app = await startServer({ config, db });
+  const address = app.server.address();
+  if (!address || typeof address === 'string') throw new Error('server is not listening');
+  return {
+    api: `http://127.0.0.1:${address.port}`,
+    app,
+    db,
+    emulator: new EmulatorClient(emulator.url),
+    emulatorUrl: emulator.url,
+    async close() {
+      await app.close();
+      await db.destroy();
+      await emulator.close();
+      await database.drop();
+    },
+  };
+}
+
+export interface Answer {
+  status: number;
+  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  headers: Headers;
+}
+
+/** One real HTTP request to the API. */
+export async function call(
+  base: string,
+  method: string,
+  path: string,
+  options: { body?: unknown; token?: string; headers?: Record<string, string>; raw?: string } = {},
+): Promise<Answer> {
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.token) headers.authorization = `Bearer ${options.token}`;
+  let body: string | undefined = options.raw;
+  if (options.body !== undefined) {
+    headers['content-type'] ??= 'application/json';
+    body = JSON.stringify(options.body);
+  }
+  const response = await fetch(`${base}${path}`, { method, headers, body });
+  const text = await response.text();
+  let parsed: unknown = text;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    // not JSON: the test sees the raw text
+  }
+  return { status: response.status, body: parsed, headers: response.headers };
+}
+
+/** A new guest user and its tokens. */
+export async function guest(api: string): Promise<{ id: number; username: string; access_token: string; refresh_token: string }> {
+  const answer = await call(api, 'POST', '/api/users/');
+  if (answer.status !== 201) throw new Error(`guest creation answered ${answer.status}`);
+  return answer.body;
+}
+
+/** Asserts the shape every error shares. */
+export function expectError(answer: Answer, status: number, code: string): void {
+  if (answer.status !== status || answer.body?.code !== code || typeof answer.body?.message !== 'string' || answer.body?.errors !== answer.body?.message) {
+    throw new Error(`expected ${status} ${code}, got ${answer.status} ${JSON.stringify(answer.body)}`);
+  }
+}
