@@ -1,0 +1,133 @@
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import { mintFacebookToken, mintFacebookTokenBodySchema, type MintFacebookTokenInput } from './facebook.js';
+import { FAULT_MODES, PROVIDERS, type EmulatorState, type FaultSettings, type Provider } from './state.js';
+import { mintTwitterToken, mintTwitterTokenBodySchema, type MintTwitterTokenInput } from './twitter.js';
+
+// The control API (/_emulator): tests and developers mint tokens, inject faults and read counters.
+
+export interface FaultInput {
+  latency_ms?: number;
+  mode?: FaultSettings['mode'];
+  appsecret_proof?: 'verify' | 'ignore';
+}
+
+const faultBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    latency_ms: { type: 'integer', minimum: 0, maximum: 600_000 },
+    mode: { type: 'string', enum: FAULT_MODES },
+    appsecret_proof: { type: 'string', enum: ['verify', 'ignore'] },
+  },
+} as const;
+
+const providerParamsSchema = {
+  type: 'object',
+  required: ['provider'],
+  properties: { provider: { type: 'string', enum: PROVIDERS } },
+} as const;
+
+const expireBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['access_token'],
+  properties: { access_token: { type: 'string', minLength: 1 } },
+} as const;
+
+const CONTROL_ENDPOINTS = [
+  'GET /_emulator',
+  'POST /_emulator/facebook/tokens',
+  'POST /_emulator/twitter/tokens',
+  'POST /_emulator/tokens/expire',
+  'PUT /_emulator/faults/:provider',
+  'DELETE /_emulator/faults',
+  'GET /_emulator/stats',
+  'POST /_emulator/reset',
+];
+
+function sendInvalidRequest(reply: FastifyReply, message: string): FastifyReply {
+  return reply.code(400).send({ code: 'invalid_request', message });
+}
+
+export function controlRoutes(state: EmulatorState) {
+  return async function controlPlugin(app: FastifyInstance): Promise<void> {
+    // Schema failures, bad JSON and the like are the caller's mistake: answer them in the control API's format.
+    app.setErrorHandler((error: FastifyError, _request, reply) => {
+      if (error.validation || (error.statusCode !== undefined && error.statusCode < 500)) {
+        return sendInvalidRequest(reply, error.message);
+      }
+      return reply.send(error);
+    });
+    // A missing body counts as {}: `curl -X POST .../tokens` mints a token with every default,
+    // and a route that needs fields reports them missing by name.
+    app.addHook('preValidation', async (request) => {
+      request.body ??= {};
+    });
+
+    app.get('/', async (request) => {
+      const origin = `http://${request.headers.host}`;
+      return {
+        name: 'social-link provider emulator',
+        providers: {
+          facebook: { base_url: `${origin}/facebook`, app_ids: [...state.clients.facebook.keys()] },
+          twitter: { base_url: `${origin}/twitter`, consumer_keys: [...state.clients.twitter.keys()] },
+        },
+        control: CONTROL_ENDPOINTS,
+      };
+    });
+
+    app.post<{ Body: MintFacebookTokenInput }>(
+      '/facebook/tokens',
+      { schema: { body: mintFacebookTokenBodySchema } },
+      async (request, reply) => {
+        const input = request.body;
+        const appId = input.app_id ?? state.clients.facebook.keys().next().value;
+        if (appId === undefined) return sendInvalidRequest(reply, 'no Facebook app is configured: pass app_id');
+        return reply.code(201).send(mintFacebookToken(state, appId, input));
+      },
+    );
+
+    app.post<{ Body: MintTwitterTokenInput }>(
+      '/twitter/tokens',
+      { schema: { body: mintTwitterTokenBodySchema } },
+      async (request, reply) => {
+        const input = request.body;
+        const consumerKey = input.consumer_key ?? state.clients.twitter.keys().next().value;
+        if (consumerKey === undefined) return sendInvalidRequest(reply, 'no Twitter consumer is configured: pass consumer_key');
+        return reply.code(201).send(mintTwitterToken(state, consumerKey, input));
+      },
+    );
+
+    app.post<{ Body: { access_token: string } }>('/tokens/expire', { schema: { body: expireBodySchema } }, async (request, reply) => {
+      const token = state.tokens.get(request.body.access_token);
+      if (!token) return reply.code(404).send({ code: 'unknown_token', message: 'no token was issued with this value' });
+      token.expiresAtMs = Date.now();
+      return reply.code(204).send();
+    });
+
+    app.put<{ Params: { provider: Provider }; Body: FaultInput }>(
+      '/faults/:provider',
+      { schema: { params: providerParamsSchema, body: faultBodySchema } },
+      async (request, reply) => {
+        const { provider } = request.params;
+        if (request.body.appsecret_proof !== undefined && provider !== 'facebook') {
+          return sendInvalidRequest(reply, 'appsecret_proof only applies to facebook');
+        }
+        state.faults[provider] = { ...state.faults[provider], ...request.body };
+        return state.faults[provider];
+      },
+    );
+
+    app.delete('/faults', async (_request, reply) => {
+      state.clearFaults();
+      return reply.code(204).send();
+    });
+
+    app.get('/stats', async () => ({ requests: { ...state.requestCounts } }));
+
+    app.post('/reset', async (_request, reply) => {
+      state.reset();
+      return reply.code(204).send();
+    });
+  };
+}

@@ -1,0 +1,90 @@
+export const PROVIDERS = ['facebook', 'twitter'] as const;
+export type Provider = (typeof PROVIDERS)[number];
+
+export const FAULT_MODES = ['none', 'error_500', 'garbage', 'reset', 'hang'] as const;
+export type FaultMode = (typeof FAULT_MODES)[number];
+
+export interface FaultSettings {
+  latency_ms: number;
+  mode: FaultMode;
+  /** Facebook only: whether Graph checks the appsecret_proof parameter. */
+  appsecret_proof?: 'verify' | 'ignore';
+}
+
+export interface IssuedToken {
+  provider: Provider;
+  /** Facebook app id or Twitter consumer key the token was issued to. */
+  clientId: string;
+  userId: string;
+  scopes: string[];
+  issuedAtMs: number;
+  /** null: never expires (Twitter's OAuth 1.0a tokens by default). */
+  expiresAtMs: number | null;
+  /** Twitter's oauth_token_secret. */
+  secret?: string;
+}
+
+export interface FacebookUser {
+  id: string;
+  name: string;
+  first_name: string;
+  last_name: string;
+  email: string;
+}
+
+export interface TwitterUser {
+  id: string;
+  screen_name: string;
+  name: string;
+  email: string;
+  createdAtMs: number;
+}
+
+/** Registered clients per provider: Facebook app id -> app secret, Twitter consumer key -> consumer secret. */
+export type ClientSecrets = Record<Provider, Record<string, string>>;
+
+function defaultFaults(): Record<Provider, FaultSettings> {
+  return {
+    facebook: { latency_ms: 0, mode: 'none', appsecret_proof: 'verify' },
+    twitter: { latency_ms: 0, mode: 'none' },
+  };
+}
+
+export class EmulatorState {
+  readonly clients: Record<Provider, Map<string, string>>;
+  readonly tokens = new Map<string, IssuedToken>();
+  readonly facebookUsers = new Map<string, FacebookUser>();
+  readonly twitterUsers = new Map<string, TwitterUser>();
+  /** OAuth 1.0a nonce key -> when it was first seen (ms), to refuse replays. */
+  readonly seenNonces = new Map<string, number>();
+  faults = defaultFaults();
+  requestCounts: Record<Provider, number> = { facebook: 0, twitter: 0 };
+
+  constructor(private readonly configuredClients: ClientSecrets) {
+    this.clients = {
+      facebook: new Map(Object.entries(configuredClients.facebook)),
+      twitter: new Map(Object.entries(configuredClients.twitter)),
+    };
+  }
+
+  isExpired(token: IssuedToken, nowMs = Date.now()): boolean {
+    return token.expiresAtMs !== null && token.expiresAtMs <= nowMs;
+  }
+
+  clearFaults(): void {
+    this.faults = defaultFaults();
+  }
+
+  /** Back to a fresh start; clients registered on the fly by the control API are forgotten too. */
+  reset(): void {
+    for (const provider of PROVIDERS) {
+      this.clients[provider] = new Map(Object.entries(this.configuredClients[provider]));
+    }
+    this.tokens.clear();
+    this.facebookUsers.clear();
+    this.twitterUsers.clear();
+    this.seenNonces.clear();
+    this.clearFaults();
+    this.requestCounts = { facebook: 0, twitter: 0 };
+  }
+}
