@@ -1,4 +1,5 @@
-export const PROVIDERS = ['facebook', 'twitter'] as const;
+/** Every emulated provider; `oidc` covers every generic OpenID Connect issuer under /oidc/:name. */
+export const PROVIDERS = ['facebook', 'twitter', 'google', 'apple', 'line', 'github', 'oidc'] as const;
 export type Provider = (typeof PROVIDERS)[number];
 
 export const FAULT_MODES = ['none', 'error_500', 'garbage', 'reset', 'hang'] as const;
@@ -41,24 +42,27 @@ export interface TwitterUser {
 }
 
 /** Registered clients per provider: Facebook app id -> app secret, Twitter consumer key -> consumer secret. */
-export type ClientSecrets = Record<Provider, Record<string, string>>;
+export type ClientSecrets = Record<'facebook' | 'twitter', Record<string, string>>;
 
 function defaultFaults(): Record<Provider, FaultSettings> {
-  return {
-    facebook: { latency_ms: 0, mode: 'none', appsecret_proof: 'verify' },
-    twitter: { latency_ms: 0, mode: 'none' },
-  };
+  const faults = Object.fromEntries(PROVIDERS.map((provider) => [provider, { latency_ms: 0, mode: 'none' }])) as Record<Provider, FaultSettings>;
+  faults.facebook.appsecret_proof = 'verify';
+  return faults;
+}
+
+function zeroCounts(): Record<Provider, number> {
+  return Object.fromEntries(PROVIDERS.map((provider) => [provider, 0])) as Record<Provider, number>;
 }
 
 export class EmulatorState {
-  readonly clients: Record<Provider, Map<string, string>>;
+  readonly clients: Record<'facebook' | 'twitter', Map<string, string>>;
   readonly tokens = new Map<string, IssuedToken>();
   readonly facebookUsers = new Map<string, FacebookUser>();
   readonly twitterUsers = new Map<string, TwitterUser>();
   /** OAuth 1.0a nonce key -> when it was first seen (ms), to refuse replays. */
   readonly seenNonces = new Map<string, number>();
   faults = defaultFaults();
-  requestCounts: Record<Provider, number> = { facebook: 0, twitter: 0 };
+  requestCounts = zeroCounts();
 
   constructor(private readonly configuredClients: ClientSecrets) {
     this.clients = {
@@ -77,7 +81,7 @@ export class EmulatorState {
 
   /** Back to a fresh start; clients registered on the fly by the control API are forgotten too. */
   reset(): void {
-    for (const provider of PROVIDERS) {
+    for (const provider of ['facebook', 'twitter'] as const) {
       this.clients[provider] = new Map(Object.entries(this.configuredClients[provider]));
     }
     this.tokens.clear();
@@ -85,6 +89,6 @@ export class EmulatorState {
     this.twitterUsers.clear();
     this.seenNonces.clear();
     this.clearFaults();
-    this.requestCounts = { facebook: 0, twitter: 0 };
+    this.requestCounts = zeroCounts();
   }
 }

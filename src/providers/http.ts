@@ -4,6 +4,7 @@ import { ApiError, ProviderUnavailableError } from '../errors.js';
 export interface JsonResponse {
   status: number;
   body: unknown;
+  headers: Record<string, string | string[] | undefined>;
 }
 
 export interface RequestOptions {
@@ -47,7 +48,7 @@ export class ProviderHttp {
         throw new ProviderUnavailableError(this.provider, `answered HTTP ${response.statusCode}`);
       }
       try {
-        return { status: response.statusCode, body: JSON.parse(text) as unknown };
+        return { status: response.statusCode, body: JSON.parse(text) as unknown, headers: response.headers };
       } catch {
         throw new ProviderUnavailableError(this.provider, `answered HTTP ${response.statusCode} with a body that is not JSON`);
       }

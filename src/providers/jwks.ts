@@ -1,0 +1,92 @@
+import { createLocalJWKSet, errors, type FlattenedJWSInput, type JSONWebKeySet, type JWSHeaderParameters } from 'jose';
+import { ProviderUnavailableError } from '../errors.js';
+import { isObject, type ProviderHttp } from './http.js';
+
+export interface JwksCacheOptions {
+  /** On a token with an unknown `kid`, refetch at most once per this interval (no refetch storm from forged kids). */
+  unknownKidRefetchMs?: number;
+  /** Bounds on how long the provider's Cache-Control max-age keeps the keys fresh. */
+  minMaxAgeMs?: number;
+  maxMaxAgeMs?: number;
+  /** Freshness when the provider sends no max-age. */
+  defaultMaxAgeMs?: number;
+}
+
+type KeyResolver = ReturnType<typeof createLocalJWKSet>;
+
+/**
+ * A provider's published signing keys (JWKS), kept in memory so that verifying an ID token needs no
+ * network call. Keys are refreshed in the background once their Cache-Control max-age has passed
+ * (stale-while-revalidate); during a provider outage the last good keys keep working.
+ */
+export class JwksCache {
+  private resolver: KeyResolver | undefined;
+  private freshUntil = 0;
+  private lastFetchStartedAt = -Infinity;
+  private inflight: Promise<void> | undefined;
+  private readonly options: Required<JwksCacheOptions>;
+
+  constructor(
+    private readonly http: ProviderHttp,
+    readonly url: string,
+    options: JwksCacheOptions = {},
+  ) {
+    this.options = {
+      unknownKidRefetchMs: options.unknownKidRefetchMs ?? 30_000,
+      minMaxAgeMs: options.minMaxAgeMs ?? 60_000,
+      maxMaxAgeMs: options.maxMaxAgeMs ?? 86_400_000,
+      defaultMaxAgeMs: options.defaultMaxAgeMs ?? 3_600_000,
+    };
+  }
+
+  /** A jose key resolver: pass `(header, token) => cache.getKey(header, token)` to jwtVerify. */
+  getKey = async (header: JWSHeaderParameters, token: FlattenedJWSInput) => {
+    if (!this.resolver) await this.refresh();
+    else if (Date.now() > this.freshUntil) this.refresh().catch(() => {}); // in the background; old keys meanwhile
+    try {
+      return await this.resolver!(header, token);
+    } catch (error) {
+      const unknownKey = error instanceof errors.JWKSNoMatchingKey;
+      if (!unknownKey || Date.now() - this.lastFetchStartedAt < this.options.unknownKidRefetchMs) throw error;
+      // Maybe the provider rotated its keys: look once, then answer.
+      await this.refresh().catch(() => {});
+      return this.resolver!(header, token);
+    }
+  };
+
+  /** Fetches the keys now (deduplicated); on failure keeps the previous keys, and throws only when it has none. */
+  refresh(): Promise<void> {
+    this.inflight ??= this.fetchKeys().finally(() => (this.inflight = undefined));
+    return this.inflight;
+  }
+
+  /** Starts a fetch without waiting, so the first sign-in does not pay for it. */
+  warmUp(): void {
+    this.refresh().catch(() => {});
+  }
+
+  private async fetchKeys(): Promise<void> {
+    this.lastFetchStartedAt = Date.now();
+    try {
+      const { status, body, headers } = await this.http.json(this.url);
+      if (status !== 200 || !isObject(body) || !Array.isArray(body.keys)) {
+        throw new ProviderUnavailableError(this.http.provider, `answered its JWKS with HTTP ${status} and no key set`);
+      }
+      this.resolver = createLocalJWKSet(body as unknown as JSONWebKeySet);
+      this.freshUntil = Date.now() + this.maxAge(headers['cache-control']);
+    } catch (error) {
+      if (this.resolver) {
+        // Outage: keep serving the keys we have; try again after the unknown-kid interval.
+        this.freshUntil = Date.now() + this.options.unknownKidRefetchMs;
+        return;
+      }
+      throw error;
+    }
+  }
+
+  private maxAge(cacheControl: string | string[] | undefined): number {
+    const match = /(?:^|[,\s])max-age=(\d+)/i.exec(String(cacheControl ?? ''));
+    const ms = match ? Number(match[1]) * 1000 : this.options.defaultMaxAgeMs;
+    return Math.min(Math.max(ms, this.options.minMaxAgeMs), this.options.maxMaxAgeMs);
+  }
+}
