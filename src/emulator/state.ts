@@ -62,6 +62,8 @@ export class EmulatorState {
   /** OAuth 1.0a nonce key -> when it was first seen (ms), to refuse replays. */
   readonly seenNonces = new Map<string, number>();
   faults = defaultFaults();
+  /** Providers that keep state of their own (in their own module) register how to clear it on reset. */
+  readonly onReset: Array<() => void> = [];
   requestCounts = zeroCounts();
 
   constructor(private readonly configuredClients: ClientSecrets) {
@@ -90,5 +92,6 @@ export class EmulatorState {
     this.seenNonces.clear();
     this.clearFaults();
     this.requestCounts = zeroCounts();
+    for (const resetProvider of this.onReset) resetProvider();
   }
 }
