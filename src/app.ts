@@ -5,7 +5,9 @@ import type { Kysely } from 'kysely';
 import type { Config } from './config.js';
 import { openDatabase, type Database } from './db/index.js';
 import { ApiError } from './errors.js';
-import { loadSigningKeys, type SigningKeys } from './auth/keys.js';
+import { devSecret, loadSigningKeys, type SigningKeys } from './auth/keys.js';
+import { SecretBox } from './auth/secret-box.js';
+import { join } from 'node:path';
 import { TokenService } from './auth/tokens.js';
 import { defaultPipeline, type PipelineStep } from './pipeline.js';
 import type { Provider } from './providers/types.js';
@@ -19,8 +21,8 @@ export interface AppOptions {
   /** An open database; by default one is opened from config.databaseUrl (and closed with the app). */
   db?: Kysely<Database>;
   signingKeys?: SigningKeys;
-  /** Where dev mode keeps its generated signing keys when none are configured. */
-  devKeyFile?: string;
+  /** Where dev mode keeps the signing and encryption keys it generates when none are configured. */
+  devSecretsDir?: string;
   pipeline?: readonly PipelineStep[];
   logger?: FastifyServerOptions['logger'];
 }
@@ -43,9 +45,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   const db = options.db ?? openDatabase(config.databaseUrl);
+  const dev = options.devSecretsDir;
   const signingKeys =
     options.signingKeys ??
-    (await loadSigningKeys({ signingKeys: config.signingKeys, signingKeysFile: config.signingKeysFile, devKeyFile: options.devKeyFile }));
+    (await loadSigningKeys({
+      signingKeys: config.signingKeys,
+      signingKeysFile: config.signingKeysFile,
+      devKeyFile: dev && join(dev, 'dev-signing-keys.json'),
+    }));
+  const secrets = SecretBox.fromSetting(config.encryptionKeys ?? devSecret(dev && join(dev, 'dev-encryption-key'), SecretBox.generateKey));
   const providers = new Map<string, Provider>();
   const closers: Array<() => Promise<void>> = [];
   for (const enabled of config.providers) {
@@ -53,6 +61,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     providers.set(enabled.name, provider);
     closers.push(() => http.close());
   }
+  app.addHook('onReady', async () => {
+    for (const provider of providers.values()) provider.warmUp?.();
+  });
   app.addHook('onClose', async () => {
     await Promise.all(closers.map((close) => close()));
     if (!options.db) await db.destroy();
@@ -81,7 +92,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  const services = { config, storage, tokens, signingKeys, providers, pipeline: options.pipeline ?? defaultPipeline };
+  const services = { config, storage, tokens, signingKeys, secrets, providers, pipeline: options.pipeline ?? defaultPipeline };
   accountRoutes(app, services);
   socialRoutes(app, services);
   return app;

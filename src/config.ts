@@ -1,5 +1,6 @@
 import { ConfigError, Settings, type Env } from './settings.js';
 import { loadProviderConfigs, type ProviderConfigs } from './providers/index.js';
+import { SecretBox } from './auth/secret-box.js';
 
 export interface Config {
   production: boolean;
@@ -16,6 +17,8 @@ export interface Config {
   /** Private JWK set (JSON) that signs our access tokens; see README "Signing keys". */
   signingKeys?: string;
   signingKeysFile?: string;
+  /** Comma-separated base64 AES-256 keys that seal provider tokens at rest; newest first. */
+  encryptionKeys?: string;
   providerTimeoutMs: number;
   providers: ProviderConfigs;
 }
@@ -41,6 +44,7 @@ export function loadConfig(env: Env = process.env): Config {
     refreshTokenTtlSeconds: settings.int('SOCIAL_LINK_REFRESH_TOKEN_TTL', 30 * 86_400, { min: 60 }),
     signingKeys: settings.string('SOCIAL_LINK_SIGNING_KEYS'),
     signingKeysFile: settings.string('SOCIAL_LINK_SIGNING_KEYS_FILE'),
+    encryptionKeys: settings.string('SOCIAL_LINK_ENCRYPTION_KEYS'),
     providerTimeoutMs: settings.int('SOCIAL_AUTH_PROVIDER_TIMEOUT_MS', 5000, { min: 100, max: 60_000 }),
     providers: loadProviderConfigs(settings),
   };
@@ -54,5 +58,12 @@ export function loadConfig(env: Env = process.env): Config {
         '(generate one with: social-link keys generate)',
     );
   }
+  if (config.production && settings.string('SOCIAL_AUTH_APPLE_TEAM_ID') && !config.encryptionKeys) {
+    throw new ConfigError(
+      'SOCIAL_LINK_ENCRYPTION_KEYS must be set in production to keep Sign in with Apple refresh tokens ' +
+        '(generate one with: openssl rand -base64 32)',
+    );
+  }
+  if (config.encryptionKeys) SecretBox.fromSetting(config.encryptionKeys); // fail at start-up, naming the variable
   return config;
 }

@@ -15,7 +15,7 @@ async function main(): Promise<void> {
   const emulatorPort = Number(process.env.EMULATOR_PORT ?? 9000);
   const emulator = await startEmulator({ ...emulatorOptionsFromEnv(process.env), port: emulatorPort });
   const config = loadConfig({ ...process.env, ...providerEnvFor(emulator.url, process.env) });
-  const app = await startServer({ config, devKeyFile: './data/dev-signing-keys.json', onClose: () => emulator.close() });
+  const app = await startServer({ config, devSecretsDir: './data', onClose: () => emulator.close() });
 
   const api = `http://${config.host}:${config.port}`;
   const line = '!'.repeat(78);

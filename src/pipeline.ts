@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { ApiError } from './errors.js';
 import type { Association, Storage, User } from './storage.js';
 import type { SocialIdentity } from './providers/types.js';
+import type { SecretBox } from './auth/secret-box.js';
 
 /**
  * The social pipeline, after python-social-auth's: the provider module has already done
@@ -18,6 +19,8 @@ export interface PipelineContext {
   readonly identity: SocialIdentity;
   readonly storage: Storage;
   readonly options: { createUser: boolean };
+  /** Seals provider tokens (identity.tokens) before they are stored. */
+  readonly secrets: SecretBox;
   user?: User;
   association?: Association;
   /** Whether this run created the user, and whether it created the link. */
@@ -57,6 +60,7 @@ export const associateUser: PipelineStep = async (context) => {
     context.provider,
     context.identity.uid,
     context.identity.extraData,
+    sealedTokens(context),
   );
   if (!association) throw new AssociationRaceError();
   context.association = association;
@@ -66,11 +70,18 @@ export const associateUser: PipelineStep = async (context) => {
 /** Keep the provider's latest profile and token facts on the link. */
 export const loadExtraData: PipelineStep = async (context) => {
   if (!context.association || context.isNewAssociation) return;
-  await context.storage.updateExtraData(context.association.id, context.identity.extraData);
+  await context.storage.updateExtraData(context.association.id, context.identity.extraData, sealedTokens(context));
   context.association = { ...context.association, extraData: context.identity.extraData };
 };
 
 export const defaultPipeline: readonly PipelineStep[] = [authAllowed, socialUser, createUser, associateUser, loadExtraData];
+
+/** The provider tokens to keep, sealed and bound to this (provider, uid); null when there are none. */
+function sealedTokens(context: PipelineContext): string | null {
+  const tokens = context.identity.tokens;
+  if (!tokens || Object.keys(tokens).length === 0) return null;
+  return context.secrets.seal(JSON.stringify(tokens), `${context.provider}:${context.identity.uid}`);
+}
 
 /** Another request linked the same social account between our read and our insert. */
 export class AssociationRaceError extends Error {}

@@ -4,6 +4,7 @@ import type { PipelineStep } from './pipeline.js';
 import type { Provider } from './providers/types.js';
 import type { Storage } from './storage.js';
 import type { SigningKeys } from './auth/keys.js';
+import type { SecretBox } from './auth/secret-box.js';
 
 /** What the routes need, built once at start-up. */
 export interface Services {
@@ -11,6 +12,7 @@ export interface Services {
   storage: Storage;
   tokens: TokenService;
   signingKeys: SigningKeys;
+  secrets: SecretBox;
   providers: ReadonlyMap<string, Provider>;
   pipeline: readonly PipelineStep[];
 }

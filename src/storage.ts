@@ -17,6 +17,8 @@ export interface Association {
   provider: string;
   uid: string;
   extraData: Record<string, unknown>;
+  /** Sealed provider tokens, or null. */
+  sealedTokens: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -53,6 +55,7 @@ function toAssociation(row: Selectable<Database['social_associations']>): Associ
     provider: row.provider,
     uid: row.uid,
     extraData: (extra ?? {}) as Record<string, unknown>,
+    sealedTokens: row.provider_tokens,
     createdAt: iso(row.created_at),
     updatedAt: iso(row.updated_at),
   };
@@ -133,33 +136,37 @@ export class Storage {
     provider: string,
     uid: string,
     extraData: Record<string, unknown>,
+    sealedTokens: string | null,
   ): Promise<Association | undefined> {
     const at = now();
     const row = await this.db
       .insertInto('social_associations')
-      .values({ user_id: userId, provider, uid, extra_data: JSON.stringify(extraData), created_at: at, updated_at: at })
+      .values({ user_id: userId, provider, uid, extra_data: JSON.stringify(extraData), provider_tokens: sealedTokens, created_at: at, updated_at: at })
       .onConflict((conflict) => conflict.columns(['provider', 'uid']).doNothing())
       .returningAll()
       .executeTakeFirst();
     return row && toAssociation(row);
   }
 
-  async updateExtraData(associationId: number, extraData: Record<string, unknown>): Promise<void> {
+  /** New extra data; new sealed tokens too when the provider gave new ones (else the old ones stay). */
+  async updateExtraData(associationId: number, extraData: Record<string, unknown>, sealedTokens: string | null): Promise<void> {
     await this.db
       .updateTable('social_associations')
-      .set({ extra_data: JSON.stringify(extraData), updated_at: now() })
+      .set({ extra_data: JSON.stringify(extraData), updated_at: now(), ...(sealedTokens === null ? {} : { provider_tokens: sealedTokens }) })
       .where('id', '=', associationId)
       .execute();
   }
 
-  async deleteAssociation(userId: number, provider: string, uid: string): Promise<boolean> {
-    const result = await this.db
+  /** Removes the link and answers it (with its sealed tokens, to revoke them), or undefined. */
+  async deleteAssociation(userId: number, provider: string, uid: string): Promise<Association | undefined> {
+    const row = await this.db
       .deleteFrom('social_associations')
       .where('user_id', '=', userId)
       .where('provider', '=', provider)
       .where('uid', '=', uid)
+      .returningAll()
       .executeTakeFirst();
-    return result.numDeletedRows > 0n;
+    return row && toAssociation(row);
   }
 
   // Sessions and refresh tokens

@@ -62,10 +62,19 @@ export async function loadSigningKeys(options: {
     }
     return parseSigningKeys(json, 'SOCIAL_LINK_SIGNING_KEYS_FILE');
   }
-  if (!options.devKeyFile) return parseSigningKeys(await generateSigningKeySet(), 'generated keys');
-  if (!existsSync(options.devKeyFile)) {
-    mkdirSync(dirname(options.devKeyFile), { recursive: true });
-    writeFileSync(options.devKeyFile, await generateSigningKeySet(), { mode: 0o600 });
+  const generated = await generateSigningKeySet();
+  return parseSigningKeys(devSecret(options.devKeyFile, () => generated), options.devKeyFile ?? 'generated keys');
+}
+
+/**
+ * A secret generated outside production when none is configured: kept in `file` (owner-only) so it
+ * survives restarts, or only in memory when there is no file (tests).
+ */
+export function devSecret(file: string | undefined, generate: () => string): string {
+  if (!file) return generate();
+  if (!existsSync(file)) {
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, generate(), { mode: 0o600 });
   }
-  return parseSigningKeys(readFileSync(options.devKeyFile, 'utf8'), options.devKeyFile);
+  return readFileSync(file, 'utf8').trim();
 }

@@ -74,6 +74,16 @@ const migrations: Record<string, Migration> = {
   },
 };
 
+migrations['0002_provider_tokens'] = {
+  // Provider tokens kept to revoke them at unlink (Sign in with Apple), sealed with AES-256-GCM.
+  async up(db) {
+    await db.schema.alterTable('social_associations').addColumn('provider_tokens', 'text').execute();
+  },
+  async down(db) {
+    await db.schema.alterTable('social_associations').dropColumn('provider_tokens').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

@@ -21,6 +21,8 @@ export interface SocialAssociationsTable {
   provider: string;
   uid: string;
   extra_data: Json;
+  /** Sealed (AES-256-GCM) JSON of provider tokens kept for revocation; never sent to clients. */
+  provider_tokens: string | null;
   created_at: Timestamp;
   updated_at: Timestamp;
 }

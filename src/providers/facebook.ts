@@ -2,14 +2,18 @@ import { createHmac } from 'node:crypto';
 import { ConfigError } from '../settings.js';
 import { InvalidTokenError, ProviderUnavailableError } from '../errors.js';
 import { isObject, stringField, type JsonResponse } from './http.js';
-import { requireField } from './fields.js';
-import type { ProviderModule } from './types.js';
+import { requireOneOf } from './fields.js';
+import { claimString, verifyIdToken, type IdTokenPolicy } from './id-token.js';
+import { JwksCache } from './jwks.js';
+import type { ProviderModule, SocialIdentity } from './types.js';
 
 export interface FacebookConfig {
   appId: string;
   appSecret: string;
   apiUrl: string;
   apiVersion: string;
+  /** Keys of Limited Login's OpenID Connect tokens. */
+  limitedJwksUrl: string;
 }
 
 /**
@@ -37,17 +41,23 @@ export const facebook: ProviderModule<FacebookConfig> = {
       appSecret,
       apiUrl: settings.url('SOCIAL_AUTH_FACEBOOK_API_URL', 'https://graph.facebook.com'),
       apiVersion: version,
+      limitedJwksUrl: settings.url('SOCIAL_AUTH_FACEBOOK_LIMITED_JWKS_URL', 'https://limited.facebook.com/.well-known/oauth/openid/jwks/'),
     };
   },
 
   create(config, { http }) {
     const graph = `${config.apiUrl}/${config.apiVersion}`;
     const appAccessToken = `${config.appId}|${config.appSecret}`;
+    const jwks = new JwksCache(http, config.limitedJwksUrl);
+    const limitedLogin: IdTokenPolicy = { jwks, issuers: ['https://www.facebook.com'], audiences: [config.appId], algorithms: ['RS256'] };
 
     return {
       name: 'facebook',
       async verify(input) {
-        const token = requireField(input, 'access_token', 'facebook');
+        if (requireOneOf(input, ['access_token', 'id_token'], 'facebook') === 'id_token') {
+          return limitedLoginIdentity(await verifyIdToken(input.id_token!, limitedLogin, input.nonce));
+        }
+        const token = input.access_token!;
         const proof = createHmac('sha256', config.appSecret).update(token).digest('hex');
         const me = new URLSearchParams({ fields: 'id,name,email,first_name,last_name', access_token: token, appsecret_proof: proof });
         const debug = new URLSearchParams({ input_token: token, access_token: appAccessToken });
@@ -117,4 +127,14 @@ function readDebugToken({ status, body }: JsonResponse): Record<string, unknown>
     throw new ProviderUnavailableError('facebook', 'refused the app credentials (check SOCIAL_AUTH_FACEBOOK_KEY and _SECRET)');
   }
   throw new ProviderUnavailableError('facebook', `answered debug_token with HTTP ${status} and an unexpected body`);
+}
+
+function limitedLoginIdentity(claims: Record<string, unknown>): SocialIdentity {
+  const name = claimString(claims, 'name');
+  const email = claimString(claims, 'email');
+  return {
+    uid: String(claims.sub),
+    details: { username: name, email, fullname: name, first_name: claimString(claims, 'given_name'), last_name: claimString(claims, 'family_name') },
+    extraData: { id: claims.sub, name: name ?? null, email: email ?? null, expires_at: typeof claims.exp === 'number' ? claims.exp : null, limited_login: true },
+  };
 }

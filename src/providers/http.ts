@@ -35,6 +35,20 @@ export class ProviderHttp {
 
   /** Calls the provider and parses its JSON answer; 5xx, 429, non-JSON and network errors become 502. */
   async json(url: string, options: RequestOptions = {}): Promise<JsonResponse> {
+    const { status, text, headers } = await this.call(url, options);
+    try {
+      return { status, body: JSON.parse(text) as unknown, headers };
+    } catch {
+      throw new ProviderUnavailableError(this.provider, `answered HTTP ${status} with a body that is not JSON`);
+    }
+  }
+
+  /** Calls the provider for its status alone (endpoints that answer an empty body). */
+  async send(url: string, options: RequestOptions = {}): Promise<number> {
+    return (await this.call(url, options)).status;
+  }
+
+  private async call(url: string, options: RequestOptions) {
     try {
       const response = await request(url, {
         method: options.method ?? 'GET',
@@ -47,11 +61,7 @@ export class ProviderHttp {
       if (response.statusCode >= 500 || response.statusCode === 429) {
         throw new ProviderUnavailableError(this.provider, `answered HTTP ${response.statusCode}`);
       }
-      try {
-        return { status: response.statusCode, body: JSON.parse(text) as unknown, headers: response.headers };
-      } catch {
-        throw new ProviderUnavailableError(this.provider, `answered HTTP ${response.statusCode} with a body that is not JSON`);
-      }
+      return { status: response.statusCode, text, headers: response.headers };
     } catch (error) {
       if (error instanceof ApiError) throw error;
       throw new ProviderUnavailableError(this.provider, describeNetworkError(error, this.timeoutMs));

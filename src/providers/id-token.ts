@@ -62,3 +62,9 @@ function reasonFor(error: unknown): string {
   if (error instanceof errors.JWKSMultipleMatchingKeys) return 'the ID token key is ambiguous';
   return 'the ID token is malformed';
 }
+
+/** A string claim, or undefined: claims are untrusted JSON even when signed. */
+export function claimString(claims: Record<string, unknown>, name: string): string | undefined {
+  const value = claims[name];
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}

@@ -1,12 +1,17 @@
 import type { Settings } from '../settings.js';
 import { ProviderHttp } from './http.js';
+import { apple } from './apple.js';
 import { facebook } from './facebook.js';
+import { github } from './github.js';
+import { google } from './google.js';
+import { line } from './line.js';
+import { configureOidcProviders, createOidcProvider } from './oidc.js';
 import { twitter } from './twitter.js';
 import type { Provider, ProviderModule } from './types.js';
 
 /** Every provider module social-link ships. Adding a provider = one module here, no route change. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const providerModules: ReadonlyArray<ProviderModule<any>> = [facebook, twitter];
+export const providerModules: ReadonlyArray<ProviderModule<any>> = [facebook, twitter, google, apple, line, github];
 
 /** A provider whose settings are present, ready to be built. */
 export interface EnabledProvider {
@@ -26,6 +31,16 @@ export function loadProviderConfigs(settings: Settings): ProviderConfigs {
       create(timeoutMs) {
         const http = new ProviderHttp(module.name, timeoutMs);
         return { provider: module.create(config, { http }), http };
+      },
+    });
+  }
+  for (const config of configureOidcProviders(settings)) {
+    const name = `oidc:${config.name}`;
+    enabled.push({
+      name,
+      create(timeoutMs) {
+        const http = new ProviderHttp(name, timeoutMs);
+        return { provider: createOidcProvider(config, http), http };
       },
     });
   }

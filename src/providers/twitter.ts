@@ -1,19 +1,26 @@
 import { ConfigError } from '../settings.js';
-import { InvalidTokenError, ProviderUnavailableError } from '../errors.js';
+import { InvalidTokenError, ProviderUnavailableError, invalidRequest } from '../errors.js';
 import { isObject, stringField } from './http.js';
 import { requireField } from './fields.js';
 import { authorizationHeader } from './oauth1.js';
-import type { ProviderModule } from './types.js';
+import type { ProviderModule, SocialIdentity } from './types.js';
 
 export interface TwitterConfig {
   consumerKey: string;
   consumerSecret: string;
   apiUrl: string;
+  /** Accept OAuth 2 user tokens (no secret)? Off by default: see the comment below. */
+  acceptOAuth2Tokens: boolean;
 }
 
 /**
  * Twitter / X with an OAuth 1.0a user token and secret from the native SDK. The request is signed
  * with OUR consumer key and secret, so X itself refuses a token issued to another app (error 89).
+ *
+ * OAuth 2 user tokens (`access_token` alone) are read with GET /2/users/me, whose id is the same as
+ * the OAuth 1.0a id_str, so both kinds of token find the same link. But X offers no way to learn
+ * which app an OAuth 2 token was issued to: a token another app obtained from the user would be
+ * accepted. So they are refused unless the operator opts in with SOCIAL_AUTH_TWITTER_ACCEPT_OAUTH2_TOKENS.
  */
 export const twitter: ProviderModule<TwitterConfig> = {
   name: 'twitter',
@@ -25,17 +32,42 @@ export const twitter: ProviderModule<TwitterConfig> = {
     if (!consumerKey || !consumerSecret) {
       throw new ConfigError('SOCIAL_AUTH_TWITTER_KEY and SOCIAL_AUTH_TWITTER_SECRET must be set together');
     }
-    return { consumerKey, consumerSecret, apiUrl: settings.url('SOCIAL_AUTH_TWITTER_API_URL', 'https://api.twitter.com') };
+    return {
+      consumerKey,
+      consumerSecret,
+      apiUrl: settings.url('SOCIAL_AUTH_TWITTER_API_URL', 'https://api.twitter.com'),
+      acceptOAuth2Tokens: settings.bool('SOCIAL_AUTH_TWITTER_ACCEPT_OAUTH2_TOKENS', false),
+    };
   },
 
   create(config, { http }) {
     const verifyCredentials = `${config.apiUrl}/1.1/account/verify_credentials.json?include_email=true&skip_status=true`;
+    const usersMe = `${config.apiUrl}/2/users/me`;
+
+    async function oauth2Identity(token: string): Promise<SocialIdentity> {
+      const { status, body } = await http.json(usersMe, { headers: { authorization: `Bearer ${token}` } });
+      if (status === 401 || status === 403) throw new InvalidTokenError('the token is invalid or expired');
+      const data = isObject(body) && isObject(body.data) ? body.data : undefined;
+      const uid = data && stringField(data, 'id');
+      if (status !== 200 || !data || !uid) throw new ProviderUnavailableError('twitter', `answered /2/users/me with HTTP ${status} and no user id`);
+      return {
+        uid,
+        details: { username: stringField(data, 'username'), fullname: stringField(data, 'name') },
+        extraData: { id: uid, screen_name: stringField(data, 'username') ?? null, name: stringField(data, 'name') ?? null, email: null },
+      };
+    }
 
     return {
       name: 'twitter',
       async verify(input) {
         const token = requireField(input, 'access_token', 'twitter');
-        const tokenSecret = requireField(input, 'access_token_secret', 'twitter');
+        if (!input.access_token_secret) {
+          if (!config.acceptOAuth2Tokens) {
+            throw invalidRequest('access_token_secret is required for twitter (OAuth 2 tokens are off: see SOCIAL_AUTH_TWITTER_ACCEPT_OAUTH2_TOKENS)');
+          }
+          return oauth2Identity(token);
+        }
+        const tokenSecret = input.access_token_secret;
         const { status, body } = await http.json(verifyCredentials, {
           headers: {
             authorization: authorizationHeader('GET', verifyCredentials, {

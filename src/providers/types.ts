@@ -7,6 +7,8 @@ export interface TokenInput {
   access_token_secret?: string;
   id_token?: string;
   nonce?: string;
+  /** An authorization code (Sign in with Apple), exchanged by the server with its client secret. */
+  code?: string;
 }
 
 /** Who the token belongs to, as proved by the provider. */
@@ -15,8 +17,10 @@ export interface SocialIdentity {
   uid: string;
   /** Profile details, for display and for creating a user. */
   details: { username?: string; email?: string; fullname?: string; first_name?: string; last_name?: string };
-  /** Stored with the association: profile and token facts (never the token itself). */
+  /** Stored with the association and shown to its user: profile and token facts (never a token). */
   extraData: Record<string, unknown>;
+  /** Provider tokens kept to revoke them later (never shown; see Provider.revoke). */
+  tokens?: Record<string, string>;
 }
 
 export interface Provider {
@@ -26,6 +30,10 @@ export interface Provider {
    * Throws InvalidTokenError (400), ProviderUnavailableError (502) or an invalid_request ApiError.
    */
   verify(input: TokenInput): Promise<SocialIdentity>;
+  /** Starts fetching what verification needs (JWKS, discovery) so the first sign-in does not wait. */
+  warmUp?(): void;
+  /** Revokes the provider tokens kept for a link that is removed (Sign in with Apple requires it). */
+  revoke?(tokens: Record<string, string>): Promise<void>;
 }
 
 export interface ProviderContext {

@@ -47,14 +47,15 @@ export const socialTokenBody = {
     access_token: { type: 'string', minLength: 1, maxLength: 8192, description: 'OAuth 2 access token, or OAuth 1.0a token (Twitter)' },
     access_token_secret: { type: 'string', minLength: 1, maxLength: 1024, description: 'OAuth 1.0a token secret (Twitter)' },
     id_token: { type: 'string', minLength: 1, maxLength: 16384, description: 'OpenID Connect ID token' },
-    nonce: { type: 'string', minLength: 1, maxLength: 1024, description: 'The nonce the app sent to the provider' },
+    nonce: { type: 'string', minLength: 1, maxLength: 1024, description: 'The raw nonce the app generated for the sign-in' },
+    code: { type: 'string', minLength: 1, maxLength: 2048, description: 'Authorization code (Sign in with Apple)' },
   },
   additionalProperties: false,
 } as const;
 
 export const providerParam = {
   type: 'object',
-  properties: { provider: { type: 'string', minLength: 1, maxLength: 64 } },
+  properties: { provider: { type: 'string', minLength: 1, maxLength: 64, examples: ['facebook', 'twitter', 'google', 'apple', 'line', 'github', 'oidc:keycloak'] } },
   required: ['provider'],
 } as const;
 

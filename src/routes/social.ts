@@ -3,6 +3,7 @@ import { ApiError, unknownProvider } from '../errors.js';
 import { runPipeline } from '../pipeline.js';
 import type { TokenInput } from '../providers/types.js';
 import type { Services } from '../services.js';
+import type { Association } from '../storage.js';
 import { associationBody } from './accounts.js';
 import { bearer, errors, providerParam, socialTokenBody } from './schemas.js';
 
@@ -10,12 +11,23 @@ type SocialRequest = { Params: { provider: string }; Body: TokenInput };
 
 /** Link a social account, sign in with one, list and unlink them. No route knows any provider. */
 export function socialRoutes(app: FastifyInstance, services: Services): void {
-  const { storage, tokens, providers, pipeline, config } = services;
+  const { storage, tokens, providers, pipeline, config, secrets } = services;
 
   const providerOf = (name: string) => {
     const provider = providers.get(name);
     if (!provider) throw unknownProvider(name);
     return provider;
+  };
+
+  /** Unlinking revokes what the provider let us keep; a failure is logged, never blocks the unlink. */
+  const revokeProviderTokens = async (link: Association | undefined) => {
+    const provider = link?.sealedTokens ? providers.get(link.provider) : undefined;
+    if (!link?.sealedTokens || !provider?.revoke) return;
+    const opened = secrets.open(link.sealedTokens, `${link.provider}:${link.uid}`);
+    if (!opened) return app.log.warn({ provider: link.provider }, 'kept provider tokens could not be decrypted; not revoked');
+    await provider.revoke(JSON.parse(opened) as Record<string, string>).catch((error: unknown) =>
+      app.log.warn({ provider: link.provider, reason: (error as Error).message }, 'revoking provider tokens failed'),
+    );
   };
 
   app.post<SocialRequest>(
@@ -56,6 +68,7 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
         identity,
         user,
         options: { createUser: false },
+        secrets,
       });
       request.log.info({ provider: provider.name, uid: identity.uid, userId: user.id, created: result.isNewAssociation }, 'associated');
       return { success: true, association: { provider: provider.name, uid: identity.uid, created: result.isNewAssociation } };
@@ -87,6 +100,7 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
         provider: provider.name,
         identity,
         options: { createUser: config.createUser },
+        secrets,
       });
       const user = result.user;
       if (!user) throw new ApiError(404, 'user_not_found', 'User Not Found');
@@ -132,7 +146,7 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
     async (request, reply) => {
       const claims = await tokens.authenticate(storage, request.headers.authorization);
       const { provider, uid } = request.params;
-      await storage.transaction(async (trx) => {
+      const removed = await storage.transaction(async (trx) => {
         // The lock makes concurrent unlinks of one user's last two links take turns.
         const user = await trx.lockUser(claims.userId);
         const links = await trx.listAssociations(claims.userId);
@@ -142,8 +156,9 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
         if (!user.hasPassword && links.length === 1) {
           throw new ApiError(409, 'last_login_method', 'This is the last way to sign in to this user; set a password or link another account first');
         }
-        await trx.deleteAssociation(claims.userId, provider, uid);
+        return trx.deleteAssociation(claims.userId, provider, uid);
       });
+      await revokeProviderTokens(removed);
       return reply.code(204).send();
     },
   );

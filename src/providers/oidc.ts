@@ -1,0 +1,93 @@
+import { ConfigError, type Settings } from '../settings.js';
+import { ProviderUnavailableError } from '../errors.js';
+import { claimString, verifyIdToken, type IdTokenPolicy } from './id-token.js';
+import { JwksCache } from './jwks.js';
+import { isObject, stringField, type ProviderHttp } from './http.js';
+import { requireField } from './fields.js';
+import type { Provider } from './types.js';
+
+export interface OidcConfig {
+  /** The provider is `oidc:<name>` in the API paths. */
+  name: string;
+  /** Compared exactly with the discovery document's and the tokens' `iss`. */
+  issuer: string;
+  clientIds: string[];
+  algorithms: string[];
+}
+
+const ASYMMETRIC = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']);
+
+/**
+ * Any OpenID Connect provider (Microsoft, Kakao, Auth0, Keycloak…), configured without code:
+ *   SOCIAL_AUTH_OIDC_<NAME>_ISSUER=https://login.example.com
+ *   SOCIAL_AUTH_OIDC_<NAME>_KEY=client-id[,other-client-id]
+ *   SOCIAL_AUTH_OIDC_<NAME>_ALGORITHMS=RS256   (optional; asymmetric algorithms only)
+ */
+export function configureOidcProviders(settings: Settings): OidcConfig[] {
+  const configs: OidcConfig[] = [];
+  for (const variable of Object.keys(settings.env).sort()) {
+    const match = /^SOCIAL_AUTH_OIDC_([A-Z0-9_]+)_ISSUER$/.exec(variable);
+    if (!match) continue;
+    const prefix = `SOCIAL_AUTH_OIDC_${match[1]}`;
+    const issuer = settings.string(variable);
+    if (!issuer) continue;
+    if (!/^https?:\/\/[^\s]+$/.test(issuer)) throw new ConfigError(`${variable} must be the issuer URL, got "${issuer}"`);
+    const clientIds = settings.list(`${prefix}_KEY`);
+    if (clientIds.length === 0) throw new ConfigError(`${prefix}_KEY must list the client ids of ${variable}`);
+    const algorithms = settings.list(`${prefix}_ALGORITHMS`);
+    for (const alg of algorithms) {
+      if (!ASYMMETRIC.has(alg)) throw new ConfigError(`${prefix}_ALGORITHMS: "${alg}" is not an allowed asymmetric algorithm`);
+    }
+    configs.push({ name: match[1]!.toLowerCase(), issuer, clientIds, algorithms: algorithms.length ? algorithms : ['RS256'] });
+  }
+  return configs;
+}
+
+/** Verifies ID tokens with the keys named by the issuer's discovery document, fetched once and cached. */
+export function createOidcProvider(config: OidcConfig, http: ProviderHttp): Provider {
+  const name = `oidc:${config.name}`;
+  let policy: Promise<IdTokenPolicy> | undefined;
+
+  const discover = async (): Promise<IdTokenPolicy> => {
+    const url = `${config.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
+    const { status, body } = await http.json(url);
+    const jwksUri = isObject(body) ? stringField(body, 'jwks_uri') : undefined;
+    if (status !== 200 || !isObject(body) || !jwksUri || !/^https?:\/\//.test(jwksUri)) {
+      throw new ProviderUnavailableError(name, `answered its discovery document with HTTP ${status} and no jwks_uri`);
+    }
+    if (body.issuer !== config.issuer) {
+      throw new ProviderUnavailableError(name, 'its discovery document names another issuer than configured');
+    }
+    return { jwks: new JwksCache(http, jwksUri), issuers: [config.issuer], audiences: config.clientIds, algorithms: config.algorithms };
+  };
+  // A failed discovery is retried by the next request instead of being remembered.
+  const getPolicy = () => (policy ??= discover().catch((error: unknown) => {
+    policy = undefined;
+    throw error;
+  }));
+
+  return {
+    name,
+    warmUp() {
+      getPolicy().then((ready) => ready.jwks.warmUp(), () => {});
+    },
+    async verify(input) {
+      const token = requireField(input, 'id_token', name);
+      const claims = await verifyIdToken(token, await getPolicy(), input.nonce);
+      const email = claimString(claims, 'email');
+      const fullname = claimString(claims, 'name');
+      return {
+        uid: String(claims.sub),
+        details: { username: claimString(claims, 'preferred_username') ?? fullname, email, fullname },
+        extraData: {
+          sub: claims.sub,
+          iss: claims.iss,
+          email: email ?? null,
+          email_verified: claims.email_verified === true,
+          name: fullname ?? null,
+          expires_at: typeof claims.exp === 'number' ? claims.exp : null,
+        },
+      };
+    },
+  };
+}
