@@ -1,4 +1,4 @@
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Kysely } from 'kysely';
@@ -15,6 +15,11 @@ import { Storage } from './storage.js';
 import { accountRoutes } from './routes/accounts.js';
 import { socialRoutes } from './routes/social.js';
 import { association, errorResponse, tokenResponse } from './routes/schemas.js';
+import { operationsRoutes } from './routes/operations.js';
+import { Metrics } from './metrics.js';
+import { randomUUID } from 'node:crypto';
+import helmet from '@fastify/helmet';
+import cors from '@fastify/cors';
 
 export interface AppOptions {
   config: Config;
@@ -39,6 +44,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: options.logger ?? { level: config.logLevel, redact: logRedaction },
     routerOptions: { ignoreTrailingSlash: true },
+    trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
+    // A caller's X-Request-Id is kept when it is a plain token (it reaches the logs), else a new one is made.
+    genReqId: (request) => {
+      const given = request.headers['x-request-id'];
+      return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
+    },
+    requestIdLogLabel: 'request_id',
     // Tokens are long, but never this long: anything bigger is an attack or a bug.
     bodyLimit: 64 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
@@ -54,10 +66,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       devKeyFile: dev && join(dev, 'dev-signing-keys.json'),
     }));
   const secrets = SecretBox.fromSetting(config.encryptionKeys ?? devSecret(dev && join(dev, 'dev-encryption-key'), SecretBox.generateKey));
+  const metrics = new Metrics();
   const providers = new Map<string, Provider>();
   const closers: Array<() => Promise<void>> = [];
   for (const enabled of config.providers) {
-    const { provider, http } = enabled.create(config.providerTimeoutMs);
+    const { provider, http } = enabled.create(config.providerTimeoutMs, metrics.observeProviderCall);
     providers.set(enabled.name, provider);
     closers.push(() => http.close());
   }
@@ -77,6 +90,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   installErrorHandling(app);
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.httpRequests.observe({ method: request.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000);
+  });
+  await app.register(helmet, {
+    // The interactive docs need their inline scripts and styles; the API answers JSON only.
+    contentSecurityPolicy: { directives: { 'script-src': ["'self'", "'unsafe-inline'"], 'style-src': ["'self'", "'unsafe-inline'"] } },
+  });
+  if (config.corsOrigins.length > 0) {
+    await app.register(cors, { origin: config.corsOrigins, methods: ['GET', 'POST', 'DELETE'], maxAge: 600 });
+  }
   for (const schema of [errorResponse, tokenResponse, association]) app.addSchema(schema);
   await app.register(swagger, {
     openapi: {
@@ -95,6 +122,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const services = { config, storage, tokens, signingKeys, secrets, providers, pipeline: options.pipeline ?? defaultPipeline };
   accountRoutes(app, services);
   socialRoutes(app, services);
+  operationsRoutes(app, { storage, metrics, metricsToken: config.metricsToken });
   return app;
 }
 
@@ -112,28 +140,30 @@ function installErrorHandling(app: FastifyInstance): void {
     if (request.body === undefined && (request.method === 'POST' || request.method === 'PUT')) request.body = {};
   });
 
+  const body = (error: ApiError, request: FastifyRequest) => ({ ...error.toJSON(), request_id: request.id });
+
   app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send(new ApiError(404, 'not_found', `No route ${request.method} ${request.url.split('?')[0]}`).toJSON());
+    reply.code(404).send(body(new ApiError(404, 'not_found', `No route ${request.method} ${request.url.split('?')[0]}`), request));
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof ApiError) {
       if (error.statusCode >= 500) request.log.warn({ code: error.code, detail: error.extra.detail }, error.message);
-      return reply.code(error.statusCode).send(error.toJSON());
+      return reply.code(error.statusCode).send(body(error, request));
     }
     if (error.validation) {
       const first = error.validation[0];
       const field = first?.instancePath ? first.instancePath.slice(1).replace(/\//g, '.') : (first?.params as { missingProperty?: string })?.missingProperty;
       const message = field ? `${field}: ${first?.message ?? 'is invalid'}` : `${error.validationContext ?? 'request'} ${first?.message ?? 'is invalid'}`;
-      return reply.code(400).send(new ApiError(400, 'invalid_request', message).toJSON());
+      return reply.code(400).send(body(new ApiError(400, 'invalid_request', message), request));
     }
     const status = error.statusCode ?? 500;
     if (status < 500) {
       const code = clientErrorCodes[error.code] ?? 'bad_request';
-      return reply.code(status).send(new ApiError(status, code, error.message).toJSON());
+      return reply.code(status).send(body(new ApiError(status, code, error.message), request));
     }
     request.log.error({ err: error }, 'unhandled error');
-    return reply.code(500).send(new ApiError(500, 'internal_error', 'Internal server error').toJSON());
+    return reply.code(500).send(body(new ApiError(500, 'internal_error', 'Internal server error'), request));
   });
 }
 
@@ -145,3 +175,6 @@ const clientErrorCodes: Record<string, string> = {
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_request',
   FST_ERR_BAD_URL: 'invalid_request',
 };
+
+/** Trust the nearest `hops` proxies (a load balancer, an ingress) for the client address. */
+const trustHops = (hops: number) => (_address: string, hop: number) => hop < hops;

@@ -21,6 +21,12 @@ export interface Config {
   encryptionKeys?: string;
   providerTimeoutMs: number;
   providers: ProviderConfigs;
+  /** Origins allowed by CORS; empty = CORS off (mobile apps do not need it). */
+  corsOrigins: string[];
+  /** Trust X-Forwarded-For from this many proxies (or these addresses) in front of us. */
+  trustProxy: boolean | number | string[];
+  /** When set, /metrics requires it as a Bearer token. */
+  metricsToken?: string;
 }
 
 export const DEFAULT_DATABASE_URL = 'sqlite:./data/social-link.sqlite';
@@ -47,6 +53,9 @@ export function loadConfig(env: Env = process.env): Config {
     encryptionKeys: settings.string('SOCIAL_LINK_ENCRYPTION_KEYS'),
     providerTimeoutMs: settings.int('SOCIAL_AUTH_PROVIDER_TIMEOUT_MS', 5000, { min: 100, max: 60_000 }),
     providers: loadProviderConfigs(settings),
+    corsOrigins: settings.list('CORS_ORIGINS'),
+    trustProxy: trustProxy(settings),
+    metricsToken: settings.string('METRICS_TOKEN'),
   };
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
   if (!levels.includes(config.logLevel)) {
@@ -66,4 +75,13 @@ export function loadConfig(env: Env = process.env): Config {
   }
   if (config.encryptionKeys) SecretBox.fromSetting(config.encryptionKeys); // fail at start-up, naming the variable
   return config;
+}
+
+/** TRUST_PROXY: false (default), true, a hop count, or comma-separated addresses/CIDRs of the proxies. */
+function trustProxy(settings: Settings): boolean | number | string[] {
+  const raw = settings.string('TRUST_PROXY');
+  if (raw === undefined || raw === 'false') return false;
+  if (raw === 'true') return true;
+  if (/^\d+$/.test(raw)) return Number(raw);
+  return settings.list('TRUST_PROXY');
 }

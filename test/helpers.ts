@@ -10,6 +10,7 @@ import { openDatabase, type Database } from '../src/db/index.js';
 import { providerEnvFor } from '../src/dev-settings.js';
 import { EmulatorClient, startEmulator, type RunningEmulator } from '../src/emulator/index.js';
 import { startServer } from '../src/server.js';
+import { logRedaction } from '../src/app.js';
 import type { Env } from '../src/settings.js';
 
 export const FACEBOOK_APP = { id: 'test-facebook-app', secret: 'test-facebook-secret' };
@@ -55,6 +56,8 @@ export interface Stack {
   db: Kysely<Database>;
   emulator: EmulatorClient;
   emulatorUrl: string;
+  /** Every log line the server wrote (debug level and up), as JSON text. */
+  logs: string[];
   close(): Promise<void>;
 }
 
@@ -84,7 +87,9 @@ export async function startStack(kind: DatabaseKind, env: Env = {}): Promise<Sta
     ...env,
   });
   const db = openDatabase(config.databaseUrl);
-  const app = await startServer({ config, db });
+  const logs: string[] = [];
+  const logger = { level: 'debug', redact: logRedaction, stream: { write: (line: string) => void logs.push(line) } };
+  const app = await startServer({ config, db, logger });
   const address = app.server.address();
   if (!address || typeof address === 'string') throw new Error('server is not listening');
   return {
@@ -93,6 +98,7 @@ export async function startStack(kind: DatabaseKind, env: Env = {}): Promise<Sta
     db,
     emulator: new EmulatorClient(emulator.url),
     emulatorUrl: emulator.url,
+    logs,
     async close() {
       await app.close();
       await db.destroy();

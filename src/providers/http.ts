@@ -1,5 +1,8 @@
 import { Agent, request } from 'undici';
 import { ApiError, ProviderUnavailableError } from '../errors.js';
+import type { ProviderOutcome } from '../metrics.js';
+
+export type ProviderCallObserver = (provider: string, outcome: ProviderOutcome, seconds: number) => void;
 
 export interface JsonResponse {
   status: number;
@@ -24,6 +27,7 @@ export class ProviderHttp {
   constructor(
     readonly provider: string,
     readonly timeoutMs: number,
+    private readonly observe: ProviderCallObserver = () => {},
   ) {
     this.agent = new Agent({
       keepAliveTimeout: 30_000,
@@ -35,20 +39,28 @@ export class ProviderHttp {
 
   /** Calls the provider and parses its JSON answer; 5xx, 429, non-JSON and network errors become 502. */
   async json(url: string, options: RequestOptions = {}): Promise<JsonResponse> {
-    const { status, text, headers } = await this.call(url, options);
+    const started = performance.now();
+    const { status, text, headers } = await this.call(url, options, started);
     try {
-      return { status, body: JSON.parse(text) as unknown, headers };
+      const body = JSON.parse(text) as unknown;
+      this.observe(this.provider, status < 400 ? 'ok' : 'refused', (performance.now() - started) / 1000);
+      return { status, body, headers };
     } catch {
+      this.observe(this.provider, 'invalid_response', (performance.now() - started) / 1000);
       throw new ProviderUnavailableError(this.provider, `answered HTTP ${status} with a body that is not JSON`);
     }
   }
 
   /** Calls the provider for its status alone (endpoints that answer an empty body). */
   async send(url: string, options: RequestOptions = {}): Promise<number> {
-    return (await this.call(url, options)).status;
+    const started = performance.now();
+    const { status } = await this.call(url, options, started);
+    this.observe(this.provider, status < 400 ? 'ok' : 'refused', (performance.now() - started) / 1000);
+    return status;
   }
 
-  private async call(url: string, options: RequestOptions) {
+  private async call(url: string, options: RequestOptions, started: number) {
+    const failed = (outcome: ProviderOutcome) => this.observe(this.provider, outcome, (performance.now() - started) / 1000);
     try {
       const response = await request(url, {
         method: options.method ?? 'GET',
@@ -59,12 +71,15 @@ export class ProviderHttp {
       });
       const text = await response.body.text();
       if (response.statusCode >= 500 || response.statusCode === 429) {
+        failed('server_error');
         throw new ProviderUnavailableError(this.provider, `answered HTTP ${response.statusCode}`);
       }
       return { status: response.statusCode, text, headers: response.headers };
     } catch (error) {
       if (error instanceof ApiError) throw error;
-      throw new ProviderUnavailableError(this.provider, describeNetworkError(error, this.timeoutMs));
+      const reason = describeNetworkError(error, this.timeoutMs);
+      failed(reason.startsWith('did not answer') ? 'timeout' : 'network_error');
+      throw new ProviderUnavailableError(this.provider, reason);
     }
   }
 

@@ -1,0 +1,39 @@
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type ProviderOutcome = 'ok' | 'refused' | 'server_error' | 'timeout' | 'network_error' | 'invalid_response';
+
+/** Prometheus metrics of one app; a registry per app, so several apps can live in one process (tests). */
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly httpRequests = new Histogram({
+    name: 'social_link_http_request_duration_seconds',
+    help: 'HTTP requests by route and status',
+    labelNames: ['method', 'route', 'status_code'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+
+  readonly providerCalls = new Histogram({
+    name: 'social_link_provider_request_duration_seconds',
+    help: 'Calls to providers by provider and outcome',
+    labelNames: ['provider', 'outcome'] as const,
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
+  readonly socialOutcomes = new Counter({
+    name: 'social_link_social_requests_total',
+    help: 'Associate and auth requests by provider and result code',
+    labelNames: ['action', 'provider', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'social_link_' });
+  }
+
+  observeProviderCall = (provider: string, outcome: ProviderOutcome, seconds: number): void => {
+    this.providerCalls.observe({ provider, outcome }, seconds);
+  };
+}

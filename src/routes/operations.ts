@@ -1,0 +1,36 @@
+import { timingSafeEqual } from 'node:crypto';
+import { sql } from 'kysely';
+import type { FastifyInstance } from 'fastify';
+import { ApiError } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import type { Storage } from '../storage.js';
+
+/** Liveness, readiness and Prometheus metrics, for orchestrators and monitoring. */
+export function operationsRoutes(app: FastifyInstance, options: { storage: Storage; metrics: Metrics; metricsToken?: string }): void {
+  const hidden = { schema: { hide: true } };
+
+  app.get('/healthz', hidden, async () => ({ status: 'ok' }));
+
+  app.get('/readyz', hidden, async (request, reply) => {
+    try {
+      await sql`select 1`.execute(options.storage.db);
+      return { status: 'ok', database: 'ok' };
+    } catch (error) {
+      request.log.warn({ reason: (error as Error).message }, 'readiness: database unreachable');
+      return reply.code(503).send({ status: 'unavailable', database: 'unreachable' });
+    }
+  });
+
+  app.get('/metrics', hidden, async (request, reply) => {
+    if (options.metricsToken && !bearerMatches(request.headers.authorization, options.metricsToken)) {
+      throw new ApiError(401, 'not_authenticated', 'The metrics need METRICS_TOKEN as a Bearer token');
+    }
+    return reply.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics());
+  });
+}
+
+function bearerMatches(header: string | undefined, token: string): boolean {
+  const given = Buffer.from(header ?? '');
+  const expected = Buffer.from(`Bearer ${token}`);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}

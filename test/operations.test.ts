@@ -1,0 +1,100 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { call, databaseKinds, guest, startStack, type Stack } from './helpers.js';
+
+/** The samples of one metric in Prometheus text format: labels → value. */
+function samples(text: string, metric: string): Array<{ labels: Record<string, string>; value: number }> {
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith(`${metric}{`) || line.startsWith(`${metric} `))
+    .map((line) => {
+      const match = /^[^{\s]+(?:\{(.*)\})?\s+(\S+)$/.exec(line)!;
+      const labels = Object.fromEntries([...(match[1] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+      return { labels, value: Number(match[2]) };
+    });
+}
+
+describe.each(databaseKinds())('operations on %s', (kind) => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack(kind);
+  });
+  afterAll(() => stack.close());
+
+  it('/healthz and /readyz answer ok', async () => {
+    expect((await call(stack.api, 'GET', '/healthz')).body).toEqual({ status: 'ok' });
+    expect((await call(stack.api, 'GET', '/readyz')).body).toEqual({ status: 'ok', database: 'ok' });
+  });
+
+  it('/metrics counts requests by route and status, and provider calls by provider and outcome', async () => {
+    const user = await guest(stack.api);
+    const fb = await stack.emulator.mintFacebookToken();
+    await call(stack.api, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: fb.access_token } });
+    await stack.emulator.setFault('facebook', { mode: 'error_500' });
+    await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: fb.access_token } });
+    await stack.emulator.clearFaults();
+
+    const scraped = await fetch(`${stack.api}/metrics`);
+    expect(scraped.headers.get('content-type')).toContain('text/plain');
+    const text = await scraped.text();
+    const requests = samples(text, 'social_link_http_request_duration_seconds_count');
+    expect(requests).toContainEqual({ labels: { method: 'POST', route: '/api/users/', status_code: '201' }, value: expect.any(Number) });
+    expect(requests.find((s) => s.labels.route === '/api/associate/:provider/' && s.labels.status_code === '200')?.value).toBe(1);
+    expect(requests.find((s) => s.labels.route === '/api/auth/:provider/' && s.labels.status_code === '502')?.value).toBe(1);
+    const providerCalls = samples(text, 'social_link_provider_request_duration_seconds_count');
+    expect(providerCalls.find((s) => s.labels.provider === 'facebook' && s.labels.outcome === 'ok')?.value).toBeGreaterThanOrEqual(2);
+    expect(providerCalls.find((s) => s.labels.provider === 'facebook' && s.labels.outcome === 'server_error')?.value).toBeGreaterThanOrEqual(1);
+    expect(samples(text, 'social_link_process_resident_memory_bytes')[0]?.value).toBeGreaterThan(0);
+  });
+
+  it('every answer carries a request id, also in error bodies and in the log lines of that request', async () => {
+    const answer = await call(stack.api, 'POST', '/api/auth/facebook/', { body: {} });
+    const id = answer.headers.get('x-request-id');
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(answer.body.request_id).toBe(id);
+    expect(stack.logs.some((line) => JSON.parse(line).request_id === id)).toBe(true);
+
+    const given = await call(stack.api, 'GET', '/api/me/', { headers: { 'x-request-id': 'trace-abc.123' } });
+    expect(given.headers.get('x-request-id')).toBe('trace-abc.123');
+    const hostile = await call(stack.api, 'GET', '/healthz', { headers: { 'x-request-id': 'evil\u00e9 id {"level":60}' } });
+    expect(hostile.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('never logs tokens, secrets or passwords', async () => {
+    const created = await call(stack.api, 'POST', '/api/users/', { body: { username: `logcheck_${kind}`, password: 'super secret password' } });
+    const fb = await stack.emulator.mintFacebookToken();
+    const tw = await stack.emulator.mintTwitterToken();
+    await call(stack.api, 'POST', '/api/associate/facebook/', { token: created.body.access_token, body: { access_token: fb.access_token } });
+    await call(stack.api, 'POST', '/api/associate/twitter/', { token: created.body.access_token, body: { access_token: tw.access_token, access_token_secret: tw.access_token_secret } });
+    await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: created.body.refresh_token } });
+    await stack.emulator.setFault('facebook', { mode: 'reset' });
+    await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: fb.access_token } });
+    await stack.emulator.clearFaults();
+    const logs = stack.logs.join('\n');
+    expect(logs).toContain('associated'); // the log is really being read
+    for (const secret of [created.body.access_token, created.body.refresh_token, 'super secret password', fb.access_token, tw.access_token, tw.access_token_secret, 'test-facebook-secret', 'test-twitter-secret']) {
+      expect(logs).not.toContain(secret);
+    }
+  });
+
+  it('sends security headers and no CORS headers by default', async () => {
+    const answer = await call(stack.api, 'GET', '/healthz', { headers: { origin: 'https://evil.example' } });
+    expect(answer.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(answer.headers.get('strict-transport-security')).toContain('max-age');
+    expect(answer.headers.get('access-control-allow-origin')).toBeNull();
+  });
+});
+
+describe('CORS when configured', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack('sqlite', { CORS_ORIGINS: 'https://app.example' });
+  });
+  afterAll(() => stack.close());
+
+  it('allows the configured origin only', async () => {
+    const allowed = await call(stack.api, 'GET', '/healthz', { headers: { origin: 'https://app.example' } });
+    expect(allowed.headers.get('access-control-allow-origin')).toBe('https://app.example');
+    const other = await call(stack.api, 'GET', '/healthz', { headers: { origin: 'https://evil.example' } });
+    expect(other.headers.get('access-control-allow-origin')).toBeNull();
+  });
+});
