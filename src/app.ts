@@ -17,6 +17,7 @@ import { socialRoutes } from './routes/social.js';
 import { association, errorResponse, tokenResponse } from './routes/schemas.js';
 import { operationsRoutes } from './routes/operations.js';
 import { Metrics } from './metrics.js';
+import { installRateLimits } from './rate-limits.js';
 import { randomUUID } from 'node:crypto';
 import helmet from '@fastify/helmet';
 import cors from '@fastify/cors';
@@ -119,7 +120,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  const services = { config, storage, tokens, signingKeys, secrets, providers, pipeline: options.pipeline ?? defaultPipeline };
+  const limits = await installRateLimits(app, config);
+  const services = { config, storage, tokens, signingKeys, secrets, providers, limits, pipeline: options.pipeline ?? defaultPipeline };
   accountRoutes(app, services);
   socialRoutes(app, services);
   operationsRoutes(app, { storage, metrics, metricsToken: config.metricsToken });
@@ -148,6 +150,7 @@ function installErrorHandling(app: FastifyInstance): void {
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof ApiError) {
+      if (typeof error.extra.retry_after === 'number') reply.header('retry-after', String(error.extra.retry_after));
       if (error.statusCode >= 500) request.log.warn({ code: error.code, detail: error.extra.detail }, error.message);
       return reply.code(error.statusCode).send(body(error, request));
     }

@@ -27,6 +27,7 @@ export interface Config {
   trustProxy: boolean | number | string[];
   /** When set, /metrics requires it as a Bearer token. */
   metricsToken?: string;
+  rateLimit: { enabled: boolean; redisUrl?: string; redisPrefix: string; signInPerIpPerMinute: number; linksPerUserPerMinute: number };
 }
 
 export const DEFAULT_DATABASE_URL = 'sqlite:./data/social-link.sqlite';
@@ -56,6 +57,13 @@ export function loadConfig(env: Env = process.env): Config {
     corsOrigins: settings.list('CORS_ORIGINS'),
     trustProxy: trustProxy(settings),
     metricsToken: settings.string('METRICS_TOKEN'),
+    rateLimit: {
+      enabled: settings.bool('RATE_LIMIT_ENABLED', true),
+      redisUrl: redisUrl(settings),
+      redisPrefix: settings.string('RATE_LIMIT_REDIS_PREFIX', 'social-link:rate:'),
+      signInPerIpPerMinute: settings.int('RATE_LIMIT_SIGN_IN_PER_MINUTE', 120, { min: 1 }),
+      linksPerUserPerMinute: settings.int('RATE_LIMIT_LINKS_PER_MINUTE', 20, { min: 1 }),
+    },
   };
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
   if (!levels.includes(config.logLevel)) {
@@ -84,4 +92,10 @@ function trustProxy(settings: Settings): boolean | number | string[] {
   if (raw === 'true') return true;
   if (/^\d+$/.test(raw)) return Number(raw);
   return settings.list('TRUST_PROXY');
+}
+
+function redisUrl(settings: Settings): string | undefined {
+  const url = settings.string('REDIS_URL');
+  if (url !== undefined && !/^rediss?:\/\//.test(url)) throw new ConfigError(`REDIS_URL must start with redis:// or rediss://, got "${url}"`);
+  return url;
 }

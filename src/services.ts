@@ -5,6 +5,7 @@ import type { Provider } from './providers/types.js';
 import type { Storage } from './storage.js';
 import type { SigningKeys } from './auth/keys.js';
 import type { SecretBox } from './auth/secret-box.js';
+import type { RateLimits } from './rate-limits.js';
 
 /** What the routes need, built once at start-up. */
 export interface Services {
@@ -15,4 +16,5 @@ export interface Services {
   secrets: SecretBox;
   providers: ReadonlyMap<string, Provider>;
   pipeline: readonly PipelineStep[];
+  limits: RateLimits;
 }

@@ -84,6 +84,8 @@ export async function startStack(kind: DatabaseKind, env: Env = {}): Promise<Sta
     PORT: '0',
     LOG_LEVEL: 'silent',
     SOCIAL_AUTH_PROVIDER_TIMEOUT_MS: '1000',
+    // Suites send hundreds of requests from one address; test/rate-limits.test.ts turns limits on.
+    RATE_LIMIT_ENABLED: 'false',
     ...env,
   });
   const db = openDatabase(config.databaseUrl);

@@ -9,10 +9,11 @@ const username = { type: 'string', minLength: 3, maxLength: 150, pattern: '^[\\w
 const password = { type: 'string', minLength: 8, maxLength: 1024 } as const;
 
 /** Our own users and sessions: guest and password users, token refresh, logout, me, JWKS. */
-export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKeys }: Services): void {
+export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKeys, limits }: Services): void {
   app.post<{ Body: { username?: string; password?: string } }>(
     '/api/users/',
     {
+      config: limits.perIp,
       schema: {
         summary: 'Create a user',
         description: 'An empty body makes a guest user (a phone at first launch); {username, password} makes a password user.',
@@ -23,7 +24,7 @@ export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKe
           dependencies: { username: ['password'], password: ['username'] },
           additionalProperties: false,
         },
-        response: { 201: { $ref: 'TokenResponse#' }, ...errors(400, 409) },
+        response: { 201: { $ref: 'TokenResponse#' }, ...errors(400, 409, 429) },
       },
     },
     async (request, reply) => {
@@ -46,6 +47,7 @@ export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKe
   app.post<{ Body: { username: string; password: string } }>(
     '/api/token/',
     {
+      config: limits.perIp,
       schema: {
         summary: 'Sign in with username and password',
         tags: ['sessions'],
@@ -55,7 +57,7 @@ export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKe
           required: ['username', 'password'],
           additionalProperties: false,
         },
-        response: { 200: { $ref: 'TokenResponse#' }, ...errors(400, 401) },
+        response: { 200: { $ref: 'TokenResponse#' }, ...errors(400, 401, 429) },
       },
     },
     async (request) => {
@@ -73,6 +75,7 @@ export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKe
   app.post<{ Body: { refresh_token: string } }>(
     '/api/token/refresh/',
     {
+      config: limits.perIp,
       schema: {
         summary: 'Exchange a refresh token for a new pair',
         description: 'Refresh tokens are single use. Presenting a used one again revokes its whole session.',
@@ -83,7 +86,7 @@ export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKe
           required: ['refresh_token'],
           additionalProperties: false,
         },
-        response: { 200: { $ref: 'TokenResponse#' }, ...errors(400, 401) },
+        response: { 200: { $ref: 'TokenResponse#' }, ...errors(400, 401, 429) },
       },
     },
     async (request) => {

@@ -11,7 +11,7 @@ type SocialRequest = { Params: { provider: string }; Body: TokenInput };
 
 /** Link a social account, sign in with one, list and unlink them. No route knows any provider. */
 export function socialRoutes(app: FastifyInstance, services: Services): void {
-  const { storage, tokens, providers, pipeline, config, secrets } = services;
+  const { storage, tokens, providers, pipeline, config, secrets, limits } = services;
 
   const providerOf = (name: string) => {
     const provider = providers.get(name);
@@ -33,6 +33,7 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
   app.post<SocialRequest>(
     '/api/associate/:provider/',
     {
+      config: limits.perIp,
       schema: {
         summary: 'Link a social account to the signed-in user',
         description: 'Idempotent: linking the same account to the same user again answers 200 with created=false.',
@@ -51,12 +52,13 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
               },
             },
           },
-          ...errors(400, 401, 404, 409, 502),
+          ...errors(400, 401, 404, 409, 429, 502),
         },
       },
     },
     async (request) => {
       const claims = await tokens.authenticate(storage, request.headers.authorization);
+      await limits.checkUser(request, claims.userId);
       const provider = providerOf(request.params.provider);
       const user = await storage.findUserById(claims.userId);
       if (!user) throw new ApiError(401, 'invalid_access_token', 'The user of this access token no longer exists');
@@ -78,6 +80,7 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
   app.post<SocialRequest>(
     '/api/auth/:provider/',
     {
+      config: limits.perIp,
       schema: {
         summary: 'Sign in with a linked social account (account takeover on a new phone)',
         description:
@@ -88,7 +91,7 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
         response: {
           200: { $ref: 'TokenResponse#' },
           201: { $ref: 'TokenResponse#' },
-          ...errors(400, 404, 502),
+          ...errors(400, 404, 429, 502),
         },
       },
     },

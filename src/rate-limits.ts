@@ -1,0 +1,59 @@
+import rateLimit from '@fastify/rate-limit';
+import { Redis } from 'ioredis';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { ApiError } from './errors.js';
+import type { Config } from './config.js';
+
+export interface RateLimits {
+  /** Route config for the sign-in routes (auth, token, refresh, user creation): per client IP. */
+  perIp: { rateLimit: { max: number; timeWindow: number } } | { rateLimit: false };
+  /** Checks the per-user budget of linking; throws 429 rate_limited when it is spent. */
+  checkUser(request: FastifyRequest, userId: number): Promise<void>;
+}
+
+const MINUTE = 60_000;
+
+/**
+ * Rate limits on the routes an attacker would hammer: sign-in and user creation per client IP, and
+ * linking per user. Counters live in memory, or in Redis (REDIS_URL) so that every instance shares them.
+ * If Redis fails, requests pass (availability over strictness) and the failure is logged.
+ */
+export async function installRateLimits(app: FastifyInstance, config: Config): Promise<RateLimits> {
+  if (!config.rateLimit.enabled) {
+    return { perIp: { rateLimit: false }, checkUser: async () => {} };
+  }
+  let redis: Redis | undefined;
+  if (config.rateLimit.redisUrl) {
+    redis = new Redis(config.rateLimit.redisUrl, { connectTimeout: 2000, maxRetriesPerRequest: 1, enableOfflineQueue: false });
+    redis.on('error', (error: Error) => app.log.warn({ reason: error.message }, 'rate limits: Redis error'));
+    app.addHook('onClose', async () => {
+      redis?.disconnect();
+    });
+  }
+  await app.register(rateLimit, {
+    global: false,
+    redis,
+    nameSpace: config.rateLimit.redisPrefix,
+    skipOnError: true,
+    errorResponseBuilder: (_request, context) =>
+      new ApiError(429, 'rate_limited', `Too many requests; retry in ${context.after}`, {
+        retry_after: Math.max(1, Math.ceil(context.ttl / 1000)),
+      }),
+  });
+  const perUser = app.createRateLimit({
+    max: config.rateLimit.linksPerUserPerMinute,
+    timeWindow: MINUTE,
+    keyGenerator: (request) => `user:${(request as FastifyRequest & { rateLimitUser?: number }).rateLimitUser}`,
+  });
+  return {
+    perIp: { rateLimit: { max: config.rateLimit.signInPerIpPerMinute, timeWindow: MINUTE } },
+    async checkUser(request, userId) {
+      (request as FastifyRequest & { rateLimitUser?: number }).rateLimitUser = userId;
+      const limit = await perUser(request);
+      if (!limit.isAllowed && limit.isExceeded) {
+        const retryAfter = Math.max(1, Math.ceil(limit.ttlInSeconds ?? 60));
+        throw new ApiError(429, 'rate_limited', `Too many requests; retry in ${retryAfter} seconds`, { retry_after: retryAfter });
+      }
+    },
+  };
+}
