@@ -1,4 +1,4 @@
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Kysely } from 'kysely';
@@ -11,13 +11,15 @@ import { join } from 'node:path';
 import { TokenService } from './auth/tokens.js';
 import { defaultPipeline, type PipelineStep } from './pipeline.js';
 import type { Provider } from './providers/types.js';
-import { Storage } from './storage.js';
+import { Storage, type Association } from './storage.js';
+import type { Services } from './services.js';
 import { accountRoutes } from './routes/accounts.js';
 import { socialRoutes } from './routes/social.js';
 import { association, errorResponse, tokenResponse } from './routes/schemas.js';
 import { operationsRoutes } from './routes/operations.js';
 import { Metrics } from './metrics.js';
 import { installRateLimits } from './rate-limits.js';
+import { clientOf } from './routes/request.js';
 import { randomUUID } from 'node:crypto';
 import helmet from '@fastify/helmet';
 import cors from '@fastify/cors';
@@ -51,7 +53,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       const given = request.headers['x-request-id'];
       return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
     },
-    requestIdLogLabel: 'request_id',
+    logController: new LogController({ requestIdLogLabel: 'request_id' }),
     // Tokens are long, but never this long: anything bigger is an attack or a bug.
     bodyLimit: 64 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
@@ -94,6 +96,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  // Refused takeover attempts go to the audit log (the successes are recorded where they happen).
+  app.addHook('onError', async (request, _reply, error) => {
+    if (!(error instanceof ApiError) || !AUDITED_REFUSALS.has(error.code)) return;
+    const provider = (request.params as { provider?: string } | undefined)?.provider;
+    await storage
+      .recordAudit(
+        { event: 'refused', userId: request.userId ?? null, provider: provider && providers.has(provider) ? provider : null, detail: `${error.code}: ${String(error.extra.detail ?? error.message)}` },
+        clientOf(request),
+      )
+      .catch((failure: unknown) => request.log.warn({ reason: (failure as Error).message }, 'audit: could not record a refusal'));
+  });
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.httpRequests.observe({ method: request.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000);
@@ -121,7 +134,27 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   const limits = await installRateLimits(app, config);
-  const services = { config, storage, tokens, signingKeys, secrets, providers, limits, pipeline: options.pipeline ?? defaultPipeline };
+  /** Unlinking and deleting revoke what a provider let us keep; a failure is logged, never blocks them. */
+  const revokeProviderTokens = async (link: Association | undefined) => {
+    const provider = link?.sealedTokens ? providers.get(link.provider) : undefined;
+    if (!link?.sealedTokens || !provider?.revoke) return;
+    const opened = secrets.open(link.sealedTokens, `${link.provider}:${link.uid}`);
+    if (!opened) return app.log.warn({ provider: link.provider }, 'kept provider tokens could not be decrypted; not revoked');
+    await provider.revoke(JSON.parse(opened) as Record<string, string>).catch((error: unknown) =>
+      app.log.warn({ provider: link.provider, reason: (error as Error).message }, 'revoking provider tokens failed'),
+    );
+  };
+  const services: Services = {
+    config,
+    storage,
+    tokens,
+    signingKeys,
+    secrets,
+    providers,
+    limits,
+    revokeProviderTokens,
+    pipeline: options.pipeline ?? defaultPipeline,
+  };
   accountRoutes(app, services);
   socialRoutes(app, services);
   operationsRoutes(app, { storage, metrics, metricsToken: config.metricsToken });
@@ -169,6 +202,8 @@ function installErrorHandling(app: FastifyInstance): void {
     return reply.code(500).send(body(new ApiError(500, 'internal_error', 'Internal server error'), request));
   });
 }
+
+const AUDITED_REFUSALS = new Set(['invalid_token', 'already_associated']);
 
 const clientErrorCodes: Record<string, string> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { ApiError } from './errors.js';
-import type { Association, Storage, User } from './storage.js';
+import type { Association, Client, Storage, User } from './storage.js';
 import type { SocialIdentity } from './providers/types.js';
 import type { SecretBox } from './auth/secret-box.js';
 
@@ -21,6 +21,8 @@ export interface PipelineContext {
   readonly options: { createUser: boolean };
   /** Seals provider tokens (identity.tokens) before they are stored. */
   readonly secrets: SecretBox;
+  /** Who asked, for the audit log. */
+  readonly client: Client;
   user?: User;
   association?: Association;
   /** Whether this run created the user, and whether it created the link. */
@@ -87,8 +89,9 @@ function sealedTokens(context: PipelineContext): string | null {
 export class AssociationRaceError extends Error {}
 
 /**
- * Runs the pipeline in a transaction. If it lost a race for the (provider, uid) link, the transaction
- * is rolled back (with any user it created) and the pipeline runs once more, now seeing the winner's link.
+ * Runs the pipeline in a transaction, and records what it did in the audit log in the same transaction.
+ * If it lost a race for the (provider, uid) link, the transaction is rolled back (with any user it
+ * created) and the pipeline runs once more, now seeing the winner's link.
  */
 export async function runPipeline(
   steps: readonly PipelineStep[],
@@ -100,6 +103,7 @@ export async function runPipeline(
       return await storage.transaction(async (trx) => {
         const context: PipelineContext = { ...input, storage: trx, isNewUser: false, isNewAssociation: false };
         for (const step of steps) await step(context);
+        await recordOutcome(context);
         return context;
       });
     } catch (error) {
@@ -115,4 +119,11 @@ function newUsername(context: PipelineContext): string {
     .replace(/[^\w.@+-]+/g, '')
     .slice(0, 30);
   return `${base.length >= 3 ? base : `${context.provider}_user`}_${randomBytes(4).toString('hex')}`;
+}
+
+async function recordOutcome(context: PipelineContext): Promise<void> {
+  const about = { userId: context.user?.id ?? null, provider: context.provider, uid: context.identity.uid };
+  if (context.isNewUser) await context.storage.recordAudit({ ...about, event: 'user_created', detail: 'social' }, context.client);
+  if (context.isNewAssociation) await context.storage.recordAudit({ ...about, event: 'associated' }, context.client);
+  if (context.mode === 'auth') await context.storage.recordAudit({ ...about, event: 'social_sign_in' }, context.client);
 }

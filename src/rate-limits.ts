@@ -3,12 +3,13 @@ import { Redis } from 'ioredis';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ApiError } from './errors.js';
 import type { Config } from './config.js';
+import './routes/request.js';
 
 export interface RateLimits {
   /** Route config for the sign-in routes (auth, token, refresh, user creation): per client IP. */
   perIp: { rateLimit: { max: number; timeWindow: number } } | { rateLimit: false };
-  /** Checks the per-user budget of linking; throws 429 rate_limited when it is spent. */
-  checkUser(request: FastifyRequest, userId: number): Promise<void>;
+  /** Checks the signed-in user's budget of linking; throws 429 rate_limited when it is spent. */
+  checkUser(request: FastifyRequest): Promise<void>;
 }
 
 const MINUTE = 60_000;
@@ -43,12 +44,11 @@ export async function installRateLimits(app: FastifyInstance, config: Config): P
   const perUser = app.createRateLimit({
     max: config.rateLimit.linksPerUserPerMinute,
     timeWindow: MINUTE,
-    keyGenerator: (request) => `user:${(request as FastifyRequest & { rateLimitUser?: number }).rateLimitUser}`,
+    keyGenerator: (request) => `user:${request.userId}`,
   });
   return {
     perIp: { rateLimit: { max: config.rateLimit.signInPerIpPerMinute, timeWindow: MINUTE } },
-    async checkUser(request, userId) {
-      (request as FastifyRequest & { rateLimitUser?: number }).rateLimitUser = userId;
+    async checkUser(request) {
       const limit = await perUser(request);
       if (!limit.isAllowed && limit.isExceeded) {
         const retryAfter = Math.max(1, Math.ceil(limit.ttlInSeconds ?? 60));

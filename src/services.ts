@@ -2,7 +2,7 @@ import type { Config } from './config.js';
 import type { TokenService } from './auth/tokens.js';
 import type { PipelineStep } from './pipeline.js';
 import type { Provider } from './providers/types.js';
-import type { Storage } from './storage.js';
+import type { Association, Storage } from './storage.js';
 import type { SigningKeys } from './auth/keys.js';
 import type { SecretBox } from './auth/secret-box.js';
 import type { RateLimits } from './rate-limits.js';
@@ -17,4 +17,6 @@ export interface Services {
   providers: ReadonlyMap<string, Provider>;
   pipeline: readonly PipelineStep[];
   limits: RateLimits;
+  /** Revokes the provider tokens kept for a removed link; failures are logged, never thrown. */
+  revokeProviderTokens(link: Association | undefined): Promise<void>;
 }

@@ -23,6 +23,39 @@ export interface Association {
   updatedAt: string;
 }
 
+export type AuditEventName =
+  | 'user_created'
+  | 'password_sign_in'
+  | 'social_sign_in'
+  | 'associated'
+  | 'unlinked'
+  | 'logout'
+  | 'refresh_token_reused'
+  | 'refused'
+  | 'user_deleted';
+
+/** Who asked: recorded with every audit event. */
+export interface Client {
+  ip: string;
+  userAgent: string;
+}
+
+export interface AuditEntry {
+  event: AuditEventName;
+  userId?: number | null;
+  provider?: string | null;
+  uid?: string | null;
+  /** A stable code or short reason; never a secret. */
+  detail?: string | null;
+}
+
+export interface AuditEvent extends Required<AuditEntry> {
+  id: number;
+  ip: string | null;
+  userAgent: string | null;
+  createdAt: string;
+}
+
 /** The session of a refresh token, as found when it is presented. */
 export interface RefreshTokenRecord {
   sessionId: string;
@@ -167,6 +200,49 @@ export class Storage {
       .returningAll()
       .executeTakeFirst();
     return row && toAssociation(row);
+  }
+
+  /** Removes the user; its links, sessions and refresh tokens go with it (foreign keys cascade). */
+  async deleteUser(userId: number): Promise<boolean> {
+    const result = await this.db.deleteFrom('users').where('id', '=', userId).executeTakeFirst();
+    return result.numDeletedRows > 0n;
+  }
+
+  // Audit log
+
+  async recordAudit(entry: AuditEntry, client: Client | null): Promise<void> {
+    await this.db
+      .insertInto('audit_events')
+      .values({
+        user_id: entry.userId ?? null,
+        event: entry.event,
+        provider: entry.provider ?? null,
+        uid: entry.uid ?? null,
+        detail: entry.detail?.slice(0, 255) ?? null,
+        ip: client?.ip.slice(0, 64) ?? null,
+        user_agent: client?.userAgent.slice(0, 256) ?? null,
+        created_at: now(),
+      })
+      .execute();
+  }
+
+  /** Newest first; `before` pages backwards by id. Without a user id: every user's events (operators). */
+  async listAudit(options: { userId?: number; before?: number; limit: number }): Promise<AuditEvent[]> {
+    let query = this.db.selectFrom('audit_events').selectAll().orderBy('id', 'desc').limit(options.limit);
+    if (options.userId !== undefined) query = query.where('user_id', '=', options.userId);
+    if (options.before !== undefined) query = query.where('id', '<', options.before);
+    const rows = await query.execute();
+    return rows.map((row) => ({
+      id: row.id,
+      event: row.event as AuditEventName,
+      userId: row.user_id,
+      provider: row.provider,
+      uid: row.uid,
+      detail: row.detail,
+      ip: row.ip,
+      userAgent: row.user_agent,
+      createdAt: iso(row.created_at),
+    }));
   }
 
   // Sessions and refresh tokens

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { SignJWT, createLocalJWKSet, jwtVerify } from 'jose';
 import { ApiError, notAuthenticated } from '../errors.js';
-import type { Storage } from '../storage.js';
+import type { Client, Storage } from '../storage.js';
 import { SIGNING_ALG, type SigningKeys } from './keys.js';
 
 export interface TokenPair {
@@ -40,7 +40,7 @@ export class TokenService {
     return this.issue(storage, userId, sessionId);
   }
 
-  async refresh(storage: Storage, refreshToken: string): Promise<{ userId: number; pair: TokenPair }> {
+  async refresh(storage: Storage, refreshToken: string, client: Client): Promise<{ userId: number; pair: TokenPair }> {
     const hash = sha256(refreshToken);
     const record = await storage.findRefreshToken(hash);
     if (record && !record.sessionRevokedAt && !record.usedAt) {
@@ -54,6 +54,7 @@ export class TokenService {
     if (current?.usedAt && !current.sessionRevokedAt) {
       // A rotated token came back: it was stolen, or the client is broken. Either way the session ends.
       await storage.revokeSession(current.sessionId, 'refresh_token_reused');
+      await storage.recordAudit({ event: 'refresh_token_reused', userId: current.userId, detail: 'session revoked' }, client);
       throw new ApiError(401, 'refresh_token_reused', 'The refresh token was already used; the session is revoked');
     }
     throw new ApiError(401, 'invalid_refresh_token', 'The refresh token is invalid, expired or revoked');

@@ -84,6 +84,29 @@ migrations['0002_provider_tokens'] = {
   },
 };
 
+migrations['0003_audit_events'] = {
+  // Who did what, kept after the user is deleted: security forensics and the user's own history.
+  async up(db) {
+    const t = types(db);
+    await db.schema
+      .createTable('audit_events')
+      .addColumn('id', t.id)
+      .addColumn('user_id', 'integer')
+      .addColumn('event', 'varchar(32)', (c) => c.notNull())
+      .addColumn('provider', 'varchar(64)')
+      .addColumn('uid', 'varchar(255)')
+      .addColumn('detail', 'varchar(255)')
+      .addColumn('ip', 'varchar(64)')
+      .addColumn('user_agent', 'varchar(256)')
+      .addColumn('created_at', t.timestamp, (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('audit_events_user_id_idx').on('audit_events').columns(['user_id', 'id']).execute();
+  },
+  async down(db) {
+    await db.schema.dropTable('audit_events').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

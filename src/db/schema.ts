@@ -46,7 +46,21 @@ export interface RefreshTokensTable {
   used_at: Timestamp | null;
 }
 
+export interface AuditEventsTable {
+  id: Generated<number>;
+  /** No foreign key: the history outlives a deleted user. */
+  user_id: number | null;
+  event: string;
+  provider: string | null;
+  uid: string | null;
+  detail: string | null;
+  ip: string | null;
+  user_agent: string | null;
+  created_at: Timestamp;
+}
+
 export interface Database {
+  audit_events: AuditEventsTable;
   users: UsersTable;
   social_associations: SocialAssociationsTable;
   sessions: SessionsTable;

@@ -4,12 +4,14 @@ import { ApiError } from '../errors.js';
 import { dummyPasswordHash, hashPassword, verifyPassword } from '../auth/passwords.js';
 import type { Services } from '../services.js';
 import { bearer, errors } from './schemas.js';
+import { authenticator, clientOf } from './request.js';
 
 const username = { type: 'string', minLength: 3, maxLength: 150, pattern: '^[\\w.@+-]+$' } as const;
 const password = { type: 'string', minLength: 8, maxLength: 1024 } as const;
 
 /** Our own users and sessions: guest and password users, token refresh, logout, me, JWKS. */
-export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKeys, limits }: Services): void {
+export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKeys, limits, revokeProviderTokens }: Services): void {
+  const authenticate = authenticator(tokens, storage);
   app.post<{ Body: { username?: string; password?: string } }>(
     '/api/users/',
     {
@@ -40,6 +42,7 @@ export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKe
           throw error;
         });
       const pair = await tokens.startSession(storage, user.id);
+      await storage.recordAudit({ event: 'user_created', userId: user.id, detail: secret ? 'password' : 'guest' }, clientOf(request));
       return reply.code(201).send({ id: user.id, username: user.username, ...pair });
     },
   );
@@ -65,9 +68,12 @@ export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKe
       // Unknown user or guest user: still spend one scrypt, so timing does not tell which usernames exist.
       const ok = await verifyPassword(request.body.password, user?.passwordHash ?? (await dummyPasswordHash()));
       if (!user || !user.passwordHash || !ok) {
+        // The owner of the username sees the failed attempt in its audit log.
+        if (user) await storage.recordAudit({ event: 'refused', userId: user.id, detail: 'invalid_credentials' }, clientOf(request));
         throw new ApiError(401, 'invalid_credentials', 'Unable to log in with provided credentials');
       }
       await storage.touchLastLogin(user.id);
+      await storage.recordAudit({ event: 'password_sign_in', userId: user.id }, clientOf(request));
       return { id: user.id, username: user.username, ...(await tokens.startSession(storage, user.id)) };
     },
   );
@@ -90,7 +96,7 @@ export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKe
       },
     },
     async (request) => {
-      const { userId, pair } = await tokens.refresh(storage, request.body.refresh_token);
+      const { userId, pair } = await tokens.refresh(storage, request.body.refresh_token, clientOf(request));
       const user = await storage.findUserById(userId);
       if (!user) throw new ApiError(401, 'invalid_refresh_token', 'The refresh token is invalid, expired or revoked');
       return { id: user.id, username: user.username, ...pair };
@@ -109,8 +115,9 @@ export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKe
       },
     },
     async (request, reply) => {
-      const claims = await tokens.authenticate(storage, request.headers.authorization);
+      const claims = await authenticate(request);
       await storage.revokeSession(claims.sessionId, 'logout');
+      await storage.recordAudit({ event: 'logout', userId: claims.userId }, clientOf(request));
       return reply.code(204).send();
     },
   );
@@ -139,7 +146,7 @@ export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKe
       },
     },
     async (request) => {
-      const claims = await tokens.authenticate(storage, request.headers.authorization);
+      const claims = await authenticate(request);
       const user = await storage.findUserById(claims.userId);
       if (!user) throw new ApiError(401, 'invalid_access_token', 'The user of this access token no longer exists');
       return {
@@ -150,6 +157,73 @@ export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKe
         last_login: user.lastLoginAt,
         associations: (await storage.listAssociations(user.id)).map(associationBody),
       };
+    },
+  );
+
+  app.delete(
+    '/api/me/',
+    {
+      schema: {
+        summary: 'Delete the signed-in user',
+        description: 'Removes the user, its links and sessions at once; provider tokens kept for a link (Apple) are revoked.',
+        tags: ['users'],
+        security: bearer,
+        response: { 204: { type: 'null' }, ...errors(401) },
+      },
+    },
+    async (request, reply) => {
+      const claims = await authenticate(request);
+      const links = await storage.transaction(async (trx) => {
+        const removed = await trx.listAssociations(claims.userId);
+        await trx.deleteUser(claims.userId);
+        await trx.recordAudit({ event: 'user_deleted', userId: claims.userId, detail: `${removed.length} links` }, clientOf(request));
+        return removed;
+      });
+      for (const link of links) await revokeProviderTokens(link);
+      return reply.code(204).send();
+    },
+  );
+
+  app.get<{ Querystring: { before?: string; limit?: string } }>(
+    '/api/audit/',
+    {
+      schema: {
+        summary: "The signed-in user's security history",
+        description: 'Links, unlinks, sign-ins, refused attempts, revoked sessions: newest first. Page with ?before=<id>.',
+        tags: ['users'],
+        security: bearer,
+        querystring: {
+          type: 'object',
+          // Strings of digits: JSON bodies are validated without type coercion, and so is the query.
+          properties: { before: { type: 'string', pattern: '^[1-9]\\d{0,15}$' }, limit: { type: 'string', pattern: '^([1-9]\\d?|1\\d\\d|200)$', description: '1 to 200, default 50' } },
+          additionalProperties: false,
+        },
+        response: {
+          200: {
+            type: 'array',
+            items: {
+              type: 'object',
+              properties: {
+                id: { type: 'integer' },
+                event: { type: 'string' },
+                provider: { type: ['string', 'null'] },
+                uid: { type: ['string', 'null'] },
+                detail: { type: ['string', 'null'] },
+                ip: { type: ['string', 'null'] },
+                user_agent: { type: ['string', 'null'] },
+                created_at: { type: 'string', format: 'date-time' },
+              },
+            },
+          },
+          ...errors(400, 401),
+        },
+      },
+    },
+    async (request) => {
+      const claims = await authenticate(request);
+      const { before, limit } = request.query;
+      const events = await storage.listAudit({ userId: claims.userId, before: before ? Number(before) : undefined, limit: limit ? Number(limit) : 50 });
+      return events.map((event) => ({ ...event, user_agent: event.userAgent, created_at: event.createdAt }));
     },
   );
 

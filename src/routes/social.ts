@@ -3,7 +3,7 @@ import { ApiError, unknownProvider } from '../errors.js';
 import { runPipeline } from '../pipeline.js';
 import type { TokenInput } from '../providers/types.js';
 import type { Services } from '../services.js';
-import type { Association } from '../storage.js';
+import { authenticator, clientOf } from './request.js';
 import { associationBody } from './accounts.js';
 import { bearer, errors, providerParam, socialTokenBody } from './schemas.js';
 
@@ -11,23 +11,13 @@ type SocialRequest = { Params: { provider: string }; Body: TokenInput };
 
 /** Link a social account, sign in with one, list and unlink them. No route knows any provider. */
 export function socialRoutes(app: FastifyInstance, services: Services): void {
-  const { storage, tokens, providers, pipeline, config, secrets, limits } = services;
+  const { storage, tokens, providers, pipeline, config, secrets, limits, revokeProviderTokens } = services;
 
+  const authenticate = authenticator(tokens, storage);
   const providerOf = (name: string) => {
     const provider = providers.get(name);
     if (!provider) throw unknownProvider(name);
     return provider;
-  };
-
-  /** Unlinking revokes what the provider let us keep; a failure is logged, never blocks the unlink. */
-  const revokeProviderTokens = async (link: Association | undefined) => {
-    const provider = link?.sealedTokens ? providers.get(link.provider) : undefined;
-    if (!link?.sealedTokens || !provider?.revoke) return;
-    const opened = secrets.open(link.sealedTokens, `${link.provider}:${link.uid}`);
-    if (!opened) return app.log.warn({ provider: link.provider }, 'kept provider tokens could not be decrypted; not revoked');
-    await provider.revoke(JSON.parse(opened) as Record<string, string>).catch((error: unknown) =>
-      app.log.warn({ provider: link.provider, reason: (error as Error).message }, 'revoking provider tokens failed'),
-    );
   };
 
   app.post<SocialRequest>(
@@ -57,8 +47,8 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
       },
     },
     async (request) => {
-      const claims = await tokens.authenticate(storage, request.headers.authorization);
-      await limits.checkUser(request, claims.userId);
+      const claims = await authenticate(request);
+      await limits.checkUser(request);
       const provider = providerOf(request.params.provider);
       const user = await storage.findUserById(claims.userId);
       if (!user) throw new ApiError(401, 'invalid_access_token', 'The user of this access token no longer exists');
@@ -71,6 +61,7 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
         user,
         options: { createUser: false },
         secrets,
+        client: clientOf(request),
       });
       request.log.info({ provider: provider.name, uid: identity.uid, userId: user.id, created: result.isNewAssociation }, 'associated');
       return { success: true, association: { provider: provider.name, uid: identity.uid, created: result.isNewAssociation } };
@@ -104,6 +95,7 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
         identity,
         options: { createUser: config.createUser },
         secrets,
+        client: clientOf(request),
       });
       const user = result.user;
       if (!user) throw new ApiError(404, 'user_not_found', 'User Not Found');
@@ -125,7 +117,7 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
       },
     },
     async (request) => {
-      const claims = await tokens.authenticate(storage, request.headers.authorization);
+      const claims = await authenticate(request);
       return (await storage.listAssociations(claims.userId)).map(associationBody);
     },
   );
@@ -147,7 +139,7 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
       },
     },
     async (request, reply) => {
-      const claims = await tokens.authenticate(storage, request.headers.authorization);
+      const claims = await authenticate(request);
       const { provider, uid } = request.params;
       const removed = await storage.transaction(async (trx) => {
         // The lock makes concurrent unlinks of one user's last two links take turns.
@@ -159,7 +151,9 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
         if (!user.hasPassword && links.length === 1) {
           throw new ApiError(409, 'last_login_method', 'This is the last way to sign in to this user; set a password or link another account first');
         }
-        return trx.deleteAssociation(claims.userId, provider, uid);
+        const link = await trx.deleteAssociation(claims.userId, provider, uid);
+        await trx.recordAudit({ event: 'unlinked', userId: claims.userId, provider, uid }, clientOf(request));
+        return link;
       });
       await revokeProviderTokens(removed);
       return reply.code(204).send();

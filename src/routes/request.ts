@@ -1,0 +1,24 @@
+import type { FastifyRequest } from 'fastify';
+import type { AccessClaims, TokenService } from '../auth/tokens.js';
+import type { Client, Storage } from '../storage.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The signed-in user, once the access token was checked (for rate limits and the audit log). */
+    userId?: number;
+  }
+}
+
+/** Who sent the request, as the audit log records it. */
+export function clientOf(request: FastifyRequest): Client {
+  return { ip: request.ip, userAgent: String(request.headers['user-agent'] ?? '') };
+}
+
+/** Checks the request's access token (401 otherwise) and remembers the user on the request. */
+export function authenticator(tokens: TokenService, storage: Storage) {
+  return async (request: FastifyRequest): Promise<AccessClaims> => {
+    const claims = await tokens.authenticate(storage, request.headers.authorization);
+    request.userId = claims.userId;
+    return claims;
+  };
+}
