@@ -1,5 +1,9 @@
 import type { FaultInput } from './control.js';
+import type * as Oidc from './control-oidc.js';
 import type { MintFacebookTokenInput, MintedFacebookToken } from './facebook.js';
+import type { MintGithubTokenInput, MintedGithubToken } from './github.js';
+import type { MintLineTokenInput, MintedLineToken } from './line.js';
+import type { MintTwitterOAuth2TokenInput, MintedTwitterOAuth2Token } from './twitter-oauth2.js';
 import type { MintTwitterTokenInput, MintedTwitterToken } from './twitter.js';
 
 /** Typed access to a running emulator's control API, over HTTP, for tests and dev tooling. */
@@ -16,6 +20,50 @@ export class EmulatorClient {
 
   mintTwitterToken(input: MintTwitterTokenInput = {}): Promise<MintedTwitterToken> {
     return this.call('POST', '/_emulator/twitter/tokens', input);
+  }
+
+  mintLineToken(input: MintLineTokenInput = {}): Promise<MintedLineToken> {
+    return this.call('POST', '/_emulator/line/tokens', input);
+  }
+
+  mintGithubToken(input: MintGithubTokenInput = {}): Promise<MintedGithubToken> {
+    return this.call('POST', '/_emulator/github/tokens', input);
+  }
+
+  mintTwitterOAuth2Token(input: MintTwitterOAuth2TokenInput = {}): Promise<MintedTwitterOAuth2Token> {
+    return this.call('POST', '/_emulator/twitter/oauth2_tokens', input);
+  }
+
+  // ID-token providers: `oidc:NAME` is the generic OpenID Connect issuer NAME.
+
+  mintIdToken(provider: IdTokenProvider, input: Oidc.MintIdTokenInput = {}): Promise<Oidc.MintedIdToken> {
+    const path = provider === 'facebook' ? '/facebook/limited_tokens' : `${idProviderPath(provider)}/id_tokens`;
+    return this.call('POST', `/_emulator${path}`, input);
+  }
+
+  mintGoogleAccessToken(input: Oidc.MintGoogleAccessTokenInput = {}): Promise<Oidc.MintedGoogleAccessToken> {
+    return this.call('POST', '/_emulator/google/tokens', input);
+  }
+
+  mintAppleCode(input: Oidc.MintAppleCodeInput = {}): Promise<Oidc.MintedAppleCode> {
+    return this.call('POST', '/_emulator/apple/codes', input);
+  }
+
+  appleRevocations(): Promise<{ revoked: Oidc.AppleRevocation[] }> {
+    return this.call('GET', '/_emulator/apple/revocations');
+  }
+
+  rotateKeys(provider: IdTokenProvider, input: Oidc.RotateKeysInput = {}): Promise<Oidc.RotatedKeys> {
+    return this.call('POST', `/_emulator${idProviderPath(provider)}/keys/rotate`, input);
+  }
+
+  async setJwksMaxAge(provider: IdTokenProvider, seconds: number): Promise<void> {
+    await this.call('PUT', `/_emulator${idProviderPath(provider)}/jwks_cache`, { max_age: seconds });
+  }
+
+  /** The issuer identifier (iss) of the generic OpenID Connect issuer `name`; discovery is at <it>/.well-known/openid-configuration. */
+  oidcIssuerUrl(name: string): string {
+    return `${this.baseUrl}/oidc/${name}`;
   }
 
   async expireToken(accessToken: string): Promise<void> {
@@ -48,4 +96,13 @@ export class EmulatorClient {
     if (!response.ok) throw new Error(`emulator ${method} ${path} answered HTTP ${response.status}: ${text}`);
     return (text ? JSON.parse(text) : undefined) as T;
   }
+}
+
+/** An ID-token provider of the emulator; `oidc:NAME` names a generic OpenID Connect issuer. */
+export type IdTokenProvider = 'google' | 'apple' | 'facebook' | `oidc:${string}`;
+
+/** Where a provider's control routes live: facebook's keys are Limited Login's. */
+function idProviderPath(provider: IdTokenProvider): string {
+  if (provider.startsWith('oidc:')) return `/oidc/${encodeURIComponent(provider.slice('oidc:'.length))}`;
+  return provider === 'facebook' ? '/facebook-limited' : `/${provider}`;
 }

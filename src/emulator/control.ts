@@ -1,6 +1,11 @@
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import { OIDC_CONTROL_ENDPOINTS } from './control-oidc.js';
 import { mintFacebookToken, mintFacebookTokenBodySchema, type MintFacebookTokenInput } from './facebook.js';
+import { describeIdProviders } from './id-providers.js';
+import { githubClientIds } from './github.js';
+import { lineChannelIds } from './line.js';
 import { FAULT_MODES, PROVIDERS, type EmulatorState, type FaultSettings, type Provider } from './state.js';
+import { findIssuedToken } from './token-lookup.js';
 import { mintTwitterToken, mintTwitterTokenBodySchema, type MintTwitterTokenInput } from './twitter.js';
 
 // The control API (/_emulator): tests and developers mint tokens, inject faults and read counters.
@@ -38,6 +43,10 @@ const CONTROL_ENDPOINTS = [
   'GET /_emulator',
   'POST /_emulator/facebook/tokens',
   'POST /_emulator/twitter/tokens',
+  'POST /_emulator/twitter/oauth2_tokens',
+  'POST /_emulator/line/tokens',
+  'POST /_emulator/github/tokens',
+  ...OIDC_CONTROL_ENDPOINTS,
   'POST /_emulator/tokens/expire',
   'PUT /_emulator/faults/:provider',
   'DELETE /_emulator/faults',
@@ -71,6 +80,9 @@ export function controlRoutes(state: EmulatorState) {
         providers: {
           facebook: { base_url: `${origin}/facebook`, app_ids: [...state.clients.facebook.keys()] },
           twitter: { base_url: `${origin}/twitter`, consumer_keys: [...state.clients.twitter.keys()] },
+          line: { base_url: `${origin}/line`, channel_ids: lineChannelIds(state) },
+          github: { base_url: `${origin}/github`, client_ids: githubClientIds(state) },
+          ...describeIdProviders(state, origin),
         },
         control: CONTROL_ENDPOINTS,
       };
@@ -99,7 +111,8 @@ export function controlRoutes(state: EmulatorState) {
     );
 
     app.post<{ Body: { access_token: string } }>('/tokens/expire', { schema: { body: expireBodySchema } }, async (request, reply) => {
-      const token = state.tokens.get(request.body.access_token);
+      // Also finds tokens a provider keeps outside state.tokens (X's OAuth 2 tokens).
+      const token = findIssuedToken(state, request.body.access_token);
       if (!token) return reply.code(404).send({ code: 'unknown_token', message: 'no token was issued with this value' });
       token.expiresAtMs = Date.now();
       return reply.code(204).send();

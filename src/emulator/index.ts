@@ -1,14 +1,41 @@
 import { isIP } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { JWK } from 'jose';
+import { controlRestRoutes } from './control-rest.js';
 import { controlRoutes } from './control.js';
+import { appleRoutes } from './apple.js';
+import { oidcControlRoutes } from './control-oidc.js';
+import { facebookLimitedRoutes } from './facebook-limited.js';
+import { googleRoutes } from './google.js';
+import { IdProviders } from './id-providers.js';
+import { oidcRoutes } from './oidc.js';
 import { facebookRoutes } from './facebook.js';
+import { githubRoutes } from './github.js';
+import { lineRoutes } from './line.js';
 import { EmulatorState } from './state.js';
+import { twitterOAuth2Routes } from './twitter-oauth2.js';
 import { twitterRoutes } from './twitter.js';
 
 export { EmulatorClient } from './client.js';
 export type { FaultInput } from './control.js';
+export type {
+  AppleRevocation,
+  Forgery,
+  MintAppleCodeInput,
+  MintedAppleCode,
+  MintedGoogleAccessToken,
+  MintedIdToken,
+  MintGoogleAccessTokenInput,
+  MintIdTokenInput,
+  RotatedKeys,
+  RotateKeysInput,
+} from './control-oidc.js';
+export type { IdTokenProvider } from './client.js';
 export type { FacebookUserInput, MintFacebookTokenInput, MintedFacebookToken } from './facebook.js';
+export type { GithubUserInput, MintGithubTokenInput, MintedGithubToken } from './github.js';
+export type { LineUserInput, MintLineTokenInput, MintedLineToken } from './line.js';
 export type { FaultMode, FaultSettings, Provider } from './state.js';
+export type { MintTwitterOAuth2TokenInput, MintedTwitterOAuth2Token } from './twitter-oauth2.js';
 export type { MintTwitterTokenInput, MintedTwitterToken, TwitterUserInput } from './twitter.js';
 
 export interface EmulatorOptions {
@@ -20,6 +47,16 @@ export interface EmulatorOptions {
   facebook?: { apps: Record<string, string> };
   /** Consumer key -> consumer secret. */
   twitter?: { consumers: Record<string, string> };
+  /** LINE Login channel id -> channel secret. */
+  line?: { channels: Record<string, string> };
+  /** GitHub OAuth app client id -> client secret. */
+  github?: { apps: Record<string, string> };
+  /** Google OAuth client ids (iOS, Android, web): ID-token audiences; the first is the default. */
+  google?: { clientIds: string[] };
+  /** Sign in with Apple: bundle/services ids, team id, and the public ES256 JWK of each of our keys (by key id) to check client secrets. */
+  apple?: { clientIds: string[]; teamId: string; keys: Record<string, JWK> };
+  /** Generic OpenID Connect issuers by name (served under /oidc/<name>), each with our client ids. */
+  oidc?: Record<string, { clientIds: string[] }>;
   /** Default false. */
   logger?: boolean;
 }
@@ -45,7 +82,18 @@ export function buildEmulator(options: EmulatorOptions): FastifyInstance {
   });
   app.register(facebookRoutes(state), { prefix: '/facebook' });
   app.register(twitterRoutes(state), { prefix: '/twitter' });
+  app.register(twitterOAuth2Routes(state), { prefix: '/twitter' });
+  app.register(lineRoutes(state, options.line?.channels ?? {}), { prefix: '/line' });
+  app.register(githubRoutes(state, options.github?.apps ?? {}), { prefix: '/github' });
+  // ID-token providers: Google, Apple, Facebook Limited Login, generic OpenID Connect issuers.
+  const ids = new IdProviders(state, options);
+  app.register(googleRoutes(state, ids.google), { prefix: '/google' });
+  app.register(appleRoutes(state, ids.apple), { prefix: '/apple' });
+  app.register(facebookLimitedRoutes(state, ids.facebookLimited), { prefix: '/facebook-limited' });
+  app.register(oidcRoutes(state, ids.oidc), { prefix: '/oidc' });
+  app.register(oidcControlRoutes(state, ids), { prefix: '/_emulator' });
   app.register(controlRoutes(state), { prefix: '/_emulator' });
+  app.register(controlRestRoutes(state), { prefix: '/_emulator' });
   return app;
 }
 

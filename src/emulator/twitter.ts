@@ -74,8 +74,8 @@ export function mintTwitterToken(state: EmulatorState, consumerKey: string, inpu
   return { access_token: accessToken, access_token_secret: secret, consumer_key: consumerKey, user_id: user.id };
 }
 
-/** A known user id keeps its profile; only the fields given are changed. */
-function upsertTwitterUser(state: EmulatorState, input: TwitterUserInput): TwitterUser {
+/** A known user id keeps its profile; only the fields given are changed. Shared with the OAuth 2 routes. */
+export function upsertTwitterUser(state: EmulatorState, input: TwitterUserInput): TwitterUser {
   const id = input.id ?? snowflakeId();
   const user = { ...(state.twitterUsers.get(id) ?? newTwitterUser(id)), ...input, id };
   state.twitterUsers.set(id, user);

@@ -1,0 +1,163 @@
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import { mintAppleCode, mintAppleCodeBodySchema, mintAppleIdToken, type MintAppleCodeInput } from './apple.js';
+import { mintFacebookLimitedToken } from './facebook-limited.js';
+import { mintGoogleAccessToken, mintGoogleAccessTokenBodySchema, mintGoogleIdToken, type MintGoogleAccessTokenInput } from './google.js';
+import type { IdProviders } from './id-providers.js';
+import { listeningOrigin, mintIdTokenBodySchema, type MintIdTokenInput } from './id-tokens.js';
+import type { OidcIssuer } from './oidc-issuer.js';
+import { mintOidcIdToken, OIDC_NAME_PATTERN } from './oidc.js';
+import type { EmulatorState } from './state.js';
+
+// The control API of the ID-token providers (under /_emulator): mint ID tokens (real or forged),
+// Google access tokens and Apple codes, rotate signing keys, set the JWKS cache lifetime.
+
+export type { AppleRevocation, MintAppleCodeInput, MintedAppleCode } from './apple.js';
+export type { MintGoogleAccessTokenInput, MintedGoogleAccessToken } from './google.js';
+export type { MintIdTokenInput, MintedIdToken } from './id-tokens.js';
+export type { Forgery } from './oidc-issuer.js';
+
+export interface RotateKeysInput {
+  /** Stop publishing the older keys (tokens they signed stop verifying). Default false. */
+  retire_old?: boolean;
+}
+
+export interface RotatedKeys {
+  /** The new signing key. */
+  kid: string;
+  /** Every published key id. */
+  kids: string[];
+}
+
+/** Providers with a key ring of their own; facebook is an alias of facebook-limited (Graph has no keys). */
+const KEYED_PROVIDERS = ['google', 'apple', 'facebook-limited', 'facebook'] as const;
+type KeyedProvider = (typeof KEYED_PROVIDERS)[number];
+
+const keyedProviderParamsSchema = {
+  type: 'object',
+  required: ['provider'],
+  properties: { provider: { type: 'string', enum: KEYED_PROVIDERS } },
+} as const;
+
+const oidcNameParamsSchema = {
+  type: 'object',
+  required: ['name'],
+  properties: { name: { type: 'string', pattern: OIDC_NAME_PATTERN } },
+} as const;
+
+const rotateBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { retire_old: { type: 'boolean' } },
+} as const;
+
+const jwksCacheBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['max_age'],
+  properties: { max_age: { type: 'integer', minimum: 0, maximum: 31_536_000 } },
+} as const;
+
+export const OIDC_CONTROL_ENDPOINTS = [
+  'POST /_emulator/google/id_tokens',
+  'POST /_emulator/google/tokens',
+  'POST /_emulator/apple/id_tokens',
+  'POST /_emulator/apple/codes',
+  'GET /_emulator/apple/revocations',
+  'POST /_emulator/facebook/limited_tokens',
+  'POST /_emulator/oidc/:name/id_tokens',
+  'POST /_emulator/:provider/keys/rotate',
+  'POST /_emulator/oidc/:name/keys/rotate',
+  'PUT /_emulator/:provider/jwks_cache',
+  'PUT /_emulator/oidc/:name/jwks_cache',
+];
+
+function sendInvalidRequest(reply: FastifyReply, message: string): FastifyReply {
+  return reply.code(400).send({ code: 'invalid_request', message });
+}
+
+export function oidcControlRoutes(state: EmulatorState, ids: IdProviders) {
+  function keyRing(provider: KeyedProvider): OidcIssuer {
+    if (provider === 'google') return ids.google.issuer;
+    if (provider === 'apple') return ids.apple.issuer;
+    return ids.facebookLimited.issuer;
+  }
+
+  return async function oidcControlPlugin(app: FastifyInstance): Promise<void> {
+    // As in control.ts: the caller's mistakes (schema, bad JSON, InvalidRequestError) answer in the control API's format.
+    app.setErrorHandler((error: FastifyError, _request, reply) => {
+      if (error.validation || (error.statusCode !== undefined && error.statusCode < 500)) {
+        return sendInvalidRequest(reply, error.message);
+      }
+      return reply.send(error);
+    });
+    // A missing body counts as {}: every field has a default.
+    app.addHook('preValidation', async (request) => {
+      request.body ??= {};
+    });
+
+    const idTokenSchema = { schema: { body: mintIdTokenBodySchema } };
+
+    app.post<{ Body: MintIdTokenInput }>('/google/id_tokens', idTokenSchema, async (request, reply) =>
+      reply.code(201).send(await mintGoogleIdToken(ids.google, request.body)),
+    );
+
+    app.post<{ Body: MintIdTokenInput }>('/apple/id_tokens', idTokenSchema, async (request, reply) =>
+      reply.code(201).send(await mintAppleIdToken(ids.apple, request.body)),
+    );
+
+    app.post<{ Body: MintIdTokenInput }>('/facebook/limited_tokens', idTokenSchema, async (request, reply) =>
+      reply.code(201).send(await mintFacebookLimitedToken(state, ids.facebookLimited, request.body)),
+    );
+
+    app.post<{ Params: { name: string }; Body: MintIdTokenInput }>(
+      '/oidc/:name/id_tokens',
+      { schema: { params: oidcNameParamsSchema, body: mintIdTokenBodySchema } },
+      async (request, reply) => {
+        const issuer = ids.oidc.getOrCreate(request.params.name);
+        return reply.code(201).send(await mintOidcIdToken(issuer, listeningOrigin(request), request.body));
+      },
+    );
+
+    app.post<{ Body: MintGoogleAccessTokenInput }>(
+      '/google/tokens',
+      { schema: { body: mintGoogleAccessTokenBodySchema } },
+      async (request, reply) => reply.code(201).send(mintGoogleAccessToken(state, ids.google, request.body)),
+    );
+
+    app.post<{ Body: MintAppleCodeInput }>('/apple/codes', { schema: { body: mintAppleCodeBodySchema } }, async (request, reply) =>
+      reply.code(201).send(await mintAppleCode(ids.apple, request.body)),
+    );
+
+    app.get('/apple/revocations', async () => ({ revoked: ids.apple.revocations }));
+
+    app.post<{ Params: { provider: KeyedProvider }; Body: RotateKeysInput }>(
+      '/:provider/keys/rotate',
+      { schema: { params: keyedProviderParamsSchema, body: rotateBodySchema } },
+      async (request): Promise<RotatedKeys> => keyRing(request.params.provider).rotate(request.body),
+    );
+
+    app.post<{ Params: { name: string }; Body: RotateKeysInput }>(
+      '/oidc/:name/keys/rotate',
+      { schema: { params: oidcNameParamsSchema, body: rotateBodySchema } },
+      async (request): Promise<RotatedKeys> => ids.oidc.getOrCreate(request.params.name).keys.rotate(request.body),
+    );
+
+    app.put<{ Params: { provider: KeyedProvider }; Body: { max_age: number } }>(
+      '/:provider/jwks_cache',
+      { schema: { params: keyedProviderParamsSchema, body: jwksCacheBodySchema } },
+      async (request) => {
+        keyRing(request.params.provider).jwksMaxAgeSeconds = request.body.max_age;
+        return { max_age: request.body.max_age };
+      },
+    );
+
+    app.put<{ Params: { name: string }; Body: { max_age: number } }>(
+      '/oidc/:name/jwks_cache',
+      { schema: { params: oidcNameParamsSchema, body: jwksCacheBodySchema } },
+      async (request) => {
+        ids.oidc.getOrCreate(request.params.name).keys.jwksMaxAgeSeconds = request.body.max_age;
+        return { max_age: request.body.max_age };
+      },
+    );
+  };
+}

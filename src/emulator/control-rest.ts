@@ -1,0 +1,45 @@
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import { defaultGithubClientId, mintGithubToken, mintGithubTokenBodySchema, type MintGithubTokenInput } from './github.js';
+import { defaultLineChannelId, mintLineToken, mintLineTokenBodySchema, type MintLineTokenInput } from './line.js';
+import type { EmulatorState } from './state.js';
+import { mintTwitterOAuth2Token, mintTwitterOAuth2TokenBodySchema, type MintTwitterOAuth2TokenInput } from './twitter-oauth2.js';
+
+// Control endpoints (under /_emulator) minting tokens for LINE, GitHub and X OAuth 2. Same rules as
+// control.ts: JSON-schema checked, and any mistake of the caller answered 400 {code, message}.
+
+function sendInvalidRequest(reply: FastifyReply, message: string): FastifyReply {
+  return reply.code(400).send({ code: 'invalid_request', message });
+}
+
+export function controlRestRoutes(state: EmulatorState) {
+  return async function controlRestPlugin(app: FastifyInstance): Promise<void> {
+    app.setErrorHandler((error: FastifyError, _request, reply) => {
+      if (error.validation || (error.statusCode !== undefined && error.statusCode < 500)) {
+        return sendInvalidRequest(reply, error.message);
+      }
+      return reply.send(error);
+    });
+    // A missing body counts as {}: every field has a default.
+    app.addHook('preValidation', async (request) => {
+      request.body ??= {};
+    });
+
+    app.post<{ Body: MintLineTokenInput }>('/line/tokens', { schema: { body: mintLineTokenBodySchema } }, async (request, reply) => {
+      const channelId = request.body.channel_id ?? defaultLineChannelId(state);
+      if (channelId === undefined) return sendInvalidRequest(reply, 'no LINE channel is configured: pass channel_id');
+      return reply.code(201).send(await mintLineToken(state, channelId, request.body));
+    });
+
+    app.post<{ Body: MintGithubTokenInput }>('/github/tokens', { schema: { body: mintGithubTokenBodySchema } }, async (request, reply) => {
+      const clientId = request.body.client_id ?? defaultGithubClientId(state);
+      if (clientId === undefined) return sendInvalidRequest(reply, 'no GitHub OAuth app is configured: pass client_id');
+      return reply.code(201).send(mintGithubToken(state, clientId, request.body));
+    });
+
+    app.post<{ Body: MintTwitterOAuth2TokenInput }>(
+      '/twitter/oauth2_tokens',
+      { schema: { body: mintTwitterOAuth2TokenBodySchema } },
+      async (request, reply) => reply.code(201).send(mintTwitterOAuth2Token(state, request.body)),
+    );
+  };
+}
