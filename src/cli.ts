@@ -5,7 +5,7 @@ import { openDatabase, migrateToLatest } from './db/index.js';
 import { generateSigningKeySet } from './auth/keys.js';
 import { startServer } from './server.js';
 import { ConfigError } from './settings.js';
-import { emulatorOptionsFromEnv } from './dev-settings.js';
+import { emulatedApps, emulatorOptionsFor, generateAppleKey } from './dev-settings.js';
 import { startEmulator } from './emulator/index.js';
 
 const usage = `social-link: link social accounts to your app's users
@@ -47,7 +47,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'emulator': {
       const port = Number(values.port ?? 9000);
-      const emulator = await startEmulator({ ...emulatorOptionsFromEnv(process.env), port, logger: true });
+      const emulator = await startEmulator({ ...emulatorOptionsFor(emulatedApps(process.env, generateAppleKey())), port, logger: true });
       console.log(`provider emulator on ${emulator.url} (control API: ${emulator.url}/_emulator)`);
       return -1;
     }

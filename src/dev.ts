@@ -1,5 +1,6 @@
 import { loadConfig } from './config.js';
-import { emulatorOptionsFromEnv, providerEnvFor } from './dev-settings.js';
+import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor } from './dev-settings.js';
+import { devSecret } from './auth/keys.js';
 import { startEmulator } from './emulator/index.js';
 import { startServer } from './server.js';
 import { ConfigError } from './settings.js';
@@ -13,8 +14,9 @@ async function main(): Promise<void> {
     throw new ConfigError('dev mode wires providers to the local emulator and refuses to run with NODE_ENV=production');
   }
   const emulatorPort = Number(process.env.EMULATOR_PORT ?? 9000);
-  const emulator = await startEmulator({ ...emulatorOptionsFromEnv(process.env), port: emulatorPort });
-  const config = loadConfig({ ...process.env, ...providerEnvFor(emulator.url, process.env) });
+  const apps = emulatedApps(process.env, devSecret('./data/dev-apple-key.pem', generateAppleKey));
+  const emulator = await startEmulator({ ...emulatorOptionsFor(apps), port: emulatorPort });
+  const config = loadConfig({ ...process.env, ...serverEnvFor(emulator.url, apps) });
   const app = await startServer({ config, devSecretsDir: './data', onClose: () => emulator.close() });
 
   const api = `http://${config.host}:${config.port}`;
@@ -33,6 +35,9 @@ ${line}
     curl -s -X POST ${emulator.url}/_emulator/facebook/tokens -H 'content-type: application/json' -d '{}'
   Mint a Twitter token and secret:
     curl -s -X POST ${emulator.url}/_emulator/twitter/tokens -H 'content-type: application/json' -d '{}'
+  Mint a Google ID token (likewise apple/id_tokens, facebook/limited_tokens, oidc/example/id_tokens):
+    curl -s -X POST ${emulator.url}/_emulator/google/id_tokens -H 'content-type: application/json' -d '{}'
+  Providers: ${config.providers.map((provider) => provider.name).join(', ')}
   Then: POST ${api}/api/users/ (guest user), POST ${api}/api/associate/facebook/ with its access_token,
   and POST ${api}/api/auth/facebook/ with the same token to find the user again. See README.md.
 ${line}

@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Kysely } from 'kysely';
 import { loadConfig } from '../src/config.js';
 import { openDatabase, type Database } from '../src/db/index.js';
-import { providerEnvFor } from '../src/dev-settings.js';
+import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor, type EmulatedApps } from '../src/dev-settings.js';
 import { EmulatorClient, startEmulator, type RunningEmulator } from '../src/emulator/index.js';
 import { startServer } from '../src/server.js';
 import { logRedaction } from '../src/app.js';
@@ -15,6 +15,9 @@ import type { Env } from '../src/settings.js';
 
 export const FACEBOOK_APP = { id: 'test-facebook-app', secret: 'test-facebook-secret' };
 export const TWITTER_APP = { key: 'test-twitter-key', secret: 'test-twitter-secret' };
+
+/** One Sign in with Apple key for the whole test process (key generation is slow-ish). */
+const APPLE_KEY = generateAppleKey();
 
 export type DatabaseKind = 'sqlite' | 'postgres';
 
@@ -56,6 +59,8 @@ export interface Stack {
   db: Kysely<Database>;
   emulator: EmulatorClient;
   emulatorUrl: string;
+  /** The apps the emulator and the server share (client ids, channel ids…). */
+  apps: EmulatedApps;
   /** Every log line the server wrote (debug level and up), as JSON text. */
   logs: string[];
   close(): Promise<void>;
@@ -66,20 +71,19 @@ export interface Stack {
  * over HTTP, on a fresh database of the given kind.
  */
 export async function startStack(kind: DatabaseKind, env: Env = {}): Promise<Stack> {
-  const emulatorOptions = {
-    facebook: { apps: { [FACEBOOK_APP.id]: FACEBOOK_APP.secret } },
-    twitter: { consumers: { [TWITTER_APP.key]: TWITTER_APP.secret } },
-  };
-  const emulator: RunningEmulator = await startEmulator(emulatorOptions);
+  const apps = emulatedApps(
+    {
+      SOCIAL_AUTH_FACEBOOK_KEY: FACEBOOK_APP.id,
+      SOCIAL_AUTH_FACEBOOK_SECRET: FACEBOOK_APP.secret,
+      SOCIAL_AUTH_TWITTER_KEY: TWITTER_APP.key,
+      SOCIAL_AUTH_TWITTER_SECRET: TWITTER_APP.secret,
+    },
+    APPLE_KEY,
+  );
+  const emulator: RunningEmulator = await startEmulator(emulatorOptionsFor(apps));
   const database = await freshDatabase(kind);
-  const appEnv = {
-    SOCIAL_AUTH_FACEBOOK_KEY: FACEBOOK_APP.id,
-    SOCIAL_AUTH_FACEBOOK_SECRET: FACEBOOK_APP.secret,
-    SOCIAL_AUTH_TWITTER_KEY: TWITTER_APP.key,
-    SOCIAL_AUTH_TWITTER_SECRET: TWITTER_APP.secret,
-  };
   const config = loadConfig({
-    ...providerEnvFor(emulator.url, appEnv),
+    ...serverEnvFor(emulator.url, apps),
     DATABASE_URL: database.url,
     PORT: '0',
     LOG_LEVEL: 'silent',
@@ -100,6 +104,7 @@ export async function startStack(kind: DatabaseKind, env: Env = {}): Promise<Sta
     db,
     emulator: new EmulatorClient(emulator.url),
     emulatorUrl: emulator.url,
+    apps,
     logs,
     async close() {
       await app.close();
