@@ -33,6 +33,10 @@ export async function verifyIdToken(token: string, policy: IdTokenPolicy, expect
     if (error instanceof ApiError) throw error; // the JWKS could not be fetched: 502
     throw new InvalidTokenError(reasonFor(error));
   }
+  // jose checks exp and nbf; a token "issued" in the future is forged or from a broken clock: refuse it too.
+  if (typeof payload.iat !== 'number' || payload.iat > Date.now() / 1000 + (policy.clockToleranceSeconds ?? 60)) {
+    throw new InvalidTokenError("the ID token's iat claim is in the future");
+  }
   const audiences = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
   const azp = payload.azp;
   if (azp !== undefined && (typeof azp !== 'string' || !policy.audiences.includes(azp))) {
