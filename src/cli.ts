@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from './config.js';
 import { openDatabase, migrateToLatest } from './db/index.js';
 import { generateSigningKeySet } from './auth/keys.js';
-import { startServer } from './server.js';
+import { serveWithWorkers, startServer } from './server.js';
 import { ConfigError } from './settings.js';
 import { emulatedApps, emulatorOptionsFor, generateAppleKey } from './dev-settings.js';
 import { startEmulator } from './emulator/index.js';
@@ -13,7 +13,8 @@ const usage = `social-link: link social accounts to your app's users
 Usage: social-link <command> [options]
 
 Commands:
-  serve                 apply pending migrations, then serve the API (configured by the environment; see README)
+  serve [--workers N]   apply pending migrations, then serve the API with N processes sharing the port
+                        (default 1; configured by the environment, see README)
   migrate               apply pending migrations and exit
   emulator [--port N]   run the provider emulator on 127.0.0.1 (default port 9000)
   keys generate         print a new signing key set for SOCIAL_LINK_SIGNING_KEYS
@@ -23,7 +24,7 @@ async function main(argv: string[]): Promise<number> {
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { port: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: { port: { type: 'string' }, workers: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
   });
   const [command, sub] = positionals;
   if (values.help || !command || command === 'help') {
@@ -32,7 +33,11 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (command) {
     case 'serve': {
-      await startServer({ config: loadConfig() });
+      const config = loadConfig();
+      const workers = Number(values.workers ?? 1);
+      if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new ConfigError('--workers must be an integer from 1 to 64');
+      if (workers === 1) await startServer({ config });
+      else await serveWithWorkers(config, workers);
       return -1; // keeps running until a signal
     }
     case 'migrate': {

@@ -1,4 +1,6 @@
+import cluster from 'node:cluster';
 import type { FastifyInstance } from 'fastify';
+import type { Config } from './config.js';
 import { buildApp, type AppOptions } from './app.js';
 import { openDatabase, migrateToLatest } from './db/index.js';
 
@@ -28,4 +30,35 @@ export function closeOnSignals(app: { close(): Promise<unknown>; log: { info(msg
   };
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);
+}
+
+/**
+ * `serve --workers N`: the primary applies the migrations once, then forks N workers that share the
+ * listening port (node:cluster). A worker that dies is replaced; SIGTERM is passed on to every worker,
+ * each finishing its in-flight requests.
+ */
+export async function serveWithWorkers(config: Config, workers: number): Promise<void> {
+  if (cluster.isWorker) {
+    await startServer({ config });
+    return;
+  }
+  const db = openDatabase(config.databaseUrl);
+  await migrateToLatest(db);
+  await db.destroy();
+  let stopping = false;
+  for (let i = 0; i < workers; i++) cluster.fork();
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+      return;
+    }
+    console.error(`worker ${worker.process.pid} exited (${signal ?? code}); starting another`);
+    cluster.fork();
+  });
+  const stop = () => {
+    stopping = true;
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
 }
