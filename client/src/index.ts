@@ -1,0 +1,208 @@
+import { ENDPOINTS, type AssociateResponse, type Association, type Endpoint, type Me, type SocialToken, type TokenResponse } from './api.js';
+import { SocialLinkError, notSignedIn } from './errors.js';
+import { MemoryTokenStore, type StoredTokens, type TokenStore } from './token-store.js';
+
+export * from './api.js';
+export { SocialLinkError } from './errors.js';
+export { MemoryTokenStore, type StoredTokens, type TokenStore } from './token-store.js';
+
+export interface SocialLinkClientOptions {
+  /** Where the API is, e.g. https://auth.example.com */
+  baseUrl: string;
+  /** Where the tokens live between launches; in memory by default. */
+  tokenStore?: TokenStore;
+  /** The fetch to use; the global one by default. */
+  fetch?: typeof fetch;
+}
+
+/** An access token this close to its expiry is refreshed first, rather than sent to die on the way. */
+const EXPIRY_MARGIN_MS = 5_000;
+
+const isExpired = (tokens: StoredTokens) => Date.now() >= tokens.expiresAt - EXPIRY_MARGIN_MS;
+
+/** The refresh in flight per store, so that clients sharing a store share it too. */
+const refreshing = new WeakMap<TokenStore, Promise<StoredTokens>>();
+
+const toStored = (answer: TokenResponse): StoredTokens => ({
+  accessToken: answer.access_token,
+  refreshToken: answer.refresh_token,
+  expiresAt: Date.now() + answer.expires_in * 1000,
+  userId: answer.id,
+  username: answer.username,
+});
+
+interface Call {
+  params?: Record<string, string>;
+  body?: unknown;
+  accessToken?: string;
+}
+
+/**
+ * The social-link API for apps. Sign-ins store the tokens in the token store; authenticated calls
+ * refresh an expired access token transparently (one refresh at a time: a refresh token is single use,
+ * and the server revokes the session when one is presented twice).
+ */
+export class SocialLinkClient {
+  private readonly baseUrl: string;
+  private readonly store: TokenStore;
+  private readonly fetcher: typeof fetch;
+
+  constructor(options: SocialLinkClientOptions) {
+    this.baseUrl = options.baseUrl.replace(/\/+$/, '');
+    this.store = options.tokenStore ?? new MemoryTokenStore();
+    // Called as a plain function, never as a method of the client: browsers refuse `fetch` with another `this`.
+    // The global one is looked up at call time, so a polyfill installed later still counts.
+    const custom = options.fetch;
+    this.fetcher = (input, init) => (custom ?? globalThis.fetch)(input, init);
+  }
+
+  /** A new guest user (a phone's first launch), signed in. */
+  createGuest(): Promise<TokenResponse> {
+    return this.signInWith(ENDPOINTS.createUser, {});
+  }
+
+  /** A new user with a password, signed in. 409 `username_taken`, 400 `invalid_request`. */
+  signUp(username: string, password: string): Promise<TokenResponse> {
+    return this.signInWith(ENDPOINTS.createUser, { body: { username, password } });
+  }
+
+  /** 401 `invalid_credentials`. */
+  signIn(username: string, password: string): Promise<TokenResponse> {
+    return this.signInWith(ENDPOINTS.signIn, { body: { username, password } });
+  }
+
+  /** Links the social account of the token to the signed-in user. 409 `already_associated`, 400 `invalid_token`. */
+  associate(provider: string, token: SocialToken): Promise<AssociateResponse> {
+    return this.authed(ENDPOINTS.associate, { params: { provider }, body: token });
+  }
+
+  /** Signs in as the user linked to the social account of the token (a new phone). 404 `user_not_found`. */
+  authWith(provider: string, token: SocialToken): Promise<TokenResponse> {
+    return this.signInWith(ENDPOINTS.auth, { params: { provider }, body: token });
+  }
+
+  listAssociations(): Promise<Association[]> {
+    return this.authed(ENDPOINTS.listAssociations, {});
+  }
+
+  /** 404 `association_not_found`; 409 `last_login_method` when it is the user's last way to sign in. */
+  async unlink(provider: string, uid: string): Promise<void> {
+    await this.authed(ENDPOINTS.unlink, { params: { provider, uid } });
+  }
+
+  me(): Promise<Me> {
+    return this.authed(ENDPOINTS.me, {});
+  }
+
+  /** Ends the session on the server when it can, and always forgets the tokens here. Never rejects for the server's sake. */
+  async logout(): Promise<void> {
+    try {
+      await this.authed(ENDPOINTS.logout, {});
+    } catch {
+      // Offline, or the session was already dead: signing out here is what the user asked for.
+    } finally {
+      await this.store.save(null);
+    }
+  }
+
+  /** Exchanges the refresh token for a new pair now (the client also does it by itself when needed). */
+  refresh(): Promise<StoredTokens> {
+    return this.renew();
+  }
+
+  private async signInWith(endpoint: Endpoint, call: Call): Promise<TokenResponse> {
+    const answer = await this.send<TokenResponse>(endpoint, call);
+    await this.store.save(toStored(answer));
+    return answer;
+  }
+
+  /** A call with our access token: refreshed first when known to be expired, or once after a 401 `invalid_access_token`. */
+  private async authed<T>(endpoint: Endpoint, call: Call): Promise<T> {
+    let tokens = await this.store.load();
+    if (!tokens) throw notSignedIn();
+    let refreshed = false;
+    if (isExpired(tokens)) {
+      tokens = await this.renew(tokens.accessToken);
+      refreshed = true;
+    }
+    try {
+      return await this.send<T>(endpoint, { ...call, accessToken: tokens.accessToken });
+    } catch (error) {
+      if (refreshed || !(error instanceof SocialLinkError && error.code === 'invalid_access_token')) throw error;
+    }
+    tokens = await this.renew(tokens.accessToken);
+    return this.send<T>(endpoint, { ...call, accessToken: tokens.accessToken });
+  }
+
+  /**
+   * The one refresh in flight, shared by every caller (of every client on this store). `stale` is the access token a caller found
+   * wanting: if the store holds a newer, valid one already (another call refreshed), that one is
+   * returned without spending the refresh token again.
+   */
+  private renew(stale?: string): Promise<StoredTokens> {
+    let shared = refreshing.get(this.store);
+    if (!shared) {
+      shared = this.refreshOnce(stale).finally(() => refreshing.delete(this.store));
+      refreshing.set(this.store, shared);
+    }
+    return shared;
+  }
+
+  private async refreshOnce(stale: string | undefined): Promise<StoredTokens> {
+    const tokens = await this.store.load();
+    if (!tokens) throw notSignedIn();
+    if (stale !== undefined && tokens.accessToken !== stale && !isExpired(tokens)) return tokens;
+    // Compare-then-write: a logout or sign-in while the refresh was on the wire must not be undone.
+    const stillOurs = async () => (await this.store.load())?.refreshToken === tokens.refreshToken;
+    let answer: TokenResponse;
+    try {
+      answer = await this.send<TokenResponse>(ENDPOINTS.refresh, { body: { refresh_token: tokens.refreshToken } });
+    } catch (error) {
+      // 401: the session is over (expired, logged out, or revoked because the token was replayed). Other failures may pass.
+      if (error instanceof SocialLinkError && error.status === 401 && (await stillOurs())) await this.store.save(null);
+      throw error;
+    }
+    if (!(await stillOurs())) throw notSignedIn();
+    const next = toStored(answer);
+    await this.store.save(next);
+    return next;
+  }
+
+  /** One HTTP request; every failure becomes a SocialLinkError. */
+  private async send<T>(endpoint: Endpoint, call: Call): Promise<T> {
+    const path = endpoint.path.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(call.params?.[name] ?? ''));
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (call.accessToken) headers.authorization = `Bearer ${call.accessToken}`;
+    // No content-type without a body: the server refuses an empty JSON body.
+    if (call.body !== undefined) headers['content-type'] = 'application/json';
+    let status = 0;
+    let text: string;
+    try {
+      const response = await this.fetcher(`${this.baseUrl}${path}`, {
+        method: endpoint.method,
+        headers,
+        body: call.body === undefined ? undefined : JSON.stringify(call.body),
+      });
+      status = response.status;
+      text = await response.text();
+    } catch (error) {
+      throw new SocialLinkError(0, 'network_error', 'The server could not be reached', error instanceof Error ? error.message : String(error));
+    }
+    if (status >= 200 && status < 300 && endpoint.response === undefined) return undefined as T;
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch {
+      throw new SocialLinkError(status, 'invalid_response', `The server answered HTTP ${status} without JSON`);
+    }
+    if (status >= 200 && status < 300) return data as T;
+    const error = data as { code?: unknown; message?: unknown; detail?: unknown } | null;
+    if (typeof error?.code !== 'string') throw new SocialLinkError(status, 'invalid_response', `The server answered HTTP ${status} without an error code`);
+    throw new SocialLinkError(
+      status,
+      error.code,
+      typeof error.message === 'string' ? error.message : error.code,
+      typeof error.detail === 'string' ? error.detail : undefined,
+    );
+  }
+}
