@@ -19,6 +19,7 @@ import { association, errorResponse, tokenResponse } from './routes/schemas.js';
 import { operationsRoutes } from './routes/operations.js';
 import { Metrics } from './metrics.js';
 import { installRateLimits } from './rate-limits.js';
+import { CircuitBreaker, withCircuitBreaker } from './providers/circuit-breaker.js';
 import { clientOf } from './routes/request.js';
 import { randomUUID } from 'node:crypto';
 import helmet from '@fastify/helmet';
@@ -73,8 +74,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const providers = new Map<string, Provider>();
   const closers: Array<() => Promise<void>> = [];
   for (const enabled of config.providers) {
-    const { provider, http } = enabled.create(config.providerTimeoutMs, metrics.observeProviderCall);
-    providers.set(enabled.name, provider);
+    const { provider, http } = enabled.create({ timeoutMs: config.providerTimeoutMs, observe: metrics.observeProviderCall });
+    providers.set(enabled.name, withCircuitBreaker(provider, new CircuitBreaker(config.circuitBreaker)));
     closers.push(() => http.close());
   }
   app.addHook('onReady', async () => {

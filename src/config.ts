@@ -20,6 +20,8 @@ export interface Config {
   /** Comma-separated base64 AES-256 keys that seal provider tokens at rest; newest first. */
   encryptionKeys?: string;
   providerTimeoutMs: number;
+  /** Failed provider calls in a row that open a provider's circuit, and how long it stays open. */
+  circuitBreaker: { threshold: number; cooldownMs: number };
   providers: ProviderConfigs;
   /** Origins allowed by CORS; empty = CORS off (mobile apps do not need it). */
   corsOrigins: string[];
@@ -53,6 +55,10 @@ export function loadConfig(env: Env = process.env): Config {
     signingKeysFile: settings.string('SOCIAL_LINK_SIGNING_KEYS_FILE'),
     encryptionKeys: settings.string('SOCIAL_LINK_ENCRYPTION_KEYS'),
     providerTimeoutMs: settings.int('SOCIAL_AUTH_PROVIDER_TIMEOUT_MS', 5000, { min: 100, max: 60_000 }),
+    circuitBreaker: {
+      threshold: settings.int('SOCIAL_AUTH_CIRCUIT_BREAKER_THRESHOLD', 5, { min: 1, max: 1000 }),
+      cooldownMs: settings.int('SOCIAL_AUTH_CIRCUIT_BREAKER_COOLDOWN_MS', 10_000, { min: 100, max: 600_000 }),
+    },
     providers: loadProviderConfigs(settings),
     corsOrigins: settings.list('CORS_ORIGINS'),
     trustProxy: trustProxy(settings),

@@ -30,11 +30,13 @@ export class InvalidTokenError extends ApiError {
 
 /** The provider could not give a usable answer: down, too slow, or answering garbage. */
 export class ProviderUnavailableError extends ApiError {
+  /** 502 when the provider failed this call; 503 when its circuit breaker is open and it was not called. */
   constructor(
     readonly provider: string,
     readonly reason: string,
+    status: 502 | 503 = 502,
   ) {
-    super(502, 'provider_unavailable', `The ${provider} API is unavailable, try again later`, { detail: reason });
+    super(status, 'provider_unavailable', `The ${provider} API is unavailable, try again later`, { detail: reason });
   }
 }
 

@@ -90,6 +90,8 @@ export async function startStack(kind: DatabaseKind, env: Env = {}): Promise<Sta
     SOCIAL_AUTH_PROVIDER_TIMEOUT_MS: '1000',
     // Suites send hundreds of requests from one address; test/rate-limits.test.ts turns limits on.
     RATE_LIMIT_ENABLED: 'false',
+    // Fault tests fail providers on purpose, many times in a row; test/resilience.test.ts tests the breaker.
+    SOCIAL_AUTH_CIRCUIT_BREAKER_THRESHOLD: '1000',
     ...env,
   });
   const db = openDatabase(config.databaseUrl);

@@ -13,6 +13,7 @@ import { mintTwitterToken, mintTwitterTokenBodySchema, type MintTwitterTokenInpu
 export interface FaultInput {
   latency_ms?: number;
   mode?: FaultSettings['mode'];
+  count?: number;
   appsecret_proof?: 'verify' | 'ignore';
 }
 
@@ -22,6 +23,7 @@ const faultBodySchema = {
   properties: {
     latency_ms: { type: 'integer', minimum: 0, maximum: 600_000 },
     mode: { type: 'string', enum: FAULT_MODES },
+    count: { type: 'integer', minimum: 1, maximum: 1_000_000 },
     appsecret_proof: { type: 'string', enum: ['verify', 'ignore'] },
   },
 } as const;

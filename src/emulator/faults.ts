@@ -10,6 +10,11 @@ export function providerFaultHook(state: EmulatorState, provider: Provider, serv
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     state.requestCounts[provider] += 1;
     const fault = state.faults[provider];
+    if (fault.count !== undefined && fault.mode !== 'none') {
+      // A fault for the next N requests only: this one uses up one of them.
+      fault.count -= 1;
+      if (fault.count <= 0) state.faults[provider] = { ...fault, mode: 'none', count: undefined };
+    }
 
     // An unref'd timer delays this request only, and never keeps the process alive after close().
     if (fault.latency_ms > 0) await sleep(fault.latency_ms, undefined, { ref: false });

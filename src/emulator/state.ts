@@ -10,6 +10,8 @@ export interface FaultSettings {
   mode: FaultMode;
   /** Facebook only: whether Graph checks the appsecret_proof parameter. */
   appsecret_proof?: 'verify' | 'ignore';
+  /** The mode applies to this many more requests only, then goes back to none (absent: until cleared). */
+  count?: number;
 }
 
 export interface IssuedToken {

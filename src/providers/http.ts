@@ -16,70 +16,86 @@ export interface RequestOptions {
   body?: string;
 }
 
+export interface ProviderHttpOptions {
+  timeoutMs: number;
+  observe?: ProviderCallObserver;
+}
+
 /**
- * The HTTP client of one provider: a keep-alive connection pool, and a hard deadline on every call,
- * so that a slow provider costs a bounded wait and never a stuck request.
+ * The HTTP client of one provider: a keep-alive connection pool, a hard deadline on every call, and one
+ * retry of a GET whose connection failed (a pooled connection the provider had closed), so that a slow
+ * or dead provider costs a bounded wait and never a stuck request. (The circuit breaker is one level
+ * up, around a whole verification: see circuit-breaker.ts.)
  * Errors never carry the URL: provider URLs may hold tokens in their query.
  */
 export class ProviderHttp {
+  readonly timeoutMs: number;
   private readonly agent: Agent;
+  private readonly observe: ProviderCallObserver;
 
   constructor(
     readonly provider: string,
-    readonly timeoutMs: number,
-    private readonly observe: ProviderCallObserver = () => {},
+    options: ProviderHttpOptions,
   ) {
+    this.timeoutMs = options.timeoutMs;
+    this.observe = options.observe ?? (() => {});
     this.agent = new Agent({
       keepAliveTimeout: 30_000,
-      connect: { timeout: timeoutMs },
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
+      connect: { timeout: this.timeoutMs },
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
     });
   }
 
   /** Calls the provider and parses its JSON answer; 5xx, 429, non-JSON and network errors become 502. */
-  async json(url: string, options: RequestOptions = {}): Promise<JsonResponse> {
-    const started = performance.now();
-    const { status, text, headers } = await this.call(url, options, started);
-    try {
-      const body = JSON.parse(text) as unknown;
-      this.observe(this.provider, status < 400 ? 'ok' : 'refused', (performance.now() - started) / 1000);
-      return { status, body, headers };
-    } catch {
-      this.observe(this.provider, 'invalid_response', (performance.now() - started) / 1000);
-      throw new ProviderUnavailableError(this.provider, `answered HTTP ${status} with a body that is not JSON`);
-    }
+  json(url: string, options: RequestOptions = {}): Promise<JsonResponse> {
+    return this.call(url, options, true);
   }
 
   /** Calls the provider for its status alone (endpoints that answer an empty body). */
   async send(url: string, options: RequestOptions = {}): Promise<number> {
-    const started = performance.now();
-    const { status } = await this.call(url, options, started);
-    this.observe(this.provider, status < 400 ? 'ok' : 'refused', (performance.now() - started) / 1000);
-    return status;
+    return (await this.call(url, options, false)).status;
   }
 
-  private async call(url: string, options: RequestOptions, started: number) {
-    const failed = (outcome: ProviderOutcome) => this.observe(this.provider, outcome, (performance.now() - started) / 1000);
-    try {
-      const response = await request(url, {
-        method: options.method ?? 'GET',
-        headers: { accept: 'application/json', ...options.headers },
-        body: options.body,
-        dispatcher: this.agent,
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
-      const text = await response.body.text();
+  private async call(url: string, options: RequestOptions, parseJson: boolean): Promise<JsonResponse> {
+    const started = performance.now();
+    const finish = (outcome: ProviderOutcome) => this.observe(this.provider, outcome, (performance.now() - started) / 1000);
+    const retryable = (options.method ?? 'GET') === 'GET';
+    for (let attempt = 1; ; attempt++) {
+      let response: Awaited<ReturnType<typeof request>>;
+      let text: string;
+      try {
+        response = await request(url, {
+          method: options.method ?? 'GET',
+          headers: { accept: 'application/json', ...options.headers },
+          body: options.body,
+          dispatcher: this.agent,
+          signal: AbortSignal.timeout(this.timeoutMs),
+        });
+        text = await response.body.text();
+      } catch (error) {
+        const timedOut = isTimeout(error);
+        // A connection that failed before any answer is safe to try once more, for a GET only.
+        if (retryable && !timedOut && attempt === 1) continue;
+        finish(timedOut ? 'timeout' : 'network_error');
+        throw new ProviderUnavailableError(
+          this.provider,
+          timedOut ? `did not answer within ${this.timeoutMs} ms` : `could not be reached (${(error as { code?: string }).code ?? 'network error'})`,
+        );
+      }
       if (response.statusCode >= 500 || response.statusCode === 429) {
-        failed('server_error');
+        finish('server_error');
         throw new ProviderUnavailableError(this.provider, `answered HTTP ${response.statusCode}`);
       }
-      return { status: response.statusCode, text, headers: response.headers };
-    } catch (error) {
-      if (error instanceof ApiError) throw error;
-      const reason = describeNetworkError(error, this.timeoutMs);
-      failed(reason.startsWith('did not answer') ? 'timeout' : 'network_error');
-      throw new ProviderUnavailableError(this.provider, reason);
+      let body: unknown;
+      try {
+        body = parseJson ? (JSON.parse(text) as unknown) : undefined;
+      } catch {
+        finish('invalid_response');
+        throw new ProviderUnavailableError(this.provider, `answered HTTP ${response.statusCode} with a body that is not JSON`);
+      }
+      finish(response.statusCode < 400 ? 'ok' : 'refused');
+      return { status: response.statusCode, body, headers: response.headers };
     }
   }
 
@@ -88,12 +104,9 @@ export class ProviderHttp {
   }
 }
 
-function describeNetworkError(error: unknown, timeoutMs: number): string {
+function isTimeout(error: unknown): boolean {
   const err = error as { name?: string; code?: string };
-  if (err.name === 'TimeoutError' || err.name === 'AbortError' || /TIMEOUT/.test(err.code ?? '')) {
-    return `did not answer within ${timeoutMs} ms`;
-  }
-  return `could not be reached (${err.code ?? err.name ?? 'network error'})`;
+  return err.name === 'TimeoutError' || err.name === 'AbortError' || /TIMEOUT/.test(err.code ?? '');
 }
 
 /** Narrowing helpers for provider answers, which are untrusted JSON. */

@@ -1,5 +1,5 @@
 import type { Settings } from '../settings.js';
-import { ProviderHttp, type ProviderCallObserver } from './http.js';
+import { ProviderHttp, type ProviderHttpOptions } from './http.js';
 import { apple } from './apple.js';
 import { facebook } from './facebook.js';
 import { github } from './github.js';
@@ -16,7 +16,7 @@ export const providerModules: ReadonlyArray<ProviderModule<any>> = [facebook, tw
 /** A provider whose settings are present, ready to be built. */
 export interface EnabledProvider {
   name: string;
-  create(timeoutMs: number, observe?: ProviderCallObserver): { provider: Provider; http: ProviderHttp };
+  create(options: ProviderHttpOptions): { provider: Provider; http: ProviderHttp };
 }
 
 export type ProviderConfigs = EnabledProvider[];
@@ -28,8 +28,8 @@ export function loadProviderConfigs(settings: Settings): ProviderConfigs {
     if (config === undefined) continue;
     enabled.push({
       name: module.name,
-      create(timeoutMs, observe) {
-        const http = new ProviderHttp(module.name, timeoutMs, observe);
+      create(options) {
+        const http = new ProviderHttp(module.name, options);
         return { provider: module.create(config, { http }), http };
       },
     });
@@ -38,8 +38,8 @@ export function loadProviderConfigs(settings: Settings): ProviderConfigs {
     const name = `oidc:${config.name}`;
     enabled.push({
       name,
-      create(timeoutMs, observe) {
-        const http = new ProviderHttp(name, timeoutMs, observe);
+      create(options) {
+        const http = new ProviderHttp(name, options);
         return { provider: createOidcProvider(config, http), http };
       },
     });

@@ -1,0 +1,64 @@
+import { ProviderUnavailableError } from '../errors.js';
+import type { Provider } from './types.js';
+
+/**
+ * One provider's circuit breaker. After `threshold` verifications in a row failed because the provider
+ * was unavailable, it opens: requests answer 503 at once for `cooldownMs`, instead of piling up while
+ * each waits for a timeout. Then it lets one trial through (half-open): a success closes it, a failure
+ * opens it again. It counts whole verifications, not HTTP calls, since one sign-in may make several.
+ */
+export class CircuitBreaker {
+  private failures = 0;
+  private openUntil = 0;
+  private trialInFlight = false;
+
+  constructor(private readonly options: { threshold: number; cooldownMs: number }) {}
+
+  /** May a call go out now? (In half-open state, only the first caller gets a yes.) */
+  allow(): boolean {
+    if (this.failures < this.options.threshold) return true;
+    if (Date.now() < this.openUntil || this.trialInFlight) return false;
+    this.trialInFlight = true;
+    return true;
+  }
+
+  succeeded(): void {
+    this.failures = 0;
+    this.trialInFlight = false;
+  }
+
+  failed(): void {
+    this.failures += 1;
+    this.trialInFlight = false;
+    if (this.failures >= this.options.threshold) this.openUntil = Date.now() + this.options.cooldownMs;
+  }
+
+  get isOpen(): boolean {
+    return this.failures >= this.options.threshold;
+  }
+}
+
+/** The provider with its verifications (and revocations) behind the breaker. */
+export function withCircuitBreaker(provider: Provider, breaker: CircuitBreaker): Provider {
+  const guard = async <T>(work: () => Promise<T>): Promise<T> => {
+    if (!breaker.allow()) {
+      throw new ProviderUnavailableError(provider.name, 'failed repeatedly just now; not called for a few seconds', 503);
+    }
+    try {
+      const result = await work();
+      breaker.succeeded();
+      return result;
+    } catch (error) {
+      // Only an unavailable provider counts: a refused token is the provider working fine.
+      if (error instanceof ProviderUnavailableError) breaker.failed();
+      else breaker.succeeded();
+      throw error;
+    }
+  };
+  return {
+    name: provider.name,
+    verify: (input) => guard(() => provider.verify(input)),
+    warmUp: provider.warmUp && (() => provider.warmUp!()),
+    revoke: provider.revoke && ((tokens) => guard(() => provider.revoke!(tokens))),
+  };
+}
