@@ -1,70 +1,107 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
 import { loadConfig } from './config.js';
-import { openDatabase, migrateToLatest } from './db/index.js';
-import { generateSigningKeySet } from './auth/keys.js';
+import { migrateToLatest } from './db/index.js';
+import { generateSigningKeySet, rotateSigningKeySet } from './auth/keys.js';
 import { serveWithWorkers, startServer } from './server.js';
 import { ConfigError } from './settings.js';
 import { emulatedApps, emulatorOptionsFor, generateAppleKey } from './dev-settings.js';
 import { startEmulator } from './emulator/index.js';
+import { adminCommands } from './admin.js';
+import { withDatabase, type Command } from './command.js';
 
-const usage = `social-link: link social accounts to your app's users
-
-Usage: social-link <command> [options]
-
-Commands:
-  serve [--workers N]   apply pending migrations, then serve the API with N processes sharing the port
-                        (default 1; configured by the environment, see README)
-  migrate               apply pending migrations and exit
-  emulator [--port N]   run the provider emulator on 127.0.0.1 (default port 9000)
-  keys generate         print a new signing key set for SOCIAL_LINK_SIGNING_KEYS
-  help                  show this help`;
-
-async function main(argv: string[]): Promise<number> {
-  const { positionals, values } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: { port: { type: 'string' }, workers: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-  });
-  const [command, sub] = positionals;
-  if (values.help || !command || command === 'help') {
-    console.log(usage);
-    return command || values.help ? 0 : 1;
-  }
-  switch (command) {
-    case 'serve': {
+const commands: Record<string, Command> = {
+  serve: {
+    usage: 'serve [--workers N]',
+    summary: 'apply pending migrations, then serve the API (configured by the environment; see README)',
+    options: { workers: { type: 'string' } },
+    async run({ values }) {
       const config = loadConfig();
       const workers = Number(values.workers ?? 1);
       if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new ConfigError('--workers must be an integer from 1 to 64');
       if (workers === 1) await startServer({ config });
       else await serveWithWorkers(config, workers);
-      return -1; // keeps running until a signal
-    }
-    case 'migrate': {
-      const db = openDatabase(loadConfig().databaseUrl);
-      try {
+      return -1;
+    },
+  },
+  migrate: {
+    usage: 'migrate',
+    summary: 'apply pending migrations and exit',
+    run: () =>
+      withDatabase(async (db) => {
         const applied = await migrateToLatest(db);
         console.log(applied.length ? `applied: ${applied.join(', ')}` : 'the database is up to date');
-      } finally {
-        await db.destroy();
-      }
-      return 0;
-    }
-    case 'emulator': {
-      const port = Number(values.port ?? 9000);
-      const emulator = await startEmulator({ ...emulatorOptionsFor(emulatedApps(process.env, generateAppleKey())), port, logger: true });
+        return 0;
+      }),
+  },
+  emulator: {
+    usage: 'emulator [--port N]',
+    summary: 'run the provider emulator on 127.0.0.1 (default port 9000) with the apps named by SOCIAL_AUTH_*',
+    options: { port: { type: 'string' } },
+    async run({ values }) {
+      const emulator = await startEmulator({ ...emulatorOptionsFor(emulatedApps(process.env, generateAppleKey())), port: Number(values.port ?? 9000), logger: true });
       console.log(`provider emulator on ${emulator.url} (control API: ${emulator.url}/_emulator)`);
       return -1;
-    }
-    case 'keys':
-      if (sub === 'generate') {
+    },
+  },
+  keys: {
+    usage: 'keys generate | keys rotate [--keep N]',
+    summary:
+      'generate: print a new signing key set for SOCIAL_LINK_SIGNING_KEYS. rotate: print the configured set (SOCIAL_LINK_SIGNING_KEYS or _FILE) ' +
+      'with a new signing key first and the newest N-1 old keys kept to verify tokens already issued (default N=2)',
+    options: { keep: { type: 'string' } },
+    async run({ positionals, values }) {
+      if (positionals[0] === 'generate') {
         console.log(await generateSigningKeySet());
         return 0;
       }
-      break;
+      if (positionals[0] === 'rotate') {
+        const config = loadConfig();
+        const current = config.signingKeys ?? (config.signingKeysFile && readFileSync(config.signingKeysFile, 'utf8'));
+        if (!current) throw new ConfigError('keys rotate needs the current set in SOCIAL_LINK_SIGNING_KEYS or SOCIAL_LINK_SIGNING_KEYS_FILE');
+        console.log(await rotateSigningKeySet(current, Number(values.keep ?? 2)));
+        return 0;
+      }
+      console.error(`usage: social-link ${commands.keys!.usage}`);
+      return 1;
+    },
+  },
+  ...adminCommands,
+};
+
+const usage = () =>
+  [
+    "social-link: link social accounts to your app's users",
+    '',
+    'Usage: social-link <command> [options]     (social-link <command> --help for one command)',
+    '',
+    ...Object.values(commands).map((command) => `  ${command.usage}\n      ${command.summary}`),
+  ].join('\n');
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === 'help' || name === '--help' || name === '-h') {
+    console.log(usage());
+    return name ? 0 : 1;
   }
-  console.error(`unknown command: ${positionals.join(' ')}\n\n${usage}`);
-  return 1;
+  const command = commands[name];
+  if (!command) {
+    console.error(`unknown command: ${name}\n\n${usage()}`);
+    return 1;
+  }
+  let args;
+  try {
+    args = parseArgs({ args: rest, allowPositionals: true, strict: true, options: { ...command.options, help: { type: 'boolean', short: 'h' } } });
+  } catch (error) {
+    console.error(`${(error as Error).message}\nusage: social-link ${command.usage}`);
+    return 1;
+  }
+  if (args.values.help) {
+    console.log(`usage: social-link ${command.usage}\n\n${command.summary}`);
+    return 0;
+  }
+  return command.run(args);
 }
 
 main(process.argv.slice(2)).then(

@@ -57,6 +57,7 @@ export interface Stack {
   api: string;
   app: FastifyInstance;
   db: Kysely<Database>;
+  databaseUrl: string;
   emulator: EmulatorClient;
   emulatorUrl: string;
   /** The apps the emulator and the server share (client ids, channel ids…). */
@@ -104,6 +105,7 @@ export async function startStack(kind: DatabaseKind, env: Env = {}): Promise<Sta
     api: `http://127.0.0.1:${address.port}`,
     app,
     db,
+    databaseUrl: database.url,
     emulator: new EmulatorClient(emulator.url),
     emulatorUrl: emulator.url,
     apps,

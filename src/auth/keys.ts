@@ -78,3 +78,15 @@ export function devSecret(file: string | undefined, generate: () => string): str
   }
   return readFileSync(file, 'utf8').trim();
 }
+
+/**
+ * A rotated key set: a new key first (it signs from now on), then the newest `keep - 1` keys of the
+ * current set, which keep verifying the access tokens they signed until those expire.
+ */
+export async function rotateSigningKeySet(currentJson: string, keep: number): Promise<string> {
+  if (!Number.isInteger(keep) || keep < 1) throw new ConfigError('--keep must be a positive integer');
+  await parseSigningKeys(currentJson, 'the current key set'); // refuses a malformed set before anything is printed
+  const current = (JSON.parse(currentJson) as { keys: JWK[] }).keys;
+  const fresh = (JSON.parse(await generateSigningKeySet()) as { keys: JWK[] }).keys;
+  return JSON.stringify({ keys: [...fresh, ...current].slice(0, keep) }, null, 2);
+}

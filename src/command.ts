@@ -1,0 +1,23 @@
+import type { ParseArgsConfig } from 'node:util';
+import type { Kysely } from 'kysely';
+import { loadConfig } from './config.js';
+import { openDatabase, type Database } from './db/index.js';
+
+/** A CLI command: its usage line, what it does, its options, and the work. */
+export interface Command {
+  usage: string;
+  summary: string;
+  options?: ParseArgsConfig['options'];
+  /** Exit code, or -1 to keep running (servers) until a signal. */
+  run(args: { positionals: string[]; values: Record<string, string | boolean | undefined> }): Promise<number>;
+}
+
+/** Opens the configured database for one command and closes it after. */
+export async function withDatabase<T>(work: (db: Kysely<Database>) => Promise<T>): Promise<T> {
+  const db = openDatabase(loadConfig().databaseUrl);
+  try {
+    return await work(db);
+  } finally {
+    await db.destroy();
+  }
+}
