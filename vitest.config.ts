@@ -2,7 +2,9 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
+    include: ['test/**/*.test.ts', 'examples/**/*.test.ts'],
+    // test/chaos runs real server processes against PostgreSQL: `npm run test:chaos`.
+    exclude: ['test/chaos/**', 'node_modules/**'],
     testTimeout: 20_000,
     hookTimeout: 30_000,
     // Each test file starts its own emulator and server on ephemeral ports and its own database.

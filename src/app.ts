@@ -163,7 +163,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 }
 
 /** Every answer that is not a success is JSON {code, message, errors}; nothing internal leaks out. */
-function installErrorHandling(app: FastifyInstance): void {
+export function installErrorHandling(app: FastifyInstance): void {
   // An empty body is an empty object: `POST /api/users/` with no body makes a guest user.
   // JSON only: a form or text body is refused with 415 rather than half-understood.
   app.removeContentTypeParser('text/plain');

@@ -1,0 +1,19 @@
+/** social-link as a library: the standalone server, the plugin for an existing Fastify app, and the emulator. */
+export { buildApp, type AppOptions } from './app.js';
+export { startServer } from './server.js';
+export { loadConfig, type Config } from './config.js';
+export { openDatabase, migrateToLatest } from './db/index.js';
+export { socialLink, migrateSocialLink, type SocialLinkPluginOptions } from './embed.js';
+export {
+  defaultPipeline,
+  authAllowed,
+  socialUser,
+  createUser,
+  associateUser,
+  loadExtraData,
+  type PipelineStep,
+  type PipelineContext,
+} from './pipeline.js';
+export { ApiError, InvalidTokenError, ProviderUnavailableError } from './errors.js';
+export type { Provider, ProviderModule, SocialIdentity, TokenInput } from './providers/types.js';
+export { startEmulator, buildEmulator, EmulatorClient, type EmulatorOptions } from './emulator/index.js';
