@@ -10,6 +10,7 @@ import { emulatedApps, emulatorOptionsFor, generateAppleKey } from './dev-settin
 import { startEmulator } from './emulator/index.js';
 import { adminCommands } from './admin.js';
 import { withDatabase, type Command } from './command.js';
+import { loadConfigFile } from './config-file.js';
 
 const commands: Record<string, Command> = {
   serve: {
@@ -17,11 +18,12 @@ const commands: Record<string, Command> = {
     summary: 'apply pending migrations, then serve the API (configured by the environment; see README)',
     options: { workers: { type: 'string' } },
     async run({ values }) {
-      const config = loadConfig();
+      const file = await loadConfigFile();
+      const config = loadConfig({ ...file.settings, ...process.env });
       const workers = Number(values.workers ?? 1);
       if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new ConfigError('--workers must be an integer from 1 to 64');
-      if (workers === 1) await startServer({ config });
-      else await serveWithWorkers(config, workers);
+      if (workers === 1) await startServer({ config, pipeline: file.pipeline });
+      else await serveWithWorkers(config, workers, file.pipeline);
       return -1;
     },
   },

@@ -2,6 +2,7 @@ import type { ParseArgsConfig } from 'node:util';
 import type { Kysely } from 'kysely';
 import { loadConfig } from './config.js';
 import { openDatabase, type Database } from './db/index.js';
+import { loadConfigFile } from './config-file.js';
 
 /** A CLI command: its usage line, what it does, its options, and the work. */
 export interface Command {
@@ -14,7 +15,8 @@ export interface Command {
 
 /** Opens the configured database for one command and closes it after. */
 export async function withDatabase<T>(work: (db: Kysely<Database>) => Promise<T>): Promise<T> {
-  const db = openDatabase(loadConfig().databaseUrl);
+  const file = await loadConfigFile();
+  const db = openDatabase(loadConfig({ ...file.settings, ...process.env }).databaseUrl);
   try {
     return await work(db);
   } finally {

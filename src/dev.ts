@@ -3,6 +3,7 @@ import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor } from
 import { devSecret } from './auth/keys.js';
 import { startEmulator } from './emulator/index.js';
 import { startServer } from './server.js';
+import { loadConfigFile } from './config-file.js';
 import { ConfigError } from './settings.js';
 
 /**
@@ -16,8 +17,9 @@ async function main(): Promise<void> {
   const emulatorPort = Number(process.env.EMULATOR_PORT ?? 9000);
   const apps = emulatedApps(process.env, devSecret('./data/dev-apple-key.pem', generateAppleKey));
   const emulator = await startEmulator({ ...emulatorOptionsFor(apps), port: emulatorPort });
-  const config = loadConfig({ ...process.env, ...serverEnvFor(emulator.url, apps) });
-  const app = await startServer({ config, devSecretsDir: './data', onClose: () => emulator.close() });
+  const file = await loadConfigFile();
+  const config = loadConfig({ ...file.settings, ...process.env, ...serverEnvFor(emulator.url, apps) });
+  const app = await startServer({ config, pipeline: file.pipeline, devSecretsDir: './data', onClose: () => emulator.close() });
 
   const api = `http://${config.host}:${config.port}`;
   const line = '!'.repeat(78);

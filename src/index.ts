@@ -2,6 +2,7 @@
 export { buildApp, type AppOptions } from './app.js';
 export { startServer } from './server.js';
 export { loadConfig, type Config } from './config.js';
+export { defineConfig, loadConfigFile, type ConfigFile } from './config-file.js';
 export { openDatabase, migrateToLatest } from './db/index.js';
 export { socialLink, migrateSocialLink, type SocialLinkPluginOptions } from './embed.js';
 export {

@@ -1,6 +1,7 @@
 import cluster from 'node:cluster';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './config.js';
+import type { PipelineStep } from './pipeline.js';
 import { buildApp, type AppOptions } from './app.js';
 import { openDatabase, migrateToLatest } from './db/index.js';
 
@@ -37,9 +38,9 @@ export function closeOnSignals(app: { close(): Promise<unknown>; log: { info(msg
  * listening port (node:cluster). A worker that dies is replaced; SIGTERM is passed on to every worker,
  * each finishing its in-flight requests.
  */
-export async function serveWithWorkers(config: Config, workers: number): Promise<void> {
+export async function serveWithWorkers(config: Config, workers: number, pipeline?: readonly PipelineStep[]): Promise<void> {
   if (cluster.isWorker) {
-    await startServer({ config });
+    await startServer({ config, pipeline });
     return;
   }
   const db = openDatabase(config.databaseUrl);

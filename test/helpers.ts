@@ -11,6 +11,7 @@ import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor, type 
 import { EmulatorClient, startEmulator, type RunningEmulator } from '../src/emulator/index.js';
 import { startServer } from '../src/server.js';
 import { logRedaction } from '../src/app.js';
+import type { PipelineStep } from '../src/pipeline.js';
 import type { Env } from '../src/settings.js';
 
 export const FACEBOOK_APP = { id: 'test-facebook-app', secret: 'test-facebook-secret' };
@@ -71,7 +72,7 @@ export interface Stack {
  * The real thing, on ephemeral ports: the provider emulator, and the social-link server talking to it
  * over HTTP, on a fresh database of the given kind.
  */
-export async function startStack(kind: DatabaseKind, env: Env = {}): Promise<Stack> {
+export async function startStack(kind: DatabaseKind, env: Env = {}, options: { pipeline?: readonly PipelineStep[] } = {}): Promise<Stack> {
   const apps = emulatedApps(
     {
       SOCIAL_AUTH_FACEBOOK_KEY: FACEBOOK_APP.id,
@@ -98,7 +99,7 @@ export async function startStack(kind: DatabaseKind, env: Env = {}): Promise<Sta
   const db = openDatabase(config.databaseUrl);
   const logs: string[] = [];
   const logger = { level: 'debug', redact: logRedaction, stream: { write: (line: string) => void logs.push(line) } };
-  const app = await startServer({ config, db, logger });
+  const app = await startServer({ config, db, logger, pipeline: options.pipeline });
   const address = app.server.address();
   if (!address || typeof address === 'string') throw new Error('server is not listening');
   return {

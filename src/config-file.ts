@@ -1,0 +1,73 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ConfigError, type Env } from './settings.js';
+import type { PipelineStep } from './pipeline.js';
+
+/**
+ * The optional configuration file, beside the environment: `social-link.config.json` (settings only),
+ * or `social-link.config.js` / `.mjs` / `.ts` (settings and pipeline steps; `.ts` needs a TypeScript
+ * loader such as tsx, as `npm run dev` has). SOCIAL_LINK_CONFIG names another path.
+ *
+ *   export default defineConfig({
+ *     settings: { SOCIAL_AUTH_GOOGLE_KEY: ['ios-id', 'android-id'], SOCIAL_AUTH_CREATE_USER: true },
+ *     pipeline: [refuseBannedDomains, ...defaultPipeline],
+ *   });
+ *
+ * Settings use the environment's names; a variable set in the environment wins over the file.
+ */
+export interface ConfigFile {
+  settings?: Record<string, string | number | boolean | string[]>;
+  pipeline?: PipelineStep[];
+}
+
+export const defineConfig = (config: ConfigFile): ConfigFile => config;
+
+const NAMES = ['social-link.config.ts', 'social-link.config.mjs', 'social-link.config.js', 'social-link.config.json'];
+const PLAIN_SETTINGS = new Set(['DATABASE_URL', 'HOST', 'PORT', 'LOG_LEVEL', 'REDIS_URL', 'CORS_ORIGINS', 'TRUST_PROXY', 'METRICS_TOKEN']);
+
+export interface LoadedConfigFile {
+  path?: string;
+  /** The file's settings as environment strings. */
+  settings: Env;
+  pipeline?: PipelineStep[];
+}
+
+export async function loadConfigFile(env: Env = process.env, cwd = process.cwd()): Promise<LoadedConfigFile> {
+  const path = env.SOCIAL_LINK_CONFIG ? resolve(cwd, env.SOCIAL_LINK_CONFIG) : NAMES.map((name) => resolve(cwd, name)).find(existsSync);
+  if (!path) return { settings: {} };
+  if (!existsSync(path)) throw new ConfigError(`SOCIAL_LINK_CONFIG: no file at ${path}`);
+  let loaded: unknown;
+  try {
+    loaded = path.endsWith('.json')
+      ? JSON.parse(readFileSync(path, 'utf8'))
+      : ((await import(pathToFileURL(path).href)) as { default?: unknown }).default;
+  } catch (error) {
+    throw new ConfigError(`${path}: cannot be read: ${(error as Error).message}`);
+  }
+  return { path, ...validate(loaded, path) };
+}
+
+function validate(value: unknown, path: string): Omit<LoadedConfigFile, 'path'> {
+  const fail = (message: string): never => {
+    throw new ConfigError(`${path}: ${message}`);
+  };
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('must export (or contain) an object {settings?, pipeline?}');
+  const { settings = {}, pipeline, ...unknown } = value as ConfigFile & Record<string, unknown>;
+  const extra = Object.keys(unknown);
+  if (extra.length > 0) fail(`unknown key ${extra.map((key) => `"${key}"`).join(', ')} (expected settings, pipeline)`);
+  if (typeof settings !== 'object' || settings === null || Array.isArray(settings)) fail('settings must be an object of NAME: value');
+  const env: Env = {};
+  for (const [name, setting] of Object.entries(settings)) {
+    if (!PLAIN_SETTINGS.has(name) && !/^(SOCIAL_AUTH|SOCIAL_LINK|RATE_LIMIT)_[A-Z0-9_]+$/.test(name)) {
+      fail(`settings.${name} is not a social-link setting (see README "Configuration")`);
+    }
+    if (Array.isArray(setting) && setting.every((item) => typeof item === 'string')) env[name] = setting.join(',');
+    else if (['string', 'number', 'boolean'].includes(typeof setting)) env[name] = String(setting);
+    else fail(`settings.${name} must be a string, number, boolean or list of strings`);
+  }
+  if (pipeline !== undefined && (!Array.isArray(pipeline) || !pipeline.every((step) => typeof step === 'function'))) {
+    fail('pipeline must be a list of step functions (see src/pipeline.ts)');
+  }
+  return { settings: env, pipeline };
+}
