@@ -4,7 +4,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts', 'examples/**/*.test.ts'],
     // test/chaos runs real server processes against PostgreSQL: `npm run test:chaos`.
-    exclude: ['test/chaos/**', 'node_modules/**'],
+    exclude: ['test/chaos/**', '**/node_modules/**', '**/.git/**'],
     testTimeout: 20_000,
     hookTimeout: 30_000,
     // Each test file starts its own emulator and server on ephemeral ports and its own database.

@@ -21,9 +21,12 @@ export async function startServer(options: AppOptions & { onClose?: () => Promis
 }
 
 /** SIGTERM/SIGINT: stop accepting, let in-flight requests finish, close the database, exit. */
-export function closeOnSignals(app: { close(): Promise<unknown>; log: { info(msg: string): void } }): void {
+export function closeOnSignals(app: FastifyInstance): void {
   const shutdown = (signal: string) => {
     app.log.info(`${signal} received: closing`);
+    // A keep-alive connection whose request just finished would hold close() open until the client
+    // drops it (a load balancer may wait a minute): close connections as soon as they fall idle.
+    setInterval(() => app.server.closeIdleConnections(), 100).unref();
     app.close().then(
       () => process.exit(0),
       () => process.exit(1),
