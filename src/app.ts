@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Kysely } from 'kysely';
@@ -47,7 +47,30 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
   const app = Fastify({
     logger: options.logger ?? { level: config.logLevel, redact: logRedaction },
-    routerOptions: { ignoreTrailingSlash: true },
+    // uids are up to 255 characters, percent-encoded in the unlink path.
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
+    // A client that announces a body and never sends it must not hold a connection forever.
+    requestTimeout: 30_000,
+    // Node would answer a request without Host with a bare 400; let it reach our JSON errors instead.
+    http: { requireHostHeader: false },
+    // Router errors (a bad percent-encoding in the path) get our JSON error too.
+    frameworkErrors: (error, request, reply) => {
+      const answer = new ApiError(400, 'invalid_request', error.message);
+      void (reply as FastifyReply).code(400).send({ ...answer.toJSON(), request_id: request.id });
+    },
+    // Malformed HTTP never reaches a route: answer it in our error format on the raw socket.
+    clientErrorHandler: (error, socket) => {
+      const status = (error as { code?: string }).code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+      const body = JSON.stringify(new ApiError(status, 'invalid_request', 'Malformed HTTP request').toJSON());
+      if (socket.writable) {
+        socket.end(
+          `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+            `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        );
+      } else {
+        socket.destroy(error);
+      }
+    },
     trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
     // A caller's X-Request-Id is kept when it is a plain token (it reaches the logs), else a new one is made.
     genReqId: (request) => {

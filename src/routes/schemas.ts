@@ -42,15 +42,19 @@ export const association = {
   required: ['provider', 'uid', 'extra_data', 'created_at', 'updated_at'],
 } as const;
 
+const TOKEN = '^[\\x21-\\x7e]+$';
+
 /** What the app sends: the fields its provider SDK gave it. Which ones a provider needs is in README. */
 export const socialTokenBody = {
   type: 'object',
+  // Provider tokens are printable ASCII; anything else could only break the provider call (headers,
+  // URLs), so it is refused here with a clear 400. Lengths keep a percent-encoded token within URL limits.
   properties: {
-    access_token: { type: 'string', minLength: 1, maxLength: 8192, description: 'OAuth 2 access token, or OAuth 1.0a token (Twitter)' },
-    access_token_secret: { type: 'string', minLength: 1, maxLength: 1024, description: 'OAuth 1.0a token secret (Twitter)' },
-    id_token: { type: 'string', minLength: 1, maxLength: 16384, description: 'OpenID Connect ID token' },
-    nonce: { type: 'string', minLength: 1, maxLength: 1024, description: 'The raw nonce the app generated for the sign-in' },
-    code: { type: 'string', minLength: 1, maxLength: 2048, description: 'Authorization code (Sign in with Apple)' },
+    access_token: { type: 'string', minLength: 1, maxLength: 2048, pattern: TOKEN, description: 'OAuth 2 access token, or OAuth 1.0a token (Twitter)' },
+    access_token_secret: { type: 'string', minLength: 1, maxLength: 512, pattern: TOKEN, description: 'OAuth 1.0a token secret (Twitter)' },
+    id_token: { type: 'string', minLength: 1, maxLength: 16384, pattern: TOKEN, description: 'OpenID Connect ID token' },
+    nonce: { type: 'string', minLength: 1, maxLength: 1024, pattern: TOKEN, description: 'The raw nonce the app generated for the sign-in' },
+    code: { type: 'string', minLength: 1, maxLength: 2048, pattern: TOKEN, description: 'Authorization code (Sign in with Apple)' },
   },
   additionalProperties: false,
 } as const;
