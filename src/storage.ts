@@ -1,4 +1,4 @@
-import type { Kysely, Selectable } from 'kysely';
+import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Database } from './db/schema.js';
 import { isPostgres } from './db/migrations.js';
 
@@ -102,7 +102,21 @@ export class Storage {
   constructor(readonly db: Kysely<Database>) {}
 
   transaction<T>(work: (storage: Storage) => Promise<T>): Promise<T> {
-    return this.db.transaction().execute((trx) => work(new Storage(trx)));
+    if (isPostgres(this.db)) return this.db.transaction().execute((trx) => work(new Storage(trx)));
+    // SQLite: take the write lock at BEGIN. A plain (deferred) transaction that reads, then writes, fails
+    // at once with "database is locked" when another process (a second worker) wrote meanwhile, instead
+    // of waiting for busy_timeout.
+    return this.db.connection().execute(async (connection) => {
+      await sql`begin immediate`.execute(connection);
+      try {
+        const result = await work(new Storage(connection));
+        await sql`commit`.execute(connection);
+        return result;
+      } catch (error) {
+        await sql`rollback`.execute(connection);
+        throw error;
+      }
+    });
   }
 
   // Users
