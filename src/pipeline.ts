@@ -72,6 +72,9 @@ export const associateUser: PipelineStep = async (context) => {
 /** Keep the provider's latest profile and token facts on the link. */
 export const loadExtraData: PipelineStep = async (context) => {
   if (!context.association || context.isNewAssociation) return;
+  // Most sign-ins bring the same profile: no write then (unless there are new tokens to keep).
+  const unchanged = JSON.stringify(context.association.extraData) === JSON.stringify(context.identity.extraData);
+  if (unchanged && !context.identity.tokens) return;
   await context.storage.updateExtraData(context.association.id, context.identity.extraData, sealedTokens(context));
   context.association = { ...context.association, extraData: context.identity.extraData };
 };
@@ -93,18 +96,20 @@ export class AssociationRaceError extends Error {}
  * If it lost a race for the (provider, uid) link, the transaction is rolled back (with any user it
  * created) and the pipeline runs once more, now seeing the winner's link.
  */
-export async function runPipeline(
+export async function runPipeline<T = undefined>(
   steps: readonly PipelineStep[],
   storage: Storage,
   input: Omit<PipelineContext, 'storage' | 'isNewUser' | 'isNewAssociation'>,
-): Promise<PipelineContext> {
+  /** More work in the same transaction once the steps are done (auth starts the session there: one commit). */
+  then?: (context: PipelineContext) => Promise<T>,
+): Promise<{ context: PipelineContext; result: T | undefined }> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await storage.transaction(async (trx) => {
         const context: PipelineContext = { ...input, storage: trx, isNewUser: false, isNewAssociation: false };
         for (const step of steps) await step(context);
         await recordOutcome(context);
-        return context;
+        return { context, result: await then?.(context) };
       });
     } catch (error) {
       if (!(error instanceof AssociationRaceError) || attempt >= 3) throw error;

@@ -23,7 +23,7 @@ export function openDatabase(url: string): Kysely<Database> {
     // power loss may drop the last commits. It saves an fsync per commit.
     sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('foreign_keys = ON');
-    return new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    return new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   }
   const pool = new pg.Pool({ connectionString: url, max: 20 });
   // An idle client's error (the server restarted) must not crash the process; the pool replaces it.
@@ -37,4 +37,28 @@ export async function migrateToLatest(db: Kysely<Database>): Promise<string[]> {
   const { error, results } = await migrator.migrateToLatest();
   if (error) throw error;
   return (results ?? []).map((result) => result.migrationName);
+}
+
+/**
+ * Kysely prepares every query anew; preparing costs as much as running a small one. Our queries are a
+ * fixed set of SQL texts with parameters, so each is prepared once and reused (one connection, and
+ * better-sqlite3 runs a statement to completion synchronously, so sharing one is safe).
+ */
+function withStatementCache(sqlite: SQLite.Database) {
+  const statements = new Map<string, SQLite.Statement>();
+  return {
+    prepare(query: string) {
+      let statement = statements.get(query);
+      if (!statement) {
+        statement = sqlite.prepare(query);
+        // Transaction control and DDL stay uncached (few, and migrations change the schema).
+        if (statements.size < 500 && /^\s*(select|insert|update|delete)\b/i.test(query)) statements.set(query, statement);
+      }
+      return statement;
+    },
+    close() {
+      statements.clear();
+      sqlite.close();
+    },
+  };
 }

@@ -54,7 +54,7 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
       if (!user) throw new ApiError(401, 'invalid_access_token', 'The user of this access token no longer exists');
       // The provider call happens before any transaction: no database connection waits on the network.
       const identity = await provider.verify(request.body);
-      const result = await runPipeline(pipeline, storage, {
+      const { context: result } = await runPipeline(pipeline, storage, {
         mode: 'associate',
         provider: provider.name,
         identity,
@@ -89,20 +89,19 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
     async (request, reply) => {
       const provider = providerOf(request.params.provider);
       const identity = await provider.verify(request.body);
-      const result = await runPipeline(pipeline, storage, {
-        mode: 'auth',
-        provider: provider.name,
-        identity,
-        options: { createUser: config.createUser },
-        secrets,
-        client: clientOf(request),
-      });
-      const user = result.user;
-      if (!user) throw new ApiError(404, 'user_not_found', 'User Not Found');
-      await storage.touchLastLogin(user.id);
-      const pair = await tokens.startSession(storage, user.id);
+      const { context: result, result: pair } = await runPipeline(
+        pipeline,
+        storage,
+        { mode: 'auth', provider: provider.name, identity, options: { createUser: config.createUser }, secrets, client: clientOf(request) },
+        async (context) => {
+          if (!context.user) throw new ApiError(404, 'user_not_found', 'User Not Found');
+          await context.storage.touchLastLogin(context.user.id);
+          return tokens.startSession(context.storage, context.user.id);
+        },
+      );
+      const user = result.user!;
       request.log.info({ provider: provider.name, uid: identity.uid, userId: user.id, newUser: result.isNewUser }, 'signed in');
-      return reply.code(result.isNewUser ? 201 : 200).send({ id: user.id, username: user.username, ...pair });
+      return reply.code(result.isNewUser ? 201 : 200).send({ id: user.id, username: user.username, ...pair! });
     },
   );
 

@@ -1,0 +1,78 @@
+// The physical limit, measured on the same machine with the same load: a bare Fastify server (no schemas,
+// plugins, database, logging or tokens) in its own process. Started by bench/run.ts; prints {"url": ...}.
+//
+//   baseline A: POST /api/auth/facebook/ and /api/associate/facebook/ make exactly the provider calls of
+//               social-link's Facebook check (GET /me with appsecret_proof and GET /debug_token, together,
+//               through an undici keep-alive Agent with the same settings as src/providers/http.ts) and answer.
+//   baseline B: POST /api/auth/google/ answers a static JSON body of the size of a token response.
+import { createHmac } from 'node:crypto';
+import Fastify from 'fastify';
+import { Agent, request } from 'undici';
+
+const graph = `${required('BENCH_FACEBOOK_API_URL')}/${process.env.BENCH_FACEBOOK_API_VERSION ?? 'v23.0'}`;
+const appId = required('BENCH_FACEBOOK_APP_ID');
+const appSecret = required('BENCH_FACEBOOK_APP_SECRET');
+const timeoutMs = Number(process.env.BENCH_PROVIDER_TIMEOUT_MS ?? 5000);
+
+// As ProviderHttp does: one keep-alive pool per provider, a hard deadline on every call.
+const agent = new Agent({ keepAliveTimeout: 30_000, connect: { timeout: timeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+
+async function graphJson(url: string): Promise<{ status: number; body: unknown }> {
+  const response = await request(url, {
+    method: 'GET',
+    headers: { accept: 'application/json' },
+    dispatcher: agent,
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  return { status: response.statusCode, body: JSON.parse(await response.body.text()) as unknown };
+}
+
+/** The work of the Facebook check, without any of its decisions: two calls, both must answer 200. */
+async function facebookCheck(token: string): Promise<string> {
+  const proof = createHmac('sha256', appSecret).update(token).digest('hex');
+  const me = new URLSearchParams({ fields: 'id,name,email,first_name,last_name', access_token: token, appsecret_proof: proof });
+  const debug = new URLSearchParams({ input_token: token, access_token: `${appId}|${appSecret}` });
+  const [profile, info] = await Promise.all([graphJson(`${graph}/me?${me}`), graphJson(`${graph}/debug_token?${debug}`)]);
+  if (profile.status !== 200 || info.status !== 200) throw new Error(`graph answered ${profile.status}/${info.status}`);
+  return (profile.body as { id: string }).id;
+}
+
+// What social-link answers on a sign-in, with fixed values: same shape, similar size.
+const STATIC_ANSWER = JSON.stringify({
+  id: 123456,
+  username: 'guest_0123456789abcdef',
+  access_token: `eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6IjAwMDAwMDAwIn0.${'x'.repeat(260)}.${'y'.repeat(86)}`,
+  refresh_token: 'r'.repeat(43),
+  token_type: 'Bearer',
+  expires_in: 900,
+});
+
+const app = Fastify({ logger: false });
+app.get('/healthz', async () => ({ status: 'ok' }));
+for (const path of ['/api/auth/facebook/', '/api/associate/facebook/']) {
+  app.post<{ Body: { access_token?: string } }>(path, async (req, reply) => {
+    const token = req.body?.access_token;
+    if (typeof token !== 'string') return reply.code(400).send({ code: 'invalid_request' });
+    try {
+      return { id: await facebookCheck(token) };
+    } catch {
+      return reply.code(502).send({ code: 'provider_unavailable' });
+    }
+  });
+}
+app.post('/api/auth/google/', async (_req, reply) => reply.type('application/json; charset=utf-8').send(STATIC_ANSWER));
+
+await app.listen({ host: '127.0.0.1', port: 0 });
+const address = app.server.address();
+if (address === null || typeof address === 'string') throw new Error('not listening on TCP');
+console.log(JSON.stringify({ url: `http://127.0.0.1:${address.port}` }));
+
+const stop = () => void app.close().finally(() => agent.close().finally(() => process.exit(0)));
+process.once('SIGTERM', stop);
+process.once('SIGINT', stop);
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is required`);
+  return value;
+}

@@ -1,0 +1,203 @@
+// The results: one table (Markdown, padded so that it also reads in a terminal), the targets with
+// PASS/MISS, start-up times, CPU hot spots; written as JSON and Markdown under bench/results/.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Measurement } from './load.js';
+import type { ProfileSummary } from './profile.js';
+
+export interface Row {
+  /** Stable id: baseline-b, baseline-a, baseline-a-slow, case1, case2, case3, case4. */
+  id: string;
+  label: string;
+  /** What answered: "bare Fastify", "sqlite ×1", "postgres ×2"… */
+  server: string;
+  database?: string;
+  workers?: number;
+  connections: number;
+  m: Measurement;
+  /** What the row is compared with, and the ratio of its req/s to that limit. */
+  limit?: { name: string; rps: number };
+  ratio?: number;
+  notes: string[];
+}
+
+export interface Startup {
+  server: string;
+  database: string;
+  workers: number;
+  /** Spawn → first 200 on /healthz, in ms; several samples when measured more than once. */
+  samplesMs: number[];
+  medianMs: number;
+  freshDatabase: boolean;
+  /** RSS of its processes when it first answered (idle), MB; the median with several samples. */
+  readyRssMb: number;
+}
+
+export interface TargetCheck {
+  name: string;
+  goal: string;
+  actual: string;
+  pass: boolean;
+}
+
+export interface Report {
+  date: string;
+  wallSeconds: number;
+  machine: { cpus: number; model: string; node: string; memoryGb: number; commit: string };
+  runner: string;
+  timing: { warmupSeconds: number; durationSeconds: number; connections: number; slowConnections: number; users: number };
+  rows: Row[];
+  startups: Startup[];
+  targets: TargetCheck[];
+  littlesLawRps: number;
+  profiles: Array<{ case: string; rps: number; summary: ProfileSummary }>;
+}
+
+export const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
+const errorsOf = (m: Measurement) => m.non2xx + m.socketErrors;
+const fmt = (value: number, digits = 0) => value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+/** PASS/MISS per target of the issue, for every database measured. */
+export function checkTargets(rows: Row[], startups: Startup[], littlesLawRps: number): TargetCheck[] {
+  const checks: TargetCheck[] = [];
+  const ratioCheck = (row: Row, goal: number, zeroErrors: boolean, name: string) => {
+    const ratio = row.ratio ?? 0;
+    const errors = errorsOf(row.m);
+    checks.push({
+      name: `${name} (${row.server})`,
+      goal: `≥ ${goal} × ${row.limit?.name ?? '?'}${zeroErrors ? ', 0 errors' : ''}`,
+      actual: `${ratio.toFixed(2)} (${fmt(row.m.rps)} / ${fmt(row.limit?.rps ?? 0)} req/s)${zeroErrors ? `, ${errors} errors` : ''}`,
+      pass: ratio >= goal && (!zeroErrors || errors === 0),
+    });
+  };
+  for (const row of rows.filter((r) => r.workers === 1)) {
+    if (row.id === 'case1') ratioCheck(row, 0.7, true, 'case 1 auth/facebook');
+    if (row.id === 'case3') ratioCheck(row, 0.7, true, 'case 3 associate/facebook');
+    if (row.id === 'case2') ratioCheck(row, 0.5, false, 'case 2 auth/google');
+    if (row.id === 'case4') {
+      const ratio = row.m.rps / littlesLawRps;
+      checks.push({
+        name: `case 4 auth/facebook, provider +200 ms (${row.server})`,
+        goal: `≥ 0.9 × ${fmt(littlesLawRps)} req/s (Little's law)`,
+        actual: `${ratio.toFixed(2)} (${fmt(row.m.rps)} req/s)`,
+        pass: ratio >= 0.9,
+      });
+    }
+  }
+  for (const database of new Set(rows.flatMap((r) => (r.database && r.workers === 1 ? [r.database] : [])))) {
+    const worst = rows.filter((r) => r.database === database && r.workers === 1).reduce((a, b) => (b.m.rssPeakMb > a.m.rssPeakMb ? b : a));
+    checks.push({
+      name: `RSS under load, 1 worker (${database}, every case)`,
+      goal: '≤ 200 MB',
+      actual: `peak ${fmt(worst.m.rssPeakMb, 1)} MB (${worst.label})`,
+      pass: worst.m.rssPeakMb <= 200,
+    });
+  }
+  for (const startup of startups.filter((s) => s.workers === 1 && !s.freshDatabase)) {
+    checks.push({
+      name: `start-up, spawn → first 200 on /healthz (${startup.server})`,
+      goal: '< 1 s',
+      actual: `median ${fmt(startup.medianMs)} ms of ${startup.samplesMs.map((ms) => fmt(ms)).join(', ')}`,
+      pass: startup.medianMs < 1000,
+    });
+  }
+  return checks;
+}
+
+/** A Markdown table whose columns are padded to the same width (so it also reads as plain text). */
+function table(header: string[], rows: string[][], alignRight: boolean[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    `| ${cells.map((cell, i) => (alignRight[i] ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join(' | ')} |`;
+  const rule = `|${widths.map((w, i) => (alignRight[i] ? `${'-'.repeat(w + 1)}:` : `${'-'.repeat(w + 2)}`)).join('|')}|`;
+  return [line(header), rule, ...rows.map(line)].join('\n');
+}
+
+export function resultsTable(rows: Row[]): string {
+  const header = ['case', 'server', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'RSS MB', 'CPU % srv/emu/gen/other', 'iowait %', 'limit', 'ratio'];
+  const body = rows.map((row) => [
+    row.label,
+    row.server,
+    String(row.connections),
+    fmt(row.m.rps),
+    fmt(row.m.p50Ms),
+    fmt(row.m.p99Ms),
+    String(errorsOf(row.m)),
+    row.database ? fmt(row.m.rssPeakMb, 1) : `(${fmt(row.m.rssPeakMb, 1)})`,
+    `${row.m.cpu.target}/${row.m.cpu.emulator}/${row.m.cpu.loadgen}/${row.m.cpu.other}`,
+    String(row.m.cpu.iowait),
+    row.limit ? `${row.limit.name} ${fmt(row.limit.rps)}` : '',
+    row.ratio === undefined ? '' : row.ratio.toFixed(2),
+  ]);
+  return table(header, body, [false, false, true, true, true, true, true, true, true, true, false, true]);
+}
+
+export function render(report: Report): string {
+  const out: string[] = [];
+  const { machine, timing } = report;
+  out.push(`# social-link bench — ${report.date}`);
+  out.push('');
+  out.push(
+    `${machine.cpus} × ${machine.model}, ${machine.memoryGb} GB, Node ${machine.node}, commit ${machine.commit}, server run as \`${report.runner}\`. ` +
+      `Each case: ${timing.warmupSeconds} s warm-up, then ${timing.durationSeconds} s measured; ${timing.users} linked users. Wall time ${fmt(report.wallSeconds)} s.`,
+  );
+  out.push('');
+  out.push(resultsTable(report.rows));
+  out.push('');
+  out.push(
+    'req/s counts 2xx answers only; errors = non-2xx answers + socket errors/timeouts; RSS is the peak of the server process(es) ' +
+      '(summed over the primary and its workers) sampled every 250 ms; in parentheses for the bare baseline. CPU is percent of one core ' +
+      `over the measured window: server / emulator / load generator (this process) / everything else on the machine — ${report.machine.cpus * 100} % ` +
+      'is the whole machine (on PostgreSQL rows, *other* includes the PostgreSQL server itself); iowait is the machine\'s idle time ' +
+      'waiting on the disk (fsync), in the same unit.',
+  );
+  const notes = report.rows.flatMap((row) => row.notes.map((note) => `- ${row.label} (${row.server}): ${note}`));
+  if (notes.length > 0) out.push('', ...notes);
+
+  out.push('', '## Start-up (spawn → first 200 on /healthz)', '');
+  out.push(
+    table(
+      ['server', 'samples ms', 'median ms', 'RSS at first answer MB'],
+      report.startups.map((s) => [s.server, s.samplesMs.map((ms) => fmt(ms)).join(', '), fmt(s.medianMs), fmt(s.readyRssMb)]),
+      [false, true, true, true],
+    ),
+  );
+
+  out.push('', `## Targets (Little's law limit of case 4: 256 connections / 0.2 s = ${fmt(report.littlesLawRps)} req/s)`, '');
+  for (const t of report.targets) out.push(`- **${t.pass ? 'PASS' : 'MISS'}** ${t.name}: ${t.actual} — goal ${t.goal}`);
+
+  for (const profile of report.profiles) {
+    const s = profile.summary;
+    out.push('', `## CPU profile: ${profile.case} (${fmt(profile.rps)} req/s while profiled; idle ${s.idlePercent} %, busy ${fmt(s.busyMs)} ms)`, '');
+    out.push(
+      table(
+        ['self %', 'self ms', 'function', 'where'],
+        s.top.map((spot) => [spot.selfPercent.toFixed(1), fmt(spot.selfMs), spot.function, spot.location]),
+        [true, true, false, false],
+      ),
+    );
+    out.push('', `By package: ${s.byPackage.map((p) => `${p.package} ${p.selfPercent} %`).join(', ')}`);
+    out.push('', `Profile: \`${s.file}\` (open it in Chrome DevTools → Performance, or VS Code).`);
+  }
+  return out.join('\n');
+}
+
+/** Writes latest.{json,md} and a timestamped copy of both; returns the paths. */
+export function writeResults(dir: string, report: Report, markdown: string): string[] {
+  mkdirSync(dir, { recursive: true });
+  const stamp = report.date.replace(/[:.]/g, '-');
+  const json = JSON.stringify(report, null, 2);
+  const files: Array<[string, string]> = [
+    ['latest.json', json],
+    ['latest.md', `${markdown}\n`],
+    [`${stamp}.json`, json],
+    [`${stamp}.md`, `${markdown}\n`],
+  ];
+  for (const [name, content] of files) writeFileSync(join(dir, name), content);
+  return files.map(([name]) => join(dir, name));
+}

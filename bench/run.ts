@@ -1,0 +1,354 @@
+// `npm run bench`: social-link under load, side by side with the physical limit of this machine.
+// See bench/README.md for what each case means and how to read the ratios.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpus, availableParallelism, tmpdir, totalmem } from 'node:os';
+import { join, relative } from 'node:path';
+import pg from 'pg';
+import { generateSigningKeySet } from '../src/auth/keys.js';
+import { emulatedApps, generateAppleKey, serverEnvFor } from '../src/dev-settings.js';
+import { EmulatorClient } from '../src/emulator/index.js';
+import { cycle, measure, type LoadSpec, type Shot, type Timing } from './load.js';
+import { announcedUrl, freePort, killAll, processTree, rssBytes, startNode, stop, stopAll, waitForHealthy, type Child } from './processes.js';
+import { summarizeProfile } from './profile.js';
+import { checkTargets, median, render, writeResults, type Report, type Row, type Startup } from './report.js';
+import { associatePool, closeSeedingAgent, facebookSignIns, googleSignIns, linkUsers, mintLinkedTokens } from './seed.js';
+
+const env = process.env;
+const int = (name: string, fallback: number) => {
+  const value = Number(env[name] ?? fallback);
+  if (!Number.isFinite(value) || value < 0) throw new Error(`${name} must be a number, got "${env[name]}"`);
+  return value;
+};
+const timing: Timing = { warmupSeconds: int('BENCH_WARMUP', 2), durationSeconds: int('BENCH_DURATION', 10) };
+const CONNECTIONS = int('BENCH_CONNECTIONS', 64);
+const SLOW_CONNECTIONS = int('BENCH_SLOW_CONNECTIONS', 256);
+const USERS = int('BENCH_USERS', 200);
+const POOL_MAX = int('BENCH_POOL_MAX', 40_000);
+const LATENCY_MS = 200;
+const LITTLES_LAW_RPS = SLOW_CONNECTIONS / (LATENCY_MS / 1000);
+const PROFILE = env.BENCH_PROFILE === '1' || env.BENCH_PROFILE === 'true';
+/** Extra node flags for every server process, to try a runtime setting without touching src/ (e.g. --max-semi-space-size=8). */
+const SERVER_NODE_ARGS = (env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+const RESULTS_DIR = join(process.cwd(), 'bench', 'results');
+const PROFILE_DIR = join(RESULTS_DIR, 'profiles');
+
+const started = performance.now();
+const log = (message: string) => console.log(`[${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${message}`);
+const cleanups: Array<() => Promise<void>> = [];
+
+// ---- the server under test ------------------------------------------------------------------------------
+
+/** `node dist/cli.js` when the build succeeds (what production runs), else `node --import tsx src/cli.ts`. */
+function buildServer(): { args: string[]; description: string } {
+  const built = spawnSync('npm', ['run', '--silent', 'build'], { encoding: 'utf8' });
+  if (built.status === 0 && existsSync('dist/cli.js')) return { args: ['dist/cli.js'], description: 'node dist/cli.js serve' };
+  console.warn(`npm run build failed; running the server from source with tsx (start-up includes transpiling):\n${built.stdout}${built.stderr}`);
+  return { args: ['--import', 'tsx', 'src/cli.ts'], description: 'node --import tsx src/cli.ts serve' };
+}
+
+interface Server {
+  child: Child;
+  url: string;
+  startupMs: number;
+  /** RSS of its processes when it first answered, MB. */
+  readyRssMb: number;
+}
+
+async function launchServer(name: string, serverArgs: string[], serverEnv: Record<string, string>, workers: number, nodeArgs: string[] = []): Promise<Server> {
+  const port = await freePort();
+  const since = performance.now();
+  const child = startNode(name, [...SERVER_NODE_ARGS, ...nodeArgs, ...serverArgs, 'serve', '--workers', String(workers)], {
+    ...serverEnv,
+    HOST: '127.0.0.1',
+    PORT: String(port),
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const startupMs = Math.round(await waitForHealthy(child, url, since));
+  return { child, url, startupMs, readyRssMb: Math.round(rssBytes(processTree(child.pid)) / 2 ** 20) };
+}
+
+// ---- databases ------------------------------------------------------------------------------------------
+
+interface BenchDatabase {
+  kind: 'sqlite' | 'postgres';
+  url: string;
+}
+
+function sqliteDatabase(): BenchDatabase {
+  const dir = mkdtempSync(join(tmpdir(), 'social-link-bench-'));
+  cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+  return { kind: 'sqlite', url: `sqlite:${join(dir, 'bench.sqlite')}` };
+}
+
+/** A throwaway database on the server of BENCH_DATABASE_URL, dropped at the end whatever happens. */
+async function postgresDatabase(adminUrl: string): Promise<BenchDatabase> {
+  const name = `social_link_bench_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  cleanups.push(async () => {
+    const client = new pg.Client({ connectionString: adminUrl });
+    await client.connect();
+    try {
+      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    } finally {
+      await client.end();
+    }
+  });
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return { kind: 'postgres', url: url.toString() };
+}
+
+// ---- main -----------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  log(`bench: ${timing.warmupSeconds} s warm-up + ${timing.durationSeconds} s per case, ${CONNECTIONS} connections (${SLOW_CONNECTIONS} for case 4)`);
+  const server = buildServer();
+  log(`server: ${server.description}${SERVER_NODE_ARGS.length ? ` (node ${SERVER_NODE_ARGS.join(' ')})` : ''}`);
+
+  const apps = emulatedApps({}, generateAppleKey());
+  const emulatorChild = startNode('emulator', ['--import', 'tsx', 'bench/emulator.ts'], { BENCH_APPS: JSON.stringify(apps), NODE_ENV: 'production' });
+  const emulatorUrl = await announcedUrl(emulatorChild);
+  const emulator = new EmulatorClient(emulatorUrl);
+  log(`emulator: ${emulatorUrl} (pid ${emulatorChild.pid})`);
+
+  const runId = randomBytes(4).toString('hex');
+  const linked = await mintLinkedTokens(emulator, USERS, runId);
+  log(`minted ${USERS} Facebook access tokens and ${USERS} Google ID tokens`);
+  const signIns = { facebook: facebookSignIns(linked), google: googleSignIns(linked) };
+
+  const rows: Row[] = [];
+  const startups: Startup[] = [];
+  const run = async (
+    row: Omit<Row, 'm' | 'notes' | 'connections'>,
+    spec: LoadSpec,
+    target: Child,
+    notes: string[] = [],
+    afterWarmup?: (warmupRps: number) => Promise<void>,
+  ): Promise<Row> => {
+    log(`${row.label} — ${row.server}, ${spec.connections} connections…`);
+    target.takeLogSummary(); // what it logged before (seeding, another case) is not this case's
+    const m = await measure(spec, timing, { targetPid: target.pid, emulatorPid: emulatorChild.pid }, afterWarmup);
+    const full: Row = { ...row, connections: spec.connections, m, notes: [...notes] };
+    if (row.workers && row.workers > 1) {
+      const [primary, ...workers] = m.rssPerProcessMb;
+      full.notes.push(`RSS: ${m.rssPeakMb} MB in all; peaks: primary ${primary} MB, workers ${workers.join(', ')} MB`);
+    }
+    if (full.limit) full.ratio = m.rps / full.limit.rps;
+    const bad = Object.entries(m.statusCodes).filter(([code]) => !code.startsWith('2'));
+    if (bad.length > 0 || m.socketErrors > 0) {
+      full.notes.push(`errors: ${[...bad.map(([code, n]) => `HTTP ${code} × ${n}`), ...(m.socketErrors ? [`socket errors/timeouts × ${m.socketErrors}`] : [])].join(', ')}`);
+    }
+    for (const { message, count } of target.takeLogSummary().slice(0, 5)) full.notes.push(`logged × ${count}: ${message}`);
+    rows.push(full);
+    log(`  ${m.rps} req/s, p50 ${m.p50Ms} ms, p99 ${m.p99Ms} ms, errors ${m.non2xx + m.socketErrors}, RSS ${m.rssPeakMb} MB, CPU ${m.cpu.target}/${m.cpu.emulator}/${m.cpu.loadgen} %`);
+    return full;
+  };
+
+  // -- The limits: a bare Fastify server doing only the provider calls, or nothing at all. Measured again right
+  // before each database's cases, so that a ratio compares runs a minute apart, not ten (the machine is noisy).
+  const baselineChild = startNode('baseline', ['--import', 'tsx', 'bench/baseline.ts'], {
+    NODE_ENV: 'production',
+    BENCH_FACEBOOK_API_URL: `${emulatorUrl}/facebook`,
+    BENCH_FACEBOOK_APP_ID: apps.facebook.appId,
+    BENCH_FACEBOOK_APP_SECRET: apps.facebook.appSecret,
+  });
+  const baselineUrl = await announcedUrl(baselineChild);
+  const measureBaselines = async (before: string) => {
+    const bare = { server: `bare Fastify (${before})` };
+    const b = await run({ id: 'baseline-b', label: 'baseline B: static JSON', ...bare }, { url: baselineUrl, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) }, baselineChild);
+    const a = await run({ id: 'baseline-a', label: 'baseline A: 2 Graph calls', ...bare }, { url: baselineUrl, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) }, baselineChild);
+    await emulator.setFault('facebook', { latency_ms: LATENCY_MS });
+    const slow = await run(
+      { id: 'baseline-a-slow', label: `baseline A: Graph +${LATENCY_MS} ms`, ...bare, limit: { name: "Little's law", rps: LITTLES_LAW_RPS } },
+      { url: baselineUrl, path: '/api/auth/facebook/', connections: SLOW_CONNECTIONS, next: cycle(signIns.facebook) },
+      baselineChild,
+    );
+    await emulator.clearFaults();
+    return { limitA: { name: 'baseline A', rps: a.m.rps }, limitB: { name: 'baseline B', rps: b.m.rps }, slowRps: slow.m.rps };
+  };
+
+  // -- social-link, on each database.
+  const signingKeys = await generateSigningKeySet();
+  const databases = [sqliteDatabase()];
+  if (env.BENCH_DATABASE_URL) databases.push(await postgresDatabase(env.BENCH_DATABASE_URL));
+  const serverEnvOf = (db: BenchDatabase): Record<string, string> => {
+    const settings: Record<string, string> = {
+      NODE_ENV: 'production',
+      DATABASE_URL: db.url,
+      RATE_LIMIT_ENABLED: 'false',
+      LOG_LEVEL: 'warn',
+      SOCIAL_LINK_SIGNING_KEYS: signingKeys,
+      SOCIAL_LINK_ENCRYPTION_KEYS: randomBytes(32).toString('base64'),
+    };
+    for (const [key, value] of Object.entries(serverEnvFor(emulatorUrl, apps))) if (value !== undefined) settings[key] = value;
+    return settings;
+  };
+
+  for (const db of databases) {
+    const { limitA, limitB, slowRps } = await measureBaselines(`before ${db.kind}`);
+    const serverEnv = serverEnvOf(db);
+    const on = (workers: number) => ({ server: `${db.kind} ×${workers}`, database: db.kind, workers });
+
+    const one = await launchServer(`server (${db.kind})`, server.args, serverEnv, 1);
+    log(`social-link on ${db.kind}: first 200 after ${one.startupMs} ms (new database: includes the migrations)`);
+    startups.push({ server: `${db.kind}, 1 worker, new database`, database: db.kind, workers: 1, samplesMs: [one.startupMs], medianMs: one.startupMs, freshDatabase: true, readyRssMb: one.readyRssMb });
+    await linkUsers(one.url, linked);
+    log(`linked ${USERS} guest users to a Facebook and a Google account each`);
+
+    await run({ id: 'case1', label: 'case 1: auth/facebook', ...on(1), limit: limitA }, { url: one.url, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) }, one.child);
+    await run({ id: 'case2', label: 'case 2: auth/google', ...on(1), limit: limitB }, { url: one.url, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) }, one.child);
+
+    // The write path: every request a new user and a never-linked account. The warm-up uses a small pool (it may
+    // wrap around: re-links are fine there); its rate sizes the measured window's pool, made between the two.
+    const warmupPool = await associatePool(one.url, emulator, Math.min(POOL_MAX, 2000));
+    let pool = warmupPool;
+    let used = 0;
+    const case3 = await run(
+      { id: 'case3', label: 'case 3: associate/facebook', ...on(1), limit: limitA },
+      { url: one.url, path: '/api/associate/facebook/', connections: CONNECTIONS, next: () => pool[used++ % pool.length]! },
+      one.child,
+      [],
+      async (warmupRps) => {
+        const size = Math.min(POOL_MAX, Math.ceil((timing.warmupSeconds > 0 ? warmupRps : limitA.rps) * timing.durationSeconds * 1.6) + 4 * CONNECTIONS);
+        const made = performance.now();
+        pool = await associatePool(one.url, emulator, size);
+        used = 0;
+        log(`  made ${size} new guest users and fresh Facebook tokens in ${((performance.now() - made) / 1000).toFixed(1)} s (warm-up ran at ${warmupRps} req/s)`);
+      },
+    );
+    if (used > pool.length) case3.notes.push(`the pool of ${pool.length} pairs ran out: ${used - pool.length} requests re-linked an account already linked (idempotent, no write)`);
+
+    await emulator.setFault('facebook', { latency_ms: LATENCY_MS });
+    await run(
+      { id: 'case4', label: `case 4: auth/facebook, Graph +${LATENCY_MS} ms`, ...on(1), limit: { name: "Little's law", rps: LITTLES_LAW_RPS } },
+      { url: one.url, path: '/api/auth/facebook/', connections: SLOW_CONNECTIONS, next: cycle(signIns.facebook) },
+      one.child,
+      [`baseline A with the same latency: ${slowRps} req/s`],
+    );
+    await emulator.clearFaults();
+    await stop(one.child);
+
+    // Start-up on a migrated database (a restart, a deploy): three times, the median counts.
+    const samples: number[] = [];
+    const rss: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const again = await launchServer(`server (${db.kind}) restart`, server.args, serverEnv, 1);
+      samples.push(again.startupMs);
+      rss.push(again.readyRssMb);
+      await stop(again.child);
+    }
+    startups.push({ server: `${db.kind}, 1 worker`, database: db.kind, workers: 1, samplesMs: samples, medianMs: median(samples), freshDatabase: false, readyRssMb: median(rss) });
+
+    const two = await launchServer(`server (${db.kind}, 2 workers)`, server.args, serverEnv, 2);
+    startups.push({ server: `${db.kind}, 2 workers`, database: db.kind, workers: 2, samplesMs: [two.startupMs], medianMs: two.startupMs, freshDatabase: false, readyRssMb: two.readyRssMb });
+    for (const [id, label, path, shots, limit] of [
+      ['case1', 'case 1: auth/facebook', '/api/auth/facebook/', signIns.facebook, limitA],
+      ['case2', 'case 2: auth/google', '/api/auth/google/', signIns.google, limitB],
+    ] as const) {
+      const single = rows.find((r) => r.id === id && r.database === db.kind && r.workers === 1)!;
+      const row = await run({ id, label, ...on(2), limit }, { url: two.url, path, connections: CONNECTIONS, next: cycle(shots) }, two.child);
+      row.notes.push(`2 workers / 1 worker = ${(row.m.rps / single.m.rps).toFixed(2)}×`);
+    }
+    await stop(two.child);
+  }
+
+  // -- CPU profiles (BENCH_PROFILE=1): separate runs, so that the profiler's cost never skews the table.
+  const profiles: Report['profiles'] = [];
+  if (PROFILE) {
+    const db = databases[0]!;
+    mkdirSync(PROFILE_DIR, { recursive: true });
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    for (const [name, path, shots] of [
+      ['case 1: auth/facebook', '/api/auth/facebook/', signIns.facebook],
+      ['case 2: auth/google', '/api/auth/google/', signIns.google],
+    ] as const) {
+      const file = `${name.slice(0, 6).replace(' ', '')}-${stamp}.cpuprofile`;
+      const profiled = await launchServer(`server (profiled)`, server.args, serverEnvOf(db), 1, ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR, '--cpu-prof-name', file]);
+      log(`profiling ${name} (${db.kind} ×1)…`);
+      const m = await measure({ url: profiled.url, path, connections: CONNECTIONS, next: cycle(shots) }, timing, { targetPid: profiled.child.pid, emulatorPid: emulatorChild.pid });
+      await stop(profiled.child, 30_000); // SIGTERM: the server exits cleanly and node writes the profile
+      const summary = summarizeProfile(join(PROFILE_DIR, file));
+      summary.file = relative(process.cwd(), summary.file);
+      profiles.push({ case: name, rps: m.rps, summary });
+      log(`  ${m.rps} req/s while profiled; profile ${summary.file}`);
+    }
+  }
+
+  await stop(emulatorChild);
+  const report: Report = {
+    date: new Date().toISOString(),
+    wallSeconds: Math.round((performance.now() - started) / 1000),
+    machine: {
+      cpus: availableParallelism(),
+      model: cpus()[0]?.model ?? 'unknown',
+      node: process.versions.node,
+      memoryGb: Math.round(totalmem() / 2 ** 30),
+      commit: gitCommit(),
+    },
+    runner: SERVER_NODE_ARGS.length ? server.description.replace('node ', `node ${SERVER_NODE_ARGS.join(' ')} `) : server.description,
+    timing: { ...timing, connections: CONNECTIONS, slowConnections: SLOW_CONNECTIONS, users: USERS },
+    rows,
+    startups,
+    targets: checkTargets(rows, startups, LITTLES_LAW_RPS),
+    littlesLawRps: LITTLES_LAW_RPS,
+    profiles,
+  };
+  const markdown = render(report);
+  console.log(`\n${markdown}\n`);
+  const written = writeResults(RESULTS_DIR, report, markdown);
+  log(`written: ${written.map((file) => relative(process.cwd(), file)).join(', ')}`);
+}
+
+function gitCommit(): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { encoding: 'utf8' }).trim() !== '';
+    return dirty ? `${head} + uncommitted src/ changes` : head;
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function cleanUp(): Promise<void> {
+  await stopAll();
+  await closeSeedingAgent();
+  for (const cleanup of cleanups.reverse()) {
+    await cleanup().catch((error: unknown) => console.error(`cleanup failed: ${(error as Error).message}`));
+  }
+}
+
+// Every child dies with the bench: on success, on failure, on Ctrl-C, and (SIGKILL, synchronously) on exit.
+process.on('exit', killAll);
+let interrupted = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (interrupted) {
+      killAll();
+      process.exit(130);
+    }
+    interrupted = true;
+    console.error(`\n${signal}: stopping every child process…`);
+    void cleanUp().finally(() => process.exit(130));
+  });
+}
+
+main().then(
+  async () => {
+    await cleanUp();
+    log('done');
+    process.exit(0);
+  },
+  async (error: unknown) => {
+    console.error('bench failed:', error);
+    await cleanUp();
+    process.exit(1);
+  },
+);
