@@ -1,4 +1,5 @@
-import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance } from 'fastify';
+import { controlConventions, sendInvalidRequest } from './control-conventions.js';
 import { mintAppleCode, mintAppleCodeBodySchema, mintAppleIdToken, type MintAppleCodeInput } from './apple.js';
 import { mintFacebookLimitedToken } from './facebook-limited.js';
 import { mintGoogleAccessToken, mintGoogleAccessTokenBodySchema, mintGoogleIdToken, type MintGoogleAccessTokenInput } from './google.js';
@@ -71,10 +72,6 @@ export const OIDC_CONTROL_ENDPOINTS = [
   'PUT /_emulator/oidc/:name/jwks_cache',
 ];
 
-function sendInvalidRequest(reply: FastifyReply, message: string): FastifyReply {
-  return reply.code(400).send({ code: 'invalid_request', message });
-}
-
 export function oidcControlRoutes(state: EmulatorState, ids: IdProviders) {
   function keyRing(provider: KeyedProvider): OidcIssuer {
     if (provider === 'google') return ids.google.issuer;
@@ -83,17 +80,7 @@ export function oidcControlRoutes(state: EmulatorState, ids: IdProviders) {
   }
 
   return async function oidcControlPlugin(app: FastifyInstance): Promise<void> {
-    // As in control.ts: the caller's mistakes (schema, bad JSON, InvalidRequestError) answer in the control API's format.
-    app.setErrorHandler((error: FastifyError, _request, reply) => {
-      if (error.validation || (error.statusCode !== undefined && error.statusCode < 500)) {
-        return sendInvalidRequest(reply, error.message);
-      }
-      return reply.send(error);
-    });
-    // A missing body counts as {}: every field has a default.
-    app.addHook('preValidation', async (request) => {
-      request.body ??= {};
-    });
+    controlConventions(app);
 
     const idTokenSchema = { schema: { body: mintIdTokenBodySchema } };
 

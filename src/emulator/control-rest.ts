@@ -1,4 +1,5 @@
-import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance } from 'fastify';
+import { controlConventions, sendInvalidRequest } from './control-conventions.js';
 import { defaultGithubClientId, mintGithubToken, mintGithubTokenBodySchema, type MintGithubTokenInput } from './github.js';
 import { defaultLineChannelId, mintLineToken, mintLineTokenBodySchema, type MintLineTokenInput } from './line.js';
 import type { EmulatorState } from './state.js';
@@ -7,22 +8,9 @@ import { mintTwitterOAuth2Token, mintTwitterOAuth2TokenBodySchema, type MintTwit
 // Control endpoints (under /_emulator) minting tokens for LINE, GitHub and X OAuth 2. Same rules as
 // control.ts: JSON-schema checked, and any mistake of the caller answered 400 {code, message}.
 
-function sendInvalidRequest(reply: FastifyReply, message: string): FastifyReply {
-  return reply.code(400).send({ code: 'invalid_request', message });
-}
-
 export function controlRestRoutes(state: EmulatorState) {
   return async function controlRestPlugin(app: FastifyInstance): Promise<void> {
-    app.setErrorHandler((error: FastifyError, _request, reply) => {
-      if (error.validation || (error.statusCode !== undefined && error.statusCode < 500)) {
-        return sendInvalidRequest(reply, error.message);
-      }
-      return reply.send(error);
-    });
-    // A missing body counts as {}: every field has a default.
-    app.addHook('preValidation', async (request) => {
-      request.body ??= {};
-    });
+    controlConventions(app);
 
     app.post<{ Body: MintLineTokenInput }>('/line/tokens', { schema: { body: mintLineTokenBodySchema } }, async (request, reply) => {
       const channelId = request.body.channel_id ?? defaultLineChannelId(state);

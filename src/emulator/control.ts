@@ -1,4 +1,5 @@
-import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance } from 'fastify';
+import { controlConventions, sendInvalidRequest } from './control-conventions.js';
 import { OIDC_CONTROL_ENDPOINTS } from './control-oidc.js';
 import { mintFacebookToken, mintFacebookTokenBodySchema, type MintFacebookTokenInput } from './facebook.js';
 import { describeIdProviders } from './id-providers.js';
@@ -56,24 +57,9 @@ const CONTROL_ENDPOINTS = [
   'POST /_emulator/reset',
 ];
 
-function sendInvalidRequest(reply: FastifyReply, message: string): FastifyReply {
-  return reply.code(400).send({ code: 'invalid_request', message });
-}
-
 export function controlRoutes(state: EmulatorState) {
   return async function controlPlugin(app: FastifyInstance): Promise<void> {
-    // Schema failures, bad JSON and the like are the caller's mistake: answer them in the control API's format.
-    app.setErrorHandler((error: FastifyError, _request, reply) => {
-      if (error.validation || (error.statusCode !== undefined && error.statusCode < 500)) {
-        return sendInvalidRequest(reply, error.message);
-      }
-      return reply.send(error);
-    });
-    // A missing body counts as {}: `curl -X POST .../tokens` mints a token with every default,
-    // and a route that needs fields reports them missing by name.
-    app.addHook('preValidation', async (request) => {
-      request.body ??= {};
-    });
+    controlConventions(app);
 
     app.get('/', async (request) => {
       const origin = `http://${request.headers.host}`;
