@@ -14,6 +14,7 @@ import {
 } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { EmulatorClient, startEmulator, type EmulatorOptions, type Forgery, type RunningEmulator } from '../src/emulator/index.js';
+import { http, type HttpResult } from './http-result.js';
 
 const FB_APP_ID = '1234567890123456';
 const GOOGLE_WEB_CLIENT = '111111111111-web.apps.googleusercontent.com';
@@ -48,25 +49,6 @@ afterAll(async () => {
 beforeEach(async () => {
   await client.reset();
 });
-
-interface HttpResult {
-  status: number;
-  headers: Headers;
-  text: string;
-  body: any;
-}
-
-async function http(url: string, init?: RequestInit): Promise<HttpResult> {
-  const response = await fetch(url, init);
-  const text = await response.text();
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    body = undefined;
-  }
-  return { status: response.status, headers: response.headers, text, body };
-}
 
 function control(method: string, path: string, body?: unknown): Promise<HttpResult> {
   return http(`${emulator.url}/_emulator${path}`, {

@@ -3,6 +3,7 @@ import { decodeProtectedHeader, jwtVerify, SignJWT } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { authorizationHeader } from '../src/providers/oauth1.js';
 import { EmulatorClient, startEmulator, type RunningEmulator } from '../src/emulator/index.js';
+import { http, type HttpResult } from './http-result.js';
 
 // The LINE, GitHub and X OAuth 2 parts of the provider emulator, through real HTTP.
 
@@ -36,25 +37,6 @@ afterAll(async () => {
 beforeEach(async () => {
   await client.reset();
 });
-
-interface HttpResult {
-  status: number;
-  contentType: string | null;
-  headers: Headers;
-  body: any;
-}
-
-async function http(url: string, init?: RequestInit): Promise<HttpResult> {
-  const response = await fetch(url, init);
-  const text = await response.text();
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    body = undefined;
-  }
-  return { status: response.status, contentType: response.headers.get('content-type'), headers: response.headers, body };
-}
 
 function control(method: string, path: string, body?: unknown): Promise<HttpResult> {
   return http(`${emulator.url}/_emulator${path}`, {

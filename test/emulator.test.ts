@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { authorizationHeader } from '../src/providers/oauth1.js';
 import { EmulatorClient, startEmulator, type RunningEmulator } from '../src/emulator/index.js';
+import { http, type HttpResult } from './http-result.js';
 
 const FB_APP_ID = '1234567890123456';
 const FB_APP_SECRET = 'fb-app-secret';
@@ -28,25 +29,6 @@ afterAll(async () => {
 beforeEach(async () => {
   await client.reset();
 });
-
-interface HttpResult {
-  status: number;
-  contentType: string | null;
-  text: string;
-  body: any;
-}
-
-async function http(url: string, init?: RequestInit): Promise<HttpResult> {
-  const response = await fetch(url, init);
-  const text = await response.text();
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    body = undefined;
-  }
-  return { status: response.status, contentType: response.headers.get('content-type'), text, body };
-}
 
 function graph(path: string, params: Record<string, string> = {}): Promise<HttpResult> {
   return http(`${emulator.url}/facebook${path}?${new URLSearchParams(params)}`);
