@@ -20,6 +20,7 @@ import { operationsRoutes } from './routes/operations.js';
 import { Metrics } from './metrics.js';
 import { installRateLimits } from './rate-limits.js';
 import { CircuitBreaker, withCircuitBreaker } from './providers/circuit-breaker.js';
+import { revokeKeptTokens } from './providers/revocation.js';
 import { clientOf } from './routes/request.js';
 import { randomUUID } from 'node:crypto';
 import helmet from '@fastify/helmet';
@@ -158,16 +159,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   const limits = await installRateLimits(app, config);
-  /** Unlinking and deleting revoke what a provider let us keep; a failure is logged, never blocks them. */
-  const revokeProviderTokens = async (link: Association | undefined) => {
-    const provider = link?.sealedTokens ? providers.get(link.provider) : undefined;
-    if (!link?.sealedTokens || !provider?.revoke) return;
-    const opened = secrets.open(link.sealedTokens, `${link.provider}:${link.uid}`);
-    if (!opened) return app.log.warn({ provider: link.provider }, 'kept provider tokens could not be decrypted; not revoked');
-    await provider.revoke(JSON.parse(opened) as Record<string, string>).catch((error: unknown) =>
-      app.log.warn({ provider: link.provider, reason: (error as Error).message }, 'revoking provider tokens failed'),
-    );
-  };
+  const revokeProviderTokens = (link: Association | undefined) => revokeKeptTokens(link, providers, secrets, app.log);
   const services: Services = {
     config,
     storage,

@@ -6,6 +6,7 @@ import { installErrorHandling } from './app.js';
 import { SecretBox } from './auth/secret-box.js';
 import { loadProviderConfigs } from './providers/index.js';
 import { CircuitBreaker, withCircuitBreaker } from './providers/circuit-breaker.js';
+import { revokeKeptTokens } from './providers/revocation.js';
 import type { Provider, SocialIdentity, TokenInput } from './providers/types.js';
 import { Settings, type Env } from './settings.js';
 import { isPostgres } from './db/migrations.js';
@@ -98,9 +99,9 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
 
   const db = options.db;
   const links = () => db.selectFrom(TABLE);
-  const providerOf = (name: string) => providers.get(name) ?? Promise.reject(unknownProvider(name));
   const verify = async (name: string, input: TokenInput) => {
-    const provider = await providerOf(name);
+    const provider = providers.get(name);
+    if (!provider) throw unknownProvider(name);
     return { provider, identity: await provider.verify(input) };
   };
   const signedIn = async (request: FastifyRequest) => {
@@ -165,9 +166,7 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
       throw new ApiError(409, 'last_login_method', 'This is the last way to sign in to this user');
     }
     await db.deleteFrom(TABLE).where('user_id', '=', userId).where('provider', '=', provider).where('uid', '=', uid).execute();
-    const sealed = link.provider_tokens;
-    const opened = sealed ? secrets.open(sealed, `${provider}:${uid}`) : undefined;
-    if (opened) await providers.get(provider)?.revoke?.(JSON.parse(opened) as Record<string, string>).catch(() => {});
+    await revokeKeptTokens({ provider, uid, sealedTokens: link.provider_tokens ?? null }, providers, secrets, request.log);
     return reply.code(204).send();
   });
 }

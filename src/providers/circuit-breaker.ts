@@ -32,10 +32,6 @@ export class CircuitBreaker {
     this.trialInFlight = false;
     if (this.failures >= this.options.threshold) this.openUntil = Date.now() + this.options.cooldownMs;
   }
-
-  get isOpen(): boolean {
-    return this.failures >= this.options.threshold;
-  }
 }
 
 /** The provider with its verifications (and revocations) behind the breaker. */
