@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
+import { SignJWT, createLocalJWKSet, createRemoteJWKSet, decodeJwt, generateKeyPair, importJWK, jwtVerify, type JWK } from 'jose';
+import { generateSigningKeySet } from '../src/auth/keys.js';
 import { call, databaseKinds, expectError, guest, startStack, type Stack } from './helpers.js';
 
 describe.each(databaseKinds())('users and sessions on %s', (kind) => {
@@ -84,6 +85,42 @@ describe.each(databaseKinds())('users and sessions on %s', (kind) => {
       // Our own keys do not verify it either once tampered: the refusal is the signature, not a DB miss.
       const jwks = createLocalJWKSet((await call(stack.api, 'GET', '/.well-known/jwks.json')).body);
       await expect(jwtVerify(tampered, jwks)).rejects.toThrow();
+    });
+
+    it('refuses tokens made with a key or claims we did not sign: alg confusion, foreign key, unknown kid, wrong typ/aud/iss', async () => {
+      const keySet = await generateSigningKeySet();
+      const own = await startStack(kind, { SOCIAL_LINK_SIGNING_KEYS: keySet });
+      try {
+        const user = await guest(own.api);
+        const claims = decodeJwt(user.access_token);
+        const privateJwk = (JSON.parse(keySet) as { keys: JWK[] }).keys[0]!;
+        const { d: _d, ...publicJwk } = privateJwk;
+        const ourKey = await importJWK(privateJwk, 'ES256');
+        const foreign = (await generateKeyPair('ES256')).privateKey;
+        const signed = (header: Record<string, unknown>, body: Record<string, unknown>, key: Parameters<SignJWT['sign']>[0]) =>
+          new SignJWT(body).setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: privateJwk.kid, ...header } as { alg: string }).sign(key);
+        const hmacWith = (secret: string) => signed({ alg: 'HS256' }, claims, new TextEncoder().encode(secret));
+        // The control: our key, our claims, verifies.
+        expect((await call(own.api, 'GET', '/api/me/', { token: await signed({}, claims, ourKey) })).status).toBe(200);
+        const attacks = {
+          'HS256 keyed with our public JWK': await hmacWith(JSON.stringify(publicJwk)),
+          'HS256 keyed with our public x coordinate': await hmacWith(publicJwk.x!),
+          'another ES256 key claiming our kid': await signed({}, claims, foreign),
+          'an unknown kid': await signed({ kid: 'not-ours' }, claims, ourKey),
+          'no kid': await signed({ kid: undefined }, claims, ourKey),
+          'typ JWT (not an access token)': await signed({ typ: 'JWT' }, claims, ourKey),
+          'another audience': await signed({}, { ...claims, aud: 'someone-else' }, ourKey),
+          'another issuer': await signed({}, { ...claims, iss: 'someone-else' }, ourKey),
+          'no session id': await signed({}, { ...claims, sid: undefined }, ourKey),
+          'no expiry': await signed({}, { ...claims, exp: undefined }, ourKey),
+        };
+        for (const [name, token] of Object.entries(attacks)) {
+          const answer = await call(own.api, 'GET', '/api/me/', { token });
+          expect({ name, status: answer.status, code: answer.body.code }).toEqual({ name, status: 401, code: 'invalid_access_token' });
+        }
+      } finally {
+        await own.close();
+      }
     });
 
     it('refuses an expired access token', async () => {

@@ -1,14 +1,17 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { randomUUID } from 'node:crypto';
-import { exportJWK, generateKeyPair, importJWK, type JWK, type KeyObject } from 'jose';
+import { createPrivateKey, createPublicKey, randomUUID } from 'node:crypto';
+import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import { ConfigError } from '../settings.js';
 
 export const SIGNING_ALG = 'ES256';
 
 /** Our access-token signing keys: the first signs, all verify (so a rotated-out key's tokens stay valid). */
 export interface SigningKeys {
-  current: { kid: string; key: KeyObject | Uint8Array };
+  /** The signing key, as PKCS#8 PEM. */
+  current: { kid: string; privatePem: string };
+  /** Every key's public half by kid, as SPKI PEM: what verifies our access tokens. */
+  verificationPems: ReadonlyMap<string, string>;
   /** Public JWKs of every key, published at /.well-known/jwks.json. */
   publicJwks: { keys: JWK[] };
 }
@@ -29,18 +32,24 @@ export async function parseSigningKeys(json: string, source: string): Promise<Si
     throw new ConfigError(`${source} must be a JSON Web Key Set {"keys": [...]} with at least one private key`);
   }
   const publicKeys: JWK[] = [];
+  const verificationPems = new Map<string, string>();
+  let current: SigningKeys['current'] | undefined;
   for (const jwk of keys) {
     if (jwk.kty !== 'EC' || jwk.crv !== 'P-256' || !jwk.d || !jwk.kid) {
       throw new ConfigError(`${source}: every key must be a private EC P-256 JWK with a kid (ES256)`);
     }
+    let privateKey;
+    try {
+      privateKey = createPrivateKey({ key: { ...jwk }, format: 'jwk' });
+    } catch {
+      throw new ConfigError(`${source}: the key ${jwk.kid} is not a valid EC P-256 private key`);
+    }
     const { d: _private, ...publicJwk } = jwk;
     publicKeys.push({ ...publicJwk, alg: SIGNING_ALG, use: 'sig' });
+    verificationPems.set(jwk.kid, createPublicKey(privateKey).export({ format: 'pem', type: 'spki' }).toString());
+    current ??= { kid: jwk.kid, privatePem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString() };
   }
-  const first = keys[0]!;
-  return {
-    current: { kid: first.kid!, key: await importJWK(first, SIGNING_ALG) },
-    publicJwks: { keys: publicKeys },
-  };
+  return { current: current!, verificationPems, publicJwks: { keys: publicKeys } };
 }
 
 /**
