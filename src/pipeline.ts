@@ -37,13 +37,13 @@ export const authAllowed: PipelineStep = () => {};
 
 /** Find the existing link of this social account; in associate mode, refuse one owned by another user. */
 export const socialUser: PipelineStep = async (context) => {
-  const association = await context.storage.findAssociation(context.provider, context.identity.uid);
-  if (!association) return;
-  if (context.user && context.user.id !== association.userId) {
+  const found = await context.storage.findAssociationWithUser(context.provider, context.identity.uid);
+  if (!found) return;
+  if (context.user && context.user.id !== found.association.userId) {
     throw new ApiError(409, 'already_associated', 'This social account is already associated with another user');
   }
-  context.association = association;
-  context.user ??= await context.storage.findUserById(association.userId);
+  context.association = found.association;
+  context.user ??= found.user;
 };
 
 /** Auth with an unknown social account: create a user when the operator allows it, else 404. */
@@ -126,9 +126,9 @@ function newUsername(context: PipelineContext): string {
   return `${base.length >= 3 ? base : `${context.provider}_user`}_${randomBytes(4).toString('hex')}`;
 }
 
+/** What the pipeline changed; a sign-in itself is recorded with its session (Storage.recordSignIn). */
 async function recordOutcome(context: PipelineContext): Promise<void> {
   const about = { userId: context.user?.id ?? null, provider: context.provider, uid: context.identity.uid };
   if (context.isNewUser) await context.storage.recordAudit({ ...about, event: 'user_created', detail: 'social' }, context.client);
   if (context.isNewAssociation) await context.storage.recordAudit({ ...about, event: 'associated' }, context.client);
-  if (context.mode === 'auth') await context.storage.recordAudit({ ...about, event: 'social_sign_in' }, context.client);
 }

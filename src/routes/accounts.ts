@@ -72,9 +72,9 @@ export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKe
         if (user) await storage.recordAudit({ event: 'refused', userId: user.id, detail: 'invalid_credentials' }, clientOf(request));
         throw new ApiError(401, 'invalid_credentials', 'Unable to log in with provided credentials');
       }
-      await storage.touchLastLogin(user.id);
-      await storage.recordAudit({ event: 'password_sign_in', userId: user.id }, clientOf(request));
-      return { id: user.id, username: user.username, ...(await tokens.startSession(storage, user.id)) };
+      const session = tokens.newSession();
+      await storage.transaction((trx) => trx.recordSignIn(user.id, session, { event: 'password_sign_in', userId: user.id }, clientOf(request)));
+      return { id: user.id, username: user.username, ...tokens.pairOf(user.id, session) };
     },
   );
 

@@ -89,19 +89,24 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
     async (request, reply) => {
       const provider = providerOf(request.params.provider);
       const identity = await provider.verify(request.body);
-      const { context: result, result: pair } = await runPipeline(
+      const client = clientOf(request);
+      const { context: result, result: session } = await runPipeline(
         pipeline,
         storage,
-        { mode: 'auth', provider: provider.name, identity, options: { createUser: config.createUser }, secrets, client: clientOf(request) },
+        { mode: 'auth', provider: provider.name, identity, options: { createUser: config.createUser }, secrets, client },
         async (context) => {
           if (!context.user) throw new ApiError(404, 'user_not_found', 'User Not Found');
-          await context.storage.touchLastLogin(context.user.id);
-          return tokens.startSession(context.storage, context.user.id);
+          const started = tokens.newSession();
+          const audit = { event: 'social_sign_in' as const, userId: context.user.id, provider: provider.name, uid: identity.uid };
+          await context.storage.recordSignIn(context.user.id, started, audit, client);
+          return started;
         },
       );
       const user = result.user!;
+      // Signed once the transaction is over: no database lock or connection waits on the signature.
+      const pair = tokens.pairOf(user.id, session!);
       request.log.info({ provider: provider.name, uid: identity.uid, userId: user.id, newUser: result.isNewUser }, 'signed in');
-      return reply.code(result.isNewUser ? 201 : 200).send({ id: user.id, username: user.username, ...pair! });
+      return reply.code(result.isNewUser ? 201 : 200).send({ id: user.id, username: user.username, ...pair });
     },
   );
 
