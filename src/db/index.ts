@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import { migrationProvider } from './migrations.js';
 import type { Database } from './schema.js';
 
@@ -28,7 +28,7 @@ export function openDatabase(url: string): Kysely<Database> {
   const pool = new pg.Pool({ connectionString: url, max: 20 });
   // An idle client's error (the server restarted) must not crash the process; the pool replaces it.
   pool.on('error', () => {});
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool: withNamedStatements(pool) }) });
 }
 
 /** Applies every pending migration; throws with the failing migration's error. */
@@ -37,6 +37,43 @@ export async function migrateToLatest(db: Kysely<Database>): Promise<string[]> {
   const { error, results } = await migrator.migrateToLatest();
   if (error) throw error;
   return (results ?? []).map((result) => result.migrationName);
+}
+
+/**
+ * PostgreSQL parses and plans an unnamed statement on every execution. Our queries are a fixed set of SQL
+ * texts, so each gets a name: each connection parses it once, then only binds and executes it. (Behind
+ * PgBouncer in transaction mode this needs its max_prepared_statements setting.)
+ */
+function withNamedStatements(pool: pg.Pool): PostgresPool {
+  const names = new Map<string, string>();
+  const nameOf = (text: string): string | undefined => {
+    let name = names.get(text);
+    if (name === undefined && names.size < 500 && /^\s*(select|insert|update|delete)\b/i.test(text)) {
+      name = `social_link_${names.size + 1}`;
+      names.set(text, name);
+    }
+    return name;
+  };
+  // One wrapper per pg client, so Kysely (which keys its connections by client) sees the same object each time.
+  const wrappers = new WeakMap<pg.PoolClient, PostgresPoolClient>();
+  return {
+    async connect() {
+      const client = await pool.connect();
+      let wrapper = wrappers.get(client);
+      if (!wrapper) {
+        wrapper = {
+          query: ((text: string, values?: unknown[]) => {
+            const name = nameOf(text);
+            return name ? client.query({ name, text, values }) : client.query(text, values);
+          }) as unknown as PostgresPoolClient['query'],
+          release: (destroy?: boolean) => client.release(destroy),
+        };
+        wrappers.set(client, wrapper);
+      }
+      return wrapper;
+    },
+    end: () => pool.end(),
+  };
 }
 
 /**
@@ -51,8 +88,8 @@ function withStatementCache(sqlite: SQLite.Database) {
       let statement = statements.get(query);
       if (!statement) {
         statement = sqlite.prepare(query);
-        // Transaction control and DDL stay uncached (few, and migrations change the schema).
-        if (statements.size < 500 && /^\s*(select|insert|update|delete)\b/i.test(query)) statements.set(query, statement);
+        // DDL stays uncached (migrations run it once and change the schema); transaction control is cached.
+        if (statements.size < 500 && /^\s*(select|insert|update|delete|begin|commit|rollback)\b/i.test(query)) statements.set(query, statement);
       }
       return statement;
     },
