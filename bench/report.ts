@@ -119,7 +119,7 @@ function table(header: string[], rows: string[][], alignRight: boolean[]): strin
 }
 
 export function resultsTable(rows: Row[]): string {
-  const header = ['case', 'server', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'RSS MB', 'CPU % srv/emu/gen/other', 'iowait %', 'limit', 'ratio'];
+  const header = ['case', 'server', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'RSS MB', 'CPU % srv/emu/gen/other', 'iowait %', 'srv CPU ms/req', 'limit', 'ratio'];
   const body = rows.map((row) => [
     row.label,
     row.server,
@@ -131,10 +131,11 @@ export function resultsTable(rows: Row[]): string {
     row.database ? fmt(row.m.rssPeakMb, 1) : `(${fmt(row.m.rssPeakMb, 1)})`,
     `${row.m.cpu.target}/${row.m.cpu.emulator}/${row.m.cpu.loadgen}/${row.m.cpu.other}`,
     String(row.m.cpu.iowait),
+    row.m.rps > 0 ? fmt((row.m.cpu.target * 10) / row.m.rps, 2) : '',
     row.limit ? `${row.limit.name} ${fmt(row.limit.rps)}` : '',
     row.ratio === undefined ? '' : row.ratio.toFixed(2),
   ]);
-  return table(header, body, [false, false, true, true, true, true, true, true, true, true, false, true]);
+  return table(header, body, [false, false, true, true, true, true, true, true, true, true, true, false, true]);
 }
 
 export function render(report: Report): string {
@@ -154,7 +155,8 @@ export function render(report: Report): string {
       '(summed over the primary and its workers) sampled every 250 ms; in parentheses for the bare baseline. CPU is percent of one core ' +
       `over the measured window: server / emulator / load generator (this process) / everything else on the machine — ${report.machine.cpus * 100} % ` +
       'is the whole machine (on PostgreSQL rows, *other* includes the PostgreSQL server itself); iowait is the machine\'s idle time ' +
-      'waiting on the disk (fsync), in the same unit.',
+      'waiting on the disk (fsync), in the same unit. *srv CPU ms/req* is the server\'s CPU time per answered request (all its threads): ' +
+      'the figure that compares best between runs on a busy machine, since it does not depend on how much of the CPU the server got.',
   );
   const notes = report.rows.flatMap((row) => row.notes.map((note) => `- ${row.label} (${row.server}): ${note}`));
   if (notes.length > 0) out.push('', ...notes);
