@@ -74,8 +74,8 @@ function auditRow(entry: AuditEntry, client: Client | null, at = now()) {
     provider: entry.provider ?? null,
     uid: entry.uid ?? null,
     detail: entry.detail?.slice(0, 255) ?? null,
-    ip: client?.ip.slice(0, 64) ?? null,
-    user_agent: client?.userAgent.slice(0, 256) ?? null,
+    ip: client?.ip.slice(0, 64) || null,
+    user_agent: client?.userAgent.slice(0, 256) || null,
     created_at: at,
   };
 }
@@ -323,15 +323,17 @@ export class Storage {
     await this.db.insertInto('audit_events').values(auditRow(audit, client, at)).execute();
   }
 
-  async isSessionActive(sessionId: string, userId: number): Promise<boolean> {
+  /** The user of an active (not revoked) session, or undefined: one query per authenticated request. */
+  async findSessionUser(sessionId: string, userId: number): Promise<User | undefined> {
     const row = await this.db
       .selectFrom('sessions')
-      .select('id')
-      .where('id', '=', sessionId)
-      .where('user_id', '=', userId)
-      .where('revoked_at', 'is', null)
+      .innerJoin('users', 'users.id', 'sessions.user_id')
+      .selectAll('users')
+      .where('sessions.id', '=', sessionId)
+      .where('sessions.user_id', '=', userId)
+      .where('sessions.revoked_at', 'is', null)
       .executeTakeFirst();
-    return row !== undefined;
+    return row && toUser(row);
   }
 
   async revokeSession(sessionId: string, reason: string): Promise<void> {

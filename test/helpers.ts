@@ -72,7 +72,7 @@ export interface Stack {
  * The real thing, on ephemeral ports: the provider emulator, and the social-link server talking to it
  * over HTTP, on a fresh database of the given kind.
  */
-export async function startStack(kind: DatabaseKind, env: Env = {}, options: { pipeline?: readonly PipelineStep[] } = {}): Promise<Stack> {
+export async function startStack(kind: DatabaseKind, env: Env = {}, options: { pipeline?: readonly PipelineStep[]; logLevel?: string } = {}): Promise<Stack> {
   const apps = emulatedApps(
     {
       SOCIAL_AUTH_FACEBOOK_KEY: FACEBOOK_APP.id,
@@ -98,7 +98,7 @@ export async function startStack(kind: DatabaseKind, env: Env = {}, options: { p
   });
   const db = openDatabase(config.databaseUrl);
   const logs: string[] = [];
-  const logger = { level: 'debug', redact: logRedaction, stream: { write: (line: string) => void logs.push(line) } };
+  const logger = { level: options.logLevel ?? 'debug', redact: logRedaction, stream: { write: (line: string) => void logs.push(line) } };
   const app = await startServer({ config, db, logger, pipeline: options.pipeline });
   const address = app.server.address();
   if (!address || typeof address === 'string') throw new Error('server is not listening');

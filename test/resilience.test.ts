@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { connect } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { call, expectError, guest, startStack, type Stack } from './helpers.js';
 
 describe('provider calls under faults', () => {
@@ -64,5 +66,32 @@ describe('provider calls under faults', () => {
     await stack.emulator.setFault('twitter', { mode: 'hang', count: 1 });
     expectError(await call(stack.api, 'POST', '/api/auth/twitter/', { body: { access_token: tw.access_token, access_token_secret: tw.access_token_secret } }), 502, 'provider_unavailable');
     expect(((await stack.emulator.stats()).requests.twitter ?? 0) - before).toBe(1);
+  });
+});
+
+describe('a client that goes away', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    // At warn level nothing reads the client's address before the provider answers (as in production).
+    stack = await startStack('sqlite', {}, { logLevel: 'warn' });
+  });
+  afterAll(() => stack.close());
+
+  it('a client that hangs up while the provider answers still gets its sign-in recorded, and no error', async () => {
+    const fb = await stack.emulator.mintFacebookToken();
+    const user = await guest(stack.api);
+    expect((await call(stack.api, 'POST', '/api/associate/facebook/', { body: { access_token: fb.access_token }, token: user.access_token })).status).toBe(200);
+    await stack.emulator.setFault('facebook', { latency_ms: 300 });
+    const body = JSON.stringify({ access_token: fb.access_token });
+    const { hostname: host, port } = new URL(stack.api);
+    const socket = connect(Number(port), host);
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write(`POST /api/auth/facebook/ HTTP/1.1\r\nhost: ${host}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+    await sleep(100);
+    socket.destroy(); // gone before Facebook answers
+    await sleep(600);
+    expect(stack.logs.filter((line) => line.includes('unhandled error'))).toEqual([]);
+    const audit = await call(stack.api, 'GET', '/api/audit/', { token: user.access_token });
+    expect(audit.body[0]).toMatchObject({ event: 'social_sign_in', provider: 'facebook', ip: '127.0.0.1' });
   });
 });

@@ -9,9 +9,12 @@ declare module 'fastify' {
   }
 }
 
-/** Who sent the request, as the audit log records it. */
+/**
+ * Who sent the request, as the audit log records it. Read it before waiting on anything: Node forgets the
+ * address of a client that hung up (then it is '', recorded as null).
+ */
 export function clientOf(request: FastifyRequest): Client {
-  return { ip: request.ip, userAgent: String(request.headers['user-agent'] ?? '') };
+  return { ip: request.ip ?? '', userAgent: String(request.headers['user-agent'] ?? '') };
 }
 
 /** Checks the request's access token (401 otherwise) and remembers the user on the request. */

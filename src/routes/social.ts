@@ -47,11 +47,10 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
       },
     },
     async (request) => {
-      const claims = await authenticate(request);
+      const client = clientOf(request); // now: once the client hangs up, its address is gone
+      const { user } = await authenticate(request);
       await limits.checkUser(request);
       const provider = providerOf(request.params.provider);
-      const user = await storage.findUserById(claims.userId);
-      if (!user) throw new ApiError(401, 'invalid_access_token', 'The user of this access token no longer exists');
       // The provider call happens before any transaction: no database connection waits on the network.
       const identity = await provider.verify(request.body);
       const { context: result } = await runPipeline(pipeline, storage, {
@@ -61,7 +60,7 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
         user,
         options: { createUser: false },
         secrets,
-        client: clientOf(request),
+        client,
       });
       request.log.info({ provider: provider.name, uid: identity.uid, userId: user.id, created: result.isNewAssociation }, 'associated');
       return { success: true, association: { provider: provider.name, uid: identity.uid, created: result.isNewAssociation } };
@@ -88,8 +87,8 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
     },
     async (request, reply) => {
       const provider = providerOf(request.params.provider);
+      const client = clientOf(request); // now: once the client hangs up, its address is gone
       const identity = await provider.verify(request.body);
-      const client = clientOf(request);
       const { context: result, result: session } = await runPipeline(
         pipeline,
         storage,
