@@ -1,7 +1,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createSigner, createVerifier } from 'fast-jwt';
 import { ApiError, notAuthenticated } from '../errors.js';
-import type { Client, NewSession, Storage } from '../storage.js';
+import type { Client, NewSession, Storage, User } from '../storage.js';
 import { SIGNING_ALG, type SigningKeys } from './keys.js';
 
 export interface TokenPair {
@@ -14,6 +14,8 @@ export interface TokenPair {
 export interface AccessClaims {
   userId: number;
   sessionId: string;
+  /** The signed-in user, read with the session check. */
+  user: User;
 }
 
 /** The kid of a compact JWS's header, or undefined; only to choose a verifier, which then checks it all. */
@@ -131,19 +133,20 @@ export class TokenService {
   async authenticate(storage: Storage, authorization: string | undefined): Promise<AccessClaims> {
     const match = /^Bearer ([^\s]+)$/i.exec(authorization ?? '');
     if (!match) throw notAuthenticated();
-    let claims: AccessClaims;
+    let userId: number;
+    let sessionId: string;
     try {
       const payload = this.verify(match[1]!);
-      const userId = Number(payload.sub);
+      userId = Number(payload.sub);
       if (!Number.isSafeInteger(userId) || typeof payload.sid !== 'string') throw new Error('malformed claims');
-      claims = { userId, sessionId: payload.sid };
+      sessionId = payload.sid;
     } catch {
       throw new ApiError(401, 'invalid_access_token', 'The access token is invalid or expired');
     }
-    if (!(await storage.isSessionActive(claims.sessionId, claims.userId))) {
-      throw new ApiError(401, 'invalid_access_token', 'The session of this access token has ended');
-    }
-    return claims;
+    // Deleting a user deletes its sessions: an active session always has its user.
+    const user = await storage.findSessionUser(sessionId, userId);
+    if (!user) throw new ApiError(401, 'invalid_access_token', 'The session of this access token has ended');
+    return { userId, sessionId, user };
   }
 
   /** Rotation: a new refresh token in the same session, and a new access token. */

@@ -146,9 +146,7 @@ export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKe
       },
     },
     async (request) => {
-      const claims = await authenticate(request);
-      const user = await storage.findUserById(claims.userId);
-      if (!user) throw new ApiError(401, 'invalid_access_token', 'The user of this access token no longer exists');
+      const { user } = await authenticate(request);
       return {
         id: user.id,
         username: user.username,
