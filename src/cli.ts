@@ -6,8 +6,6 @@ import { migrateToLatest } from './db/index.js';
 import { generateSigningKeySet, rotateSigningKeySet } from './auth/keys.js';
 import { serveWithWorkers, startServer } from './server.js';
 import { ConfigError } from './settings.js';
-import { emulatedApps, emulatorOptionsFor, generateAppleKey } from './dev-settings.js';
-import { startEmulator } from './emulator/index.js';
 import { adminCommands } from './admin.js';
 import { withDatabase, type Command } from './command.js';
 import { loadConfigFile } from './config-file.js';
@@ -42,6 +40,9 @@ const commands: Record<string, Command> = {
     summary: 'run the provider emulator on 127.0.0.1 (default port 9000) with the apps named by SOCIAL_AUTH_*',
     options: { port: { type: 'string' } },
     async run({ values }) {
+      // Loaded here only: `serve` in production never loads the emulator.
+      const { emulatedApps, emulatorOptionsFor, generateAppleKey } = await import('./dev-settings.js');
+      const { startEmulator } = await import('./emulator/index.js');
       const emulator = await startEmulator({ ...emulatorOptionsFor(emulatedApps(process.env, generateAppleKey())), port: Number(values.port ?? 9000), logger: true });
       console.log(`provider emulator on ${emulator.url} (control API: ${emulator.url}/_emulator)`);
       return -1;

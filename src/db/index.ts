@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
-import pg from 'pg';
+import type pg from 'pg';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import { migrationProvider } from './migrations.js';
 import type { Database } from './schema.js';
@@ -25,10 +25,15 @@ export function openDatabase(url: string): Kysely<Database> {
     sqlite.pragma('foreign_keys = ON');
     return new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   }
-  const pool = new pg.Pool({ connectionString: url, max: 20 });
-  // An idle client's error (the server restarted) must not crash the process; the pool replaces it.
-  pool.on('error', () => {});
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool: withNamedStatements(pool) }) });
+  // pg is loaded on first use: a server on SQLite never pays for it.
+  const pool = async () => {
+    const { default: postgres } = await import('pg');
+    const pool = new postgres.Pool({ connectionString: url, max: 20 });
+    // An idle client's error (the server restarted) must not crash the process; the pool replaces it.
+    pool.on('error', () => {});
+    return withNamedStatements(pool);
+  };
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }
 
 /** Applies every pending migration; throws with the failing migration's error. */

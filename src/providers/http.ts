@@ -1,4 +1,4 @@
-import { Agent, request } from 'undici';
+import type { Agent, request as undiciRequest } from 'undici';
 import { ApiError, ProviderUnavailableError } from '../errors.js';
 import type { ProviderOutcome } from '../metrics.js';
 
@@ -16,6 +16,10 @@ export interface RequestOptions {
   body?: string;
 }
 
+// undici is loaded on the first provider call (or JWKS fetch), not at start-up: it costs ~100 ms to load.
+let undici: Promise<typeof import('undici')> | undefined;
+const loadUndici = () => (undici ??= import('undici'));
+
 export interface ProviderHttpOptions {
   timeoutMs: number;
   observe?: ProviderCallObserver;
@@ -30,7 +34,7 @@ export interface ProviderHttpOptions {
  */
 export class ProviderHttp {
   readonly timeoutMs: number;
-  private readonly agent: Agent;
+  private client?: Promise<{ request: typeof undiciRequest; agent: Agent }>;
   private readonly observe: ProviderCallObserver;
 
   constructor(
@@ -39,12 +43,19 @@ export class ProviderHttp {
   ) {
     this.timeoutMs = options.timeoutMs;
     this.observe = options.observe ?? (() => {});
-    this.agent = new Agent({
-      keepAliveTimeout: 30_000,
-      connect: { timeout: this.timeoutMs },
-      headersTimeout: this.timeoutMs,
-      bodyTimeout: this.timeoutMs,
-    });
+  }
+
+  /** The keep-alive pool, made on first use. */
+  private connection() {
+    return (this.client ??= loadUndici().then(({ Agent, request }) => ({
+      request,
+      agent: new Agent({
+        keepAliveTimeout: 30_000,
+        connect: { timeout: this.timeoutMs },
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
+      }),
+    })));
   }
 
   /** Calls the provider and parses its JSON answer; 5xx, 429, non-JSON and network errors become 502. */
@@ -61,6 +72,7 @@ export class ProviderHttp {
     const started = performance.now();
     const finish = (outcome: ProviderOutcome) => this.observe(this.provider, outcome, (performance.now() - started) / 1000);
     const retryable = (options.method ?? 'GET') === 'GET';
+    const { request, agent } = await this.connection();
     for (let attempt = 1; ; attempt++) {
       let response: Awaited<ReturnType<typeof request>>;
       let text: string;
@@ -69,7 +81,7 @@ export class ProviderHttp {
           method: options.method ?? 'GET',
           headers: { accept: 'application/json', ...options.headers },
           body: options.body,
-          dispatcher: this.agent,
+          dispatcher: agent,
           signal: AbortSignal.timeout(this.timeoutMs),
         });
         text = await response.body.text();
@@ -99,8 +111,8 @@ export class ProviderHttp {
     }
   }
 
-  close(): Promise<void> {
-    return this.agent.close();
+  async close(): Promise<void> {
+    await (await this.client)?.agent.close();
   }
 }
 
