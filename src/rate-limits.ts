@@ -29,6 +29,18 @@ export async function installRateLimits(app: FastifyInstance, config: Config): P
     const { Redis } = await import('ioredis');
     redis = new Redis(config.rateLimit.redisUrl, { connectTimeout: 2000, maxRetriesPerRequest: 1, enableOfflineQueue: false });
     redis.on('error', (error: Error) => app.log.warn({ reason: error.message }, 'rate limits: Redis error'));
+    // Start counting from the first request: wait (briefly) for the connection, since without an offline
+    // queue a command sent before it is ready fails and that request would not be counted.
+    const connected = redis;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        connected.off('ready', done).off('error', done);
+        resolve();
+      };
+      const timer = setTimeout(done, 2000);
+      connected.once('ready', done).once('error', done);
+    });
     app.addHook('onClose', async () => {
       redis?.disconnect();
     });
