@@ -102,8 +102,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     providers.set(enabled.name, withCircuitBreaker(provider, new CircuitBreaker(config.circuitBreaker)));
     closers.push(() => http.close());
   }
-  app.addHook('onReady', async () => {
-    for (const provider of providers.values()) provider.warmUp?.();
+  // Fetch the providers' keys once listening, in the background: the first sign-in finds them cached,
+  // and answering (health checks, a rolling deploy) does not wait for them.
+  app.addHook('onListen', async () => {
+    setImmediate(() => {
+      for (const provider of providers.values()) provider.warmUp?.();
+    });
   });
   app.addHook('onClose', async () => {
     await Promise.all(closers.map((close) => close()));
