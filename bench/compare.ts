@@ -14,10 +14,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { generateSigningKeySet } from '../src/auth/keys.js';
-import { emulatedApps, generateAppleKey, serverEnvFor } from '../src/dev-settings.js';
+import { emulatedApps, generateAppleKey } from '../src/dev-settings.js';
 import { EmulatorClient } from '../src/emulator/index.js';
 import { cycle, measure, type LoadSpec, type Shot } from './load.js';
 import { announcedUrl, freePort, startNode, stop, stopAll, waitForHealthy } from './processes.js';
+import { benchServerEnv } from './server-env.js';
 import { associatePool, closeSeedingAgent, facebookSignIns, googleSignIns, linkUsers, mintLinkedTokens } from './seed.js';
 
 const ref = process.argv[2] ?? '';
@@ -52,15 +53,7 @@ async function main(): Promise<void> {
   for (let round = 1; round <= rounds; round++) {
     for (const dir of [other, here]) {
       const database = await freshDatabase();
-      const serverEnv: Record<string, string> = {
-        NODE_ENV: 'production',
-        DATABASE_URL: database.url,
-        RATE_LIMIT_ENABLED: 'false',
-        LOG_LEVEL: 'warn',
-        SOCIAL_LINK_SIGNING_KEYS: signingKeys,
-        SOCIAL_LINK_ENCRYPTION_KEYS: randomBytes(32).toString('base64'),
-      };
-      for (const [key, value] of Object.entries(serverEnvFor(emulatorUrl, apps))) if (value !== undefined) serverEnv[key] = value;
+      const serverEnv = benchServerEnv({ databaseUrl: database.url, emulatorUrl, apps, signingKeys });
       const port = await freePort();
       const server = startNode('server', [join(dir, 'dist/cli.js'), 'serve'], { ...serverEnv, HOST: '127.0.0.1', PORT: String(port) });
       const url = `http://127.0.0.1:${port}`;

@@ -7,12 +7,13 @@ import { cpus, availableParallelism, tmpdir, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import pg from 'pg';
 import { generateSigningKeySet } from '../src/auth/keys.js';
-import { emulatedApps, generateAppleKey, serverEnvFor } from '../src/dev-settings.js';
+import { emulatedApps, generateAppleKey } from '../src/dev-settings.js';
 import { EmulatorClient } from '../src/emulator/index.js';
 import { cycle, measure, type LoadSpec, type Shot, type Timing } from './load.js';
 import { announcedUrl, freePort, killAll, processTree, rssBytes, startNode, stop, stopAll, waitForHealthy, type Child } from './processes.js';
 import { summarizeProfile } from './profile.js';
 import { checkTargets, median, render, writeResults, type Report, type Row, type Startup } from './report.js';
+import { benchServerEnv } from './server-env.js';
 import { associatePool, closeSeedingAgent, facebookSignIns, googleSignIns, linkUsers, mintLinkedTokens } from './seed.js';
 
 const env = process.env;
@@ -179,18 +180,7 @@ async function main(): Promise<void> {
   const signingKeys = await generateSigningKeySet();
   const databases = [sqliteDatabase()];
   if (env.BENCH_DATABASE_URL) databases.push(await postgresDatabase(env.BENCH_DATABASE_URL));
-  const serverEnvOf = (db: BenchDatabase): Record<string, string> => {
-    const settings: Record<string, string> = {
-      NODE_ENV: 'production',
-      DATABASE_URL: db.url,
-      RATE_LIMIT_ENABLED: 'false',
-      LOG_LEVEL: 'warn',
-      SOCIAL_LINK_SIGNING_KEYS: signingKeys,
-      SOCIAL_LINK_ENCRYPTION_KEYS: randomBytes(32).toString('base64'),
-    };
-    for (const [key, value] of Object.entries(serverEnvFor(emulatorUrl, apps))) if (value !== undefined) settings[key] = value;
-    return settings;
-  };
+  const serverEnvOf = (db: BenchDatabase) => benchServerEnv({ databaseUrl: db.url, emulatorUrl, apps, signingKeys });
 
   for (const db of databases) {
     const { limitA, limitB, slowRps } = await measureBaselines(`before ${db.kind}`);
