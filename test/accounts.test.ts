@@ -112,6 +112,8 @@ describe.each(databaseKinds())('users and sessions on %s', (kind) => {
           'another audience': await signed({}, { ...claims, aud: 'someone-else' }, ourKey),
           'another issuer': await signed({}, { ...claims, iss: 'someone-else' }, ourKey),
           'no session id': await signed({}, { ...claims, sid: undefined }, ourKey),
+          'no audience': await signed({}, { ...claims, aud: undefined }, ourKey),
+          'no issuer': await signed({}, { ...claims, iss: undefined }, ourKey),
           'no expiry': await signed({}, { ...claims, exp: undefined }, ourKey),
         };
         for (const [name, token] of Object.entries(attacks)) {

@@ -1,8 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { ConfigError } from '../src/settings.js';
+import { generateSigningKeySet, parseSigningKeys } from '../src/auth/keys.js';
 
 describe('configuration', () => {
+  it('refuses a signing key set in which two keys share a kid (one would stop verifying)', async () => {
+    const [first] = (JSON.parse(await generateSigningKeySet()) as { keys: Array<Record<string, string>> }).keys;
+    const [second] = (JSON.parse(await generateSigningKeySet()) as { keys: Array<Record<string, string>> }).keys;
+    const set = JSON.stringify({ keys: [first, { ...second, kid: first!.kid }] });
+    await expect(parseSigningKeys(set, 'SOCIAL_LINK_SIGNING_KEYS')).rejects.toThrow(/used by two keys/);
+    await expect(parseSigningKeys(set, 'SOCIAL_LINK_SIGNING_KEYS')).rejects.toBeInstanceOf(ConfigError);
+  });
+
   it('has the documented defaults', () => {
     const config = loadConfig({});
     expect(config).toMatchObject({

@@ -46,6 +46,7 @@ export async function parseSigningKeys(json: string, source: string): Promise<Si
     }
     const { d: _private, ...publicJwk } = jwk;
     publicKeys.push({ ...publicJwk, alg: SIGNING_ALG, use: 'sig' });
+    if (verificationPems.has(jwk.kid)) throw new ConfigError(`${source}: the kid ${jwk.kid} is used by two keys`);
     verificationPems.set(jwk.kid, createPublicKey(privateKey).export({ format: 'pem', type: 'spki' }).toString());
     current ??= { kid: jwk.kid, privatePem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString() };
   }

@@ -67,7 +67,8 @@ export class TokenService {
           allowedIss: options.issuer,
           allowedAud: options.issuer,
           checkTyp: 'at+jwt',
-          requiredClaims: ['exp', 'sub', 'sid'],
+          // fast-jwt skips the iss/aud checks when the claim is absent: require them.
+          requiredClaims: ['iss', 'aud', 'exp', 'sub', 'sid'],
           // A client sends the same access token many times: a verified token is not checked again (until
           // its exp). The session is still looked up on every request, so logout takes effect at once.
           cache: 1000,
