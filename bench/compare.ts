@@ -115,6 +115,7 @@ async function cleanUp(): Promise<void> {
     git('worktree', 'remove', '--force', other);
   } catch {
     rmSync(other, { recursive: true, force: true });
+    execFileSync('git', ['worktree', 'prune'], { cwd: here });
   }
 }
 

@@ -104,12 +104,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   }
   // Fetch the providers' keys once listening, in the background: the first sign-in finds them cached,
   // and answering (health checks, a rolling deploy) does not wait for them.
+  let warmUp: NodeJS.Immediate | undefined;
   app.addHook('onListen', async () => {
-    setImmediate(() => {
+    warmUp = setImmediate(() => {
       for (const provider of providers.values()) provider.warmUp?.();
     });
   });
   app.addHook('onClose', async () => {
+    clearImmediate(warmUp);
     await Promise.all(closers.map((close) => close()));
     if (!options.db) await db.destroy();
   });

@@ -53,7 +53,9 @@ function withNamedStatements(pool: pg.Pool): PostgresPool {
   const names = new Map<string, string>();
   const nameOf = (text: string): string | undefined => {
     let name = names.get(text);
-    if (name === undefined && names.size < 500 && /^\s*(select|insert|update|delete)\b/i.test(text)) {
+    // Not `*`: another instance's migration could change its columns, and PostgreSQL refuses to run a
+    // prepared statement whose result type changed ("cached plan must not change result type").
+    if (name === undefined && names.size < 500 && /^\s*(select|insert|update|delete)\b/i.test(text) && !text.includes('*')) {
       name = `social_link_${names.size + 1}`;
       names.set(text, name);
     }

@@ -35,6 +35,7 @@ export interface ProviderHttpOptions {
 export class ProviderHttp {
   readonly timeoutMs: number;
   private client?: Promise<{ request: typeof undiciRequest; agent: Agent }>;
+  private closed = false;
   private readonly observe: ProviderCallObserver;
 
   constructor(
@@ -47,6 +48,8 @@ export class ProviderHttp {
 
   /** The keep-alive pool, made on first use. */
   private connection() {
+    // After close, no new pool (its keep-alive sockets would hold the process open).
+    if (this.closed && !this.client) return Promise.reject(new ProviderUnavailableError(this.provider, 'is closed'));
     return (this.client ??= loadUndici().then(({ Agent, request }) => ({
       request,
       agent: new Agent({
@@ -112,6 +115,7 @@ export class ProviderHttp {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await (await this.client)?.agent.close();
   }
 }

@@ -64,16 +64,17 @@ export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKe
       },
     },
     async (request) => {
+      const client = clientOf(request); // now: once the client hangs up, its address is gone
       const user = await storage.findUserByUsername(request.body.username);
       // Unknown user or guest user: still spend one scrypt, so timing does not tell which usernames exist.
       const ok = await verifyPassword(request.body.password, user?.passwordHash ?? (await dummyPasswordHash()));
       if (!user || !user.passwordHash || !ok) {
         // The owner of the username sees the failed attempt in its audit log.
-        if (user) await storage.recordAudit({ event: 'refused', userId: user.id, detail: 'invalid_credentials' }, clientOf(request));
+        if (user) await storage.recordAudit({ event: 'refused', userId: user.id, detail: 'invalid_credentials' }, client);
         throw new ApiError(401, 'invalid_credentials', 'Unable to log in with provided credentials');
       }
       const session = tokens.newSession();
-      await storage.transaction((trx) => trx.recordSignIn(user.id, session, { event: 'password_sign_in', userId: user.id }, clientOf(request)));
+      await storage.transaction((trx) => trx.recordSignIn(user.id, session, { event: 'password_sign_in', userId: user.id }, client));
       return { id: user.id, username: user.username, ...tokens.pairOf(user.id, session) };
     },
   );
