@@ -4,7 +4,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { Kysely } from 'kysely';
 import type { Config } from './config.js';
 import { openDatabase, type Database } from './db/index.js';
-import { ApiError } from './errors.js';
+import { ApiError, ProviderUnavailableError } from './errors.js';
 import { devSecret, loadSigningKeys, type SigningKeys } from './auth/keys.js';
 import { SecretBox } from './auth/secret-box.js';
 import { join } from 'node:path';
@@ -206,7 +206,13 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof ApiError) {
       if (typeof error.extra.retry_after === 'number') reply.header('retry-after', String(error.extra.retry_after));
-      if (error.statusCode >= 500) request.log.warn({ code: error.code, detail: error.extra.detail }, error.message);
+      if (error instanceof ProviderUnavailableError) {
+        // The operator's line: which provider, why, and what to fix when it is a setting of ours.
+        const { provider, failure, hint } = error;
+        request.log.warn({ code: error.code, provider, failure, detail: error.extra.detail, hint }, hint ? `${provider}: ${hint}` : error.message);
+      } else if (error.statusCode >= 500) {
+        request.log.warn({ code: error.code, detail: error.extra.detail }, error.message);
+      }
       return reply.code(error.statusCode).send(body(error, request));
     }
     if (error.validation) {

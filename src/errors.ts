@@ -28,17 +28,54 @@ export class InvalidTokenError extends ApiError {
   }
 }
 
-/** The provider could not give a usable answer: down, too slow, or answering garbage. */
+/**
+ * Why a provider gave no usable answer. None of them is the user's fault, so none is a 4xx:
+ * - `outage`: down, too slow, or answering garbage (502; 503 while its circuit is open);
+ * - `rate_limited`: it throttles OUR app (503, with Retry-After when the provider said when);
+ * - `app_refused`: it refuses OUR app's credentials, plan or access level — the operator must fix a setting (502).
+ */
+export type ProviderFailure = 'outage' | 'rate_limited' | 'app_refused';
+
+export interface ProviderFailureOptions {
+  status?: 502 | 503;
+  failure?: ProviderFailure;
+  /** What the operator should do; written to the log, never sent to the app. */
+  hint?: string;
+  /** Seconds, when the provider said when to try again. */
+  retryAfter?: number;
+}
+
+/** The provider could not give a usable answer for a reason that is not the user's token (see ProviderFailure). */
 export class ProviderUnavailableError extends ApiError {
-  /** 502 when the provider failed this call; 503 when its circuit breaker is open and it was not called. */
+  readonly failure: ProviderFailure;
+  readonly hint: string | undefined;
+
   constructor(
     readonly provider: string,
     readonly reason: string,
-    status: 502 | 503 = 502,
+    options: ProviderFailureOptions = {},
   ) {
-    super(status, 'provider_unavailable', `The ${provider} API is unavailable, try again later`, { detail: reason });
+    const failure = options.failure ?? 'outage';
+    super(options.status ?? (failure === 'rate_limited' ? 503 : 502), 'provider_unavailable', `The ${provider} API is unavailable, try again later`, {
+      detail: reason,
+      ...(options.retryAfter !== undefined ? { retry_after: options.retryAfter } : {}),
+    });
+    this.failure = failure;
+    this.hint = options.hint;
   }
 }
+
+/** The provider throttles our app. */
+export const providerRateLimited = (provider: string, reason: string, retryAfter?: number) =>
+  new ProviderUnavailableError(provider, `${provider} is rate-limiting this server's app (${reason})`, {
+    failure: 'rate_limited',
+    retryAfter,
+    hint: `${provider} throttles this app: spread the load, or ask ${provider} for a higher limit`,
+  });
+
+/** The provider refuses our app's credentials or access: a setting to fix, named by `hint`. */
+export const providerRefusedApp = (provider: string, reason: string, hint: string) =>
+  new ProviderUnavailableError(provider, `${provider} refused this server's app (${reason})`, { failure: 'app_refused', hint });
 
 export const unknownProvider = (name: string) =>
   new ApiError(404, 'unknown_provider', `Unknown or disabled provider: ${name}`);

@@ -38,7 +38,7 @@ export class CircuitBreaker {
 export function withCircuitBreaker(provider: Provider, breaker: CircuitBreaker): Provider {
   const guard = async <T>(work: () => Promise<T>): Promise<T> => {
     if (!breaker.allow()) {
-      throw new ProviderUnavailableError(provider.name, 'failed repeatedly just now; not called for a few seconds', 503);
+      throw new ProviderUnavailableError(provider.name, 'failed repeatedly just now; not called for a few seconds', { status: 503 });
     }
     try {
       const result = await work();
@@ -53,7 +53,12 @@ export function withCircuitBreaker(provider: Provider, breaker: CircuitBreaker):
   };
   return {
     name: provider.name,
-    verify: (input) => guard(() => provider.verify(input)),
+    verify: (input, options) =>
+      guard(async () => {
+        const identity = await provider.verify(input, options);
+        const { loadProfile } = identity;
+        return loadProfile ? { ...identity, loadProfile: () => guard(loadProfile) } : identity;
+      }),
     warmUp: provider.warmUp && (() => provider.warmUp!()),
     revoke: provider.revoke && ((tokens) => guard(() => provider.revoke!(tokens))),
   };

@@ -1,5 +1,5 @@
 import type { Agent, request as undiciRequest } from 'undici';
-import { ApiError, ProviderUnavailableError } from '../errors.js';
+import { ProviderUnavailableError, providerRateLimited } from '../errors.js';
 import type { ProviderOutcome } from '../metrics.js';
 
 export type ProviderCallObserver = (provider: string, outcome: ProviderOutcome, seconds: number) => void;
@@ -98,7 +98,11 @@ export class ProviderHttp {
           timedOut ? `did not answer within ${this.timeoutMs} ms` : `could not be reached (${(error as { code?: string }).code ?? 'network error'})`,
         );
       }
-      if (response.statusCode >= 500 || response.statusCode === 429) {
+      if (response.statusCode === 429) {
+        finish('rate_limited');
+        throw providerRateLimited(this.provider, 'HTTP 429', retryAfterSeconds(response.headers));
+      }
+      if (response.statusCode >= 500) {
         finish('server_error');
         throw new ProviderUnavailableError(this.provider, `answered HTTP ${response.statusCode}`);
       }
@@ -123,6 +127,12 @@ export class ProviderHttp {
 function isTimeout(error: unknown): boolean {
   const err = error as { name?: string; code?: string };
   return err.name === 'TimeoutError' || err.name === 'AbortError' || /TIMEOUT/.test(err.code ?? '');
+}
+
+/** Seconds to wait, from a Retry-After header in seconds (the form providers use), when there is one. */
+export function retryAfterSeconds(headers: JsonResponse['headers']): number | undefined {
+  const value = Number(headers['retry-after']);
+  return Number.isInteger(value) && value >= 0 && value <= 86_400 ? value : undefined;
 }
 
 /** Narrowing helpers for provider answers, which are untrusted JSON. */
