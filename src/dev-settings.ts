@@ -32,7 +32,8 @@ export function emulatedApps(env: Env, applePrivateKeyPem: string): EmulatedApps
   return {
     facebook: { appId: env.SOCIAL_AUTH_FACEBOOK_KEY ?? 'dev-facebook-app-id', appSecret: env.SOCIAL_AUTH_FACEBOOK_SECRET ?? 'dev-facebook-app-secret' },
     twitter: { consumerKey: env.SOCIAL_AUTH_TWITTER_KEY ?? 'dev-twitter-consumer-key', consumerSecret: env.SOCIAL_AUTH_TWITTER_SECRET ?? 'dev-twitter-consumer-secret' },
-    google: { clientIds: list(env.SOCIAL_AUTH_GOOGLE_KEY, ['dev-ios.apps.googleusercontent.com', 'dev-android.apps.googleusercontent.com']) },
+    // Google's backend guide: the server checks the web ("server") client id, which the native apps ask their ID tokens for.
+    google: { clientIds: list(env.SOCIAL_AUTH_GOOGLE_KEY, ['dev-web.apps.googleusercontent.com']) },
     apple: {
       clientIds: list(env.SOCIAL_AUTH_APPLE_KEY, ['com.example.sociallink']),
       teamId: env.SOCIAL_AUTH_APPLE_TEAM_ID ?? 'DEVTEAM123',

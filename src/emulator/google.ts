@@ -25,9 +25,14 @@ import type { EmulatorState } from './state.js';
 export const GOOGLE_ISSUER = 'https://accounts.google.com';
 
 export interface GoogleOptions {
-  /** Our OAuth client ids (iOS, Android and web ids differ); the first is the default audience. */
+  /** The server's OAuth client ids; the first is the default audience: the web ("server") client id. */
   clientIds: string[];
+  /** The Android app's client id, the default `azp` of tokens for the web client id. Default: an emulated one. */
+  androidClientId?: string;
 }
+
+/** A native app asking for a token for its backend gets aud = the web client id, azp = its own client id. */
+const EMULATED_ANDROID_CLIENT_ID = '000000000000-emulatedandroidapp.apps.googleusercontent.com';
 
 export interface MintGoogleAccessTokenInput {
   client_id?: string;
@@ -67,7 +72,10 @@ export class GoogleProvider {
   readonly issuer = new OidcIssuer();
   readonly users = new Map<string, Person>();
 
-  constructor(readonly clientIds: readonly string[]) {}
+  constructor(
+    readonly clientIds: readonly string[],
+    readonly androidClientId = EMULATED_ANDROID_CLIENT_ID,
+  ) {}
 
   reset(): void {
     this.issuer.reset();
@@ -94,10 +102,13 @@ function googlePicture(sub: string): string {
 export async function mintGoogleIdToken(google: GoogleProvider, input: MintIdTokenInput): Promise<MintedIdToken> {
   const aud = input.aud ?? google.defaultClientId();
   const user = upsertPerson(google.users, input, newGoogleSub);
+  // As Android's Credential Manager gets it for setServerClientId(web id); a token asked for another
+  // audience (an iOS app without serverClientID) is authorized for that audience itself.
+  const azp = input.azp ?? (input.aud === undefined ? google.androidClientId : firstAudience(aud));
   const claims = {
     ...compactClaims({
       iss: input.iss ?? GOOGLE_ISSUER,
-      azp: input.azp ?? firstAudience(aud),
+      azp,
       aud,
       sub: user.sub,
       email: user.email,

@@ -22,7 +22,7 @@ export class IdProviders {
   readonly oidc: OidcProviders;
 
   constructor(state: EmulatorState, options: IdProviderOptions) {
-    this.google = new GoogleProvider(options.google?.clientIds ?? []);
+    this.google = new GoogleProvider(options.google?.clientIds ?? [], options.google?.androidClientId);
     this.apple = new AppleProvider(options.apple ?? { clientIds: [], teamId: '', keys: {} });
     this.oidc = new OidcProviders(options.oidc ?? {});
     state.onReset.push(() => {
