@@ -69,14 +69,18 @@ export const associateUser: PipelineStep = async (context) => {
   context.isNewAssociation = true;
 };
 
-/** Keep the provider's latest profile and token facts on the link. */
+/**
+ * Keep the provider's latest profile and token facts on the link. What this sign-in told is merged over
+ * what was kept: a fact it did not read (a profile not fetched, an Apple name given only once) stays.
+ */
 export const loadExtraData: PipelineStep = async (context) => {
   if (!context.association || context.isNewAssociation) return;
-  // Most sign-ins bring the same profile: no write then (unless there are new tokens to keep).
-  const unchanged = JSON.stringify(context.association.extraData) === JSON.stringify(context.identity.extraData);
+  const extraData = { ...context.association.extraData, ...context.identity.extraData };
+  // Most sign-ins bring the same facts: no write then (unless there are new tokens to keep).
+  const unchanged = JSON.stringify(context.association.extraData) === JSON.stringify(extraData);
   if (unchanged && !context.identity.tokens) return;
-  await context.storage.updateExtraData(context.association.id, context.identity.extraData, sealedTokens(context));
-  context.association = { ...context.association, extraData: context.identity.extraData };
+  await context.storage.updateExtraData(context.association.id, extraData, sealedTokens(context));
+  context.association = { ...context.association, extraData };
 };
 
 export const defaultPipeline: readonly PipelineStep[] = [authAllowed, socialUser, createUser, associateUser, loadExtraData];

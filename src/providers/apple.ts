@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { SignJWT, importPKCS8, type CryptoKey } from 'jose';
+import { SignJWT, importPKCS8, type CryptoKey, type JWTPayload } from 'jose';
 import { ConfigError, type Settings } from '../settings.js';
-import { InvalidTokenError, ProviderUnavailableError } from '../errors.js';
+import { InvalidTokenError, ProviderUnavailableError, invalidRequest, providerRefusedApp } from '../errors.js';
 import { claimString, verifyIdToken, type IdTokenPolicy } from './id-token.js';
 import { JwksCache } from './jwks.js';
 import { isObject, stringField, type ProviderHttp } from './http.js';
 import { requireOneOf } from './fields.js';
-import type { ProviderModule, SocialIdentity } from './types.js';
+import type { ProviderModule, SocialIdentity, TokenInput } from './types.js';
 
 export interface AppleConfig {
   /** Bundle ids (native apps) and services ids (web): the accepted audiences. */
@@ -24,8 +24,13 @@ const ISSUER = 'https://appleid.apple.com';
  * authorization code and the team key is configured, the code is exchanged for a refresh token that is
  * kept, so that unlinking revokes it (App Store rules for account deletion).
  *
- * Nonce: the app sends Apple the SHA-256 (hex) of a random nonce and sends us the raw nonce; we compare
- * the token's nonce with SHA-256(raw nonce).
+ * Nonce: Apple copies the nonce the app set on its request into the token unchanged. Many apps set the
+ * SHA-256 (hex) of a raw nonce and send us the raw one (Firebase's convention), others set and send the
+ * same value: the token's nonce must equal what the app sent, or its SHA-256. A device that cannot do
+ * nonces says `nonce_supported: false` and leaves the nonce out.
+ *
+ * The user's name is never in the token: Apple gives it to the app once, on the first authorization
+ * (`user`: {name: {firstName, lastName}, email}). It is kept for display, never used for identity.
  */
 export const apple: ProviderModule<AppleConfig> = {
   name: 'apple',
@@ -43,25 +48,38 @@ export const apple: ProviderModule<AppleConfig> = {
 
   create(config, { http }) {
     const jwks = new JwksCache(http, config.jwksUrl);
-    const policy: IdTokenPolicy = { jwks, issuers: [ISSUER], audiences: config.clientIds, algorithms: ['RS256'] };
+    const policy: IdTokenPolicy = { jwks, issuers: [ISSUER], audiences: config.clientIds, algorithms: ['RS256'], nonceAccepted };
     const secrets = config.signing && new ClientSecrets(config.signing);
+
+    /** The client ids the code may have been issued to, most likely first. */
+    const codeClientIds = (claims: JWTPayload | undefined, sent: string | undefined): string[] => {
+      if (typeof claims?.aud === 'string') return [claims.aud];
+      if (sent === undefined) return config.clientIds;
+      if (!config.clientIds.includes(sent)) throw invalidRequest('client_id is not one of the configured Sign in with Apple client ids');
+      return [sent];
+    };
 
     return {
       name: 'apple',
       warmUp: () => jwks.warmUp(),
       async verify(input) {
         const form = requireOneOf(input, ['id_token', 'code'], 'apple');
-        const nonce = input.nonce === undefined ? undefined : createHash('sha256').update(input.nonce).digest('hex');
-        const claims = form === 'id_token' ? await verifyIdToken(input.id_token!, policy, nonce) : undefined;
+        const name = appleUserName(input.user);
+        const claims = form === 'id_token' ? await verifyIdToken(input.id_token!, policy, input.nonce) : undefined;
         if (!input.code || !secrets) {
           if (!claims) throw new InvalidTokenError('code needs the Sign in with Apple key settings (SOCIAL_AUTH_APPLE_TEAM_ID, _KEY_ID, _PRIVATE_KEY)');
-          return identity(claims);
+          return identity(claims, name);
         }
-        const clientId = typeof claims?.aud === 'string' ? claims.aud : config.clientIds[0]!;
-        const exchanged = await exchangeCode(http, config.apiUrl, clientId, await secrets.get(clientId), input.code);
-        const codeClaims = await verifyIdToken(exchanged.idToken, policy, claims ? undefined : nonce);
-        if (claims && codeClaims.sub !== claims.sub) throw new InvalidTokenError('the code belongs to another user than the identity token');
-        return { ...identity(claims ?? codeClaims), tokens: { refresh_token: exchanged.refreshToken, client_id: clientId } };
+        // A code alone does not say which of our client ids it was issued to: try each (a refused one is not redeemed).
+        const candidates = codeClientIds(claims, input.client_id);
+        for (const [index, clientId] of candidates.entries()) {
+          const exchanged = await exchangeCode(http, config.apiUrl, clientId, await secrets.get(clientId), input.code, index < candidates.length - 1);
+          if (!exchanged) continue;
+          const codeClaims = await verifyIdToken(exchanged.idToken, policy, claims ? undefined : input.nonce);
+          if (claims && codeClaims.sub !== claims.sub) throw new InvalidTokenError('the code belongs to another user than the identity token');
+          return { ...identity(claims ?? codeClaims, name), tokens: { refresh_token: exchanged.refreshToken, client_id: clientId } };
+        }
+        throw new InvalidTokenError('the authorization code is invalid, expired or already used');
       },
       async revoke(tokens) {
         if (!secrets || !tokens.refresh_token || !tokens.client_id) return;
@@ -77,6 +95,31 @@ export const apple: ProviderModule<AppleConfig> = {
     };
   },
 };
+
+/** The token's nonce is what the app sent, or its SHA-256 in hex; a device without nonce support may leave it out. */
+function nonceAccepted(claims: JWTPayload, sent: string): boolean {
+  if (claims.nonce === undefined) return claims.nonce_supported === false || claims.nonce_supported === 'false';
+  return claims.nonce === sent || claims.nonce === createHash('sha256').update(sent).digest('hex');
+}
+
+/** The name from the `user` JSON of the first authorization (an object, or the JSON text a web form post carries). */
+function appleUserName(user: TokenInput['user']): { first_name?: string; last_name?: string } {
+  if (user === undefined) return {};
+  let parsed: unknown = user;
+  if (typeof user === 'string') {
+    try {
+      parsed = JSON.parse(user);
+    } catch {
+      throw invalidRequest('user must be the JSON object Sign in with Apple gave the app');
+    }
+  }
+  const name = isObject(parsed) && isObject(parsed.name) ? parsed.name : {};
+  const part = (key: string) => {
+    const value = stringField(name, key)?.trim();
+    return value ? value.slice(0, 150) : undefined;
+  };
+  return { first_name: part('firstName'), last_name: part('lastName') };
+}
 
 function signingSettings(settings: Settings): AppleConfig['signing'] {
   const teamId = settings.string('SOCIAL_AUTH_APPLE_TEAM_ID');
@@ -123,15 +166,23 @@ const formPost = (body: URLSearchParams) => ({
   body: body.toString(),
 });
 
-async function exchangeCode(http: ProviderHttp, apiUrl: string, clientId: string, clientSecret: string, code: string) {
+/**
+ * Redeems the code. With `mayBeAnotherClients`, a refusal that could mean "not this client id" answers
+ * undefined, so the next candidate is tried.
+ */
+async function exchangeCode(http: ProviderHttp, apiUrl: string, clientId: string, clientSecret: string, code: string, mayBeAnotherClients = false) {
   const body = new URLSearchParams({ client_id: clientId, client_secret: clientSecret, code, grant_type: 'authorization_code' });
   const { status, body: answer } = await http.json(`${apiUrl}/auth/token`, formPost(body));
-  if (status === 400 && isObject(answer) && answer.error === 'invalid_grant') {
+  const error = isObject(answer) ? stringField(answer, 'error') : undefined;
+  if (status === 400 && error === 'invalid_grant') {
+    if (mayBeAnotherClients) return undefined;
     throw new InvalidTokenError('the authorization code is invalid, expired or already used');
   }
+  if (status === 400 && error === 'invalid_client') {
+    throw providerRefusedApp('apple', 'invalid_client', `check SOCIAL_AUTH_APPLE_TEAM_ID, _KEY_ID, _PRIVATE_KEY and that ${clientId} belongs to that team`);
+  }
   if (status !== 200 || !isObject(answer)) {
-    // invalid_client and the like: our key settings are wrong, not the user's code.
-    throw new ProviderUnavailableError('apple', `refused the code exchange (HTTP ${status}${isObject(answer) && typeof answer.error === 'string' ? `, ${answer.error}` : ''})`);
+    throw new ProviderUnavailableError('apple', `refused the code exchange (HTTP ${status}${error ? `, ${error}` : ''})`);
   }
   const idToken = stringField(answer, 'id_token');
   const refreshToken = stringField(answer, 'refresh_token');
@@ -139,12 +190,13 @@ async function exchangeCode(http: ProviderHttp, apiUrl: string, clientId: string
   return { idToken, refreshToken };
 }
 
-function identity(claims: Record<string, unknown>): SocialIdentity {
+function identity(claims: Record<string, unknown>, name: { first_name?: string; last_name?: string }): SocialIdentity {
   const email = claimString(claims, 'email');
   const flag = (value: unknown) => value === true || value === 'true';
+  const fullname = [name.first_name, name.last_name].filter(Boolean).join(' ') || undefined;
   return {
     uid: String(claims.sub),
-    details: { email },
+    details: { email, username: fullname, fullname, ...name },
     extraData: {
       sub: claims.sub,
       email: email ?? null,
@@ -152,6 +204,9 @@ function identity(claims: Record<string, unknown>): SocialIdentity {
       is_private_email: flag(claims.is_private_email),
       real_user_status: typeof claims.real_user_status === 'number' ? claims.real_user_status : null,
       expires_at: typeof claims.exp === 'number' ? claims.exp : null,
+      // Only when the app sent them: a later sign-in without a name never erases the one kept.
+      ...(name.first_name ? { first_name: name.first_name } : {}),
+      ...(name.last_name ? { last_name: name.last_name } : {}),
     },
   };
 }

@@ -9,6 +9,15 @@ export interface TokenInput {
   nonce?: string;
   /** An authorization code (Sign in with Apple), exchanged by the server with its client secret. */
   code?: string;
+  /** Sign in with Apple: the client id the code was issued to, when several are configured and no id_token is sent. */
+  client_id?: string;
+  /** Sign in with Apple: the `user` JSON (name, email) Apple gives the app on the first authorization only; display only. */
+  user?: AppleUserInput | string;
+}
+
+export interface AppleUserInput {
+  name?: { firstName?: string; lastName?: string };
+  email?: string;
 }
 
 /** Who the token belongs to, as proved by the provider. */
@@ -21,15 +30,31 @@ export interface SocialIdentity {
   extraData: Record<string, unknown>;
   /** Provider tokens kept to revoke them later (never shown; see Provider.revoke). */
   tokens?: Record<string, string>;
+  /**
+   * Present when the token was proved without reading the account's profile (`verify` with
+   * `profile: false`): reads it. Called only when the profile is needed — see providers/profile.ts.
+   */
+  loadProfile?(): Promise<Profile>;
+}
+
+/** What a profile read adds to an identity. */
+export type Profile = Pick<SocialIdentity, 'details' | 'extraData'>;
+
+export interface VerifyOptions {
+  /**
+   * Must the profile be read now? Default true. With false, a provider whose proof of the token does not
+   * give the profile (Facebook's debug_token, GitHub's token check) skips that call and sets `loadProfile`.
+   */
+  profile?: boolean;
 }
 
 export interface Provider {
   readonly name: string;
   /**
    * Proves that the token is valid, was issued to OUR app, and says whose it is.
-   * Throws InvalidTokenError (400), ProviderUnavailableError (502) or an invalid_request ApiError.
+   * Throws InvalidTokenError (400), ProviderUnavailableError (502/503) or an invalid_request ApiError.
    */
-  verify(input: TokenInput): Promise<SocialIdentity>;
+  verify(input: TokenInput, options?: VerifyOptions): Promise<SocialIdentity>;
   /** Starts fetching what verification needs (JWKS, discovery) so the first sign-in does not wait. */
   warmUp?(): void;
   /** Revokes the provider tokens kept for a link that is removed (Sign in with Apple requires it). */

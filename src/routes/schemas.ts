@@ -55,6 +55,30 @@ export const socialTokenBody = {
     id_token: { type: 'string', minLength: 1, maxLength: 16384, pattern: TOKEN, description: 'OpenID Connect ID token' },
     nonce: { type: 'string', minLength: 1, maxLength: 1024, pattern: TOKEN, description: 'The raw nonce the app generated for the sign-in' },
     code: { type: 'string', minLength: 1, maxLength: 2048, pattern: TOKEN, description: 'Authorization code (Sign in with Apple)' },
+    client_id: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 255,
+      pattern: TOKEN,
+      description: 'Sign in with Apple: the bundle or services id a `code` sent alone was issued to, when several are configured',
+    },
+    user: {
+      description:
+        'Sign in with Apple: the `user` JSON Apple gives the app on the first authorization only (or its text, as a web form post carries it). Kept for display; never used for identity',
+      anyOf: [
+        { type: 'string', maxLength: 4096 },
+        {
+          type: 'object',
+          properties: {
+            name: {
+              type: 'object',
+              properties: { firstName: { type: 'string', maxLength: 1024 }, lastName: { type: 'string', maxLength: 1024 } },
+            },
+            email: { type: 'string', maxLength: 1024 },
+          },
+        },
+      ],
+    },
   },
   additionalProperties: false,
 } as const;
