@@ -10,6 +10,8 @@ export interface Config {
   logLevel: string;
   /** May auth create a user on the first sign-in with an unknown social account? */
   createUser: boolean;
+  /** A profile kept on a link is read again from the provider once older than this (providers with a separate profile call). */
+  profileMaxAgeSeconds: number;
   /** `iss` and `aud` of our own access tokens. */
   tokenIssuer: string;
   accessTokenTtlSeconds: number;
@@ -48,6 +50,7 @@ export function loadConfig(env: Env = process.env): Config {
     port: settings.int('PORT', 8000, { min: 0, max: 65535 }),
     logLevel: settings.string('LOG_LEVEL', 'info'),
     createUser: settings.bool('SOCIAL_AUTH_CREATE_USER', false),
+    profileMaxAgeSeconds: settings.int('SOCIAL_AUTH_PROFILE_MAX_AGE', 86_400),
     tokenIssuer: settings.string('SOCIAL_LINK_TOKEN_ISSUER', 'social-link'),
     accessTokenTtlSeconds: settings.int('SOCIAL_LINK_ACCESS_TOKEN_TTL', 900, { min: 30, max: 86_400 }),
     refreshTokenTtlSeconds: settings.int('SOCIAL_LINK_REFRESH_TOKEN_TTL', 30 * 86_400, { min: 60 }),

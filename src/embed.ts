@@ -7,7 +7,8 @@ import { SecretBox } from './auth/secret-box.js';
 import { loadProviderConfigs } from './providers/index.js';
 import { CircuitBreaker, withCircuitBreaker } from './providers/circuit-breaker.js';
 import { revokeKeptTokens } from './providers/revocation.js';
-import type { Provider, SocialIdentity, TokenInput } from './providers/types.js';
+import { withProfile } from './providers/profile.js';
+import type { Provider, SocialIdentity, TokenInput, VerifyOptions } from './providers/types.js';
 import { Settings, type Env } from './settings.js';
 import { isPostgres } from './db/migrations.js';
 import { providerParam, socialTokenBody } from './routes/schemas.js';
@@ -99,10 +100,10 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
 
   const db = options.db;
   const links = () => db.selectFrom(TABLE);
-  const verify = async (name: string, input: TokenInput) => {
+  const verify = async (name: string, input: TokenInput, options?: VerifyOptions) => {
     const provider = providers.get(name);
     if (!provider) throw unknownProvider(name);
-    return { provider, identity: await provider.verify(input) };
+    return { provider, identity: await provider.verify(input, options) };
   };
   const signedIn = async (request: FastifyRequest) => {
     const userId = await options.resolveUser(request);
@@ -125,7 +126,8 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
 
   app.post<{ Params: { provider: string }; Body: TokenInput }>('/associate/:provider/', { schema }, async (request) => {
     const userId = await signedIn(request);
-    const { provider, identity } = await verify(request.params.provider, request.body);
+    const { provider, identity: proved } = await verify(request.params.provider, request.body);
+    const identity = await withProfile(proved);
     // The unique (provider, uid) constraint decides races; the read after it says who won.
     const created = await insertLink(userId, provider.name, identity);
     const link = await findLink(provider.name, identity.uid);
@@ -134,9 +136,10 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
   });
 
   app.post<{ Params: { provider: string }; Body: TokenInput }>('/auth/:provider/', { schema }, async (request, reply) => {
-    const { provider, identity } = await verify(request.params.provider, request.body);
-    let link = await findLink(provider.name, identity.uid);
+    const { provider, identity: proved } = await verify(request.params.provider, request.body, { profile: false });
+    let link = await findLink(provider.name, proved.uid);
     if (!link && options.createUser) {
+      const identity = await withProfile(proved);
       await insertLink(String(await options.createUser(identity, request)), provider.name, identity);
       link = await findLink(provider.name, identity.uid);
     }

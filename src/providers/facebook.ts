@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { ConfigError } from '../settings.js';
-import { InvalidTokenError, ProviderUnavailableError } from '../errors.js';
-import { isObject, stringField, type JsonResponse } from './http.js';
+import { InvalidTokenError, ProviderUnavailableError, providerRateLimited, providerRefusedApp } from '../errors.js';
+import { isObject, stringField } from './http.js';
 import { requireOneOf } from './fields.js';
 import { claimString, verifyIdToken, type IdTokenPolicy } from './id-token.js';
 import { JwksCache } from './jwks.js';
@@ -18,9 +18,12 @@ export interface FacebookConfig {
 
 /**
  * Facebook Login from the native SDK: an OAuth 2 user access token.
- * Two Graph API calls, made together: /me says whose token it is (signed with appsecret_proof), and
- * debug_token proves the token was issued to OUR app. Without the second, a token that any other
- * Facebook app obtained from the user would sign in here: an account takeover.
+ * GET /debug_token with our app access token proves the token is valid, was issued to OUR app, and
+ * names its user — without it, a token that any other Facebook app obtained from the user would sign
+ * in here (an account takeover). Graph inspects only tokens of the app that asks: for another app's
+ * token it answers 400 (#100), which is the user's token refused, never an outage.
+ * The profile (GET /me, signed with appsecret_proof) is read only when needed (see profile.ts), so a
+ * sign-in of a linked account costs one Graph call.
  */
 export const facebook: ProviderModule<FacebookConfig> = {
   name: 'facebook',
@@ -51,50 +54,51 @@ export const facebook: ProviderModule<FacebookConfig> = {
     const jwks = new JwksCache(http, config.limitedJwksUrl);
     const limitedLogin: IdTokenPolicy = { jwks, issuers: ['https://www.facebook.com'], audiences: [config.appId], algorithms: ['RS256'] };
 
+    async function debugToken(token: string) {
+      const query = new URLSearchParams({ input_token: token, access_token: appAccessToken });
+      const { status, body } = await http.json(`${graph}/debug_token?${query}`);
+      if (status !== 200 || !isObject(body) || !isObject(body.data)) throw graphFailure('debug_token', status, body);
+      const data = body.data;
+      if (data.is_valid !== true) throw new InvalidTokenError('the token is invalid or expired');
+      if (stringField(data, 'app_id') !== config.appId) throw new InvalidTokenError('the token was issued to another app');
+      const userId = stringField(data, 'user_id');
+      if (!userId) throw new InvalidTokenError('the token is not a user access token');
+      return { userId, data };
+    }
+
+    async function readProfile(token: string) {
+      const proof = createHmac('sha256', config.appSecret).update(token).digest('hex');
+      const query = new URLSearchParams({ fields: 'id,name,email,first_name,last_name', access_token: token, appsecret_proof: proof });
+      const { status, body } = await http.json(`${graph}/me?${query}`);
+      if (status !== 200 || !isObject(body)) throw graphFailure('/me', status, body);
+      return body;
+    }
+
     return {
       name: 'facebook',
-      async verify(input) {
+      async verify(input, options) {
         if (requireOneOf(input, ['access_token', 'id_token'], 'facebook') === 'id_token') {
           return limitedLoginIdentity(await verifyIdToken(input.id_token!, limitedLogin, input.nonce));
         }
         const token = input.access_token!;
-        const proof = createHmac('sha256', config.appSecret).update(token).digest('hex');
-        const me = new URLSearchParams({ fields: 'id,name,email,first_name,last_name', access_token: token, appsecret_proof: proof });
-        const debug = new URLSearchParams({ input_token: token, access_token: appAccessToken });
-        const [profileResponse, debugResponse] = await Promise.all([
-          http.json(`${graph}/me?${me}`),
-          http.json(`${graph}/debug_token?${debug}`),
-        ]);
-
-        const tokenInfo = readDebugToken(debugResponse);
-        if (tokenInfo.is_valid !== true) throw new InvalidTokenError('the token is invalid or expired');
-        if (stringField(tokenInfo, 'app_id') !== config.appId) {
-          throw new InvalidTokenError('the token was issued to another app');
-        }
-
-        const profile = readProfile(profileResponse);
-        const uid = stringField(profile, 'id');
-        if (!uid) throw new ProviderUnavailableError('facebook', 'answered /me without an id');
-        if (stringField(tokenInfo, 'user_id') !== uid) {
-          throw new InvalidTokenError('the token belongs to another user than /me answered');
-        }
-
-        const expiresAt = typeof tokenInfo.expires_at === 'number' && tokenInfo.expires_at > 0 ? tokenInfo.expires_at : null;
+        // Asked for now, the profile is read beside debug_token; its failure counts once awaited.
+        const profile = options?.profile === false ? undefined : readProfile(token);
+        profile?.catch(() => {});
+        const { userId, data } = await debugToken(token);
+        const expiresAt = typeof data.expires_at === 'number' && data.expires_at > 0 ? data.expires_at : null;
         return {
-          uid,
-          details: {
-            username: stringField(profile, 'name'),
-            email: stringField(profile, 'email'),
-            fullname: stringField(profile, 'name'),
-            first_name: stringField(profile, 'first_name'),
-            last_name: stringField(profile, 'last_name'),
-          },
-          extraData: {
-            id: uid,
-            name: stringField(profile, 'name') ?? null,
-            email: stringField(profile, 'email') ?? null,
-            expires_at: expiresAt,
-            scopes: Array.isArray(tokenInfo.scopes) ? tokenInfo.scopes : [],
+          uid: userId,
+          details: {},
+          extraData: { id: userId, expires_at: expiresAt, scopes: Array.isArray(data.scopes) ? data.scopes : [] },
+          async loadProfile() {
+            const me = await (profile ?? readProfile(token));
+            if (stringField(me, 'id') !== userId) throw new InvalidTokenError('the token belongs to another user than /me answered');
+            const name = stringField(me, 'name');
+            const email = stringField(me, 'email');
+            return {
+              details: { username: name, email, fullname: name, first_name: stringField(me, 'first_name'), last_name: stringField(me, 'last_name') },
+              extraData: { name: name ?? null, email: email ?? null },
+            };
           },
         };
       },
@@ -102,31 +106,30 @@ export const facebook: ProviderModule<FacebookConfig> = {
   },
 };
 
-/** A Graph API error body: {"error": {"message", "type", "code", ...}}. */
-function graphError(body: unknown): { code?: number; message?: string } | undefined {
-  if (!isObject(body) || !isObject(body.error)) return undefined;
-  return { code: typeof body.error.code === 'number' ? body.error.code : undefined, message: stringField(body.error, 'message') };
-}
+/** Graph's error codes that mean it throttles our app (application, user, page, custom and business limits). */
+const RATE_LIMIT_CODES = new Set([4, 17, 32, 613, 80001, 80002, 80003, 80004, 80005, 80006, 80008, 80009, 80014]);
 
-function readProfile({ status, body }: JsonResponse): Record<string, unknown> {
-  if (status === 200 && isObject(body)) return body;
-  const error = graphError(body);
-  if (status >= 400 && status < 500 && error) {
-    // 190: invalid or expired token; 100: appsecret_proof mismatch, i.e. the token belongs to another app.
-    throw new InvalidTokenError(
-      error.code === 100 ? 'the token was issued to another app' : 'the token is invalid or expired',
-    );
+/**
+ * What a Graph error answer means. Graph answers {"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}:
+ * on debug_token, code 100 is the user's token of another app, code 190 our app access token refused;
+ * on /me, code 190 is the user's token invalid or expired, code 100 an appsecret_proof our secret did not make.
+ */
+function graphFailure(endpoint: '/me' | 'debug_token', status: number, body: unknown): Error {
+  const error = isObject(body) && isObject(body.error) ? body.error : undefined;
+  const code = error && typeof error.code === 'number' ? error.code : undefined;
+  if (status < 400 || status >= 500 || code === undefined) {
+    return new ProviderUnavailableError('facebook', `answered ${endpoint} with HTTP ${status} and an unexpected body`);
   }
-  throw new ProviderUnavailableError('facebook', `answered /me with HTTP ${status} and an unexpected body`);
-}
-
-function readDebugToken({ status, body }: JsonResponse): Record<string, unknown> {
-  if (status === 200 && isObject(body) && isObject(body.data)) return body.data;
-  if (graphError(body)) {
-    // debug_token refuses OUR app access token: the server is misconfigured, not the user's token.
-    throw new ProviderUnavailableError('facebook', 'refused the app credentials (check SOCIAL_AUTH_FACEBOOK_KEY and _SECRET)');
+  if (RATE_LIMIT_CODES.has(code)) return providerRateLimited('facebook', `Graph error ${code}`);
+  if (endpoint === 'debug_token') {
+    if (code === 100) return new InvalidTokenError('the token was issued to another app');
+    return providerRefusedApp('facebook', `Graph error ${code} on debug_token`, 'check SOCIAL_AUTH_FACEBOOK_KEY and SOCIAL_AUTH_FACEBOOK_SECRET (the app id and app secret)');
   }
-  throw new ProviderUnavailableError('facebook', `answered debug_token with HTTP ${status} and an unexpected body`);
+  if (code === 190 || code === 102 || code === 2500) return new InvalidTokenError('the token is invalid or expired');
+  if (code === 100) {
+    return providerRefusedApp('facebook', 'Graph refused our appsecret_proof on /me', 'check SOCIAL_AUTH_FACEBOOK_SECRET: it must be the secret of the app SOCIAL_AUTH_FACEBOOK_KEY names');
+  }
+  return new ProviderUnavailableError('facebook', `answered /me with Graph error ${code}`);
 }
 
 function limitedLoginIdentity(claims: Record<string, unknown>): SocialIdentity {

@@ -13,6 +13,8 @@ export interface OidcConfig {
   issuer: string;
   clientIds: string[];
   algorithms: string[];
+  /** Multi-tenant issuers only (Microsoft's `common`): the tenant ids (`tid`) accepted; empty = any tenant. */
+  tenants: string[];
 }
 
 const ASYMMETRIC = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']);
@@ -22,6 +24,7 @@ const ASYMMETRIC = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'
  *   SOCIAL_AUTH_OIDC_<NAME>_ISSUER=https://login.example.com
  *   SOCIAL_AUTH_OIDC_<NAME>_KEY=client-id[,other-client-id]
  *   SOCIAL_AUTH_OIDC_<NAME>_ALGORITHMS=RS256   (optional; asymmetric algorithms only)
+ *   SOCIAL_AUTH_OIDC_<NAME>_TENANTS=tid[,tid]  (optional; multi-tenant issuers: the tenants accepted)
  */
 export function configureOidcProviders(settings: Settings): OidcConfig[] {
   const configs: OidcConfig[] = [];
@@ -38,7 +41,13 @@ export function configureOidcProviders(settings: Settings): OidcConfig[] {
     for (const alg of algorithms) {
       if (!ASYMMETRIC.has(alg)) throw new ConfigError(`${prefix}_ALGORITHMS: "${alg}" is not an allowed asymmetric algorithm`);
     }
-    configs.push({ name: match[1]!.toLowerCase(), issuer, clientIds, algorithms: algorithms.length ? algorithms : ['RS256'] });
+    configs.push({
+      name: match[1]!.toLowerCase(),
+      issuer,
+      clientIds,
+      algorithms: algorithms.length ? algorithms : ['RS256'],
+      tenants: settings.list(`${prefix}_TENANTS`),
+    });
   }
   return configs;
 }
@@ -55,10 +64,9 @@ export function createOidcProvider(config: OidcConfig, http: ProviderHttp): Prov
     if (status !== 200 || !isObject(body) || !jwksUri || !/^https?:\/\//.test(jwksUri)) {
       throw new ProviderUnavailableError(name, `answered its discovery document with HTTP ${status} and no jwks_uri`);
     }
-    if (body.issuer !== config.issuer) {
-      throw new ProviderUnavailableError(name, 'its discovery document names another issuer than configured');
-    }
-    return { jwks: new JwksCache(http, jwksUri), issuers: [config.issuer], audiences: config.clientIds, algorithms: config.algorithms };
+    const issuers = issuersOf(config, stringField(body, 'issuer'));
+    if (!issuers) throw new ProviderUnavailableError(name, 'its discovery document names another issuer than configured');
+    return { jwks: new JwksCache(http, jwksUri), issuers, audiences: config.clientIds, algorithms: config.algorithms };
   };
   // A failed discovery is retried by the next request instead of being remembered.
   const getPolicy = () => (policy ??= discover().catch((error: unknown) => {
@@ -89,5 +97,27 @@ export function createOidcProvider(config: OidcConfig, http: ProviderHttp): Prov
         },
       };
     },
+  };
+}
+
+/** Microsoft's tenant-independent endpoints, whose discovery document names an issuer template. */
+const TENANT_INDEPENDENT = ['common', 'organizations', 'consumers'];
+const TENANT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * The issuers to accept, from the discovery document's `issuer`: the configured issuer exactly (OpenID
+ * Connect Discovery 4.3); or, for a multi-tenant endpoint such as Microsoft's `…/common/v2.0`, whose document
+ * names `…/{tenantid}/v2.0`, the template filled with the token's own `tid` claim — so a token's `iss` must
+ * name the tenant its `tid` names (Microsoft's rule for multi-tenant apps). Undefined: not the configured issuer.
+ */
+function issuersOf(config: OidcConfig, discovered: string | undefined): IdTokenPolicy['issuers'] | undefined {
+  if (discovered === config.issuer) return [config.issuer];
+  if (!discovered?.includes('{tenantid}')) return undefined;
+  if (!TENANT_INDEPENDENT.some((tenant) => discovered.replace('{tenantid}', tenant) === config.issuer)) return undefined;
+  return (claims) => {
+    const tid = claims.tid;
+    if (typeof tid !== 'string' || !TENANT_ID.test(tid)) return [];
+    if (config.tenants.length > 0 && !config.tenants.includes(tid)) return [];
+    return [discovered.replace('{tenantid}', tid)];
   };
 }

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { ApiError, unknownProvider } from '../errors.js';
 import { runPipeline } from '../pipeline.js';
-import type { TokenInput } from '../providers/types.js';
+import { profileIsStale, withProfile } from '../providers/profile.js';
+import type { Provider, TokenInput } from '../providers/types.js';
 import type { Services } from '../services.js';
 import { authenticator, clientOf } from './request.js';
 import { associationBody } from './accounts.js';
@@ -14,6 +15,14 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
   const { storage, tokens, providers, pipeline, config, secrets, limits, revokeProviderTokens } = services;
 
   const authenticate = authenticator(tokens, storage);
+  /** Proves the token; reads the profile only when this sign-in needs it (a new user, or a stale kept profile). */
+  const signInIdentity = async (provider: Provider, input: TokenInput) => {
+    const identity = await provider.verify(input, { profile: false });
+    if (!identity.loadProfile) return identity;
+    const link = await storage.findAssociation(provider.name, identity.uid);
+    const needed = link ? profileIsStale(link.extraData, config.profileMaxAgeSeconds) : config.createUser;
+    return needed ? withProfile(identity) : identity;
+  };
   const providerOf = (name: string) => {
     const provider = providers.get(name);
     if (!provider) throw unknownProvider(name);
@@ -52,7 +61,7 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
       await limits.checkUser(request);
       const provider = providerOf(request.params.provider);
       // The provider call happens before any transaction: no database connection waits on the network.
-      const identity = await provider.verify(request.body);
+      const identity = await withProfile(await provider.verify(request.body));
       const { context: result } = await runPipeline(pipeline, storage, {
         mode: 'associate',
         provider: provider.name,
@@ -88,7 +97,7 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
     async (request, reply) => {
       const provider = providerOf(request.params.provider);
       const client = clientOf(request); // now: once the client hangs up, its address is gone
-      const identity = await provider.verify(request.body);
+      const identity = await signInIdentity(provider, request.body);
       const { context: result, result: session } = await runPipeline(
         pipeline,
         storage,
