@@ -41,7 +41,7 @@ export const github: ProviderModule<GithubConfig> = {
         body: JSON.stringify({ access_token: token }),
       });
       refuseRateLimit(answer);
-      if (answer.status === 404 || answer.status === 422) throw new InvalidTokenError('the token is invalid or was issued to another app');
+      if (answer.status === 404) throw new InvalidTokenError('the token is invalid or was issued to another app');
       if (answer.status === 401 || answer.status === 403) {
         throw providerRefusedApp('github', `HTTP ${answer.status} on the token check`, 'check SOCIAL_AUTH_GITHUB_KEY and SOCIAL_AUTH_GITHUB_SECRET (the OAuth app client id and secret)');
       }
@@ -105,16 +105,15 @@ export const github: ProviderModule<GithubConfig> = {
 };
 
 /**
- * GitHub throttles with 429, or 403 with x-ratelimit-remaining 0 (primary limit) or a message about a
- * secondary rate limit: the provider's problem, never the user's token.
+ * GitHub throttles with 429, or 403 with x-ratelimit-remaining 0 (primary limit), a message about a
+ * secondary rate limit, or "Maximum number of login attempts exceeded" (which refuses valid tokens too):
+ * the provider's problem, never the user's token.
  */
 function refuseRateLimit({ status, headers, body }: JsonResponse): void {
   if (status !== 403 && status !== 429) return;
   const message = isObject(body) ? (stringField(body, 'message') ?? '') : '';
-  if (status === 429 || headers['x-ratelimit-remaining'] === '0' || /rate limit/i.test(message)) {
-    const reset = Number(headers['x-ratelimit-reset']);
-    const untilReset = Number.isFinite(reset) && reset > 0 ? Math.max(0, Math.ceil(reset - Date.now() / 1000)) : undefined;
-    throw providerRateLimited('github', `HTTP ${status}`, retryAfterSeconds(headers) ?? untilReset);
+  if (status === 429 || headers['x-ratelimit-remaining'] === '0' || /rate limit|login attempts/i.test(message)) {
+    throw providerRateLimited('github', `HTTP ${status}`, retryAfterSeconds(headers));
   }
 }
 

@@ -129,10 +129,16 @@ function isTimeout(error: unknown): boolean {
   return err.name === 'TimeoutError' || err.name === 'AbortError' || /TIMEOUT/.test(err.code ?? '');
 }
 
-/** Seconds to wait, from a Retry-After header in seconds (the form providers use), when there is one. */
+/**
+ * Seconds to wait, when the provider said: a Retry-After header in seconds, or the Unix time its window
+ * resets (x-ratelimit-reset on GitHub, x-rate-limit-reset on X).
+ */
 export function retryAfterSeconds(headers: JsonResponse['headers']): number | undefined {
-  const value = Number(headers['retry-after']);
-  return Number.isInteger(value) && value >= 0 && value <= 86_400 ? value : undefined;
+  const inRange = (value: number) => (Number.isInteger(value) && value >= 0 && value <= 86_400 ? value : undefined);
+  const retryAfter = headers['retry-after'];
+  if (retryAfter !== undefined) return inRange(Number(retryAfter));
+  const reset = Number(headers['x-ratelimit-reset'] ?? headers['x-rate-limit-reset']);
+  return reset > 0 ? inRange(Math.max(0, Math.ceil(reset - Date.now() / 1000))) : undefined;
 }
 
 /** Narrowing helpers for provider answers, which are untrusted JSON. */

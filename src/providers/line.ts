@@ -1,4 +1,4 @@
-import { InvalidTokenError, ProviderUnavailableError } from '../errors.js';
+import { InvalidTokenError, ProviderUnavailableError, providerRefusedApp } from '../errors.js';
 import { isObject, stringField, type JsonResponse } from './http.js';
 import { requireOneOf } from './fields.js';
 import type { ProviderModule, SocialIdentity } from './types.js';
@@ -59,10 +59,17 @@ export const line: ProviderModule<LineConfig> = {
   },
 };
 
-/** LINE's 4xx answers mean the token is not good for us; anything else unexpected is LINE's trouble. */
+/**
+ * LINE's 400 and 401 answers mean the token is not good for us; 403 that our channel's plan or
+ * permissions do not allow the call (the operator's to fix); 429 was answered as a rate limit already;
+ * anything else unexpected is LINE's trouble.
+ */
 function lineAnswer({ status, body }: JsonResponse, refusal: string): Record<string, unknown> {
   if (status === 200 && isObject(body)) return body;
-  if (status >= 400 && status < 500) throw new InvalidTokenError(refusal);
+  if (status === 400 || status === 401) throw new InvalidTokenError(refusal);
+  if (status === 403) {
+    throw providerRefusedApp('line', 'HTTP 403', "check the LINE Login channel's plan and permissions in the LINE Developers Console, and SOCIAL_AUTH_LINE_KEY");
+  }
   throw new ProviderUnavailableError('line', `answered HTTP ${status} and an unexpected body`);
 }
 

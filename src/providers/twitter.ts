@@ -1,5 +1,5 @@
 import { ConfigError } from '../settings.js';
-import { InvalidTokenError, ProviderUnavailableError, invalidRequest } from '../errors.js';
+import { InvalidTokenError, ProviderUnavailableError, invalidRequest, providerRateLimited, providerRefusedApp } from '../errors.js';
 import { isObject, stringField } from './http.js';
 import { requireField } from './fields.js';
 import { authorizationHeader } from './oauth1.js';
@@ -46,7 +46,8 @@ export const twitter: ProviderModule<TwitterConfig> = {
 
     async function oauth2Identity(token: string): Promise<SocialIdentity> {
       const { status, body } = await http.json(usersMe, { headers: { authorization: `Bearer ${token}` } });
-      if (status === 401 || status === 403) throw new InvalidTokenError('the token is invalid or expired');
+      if (status === 401) throw new InvalidTokenError('the token is invalid or expired');
+      if (status === 403) throw problemRefusal(body);
       const data = isObject(body) && isObject(body.data) ? body.data : undefined;
       const uid = data && stringField(data, 'id');
       if (status !== 200 || !data || !uid) throw new ProviderUnavailableError('twitter', `answered /2/users/me with HTTP ${status} and no user id`);
@@ -78,12 +79,7 @@ export const twitter: ProviderModule<TwitterConfig> = {
             }),
           },
         });
-        if (status !== 200) {
-          if (status >= 400 && status < 500 && isObject(body) && Array.isArray(body.errors)) {
-            throw new InvalidTokenError('the token is invalid, expired, or was issued to another app');
-          }
-          throw new ProviderUnavailableError('twitter', `answered HTTP ${status} and an unexpected body`);
-        }
+        if (status !== 200) throw v1Refusal(status, body);
         const uid = isObject(body) ? stringField(body, 'id_str') : undefined;
         if (!isObject(body) || !uid) throw new ProviderUnavailableError('twitter', 'answered without an id_str');
         return {
@@ -104,3 +100,33 @@ export const twitter: ProviderModule<TwitterConfig> = {
     };
   },
 };
+
+const KEY_HINT = 'check SOCIAL_AUTH_TWITTER_KEY and SOCIAL_AUTH_TWITTER_SECRET (the API key and secret of the app)';
+
+/**
+ * A v1.1 error answer, {"errors": [{"code", "message"}]}. 32 (signature) and 89 (invalid, expired or
+ * another app's token) refuse the user's token — X answers them for a wrong consumer secret too, so a
+ * misconfigured server shows as refused tokens. 215 (bad authentication data), 135 (our clock) and 453
+ * (our app's access level) are the operator's to fix. 429 was answered as a rate limit already.
+ */
+function v1Refusal(status: number, body: unknown): Error {
+  const first = isObject(body) && Array.isArray(body.errors) && isObject(body.errors[0]) ? body.errors[0] : undefined;
+  const code = typeof first?.code === 'number' ? first.code : undefined;
+  if (status < 400 || status >= 500 || code === undefined) return new ProviderUnavailableError('twitter', `answered HTTP ${status} and an unexpected body`);
+  if (code === 135) return providerRefusedApp('twitter', 'error 135, timestamp out of bounds', "set this server's clock right (NTP): X refuses OAuth 1.0a timestamps off by more than a few minutes");
+  if (code === 215) return providerRefusedApp('twitter', 'error 215, bad authentication data', KEY_HINT);
+  if (code === 453) return providerRefusedApp('twitter', 'error 453, access level', "the app's X API access level does not include GET account/verify_credentials: change it in the X developer portal");
+  if (code === 88) return providerRateLimited('twitter', 'error 88');
+  return new InvalidTokenError('the token is invalid, expired, or was issued to another app');
+}
+
+/**
+ * A v2 403 problem ({"type", "title", "detail", "reason"}): an app-only token is the app's wrong token;
+ * anything else (client-not-enrolled, a bare Forbidden) says our app may not call the endpoint.
+ */
+function problemRefusal(body: unknown): Error {
+  const type = isObject(body) ? (stringField(body, 'type') ?? '') : '';
+  if (type.endsWith('/unsupported-authentication')) return new InvalidTokenError('the token is not an OAuth 2 user token');
+  const reason = isObject(body) ? (stringField(body, 'reason') ?? stringField(body, 'title') ?? 'Forbidden') : 'Forbidden';
+  return providerRefusedApp('twitter', `HTTP 403, ${reason}`, 'the app must be in a Project with an X API access level that includes GET /2/users/me (X developer portal)');
+}
