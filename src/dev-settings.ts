@@ -17,6 +17,8 @@ export interface EmulatedApps {
   github: { clientId: string; clientSecret: string };
   /** One generic OpenID Connect issuer, served by the emulator at /oidc/<name>. */
   oidc: { name: string; clientIds: string[] };
+  /** Microsoft's multi-tenant endpoint (…/common/v2.0), as the `oidc:microsoft` provider. */
+  microsoft: { clientIds: string[] };
 }
 
 const list = (value: string | undefined, fallback: string[]) => (value ? value.split(',').map((item) => item.trim()).filter(Boolean) : fallback);
@@ -44,6 +46,7 @@ export function emulatedApps(env: Env, applePrivateKeyPem: string): EmulatedApps
     line: { channelId: env.SOCIAL_AUTH_LINE_KEY ?? '1234567890', channelSecret: env.SOCIAL_AUTH_LINE_SECRET ?? 'dev-line-channel-secret' },
     github: { clientId: env.SOCIAL_AUTH_GITHUB_KEY ?? 'dev-github-client-id', clientSecret: env.SOCIAL_AUTH_GITHUB_SECRET ?? 'dev-github-client-secret' },
     oidc: { name: 'example', clientIds: list(env.SOCIAL_AUTH_OIDC_EXAMPLE_KEY, ['dev-oidc-client']) },
+    microsoft: { clientIds: list(env.SOCIAL_AUTH_OIDC_MICROSOFT_KEY, ['00000000-0000-4000-8000-00000000dev1']) },
   };
 }
 
@@ -56,6 +59,7 @@ export function emulatorOptionsFor(apps: EmulatedApps): EmulatorOptions {
     line: { channels: { [apps.line.channelId]: apps.line.channelSecret } },
     github: { apps: { [apps.github.clientId]: apps.github.clientSecret } },
     oidc: { [apps.oidc.name]: { clientIds: apps.oidc.clientIds } },
+    microsoft: { clientIds: apps.microsoft.clientIds },
   };
 }
 
@@ -85,5 +89,7 @@ export function serverEnvFor(emulatorUrl: string, apps: EmulatedApps): Env {
     SOCIAL_AUTH_GITHUB_API_URL: `${emulatorUrl}/github`,
     [`SOCIAL_AUTH_OIDC_${apps.oidc.name.toUpperCase()}_ISSUER`]: `${emulatorUrl}/oidc/${apps.oidc.name}`,
     [`SOCIAL_AUTH_OIDC_${apps.oidc.name.toUpperCase()}_KEY`]: apps.oidc.clientIds.join(','),
+    SOCIAL_AUTH_OIDC_MICROSOFT_ISSUER: `${emulatorUrl}/microsoft/common/v2.0`,
+    SOCIAL_AUTH_OIDC_MICROSOFT_KEY: apps.microsoft.clientIds.join(','),
   };
 }

@@ -19,6 +19,7 @@ import { http, type HttpResult } from './http-result.js';
 const FB_APP_ID = '1234567890123456';
 const GOOGLE_WEB_CLIENT = '111111111111-web.apps.googleusercontent.com';
 const GOOGLE_IOS_CLIENT = '111111111111-ios.apps.googleusercontent.com';
+const GOOGLE_ANDROID_CLIENT = '111111111111-android.apps.googleusercontent.com';
 const APPLE_BUNDLE_ID = 'com.example.linkapp';
 const APPLE_TEAM_ID = 'TEAM123456';
 const APPLE_KEY_ID = 'KEY1234567';
@@ -34,7 +35,7 @@ beforeAll(async () => {
   applePrivateKey = privateKey;
   const options: EmulatorOptions = {
     facebook: { apps: { [FB_APP_ID]: 'fb-app-secret' } },
-    google: { clientIds: [GOOGLE_WEB_CLIENT, GOOGLE_IOS_CLIENT] },
+    google: { clientIds: [GOOGLE_WEB_CLIENT, GOOGLE_IOS_CLIENT], androidClientId: GOOGLE_ANDROID_CLIENT },
     apple: { clientIds: [APPLE_BUNDLE_ID], teamId: APPLE_TEAM_ID, keys: { [APPLE_KEY_ID]: await exportJWK(publicKey) } },
     oidc: { acme: { clientIds: [OIDC_CLIENT] } },
   };
@@ -149,13 +150,13 @@ describe('JWKS endpoints', () => {
 });
 
 describe('minted ID tokens', () => {
-  it('Google: verifies against the published keys with the right iss and aud', async () => {
+  it('Google: verifies against the published keys with the right iss and aud; azp is the Android app (test/fixtures/providers/google/id_token.native_backend_token.json)', async () => {
     const minted = await client.mintIdToken('google', { nonce: 'n-0S6_WzA2Mj', name: 'Ada Lovelace', email: 'ada@example.com' });
     const payload = await verifyGoogle(minted.id_token);
     expect(payload).toMatchObject({
       iss: 'https://accounts.google.com',
       aud: GOOGLE_WEB_CLIENT,
-      azp: GOOGLE_WEB_CLIENT,
+      azp: GOOGLE_ANDROID_CLIENT,
       sub: minted.sub,
       email: 'ada@example.com',
       email_verified: true,
@@ -202,17 +203,18 @@ describe('minted ID tokens', () => {
       algorithms: ['RS256'],
     });
     expect(minted.sub).toMatch(/^\d{6}\.[0-9a-f]{32}\.\d{4}$/);
+    // Flags as strings, 10-character kids: test/fixtures/providers/apple/id_token.success.json, jwks.success.json.
     expect(payload).toMatchObject({
       sub: minted.sub,
       nonce: hashedNonce,
       nonce_supported: true,
       email: 'x1y2z3@privaterelay.appleid.com',
-      email_verified: true,
-      is_private_email: true,
+      email_verified: 'true',
+      is_private_email: 'true',
       real_user_status: 2,
       auth_time: payload.iat,
     });
-    expect(decodeProtectedHeader(minted.id_token).kid).toMatch(/^[A-Za-z0-9]{7}$/);
+    expect(decodeProtectedHeader(minted.id_token).kid).toMatch(/^[A-Za-z0-9]{10}$/);
   });
 
   it('Facebook Limited Login: the token describes the Graph user of that id', async () => {

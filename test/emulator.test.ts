@@ -102,11 +102,11 @@ describe('Facebook /me', () => {
     });
   });
 
-  it('refuses an unknown token with code 190', async () => {
+  it('refuses an unknown token with code 190 (fixtures/providers/facebook/me.invalid_token.json)', async () => {
     const { status, body } = await graph('/v19.0/me', { access_token: 'EAAnot-a-token' });
     expect(status).toBe(400);
     expect(body).toEqual({
-      error: { message: 'Invalid OAuth access token.', type: 'OAuthException', code: 190, fbtrace_id: expect.any(String) },
+      error: { message: 'Invalid OAuth access token - Cannot parse access token', type: 'OAuthException', code: 190, fbtrace_id: expect.any(String) },
     });
   });
 
@@ -179,10 +179,11 @@ describe('Facebook debug_token', () => {
     });
   });
 
-  it('reports the app a token of another app was issued to', async () => {
+  it('refuses to inspect a token of another app: 400 (#100) (fixtures/providers/facebook/debug_token.foreign_app_token.json)', async () => {
     const minted = await client.mintFacebookToken({ app_id: '999999999999999' });
-    const { body } = await graph('/debug_token', { input_token: minted.access_token, access_token: appAccessToken });
-    expect(body.data).toMatchObject({ app_id: '999999999999999', is_valid: true, user_id: minted.user_id });
+    const { status, body } = await graph('/debug_token', { input_token: minted.access_token, access_token: appAccessToken });
+    expect(status).toBe(400);
+    expect(body.error).toMatchObject({ code: 100, type: 'OAuthException', message: '(#100) The App_id in the input_token did not match the Viewing App' });
   });
 
   it('marks an expired token invalid with the error inside data', async () => {
@@ -197,11 +198,11 @@ describe('Facebook debug_token', () => {
     });
   });
 
-  it('marks an unknown token invalid', async () => {
+  it('marks an unknown token invalid (fixtures/providers/facebook/debug_token.invalid_token.json)', async () => {
     const { status, body } = await graph('/debug_token', { input_token: 'EAAunknown', access_token: appAccessToken });
     expect(status).toBe(200);
     expect(body).toEqual({
-      data: { error: { code: 190, message: 'Invalid OAuth access token.' }, is_valid: false, scopes: [] },
+      data: { error: { code: 190, message: 'Invalid OAuth access token - Cannot parse access token' }, is_valid: false, scopes: [] },
     });
   });
 
@@ -293,11 +294,11 @@ describe('Twitter verify_credentials', () => {
     expect(body.errors[0].code).toBe(32);
   });
 
-  it('refuses an unknown consumer key with code 32', async () => {
+  it('refuses an unknown consumer key with code 89 (fixtures/providers/twitter/verify_credentials.bad_app_credentials.wrong_key.json)', async () => {
     const { call } = await mint();
     const { status, body } = await verifyCredentials({ ...call, consumerKey: 'unknown', consumerSecret: 'whatever' });
     expect(status).toBe(401);
-    expect(body.errors[0].code).toBe(32);
+    expect(body.errors[0].code).toBe(89);
   });
 
   it('refuses a token of another consumer with code 89', async () => {

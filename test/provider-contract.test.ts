@@ -1,5 +1,6 @@
-import { describe, expect, it } from 'vitest';
-import { documentedSituations, ENDPOINTS, loadFixtures } from './contract/fixtures.js';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startContractEmulator, emulate } from './contract/emulator.js';
+import { documentedSituations, ENDPOINTS, loadFixtures, shapeDifferences } from './contract/fixtures.js';
 import { replay } from './contract/replay.js';
 
 // The real providers' answers, each pinned to a cited source (test/fixtures/providers/README.md), replayed
@@ -42,5 +43,41 @@ describe.each(fixtures.map((fixture) => [fixture.file, fixture] as const))('%s',
     // The replay really reached the recorded answer (a fixture nobody calls proves nothing).
     const endpoint = fixture.endpoint === 'id_token' || fixture.endpoint === 'user' ? undefined : fixture.endpoint;
     if (endpoint) expect(outcome.calls, shown).toContain(endpoint);
+  });
+});
+
+describe('the emulator, driven into each recorded situation, answers as the provider does', () => {
+  let emulator: Awaited<ReturnType<typeof startContractEmulator>>;
+  beforeAll(async () => {
+    emulator = await startContractEmulator(fixtures);
+  });
+  afterAll(() => emulator.running.close());
+  beforeEach(async () => {
+    await emulator.client.reset();
+  });
+
+  it.for(fixtures.map((fixture) => [fixture.file, fixture] as const))('%s', async ([, fixture], context) => {
+    const emulated = await emulate(fixture, emulator.running.url, emulator.client);
+    if (emulated.kind === 'skip') return context.skip(emulated.reason);
+    if (emulated.kind === 'token') {
+      expect(fixture.token, 'the fixture records a token').toBeDefined();
+      expect(emulated.header.alg).toBe(fixture.token!.header.alg);
+      expect(shapeDifferences(fixture.token!.claims, emulated.claims, fixture.match, fixture.optional)).toEqual([]);
+      return;
+    }
+    const recorded = fixture.response!;
+    // A server error is any 5xx: that is all the situation says.
+    if (fixture.situation === 'server_error') expect(emulated.status).toBeGreaterThanOrEqual(500);
+    else expect({ status: emulated.status, body: emulated.body }).toMatchObject({ status: recorded.status });
+    if (recorded.body !== undefined && recorded.body !== null && recorded.body !== '') {
+      expect(shapeDifferences(recorded.body, emulated.body, fixture.match, fixture.optional)).toEqual([]);
+    }
+    const optional = new Set((fixture.optional ?? []).filter((path) => path.startsWith('headers.')).map((path) => path.slice('headers.'.length).toLowerCase()));
+    for (const [name, value] of Object.entries(recorded.headers ?? {})) {
+      const header = name.toLowerCase();
+      if (optional.has(header)) continue;
+      if (header === 'content-type') expect(emulated.headers[header]?.split(';')[0], 'content-type').toBe(value.split(';')[0]);
+      else expect(emulated.headers[header], `header ${header}`).toBeDefined();
+    }
   });
 });

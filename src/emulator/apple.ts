@@ -44,6 +44,11 @@ export interface MintedAppleCode {
   sub: string;
   /** The identity token the app receives with this code (its c_hash binds the code). */
   id_token: string;
+  /**
+   * The `user` JSON text ({"name": {"firstName", "lastName"}, "email"}) Apple hands the app on the user's
+   * FIRST authorization of this client only; absent afterwards.
+   */
+  user?: string;
 }
 
 export interface AppleRevocation {
@@ -85,8 +90,10 @@ interface AppleGrant {
 }
 
 export class AppleProvider {
-  // Apple's key ids are short: "W6WcOKB".
-  readonly issuer = new OidcIssuer(() => randomAlphanumeric(7));
+  // Apple's key ids are 10 characters: "lVHdOx8ltR".
+  readonly issuer = new OidcIssuer(() => randomAlphanumeric(10));
+  /** "<client id> <sub>" of every authorization so far: Apple sends the user's name on the first one only. */
+  readonly authorized = new Set<string>();
   readonly users = new Map<string, Person>();
   readonly codes = new Map<string, AppleCode>();
   readonly refreshTokens = new Map<string, AppleGrant>();
@@ -110,6 +117,7 @@ export class AppleProvider {
     this.refreshTokens.clear();
     this.accessTokens.clear();
     this.revocations = [];
+    this.authorized.clear();
     this.clientIds = new Set(this.options.clientIds);
   }
 
@@ -154,9 +162,9 @@ async function appleIdToken(
       ...hashes,
       nonce: input.nonce,
       email: user.email,
-      // A boolean in today's tokens; older ones said "true": pass claims {email_verified: "true"} for those.
-      email_verified: user.email_verified,
-      is_private_email: user.email.endsWith('@privaterelay.appleid.com'),
+      // Apple writes these flags as strings in the tokens apps get ("true"); pass claims {email_verified: true} for booleans.
+      email_verified: String(user.email_verified),
+      is_private_email: String(user.email.endsWith('@privaterelay.appleid.com')),
       auth_time: times.iat,
       nonce_supported: true,
       // 2: "likely real" (0 unsupported, 1 unknown).
@@ -180,7 +188,10 @@ export async function mintAppleCode(apple: AppleProvider, input: MintAppleCodeIn
   const code = appleOpaque('c');
   apple.codes.set(code, { clientId, sub: user.sub, nonce: input.nonce, expiresAtMs: Date.now() + CODE_LIFETIME_MS, used: false });
   const { id_token } = await appleIdToken(apple, user, clientId, { nonce: input.nonce }, { c_hash: halfHash(code) });
-  return { code, sub: user.sub, id_token };
+  const first = !apple.authorized.has(`${clientId} ${user.sub}`);
+  apple.authorized.add(`${clientId} ${user.sub}`);
+  const name = { firstName: user.given_name, lastName: user.family_name };
+  return { code, sub: user.sub, id_token, ...(first ? { user: JSON.stringify({ name, email: user.email }) } : {}) };
 }
 
 type Form = Record<string, string | undefined>;
@@ -272,7 +283,7 @@ export function appleRoutes(state: EmulatorState, apple: AppleProvider) {
   }
 
   return async function applePlugin(app: FastifyInstance): Promise<void> {
-    app.addHook('onRequest', providerFaultHook(state, 'apple', () => ({ error: 'server_error' })));
+    app.addHook('onRequest', providerFaultHook(state, 'apple', { serverError: () => ({ error: 'server_error' }) }));
     // Apple's endpoints take form posts; another plugin higher up may already parse them.
     if (!app.hasContentTypeParser('application/x-www-form-urlencoded')) {
       app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {

@@ -3,6 +3,7 @@ import type * as Oidc from './control-oidc.js';
 import type { MintFacebookTokenInput, MintedFacebookToken } from './facebook.js';
 import type { MintGithubTokenInput, MintedGithubToken } from './github.js';
 import type { MintLineTokenInput, MintedLineToken } from './line.js';
+import type { MintMicrosoftIdTokenInput } from './microsoft.js';
 import type { MintTwitterOAuth2TokenInput, MintedTwitterOAuth2Token } from './twitter-oauth2.js';
 import type { MintTwitterTokenInput, MintedTwitterToken } from './twitter.js';
 
@@ -34,11 +35,26 @@ export class EmulatorClient {
     return this.call('POST', '/_emulator/twitter/oauth2_tokens', input);
   }
 
+  /** An X app-only bearer token (client credentials), which names no user. */
+  mintTwitterAppOnlyToken(): Promise<{ access_token: string }> {
+    return this.call('POST', '/_emulator/twitter/app_tokens');
+  }
+
   // ID-token providers: `oidc:NAME` is the generic OpenID Connect issuer NAME.
 
   mintIdToken(provider: IdTokenProvider, input: Oidc.MintIdTokenInput = {}): Promise<Oidc.MintedIdToken> {
     const path = provider === 'facebook' ? '/facebook/limited_tokens' : `${idProviderPath(provider)}/id_tokens`;
     return this.call('POST', `/_emulator${path}`, input);
+  }
+
+  /** A Microsoft v2.0 ID token of tenant `tid` (default: personal accounts), as the multi-tenant endpoint issues it. */
+  mintMicrosoftIdToken(input: MintMicrosoftIdTokenInput = {}): Promise<Oidc.MintedIdToken> {
+    return this.call('POST', '/_emulator/microsoft/id_tokens', input);
+  }
+
+  /** The configured issuer of Microsoft's multi-tenant endpoint (SOCIAL_AUTH_OIDC_<NAME>_ISSUER). */
+  microsoftIssuerUrl(tenant = 'common'): string {
+    return `${this.baseUrl}/microsoft/${tenant}/v2.0`;
   }
 
   mintGoogleAccessToken(input: Oidc.MintGoogleAccessTokenInput = {}): Promise<Oidc.MintedGoogleAccessToken> {
@@ -70,6 +86,11 @@ export class EmulatorClient {
     await this.call('POST', '/_emulator/tokens/expire', { access_token: accessToken });
   }
 
+  /** The user ended the grant (removed the app, changed the password): the provider refuses the token as revoked. */
+  async revokeToken(accessToken: string): Promise<void> {
+    await this.call('POST', '/_emulator/tokens/revoke', { access_token: accessToken });
+  }
+
   async setFault(provider: string, fault: FaultInput): Promise<void> {
     await this.call('PUT', `/_emulator/faults/${encodeURIComponent(provider)}`, fault);
   }
@@ -99,7 +120,7 @@ export class EmulatorClient {
 }
 
 /** An ID-token provider of the emulator; `oidc:NAME` names a generic OpenID Connect issuer. */
-export type IdTokenProvider = 'google' | 'apple' | 'facebook' | `oidc:${string}`;
+export type IdTokenProvider = 'google' | 'apple' | 'facebook' | 'microsoft' | `oidc:${string}`;
 
 /** Where a provider's control routes live: facebook's keys are Limited Login's. */
 function idProviderPath(provider: IdTokenProvider): string {

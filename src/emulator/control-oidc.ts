@@ -6,6 +6,7 @@ import { mintGoogleAccessToken, mintGoogleAccessTokenBodySchema, mintGoogleIdTok
 import type { IdProviders } from './id-providers.js';
 import { listeningOrigin, mintIdTokenBodySchema, type MintIdTokenInput } from './id-tokens.js';
 import type { OidcIssuer } from './oidc-issuer.js';
+import { mintMicrosoftIdToken, type MintMicrosoftIdTokenInput } from './microsoft.js';
 import { mintOidcIdToken, OIDC_NAME_PATTERN } from './oidc.js';
 import type { EmulatorState } from './state.js';
 
@@ -30,7 +31,7 @@ export interface RotatedKeys {
 }
 
 /** Providers with a key ring of their own; facebook is an alias of facebook-limited (Graph has no keys). */
-const KEYED_PROVIDERS = ['google', 'apple', 'facebook-limited', 'facebook'] as const;
+const KEYED_PROVIDERS = ['google', 'apple', 'facebook-limited', 'facebook', 'microsoft'] as const;
 type KeyedProvider = (typeof KEYED_PROVIDERS)[number];
 
 const keyedProviderParamsSchema = {
@@ -66,6 +67,7 @@ export const OIDC_CONTROL_ENDPOINTS = [
   'GET /_emulator/apple/revocations',
   'POST /_emulator/facebook/limited_tokens',
   'POST /_emulator/oidc/:name/id_tokens',
+  'POST /_emulator/microsoft/id_tokens',
   'POST /_emulator/:provider/keys/rotate',
   'POST /_emulator/oidc/:name/keys/rotate',
   'PUT /_emulator/:provider/jwks_cache',
@@ -76,6 +78,7 @@ export function oidcControlRoutes(state: EmulatorState, ids: IdProviders) {
   function keyRing(provider: KeyedProvider): OidcIssuer {
     if (provider === 'google') return ids.google.issuer;
     if (provider === 'apple') return ids.apple.issuer;
+    if (provider === 'microsoft') return ids.microsoft.issuer;
     return ids.facebookLimited.issuer;
   }
 
@@ -103,6 +106,12 @@ export function oidcControlRoutes(state: EmulatorState, ids: IdProviders) {
         const issuer = ids.oidc.getOrCreate(request.params.name);
         return reply.code(201).send(await mintOidcIdToken(issuer, listeningOrigin(request), request.body));
       },
+    );
+
+    app.post<{ Body: MintMicrosoftIdTokenInput }>(
+      '/microsoft/id_tokens',
+      { schema: { body: { ...mintIdTokenBodySchema, properties: { ...mintIdTokenBodySchema.properties, tid: { type: 'string' } } } } },
+      async (request, reply) => reply.code(201).send(await mintMicrosoftIdToken(ids.microsoft, listeningOrigin(request), request.body)),
     );
 
     app.post<{ Body: MintGoogleAccessTokenInput }>(

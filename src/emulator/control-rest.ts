@@ -3,7 +3,7 @@ import { controlConventions, sendInvalidRequest } from './control-conventions.js
 import { defaultGithubClientId, mintGithubToken, mintGithubTokenBodySchema, type MintGithubTokenInput } from './github.js';
 import { defaultLineChannelId, mintLineToken, mintLineTokenBodySchema, type MintLineTokenInput } from './line.js';
 import type { EmulatorState } from './state.js';
-import { mintTwitterOAuth2Token, mintTwitterOAuth2TokenBodySchema, type MintTwitterOAuth2TokenInput } from './twitter-oauth2.js';
+import { mintTwitterAppOnlyToken, mintTwitterOAuth2Token, mintTwitterOAuth2TokenBodySchema, type MintTwitterOAuth2TokenInput } from './twitter-oauth2.js';
 
 // Control endpoints (under /_emulator) minting tokens for LINE, GitHub and X OAuth 2. Same rules as
 // control.ts: JSON-schema checked, and any mistake of the caller answered 400 {code, message}.
@@ -29,5 +29,7 @@ export function controlRestRoutes(state: EmulatorState) {
       { schema: { body: mintTwitterOAuth2TokenBodySchema } },
       async (request, reply) => reply.code(201).send(mintTwitterOAuth2Token(state, request.body)),
     );
+
+    app.post('/twitter/app_tokens', async (_request, reply) => reply.code(201).send(mintTwitterAppOnlyToken(state)));
   };
 }

@@ -5,7 +5,7 @@ import { mintFacebookToken, mintFacebookTokenBodySchema, type MintFacebookTokenI
 import { describeIdProviders } from './id-providers.js';
 import { githubClientIds } from './github.js';
 import { lineChannelIds } from './line.js';
-import { FAULT_MODES, PROVIDERS, type EmulatorState, type FaultSettings, type Provider } from './state.js';
+import { DOCUMENTED_FAULTS, FAULT_MODES, PROVIDERS, type EmulatorState, type FaultSettings, type Provider } from './state.js';
 import { findIssuedToken } from './token-lookup.js';
 import { mintTwitterToken, mintTwitterTokenBodySchema, type MintTwitterTokenInput } from './twitter.js';
 
@@ -16,6 +16,8 @@ export interface FaultInput {
   mode?: FaultSettings['mode'];
   count?: number;
   appsecret_proof?: 'verify' | 'ignore';
+  code?: number;
+  secondary?: boolean;
 }
 
 const faultBodySchema = {
@@ -26,6 +28,8 @@ const faultBodySchema = {
     mode: { type: 'string', enum: FAULT_MODES },
     count: { type: 'integer', minimum: 1, maximum: 1_000_000 },
     appsecret_proof: { type: 'string', enum: ['verify', 'ignore'] },
+    code: { type: 'integer', enum: [4, 17, 32, 613, 80001, 80002, 80003, 80004, 80005, 80006, 80008, 80009, 80014] },
+    secondary: { type: 'boolean' },
   },
 } as const;
 
@@ -47,10 +51,12 @@ const CONTROL_ENDPOINTS = [
   'POST /_emulator/facebook/tokens',
   'POST /_emulator/twitter/tokens',
   'POST /_emulator/twitter/oauth2_tokens',
+  'POST /_emulator/twitter/app_tokens',
   'POST /_emulator/line/tokens',
   'POST /_emulator/github/tokens',
   ...OIDC_CONTROL_ENDPOINTS,
   'POST /_emulator/tokens/expire',
+  'POST /_emulator/tokens/revoke',
   'PUT /_emulator/faults/:provider',
   'DELETE /_emulator/faults',
   'GET /_emulator/stats',
@@ -106,13 +112,24 @@ export function controlRoutes(state: EmulatorState) {
       return reply.code(204).send();
     });
 
+    app.post<{ Body: { access_token: string } }>('/tokens/revoke', { schema: { body: expireBodySchema } }, async (request, reply) => {
+      const token = findIssuedToken(state, request.body.access_token);
+      if (!token) return reply.code(404).send({ code: 'unknown_token', message: 'no token was issued with this value' });
+      token.revokedAtMs = Date.now();
+      return reply.code(204).send();
+    });
+
     app.put<{ Params: { provider: Provider }; Body: FaultInput }>(
       '/faults/:provider',
       { schema: { params: providerParamsSchema, body: faultBodySchema } },
       async (request, reply) => {
         const { provider } = request.params;
-        if (request.body.appsecret_proof !== undefined && provider !== 'facebook') {
-          return sendInvalidRequest(reply, 'appsecret_proof only applies to facebook');
+        const { appsecret_proof: proof, code, secondary, mode } = request.body;
+        if ((proof !== undefined || code !== undefined) && provider !== 'facebook') return sendInvalidRequest(reply, 'appsecret_proof and code only apply to facebook');
+        if (secondary !== undefined && provider !== 'github') return sendInvalidRequest(reply, 'secondary only applies to github');
+        const documented = mode && DOCUMENTED_FAULTS[mode];
+        if (documented && !documented.includes(provider)) {
+          return sendInvalidRequest(reply, `${mode} is emulated for ${documented.join(', ')} only: ${provider} documents no such answer`);
         }
         state.faults[provider] = { ...state.faults[provider], ...request.body };
         return state.faults[provider];

@@ -74,7 +74,7 @@ function facebookServerError() {
 export function facebookLimitedRoutes(state: EmulatorState, limited: FacebookLimitedProvider) {
   return async function facebookLimitedPlugin(app: FastifyInstance): Promise<void> {
     // Limited Login is Facebook: the facebook fault and request counter apply.
-    app.addHook('onRequest', providerFaultHook(state, 'facebook', facebookServerError));
+    app.addHook('onRequest', providerFaultHook(state, 'facebook', { serverError: facebookServerError }));
 
     const jwks = async (_request: FastifyRequest, reply: FastifyReply) =>
       sendJwks(reply, await limited.issuer.jwks(), limited.issuer.jwksMaxAgeSeconds);

@@ -1,6 +1,6 @@
 import { createHmac, randomInt, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { providerFaultHook } from './faults.js';
+import { providerFaultHook, type FaultAnswers } from './faults.js';
 import { randomAlphanumeric, randomBytesBase64Url, randomDigits, randomHex, randomPersonName } from './random.js';
 import type { EmulatorState, FacebookUser, IssuedToken } from './state.js';
 
@@ -103,7 +103,13 @@ interface GraphError {
   error_subcode?: number;
 }
 
-const INVALID_TOKEN: GraphError = { message: 'Invalid OAuth access token.', type: 'OAuthException', code: 190 };
+const INVALID_TOKEN: GraphError = { message: 'Invalid OAuth access token - Cannot parse access token', type: 'OAuthException', code: 190 };
+/** An app access token whose secret is wrong. */
+const INVALID_APP_TOKEN: GraphError = { message: 'Invalid OAuth access token signature.', type: 'OAuthException', code: 190 };
+/** debug_token inspects only tokens of the app that asks. */
+const FOREIGN_INPUT_TOKEN: GraphError = { message: '(#100) The App_id in the input_token did not match the Viewing App', type: 'OAuthException', code: 100 };
+const REVOKED_MESSAGE =
+  'Error validating access token: The session has been invalidated because the user changed their password or Facebook has changed the session for security reasons.';
 const NO_USER_TOKEN: GraphError = {
   message: 'An active access token must be used to query information about the current user.',
   type: 'OAuthException',
@@ -115,7 +121,9 @@ const INVALID_APPSECRET_PROOF: GraphError = {
   code: 100,
 };
 
-function expiredTokenError(token: IssuedToken): GraphError {
+/** Why a token of ours no longer works: expired (subcode 463) or revoked by the user (460). */
+function deadTokenError(token: IssuedToken): GraphError {
+  if (token.revokedAtMs !== undefined) return { message: REVOKED_MESSAGE, type: 'OAuthException', code: 190, error_subcode: 460 };
   return { message: expiredTokenMessage(token), type: 'OAuthException', code: 190, error_subcode: 463 };
 }
 
@@ -143,6 +151,50 @@ function graphDate(ms: number): string {
 
 function sendGraphError(reply: FastifyReply, error: GraphError): FastifyReply {
   return reply.code(400).send({ error: { ...error, fbtrace_id: randomBytesBase64Url(17) } });
+}
+
+/** Graph's throttling errors by code (rate-limiting guide): its message, and whether Graph marks it transient. */
+const RATE_LIMITS: Record<number, { message: string; transient?: boolean }> = {
+  4: { message: '(#4) Application request limit reached', transient: true },
+  17: { message: '(#17) User request limit reached' },
+  32: { message: '(#32) Page request limit reached' },
+  613: { message: '(#613) Calls to this api have exceeded the rate limit.' },
+};
+const BUSINESS_RATE_LIMIT = 'There have been too many calls to this Page account. Wait a bit and try again. For more info, please refer to https://developers.facebook.com/docs/graph-api/overview/rate-limiting.';
+
+/** The answers to the emulator's faults, as Graph gives them; usage headers say how much of the limit is used. */
+export const graphFaultAnswers: FaultAnswers = {
+  serverError: facebookServerError,
+  rateLimited(fault) {
+    const code = fault.code ?? 4;
+    const known = RATE_LIMITS[code];
+    const usage = { call_count: 100, total_cputime: 25, total_time: 25 };
+    const headers: Record<string, string> =
+      code >= 80000
+          ? { 'x-business-use-case-usage': JSON.stringify({ '0': [{ type: 'pages', ...usage, estimated_time_to_regain_access: 1 }] }) }
+          : { 'x-app-usage': JSON.stringify(usage) };
+    return {
+      status: 400,
+      headers,
+      body: {
+        error: {
+          message: known?.message ?? `(#${code}) ${BUSINESS_RATE_LIMIT}`,
+          type: 'OAuthException',
+          ...(known?.transient ? { is_transient: true } : {}),
+          code,
+          fbtrace_id: randomBytesBase64Url(17),
+        },
+      },
+    };
+  },
+};
+
+/** Graph says in WWW-Authenticate what kind of error it answered: "OAuth "Facebook Platform" "<kind>" "<message>"". */
+function wwwAuthenticate(status: number, body: unknown): string | undefined {
+  const error = (body as { error?: { code?: number; message?: string } } | undefined)?.error;
+  if (status < 400 || !error?.message) return undefined;
+  const kind = status >= 500 ? 'unknown_error' : error.code === 190 ? 'invalid_token' : 'invalid_request';
+  return `OAuth "Facebook Platform" "${kind}" "${error.message}"`;
 }
 
 function facebookServerError() {
@@ -205,7 +257,7 @@ export function facebookRoutes(state: EmulatorState) {
     if (!accessToken || appOfAppAccessToken(accessToken)) return sendGraphError(reply, NO_USER_TOKEN);
     const token = state.tokens.get(accessToken);
     if (!token || token.provider !== 'facebook') return sendGraphError(reply, INVALID_TOKEN);
-    if (state.isExpired(token)) return sendGraphError(reply, expiredTokenError(token));
+    if (!state.isLive(token)) return sendGraphError(reply, deadTokenError(token));
     if (appSecretProofRejected(request, accessToken, token.clientId)) return sendGraphError(reply, INVALID_APPSECRET_PROOF);
 
     const user = state.facebookUsers.get(token.userId);
@@ -254,7 +306,7 @@ export function facebookRoutes(state: EmulatorState) {
       return sendGraphError(reply, { message: 'An access token is required to request this resource.', type: 'OAuthException', code: 104 });
     }
     const callerAppId = appOfAppAccessToken(accessToken);
-    if (!callerAppId) return sendGraphError(reply, INVALID_TOKEN);
+    if (!callerAppId) return sendGraphError(reply, accessToken.includes('|') ? INVALID_APP_TOKEN : INVALID_TOKEN);
     if (appSecretProofRejected(request, accessToken, callerAppId)) return sendGraphError(reply, INVALID_APPSECRET_PROOF);
     const inputToken = queryParam(request, 'input_token');
     if (!inputToken) {
@@ -265,18 +317,21 @@ export function facebookRoutes(state: EmulatorState) {
     if (!token || token.provider !== 'facebook') {
       return { data: { error: { code: 190, message: INVALID_TOKEN.message }, is_valid: false, scopes: [] } };
     }
-    const expired = state.isExpired(token);
-    // Reports the app the input token was issued to, whichever app asks: callers must compare app_id.
+    // Graph inspects only tokens of the app that asks: another app's token is refused, not described.
+    if (token.clientId !== callerAppId) return sendGraphError(reply, FOREIGN_INPUT_TOKEN);
+    const dead = state.isLive(token) ? undefined : deadTokenError(token);
     return {
       data: {
         app_id: token.clientId,
         type: 'USER',
         application: `Emulated app ${token.clientId}`,
         data_access_expires_at: unixSeconds(token.issuedAtMs + DATA_ACCESS_WINDOW_MS),
-        ...(expired ? { error: { code: 190, message: expiredTokenMessage(token), subcode: 463 } } : {}),
-        expires_at: unixSeconds(token.expiresAtMs ?? 0),
-        is_valid: !expired,
-        issued_at: unixSeconds(token.issuedAtMs),
+        ...(dead ? { error: { code: dead.code, message: dead.message, subcode: dead.error_subcode } } : {}),
+        // A revoked token's expiry is reported as 0.
+        expires_at: token.revokedAtMs !== undefined ? 0 : unixSeconds(token.expiresAtMs ?? 0),
+        is_valid: !dead,
+        // Graph reports issued_at for long-lived tokens (the native SDKs' 60-day ones), not for short-lived ones.
+        ...(isLongLived(token) ? { issued_at: unixSeconds(token.issuedAtMs) } : {}),
         scopes: token.scopes,
         user_id: token.userId,
       },
@@ -284,10 +339,31 @@ export function facebookRoutes(state: EmulatorState) {
   }
 
   return async function facebookPlugin(app: FastifyInstance): Promise<void> {
-    app.addHook('onRequest', providerFaultHook(state, 'facebook', facebookServerError));
+    app.addHook('onRequest', providerFaultHook(state, 'facebook', graphFaultAnswers));
+    app.addHook('onSend', async (_request, reply, payload) => {
+      reply.header('x-fb-trace-id', randomBytesBase64Url(8));
+      if (!reply.hasHeader('x-app-usage') && !reply.hasHeader('x-business-use-case-usage')) {
+        reply.header('x-app-usage', JSON.stringify({ call_count: 0, total_cputime: 0, total_time: 0 }));
+      }
+      const challenge = typeof payload === 'string' ? wwwAuthenticate(reply.statusCode, safeJson(payload)) : undefined;
+      if (challenge) reply.header('www-authenticate', challenge);
+      return payload;
+    });
     app.get('/me', me);
     app.get('/:version/me', me);
     app.get('/debug_token', debugToken);
     app.get('/:version/debug_token', debugToken);
   };
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function isLongLived(token: IssuedToken): boolean {
+  return token.expiresAtMs !== null && token.expiresAtMs - token.issuedAtMs > 24 * 3600 * 1000;
 }

@@ -1,6 +1,6 @@
 import { createHash, randomInt } from 'node:crypto';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { providerFaultHook } from './faults.js';
+import { providerFaultHook, type FaultAnswers, type ProviderAnswer } from './faults.js';
 import { randomAlphanumeric, randomHex, randomPersonName } from './random.js';
 import type { EmulatorState, IssuedToken } from './state.js';
 
@@ -11,12 +11,17 @@ export interface GithubUserInput {
   id?: number;
   login?: string;
   name?: string;
+  /** The public e-mail /user shows (none by default). */
   email?: string;
+  /** The primary, verified e-mail /user/emails lists (default: <login>@users.example.com). */
+  primary_email?: string;
 }
 
 export interface MintGithubTokenInput {
   client_id?: string;
   user?: GithubUserInput;
+  /** OAuth scopes granted; default read:user and user:email. Without user:email (or user), GET /user/emails answers 404. */
+  scopes?: string[];
 }
 
 export interface MintedGithubToken {
@@ -39,8 +44,10 @@ export const mintGithubTokenBodySchema = {
         login: { type: 'string', pattern: '^[A-Za-z0-9](?:-?[A-Za-z0-9]){0,38}$' },
         name: { type: 'string', minLength: 1 },
         email: { type: 'string', format: 'email' },
+        primary_email: { type: 'string', format: 'email' },
       },
     },
+    scopes: { type: 'array', items: { type: 'string', minLength: 1 } },
   },
 } as const;
 
@@ -50,6 +57,8 @@ interface GithubUser {
   name: string;
   /** The public email; null when the user shows none. */
   email: string | null;
+  /** The primary, verified one (GET /user/emails). */
+  primary_email: string;
   createdAtMs: number;
 }
 
@@ -109,7 +118,7 @@ export function mintGithubToken(state: EmulatorState, clientId: string, input: M
     provider: 'github',
     clientId,
     userId: String(user.id),
-    scopes: DEFAULT_SCOPES,
+    scopes: input.scopes ?? DEFAULT_SCOPES,
     issuedAtMs: now,
     expiresAtMs: null,
   });
@@ -127,7 +136,8 @@ function upsertGithubUser(store: GithubStore, input: GithubUserInput): GithubUse
 
 function newGithubUser(id: number): GithubUser {
   const { first, last } = randomPersonName();
-  return { id, login: `${first}${last}${id % 1000}`.toLowerCase(), name: `${first} ${last}`, email: null, createdAtMs: Date.now() };
+  const login = `${first}${last}${id % 1000}`.toLowerCase();
+  return { id, login, name: `${first} ${last}`, email: null, primary_email: `${login}@users.example.com`, createdAtMs: Date.now() };
 }
 
 /** GitHub writes times without milliseconds: "2011-01-25T18:44:36Z". */
@@ -205,6 +215,26 @@ function basicCredentials(request: FastifyRequest): { username: string; password
   return { username: decoded.slice(0, separator), password: decoded.slice(separator + 1) };
 }
 
+/** GitHub's answers to the emulator's faults: a primary rate limit (403, nothing remaining) or a secondary one (429, Retry-After). */
+const githubFaultAnswers: FaultAnswers = {
+  serverError: () => ({ message: 'Server Error', status: '500' }),
+  rateLimited(fault): ProviderAnswer {
+    if (fault.secondary) {
+      return {
+        status: 429,
+        headers: { 'retry-after': '60' },
+        body: { message: 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.', documentation_url: 'https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits', status: '429' },
+      };
+    }
+    const reset = String(Math.floor(Date.now() / 1000) + 3600);
+    return {
+      status: 403,
+      headers: { 'x-ratelimit-limit': '5000', 'x-ratelimit-remaining': '0', 'x-ratelimit-used': '5000', 'x-ratelimit-reset': reset, 'x-ratelimit-resource': 'core' },
+      body: { message: 'API rate limit exceeded for user ID 1.', documentation_url: 'https://docs.github.com/rest/overview/rate-limits-for-the-rest-api', status: '403' },
+    };
+  },
+};
+
 export function githubRoutes(state: EmulatorState, apps: Record<string, string>) {
   const store = new GithubStore(apps);
   stores.set(state, store);
@@ -212,18 +242,33 @@ export function githubRoutes(state: EmulatorState, apps: Record<string, string>)
 
   function liveToken(value: string | undefined): IssuedToken | undefined {
     const token = value === undefined ? undefined : state.tokens.get(value);
-    return token && token.provider === 'github' && !state.isExpired(token) ? token : undefined;
+    return token && token.provider === 'github' && state.isLive(token) ? token : undefined;
+  }
+
+  /** The user of the request's token, or an error answer (GitHub lists a classic token's scopes in X-OAuth-Scopes). */
+  function tokenUser(request: FastifyRequest, reply: FastifyReply, docs: string) {
+    const value = authorizationToken(request);
+    if (value === undefined) return { answer: sendGithubError(reply, 401, 'Requires authentication', docs) };
+    const token = liveToken(value);
+    const user = token && store.users.get(Number(token.userId));
+    if (!token || !user) return { answer: sendGithubError(reply, 401, 'Bad credentials') };
+    reply.header('x-oauth-scopes', token.scopes.join(', '));
+    return { token, user };
   }
 
   async function authenticatedUser(request: FastifyRequest, reply: FastifyReply) {
-    const value = authorizationToken(request);
-    if (value === undefined) {
-      return sendGithubError(reply, 401, 'Requires authentication', 'https://docs.github.com/rest/users/users#get-the-authenticated-user');
-    }
-    const token = liveToken(value);
-    const user = token && store.users.get(Number(token.userId));
-    if (!user) return sendGithubError(reply, 401, 'Bad credentials');
-    return fullUser(user);
+    const found = tokenUser(request, reply, 'https://docs.github.com/rest/users/users#get-the-authenticated-user');
+    return found.user ? fullUser(found.user) : found.answer;
+  }
+
+  /** GET /user/emails: needs the user:email (or user) scope, else GitHub answers 404. */
+  async function userEmails(request: FastifyRequest, reply: FastifyReply) {
+    const docs = 'https://docs.github.com/rest/users/emails#list-email-addresses-for-the-authenticated-user';
+    const found = tokenUser(request, reply, docs);
+    if (!found.user) return found.answer;
+    if (!found.token.scopes.includes('user:email') && !found.token.scopes.includes('user')) return sendGithubError(reply, 404, 'Not Found', docs);
+    const { primary_email: primary, email } = found.user;
+    return [{ email: primary, primary: true, verified: true, visibility: email === primary ? 'public' : 'private' }];
   }
 
   async function checkToken(request: FastifyRequest, reply: FastifyReply) {
@@ -263,13 +308,14 @@ export function githubRoutes(state: EmulatorState, apps: Record<string, string>)
   }
 
   return async function githubPlugin(app: FastifyInstance): Promise<void> {
-    app.addHook('onRequest', providerFaultHook(state, 'github', () => ({ message: 'Server Error', status: '500' })));
+    app.addHook('onRequest', providerFaultHook(state, 'github', githubFaultAnswers));
     // A body GitHub cannot read is answered in GitHub's words, not Fastify's.
     app.setErrorHandler((error: FastifyError, _request, reply) => {
       if (error.statusCode !== undefined && error.statusCode < 500) return sendGithubError(reply, 400, 'Problems parsing JSON');
       return reply.send(error);
     });
     app.get('/user', authenticatedUser);
+    app.get('/user/emails', userEmails);
     app.post('/applications/:client_id/token', checkToken);
   };
 }

@@ -222,7 +222,7 @@ export function googleRoutes(state: EmulatorState, google: GoogleProvider) {
   }
 
   return async function googlePlugin(app: FastifyInstance): Promise<void> {
-    app.addHook('onRequest', providerFaultHook(state, 'google', googleServerError));
+    app.addHook('onRequest', providerFaultHook(state, 'google', { serverError: googleServerError }));
 
     app.get('/oauth2/v3/certs', async (_request, reply) =>
       sendJwks(reply, await google.issuer.jwks(), google.issuer.jwksMaxAgeSeconds, ', must-revalidate, no-transform'),

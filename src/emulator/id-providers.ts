@@ -1,6 +1,7 @@
 import { AppleProvider, type AppleOptions } from './apple.js';
 import { FacebookLimitedProvider } from './facebook-limited.js';
 import { GoogleProvider, type GoogleOptions } from './google.js';
+import { MicrosoftProvider, type MicrosoftOptions } from './microsoft.js';
 import { OidcProviders, type OidcIssuerOptions } from './oidc.js';
 import type { EmulatorState } from './state.js';
 
@@ -10,6 +11,7 @@ export interface IdProviderOptions {
   google?: GoogleOptions;
   apple?: AppleOptions;
   oidc?: Record<string, OidcIssuerOptions>;
+  microsoft?: MicrosoftOptions;
 }
 
 /** Found again from the EmulatorState, for the control API's description (GET /_emulator). */
@@ -20,16 +22,19 @@ export class IdProviders {
   readonly apple: AppleProvider;
   readonly facebookLimited = new FacebookLimitedProvider();
   readonly oidc: OidcProviders;
+  readonly microsoft: MicrosoftProvider;
 
   constructor(state: EmulatorState, options: IdProviderOptions) {
     this.google = new GoogleProvider(options.google?.clientIds ?? [], options.google?.androidClientId);
     this.apple = new AppleProvider(options.apple ?? { clientIds: [], teamId: '', keys: {} });
     this.oidc = new OidcProviders(options.oidc ?? {});
+    this.microsoft = new MicrosoftProvider(options.microsoft?.clientIds ?? []);
     state.onReset.push(() => {
       this.google.reset();
       this.apple.reset();
       this.facebookLimited.reset();
       this.oidc.reset();
+      this.microsoft.reset();
     });
     byState.set(state, this);
   }
@@ -43,6 +48,7 @@ export function describeIdProviders(state: EmulatorState, origin: string): Recor
     google: { base_url: `${origin}/google`, client_ids: [...ids.google.clientIds] },
     apple: { base_url: `${origin}/apple`, client_ids: [...ids.apple.clientIds], team_id: ids.apple.teamId },
     'facebook-limited': { base_url: `${origin}/facebook-limited`, app_ids: [...state.clients.facebook.keys()] },
+    microsoft: { issuer: `${origin}/microsoft/common/v2.0`, client_ids: [...ids.microsoft.clientIds] },
     oidc: Object.fromEntries(
       ids.oidc.names().map((name) => [name, { issuer: `${origin}/oidc/${name}`, client_ids: [...(ids.oidc.get(name)?.clientIds ?? [])] }]),
     ),

@@ -6,8 +6,9 @@ import { controlRoutes } from './control.js';
 import { appleRoutes } from './apple.js';
 import { oidcControlRoutes } from './control-oidc.js';
 import { facebookLimitedRoutes } from './facebook-limited.js';
-import { googleRoutes } from './google.js';
+import { googleRoutes, type GoogleOptions } from './google.js';
 import { IdProviders } from './id-providers.js';
+import { microsoftRoutes } from './microsoft.js';
 import { oidcRoutes } from './oidc.js';
 import { facebookRoutes } from './facebook.js';
 import { githubRoutes } from './github.js';
@@ -31,6 +32,7 @@ export type {
   RotateKeysInput,
 } from './control-oidc.js';
 export type { IdTokenProvider } from './client.js';
+export type { MintMicrosoftIdTokenInput } from './microsoft.js';
 export type { FacebookUserInput, MintFacebookTokenInput, MintedFacebookToken } from './facebook.js';
 export type { GithubUserInput, MintGithubTokenInput, MintedGithubToken } from './github.js';
 export type { LineUserInput, MintLineTokenInput, MintedLineToken } from './line.js';
@@ -51,10 +53,12 @@ export interface EmulatorOptions {
   line?: { channels: Record<string, string> };
   /** GitHub OAuth app client id -> client secret. */
   github?: { apps: Record<string, string> };
-  /** Google OAuth client ids (iOS, Android, web): ID-token audiences; the first is the default. */
-  google?: { clientIds: string[] };
+  /** Google: the server's OAuth client ids (the first, the web id, is the default audience) and the Android app's client id (the default azp). */
+  google?: GoogleOptions;
   /** Sign in with Apple: bundle/services ids, team id, and the public ES256 JWK of each of our keys (by key id) to check client secrets. */
   apple?: { clientIds: string[]; teamId: string; keys: Record<string, JWK> };
+  /** The Microsoft identity platform (multi-tenant: …/common/v2.0), with our app's client ids. */
+  microsoft?: { clientIds: string[] };
   /** Generic OpenID Connect issuers by name (served under /oidc/<name>), each with our client ids. */
   oidc?: Record<string, { clientIds: string[] }>;
   /** Default false. */
@@ -91,6 +95,7 @@ export function buildEmulator(options: EmulatorOptions): FastifyInstance {
   app.register(appleRoutes(state, ids.apple), { prefix: '/apple' });
   app.register(facebookLimitedRoutes(state, ids.facebookLimited), { prefix: '/facebook-limited' });
   app.register(oidcRoutes(state, ids.oidc), { prefix: '/oidc' });
+  app.register(microsoftRoutes(state, ids.microsoft), { prefix: '/microsoft' });
   app.register(oidcControlRoutes(state, ids), { prefix: '/_emulator' });
   app.register(controlRoutes(state), { prefix: '/_emulator' });
   app.register(controlRestRoutes(state), { prefix: '/_emulator' });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { compactVerify, decodeJwt, SignJWT } from 'jose';
-import { providerFaultHook } from './faults.js';
+import { providerFaultHook, type FaultAnswers } from './faults.js';
 import { randomAlphanumeric, randomBytesBase64Url, randomDigits, randomHex, randomPersonName } from './random.js';
 import type { EmulatorState } from './state.js';
 
@@ -178,6 +178,13 @@ function bearerToken(request: FastifyRequest): string | undefined {
 
 type Form = Record<string, string | undefined>;
 
+/** LINE's answers to the emulator's faults, in the {"message"} form of its common errors. */
+const lineFaultAnswers: FaultAnswers = {
+  serverError: () => ({ message: 'Internal Server Error' }),
+  rateLimited: () => ({ status: 429, body: { message: 'The API rate limit has been exceeded. Try again later.' } }),
+  appAccessDenied: () => ({ status: 403, body: { message: 'Access to this API is not available for your account' } }),
+};
+
 export function lineRoutes(state: EmulatorState, channels: Record<string, string>) {
   const store = new LineStore(channels);
   stores.set(state, store);
@@ -249,7 +256,7 @@ export function lineRoutes(state: EmulatorState, channels: Record<string, string
   }
 
   return async function linePlugin(app: FastifyInstance): Promise<void> {
-    app.addHook('onRequest', providerFaultHook(state, 'line', () => ({ message: 'Internal Server Error' })));
+    app.addHook('onRequest', providerFaultHook(state, 'line', lineFaultAnswers));
     // Every LINE answer carries a request id.
     app.addHook('onSend', async (_request, reply) => {
       reply.header('x-line-request-id', randomUUID());

@@ -108,7 +108,7 @@ export function oidcRoutes(state: EmulatorState, providers: OidcProviders) {
   }
 
   return async function oidcPlugin(app: FastifyInstance): Promise<void> {
-    app.addHook('onRequest', providerFaultHook(state, 'oidc', () => ({ error: 'server_error' })));
+    app.addHook('onRequest', providerFaultHook(state, 'oidc', { serverError: () => ({ error: 'server_error' }) }));
 
     app.get('/:name/.well-known/openid-configuration', async (request, reply) => {
       const issuer = issuerOr404(request, reply);

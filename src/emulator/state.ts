@@ -2,12 +2,22 @@
 export const PROVIDERS = ['facebook', 'twitter', 'google', 'apple', 'line', 'github', 'oidc'] as const;
 export type Provider = (typeof PROVIDERS)[number];
 
-export const FAULT_MODES = ['none', 'error_500', 'garbage', 'reset', 'hang'] as const;
+export const FAULT_MODES = ['none', 'error_500', 'garbage', 'reset', 'hang', 'rate_limited', 'app_access_denied'] as const;
 export type FaultMode = (typeof FAULT_MODES)[number];
+
+/** The providers that document an answer for these modes (the others have none to imitate). */
+export const DOCUMENTED_FAULTS: Partial<Record<FaultMode, readonly Provider[]>> = {
+  rate_limited: ['facebook', 'twitter', 'line', 'github'],
+  app_access_denied: ['twitter', 'line'],
+};
 
 export interface FaultSettings {
   latency_ms: number;
   mode: FaultMode;
+  /** rate_limited on facebook: the Graph error code (4 application, 17 user, 32 page, 613 custom, 80001… business). Default 4. */
+  code?: number;
+  /** rate_limited on github: a secondary rate limit (429 with Retry-After) instead of the primary one (403, remaining 0). */
+  secondary?: boolean;
   /** Facebook only: whether Graph checks the appsecret_proof parameter. */
   appsecret_proof?: 'verify' | 'ignore';
   /** The mode applies to this many more requests only, then goes back to none (absent: until cleared). */
@@ -25,6 +35,8 @@ export interface IssuedToken {
   expiresAtMs: number | null;
   /** Twitter's oauth_token_secret. */
   secret?: string;
+  /** When the user ended the grant (removed the app, changed the password): POST /_emulator/tokens/revoke. */
+  revokedAtMs?: number;
 }
 
 export interface FacebookUser {
@@ -77,6 +89,11 @@ export class EmulatorState {
 
   isExpired(token: IssuedToken, nowMs = Date.now()): boolean {
     return token.expiresAtMs !== null && token.expiresAtMs <= nowMs;
+  }
+
+  /** Neither expired nor revoked. */
+  isLive(token: IssuedToken): boolean {
+    return !this.isExpired(token) && token.revokedAtMs === undefined;
   }
 
   clearFaults(): void {

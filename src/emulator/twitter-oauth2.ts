@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { providerFaultHook } from './faults.js';
+import { providerFaultHook, type FaultAnswers } from './faults.js';
 import { randomAlphanumeric } from './random.js';
 import type { EmulatorState, IssuedToken, TwitterUser } from './state.js';
 import { addTokenLookup } from './token-lookup.js';
@@ -100,19 +100,75 @@ function sendProblem(reply: FastifyReply, status: number, problem: Record<string
   return reply.code(status).type('application/problem+json').send(JSON.stringify(problem));
 }
 
+/** /2/users/me needs a user: an app-only bearer token (client credentials) is refused. */
+const UNSUPPORTED_AUTHENTICATION = {
+  title: 'Unsupported Authentication',
+  detail: 'Authenticating with OAuth 2.0 Application-Only is forbidden for this endpoint.  Supported authentication types are [OAuth 1.0a User Context, OAuth 2.0 User Context].',
+  type: 'https://api.twitter.com/2/problems/unsupported-authentication',
+  status: 403,
+};
+
+const appOnly = new WeakMap<EmulatorState, Set<string>>();
+const appOnlyTokens = (state: EmulatorState) => {
+  let tokens = appOnly.get(state);
+  if (!tokens) appOnly.set(state, (tokens = new Set()));
+  return tokens;
+};
+
+/** An app-only bearer token (OAuth 2 client credentials): it names no user. */
+export function mintTwitterAppOnlyToken(state: EmulatorState): { access_token: string } {
+  // Real ones start with a run of "A"s.
+  const accessToken = `AAAAAAAAAAAAAAAAAAAAA${randomAlphanumeric(90)}`;
+  appOnlyTokens(state).add(accessToken);
+  return { access_token: accessToken };
+}
+
 const sendUnauthorized = (reply: FastifyReply) =>
   sendProblem(reply, 401, { title: 'Unauthorized', type: 'about:blank', status: 401, detail: 'Unauthorized' });
+
+/** The rate-limit window headers X sends on every answer; a throttled one has nothing remaining. */
+export function rateLimitHeaders(remaining: number): Record<string, string> {
+  return { 'x-rate-limit-limit': '75', 'x-rate-limit-remaining': String(remaining), 'x-rate-limit-reset': String(Math.floor(Date.now() / 1000) + 900) };
+}
+
+/** X's API v2 answers to the emulator's faults: RFC 7807 problems. */
+const v2FaultAnswers: FaultAnswers = {
+  serverError: () => ({ title: 'Internal Server Error', type: 'about:blank', status: 500, detail: 'Internal Server Error' }),
+  rateLimited: () => ({
+    status: 429,
+    headers: { 'content-type': 'application/problem+json', ...rateLimitHeaders(0) },
+    body: { title: 'Too Many Requests', type: 'about:blank', status: 429, detail: 'Too Many Requests' },
+  }),
+  appAccessDenied: () => ({
+    status: 403,
+    headers: { 'content-type': 'application/problem+json' },
+    body: {
+      client_id: '0',
+      detail:
+        'When authenticating requests to the Twitter API v2 endpoints, you must use keys and tokens from a Twitter developer App that is attached to a Project. You can create a project via the developer portal.',
+      registration_url: 'https://developer.twitter.com/en/docs/projects/overview',
+      title: 'Client Forbidden',
+      required_enrollment: 'Appropriate Level of API Access',
+      reason: 'client-not-enrolled',
+      type: 'https://api.twitter.com/2/problems/client-forbidden',
+    },
+  }),
+};
 
 export function twitterOAuth2Routes(state: EmulatorState) {
   const tokens = new Map<string, IssuedToken>();
   stores.set(state, tokens);
-  state.onReset.push(() => tokens.clear());
+  state.onReset.push(() => {
+    tokens.clear();
+    appOnlyTokens(state).clear();
+  });
   addTokenLookup(state, (value) => tokens.get(value));
 
   async function usersMe(request: FastifyRequest, reply: FastifyReply) {
     const value = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1];
+    if (value !== undefined && appOnlyTokens(state).has(value)) return sendProblem(reply, 403, UNSUPPORTED_AUTHENTICATION);
     const token = value === undefined ? undefined : tokens.get(value);
-    const user = token && !state.isExpired(token) ? state.twitterUsers.get(token.userId) : undefined;
+    const user = token && state.isLive(token) ? state.twitterUsers.get(token.userId) : undefined;
     if (!user) return sendUnauthorized(reply);
 
     const requested = String((request.query as Record<string, unknown>)['user.fields'] ?? '')
@@ -142,7 +198,7 @@ export function twitterOAuth2Routes(state: EmulatorState) {
   return async function twitterOAuth2Plugin(app: FastifyInstance): Promise<void> {
     app.addHook(
       'onRequest',
-      providerFaultHook(state, 'twitter', () => ({ title: 'Internal Server Error', type: 'about:blank', status: 500, detail: 'Internal Server Error' })),
+      providerFaultHook(state, 'twitter', v2FaultAnswers),
     );
     app.get('/2/users/me', usersMe);
   };

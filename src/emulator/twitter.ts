@@ -1,7 +1,8 @@
 import { randomInt } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { parseAuthorizationHeader, verifyRequestSignature } from '../providers/oauth1.js';
-import { providerFaultHook } from './faults.js';
+import { providerFaultHook, type FaultAnswers } from './faults.js';
+import { rateLimitHeaders } from './twitter-oauth2.js';
 import { randomAlphanumeric, randomPersonName } from './random.js';
 import type { EmulatorState, TwitterUser } from './state.js';
 
@@ -145,6 +146,24 @@ const sendInvalidToken = (reply: FastifyReply) => sendTwitterError(reply, 401, 8
 
 const REQUIRED_OAUTH_PARAMS = ['oauth_consumer_key', 'oauth_token', 'oauth_nonce', 'oauth_signature', 'oauth_signature_method', 'oauth_timestamp'];
 
+/** X's v1.1 answers to the emulator's faults: {"errors": [{code, message}]}. */
+const v1FaultAnswers: FaultAnswers = {
+  serverError: () => ({ errors: [{ code: 131, message: 'Internal error' }] }),
+  rateLimited: () => ({ status: 429, headers: rateLimitHeaders(0), body: { errors: [{ code: 88, message: 'Rate limit exceeded' }] } }),
+  appAccessDenied: () => ({
+    status: 403,
+    body: {
+      errors: [
+        {
+          message:
+            'You currently have access to a subset of Twitter API v2 endpoints and limited v1.1 endpoints (e.g. media post, oauth) only. If you need access to this endpoint, you may need a different access level. You can learn more here: https://developer.twitter.com/en/portal/product',
+          code: 453,
+        },
+      ],
+    },
+  }),
+};
+
 export function twitterRoutes(state: EmulatorState) {
   /** True the first time a nonce is seen within the timestamp window. */
   function nonceIsFresh(key: string): boolean {
@@ -164,10 +183,11 @@ export function twitterRoutes(state: EmulatorState) {
     }
     const consumerKey = oauth.oauth_consumer_key ?? '';
     const consumerSecret = state.clients.twitter.get(consumerKey);
-    if (consumerSecret === undefined) return sendCouldNotAuthenticate(reply);
+    // An unknown consumer key: X finds no token of that app (reports show 89).
+    if (consumerSecret === undefined) return sendInvalidToken(reply);
 
     const token = state.tokens.get(oauth.oauth_token ?? '');
-    if (!token || token.provider !== 'twitter' || token.clientId !== consumerKey || state.isExpired(token)) {
+    if (!token || token.provider !== 'twitter' || token.clientId !== consumerKey || !state.isLive(token)) {
       return sendInvalidToken(reply);
     }
     // The client signed the URL it called: rebuild it from the Host header and the raw path and query.
@@ -187,7 +207,7 @@ export function twitterRoutes(state: EmulatorState) {
   }
 
   return async function twitterPlugin(app: FastifyInstance): Promise<void> {
-    app.addHook('onRequest', providerFaultHook(state, 'twitter', () => ({ errors: [{ code: 131, message: 'Internal error' }] })));
+    app.addHook('onRequest', providerFaultHook(state, 'twitter', v1FaultAnswers));
     app.get('/1.1/account/verify_credentials.json', verifyCredentials);
   };
 }

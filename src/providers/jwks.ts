@@ -73,7 +73,7 @@ export class JwksCache {
         throw new ProviderUnavailableError(this.http.provider, `answered its JWKS with HTTP ${status} and no key set`);
       }
       this.resolver = createLocalJWKSet(body as unknown as JSONWebKeySet);
-      this.freshUntil = Date.now() + this.maxAge(headers['cache-control']);
+      this.freshUntil = Date.now() + this.maxAge(headers['cache-control'], headers.age);
     } catch (error) {
       if (this.resolver) {
         // Outage: keep serving the keys we have; try again after the unknown-kid interval.
@@ -84,9 +84,11 @@ export class JwksCache {
     }
   }
 
-  private maxAge(cacheControl: string | string[] | undefined): number {
+  /** How long the keys stay fresh: max-age less the Age a cache in front of the provider says they have (RFC 9111 4.2). */
+  private maxAge(cacheControl: string | string[] | undefined, age: string | string[] | undefined): number {
     const match = /(?:^|[,\s])max-age=(\d+)/i.exec(String(cacheControl ?? ''));
-    const ms = match ? Number(match[1]) * 1000 : this.options.defaultMaxAgeMs;
+    const ageSeconds = Number(age);
+    const ms = match ? (Number(match[1]) - (Number.isFinite(ageSeconds) && ageSeconds > 0 ? ageSeconds : 0)) * 1000 : this.options.defaultMaxAgeMs;
     return Math.min(Math.max(ms, this.options.minMaxAgeMs), this.options.maxMaxAgeMs);
   }
 }

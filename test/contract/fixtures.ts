@@ -69,7 +69,7 @@ const kind = (value: unknown) => (value === null ? 'null' : Array.isArray(value)
 /**
  * Where `actual` (the emulator's answer) differs in shape from `recorded` (the fixture): a field missing
  * or extra, or of another JSON type; and, for the `match` paths, another value. `optional` paths may be
- * absent on either side. Arrays compare their first elements.
+ * absent or null on either side (the providers' nullable fields). Arrays compare their first elements.
  */
 export function shapeDifferences(recorded: unknown, actual: unknown, match: readonly string[] = [], optional: readonly string[] = []): string[] {
   const differences: string[] = [];
@@ -77,6 +77,7 @@ export function shapeDifferences(recorded: unknown, actual: unknown, match: read
   const isOptional = (path: string) => optional.map(normal).includes(normal(path));
 
   const walk = (expected: unknown, got: unknown, path: string) => {
+    if ((expected === null || got === null) && isOptional(path)) return;
     if (kind(expected) !== kind(got)) {
       differences.push(`${path || '(body)'}: recorded ${kind(expected)} ${JSON.stringify(expected)?.slice(0, 60)}, emulator ${kind(got)} ${JSON.stringify(got)?.slice(0, 60)}`);
       return;
