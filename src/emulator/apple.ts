@@ -35,6 +35,8 @@ export interface MintAppleCodeInput {
   client_id?: string;
   sub?: string;
   email?: string;
+  /** The user's name, which Apple gives the app (in `user`) on the first authorization only. */
+  name?: string;
   /** Embedded in the ID tokens as sent: pass the hashed value, as the app gives Apple sha256(raw nonce). */
   nonce?: string;
 }
@@ -66,6 +68,7 @@ export const mintAppleCodeBodySchema = {
     client_id: { type: 'string', minLength: 1 },
     sub: { type: 'string', minLength: 1, maxLength: 255 },
     email: { type: 'string', format: 'email' },
+    name: { type: 'string', minLength: 1 },
     nonce: { type: 'string', minLength: 1 },
   },
 } as const;

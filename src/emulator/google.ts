@@ -158,7 +158,7 @@ function bearerToken(request: FastifyRequest): string | undefined {
 export function googleRoutes(state: EmulatorState, google: GoogleProvider) {
   function validAccessToken(accessToken: string | undefined) {
     const token = accessToken === undefined ? undefined : state.tokens.get(accessToken);
-    if (!token || token.provider !== 'google' || state.isExpired(token)) return undefined;
+    if (!token || token.provider !== 'google' || !state.isLive(token)) return undefined;
     const user = google.users.get(token.userId);
     return user ? { token, user } : undefined;
   }

@@ -193,7 +193,7 @@ export function lineRoutes(state: EmulatorState, channels: Record<string, string
   /** The live LINE token behind this value, or why not. */
   function lookUp(value: string | undefined) {
     const token = value === undefined ? undefined : state.tokens.get(value);
-    if (!token || token.provider !== 'line') return { problem: 'invalid' as const };
+    if (!token || token.provider !== 'line' || token.revokedAtMs !== undefined) return { problem: 'invalid' as const };
     if (state.isExpired(token)) return { problem: 'expired' as const };
     return { token };
   }
