@@ -37,7 +37,7 @@ ${line}
     curl -s -X POST ${emulator.url}/_emulator/facebook/tokens -H 'content-type: application/json' -d '{}'
   Mint a Twitter token and secret:
     curl -s -X POST ${emulator.url}/_emulator/twitter/tokens -H 'content-type: application/json' -d '{}'
-  Mint a Google ID token (likewise apple/id_tokens, facebook/limited_tokens, oidc/example/id_tokens):
+  Mint a Google ID token (likewise apple/id_tokens, facebook/limited_tokens, oidc/example/id_tokens, microsoft/id_tokens):
     curl -s -X POST ${emulator.url}/_emulator/google/id_tokens -H 'content-type: application/json' -d '{}'
   Providers: ${config.providers.map((provider) => provider.name).join(', ')}
   Then: POST ${api}/api/users/ (guest user), POST ${api}/api/associate/facebook/ with its access_token,

@@ -15,6 +15,13 @@ export interface SocialToken {
   nonce?: string;
   /** Authorization code (Sign in with Apple). */
   code?: string;
+  /** Sign in with Apple: the client id a `code` sent alone was issued to, when the server knows several. */
+  client_id?: string;
+  /**
+   * Sign in with Apple: the name Apple gives the app on the FIRST authorization only (web: the `user` form
+   * field's JSON text; iOS: build it from ASAuthorizationAppleIDCredential.fullName). Kept for display.
+   */
+  user?: { name?: { firstName?: string; lastName?: string }; email?: string } | string;
 }
 
 export interface Credentials {
@@ -96,7 +103,7 @@ export interface Endpoint {
 const tokenResponse: ResponseShape = { required: requiredOf<TokenResponse>({ id: true, username: true, access_token: true, refresh_token: true, token_type: true, expires_in: true }) };
 const association: ResponseShape = { required: requiredOf<Association>({ provider: true, uid: true, extra_data: true, created_at: true, updated_at: true }) };
 const credentials = keysOf<Credentials>({ username: true, password: true });
-const socialToken = keysOf<SocialToken>({ access_token: true, access_token_secret: true, id_token: true, nonce: true, code: true });
+const socialToken = keysOf<SocialToken>({ access_token: true, access_token_secret: true, id_token: true, nonce: true, code: true, client_id: true, user: true });
 
 export const ENDPOINTS = {
   createUser: { method: 'POST', path: '/api/users/', status: 201, auth: false, request: credentials, response: tokenResponse },
