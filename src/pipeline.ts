@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ApiError } from './errors.js';
 import type { Association, Client, Storage, User } from './storage.js';
+import { mergeFacts } from './providers/profile.js';
 import type { SocialIdentity } from './providers/types.js';
 import type { SecretBox } from './auth/secret-box.js';
 
@@ -70,20 +71,25 @@ export const associateUser: PipelineStep = async (context) => {
 };
 
 /**
- * Keep the provider's latest profile and token facts on the link. What this sign-in told is merged over
- * what was kept: a fact it did not read (a profile not fetched, an Apple name given only once) stays.
+ * Keep the provider's latest profile and token facts on the link: what this sign-in read replaces what was
+ * kept, except the facts it did not read (identity.keptFacts: a profile not fetched, an Apple name given once).
  */
 export const loadExtraData: PipelineStep = async (context) => {
   if (!context.association || context.isNewAssociation) return;
-  const extraData = { ...context.association.extraData, ...context.identity.extraData };
+  const extraData = mergeFacts(context.association.extraData, context.identity);
   // Most sign-ins bring the same facts: no write then (unless there are new tokens to keep).
-  const unchanged = JSON.stringify(context.association.extraData) === JSON.stringify(extraData);
-  if (unchanged && !context.identity.tokens) return;
+  if (sameFacts(context.association.extraData, extraData) && !context.identity.tokens) return;
   await context.storage.updateExtraData(context.association.id, extraData, sealedTokens(context));
   context.association = { ...context.association, extraData };
 };
 
 export const defaultPipeline: readonly PipelineStep[] = [authAllowed, socialUser, createUser, associateUser, loadExtraData];
+
+/** Equal facts, whatever the order of their keys. */
+function sameFacts(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
+  const sorted = (facts: Record<string, unknown>) => JSON.stringify(Object.entries(facts).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
+  return sorted(a) === sorted(b);
+}
 
 /** The provider tokens to keep, sealed and bound to this (provider, uid); null when there are none. */
 function sealedTokens(context: PipelineContext): string | null {
@@ -110,7 +116,9 @@ export async function runPipeline<T = undefined>(
   for (let attempt = 1; ; attempt++) {
     try {
       return await storage.transaction(async (trx) => {
-        const context: PipelineContext = { ...input, storage: trx, isNewUser: false, isNewAssociation: false };
+        // No provider call inside the transaction: a profile not read by now stays unread.
+        const identity = { ...input.identity, loadProfile: undefined };
+        const context: PipelineContext = { ...input, identity, storage: trx, isNewUser: false, isNewAssociation: false };
         for (const step of steps) await step(context);
         await recordOutcome(context);
         return { context, result: await then?.(context) };

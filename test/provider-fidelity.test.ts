@@ -148,6 +148,19 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
     });
   });
 
+  describe('GitHub, one call', () => {
+    it("signs a linked account in with the token check alone; a new link reads /user and /user/emails too", async () => {
+      const calls = async () => (await stack.emulator.stats()).requests.github ?? 0;
+      const token = await stack.emulator.mintGithubToken();
+      let before = await calls();
+      const { user } = await associate('github', { access_token: token.access_token });
+      expect(await calls()).toBe(before + 3);
+      before = await calls();
+      expect((await auth('github', { access_token: token.access_token })).body.id).toBe(user.id);
+      expect(await calls()).toBe(before + 1);
+    });
+  });
+
   describe('Microsoft (multi-tenant OpenID Connect)', () => {
     it("signs in users of the accepted tenants; refuses another tenant, and an iss that names another tenant than tid", async () => {
       const a = await stack.emulator.mintMicrosoftIdToken({ tid: TENANT_A });
@@ -159,6 +172,24 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
       expectError(await auth('oidc:microsoft', { id_token: (await stack.emulator.mintMicrosoftIdToken({ tid: TENANT_B })).id_token }), 400, 'invalid_token');
       const forged = await stack.emulator.mintMicrosoftIdToken({ tid: TENANT_A, iss: stack.emulator.microsoftIssuerUrl(TENANT_B) });
       expectError(await auth('oidc:microsoft', { id_token: forged.id_token }), 400, 'invalid_token');
+    });
+
+    it("refuses a token of one tenant signed with a key Microsoft publishes for another tenant only", async () => {
+      const genuine = await stack.emulator.mintMicrosoftIdToken({ tid: CONSUMERS, signing_key: 'consumers' });
+      expect((await associate('oidc:microsoft', { id_token: genuine.id_token })).answer.status).toBe(200);
+      const crossTenant = await stack.emulator.mintMicrosoftIdToken({ tid: TENANT_A, signing_key: 'consumers' });
+      const answer = await auth('oidc:microsoft', { id_token: crossTenant.id_token });
+      expectError(answer, 400, 'invalid_token');
+      expect(answer.body.detail).toMatch(/key of another issuer/);
+    });
+
+    it('names an account by its tenant and sub: the same sub in two tenants is two accounts', async () => {
+      const a = await stack.emulator.mintMicrosoftIdToken({ tid: TENANT_A, sub: 'same-person-id' });
+      const { answer } = await associate('oidc:microsoft', { id_token: a.id_token });
+      expect(answer.body.association.uid).toBe(`${TENANT_A}:${a.claims.sub}`);
+      const other = await stack.emulator.mintMicrosoftIdToken({ tid: CONSUMERS, sub: 'same-person-id' });
+      expect(other.claims.sub).toBe(a.claims.sub);
+      expect((await auth('oidc:microsoft', { id_token: other.id_token })).status).toBe(404);
     });
   });
 
@@ -185,6 +216,12 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
         expect(line, `${provider}: a warn line for the operator`).toBeDefined();
         expect(String(line!.msg)).toMatch(hint);
       }
+      // A rate limit may be one user's (Graph 17, X 88): ten in a row leave the circuit closed for everyone else.
+      const mine = await stack.emulator.mintFacebookToken();
+      expect((await associate('facebook', { access_token: mine.access_token })).answer.status).toBe(200);
+      await stack.emulator.setFault('facebook', { mode: 'rate_limited', code: 17, count: 10 });
+      for (let i = 0; i < 10; i++) expectError(await auth('facebook', { access_token: mine.access_token }), 503, 'provider_unavailable');
+      expect((await auth('facebook', { access_token: mine.access_token })).status).toBe(200);
       // GitHub said when its window resets: the app is told when to try again.
       await stack.emulator.setFault('github', { mode: 'rate_limited' });
       const throttled = await auth('github', { access_token: (await stack.emulator.mintGithubToken()).access_token });

@@ -110,7 +110,7 @@ export function oidcControlRoutes(state: EmulatorState, ids: IdProviders) {
 
     app.post<{ Body: MintMicrosoftIdTokenInput }>(
       '/microsoft/id_tokens',
-      { schema: { body: { ...mintIdTokenBodySchema, properties: { ...mintIdTokenBodySchema.properties, tid: { type: 'string' } } } } },
+      { schema: { body: { ...mintIdTokenBodySchema, properties: { ...mintIdTokenBodySchema.properties, tid: { type: 'string' }, signing_key: { type: 'string', enum: ['common', 'consumers'] } } } } },
       async (request, reply) => reply.code(201).send(await mintMicrosoftIdToken(ids.microsoft, listeningOrigin(request), request.body)),
     );
 

@@ -28,6 +28,12 @@ export interface MicrosoftOptions {
 export interface MintMicrosoftIdTokenInput extends MintIdTokenInput {
   /** The user's tenant; default: the personal-accounts tenant. */
   tid?: string;
+  /**
+   * Which published key signs: `common` (default), a key whose `issuer` is the {tenantid} template, or
+   * `consumers`, a key bound to the personal-accounts tenant — signing another tenant's token with it is
+   * the forgery a verifier must refuse.
+   */
+  signing_key?: 'common' | 'consumers';
 }
 
 /** Personal Microsoft accounts (outlook.com, xbox…) all belong to this tenant. */
@@ -37,12 +43,15 @@ const TENANT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 export class MicrosoftProvider {
   // Microsoft's kids are 27 base64url characters (the x5t of their certificate).
   readonly issuer = new OidcIssuer(() => randomBytesBase64Url(20));
+  /** Keys published for the personal-accounts tenant only (their `issuer` names it). */
+  readonly consumersKeys = new OidcIssuer(() => randomBytesBase64Url(20));
   readonly users = new Map<string, Person>();
 
   constructor(readonly clientIds: readonly string[]) {}
 
   reset(): void {
     this.issuer.reset();
+    this.consumersKeys.reset();
     this.users.clear();
   }
 }
@@ -78,7 +87,8 @@ export async function mintMicrosoftIdToken(ms: MicrosoftProvider, origin: string
     }),
     ...input.claims,
   };
-  return { id_token: await ms.issuer.mint(claims, input.forge), sub: String(claims.sub), claims };
+  const keys = input.signing_key === 'consumers' ? ms.consumersKeys : ms.issuer;
+  return { id_token: await keys.mint(claims, input.forge), sub: String(claims.sub), claims };
 }
 
 export function microsoftRoutes(state: EmulatorState, ms: MicrosoftProvider) {
@@ -141,8 +151,14 @@ export function microsoftRoutes(state: EmulatorState, ms: MicrosoftProvider) {
       const { tenant } = request.params as { tenant: string };
       const issuer = issuerOf(listeningOrigin(request), tenant);
       if (!issuer) return unknownTenant(reply, tenant);
-      const { keys } = await ms.issuer.jwks();
-      return sendJwks(reply, { keys: keys.map(({ alg: _alg, ...key }) => ({ ...key, x5t: key.kid, issuer: microsoftIssuer(listeningOrigin(request), '{tenantid}') })) }, ms.issuer.jwksMaxAgeSeconds);
+      const origin = listeningOrigin(request);
+      const published = (keys: Array<{ kid: string; alg?: string }>, keyIssuer: string) =>
+        keys.map(({ alg: _alg, ...key }) => ({ ...key, x5t: key.kid, issuer: keyIssuer }));
+      const keys = [
+        ...published((await ms.issuer.jwks()).keys, microsoftIssuer(origin, '{tenantid}')),
+        ...published((await ms.consumersKeys.jwks()).keys, microsoftIssuer(origin, CONSUMERS_TENANT)),
+      ];
+      return sendJwks(reply, { keys }, ms.issuer.jwksMaxAgeSeconds);
     });
   };
 }

@@ -53,7 +53,10 @@ export class OidcIssuer {
   jwksMaxAgeSeconds = DEFAULT_JWKS_MAX_AGE_SECONDS;
 
   /** `newKid`: the provider's kid style (Google: 40 hex digits, Apple: 10 characters...). */
-  constructor(private readonly newKid: () => string = () => randomHex(40)) {}
+  constructor(private readonly newKid: () => string = () => randomHex(40)) {
+    // The RSA key is made now, in the background: a verifier's first JWKS fetch must not wait for it.
+    void this.ready();
+  }
 
   /** The key set as the JWKS endpoint publishes it: public keys only. */
   async jwks(): Promise<{ keys: PublishedJwk[] }> {

@@ -67,17 +67,25 @@ export const apple: ProviderModule<AppleConfig> = {
         const name = appleUserName(input.user);
         const claims = form === 'id_token' ? await verifyIdToken(input.id_token!, policy, input.nonce) : undefined;
         if (!input.code || !secrets) {
-          if (!claims) throw new InvalidTokenError('code needs the Sign in with Apple key settings (SOCIAL_AUTH_APPLE_TEAM_ID, _KEY_ID, _PRIVATE_KEY)');
+          // The app can send its id_token instead; the server's settings are the operator's to complete.
+          if (!claims) throw invalidRequest('id_token is required for apple: this server cannot redeem codes (no Sign in with Apple key is configured)');
           return identity(claims, name);
         }
-        // A code alone does not say which of our client ids it was issued to: try each (a refused one is not redeemed).
-        const candidates = codeClientIds(claims, input.client_id);
-        for (const [index, clientId] of candidates.entries()) {
-          const exchanged = await exchangeCode(http, config.apiUrl, clientId, await secrets.get(clientId), input.code, index < candidates.length - 1);
-          if (!exchanged) continue;
+        // A code alone does not say which of our client ids it was issued to: try each. (That Apple does not
+        // redeem a code refused for another client id is assumed: no source says; sending client_id avoids it.)
+        const refusedClients: string[] = [];
+        for (const clientId of codeClientIds(claims, input.client_id)) {
+          const exchanged = await exchangeCode(http, config.apiUrl, clientId, await secrets.get(clientId), input.code);
+          if ('refused' in exchanged) {
+            if (exchanged.refused === 'invalid_client') refusedClients.push(clientId);
+            continue;
+          }
           const codeClaims = await verifyIdToken(exchanged.idToken, policy, claims ? undefined : input.nonce);
           if (claims && codeClaims.sub !== claims.sub) throw new InvalidTokenError('the code belongs to another user than the identity token');
           return { ...identity(claims ?? codeClaims, name), tokens: { refresh_token: exchanged.refreshToken, client_id: clientId } };
+        }
+        if (refusedClients.length === codeClientIds(claims, input.client_id).length) {
+          throw providerRefusedApp('apple', 'invalid_client', `check SOCIAL_AUTH_APPLE_TEAM_ID, _KEY_ID, _PRIVATE_KEY, and that ${refusedClients.join(', ')} belong to that team`);
         }
         throw new InvalidTokenError('the authorization code is invalid, expired or already used');
       },
@@ -89,7 +97,10 @@ export const apple: ProviderModule<AppleConfig> = {
           token: tokens.refresh_token,
           token_type_hint: 'refresh_token',
         });
-        const status = await http.send(`${config.apiUrl}/auth/revoke`, formPost(body));
+        const { status, body: answer } = await http.json(`${config.apiUrl}/auth/revoke`, formPost(body));
+        if (status === 400 && isObject(answer) && answer.error === 'invalid_client') {
+          throw providerRefusedApp('apple', 'invalid_client on revoke', 'check SOCIAL_AUTH_APPLE_TEAM_ID, _KEY_ID and _PRIVATE_KEY');
+        }
         if (status !== 200) throw new ProviderUnavailableError('apple', `refused to revoke the token (HTTP ${status})`);
       },
     };
@@ -166,21 +177,12 @@ const formPost = (body: URLSearchParams) => ({
   body: body.toString(),
 });
 
-/**
- * Redeems the code. With `mayBeAnotherClients`, a refusal that could mean "not this client id" answers
- * undefined, so the next candidate is tried.
- */
-async function exchangeCode(http: ProviderHttp, apiUrl: string, clientId: string, clientSecret: string, code: string, mayBeAnotherClients = false) {
+/** Redeems the code with one client id: its tokens, or Apple's refusal (invalid_grant, invalid_client) to try the next id. */
+async function exchangeCode(http: ProviderHttp, apiUrl: string, clientId: string, clientSecret: string, code: string) {
   const body = new URLSearchParams({ client_id: clientId, client_secret: clientSecret, code, grant_type: 'authorization_code' });
   const { status, body: answer } = await http.json(`${apiUrl}/auth/token`, formPost(body));
   const error = isObject(answer) ? stringField(answer, 'error') : undefined;
-  if (status === 400 && error === 'invalid_grant') {
-    if (mayBeAnotherClients) return undefined;
-    throw new InvalidTokenError('the authorization code is invalid, expired or already used');
-  }
-  if (status === 400 && error === 'invalid_client') {
-    throw providerRefusedApp('apple', 'invalid_client', `check SOCIAL_AUTH_APPLE_TEAM_ID, _KEY_ID, _PRIVATE_KEY and that ${clientId} belongs to that team`);
-  }
+  if (status === 400 && (error === 'invalid_grant' || error === 'invalid_client')) return { refused: error };
   if (status !== 200 || !isObject(answer)) {
     throw new ProviderUnavailableError('apple', `refused the code exchange (HTTP ${status}${error ? `, ${error}` : ''})`);
   }
@@ -204,9 +206,10 @@ function identity(claims: Record<string, unknown>, name: { first_name?: string; 
       is_private_email: flag(claims.is_private_email),
       real_user_status: typeof claims.real_user_status === 'number' ? claims.real_user_status : null,
       expires_at: typeof claims.exp === 'number' ? claims.exp : null,
-      // Only when the app sent them: a later sign-in without a name never erases the one kept.
       ...(name.first_name ? { first_name: name.first_name } : {}),
       ...(name.last_name ? { last_name: name.last_name } : {}),
     },
+    // Apple gives the name once: a later sign-in without it never erases the one kept.
+    keptFacts: (['first_name', 'last_name'] as const).filter((key) => !name[key]),
   };
 }

@@ -3,7 +3,7 @@ import type { Provider } from './types.js';
 
 /**
  * One provider's circuit breaker. After `threshold` verifications in a row failed because the provider
- * was unavailable, it opens: requests answer 503 at once for `cooldownMs`, instead of piling up while
+ * was down (an outage: see ProviderFailure), it opens: requests answer 503 at once for `cooldownMs`, instead of piling up while
  * each waits for a timeout. Then it lets one trial through (half-open): a success closes it, a failure
  * opens it again. It counts whole verifications, not HTTP calls, since one sign-in may make several.
  */
@@ -45,8 +45,9 @@ export function withCircuitBreaker(provider: Provider, breaker: CircuitBreaker):
       breaker.succeeded();
       return result;
     } catch (error) {
-      // Only an unavailable provider counts: a refused token is the provider working fine.
-      if (error instanceof ProviderUnavailableError) breaker.failed();
+      // Only an outage counts. A refused token is the provider working fine; so is a rate limit or a refusal
+      // of our app, which may be one user's limit (Graph 17, X 88) and must not close the provider to all.
+      if (error instanceof ProviderUnavailableError && error.failure === 'outage') breaker.failed();
       else breaker.succeeded();
       throw error;
     }

@@ -90,6 +90,7 @@ export const facebook: ProviderModule<FacebookConfig> = {
           uid: userId,
           details: {},
           extraData: { id: userId, expires_at: expiresAt, scopes: Array.isArray(data.scopes) ? data.scopes : [] },
+          keptFacts: PROFILE_FACTS,
           async loadProfile() {
             const me = await (profile ?? readProfile(token));
             if (stringField(me, 'id') !== userId) throw new InvalidTokenError('the token belongs to another user than /me answered');
@@ -106,12 +107,16 @@ export const facebook: ProviderModule<FacebookConfig> = {
   },
 };
 
+/** What the profile read adds to extra_data: kept as they are by a sign-in that does not read it. */
+const PROFILE_FACTS = ['name', 'email', 'profile_read_at'];
+
 /** Graph's error codes that mean it throttles our app (application, user, page, custom and business limits). */
 const RATE_LIMIT_CODES = new Set([4, 17, 32, 613, 80001, 80002, 80003, 80004, 80005, 80006, 80008, 80009, 80014]);
 
 /**
  * What a Graph error answer means. Graph answers {"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}:
- * on debug_token, code 100 is the user's token of another app, code 190 our app access token refused;
+ * on debug_token, code 100 is the user's token of another app, code 190 our app access token refused, and
+ * anything else (1, 2: internal errors, sent with HTTP 400 too) Graph's trouble;
  * on /me, code 190 is the user's token invalid or expired, code 100 an appsecret_proof our secret did not make.
  */
 function graphFailure(endpoint: '/me' | 'debug_token', status: number, body: unknown): Error {
@@ -123,7 +128,10 @@ function graphFailure(endpoint: '/me' | 'debug_token', status: number, body: unk
   if (RATE_LIMIT_CODES.has(code)) return providerRateLimited('facebook', `Graph error ${code}`);
   if (endpoint === 'debug_token') {
     if (code === 100) return new InvalidTokenError('the token was issued to another app');
-    return providerRefusedApp('facebook', `Graph error ${code} on debug_token`, 'check SOCIAL_AUTH_FACEBOOK_KEY and SOCIAL_AUTH_FACEBOOK_SECRET (the app id and app secret)');
+    if (code === 190) {
+      return providerRefusedApp('facebook', 'Graph error 190 on debug_token', 'check SOCIAL_AUTH_FACEBOOK_KEY and SOCIAL_AUTH_FACEBOOK_SECRET (the app id and app secret)');
+    }
+    return new ProviderUnavailableError('facebook', `answered debug_token with Graph error ${code}`);
   }
   if (code === 190 || code === 102 || code === 2500) return new InvalidTokenError('the token is invalid or expired');
   if (code === 100) {

@@ -93,6 +93,8 @@ export const github: ProviderModule<GithubConfig> = {
           uid,
           details: { username: owner.login },
           extraData: { id: owner.id, login: owner.login ?? null },
+          // Kept as they are by a sign-in that does not read the profile.
+          keptFacts: ['name', 'email', 'profile_read_at'],
           async loadProfile() {
             const read = await (profile ?? readProfile(token));
             if (read.id !== owner.id) throw new InvalidTokenError('the token belongs to another user than /user answered');

@@ -61,17 +61,11 @@ export class ProviderHttp {
     })));
   }
 
-  /** Calls the provider and parses its JSON answer; 5xx, 429, non-JSON and network errors become 502. */
-  json(url: string, options: RequestOptions = {}): Promise<JsonResponse> {
-    return this.call(url, options, true);
-  }
-
-  /** Calls the provider for its status alone (endpoints that answer an empty body). */
-  async send(url: string, options: RequestOptions = {}): Promise<number> {
-    return (await this.call(url, options, false)).status;
-  }
-
-  private async call(url: string, options: RequestOptions, parseJson: boolean): Promise<JsonResponse> {
+  /**
+   * Calls the provider and parses its JSON answer (an empty body is `undefined`); 5xx, non-JSON and
+   * network errors become 502, 429 a rate limit (503).
+   */
+  async json(url: string, options: RequestOptions = {}): Promise<JsonResponse> {
     const started = performance.now();
     const finish = (outcome: ProviderOutcome) => this.observe(this.provider, outcome, (performance.now() - started) / 1000);
     const retryable = (options.method ?? 'GET') === 'GET';
@@ -108,7 +102,7 @@ export class ProviderHttp {
       }
       let body: unknown;
       try {
-        body = parseJson ? (JSON.parse(text) as unknown) : undefined;
+        body = text === '' ? undefined : (JSON.parse(text) as unknown);
       } catch {
         finish('invalid_response');
         throw new ProviderUnavailableError(this.provider, `answered HTTP ${response.statusCode} with a body that is not JSON`);

@@ -1,4 +1,4 @@
-import { decodeJwt, errors, jwtVerify, type JWTPayload } from 'jose';
+import { decodeJwt, errors, jwtVerify, type JWK, type JWTPayload } from 'jose';
 import { ApiError, InvalidTokenError } from '../errors.js';
 import type { JwksCache } from './jwks.js';
 
@@ -14,6 +14,8 @@ export interface IdTokenPolicy {
   clockToleranceSeconds?: number;
   /** Does the token's nonce answer the one the app sent? Default: equal. */
   nonceAccepted?: (claims: JWTPayload, sent: string) => boolean;
+  /** May the key that signed the token sign for its issuer? (Microsoft binds keys to issuers.) Default: yes. */
+  keyAccepted?: (key: JWK | undefined, claims: JWTPayload) => boolean;
 }
 
 /**
@@ -26,9 +28,10 @@ export interface IdTokenPolicy {
 export async function verifyIdToken(token: string, policy: IdTokenPolicy, expectedNonce?: string): Promise<JWTPayload> {
   const tolerance = policy.clockToleranceSeconds ?? 60;
   let payload: JWTPayload;
+  let kid: string | undefined;
   try {
     const issuers = typeof policy.issuers === 'function' ? policy.issuers(decodeJwt(token)) : policy.issuers;
-    ({ payload } = await jwtVerify(token, policy.jwks.getKey, {
+    ({ payload, protectedHeader: { kid } } = await jwtVerify(token, policy.jwks.getKey, {
       issuer: [...issuers],
       audience: [...policy.audiences],
       algorithms: [...policy.algorithms],
@@ -47,6 +50,9 @@ export async function verifyIdToken(token: string, policy: IdTokenPolicy, expect
   const audiences = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
   if (!audiences.every((audience) => typeof audience === 'string' && policy.audiences.includes(audience))) {
     throw new InvalidTokenError('the ID token names an audience that is not ours (aud)');
+  }
+  if (policy.keyAccepted && !policy.keyAccepted(policy.jwks.keyOf(kid), payload)) {
+    throw new InvalidTokenError('the ID token is signed by a key of another issuer');
   }
   if (typeof payload.sub !== 'string' || payload.sub === '') throw new InvalidTokenError('the ID token has no subject');
   if (expectedNonce !== undefined && !(policy.nonceAccepted ?? nonceEquals)(payload, expectedNonce)) {

@@ -1,4 +1,4 @@
-import { createLocalJWKSet, errors, type FlattenedJWSInput, type JSONWebKeySet, type JWSHeaderParameters } from 'jose';
+import { createLocalJWKSet, errors, type FlattenedJWSInput, type JSONWebKeySet, type JWK, type JWSHeaderParameters } from 'jose';
 import { ProviderUnavailableError } from '../errors.js';
 import { isObject, type ProviderHttp } from './http.js';
 
@@ -21,6 +21,8 @@ type KeyResolver = ReturnType<typeof createLocalJWKSet>;
  */
 export class JwksCache {
   private resolver: KeyResolver | undefined;
+  /** The published keys as fetched, for members jose does not read (Microsoft's per-key `issuer`). */
+  private keys: JWK[] = [];
   private freshUntil = 0;
   private lastFetchStartedAt = -Infinity;
   private inflight: Promise<void> | undefined;
@@ -54,6 +56,11 @@ export class JwksCache {
     }
   };
 
+  /** The published key of this kid, as fetched. */
+  keyOf(kid: string | undefined): JWK | undefined {
+    return kid === undefined ? undefined : this.keys.find((key) => key.kid === kid);
+  }
+
   /** Fetches the keys now (deduplicated); on failure keeps the previous keys, and throws only when it has none. */
   refresh(): Promise<void> {
     this.inflight ??= this.fetchKeys().finally(() => (this.inflight = undefined));
@@ -73,6 +80,7 @@ export class JwksCache {
         throw new ProviderUnavailableError(this.http.provider, `answered its JWKS with HTTP ${status} and no key set`);
       }
       this.resolver = createLocalJWKSet(body as unknown as JSONWebKeySet);
+      this.keys = body.keys as JWK[];
       this.freshUntil = Date.now() + this.maxAge(headers['cache-control'], headers.age);
     } catch (error) {
       if (this.resolver) {

@@ -64,9 +64,19 @@ export function createOidcProvider(config: OidcConfig, http: ProviderHttp): Prov
     if (status !== 200 || !isObject(body) || !jwksUri || !/^https?:\/\//.test(jwksUri)) {
       throw new ProviderUnavailableError(name, `answered its discovery document with HTTP ${status} and no jwks_uri`);
     }
-    const issuers = issuersOf(config, stringField(body, 'issuer'));
+    const discovered = stringField(body, 'issuer');
+    const issuers = issuersOf(config, discovered);
     if (!issuers) throw new ProviderUnavailableError(name, 'its discovery document names another issuer than configured');
-    return { jwks: new JwksCache(http, jwksUri), issuers, audiences: config.clientIds, algorithms: config.algorithms };
+    const policy: IdTokenPolicy = { jwks: new JwksCache(http, jwksUri), issuers, audiences: config.clientIds, algorithms: config.algorithms };
+    // A multi-tenant issuer's keys each name the issuer they sign for ({tenantid} or one tenant): a key of
+    // one tenant must not sign another tenant's tokens (Microsoft's signing-key issuer check).
+    if (typeof issuers === 'function') {
+      policy.keyAccepted = (key, claims) => {
+        const keyIssuer = (key as { issuer?: unknown } | undefined)?.issuer;
+        return typeof keyIssuer === 'string' && keyIssuer.replace('{tenantid}', String(claims.tid)) === claims.iss;
+      };
+    }
+    return policy;
   };
   // A failed discovery is retried by the next request instead of being remembered.
   const getPolicy = () => (policy ??= discover().catch((error: unknown) => {
@@ -81,17 +91,21 @@ export function createOidcProvider(config: OidcConfig, http: ProviderHttp): Prov
     },
     async verify(input) {
       const token = requireField(input, 'id_token', name);
-      const claims = await verifyIdToken(token, await getPolicy(), input.nonce);
+      const policy = await getPolicy();
+      const claims = await verifyIdToken(token, policy, input.nonce);
       const email = claimString(claims, 'email');
       const fullname = claimString(claims, 'name');
+      // sub is unique within its issuer (OpenID Connect Core 2); a multi-tenant endpoint's issuer is the tenant's.
+      const multiTenant = typeof policy.issuers === 'function';
       return {
-        uid: String(claims.sub),
+        uid: multiTenant ? `${String(claims.tid)}:${String(claims.sub)}` : String(claims.sub),
         details: { username: claimString(claims, 'preferred_username') ?? fullname, email, fullname },
         extraData: {
           sub: claims.sub,
           iss: claims.iss,
           email: email ?? null,
-          email_verified: claims.email_verified === true,
+          email_verified: claims.email_verified === true || claims.email_verified === 'true',
+          ...(multiTenant ? { tid: claims.tid } : {}),
           name: fullname ?? null,
           expires_at: typeof claims.exp === 'number' ? claims.exp : null,
         },

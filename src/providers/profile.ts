@@ -11,12 +11,34 @@ import type { SocialIdentity } from './types.js';
 export async function withProfile(identity: SocialIdentity): Promise<SocialIdentity> {
   if (!identity.loadProfile) return identity;
   const profile = await identity.loadProfile();
+  const extraData = { ...identity.extraData, ...profile.extraData, profile_read_at: Math.floor(Date.now() / 1000) };
   return {
     ...identity,
     details: { ...identity.details, ...profile.details },
-    extraData: { ...identity.extraData, ...profile.extraData, profile_read_at: Math.floor(Date.now() / 1000) },
+    extraData,
+    keptFacts: identity.keptFacts?.filter((key) => !(key in extraData)),
     loadProfile: undefined,
   };
+}
+
+/**
+ * The identity of a sign-in that did not read the profile: its details come from the profile kept on the
+ * link (pipeline steps see a name and an e-mail as usual), and it can no longer call the provider.
+ */
+export function withKeptProfile(identity: SocialIdentity, kept: Record<string, unknown>): SocialIdentity {
+  const text = (key: string) => (typeof kept[key] === 'string' && kept[key] !== '' ? (kept[key] as string) : undefined);
+  const name = text('name');
+  return {
+    ...identity,
+    details: { username: name ?? text('login'), email: text('email'), fullname: name, ...identity.details },
+    loadProfile: undefined,
+  };
+}
+
+/** The facts to keep on a link after this sign-in: what it read, and the kept facts it did not read. */
+export function mergeFacts(kept: Record<string, unknown>, identity: Pick<SocialIdentity, 'extraData' | 'keptFacts'>): Record<string, unknown> {
+  const unread = Object.fromEntries((identity.keptFacts ?? []).filter((key) => key in kept).map((key) => [key, kept[key]]));
+  return { ...unread, ...identity.extraData };
 }
 
 /** Is the profile kept on a link older than `maxAgeSeconds` (or never read)? */

@@ -31,6 +31,11 @@ export interface SocialIdentity {
   /** Provider tokens kept to revoke them later (never shown; see Provider.revoke). */
   tokens?: Record<string, string>;
   /**
+   * extra_data keys this sign-in did not read (a profile not fetched, Apple's name given only on the first
+   * authorization): a link keeps their values as they are. Every other key is replaced by `extraData`.
+   */
+  keptFacts?: readonly string[];
+  /**
    * Present when the token was proved without reading the account's profile (`verify` with
    * `profile: false`): reads it. Called only when the profile is needed — see providers/profile.ts.
    */

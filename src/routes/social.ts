@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { ApiError, unknownProvider } from '../errors.js';
 import { runPipeline } from '../pipeline.js';
-import { profileIsStale, withProfile } from '../providers/profile.js';
+import { profileIsStale, withKeptProfile, withProfile } from '../providers/profile.js';
 import type { Provider, TokenInput } from '../providers/types.js';
 import type { Services } from '../services.js';
 import { authenticator, clientOf } from './request.js';
@@ -21,7 +21,7 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
     if (!identity.loadProfile) return identity;
     const link = await storage.findAssociation(provider.name, identity.uid);
     const needed = link ? profileIsStale(link.extraData, config.profileMaxAgeSeconds) : config.createUser;
-    return needed ? withProfile(identity) : identity;
+    return needed ? withProfile(identity) : withKeptProfile(identity, link?.extraData ?? {});
   };
   const providerOf = (name: string) => {
     const provider = providers.get(name);

@@ -269,6 +269,7 @@ const RECIPES: Record<string, Recipe> = {
         tid: String(claims.tid),
         nonce: String(claims.nonce),
         ...(variant === 'tid_mismatch' ? { iss: `${url}/microsoft/${issTenant}/v2.0` } : {}),
+        ...(variant === 'key_of_another_tenant' ? { signing_key: 'consumers' as const } : {}),
       });
       return context.token(minted.id_token);
     }
