@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { generateSigningKeySet } from '../src/auth/keys.js';
-import { emulatedApps, generateAppleKey } from '../src/dev-settings.js';
+import { emulatedApps, generateAppleKey } from '../src/config/dev.js';
 import { EmulatorClient } from '../src/emulator/index.js';
 import { cycle, measure, type LoadSpec, type Shot } from './load.js';
 import { announcedUrl, freePort, startNode, stop, stopAll, waitForHealthy } from './processes.js';

@@ -1,7 +1,7 @@
 // The provider emulator in its own process, so that it never shares an event loop with the load generator
 // or the server under test. Started by bench/run.ts; prints {"url": ...} on one stdout line when listening.
-import type { EmulatedApps } from '../src/dev-settings.js';
-import { emulatorOptionsFor } from '../src/dev-settings.js';
+import type { EmulatedApps } from '../src/config/dev.js';
+import { emulatorOptionsFor } from '../src/config/dev.js';
 import { startEmulator } from '../src/emulator/index.js';
 
 const apps = JSON.parse(process.env.BENCH_APPS ?? 'null') as EmulatedApps | null;

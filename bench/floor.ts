@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
-import { migrateToLatest, type Database } from '../src/db/index.js';
+import { migrateToLatest, type Database } from '../src/store/database.js';
 
 const ROUNDS = Number(process.env.BENCH_FLOOR_ROUNDS ?? 5000);
 

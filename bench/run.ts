@@ -7,7 +7,7 @@ import { cpus, availableParallelism, tmpdir, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import pg from 'pg';
 import { generateSigningKeySet } from '../src/auth/keys.js';
-import { emulatedApps, generateAppleKey } from '../src/dev-settings.js';
+import { emulatedApps, generateAppleKey } from '../src/config/dev.js';
 import { EmulatorClient } from '../src/emulator/index.js';
 import { cycle, measure, type LoadSpec, type Shot, type Timing } from './load.js';
 import { announcedUrl, freePort, killAll, processTree, rssBytes, startNode, stop, stopAll, waitForHealthy, type Child } from './processes.js';

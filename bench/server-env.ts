@@ -1,7 +1,7 @@
 // The environment of social-link under load: production mode, no rate limits (one client address sends
 // everything), warnings only, the given keys, and the emulated providers' settings.
 import { randomBytes } from 'node:crypto';
-import { serverEnvFor, type emulatedApps } from '../src/dev-settings.js';
+import { serverEnvFor, type emulatedApps } from '../src/config/dev.js';
 
 export function benchServerEnv(options: {
   databaseUrl: string;

@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
-import { loadConfig } from './config.js';
-import { migrateToLatest } from './db/index.js';
+import { loadConfig } from './config/config.js';
+import { migrateToLatest } from './store/database.js';
 import { generateSigningKeySet, rotateSigningKeySet } from './auth/keys.js';
-import { serveWithWorkers, startServer } from './server.js';
-import { ConfigError } from './settings.js';
-import { adminCommands } from './admin.js';
-import { withDatabase, type Command } from './command.js';
-import { loadConfigFile } from './config-file.js';
+import { serveWithWorkers, startServer } from './http/server.js';
+import { ConfigError } from './config/settings.js';
+import { adminCommands } from './cli/admin.js';
+import { withDatabase, type Command } from './cli/command.js';
+import { loadConfigFile } from './config/file.js';
 
 const commands: Record<string, Command> = {
   serve: {
@@ -41,7 +41,7 @@ const commands: Record<string, Command> = {
     options: { port: { type: 'string' } },
     async run({ values }) {
       // Loaded here only: `serve` in production never loads the emulator.
-      const { emulatedApps, emulatorOptionsFor, generateAppleKey } = await import('./dev-settings.js');
+      const { emulatedApps, emulatorOptionsFor, generateAppleKey } = await import('./config/dev.js');
       const { startEmulator } = await import('./emulator/index.js');
       const emulator = await startEmulator({ ...emulatorOptionsFor(emulatedApps(process.env, generateAppleKey())), port: Number(values.port ?? 9000), logger: true });
       console.log(`provider emulator on ${emulator.url} (control API: ${emulator.url}/_emulator)`);

@@ -1,17 +1,17 @@
 import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Migrator, sql, type Kysely, type Migration } from 'kysely';
-import { ApiError, unknownProvider } from './errors.js';
-import { installErrorHandling } from './app.js';
+import { ApiError, unknownProvider } from './core/errors.js';
+import { installErrorHandling } from './http/app.js';
 import { SecretBox } from './auth/secret-box.js';
 import { loadProviderConfigs } from './providers/index.js';
 import { CircuitBreaker, withCircuitBreaker } from './providers/circuit-breaker.js';
 import { revokeKeptTokens } from './providers/revocation.js';
 import { withProfile } from './providers/profile.js';
 import type { Provider, SocialIdentity, TokenInput, VerifyOptions } from './providers/types.js';
-import { Settings, type Env } from './settings.js';
-import { isPostgres } from './db/migrations.js';
-import { providerParam, socialTokenBody } from './routes/schemas.js';
+import { Settings, type Env } from './config/settings.js';
+import { isPostgres } from './store/migrations.js';
+import { providerParam, socialTokenBody } from './http/schemas.js';
 
 /**
  * social-link inside an existing Fastify app: the linking routes, mounted where the host wants them,

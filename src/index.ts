@@ -1,9 +1,9 @@
 /** social-link as a library: the standalone server, the plugin for an existing Fastify app, and the emulator. */
-export { buildApp, type AppOptions } from './app.js';
-export { startServer } from './server.js';
-export { loadConfig, type Config } from './config.js';
-export { defineConfig, loadConfigFile, type ConfigFile } from './config-file.js';
-export { openDatabase, migrateToLatest } from './db/index.js';
+export { buildApp, type AppOptions } from './http/app.js';
+export { startServer } from './http/server.js';
+export { loadConfig, type Config } from './config/config.js';
+export { defineConfig, loadConfigFile, type ConfigFile } from './config/file.js';
+export { openDatabase, migrateToLatest } from './store/database.js';
 export { socialLink, migrateSocialLink, type SocialLinkPluginOptions } from './embed.js';
 export {
   defaultPipeline,
@@ -14,7 +14,7 @@ export {
   loadExtraData,
   type PipelineStep,
   type PipelineContext,
-} from './pipeline.js';
-export { ApiError, InvalidTokenError, ProviderUnavailableError } from './errors.js';
+} from './core/pipeline.js';
+export { ApiError, InvalidTokenError, ProviderUnavailableError } from './core/errors.js';
 export type { Provider, ProviderModule, SocialIdentity, TokenInput } from './providers/types.js';
 export { startEmulator, buildEmulator, EmulatorClient, type EmulatorOptions } from './emulator/index.js';

@@ -70,7 +70,7 @@ describe('the CLI', () => {
   });
 
   it('dev mode refuses to run with NODE_ENV=production', () => {
-    const answer = run(['src/dev.ts'], { NODE_ENV: 'production' });
+    const answer = run(['src/cli/dev.ts'], { NODE_ENV: 'production' });
     expect(answer.status).toBe(1);
     expect(answer.stderr).toContain('refuses to run with NODE_ENV=production');
   });

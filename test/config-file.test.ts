@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfigFile } from '../src/config-file.js';
-import { loadConfig } from '../src/config.js';
-import { ConfigError } from '../src/settings.js';
+import { loadConfigFile } from '../src/config/file.js';
+import { loadConfig } from '../src/config/config.js';
+import { ConfigError } from '../src/config/settings.js';
 import { call, expectError, startStack } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'social-link-config-'));
@@ -46,11 +46,11 @@ describe('the configuration file', () => {
   });
 
   it('a .mjs file adds pipeline steps, which the server runs', async () => {
-    const pipelineModule = join(process.cwd(), 'src/pipeline.ts');
+    const pipelineModule = join(process.cwd(), 'src/core/pipeline.ts');
     write(
       'social-link.config.mjs',
       `import { defaultPipeline } from ${JSON.stringify(pipelineModule)};
-       import { ApiError } from ${JSON.stringify(join(process.cwd(), 'src/errors.ts'))};
+       import { ApiError } from ${JSON.stringify(join(process.cwd(), 'src/core/errors.ts'))};
        const onlyExampleCom = (context) => {
          if (!String(context.identity.details.email ?? '').endsWith('@example.com')) {
            throw new ApiError(403, 'email_domain_refused', 'Only example.com accounts may be linked');

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { EmulatorClient, startEmulator } from '../../src/index.js';
-import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor } from '../../src/dev-settings.js';
+import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor } from '../../src/config/dev.js';
 import { buildHostApp } from './app.js';
 
 describe('social-link inside an existing Fastify app', () => {

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { createPrivateKey, createPublicKey, randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
-import { ConfigError } from '../settings.js';
+import { ConfigError } from '../config/settings.js';
 
 export const SIGNING_ALG = 'ES256';
 

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createSigner, createVerifier } from 'fast-jwt';
-import { ApiError, notAuthenticated } from '../errors.js';
-import type { Client, NewSession, Storage, User } from '../storage.js';
+import { ApiError, notAuthenticated } from '../core/errors.js';
+import type { Client, NewSession, Storage, User } from '../store/storage.js';
 import { SIGNING_ALG, type SigningKeys } from './keys.js';
 
 export interface TokenPair {

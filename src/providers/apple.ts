@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { SignJWT, importPKCS8, type CryptoKey, type JWTPayload } from 'jose';
-import { ConfigError, type Settings } from '../settings.js';
-import { InvalidTokenError, ProviderUnavailableError, invalidRequest, providerRefusedApp } from '../errors.js';
+import { ConfigError, type Settings } from '../config/settings.js';
+import { InvalidTokenError, ProviderUnavailableError, invalidRequest, providerRefusedApp } from '../core/errors.js';
 import { claimString, verifyIdToken, type IdTokenPolicy } from './id-token.js';
 import { JwksCache } from './jwks.js';
 import { isObject, stringField, type ProviderHttp } from './http.js';

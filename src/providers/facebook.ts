@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
-import { ConfigError } from '../settings.js';
-import { InvalidTokenError, ProviderUnavailableError, providerRateLimited, providerRefusedApp } from '../errors.js';
+import { ConfigError } from '../config/settings.js';
+import { InvalidTokenError, ProviderUnavailableError, providerRateLimited, providerRefusedApp } from '../core/errors.js';
 import { isObject, stringField } from './http.js';
 import { requireOneOf } from './fields.js';
 import { claimString, verifyIdToken, type IdTokenPolicy } from './id-token.js';

@@ -1,5 +1,5 @@
-import { ConfigError } from '../settings.js';
-import { InvalidTokenError, ProviderUnavailableError, providerRateLimited, providerRefusedApp } from '../errors.js';
+import { ConfigError } from '../config/settings.js';
+import { InvalidTokenError, ProviderUnavailableError, providerRateLimited, providerRefusedApp } from '../core/errors.js';
 import { isObject, retryAfterSeconds, stringField, type JsonResponse, type ProviderHttp } from './http.js';
 import { requireField } from './fields.js';
 import type { Profile, ProviderModule } from './types.js';

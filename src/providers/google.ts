@@ -1,5 +1,5 @@
-import { ConfigError } from '../settings.js';
-import { InvalidTokenError, ProviderUnavailableError } from '../errors.js';
+import { ConfigError } from '../config/settings.js';
+import { InvalidTokenError, ProviderUnavailableError } from '../core/errors.js';
 import { claimString, verifyIdToken } from './id-token.js';
 import { JwksCache } from './jwks.js';
 import { isObject, stringField } from './http.js';

@@ -1,6 +1,6 @@
 import type { Agent, request as undiciRequest } from 'undici';
-import { ProviderUnavailableError, providerRateLimited } from '../errors.js';
-import type { ProviderOutcome } from '../metrics.js';
+import { ProviderUnavailableError, providerRateLimited } from '../core/errors.js';
+import type { ProviderOutcome } from '../http/metrics.js';
 
 export type ProviderCallObserver = (provider: string, outcome: ProviderOutcome, seconds: number) => void;
 

@@ -1,5 +1,5 @@
 import { decodeJwt, errors, jwtVerify, type JWK, type JWTPayload } from 'jose';
-import { ApiError, InvalidTokenError } from '../errors.js';
+import { ApiError, InvalidTokenError } from '../core/errors.js';
 import type { JwksCache } from './jwks.js';
 
 export interface IdTokenPolicy {

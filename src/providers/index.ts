@@ -1,4 +1,4 @@
-import type { Settings } from '../settings.js';
+import type { Settings } from '../config/settings.js';
 import { ProviderHttp, type ProviderHttpOptions } from './http.js';
 import { apple } from './apple.js';
 import { facebook } from './facebook.js';

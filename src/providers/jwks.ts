@@ -1,5 +1,5 @@
 import { createLocalJWKSet, errors, type FlattenedJWSInput, type JSONWebKeySet, type JWK, type JWSHeaderParameters } from 'jose';
-import { ProviderUnavailableError } from '../errors.js';
+import { ProviderUnavailableError } from '../core/errors.js';
 import { isObject, type ProviderHttp } from './http.js';
 
 export interface JwksCacheOptions {

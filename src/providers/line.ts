@@ -1,4 +1,4 @@
-import { InvalidTokenError, ProviderUnavailableError, providerRefusedApp } from '../errors.js';
+import { InvalidTokenError, ProviderUnavailableError, providerRefusedApp } from '../core/errors.js';
 import { isObject, stringField, type JsonResponse } from './http.js';
 import { requireOneOf } from './fields.js';
 import type { ProviderModule, SocialIdentity } from './types.js';

@@ -1,5 +1,5 @@
-import { ConfigError, type Settings } from '../settings.js';
-import { ProviderUnavailableError } from '../errors.js';
+import { ConfigError, type Settings } from '../config/settings.js';
+import { ProviderUnavailableError } from '../core/errors.js';
 import { claimString, verifyIdToken, type IdTokenPolicy } from './id-token.js';
 import { JwksCache } from './jwks.js';
 import { isObject, stringField, type ProviderHttp } from './http.js';

@@ -1,5 +1,5 @@
-import { ConfigError } from '../settings.js';
-import { InvalidTokenError, ProviderUnavailableError, invalidRequest, providerRateLimited, providerRefusedApp } from '../errors.js';
+import { ConfigError } from '../config/settings.js';
+import { InvalidTokenError, ProviderUnavailableError, invalidRequest, providerRateLimited, providerRefusedApp } from '../core/errors.js';
 import { isObject, stringField } from './http.js';
 import { requireField } from './fields.js';
 import { authorizationHeader } from './oauth1.js';

@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Database } from '../../src/db/index.js';
+import type { Database } from '../../src/store/database.js';
 import { api, newGuest, postgresAvailable, runBounded, runCli, spawnServer, startWorld, warnIfSkipped, type ChaosWorld, type Env, type ServerProcess } from './harness.js';
 
 warnIfSkipped('test/chaos/crash.test.ts');

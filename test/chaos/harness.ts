@@ -9,8 +9,8 @@ import { connect, createServer } from 'node:net';
 import type { Kysely } from 'kysely';
 import { fetch as undiciFetch, type Dispatcher } from 'undici';
 import { generateSigningKeySet } from '../../src/auth/keys.js';
-import { openDatabase, type Database } from '../../src/db/index.js';
-import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor, type EmulatedApps } from '../../src/dev-settings.js';
+import { openDatabase, type Database } from '../../src/store/database.js';
+import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor, type EmulatedApps } from '../../src/config/dev.js';
 import { EmulatorClient, startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
 import { freshDatabase } from '../helpers.js';
 

@@ -1,7 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Database } from '../../src/db/index.js';
-import { migrationProvider } from '../../src/db/migrations.js';
+import type { Database } from '../../src/store/database.js';
+import { migrationProvider } from '../../src/store/migrations.js';
 import { api, newGuest, postgresAvailable, runCli, spawnServer, startWorld, warnIfSkipped, type ChaosWorld, type ServerProcess } from './harness.js';
 
 warnIfSkipped('test/chaos/races.test.ts');

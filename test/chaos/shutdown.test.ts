@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Database } from '../../src/db/index.js';
+import type { Database } from '../../src/store/database.js';
 import { api, canConnect, newGuest, postgresAvailable, runCli, spawnServer, startWorld, warnIfSkipped, type ChaosWorld, type Env } from './harness.js';
 
 warnIfSkipped('test/chaos/shutdown.test.ts');

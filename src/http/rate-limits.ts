@@ -1,9 +1,9 @@
 import rateLimit from '@fastify/rate-limit';
 import type { Redis } from 'ioredis';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { ApiError } from './errors.js';
-import type { Config } from './config.js';
-import './routes/request.js';
+import { ApiError } from '../core/errors.js';
+import type { Config } from '../config/config.js';
+import './request.js';
 
 export interface RateLimits {
   /** Route config for the sign-in routes (auth, token, refresh, user creation): per client IP. */

@@ -1,6 +1,6 @@
 import { ConfigError, Settings, type Env } from './settings.js';
-import { loadProviderConfigs, type ProviderConfigs } from './providers/index.js';
-import { SecretBox } from './auth/secret-box.js';
+import { loadProviderConfigs, type ProviderConfigs } from '../providers/index.js';
+import { SecretBox } from '../auth/secret-box.js';
 
 export interface Config {
   production: boolean;

@@ -1,9 +1,9 @@
 import { timingSafeEqual } from 'node:crypto';
 import { sql } from 'kysely';
 import type { FastifyInstance } from 'fastify';
-import { ApiError } from '../errors.js';
+import { ApiError } from '../../core/errors.js';
 import type { Metrics } from '../metrics.js';
-import type { Storage } from '../storage.js';
+import type { Storage } from '../../store/storage.js';
 
 /** Liveness, readiness and Prometheus metrics, for orchestrators and monitoring. */
 export function operationsRoutes(app: FastifyInstance, options: { storage: Storage; metrics: Metrics; metricsToken?: string }): void {

@@ -1,10 +1,10 @@
-import { loadConfig } from './config.js';
-import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor } from './dev-settings.js';
-import { devSecret } from './auth/keys.js';
-import { startEmulator } from './emulator/index.js';
-import { startServer } from './server.js';
-import { loadConfigFile } from './config-file.js';
-import { ConfigError } from './settings.js';
+import { loadConfig } from '../config/config.js';
+import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor } from '../config/dev.js';
+import { devSecret } from '../auth/keys.js';
+import { startEmulator } from '../emulator/index.js';
+import { startServer } from '../http/server.js';
+import { loadConfigFile } from '../config/file.js';
+import { ConfigError } from '../config/settings.js';
 
 /**
  * `npm run dev`: the API on SQLite with the provider emulator beside it and every provider pointed at it.

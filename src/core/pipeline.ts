@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { ApiError } from './errors.js';
-import type { Association, Client, Storage, User } from './storage.js';
-import { mergeFacts } from './providers/profile.js';
-import type { SocialIdentity } from './providers/types.js';
-import type { SecretBox } from './auth/secret-box.js';
+import type { Association, Client, Storage, User } from '../store/storage.js';
+import { mergeFacts } from '../providers/profile.js';
+import type { SocialIdentity } from '../providers/types.js';
+import type { SecretBox } from '../auth/secret-box.js';
 
 /**
  * The social pipeline, after python-social-auth's: the provider module has already done

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { ApiError } from '../errors.js';
-import { dummyPasswordHash, hashPassword, verifyPassword } from '../auth/passwords.js';
-import type { Services } from '../services.js';
-import { bearer, errors } from './schemas.js';
-import { authenticator, clientOf } from './request.js';
+import { ApiError } from '../../core/errors.js';
+import { dummyPasswordHash, hashPassword, verifyPassword } from '../../auth/passwords.js';
+import type { Services } from '../../core/services.js';
+import { bearer, errors } from '../schemas.js';
+import { authenticator, clientOf } from '../request.js';
 
 const username = { type: 'string', minLength: 3, maxLength: 150, pattern: '^[\\w.@+-]+$' } as const;
 const password = { type: 'string', minLength: 8, maxLength: 1024 } as const;

@@ -1,8 +1,8 @@
 import type { ParseArgsConfig } from 'node:util';
 import type { Kysely } from 'kysely';
-import { loadConfig } from './config.js';
-import { openDatabase, type Database } from './db/index.js';
-import { loadConfigFile } from './config-file.js';
+import { loadConfig } from '../config/config.js';
+import { openDatabase, type Database } from '../store/database.js';
+import { loadConfigFile } from '../config/file.js';
 
 /** A CLI command: its usage line, what it does, its options, and the work. */
 export interface Command {

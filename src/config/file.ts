@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError, type Env } from './settings.js';
-import type { PipelineStep } from './pipeline.js';
+import type { PipelineStep } from '../core/pipeline.js';
 
 /**
  * The optional configuration file, beside the environment: `social-link.config.json` (settings only),
@@ -67,7 +67,7 @@ function validate(value: unknown, path: string): Omit<LoadedConfigFile, 'path'> 
     else fail(`settings.${name} must be a string, number, boolean or list of strings`);
   }
   if (pipeline !== undefined && (!Array.isArray(pipeline) || !pipeline.every((step) => typeof step === 'function'))) {
-    fail('pipeline must be a list of step functions (see src/pipeline.ts)');
+    fail('pipeline must be a list of step functions (see src/core/pipeline.ts)');
   }
   return { settings: env, pipeline };
 }

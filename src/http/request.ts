@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import type { AccessClaims, TokenService } from '../auth/tokens.js';
-import type { Client, Storage } from '../storage.js';
+import type { Client, Storage } from '../store/storage.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

@@ -1,5 +1,5 @@
 import { withDatabase, type Command } from './command.js';
-import { Storage } from './storage.js';
+import { Storage } from '../store/storage.js';
 
 /** Operators' commands: read users, links and the audit log, and unlink, straight from the database. */
 

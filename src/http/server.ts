@@ -1,9 +1,9 @@
 import cluster from 'node:cluster';
 import type { FastifyInstance } from 'fastify';
-import type { Config } from './config.js';
-import type { PipelineStep } from './pipeline.js';
+import type { Config } from '../config/config.js';
+import type { PipelineStep } from '../core/pipeline.js';
 import { buildApp, type AppOptions } from './app.js';
-import { openDatabase, migrateToLatest } from './db/index.js';
+import { openDatabase, migrateToLatest } from '../store/database.js';
 
 /** Opens the database, applies pending migrations, builds the app and listens. */
 export async function startServer(options: AppOptions & { onClose?: () => Promise<void> }): Promise<FastifyInstance> {

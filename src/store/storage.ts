@@ -1,6 +1,6 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
-import type { Database } from './db/schema.js';
-import { isPostgres } from './db/migrations.js';
+import type { Database } from './schema.js';
+import { isPostgres } from './migrations.js';
 
 export interface User {
   id: number;

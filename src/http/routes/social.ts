@@ -1,12 +1,12 @@
 import type { FastifyInstance } from 'fastify';
-import { ApiError, unknownProvider } from '../errors.js';
-import { runPipeline } from '../pipeline.js';
-import { profileIsStale, withKeptProfile, withProfile } from '../providers/profile.js';
-import type { Provider, TokenInput } from '../providers/types.js';
-import type { Services } from '../services.js';
-import { authenticator, clientOf } from './request.js';
+import { ApiError, unknownProvider } from '../../core/errors.js';
+import { runPipeline } from '../../core/pipeline.js';
+import { profileIsStale, withKeptProfile, withProfile } from '../../providers/profile.js';
+import type { Provider, TokenInput } from '../../providers/types.js';
+import type { Services } from '../../core/services.js';
+import { authenticator, clientOf } from '../request.js';
 import { associationBody } from './accounts.js';
-import { bearer, errors, providerParam, socialTokenBody } from './schemas.js';
+import { bearer, errors, providerParam, socialTokenBody } from '../schemas.js';
 
 type SocialRequest = { Params: { provider: string }; Body: TokenInput };
 
