@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Migrator, sql, type Kysely, type Migration } from 'kysely';
-import { ApiError, unknownProvider } from './core/errors.js';
+import { apiError, unknownProvider } from './core/errors.js';
 import { installErrorHandling } from './http/app.js';
 import { SecretBox } from './auth/secret-box.js';
 import { loadProviderConfigs } from './providers/index.js';
@@ -107,7 +107,7 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
   };
   const signedIn = async (request: FastifyRequest) => {
     const userId = await options.resolveUser(request);
-    if (userId === null || userId === undefined || userId === '') throw new ApiError(401, 'not_authenticated', 'Sign in to the app first');
+    if (userId === null || userId === undefined || userId === '') throw apiError('not_authenticated', { detail: 'sign in to the app first' });
     return String(userId);
   };
   const findLink = (provider: string, uid: string) =>
@@ -131,7 +131,7 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
     // The unique (provider, uid) constraint decides races; the read after it says who won.
     const created = await insertLink(userId, provider.name, identity);
     const link = await findLink(provider.name, identity.uid);
-    if (link?.user_id !== userId) throw new ApiError(409, 'already_associated', 'This social account is already associated with another user');
+    if (link?.user_id !== userId) throw apiError('already_associated');
     return { success: true, association: { provider: provider.name, uid: identity.uid, created } };
   });
 
@@ -143,7 +143,7 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
       await insertLink(String(await options.createUser(identity, request)), provider.name, identity);
       link = await findLink(provider.name, identity.uid);
     }
-    if (!link) throw new ApiError(404, 'user_not_found', 'User Not Found');
+    if (!link) throw apiError('user_not_found');
     return options.signIn(link.user_id!, request, reply);
   });
 
@@ -164,9 +164,9 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
     const { provider, uid } = request.params;
     const mine = (await links().select(['provider', 'uid', 'provider_tokens']).where('user_id', '=', userId).execute()) as Array<Record<string, string | null>>;
     const link = mine.find((row) => row.provider === provider && row.uid === uid);
-    if (!link) throw new ApiError(404, 'association_not_found', 'No such association for this user');
+    if (!link) throw apiError('association_not_found');
     if (mine.length === 1 && !(await (options.canRemoveLastLink?.(userId) ?? true))) {
-      throw new ApiError(409, 'last_login_method', 'This is the last way to sign in to this user');
+      throw apiError('last_login_method');
     }
     await db.deleteFrom(TABLE).where('user_id', '=', userId).where('provider', '=', provider).where('uid', '=', uid).execute();
     await revokeKeptTokens({ provider, uid, sealedTokens: link.provider_tokens ?? null }, providers, secrets, request.log);

@@ -15,6 +15,6 @@ export {
   type PipelineStep,
   type PipelineContext,
 } from './core/pipeline.js';
-export { ApiError, InvalidTokenError, ProviderUnavailableError } from './core/errors.js';
+export { ApiError, ERRORS, InvalidTokenError, ProviderUnavailableError, refuse, type ErrorCode } from './core/errors.js';
 export type { Provider, ProviderModule, SocialIdentity, TokenInput } from './providers/types.js';
 export { startEmulator, buildEmulator, EmulatorClient, type EmulatorOptions } from './emulator/index.js';

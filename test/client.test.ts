@@ -3,7 +3,10 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ENDPOINTS, MemoryTokenStore, SocialLinkClient, SocialLinkError, type Endpoint, type ResponseShape } from '../client/src/index.js';
+import { readFileSync } from 'node:fs';
+import { API_ERROR_CODES, ENDPOINTS, MemoryTokenStore, SocialLinkClient, SocialLinkError, type Endpoint, type ResponseShape } from '../client/src/index.js';
+import { CLIENT_ERROR_CODES_FILE, renderClientErrorCodes } from '../scripts/client-error-codes.js';
+import { ERRORS } from '../src/core/errors.js';
 import { call, startStack, type Stack } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -375,3 +378,10 @@ function checkAgainstOpenApi(spec: OpenApi, endpoints: Record<string, Endpoint>)
   }
   return problems;
 }
+
+describe("the client's error codes", () => {
+  it('are generated from the server catalogue, and the committed file is up to date (npm run build:client)', () => {
+    expect(readFileSync(CLIENT_ERROR_CODES_FILE, 'utf8')).toBe(renderClientErrorCodes());
+    expect([...API_ERROR_CODES].sort()).toEqual(Object.keys(ERRORS).sort());
+  });
+});

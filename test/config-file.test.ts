@@ -50,10 +50,10 @@ describe('the configuration file', () => {
     write(
       'social-link.config.mjs',
       `import { defaultPipeline } from ${JSON.stringify(pipelineModule)};
-       import { ApiError } from ${JSON.stringify(join(process.cwd(), 'src/core/errors.ts'))};
+       import { refuse } from ${JSON.stringify(join(process.cwd(), 'src/core/errors.ts'))};
        const onlyExampleCom = (context) => {
          if (!String(context.identity.details.email ?? '').endsWith('@example.com')) {
-           throw new ApiError(403, 'email_domain_refused', 'Only example.com accounts may be linked');
+           throw refuse(403, 'email_domain_refused', 'Only example.com accounts may be linked');
          }
        };
        export default { settings: { LOG_LEVEL: 'warn' }, pipeline: [onlyExampleCom, ...defaultPipeline] };`,

@@ -1,3 +1,11 @@
+import type { ApiErrorCode } from './error-codes.js';
+
+/** The client's own codes: the server could not be reached, or answered something that is not the API. */
+export type ClientErrorCode = 'network_error' | 'invalid_response';
+
+/** A code of the API's catalogue, one of the client's own, or one an operator's pipeline step chose. */
+export type ErrorCode = ApiErrorCode | ClientErrorCode | (string & {});
+
 /**
  * Every failure of the client. `code` is the API's stable error code (`user_not_found`,
  * `last_login_method`, `invalid_refresh_token`, ...) or one of the client's own:
@@ -7,10 +15,10 @@
 export class SocialLinkError extends Error {
   override readonly name = 'SocialLinkError';
   readonly status: number;
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly detail?: string;
 
-  constructor(status: number, code: string, message: string, detail?: string) {
+  constructor(status: number, code: ErrorCode, message: string, detail?: string) {
     super(message);
     this.status = status;
     this.code = code;

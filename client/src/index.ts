@@ -3,7 +3,8 @@ import { SocialLinkError, notSignedIn } from './errors.js';
 import { MemoryTokenStore, type StoredTokens, type TokenStore } from './token-store.js';
 
 export * from './api.js';
-export { SocialLinkError } from './errors.js';
+export { SocialLinkError, type ClientErrorCode, type ErrorCode } from './errors.js';
+export { API_ERROR_CODES, type ApiErrorCode } from './error-codes.js';
 export { MemoryTokenStore, type StoredTokens, type TokenStore } from './token-store.js';
 
 export interface SocialLinkClientOptions {

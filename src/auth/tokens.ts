@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createSigner, createVerifier } from 'fast-jwt';
-import { ApiError, notAuthenticated } from '../core/errors.js';
+import { apiError } from '../core/errors.js';
 import type { Client, NewSession, Storage, User } from '../store/storage.js';
 import { SIGNING_ALG, type SigningKeys } from './keys.js';
 
@@ -125,15 +125,15 @@ export class TokenService {
       // A rotated token came back: it was stolen, or the client is broken. Either way the session ends.
       await storage.revokeSession(current.sessionId, 'refresh_token_reused');
       await storage.recordAudit({ event: 'refresh_token_reused', userId: current.userId, detail: 'session revoked' }, client);
-      throw new ApiError(401, 'refresh_token_reused', 'The refresh token was already used; the session is revoked');
+      throw apiError('refresh_token_reused');
     }
-    throw new ApiError(401, 'invalid_refresh_token', 'The refresh token is invalid, expired or revoked');
+    throw apiError('invalid_refresh_token');
   }
 
   /** Checks an access token and that its session is still active (so logout takes effect at once). */
   async authenticate(storage: Storage, authorization: string | undefined): Promise<AccessClaims> {
     const match = /^Bearer ([^\s]+)$/i.exec(authorization ?? '');
-    if (!match) throw notAuthenticated();
+    if (!match) throw apiError('not_authenticated');
     let userId: number;
     let sessionId: string;
     try {
@@ -142,11 +142,11 @@ export class TokenService {
       if (!Number.isSafeInteger(userId) || typeof payload.sid !== 'string') throw new Error('malformed claims');
       sessionId = payload.sid;
     } catch {
-      throw new ApiError(401, 'invalid_access_token', 'The access token is invalid or expired');
+      throw apiError('invalid_access_token');
     }
     // Deleting a user deletes its sessions: an active session always has its user.
     const user = await storage.findSessionUser(sessionId, userId);
-    if (!user) throw new ApiError(401, 'invalid_access_token', 'The session of this access token has ended');
+    if (!user) throw apiError('invalid_access_token', { detail: 'the session of this access token has ended' });
     return { userId, sessionId, user };
   }
 

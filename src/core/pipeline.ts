@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { ApiError } from './errors.js';
+import { apiError } from './errors.js';
 import type { Association, Client, Storage, User } from '../store/storage.js';
 import { mergeFacts } from '../providers/profile.js';
 import type { SocialIdentity } from '../providers/types.js';
@@ -41,7 +41,7 @@ export const socialUser: PipelineStep = async (context) => {
   const found = await context.storage.findAssociationWithUser(context.provider, context.identity.uid);
   if (!found) return;
   if (context.user && context.user.id !== found.association.userId) {
-    throw new ApiError(409, 'already_associated', 'This social account is already associated with another user');
+    throw apiError('already_associated');
   }
   context.association = found.association;
   context.user ??= found.user;
@@ -50,7 +50,7 @@ export const socialUser: PipelineStep = async (context) => {
 /** Auth with an unknown social account: create a user when the operator allows it, else 404. */
 export const createUser: PipelineStep = async (context) => {
   if (context.user) return;
-  if (!context.options.createUser) throw new ApiError(404, 'user_not_found', 'User Not Found');
+  if (!context.options.createUser) throw apiError('user_not_found');
   context.user = await context.storage.createUser(newUsername(context), null);
   context.isNewUser = true;
 };

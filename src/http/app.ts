@@ -4,7 +4,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { Kysely } from 'kysely';
 import type { Config } from '../config/config.js';
 import { openDatabase, type Database } from '../store/database.js';
-import { ApiError, ProviderUnavailableError } from '../core/errors.js';
+import { ApiError, apiError, invalidRequest, ProviderUnavailableError, type ErrorCode } from '../core/errors.js';
 import { devSecret, loadSigningKeys, type SigningKeys } from '../auth/keys.js';
 import { SecretBox } from '../auth/secret-box.js';
 import { join } from 'node:path';
@@ -56,13 +56,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     http: { requireHostHeader: false },
     // Router errors (a bad percent-encoding in the path) get our JSON error too.
     frameworkErrors: (error, request, reply) => {
-      const answer = new ApiError(400, 'invalid_request', error.message);
+      const answer = invalidRequest(error.message);
       void (reply as FastifyReply).code(400).send({ ...answer.toJSON(), request_id: request.id });
     },
     // Malformed HTTP never reaches a route: answer it in our error format on the raw socket.
     clientErrorHandler: (error, socket) => {
       const status = (error as { code?: string }).code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-      const body = JSON.stringify(new ApiError(status, 'invalid_request', 'Malformed HTTP request').toJSON());
+      const body = JSON.stringify(apiError('invalid_request', { about: 'Malformed HTTP request', status }).toJSON());
       if (socket.writable) {
         socket.end(
           `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
@@ -200,7 +200,7 @@ export function installErrorHandling(app: FastifyInstance): void {
   const body = (error: ApiError, request: FastifyRequest) => ({ ...error.toJSON(), request_id: request.id });
 
   app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send(body(new ApiError(404, 'not_found', `No route ${request.method} ${request.url.split('?')[0]}`), request));
+    reply.code(404).send(body(apiError('not_found', { about: `${request.method} ${request.url.split('?')[0]}` }), request));
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -219,21 +219,21 @@ export function installErrorHandling(app: FastifyInstance): void {
       const first = error.validation[0];
       const field = first?.instancePath ? first.instancePath.slice(1).replace(/\//g, '.') : (first?.params as { missingProperty?: string })?.missingProperty;
       const message = field ? `${field}: ${first?.message ?? 'is invalid'}` : `${error.validationContext ?? 'request'} ${first?.message ?? 'is invalid'}`;
-      return reply.code(400).send(body(new ApiError(400, 'invalid_request', message), request));
+      return reply.code(400).send(body(invalidRequest(message), request));
     }
     const status = error.statusCode ?? 500;
     if (status < 500) {
       const code = clientErrorCodes[error.code] ?? 'bad_request';
-      return reply.code(status).send(body(new ApiError(status, code, error.message), request));
+      return reply.code(status).send(body(apiError(code, { about: error.message, status }), request));
     }
     request.log.error({ err: error }, 'unhandled error');
-    return reply.code(500).send(body(new ApiError(500, 'internal_error', 'Internal server error'), request));
+    return reply.code(500).send(body(apiError('internal_error'), request));
   });
 }
 
-const AUDITED_REFUSALS = new Set(['invalid_token', 'already_associated']);
+const AUDITED_REFUSALS = new Set<string>(['invalid_token', 'already_associated'] satisfies ErrorCode[]);
 
-const clientErrorCodes: Record<string, string> = {
+const clientErrorCodes: Record<string, ErrorCode> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
   FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
   FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_request',

@@ -1,7 +1,7 @@
 import rateLimit from '@fastify/rate-limit';
 import type { Redis } from 'ioredis';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { ApiError } from '../core/errors.js';
+import { rateLimited } from '../core/errors.js';
 import type { Config } from '../config/config.js';
 import './request.js';
 
@@ -51,9 +51,7 @@ export async function installRateLimits(app: FastifyInstance, config: Config): P
     nameSpace: config.rateLimit.redisPrefix,
     skipOnError: true,
     errorResponseBuilder: (_request, context) =>
-      new ApiError(429, 'rate_limited', `Too many requests; retry in ${context.after}`, {
-        retry_after: Math.max(1, Math.ceil(context.ttl / 1000)),
-      }),
+      rateLimited(Math.max(1, Math.ceil(context.ttl / 1000))),
   });
   const perUser = app.createRateLimit({
     max: config.rateLimit.linksPerUserPerMinute,
@@ -66,7 +64,7 @@ export async function installRateLimits(app: FastifyInstance, config: Config): P
       const limit = await perUser(request);
       if (!limit.isAllowed && limit.isExceeded) {
         const retryAfter = Math.max(1, Math.ceil(limit.ttlInSeconds ?? 60));
-        throw new ApiError(429, 'rate_limited', `Too many requests; retry in ${retryAfter} seconds`, { retry_after: retryAfter });
+        throw rateLimited(retryAfter);
       }
     },
   };

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { ApiError } from '../../core/errors.js';
+import { apiError } from '../../core/errors.js';
 import { dummyPasswordHash, hashPassword, verifyPassword } from '../../auth/passwords.js';
 import type { Services } from '../../core/services.js';
 import { bearer, errors } from '../schemas.js';
@@ -32,13 +32,13 @@ export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKe
     async (request, reply) => {
       const { username: name, password: secret } = request.body;
       if (name && (await storage.findUserByUsername(name))) {
-        throw new ApiError(409, 'username_taken', 'A user with that username already exists');
+        throw apiError('username_taken');
       }
       const user = await storage
         .createUser(name ?? `guest_${randomBytes(8).toString('hex')}`, secret ? await hashPassword(secret) : null)
         .catch((error: unknown) => {
           // Two sign-ups raced for one username: the unique constraint decided.
-          if (name && isUniqueViolation(error)) throw new ApiError(409, 'username_taken', 'A user with that username already exists');
+          if (name && isUniqueViolation(error)) throw apiError('username_taken');
           throw error;
         });
       const pair = await tokens.startSession(storage, user.id);
@@ -71,7 +71,7 @@ export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKe
       if (!user || !user.passwordHash || !ok) {
         // The owner of the username sees the failed attempt in its audit log.
         if (user) await storage.recordAudit({ event: 'refused', userId: user.id, detail: 'invalid_credentials' }, client);
-        throw new ApiError(401, 'invalid_credentials', 'Unable to log in with provided credentials');
+        throw apiError('invalid_credentials');
       }
       const session = tokens.newSession();
       await storage.transaction((trx) => trx.recordSignIn(user.id, session, { event: 'password_sign_in', userId: user.id }, client));
@@ -99,7 +99,7 @@ export function accountRoutes(app: FastifyInstance, { storage, tokens, signingKe
     async (request) => {
       const { userId, pair } = await tokens.refresh(storage, request.body.refresh_token, clientOf(request));
       const user = await storage.findUserById(userId);
-      if (!user) throw new ApiError(401, 'invalid_refresh_token', 'The refresh token is invalid, expired or revoked');
+      if (!user) throw apiError('invalid_refresh_token');
       return { id: user.id, username: user.username, ...pair };
     },
   );

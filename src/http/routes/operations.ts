@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { sql } from 'kysely';
 import type { FastifyInstance } from 'fastify';
-import { ApiError } from '../../core/errors.js';
+import { apiError } from '../../core/errors.js';
 import type { Metrics } from '../metrics.js';
 import type { Storage } from '../../store/storage.js';
 
@@ -23,7 +23,7 @@ export function operationsRoutes(app: FastifyInstance, options: { storage: Stora
 
   app.get('/metrics', hidden, async (request, reply) => {
     if (options.metricsToken && !bearerMatches(request.headers.authorization, options.metricsToken)) {
-      throw new ApiError(401, 'not_authenticated', 'The metrics need METRICS_TOKEN as a Bearer token');
+      throw apiError('not_authenticated', { detail: 'the metrics need METRICS_TOKEN as a Bearer token' });
     }
     return reply.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics());
   });

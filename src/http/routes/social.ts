@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { ApiError, unknownProvider } from '../../core/errors.js';
+import { apiError, unknownProvider } from '../../core/errors.js';
 import { runPipeline } from '../../core/pipeline.js';
 import { profileIsStale, withKeptProfile, withProfile } from '../../providers/profile.js';
 import type { Provider, TokenInput } from '../../providers/types.js';
@@ -103,7 +103,7 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
         storage,
         { mode: 'auth', provider: provider.name, identity, options: { createUser: config.createUser }, secrets, client },
         async (context) => {
-          if (!context.user) throw new ApiError(404, 'user_not_found', 'User Not Found');
+          if (!context.user) throw apiError('user_not_found');
           const started = tokens.newSession();
           const audit = { event: 'social_sign_in' as const, userId: context.user.id, provider: provider.name, uid: identity.uid };
           await context.storage.recordSignIn(context.user.id, started, audit, client);
@@ -158,10 +158,10 @@ export function socialRoutes(app: FastifyInstance, services: Services): void {
         const user = await trx.lockUser(claims.userId);
         const links = await trx.listAssociations(claims.userId);
         if (!user || !links.some((link) => link.provider === provider && link.uid === uid)) {
-          throw new ApiError(404, 'association_not_found', 'No such association for this user');
+          throw apiError('association_not_found');
         }
         if (!user.hasPassword && links.length === 1) {
-          throw new ApiError(409, 'last_login_method', 'This is the last way to sign in to this user; set a password or link another account first');
+          throw apiError('last_login_method');
         }
         const link = await trx.deleteAssociation(claims.userId, provider, uid);
         await trx.recordAudit({ event: 'unlinked', userId: claims.userId, provider, uid }, clientOf(request));
