@@ -1,30 +1,33 @@
 import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Migrator, sql, type Kysely, type Migration } from 'kysely';
-import { apiError, unknownProvider } from './core/errors.js';
-import { installErrorHandling } from './http/app.js';
-import { SecretBox } from './auth/secret-box.js';
-import { loadProviderConfigs } from './providers/index.js';
-import { CircuitBreaker, withCircuitBreaker } from './providers/circuit-breaker.js';
-import { revokeKeptTokens } from './providers/revocation.js';
-import { withProfile } from './providers/profile.js';
-import type { Provider, SocialIdentity, TokenInput, VerifyOptions } from './providers/types.js';
-import { Settings, type Env } from './config/settings.js';
-import { isPostgres } from './store/migrations.js';
+import type { Kysely } from 'kysely';
+import { loadConfig } from './config/config.js';
+import type { Env } from './config/settings.js';
+import { apiError } from './core/errors.js';
+import type { PipelineStep } from './core/pipeline.js';
+import { createServices } from './core/services.js';
+import { SocialAccounts } from './core/social.js';
+import { installErrorHandling } from './http/errors.js';
+import { clientOf } from './http/request.js';
 import { providerParam, socialTokenBody } from './http/schemas.js';
+import type { SocialIdentity, TokenInput } from './providers/types.js';
+import { migrateToLatest, openDatabase, type Database } from './store/database.js';
+import type { Storage } from './store/storage.js';
 
 /**
- * social-link inside an existing Fastify app: the linking routes, mounted where the host wants them,
- * for the host's OWN users. The host says who is signed in (`resolveUser`) and starts its own session
- * when a social account signs in (`signIn`). social-link keeps one table beside the host's:
- * `social_link_associations` (provider, uid, the host's user id as text), created by `migrateSocialLink`.
+ * social-link inside an existing Fastify app: the linking routes, mounted where the host wants them, for
+ * the host's OWN users. The host says who is signed in (`resolveUser`) and starts its own session when a
+ * social account signs in (`signIn`). Everything else is the server's: the same services, providers (with
+ * their circuit breakers and settings), pipeline, storage, errors and audit log. Each host user is one
+ * social-link user known by the host's id; social-link keeps its tables in a database of its own (never
+ * among the host's): `database`, else DATABASE_URL, else sqlite:./data/social-link.sqlite.
  *
- *   await migrateSocialLink(db);
- *   await app.register(socialLink, { prefix: '/social', db, resolveUser, signIn });
+ *   await migrateSocialLink('sqlite:./data/social-link.sqlite');
+ *   await app.register(socialLink, { prefix: '/social', database: 'sqlite:./data/social-link.sqlite', resolveUser, signIn });
  */
 export interface SocialLinkPluginOptions {
-  /** The host's database (Kysely on PostgreSQL or SQLite). */
-  db: Kysely<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** social-link's own database: a URL (sqlite:PATH, postgres://…) or an open Kysely; default DATABASE_URL. */
+  database?: string | Kysely<Database>;
   /** The host's signed-in user id for this request, or null (the routes then answer 401). */
   resolveUser(request: FastifyRequest): Promise<string | number | null> | string | number | null;
   /** A social account of this user signed in: start the host's session and return the response body. */
@@ -33,10 +36,15 @@ export interface SocialLinkPluginOptions {
   createUser?(identity: SocialIdentity, request: FastifyRequest): Promise<string | number> | string | number;
   /** May this user remove its last link (does it have another way in)? Default: yes. */
   canRemoveLastLink?(userId: string): Promise<boolean> | boolean;
-  /** Provider settings (SOCIAL_AUTH_*) and SOCIAL_LINK_ENCRYPTION_KEYS; default process.env. */
+  /** Settings (SOCIAL_AUTH_*, SOCIAL_LINK_ENCRYPTION_KEYS, …), as the server reads them; default process.env. */
   env?: Env;
+  /** Pipeline steps, as the server's `buildApp({ pipeline })`. */
+  pipeline?: readonly PipelineStep[];
+  /** Where a dev setup keeps the encryption key it generates when none is configured (like the server's ./data). */
+  devSecretsDir?: string;
 }
 
+/** A link as the plugin answers it: `user_id` is the host's id. */
 export interface EmbeddedLink {
   provider: string;
   uid: string;
@@ -45,131 +53,65 @@ export interface EmbeddedLink {
   created_at: string;
 }
 
-const TABLE = 'social_link_associations';
+const databaseOf = (database: string | Kysely<Database> | undefined, env: Env) =>
+  typeof database === 'object' ? database : openDatabase(database ?? loadConfig(env, { role: 'embedded' }).databaseUrl);
 
-const migrations: Record<string, Migration> = {
-  '0001_social_link_associations': {
-    async up(db) {
-      const postgres = isPostgres(db);
-      await db.schema
-        .createTable(TABLE)
-        .addColumn('id', postgres ? sql`integer generated by default as identity primary key` : sql`integer primary key autoincrement`)
-        .addColumn('provider', 'varchar(64)', (c) => c.notNull())
-        .addColumn('uid', 'varchar(255)', (c) => c.notNull())
-        .addColumn('user_id', 'varchar(255)', (c) => c.notNull())
-        .addColumn('extra_data', 'text', (c) => c.notNull())
-        .addColumn('provider_tokens', 'text')
-        .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
-        .addUniqueConstraint('social_link_associations_provider_uid_key', ['provider', 'uid'])
-        .execute();
-      await db.schema.createIndex('social_link_associations_user_id_idx').on(TABLE).column('user_id').execute();
-    },
-    async down(db) {
-      await db.schema.dropTable(TABLE).execute();
-    },
-  },
-};
-
-/** Creates (or updates) social-link's table in the host's database; its own migration log, apart from the host's. */
-export async function migrateSocialLink(db: Kysely<any>): Promise<void> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  const migrator = new Migrator({
-    db,
-    provider: { getMigrations: async () => migrations },
-    migrationTableName: 'social_link_migrations',
-    migrationLockTableName: 'social_link_migrations_lock',
-  });
-  const { error } = await migrator.migrateToLatest();
-  if (error) throw error;
+/** Creates (or updates) social-link's tables in its database: the server's migrations. */
+export async function migrateSocialLink(database?: string | Kysely<Database>, env: Env = process.env): Promise<string[]> {
+  const db = databaseOf(database, env);
+  try {
+    return await migrateToLatest(db);
+  } finally {
+    if (typeof database !== 'object') await db.destroy();
+  }
 }
 
 async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): Promise<void> {
-  const settings = new Settings(options.env ?? process.env);
-  const secrets = SecretBox.fromSetting(settings.string('SOCIAL_LINK_ENCRYPTION_KEYS') ?? SecretBox.generateKey());
-  const timeoutMs = settings.int('SOCIAL_AUTH_PROVIDER_TIMEOUT_MS', 5000, { min: 100, max: 60_000 });
-  const providers = new Map<string, Provider>();
-  const closers: Array<() => Promise<void>> = [];
-  for (const enabled of loadProviderConfigs(settings)) {
-    const { provider, http } = enabled.create({ timeoutMs });
-    providers.set(enabled.name, withCircuitBreaker(provider, new CircuitBreaker({ threshold: 5, cooldownMs: 10_000 })));
-    closers.push(() => http.close());
-  }
+  const env = options.env ?? process.env;
+  const config = loadConfig(env, { role: 'embedded' });
+  const db = databaseOf(options.database, env);
+  const services = createServices({ config, db, log: app.log, pipeline: options.pipeline, devSecretsDir: options.devSecretsDir });
+  const social = new SocialAccounts(services);
   app.addHook('onClose', async () => {
-    await Promise.all(closers.map((close) => close()));
+    await services.close();
+    if (typeof options.database !== 'object') await db.destroy();
   });
   installErrorHandling(app);
 
-  const db = options.db;
-  const links = () => db.selectFrom(TABLE);
-  const verify = async (name: string, input: TokenInput, options?: VerifyOptions) => {
-    const provider = providers.get(name);
-    if (!provider) throw unknownProvider(name);
-    return { provider, identity: await provider.verify(input, options) };
-  };
+  /** The social-link user standing for the host's signed-in user (401 without one). */
   const signedIn = async (request: FastifyRequest) => {
-    const userId = await options.resolveUser(request);
-    if (userId === null || userId === undefined || userId === '') throw apiError('not_authenticated', { detail: 'sign in to the app first' });
-    return String(userId);
+    const hostId = await options.resolveUser(request);
+    if (hostId === null || hostId === undefined || hostId === '') throw apiError('not_authenticated', { detail: 'sign in to the app first' });
+    return { hostId: String(hostId), user: await services.storage.users.ofExternal(String(hostId)) };
   };
-  const findLink = (provider: string, uid: string) =>
-    links().selectAll().where('provider', '=', provider).where('uid', '=', uid).executeTakeFirst() as Promise<Record<string, string> | undefined>;
-  const insertLink = async (userId: string, provider: string, identity: SocialIdentity) => {
-    const sealed = identity.tokens ? secrets.seal(JSON.stringify(identity.tokens), `${provider}:${identity.uid}`) : null;
-    const inserted = await db
-      .insertInto(TABLE)
-      .values({ provider, uid: identity.uid, user_id: userId, extra_data: JSON.stringify(identity.extraData), provider_tokens: sealed, created_at: new Date().toISOString() })
-      .onConflict((conflict) => conflict.columns(['provider', 'uid']).doNothing())
-      .returning('id')
-      .executeTakeFirst();
-    return inserted !== undefined;
-  };
+  const hostUser = options.createUser && ((request: FastifyRequest) => async (storage: Storage, identity: SocialIdentity) => storage.users.ofExternal(String(await options.createUser!(identity, request))));
   const schema = { params: providerParam, body: socialTokenBody };
+  type SocialRequest = { Params: { provider: string }; Body: TokenInput };
 
-  app.post<{ Params: { provider: string }; Body: TokenInput }>('/associate/:provider/', { schema }, async (request) => {
-    const userId = await signedIn(request);
-    const { provider, identity: proved } = await verify(request.params.provider, request.body);
-    const identity = await withProfile(proved);
-    // The unique (provider, uid) constraint decides races; the read after it says who won.
-    const created = await insertLink(userId, provider.name, identity);
-    const link = await findLink(provider.name, identity.uid);
-    if (link?.user_id !== userId) throw apiError('already_associated');
-    return { success: true, association: { provider: provider.name, uid: identity.uid, created } };
+  app.post<SocialRequest>('/associate/:provider/', { schema }, async (request) => {
+    const client = clientOf(request);
+    const { user } = await signedIn(request);
+    return { success: true, association: await social.associate(user, request.params.provider, request.body, client) };
   });
 
-  app.post<{ Params: { provider: string }; Body: TokenInput }>('/auth/:provider/', { schema }, async (request, reply) => {
-    const { provider, identity: proved } = await verify(request.params.provider, request.body, { profile: false });
-    let link = await findLink(provider.name, proved.uid);
-    if (!link && options.createUser) {
-      const identity = await withProfile(proved);
-      await insertLink(String(await options.createUser(identity, request)), provider.name, identity);
-      link = await findLink(provider.name, identity.uid);
-    }
-    if (!link) throw apiError('user_not_found');
-    return options.signIn(link.user_id!, request, reply);
+  app.post<SocialRequest>('/auth/:provider/', { schema }, async (request, reply) => {
+    const client = clientOf(request);
+    // The host starts its own session: social-link records the sign-in in its audit log.
+    const { user } = await social.signIn(request.params.provider, request.body, client, (trx, _user, audit) => trx.audit.record(audit, client), hostUser?.(request));
+    const hostId = await services.storage.users.externalIdOf(user.id);
+    if (hostId === undefined) throw apiError('user_not_found');
+    return options.signIn(hostId, request, reply);
   });
 
   app.get('/associations/', async (request) => {
-    const userId = await signedIn(request);
-    const rows = (await links().selectAll().where('user_id', '=', userId).orderBy('id').execute()) as Array<Record<string, string>>;
-    return rows.map((row): EmbeddedLink => ({
-      provider: row.provider!,
-      uid: row.uid!,
-      user_id: row.user_id!,
-      extra_data: JSON.parse(row.extra_data!) as Record<string, unknown>,
-      created_at: row.created_at!,
-    }));
+    const { hostId, user } = await signedIn(request);
+    return (await social.links(user.id)).map((link): EmbeddedLink => ({ provider: link.provider, uid: link.uid, user_id: hostId, extra_data: link.extraData, created_at: link.createdAt }));
   });
 
   app.delete<{ Params: { provider: string; uid: string } }>('/associations/:provider/:uid/', async (request, reply) => {
-    const userId = await signedIn(request);
-    const { provider, uid } = request.params;
-    const mine = (await links().select(['provider', 'uid', 'provider_tokens']).where('user_id', '=', userId).execute()) as Array<Record<string, string | null>>;
-    const link = mine.find((row) => row.provider === provider && row.uid === uid);
-    if (!link) throw apiError('association_not_found');
-    if (mine.length === 1 && !(await (options.canRemoveLastLink?.(userId) ?? true))) {
-      throw apiError('last_login_method');
-    }
-    await db.deleteFrom(TABLE).where('user_id', '=', userId).where('provider', '=', provider).where('uid', '=', uid).execute();
-    await revokeKeptTokens({ provider, uid, sealedTokens: link.provider_tokens ?? null }, providers, secrets, request.log);
+    const client = clientOf(request);
+    const { hostId, user } = await signedIn(request);
+    await social.unlink(user.id, request.params.provider, request.params.uid, { client, hasOtherWayIn: async () => (await options.canRemoveLastLink?.(hostId)) ?? true });
     return reply.code(204).send();
   });
 }

@@ -18,7 +18,7 @@ describe('social-link inside an existing Fastify app', () => {
     emulator = await startEmulator(emulatorOptionsFor(apps));
     provider = new EmulatorClient(emulator.url);
     dir = mkdtempSync(join(tmpdir(), 'host-app-'));
-    host = await buildHostApp({ databasePath: join(dir, 'host.sqlite'), env: serverEnvFor(emulator.url, apps) });
+    host = await buildHostApp({ databasePath: join(dir, 'host.sqlite'), socialLinkDatabase: `sqlite:${join(dir, 'social-link.sqlite')}`, env: serverEnvFor(emulator.url, apps) });
   });
   afterAll(async () => {
     await host.close();

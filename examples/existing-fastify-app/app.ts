@@ -1,7 +1,7 @@
 /**
  * An existing Fastify app with users of its own, adding social-link to let its users link Facebook,
  * Google, Apple… and sign in with them on a new phone. The app keeps its users, its sessions and its
- * database; social-link adds routes under /social and one table beside the app's.
+ * database; social-link adds routes under /social and keeps its own tables in a database of its own.
  */
 import { randomBytes } from 'node:crypto';
 import Fastify, { type FastifyRequest } from 'fastify';
@@ -14,13 +14,13 @@ interface HostDatabase {
   member_sessions: { token: string; member_id: string };
 }
 
-export async function buildHostApp(options: { databasePath: string; env: Record<string, string | undefined> }) {
+export async function buildHostApp(options: { databasePath: string; socialLinkDatabase: string; env: Record<string, string | undefined> }) {
   const db = new Kysely<HostDatabase>({ dialect: new SqliteDialect({ database: new SQLite(options.databasePath) }) });
   // The host's own tables and migrations (here: created on the spot).
   await db.schema.createTable('members').ifNotExists().addColumn('id', 'text', (c) => c.primaryKey()).addColumn('name', 'text').execute();
   await db.schema.createTable('member_sessions').ifNotExists().addColumn('token', 'text', (c) => c.primaryKey()).addColumn('member_id', 'text').execute();
-  // social-link's table, with its own migration log.
-  await migrateSocialLink(db);
+  // social-link's tables, in its own database.
+  await migrateSocialLink(options.socialLinkDatabase);
 
   const app = Fastify();
   app.addHook('onClose', () => db.destroy());
@@ -51,7 +51,7 @@ export async function buildHostApp(options: { databasePath: string; env: Record<
   // social-link, for the host's members.
   await app.register(socialLink, {
     prefix: '/social',
-    db,
+    database: options.socialLinkDatabase,
     env: options.env,
     resolveUser: memberOf,
     signIn: async (memberId) => ({ id: memberId, session: await startSession(memberId) }),

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createSigner, createVerifier } from 'fast-jwt';
 import { apiError } from '../core/errors.js';
-import type { Client, NewSession, Storage, User } from '../store/storage.js';
+import type { AuditEntry, Client, NewSession, Storage, User } from '../store/storage.js';
 import { SIGNING_ALG, type SigningKeys } from './keys.js';
 
 export interface TokenPair {
@@ -9,6 +9,12 @@ export interface TokenPair {
   refresh_token: string;
   token_type: 'Bearer';
   expires_in: number;
+}
+
+/** A session just stored: its id and its refresh token, to answer once. */
+export interface StartedSession {
+  id: string;
+  refreshToken: string;
 }
 
 export interface AccessClaims {
@@ -82,19 +88,19 @@ export class TokenService {
     };
   }
 
-  /** Starts a new session for the user and returns its first token pair. */
-  async startSession(storage: Storage, userId: number): Promise<TokenPair> {
-    const session = this.newSession();
-    await storage.createSession(session.id, userId);
-    await storage.insertRefreshToken(session.id, session.refreshTokenHash, session.refreshExpiresAt);
-    return this.pairOf(userId, session);
+  /**
+   * Starts a session: the one way every sign-in (guest creation, password, social) does it, inside the
+   * caller's transaction (`storage`), with its audit entry. The tokens are signed after the commit, with
+   * `pairOf`: no lock or connection waits on a signature. The refresh token itself is only ever in the
+   * answer; the database keeps its hash.
+   */
+  async startSession(storage: Storage, userId: number, audit: AuditEntry, client: Client | null): Promise<StartedSession> {
+    const { refreshToken, ...session } = this.newSession();
+    await storage.sessions.start(userId, session, audit, client);
+    return { id: session.id, refreshToken };
   }
 
-  /**
-   * A session to store (with Storage.recordSignIn) before its tokens are answered with `pairOf`; the
-   * refresh token itself is only ever in the answer, the database keeps its hash.
-   */
-  newSession(): NewSession & { refreshToken: string } {
+  private newSession(): NewSession & { refreshToken: string } {
     const refreshToken = randomBytes(32).toString('base64url');
     return {
       id: randomUUID(),
@@ -105,26 +111,26 @@ export class TokenService {
   }
 
   /** The token pair of a stored session: its refresh token and a new access token. */
-  pairOf(userId: number, session: { id: string; refreshToken: string }): TokenPair {
+  pairOf(userId: number, session: StartedSession): TokenPair {
     const accessToken = this.sign({ sub: String(userId), sid: session.id, jti: randomUUID() });
     return { access_token: accessToken, refresh_token: session.refreshToken, token_type: 'Bearer', expires_in: this.options.accessTtlSeconds };
   }
 
   async refresh(storage: Storage, refreshToken: string, client: Client): Promise<{ userId: number; pair: TokenPair }> {
     const hash = sha256(refreshToken);
-    const record = await storage.findRefreshToken(hash);
+    const record = await storage.sessions.findRefreshToken(hash);
     if (record && !record.sessionRevokedAt && !record.usedAt) {
       // The atomic mark decides the winner among concurrent refreshes of one token; rotation is all or nothing.
       const pair = await storage.transaction(async (trx) =>
-        (await trx.markRefreshTokenUsed(hash)) ? this.issue(trx, record.userId, record.sessionId) : undefined,
+        (await trx.sessions.useRefreshToken(hash)) ? this.rotate(trx, record.userId, record.sessionId) : undefined,
       );
       if (pair) return { userId: record.userId, pair };
     }
-    const current = record && (await storage.findRefreshToken(hash));
+    const current = record && (await storage.sessions.findRefreshToken(hash));
     if (current?.usedAt && !current.sessionRevokedAt) {
       // A rotated token came back: it was stolen, or the client is broken. Either way the session ends.
-      await storage.revokeSession(current.sessionId, 'refresh_token_reused');
-      await storage.recordAudit({ event: 'refresh_token_reused', userId: current.userId, detail: 'session revoked' }, client);
+      await storage.sessions.revoke(current.sessionId, 'refresh_token_reused');
+      await storage.audit.record({ event: 'refresh_token_reused', userId: current.userId, detail: 'session revoked' }, client);
       throw apiError('refresh_token_reused');
     }
     throw apiError('invalid_refresh_token');
@@ -145,16 +151,15 @@ export class TokenService {
       throw apiError('invalid_access_token');
     }
     // Deleting a user deletes its sessions: an active session always has its user.
-    const user = await storage.findSessionUser(sessionId, userId);
+    const user = await storage.sessions.findUser(sessionId, userId);
     if (!user) throw apiError('invalid_access_token', { detail: 'the session of this access token has ended' });
     return { userId, sessionId, user };
   }
 
   /** Rotation: a new refresh token in the same session, and a new access token. */
-  private async issue(storage: Storage, userId: number, sessionId: string): Promise<TokenPair> {
+  private async rotate(storage: Storage, userId: number, sessionId: string): Promise<TokenPair> {
     const { refreshToken, refreshTokenHash, refreshExpiresAt } = this.newSession();
-    await storage.insertRefreshToken(sessionId, refreshTokenHash, refreshExpiresAt);
+    await storage.sessions.addRefreshToken(sessionId, refreshTokenHash, refreshExpiresAt);
     return this.pairOf(userId, { id: sessionId, refreshToken });
   }
-
 }

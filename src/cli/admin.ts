@@ -1,5 +1,5 @@
-import { withDatabase, type Command } from './command.js';
-import { Storage } from '../store/storage.js';
+import { SocialAccounts } from '../core/social.js';
+import { withServices, type Command } from './command.js';
 
 /** Operators' commands: read users, links and the audit log, and unlink, straight from the database. */
 
@@ -29,66 +29,56 @@ const limitOf = (value: unknown, fallback: number) => {
   return limit;
 };
 
+const usageError = (command: Command) => {
+  console.error(`usage: social-link ${command.usage}`);
+  return 1;
+};
+
 export const adminCommands: Record<string, Command> = {
   users: {
     usage: 'users list [--limit N] [--json] | users show ID|USERNAME [--json]',
     summary: 'list users (newest first), or show one with its links',
     options: { limit: { type: 'string' }, ...json },
-    run: ({ positionals, values }) =>
-      withDatabase(async (db) => {
-        const storage = new Storage(db);
-        if (positionals[0] === 'list') {
-          const users = await db.selectFrom('users').select(['id', 'username', 'created_at', 'last_login_at']).orderBy('id', 'desc').limit(limitOf(values.limit, 50)).execute();
-          print(users.map((user) => ({ ...user, created_at: new Date(user.created_at).toISOString() })), values.json === true);
+    run: ({ positionals: [verb, key], values }) =>
+      withServices(async ({ storage }) => {
+        if (verb === 'list') {
+          const users = await storage.users.list(limitOf(values.limit, 50));
+          print(users.map(({ id, username, createdAt, lastLoginAt }) => ({ id, username, created_at: createdAt, last_login_at: lastLoginAt })), values.json === true);
           return 0;
         }
-        if (positionals[0] === 'show' && positionals[1]) {
-          const key = positionals[1];
-          const user = /^\d+$/.test(key) ? await storage.findUserById(Number(key)) : await storage.findUserByUsername(key);
-          if (!user) {
-            console.error(`no user ${key}`);
-            return 1;
-          }
-          const links = await storage.listAssociations(user.id);
-          const { passwordHash: _hidden, ...visible } = user;
-          print([{ ...visible, links: links.map((link) => `${link.provider}:${link.uid}`).join(' ') }], values.json === true);
-          return 0;
+        if (verb !== 'show' || !key) return usageError(adminCommands.users!);
+        const user = /^\d+$/.test(key) ? await storage.users.findById(Number(key)) : await storage.users.findByUsername(key);
+        if (!user) {
+          console.error(`no user ${key}`);
+          return 1;
         }
-        console.error(`usage: social-link ${adminCommands.users!.usage}`);
-        return 1;
+        const links = await storage.links.ofUser(user.id);
+        const { passwordHash: _hidden, ...visible } = user;
+        print([{ ...visible, links: links.map((link) => `${link.provider}:${link.uid}`).join(' ') }], values.json === true);
+        return 0;
       }),
   },
   associations: {
     usage: 'associations list [--user ID] [--provider P] [--limit N] [--json] | associations unlink PROVIDER UID',
     summary: 'list social links, or remove one (operators may remove a last login method; the user can then sign in no more)',
     options: { user: { type: 'string' }, provider: { type: 'string' }, limit: { type: 'string' }, ...json },
-    run: ({ positionals, values }) =>
-      withDatabase(async (db) => {
-        if (positionals[0] === 'list') {
-          let query = db.selectFrom('social_associations').select(['id', 'user_id', 'provider', 'uid', 'created_at', 'updated_at']).orderBy('id', 'desc').limit(limitOf(values.limit, 50));
-          if (typeof values.user === 'string') query = query.where('user_id', '=', Number(values.user));
-          if (typeof values.provider === 'string') query = query.where('provider', '=', values.provider);
-          const rows = await query.execute();
-          print(rows.map((row) => ({ ...row, created_at: new Date(row.created_at).toISOString(), updated_at: new Date(row.updated_at).toISOString() })), values.json === true);
+    run: ({ positionals: [verb, provider, uid], values }) =>
+      withServices(async (services) => {
+        if (verb === 'list') {
+          const userId = typeof values.user === 'string' ? Number(values.user) : undefined;
+          const links = await services.storage.links.list({ userId, provider: typeof values.provider === 'string' ? values.provider : undefined, limit: limitOf(values.limit, 50) });
+          print(links.map((link) => ({ id: link.id, user_id: link.userId, provider: link.provider, uid: link.uid, created_at: link.createdAt, updated_at: link.updatedAt })), values.json === true);
           return 0;
         }
-        if (positionals[0] === 'unlink' && positionals[1] && positionals[2]) {
-          const [, provider, uid] = positionals as [string, string, string];
-          const storage = new Storage(db);
-          const link = await storage.findAssociation(provider, uid);
-          if (!link) {
-            console.error(`no link ${provider}:${uid}`);
-            return 1;
-          }
-          await storage.transaction(async (trx) => {
-            await trx.deleteAssociation(link.userId, provider, uid);
-            await trx.recordAudit({ event: 'unlinked', userId: link.userId, provider, uid, detail: 'by an operator (cli)' }, null);
-          });
-          console.log(`unlinked ${provider}:${uid} from user ${link.userId}`);
-          return 0;
+        if (verb !== 'unlink' || !provider || !uid) return usageError(adminCommands.associations!);
+        const link = await services.storage.links.find(provider, uid);
+        if (!link) {
+          console.error(`no link ${provider}:${uid}`);
+          return 1;
         }
-        console.error(`usage: social-link ${adminCommands.associations!.usage}`);
-        return 1;
+        await new SocialAccounts(services).unlink(link.userId, provider, uid, { client: null, hasOtherWayIn: () => true, detail: 'by an operator (cli)' });
+        console.log(`unlinked ${provider}:${uid} from user ${link.userId}`);
+        return 0;
       }),
   },
   audit: {
@@ -96,11 +86,8 @@ export const adminCommands: Record<string, Command> = {
     summary: 'the audit log, newest first: links, unlinks, sign-ins, refusals, replayed refresh tokens, deletions',
     options: { user: { type: 'string' }, limit: { type: 'string' }, ...json },
     run: ({ values }) =>
-      withDatabase(async (db) => {
-        const events = await new Storage(db).listAudit({
-          userId: typeof values.user === 'string' ? Number(values.user) : undefined,
-          limit: limitOf(values.limit, 50),
-        });
+      withServices(async ({ storage }) => {
+        const events = await storage.audit.list({ userId: typeof values.user === 'string' ? Number(values.user) : undefined, limit: limitOf(values.limit, 50) });
         print(events as unknown as Array<Record<string, unknown>>, values.json === true);
         return 0;
       }),

@@ -3,6 +3,8 @@ import type { Kysely } from 'kysely';
 import { loadConfig } from '../config/config.js';
 import { openDatabase, type Database } from '../store/database.js';
 import { loadConfigFile } from '../config/file.js';
+import { pino } from 'pino';
+import { createServices, type Services } from '../core/services.js';
 
 /** A CLI command: its usage line, what it does, its options, and the work. */
 export interface Command {
@@ -11,6 +13,18 @@ export interface Command {
   options?: ParseArgsConfig['options'];
   /** Exit code, or -1 to keep running (servers) until a signal. */
   run(args: { positionals: string[]; values: Record<string, string | boolean | undefined> }): Promise<number>;
+}
+
+/** The services (database, providers, secrets) for one command, closed after; provider warnings go to stderr. */
+export async function withServices<T>(work: (services: Services) => Promise<T>): Promise<T> {
+  const file = await loadConfigFile();
+  const config = loadConfig({ ...file.settings, ...process.env }, { role: 'cli' });
+  const services = createServices({ config, log: pino({ level: 'warn' }, pino.destination(2)), pipeline: file.pipeline });
+  try {
+    return await work(services);
+  } finally {
+    await services.close();
+  }
 }
 
 /** Opens the configured database for one command and closes it after. */

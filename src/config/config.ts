@@ -36,8 +36,11 @@ export interface Config {
 
 export const DEFAULT_DATABASE_URL = 'sqlite:./data/social-link.sqlite';
 
-/** Reads and validates the configuration; throws ConfigError naming the bad variable. */
-export function loadConfig(env: Env = process.env): Config {
+/**
+ * Reads and validates the configuration; throws ConfigError naming the bad variable. The server signs our
+ * access tokens; the CLI and the embedded plugin (whose host starts its own sessions) sign none.
+ */
+export function loadConfig(env: Env = process.env, { role = 'server' }: { role?: 'server' | 'cli' | 'embedded' } = {}): Config {
   const settings = new Settings(env);
   const databaseUrl = settings.string('DATABASE_URL', DEFAULT_DATABASE_URL);
   if (!/^(sqlite:|postgres:\/\/|postgresql:\/\/)/.test(databaseUrl)) {
@@ -78,7 +81,7 @@ export function loadConfig(env: Env = process.env): Config {
   if (!levels.includes(config.logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be one of ${levels.join(', ')}, got "${config.logLevel}"`);
   }
-  if (config.production && !config.signingKeys && !config.signingKeysFile) {
+  if (role === 'server' && config.production && !config.signingKeys && !config.signingKeysFile) {
     throw new ConfigError(
       'SOCIAL_LINK_SIGNING_KEYS or SOCIAL_LINK_SIGNING_KEYS_FILE must be set in production ' +
         '(generate one with: social-link keys generate)',

@@ -19,7 +19,11 @@ export interface PipelineContext {
   readonly provider: string;
   readonly identity: SocialIdentity;
   readonly storage: Storage;
-  readonly options: { createUser: boolean };
+  readonly options: {
+    createUser: boolean;
+    /** How a new user is made (default: one of ours, named after the profile); the embedding host makes its own. */
+    newUser?: (storage: Storage, identity: SocialIdentity) => Promise<User>;
+  };
   /** Seals provider tokens (identity.tokens) before they are stored. */
   readonly secrets: SecretBox;
   /** Who asked, for the audit log. */
@@ -38,7 +42,7 @@ export const authAllowed: PipelineStep = () => {};
 
 /** Find the existing link of this social account; in associate mode, refuse one owned by another user. */
 export const socialUser: PipelineStep = async (context) => {
-  const found = await context.storage.findAssociationWithUser(context.provider, context.identity.uid);
+  const found = await context.storage.links.findWithUser(context.provider, context.identity.uid);
   if (!found) return;
   if (context.user && context.user.id !== found.association.userId) {
     throw apiError('already_associated');
@@ -51,14 +55,15 @@ export const socialUser: PipelineStep = async (context) => {
 export const createUser: PipelineStep = async (context) => {
   if (context.user) return;
   if (!context.options.createUser) throw apiError('user_not_found');
-  context.user = await context.storage.createUser(newUsername(context), null);
+  const { newUser } = context.options;
+  context.user = newUser ? await newUser(context.storage, context.identity) : await context.storage.users.create(newUsername(context), null);
   context.isNewUser = true;
 };
 
 /** Link the social account to the user. Losing a race to another link is reported, never overwritten. */
 export const associateUser: PipelineStep = async (context) => {
   if (context.association || !context.user) return;
-  const association = await context.storage.insertAssociation(
+  const association = await context.storage.links.insert(
     context.user.id,
     context.provider,
     context.identity.uid,
@@ -79,7 +84,7 @@ export const loadExtraData: PipelineStep = async (context) => {
   const extraData = mergeFacts(context.association.extraData, context.identity);
   // Most sign-ins bring the same facts: no write then (unless there are new tokens to keep).
   if (sameFacts(context.association.extraData, extraData) && !context.identity.tokens) return;
-  await context.storage.updateExtraData(context.association.id, extraData, sealedTokens(context));
+  await context.storage.links.updateExtraData(context.association.id, extraData, sealedTokens(context));
   context.association = { ...context.association, extraData };
 };
 
@@ -141,6 +146,6 @@ function newUsername(context: PipelineContext): string {
 /** What the pipeline changed; a sign-in itself is recorded with its session (Storage.recordSignIn). */
 async function recordOutcome(context: PipelineContext): Promise<void> {
   const about = { userId: context.user?.id ?? null, provider: context.provider, uid: context.identity.uid };
-  if (context.isNewUser) await context.storage.recordAudit({ ...about, event: 'user_created', detail: 'social' }, context.client);
-  if (context.isNewAssociation) await context.storage.recordAudit({ ...about, event: 'associated' }, context.client);
+  if (context.isNewUser) await context.storage.audit.record({ ...about, event: 'user_created', detail: 'social' }, context.client);
+  if (context.isNewAssociation) await context.storage.audit.record({ ...about, event: 'associated' }, context.client);
 }

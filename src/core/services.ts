@@ -1,22 +1,64 @@
+import { join } from 'node:path';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Kysely } from 'kysely';
+import { devSecret } from '../auth/keys.js';
+import { SecretBox } from '../auth/secret-box.js';
 import type { Config } from '../config/config.js';
-import type { TokenService } from '../auth/tokens.js';
-import type { PipelineStep } from './pipeline.js';
-import type { Provider } from '../providers/types.js';
-import type { Association, Storage } from '../store/storage.js';
-import type { SigningKeys } from '../auth/keys.js';
-import type { SecretBox } from '../auth/secret-box.js';
-import type { RateLimits } from '../http/rate-limits.js';
+import type { ProviderCallObserver } from '../providers/http.js';
+import { ProviderRegistry } from '../providers/registry.js';
+import { openDatabase, type Database } from '../store/database.js';
+import { Storage, type Association } from '../store/storage.js';
+import { defaultPipeline, type PipelineStep } from './pipeline.js';
 
-/** What the routes need, built once at start-up. */
+/**
+ * What social-link is made of, built once from the configuration: storage, the secret box, the providers
+ * and the pipeline. The server (src/http/app.ts) and the embedding plugin (src/embed.ts) both stand on it.
+ */
 export interface Services {
   config: Config;
   storage: Storage;
-  tokens: TokenService;
-  signingKeys: SigningKeys;
   secrets: SecretBox;
-  providers: ReadonlyMap<string, Provider>;
+  providers: ProviderRegistry;
   pipeline: readonly PipelineStep[];
-  limits: RateLimits;
+  log: FastifyBaseLogger;
   /** Revokes the provider tokens kept for a removed link; failures are logged, never thrown. */
-  revokeProviderTokens(link: Association | undefined): Promise<void>;
+  revokeKept(link: Association | undefined): Promise<void>;
+  /** Closes the providers' connections, and the database when these services opened it. */
+  close(): Promise<void>;
+}
+
+export interface ServicesOptions {
+  config: Config;
+  log: FastifyBaseLogger;
+  /** An open database; by default one is opened from config.databaseUrl (and closed with the services). */
+  db?: Kysely<Database>;
+  pipeline?: readonly PipelineStep[];
+  /** Where a dev setup keeps the encryption key it generates when none is configured (else: in memory). */
+  devSecretsDir?: string;
+  observeProviderCall?: ProviderCallObserver;
+}
+
+export function createServices(options: ServicesOptions): Services {
+  const { config, log } = options;
+  const db = options.db ?? openDatabase(config.databaseUrl);
+  const dev = options.devSecretsDir;
+  const secrets = SecretBox.fromSetting(config.encryptionKeys ?? devSecret(dev && join(dev, 'dev-encryption-key'), SecretBox.generateKey));
+  const providers = new ProviderRegistry(config.providers, {
+    timeoutMs: config.providerTimeoutMs,
+    circuitBreaker: config.circuitBreaker,
+    observe: options.observeProviderCall,
+  });
+  return {
+    config,
+    storage: new Storage(db),
+    secrets,
+    providers,
+    pipeline: options.pipeline ?? defaultPipeline,
+    log,
+    revokeKept: (link) => providers.revokeKept(link, secrets, log),
+    async close() {
+      await providers.close();
+      if (!options.db) await db.destroy();
+    },
+  };
 }

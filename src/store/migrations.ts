@@ -107,6 +107,18 @@ migrations['0003_audit_events'] = {
   },
 };
 
+migrations['0004_external_users'] = {
+  // Embedded in another app (src/embed.ts), a user stands for one of that app's users.
+  async up(db) {
+    await db.schema.alterTable('users').addColumn('external_id', 'varchar(255)').execute();
+    await db.schema.createIndex('users_external_id_key').on('users').column('external_id').unique().execute();
+  },
+  async down(db) {
+    await db.schema.dropIndex('users_external_id_key').execute();
+    await db.schema.alterTable('users').dropColumn('external_id').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

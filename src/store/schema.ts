@@ -9,6 +9,8 @@ export interface UsersTable {
   id: Generated<number>;
   username: string;
   password_hash: string | null;
+  /** Embedded in another app: that app's id of the user (unique); null for our own users. */
+  external_id: string | null;
   created_at: Timestamp;
   updated_at: Timestamp;
   last_login_at: Timestamp | null;

@@ -1,0 +1,86 @@
+import { randomBytes } from 'node:crypto';
+import { dummyPasswordHash, hashPassword, verifyPassword } from '../auth/passwords.js';
+import type { AccessClaims, TokenPair, TokenService } from '../auth/tokens.js';
+import type { Client, User } from '../store/storage.js';
+import { apiError } from './errors.js';
+import type { Services } from './services.js';
+
+/** A user and the token pair of its new session: what every sign-in answers. */
+export interface SignedIn {
+  user: User;
+  pair: TokenPair;
+}
+
+/** Our own users and sessions: guest and password users, sign-in, refresh, logout, deletion, history. */
+export class Accounts {
+  constructor(
+    private readonly services: Services,
+    private readonly tokens: TokenService,
+  ) {}
+
+  /** A guest user (no username: a phone's first launch) or a password user, signed in. */
+  async create(input: { username?: string; password?: string }, client: Client): Promise<SignedIn> {
+    const { storage } = this.services;
+    if (input.username && (await storage.users.findByUsername(input.username))) throw apiError('username_taken');
+    const passwordHash = input.password ? await hashPassword(input.password) : null;
+    const started = await storage
+      .transaction(async (trx) => {
+        const user = await trx.users.create(input.username ?? `guest_${randomBytes(8).toString('hex')}`, passwordHash);
+        const audit = { event: 'user_created' as const, userId: user.id, detail: passwordHash ? 'password' : 'guest' };
+        return { user, session: await this.tokens.startSession(trx, user.id, audit, client) };
+      })
+      .catch((error: unknown) => {
+        // Two sign-ups raced for one username: the unique constraint decided.
+        if (input.username && isUniqueViolation(error)) throw apiError('username_taken');
+        throw error;
+      });
+    return { user: started.user, pair: this.tokens.pairOf(started.user.id, started.session) };
+  }
+
+  async signInWithPassword(username: string, password: string, client: Client): Promise<SignedIn> {
+    const { storage } = this.services;
+    const user = await storage.users.findByUsername(username);
+    // Unknown user or guest user: still spend one scrypt, so timing does not tell which usernames exist.
+    const ok = await verifyPassword(password, user?.passwordHash ?? (await dummyPasswordHash()));
+    if (!user || !user.passwordHash || !ok) {
+      // The owner of the username sees the failed attempt in its audit log.
+      if (user) await storage.audit.record({ event: 'refused', userId: user.id, detail: 'invalid_credentials' }, client);
+      throw apiError('invalid_credentials');
+    }
+    const session = await storage.transaction((trx) => this.tokens.startSession(trx, user.id, { event: 'password_sign_in', userId: user.id }, client));
+    return { user, pair: this.tokens.pairOf(user.id, session) };
+  }
+
+  async refresh(refreshToken: string, client: Client): Promise<SignedIn> {
+    const { userId, pair } = await this.tokens.refresh(this.services.storage, refreshToken, client);
+    const user = await this.services.storage.users.findById(userId);
+    if (!user) throw apiError('invalid_refresh_token');
+    return { user, pair };
+  }
+
+  async logout(claims: AccessClaims, client: Client): Promise<void> {
+    await this.services.storage.sessions.revoke(claims.sessionId, 'logout');
+    await this.services.storage.audit.record({ event: 'logout', userId: claims.userId }, client);
+  }
+
+  /** Removes the user, its links and sessions at once; provider tokens kept for its links (Apple) are revoked after. */
+  async delete(userId: number, client: Client | null, detail?: string): Promise<void> {
+    const links = await this.services.storage.transaction(async (trx) => {
+      const removed = await trx.links.ofUser(userId);
+      await trx.users.delete(userId);
+      await trx.audit.record({ event: 'user_deleted', userId, detail: detail ?? `${removed.length} links` }, client);
+      return removed;
+    });
+    for (const link of links) await this.services.revokeKept(link);
+  }
+
+  history(userId: number, page: { before?: number; limit: number }) {
+    return this.services.storage.audit.list({ userId, ...page });
+  }
+}
+
+/** PostgreSQL's 23505 or SQLite's SQLITE_CONSTRAINT_UNIQUE. */
+export function isUniqueViolation(error: unknown): boolean {
+  const code = (error as { code?: string } | null)?.code;
+  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE';
+}

@@ -1,0 +1,79 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
+import { ApiError, apiError, invalidRequest, ProviderUnavailableError, type ErrorCode } from '../core/errors.js';
+
+/** The framework's own client errors, as codes of our catalogue. */
+const FRAMEWORK_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_request',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_request',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_request',
+  FST_ERR_BAD_URL: 'invalid_request',
+};
+
+const body = (error: ApiError, request: FastifyRequest) => ({ ...error.toJSON(), request_id: request.id });
+
+/** Fastify options that answer router errors and malformed HTTP in our error format too. */
+export const frameworkErrorOptions: Pick<FastifyServerOptions, 'frameworkErrors' | 'clientErrorHandler'> = {
+  // Router errors (a bad percent-encoding in the path).
+  frameworkErrors: (error, request, reply) => {
+    void (reply as FastifyReply).code(400).send(body(invalidRequest(error.message), request as FastifyRequest));
+  },
+  // Malformed HTTP never reaches a route: answer it on the raw socket.
+  clientErrorHandler: (error, socket) => {
+    const status = (error as { code?: string }).code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    const text = JSON.stringify(apiError('invalid_request', { about: 'Malformed HTTP request', status }).toJSON());
+    if (!socket.writable) return socket.destroy(error);
+    socket.end(
+      `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+        `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+    );
+  },
+};
+
+/** Every answer that is not a success is JSON {code, message, errors}; nothing internal leaks out. */
+export function installErrorHandling(app: FastifyInstance): void {
+  // An empty body is an empty object: `POST /api/users/` with no body makes a guest user.
+  // JSON only: a form or text body is refused with 415 rather than half-understood.
+  app.removeContentTypeParser('text/plain');
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, text, done) => {
+    if (text === '') return done(null, {});
+    parseJson(request, text as string, done);
+  });
+  app.addHook('preValidation', async (request) => {
+    if (request.body === undefined && (request.method === 'POST' || request.method === 'PUT')) request.body = {};
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    reply.code(404).send(body(apiError('not_found', { about: `${request.method} ${request.url.split('?')[0]}` }), request));
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof ApiError) {
+      if (typeof error.extra.retry_after === 'number') reply.header('retry-after', String(error.extra.retry_after));
+      logOperatorProblem(error, request);
+      return reply.code(error.statusCode).send(body(error, request));
+    }
+    if (error.validation) {
+      const first = error.validation[0];
+      const field = first?.instancePath ? first.instancePath.slice(1).replace(/\//g, '.') : (first?.params as { missingProperty?: string })?.missingProperty;
+      const message = field ? `${field}: ${first?.message ?? 'is invalid'}` : `${error.validationContext ?? 'request'} ${first?.message ?? 'is invalid'}`;
+      return reply.code(400).send(body(invalidRequest(message), request));
+    }
+    const status = error.statusCode ?? 500;
+    if (status < 500) return reply.code(status).send(body(apiError(FRAMEWORK_CODES[error.code] ?? 'bad_request', { about: error.message, status }), request));
+    request.log.error({ err: error }, 'unhandled error');
+    return reply.code(500).send(body(apiError('internal_error'), request));
+  });
+}
+
+/** A 5xx is the operator's to read: which provider, why, and what to fix when it is a setting of ours. */
+function logOperatorProblem(error: ApiError, request: FastifyRequest): void {
+  if (error instanceof ProviderUnavailableError) {
+    const { provider, failure, hint } = error;
+    request.log.warn({ code: error.code, provider, failure, detail: error.extra.detail, hint }, hint ? `${provider}: ${hint}` : error.message);
+  } else if (error.statusCode >= 500) {
+    request.log.warn({ code: error.code, detail: error.extra.detail }, error.message);
+  }
+}

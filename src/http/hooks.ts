@@ -1,0 +1,33 @@
+import type { FastifyInstance } from 'fastify';
+import { ApiError, type ErrorCode } from '../core/errors.js';
+import type { Services } from '../core/services.js';
+import type { Metrics } from './metrics.js';
+import { clientOf } from './request.js';
+
+/** Refusals worth a line in the audit log: someone tried an account that is not theirs. */
+const AUDITED_REFUSALS = new Set<string>(['invalid_token', 'already_associated'] satisfies ErrorCode[]);
+
+/** What every request gets: its id echoed, refused takeover attempts audited, its duration counted. */
+export function installHooks(app: FastifyInstance, { storage, providers }: Services, metrics: Metrics): void {
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  // The successes are recorded where they happen, in their transaction.
+  app.addHook('onError', async (request, _reply, error) => {
+    if (!(error instanceof ApiError) || !AUDITED_REFUSALS.has(error.code)) return;
+    const provider = (request.params as { provider?: string } | undefined)?.provider;
+    const entry = {
+      event: 'refused' as const,
+      userId: request.userId ?? null,
+      provider: provider && providers.has(provider) ? provider : null,
+      detail: `${error.code}: ${String(error.extra.detail ?? error.message)}`,
+    };
+    await storage.audit
+      .record(entry, clientOf(request))
+      .catch((failure: unknown) => request.log.warn({ reason: (failure as Error).message }, 'audit: could not record a refusal'));
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.httpRequests.observe({ method: request.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000);
+  });
+}

@@ -1,0 +1,69 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { SecretBox } from '../auth/secret-box.js';
+import { unknownProvider } from '../core/errors.js';
+import { CircuitBreaker, withCircuitBreaker } from './circuit-breaker.js';
+import type { ProviderCallObserver, ProviderHttp } from './http.js';
+import type { ProviderConfigs } from './index.js';
+import type { Provider } from './types.js';
+
+export interface RegistryOptions {
+  timeoutMs: number;
+  circuitBreaker: { threshold: number; cooldownMs: number };
+  observe?: ProviderCallObserver;
+}
+
+/**
+ * The enabled providers, each behind its circuit breaker with its own keep-alive pool: built once from
+ * the configuration, for the server and the embedding plugin alike.
+ */
+export class ProviderRegistry {
+  private readonly providers = new Map<string, Provider>();
+  private readonly pools: ProviderHttp[] = [];
+
+  constructor(configs: ProviderConfigs, options: RegistryOptions) {
+    for (const enabled of configs) {
+      const { provider, http } = enabled.create({ timeoutMs: options.timeoutMs, observe: options.observe });
+      this.providers.set(enabled.name, withCircuitBreaker(provider, new CircuitBreaker(options.circuitBreaker)));
+      this.pools.push(http);
+    }
+  }
+
+  /** The provider of that name, or 404 unknown_provider. */
+  get(name: string): Provider {
+    const provider = this.providers.get(name);
+    if (!provider) throw unknownProvider(name);
+    return provider;
+  }
+
+  has(name: string): boolean {
+    return this.providers.has(name);
+  }
+
+  names(): string[] {
+    return [...this.providers.keys()];
+  }
+
+  /** Starts fetching what verification needs (keys, discovery) in the background. */
+  warmUp(): void {
+    for (const provider of this.providers.values()) provider.warmUp?.();
+  }
+
+  /**
+   * Revokes the provider tokens kept for a removed link (Sign in with Apple's refresh token), so that
+   * unlinking and account deletion also end the grant at the provider. A failure is logged, never thrown:
+   * the link is already gone and must not come back.
+   */
+  async revokeKept(link: { provider: string; uid: string; sealedTokens: string | null } | undefined, secrets: SecretBox, log: FastifyBaseLogger): Promise<void> {
+    const provider = link?.sealedTokens ? this.providers.get(link.provider) : undefined;
+    if (!link?.sealedTokens || !provider?.revoke) return;
+    const opened = secrets.open(link.sealedTokens, `${link.provider}:${link.uid}`);
+    if (!opened) return log.warn({ provider: link.provider }, 'kept provider tokens could not be decrypted; not revoked');
+    await provider.revoke(JSON.parse(opened) as Record<string, string>).catch((error: unknown) =>
+      log.warn({ provider: link.provider, reason: (error as Error).message }, 'revoking provider tokens failed'),
+    );
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.pools.map((pool) => pool.close()));
+  }
+}

@@ -1,0 +1,78 @@
+import type { Kysely } from 'kysely';
+import { iso, now } from './rows.js';
+import type { Database } from './schema.js';
+
+export type AuditEventName =
+  | 'user_created'
+  | 'password_sign_in'
+  | 'social_sign_in'
+  | 'associated'
+  | 'unlinked'
+  | 'logout'
+  | 'refresh_token_reused'
+  | 'refused'
+  | 'user_deleted';
+
+/** Who asked: recorded with every audit event. */
+export interface Client {
+  ip: string;
+  userAgent: string;
+}
+
+export interface AuditEntry {
+  event: AuditEventName;
+  userId?: number | null;
+  provider?: string | null;
+  uid?: string | null;
+  /** A stable code or short reason; never a secret. */
+  detail?: string | null;
+}
+
+export interface AuditEvent extends Required<AuditEntry> {
+  id: number;
+  ip: string | null;
+  userAgent: string | null;
+  createdAt: string;
+}
+
+/** The audit_events row of an entry (also written by Sessions.start, in the sign-in's one statement). */
+export function auditRow(entry: AuditEntry, client: Client | null, at = now()) {
+  return {
+    user_id: entry.userId ?? null,
+    event: entry.event,
+    provider: entry.provider ?? null,
+    uid: entry.uid ?? null,
+    detail: entry.detail?.slice(0, 255) ?? null,
+    ip: client?.ip.slice(0, 64) || null,
+    user_agent: client?.userAgent.slice(0, 256) || null,
+    created_at: at,
+  };
+}
+
+/** Who did what, kept after the user is deleted: the user's own history and the operators'. */
+export class AuditLog {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async record(entry: AuditEntry, client: Client | null): Promise<void> {
+    await this.db.insertInto('audit_events').values(auditRow(entry, client)).execute();
+  }
+
+  /** Newest first; `before` pages backwards by id. Without a user id: every user's events (operators). */
+  async list(options: { userId?: number; before?: number; limit: number }): Promise<AuditEvent[]> {
+    let query = this.db.selectFrom('audit_events').selectAll().orderBy('id', 'desc').limit(options.limit);
+    if (options.userId !== undefined) query = query.where('user_id', '=', options.userId);
+    if (options.before !== undefined) query = query.where('id', '<', options.before);
+    const rows = await query.execute();
+    return rows.map((row) => ({
+      id: row.id,
+      event: row.event as AuditEventName,
+      userId: row.user_id,
+      provider: row.provider,
+      uid: row.uid,
+      detail: row.detail,
+      ip: row.ip,
+      userAgent: row.user_agent,
+      createdAt: iso(row.created_at),
+    }));
+  }
+}

@@ -1,0 +1,122 @@
+import type { Kysely, Selectable } from 'kysely';
+import { iso, now, toUser, type User } from './rows.js';
+import type { Database } from './schema.js';
+
+/** A linked social account: python-social-auth's UserSocialAuth. */
+export interface Association {
+  id: number;
+  userId: number;
+  provider: string;
+  uid: string;
+  extraData: Record<string, unknown>;
+  /** Sealed provider tokens, or null. */
+  sealedTokens: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+function toAssociation(row: Selectable<Database['social_associations']>): Association {
+  const extra = typeof row.extra_data === 'string' ? (JSON.parse(row.extra_data) as unknown) : row.extra_data;
+  return {
+    id: row.id,
+    userId: row.user_id,
+    provider: row.provider,
+    uid: row.uid,
+    extraData: (extra ?? {}) as Record<string, unknown>,
+    sealedTokens: row.provider_tokens,
+    createdAt: iso(row.created_at),
+    updatedAt: iso(row.updated_at),
+  };
+}
+
+/** The social accounts linked to users; (provider, uid) is unique. */
+export class Links {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async find(provider: string, uid: string): Promise<Association | undefined> {
+    const row = await this.db
+      .selectFrom('social_associations')
+      .selectAll()
+      .where('provider', '=', provider)
+      .where('uid', '=', uid)
+      .executeTakeFirst();
+    return row && toAssociation(row);
+  }
+
+  /** The link of this social account and its user, in one query (every sign-in asks this). */
+  async findWithUser(provider: string, uid: string): Promise<{ association: Association; user: User } | undefined> {
+    const row = await this.db
+      .selectFrom('social_associations as link')
+      .innerJoin('users', 'users.id', 'link.user_id')
+      .selectAll('link')
+      .select([
+        'users.username as user_username',
+        'users.password_hash as user_password_hash',
+        'users.created_at as user_created_at',
+        'users.updated_at as user_updated_at',
+        'users.last_login_at as user_last_login_at',
+      ])
+      .where('link.provider', '=', provider)
+      .where('link.uid', '=', uid)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    const user = toUser({
+      id: row.user_id,
+      username: row.user_username,
+      password_hash: row.user_password_hash,
+      created_at: row.user_created_at,
+      updated_at: row.user_updated_at,
+      last_login_at: row.user_last_login_at,
+    });
+    return { association: toAssociation(row), user };
+  }
+
+  /** Newest first, of one user or provider when given (operators). */
+  async list(filter: { userId?: number; provider?: string; limit: number }): Promise<Association[]> {
+    let query = this.db.selectFrom('social_associations').selectAll().orderBy('id', 'desc').limit(filter.limit);
+    if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId);
+    if (filter.provider !== undefined) query = query.where('provider', '=', filter.provider);
+    return (await query.execute()).map(toAssociation);
+  }
+
+  async ofUser(userId: number): Promise<Association[]> {
+    const rows = await this.db.selectFrom('social_associations').selectAll().where('user_id', '=', userId).orderBy('id').execute();
+    return rows.map(toAssociation);
+  }
+
+  /**
+   * Links (provider, uid) to the user unless it is linked already. Returns undefined when another
+   * transaction linked it first: the unique constraint, not a prior read, decides who wins a race.
+   */
+  async insert(userId: number, provider: string, uid: string, extraData: Record<string, unknown>, sealedTokens: string | null): Promise<Association | undefined> {
+    const at = now();
+    const row = await this.db
+      .insertInto('social_associations')
+      .values({ user_id: userId, provider, uid, extra_data: JSON.stringify(extraData), provider_tokens: sealedTokens, created_at: at, updated_at: at })
+      .onConflict((conflict) => conflict.columns(['provider', 'uid']).doNothing())
+      .returningAll()
+      .executeTakeFirst();
+    return row && toAssociation(row);
+  }
+
+  /** New extra data; new sealed tokens too when the provider gave new ones (else the old ones stay). */
+  async updateExtraData(associationId: number, extraData: Record<string, unknown>, sealedTokens: string | null): Promise<void> {
+    await this.db
+      .updateTable('social_associations')
+      .set({ extra_data: JSON.stringify(extraData), updated_at: now(), ...(sealedTokens === null ? {} : { provider_tokens: sealedTokens }) })
+      .where('id', '=', associationId)
+      .execute();
+  }
+
+  /** Removes the link and answers it (with its sealed tokens, to revoke them), or undefined. */
+  async delete(userId: number, provider: string, uid: string): Promise<Association | undefined> {
+    const row = await this.db
+      .deleteFrom('social_associations')
+      .where('user_id', '=', userId)
+      .where('provider', '=', provider)
+      .where('uid', '=', uid)
+      .returningAll()
+      .executeTakeFirst();
+    return row && toAssociation(row);
+  }
+}

@@ -1,0 +1,70 @@
+import type { Kysely } from 'kysely';
+import { isPostgres } from './migrations.js';
+import { now, toUser, type User } from './rows.js';
+import type { Database } from './schema.js';
+
+export type { User } from './rows.js';
+
+/** Our users: guests, password users, and (embedded) the host app's users, known by their external id. */
+export class Users {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async create(username: string, passwordHash: string | null, externalId: string | null = null): Promise<User> {
+    const at = now();
+    const row = await this.db
+      .insertInto('users')
+      .values({ username, password_hash: passwordHash, external_id: externalId, created_at: at, updated_at: at })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return toUser(row);
+  }
+
+  async findById(id: number): Promise<User | undefined> {
+    const row = await this.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toUser(row);
+  }
+
+  async findByUsername(username: string): Promise<User | undefined> {
+    const row = await this.db.selectFrom('users').selectAll().where('username', '=', username).executeTakeFirst();
+    return row && toUser(row);
+  }
+
+  /** The user standing for the host app's user `externalId` (embedded), made on first use. */
+  async ofExternal(externalId: string): Promise<User> {
+    const found = await this.db.selectFrom('users').selectAll().where('external_id', '=', externalId).executeTakeFirst();
+    if (found) return toUser(found);
+    const at = now();
+    // Two first requests of one host user may race: the unique external id decides, then both read the winner.
+    await this.db
+      .insertInto('users')
+      .values({ username: `app:${externalId}`.slice(0, 150), password_hash: null, external_id: externalId, created_at: at, updated_at: at })
+      .onConflict((conflict) => conflict.column('external_id').doNothing())
+      .execute();
+    return toUser(await this.db.selectFrom('users').selectAll().where('external_id', '=', externalId).executeTakeFirstOrThrow());
+  }
+
+  /** The host app's id of an embedded user. */
+  async externalIdOf(id: number): Promise<string | undefined> {
+    const row = await this.db.selectFrom('users').select('external_id').where('id', '=', id).executeTakeFirst();
+    return row?.external_id ?? undefined;
+  }
+
+  /** Newest first (operators). */
+  async list(limit: number): Promise<User[]> {
+    const rows = await this.db.selectFrom('users').selectAll().orderBy('id', 'desc').limit(limit).execute();
+    return rows.map(toUser);
+  }
+
+  /** Reads the user and, on PostgreSQL, locks its row until the transaction ends (SQLite transactions are serial). */
+  async lock(id: number): Promise<User | undefined> {
+    const query = this.db.selectFrom('users').selectAll().where('id', '=', id);
+    const row = await (isPostgres(this.db) ? query.forUpdate() : query).executeTakeFirst();
+    return row && toUser(row);
+  }
+
+  /** Removes the user; its links, sessions and refresh tokens go with it (foreign keys cascade). */
+  async delete(id: number): Promise<boolean> {
+    const result = await this.db.deleteFrom('users').where('id', '=', id).executeTakeFirst();
+    return result.numDeletedRows > 0n;
+  }
+}
