@@ -51,6 +51,18 @@ export class Settings {
     return raw.replace(/\/+$/, '');
   }
 
+  /**
+   * A provider's app credentials, SOCIAL_AUTH_<NAME>_KEY and _SECRET: both, or neither (the provider is
+   * then off: undefined); one alone is a configuration error.
+   */
+  credentials(name: string): { key: string; secret: string } | undefined {
+    const key = this.string(`SOCIAL_AUTH_${name}_KEY`);
+    const secret = this.string(`SOCIAL_AUTH_${name}_SECRET`);
+    if (!key && !secret) return undefined;
+    if (!key || !secret) throw new ConfigError(`SOCIAL_AUTH_${name}_KEY and SOCIAL_AUTH_${name}_SECRET must be set together`);
+    return { key, secret };
+  }
+
   /** A comma-separated list; empty items are dropped. */
   list(name: string): string[] {
     return (this.string(name) ?? '')

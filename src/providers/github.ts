@@ -1,9 +1,16 @@
-import { ConfigError } from '../config/settings.js';
-import { InvalidTokenError, ProviderUnavailableError, providerRateLimited, providerRefusedApp } from '../core/errors.js';
-import { isObject, retryAfterSeconds, stringField, type JsonResponse, type ProviderHttp } from './http.js';
+import { InvalidTokenError, ProviderUnavailableError } from '../core/errors.js';
+import { accepted, account, isObject, refusalError, text, type RefusalReader } from './answers.js';
 import { requireField } from './fields.js';
+import type { JsonResponse } from './http.js';
 import type { Profile, ProviderModule } from './types.js';
 
+/**
+ * GitHub with an OAuth app's user token. POST /applications/{client_id}/token ("Check a token", basic auth
+ * with our client id and secret) proves it was issued to OUR OAuth app — GitHub answers 404 for a token of
+ * any other app — and names its user: that alone signs in a linked account. The profile (GET /user) and,
+ * when the token's scopes allow, the primary verified e-mail (GET /user/emails: /user shows only the
+ * public one) are read when needed (see profile.ts). Sources: test/fixtures/providers/github/.
+ */
 export interface GithubConfig {
   clientId: string;
   clientSecret: string;
@@ -11,73 +18,63 @@ export interface GithubConfig {
 }
 
 /**
- * GitHub with an OAuth app's user token. POST /applications/{client_id}/token ("Check a token", basic
- * auth with our client id and secret) proves it was issued to OUR OAuth app — GitHub answers 404 for a
- * token of any other app — and names its user: that alone signs in a linked account. The profile
- * (GET /user) and, when the token's scopes allow, the primary verified e-mail (GET /user/emails: /user
- * shows only the public one) are read when needed (see profile.ts).
+ * GitHub throttles with 429, or 403 with x-ratelimit-remaining 0 (primary limit), a message about a
+ * secondary rate limit, or "Maximum number of login attempts exceeded" (which refuses valid tokens too).
  */
+function throttled({ status, headers, body }: JsonResponse) {
+  const message = isObject(body) ? (text(body, 'message') ?? '') : '';
+  const limited = status === 429 || (status === 403 && (headers['x-ratelimit-remaining'] === '0' || /rate limit|login attempts/i.test(message)));
+  return limited ? { throttled: `HTTP ${status}` } : undefined;
+}
+
+/** The token check: 404, not our app's token (or no token); 401, our client id and secret refused; 422, our request. */
+const checkTokenRefusal: RefusalReader = (answer) =>
+  throttled(answer) ??
+  (answer.status === 404 ? { token: 'the token is invalid or was issued to another app' } : undefined) ??
+  (answer.status === 401 || answer.status === 403 ? { app: `HTTP ${answer.status} on the token check`, hint: 'check SOCIAL_AUTH_GITHUB_KEY and SOCIAL_AUTH_GITHUB_SECRET (the OAuth app client id and secret)' } : undefined);
+
+const userRefusal: RefusalReader = (answer) => throttled(answer) ?? (answer.status === 401 || answer.status === 403 ? { token: 'the token is invalid or revoked' } : undefined);
+
 export const github: ProviderModule<GithubConfig> = {
   name: 'github',
 
   configure(settings) {
-    const clientId = settings.string('SOCIAL_AUTH_GITHUB_KEY');
-    const clientSecret = settings.string('SOCIAL_AUTH_GITHUB_SECRET');
-    if (!clientId && !clientSecret) return undefined;
-    if (!clientId || !clientSecret) {
-      throw new ConfigError('SOCIAL_AUTH_GITHUB_KEY and SOCIAL_AUTH_GITHUB_SECRET must be set together');
-    }
-    return { clientId, clientSecret, apiUrl: settings.url('SOCIAL_AUTH_GITHUB_API_URL', 'https://api.github.com') };
+    const app = settings.credentials('GITHUB');
+    if (!app) return undefined;
+    return { clientId: app.key, clientSecret: app.secret, apiUrl: settings.url('SOCIAL_AUTH_GITHUB_API_URL', 'https://api.github.com') };
   },
 
   create(config, { http }) {
     const basic = `Basic ${Buffer.from(`${config.clientId}:${config.clientSecret}`).toString('base64')}`;
     const headers = { accept: 'application/vnd.github+json', 'x-github-api-version': '2022-11-28' };
 
-    async function checkToken(token: string): Promise<{ id: number; login: string | undefined }> {
+    async function checkToken(token: string) {
       const answer = await http.json(`${config.apiUrl}/applications/${encodeURIComponent(config.clientId)}/token`, {
         method: 'POST',
         headers: { ...headers, authorization: basic, 'content-type': 'application/json' },
         body: JSON.stringify({ access_token: token }),
       });
-      refuseRateLimit(answer);
-      if (answer.status === 404) throw new InvalidTokenError('the token is invalid or was issued to another app');
-      if (answer.status === 401 || answer.status === 403) {
-        throw providerRefusedApp('github', `HTTP ${answer.status} on the token check`, 'check SOCIAL_AUTH_GITHUB_KEY and SOCIAL_AUTH_GITHUB_SECRET (the OAuth app client id and secret)');
-      }
-      const owner = isObject(answer.body) && isObject(answer.body.user) ? answer.body.user : undefined;
-      if (answer.status !== 200 || !owner || typeof owner.id !== 'number') {
-        throw new ProviderUnavailableError('github', `answered the token check with HTTP ${answer.status} and an unexpected body`);
-      }
-      return { id: owner.id, login: stringField(owner, 'login') };
+      const owner = accepted('github', 'the token check', answer, checkTokenRefusal).user;
+      if (!isObject(owner) || typeof owner.id !== 'number') throw new ProviderUnavailableError('github', 'answered the token check without its user');
+      return { id: owner.id, login: text(owner, 'login') };
     }
 
     async function readProfile(token: string): Promise<{ id: unknown; profile: Profile }> {
       const bearer = { ...headers, authorization: `Bearer ${token}` };
       const answer = await http.json(`${config.apiUrl}/user`, { headers: bearer });
-      refuseRateLimit(answer);
-      if (answer.status === 401 || answer.status === 403) throw new InvalidTokenError('the token is invalid or revoked');
-      const user = answer.body;
-      if (answer.status !== 200 || !isObject(user) || typeof user.id !== 'number') {
-        throw new ProviderUnavailableError('github', `answered /user with HTTP ${answer.status} and an unexpected body`);
-      }
+      const user = accepted('github', '/user', answer, userRefusal);
       const email = mayReadEmails(answer.headers['x-oauth-scopes']) ? await primaryVerifiedEmail(bearer) : undefined;
-      return {
-        id: user.id,
-        profile: {
-          details: { username: stringField(user, 'login'), email, fullname: stringField(user, 'name') },
-          extraData: { id: user.id, login: stringField(user, 'login') ?? null, name: stringField(user, 'name') ?? null, email: email ?? null },
-        },
-      };
+      const { details } = account({ uid: String(user.id), name: text(user, 'name'), email, username: text(user, 'login') }, {});
+      return { id: user.id, profile: { details, extraData: { id: user.id, login: text(user, 'login') ?? null, name: text(user, 'name') ?? null, email: email ?? null } } };
     }
 
-    /** The primary e-mail when GitHub has verified it; no e-mail otherwise. */
+    /** The primary e-mail when GitHub has verified it; no e-mail otherwise (or without the scope after all: 404). */
     async function primaryVerifiedEmail(bearer: Record<string, string>): Promise<string | undefined> {
       const answer = await http.json(`${config.apiUrl}/user/emails`, { headers: bearer });
-      refuseRateLimit(answer);
-      if (answer.status !== 200 || !Array.isArray(answer.body)) return undefined; // the scope was not granted after all
-      const primary = answer.body.find((entry) => isObject(entry) && entry.primary === true && entry.verified === true);
-      return isObject(primary) ? stringField(primary, 'email') : undefined;
+      const limited = throttled(answer);
+      if (limited) throw refusalError('github', '/user/emails', answer, limited);
+      const primary = Array.isArray(answer.body) && answer.status === 200 ? answer.body.find((entry) => isObject(entry) && entry.primary === true && entry.verified === true) : undefined;
+      return isObject(primary) ? text(primary, 'email') : undefined;
     }
 
     return {
@@ -88,11 +85,7 @@ export const github: ProviderModule<GithubConfig> = {
         const profile = options?.profile === false ? undefined : readProfile(token);
         profile?.catch(() => {});
         const owner = await checkToken(token);
-        const uid = String(owner.id);
-        return {
-          uid,
-          details: { username: owner.login },
-          extraData: { id: owner.id, login: owner.login ?? null },
+        return account({ uid: String(owner.id), username: owner.login }, { id: owner.id, login: owner.login ?? null }, {
           // Kept as they are by a sign-in that does not read the profile.
           keptFacts: ['name', 'email', 'profile_read_at'],
           async loadProfile() {
@@ -100,24 +93,11 @@ export const github: ProviderModule<GithubConfig> = {
             if (read.id !== owner.id) throw new InvalidTokenError('the token belongs to another user than /user answered');
             return read.profile;
           },
-        };
+        });
       },
     };
   },
 };
-
-/**
- * GitHub throttles with 429, or 403 with x-ratelimit-remaining 0 (primary limit), a message about a
- * secondary rate limit, or "Maximum number of login attempts exceeded" (which refuses valid tokens too):
- * the provider's problem, never the user's token.
- */
-function refuseRateLimit({ status, headers, body }: JsonResponse): void {
-  if (status !== 403 && status !== 429) return;
-  const message = isObject(body) ? (stringField(body, 'message') ?? '') : '';
-  if (status === 429 || headers['x-ratelimit-remaining'] === '0' || /rate limit|login attempts/i.test(message)) {
-    throw providerRateLimited('github', `HTTP ${status}`, retryAfterSeconds(headers));
-  }
-}
 
 /** /user/emails needs the user:email (or user) scope; classic OAuth tokens list theirs in X-OAuth-Scopes. */
 function mayReadEmails(scopesHeader: string | string[] | undefined): boolean {

@@ -1,13 +1,19 @@
-import { ConfigError } from '../config/settings.js';
 import { InvalidTokenError, ProviderUnavailableError } from '../core/errors.js';
-import { claimString, verifyIdToken } from './id-token.js';
-import { JwksCache } from './jwks.js';
-import { isObject, stringField } from './http.js';
+import { ConfigError } from '../config/settings.js';
+import { accepted, account, flag, text } from './answers.js';
 import { requireOneOf } from './fields.js';
+import { idTokenVerifier } from './id-token.js';
 import type { ProviderModule, SocialIdentity } from './types.js';
 
+/**
+ * Google Sign-In. The native SDKs hand the app an ID token, verified here against Google's published keys
+ * without a network call. It binds on `aud` alone, as Google's backend guide says: a native app asking for
+ * a token for its backend gets aud = the web client id and azp = its own Android/iOS client id. An access
+ * token is accepted too, checked with tokeninfo, whose aud/azp must be one of our client ids.
+ * Sources: test/fixtures/providers/google/.
+ */
 export interface GoogleConfig {
-  /** Our OAuth client ids: iOS, Android and web ids differ, so a list. */
+  /** Our OAuth client ids: the web ("server") client id, and any iOS id asked for without serverClientID. */
   clientIds: string[];
   jwksUrl: string;
   tokeninfoUrl: string;
@@ -15,11 +21,6 @@ export interface GoogleConfig {
 
 const ISSUERS = ['https://accounts.google.com', 'accounts.google.com'];
 
-/**
- * Google Sign-In. The native SDKs hand the app an ID token, verified here against Google's published
- * keys without a network call; an access token is accepted too, checked with tokeninfo, whose
- * aud/azp must be one of our client ids.
- */
 export const google: ProviderModule<GoogleConfig> = {
   name: 'google',
 
@@ -37,54 +38,35 @@ export const google: ProviderModule<GoogleConfig> = {
   },
 
   create(config, { http }) {
-    const jwks = new JwksCache(http, config.jwksUrl);
-    const policy = { jwks, issuers: ISSUERS, audiences: config.clientIds, algorithms: ['RS256'] };
+    const idTokens = idTokenVerifier(http, { jwksUrl: config.jwksUrl, issuers: ISSUERS, audiences: config.clientIds, algorithms: ['RS256'] });
 
     return {
       name: 'google',
-      warmUp: () => jwks.warmUp(),
+      warmUp: () => idTokens.warmUp(),
       async verify(input) {
-        const form = requireOneOf(input, ['id_token', 'access_token'], 'google');
-        if (form === 'id_token') {
-          const claims = await verifyIdToken(input.id_token!, policy, input.nonce);
-          return identity(claims.sub!, claims);
-        }
-        const { status, body } = await http.json(`${config.tokeninfoUrl}?${new URLSearchParams({ access_token: input.access_token! })}`);
-        if (status >= 400 && status < 500) throw new InvalidTokenError('the token is invalid or expired');
-        if (status !== 200 || !isObject(body)) throw new ProviderUnavailableError('google', `answered tokeninfo with HTTP ${status}`);
-        const audience = stringField(body, 'aud');
-        const party = stringField(body, 'azp');
-        if (!config.clientIds.some((id) => id === audience || id === party)) {
-          throw new InvalidTokenError('the token was issued to another app');
-        }
-        if (Number(body.expires_in ?? 0) <= 0) throw new InvalidTokenError('the token has expired');
-        const sub = stringField(body, 'sub');
-        if (!sub) throw new ProviderUnavailableError('google', 'answered tokeninfo without sub');
-        return identity(sub, body);
+        if (requireOneOf(input, ['id_token', 'access_token'], 'google') === 'id_token') return identity(await idTokens.verify(input.id_token!, input.nonce));
+        const answer = await http.json(`${config.tokeninfoUrl}?${new URLSearchParams({ access_token: input.access_token! })}`);
+        // tokeninfo answers 400 for any token it cannot accept (unknown, expired, forged).
+        const info = accepted('google', 'tokeninfo', answer, ({ status }) => (status === 400 || status === 401 ? { token: 'the token is invalid or expired' } : undefined));
+        if (!config.clientIds.some((id) => id === text(info, 'aud') || id === text(info, 'azp'))) throw new InvalidTokenError('the token was issued to another app');
+        if (Number(info.expires_in ?? 0) <= 0) throw new InvalidTokenError('the token has expired');
+        if (!text(info, 'sub')) throw new ProviderUnavailableError('google', 'answered tokeninfo without sub');
+        return identity(info);
       },
     };
   },
 };
 
-function identity(sub: string, claims: Record<string, unknown>): SocialIdentity {
-  const email = claimString(claims, 'email');
-  const name = claimString(claims, 'name');
-  return {
-    uid: sub,
-    details: {
-      username: name,
-      email,
-      fullname: name,
-      first_name: claimString(claims, 'given_name'),
-      last_name: claimString(claims, 'family_name'),
-    },
-    extraData: {
-      sub,
-      email: email ?? null,
-      email_verified: claims.email_verified === true || claims.email_verified === 'true',
-      name: name ?? null,
-      hd: claimString(claims, 'hd') ?? null,
-      expires_at: typeof claims.exp === 'number' ? claims.exp : Number(claims.exp) || null,
-    },
-  };
+/** An ID token's claims, or tokeninfo's answer (the same names, every value a string). */
+function identity(claims: Record<string, unknown>): SocialIdentity {
+  const sub = String(claims.sub);
+  const facts = { uid: sub, name: text(claims, 'name'), email: text(claims, 'email'), first_name: text(claims, 'given_name'), last_name: text(claims, 'family_name') };
+  return account(facts, {
+    sub,
+    email: facts.email ?? null,
+    email_verified: flag(claims.email_verified),
+    name: facts.name ?? null,
+    hd: text(claims, 'hd') ?? null,
+    expires_at: Number(claims.exp) || null,
+  });
 }

@@ -134,13 +134,3 @@ export function retryAfterSeconds(headers: JsonResponse['headers']): number | un
   const reset = Number(headers['x-ratelimit-reset'] ?? headers['x-rate-limit-reset']);
   return reset > 0 ? inRange(Math.max(0, Math.ceil(reset - Date.now() / 1000))) : undefined;
 }
-
-/** Narrowing helpers for provider answers, which are untrusted JSON. */
-export function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-export function stringField(value: Record<string, unknown>, key: string): string | undefined {
-  const field = value[key];
-  return typeof field === 'string' && field !== '' ? field : undefined;
-}

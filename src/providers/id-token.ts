@@ -1,6 +1,7 @@
 import { decodeJwt, errors, jwtVerify, type JWK, type JWTPayload } from 'jose';
 import { ApiError, InvalidTokenError } from '../core/errors.js';
-import type { JwksCache } from './jwks.js';
+import type { ProviderHttp } from './http.js';
+import { JwksCache } from './jwks.js';
 
 export interface IdTokenPolicy {
   jwks: JwksCache;
@@ -63,6 +64,18 @@ export async function verifyIdToken(token: string, policy: IdTokenPolicy, expect
 
 const nonceEquals = (claims: JWTPayload, sent: string) => claims.nonce === sent;
 
+/** An ID-token provider's declaration: where its keys are, and the policy its tokens must meet. */
+export type IdTokenDeclaration = Omit<IdTokenPolicy, 'jwks'> & { jwksUrl: string };
+
+/** Verifies a provider's ID tokens as declared, with its keys cached (see jwks.ts). */
+export function idTokenVerifier(http: ProviderHttp, { jwksUrl, ...declared }: IdTokenDeclaration) {
+  const policy: IdTokenPolicy = { ...declared, jwks: new JwksCache(http, jwksUrl) };
+  return {
+    verify: (token: string, nonce?: string) => verifyIdToken(token, policy, nonce),
+    warmUp: () => policy.jwks.warmUp(),
+  };
+}
+
 /** A safe, useful reason for each way jose refuses a token (never the token itself). */
 function reasonFor(error: unknown): string {
   if (error instanceof errors.JWTExpired) return 'the ID token has expired';
@@ -76,10 +89,4 @@ function reasonFor(error: unknown): string {
   if (error instanceof errors.JWKSNoMatchingKey) return 'the ID token is signed by an unknown key';
   if (error instanceof errors.JWKSMultipleMatchingKeys) return 'the ID token key is ambiguous';
   return 'the ID token is malformed';
-}
-
-/** A string claim, or undefined: claims are untrusted JSON even when signed. */
-export function claimString(claims: Record<string, unknown>, name: string): string | undefined {
-  const value = claims[name];
-  return typeof value === 'string' && value !== '' ? value : undefined;
 }

@@ -1,6 +1,7 @@
 import { createLocalJWKSet, errors, type FlattenedJWSInput, type JSONWebKeySet, type JWK, type JWSHeaderParameters } from 'jose';
 import { ProviderUnavailableError } from '../core/errors.js';
-import { isObject, type ProviderHttp } from './http.js';
+import { isObject } from './answers.js';
+import type { ProviderHttp } from './http.js';
 
 export interface JwksCacheOptions {
   /** On a token with an unknown `kid`, refetch at most once per this interval (no refetch storm from forged kids). */

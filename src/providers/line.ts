@@ -1,18 +1,28 @@
-import { InvalidTokenError, ProviderUnavailableError, providerRefusedApp } from '../core/errors.js';
-import { isObject, stringField, type JsonResponse } from './http.js';
+import { InvalidTokenError, ProviderUnavailableError } from '../core/errors.js';
+import { accepted, account, text, type RefusalReader } from './answers.js';
 import { requireOneOf } from './fields.js';
 import type { ProviderModule, SocialIdentity } from './types.js';
 
+/**
+ * LINE Login. An access token is checked with GET /oauth2/v2.1/verify (its client_id must be our channel,
+ * and it must not have expired), and read with GET /v2/profile. An ID token is sent to LINE's POST
+ * /oauth2/v2.1/verify with our channel id, which checks signature, audience, expiry and nonce.
+ * Sources: test/fixtures/providers/line/.
+ */
 export interface LineConfig {
   channelId: string;
   apiUrl: string;
 }
 
-/**
- * LINE Login. An access token is checked with GET /oauth2/v2.1/verify (its client_id must be our
- * channel, and it must not have expired), and read with GET /v2/profile. An ID token is sent to
- * LINE's POST /oauth2/v2.1/verify with our channel id, which checks signature, audience, expiry and nonce.
- */
+/** 400 and 401: the token is not good for us; 403: our channel's plan or permissions do not allow the call (429 is a rate limit already). */
+const refusal =
+  (detail: string): RefusalReader =>
+  ({ status }) => {
+    if (status === 400 || status === 401) return { token: detail };
+    if (status === 403) return { app: 'HTTP 403', hint: "check the LINE Login channel's plan and permissions in the LINE Developers Console, and SOCIAL_AUTH_LINE_KEY" };
+    return undefined;
+  };
+
 export const line: ProviderModule<LineConfig> = {
   name: 'line',
 
@@ -23,60 +33,36 @@ export const line: ProviderModule<LineConfig> = {
   },
 
   create(config, { http }) {
+    const verifyIdToken = async (idToken: string, nonce: string | undefined) => {
+      const form = new URLSearchParams({ id_token: idToken, client_id: config.channelId, ...(nonce ? { nonce } : {}) });
+      const answer = await http.json(`${config.apiUrl}/oauth2/v2.1/verify`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() });
+      const claims = accepted('line', 'the ID token check', answer, refusal('the ID token is invalid, expired, for another channel, or its nonce does not match'));
+      const sub = text(claims, 'sub');
+      if (!sub) throw new ProviderUnavailableError('line', 'answered the ID token check without sub');
+      return identity(sub, text(claims, 'name'), text(claims, 'email'), text(claims, 'picture'));
+    };
+
     return {
       name: 'line',
       async verify(input) {
-        if (requireOneOf(input, ['access_token', 'id_token'], 'line') === 'id_token') {
-          const form = new URLSearchParams({ id_token: input.id_token!, client_id: config.channelId });
-          if (input.nonce) form.set('nonce', input.nonce);
-          const claims = lineAnswer(
-            await http.json(`${config.apiUrl}/oauth2/v2.1/verify`, {
-              method: 'POST',
-              headers: { 'content-type': 'application/x-www-form-urlencoded' },
-              body: form.toString(),
-            }),
-            'the ID token is invalid, expired, for another channel, or its nonce does not match',
-          );
-          const sub = stringField(claims, 'sub');
-          if (!sub) throw new ProviderUnavailableError('line', 'answered the ID token check without sub');
-          return identity(sub, stringField(claims, 'name'), stringField(claims, 'email'), stringField(claims, 'picture'));
-        }
-
+        if (requireOneOf(input, ['access_token', 'id_token'], 'line') === 'id_token') return verifyIdToken(input.id_token!, input.nonce);
         const token = input.access_token!;
         const [verified, profileAnswer] = await Promise.all([
           http.json(`${config.apiUrl}/oauth2/v2.1/verify?${new URLSearchParams({ access_token: token })}`),
           http.json(`${config.apiUrl}/v2/profile`, { headers: { authorization: `Bearer ${token}` } }),
         ]);
-        const tokenInfo = lineAnswer(verified, 'the token is invalid or expired');
+        const tokenInfo = accepted('line', 'the token check', verified, refusal('the token is invalid or expired'));
         if (String(tokenInfo.client_id) !== config.channelId) throw new InvalidTokenError('the token was issued to another channel');
         if (!(Number(tokenInfo.expires_in) > 0)) throw new InvalidTokenError('the token has expired');
-        const profile = lineAnswer(profileAnswer, 'the token is invalid or expired');
-        const userId = stringField(profile, 'userId');
+        const profile = accepted('line', '/v2/profile', profileAnswer, refusal('the token is invalid or expired'));
+        const userId = text(profile, 'userId');
         if (!userId) throw new ProviderUnavailableError('line', 'answered /v2/profile without userId');
-        return identity(userId, stringField(profile, 'displayName'), undefined, stringField(profile, 'pictureUrl'));
+        return identity(userId, text(profile, 'displayName'), undefined, text(profile, 'pictureUrl'));
       },
     };
   },
 };
 
-/**
- * LINE's 400 and 401 answers mean the token is not good for us; 403 that our channel's plan or
- * permissions do not allow the call (the operator's to fix); 429 was answered as a rate limit already;
- * anything else unexpected is LINE's trouble.
- */
-function lineAnswer({ status, body }: JsonResponse, refusal: string): Record<string, unknown> {
-  if (status === 200 && isObject(body)) return body;
-  if (status === 400 || status === 401) throw new InvalidTokenError(refusal);
-  if (status === 403) {
-    throw providerRefusedApp('line', 'HTTP 403', "check the LINE Login channel's plan and permissions in the LINE Developers Console, and SOCIAL_AUTH_LINE_KEY");
-  }
-  throw new ProviderUnavailableError('line', `answered HTTP ${status} and an unexpected body`);
-}
-
 function identity(userId: string, name?: string, email?: string, picture?: string): SocialIdentity {
-  return {
-    uid: userId,
-    details: { username: name, fullname: name, email },
-    extraData: { userId, displayName: name ?? null, email: email ?? null, pictureUrl: picture ?? null },
-  };
+  return account({ uid: userId, name, email }, { userId, displayName: name ?? null, email: email ?? null, pictureUrl: picture ?? null });
 }

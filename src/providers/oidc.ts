@@ -1,8 +1,9 @@
 import { ConfigError, type Settings } from '../config/settings.js';
 import { ProviderUnavailableError } from '../core/errors.js';
-import { claimString, verifyIdToken, type IdTokenPolicy } from './id-token.js';
+import { account, flag, isObject, text } from './answers.js';
+import { verifyIdToken, type IdTokenPolicy } from './id-token.js';
 import { JwksCache } from './jwks.js';
-import { isObject, stringField, type ProviderHttp } from './http.js';
+import type { ProviderHttp } from './http.js';
 import { requireField } from './fields.js';
 import type { Provider } from './types.js';
 
@@ -60,11 +61,11 @@ export function createOidcProvider(config: OidcConfig, http: ProviderHttp): Prov
   const discover = async (): Promise<IdTokenPolicy> => {
     const url = `${config.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
     const { status, body } = await http.json(url);
-    const jwksUri = isObject(body) ? stringField(body, 'jwks_uri') : undefined;
+    const jwksUri = isObject(body) ? text(body, 'jwks_uri') : undefined;
     if (status !== 200 || !isObject(body) || !jwksUri || !/^https?:\/\//.test(jwksUri)) {
       throw new ProviderUnavailableError(name, `answered its discovery document with HTTP ${status} and no jwks_uri`);
     }
-    const discovered = stringField(body, 'issuer');
+    const discovered = text(body, 'issuer');
     const issuers = issuersOf(config, discovered);
     if (!issuers) throw new ProviderUnavailableError(name, 'its discovery document names another issuer than configured');
     const policy: IdTokenPolicy = { jwks: new JwksCache(http, jwksUri), issuers, audiences: config.clientIds, algorithms: config.algorithms };
@@ -93,23 +94,18 @@ export function createOidcProvider(config: OidcConfig, http: ProviderHttp): Prov
       const token = requireField(input, 'id_token', name);
       const policy = await getPolicy();
       const claims = await verifyIdToken(token, policy, input.nonce);
-      const email = claimString(claims, 'email');
-      const fullname = claimString(claims, 'name');
       // sub is unique within its issuer (OpenID Connect Core 2); a multi-tenant endpoint's issuer is the tenant's.
       const multiTenant = typeof policy.issuers === 'function';
-      return {
-        uid: multiTenant ? `${String(claims.tid)}:${String(claims.sub)}` : String(claims.sub),
-        details: { username: claimString(claims, 'preferred_username') ?? fullname, email, fullname },
-        extraData: {
-          sub: claims.sub,
-          iss: claims.iss,
-          email: email ?? null,
-          email_verified: claims.email_verified === true || claims.email_verified === 'true',
-          ...(multiTenant ? { tid: claims.tid } : {}),
-          name: fullname ?? null,
-          expires_at: typeof claims.exp === 'number' ? claims.exp : null,
-        },
-      };
+      const facts = { uid: multiTenant ? `${String(claims.tid)}:${String(claims.sub)}` : String(claims.sub), name: text(claims, 'name'), email: text(claims, 'email'), username: text(claims, 'preferred_username') };
+      return account(facts, {
+        sub: claims.sub,
+        iss: claims.iss,
+        email: facts.email ?? null,
+        email_verified: flag(claims.email_verified),
+        ...(multiTenant ? { tid: claims.tid } : {}),
+        name: facts.name ?? null,
+        expires_at: claims.exp ?? null,
+      });
     },
   };
 }

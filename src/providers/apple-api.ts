@@ -1,0 +1,89 @@
+import { SignJWT, importPKCS8, type CryptoKey } from 'jose';
+import { ConfigError, type Settings } from '../config/settings.js';
+import { ProviderUnavailableError, providerRefusedApp } from '../core/errors.js';
+import { isObject, text } from './answers.js';
+import type { ProviderHttp } from './http.js';
+
+/**
+ * Sign in with Apple's REST API, for the server: redeem an authorization code (POST /auth/token) and revoke
+ * the refresh token it gave (POST /auth/revoke), authenticated by a client secret — an ES256 JWT signed
+ * with the team's Sign in with Apple key. Sources: test/fixtures/providers/apple/token.*, revoke.*.
+ */
+export interface AppleSigning {
+  teamId: string;
+  keyId: string;
+  privateKeyPem: string;
+}
+
+export const APPLE_ISSUER = 'https://appleid.apple.com';
+const KEY_HINT = 'check SOCIAL_AUTH_APPLE_TEAM_ID, _KEY_ID and _PRIVATE_KEY';
+
+/** The team key settings: all three, or none (then codes cannot be redeemed). */
+export function appleSigningSettings(settings: Settings): AppleSigning | undefined {
+  const teamId = settings.string('SOCIAL_AUTH_APPLE_TEAM_ID');
+  const keyId = settings.string('SOCIAL_AUTH_APPLE_KEY_ID');
+  // A PEM in an environment variable often arrives with literal "\n".
+  const privateKeyPem = settings.string('SOCIAL_AUTH_APPLE_PRIVATE_KEY')?.replace(/\\n/g, '\n');
+  if (!teamId && !keyId && !privateKeyPem) return undefined;
+  if (!teamId || !keyId || !privateKeyPem) {
+    throw new ConfigError('SOCIAL_AUTH_APPLE_TEAM_ID, SOCIAL_AUTH_APPLE_KEY_ID and SOCIAL_AUTH_APPLE_PRIVATE_KEY must be set together');
+  }
+  if (!privateKeyPem.includes('BEGIN PRIVATE KEY')) throw new ConfigError('SOCIAL_AUTH_APPLE_PRIVATE_KEY must be the PKCS#8 PEM of the .p8 key file');
+  return { teamId, keyId, privateKeyPem };
+}
+
+const formPost = (fields: Record<string, string>) => ({
+  method: 'POST' as const,
+  headers: { 'content-type': 'application/x-www-form-urlencoded' },
+  body: new URLSearchParams(fields).toString(),
+});
+
+export class AppleApi {
+  private key: Promise<CryptoKey> | undefined;
+  private readonly secrets = new Map<string, { jwt: string; renewAt: number }>();
+
+  constructor(
+    private readonly http: ProviderHttp,
+    private readonly apiUrl: string,
+    private readonly signing: AppleSigning,
+  ) {}
+
+  /** Redeems the code for one client id: its tokens, or Apple's refusal (invalid_grant, invalid_client) so the next id can be tried. */
+  async redeem(clientId: string, code: string): Promise<{ idToken: string; refreshToken: string } | { refused: 'invalid_grant' | 'invalid_client' }> {
+    const fields = { client_id: clientId, client_secret: await this.clientSecret(clientId), code, grant_type: 'authorization_code' };
+    const { status, body } = await this.http.json(`${this.apiUrl}/auth/token`, formPost(fields));
+    const error = isObject(body) ? text(body, 'error') : undefined;
+    if (status === 400 && (error === 'invalid_grant' || error === 'invalid_client')) return { refused: error };
+    const idToken = isObject(body) ? text(body, 'id_token') : undefined;
+    const refreshToken = isObject(body) ? text(body, 'refresh_token') : undefined;
+    if (status !== 200 || !idToken || !refreshToken) throw new ProviderUnavailableError('apple', `refused the code exchange (HTTP ${status}${error ? `, ${error}` : ''})`);
+    return { idToken, refreshToken };
+  }
+
+  /** Revokes a refresh token kept for a link (App Store rule: unlinking and account deletion end the grant). */
+  async revoke(clientId: string, refreshToken: string): Promise<void> {
+    const fields = { client_id: clientId, client_secret: await this.clientSecret(clientId), token: refreshToken, token_type_hint: 'refresh_token' };
+    const { status, body } = await this.http.json(`${this.apiUrl}/auth/revoke`, formPost(fields));
+    if (status === 400 && isObject(body) && body.error === 'invalid_client') throw providerRefusedApp('apple', 'invalid_client on revoke', KEY_HINT);
+    if (status !== 200) throw new ProviderUnavailableError('apple', `refused to revoke the token (HTTP ${status})`);
+  }
+
+  /** Our client secret for this client id, reused until close to its expiry. */
+  private async clientSecret(clientId: string): Promise<string> {
+    const cached = this.secrets.get(clientId);
+    if (cached && cached.renewAt > Date.now()) return cached.jwt;
+    this.key ??= importPKCS8(this.signing.privateKeyPem, 'ES256');
+    const jwt = await new SignJWT({})
+      .setProtectedHeader({ alg: 'ES256', kid: this.signing.keyId })
+      .setIssuer(this.signing.teamId)
+      .setSubject(clientId)
+      .setAudience(APPLE_ISSUER)
+      .setIssuedAt()
+      .setExpirationTime('1d')
+      .sign(await this.key);
+    this.secrets.set(clientId, { jwt, renewAt: Date.now() + 23 * 3_600_000 });
+    return jwt;
+  }
+}
+
+export const appleKeyHint = (clientIds: string[]) => `${KEY_HINT}, and that ${clientIds.join(', ')} belong to that team`;
