@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts', 'examples/**/*.test.ts'],
+    include: ['test/**/*.test.ts', 'src/**/*.test.ts', 'examples/**/*.test.ts'],
     // test/chaos runs real server processes against PostgreSQL: `npm run test:chaos`.
     exclude: ['test/chaos/**', '**/node_modules/**', '**/.git/**'],
     testTimeout: 20_000,

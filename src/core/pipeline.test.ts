@@ -1,0 +1,61 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { SecretBox } from '../auth/secret-box.js';
+import { migrateToLatest, openDatabase } from '../store/database.js';
+import { Storage } from '../store/storage.js';
+import type { SocialIdentity } from '../providers/types.js';
+import { defaultPipeline, runPipeline, type PipelineContext } from './pipeline.js';
+
+// The steps on a real (in-memory) SQLite database, as the server runs them.
+let storage: Storage;
+beforeEach(async () => {
+  const db = openDatabase('sqlite::memory:');
+  await migrateToLatest(db);
+  storage = new Storage(db);
+});
+afterEach(() => storage.db.destroy());
+
+const secrets = SecretBox.fromSetting(SecretBox.generateKey());
+const client = { ip: '127.0.0.1', userAgent: 'test' };
+const identity = (extraData: Record<string, unknown>, more: Partial<SocialIdentity> = {}): SocialIdentity => ({ uid: 'u1', details: { username: 'Ada' }, extraData, ...more });
+const run = (mode: 'associate' | 'auth', id: SocialIdentity, extra: Partial<Pick<PipelineContext, 'user' | 'options'>> = {}) =>
+  runPipeline(defaultPipeline, storage, { mode, provider: 'p', identity: id, client, secrets, options: { createUser: false }, ...extra });
+
+describe('the default pipeline', () => {
+  it('links in associate mode, is idempotent, and refuses an account linked to another user (409)', async () => {
+    const ada = await storage.users.create('ada', null);
+    const bob = await storage.users.create('bob', null);
+    expect((await run('associate', identity({ a: 1 }), { user: ada })).context.isNewAssociation).toBe(true);
+    expect((await run('associate', identity({ a: 1 }), { user: ada })).context.isNewAssociation).toBe(false);
+    await expect(run('associate', identity({ a: 1 }), { user: bob })).rejects.toMatchObject({ code: 'already_associated', statusCode: 409 });
+    expect((await storage.audit.list({ userId: ada.id, limit: 10 })).map((event) => event.event)).toEqual(['associated']);
+  });
+
+  it("auth finds the linked user; an unknown account is 404, or a new user when allowed (the host's, when it makes them)", async () => {
+    await expect(run('auth', identity({}))).rejects.toMatchObject({ code: 'user_not_found', statusCode: 404 });
+    const created = await run('auth', identity({}), { options: { createUser: true } });
+    expect(created.context).toMatchObject({ isNewUser: true, isNewAssociation: true });
+    expect(created.context.user?.username).toMatch(/^Ada_[0-9a-f]{8}$/);
+    expect((await run('auth', identity({}))).context.user?.id).toBe(created.context.user?.id);
+    const hosted = await run('auth', { ...identity({}), uid: 'u2' }, { options: { createUser: true, newUser: (trx) => trx.users.ofExternal('host-42') } });
+    expect(await storage.users.externalIdOf(hosted.context.user!.id)).toBe('host-42');
+  });
+
+  it("replaces the kept facts with what a sign-in read, keeps those it did not read, and writes nothing when they are the same", async () => {
+    const ada = await storage.users.create('ada', null);
+    await run('associate', identity({ name: 'Ada', scopes: ['a'], limited_login: true }), { user: ada });
+    await run('auth', identity({ scopes: ['b'] }, { keptFacts: ['name'] }));
+    const link = await storage.links.find('p', 'u1');
+    expect(link?.extraData).toEqual({ name: 'Ada', scopes: ['b'] }); // limited_login is gone, name is kept
+    await run('auth', identity({ scopes: ['b'], name: 'Ada' }));
+    expect((await storage.links.find('p', 'u1'))?.updatedAt).toBe(link?.updatedAt);
+  });
+
+  it('writes nothing when a step refuses: the user it made and its link roll back', async () => {
+    const refuse = () => {
+      throw new Error('policy');
+    };
+    await expect(runPipeline([...defaultPipeline, refuse], storage, { mode: 'auth', provider: 'p', identity: identity({}), client, secrets, options: { createUser: true } })).rejects.toThrow('policy');
+    expect(await storage.users.list(10)).toEqual([]);
+    expect(await storage.links.find('p', 'u1')).toBeUndefined();
+  });
+});
