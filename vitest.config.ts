@@ -1,6 +1,9 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  // The emulator workspace, from its sources (as tsconfig.json's paths say).
+  resolve: { alias: { '@social-link/emulator': fileURLToPath(new URL('./emulator/src/index.ts', import.meta.url)) } },
   test: {
     include: ['test/**/*.test.ts', 'src/**/*.test.ts', 'examples/**/*.test.ts'],
     // test/chaos runs real server processes against PostgreSQL: `npm run test:chaos`.

@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { generateSigningKeySet } from '../src/auth/keys.js';
 import { emulatedApps, generateAppleKey } from '../src/config/dev.js';
-import { EmulatorClient } from '../src/emulator/index.js';
+import { EmulatorClient } from '@social-link/emulator';
 import { cycle, measure, type LoadSpec, type Shot } from './load.js';
 import { announcedUrl, freePort, startNode, stop, stopAll, waitForHealthy } from './processes.js';
 import { benchServerEnv } from './server-env.js';

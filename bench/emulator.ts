@@ -2,7 +2,7 @@
 // or the server under test. Started by bench/run.ts; prints {"url": ...} on one stdout line when listening.
 import type { EmulatedApps } from '../src/config/dev.js';
 import { emulatorOptionsFor } from '../src/config/dev.js';
-import { startEmulator } from '../src/emulator/index.js';
+import { startEmulator } from '@social-link/emulator';
 
 const apps = JSON.parse(process.env.BENCH_APPS ?? 'null') as EmulatedApps | null;
 if (!apps) throw new Error('BENCH_APPS (the emulated apps, JSON) is required');

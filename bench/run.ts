@@ -8,7 +8,7 @@ import { join, relative } from 'node:path';
 import pg from 'pg';
 import { generateSigningKeySet } from '../src/auth/keys.js';
 import { emulatedApps, generateAppleKey } from '../src/config/dev.js';
-import { EmulatorClient } from '../src/emulator/index.js';
+import { EmulatorClient } from '@social-link/emulator';
 import { cycle, measure, type LoadSpec, type Shot, type Timing } from './load.js';
 import { announcedUrl, freePort, killAll, processTree, rssBytes, startNode, stop, stopAll, waitForHealthy, type Child } from './processes.js';
 import { summarizeProfile } from './profile.js';

@@ -1,7 +1,7 @@
 // What the load sends, made before it runs: provider tokens minted by the emulator, guest users linked to
 // them through the API, and a pool of fresh (user, token) pairs for the write path.
 import { Agent, request } from 'undici';
-import type { EmulatorClient } from '../src/emulator/index.js';
+import type { EmulatorClient } from '@social-link/emulator';
 import type { Shot } from './load.js';
 
 const agent = new Agent({ keepAliveTimeout: 10_000, connections: 64 });

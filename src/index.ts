@@ -1,4 +1,4 @@
-/** social-link as a library: the standalone server, the plugin for an existing Fastify app, and the emulator. */
+/** social-link as a library: the standalone server and the plugin for an existing Fastify app. (The provider emulator is its own package: @social-link/emulator.) */
 export { buildApp, type AppOptions } from './http/app.js';
 export { startServer } from './http/server.js';
 export { loadConfig, type Config } from './config/config.js';
@@ -17,4 +17,3 @@ export {
 } from './core/pipeline.js';
 export { ApiError, ERRORS, InvalidTokenError, ProviderUnavailableError, refuse, type ErrorCode } from './core/errors.js';
 export type { Provider, ProviderModule, SocialIdentity, TokenInput } from './providers/types.js';
-export { startEmulator, buildEmulator, EmulatorClient, type EmulatorOptions } from './emulator/index.js';

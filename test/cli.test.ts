@@ -76,7 +76,7 @@ describe('the CLI', () => {
   });
 
   it('the emulator refuses to listen on a non-loopback address', async () => {
-    const { startEmulator } = await import('../src/emulator/index.js');
+    const { startEmulator } = await import('@social-link/emulator');
     await expect(startEmulator({ host: '0.0.0.0' })).rejects.toThrow(/loopback/);
   });
 });

@@ -13,7 +13,7 @@ import {
   type JWTPayload,
 } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { EmulatorClient, startEmulator, type EmulatorOptions, type Forgery, type RunningEmulator } from '../src/emulator/index.js';
+import { EmulatorClient, startEmulator, type EmulatorOptions, type Forgery, type RunningEmulator } from '@social-link/emulator';
 import { http, type HttpResult } from './http-result.js';
 
 const FB_APP_ID = '1234567890123456';

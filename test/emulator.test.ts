@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { authorizationHeader } from '../src/providers/oauth1.js';
-import { EmulatorClient, startEmulator, type RunningEmulator } from '../src/emulator/index.js';
+import { EmulatorClient, startEmulator, type RunningEmulator } from '@social-link/emulator';
 import { http, type HttpResult } from './http-result.js';
 
 const FB_APP_ID = '1234567890123456';

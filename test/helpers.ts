@@ -8,7 +8,7 @@ import type { Kysely } from 'kysely';
 import { loadConfig } from '../src/config/config.js';
 import { openDatabase, type Database } from '../src/store/database.js';
 import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor, type EmulatedApps } from '../src/config/dev.js';
-import { EmulatorClient, startEmulator, type RunningEmulator } from '../src/emulator/index.js';
+import { EmulatorClient, startEmulator, type RunningEmulator } from '@social-link/emulator';
 import { startServer } from '../src/http/server.js';
 import { logRedaction } from '../src/http/app.js';
 import type { PipelineStep } from '../src/core/pipeline.js';

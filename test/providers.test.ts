@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { IdTokenProvider, MintIdTokenInput } from '../src/emulator/index.js';
+import type { IdTokenProvider, MintIdTokenInput } from '@social-link/emulator';
 import { call, databaseKinds, expectError, guest, startStack, type Stack } from './helpers.js';
 
 const sha256 = (value: string) => createHash('sha256').update(value).digest('hex');

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { EmulatorClient, startEmulator } from '../../src/index.js';
+import { EmulatorClient, startEmulator } from '@social-link/emulator';
 import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor } from '../../src/config/dev.js';
 import { buildHostApp } from './app.js';
 

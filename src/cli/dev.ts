@@ -1,7 +1,7 @@
 import { loadConfig } from '../config/config.js';
 import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor } from '../config/dev.js';
 import { devSecret } from '../auth/keys.js';
-import { startEmulator } from '../emulator/index.js';
+import { startEmulator } from '@social-link/emulator';
 import { startServer } from '../http/server.js';
 import { loadConfigFile } from '../config/file.js';
 import { ConfigError } from '../config/settings.js';

@@ -1,7 +1,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import type { JWK } from 'jose';
 import type { Env } from './settings.js';
-import type { EmulatorOptions } from '../emulator/index.js';
+import type { EmulatorOptions } from '@social-link/emulator';
 
 /**
  * The apps the emulator knows and the server is configured with, for dev mode, `social-link emulator`

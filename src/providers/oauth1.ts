@@ -2,7 +2,7 @@
  * OAuth 1.0a request signing with HMAC-SHA1 (RFC 5849), as X/Twitter expects it. Section numbers
  * below refer to RFC 5849.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 
 type Param = readonly [name: string, value: string];
 
@@ -88,76 +88,4 @@ export function authorizationHeader(
     .sort(([a], [b]) => byteOrder(a, b))
     .map(([name, value]) => `${percentEncode(name)}="${percentEncode(value)}"`);
   return `OAuth ${fields.join(', ')}`;
-}
-
-/**
- * Reads `OAuth name="value", ...` (§3.5.1) into decoded name/value pairs, without `realm`, which is
- * not signed. Returns null for another scheme or any syntax error, including a repeated parameter,
- * which §3.1 forbids and which would make the signed value ambiguous.
- */
-export function parseAuthorizationHeader(header: string | undefined): Record<string, string> | null {
-  if (header === undefined) return null;
-  const scheme = /^\s*OAuth\s+/i.exec(header);
-  if (scheme === null) return null;
-
-  // Sticky, so each match must start exactly where the previous one ended: no junk in between.
-  const param = /\s*([^\s=",]+)\s*=\s*"([^"]*)"\s*(,|$)/y;
-  param.lastIndex = scheme[0].length;
-  const fields = new Map<string, string>();
-  let separator: string;
-  do {
-    const match = param.exec(header);
-    if (match === null) return null;
-    const [, rawName = '', rawValue = '', next = ''] = match;
-    let name: string;
-    let value: string;
-    try {
-      name = decodeURIComponent(rawName);
-      value = decodeURIComponent(rawValue);
-    } catch {
-      return null; // a malformed %XX sequence
-    }
-    if (fields.has(name)) return null;
-    fields.set(name, value);
-    separator = next;
-  } while (separator === ',');
-
-  fields.delete('realm');
-  // fromEntries defines own properties, so a "__proto__" parameter stays a plain key.
-  return Object.fromEntries(fields);
-}
-
-/**
- * Recomputes the HMAC-SHA1 signature of a request from its parsed Authorization header (§3.2).
- * The caller looks the secrets up by `oauth_consumer_key` and `oauth_token`, and remains in charge
- * of rejecting stale timestamps and replayed nonces.
- */
-export function verifyRequestSignature(
-  method: string,
-  url: string,
-  header: Record<string, string>,
-  consumerSecret: string,
-  tokenSecret: string,
-  bodyParams: ReadonlyArray<Param> = [],
-): boolean {
-  const provided = header.oauth_signature;
-  if (provided === undefined || header.oauth_signature_method !== 'HMAC-SHA1') return false;
-  // §3.2: when oauth_version is present it must be "1.0".
-  if (header.oauth_version !== undefined && header.oauth_version !== '1.0') return false;
-
-  const protocolParams = Object.entries(header).filter(([name]) => name.startsWith('oauth_'));
-  let expected: string;
-  try {
-    expected = hmacSha1Signature(
-      signatureBaseString(method, url, [...protocolParams, ...bodyParams]),
-      consumerSecret,
-      tokenSecret,
-    );
-  } catch {
-    return false; // an unparsable URL or text that cannot be UTF-8 encoded cannot match any signature
-  }
-  const a = Buffer.from(expected);
-  const b = Buffer.from(provided);
-  // timingSafeEqual throws on different lengths; for us that is just a mismatch.
-  return a.length === b.length && timingSafeEqual(a, b);
 }

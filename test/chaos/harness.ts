@@ -11,7 +11,7 @@ import { fetch as undiciFetch, type Dispatcher } from 'undici';
 import { generateSigningKeySet } from '../../src/auth/keys.js';
 import { openDatabase, type Database } from '../../src/store/database.js';
 import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor, type EmulatedApps } from '../../src/config/dev.js';
-import { EmulatorClient, startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
+import { EmulatorClient, startEmulator, type RunningEmulator } from '@social-link/emulator';
 import { freshDatabase } from '../helpers.js';
 
 export type Env = Record<string, string>;

@@ -1,6 +1,6 @@
 import { createHash, createHmac, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader, importPKCS8, SignJWT, type JWK } from 'jose';
-import { EmulatorClient, startEmulator, type EmulatorOptions, type RunningEmulator } from '../../src/emulator/index.js';
+import { EmulatorClient, startEmulator, type EmulatorOptions, type RunningEmulator } from '@social-link/emulator';
 import { authorizationHeader } from '../../src/providers/oauth1.js';
 import { valueAt, type ProviderFixture } from './fixtures.js';
 

@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { parseAuthorizationHeader, verifyRequestSignature } from '../providers/oauth1.js';
+import { parseAuthorizationHeader, verifyRequestSignature } from './oauth1.js';
 import { providerFaultHook, type FaultAnswers } from './faults.js';
 import { rateLimitHeaders } from './twitter-oauth2.js';
 import { randomAlphanumeric, randomPersonName } from './random.js';
