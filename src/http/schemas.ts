@@ -1,32 +1,44 @@
 /** JSON schemas shared by the routes: they validate requests and document the API in /openapi.json. */
+import { ERRORS } from '../core/errors.js';
 
+/** Every error: a code of the catalogue (src/core/errors.ts) or of the operator's own pipeline step, and a human message. */
 export const errorResponse = {
   $id: 'Error',
   type: 'object',
   description: 'Every error: a stable machine-readable code and a human message (also as `errors`).',
   properties: {
-    code: { type: 'string', examples: ['invalid_token'] },
+    code: {
+      type: 'string',
+      description: `One of: ${Object.keys(ERRORS).join(', ')}; or a code of the operator's own pipeline step`,
+      examples: ['invalid_token'],
+    },
     message: { type: 'string' },
     errors: { type: 'string', description: "The message, under the original design's name" },
     detail: { type: 'string', description: 'Why, when known (never a secret)' },
-    retry_after: { type: 'integer', description: 'Seconds to wait (rate_limited), also in the Retry-After header' },
+    retry_after: { type: 'integer', description: 'Seconds to wait (rate_limited, provider_unavailable), also in the Retry-After header' },
     request_id: { type: 'string', description: 'Also in the X-Request-Id header and in every log line of the request' },
   },
   required: ['code', 'message', 'errors'],
 } as const;
 
+/** Shapes the schemas share. */
+export const integer = { type: 'integer' } as const;
+export const text = { type: 'string' } as const;
+export const dateTime = { type: 'string', format: 'date-time' } as const;
+export const nullable = <T extends { type: string }>(schema: T) => ({ ...schema, type: [schema.type, 'null'] }) as const;
+
 export const tokenResponse = {
   $id: 'TokenResponse',
   type: 'object',
-  properties: {
-    id: { type: 'integer' },
-    username: { type: 'string' },
-    access_token: { type: 'string', description: 'ES256 JWT; verify with /.well-known/jwks.json' },
-    refresh_token: { type: 'string', description: 'Opaque; single use (rotated by POST /api/token/refresh/)' },
-    token_type: { type: 'string', enum: ['Bearer'] },
-    expires_in: { type: 'integer', description: 'Seconds until the access token expires' },
-  },
   required: ['id', 'username', 'access_token', 'refresh_token', 'token_type', 'expires_in'],
+  properties: {
+    id: integer,
+    username: text,
+    access_token: { ...text, description: 'ES256 JWT; verify with /.well-known/jwks.json' },
+    refresh_token: { ...text, description: 'Opaque; single use (rotated by POST /api/token/refresh/)' },
+    token_type: { ...text, enum: ['Bearer'] },
+    expires_in: { ...integer, description: 'Seconds until the access token expires' },
+  },
 } as const;
 
 export const association = {
@@ -93,3 +105,10 @@ export const errors = (...statuses: number[]) =>
   Object.fromEntries(statuses.map((status) => [status, { $ref: 'Error#' }]));
 
 export const bearer = [{ bearerAuth: [] }];
+
+/** A route of the signed-in user that answers nothing (204). */
+export const signedInNoContent = (route: { summary: string; description: string; tags: string[] }) => ({
+  ...route,
+  security: bearer,
+  response: { 204: { type: 'null' }, ...errors(401) },
+});

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { bearer, errors } from '../schemas.js';
+import { bearer, dateTime, errors, integer, nullable, signedInNoContent, text } from '../schemas.js';
 import { authenticator, clientOf } from '../request.js';
 import { associationBody, tokenBody, type RouteContext } from './context.js';
 
@@ -14,28 +14,12 @@ const credentials = {
 
 const me = {
   type: 'object',
-  properties: {
-    id: { type: 'integer' },
-    username: { type: 'string' },
-    has_password: { type: 'boolean' },
-    date_joined: { type: 'string', format: 'date-time' },
-    last_login: { type: ['string', 'null'], format: 'date-time' },
-    associations: { type: 'array', items: { $ref: 'Association#' } },
-  },
+  properties: { id: integer, username: text, has_password: { type: 'boolean' }, date_joined: dateTime, last_login: nullable(dateTime), associations: { type: 'array', items: { $ref: 'Association#' } } },
 } as const;
 
 const auditEvent = {
   type: 'object',
-  properties: {
-    id: { type: 'integer' },
-    event: { type: 'string' },
-    provider: { type: ['string', 'null'] },
-    uid: { type: ['string', 'null'] },
-    detail: { type: ['string', 'null'] },
-    ip: { type: ['string', 'null'] },
-    user_agent: { type: ['string', 'null'] },
-    created_at: { type: 'string', format: 'date-time' },
-  },
+  properties: { id: integer, event: text, provider: nullable(text), uid: nullable(text), detail: nullable(text), ip: nullable(text), user_agent: nullable(text), created_at: dateTime },
 } as const;
 
 /** Our own users and sessions: guest and password users, token refresh, logout, me, history, JWKS. */
@@ -84,15 +68,7 @@ export function accountRoutes(app: FastifyInstance, { accounts, services, tokens
 
   app.post(
     '/api/logout/',
-    {
-      schema: {
-        summary: 'End the session of this access token',
-        description: 'Its access and refresh tokens stop working at once.',
-        tags: ['sessions'],
-        security: bearer,
-        response: { 204: { type: 'null' }, ...errors(401) },
-      },
-    },
+    { schema: signedInNoContent({ summary: 'End the session of this access token', description: 'Its access and refresh tokens stop working at once.', tags: ['sessions'] }) },
     async (request, reply) => {
       await accounts.logout(await authenticate(request), clientOf(request));
       return reply.code(204).send();
@@ -112,13 +88,11 @@ export function accountRoutes(app: FastifyInstance, { accounts, services, tokens
   app.delete(
     '/api/me/',
     {
-      schema: {
+      schema: signedInNoContent({
         summary: 'Delete the signed-in user',
         description: 'Removes the user, its links and sessions at once; provider tokens kept for a link (Apple) are revoked.',
         tags: ['users'],
-        security: bearer,
-        response: { 204: { type: 'null' }, ...errors(401) },
-      },
+      }),
     },
     async (request, reply) => {
       const client = clientOf(request);
