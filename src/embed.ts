@@ -12,7 +12,7 @@ import { clientOf } from './http/request.js';
 import { providerParam, socialTokenBody } from './http/schemas.js';
 import type { SocialIdentity, TokenInput } from './providers/types.js';
 import { migrateToLatest, openDatabase, type Database } from './store/database.js';
-import type { Storage } from './store/storage.js';
+import { Storage } from './store/storage.js';
 
 /**
  * social-link inside an existing Fastify app: the linking routes, mounted where the host wants them, for
@@ -56,13 +56,32 @@ export interface EmbeddedLink {
 const databaseOf = (database: string | Kysely<Database> | undefined, env: Env) =>
   typeof database === 'object' ? database : openDatabase(database ?? loadConfig(env, { role: 'embedded' }).databaseUrl);
 
-/** Creates (or updates) social-link's tables in its database: the server's migrations. */
-export async function migrateSocialLink(database?: string | Kysely<Database>, env: Env = process.env): Promise<string[]> {
-  const db = databaseOf(database, env);
+/**
+ * Creates (or updates) social-link's tables in its database: the server's migrations. `legacyFrom`: the
+ * host's database of an earlier version of this plugin, which kept its links in the host's own
+ * `social_link_associations` table: they are copied over (again and again harmlessly: a link already
+ * there stays as it is), so that no user loses a link.
+ */
+export async function migrateSocialLink(database?: string | Kysely<Database>, options: { env?: Env; legacyFrom?: Kysely<any> } = {}): Promise<string[]> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const db = databaseOf(database, options.env ?? process.env);
   try {
-    return await migrateToLatest(db);
+    const applied = await migrateToLatest(db);
+    if (options.legacyFrom) await importLegacyLinks(options.legacyFrom, new Storage(db));
+    return applied;
   } finally {
     if (typeof database !== 'object') await db.destroy();
+  }
+}
+
+/** The earlier plugin's links (provider, uid, the host's user id, extra data as JSON text, sealed tokens). */
+async function importLegacyLinks(host: Kysely<any>, storage: Storage): Promise<void> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const tables = await host.introspection.getTables();
+  if (!tables.some((table) => table.name === 'social_link_associations')) return;
+  const rows = (await host.selectFrom('social_link_associations').selectAll().execute()) as Array<Record<string, string | null>>;
+  for (const row of rows) {
+    const user = await storage.users.ofExternal(String(row.user_id));
+    const extraData = typeof row.extra_data === 'string' ? (JSON.parse(row.extra_data) as Record<string, unknown>) : {};
+    await storage.links.insert(user.id, String(row.provider), String(row.uid), extraData, row.provider_tokens ?? null);
   }
 }
 
