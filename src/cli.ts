@@ -42,7 +42,9 @@ const commands: Record<string, Command> = {
     async run({ values }) {
       // Loaded here only: `serve` in production never loads the emulator.
       const { emulatedApps, emulatorOptionsFor, generateAppleKey } = await import('./config/dev.js');
-      const { startEmulator } = await import('@social-link/emulator');
+      const { startEmulator } = await import('@social-link/emulator').catch(() => {
+        throw new ConfigError('the emulator is a development tool: install it with `npm install --save-dev @social-link/emulator` (in this repository: npm ci)');
+      });
       const emulator = await startEmulator({ ...emulatorOptionsFor(emulatedApps(process.env, generateAppleKey())), port: Number(values.port ?? 9000), logger: true });
       console.log(`provider emulator on ${emulator.url} (control API: ${emulator.url}/_emulator)`);
       return -1;

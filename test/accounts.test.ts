@@ -34,6 +34,11 @@ describe.each(databaseKinds())('users and sessions on %s', (kind) => {
       expect(me.body.last_login).toEqual(expect.any(String));
     });
 
+    it('a new user has not signed in yet: last_login is null until it does', async () => {
+      const created = await call(stack.api, 'POST', '/api/users/');
+      expect((await call(stack.api, 'GET', '/api/me/', { token: created.body.access_token })).body.last_login).toBeNull();
+    });
+
     it('validates usernames and passwords', async () => {
       expectError(await call(stack.api, 'POST', '/api/users/', { body: { username: 'ok_name' } }), 400, 'invalid_request');
       expectError(await call(stack.api, 'POST', '/api/users/', { body: { username: 'ok_name', password: 'short' } }), 400, 'invalid_request');

@@ -53,7 +53,10 @@ export class ApiError extends Error {
   readonly extra: Record<string, unknown>;
 
   protected constructor(code: string, status: number, message: string, options: ErrorOptions = {}) {
-    super(message.replace('%s', options.about ?? ''));
+    // The earlier public form, new ApiError(status, code, message, extra), may still come from an operator's
+    // JavaScript pipeline step: read it as refuse() would (deprecated: use refuse()).
+    if (typeof (code as unknown) === 'number') [code, status, message, options] = [String(status), code as unknown as number, message, { extra: options as Record<string, unknown> }];
+    super(message.replace('%s', () => options.about ?? ''));
     this.name = 'ApiError';
     this.code = code;
     this.statusCode = options.status ?? status;

@@ -143,7 +143,7 @@ function newUsername(context: PipelineContext): string {
   return `${base.length >= 3 ? base : `${context.provider}_user`}_${randomBytes(4).toString('hex')}`;
 }
 
-/** What the pipeline changed; a sign-in itself is recorded with its session (Storage.recordSignIn). */
+/** What the pipeline changed; a sign-in itself is recorded with its session (Sessions.start). */
 async function recordOutcome(context: PipelineContext): Promise<void> {
   const about = { userId: context.user?.id ?? null, provider: context.provider, uid: context.identity.uid };
   if (context.isNewUser) await context.storage.audit.record({ ...about, event: 'user_created', detail: 'social' }, context.client);

@@ -1,5 +1,4 @@
 import { join } from 'node:path';
-import type { FastifyBaseLogger } from 'fastify';
 import type { Kysely } from 'kysely';
 import { devSecret } from '../auth/keys.js';
 import { SecretBox } from '../auth/secret-box.js';
@@ -8,6 +7,7 @@ import type { ProviderCallObserver } from '../providers/http.js';
 import { ProviderRegistry } from '../providers/registry.js';
 import { openDatabase, type Database } from '../store/database.js';
 import { Storage, type Association } from '../store/storage.js';
+import type { Log } from './log.js';
 import { defaultPipeline, type PipelineStep } from './pipeline.js';
 
 /**
@@ -20,7 +20,7 @@ export interface Services {
   secrets: SecretBox;
   providers: ProviderRegistry;
   pipeline: readonly PipelineStep[];
-  log: FastifyBaseLogger;
+  log: Log;
   /** Revokes the provider tokens kept for a removed link; failures are logged, never thrown. */
   revokeKept(link: Association | undefined): Promise<void>;
   /** Closes the providers' connections, and the database when these services opened it. */
@@ -29,7 +29,7 @@ export interface Services {
 
 export interface ServicesOptions {
   config: Config;
-  log: FastifyBaseLogger;
+  log: Log;
   /** An open database; by default one is opened from config.databaseUrl (and closed with the services). */
   db?: Kysely<Database>;
   pipeline?: readonly PipelineStep[];

@@ -5,8 +5,11 @@ import { apiError } from './errors.js';
 import { runPipeline } from './pipeline.js';
 import type { Services } from './services.js';
 
-/** Makes the user of an unknown account, inside the sign-in's transaction. */
-export type NewUser = (storage: Storage, identity: SocialIdentity) => Promise<User>;
+/**
+ * Who makes the user of an unknown account: nobody (404 user_not_found), social-link (a user of its own), or
+ * the embedding host (`external`: called before the transaction, it answers the host's id of a new user).
+ */
+export type NewUserPolicy = 'none' | 'ours' | { external(identity: SocialIdentity): Promise<string> };
 
 /** Starts the signed-in user's session inside the sign-in's transaction (the server's tokens, or the host app's record). */
 export type SessionStarter<S> = (storage: Storage, user: User, audit: AuditEntry) => Promise<S>;
@@ -28,17 +31,22 @@ export class SocialAccounts {
   }
 
   /**
-   * Finds (or, when allowed, creates: `newUser` makes the embedding host's user) the user of this token's
-   * account, and starts its session in the same transaction.
+   * Finds (or, when the policy allows, creates) the user of this token's account, and starts its session in
+   * the same transaction. No provider and no host code runs inside the transaction.
    */
-  async signIn<S>(providerName: string, input: TokenInput, client: Client, startSession: SessionStarter<S>, newUser?: NewUser) {
+  async signIn<S>(providerName: string, input: TokenInput, client: Client, how: { startSession: SessionStarter<S>; newUser: NewUserPolicy }) {
     const provider = this.services.providers.get(providerName);
-    const createUser = this.services.config.createUser || newUser !== undefined;
-    const identity = await this.signInIdentity(provider, input, createUser);
-    const pipelineInput = { ...this.input('auth', provider, identity, client), options: { createUser, newUser } };
-    const { context, result } = await runPipeline(this.services.pipeline, this.services.storage, pipelineInput, async (context) => {
+    const { storage, pipeline } = this.services;
+    const identity = await this.signInIdentity(provider, input, how.newUser !== 'none');
+    // The host makes its user first, as the earlier plugin did: outside our transaction, only for an unknown account.
+    const hostUser =
+      typeof how.newUser === 'object' && !(await storage.links.find(provider.name, identity.uid))
+        ? await storage.users.ofExternal(await how.newUser.external(identity))
+        : undefined;
+    const options = { createUser: how.newUser === 'ours' || hostUser !== undefined, newUser: hostUser && (async () => hostUser) };
+    const { context, result } = await runPipeline(pipeline, storage, { ...this.input('auth', provider, identity, client), options }, async (context) => {
       if (!context.user) throw apiError('user_not_found');
-      return startSession(context.storage, context.user, { event: 'social_sign_in', userId: context.user.id, provider: provider.name, uid: identity.uid });
+      return how.startSession(context.storage, context.user, { event: 'social_sign_in', userId: context.user.id, provider: provider.name, uid: identity.uid });
     });
     return { user: context.user!, isNewUser: context.isNewUser, uid: identity.uid, session: result as S };
   }
@@ -49,16 +57,16 @@ export class SocialAccounts {
 
   /**
    * Unlinks one of the user's accounts, refusing to remove the last way in of a user who has no other
-   * (`hasOtherWayIn`: a password, the host app's own sign-in; an operator may force it). Kept provider
-   * tokens are revoked after.
+   * (`hasOtherWayIn`, asked under the user's lock: a password, the host app's own answer given beforehand; an
+   * operator may force it). Kept provider tokens are revoked after.
    */
-  async unlink(userId: number, provider: string, uid: string, how: { client: Client | null; hasOtherWayIn(user: User): boolean | Promise<boolean>; detail?: string }): Promise<void> {
+  async unlink(userId: number, provider: string, uid: string, how: { client: Client | null; hasOtherWayIn(user: User): boolean; detail?: string }): Promise<void> {
     const removed = await this.services.storage.transaction(async (trx) => {
       // The lock makes concurrent unlinks of one user's last two links take turns.
       const user = await trx.users.lock(userId);
       const links = await trx.links.ofUser(userId);
       if (!user || !links.some((link) => link.provider === provider && link.uid === uid)) throw apiError('association_not_found');
-      if (links.length === 1 && !(await how.hasOtherWayIn(user))) throw apiError('last_login_method');
+      if (links.length === 1 && !how.hasOtherWayIn(user)) throw apiError('last_login_method');
       const link = await trx.links.delete(userId, provider, uid);
       await trx.audit.record({ event: 'unlinked', userId, provider, uid, detail: how.detail }, how.client);
       return link;
@@ -77,7 +85,7 @@ export class SocialAccounts {
   }
 
   private input(mode: 'associate' | 'auth', provider: Provider, identity: SocialIdentity, client: Client, extra: { user?: User } = {}) {
-    const { config, secrets } = this.services;
-    return { mode, provider: provider.name, identity, client, secrets, options: { createUser: mode === 'auth' && config.createUser }, ...extra };
+    const { secrets } = this.services;
+    return { mode, provider: provider.name, identity, client, secrets, options: { createUser: false }, ...extra };
   }
 }

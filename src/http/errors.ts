@@ -50,7 +50,7 @@ export function installErrorHandling(app: FastifyInstance): void {
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    if (error instanceof ApiError) {
+    if (error instanceof ApiError && Number.isInteger(error.statusCode) && error.statusCode >= 400 && error.statusCode <= 599) {
       if (typeof error.extra.retry_after === 'number') reply.header('retry-after', String(error.extra.retry_after));
       logOperatorProblem(error, request);
       return reply.code(error.statusCode).send(body(error, request));

@@ -8,11 +8,19 @@ import { clientOf } from './request.js';
 const AUDITED_REFUSALS = new Set<string>(['invalid_token', 'already_associated'] satisfies ErrorCode[]);
 
 /** What every request gets: its id echoed, refused takeover attempts audited, its duration counted. */
-export function installHooks(app: FastifyInstance, { storage, providers }: Services, metrics: Metrics): void {
+export function installHooks(app: FastifyInstance, services: Services, metrics: Metrics): void {
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
-  // The successes are recorded where they happen, in their transaction.
+  auditRefusals(app, services);
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.httpRequests.observe({ method: request.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000);
+  });
+}
+
+/** Refused takeover attempts go to the audit log (the server's and the embedded plugin's); successes are recorded in their transaction. */
+export function auditRefusals(app: FastifyInstance, { storage, providers }: Services): void {
   app.addHook('onError', async (request, _reply, error) => {
     if (!(error instanceof ApiError) || !AUDITED_REFUSALS.has(error.code)) return;
     const provider = (request.params as { provider?: string } | undefined)?.provider;
@@ -25,9 +33,5 @@ export function installHooks(app: FastifyInstance, { storage, providers }: Servi
     await storage.audit
       .record(entry, clientOf(request))
       .catch((failure: unknown) => request.log.warn({ reason: (failure as Error).message }, 'audit: could not record a refusal'));
-  });
-  app.addHook('onResponse', async (request, reply) => {
-    const route = request.routeOptions.url ?? 'unmatched';
-    metrics.httpRequests.observe({ method: request.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000);
   });
 }

@@ -1,6 +1,6 @@
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-export type ProviderOutcome = 'ok' | 'refused' | 'rate_limited' | 'server_error' | 'timeout' | 'network_error' | 'invalid_response';
+import type { ProviderOutcome } from '../providers/http.js';
 
 /** Prometheus metrics of one app; a registry per app, so several apps can live in one process (tests). */
 export class Metrics {

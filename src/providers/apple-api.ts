@@ -54,9 +54,10 @@ export class AppleApi {
     const { status, body } = await this.http.json(`${this.apiUrl}/auth/token`, formPost(fields));
     const error = isObject(body) ? text(body, 'error') : undefined;
     if (status === 400 && (error === 'invalid_grant' || error === 'invalid_client')) return { refused: error };
+    if (status !== 200) throw new ProviderUnavailableError('apple', `refused the code exchange (HTTP ${status}${error ? `, ${error}` : ''})`);
     const idToken = isObject(body) ? text(body, 'id_token') : undefined;
     const refreshToken = isObject(body) ? text(body, 'refresh_token') : undefined;
-    if (status !== 200 || !idToken || !refreshToken) throw new ProviderUnavailableError('apple', `refused the code exchange (HTTP ${status}${error ? `, ${error}` : ''})`);
+    if (!idToken || !refreshToken) throw new ProviderUnavailableError('apple', 'answered the code exchange without its tokens');
     return { idToken, refreshToken };
   }
 

@@ -37,7 +37,7 @@ const throttled = (code: number | undefined) => (code !== undefined && RATE_LIMI
 /** debug_token: #100 is a token of another app, 190 our app token refused; 1 and 2 (internal, also sent with 400) are Graph's. */
 const debugTokenRefusal: RefusalReader = (answer) => {
   const code = graphCode(answer);
-  if (answer.status >= 500 || code === undefined) return undefined;
+  if (answer.status < 400 || answer.status >= 500 || code === undefined) return undefined;
   if (code === 100) return { token: 'the token was issued to another app' };
   if (code === 190) return { app: 'Graph error 190 on debug_token', hint: APP_HINT };
   return throttled(code) ?? { outage: `answered debug_token with Graph error ${code}` };
@@ -46,7 +46,7 @@ const debugTokenRefusal: RefusalReader = (answer) => {
 /** /me (after debug_token proved the token ours): 190 the token died meanwhile, #100 a proof our secret made wrong. */
 const meRefusal: RefusalReader = (answer) => {
   const code = graphCode(answer);
-  if (answer.status >= 500 || code === undefined) return undefined;
+  if (answer.status < 400 || answer.status >= 500 || code === undefined) return undefined;
   if (code === 190 || code === 102 || code === 2500) return { token: 'the token is invalid or expired' };
   if (code === 100) return { app: 'Graph refused our appsecret_proof on /me', hint: 'check SOCIAL_AUTH_FACEBOOK_SECRET: it must be the secret of the app SOCIAL_AUTH_FACEBOOK_KEY names' };
   return throttled(code) ?? { outage: `answered /me with Graph error ${code}` };

@@ -63,6 +63,7 @@ export const github: ProviderModule<GithubConfig> = {
       const bearer = { ...headers, authorization: `Bearer ${token}` };
       const answer = await http.json(`${config.apiUrl}/user`, { headers: bearer });
       const user = accepted('github', '/user', answer, userRefusal);
+      if (typeof user.id !== 'number') throw new ProviderUnavailableError('github', 'answered /user without a user id');
       const email = mayReadEmails(answer.headers['x-oauth-scopes']) ? await primaryVerifiedEmail(bearer) : undefined;
       const { details } = account({ uid: String(user.id), name: text(user, 'name'), email, username: text(user, 'login') }, {});
       return { id: user.id, profile: { details, extraData: { id: user.id, login: text(user, 'login') ?? null, name: text(user, 'name') ?? null, email: email ?? null } } };

@@ -1,6 +1,7 @@
 import type { Agent, request as undiciRequest } from 'undici';
 import { ProviderUnavailableError, providerRateLimited } from '../core/errors.js';
-import type { ProviderOutcome } from '../http/metrics.js';
+/** How a provider call ended, for the metrics. */
+export type ProviderOutcome = 'ok' | 'refused' | 'rate_limited' | 'server_error' | 'timeout' | 'network_error' | 'invalid_response';
 
 export type ProviderCallObserver = (provider: string, outcome: ProviderOutcome, seconds: number) => void;
 

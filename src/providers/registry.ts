@@ -1,4 +1,4 @@
-import type { FastifyBaseLogger } from 'fastify';
+import type { Log } from '../core/log.js';
 import type { SecretBox } from '../auth/secret-box.js';
 import { unknownProvider } from '../core/errors.js';
 import { CircuitBreaker, withCircuitBreaker } from './circuit-breaker.js';
@@ -39,10 +39,6 @@ export class ProviderRegistry {
     return this.providers.has(name);
   }
 
-  names(): string[] {
-    return [...this.providers.keys()];
-  }
-
   /** Starts fetching what verification needs (keys, discovery) in the background. */
   warmUp(): void {
     for (const provider of this.providers.values()) provider.warmUp?.();
@@ -53,7 +49,7 @@ export class ProviderRegistry {
    * unlinking and account deletion also end the grant at the provider. A failure is logged, never thrown:
    * the link is already gone and must not come back.
    */
-  async revokeKept(link: { provider: string; uid: string; sealedTokens: string | null } | undefined, secrets: SecretBox, log: FastifyBaseLogger): Promise<void> {
+  async revokeKept(link: { provider: string; uid: string; sealedTokens: string | null } | undefined, secrets: SecretBox, log: Log): Promise<void> {
     const provider = link?.sealedTokens ? this.providers.get(link.provider) : undefined;
     if (!link?.sealedTokens || !provider?.revoke) return;
     const opened = secrets.open(link.sealedTokens, `${link.provider}:${link.uid}`);

@@ -88,8 +88,7 @@ export class Links {
    * Links (provider, uid) to the user unless it is linked already. Returns undefined when another
    * transaction linked it first: the unique constraint, not a prior read, decides who wins a race.
    */
-  async insert(userId: number, provider: string, uid: string, extraData: Record<string, unknown>, sealedTokens: string | null): Promise<Association | undefined> {
-    const at = now();
+  async insert(userId: number, provider: string, uid: string, extraData: Record<string, unknown>, sealedTokens: string | null, at = now()): Promise<Association | undefined> {
     const row = await this.db
       .insertInto('social_associations')
       .values({ user_id: userId, provider, uid, extra_data: JSON.stringify(extraData), provider_tokens: sealedTokens, created_at: at, updated_at: at })

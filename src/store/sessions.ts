@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { auditRow, type AuditEntry, type Client } from './audit.js';
 import { isPostgres } from './migrations.js';
 import { iso, isoOrNull, now, toUser, type User } from './rows.js';
@@ -25,17 +25,19 @@ export class Sessions {
   constructor(private readonly db: Kysely<Database>) {}
 
   /**
-   * A sign-in's writes: last login, the new session and its first refresh token, the audit event. On
-   * PostgreSQL one statement (one round trip instead of four); on SQLite, in-process, four statements.
+   * A sign-in's writes: last login (not for the session a new user starts with), the new session and its
+   * first refresh token, the audit event. On PostgreSQL one statement (one round trip instead of four); on
+   * SQLite, in-process, four statements.
    */
   async start(userId: number, session: NewSession, audit: AuditEntry, client: Client | null): Promise<void> {
     const at = now();
+    const lastLogin = audit.event === 'user_created' ? null : at;
     const sessionRow = { id: session.id, user_id: userId, created_at: at };
     const refreshRow = { session_id: session.id, token_hash: session.refreshTokenHash, created_at: at, expires_at: session.refreshExpiresAt };
     if (isPostgres(this.db)) {
       // Data-modifying CTEs; the foreign key of the refresh token is checked at the end of the statement.
       await this.db
-        .with('touch', (db) => db.updateTable('users').set({ last_login_at: at }).where('id', '=', userId))
+        .with('touch', (db) => db.updateTable('users').set({ last_login_at: lastLogin ?? sql<string>`last_login_at` }).where('id', '=', userId))
         .with('session', (db) => db.insertInto('sessions').values(sessionRow))
         .with('refresh', (db) => db.insertInto('refresh_tokens').values(refreshRow))
         .insertInto('audit_events')
@@ -43,7 +45,7 @@ export class Sessions {
         .execute();
       return;
     }
-    await this.db.updateTable('users').set({ last_login_at: at }).where('id', '=', userId).execute();
+    if (lastLogin) await this.db.updateTable('users').set({ last_login_at: lastLogin }).where('id', '=', userId).execute();
     await this.db.insertInto('sessions').values(sessionRow).execute();
     await this.db.insertInto('refresh_tokens').values(refreshRow).execute();
     await this.db.insertInto('audit_events').values(auditRow(audit, client, at)).execute();

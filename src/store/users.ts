@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { isPostgres } from './migrations.js';
 import { now, toUser, type User } from './rows.js';
@@ -29,18 +30,26 @@ export class Users {
     return row && toUser(row);
   }
 
+  /** The user standing for the host app's user `externalId` (embedded), if it has one yet. */
+  async findExternal(externalId: string): Promise<User | undefined> {
+    const row = await this.db.selectFrom('users').selectAll().where('external_id', '=', externalId).executeTakeFirst();
+    return row && toUser(row);
+  }
+
   /** The user standing for the host app's user `externalId` (embedded), made on first use. */
   async ofExternal(externalId: string): Promise<User> {
-    const found = await this.db.selectFrom('users').selectAll().where('external_id', '=', externalId).executeTakeFirst();
-    if (found) return toUser(found);
+    const found = await this.findExternal(externalId);
+    if (found) return found;
     const at = now();
+    // A long id is named by its hash: usernames are at most 150 characters and must stay unique.
+    const username = externalId.length <= 140 ? `app:${externalId}` : `app:${createHash('sha256').update(externalId).digest('hex')}`;
     // Two first requests of one host user may race: the unique external id decides, then both read the winner.
     await this.db
       .insertInto('users')
-      .values({ username: `app:${externalId}`.slice(0, 150), password_hash: null, external_id: externalId, created_at: at, updated_at: at })
+      .values({ username, password_hash: null, external_id: externalId, created_at: at, updated_at: at })
       .onConflict((conflict) => conflict.column('external_id').doNothing())
       .execute();
-    return toUser(await this.db.selectFrom('users').selectAll().where('external_id', '=', externalId).executeTakeFirstOrThrow());
+    return (await this.findExternal(externalId))!;
   }
 
   /** The host app's id of an embedded user. */

@@ -63,9 +63,10 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
     },
     async (request, reply) => {
       const client = clientOf(request);
-      const { user, isNewUser, uid, session } = await social.signIn(request.params.provider, request.body, client, (trx, signedIn, audit) =>
-        tokens.startSession(trx, signedIn.id, audit, client),
-      );
+      const { user, isNewUser, uid, session } = await social.signIn(request.params.provider, request.body, client, {
+        startSession: (trx, signedIn, audit) => tokens.startSession(trx, signedIn.id, audit, client),
+        newUser: services.config.createUser ? 'ours' : 'none',
+      });
       request.log.info({ provider: request.params.provider, uid, userId: user.id, newUser: isNewUser }, 'signed in');
       // Signed once the transaction is over: no database lock or connection waits on the signature.
       return reply.code(isNewUser ? 201 : 200).send(tokenBody({ user, pair: tokens.pairOf(user.id, session) }));

@@ -1,0 +1,103 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
+import SQLite from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EmulatorClient, startEmulator, type RunningEmulator } from '@social-link/emulator';
+import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor } from '../src/config/dev.js';
+import { migrateSocialLink, socialLink, type SocialLinkPluginOptions } from '../src/embed.js';
+import { openDatabase } from '../src/store/database.js';
+import { Storage } from '../src/store/storage.js';
+
+// The embedding plugin's own rules, with a minimal host: its users are named by the header X-Member.
+
+describe('the embedding plugin', () => {
+  let emulator: RunningEmulator;
+  let provider: EmulatorClient;
+  let env: Record<string, string | undefined>;
+  const dir = mkdtempSync(join(tmpdir(), 'embed-'));
+  let n = 0;
+
+  beforeAll(async () => {
+    const apps = emulatedApps({}, generateAppleKey());
+    emulator = await startEmulator(emulatorOptionsFor(apps));
+    provider = new EmulatorClient(emulator.url);
+    env = serverEnvFor(emulator.url, apps);
+  });
+  afterAll(async () => {
+    await emulator.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function host(options: Partial<SocialLinkPluginOptions> = {}, hostEnv: Record<string, string | undefined> = {}) {
+    const database = `sqlite:${join(dir, `social-link-${++n}.sqlite`)}`;
+    await migrateSocialLink(database);
+    const app: FastifyInstance = Fastify();
+    await app.register(socialLink, {
+      prefix: '/social',
+      database,
+      env: { ...env, ...hostEnv },
+      resolveUser: (request) => (request.headers['x-member'] as string | undefined) ?? null,
+      signIn: (memberId) => ({ member: memberId }),
+      ...options,
+    });
+    const inject = async (method: 'GET' | 'POST' | 'DELETE', url: string, member?: string, payload?: object) => {
+      const answer = await app.inject({ method, url, payload, headers: member ? { 'x-member': member } : {} });
+      return { status: answer.statusCode, body: answer.body ? answer.json() : undefined };
+    };
+    const storage = () => {
+      const db = openDatabase(database);
+      return { storage: new Storage(db), close: () => db.destroy() };
+    };
+    return { app, inject, storage };
+  }
+
+  it("never makes a user of its own: SOCIAL_AUTH_CREATE_USER without a createUser hook is 404, and leaves nothing behind", async () => {
+    const { app, inject, storage } = await host({}, { SOCIAL_AUTH_CREATE_USER: 'true', DATABASE_URL: 'mysql://the-hosts-own-database' });
+    const fb = await provider.mintFacebookToken();
+    expect((await inject('POST', '/social/auth/facebook/', undefined, { access_token: fb.access_token })).status).toBe(404);
+    const { storage: s, close } = storage();
+    expect(await s.users.list(10)).toEqual([]);
+    await close();
+    expect((await inject('POST', '/social/associate/facebook/', 'm_1', { access_token: fb.access_token })).status).toBe(200);
+    expect((await inject('POST', '/social/auth/facebook/', undefined, { access_token: fb.access_token })).body).toEqual({ member: 'm_1' });
+    await app.close();
+  });
+
+  it("asks the host's createUser hook for an unknown account, outside its transaction, and signs that user in", async () => {
+    const made: string[] = [];
+    const { app, inject } = await host({ createUser: (identity) => (made.push(identity.uid), `m_new_${made.length}`) });
+    const google = await provider.mintIdToken('google');
+    expect((await inject('POST', '/social/auth/google/', undefined, { id_token: google.id_token })).body).toEqual({ member: 'm_new_1' });
+    expect((await inject('POST', '/social/auth/google/', undefined, { id_token: google.id_token })).body).toEqual({ member: 'm_new_1' });
+    expect(made).toEqual([google.sub]);
+    expect((await inject('GET', '/social/associations/', 'm_new_1')).body).toEqual([expect.objectContaining({ provider: 'google', uid: google.sub, user_id: 'm_new_1' })]);
+    await app.close();
+  });
+
+  it('reading or unlinking makes no user; a refused link lands in the audit log', async () => {
+    const { app, inject, storage } = await host({ canRemoveLastLink: () => false });
+    expect((await inject('GET', '/social/associations/', 'm_reader')).body).toEqual([]);
+    expect((await inject('DELETE', '/social/associations/facebook/1/', 'm_reader')).body.code).toBe('association_not_found');
+    const fb = await provider.mintFacebookToken();
+    await inject('POST', '/social/associate/facebook/', 'm_owner', { access_token: fb.access_token });
+    expect((await inject('POST', '/social/associate/facebook/', 'm_thief', { access_token: fb.access_token })).body.code).toBe('already_associated');
+    expect((await inject('DELETE', `/social/associations/facebook/${fb.user_id}/`, 'm_owner')).body.code).toBe('last_login_method');
+    const { storage: s, close } = storage();
+    expect((await s.users.list(10)).map((user) => user.username).sort()).toEqual(['app:m_owner', 'app:m_thief']);
+    expect((await s.audit.list({ limit: 10 })).map((event) => event.event)).toContain('refused');
+    await close();
+    await app.close();
+  });
+
+  it("refuses the earlier plugin's ways: the `db` option, no database, and our tables among the host's", async () => {
+    await expect(host({ db: {} } as never)).rejects.toThrow(/`db` option is gone/);
+    await expect(host({ database: undefined })).rejects.toThrow(/database/);
+    const hostDb = new Kysely<any>({ dialect: new SqliteDialect({ database: new SQLite(join(dir, 'host.sqlite')) }) }); // eslint-disable-line @typescript-eslint/no-explicit-any
+    await hostDb.schema.createTable('social_link_associations').addColumn('id', 'integer').execute();
+    await expect(migrateSocialLink(hostDb as never)).rejects.toThrow(/database of its own/);
+    await hostDb.destroy();
+  });
+});
