@@ -62,6 +62,15 @@ describe.each(databaseKinds())('audit log and account deletion on %s', (kind) =>
     expectError(await call(stack.api, 'GET', '/api/audit/'), 401, 'not_authenticated');
   });
 
+  it('pages from any id below 2^53: past int4 (2147483648) answers, past 15 digits is refused (never a 500)', async () => {
+    const user = await guest(stack.api);
+    const events = await call(stack.api, 'GET', '/api/audit/?before=2147483648', { token: user.access_token });
+    expect(events.status).toBe(200);
+    expect(events.body[0]).toMatchObject({ event: 'user_created', id: expect.any(Number) });
+    expect((await call(stack.api, 'GET', '/api/audit/?before=999999999999999', { token: user.access_token })).status).toBe(200);
+    expectError(await call(stack.api, 'GET', '/api/audit/?before=9999999999999999', { token: user.access_token }), 400, 'invalid_request');
+  });
+
   it('records failed password sign-ins for the targeted user', async () => {
     const created = await call(stack.api, 'POST', '/api/users/', { body: { username: `target_${kind}`, password: 'the right password' } });
     await call(stack.api, 'POST', '/api/token/', { body: { username: `target_${kind}`, password: 'a wrong password' } });

@@ -64,7 +64,8 @@ export class AuditLog {
     if (options.before !== undefined) query = query.where('id', '<', options.before);
     const rows = await query.execute();
     return rows.map((row) => ({
-      id: row.id,
+      // PostgreSQL's bigint arrives as text; every id stays below 2^53.
+      id: Number(row.id),
       event: row.event as AuditEventName,
       userId: row.user_id,
       provider: row.provider,

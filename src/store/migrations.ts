@@ -119,6 +119,21 @@ migrations['0004_external_users'] = {
   },
 };
 
+migrations['0005_audit_bigint'] = {
+  // The audit log grows over the service's whole life: an int4 id would stop it at 2^31 events.
+  // (SQLite's integers are 64-bit already.)
+  async up(db) {
+    if (!isPostgres(db)) return;
+    await sql`alter table audit_events alter column id type bigint`.execute(db);
+    await sql`alter sequence if exists audit_events_id_seq as bigint`.execute(db);
+  },
+  async down(db) {
+    if (!isPostgres(db)) return;
+    await sql`alter sequence if exists audit_events_id_seq as integer`.execute(db);
+    await sql`alter table audit_events alter column id type integer`.execute(db);
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

@@ -49,7 +49,8 @@ export interface RefreshTokensTable {
 }
 
 export interface AuditEventsTable {
-  id: Generated<number>;
+  /** bigint on PostgreSQL (read as text there). */
+  id: Generated<number | string>;
   /** No foreign key: the history outlives a deleted user. */
   user_id: number | null;
   event: string;

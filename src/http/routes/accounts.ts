@@ -112,7 +112,8 @@ export function accountRoutes(app: FastifyInstance, { accounts, services, tokens
         querystring: {
           type: 'object',
           // Strings of digits: JSON bodies are validated without type coercion, and so is the query.
-          properties: { before: { type: 'string', pattern: '^[1-9]\\d{0,15}$' }, limit: { type: 'string', pattern: '^([1-9]\\d?|1\\d\\d|200)$', description: '1 to 200, default 50' } },
+          // At most 15 digits: every id is below 2^53, and bigint on PostgreSQL.
+          properties: { before: { type: 'string', pattern: '^[1-9]\\d{0,14}$' }, limit: { type: 'string', pattern: '^([1-9]\\d?|1\\d\\d|200)$', description: '1 to 200, default 50' } },
           additionalProperties: false,
         },
         response: { 200: { type: 'array', items: auditEvent }, ...errors(400, 401) },
