@@ -83,7 +83,7 @@ export async function loadSigningKeys(options: {
 export function devSecret(file: string | undefined, generate: () => string): string {
   if (!file) return generate();
   if (!existsSync(file)) {
-    mkdirSync(dirname(file), { recursive: true });
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
     writeFileSync(file, generate(), { mode: 0o600 });
   }
   return readFileSync(file, 'utf8').trim();

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
 import type pg from 'pg';
@@ -13,7 +13,7 @@ export { isPostgres } from './migrations.js';
 export function openDatabase(url: string): Kysely<Database> {
   if (url.startsWith('sqlite:')) {
     const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    if (path !== ':memory:') createPrivately(path);
     const sqlite = new SQLite(path);
     // WAL lets readers work while one writer writes; busy_timeout waits instead of failing when
     // another process (a second worker, the CLI) holds the write lock.
@@ -34,6 +34,16 @@ export function openDatabase(url: string): Kysely<Database> {
     return withNamedStatements(pool);
   };
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+/**
+ * The database holds password hashes, e-mails and addresses: a directory we create is the owner's only
+ * (0700), and the file is 0600 (SQLite gives its -wal and -shm files the same mode).
+ */
+function createPrivately(path: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  closeSync(openSync(path, 'a', 0o600));
+  if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
 }
 
 /** Applies every pending migration; throws with the failing migration's error. */
