@@ -10,7 +10,7 @@ import { openDatabase, type Database } from '../src/store/database.js';
 import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor, type EmulatedApps } from '../src/config/dev.js';
 import { EmulatorClient, startEmulator, type RunningEmulator } from '@social-link/emulator';
 import { startServer } from '../src/http/server.js';
-import { logRedaction } from '../src/http/app.js';
+import { logSafety } from '../src/http/app.js';
 import type { PipelineStep } from '../src/core/pipeline.js';
 import type { Env } from '../src/config/settings.js';
 
@@ -98,7 +98,7 @@ export async function startStack(kind: DatabaseKind, env: Env = {}, options: { p
   });
   const db = openDatabase(config.databaseUrl);
   const logs: string[] = [];
-  const logger = { level: options.logLevel ?? 'debug', redact: logRedaction, stream: { write: (line: string) => void logs.push(line) } };
+  const logger = { level: options.logLevel ?? 'debug', ...logSafety, stream: { write: (line: string) => void logs.push(line) } };
   const app = await startServer({ config, db, logger, pipeline: options.pipeline });
   const address = app.server.address();
   if (!address || typeof address === 'string') throw new Error('server is not listening');

@@ -76,6 +76,16 @@ describe.each(databaseKinds())('operations on %s', (kind) => {
     }
   });
 
+  it('never logs a token sent in a query string: the path and parameter names only', async () => {
+    const user = await call(stack.api, 'POST', '/api/users/');
+    const answer = await call(stack.api, 'GET', `/api/me/?access_token=${user.body.access_token}&x=${user.body.refresh_token}`);
+    expect(answer.status).toBe(401);
+    const lines = stack.logs.filter((line) => line.includes(answer.body.request_id)).join('\n');
+    expect(lines).toContain('/api/me/?access_token=[redacted]&x=[redacted]');
+    expect(lines).not.toContain(user.body.access_token);
+    expect(lines).not.toContain(user.body.refresh_token);
+  });
+
   it('sends security headers and no CORS headers by default', async () => {
     const answer = await call(stack.api, 'GET', '/healthz', { headers: { origin: 'https://evil.example' } });
     expect(answer.headers.get('x-content-type-options')).toBe('nosniff');

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import helmet from '@fastify/helmet';
@@ -34,17 +34,36 @@ export interface AppOptions {
   logger?: FastifyServerOptions['logger'];
 }
 
-/** Paths whose query or headers carry secrets are redacted from every log line. */
-export const logRedaction = {
-  paths: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]'],
-  censor: '[redacted]',
+/**
+ * What every log line leaves out: credentials in headers, and the values of a URL's query, where a client
+ * may have put a token (`/api/me/?access_token=…`): the path and the parameter names are kept.
+ */
+export const logSafety = {
+  redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]'], censor: '[redacted]' },
+  serializers: {
+    req: (request: FastifyRequest) => ({
+      method: request.method,
+      url: redactQuery(request.url),
+      host: request.host,
+      remoteAddress: request.ip,
+      remotePort: request.socket?.remotePort,
+    }),
+  },
 };
+
+/** "/p?a=1&b=2" → "/p?a=[redacted]&b=[redacted]". */
+export function redactQuery(url: string): string {
+  const mark = url.indexOf('?');
+  if (mark < 0) return url;
+  const names = url.slice(mark + 1).split('&').filter(Boolean).map((pair) => `${pair.split('=')[0]}=[redacted]`);
+  return `${url.slice(0, mark)}?${names.join('&')}`;
+}
 
 /** Builds the social-link API (not listening). Migrations are the caller's business: see server.ts. */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
   const app = Fastify({
-    logger: options.logger ?? { level: config.logLevel, redact: logRedaction },
+    logger: options.logger ?? { level: config.logLevel, ...logSafety },
     // uids are up to 255 characters, percent-encoded in the unlink path.
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
     // A client that announces a body and never sends it must not hold a connection forever.
