@@ -36,19 +36,30 @@ describe('rate limits (in memory)', () => {
 describe.runIf(process.env.TEST_REDIS_URL)('rate limits shared through Redis', () => {
   let first: Stack;
   let second: Stack;
+  const prefix = `social-link-test:${randomBytes(6).toString('hex')}:`;
   beforeAll(async () => {
-    const env = {
-      RATE_LIMIT_ENABLED: 'true',
-      RATE_LIMIT_SIGN_IN_PER_MINUTE: '4',
-      REDIS_URL: process.env.TEST_REDIS_URL!,
-      RATE_LIMIT_REDIS_PREFIX: `social-link-test:${randomBytes(6).toString('hex')}:`,
-    };
+    const env = { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_SIGN_IN_PER_MINUTE: '4', REDIS_URL: process.env.TEST_REDIS_URL!, RATE_LIMIT_REDIS_PREFIX: prefix };
     first = await startStack('sqlite', env);
     second = await startStack('sqlite', env);
   });
   afterAll(async () => {
     await first.close();
     await second.close();
+  });
+
+  it("names its keys by route, and the budgets checked in a handler by name (never 'undefined')", async () => {
+    const { Redis } = await import('ioredis');
+    const redis = new Redis(process.env.TEST_REDIS_URL!);
+    const user = await guest(first.api);
+    const fb = await first.emulator.mintFacebookToken();
+    await call(first.api, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: fb.access_token } });
+    await call(first.api, 'POST', '/api/token/', { body: { username: 'nobody', password: 'wrong password' } });
+    const keys = await redis.keys(`${prefix}*`);
+    await redis.quit();
+    expect(keys.some((key) => key.endsWith(`limit-user:${user.id}`))).toBe(true);
+    expect(keys.some((key) => key.includes('limit-password:127.0.0.1'))).toBe(true);
+    expect(keys.some((key) => key.includes('POST/api/users/-'))).toBe(true);
+    expect(keys.filter((key) => key.includes('undefined'))).toEqual([]);
   });
 
   it('a budget spent on one instance is spent on the other', async () => {
@@ -60,11 +71,43 @@ describe.runIf(process.env.TEST_REDIS_URL)('rate limits shared through Redis', (
 describe('rate limits when Redis is unreachable', () => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack('sqlite', { RATE_LIMIT_ENABLED: 'true', REDIS_URL: 'redis://127.0.0.1:1' });
+    stack = await startStack('sqlite', { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_SIGN_IN_PER_MINUTE: '3', REDIS_URL: 'redis://127.0.0.1:1' });
   });
   afterAll(() => stack.close());
 
   it('lets requests through instead of failing sign-ins', async () => {
     expect((await call(stack.api, 'POST', '/api/users/')).status).toBe(201);
+  });
+
+  it("still brakes: the counts go to this instance's memory, which the log and /readyz say", async () => {
+    const answers = [];
+    for (let i = 0; i < 4; i++) answers.push((await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: 'x' } })).status);
+    expect(answers).toEqual([400, 400, 400, 429]);
+    expect((await call(stack.api, 'GET', '/readyz')).body).toMatchObject({ status: 'ok', rate_limits: 'memory (Redis unreachable)' });
+    expect(stack.logs.some((line) => line.includes('Redis is unreachable'))).toBe(true);
+  });
+});
+
+describe('password attempts', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack('sqlite', { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_SIGN_IN_PER_MINUTE: '100', RATE_LIMIT_PASSWORD_PER_MINUTE: '2', TRUST_PROXY: 'true' });
+  });
+  afterAll(() => stack.close());
+
+  const attempt = (from: string) => call(stack.api, 'POST', '/api/token/', { body: { username: 'nobody', password: 'wrong password' }, headers: { 'x-forwarded-for': from } });
+
+  it('have a lower budget than other sign-ins (each costs a scrypt), password sign-ups included', async () => {
+    expect([(await attempt('198.51.100.7')).status, (await attempt('198.51.100.7')).status, (await attempt('198.51.100.7')).status]).toEqual([401, 401, 429]);
+    const signUp = await call(stack.api, 'POST', '/api/users/', { body: { username: 'newcomer', password: 'long enough password' }, headers: { 'x-forwarded-for': '198.51.100.7' } });
+    expectError(signUp, 429, 'rate_limited');
+    expect((await call(stack.api, 'POST', '/api/users/', { headers: { 'x-forwarded-for': '198.51.100.7' } })).status).toBe(201); // a guest costs no scrypt
+  });
+
+  it('count an IPv6 client by its /64: every address of one subscriber network shares the budget', async () => {
+    expect((await attempt('2001:db8:1:2::a')).status).toBe(401);
+    expect((await attempt('2001:db8:1:2:ffff::b')).status).toBe(401);
+    expectError(await attempt('2001:db8:1:2::c'), 429, 'rate_limited');
+    expect((await attempt('2001:db8:1:3::a')).status).toBe(401);
   });
 });

@@ -31,7 +31,7 @@ export interface Config {
   trustProxy: boolean | number | string[];
   /** When set, /metrics requires it as a Bearer token. */
   metricsToken?: string;
-  rateLimit: { enabled: boolean; redisUrl?: string; redisPrefix: string; signInPerIpPerMinute: number; linksPerUserPerMinute: number };
+  rateLimit: { enabled: boolean; redisUrl?: string; redisPrefix: string; signInPerIpPerMinute: number; passwordPerIpPerMinute: number; linksPerUserPerMinute: number };
 }
 
 export const DEFAULT_DATABASE_URL = 'sqlite:./data/social-link.sqlite';
@@ -75,6 +75,7 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
       redisPrefix: settings.string('RATE_LIMIT_REDIS_PREFIX', 'social-link:rate:'),
       signInPerIpPerMinute: settings.int('RATE_LIMIT_SIGN_IN_PER_MINUTE', 120, { min: 1 }),
       linksPerUserPerMinute: settings.int('RATE_LIMIT_LINKS_PER_MINUTE', 20, { min: 1 }),
+      passwordPerIpPerMinute: settings.int('RATE_LIMIT_PASSWORD_PER_MINUTE', 10, { min: 1 }),
     },
   };
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];

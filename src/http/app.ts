@@ -121,7 +121,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const routes = { services, tokens, signingKeys, limits, accounts: new Accounts(services, tokens), social: new SocialAccounts(services) };
   accountRoutes(app, routes);
   socialRoutes(app, routes);
-  operationsRoutes(app, { storage: services.storage, metrics, metricsToken: config.metricsToken });
+  operationsRoutes(app, { storage: services.storage, metrics, metricsToken: config.metricsToken, limits });
   return app;
 }
 

@@ -1,36 +1,45 @@
+import { isIPv6 } from 'node:net';
 import rateLimit from '@fastify/rate-limit';
+import { Address6 } from 'ip-address';
 import type { Redis } from 'ioredis';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { rateLimited } from '../core/errors.js';
 import type { Config } from '../config/config.js';
+import { redisWithFallback } from './rate-limit-store.js';
 import './request.js';
 
 export interface RateLimits {
-  /** Route config for the sign-in routes (auth, token, refresh, user creation): per client IP. */
+  /** Route config for the sign-in routes (auth, token, refresh, user creation): per client IP (an IPv6 client by its /64). */
   perIp: { rateLimit: { max: number; timeWindow: number } } | { rateLimit: false };
   /** Checks the signed-in user's budget of linking; throws 429 rate_limited when it is spent. */
   checkUser(request: FastifyRequest): Promise<void>;
+  /** Checks the client's budget of password attempts (each costs ~100 ms of scrypt); throws 429 when it is spent. */
+  checkPassword(request: FastifyRequest): Promise<void>;
+  /** Where the counters are: shared in Redis, in memory, in memory while Redis is down, or off. */
+  state(): 'redis' | 'memory' | 'memory (Redis unreachable)' | 'off';
 }
 
 const MINUTE = 60_000;
 
 /**
- * Rate limits on the routes an attacker would hammer: sign-in and user creation per client IP, and
- * linking per user. Counters live in memory, or in Redis (REDIS_URL) so that every instance shares them.
- * If Redis fails, requests pass (availability over strictness) and the failure is logged.
+ * Rate limits on the routes an attacker would hammer: sign-in and user creation per client IP, password
+ * attempts per client IP (a lower budget), and linking per user. Counters live in memory, or in Redis
+ * (REDIS_URL) so that every instance shares them; while Redis is unreachable they fall back to each
+ * instance's memory (logged, and shown by /readyz): a limit never silently disappears.
  */
 export async function installRateLimits(app: FastifyInstance, config: Config): Promise<RateLimits> {
   if (!config.rateLimit.enabled) {
-    return { perIp: { rateLimit: false }, checkUser: async () => {} };
+    return { perIp: { rateLimit: false }, checkUser: async () => {}, checkPassword: async () => {}, state: () => 'off' };
   }
   let redis: Redis | undefined;
+  let degradedSince: number | undefined;
   if (config.rateLimit.redisUrl) {
     // Loaded only when configured: ioredis costs about 10 MB and 100 ms of start-up.
     const { Redis } = await import('ioredis');
     redis = new Redis(config.rateLimit.redisUrl, { connectTimeout: 2000, maxRetriesPerRequest: 1, enableOfflineQueue: false });
-    redis.on('error', (error: Error) => app.log.warn({ reason: error.message }, 'rate limits: Redis error'));
+    redis.on('error', (error: Error) => app.log.debug({ reason: error.message }, 'rate limits: Redis error'));
     // Start counting from the first request: wait (briefly) for the connection, since without an offline
-    // queue a command sent before it is ready fails and that request would not be counted.
+    // queue a command sent before it is ready fails (and would be counted in memory only).
     const connected = redis;
     await new Promise<void>((resolve) => {
       const done = () => {
@@ -45,27 +54,39 @@ export async function installRateLimits(app: FastifyInstance, config: Config): P
       redis?.disconnect();
     });
   }
+  const store =
+    redis &&
+    redisWithFallback(redis, config.rateLimit.redisPrefix, {
+      degraded(reason) {
+        if (degradedSince === undefined) app.log.warn({ reason }, 'rate limits: Redis is unreachable; counting in this instance’s memory until it answers');
+        degradedSince ??= Date.now();
+      },
+      recovered() {
+        if (degradedSince !== undefined) app.log.warn('rate limits: Redis answers again; counting in Redis');
+        degradedSince = undefined;
+      },
+    });
   await app.register(rateLimit, {
     global: false,
-    redis,
-    nameSpace: config.rateLimit.redisPrefix,
-    skipOnError: true,
-    errorResponseBuilder: (_request, context) =>
-      rateLimited(Math.max(1, Math.ceil(context.ttl / 1000))),
+    ...(store ? { store } : {}),
+    errorResponseBuilder: (_request, context) => rateLimited(Math.max(1, Math.ceil(context.ttl / 1000))),
   });
-  const perUser = app.createRateLimit({
-    max: config.rateLimit.linksPerUserPerMinute,
-    timeWindow: MINUTE,
-    keyGenerator: (request) => `user:${request.userId}`,
-  });
+  const limiter = (name: string, max: number, key: (request: FastifyRequest) => string) => {
+    const check = app.createRateLimit({ max, timeWindow: MINUTE, keyGenerator: (request) => `${name}:${key(request)}` });
+    return async (request: FastifyRequest) => {
+      const limit = await check(request);
+      if (!limit.isAllowed && limit.isExceeded) throw rateLimited(Math.max(1, Math.ceil(limit.ttlInSeconds ?? 60)));
+    };
+  };
   return {
     perIp: { rateLimit: { max: config.rateLimit.signInPerIpPerMinute, timeWindow: MINUTE } },
-    async checkUser(request) {
-      const limit = await perUser(request);
-      if (!limit.isAllowed && limit.isExceeded) {
-        const retryAfter = Math.max(1, Math.ceil(limit.ttlInSeconds ?? 60));
-        throw rateLimited(retryAfter);
-      }
-    },
+    checkUser: limiter('user', config.rateLimit.linksPerUserPerMinute, (request) => String(request.userId)),
+    checkPassword: limiter('password', config.rateLimit.passwordPerIpPerMinute, (request) => clientNetwork(request.ip)),
+    state: () => (!redis ? 'memory' : degradedSince === undefined ? 'redis' : 'memory (Redis unreachable)'),
   };
+}
+
+/** The client's address, an IPv6 one by its /64 (one subscriber's network), as the per-IP limits key it. */
+export function clientNetwork(ip: string): string {
+  return isIPv6(ip) ? `${new Address6(`${ip}/64`).startAddress().correctForm()}/64` : ip;
 }

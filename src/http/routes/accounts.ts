@@ -38,7 +38,11 @@ export function accountRoutes(app: FastifyInstance, { accounts, services, tokens
         response: { 201: { $ref: 'TokenResponse#' }, ...errors(400, 409, 429) },
       },
     },
-    async (request, reply) => reply.code(201).send(tokenBody(await accounts.create(request.body, clientOf(request)))),
+    async (request, reply) => {
+      const client = clientOf(request);
+      if (request.body.password !== undefined) await limits.checkPassword(request);
+      return reply.code(201).send(tokenBody(await accounts.create(request.body, client)));
+    },
   );
 
   app.post<{ Body: { username: string; password: string } }>(
@@ -47,8 +51,11 @@ export function accountRoutes(app: FastifyInstance, { accounts, services, tokens
       config: limits.perIp,
       schema: { summary: 'Sign in with username and password', tags: ['sessions'], body: credentials, response: { 200: { $ref: 'TokenResponse#' }, ...errors(400, 401, 429) } },
     },
-    // The client's address is read first: once it hangs up, Node forgets it.
-    async (request) => tokenBody(await accounts.signInWithPassword(request.body.username, request.body.password, clientOf(request))),
+    async (request) => {
+      const client = clientOf(request); // first: once the client hangs up, Node forgets its address
+      await limits.checkPassword(request);
+      return tokenBody(await accounts.signInWithPassword(request.body.username, request.body.password, client));
+    },
   );
 
   app.post<{ Body: { refresh_token: string } }>(

@@ -4,9 +4,10 @@ import type { FastifyInstance } from 'fastify';
 import { apiError } from '../../core/errors.js';
 import type { Metrics } from '../metrics.js';
 import type { Storage } from '../../store/storage.js';
+import type { RateLimits } from '../rate-limits.js';
 
 /** Liveness, readiness and Prometheus metrics, for orchestrators and monitoring. */
-export function operationsRoutes(app: FastifyInstance, options: { storage: Storage; metrics: Metrics; metricsToken?: string }): void {
+export function operationsRoutes(app: FastifyInstance, options: { storage: Storage; metrics: Metrics; metricsToken?: string; limits: RateLimits }): void {
   const hidden = { schema: { hide: true } };
 
   app.get('/healthz', hidden, async () => ({ status: 'ok' }));
@@ -14,7 +15,8 @@ export function operationsRoutes(app: FastifyInstance, options: { storage: Stora
   app.get('/readyz', hidden, async (request, reply) => {
     try {
       await sql`select 1`.execute(options.storage.db);
-      return { status: 'ok', database: 'ok' };
+      // Rate limits in memory while Redis is down: still ready (each instance still brakes), and said.
+      return { status: 'ok', database: 'ok', rate_limits: options.limits.state() };
     } catch (error) {
       request.log.warn({ reason: (error as Error).message }, 'readiness: database unreachable');
       return reply.code(503).send({ status: 'unavailable', database: 'unreachable' });
