@@ -4,6 +4,26 @@ import { ConfigError } from '../src/config/settings.js';
 import { generateSigningKeySet, parseSigningKeys } from '../src/auth/keys.js';
 
 describe('configuration', () => {
+  const production = { NODE_ENV: 'production', SOCIAL_LINK_SIGNING_KEYS: '{"keys":[]}', METRICS_TOKEN: 'scrape-me' };
+
+  it('in production refuses a provider, key or discovery URL over plain http but on loopback', () => {
+    const facebook = { SOCIAL_AUTH_FACEBOOK_KEY: 'id', SOCIAL_AUTH_FACEBOOK_SECRET: 'secret' };
+    expect(() => loadConfig({ ...production, ...facebook, SOCIAL_AUTH_FACEBOOK_API_URL: 'http://graph.example.com' })).toThrow(/SOCIAL_AUTH_FACEBOOK_API_URL must be an https URL in production/);
+    expect(() => loadConfig({ ...production, SOCIAL_AUTH_GOOGLE_KEY: 'web', SOCIAL_AUTH_GOOGLE_JWKS_URL: 'http://keys.example.com/certs' })).toThrow(/SOCIAL_AUTH_GOOGLE_JWKS_URL/);
+    expect(() => loadConfig({ ...production, SOCIAL_AUTH_OIDC_ACME_ISSUER: 'http://login.acme.example', SOCIAL_AUTH_OIDC_ACME_KEY: 'c' })).toThrow(/SOCIAL_AUTH_OIDC_ACME_ISSUER/);
+    for (const local of ['http://127.0.0.1:9000/facebook', 'http://localhost:9000', 'http://[::1]:9000']) {
+      expect(loadConfig({ ...production, ...facebook, SOCIAL_AUTH_FACEBOOK_API_URL: local }).providers).toHaveLength(1);
+    }
+    expect(loadConfig({ ...facebook, SOCIAL_AUTH_FACEBOOK_API_URL: 'http://graph.example.com' }).providers).toHaveLength(1); // outside production
+  });
+
+  it('in production refuses public metrics: METRICS_TOKEN, or METRICS_PORT on a port of their own', () => {
+    const { METRICS_TOKEN: _token, ...open } = production;
+    expect(() => loadConfig(open)).toThrow(/\/metrics must not be public/);
+    expect(loadConfig({ ...open, METRICS_PORT: '9464' })).toMatchObject({ metricsPort: 9464, metricsHost: '127.0.0.1' });
+    expect(loadConfig(production).metricsToken).toBe('scrape-me');
+  });
+
   it('refuses a signing key set in which two keys share a kid (one would stop verifying)', async () => {
     const [first] = (JSON.parse(await generateSigningKeySet()) as { keys: Array<Record<string, string>> }).keys;
     const [second] = (JSON.parse(await generateSigningKeySet()) as { keys: Array<Record<string, string>> }).keys;

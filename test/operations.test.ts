@@ -22,7 +22,7 @@ describe.each(databaseKinds())('operations on %s', (kind) => {
 
   it('/healthz and /readyz answer ok', async () => {
     expect((await call(stack.api, 'GET', '/healthz')).body).toEqual({ status: 'ok' });
-    expect((await call(stack.api, 'GET', '/readyz')).body).toEqual({ status: 'ok', database: 'ok' });
+    expect((await call(stack.api, 'GET', '/readyz')).body).toEqual({ status: 'ok', database: 'ok', rate_limits: 'off' });
   });
 
   it('/metrics counts requests by route and status, and provider calls by provider and outcome', async () => {
@@ -108,3 +108,34 @@ describe('CORS when configured', () => {
     expect(other.headers.get('access-control-allow-origin')).toBeNull();
   });
 });
+
+describe('METRICS_PORT: metrics on a port of their own', () => {
+  let stack: Stack;
+  let metrics: string;
+  beforeAll(async () => {
+    const port = await freePort();
+    stack = await startStack('sqlite', { METRICS_PORT: String(port), METRICS_TOKEN: 'scrape-me' });
+    metrics = `http://127.0.0.1:${port}/metrics`;
+  });
+  afterAll(() => stack.close());
+
+  it('serves /metrics there (with METRICS_TOKEN when set), and no longer on the API port', async () => {
+    await call(stack.api, 'GET', '/healthz');
+    const scraped = await fetch(metrics, { headers: { authorization: 'Bearer scrape-me' } });
+    expect(scraped.status).toBe(200);
+    expect(await scraped.text()).toContain('social_link_http_request_duration_seconds_count');
+    expect((await fetch(metrics)).status).toBe(401);
+    expect((await fetch(metrics.replace('/metrics', '/healthz'))).status).toBe(404);
+    expect((await call(stack.api, 'GET', '/metrics', { token: 'scrape-me' })).status).toBe(404);
+  });
+});
+
+/** A port free right now on loopback (the OS picks it; the server binds it a moment later). */
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}

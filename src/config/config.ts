@@ -31,6 +31,9 @@ export interface Config {
   trustProxy: boolean | number | string[];
   /** When set, /metrics requires it as a Bearer token. */
   metricsToken?: string;
+  /** When set, /metrics is served on this port of its own (on metricsHost), not on the API's. */
+  metricsPort?: number;
+  metricsHost: string;
   rateLimit: { enabled: boolean; redisUrl?: string; redisPrefix: string; signInPerIpPerMinute: number; passwordPerIpPerMinute: number; linksPerUserPerMinute: number };
 }
 
@@ -69,6 +72,8 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
     corsOrigins: settings.list('CORS_ORIGINS'),
     trustProxy: trustProxy(settings),
     metricsToken: settings.string('METRICS_TOKEN'),
+    metricsPort: settings.string('METRICS_PORT') === undefined ? undefined : settings.int('METRICS_PORT', 0, { min: 1, max: 65535 }),
+    metricsHost: settings.string('METRICS_HOST', '127.0.0.1'),
     rateLimit: {
       enabled: settings.bool('RATE_LIMIT_ENABLED', true),
       redisUrl: redisUrl(settings),
@@ -86,6 +91,11 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
     throw new ConfigError(
       'SOCIAL_LINK_SIGNING_KEYS or SOCIAL_LINK_SIGNING_KEYS_FILE must be set in production ' +
         '(generate one with: social-link keys generate)',
+    );
+  }
+  if (role === 'server' && config.production && !config.metricsToken && config.metricsPort === undefined) {
+    throw new ConfigError(
+      'in production /metrics must not be public: set METRICS_TOKEN (a Bearer token), or METRICS_PORT to serve the metrics on a port of their own (on METRICS_HOST, default 127.0.0.1)',
     );
   }
   if (config.production && settings.string('SOCIAL_AUTH_APPLE_TEAM_ID') && !config.encryptionKeys) {

@@ -24,7 +24,7 @@ export interface ConfigFile {
 export const defineConfig = (config: ConfigFile): ConfigFile => config;
 
 const NAMES = ['social-link.config.ts', 'social-link.config.mjs', 'social-link.config.js', 'social-link.config.json'];
-const PLAIN_SETTINGS = new Set(['DATABASE_URL', 'HOST', 'PORT', 'LOG_LEVEL', 'REDIS_URL', 'CORS_ORIGINS', 'TRUST_PROXY', 'METRICS_TOKEN']);
+const PLAIN_SETTINGS = new Set(['DATABASE_URL', 'HOST', 'PORT', 'LOG_LEVEL', 'REDIS_URL', 'CORS_ORIGINS', 'TRUST_PROXY', 'METRICS_TOKEN', 'METRICS_PORT', 'METRICS_HOST']);
 
 export interface LoadedConfigFile {
   path?: string;

@@ -1,3 +1,10 @@
+/** https, or plain http to this machine only (a local proxy, the emulator). */
+export function isSafeTransport(url: URL): boolean {
+  if (url.protocol === 'https:') return true;
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  return url.protocol === 'http:' && (host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host));
+}
+
 /** Reads typed settings from the environment; every error names the variable at fault. */
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -10,6 +17,11 @@ export type Env = Record<string, string | undefined>;
 
 export class Settings {
   constructor(readonly env: Env) {}
+
+  /** NODE_ENV=production: provider URLs must then be https (but on loopback). */
+  get production(): boolean {
+    return this.env.NODE_ENV === 'production';
+  }
 
   string(name: string): string | undefined;
   string(name: string, fallback: string): string;
@@ -36,7 +48,10 @@ export class Settings {
     throw new ConfigError(`${name} must be true or false, got "${raw}"`);
   }
 
-  /** An http(s) URL without a trailing slash. */
+  /**
+   * An http(s) URL without a trailing slash. In production an https one, but on loopback: a provider's keys
+   * or answers fetched over plain http could be swapped by anyone on the network path.
+   */
   url(name: string, fallback: string): string {
     const raw = this.string(name, fallback);
     let url: URL;
@@ -48,6 +63,7 @@ export class Settings {
     if (url.protocol !== 'https:' && url.protocol !== 'http:') {
       throw new ConfigError(`${name} must be an http(s) URL, got "${raw}"`);
     }
+    if (this.production && !isSafeTransport(url)) throw new ConfigError(`${name} must be an https URL in production (plain http on loopback only), got "${raw}"`);
     return raw.replace(/\/+$/, '');
   }
 

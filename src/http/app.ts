@@ -121,7 +121,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const routes = { services, tokens, signingKeys, limits, accounts: new Accounts(services, tokens), social: new SocialAccounts(services) };
   accountRoutes(app, routes);
   socialRoutes(app, routes);
-  operationsRoutes(app, { storage: services.storage, metrics, metricsToken: config.metricsToken, limits });
+  operationsRoutes(app, { storage: services.storage, metrics, metricsToken: config.metricsToken, metricsOnOwnPort: config.metricsPort !== undefined, limits });
+  app.decorate('metricsRegistry', metrics.registry);
   return app;
 }
 

@@ -1,4 +1,7 @@
 import cluster from 'node:cluster';
+import { createServer } from 'node:http';
+import type { Registry } from 'prom-client';
+import { bearerMatches } from './routes/operations.js';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../config/config.js';
 import type { PipelineStep } from '../core/pipeline.js';
@@ -15,9 +18,30 @@ export async function startServer(options: AppOptions & { onClose?: () => Promis
     if (!options.db) await db.destroy();
     await onClose?.();
   });
+  if (config.metricsPort !== undefined) await startMetricsServer(app, config);
   await app.listen({ host: config.host, port: config.port });
   closeOnSignals(app);
   return app;
+}
+
+/**
+ * METRICS_PORT: /metrics on a port of its own (on METRICS_HOST, default 127.0.0.1), for a scraper inside the
+ * network, never beside the public API. METRICS_TOKEN still applies when set.
+ */
+async function startMetricsServer(app: FastifyInstance, config: Config): Promise<void> {
+  const registry = (app as unknown as { metricsRegistry: Registry }).metricsRegistry;
+  const server = createServer((request, response) => {
+    const authorized = !config.metricsToken || bearerMatches(request.headers.authorization, config.metricsToken);
+    if (request.method !== 'GET' || new URL(request.url ?? '/', 'http://metrics').pathname !== '/metrics') return void response.writeHead(404).end();
+    if (!authorized) return void response.writeHead(401).end();
+    registry.metrics().then(
+      (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      () => response.writeHead(500).end(),
+    );
+  });
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(config.metricsPort, config.metricsHost, resolve));
+  app.addHook('onClose', () => new Promise<void>((resolve) => server.close(() => resolve())));
+  app.log.info(`metrics on http://${config.metricsHost}:${config.metricsPort}/metrics`);
 }
 
 /** SIGTERM/SIGINT: stop accepting, let in-flight requests finish, close the database, exit. */

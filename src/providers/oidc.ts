@@ -1,4 +1,4 @@
-import { ConfigError, type Settings } from '../config/settings.js';
+import { ConfigError, isSafeTransport, type Settings } from '../config/settings.js';
 import { ProviderUnavailableError } from '../core/errors.js';
 import { account, flag, isObject, text } from './answers.js';
 import { verifyIdToken, type IdTokenPolicy } from './id-token.js';
@@ -16,6 +16,8 @@ export interface OidcConfig {
   algorithms: string[];
   /** Multi-tenant issuers only (Microsoft's `common`): the tenant ids (`tid`) accepted; empty = any tenant. */
   tenants: string[];
+  /** Production: the jwks_uri the discovery document names must be https (plain http on loopback only). */
+  httpsOnly: boolean;
 }
 
 const ASYMMETRIC = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']);
@@ -36,6 +38,7 @@ export function configureOidcProviders(settings: Settings): OidcConfig[] {
     const issuer = settings.string(variable);
     if (!issuer) continue;
     if (!/^https?:\/\/[^\s]+$/.test(issuer)) throw new ConfigError(`${variable} must be the issuer URL, got "${issuer}"`);
+    settings.url(variable, issuer); // https in production
     const clientIds = settings.list(`${prefix}_KEY`);
     if (clientIds.length === 0) throw new ConfigError(`${prefix}_KEY must list the client ids of ${variable}`);
     const algorithms = settings.list(`${prefix}_ALGORITHMS`);
@@ -48,6 +51,7 @@ export function configureOidcProviders(settings: Settings): OidcConfig[] {
       clientIds,
       algorithms: algorithms.length ? algorithms : ['RS256'],
       tenants: settings.list(`${prefix}_TENANTS`),
+      httpsOnly: settings.production,
     });
   }
   return configs;
@@ -64,6 +68,10 @@ export function createOidcProvider(config: OidcConfig, http: ProviderHttp): Prov
     const jwksUri = isObject(body) ? text(body, 'jwks_uri') : undefined;
     if (status !== 200 || !isObject(body) || !jwksUri || !/^https?:\/\//.test(jwksUri)) {
       throw new ProviderUnavailableError(name, `answered its discovery document with HTTP ${status} and no jwks_uri`);
+    }
+    // The keys are the trust anchor: fetched over plain http, anyone on the path could swap them.
+    if (config.httpsOnly && !isSafeTransport(new URL(jwksUri))) {
+      throw new ProviderUnavailableError(name, 'its discovery document names a jwks_uri that is not https', { failure: 'app_refused', hint: `${name}'s keys would travel over plain http: refused in production` });
     }
     const discovered = text(body, 'issuer');
     const issuers = issuersOf(config, discovered);

@@ -7,7 +7,7 @@ import type { Storage } from '../../store/storage.js';
 import type { RateLimits } from '../rate-limits.js';
 
 /** Liveness, readiness and Prometheus metrics, for orchestrators and monitoring. */
-export function operationsRoutes(app: FastifyInstance, options: { storage: Storage; metrics: Metrics; metricsToken?: string; limits: RateLimits }): void {
+export function operationsRoutes(app: FastifyInstance, options: { storage: Storage; metrics: Metrics; metricsToken?: string; metricsOnOwnPort: boolean; limits: RateLimits }): void {
   const hidden = { schema: { hide: true } };
 
   app.get('/healthz', hidden, async () => ({ status: 'ok' }));
@@ -23,6 +23,7 @@ export function operationsRoutes(app: FastifyInstance, options: { storage: Stora
     }
   });
 
+  if (options.metricsOnOwnPort) return; // served by startMetricsServer (server.ts)
   app.get('/metrics', hidden, async (request, reply) => {
     if (options.metricsToken && !bearerMatches(request.headers.authorization, options.metricsToken)) {
       throw apiError('not_authenticated', { detail: 'the metrics need METRICS_TOKEN as a Bearer token' });
@@ -31,7 +32,7 @@ export function operationsRoutes(app: FastifyInstance, options: { storage: Stora
   });
 }
 
-function bearerMatches(header: string | undefined, token: string): boolean {
+export function bearerMatches(header: string | undefined, token: string): boolean {
   const given = Buffer.from(header ?? '');
   const expected = Buffer.from(`Bearer ${token}`);
   return given.length === expected.length && timingSafeEqual(given, expected);
