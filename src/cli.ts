@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
-import { loadConfig } from './config/config.js';
+import { devSecretsDirFor, loadConfig } from './config/config.js';
 import { migrateToLatest } from './store/database.js';
 import { generateSigningKeySet, rotateSigningKeySet } from './auth/keys.js';
 import { serveWithWorkers, startServer } from './http/server.js';
@@ -20,7 +20,7 @@ const commands: Record<string, Command> = {
       const config = loadConfig({ ...file.settings, ...process.env });
       const workers = Number(values.workers ?? 1);
       if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new ConfigError('--workers must be an integer from 1 to 64');
-      if (workers === 1) await startServer({ config, pipeline: file.pipeline });
+      if (workers === 1) await startServer({ config, pipeline: file.pipeline, devSecretsDir: devSecretsDirFor(config) });
       else await serveWithWorkers(config, workers, file.pipeline);
       return -1;
     },

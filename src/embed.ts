@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
-import { loadConfig } from './config/config.js';
+import { devSecretsDirFor, loadConfig } from './config/config.js';
 import { ConfigError } from './config/settings.js';
 import type { Env } from './config/settings.js';
 import { apiError } from './core/errors.js';
@@ -44,7 +44,10 @@ export interface SocialLinkPluginOptions {
   env?: Env;
   /** Pipeline steps, as the server's `buildApp({ pipeline })`. */
   pipeline?: readonly PipelineStep[];
-  /** Where a dev setup keeps the encryption key it generates when none is configured (like the server's ./data). */
+  /**
+   * Outside production, where the encryption key generated when SOCIAL_LINK_ENCRYPTION_KEYS is not set is
+   * kept (default ./data, as the server's), so that Apple tokens sealed before a restart can still be revoked.
+   */
   devSecretsDir?: string;
 }
 
@@ -104,7 +107,7 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
   if ('db' in options) throw new ConfigError('socialLink: the `db` option is gone: pass `database`, social-link\'s own database (see migrateSocialLink and its legacyFrom)');
   const config = loadConfig(ownSettings(options.env ?? process.env), { role: 'embedded' });
   const db = databaseOf(options.database);
-  const services = createServices({ config, db, log: app.log, pipeline: options.pipeline, devSecretsDir: options.devSecretsDir });
+  const services = createServices({ config, db, log: app.log, pipeline: options.pipeline, devSecretsDir: options.devSecretsDir ?? devSecretsDirFor(config) });
   const social = new SocialAccounts(services);
   app.addHook('onClose', async () => {
     await services.close();

@@ -1,5 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, freshDatabase, guest, startStack, type Stack } from './helpers.js';
 
@@ -49,7 +53,7 @@ describe('the CLI', () => {
     const port = await freePort();
     const keys = run(['src/cli.ts', 'keys', 'generate']).stdout;
     const child = spawn(process.execPath, [...tsx, 'src/cli.ts', 'serve'], {
-      env: { ...process.env, NODE_ENV: 'production', DATABASE_URL: database.url, PORT: String(port), SOCIAL_LINK_SIGNING_KEYS: keys, LOG_LEVEL: 'info' },
+      env: { ...process.env, NODE_ENV: 'production', DATABASE_URL: database.url, PORT: String(port), SOCIAL_LINK_SIGNING_KEYS: keys, METRICS_TOKEN: 'scrape-me', LOG_LEVEL: 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
@@ -67,6 +71,37 @@ describe('the CLI', () => {
     // Secrets never reach the log.
     expect(output).not.toContain(body.access_token);
     expect(output).not.toContain(JSON.parse(keys).keys[0].d);
+  });
+
+  it('serve outside production keeps the keys it generates in ./data: sessions outlive a restart, and workers share them', async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'social-link-serve-'));
+    cleanups.push(async () => rmSync(cwd, { recursive: true, force: true }));
+    const port = await freePort();
+    const serve = async (...args: string[]) => {
+      // Run from another directory: ./data is that directory's.
+      const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), fileURLToPath(new URL('../src/cli.ts', import.meta.url)), 'serve', ...args], {
+        cwd,
+        env: { ...process.env, NODE_ENV: 'development', DATABASE_URL: `sqlite:${join(cwd, 'db.sqlite')}`, PORT: String(port), LOG_LEVEL: 'silent', SOCIAL_LINK_SIGNING_KEYS: '', SOCIAL_LINK_ENCRYPTION_KEYS: '' },
+        stdio: 'ignore',
+      });
+      const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+      for (let i = 0; i < 200; i++) {
+        if ((await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.ok) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      return { stop: () => (child.kill('SIGTERM'), exited) };
+    };
+    const first = await serve();
+    const user = await guest(`http://127.0.0.1:${port}`);
+    await first.stop();
+    expect((statSync(join(cwd, 'data')).mode & 0o777).toString(8)).toBe('700');
+    expect((statSync(join(cwd, 'data', 'dev-signing-keys.json')).mode & 0o777).toString(8)).toBe('600');
+    expect((statSync(join(cwd, 'data', 'dev-encryption-key')).mode & 0o777).toString(8)).toBe('600');
+
+    const workers = await serve('--workers', '2');
+    // Each request may land on either worker: every one accepts the session signed before the restart.
+    for (let i = 0; i < 6; i++) expect((await call(`http://127.0.0.1:${port}`, 'GET', '/api/me/', { token: user.access_token, headers: { connection: 'close' } })).status).toBe(200);
+    expect(await workers.stop()).toBe(0);
   });
 
   it('dev mode refuses to run with NODE_ENV=production', () => {

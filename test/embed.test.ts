@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -31,8 +31,7 @@ describe('the embedding plugin', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function host(options: Partial<SocialLinkPluginOptions> = {}, hostEnv: Record<string, string | undefined> = {}) {
-    const database = `sqlite:${join(dir, `social-link-${++n}.sqlite`)}`;
+  async function host(options: Partial<SocialLinkPluginOptions> = {}, hostEnv: Record<string, string | undefined> = {}, database = `sqlite:${join(dir, `social-link-${++n}.sqlite`)}`) {
     await migrateSocialLink(database);
     const app: FastifyInstance = Fastify();
     await app.register(socialLink, {
@@ -99,5 +98,36 @@ describe('the embedding plugin', () => {
     await hostDb.schema.createTable('social_link_associations').addColumn('id', 'integer').execute();
     await expect(migrateSocialLink(hostDb as never)).rejects.toThrow(/database of its own/);
     await hostDb.destroy();
+  });
+
+  it('outside production keeps its generated encryption key in ./data: an Apple grant sealed before a restart is still revoked', async () => {
+    const cwd = process.cwd();
+    process.chdir(dir); // the default ./data, of this test's own directory
+    try {
+      const database = `sqlite:${join(dir, 'restarted.sqlite')}`;
+      const first = await host({}, { SOCIAL_LINK_ENCRYPTION_KEYS: undefined }, database);
+      const minted = await provider.mintAppleCode();
+      expect((await first.inject('POST', '/social/associate/apple/', 'm_apple', { id_token: minted.id_token, code: minted.code })).status).toBe(200);
+      await first.app.close();
+
+      const restarted = await host({}, { SOCIAL_LINK_ENCRYPTION_KEYS: undefined }, database);
+      const before = (await provider.appleRevocations()).revoked.length;
+      const uid = (await restarted.inject('GET', '/social/associations/', 'm_apple')).body[0].uid;
+      expect((await restarted.inject('DELETE', `/social/associations/apple/${uid}/`, 'm_apple')).status).toBe(204);
+      expect((await provider.appleRevocations()).revoked.length).toBe(before + 1);
+      expect(statSync(join(dir, 'data', 'dev-encryption-key')).mode & 0o777).toBe(0o600);
+      await restarted.app.close();
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
+  it('refuses to start in production without SOCIAL_LINK_ENCRYPTION_KEYS when it would keep Apple tokens', async () => {
+    const app = Fastify();
+    const database = `sqlite:${join(dir, `social-link-${++n}.sqlite`)}`;
+    await migrateSocialLink(database);
+    const registered = app.register(socialLink, { database, env: { ...env, NODE_ENV: 'production', SOCIAL_LINK_ENCRYPTION_KEYS: undefined }, resolveUser: () => null, signIn: () => ({}) });
+    await expect(registered.ready()).rejects.toThrow(/SOCIAL_LINK_ENCRYPTION_KEYS must be set in production/);
+    await app.close();
   });
 });

@@ -1,4 +1,4 @@
-import { loadConfig } from '../config/config.js';
+import { devSecretsDirFor, loadConfig } from '../config/config.js';
 import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor } from '../config/dev.js';
 import { devSecret } from '../auth/keys.js';
 import { startEmulator } from '@social-link/emulator';
@@ -19,7 +19,7 @@ async function main(): Promise<void> {
   const emulator = await startEmulator({ ...emulatorOptionsFor(apps), port: emulatorPort });
   const file = await loadConfigFile();
   const config = loadConfig({ ...file.settings, ...process.env, ...serverEnvFor(emulator.url, apps) });
-  const app = await startServer({ config, pipeline: file.pipeline, devSecretsDir: './data', onClose: () => emulator.close() });
+  const app = await startServer({ config, pipeline: file.pipeline, devSecretsDir: devSecretsDirFor(config), onClose: () => emulator.close() });
 
   const api = `http://${config.host}:${config.port}`;
   const line = '!'.repeat(78);

@@ -2,6 +2,14 @@ import { ConfigError, Settings, type Env } from './settings.js';
 import { loadProviderConfigs, type ProviderConfigs } from '../providers/index.js';
 import { SecretBox } from '../auth/secret-box.js';
 
+/**
+ * Where `serve`, dev mode and the embedding plugin keep the keys they generate outside production when none
+ * are configured (owner-only files), so that a restart keeps sessions and sealed provider tokens (an Apple
+ * grant that cannot be opened can never be revoked). In production nothing is generated but what seals
+ * nothing: the keys that matter are required.
+ */
+export const devSecretsDirFor = (config: Pick<Config, 'production'>): string | undefined => (config.production ? undefined : './data');
+
 export interface Config {
   production: boolean;
   databaseUrl: string;

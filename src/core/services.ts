@@ -42,7 +42,11 @@ export function createServices(options: ServicesOptions): Services {
   const { config, log } = options;
   const db = options.db ?? openDatabase(config.databaseUrl);
   const dev = options.devSecretsDir;
-  const secrets = SecretBox.fromSetting(config.encryptionKeys ?? devSecret(dev && join(dev, 'dev-encryption-key'), SecretBox.generateKey));
+  const devKeyFile = dev && join(dev, 'dev-encryption-key');
+  const secrets = SecretBox.fromSetting(config.encryptionKeys ?? devSecret(devKeyFile, SecretBox.generateKey));
+  if (!config.encryptionKeys && !devKeyFile && !config.production) {
+    log.warn({}, 'SOCIAL_LINK_ENCRYPTION_KEYS is not set: provider tokens are sealed with a key kept in memory only, which a restart loses (pass devSecretsDir, or set the keys)');
+  }
   const providers = new ProviderRegistry(config.providers, {
     timeoutMs: config.providerTimeoutMs,
     circuitBreaker: config.circuitBreaker,

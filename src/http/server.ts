@@ -3,7 +3,7 @@ import { createServer } from 'node:http';
 import type { Registry } from 'prom-client';
 import { bearerMatches } from './routes/operations.js';
 import type { FastifyInstance } from 'fastify';
-import type { Config } from '../config/config.js';
+import { devSecretsDirFor, type Config } from '../config/config.js';
 import type { PipelineStep } from '../core/pipeline.js';
 import { buildApp, type AppOptions } from './app.js';
 import { openDatabase, migrateToLatest } from '../store/database.js';
@@ -67,7 +67,7 @@ export function closeOnSignals(app: FastifyInstance): void {
  */
 export async function serveWithWorkers(config: Config, workers: number, pipeline?: readonly PipelineStep[]): Promise<void> {
   if (cluster.isWorker) {
-    await startServer({ config, pipeline });
+    await startServer({ config, pipeline, devSecretsDir: devSecretsDirFor(config) });
     return;
   }
   const db = openDatabase(config.databaseUrl);
