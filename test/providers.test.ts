@@ -142,6 +142,24 @@ describe.each(databaseKinds())('every provider on %s', (kind) => {
       const linked = await call(stack.api, 'POST', '/api/associate/apple/', { token: user.access_token, body: { code: minted.code } });
       expect(linked.body.association?.uid).toBe(minted.sub);
     });
+
+    it('revokes the grant of a code redeemed for an account nobody has linked (sign-in 404), never that of a linked one', async () => {
+      const before = (await stack.emulator.appleRevocations()).revoked.length;
+      const stranger = await stack.emulator.mintAppleCode();
+      expectError(await call(stack.api, 'POST', '/api/auth/apple/', { body: { code: stranger.code } }), 404, 'user_not_found');
+      const revoked = (await stack.emulator.appleRevocations()).revoked;
+      expect(revoked.length).toBe(before + 1);
+      expect(revoked.at(-1)).toMatchObject({ token_type_hint: 'refresh_token' });
+
+      // Linked to its owner: another user's refused attempt must not end the owner's authorization.
+      const owned = await stack.emulator.mintAppleCode();
+      const owner = await guest(stack.api);
+      expect((await call(stack.api, 'POST', '/api/associate/apple/', { token: owner.access_token, body: { code: owned.code } })).status).toBe(200);
+      const again = await stack.emulator.mintAppleCode({ sub: owned.sub });
+      const intruder = await guest(stack.api);
+      expect((await call(stack.api, 'POST', '/api/associate/apple/', { token: intruder.access_token, body: { code: again.code } })).status).toBe(409);
+      expect((await stack.emulator.appleRevocations()).revoked.length).toBe(before + 1);
+    });
   });
 
   describe('LINE', () => {

@@ -25,9 +25,11 @@ export class SocialAccounts {
   /** Links the account of this token to the user; linking it again is idempotent (created: false). */
   async associate(user: User, providerName: string, input: TokenInput, client: Client) {
     const provider = this.services.providers.get(providerName);
-    const identity = await withProfile(await provider.verify(input));
-    const { context } = await runPipeline(this.services.pipeline, this.services.storage, this.input('associate', provider, identity, client, { user }));
-    return { provider: provider.name, uid: identity.uid, created: context.isNewAssociation };
+    const identity = await provider.verify(input);
+    return this.revokingUnkeptGrant(provider, identity, async () => {
+      const { context } = await runPipeline(this.services.pipeline, this.services.storage, this.input('associate', provider, await withProfile(identity), client, { user }));
+      return { provider: provider.name, uid: identity.uid, created: context.isNewAssociation };
+    });
   }
 
   /**
@@ -37,18 +39,41 @@ export class SocialAccounts {
   async signIn<S>(providerName: string, input: TokenInput, client: Client, how: { startSession: SessionStarter<S>; newUser: NewUserPolicy }) {
     const provider = this.services.providers.get(providerName);
     const { storage, pipeline } = this.services;
-    const identity = await this.signInIdentity(provider, input, how.newUser !== 'none');
-    // The host makes its user first, as the earlier plugin did: outside our transaction, only for an unknown account.
-    const hostUser =
-      typeof how.newUser === 'object' && !(await storage.links.find(provider.name, identity.uid))
-        ? await storage.users.ofExternal(await how.newUser.external(identity))
-        : undefined;
-    const options = { createUser: how.newUser === 'ours' || hostUser !== undefined, newUser: hostUser && (async () => hostUser) };
-    const { context, result } = await runPipeline(pipeline, storage, { ...this.input('auth', provider, identity, client), options }, async (context) => {
-      if (!context.user) throw apiError('user_not_found');
-      return how.startSession(context.storage, context.user, { event: 'social_sign_in', userId: context.user.id, provider: provider.name, uid: identity.uid });
+    const verified = await provider.verify(input, { profile: false });
+    return this.revokingUnkeptGrant(provider, verified, async () => {
+      const identity = await this.signInIdentity(verified, provider, how.newUser !== 'none');
+      // The host makes its user first, as the earlier plugin did: outside our transaction, only for an unknown account.
+      const hostUser =
+        typeof how.newUser === 'object' && !(await storage.links.find(provider.name, identity.uid))
+          ? await storage.users.ofExternal(await how.newUser.external(identity))
+          : undefined;
+      const options = { createUser: how.newUser === 'ours' || hostUser !== undefined, newUser: hostUser && (async () => hostUser) };
+      const { context, result } = await runPipeline(pipeline, storage, { ...this.input('auth', provider, identity, client), options }, async (context) => {
+        if (!context.user) throw apiError('user_not_found');
+        return how.startSession(context.storage, context.user, { event: 'social_sign_in', userId: context.user.id, provider: provider.name, uid: identity.uid });
+      });
+      return { user: context.user!, isNewUser: context.isNewUser, uid: identity.uid, session: result as S };
     });
-    return { user: context.user!, isNewUser: context.isNewUser, uid: identity.uid, session: result as S };
+  }
+
+  /**
+   * A link or sign-in that fails after the provider granted us tokens to keep (an Apple code redeemed for an
+   * account nobody here has linked: 404 user_not_found) must not leave that grant behind, unrevocable: it is
+   * revoked. A grant of an account linked to a user is left alone: revoking one of Apple's tokens ends the
+   * user's whole authorization of our app, the kept token's too ("invalidate the tokens and associated user
+   * authorizations", Apple's Revoke tokens reference).
+   */
+  private async revokingUnkeptGrant<T>(provider: Provider, identity: SocialIdentity, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      const { storage, providers, log } = this.services;
+      if (identity.tokens) {
+        const linked = await storage.links.find(provider.name, identity.uid).then(Boolean, () => true); // unknown: keep
+        if (!linked) await providers.revoke(provider.name, identity.tokens, log);
+      }
+      throw error;
+    }
   }
 
   links(userId: number): Promise<Association[]> {
@@ -74,9 +99,8 @@ export class SocialAccounts {
     await this.services.revokeKept(removed);
   }
 
-  /** Proves the token; reads the profile only when this sign-in needs it (a new user, or a stale kept profile). */
-  private async signInIdentity(provider: Provider, input: TokenInput, createUser: boolean): Promise<SocialIdentity> {
-    const identity = await provider.verify(input, { profile: false });
+  /** Reads the profile of a proven token only when this sign-in needs it (a new user, or a stale kept profile). */
+  private async signInIdentity(identity: SocialIdentity, provider: Provider, createUser: boolean): Promise<SocialIdentity> {
     if (!identity.loadProfile) return identity;
     const { config, storage } = this.services;
     const link = await storage.links.find(provider.name, identity.uid);

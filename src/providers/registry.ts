@@ -50,13 +50,17 @@ export class ProviderRegistry {
    * the link is already gone and must not come back.
    */
   async revokeKept(link: { provider: string; uid: string; sealedTokens: string | null } | undefined, secrets: SecretBox, log: Log): Promise<void> {
-    const provider = link?.sealedTokens ? this.providers.get(link.provider) : undefined;
-    if (!link?.sealedTokens || !provider?.revoke) return;
+    if (!link?.sealedTokens || !this.providers.get(link.provider)?.revoke) return;
     const opened = secrets.open(link.sealedTokens, `${link.provider}:${link.uid}`);
     if (!opened) return log.warn({ provider: link.provider }, 'kept provider tokens could not be decrypted; not revoked');
-    await provider.revoke(JSON.parse(opened) as Record<string, string>).catch((error: unknown) =>
-      log.warn({ provider: link.provider, reason: (error as Error).message }, 'revoking provider tokens failed'),
-    );
+    await this.revoke(link.provider, JSON.parse(opened) as Record<string, string>, log);
+  }
+
+  /** Ends a provider grant (see Provider.revoke); a failure is logged, never thrown. */
+  async revoke(providerName: string, tokens: Record<string, string>, log: Log): Promise<void> {
+    const provider = this.providers.get(providerName);
+    if (!provider?.revoke) return;
+    await provider.revoke(tokens).catch((error: unknown) => log.warn({ provider: providerName, reason: (error as Error).message }, 'revoking provider tokens failed'));
   }
 
   async close(): Promise<void> {
