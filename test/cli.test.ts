@@ -41,6 +41,20 @@ describe('the CLI', () => {
     expect(answer.stderr).toContain('configuration error: DATABASE_URL');
   });
 
+  it('says in one line, without a stack trace, that the database cannot be reached or opened', async () => {
+    const port = await freePort(); // nothing listens there
+    for (const command of ['migrate', 'serve']) {
+      const answer = run(['src/cli.ts', command], { DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/test` });
+      expect(answer.status).toBe(1);
+      expect(answer.stderr.trim()).toMatch(/^configuration error: DATABASE_URL: cannot reach the database \(connect ECONNREFUSED 127\.0\.0\.1:\d+\)/);
+      expect(answer.stderr).not.toMatch(/\n\s+at /);
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'social-link-db-'));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const directory = run(['src/cli.ts', 'migrate'], { DATABASE_URL: `sqlite:${dir}` });
+    expect(directory.stderr.trim()).toMatch(/^configuration error: DATABASE_URL: cannot open the SQLite database .*EISDIR/);
+  });
+
   it('keys generate prints a private ES256 key set that serve accepts', () => {
     const answer = run(['src/cli.ts', 'keys', 'generate']);
     const set = JSON.parse(answer.stdout) as { keys: Array<Record<string, string>> };

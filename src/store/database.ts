@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
 import type pg from 'pg';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
+import { ConfigError } from '../config/settings.js';
 import { migrationProvider } from './migrations.js';
 import type { Database } from './schema.js';
 
@@ -13,8 +14,13 @@ export { isPostgres } from './migrations.js';
 export function openDatabase(url: string): Kysely<Database> {
   if (url.startsWith('sqlite:')) {
     const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
-    if (path !== ':memory:') createPrivately(path);
-    const sqlite = new SQLite(path);
+    let sqlite: SQLite.Database;
+    try {
+      if (path !== ':memory:') createPrivately(path);
+      sqlite = new SQLite(path);
+    } catch (error) {
+      throw new ConfigError(`DATABASE_URL: cannot open the SQLite database ${path} (${(error as Error).message})`);
+    }
     // WAL lets readers work while one writer writes; busy_timeout waits instead of failing when
     // another process (a second worker, the CLI) holds the write lock.
     sqlite.pragma('journal_mode = WAL');
@@ -49,9 +55,24 @@ function createPrivately(path: string): void {
 /** Applies every pending migration; throws with the failing migration's error. */
 export async function migrateToLatest(db: Kysely<Database>): Promise<string[]> {
   const migrator = new Migrator({ db, provider: migrationProvider });
-  const { error, results } = await migrator.migrateToLatest();
-  if (error) throw error;
+  const { error, results } = await migrator.migrateToLatest().catch((error: unknown) => {
+    throw unreachable(error) ?? error;
+  });
+  if (error) throw unreachable(error) ?? error;
   return (results ?? []).map((result) => result.migrationName);
+}
+
+// A server that cannot be reached, or refuses our login or database: a setup problem, said in one line.
+const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET']);
+
+/** The start-up error to print instead of a stack trace when the database cannot be reached (else undefined). */
+function unreachable(error: unknown): ConfigError | undefined {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code !== 'string' || typeof message !== 'string') return undefined;
+  // PostgreSQL: 08… connection exceptions, 28… a refused login, 3D000 no such database, 57P03 starting up.
+  const postgres = /^(08|28)/.test(code) || code === '3D000' || code === '57P03';
+  if (!NETWORK_ERRORS.has(code) && !postgres) return undefined;
+  return new ConfigError(`DATABASE_URL: cannot reach the database (${message}): is it running, and are the URL and its credentials right?`);
 }
 
 /**
