@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
 import { ApiError, apiError, invalidRequest, ProviderUnavailableError, type ErrorCode } from '../core/errors.js';
 
@@ -13,21 +15,42 @@ const FRAMEWORK_CODES: Record<string, ErrorCode> = {
 
 const body = (error: ApiError, request: FastifyRequest) => ({ ...error.toJSON(), request_id: request.id });
 
+/** What helmet adds to every routed answer, for the answers written on the raw socket (JSON: no content may load). */
+const RAW_ANSWER_SECURITY_HEADERS = {
+  'Strict-Transport-Security': 'max-age=31536000; includeSubDomains',
+  'X-Content-Type-Options': 'nosniff',
+  'X-Frame-Options': 'SAMEORIGIN',
+  'Content-Security-Policy': "default-src 'none'; frame-ancestors 'none'",
+  'Cross-Origin-Resource-Policy': 'same-origin',
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Referrer-Policy': 'no-referrer',
+};
+
 /** Fastify options that answer router errors and malformed HTTP in our error format too. */
 export const frameworkErrorOptions: Pick<FastifyServerOptions, 'frameworkErrors' | 'clientErrorHandler'> = {
   // Router errors (a bad percent-encoding in the path).
   frameworkErrors: (error, request, reply) => {
     void (reply as FastifyReply).code(400).send(body(invalidRequest(error.message), request as FastifyRequest));
   },
-  // Malformed HTTP never reaches a route: answer it on the raw socket.
-  clientErrorHandler: (error, socket) => {
-    const status = (error as { code?: string }).code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-    const text = JSON.stringify(apiError('invalid_request', { about: 'Malformed HTTP request', status }).toJSON());
-    if (!socket.writable) return socket.destroy(error);
-    socket.end(
-      `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
-        `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
-    );
+  // Malformed HTTP never reaches a route (nor helmet, nor the request-id hook): answer it on the raw socket,
+  // with the same security headers and a request id of its own (logged at debug).
+  clientErrorHandler(this: FastifyInstance, error, socket) {
+    const code = (error as { code?: string }).code;
+    if (code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+    const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const requestId = randomUUID();
+    const about = status === 408 ? 'The request was not received in time' : 'Malformed HTTP request';
+    const text = JSON.stringify({ ...apiError('invalid_request', { about, status }).toJSON(), request_id: requestId });
+    this.log.debug({ request_id: requestId, reason: code ?? error.message }, `answered ${status} to a malformed request`);
+    const head = [
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}`,
+      'Content-Type: application/json; charset=utf-8',
+      `Content-Length: ${Buffer.byteLength(text)}`,
+      `X-Request-Id: ${requestId}`,
+      ...Object.entries(RAW_ANSWER_SECURITY_HEADERS).map(([name, value]) => `${name}: ${value}`),
+      'Connection: close',
+    ];
+    socket.end(`${head.join('\r\n')}\r\n\r\n${text}`);
   },
 };
 
