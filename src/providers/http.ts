@@ -23,6 +23,8 @@ const loadUndici = () => (undici ??= import('undici'));
 
 export interface ProviderHttpOptions {
   timeoutMs: number;
+  /** The largest answer read (default 1 MiB): a provider's answer is a few kilobytes; more is hostile or broken. */
+  maxAnswerBytes?: number;
   observe?: ProviderCallObserver;
 }
 
@@ -35,6 +37,7 @@ export interface ProviderHttpOptions {
  */
 export class ProviderHttp {
   readonly timeoutMs: number;
+  readonly maxAnswerBytes: number;
   private client?: Promise<{ request: typeof undiciRequest; agent: Agent }>;
   private closed = false;
   private readonly observe: ProviderCallObserver;
@@ -44,6 +47,7 @@ export class ProviderHttp {
     options: ProviderHttpOptions,
   ) {
     this.timeoutMs = options.timeoutMs;
+    this.maxAnswerBytes = options.maxAnswerBytes ?? 1024 * 1024;
     this.observe = options.observe ?? (() => {});
   }
 
@@ -82,8 +86,12 @@ export class ProviderHttp {
           dispatcher: agent,
           signal: AbortSignal.timeout(this.timeoutMs),
         });
-        text = await response.body.text();
+        text = await readCapped(response.body, this.maxAnswerBytes);
       } catch (error) {
+        if (error instanceof AnswerTooLarge) {
+          finish('invalid_response');
+          throw new ProviderUnavailableError(this.provider, `answered more than ${this.maxAnswerBytes} bytes`);
+        }
         const timedOut = isTimeout(error);
         // A connection that failed before any answer is safe to try once more, for a GET only.
         if (retryable && !timedOut && attempt === 1) continue;
@@ -117,6 +125,23 @@ export class ProviderHttp {
     this.closed = true;
     await (await this.client)?.agent.close();
   }
+}
+
+class AnswerTooLarge extends Error {}
+
+/** The body as text, refused (and the connection dropped) past `max` bytes, before it is all in memory. */
+async function readCapped(body: AsyncIterable<Uint8Array> & { destroy(): unknown }, max: number): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.byteLength;
+    if (size > max) {
+      body.destroy();
+      throw new AnswerTooLarge();
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 function isTimeout(error: unknown): boolean {

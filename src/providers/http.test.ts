@@ -1,0 +1,49 @@
+import { createServer, type Server } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ProviderUnavailableError } from '../core/errors.js';
+import { ProviderHttp } from './http.js';
+
+// A real loopback server stands for the provider; the path says how big its answer is.
+let server: Server;
+let base: string;
+const outcomes: string[] = [];
+const http = new ProviderHttp('test', { timeoutMs: 5000, observe: (_provider, outcome) => void outcomes.push(outcome) });
+
+beforeAll(async () => {
+  server = createServer((request, response) => {
+    const bytes = Number(new URL(request.url ?? '/', 'http://x').searchParams.get('bytes'));
+    response.writeHead(200, { 'content-type': 'application/json' });
+    // Chunked, no Content-Length: only counting what arrives can stop it.
+    const chunk = ' '.repeat(64 * 1024);
+    let sent = 0;
+    const more = () => {
+      while (sent + chunk.length < bytes - 2) {
+        sent += chunk.length;
+        if (!response.write(chunk)) return void response.once('drain', more);
+      }
+      response.end(`${' '.repeat(Math.max(0, bytes - 2 - sent))}{}`);
+    };
+    response.on('error', () => {});
+    more();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+});
+afterAll(async () => {
+  await http.close();
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+});
+
+describe('provider answers', () => {
+  it('are read up to 1 MiB', async () => {
+    expect((await http.json(`${base}/?bytes=${1024 * 1024}`)).body).toEqual({});
+  });
+
+  it('past 1 MiB are refused as a broken provider (502), not read into memory', async () => {
+    const refusal = await http.json(`${base}/?bytes=${64 * 1024 * 1024}`).catch((error: unknown) => error);
+    expect(refusal).toBeInstanceOf(ProviderUnavailableError);
+    expect(refusal).toMatchObject({ statusCode: 502, reason: 'answered more than 1048576 bytes' });
+    expect(outcomes.at(-1)).toBe('invalid_response');
+  });
+});
