@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createSigner, createVerifier } from 'fast-jwt';
-import { apiError } from '../core/errors.js';
+import { apiError, sessionEnded } from '../core/errors.js';
 import type { AuditEntry, Client, NewSession, Storage, User } from '../store/storage.js';
 import { SIGNING_ALG, type SigningKeys } from './keys.js';
 
@@ -121,8 +121,9 @@ export class TokenService {
     const record = await storage.sessions.findRefreshToken(hash);
     if (record && !record.sessionRevokedAt && !record.usedAt) {
       // The atomic mark decides the winner among concurrent refreshes of one token; rotation is all or nothing.
+      // The user's row first (see Users.hold): a user deleted meanwhile took its tokens along: invalid below.
       const pair = await storage.transaction(async (trx) =>
-        (await trx.sessions.useRefreshToken(hash)) ? this.rotate(trx, record.userId, record.sessionId) : undefined,
+        (await trx.users.hold(record.userId)) && (await trx.sessions.useRefreshToken(hash)) ? this.rotate(trx, record.userId, record.sessionId) : undefined,
       );
       if (pair) return { userId: record.userId, pair };
     }
@@ -152,7 +153,7 @@ export class TokenService {
     }
     // Deleting a user deletes its sessions: an active session always has its user.
     const user = await storage.sessions.findUser(sessionId, userId);
-    if (!user) throw apiError('invalid_access_token', { detail: 'the session of this access token has ended' });
+    if (!user) throw sessionEnded();
     return { userId, sessionId, user };
   }
 

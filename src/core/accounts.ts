@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { dummyPasswordHash, hashPassword, verifyPassword } from '../auth/passwords.js';
 import type { AccessClaims, TokenPair, TokenService } from '../auth/tokens.js';
 import type { Client, User } from '../store/storage.js';
-import { apiError } from './errors.js';
+import { apiError, sessionEnded } from './errors.js';
 import type { Services } from './services.js';
 
 /** A user and the token pair of its new session: what every sign-in answers. */
@@ -47,7 +47,10 @@ export class Accounts {
       if (user) await storage.audit.record({ event: 'refused', userId: user.id, detail: 'invalid_credentials' }, client);
       throw apiError('invalid_credentials');
     }
-    const session = await storage.transaction((trx) => this.tokens.startSession(trx, user.id, { event: 'password_sign_in', userId: user.id }, client));
+    const session = await storage.transaction(async (trx) => {
+      if (!(await trx.users.hold(user.id))) throw apiError('invalid_credentials'); // deleted since: no such user
+      return this.tokens.startSession(trx, user.id, { event: 'password_sign_in', userId: user.id }, client);
+    });
     return { user, pair: this.tokens.pairOf(user.id, session) };
   }
 
@@ -66,6 +69,8 @@ export class Accounts {
   /** Removes the user, its links and sessions at once; provider tokens kept for its links (Apple) are revoked after. */
   async delete(userId: number, client: Client | null, detail?: string): Promise<void> {
     const links = await this.services.storage.transaction(async (trx) => {
+      // The user's row first, as every writer of its rows takes it (Users.hold): they take turns.
+      if (!(await trx.users.lock(userId))) throw sessionEnded();
       const removed = await trx.links.ofUser(userId);
       await trx.users.delete(userId);
       await trx.audit.record({ event: 'user_deleted', userId, detail: detail ?? `${removed.length} links` }, client);

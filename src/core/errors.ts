@@ -144,6 +144,9 @@ export class ProviderUnavailableError extends ApiError {
   }
 }
 
+/** The user of the access token is gone (deleted, maybe by a request racing this one) or its session revoked. */
+export const sessionEnded = () => apiError('invalid_access_token', { detail: 'the session of this access token has ended' });
+
 /** The provider throttles our app (or this user). */
 export const providerRateLimited = (provider: string, reason: string, retryAfter?: number) =>
   new ProviderUnavailableError(provider, `${provider} is rate-limiting this server's app (${reason})`, {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { apiError } from './errors.js';
+import { apiError, sessionEnded } from './errors.js';
 import type { Association, Client, Storage, User } from '../store/storage.js';
 import { mergeFacts } from '../providers/profile.js';
 import type { SocialIdentity } from '../providers/types.js';
@@ -40,15 +40,21 @@ export type PipelineStep = (context: PipelineContext) => Promise<void> | void;
 /** Refuse identities the operator does not want; the default allows all (a hook point, like social-core's). */
 export const authAllowed: PipelineStep = () => {};
 
-/** Find the existing link of this social account; in associate mode, refuse one owned by another user. */
+/**
+ * Find the existing link of this social account; in associate mode, refuse one owned by another user. In
+ * auth mode the linked user's row is held before anything is written (Users.hold); a user deleted meanwhile
+ * took the link along: the account is then unknown.
+ */
 export const socialUser: PipelineStep = async (context) => {
   const found = await context.storage.links.findWithUser(context.provider, context.identity.uid);
   if (!found) return;
   if (context.user && context.user.id !== found.association.userId) {
     throw apiError('already_associated');
   }
+  const user = context.user ?? (await context.storage.users.hold(found.user.id));
+  if (!user) return;
   context.association = found.association;
-  context.user ??= found.user;
+  context.user = user;
 };
 
 /** Auth with an unknown social account: create a user when the operator allows it, else 404. */
@@ -124,6 +130,8 @@ export async function runPipeline<T = undefined>(
         // No provider call inside the transaction: a profile not read by now stays unread.
         const identity = { ...input.identity, loadProfile: undefined };
         const context: PipelineContext = { ...input, identity, storage: trx, isNewUser: false, isNewAssociation: false };
+        // The signed-in user's row first (Users.hold): deleted meanwhile, its session has ended.
+        if (input.user && !(await trx.users.hold(input.user.id))) throw sessionEnded();
         for (const step of steps) await step(context);
         await recordOutcome(context);
         return { context, result: await then?.(context) };

@@ -64,10 +64,25 @@ export class Users {
     return rows.map(toUser);
   }
 
-  /** Reads the user and, on PostgreSQL, locks its row until the transaction ends (SQLite transactions are serial). */
+  /**
+   * Reads the user and, on PostgreSQL, locks its row until the transaction ends, for changes that must take
+   * turns (unlinking its last links, deleting it). SQLite transactions are serial.
+   */
   async lock(id: number): Promise<User | undefined> {
     const query = this.db.selectFrom('users').selectAll().where('id', '=', id);
     const row = await (isPostgres(this.db) ? query.forUpdate() : query).executeTakeFirst();
+    return row && toUser(row);
+  }
+
+  /**
+   * Reads the user and, on PostgreSQL, holds its row (a key-share lock, which other writes of the same user
+   * share) until the transaction ends. Every transaction that writes a user's rows takes its user's row
+   * FIRST: a deletion (which takes it first too) then waits for it, or it waits for the deletion and finds
+   * no user — one order, so no deadlock, and never a row added under a deleted user (a foreign-key error).
+   */
+  async hold(id: number): Promise<User | undefined> {
+    const query = this.db.selectFrom('users').selectAll().where('id', '=', id);
+    const row = await (isPostgres(this.db) ? query.forKeyShare() : query).executeTakeFirst();
     return row && toUser(row);
   }
 

@@ -118,6 +118,56 @@ describe.skipIf(!postgresAvailable)('two server processes on one PostgreSQL data
     console.log(`refresh race: 5 rounds of 20 concurrent refreshes, ${totalWinners} rotation(s) in all (at most one per round)`);
   });
 
+  // Account deletion racing the user's other writes: each transaction takes the user's row first, so they
+  // take turns (no deadlock), and a write that finds its user gone is 401, never a foreign-key 500.
+  const TRIALS = 50;
+  const deletionRaces = [
+    {
+      name: 'a refresh of its session',
+      other: async (base: string, user: Awaited<ReturnType<typeof newGuest>>) => api(base, 'POST', '/api/token/refresh/', { body: { refresh_token: user.refresh_token } }),
+      expected: ['200', '401 invalid_refresh_token', '401 refresh_token_reused'],
+    },
+    {
+      name: 'a link of a social account',
+      other: async (base: string, user: Awaited<ReturnType<typeof newGuest>>, fb: { access_token: string }) =>
+        api(base, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: fb.access_token } }),
+      expected: ['200', '401 invalid_access_token'],
+      // The link asks Facebook first: the deletion starts a little later now and then, so both orders happen.
+      deleteAfterMs: (trial: number) => (trial % 3) * 8,
+    },
+    {
+      name: 'a sign-in with its linked account',
+      prepare: async (base: string, user: Awaited<ReturnType<typeof newGuest>>, fb: { access_token: string }) => {
+        expect((await api(base, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: fb.access_token } })).status).toBe(200);
+      },
+      other: async (base: string, _user: Awaited<ReturnType<typeof newGuest>>, fb: { access_token: string }) => api(base, 'POST', '/api/auth/facebook/', { body: { access_token: fb.access_token } }),
+      expected: ['200', '404 user_not_found'],
+      deleteAfterMs: (trial: number) => (trial % 3) * 4,
+    },
+  ];
+
+  it.each(deletionRaces.map((race) => [race.name, race] as const))(`DELETE /api/me/ racing %s: ${TRIALS} trials, no 500`, async (_name, race) => {
+    const seen = new Map<string, number>();
+    for (let trial = 0; trial < TRIALS; trial++) {
+      const user = await newGuest(either(trial));
+      const fb = await world.emulator.mintFacebookToken();
+      if ('prepare' in race) await race.prepare(either(trial), user, fb);
+      const deletion = async () => {
+        await new Promise((resolve) => setTimeout(resolve, 'deleteAfterMs' in race ? race.deleteAfterMs(trial) : 0));
+        return api(either(trial), 'DELETE', '/api/me/', { token: user.access_token });
+      };
+      const [deleted, other] = await Promise.all([deletion(), race.other(either(trial + 1), user, fb)]);
+      const outcome = `${other.status}${other.status === 200 ? '' : ` ${other.body?.code}`}`;
+      seen.set(outcome, (seen.get(outcome) ?? 0) + 1);
+      expect(deleted.status, JSON.stringify(deleted.body)).toBe(204);
+      expect(race.expected, `${outcome}: ${JSON.stringify(other.body)}`).toContain(outcome);
+      // Whatever the order, nothing of the user is left.
+      expect(await db.selectFrom('users').select('id').where('id', '=', user.id).executeTakeFirst()).toBeUndefined();
+      expect(await db.selectFrom('social_associations').select('id').where('user_id', '=', user.id).executeTakeFirst()).toBeUndefined();
+    }
+    console.log(`deletion racing ${race.name}: ${[...seen].map(([outcome, n]) => `${n} × ${outcome}`).join(', ')}`);
+  });
+
   it('is stateless: tokens of process A work on B, and a logout on B ends the session on A at once', async () => {
     const user = await newGuest(a.url);
     const me = await api(b.url, 'GET', '/api/me/', { token: user.access_token });
