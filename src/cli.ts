@@ -3,6 +3,8 @@ import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { devSecretsDirFor, loadConfig } from './config/config.js';
 import { migrateToLatest } from './store/database.js';
+import { Storage } from './store/storage.js';
+import { caseCollisionReport } from './store/username-key.js';
 import { generateSigningKeySet, rotateSigningKeySet } from './auth/keys.js';
 import { serveWithWorkers, startServer } from './http/server.js';
 import { ConfigError } from './config/settings.js';
@@ -32,6 +34,8 @@ const commands: Record<string, Command> = {
       withDatabase(async (db) => {
         const applied = await migrateToLatest(db);
         console.log(applied.length ? `applied: ${applied.join(', ')}` : 'the database is up to date');
+        const collisions = caseCollisionReport(await new Storage(db).users.caseCollisions());
+        if (collisions) console.warn(collisions);
         return 0;
       }),
   },

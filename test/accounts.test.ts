@@ -34,6 +34,18 @@ describe.each(databaseKinds())('users and sessions on %s', (kind) => {
       expect(me.body.last_login).toEqual(expect.any(String));
     });
 
+    it('usernames differing only in case are one name: taken at sign-up (even racing), any case signs in', async () => {
+      const created = await call(stack.api, 'POST', '/api/users/', { body: { username: 'rtalice', password: 'correct horse battery' } });
+      expect(created.status).toBe(201);
+      expectError(await call(stack.api, 'POST', '/api/users/', { body: { username: 'RTAlice', password: 'another password' } }), 409, 'username_taken');
+      const signedIn = await call(stack.api, 'POST', '/api/token/', { body: { username: 'RTALICE', password: 'correct horse battery' } });
+      expect(signedIn.status).toBe(200);
+      expect(signedIn.body.id).toBe(created.body.id);
+      // Both pass the read before the insert: the unique key decides.
+      const raced = await Promise.all(['bob_case', 'BOB_CASE', 'Bob_Case'].map((username) => call(stack.api, 'POST', '/api/users/', { body: { username, password: 'correct horse battery' } })));
+      expect(raced.map((answer) => answer.status).sort()).toEqual([201, 409, 409]);
+    });
+
     it('a new user has not signed in yet: last_login is null until it does', async () => {
       const created = await call(stack.api, 'POST', '/api/users/');
       expect((await call(stack.api, 'GET', '/api/me/', { token: created.body.access_token })).body.last_login).toBeNull();

@@ -1,4 +1,6 @@
+import { isUniqueViolation } from '../core/accounts.js';
 import { SocialAccounts } from '../core/social.js';
+import type { Services } from '../core/services.js';
 import { withServices, type Command } from './command.js';
 
 /** Operators' commands: read users, links and the audit log, and unlink, straight from the database. */
@@ -34,17 +36,41 @@ const usageError = (command: Command) => {
   return 1;
 };
 
+/** Renames one of our users; the reason when refused. */
+async function renameUser(storage: Services['storage'], id: number, username: string): Promise<string | undefined> {
+  if (!/^[\w.@+-]{3,150}$/.test(username)) return 'a username is 3 to 150 letters, digits and . @ + - _';
+  try {
+    if (!(await storage.users.rename(id, username))) return `no user ${id} of ours (a host app's user keeps its name)`;
+  } catch (error) {
+    if (isUniqueViolation(error)) return `the name ${username} is taken (whatever its case)`;
+    throw error;
+  }
+  return undefined;
+}
+
 export const adminCommands: Record<string, Command> = {
   users: {
-    usage: 'users list [--limit N] [--json] | users show ID|USERNAME [--json]',
-    summary: 'list users (newest first), or show one with its links',
+    usage: 'users list [--limit N] [--json] | users show ID|USERNAME [--json] | users collisions | users rename ID NEW_USERNAME',
+    summary:
+      'list users (newest first), show one with its links, list the names taken twice but for case before usernames were compared without case, ' +
+      'or rename a user (3 to 150 letters, digits and . @ + - _; refused when taken, whatever its case)',
     options: { limit: { type: 'string' }, ...json },
-    run: ({ positionals: [verb, key], values }) =>
+    run: ({ positionals: [verb, key, newName], values }) =>
       withServices(async ({ storage }) => {
         if (verb === 'list') {
           const users = await storage.users.list(limitOf(values.limit, 50));
           print(users.map(({ id, username, createdAt, lastLoginAt }) => ({ id, username, created_at: createdAt, last_login_at: lastLoginAt })), values.json === true);
           return 0;
+        }
+        if (verb === 'collisions') {
+          print((await storage.users.caseCollisions()).map(({ id, username, sameAs }) => ({ id, username, same_as_id: sameAs?.id, same_as: sameAs?.username })), values.json === true);
+          return 0;
+        }
+        if (verb === 'rename' && key && /^\d+$/.test(key) && newName !== undefined) {
+          const refusal = await renameUser(storage, Number(key), newName);
+          if (refusal) console.error(refusal);
+          else console.log(`user ${key} is now ${newName}`);
+          return refusal ? 1 : 0;
         }
         if (verb !== 'show' || !key) return usageError(adminCommands.users!);
         const user = /^\d+$/.test(key) ? await storage.users.findById(Number(key)) : await storage.users.findByUsername(key);

@@ -148,7 +148,7 @@ function newUsername(context: PipelineContext): string {
     .normalize('NFKC')
     .replace(/[^\w.@+-]+/g, '')
     .slice(0, 30);
-  return `${base.length >= 3 ? base : `${context.provider}_user`}_${randomBytes(4).toString('hex')}`;
+  return `${base.length >= 3 ? base : `${context.provider}_user`}_${randomBytes(6).toString('hex')}`;
 }
 
 /** What the pipeline changed; a sign-in itself is recorded with its session (Sessions.start). */

@@ -7,6 +7,8 @@ import { devSecretsDirFor, type Config } from '../config/config.js';
 import type { PipelineStep } from '../core/pipeline.js';
 import { buildApp, type AppOptions } from './app.js';
 import { openDatabase, migrateToLatest } from '../store/database.js';
+import { Storage } from '../store/storage.js';
+import { caseCollisionReport } from '../store/username-key.js';
 
 /** Opens the database, applies pending migrations, builds the app and listens. */
 export async function startServer(options: AppOptions & { onClose?: () => Promise<void> }): Promise<FastifyInstance> {
@@ -14,6 +16,8 @@ export async function startServer(options: AppOptions & { onClose?: () => Promis
   const db = options.db ?? openDatabase(config.databaseUrl);
   await migrateToLatest(db);
   const app = await buildApp({ ...options, db });
+  const collisions = caseCollisionReport(await new Storage(db).users.caseCollisions());
+  if (collisions) app.log.warn(collisions);
   app.addHook('onClose', async () => {
     if (!options.db) await db.destroy();
     await onClose?.();

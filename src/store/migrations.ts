@@ -1,4 +1,5 @@
 import { PostgresAdapter, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { collidedUsernameKey, usernameKey } from './username-key.js';
 
 /**
  * Migrations live in code (not files found at run time) so that the built package and tests run the same ones.
@@ -131,6 +132,38 @@ migrations['0005_audit_bigint'] = {
     if (!isPostgres(db)) return;
     await sql`alter sequence if exists audit_events_id_seq as integer`.execute(db);
     await sql`alter table audit_events alter column id type integer`.execute(db);
+  },
+};
+
+migrations['0006_username_key'] = {
+  // Usernames that differ only in case are one name. Users made before that keep their accounts: of those
+  // whose names collide, the oldest gets the name's key, each newer one a key of its own (collidedUsernameKey),
+  // listed by `social-link users collisions` and reported by `migrate` and at start-up.
+  async up(db) {
+    const postgres = isPostgres(db);
+    await db.schema.alterTable('users').addColumn('username_key', 'varchar(200)').execute();
+    await sql`update users set username_key = lower(username)`.execute(db);
+    // lower() folds ASCII alike everywhere; names with other characters are normalised here, one by one.
+    const nonAscii = postgres ? sql`username ~ '[^ -~]'` : sql`username glob '*[^ -~]*'`;
+    const special = await sql<{ id: number; username: string }>`select id, username from users where ${nonAscii}`.execute(db);
+    for (const row of special.rows) await sql`update users set username_key = ${usernameKey(row.username)} where id = ${row.id}`.execute(db);
+    // A host app's users (external_id) keep their exact names: the host's ids are case-sensitive.
+    await sql`update users set username_key = username where external_id is not null`.execute(db);
+    const colliding = await sql<{ id: number; username: string; username_key: string }>`
+      select id, username, username_key from users
+      where username_key in (select username_key from users group by username_key having count(*) > 1)
+      order by username_key, id`.execute(db);
+    const keyed = new Set<string>();
+    for (const row of colliding.rows) {
+      if (!keyed.has(row.username_key)) keyed.add(row.username_key); // the oldest keeps the name's key
+      else await sql`update users set username_key = ${collidedUsernameKey(row.id, row.username)} where id = ${row.id}`.execute(db);
+    }
+    if (postgres) await sql`alter table users alter column username_key set not null`.execute(db);
+    await db.schema.createIndex('users_username_key_key').on('users').column('username_key').unique().execute();
+  },
+  async down(db) {
+    await db.schema.dropIndex('users_username_key_key').execute();
+    await db.schema.alterTable('users').dropColumn('username_key').execute();
   },
 };
 

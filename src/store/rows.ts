@@ -16,7 +16,7 @@ export interface User {
   lastLoginAt: string | null;
 }
 
-export function toUser(row: Omit<Selectable<Database['users']>, 'external_id'>): User {
+export function toUser(row: Omit<Selectable<Database['users']>, 'external_id' | 'username_key'>): User {
   return {
     id: row.id,
     username: row.username,

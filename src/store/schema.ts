@@ -8,6 +8,11 @@ type Json = ColumnType<unknown, string, string>;
 export interface UsersTable {
   id: Generated<number>;
   username: string;
+  /**
+   * usernameKey(username), unique: names differing only in case are one name. A host app's user (external_id)
+   * has its username as key: the host's ids are case-sensitive.
+   */
+  username_key: string | null;
   password_hash: string | null;
   /** Embedded in another app: that app's id of the user (unique); null for our own users. */
   external_id: string | null;

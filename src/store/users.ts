@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { isPostgres } from './migrations.js';
+import { collidedUsernameKey, usernameKey } from './username-key.js';
 import { now, toUser, type User } from './rows.js';
 import type { Database } from './schema.js';
 
@@ -10,11 +11,12 @@ export type { User } from './rows.js';
 export class Users {
   constructor(private readonly db: Kysely<Database>) {}
 
-  async create(username: string, passwordHash: string | null, externalId: string | null = null): Promise<User> {
+  /** A new user; a name already taken but for case breaks the unique username_key (isUniqueViolation). */
+  async create(username: string, passwordHash: string | null): Promise<User> {
     const at = now();
     const row = await this.db
       .insertInto('users')
-      .values({ username, password_hash: passwordHash, external_id: externalId, created_at: at, updated_at: at })
+      .values({ username, username_key: usernameKey(username), password_hash: passwordHash, created_at: at, updated_at: at })
       .returningAll()
       .executeTakeFirstOrThrow();
     return toUser(row);
@@ -25,9 +27,37 @@ export class Users {
     return row && toUser(row);
   }
 
+  /**
+   * The user of this name, whatever its case; the exact spelling first (two users made before usernames were
+   * compared without case may differ only in case: each signs in with its own spelling).
+   */
   async findByUsername(username: string): Promise<User | undefined> {
-    const row = await this.db.selectFrom('users').selectAll().where('username', '=', username).executeTakeFirst();
+    const rows = await this.db
+      .selectFrom('users')
+      .selectAll()
+      .where((where) => where.or([where('username', '=', username), where('username_key', '=', usernameKey(username))]))
+      .limit(2)
+      .execute();
+    const row = rows.find((candidate) => candidate.username === username) ?? rows[0];
     return row && toUser(row);
+  }
+
+  /** A new name (an operator's): refused by the unique key when taken, whatever its case (isUniqueViolation). */
+  async rename(id: number, username: string): Promise<boolean> {
+    const result = await this.db.updateTable('users').set({ username, username_key: usernameKey(username), updated_at: now() }).where('id', '=', id).where('external_id', 'is', null).executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
+  /** Users whose name was the same as an older user's but for case when keys came (see collidedUsernameKey). */
+  async caseCollisions(): Promise<Array<{ id: number; username: string; sameAs: { id: number; username: string } | undefined }>> {
+    const rows = await this.db.selectFrom('users').select(['id', 'username', 'username_key']).where('username_key', 'like', '#%').orderBy('id').execute();
+    const collided = rows.filter((row) => row.username_key === collidedUsernameKey(row.id, row.username));
+    return Promise.all(
+      collided.map(async (row) => {
+        const older = await this.db.selectFrom('users').select(['id', 'username']).where('username_key', '=', usernameKey(row.username)).executeTakeFirst();
+        return { id: row.id, username: row.username, sameAs: older };
+      }),
+    );
   }
 
   /** The user standing for the host app's user `externalId` (embedded), if it has one yet. */
@@ -46,7 +76,7 @@ export class Users {
     // Two first requests of one host user may race: the unique external id decides, then both read the winner.
     await this.db
       .insertInto('users')
-      .values({ username, password_hash: null, external_id: externalId, created_at: at, updated_at: at })
+      .values({ username, username_key: username, password_hash: null, external_id: externalId, created_at: at, updated_at: at })
       .onConflict((conflict) => conflict.column('external_id').doNothing())
       .execute();
     return (await this.findExternal(externalId))!;

@@ -151,9 +151,9 @@ describe.skipIf(!postgresAvailable)('two server processes on one PostgreSQL data
     for (let trial = 0; trial < TRIALS; trial++) {
       const user = await newGuest(either(trial));
       const fb = await world.emulator.mintFacebookToken();
-      if ('prepare' in race) await race.prepare(either(trial), user, fb);
+      await race.prepare?.(either(trial), user, fb);
       const deletion = async () => {
-        await new Promise((resolve) => setTimeout(resolve, 'deleteAfterMs' in race ? race.deleteAfterMs(trial) : 0));
+        await new Promise((resolve) => setTimeout(resolve, race.deleteAfterMs?.(trial) ?? 0));
         return api(either(trial), 'DELETE', '/api/me/', { token: user.access_token });
       };
       const [deleted, other] = await Promise.all([deletion(), race.other(either(trial + 1), user, fb)]);

@@ -1,0 +1,66 @@
+import { spawnSync } from 'node:child_process';
+import { Migrator, sql } from 'kysely';
+import { afterAll, describe, expect, it } from 'vitest';
+import { hashPassword } from '../src/auth/passwords.js';
+import { migrateToLatest, openDatabase } from '../src/store/database.js';
+import { migrationProvider } from '../src/store/migrations.js';
+import { Storage } from '../src/store/storage.js';
+import { databaseKinds, freshDatabase } from './helpers.js';
+
+const cli = (args: string[], env: Record<string, string>) =>
+  spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { env: { ...process.env, LOG_LEVEL: 'silent', ...env }, encoding: 'utf8', timeout: 30_000 });
+
+// Migrations of databases that hold users already: nothing is lost, and what cannot be made to fit is reported.
+
+describe.each(databaseKinds())('migration 0006 (usernames without case) on %s', (kind) => {
+  const drops: Array<() => Promise<void>> = [];
+  afterAll(async () => {
+    for (const drop of drops) await drop();
+  });
+
+  it('keeps users whose names differ only in case, each signing in with its own spelling, and lists the newer', async () => {
+    const database = await freshDatabase(kind);
+    drops.push(database.drop);
+    const db = openDatabase(database.url);
+    const migrated = await new Migrator({ db, provider: migrationProvider }).migrateTo('0005_audit_bigint');
+    expect(migrated.error).toBeUndefined();
+    const at = new Date().toISOString();
+    const hash = await hashPassword('correct horse battery');
+    // Made before the key: two spellings of one name, a compatibility form (the "ﬁ" ligature), host users.
+    const names: Array<[string, string | null]> = [['rtalice', null], ['RTAlice', null], ['ﬁle_owner', null], ['FILE_OWNER', null], ['carol', null], ['app:A1', 'A1'], ['app:a1', 'a1']];
+    for (const [username, external] of names) {
+      await sql`insert into users (username, password_hash, external_id, created_at, updated_at) values (${username}, ${hash}, ${external}, ${at}, ${at})`.execute(db);
+    }
+
+    expect(await migrateToLatest(db)).toContain('0006_username_key');
+    const storage = new Storage(db);
+    const ids = Object.fromEntries((await storage.users.list(100)).map((user) => [user.username, user.id]));
+    expect(await storage.users.caseCollisions()).toEqual([
+      { id: ids.RTAlice, username: 'RTAlice', sameAs: { id: ids.rtalice, username: 'rtalice' } },
+      { id: ids.FILE_OWNER, username: 'FILE_OWNER', sameAs: { id: ids['ﬁle_owner'], username: 'ﬁle_owner' } },
+    ]);
+    // Each keeps its account; another spelling finds the oldest.
+    expect((await storage.users.findByUsername('RTAlice'))?.id).toBe(ids.RTAlice);
+    expect((await storage.users.findByUsername('rtalice'))?.id).toBe(ids.rtalice);
+    expect((await storage.users.findByUsername('RtAlIcE'))?.id).toBe(ids.rtalice);
+    expect((await storage.users.findByUsername('file_owner'))?.id).toBe(ids['ﬁle_owner']);
+    expect((await storage.users.findByUsername('Carol'))?.id).toBe(ids.carol);
+    // The host's ids stay case-sensitive: no collision there.
+    expect(await storage.users.externalIdOf((await storage.users.findExternal('A1'))!.id)).toBe('A1');
+    expect(await storage.users.externalIdOf((await storage.users.findExternal('a1'))!.id)).toBe('a1');
+    // From now on a name taken but for case is refused by the database itself.
+    await expect(storage.users.create('CAROL', null)).rejects.toMatchObject({ code: expect.stringMatching(/^(23505|SQLITE_CONSTRAINT_UNIQUE)$/) });
+
+    // Operators are told, and can end a collision by renaming.
+    const env = { DATABASE_URL: database.url };
+    const migrate = cli(['migrate'], env);
+    expect(migrate.status).toBe(0);
+    expect(migrate.stderr).toContain(`user ${ids.RTAlice} "RTAlice" is the same name as user ${ids.rtalice} "rtalice" but for case`);
+    expect(cli(['users', 'rename', String(ids.RTAlice), 'RTALICE'], env).stderr).toContain('taken');
+    expect(cli(['users', 'rename', String(ids.RTAlice), 'bad name!'], env).status).toBe(1);
+    expect(cli(['users', 'rename', String(ids.RTAlice), 'rt_alice_2'], env).stdout).toContain('is now rt_alice_2');
+    expect(cli(['users', 'collisions', '--json'], env).stdout.trim().split('\n').map((line) => JSON.parse(line).username)).toEqual(['FILE_OWNER']);
+    expect((await storage.users.findByUsername('RT_Alice_2'))?.id).toBe(ids.RTAlice);
+    await db.destroy();
+  });
+});
