@@ -33,6 +33,7 @@ describe.each(databaseKinds())('audit log and account deletion on %s', (kind) =>
       'associated',
       'associated',
       'social_sign_in',
+      'link_refused_other_user',
       'refused',
       'unlinked',
       'refresh_token_reused',
@@ -42,10 +43,11 @@ describe.each(databaseKinds())('audit log and account deletion on %s', (kind) =>
     expect(events.find((e) => e.event === 'refused')).toMatchObject({ provider: 'facebook', detail: expect.stringContaining('invalid_token') });
     expect(refreshed.status).toBe(200);
 
-    // The intruder's refused attempt is in the intruder's log, not the victim's.
+    // The intruder's refused attempt is in the intruder's log; the victim sees that someone tried, from where.
     const intruderEvents = await audit(intruder.access_token);
     expect(intruderEvents.map((e) => e.event)).toContain('refused');
     expect(intruderEvents.find((e) => e.event === 'refused')?.detail).toContain('already_associated');
+    expect(events.find((e) => e.event === 'link_refused_other_user')).toMatchObject({ provider: 'facebook', uid: fb.user_id, ip: '127.0.0.1', detail: 'another user tried to link this account' });
     expect(JSON.stringify(events)).not.toContain(fb.access_token);
   });
 

@@ -144,6 +144,16 @@ export class ProviderUnavailableError extends ApiError {
   }
 }
 
+/**
+ * 409 already_associated: the account is linked to another user. That user (`owner`) is told in its own audit
+ * log (http/hooks.ts); the answer never names it.
+ */
+export class AlreadyAssociatedError extends ApiError {
+  constructor(readonly owner: { userId: number; provider: string; uid: string }) {
+    super('already_associated', ERRORS.already_associated.status, ERRORS.already_associated.message);
+  }
+}
+
 /** The user of the access token is gone (deleted, maybe by a request racing this one) or its session revoked. */
 export const sessionEnded = () => apiError('invalid_access_token', { detail: 'the session of this access token has ended' });
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { apiError, sessionEnded } from './errors.js';
+import { AlreadyAssociatedError, apiError, sessionEnded } from './errors.js';
 import type { Association, Client, Storage, User } from '../store/storage.js';
 import { mergeFacts } from '../providers/profile.js';
 import type { SocialIdentity } from '../providers/types.js';
@@ -49,7 +49,7 @@ export const socialUser: PipelineStep = async (context) => {
   const found = await context.storage.links.findWithUser(context.provider, context.identity.uid);
   if (!found) return;
   if (context.user && context.user.id !== found.association.userId) {
-    throw apiError('already_associated');
+    throw new AlreadyAssociatedError({ userId: found.association.userId, provider: context.provider, uid: context.identity.uid });
   }
   const user = context.user ?? (await context.storage.users.hold(found.user.id));
   if (!user) return;

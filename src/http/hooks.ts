@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { ApiError, type ErrorCode } from '../core/errors.js';
+import { AlreadyAssociatedError, ApiError, type ErrorCode } from '../core/errors.js';
+import type { AuditEntry } from '../store/audit.js';
 import type { Services } from '../core/services.js';
 import type { Metrics } from './metrics.js';
 import { clientOf } from './request.js';
@@ -24,14 +25,22 @@ export function auditRefusals(app: FastifyInstance, { storage, providers }: Serv
   app.addHook('onError', async (request, _reply, error) => {
     if (!(error instanceof ApiError) || !AUDITED_REFUSALS.has(error.code)) return;
     const provider = (request.params as { provider?: string } | undefined)?.provider;
-    const entry = {
-      event: 'refused' as const,
-      userId: request.userId ?? null,
-      provider: provider && providers.has(provider) ? provider : null,
-      detail: `${error.code}: ${String(error.extra.detail ?? error.message)}`,
-    };
-    await storage.audit
-      .record(entry, clientOf(request))
-      .catch((failure: unknown) => request.log.warn({ reason: (failure as Error).message }, 'audit: could not record a refusal'));
+    const client = clientOf(request);
+    const entries: AuditEntry[] = [
+      {
+        event: 'refused',
+        userId: request.userId ?? null,
+        provider: provider && providers.has(provider) ? provider : null,
+        detail: `${error.code}: ${String(error.extra.detail ?? error.message)}`,
+      },
+    ];
+    // The owner of the account learns that someone else tried to link it, from where.
+    if (error instanceof AlreadyAssociatedError) {
+      const { userId, provider: owned, uid } = error.owner;
+      entries.push({ event: 'link_refused_other_user', userId, provider: owned, uid, detail: 'another user tried to link this account' });
+    }
+    for (const entry of entries) {
+      await storage.audit.record(entry, client).catch((failure: unknown) => request.log.warn({ reason: (failure as Error).message }, 'audit: could not record a refusal'));
+    }
   });
 }

@@ -11,6 +11,8 @@ export type AuditEventName =
   | 'logout'
   | 'refresh_token_reused'
   | 'refused'
+  /** On the owner's log: someone else tried to link the owner's account (with that client's IP). */
+  | 'link_refused_other_user'
   | 'user_deleted';
 
 /** Who asked: recorded with every audit event. */
