@@ -5,6 +5,7 @@ import { devSecretsDirFor, loadConfig } from './config/config.js';
 import { ConfigError } from './config/settings.js';
 import type { Env } from './config/settings.js';
 import { apiError } from './core/errors.js';
+import { issueNonce } from './core/replay.js';
 import type { PipelineStep } from './core/pipeline.js';
 import { createServices } from './core/services.js';
 import { SocialAccounts } from './core/social.js';
@@ -124,6 +125,9 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
   };
   const schema = { params: providerParam, body: socialTokenBody };
   type SocialRequest = { Params: { provider: string }; Body: TokenInput };
+
+  // A single-use nonce for the provider SDK (see the server's POST /api/nonce/).
+  app.post('/nonce/', async () => issueNonce(services.storage));
 
   app.post<SocialRequest>('/associate/:provider/', { schema }, async (request) => {
     const client = clientOf(request);

@@ -84,6 +84,18 @@ describe('client SDK', () => {
       expect(await failure(newPhone.unlink('facebook', fb.user_id))).toMatchObject({ status: 404, code: 'association_not_found' });
     });
 
+    it('asks a single-use nonce for the SDK and signs in with the ID token that carries it', async () => {
+      const phone = client();
+      const me = await phone.createGuest();
+      const { nonce, expires_in } = await phone.nonce();
+      expect(expires_in).toBeGreaterThan(0);
+      const google = await stack.emulator.mintIdToken('google', { nonce });
+      expect((await phone.associate('google', { id_token: google.id_token, nonce })).association.uid).toBe(google.sub);
+      const again = await stack.emulator.mintIdToken('google', { sub: google.sub, nonce, name: 'another token' });
+      expect(await failure(client().authWith('google', { id_token: again.id_token, nonce }))).toMatchObject({ status: 400, code: 'invalid_token' });
+      expect((await client().authWith('google', { id_token: (await stack.emulator.mintIdToken('google', { sub: google.sub })).id_token })).id).toBe(me.id);
+    });
+
     it('rejects with user_not_found for a social account linked to nobody, and stores nothing', async () => {
       const store = new MemoryTokenStore();
       const fb = await stack.emulator.mintFacebookToken();

@@ -267,7 +267,7 @@ describe.each(databaseKinds())('SOCIAL_AUTH_CREATE_USER=true on %s', (kind) => {
     const fb = await stack.emulator.mintFacebookToken({ user: { name: 'Grace Hopper' } });
     const first = await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: fb.access_token } });
     expect(first.status).toBe(201);
-    expect(first.body.username).toMatch(/^GraceHopper_[0-9a-f]{8}$/);
+    expect(first.body.username).toMatch(/^GraceHopper_[0-9a-f]{12}$/);
     const again = await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: fb.access_token } });
     expect(again.status).toBe(200);
     expect(again.body.id).toBe(first.body.id);

@@ -11,7 +11,7 @@ export interface SocialToken {
   access_token_secret?: string;
   /** OpenID Connect ID token (Apple, Google, LINE, Facebook Limited Login, ...). */
   id_token?: string;
-  /** The raw nonce the app generated for the sign-in. */
+  /** The nonce of the sign-in, as the app has it: from `nonce()`, or the raw one it generated (Apple: not its hash). */
   nonce?: string;
   /** Authorization code (Sign in with Apple). */
   code?: string;
@@ -40,6 +40,13 @@ export interface TokenResponse {
   refresh_token: string;
   token_type: 'Bearer';
   /** Seconds until the access token expires. */
+  expires_in: number;
+}
+
+/** A single-use nonce for the provider SDK (POST /api/nonce/). */
+export interface NonceResponse {
+  nonce: string;
+  /** Seconds it stays good for one sign-in or link. */
   expires_in: number;
 }
 
@@ -117,6 +124,7 @@ export const ENDPOINTS = {
     response: tokenResponse,
   },
   logout: { method: 'POST', path: '/api/logout/', status: 204, auth: true },
+  nonce: { method: 'POST', path: '/api/nonce/', status: 200, auth: false, response: { required: requiredOf<NonceResponse>({ nonce: true, expires_in: true }) } },
   me: {
     method: 'GET',
     path: '/api/me/',

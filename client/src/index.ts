@@ -1,4 +1,4 @@
-import { ENDPOINTS, type AssociateResponse, type Association, type Endpoint, type Me, type SocialToken, type TokenResponse } from './api.js';
+import { ENDPOINTS, type AssociateResponse, type Association, type Endpoint, type Me, type NonceResponse, type SocialToken, type TokenResponse } from './api.js';
 import { SocialLinkError, notSignedIn } from './errors.js';
 import { MemoryTokenStore, type StoredTokens, type TokenStore } from './token-store.js';
 
@@ -70,6 +70,14 @@ export class SocialLinkClient {
   /** 401 `invalid_credentials`. */
   signIn(username: string, password: string): Promise<TokenResponse> {
     return this.signInWith(ENDPOINTS.signIn, { body: { username, password } });
+  }
+
+  /**
+   * A single-use nonce from the server: give it to the provider's SDK (Apple wants its SHA-256 in hex), then
+   * send it back as `nonce` with the ID token. Good for one sign-in or link within `expires_in` seconds.
+   */
+  nonce(): Promise<NonceResponse> {
+    return this.send<NonceResponse>(ENDPOINTS.nonce, {});
   }
 
   /** Links the social account of the token to the signed-in user. 409 `already_associated`, 400 `invalid_token`. */

@@ -1,6 +1,7 @@
 import { ConfigError, Settings, type Env } from './settings.js';
 import { loadProviderConfigs, type ProviderConfigs } from '../providers/index.js';
 import { SecretBox } from '../auth/secret-box.js';
+import type { ReplayPolicy } from '../core/replay.js';
 
 /**
  * Where `serve`, dev mode and the embedding plugin keep the keys they generate outside production when none
@@ -20,6 +21,8 @@ export interface Config {
   createUser: boolean;
   /** A profile kept on a link is read again from the provider once older than this (providers with a separate profile call). */
   profileMaxAgeSeconds: number;
+  /** What a second use of an ID token meets (core/replay.ts). */
+  idTokenReplay: ReplayPolicy;
   /** `iss` and `aud` of our own access tokens. */
   tokenIssuer: string;
   accessTokenTtlSeconds: number;
@@ -65,6 +68,7 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
     logLevel: settings.string('LOG_LEVEL', 'info'),
     createUser: settings.bool('SOCIAL_AUTH_CREATE_USER', false),
     profileMaxAgeSeconds: settings.int('SOCIAL_AUTH_PROFILE_MAX_AGE', 86_400),
+    idTokenReplay: { refuse: replayRefused(settings), retrySeconds: settings.int('SOCIAL_AUTH_ID_TOKEN_RETRY_SECONDS', 10, { max: 300 }) },
     tokenIssuer: settings.string('SOCIAL_LINK_TOKEN_ISSUER', 'social-link'),
     accessTokenTtlSeconds: settings.int('SOCIAL_LINK_ACCESS_TOKEN_TTL', 900, { min: 30, max: 86_400 }),
     refreshTokenTtlSeconds: settings.int('SOCIAL_LINK_REFRESH_TOKEN_TTL', 30 * 86_400, { min: 60 }),
@@ -129,4 +133,11 @@ function redisUrl(settings: Settings): string | undefined {
   const url = settings.string('REDIS_URL');
   if (url !== undefined && !/^rediss?:\/\//.test(url)) throw new ConfigError(`REDIS_URL must start with redis:// or rediss://, got "${url}"`);
   return url;
+}
+
+/** SOCIAL_AUTH_ID_TOKEN_REPLAY: refuse (default: an ID token signs in once) or allow. */
+function replayRefused(settings: Settings): boolean {
+  const value = settings.string('SOCIAL_AUTH_ID_TOKEN_REPLAY', 'refuse');
+  if (value !== 'refuse' && value !== 'allow') throw new ConfigError(`SOCIAL_AUTH_ID_TOKEN_REPLAY must be refuse or allow, got "${value}"`);
+  return value === 'refuse';
 }

@@ -15,10 +15,11 @@ beforeEach(async () => {
 afterEach(() => storage.db.destroy());
 
 const secrets = SecretBox.fromSetting(SecretBox.generateKey());
+const replay = { refuse: true, retrySeconds: 10 };
 const client = { ip: '127.0.0.1', userAgent: 'test' };
 const identity = (extraData: Record<string, unknown>, more: Partial<SocialIdentity> = {}): SocialIdentity => ({ uid: 'u1', details: { username: 'Ada' }, extraData, ...more });
 const run = (mode: 'associate' | 'auth', id: SocialIdentity, extra: Partial<Pick<PipelineContext, 'user' | 'options'>> = {}) =>
-  runPipeline(defaultPipeline, storage, { mode, provider: 'p', identity: id, client, secrets, options: { createUser: false }, ...extra });
+  runPipeline(defaultPipeline, storage, { mode, provider: 'p', identity: id, client, secrets, replay, options: { createUser: false }, ...extra });
 
 describe('the default pipeline', () => {
   it('links in associate mode, is idempotent, and refuses an account linked to another user (409)', async () => {
@@ -34,7 +35,7 @@ describe('the default pipeline', () => {
     await expect(run('auth', identity({}))).rejects.toMatchObject({ code: 'user_not_found', statusCode: 404 });
     const created = await run('auth', identity({}), { options: { createUser: true } });
     expect(created.context).toMatchObject({ isNewUser: true, isNewAssociation: true });
-    expect(created.context.user?.username).toMatch(/^Ada_[0-9a-f]{8}$/);
+    expect(created.context.user?.username).toMatch(/^Ada_[0-9a-f]{12}$/);
     expect((await run('auth', identity({}))).context.user?.id).toBe(created.context.user?.id);
     const hosted = await run('auth', { ...identity({}), uid: 'u2' }, { options: { createUser: true, newUser: (trx) => trx.users.ofExternal('host-42') } });
     expect(await storage.users.externalIdOf(hosted.context.user!.id)).toBe('host-42');
@@ -54,7 +55,7 @@ describe('the default pipeline', () => {
     const refuse = () => {
       throw new Error('policy');
     };
-    await expect(runPipeline([...defaultPipeline, refuse], storage, { mode: 'auth', provider: 'p', identity: identity({}), client, secrets, options: { createUser: true } })).rejects.toThrow('policy');
+    await expect(runPipeline([...defaultPipeline, refuse], storage, { mode: 'auth', provider: 'p', identity: identity({}), client, secrets, replay, options: { createUser: true } })).rejects.toThrow('policy');
     expect(await storage.users.list(10)).toEqual([]);
     expect(await storage.links.find('p', 'u1')).toBeUndefined();
   });

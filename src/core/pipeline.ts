@@ -4,6 +4,7 @@ import type { Association, Client, Storage, User } from '../store/storage.js';
 import { mergeFacts } from '../providers/profile.js';
 import type { SocialIdentity } from '../providers/types.js';
 import type { SecretBox } from '../auth/secret-box.js';
+import { useIdToken, type ReplayPolicy } from './replay.js';
 
 /**
  * The social pipeline, after python-social-auth's: the provider module has already done
@@ -28,6 +29,8 @@ export interface PipelineContext {
   readonly secrets: SecretBox;
   /** Who asked, for the audit log. */
   readonly client: Client;
+  /** How a used ID token is treated when it comes again (replay.ts). */
+  readonly replay: ReplayPolicy;
   user?: User;
   association?: Association;
   /** Whether this run created the user, and whether it created the link. */
@@ -132,6 +135,8 @@ export async function runPipeline<T = undefined>(
         const context: PipelineContext = { ...input, identity, storage: trx, isNewUser: false, isNewAssociation: false };
         // The signed-in user's row first (Users.hold): deleted meanwhile, its session has ended.
         if (input.user && !(await trx.users.hold(input.user.id))) throw sessionEnded();
+        // An ID token signs in once (and its issued nonce is used up), in this transaction: kept only if it commits.
+        if (identity.idToken) await useIdToken(trx, identity.idToken, input.client, input.replay);
         for (const step of steps) await step(context);
         await recordOutcome(context);
         return { context, result: await then?.(context) };

@@ -52,15 +52,21 @@ export function createServices(options: ServicesOptions): Services {
     circuitBreaker: config.circuitBreaker,
     observe: options.observeProviderCall,
   });
+  const storage = new Storage(db);
+  // Used nonces and ID tokens are kept until they expire, then forgotten (every instance sweeps; it is cheap).
+  const sweep = setInterval(() => {
+    storage.proofs.purge().catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget expired nonces and ID tokens'));
+  }, 60_000).unref();
   return {
     config,
-    storage: new Storage(db),
+    storage,
     secrets,
     providers,
     pipeline: options.pipeline ?? defaultPipeline,
     log,
     revokeKept: (link) => providers.revokeKept(link, secrets, log),
     async close() {
+      clearInterval(sweep);
       await providers.close();
       if (!options.db) await db.destroy();
     },

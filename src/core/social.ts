@@ -109,7 +109,7 @@ export class SocialAccounts {
   }
 
   private input(mode: 'associate' | 'auth', provider: Provider, identity: SocialIdentity, client: Client, extra: { user?: User } = {}) {
-    const { secrets } = this.services;
-    return { mode, provider: provider.name, identity, client, secrets, options: { createUser: false }, ...extra };
+    const { secrets, config } = this.services;
+    return { mode, provider: provider.name, identity, client, secrets, replay: config.idTokenReplay, options: { createUser: false }, ...extra };
   }
 }

@@ -4,7 +4,7 @@ import { InvalidTokenError, invalidRequest, providerRefusedApp } from '../core/e
 import { account, flag, isObject, text } from './answers.js';
 import { AppleApi, appleKeyHint, appleSigningSettings, APPLE_ISSUER, type AppleSigning } from './apple-api.js';
 import { requireOneOf } from './fields.js';
-import { idTokenVerifier } from './id-token.js';
+import { idTokenVerifier, nonceRuleOf, type NonceRule } from './id-token.js';
 import type { ProviderModule, SocialIdentity, TokenInput } from './types.js';
 
 /**
@@ -28,6 +28,7 @@ export interface AppleConfig {
   apiUrl: string;
   /** For redeeming codes and revoking tokens: the team's Sign in with Apple key. */
   signing?: AppleSigning;
+  nonceRule: NonceRule;
 }
 
 export const apple: ProviderModule<AppleConfig> = {
@@ -41,11 +42,12 @@ export const apple: ProviderModule<AppleConfig> = {
       jwksUrl: settings.url('SOCIAL_AUTH_APPLE_JWKS_URL', `${APPLE_ISSUER}/auth/keys`),
       apiUrl: settings.url('SOCIAL_AUTH_APPLE_API_URL', APPLE_ISSUER),
       signing: appleSigningSettings(settings),
+      nonceRule: nonceRuleOf(settings, 'SOCIAL_AUTH_APPLE_REQUIRE_NONCE'),
     };
   },
 
   create(config, { http }) {
-    const idTokens = idTokenVerifier(http, { jwksUrl: config.jwksUrl, issuers: [APPLE_ISSUER], audiences: config.clientIds, algorithms: ['RS256'], nonceAccepted });
+    const idTokens = idTokenVerifier(http, { jwksUrl: config.jwksUrl, issuers: [APPLE_ISSUER], audiences: config.clientIds, algorithms: ['RS256'], nonceAccepted, nonceRule: config.nonceRule });
     const api = config.signing && new AppleApi(http, config.apiUrl, config.signing);
 
     /** The client ids a code may have been issued to: the identity token's, the one the app names, or every one. */
@@ -68,9 +70,11 @@ export const apple: ProviderModule<AppleConfig> = {
           if (redeemed.refused === 'invalid_client') refusedClients.push(clientId);
           continue;
         }
-        const codeClaims = await idTokens.verify(redeemed.idToken, claims ? undefined : input.nonce);
+        // With the app's identity token, that token carries the nonce; with a code alone, the one Apple gave us.
+        const codeClaims = claims ? await idTokens.verify(redeemed.idToken, undefined, 'optional') : await idTokens.verify(redeemed.idToken, input.nonce);
         if (claims && codeClaims.sub !== claims.sub) throw new InvalidTokenError('the code belongs to another user than the identity token');
-        return { ...identity(claims ?? codeClaims, name), tokens: { refresh_token: redeemed.refreshToken, client_id: clientId } };
+        const idToken = claims ? idTokens.proof(input.id_token!, claims, input.nonce) : idTokens.proof(redeemed.idToken, codeClaims, input.nonce);
+        return { ...identity(claims ?? codeClaims, name), tokens: { refresh_token: redeemed.refreshToken, client_id: clientId }, idToken };
       }
       if (refusedClients.length === candidates.length) throw providerRefusedApp('apple', 'invalid_client', appleKeyHint(refusedClients));
       throw new InvalidTokenError('the authorization code is invalid, expired or already used');
@@ -86,7 +90,7 @@ export const apple: ProviderModule<AppleConfig> = {
         if (input.code && api) return redeem(api, input.code, claims, input, name);
         // The app can send its id_token instead; the server's settings are the operator's to complete.
         if (!claims) throw invalidRequest('id_token is required for apple: this server cannot redeem codes (no Sign in with Apple key is configured)');
-        return identity(claims, name);
+        return { ...identity(claims, name), idToken: idTokens.proof(input.id_token!, claims, input.nonce) };
       },
       async revoke(tokens) {
         if (api && tokens.refresh_token && tokens.client_id) await api.revoke(tokens.client_id, tokens.refresh_token);

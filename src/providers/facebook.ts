@@ -3,7 +3,7 @@ import { ConfigError } from '../config/settings.js';
 import { InvalidTokenError, ProviderUnavailableError } from '../core/errors.js';
 import { accepted, account, isObject, text, type RefusalReader } from './answers.js';
 import { requireOneOf } from './fields.js';
-import { idTokenVerifier } from './id-token.js';
+import { idTokenVerifier, nonceRuleOf, type NonceRule } from './id-token.js';
 import type { ProviderModule } from './types.js';
 
 /**
@@ -20,6 +20,8 @@ export interface FacebookConfig {
   appSecret: string;
   graphUrl: string;
   limitedJwksUrl: string;
+  /** For Limited Login's ID tokens only: a classic access token has no nonce. */
+  limitedNonceRule: NonceRule;
 }
 
 const LIMITED_LOGIN_ISSUER = 'https://www.facebook.com';
@@ -65,11 +67,12 @@ export const facebook: ProviderModule<FacebookConfig> = {
       appSecret: app.secret,
       graphUrl: `${settings.url('SOCIAL_AUTH_FACEBOOK_API_URL', 'https://graph.facebook.com')}/${version}`,
       limitedJwksUrl: settings.url('SOCIAL_AUTH_FACEBOOK_LIMITED_JWKS_URL', 'https://limited.facebook.com/.well-known/oauth/openid/jwks/'),
+      limitedNonceRule: nonceRuleOf(settings, 'SOCIAL_AUTH_FACEBOOK_REQUIRE_NONCE'),
     };
   },
 
   create(config, { http }) {
-    const limitedLogin = idTokenVerifier(http, { jwksUrl: config.limitedJwksUrl, issuers: [LIMITED_LOGIN_ISSUER], audiences: [config.appId], algorithms: ['RS256'] });
+    const limitedLogin = idTokenVerifier(http, { jwksUrl: config.limitedJwksUrl, issuers: [LIMITED_LOGIN_ISSUER], audiences: [config.appId], algorithms: ['RS256'], nonceRule: config.limitedNonceRule });
     const appAccessToken = `${config.appId}|${config.appSecret}`;
 
     const debugToken = async (token: string) => {
@@ -95,7 +98,11 @@ export const facebook: ProviderModule<FacebookConfig> = {
         if (requireOneOf(input, ['access_token', 'id_token'], 'facebook') === 'id_token') {
           const claims = await limitedLogin.verify(input.id_token!, input.nonce);
           const facts = { uid: String(claims.sub), name: text(claims, 'name'), email: text(claims, 'email'), first_name: text(claims, 'given_name'), last_name: text(claims, 'family_name') };
-          return account(facts, { id: claims.sub, name: facts.name ?? null, email: facts.email ?? null, expires_at: claims.exp ?? null, limited_login: true });
+          return account(
+            facts,
+            { id: claims.sub, name: facts.name ?? null, email: facts.email ?? null, expires_at: claims.exp ?? null, limited_login: true },
+            { idToken: limitedLogin.proof(input.id_token!, claims, input.nonce) },
+          );
         }
         const token = input.access_token!;
         // Asked for now, the profile is read beside debug_token; its failure counts once awaited.

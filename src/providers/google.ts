@@ -1,8 +1,8 @@
-import { InvalidTokenError, ProviderUnavailableError } from '../core/errors.js';
+import { InvalidTokenError, ProviderUnavailableError, invalidRequest } from '../core/errors.js';
 import { ConfigError } from '../config/settings.js';
 import { accepted, account, flag, text } from './answers.js';
 import { requireOneOf } from './fields.js';
-import { idTokenVerifier } from './id-token.js';
+import { idTokenVerifier, nonceRuleOf, type NonceRule } from './id-token.js';
 import type { ProviderModule, SocialIdentity } from './types.js';
 
 /**
@@ -17,6 +17,7 @@ export interface GoogleConfig {
   clientIds: string[];
   jwksUrl: string;
   tokeninfoUrl: string;
+  nonceRule: NonceRule;
 }
 
 const ISSUERS = ['https://accounts.google.com', 'accounts.google.com'];
@@ -34,17 +35,23 @@ export const google: ProviderModule<GoogleConfig> = {
       clientIds,
       jwksUrl: settings.url('SOCIAL_AUTH_GOOGLE_JWKS_URL', 'https://www.googleapis.com/oauth2/v3/certs'),
       tokeninfoUrl: settings.url('SOCIAL_AUTH_GOOGLE_TOKENINFO_URL', 'https://oauth2.googleapis.com/tokeninfo'),
+      nonceRule: nonceRuleOf(settings, 'SOCIAL_AUTH_GOOGLE_REQUIRE_NONCE'),
     };
   },
 
   create(config, { http }) {
-    const idTokens = idTokenVerifier(http, { jwksUrl: config.jwksUrl, issuers: ISSUERS, audiences: config.clientIds, algorithms: ['RS256'] });
+    const idTokens = idTokenVerifier(http, { jwksUrl: config.jwksUrl, issuers: ISSUERS, audiences: config.clientIds, algorithms: ['RS256'], nonceRule: config.nonceRule });
 
     return {
       name: 'google',
       warmUp: () => idTokens.warmUp(),
       async verify(input) {
-        if (requireOneOf(input, ['id_token', 'access_token'], 'google') === 'id_token') return identity(await idTokens.verify(input.id_token!, input.nonce));
+        if (requireOneOf(input, ['id_token', 'access_token'], 'google') === 'id_token') {
+          const claims = await idTokens.verify(input.id_token!, input.nonce);
+          return { ...identity(claims), idToken: idTokens.proof(input.id_token!, claims, input.nonce) };
+        }
+        // An access token carries no nonce: refused when the operator requires one.
+        if (config.nonceRule !== 'optional') throw invalidRequest('id_token is required for google: this server requires a nonce (SOCIAL_AUTH_GOOGLE_REQUIRE_NONCE)');
         const answer = await http.json(`${config.tokeninfoUrl}?${new URLSearchParams({ access_token: input.access_token! })}`);
         // tokeninfo answers 400 for any token it cannot accept (unknown, expired, forged).
         const info = accepted('google', 'tokeninfo', answer, ({ status }) => (status === 400 || status === 401 ? { token: 'the token is invalid or expired' } : undefined));

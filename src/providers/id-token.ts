@@ -1,7 +1,52 @@
+import { createHash } from 'node:crypto';
 import { decodeJwt, errors, jwtVerify, type JWK, type JWTPayload } from 'jose';
-import { ApiError, InvalidTokenError } from '../core/errors.js';
+import { ConfigError, type Settings } from '../config/settings.js';
+import { ApiError, InvalidTokenError, invalidRequest } from '../core/errors.js';
 import type { ProviderHttp } from './http.js';
 import { JwksCache } from './jwks.js';
+
+/**
+ * SOCIAL_AUTH_<P>_REQUIRE_NONCE: `false` (a nonce is checked when the app sends one), `true` (the app must
+ * send one and the token carry it), `issued` (and it must be one POST /api/nonce/ issued, unused).
+ */
+export type NonceRule = 'optional' | 'required' | 'issued';
+
+export function nonceRuleOf(settings: Settings, name: string): NonceRule {
+  const raw = settings.string(name)?.toLowerCase();
+  if (raw === 'issued') return 'issued';
+  if (raw !== undefined && !['1', 'true', 'yes', 'on', '0', 'false', 'no', 'off'].includes(raw)) {
+    throw new ConfigError(`${name} must be false, true or issued, got "${raw}"`);
+  }
+  return settings.bool(name, false) ? 'required' : 'optional';
+}
+
+/**
+ * What the sign-in's transaction needs of a verified ID token to let it sign in once (core/replay.ts):
+ * its hash, until when it could be accepted, and the nonce the app sent with it.
+ */
+export interface IdTokenProof {
+  tokenHash: string;
+  /** exp plus the clock tolerance: until then the token verifies, so its use is remembered until then. */
+  acceptedUntil: string;
+  nonce?: string;
+  nonceRule: NonceRule;
+}
+
+export const sha256Hex = (value: string) => createHash('sha256').update(value).digest('hex');
+
+export function idTokenProof(token: string, claims: JWTPayload, nonce: string | undefined, nonceRule: NonceRule, toleranceSeconds = DEFAULT_TOLERANCE): IdTokenProof {
+  const exp = typeof claims.exp === 'number' ? claims.exp : Date.now() / 1000;
+  return { tokenHash: sha256Hex(token), acceptedUntil: new Date((exp + toleranceSeconds) * 1000).toISOString(), nonce, nonceRule };
+}
+
+/** The nonce rule, for the checks that need no database: the app sent a nonce, and the token carries one. */
+export function requireNonce(rule: NonceRule, sent: string | undefined, claims?: JWTPayload): void {
+  if (rule === 'optional') return;
+  if (sent === undefined) throw invalidRequest('nonce is required: send the nonce the app gave the SDK (see POST /api/nonce/)');
+  if (claims && claims.nonce === undefined) throw new InvalidTokenError('the ID token carries no nonce, and this server requires one');
+}
+
+const DEFAULT_TOLERANCE = 60;
 
 export interface IdTokenPolicy {
   jwks: JwksCache;
@@ -17,6 +62,8 @@ export interface IdTokenPolicy {
   nonceAccepted?: (claims: JWTPayload, sent: string) => boolean;
   /** May the key that signed the token sign for its issuer? (Microsoft binds keys to issuers.) Default: yes. */
   keyAccepted?: (key: JWK | undefined, claims: JWTPayload) => boolean;
+  /** Must the app send a nonce (SOCIAL_AUTH_<P>_REQUIRE_NONCE)? Default: only checked when sent. */
+  nonceRule?: NonceRule;
 }
 
 /**
@@ -27,7 +74,8 @@ export interface IdTokenPolicy {
  * `azp` = their own Android/iOS client id. Needs no network call once the keys are cached.
  */
 export async function verifyIdToken(token: string, policy: IdTokenPolicy, expectedNonce?: string): Promise<JWTPayload> {
-  const tolerance = policy.clockToleranceSeconds ?? 60;
+  const tolerance = policy.clockToleranceSeconds ?? DEFAULT_TOLERANCE;
+  requireNonce(policy.nonceRule ?? 'optional', expectedNonce);
   let payload: JWTPayload;
   let kid: string | undefined;
   try {
@@ -56,6 +104,7 @@ export async function verifyIdToken(token: string, policy: IdTokenPolicy, expect
     throw new InvalidTokenError('the ID token is signed by a key of another issuer');
   }
   if (typeof payload.sub !== 'string' || payload.sub === '') throw new InvalidTokenError('the ID token has no subject');
+  requireNonce(policy.nonceRule ?? 'optional', expectedNonce, payload);
   if (expectedNonce !== undefined && !(policy.nonceAccepted ?? nonceEquals)(payload, expectedNonce)) {
     throw new InvalidTokenError('the ID token nonce does not match');
   }
@@ -71,7 +120,10 @@ export type IdTokenDeclaration = Omit<IdTokenPolicy, 'jwks'> & { jwksUrl: string
 export function idTokenVerifier(http: ProviderHttp, { jwksUrl, ...declared }: IdTokenDeclaration) {
   const policy: IdTokenPolicy = { ...declared, jwks: new JwksCache(http, jwksUrl) };
   return {
-    verify: (token: string, nonce?: string) => verifyIdToken(token, policy, nonce),
+    /** `nonceRule` overrides the declared one for a token the app did not carry (one we redeemed a code for). */
+    verify: (token: string, nonce?: string, nonceRule?: NonceRule) => verifyIdToken(token, nonceRule ? { ...policy, nonceRule } : policy, nonce),
+    /** The proof the sign-in's transaction checks, of a token `verify` accepted. */
+    proof: (token: string, claims: JWTPayload, nonce?: string) => idTokenProof(token, claims, nonce, policy.nonceRule ?? 'optional', policy.clockToleranceSeconds),
     warmUp: () => policy.jwks.warmUp(),
   };
 }

@@ -1,4 +1,5 @@
-import { InvalidTokenError, ProviderUnavailableError } from '../core/errors.js';
+import { InvalidTokenError, ProviderUnavailableError, invalidRequest } from '../core/errors.js';
+import { idTokenProof, nonceRuleOf, requireNonce, type NonceRule } from './id-token.js';
 import { accepted, account, text, type RefusalReader } from './answers.js';
 import { requireOneOf } from './fields.js';
 import type { ProviderModule, SocialIdentity } from './types.js';
@@ -12,6 +13,7 @@ import type { ProviderModule, SocialIdentity } from './types.js';
 export interface LineConfig {
   channelId: string;
   apiUrl: string;
+  nonceRule: NonceRule;
 }
 
 /** 400 and 401: the token is not good for us; 403: our channel's plan or permissions do not allow the call (429 is a rate limit already). */
@@ -29,23 +31,27 @@ export const line: ProviderModule<LineConfig> = {
   configure(settings) {
     const channelId = settings.string('SOCIAL_AUTH_LINE_KEY');
     if (!channelId) return undefined;
-    return { channelId, apiUrl: settings.url('SOCIAL_AUTH_LINE_API_URL', 'https://api.line.me') };
+    return { channelId, apiUrl: settings.url('SOCIAL_AUTH_LINE_API_URL', 'https://api.line.me'), nonceRule: nonceRuleOf(settings, 'SOCIAL_AUTH_LINE_REQUIRE_NONCE') };
   },
 
   create(config, { http }) {
     const verifyIdToken = async (idToken: string, nonce: string | undefined) => {
+      requireNonce(config.nonceRule, nonce);
       const form = new URLSearchParams({ id_token: idToken, client_id: config.channelId, ...(nonce ? { nonce } : {}) });
       const answer = await http.json(`${config.apiUrl}/oauth2/v2.1/verify`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() });
       const claims = accepted('line', 'the ID token check', answer, refusal('the ID token is invalid, expired, for another channel, or its nonce does not match'));
       const sub = text(claims, 'sub');
       if (!sub) throw new ProviderUnavailableError('line', 'answered the ID token check without sub');
-      return identity(sub, text(claims, 'name'), text(claims, 'email'), text(claims, 'picture'));
+      // LINE compared the nonce we sent with the token's (and refuses a mismatch with 400).
+      requireNonce(config.nonceRule, nonce, claims);
+      return { ...identity(sub, text(claims, 'name'), text(claims, 'email'), text(claims, 'picture')), idToken: idTokenProof(idToken, claims, nonce, config.nonceRule) };
     };
 
     return {
       name: 'line',
       async verify(input) {
         if (requireOneOf(input, ['access_token', 'id_token'], 'line') === 'id_token') return verifyIdToken(input.id_token!, input.nonce);
+        if (config.nonceRule !== 'optional') throw invalidRequest('id_token is required for line: this server requires a nonce (SOCIAL_AUTH_LINE_REQUIRE_NONCE)');
         const token = input.access_token!;
         const [verified, profileAnswer] = await Promise.all([
           http.json(`${config.apiUrl}/oauth2/v2.1/verify?${new URLSearchParams({ access_token: token })}`),

@@ -1,7 +1,7 @@
 import { ConfigError, isSafeTransport, type Settings } from '../config/settings.js';
 import { ProviderUnavailableError } from '../core/errors.js';
 import { account, flag, isObject, text } from './answers.js';
-import { verifyIdToken, type IdTokenPolicy } from './id-token.js';
+import { idTokenProof, nonceRuleOf, verifyIdToken, type IdTokenPolicy, type NonceRule } from './id-token.js';
 import { JwksCache } from './jwks.js';
 import type { ProviderHttp } from './http.js';
 import { requireField } from './fields.js';
@@ -18,6 +18,7 @@ export interface OidcConfig {
   tenants: string[];
   /** Production: the jwks_uri the discovery document names must be https (plain http on loopback only). */
   httpsOnly: boolean;
+  nonceRule: NonceRule;
 }
 
 const ASYMMETRIC = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']);
@@ -52,6 +53,7 @@ export function configureOidcProviders(settings: Settings): OidcConfig[] {
       algorithms: algorithms.length ? algorithms : ['RS256'],
       tenants: settings.list(`${prefix}_TENANTS`),
       httpsOnly: settings.production,
+      nonceRule: nonceRuleOf(settings, `${prefix}_REQUIRE_NONCE`),
     });
   }
   return configs;
@@ -76,7 +78,7 @@ export function createOidcProvider(config: OidcConfig, http: ProviderHttp): Prov
     const discovered = text(body, 'issuer');
     const issuers = issuersOf(config, discovered);
     if (!issuers) throw new ProviderUnavailableError(name, 'its discovery document names another issuer than configured');
-    const policy: IdTokenPolicy = { jwks: new JwksCache(http, jwksUri), issuers, audiences: config.clientIds, algorithms: config.algorithms };
+    const policy: IdTokenPolicy = { jwks: new JwksCache(http, jwksUri), issuers, audiences: config.clientIds, algorithms: config.algorithms, nonceRule: config.nonceRule };
     // A multi-tenant issuer's keys each name the issuer they sign for ({tenantid} or one tenant): a key of
     // one tenant must not sign another tenant's tokens (Microsoft's signing-key issuer check).
     if (typeof issuers === 'function') {
@@ -113,7 +115,7 @@ export function createOidcProvider(config: OidcConfig, http: ProviderHttp): Prov
         ...(multiTenant ? { tid: claims.tid } : {}),
         name: facts.name ?? null,
         expires_at: claims.exp ?? null,
-      });
+      }, { idToken: idTokenProof(token, claims, input.nonce, config.nonceRule) });
     },
   };
 }

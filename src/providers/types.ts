@@ -1,5 +1,6 @@
 import type { Settings } from '../config/settings.js';
 import type { ProviderHttp } from './http.js';
+import type { IdTokenProof } from './id-token.js';
 
 /** What the app sends us: the fields a provider's native SDK hands it. */
 export interface TokenInput {
@@ -30,6 +31,8 @@ export interface SocialIdentity {
   extraData: Record<string, unknown>;
   /** Provider tokens kept to revoke them later (never shown; see Provider.revoke). */
   tokens?: Record<string, string>;
+  /** The app's ID token, verified: it signs in once (see core/replay.ts). */
+  idToken?: IdTokenProof;
   /**
    * extra_data keys this sign-in did not read (a profile not fetched, Apple's name given only on the first
    * authorization): a link keeps their values as they are. Every other key is replaced by `extraData`.

@@ -167,6 +167,33 @@ migrations['0006_username_key'] = {
   },
 };
 
+migrations['0007_id_token_replay'] = {
+  // Server-issued single-use nonces (POST /api/nonce/), and the ID tokens already used, until they expire.
+  async up(db) {
+    const t = types(db);
+    await db.schema
+      .createTable('nonces')
+      .addColumn('nonce_hash', 'varchar(64)', (c) => c.primaryKey())
+      .addColumn('expires_at', t.timestamp, (c) => c.notNull())
+      .addColumn('used_at', t.timestamp)
+      .addColumn('token_hash', 'varchar(64)')
+      .execute();
+    await db.schema.createIndex('nonces_expires_at_idx').on('nonces').column('expires_at').execute();
+    await db.schema
+      .createTable('id_token_uses')
+      .addColumn('token_hash', 'varchar(64)', (c) => c.primaryKey())
+      .addColumn('client_hash', 'varchar(64)', (c) => c.notNull())
+      .addColumn('used_at', t.timestamp, (c) => c.notNull())
+      .addColumn('expires_at', t.timestamp, (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('id_token_uses_expires_at_idx').on('id_token_uses').column('expires_at').execute();
+  },
+  async down(db) {
+    await db.schema.dropTable('id_token_uses').execute();
+    await db.schema.dropTable('nonces').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

@@ -22,6 +22,24 @@ export interface UsersTable {
 }
 
 /** One linked social account: python-social-auth's UserSocialAuth. (provider, uid) is unique. */
+/** A nonce this server issued (POST /api/nonce/), by its SHA-256: used once, by one ID token. */
+export interface NoncesTable {
+  nonce_hash: string;
+  expires_at: Timestamp;
+  used_at: Timestamp | null;
+  /** SHA-256 of the ID token that used it: that token's retry may present it again. */
+  token_hash: string | null;
+}
+
+/** An ID token that signed in or linked, by its SHA-256, kept until it expires: no second use. */
+export interface IdTokenUsesTable {
+  token_hash: string;
+  /** SHA-256 of the client (IP and user agent) that used it: only its own quick retry is let through. */
+  client_hash: string;
+  used_at: Timestamp;
+  expires_at: Timestamp;
+}
+
 export interface SocialAssociationsTable {
   id: Generated<number>;
   user_id: number;
@@ -70,6 +88,8 @@ export interface AuditEventsTable {
 export interface Database {
   audit_events: AuditEventsTable;
   users: UsersTable;
+  nonces: NoncesTable;
+  id_token_uses: IdTokenUsesTable;
   social_associations: SocialAssociationsTable;
   sessions: SessionsTable;
   refresh_tokens: RefreshTokensTable;

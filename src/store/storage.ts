@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import { AuditLog } from './audit.js';
 import { Links } from './links.js';
+import { Proofs } from './proofs.js';
 import { isPostgres } from './migrations.js';
 import type { Database } from './schema.js';
 import { Sessions } from './sessions.js';
@@ -21,12 +22,14 @@ export class Storage {
   readonly links: Links;
   readonly sessions: Sessions;
   readonly audit: AuditLog;
+  readonly proofs: Proofs;
 
   constructor(readonly db: Kysely<Database>) {
     this.users = new Users(db);
     this.links = new Links(db);
     this.sessions = new Sessions(db);
     this.audit = new AuditLog(db);
+    this.proofs = new Proofs(db);
   }
 
   transaction<T>(work: (storage: Storage) => Promise<T>): Promise<T> {

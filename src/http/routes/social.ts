@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { issueNonce } from '../../core/replay.js';
 import type { TokenInput } from '../../providers/types.js';
 import { authenticator, clientOf } from '../request.js';
 import { bearer, errors, providerParam, socialTokenBody } from '../schemas.js';
@@ -14,6 +15,12 @@ const associated = {
   },
 } as const;
 
+const nonceAnswer = {
+  type: 'object',
+  required: ['nonce', 'expires_in'],
+  properties: { nonce: { type: 'string' }, expires_in: { type: 'integer' } },
+} as const;
+
 const linkParams = {
   type: 'object',
   properties: { provider: { type: 'string', maxLength: 64 }, uid: { type: 'string', maxLength: 255 } },
@@ -23,6 +30,22 @@ const linkParams = {
 /** Link a social account, sign in with one, list and unlink them. No route knows any provider. */
 export function socialRoutes(app: FastifyInstance, { social, services, tokens, limits }: RouteContext): void {
   const authenticate = authenticator(tokens, services.storage);
+
+  app.post<{ Body: Record<string, never> }>(
+    '/api/nonce/',
+    {
+      config: limits.perIp,
+      schema: {
+        summary: 'A single-use nonce for the provider SDK',
+        description:
+          'Give it to the SDK as the sign-in request\'s nonce (Apple: its SHA-256 in hex, as Apple asks), then send it back as `nonce` with the ID token. ' +
+          'It is good for one sign-in or link within expires_in seconds. SOCIAL_AUTH_<P>_REQUIRE_NONCE=issued accepts no other nonce.',
+        tags: ['social'],
+        response: { 200: nonceAnswer, ...errors(429) },
+      },
+    },
+    async () => issueNonce(services.storage),
+  );
 
   app.post<SocialRequest>(
     '/api/associate/:provider/',
