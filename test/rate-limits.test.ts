@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, expectError, guest, startStack, type Stack } from './helpers.js';
+import { clientNetwork } from '../src/http/rate-limits.js';
 
 describe('rate limits (in memory)', () => {
   let stack: Stack;
@@ -109,5 +110,15 @@ describe('password attempts', () => {
     expect((await attempt('2001:db8:1:2:ffff::b')).status).toBe(401);
     expectError(await attempt('2001:db8:1:2::c'), 429, 'rate_limited');
     expect((await attempt('2001:db8:1:3::a')).status).toBe(401);
+  });
+});
+
+describe('the per-IP key', () => {
+  it('is an IPv6 client\'s /64, an IPv4 client\'s address, also as a dual-stack listener sees it (::ffff:a.b.c.d)', () => {
+    expect(clientNetwork('2001:db8:1:2:aaaa:bbbb:cccc:dddd')).toBe('2001:db8:1:2::/64');
+    expect(clientNetwork('2001:db8:1:2::1')).toBe(clientNetwork('2001:db8:1:2:ffff::9'));
+    expect(clientNetwork('203.0.113.7')).toBe('203.0.113.7');
+    expect(clientNetwork('::ffff:203.0.113.7')).toBe('203.0.113.7');
+    expect(clientNetwork('::ffff:203.0.113.8')).not.toBe(clientNetwork('::ffff:203.0.113.7'));
   });
 });

@@ -35,6 +35,21 @@ describe.each(databaseKinds())('ID token replay on %s', (kind) => {
     expect(thief.body.detail).toMatch(/used already/);
   });
 
+  it.each(['google', 'apple', 'facebook', 'oidc:example'] as IdTokenProvider[])('%s: another spelling of a used token (padding, the signature\'s spare bits) is the same token', async (name) => {
+    const { id_token: idToken } = await stack.emulator.mintIdToken(name);
+    const user = await guest(stack.api);
+    expect((await call(stack.api, 'POST', `/api/associate/${name}/`, { token: user.access_token, body: { id_token: idToken } })).status).toBe(200);
+    // RS256 signatures are 256 bytes: base64url leaves 4 spare bits in the last character, which decoders ignore.
+    const last = idToken.at(-1)!;
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const sameBits = alphabet.slice(alphabet.indexOf(last) & ~0b1111, (alphabet.indexOf(last) & ~0b1111) + 16).replace(last, '');
+    for (const variant of [`${idToken}==`, `${idToken.slice(0, -1)}${sameBits[0]}`, `${idToken.slice(0, -1)}${sameBits[7]}`]) {
+      const answer = await auth(name, { id_token: variant }, 'Thief/2');
+      expectError(answer, 400, 'invalid_token');
+      expect(answer.body.detail).toMatch(/used already/); // it verified: only its use is refused
+    }
+  });
+
   it("lets the same client's retry through within the window: the same user, a new session", async () => {
     const token = await stack.emulator.mintIdToken('google');
     const user = await guest(stack.api);

@@ -86,7 +86,14 @@ export async function installRateLimits(app: FastifyInstance, config: Config): P
   };
 }
 
-/** The client's address, an IPv6 one by its /64 (one subscriber's network), as the per-IP limits key it. */
+/**
+ * The client's address as the per-IP limits key it: an IPv6 one by its /64 (one subscriber's network), an
+ * IPv4 one as itself, also when a dual-stack listener sees it as ::ffff:a.b.c.d (else every IPv4 client
+ * would share the one /64 of the mapped range).
+ */
 export function clientNetwork(ip: string): string {
-  return isIPv6(ip) ? `${new Address6(`${ip}/64`).startAddress().correctForm()}/64` : ip;
+  if (!isIPv6(ip)) return ip;
+  const address = new Address6(ip);
+  if (address.is4()) return address.to4().correctForm();
+  return `${new Address6(`${ip}/64`).startAddress().correctForm()}/64`;
 }

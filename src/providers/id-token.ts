@@ -36,7 +36,16 @@ export const sha256Hex = (value: string) => createHash('sha256').update(value).d
 
 export function idTokenProof(token: string, claims: JWTPayload, nonce: string | undefined, nonceRule: NonceRule, toleranceSeconds = DEFAULT_TOLERANCE): IdTokenProof {
   const exp = typeof claims.exp === 'number' ? claims.exp : Date.now() / 1000;
-  return { tokenHash: sha256Hex(token), acceptedUntil: new Date((exp + toleranceSeconds) * 1000).toISOString(), nonce, nonceRule };
+  return { tokenHash: sha256Hex(signedPart(token)), acceptedUntil: new Date((exp + toleranceSeconds) * 1000).toISOString(), nonce, nonceRule };
+}
+
+/**
+ * What names a token: its signed part (`header.payload`), never the whole string. The signature's base64url
+ * is decoded leniently (its last character's unused bits, padding), so one token has many spellings that all
+ * verify; the signed part has one, or the signature would not verify.
+ */
+function signedPart(token: string): string {
+  return token.slice(0, token.lastIndexOf('.'));
 }
 
 /** The nonce rule, for the checks that need no database: the app sent a nonce, and the token carries one. */
