@@ -64,3 +64,24 @@ describe.each(databaseKinds())('migration 0006 (usernames without case) on %s', 
     await db.destroy();
   });
 });
+
+describe.skipIf(!databaseKinds().includes('postgres'))('migration 0009 (refresh token ids) on postgres', () => {
+  it('refreshes past 2^31 rows: the id is a bigint', async () => {
+    const database = await freshDatabase('postgres');
+    const db = openDatabase(database.url);
+    try {
+      await migrateToLatest(db);
+      await sql`select setval(pg_get_serial_sequence('refresh_tokens', 'id'), 2147483650)`.execute(db);
+      const storage = new Storage(db);
+      const user = await storage.users.create('many_refreshes', null);
+      const at = new Date(Date.now() + 60_000).toISOString();
+      await storage.sessions.start(user.id, { id: '00000000-0000-4000-8000-000000000001', refreshTokenHash: 'a'.repeat(64), refreshExpiresAt: at }, { event: 'user_created', userId: user.id }, null);
+      await storage.sessions.addRefreshToken('00000000-0000-4000-8000-000000000001', 'b'.repeat(64), at);
+      const ids = await db.selectFrom('refresh_tokens').select('id').execute();
+      expect(ids.map((row) => Number(row.id)).every((id) => id > 2 ** 31)).toBe(true);
+    } finally {
+      await db.destroy();
+      await database.drop();
+    }
+  });
+});

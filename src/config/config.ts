@@ -68,7 +68,7 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
     logLevel: settings.string('LOG_LEVEL', 'info'),
     createUser: settings.bool('SOCIAL_AUTH_CREATE_USER', false),
     profileMaxAgeSeconds: settings.int('SOCIAL_AUTH_PROFILE_MAX_AGE', 86_400),
-    idTokenReplay: { refuse: replayRefused(settings), retrySeconds: settings.int('SOCIAL_AUTH_ID_TOKEN_RETRY_SECONDS', 10, { max: 300 }) },
+    idTokenReplay: { refuse: replayRefused(settings), retrySeconds: settings.int('SOCIAL_AUTH_ID_TOKEN_RETRY_SECONDS', 10, { max: 60 }) },
     tokenIssuer: settings.string('SOCIAL_LINK_TOKEN_ISSUER', 'social-link'),
     accessTokenTtlSeconds: settings.int('SOCIAL_LINK_ACCESS_TOKEN_TTL', 900, { min: 30, max: 86_400 }),
     refreshTokenTtlSeconds: settings.int('SOCIAL_LINK_REFRESH_TOKEN_TTL', 30 * 86_400, { min: 60 }),

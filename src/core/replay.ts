@@ -5,8 +5,9 @@ import { InvalidTokenError } from './errors.js';
 
 /**
  * An ID token signs in (or links) once. Whoever stole one — from a log, a proxy, a compromised app — cannot
- * use it again before it expires: each use is remembered until then. The one exception is the same client
- * retrying within a few seconds (a phone that lost the answer), which gets the same outcome again.
+ * use it again before it expires: each use is remembered until then. The one exception is the same client (IP
+ * and user agent) retrying within a few seconds, twice at most (a phone that lost the answer): it signs in
+ * again, with a session of its own.
  *
  * Nonces: POST /api/nonce/ issues a single-use nonce that the app gives the provider's SDK; the token then
  * carries it, and the sign-in that presents it uses it up. SOCIAL_AUTH_<P>_REQUIRE_NONCE=issued accepts no

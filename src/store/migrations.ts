@@ -194,6 +194,31 @@ migrations['0007_id_token_replay'] = {
   },
 };
 
+migrations['0008_id_token_retries'] = {
+  // A used ID token's retries are counted: the same client's quick retry passes twice at most.
+  async up(db) {
+    await db.schema.alterTable('id_token_uses').addColumn('retries', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+  },
+  async down(db) {
+    await db.schema.alterTable('id_token_uses').dropColumn('retries').execute();
+  },
+};
+
+migrations['0009_refresh_token_bigint'] = {
+  // Every refresh adds a row: an int4 id would stop refreshes at 2^31 over the service's life (the table is
+  // rewritten under a lock once: a few seconds per million rows). SQLite's integers are 64-bit already.
+  async up(db) {
+    if (!isPostgres(db)) return;
+    await sql`alter table refresh_tokens alter column id type bigint`.execute(db);
+    await sql`alter sequence if exists refresh_tokens_id_seq as bigint`.execute(db);
+  },
+  async down(db) {
+    if (!isPostgres(db)) return;
+    await sql`alter sequence if exists refresh_tokens_id_seq as integer`.execute(db);
+    await sql`alter table refresh_tokens alter column id type integer`.execute(db);
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

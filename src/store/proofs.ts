@@ -1,6 +1,9 @@
 import type { Kysely } from 'kysely';
-import { iso, now } from './rows.js';
+import { now } from './rows.js';
 import type { Database } from './schema.js';
+
+/** A phone that lost an answer retries once or twice; more is someone else with the same address and agent. */
+export const MAX_RETRIES = 2;
 
 /** How the first use of an ID token went, or why a later one is refused. */
 export type IdTokenUse = 'first' | 'retry' | 'replayed';
@@ -32,7 +35,8 @@ export class Proofs {
 
   /**
    * Records the use of an ID token. Used before: a retry when by the same client within `retrySeconds` of the
-   * first use (a phone that lost the answer), else a replay. Of concurrent first uses the database keeps one.
+   * first use (a phone that lost the answer), at most MAX_RETRIES times, else a replay. Of concurrent first
+   * uses the database keeps one.
    */
   async useIdToken(tokenHash: string, clientHash: string, expiresAt: string, retrySeconds: number): Promise<IdTokenUse> {
     const at = now();
@@ -42,9 +46,16 @@ export class Proofs {
       .onConflict((conflict) => conflict.column('token_hash').doNothing())
       .executeTakeFirst();
     if ((inserted.numInsertedOrUpdatedRows ?? 0n) > 0n) return 'first';
-    const first = await this.db.selectFrom('id_token_uses').select(['client_hash', 'used_at']).where('token_hash', '=', tokenHash).executeTakeFirst();
-    const fresh = first !== undefined && Date.parse(at) - Date.parse(iso(first.used_at)) <= retrySeconds * 1000;
-    return fresh && first.client_hash === clientHash ? 'retry' : 'replayed';
+    if (retrySeconds === 0) return 'replayed';
+    const retried = await this.db
+      .updateTable('id_token_uses')
+      .set((set) => ({ retries: set('retries', '+', 1) }))
+      .where('token_hash', '=', tokenHash)
+      .where('client_hash', '=', clientHash)
+      .where('retries', '<', MAX_RETRIES)
+      .where('used_at', '>=', new Date(Date.parse(at) - retrySeconds * 1000).toISOString())
+      .executeTakeFirst();
+    return retried.numUpdatedRows > 0n ? 'retry' : 'replayed';
   }
 
   /** Forgets expired nonces and ID tokens (they prove nothing any more). */

@@ -38,6 +38,8 @@ export interface IdTokenUsesTable {
   client_hash: string;
   used_at: Timestamp;
   expires_at: Timestamp;
+  /** How many times the same client's retry was let through (at most MAX_RETRIES). */
+  retries: Generated<number>;
 }
 
 export interface SocialAssociationsTable {
