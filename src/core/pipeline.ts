@@ -45,8 +45,8 @@ export const authAllowed: PipelineStep = () => {};
 
 /**
  * Find the existing link of this social account; in associate mode, refuse one owned by another user. In
- * auth mode the linked user's row is held before anything is written (Users.hold); a user deleted meanwhile
- * took the link along: the account is then unknown.
+ * auth mode the linked user's row is held before anything is written (Users.hold), and the link read again
+ * under it.
  */
 export const socialUser: PipelineStep = async (context) => {
   const found = await context.storage.links.findWithUser(context.provider, context.identity.uid);
@@ -54,9 +54,16 @@ export const socialUser: PipelineStep = async (context) => {
   if (context.user && context.user.id !== found.association.userId) {
     throw new AlreadyAssociatedError({ userId: found.association.userId, provider: context.provider, uid: context.identity.uid });
   }
-  const user = context.user ?? (await context.storage.users.hold(found.user.id));
-  if (!user) return;
-  context.association = found.association;
+  if (context.user) {
+    context.association = found.association;
+    return;
+  }
+  // The user's row first, then the link read again: an unlink or a deletion that committed meanwhile (it took
+  // the row first) has removed it, and the account is then unknown.
+  const user = await context.storage.users.hold(found.user.id);
+  const link = user && (await context.storage.links.find(context.provider, context.identity.uid));
+  if (!user || link?.userId !== user.id) return;
+  context.association = link;
   context.user = user;
 };
 
