@@ -84,6 +84,11 @@ describe.each(databaseKinds())('operations on %s', (kind) => {
     expect(lines).toContain('/api/me/?access_token=[redacted]&x=[redacted]');
     expect(lines).not.toContain(user.body.access_token);
     expect(lines).not.toContain(user.body.refresh_token);
+    // A bare token, without a name: no name to keep.
+    const bare = await call(stack.api, 'GET', `/api/me/?${user.body.refresh_token}`);
+    const bareLines = stack.logs.filter((line) => line.includes(bare.body.request_id)).join('\n');
+    expect(bareLines).toContain('/api/me/?[redacted]=[redacted]');
+    expect(bareLines).not.toContain(user.body.refresh_token);
   });
 
   it('sends security headers and no CORS headers by default', async () => {

@@ -51,11 +51,16 @@ export const logSafety = {
   },
 };
 
-/** "/p?a=1&b=2" → "/p?a=[redacted]&b=[redacted]". */
+/** "/p?a=1&b=2" → "/p?a=[redacted]&b=[redacted]"; a "name" that is no short identifier (`?<token>`) goes too. */
 export function redactQuery(url: string): string {
   const mark = url.indexOf('?');
   if (mark < 0) return url;
-  const names = url.slice(mark + 1).split('&').filter(Boolean).map((pair) => `${pair.split('=')[0]}=[redacted]`);
+  const names = url
+    .slice(mark + 1)
+    .split('&')
+    .filter(Boolean)
+    .map((pair) => pair.split('=')[0]!)
+    .map((name) => `${/^[\w.-]{1,40}$/.test(name) ? name : '[redacted]'}=[redacted]`);
   return `${url.slice(0, mark)}?${names.join('&')}`;
 }
 
