@@ -61,6 +61,12 @@ describe.each(databaseKinds())('migration 0006 (usernames without case) on %s', 
     expect(cli(['users', 'rename', String(ids.RTAlice), 'rt_alice_2'], env).stdout).toContain('is now rt_alice_2');
     expect(cli(['users', 'collisions', '--json'], env).stdout.trim().split('\n').map((line) => JSON.parse(line).username)).toEqual(['FILE_OWNER']);
     expect((await storage.users.findByUsername('RT_Alice_2'))?.id).toBe(ids.RTAlice);
+    // A held-back key is no name; when the name's holder goes, the held-back user takes its key.
+    expect(await storage.users.findByUsername(`#${ids.FILE_OWNER}:file_owner`)).toBeUndefined();
+    expect(await storage.users.delete(ids['ﬁle_owner']!)).toBe(true);
+    expect(await storage.users.caseCollisions()).toEqual([]);
+    await expect(storage.users.create('File_Owner', null)).rejects.toMatchObject({ code: expect.stringMatching(/^(23505|SQLITE_CONSTRAINT_UNIQUE)$/) });
+    expect((await storage.users.findByUsername('file_OWNER'))?.id).toBe(ids.FILE_OWNER);
     await db.destroy();
   });
 });

@@ -142,9 +142,10 @@ migrations['0006_username_key'] = {
   async up(db) {
     const postgres = isPostgres(db);
     await db.schema.alterTable('users').addColumn('username_key', 'varchar(200)').execute();
-    await sql`update users set username_key = lower(username)`.execute(db);
-    // lower() folds ASCII alike everywhere; names with other characters are normalised here, one by one.
-    const nonAscii = postgres ? sql`username ~ '[^ -~]'` : sql`username glob '*[^ -~]*'`;
+    // ASCII in SQL (PostgreSQL's lower() follows the database's collation: in C, ASCII only, as SQLite's), the
+    // other names here, one by one, as usernameKey() does.
+    await (postgres ? sql`update users set username_key = lower(username collate "C")` : sql`update users set username_key = lower(username)`).execute(db);
+    const nonAscii = postgres ? sql`username collate "C" ~ '[^ -~]'` : sql`username glob '*[^ -~]*'`;
     const special = await sql<{ id: number; username: string }>`select id, username from users where ${nonAscii}`.execute(db);
     for (const row of special.rows) await sql`update users set username_key = ${usernameKey(row.username)} where id = ${row.id}`.execute(db);
     // A host app's users (external_id) keep their exact names: the host's ids are case-sensitive.
@@ -216,6 +217,16 @@ migrations['0009_refresh_token_bigint'] = {
     if (!isPostgres(db)) return;
     await sql`alter sequence if exists refresh_tokens_id_seq as integer`.execute(db);
     await sql`alter table refresh_tokens alter column id type integer`.execute(db);
+  },
+};
+
+migrations['0010_held_back_usernames'] = {
+  // The few users migration 0006 held back from their name's key, found at once when a key frees up.
+  async up(db) {
+    await sql`create index users_held_back_idx on users (id) where username_key like '#%'`.execute(db);
+  },
+  async down(db) {
+    await db.schema.dropIndex('users_held_back_idx').execute();
   },
 };
 

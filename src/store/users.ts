@@ -1,11 +1,14 @@
 import { createHash } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { isPostgres } from './migrations.js';
 import { collidedUsernameKey, usernameKey } from './username-key.js';
 import { now, toUser, type User } from './rows.js';
 import type { Database } from './schema.js';
 
 export type { User } from './rows.js';
+
+/** The users held back from their name's key (collidedUsernameKey); a literal, so that its partial index serves it. */
+const HELD_BACK = sql<boolean>`username_key like '#%'`;
 
 /** Our users: guests, password users, and (embedded) the host app's users, known by their external id. */
 export class Users {
@@ -32,10 +35,12 @@ export class Users {
    * compared without case may differ only in case: each signs in with its own spelling).
    */
   async findByUsername(username: string): Promise<User | undefined> {
+    const key = usernameKey(username);
     const rows = await this.db
       .selectFrom('users')
       .selectAll()
-      .where((where) => where.or([where('username', '=', username), where('username_key', '=', usernameKey(username))]))
+      // A held-back key (collidedUsernameKey) is no name: looked up by its exact spelling only.
+      .where((where) => (key.startsWith('#') ? where('username', '=', username) : where.or([where('username', '=', username), where('username_key', '=', key)])))
       .limit(2)
       .execute();
     const row = rows.find((candidate) => candidate.username === username) ?? rows[0];
@@ -44,13 +49,25 @@ export class Users {
 
   /** A new name (an operator's): refused by the unique key when taken, whatever its case (isUniqueViolation). */
   async rename(id: number, username: string): Promise<boolean> {
+    const before = await this.db.selectFrom('users').select('username_key').where('id', '=', id).executeTakeFirst();
     const result = await this.db.updateTable('users').set({ username, username_key: usernameKey(username), updated_at: now() }).where('id', '=', id).where('external_id', 'is', null).executeTakeFirst();
-    return result.numUpdatedRows > 0n;
+    if (result.numUpdatedRows === 0n) return false;
+    if (before?.username_key && before.username_key !== usernameKey(username)) await this.handOver(before.username_key);
+    return true;
+  }
+
+  /**
+   * A name's key is free again (its user renamed or deleted): the oldest user held back from it by migration
+   * 0006 (collidedUsernameKey) takes it, so that no one can sign up beside that user in another case.
+   */
+  private async handOver(key: string): Promise<void> {
+    const waiting = (await this.caseCollisions()).find((user) => usernameKey(user.username) === key);
+    if (waiting) await this.db.updateTable('users').set({ username_key: key }).where('id', '=', waiting.id).execute();
   }
 
   /** Users whose name was the same as an older user's but for case when keys came (see collidedUsernameKey). */
   async caseCollisions(): Promise<Array<{ id: number; username: string; sameAs: { id: number; username: string } | undefined }>> {
-    const rows = await this.db.selectFrom('users').select(['id', 'username', 'username_key']).where('username_key', 'like', '#%').orderBy('id').execute();
+    const rows = await this.db.selectFrom('users').select(['id', 'username', 'username_key']).where(HELD_BACK).orderBy('id').execute();
     const collided = rows.filter((row) => row.username_key === collidedUsernameKey(row.id, row.username));
     return Promise.all(
       collided.map(async (row) => {
@@ -118,7 +135,8 @@ export class Users {
 
   /** Removes the user; its links, sessions and refresh tokens go with it (foreign keys cascade). */
   async delete(id: number): Promise<boolean> {
-    const result = await this.db.deleteFrom('users').where('id', '=', id).executeTakeFirst();
-    return result.numDeletedRows > 0n;
+    const deleted = await this.db.deleteFrom('users').where('id', '=', id).returning('username_key').executeTakeFirst();
+    if (deleted?.username_key) await this.handOver(deleted.username_key);
+    return deleted !== undefined;
   }
 }
