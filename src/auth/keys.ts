@@ -1,6 +1,6 @@
 import { existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { createPrivateKey, createPublicKey, randomUUID } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomBytes, randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import { ConfigError } from '../config/settings.js';
 
@@ -85,18 +85,30 @@ export function devSecret(file: string | undefined, generate: () => string): str
   if (!existsSync(file)) {
     mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
     // Written aside, then linked in place (which fails if it exists): workers starting together all read
-    // the one secret the first of them made, never a half-written file.
-    const draft = `${file}.${process.pid}.tmp`;
-    writeFileSync(draft, generate(), { mode: 0o600 });
+    // the one secret the first of them made, never a half-written file. Where the file system has no hard
+    // links, an exclusive create does (a reader racing the writer is then possible, but only there).
+    const draft = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+    const secret = generate();
+    writeFileSync(draft, secret, { mode: 0o600 });
     try {
       linkSync(draft, file);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EXDEV') writeExclusively(file, secret);
+      else if (code !== 'EEXIST') throw error;
     } finally {
       unlinkSync(draft);
     }
   }
   return readFileSync(file, 'utf8').trim();
+}
+
+function writeExclusively(file: string, secret: string): void {
+  try {
+    writeFileSync(file, secret, { mode: 0o600, flag: 'wx' });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
 }
 
 /**
