@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { devSecretsDirFor, loadConfig } from './config/config.js';
 import { migrateToLatest } from './store/database.js';
 import { Storage } from './store/storage.js';
 import { caseCollisionReport } from './store/username-key.js';
 import { generateSigningKeySet, rotateSigningKeySet } from './auth/keys.js';
+import { apiDocument } from './http/openapi.js';
 import { serveWithWorkers, startServer } from './http/server.js';
 import { ConfigError } from './config/settings.js';
 import { adminCommands } from './cli/admin.js';
@@ -22,8 +23,8 @@ const commands: Record<string, Command> = {
       const config = loadConfig({ ...file.settings, ...process.env });
       const workers = Number(values.workers ?? 1);
       if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new ConfigError('--workers must be an integer from 1 to 64');
-      if (workers === 1) await startServer({ config, pipeline: file.pipeline, devSecretsDir: devSecretsDirFor(config) });
-      else await serveWithWorkers(config, workers, file.pipeline);
+      if (workers === 1) await startServer({ config, pipeline: file.pipeline, operatorErrors: file.errors, devSecretsDir: devSecretsDirFor(config) });
+      else await serveWithWorkers(config, workers, file);
       return -1;
     },
   },
@@ -38,6 +39,20 @@ const commands: Record<string, Command> = {
         if (collisions) console.warn(collisions);
         return 0;
       }),
+  },
+  openapi: {
+    usage: 'openapi [--out FILE]',
+    summary: "write the API's OpenAPI 3.1 document (as /openapi.json serves it, with this configuration's SOCIAL_LINK_PUBLIC_URL and errors) to FILE or stdout, for apps that generate their clients",
+    options: { out: { type: 'string' } },
+    async run({ values }) {
+      const file = await loadConfigFile();
+      const config = loadConfig({ ...file.settings, ...process.env }, { role: 'cli' });
+      const document = await apiDocument(config, file.errors);
+      const text = `${JSON.stringify(document, null, 2)}\n`;
+      if (typeof values.out === 'string') writeFileSync(values.out, text);
+      else process.stdout.write(text);
+      return 0;
+    },
   },
   emulator: {
     usage: 'emulator [--port N]',
@@ -115,7 +130,9 @@ async function main(argv: string[]): Promise<number> {
 
 main(process.argv.slice(2)).then(
   (code) => {
-    if (code >= 0) process.exit(code);
+    // Exit once stdout is flushed: into a pipe, Node writes asynchronously, and exiting at once would cut a
+    // long answer (the API document, users list --json) short.
+    if (code >= 0) process.stdout.write('', () => process.exit(code));
   },
   (error: unknown) => {
     console.error(error instanceof ConfigError ? `configuration error: ${error.message}` : error);

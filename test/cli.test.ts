@@ -55,6 +55,15 @@ describe('the CLI', () => {
     expect(directory.stderr.trim()).toMatch(/^configuration error: DATABASE_URL: cannot open the SQLite database .*EISDIR/);
   });
 
+  it('openapi prints the whole API document (through a pipe) with the configured public URL, or writes it to --out', () => {
+    const printed = run(['src/cli.ts', 'openapi'], { SOCIAL_LINK_PUBLIC_URL: 'https://auth.example.com' });
+    expect(printed.status).toBe(0);
+    const document = JSON.parse(printed.stdout) as { openapi: string; servers: Array<{ url: string }>; paths: object };
+    expect(document.openapi).toBe('3.1.0');
+    expect(document.servers[0]!.url).toBe('https://auth.example.com');
+    expect(printed.stdout.length).toBeGreaterThan(65_536); // past one pipe buffer: nothing cut short
+  });
+
   it('keys generate prints a private ES256 key set that serve accepts', () => {
     const answer = run(['src/cli.ts', 'keys', 'generate']);
     const set = JSON.parse(answer.stdout) as { keys: Array<Record<string, string>> };

@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { API_ERROR_CODES, ENDPOINTS, MemoryTokenStore, SocialLinkClient, SocialLinkError, type Endpoint, type ResponseShape } from '../client/src/index.js';
-import { CLIENT_ERROR_CODES_FILE, renderClientErrorCodes } from '../scripts/client-error-codes.js';
+import { CLIENT_CONTRACT_FILES, renderClientErrorCodes, renderDocument, renderTypes } from '../scripts/client-contract.js';
 import { ERRORS } from '../src/core/errors.js';
 import { call, startStack, type Stack } from './helpers.js';
 
@@ -317,7 +317,7 @@ describe('client SDK', () => {
       const spec = (await call(stack.api, 'GET', '/openapi.json')).body as OpenApi;
       const drifted: Record<string, Endpoint> = {
         wrongMethod: { ...ENDPOINTS.me, method: 'POST' },
-        wrongPath: { ...ENDPOINTS.me, path: '/api/me' },
+        wrongPath: { ...ENDPOINTS.me, path: '/api/me' as Endpoint['path'] }, // the compiler refuses it too
         wrongStatus: { ...ENDPOINTS.createUser, status: 200 },
         extraField: { ...ENDPOINTS.signIn, response: { required: [...ENDPOINTS.signIn.response.required, 'email'] } },
         extraNested: { ...ENDPOINTS.me, response: { ...ENDPOINTS.me.response, nested: { associations: { array: true, required: ['provider', 'avatar'] } } } },
@@ -391,9 +391,12 @@ function checkAgainstOpenApi(spec: OpenApi, endpoints: Record<string, Endpoint>)
   return problems;
 }
 
-describe("the client's error codes", () => {
-  it('are generated from the server catalogue, and the committed file is up to date (npm run build:client)', () => {
-    expect(readFileSync(CLIENT_ERROR_CODES_FILE, 'utf8')).toBe(renderClientErrorCodes());
+describe("the client's contract files", () => {
+  it('are generated from the server (its document, its types, its error codes), and the committed ones are up to date (npm run build:client)', async () => {
+    const document = await renderDocument();
+    expect(readFileSync(CLIENT_CONTRACT_FILES.document, 'utf8')).toBe(document);
+    expect(readFileSync(CLIENT_CONTRACT_FILES.types, 'utf8')).toBe(await renderTypes(document));
+    expect(readFileSync(CLIENT_CONTRACT_FILES.errorCodes, 'utf8')).toBe(renderClientErrorCodes());
     expect([...API_ERROR_CODES].sort()).toEqual(Object.keys(ERRORS).sort());
   });
 });

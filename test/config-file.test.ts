@@ -31,6 +31,9 @@ describe('the configuration file', () => {
 
   it.each([
     ['{"setings": {}}', 'unknown key "setings"'],
+    ['{"errors": {"user_not_found": {"status": 404, "message": "x"}}}', "not one of social-link's"],
+    ['{"errors": {"domain_refused": {"status": 500, "message": "x"}}}', 'status must be 400, 401, 403, 404, 409 or 422'],
+    ['{"errors": {"domain_refused": {"status": 403}}}', 'message must be'],
     ['{"settings": {"SECRET_SAUCE": "x"}}', 'settings.SECRET_SAUCE is not a social-link setting'],
     ['{"settings": {"PORT": {"value": 1}}}', 'settings.PORT must be a string'],
     ['[1, 2]', 'must export (or contain) an object'],
@@ -56,12 +59,18 @@ describe('the configuration file', () => {
            throw refuse(403, 'email_domain_refused', 'Only example.com accounts may be linked');
          }
        };
-       export default { settings: { LOG_LEVEL: 'warn' }, pipeline: [onlyExampleCom, ...defaultPipeline] };`,
+       export default {
+         settings: { LOG_LEVEL: 'warn' },
+         pipeline: [onlyExampleCom, ...defaultPipeline],
+         errors: { email_domain_refused: { status: 403, message: 'Only example.com accounts may be linked' } },
+       };`,
     );
     const file = await loadConfigFile({}, dir);
     expect(file.path).toMatch(/social-link\.config\.mjs$/);
     expect(file.pipeline).toHaveLength(6);
-    const stack = await startStack('sqlite', {}, { pipeline: file.pipeline });
+    expect(file.errors).toEqual({ email_domain_refused: { status: 403, message: 'Only example.com accounts may be linked' } });
+    // The API document lists the code, where the pipeline runs: the 403 below keeps the contract.
+    const stack = await startStack('sqlite', {}, { pipeline: file.pipeline, operatorErrors: file.errors });
     try {
       const user = (await call(stack.api, 'POST', '/api/users/')).body;
       const outsider = await stack.emulator.mintFacebookToken({ user: { email: 'eve@elsewhere.test' } });

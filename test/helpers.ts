@@ -12,7 +12,12 @@ import { EmulatorClient, startEmulator, type RunningEmulator } from '@social-lin
 import { startServer } from '../src/http/server.js';
 import { logSafety } from '../src/http/app.js';
 import type { PipelineStep } from '../src/core/pipeline.js';
+import type { OperatorErrors } from '../src/core/errors.js';
 import type { Env } from '../src/config/settings.js';
+import { ApiContract, type ApiDocument } from './contract/api.js';
+
+/** The API contract of each running test server, by its base URL (see contract/api.ts). */
+const contracts = new Map<string, ApiContract>();
 
 export const FACEBOOK_APP = { id: 'test-facebook-app', secret: 'test-facebook-secret' };
 export const TWITTER_APP = { key: 'test-twitter-key', secret: 'test-twitter-secret' };
@@ -72,7 +77,7 @@ export interface Stack {
  * The real thing, on ephemeral ports: the provider emulator, and the social-link server talking to it
  * over HTTP, on a fresh database of the given kind.
  */
-export async function startStack(kind: DatabaseKind, env: Env = {}, options: { pipeline?: readonly PipelineStep[]; logLevel?: string } = {}): Promise<Stack> {
+export async function startStack(kind: DatabaseKind, env: Env = {}, options: { pipeline?: readonly PipelineStep[]; operatorErrors?: OperatorErrors; logLevel?: string } = {}): Promise<Stack> {
   const apps = emulatedApps(
     {
       SOCIAL_AUTH_FACEBOOK_KEY: FACEBOOK_APP.id,
@@ -99,11 +104,14 @@ export async function startStack(kind: DatabaseKind, env: Env = {}, options: { p
   const db = openDatabase(config.databaseUrl);
   const logs: string[] = [];
   const logger = { level: options.logLevel ?? 'debug', ...logSafety, stream: { write: (line: string) => void logs.push(line) } };
-  const app = await startServer({ config, db, logger, pipeline: options.pipeline });
+  const app = await startServer({ config, db, logger, pipeline: options.pipeline, operatorErrors: options.operatorErrors });
   const address = app.server.address();
   if (!address || typeof address === 'string') throw new Error('server is not listening');
+  const api = `http://127.0.0.1:${address.port}`;
+  // Every answer a test receives from this server through call() is held to its own document.
+  contracts.set(api, new ApiContract((await (await fetch(`${api}/openapi.json`)).json()) as ApiDocument));
   return {
-    api: `http://127.0.0.1:${address.port}`,
+    api,
     app,
     db,
     databaseUrl: database.url,
@@ -112,6 +120,7 @@ export async function startStack(kind: DatabaseKind, env: Env = {}, options: { p
     apps,
     logs,
     async close() {
+      contracts.delete(api);
       await app.close();
       await db.destroy();
       await emulator.close();
@@ -148,6 +157,8 @@ export async function call(
   } catch {
     // not JSON: the test sees the raw text
   }
+  const violation = contracts.get(base)?.violation(method, path, response.status, parsed);
+  if (violation) throw new Error(`the answer breaks the API contract (/openapi.json): ${violation}`);
   return { status: response.status, body: parsed, headers: response.headers };
 }
 

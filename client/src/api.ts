@@ -1,82 +1,32 @@
 /**
- * The API as the client sees it: request and response types (mirroring the server's /openapi.json)
- * and ENDPOINTS, the one list of what the client calls. A test checks ENDPOINTS against the running
- * server's OpenAPI document, and the compiler checks ENDPOINTS against the types below, so neither can drift.
+ * The API as the client sees it: request and response types, generated from the API document, and
+ * ENDPOINTS, the one list of what the client calls. A test checks ENDPOINTS against the running server's
+ * OpenAPI document, and the compiler checks ENDPOINTS against the types below, so neither can drift.
  */
 
+import type { components, operations, paths } from './openapi.js';
+
+// The request and answer types, from the API document (client/openapi.json, generated into ./openapi.ts).
+type Schemas = components['schemas'];
+type RequestOf<Id extends keyof operations> = NonNullable<operations[Id]['requestBody']>['content']['application/json'];
+type AnswerOf<Id extends keyof operations, Status extends keyof operations[Id]['responses']> = operations[Id]['responses'][Status] extends {
+  content: { 'application/json': infer Body };
+}
+  ? Body
+  : never;
+
 /** What the provider's SDK gave the app; which fields a provider needs is in the server's README. */
-export interface SocialToken {
-  access_token?: string;
-  /** OAuth 1.0a token secret (Twitter / X). */
-  access_token_secret?: string;
-  /** OpenID Connect ID token (Apple, Google, LINE, Facebook Limited Login, ...). */
-  id_token?: string;
-  /** The nonce of the sign-in, as the app has it: from `nonce()`, or the raw one it generated (Apple: not its hash). */
-  nonce?: string;
-  /** Authorization code (Sign in with Apple). */
-  code?: string;
-  /** Sign in with Apple: the client id a `code` sent alone was issued to, when the server knows several. */
-  client_id?: string;
-  /**
-   * Sign in with Apple: the name Apple gives the app on the FIRST authorization only (web: the `user` form
-   * field's JSON text; iOS: build it from ASAuthorizationAppleIDCredential.fullName). Kept for display.
-   */
-  user?: { name?: { firstName?: string; lastName?: string }; email?: string } | string;
-}
-
-export interface Credentials {
-  username: string;
-  password: string;
-}
-
-export interface RefreshRequest {
-  refresh_token: string;
-}
-
-export interface TokenResponse {
-  id: number;
-  username: string;
-  access_token: string;
-  refresh_token: string;
-  token_type: 'Bearer';
-  /** Seconds until the access token expires. */
-  expires_in: number;
-}
-
+export type SocialToken = RequestOf<'linkProvider'>;
+export type Credentials = RequestOf<'signInWithPassword'>;
+export type RefreshRequest = RequestOf<'refreshToken'>;
+export type TokenResponse = Schemas['TokenResponse'];
 /** A single-use nonce for the provider SDK (POST /api/nonce/). */
-export interface NonceResponse {
-  nonce: string;
-  /** Seconds it stays good for one sign-in or link. */
-  expires_in: number;
-}
-
-export interface Association {
-  provider: string;
-  uid: string;
-  /** Profile facts and token expiry the provider told (name, e-mail, ...); never a token. */
-  extra_data: Record<string, unknown>;
-  created_at: string;
-  updated_at: string;
-}
-
-export interface AssociateResponse {
-  success: boolean;
-  association: {
-    provider: string;
-    uid: string;
-    /** false when this social account was already linked to this user. */
-    created: boolean;
-  };
-}
-
-export interface Me {
-  id: number;
-  username: string;
-  has_password: boolean;
-  date_joined: string;
-  last_login: string | null;
-  associations: Association[];
-}
+export type NonceResponse = AnswerOf<'createNonce', 200>;
+export type Association = Schemas['Association'];
+export type AssociateResponse = AnswerOf<'linkProvider', 200>;
+export type Me = AnswerOf<'getMe', 200>;
+/** An error answer: `code` is one of a closed list. */
+export type ApiError = Schemas['Error'];
 
 /** The keys of T that are not optional. */
 type RequiredKeys<T> = { [K in keyof T]-?: {} extends Pick<T, K> ? never : K }[keyof T];
@@ -95,8 +45,8 @@ export interface ResponseShape {
 
 export interface Endpoint {
   method: 'GET' | 'POST' | 'DELETE';
-  /** The OpenAPI path template; the client fills each `{name}` with the URI-encoded parameter. */
-  path: string;
+  /** The OpenAPI path template (one the document has); the client fills each `{name}` with the URI-encoded parameter. */
+  path: keyof paths;
   /** The success status (the client accepts any 2xx). */
   status: number;
   /** Sends our access token. */

@@ -19,7 +19,7 @@ async function main(): Promise<void> {
   const emulator = await startEmulator({ ...emulatorOptionsFor(apps), port: emulatorPort });
   const file = await loadConfigFile();
   const config = loadConfig({ ...file.settings, ...process.env, ...serverEnvFor(emulator.url, apps) });
-  const app = await startServer({ config, pipeline: file.pipeline, devSecretsDir: devSecretsDirFor(config), onClose: () => emulator.close() });
+  const app = await startServer({ config, pipeline: file.pipeline, operatorErrors: file.errors, devSecretsDir: devSecretsDirFor(config), onClose: () => emulator.close() });
 
   const api = `http://${config.host}:${config.port}`;
   const line = '!'.repeat(78);

@@ -16,6 +16,8 @@ export interface Config {
   databaseUrl: string;
   host: string;
   port: number;
+  /** Where apps reach the API (the OpenAPI document's server). */
+  publicUrl: string;
   logLevel: string;
   /** May auth create a user on the first sign-in with an unknown social account? */
   createUser: boolean;
@@ -65,6 +67,7 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
     databaseUrl,
     host: settings.string('HOST', '127.0.0.1'),
     port: settings.int('PORT', 8000, { min: 0, max: 65535 }),
+    publicUrl: settings.url('SOCIAL_LINK_PUBLIC_URL', defaultPublicUrl(settings)),
     logLevel: settings.string('LOG_LEVEL', 'info'),
     createUser: settings.bool('SOCIAL_AUTH_CREATE_USER', false),
     profileMaxAgeSeconds: settings.int('SOCIAL_AUTH_PROFILE_MAX_AGE', 86_400),
@@ -140,4 +143,11 @@ function replayRefused(settings: Settings): boolean {
   const value = settings.string('SOCIAL_AUTH_ID_TOKEN_REPLAY', 'refuse');
   if (value !== 'refuse' && value !== 'allow') throw new ConfigError(`SOCIAL_AUTH_ID_TOKEN_REPLAY must be refuse or allow, got "${value}"`);
   return value === 'refuse';
+}
+
+/** Where this server listens, as a URL (a wildcard host is this machine). */
+function defaultPublicUrl(settings: Settings): string {
+  const host = settings.string('HOST', '127.0.0.1');
+  const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+  return `http://${shown}:${settings.string('PORT', '8000')}`;
 }

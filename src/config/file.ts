@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError, type Env } from './settings.js';
+import { ERRORS, type OperatorErrors } from '../core/errors.js';
 import type { PipelineStep } from '../core/pipeline.js';
 
 /**
@@ -12,13 +13,16 @@ import type { PipelineStep } from '../core/pipeline.js';
  *   export default defineConfig({
  *     settings: { SOCIAL_AUTH_GOOGLE_KEY: ['ios-id', 'android-id'], SOCIAL_AUTH_CREATE_USER: true },
  *     pipeline: [refuseBannedDomains, ...defaultPipeline],
+ *     errors: { email_domain_refused: { status: 403, message: 'Only example.com accounts may be linked' } },
  *   });
  *
- * Settings use the environment's names; a variable set in the environment wins over the file.
+ * Settings use the environment's names; a variable set in the environment wins over the file. `errors` lists
+ * the codes the pipeline's own steps answer (refuse()), so that the API document lists them too.
  */
 export interface ConfigFile {
   settings?: Record<string, string | number | boolean | string[]>;
   pipeline?: PipelineStep[];
+  errors?: OperatorErrors;
 }
 
 export const defineConfig = (config: ConfigFile): ConfigFile => config;
@@ -31,6 +35,7 @@ export interface LoadedConfigFile {
   /** The file's settings as environment strings. */
   settings: Env;
   pipeline?: PipelineStep[];
+  errors?: OperatorErrors;
 }
 
 export async function loadConfigFile(env: Env = process.env, cwd = process.cwd()): Promise<LoadedConfigFile> {
@@ -52,10 +57,10 @@ function validate(value: unknown, path: string): Omit<LoadedConfigFile, 'path'> 
   const fail = (message: string): never => {
     throw new ConfigError(`${path}: ${message}`);
   };
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('must export (or contain) an object {settings?, pipeline?}');
-  const { settings = {}, pipeline, ...unknown } = value as ConfigFile & Record<string, unknown>;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('must export (or contain) an object {settings?, pipeline?, errors?}');
+  const { settings = {}, pipeline, errors, ...unknown } = value as ConfigFile & Record<string, unknown>;
   const extra = Object.keys(unknown);
-  if (extra.length > 0) fail(`unknown key ${extra.map((key) => `"${key}"`).join(', ')} (expected settings, pipeline)`);
+  if (extra.length > 0) fail(`unknown key ${extra.map((key) => `"${key}"`).join(', ')} (expected settings, pipeline, errors)`);
   if (typeof settings !== 'object' || settings === null || Array.isArray(settings)) fail('settings must be an object of NAME: value');
   const env: Env = {};
   for (const [name, setting] of Object.entries(settings)) {
@@ -69,5 +74,14 @@ function validate(value: unknown, path: string): Omit<LoadedConfigFile, 'path'> 
   if (pipeline !== undefined && (!Array.isArray(pipeline) || !pipeline.every((step) => typeof step === 'function'))) {
     fail('pipeline must be a list of step functions (see src/core/pipeline.ts)');
   }
-  return { settings: env, pipeline };
+  if (errors !== undefined) {
+    if (typeof errors !== 'object' || errors === null || Array.isArray(errors)) fail('errors must be an object of code: {status, message}');
+    for (const [code, entry] of Object.entries(errors)) {
+      if (code in ERRORS || !/^[a-z][a-z0-9_]{0,63}$/.test(code)) fail(`errors.${code}: a code of your own, in snake_case (not one of social-link's)`);
+      const { status, message } = (entry ?? {}) as { status?: unknown; message?: unknown };
+      if (![400, 401, 403, 404, 409, 422].includes(status as number)) fail(`errors.${code}.status must be 400, 401, 403, 404, 409 or 422 (as refuse() allows)`);
+      if (typeof message !== 'string' || message === '') fail(`errors.${code}.message must be the message refuse() answers`);
+    }
+  }
+  return { settings: env, pipeline, errors };
 }

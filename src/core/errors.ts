@@ -32,6 +32,9 @@ export const ERRORS = {
 /** The closed list of codes the API answers. */
 export type ErrorCode = keyof typeof ERRORS;
 
+/** Codes an operator's own pipeline steps answer with refuse() (configuration file `errors`), documented like ours. */
+export type OperatorErrors = Record<string, { status: number; message: string }>;
+
 export interface ErrorOptions {
   /** Fills the message's %s. */
   about?: string;

@@ -1,8 +1,6 @@
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
-import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
 import helmet from '@fastify/helmet';
 import cors from '@fastify/cors';
 import type { Kysely } from 'kysely';
@@ -21,7 +19,8 @@ import { installRateLimits } from './rate-limits.js';
 import { accountRoutes } from './routes/accounts.js';
 import { operationsRoutes } from './routes/operations.js';
 import { socialRoutes } from './routes/social.js';
-import { association, errorResponse, tokenResponse } from './schemas.js';
+import type { OperatorErrors } from '../core/errors.js';
+import { installApiDocs } from './openapi.js';
 
 export interface AppOptions {
   config: Config;
@@ -31,6 +30,8 @@ export interface AppOptions {
   /** Where dev mode keeps the signing and encryption keys it generates when none are configured. */
   devSecretsDir?: string;
   pipeline?: readonly PipelineStep[];
+  /** The codes the pipeline's own steps answer (configuration file `errors`), for the API document. */
+  operatorErrors?: OperatorErrors;
   logger?: FastifyServerOptions['logger'];
 }
 
@@ -120,7 +121,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   if (config.corsOrigins.length > 0) {
     await app.register(cors, { origin: config.corsOrigins, methods: ['GET', 'POST', 'DELETE'], maxAge: 600 });
   }
-  await installApiDocs(app);
+  await installApiDocs(app, { publicUrl: config.publicUrl, operatorErrors: options.operatorErrors ?? {} });
 
   const limits = await installRateLimits(app, config);
   const routes = { services, tokens, signingKeys, limits, accounts: new Accounts(services, tokens), social: new SocialAccounts(services) };
@@ -129,24 +130,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   operationsRoutes(app, { storage: services.storage, metrics, metricsToken: config.metricsToken, metricsOnOwnPort: config.metricsPort !== undefined, limits });
   app.decorate('metricsRegistry', metrics.registry);
   return app;
-}
-
-/** The OpenAPI document (/openapi.json) and the interactive docs (/docs), from the routes' schemas. */
-async function installApiDocs(app: FastifyInstance): Promise<void> {
-  for (const schema of [errorResponse, tokenResponse, association]) app.addSchema(schema);
-  await app.register(swagger, {
-    openapi: {
-      info: {
-        title: 'social-link',
-        version: '0.1.0',
-        description: "Link social accounts to your app's users, and find them again from a social account.",
-      },
-      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
-    },
-    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (json.$id as string | undefined) ?? `def-${i}` },
-  });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 }
 
 /** Trust the nearest `hops` proxies (a load balancer, an ingress) for the client address. */

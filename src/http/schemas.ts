@@ -1,5 +1,5 @@
 /** JSON schemas shared by the routes: they validate requests and document the API in /openapi.json. */
-import { ERRORS } from '../core/errors.js';
+import { ERRORS, type ErrorCode } from '../core/errors.js';
 
 /** Every error: a code of the catalogue (src/core/errors.ts) or of the operator's own pipeline step, and a human message. */
 export const errorResponse = {
@@ -9,8 +9,8 @@ export const errorResponse = {
   properties: {
     code: {
       type: 'string',
-      description: `One of: ${Object.keys(ERRORS).join(', ')}; or a code of the operator's own pipeline step`,
-      examples: ['invalid_token'],
+      description: "What went wrong, for programs: one of a closed list (the operator's own pipeline steps may add codes: they are listed here too)",
+      enum: Object.keys(ERRORS),
     },
     message: { type: 'string' },
     errors: { type: 'string', description: "The message, under the original design's name" },
@@ -101,14 +101,47 @@ export const providerParam = {
   required: ['provider'],
 } as const;
 
-export const errors = (...statuses: number[]) =>
-  Object.fromEntries(statuses.map((status) => [status, { $ref: 'Error#' }]));
+/**
+ * An operation's answers: its successes, and the error codes it may answer (their statuses come from the
+ * catalogue). The OpenAPI document documents each code with an example (openapi.ts); the test suite checks
+ * that no answer has a code its operation does not list.
+ */
+export function answers(success: Record<number, object>, codes: ErrorCode[]) {
+  const statuses = new Set(codes.flatMap((code) => (code === 'provider_unavailable' ? [502, 503] : [ERRORS[code].status])));
+  return { response: { ...success, ...Object.fromEntries([...statuses].map((status) => [status, { $ref: 'Error#' }])) }, 'x-error-codes': codes };
+}
+
+/** A success answer's schema with its description in the document. */
+export const described = <T extends object>(schema: T, description: string) =>
+  // Beside a $ref only `description` is read (as the response's); elsewhere it would describe the schema.
+  '$ref' in schema ? { ...schema, description } : { ...schema, 'x-response-description': description };
 
 export const bearer = [{ bearerAuth: [] }];
 
+/** What the signed-in user's routes answer when the access token is missing or no longer good. */
+export const SIGNED_IN: ErrorCode[] = ['not_authenticated', 'invalid_access_token'];
+
 /** A route of the signed-in user that answers nothing (204). */
-export const signedInNoContent = (route: { summary: string; description: string; tags: string[] }) => ({
+export const signedInNoContent = (route: { operationId: string; summary: string; description: string; tags: string[] }) => ({
   ...route,
   security: bearer,
-  response: { 204: { type: 'null' }, ...errors(401) },
+  ...answers({ 204: { type: 'null', description: 'Done' } }, SIGNED_IN),
 });
+
+/** Our public keys (/.well-known/jwks.json): ES256 JWKs. */
+export const jwks = {
+  $id: 'Jwks',
+  type: 'object',
+  description: 'The public keys that verify our access tokens (RFC 7517): the `kid` of a token\'s header names its key',
+  required: ['keys'],
+  properties: {
+    keys: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['kty', 'kid'],
+        properties: { kty: text, crv: text, x: text, y: text, kid: text, alg: text, use: text },
+      },
+    },
+  },
+} as const;

@@ -4,6 +4,7 @@ import type { Registry } from 'prom-client';
 import { bearerMatches } from './routes/operations.js';
 import type { FastifyInstance } from 'fastify';
 import { devSecretsDirFor, type Config } from '../config/config.js';
+import type { OperatorErrors } from '../core/errors.js';
 import type { PipelineStep } from '../core/pipeline.js';
 import { buildApp, type AppOptions } from './app.js';
 import { openDatabase, migrateToLatest } from '../store/database.js';
@@ -69,9 +70,9 @@ export function closeOnSignals(app: FastifyInstance): void {
  * listening port (node:cluster). A worker that dies is replaced; SIGTERM is passed on to every worker,
  * each finishing its in-flight requests.
  */
-export async function serveWithWorkers(config: Config, workers: number, pipeline?: readonly PipelineStep[]): Promise<void> {
+export async function serveWithWorkers(config: Config, workers: number, file: { pipeline?: readonly PipelineStep[]; errors?: OperatorErrors } = {}): Promise<void> {
   if (cluster.isWorker) {
-    await startServer({ config, pipeline, devSecretsDir: devSecretsDirFor(config) });
+    await startServer({ config, pipeline: file.pipeline, operatorErrors: file.errors, devSecretsDir: devSecretsDirFor(config) });
     return;
   }
   const db = openDatabase(config.databaseUrl);

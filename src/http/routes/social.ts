@@ -2,18 +2,27 @@ import type { FastifyInstance } from 'fastify';
 import { issueNonce } from '../../core/replay.js';
 import type { TokenInput } from '../../providers/types.js';
 import { authenticator, clientOf } from '../request.js';
-import { bearer, errors, providerParam, socialTokenBody } from '../schemas.js';
+import { answers, bearer, described, providerParam, SIGNED_IN, socialTokenBody } from '../schemas.js';
+import { ASSOCIATION_EXAMPLE, TOKEN_EXAMPLE } from './accounts.js';
 import { associationBody, tokenBody, type RouteContext } from './context.js';
 
 type SocialRequest = { Params: { provider: string }; Body: TokenInput };
 
 const associated = {
   type: 'object',
+  required: ['success', 'association'],
   properties: {
     success: { type: 'boolean' },
-    association: { type: 'object', properties: { provider: { type: 'string' }, uid: { type: 'string' }, created: { type: 'boolean' } } },
+    association: {
+      type: 'object',
+      required: ['provider', 'uid', 'created'],
+      properties: { provider: { type: 'string' }, uid: { type: 'string' }, created: { type: 'boolean', description: 'false when this account was linked to this user already' } },
+    },
   },
 } as const;
+
+/** What the provider errors of a token look like to the app. */
+const PROVIDER_ERRORS = ['invalid_request', 'invalid_token', 'unknown_provider', 'provider_unavailable', 'rate_limited'] as const;
 
 const nonceAnswer = {
   type: 'object',
@@ -36,12 +45,14 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
     {
       config: limits.perIp,
       schema: {
+        operationId: 'createNonce',
         summary: 'A single-use nonce for the provider SDK',
         description:
           'Give it to the SDK as the sign-in request\'s nonce (Apple: its SHA-256 in hex, as Apple asks), then send it back as `nonce` with the ID token. ' +
           'It is good for one sign-in or link within expires_in seconds. SOCIAL_AUTH_<P>_REQUIRE_NONCE=issued accepts no other nonce.',
         tags: ['social'],
-        response: { 200: nonceAnswer, ...errors(429) },
+        ...answers({ 200: described(nonceAnswer, 'A nonce, good for one sign-in or link') }, ['rate_limited']),
+        'x-example': { response: { nonce: 'sln_Jm3kP0qV7xW2bY9tR4eL1sN8dA6cF5gH', expires_in: 600 } },
       },
     },
     async () => issueNonce(services.storage),
@@ -52,13 +63,16 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
     {
       config: limits.perIp,
       schema: {
+        operationId: 'linkProvider',
         summary: 'Link a social account to the signed-in user',
         description: 'Idempotent: linking the same account to the same user again answers 200 with created=false.',
         tags: ['social'],
         security: bearer,
         params: providerParam,
         body: socialTokenBody,
-        response: { 200: associated, ...errors(400, 401, 404, 409, 429, 502, 503) },
+        ...answers({ 200: described(associated, 'Linked (or linked already to this user)') }, [...PROVIDER_ERRORS, ...SIGNED_IN, 'already_associated']),
+        'x-runs-pipeline': true,
+        'x-example': { request: { access_token: 'EAAGm0PX4ZCpsBAKZCZD' }, response: { success: true, association: { provider: 'facebook', uid: '10150000000000001', created: true } } },
       },
     },
     async (request) => {
@@ -76,12 +90,15 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
     {
       config: limits.perIp,
       schema: {
+        operationId: 'signInWithProvider',
         summary: 'Sign in with a linked social account (account takeover on a new phone)',
         description: 'Answers the linked user with a new session, or 404 user_not_found. With SOCIAL_AUTH_CREATE_USER=true an unknown account gets a new user (201).',
         tags: ['social'],
         params: providerParam,
         body: socialTokenBody,
-        response: { 200: { $ref: 'TokenResponse#' }, 201: { $ref: 'TokenResponse#' }, ...errors(400, 404, 429, 502, 503) },
+        ...answers({ 200: described({ $ref: 'TokenResponse#' }, 'The linked user, signed in'), 201: described({ $ref: 'TokenResponse#' }, 'A new user for an unknown account (SOCIAL_AUTH_CREATE_USER=true), signed in') }, [...PROVIDER_ERRORS, 'user_not_found']),
+        'x-runs-pipeline': true,
+        'x-example': { request: { id_token: 'eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ.eyJzdWIiOiIxMTAxNjkxMDAwMDAwMDAwMDAwMDEifQ.c2ln', nonce: 'sln_Jm3kP0qV7xW2bY9tR4eL1sN8dA6cF5gH' }, response: TOKEN_EXAMPLE },
       },
     },
     async (request, reply) => {
@@ -98,7 +115,16 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
 
   app.get(
     '/api/associations/',
-    { schema: { summary: "The signed-in user's linked social accounts", tags: ['social'], security: bearer, response: { 200: { type: 'array', items: { $ref: 'Association#' } }, ...errors(401) } } },
+    {
+      schema: {
+        operationId: 'listLinks',
+        summary: "The signed-in user's linked social accounts",
+        tags: ['social'],
+        security: bearer,
+        ...answers({ 200: described({ type: 'array', items: { $ref: 'Association#' } }, 'The linked accounts, oldest first') }, SIGNED_IN),
+        'x-example': { response: [ASSOCIATION_EXAMPLE] },
+      },
+    },
     async (request) => (await social.links((await authenticate(request)).userId)).map(associationBody),
   );
 
@@ -106,12 +132,13 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
     '/api/associations/:provider/:uid/',
     {
       schema: {
+        operationId: 'unlinkProvider',
         summary: 'Unlink a social account',
         description: 'Refused (409 last_login_method) when it is the last way a user without a password can sign in.',
         tags: ['social'],
         security: bearer,
         params: linkParams,
-        response: { 204: { type: 'null' }, ...errors(401, 404, 409) },
+        ...answers({ 204: { type: 'null', description: 'Unlinked' } }, ['invalid_request', ...SIGNED_IN, 'association_not_found', 'last_login_method']),
       },
     },
     async (request, reply) => {
