@@ -10,6 +10,7 @@ import { apiDocument } from './http/openapi.js';
 import { serveWithWorkers, startServer } from './http/server.js';
 import { ConfigError } from './config/settings.js';
 import { adminCommands } from './cli/admin.js';
+import { appleCommand } from './cli/apple.js';
 import { withDatabase, type Command } from './cli/command.js';
 import { loadConfigFile } from './config/file.js';
 
@@ -92,6 +93,7 @@ const commands: Record<string, Command> = {
     },
   },
   ...adminCommands,
+  apple: appleCommand,
 };
 
 const usage = () =>

@@ -12,7 +12,7 @@ import { SocialAccounts } from './core/social.js';
 import { installErrorHandling } from './http/errors.js';
 import { auditRefusals } from './http/hooks.js';
 import { clientOf } from './http/request.js';
-import { providerParam, socialTokenBody } from './http/schemas.js';
+import { linkTokenBody, providerParam, socialTokenBody } from './http/schemas.js';
 import type { SocialIdentity, TokenInput } from './providers/types.js';
 import { migrateToLatest, openDatabase, type Database } from './store/database.js';
 import { Storage } from './store/storage.js';
@@ -134,6 +134,14 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
     const user = await services.storage.users.ofExternal(await hostIdOf(request));
     request.userId = user.id;
     return { success: true, association: await social.associate(user, request.params.provider, request.body, client) };
+  });
+
+  // Links the account a 409 link_required proposed (see the server's POST /api/associate/link-token/).
+  app.post<{ Body: { link_token: string } }>('/associate/link-token/', { schema: { body: linkTokenBody } }, async (request) => {
+    const client = clientOf(request);
+    const user = await services.storage.users.ofExternal(await hostIdOf(request));
+    request.userId = user.id;
+    return { success: true, association: await social.linkWithToken(user, request.body.link_token, client) };
   });
 
   app.post<SocialRequest>('/auth/:provider/', { schema }, async (request, reply) => {

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { API_ERROR_CODES, ENDPOINTS, MemoryTokenStore, SocialLinkClient, SocialLinkError, type Endpoint, type ResponseShape } from '../client/src/index.js';
+import { API_ERROR_CODES, ENDPOINTS, LinkRequiredError, MemoryTokenStore, SocialLinkClient, SocialLinkError, type Endpoint, type ResponseShape } from '../client/src/index.js';
 import { CLIENT_CONTRACT_FILES, renderClientErrorCodes, renderDocument, renderTypes } from '../scripts/client-contract.js';
 import { ERRORS } from '../src/core/errors.js';
 import { call, startStack, type Stack } from './helpers.js';
@@ -45,6 +45,24 @@ describe('client SDK', () => {
     new SocialLinkClient({ baseUrl: options.baseUrl ?? stack.api, tokenStore: options.store ?? new MemoryTokenStore(), ...(options.fetch ? { fetch: options.fetch } : {}) });
 
   describe('a mobile app', () => {
+    it('Sign in with Apple on a new phone meets LinkRequiredError (a Google user has that e-mail), signs in with Google and links Apple with the token', async () => {
+      const oldPhone = client();
+      await oldPhone.createGuest();
+      const google = await stack.emulator.mintIdToken('google', { email: 'rin.sato@gmail.com', email_verified: true });
+      await oldPhone.associate('google', { id_token: google.id_token });
+
+      const newPhone = client();
+      const apple = await stack.emulator.mintIdToken('apple', { email: 'rin.sato@gmail.com', email_verified: true });
+      const refused = await failure(newPhone.authWith('apple', { id_token: apple.id_token }));
+      expect(refused).toBeInstanceOf(LinkRequiredError);
+      const required = refused as LinkRequiredError;
+      expect(required).toMatchObject({ status: 409, code: 'link_required', providers: ['google'], linkTokenExpiresIn: 600 });
+
+      await newPhone.authWith('google', { id_token: (await stack.emulator.mintIdToken('google', { sub: google.sub })).id_token });
+      expect(await newPhone.linkWithToken(required.linkToken)).toEqual({ success: true, association: { provider: 'apple', uid: apple.sub, created: true } });
+      expect((await newPhone.listAssociations()).map((link) => link.provider).sort()).toEqual(['apple', 'google']);
+    });
+
     it('links Facebook as a guest and finds the same user again on a new phone', async () => {
       const oldStore = new MemoryTokenStore();
       const oldPhone = client({ store: oldStore });

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../src/config/file.js';
+import { defaultPipeline } from '../src/core/pipeline.js';
 import { loadConfig } from '../src/config/config.js';
 import { ConfigError } from '../src/config/settings.js';
 import { call, expectError, startStack } from './helpers.js';
@@ -67,7 +68,7 @@ describe('the configuration file', () => {
     );
     const file = await loadConfigFile({}, dir);
     expect(file.path).toMatch(/social-link\.config\.mjs$/);
-    expect(file.pipeline).toHaveLength(6);
+    expect(file.pipeline).toHaveLength(defaultPipeline.length + 1);
     expect(file.errors).toEqual({ email_domain_refused: { status: 403, message: 'Only example.com accounts may be linked' } });
     // The API document lists the code, where the pipeline runs: the 403 below keeps the contract.
     const stack = await startStack('sqlite', {}, { pipeline: file.pipeline, operatorErrors: file.errors });

@@ -96,6 +96,17 @@ export const ENDPOINTS = {
       nested: { association: { required: requiredOf<AssociateResponse['association']>({ provider: true, uid: true, created: true }) } },
     },
   },
+  linkWithToken: {
+    method: 'POST',
+    path: '/api/associate/link-token/',
+    status: 200,
+    auth: true,
+    request: ['link_token'],
+    response: {
+      required: requiredOf<AssociateResponse>({ success: true, association: true }),
+      nested: { association: { required: requiredOf<AssociateResponse['association']>({ provider: true, uid: true, created: true }) } },
+    },
+  },
   auth: { method: 'POST', path: '/api/auth/{provider}/', status: 200, auth: false, request: socialToken, response: tokenResponse },
   listAssociations: { method: 'GET', path: '/api/associations/', status: 200, auth: true, response: { ...association, array: true } },
   unlink: { method: 'DELETE', path: '/api/associations/{provider}/{uid}/', status: 204, auth: true },

@@ -16,6 +16,8 @@ export const API_ERROR_CODES = [
   'not_found', // 404
   'username_taken', // 409
   'already_associated', // 409
+  'link_required', // 409
+  'invalid_link_token', // 400
   'last_login_method', // 409
   'payload_too_large', // 413
   'unsupported_media_type', // 415

@@ -13,7 +13,7 @@ export type ErrorCode = ApiErrorCode | ClientErrorCode | (string & {});
  * (the server answered something that is not the API's JSON).
  */
 export class SocialLinkError extends Error {
-  override readonly name = 'SocialLinkError';
+  override readonly name: string = 'SocialLinkError';
   readonly status: number;
   readonly code: ErrorCode;
   readonly detail?: string;
@@ -28,3 +28,20 @@ export class SocialLinkError extends Error {
 
 /** No session stored: answered locally, with the code the server would have used. */
 export const notSignedIn = (): SocialLinkError => new SocialLinkError(401, 'not_authenticated', 'Not signed in');
+
+/**
+ * 409 `link_required`: the account the phone just proved is unknown, but its provider verified an e-mail
+ * that an existing user's account verified too. Sign in with one of `providers` (never anything else of that
+ * user is told), then call `linkWithToken(linkToken)` within `linkTokenExpiresIn` seconds to link the account.
+ */
+export class LinkRequiredError extends SocialLinkError {
+  override readonly name = 'LinkRequiredError';
+  constructor(
+    message: string,
+    readonly providers: string[],
+    readonly linkToken: string,
+    readonly linkTokenExpiresIn: number,
+  ) {
+    super(409, 'link_required', message);
+  }
+}

@@ -1,9 +1,9 @@
 import { ENDPOINTS, type AssociateResponse, type Association, type Endpoint, type Me, type NonceResponse, type SocialToken, type TokenResponse } from './api.js';
-import { SocialLinkError, notSignedIn } from './errors.js';
+import { LinkRequiredError, SocialLinkError, notSignedIn } from './errors.js';
 import { MemoryTokenStore, type StoredTokens, type TokenStore } from './token-store.js';
 
 export * from './api.js';
-export { SocialLinkError, type ClientErrorCode, type ErrorCode } from './errors.js';
+export { LinkRequiredError, SocialLinkError, type ClientErrorCode, type ErrorCode } from './errors.js';
 export { API_ERROR_CODES, type ApiErrorCode } from './error-codes.js';
 export { MemoryTokenStore, type StoredTokens, type TokenStore } from './token-store.js';
 
@@ -85,7 +85,18 @@ export class SocialLinkClient {
     return this.authed(ENDPOINTS.associate, { params: { provider }, body: token });
   }
 
-  /** Signs in as the user linked to the social account of the token (a new phone). 404 `user_not_found`. */
+  /**
+   * Links the account a `LinkRequiredError` proposed, once signed in with one of its `providers`.
+   * 400 `invalid_link_token` (expired, used, or issued for another user), 409 `already_associated`.
+   */
+  linkWithToken(linkToken: string): Promise<AssociateResponse> {
+    return this.authed(ENDPOINTS.linkWithToken, { body: { link_token: linkToken } });
+  }
+
+  /**
+   * Signs in as the user linked to the social account of the token (a new phone). 404 `user_not_found`;
+   * 409 `LinkRequiredError` when the account is unknown but a user has its verified e-mail.
+   */
   authWith(provider: string, token: SocialToken): Promise<TokenResponse> {
     return this.signInWith(ENDPOINTS.auth, { params: { provider }, body: token });
   }
@@ -205,8 +216,12 @@ export class SocialLinkClient {
       throw new SocialLinkError(status, 'invalid_response', `The server answered HTTP ${status} without JSON`);
     }
     if (status >= 200 && status < 300) return data as T;
-    const error = data as { code?: unknown; message?: unknown; detail?: unknown } | null;
+    const error = data as { code?: unknown; message?: unknown; detail?: unknown; providers?: unknown; link_token?: unknown; link_token_expires_in?: unknown } | null;
     if (typeof error?.code !== 'string') throw new SocialLinkError(status, 'invalid_response', `The server answered HTTP ${status} without an error code`);
+    if (error.code === 'link_required' && Array.isArray(error.providers) && typeof error.link_token === 'string') {
+      const providers = error.providers.filter((name): name is string => typeof name === 'string');
+      throw new LinkRequiredError(typeof error.message === 'string' ? error.message : error.code, providers, error.link_token, Number(error.link_token_expires_in) || 0);
+    }
     throw new SocialLinkError(
       status,
       error.code,

@@ -182,6 +182,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/associate/link-token/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Link the account a 409 link_required answer proposed, to the signed-in user
+         * @description After `auth` answered 409 link_required (an unknown account whose verified e-mail is a user's), the person signs in with one of its `providers`; this then links the proposed account to them, without asking its provider again. The token is single use, good for link_token_expires_in seconds, and only for the user it was issued for.
+         */
+        post: operations["linkWithToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/auth/{provider}/": {
         parameters: {
             query?: never;
@@ -193,7 +213,7 @@ export interface paths {
         put?: never;
         /**
          * Sign in with a linked social account (account takeover on a new phone)
-         * @description Answers the linked user with a new session, or 404 user_not_found. With SOCIAL_AUTH_CREATE_USER=true an unknown account gets a new user (201).
+         * @description Answers the linked user with a new session, or 404 user_not_found. With SOCIAL_AUTH_CREATE_USER=true an unknown account gets a new user (201). An unknown account whose provider verified an e-mail that a user's link also verified answers 409 link_required instead (SOCIAL_AUTH_EMAIL_LINKING): sign in with one of `providers`, then POST /api/associate/link-token/.
          */
         post: operations["signInWithProvider"];
         delete?: never;
@@ -249,7 +269,7 @@ export interface components {
              * @description What went wrong, for programs: one of a closed list (the operator's own pipeline steps may add codes: they are listed here too)
              * @enum {string}
              */
-            code: "invalid_request" | "invalid_token" | "bad_request" | "not_authenticated" | "invalid_access_token" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "user_not_found" | "unknown_provider" | "association_not_found" | "not_found" | "username_taken" | "already_associated" | "last_login_method" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "internal_error" | "provider_unavailable";
+            code: "invalid_request" | "invalid_token" | "bad_request" | "not_authenticated" | "invalid_access_token" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "user_not_found" | "unknown_provider" | "association_not_found" | "not_found" | "username_taken" | "already_associated" | "link_required" | "invalid_link_token" | "last_login_method" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "internal_error" | "provider_unavailable";
             message: string;
             /** @description The message, under the original design's name */
             errors: string;
@@ -259,6 +279,12 @@ export interface components {
             retry_after?: number;
             /** @description Also in the X-Request-Id header and in every log line of the request */
             request_id?: string;
+            /** @description link_required: the providers that prove the user who has this verified e-mail; sign in with one of them, then link with link_token */
+            providers?: string[];
+            /** @description link_required: single use; POST /api/associate/link-token/ with it once signed in with one of `providers` */
+            link_token?: string;
+            /** @description link_required: seconds the link token is good for */
+            link_token_expires_in?: number;
         };
         TokenResponse: {
             id: number;
@@ -1071,6 +1097,128 @@ export interface operations {
             };
         };
     };
+    linkWithToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "link_token": "slk_q8Zr2mVx0bLk4TjN7wPc1sYe5HdA9fGu3oKi6RnBtEw"
+                 *     }
+                 */
+                "application/json": {
+                    /** @description The link_token of a 409 link_required answer */
+                    link_token: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Linked (or linked already to this user) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "association": {
+                     *         "provider": "apple",
+                     *         "uid": "001234.5e201aec537347aeb79d23cbc345170a.1321",
+                     *         "created": true
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        success: boolean;
+                        association: {
+                            provider: string;
+                            uid: string;
+                            /** @description false when this account was linked to this user already */
+                            created: boolean;
+                        };
+                    };
+                };
+            };
+            /** @description `invalid_link_token`, `invalid_request` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_authenticated`, `invalid_access_token` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unknown_provider` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `already_associated` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     signInWithProvider: {
         parameters: {
             query?: never;
@@ -1162,6 +1310,15 @@ export interface operations {
             };
             /** @description `unknown_provider`, `user_not_found` */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `link_required` */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

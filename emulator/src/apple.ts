@@ -1,6 +1,6 @@
 import { createHash, randomInt } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { decodeProtectedHeader, importJWK, jwtVerify, type JWK } from 'jose';
+import { decodeJwt, decodeProtectedHeader, importJWK, jwtVerify, type JWK } from 'jose';
 import { providerFaultHook } from './faults.js';
 import {
   compactClaims,
@@ -18,7 +18,9 @@ import { randomAlphanumeric, randomHex } from './random.js';
 import type { EmulatorState } from './state.js';
 
 // Emulates Sign in with Apple (https://appleid.apple.com): the identity-token keys (/auth/keys), the
-// token endpoint that redeems authorization codes (/auth/token) and token revocation (/auth/revoke).
+// token endpoint that redeems authorization codes (/auth/token) and token revocation (/auth/revoke), and
+// the user migration of an app transfer (client_credentials tokens of scope user.migration,
+// /auth/usermigrationinfo; sources: test/fixtures/apple-migration/).
 
 export const APPLE_ISSUER = 'https://appleid.apple.com';
 
@@ -92,6 +94,22 @@ interface AppleGrant {
   sub: string;
 }
 
+/** A client_credentials token of scope user.migration: good for one team's usermigrationinfo calls. */
+interface MigrationToken {
+  teamId: string;
+  expiresAtMs: number;
+}
+
+export const addAppleTeamBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['team_id', 'keys'],
+  properties: {
+    team_id: { type: 'string', pattern: '^[A-Z0-9]{10}$' },
+    keys: { type: 'object', minProperties: 1, additionalProperties: { type: 'object' } },
+  },
+} as const;
+
 export class AppleProvider {
   // Apple's key ids are 10 characters: "lVHdOx8ltR".
   readonly issuer = new OidcIssuer(() => randomAlphanumeric(10));
@@ -105,12 +123,18 @@ export class AppleProvider {
   /** Configured client ids, plus those codes were minted for. */
   clientIds: Set<string>;
   readonly teamId: string;
-  readonly keys: Map<string, JWK>;
+  /** Public keys by team id, then key id: our team's, and the other teams an app may be transferred to. */
+  readonly teams = new Map<string, Map<string, JWK>>();
+  readonly migrationTokens = new Map<string, MigrationToken>();
+  /** transfer_sub → the user's sub under our team, and the recipient team it was made for. */
+  readonly transfers = new Map<string, { sub: string; target: string }>();
+  /** "<sub> <team>" → the same person's sub under another team (made on the first exchange). */
+  readonly teamSubs = new Map<string, string>();
 
   constructor(private readonly options: AppleOptions) {
     this.clientIds = new Set(options.clientIds);
     this.teamId = options.teamId;
-    this.keys = new Map(Object.entries(options.keys));
+    this.teams.set(options.teamId, new Map(Object.entries(options.keys)));
   }
 
   reset(): void {
@@ -122,6 +146,16 @@ export class AppleProvider {
     this.revocations = [];
     this.authorized.clear();
     this.clientIds = new Set(this.options.clientIds);
+    this.teams.clear();
+    this.teams.set(this.options.teamId, new Map(Object.entries(this.options.keys)));
+    this.migrationTokens.clear();
+    this.transfers.clear();
+    this.teamSubs.clear();
+  }
+
+  /** Another developer team (the recipient of an app transfer), with its Sign in with Apple public keys. */
+  addTeam(teamId: string, keys: Record<string, JWK>): void {
+    this.teams.set(teamId, new Map(Object.entries(keys)));
   }
 
   defaultClientId(): string {
@@ -204,26 +238,34 @@ function sendAppleError(reply: FastifyReply, error: string, description?: string
 }
 
 export function appleRoutes(state: EmulatorState, apple: AppleProvider) {
-  /** The client secret is an ES256 JWT we sign with our Sign in with Apple key: checked for real. */
-  async function clientAuthenticated(form: Form): Promise<boolean> {
+  /**
+   * The client secret is an ES256 JWT signed with a team's Sign in with Apple key: checked for real. Answers
+   * the team it authenticates (its `iss`), or undefined. (An app transferred keeps its client id: the new team
+   * signs for it too.)
+   */
+  async function authenticatedTeam(form: Form): Promise<string | undefined> {
     const { client_id: clientId, client_secret: clientSecret } = form;
-    if (!clientId || !clientSecret || !apple.clientIds.has(clientId)) return false;
+    if (!clientId || !clientSecret || !apple.clientIds.has(clientId)) return undefined;
     try {
       const { kid, alg } = decodeProtectedHeader(clientSecret);
-      const jwk = kid === undefined ? undefined : apple.keys.get(kid);
-      if (!jwk || alg !== 'ES256') return false;
+      const { iss } = decodeJwt(clientSecret);
+      const jwk = kid === undefined || typeof iss !== 'string' ? undefined : apple.teams.get(iss)?.get(kid);
+      if (!jwk || alg !== 'ES256') return undefined;
       const { payload } = await jwtVerify(clientSecret, await importJWK(jwk, 'ES256'), {
         algorithms: ['ES256'],
-        issuer: apple.teamId,
+        issuer: iss,
         subject: clientId,
         audience: APPLE_ISSUER,
         requiredClaims: ['iat', 'exp'],
       });
-      return (payload.exp ?? 0) - (payload.iat ?? 0) <= MAX_CLIENT_SECRET_LIFETIME_SECONDS;
+      return (payload.exp ?? 0) - (payload.iat ?? 0) <= MAX_CLIENT_SECRET_LIFETIME_SECONDS ? (iss as string) : undefined;
     } catch {
-      return false;
+      return undefined;
     }
   }
+
+  /** Codes, refresh and revocation: our own team only. */
+  const clientAuthenticated = async (form: Form) => (await authenticatedTeam(form)) === apple.teamId;
 
   function issueAccessToken(grant: AppleGrant): string {
     const accessToken = appleOpaque('a');
@@ -234,9 +276,17 @@ export function appleRoutes(state: EmulatorState, apple: AppleProvider) {
   async function token(request: FastifyRequest, reply: FastifyReply) {
     const form = formOf(request);
     // Apple checks the client first: an empty or JSON body gets invalid_client.
-    if (!(await clientAuthenticated(form))) return sendAppleError(reply, 'invalid_client');
-    const clientId = form.client_id ?? '';
+    const team = await authenticatedTeam(form);
     reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
+    if (team !== undefined && form.grant_type === 'client_credentials') {
+      // User migration: a token of scope user.migration, for usermigrationinfo (TN3159).
+      if (form.scope !== 'user.migration') return sendAppleError(reply, 'invalid_scope');
+      const accessToken = appleOpaque('a');
+      apple.migrationTokens.set(accessToken, { teamId: team, expiresAtMs: Date.now() + ACCESS_TOKEN_LIFETIME_SECONDS * 1000 });
+      return { access_token: accessToken, token_type: 'Bearer', expires_in: ACCESS_TOKEN_LIFETIME_SECONDS };
+    }
+    if (team !== apple.teamId) return sendAppleError(reply, 'invalid_client');
+    const clientId = form.client_id ?? '';
 
     if (form.grant_type === 'authorization_code') {
       if (!form.code) return sendAppleError(reply, 'invalid_request', 'code is required');
@@ -285,6 +335,40 @@ export function appleRoutes(state: EmulatorState, apple: AppleProvider) {
     return reply.code(200).send();
   }
 
+  /**
+   * POST /auth/usermigrationinfo: the old team asks a user's transfer identifier for a recipient team
+   * ({sub, target}), the recipient team exchanges it for its own sub ({transfer_sub}). Bearer: a
+   * user.migration token of the calling team.
+   */
+  async function userMigrationInfo(request: FastifyRequest, reply: FastifyReply) {
+    const form = formOf(request);
+    reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
+    const team = await authenticatedTeam(form);
+    if (team === undefined) return sendAppleError(reply, 'invalid_client');
+    const bearer = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1];
+    const token = bearer === undefined ? undefined : apple.migrationTokens.get(bearer);
+    if (!token || token.expiresAtMs <= Date.now() || token.teamId !== team) return sendAppleError(reply, 'invalid_grant');
+    if (form.sub !== undefined && form.target !== undefined) {
+      // Our users' subs are our team's; a sub unknown to the calling team, or a target that is itself, is refused.
+      if (team !== apple.teamId || !apple.users.has(form.sub) || form.target === team) return sendAppleError(reply, 'invalid_request');
+      const existing = [...apple.transfers].find(([, transfer]) => transfer.sub === form.sub && transfer.target === form.target)?.[0];
+      const transferSub = existing ?? newAppleSub();
+      apple.transfers.set(transferSub, { sub: form.sub, target: form.target });
+      return { transfer_sub: transferSub };
+    }
+    if (form.transfer_sub !== undefined) {
+      const transfer = apple.transfers.get(form.transfer_sub);
+      if (!transfer || transfer.target !== team) return sendAppleError(reply, 'invalid_request');
+      const key = `${transfer.sub} ${team}`;
+      const sub = apple.teamSubs.get(key) ?? newAppleSub();
+      apple.teamSubs.set(key, sub);
+      // The e-mail comes only for a private relay address (TN3159).
+      const email = apple.users.get(transfer.sub)?.email;
+      return email?.endsWith('@privaterelay.appleid.com') ? { sub, email, is_private_email: true } : { sub };
+    }
+    return sendAppleError(reply, 'invalid_request');
+  }
+
   return async function applePlugin(app: FastifyInstance): Promise<void> {
     app.addHook('onRequest', providerFaultHook(state, 'apple', { serverError: () => ({ error: 'server_error' }) }));
     // Apple's endpoints take form posts; another plugin higher up may already parse them.
@@ -297,6 +381,7 @@ export function appleRoutes(state: EmulatorState, apple: AppleProvider) {
     app.get('/auth/keys', async (_request, reply) => sendJwks(reply, await apple.issuer.jwks(), apple.issuer.jwksMaxAgeSeconds));
     app.post('/auth/token', token);
     app.post('/auth/revoke', revoke);
+    app.post('/auth/usermigrationinfo', userMigrationInfo);
 
     app.get('/.well-known/openid-configuration', async (request) => {
       const base = `${hostOrigin(request)}/apple`;

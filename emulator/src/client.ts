@@ -65,6 +65,11 @@ export class EmulatorClient {
     return this.call('POST', '/_emulator/apple/codes', input);
   }
 
+  /** Another developer team (an app transfer's recipient) and the public JWKs of its keys, by key id. */
+  addAppleTeam(teamId: string, keys: Record<string, Record<string, unknown>>): Promise<void> {
+    return this.call('POST', '/_emulator/apple/teams', { team_id: teamId, keys });
+  }
+
   appleRevocations(): Promise<{ revoked: Oidc.AppleRevocation[] }> {
     return this.call('GET', '/_emulator/apple/revocations');
   }

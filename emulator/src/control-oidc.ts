@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
+import type { JWK } from 'jose';
 import { controlConventions, sendInvalidRequest } from './control-conventions.js';
-import { mintAppleCode, mintAppleCodeBodySchema, mintAppleIdToken, type MintAppleCodeInput } from './apple.js';
+import { addAppleTeamBodySchema, mintAppleCode, mintAppleCodeBodySchema, mintAppleIdToken, type MintAppleCodeInput } from './apple.js';
 import { mintFacebookLimitedToken } from './facebook-limited.js';
 import { mintGoogleAccessToken, mintGoogleAccessTokenBodySchema, mintGoogleIdToken, type MintGoogleAccessTokenInput } from './google.js';
 import type { IdProviders } from './id-providers.js';
@@ -65,6 +66,7 @@ export const OIDC_CONTROL_ENDPOINTS = [
   'POST /_emulator/apple/id_tokens',
   'POST /_emulator/apple/codes',
   'GET /_emulator/apple/revocations',
+  'POST /_emulator/apple/teams',
   'POST /_emulator/facebook/limited_tokens',
   'POST /_emulator/oidc/:name/id_tokens',
   'POST /_emulator/microsoft/id_tokens',
@@ -125,6 +127,11 @@ export function oidcControlRoutes(state: EmulatorState, ids: IdProviders) {
     );
 
     app.get('/apple/revocations', async () => ({ revoked: ids.apple.revocations }));
+    // Another developer team (an app transfer's recipient), with the public JWKs of its Sign in with Apple keys by key id.
+    app.post<{ Body: { team_id: string; keys: Record<string, JWK> } }>('/apple/teams', { schema: { body: addAppleTeamBodySchema } }, async (request, reply) => {
+      ids.apple.addTeam(request.body.team_id, request.body.keys);
+      return reply.code(204).send();
+    });
 
     app.post<{ Params: { provider: KeyedProvider }; Body: RotateKeysInput }>(
       '/:provider/keys/rotate',

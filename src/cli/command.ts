@@ -1,6 +1,7 @@
 import type { ParseArgsConfig } from 'node:util';
 import type { Kysely } from 'kysely';
 import { loadConfig } from '../config/config.js';
+import { Settings } from '../config/settings.js';
 import { openDatabase, type Database } from '../store/database.js';
 import { loadConfigFile } from '../config/file.js';
 import { pino } from 'pino';
@@ -15,13 +16,17 @@ export interface Command {
   run(args: { positionals: string[]; values: Record<string, string | boolean | undefined> }): Promise<number>;
 }
 
-/** The services (database, providers, secrets) for one command, closed after; provider warnings go to stderr. */
-export async function withServices<T>(work: (services: Services) => Promise<T>): Promise<T> {
+/**
+ * The services (database, providers, secrets) for one command, closed after; provider warnings go to stderr.
+ * `settings`: the settings they were made from (the configuration file's, then the environment's).
+ */
+export async function withServices<T>(work: (services: Services, settings: Settings) => Promise<T>): Promise<T> {
   const file = await loadConfigFile();
-  const config = loadConfig({ ...file.settings, ...process.env }, { role: 'cli' });
+  const env = { ...file.settings, ...process.env };
+  const config = loadConfig(env, { role: 'cli' });
   const services = createServices({ config, log: pino({ level: 'warn' }, pino.destination(2)), pipeline: file.pipeline });
   try {
-    return await work(services);
+    return await work(services, new Settings(env));
   } finally {
     await services.close();
   }

@@ -23,6 +23,8 @@ export interface Config {
   createUser: boolean;
   /** A profile kept on a link is read again from the provider once older than this (providers with a separate profile call). */
   profileMaxAgeSeconds: number;
+  /** SOCIAL_AUTH_EMAIL_LINKING: may `auth` answer 409 link_required for an account whose verified e-mail a user has (core/email-linking.ts)? */
+  emailLinking: boolean;
   /** What a second use of an ID token meets (core/replay.ts). */
   idTokenReplay: ReplayPolicy;
   /** `iss` and `aud` of our own access tokens. */
@@ -71,6 +73,7 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
     logLevel: settings.string('LOG_LEVEL', 'info'),
     createUser: settings.bool('SOCIAL_AUTH_CREATE_USER', false),
     profileMaxAgeSeconds: settings.int('SOCIAL_AUTH_PROFILE_MAX_AGE', 86_400),
+    emailLinking: settings.bool('SOCIAL_AUTH_EMAIL_LINKING', true),
     idTokenReplay: { refuse: replayRefused(settings), retrySeconds: settings.int('SOCIAL_AUTH_ID_TOKEN_RETRY_SECONDS', 10, { max: 60 }) },
     tokenIssuer: settings.string('SOCIAL_LINK_TOKEN_ISSUER', 'social-link'),
     accessTokenTtlSeconds: settings.int('SOCIAL_LINK_ACCESS_TOKEN_TTL', 900, { min: 30, max: 86_400 }),

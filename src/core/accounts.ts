@@ -72,9 +72,11 @@ export class Accounts {
       // The user's row first, as every writer of its rows takes it (Users.hold): they take turns.
       if (!(await trx.users.lock(userId))) throw sessionEnded();
       const removed = await trx.links.ofUser(userId);
+      // Accounts proposed for linking to this user (link tokens) hold provider grants too.
+      const proposed = await trx.linkTokens.takeOfUser(userId);
       await trx.users.delete(userId);
       await trx.audit.record({ event: 'user_deleted', userId, detail: detail ?? `${removed.length} links` }, client);
-      return removed;
+      return [...removed, ...proposed];
     });
     for (const link of links) await this.services.revokeKept(link);
   }

@@ -21,6 +21,8 @@ export const ERRORS = {
   not_found: { status: 404, message: 'No route %s' },
   username_taken: { status: 409, message: 'A user with that username already exists' },
   already_associated: { status: 409, message: 'This social account is already associated with another user' },
+  link_required: { status: 409, message: 'An account with this verified e-mail exists: sign in with one of its providers, then link this one with the link token' },
+  invalid_link_token: { status: 400, message: 'The link token is invalid, expired, used, or for another user' },
   last_login_method: { status: 409, message: 'This is the last way to sign in to this user; set a password or link another account first' },
   payload_too_large: { status: 413, message: '%s' },
   unsupported_media_type: { status: 415, message: '%s' },

@@ -2,9 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { AlreadyAssociatedError, apiError, sessionEnded } from './errors.js';
 import type { Association, Client, Storage, User } from '../store/storage.js';
 import { mergeFacts } from '../providers/profile.js';
+import { verifiedEmailOf } from '../store/verified-email.js';
 import type { SocialIdentity } from '../providers/types.js';
 import type { SecretBox } from '../auth/secret-box.js';
 import { useIdToken, type ReplayPolicy } from './replay.js';
+import { emailLinkRequired, type EmailLinking } from './email-linking.js';
 
 /**
  * The social pipeline, after python-social-auth's: the provider module has already done
@@ -24,6 +26,8 @@ export interface PipelineContext {
     createUser: boolean;
     /** How a new user is made (default: one of ours, named after the profile); the embedding host makes its own. */
     newUser?: (storage: Storage, identity: SocialIdentity) => Promise<User>;
+    /** Set when SOCIAL_AUTH_EMAIL_LINKING is on: see core/email-linking.ts. */
+    emailLinking?: EmailLinking;
   };
   /** Seals provider tokens (identity.tokens) before they are stored. */
   readonly secrets: SecretBox;
@@ -85,6 +89,8 @@ export const associateUser: PipelineStep = async (context) => {
     context.identity.uid,
     context.identity.extraData,
     sealedTokens(context),
+    undefined,
+    verifiedEmailOf(context.identity) ?? null,
   );
   if (!association) throw new AssociationRaceError();
   context.association = association;
@@ -98,19 +104,23 @@ export const associateUser: PipelineStep = async (context) => {
 export const loadExtraData: PipelineStep = async (context) => {
   if (!context.association || context.isNewAssociation) return;
   const extraData = mergeFacts(context.association.extraData, context.identity);
+  // The verified e-mail, when this sign-in read the e-mail (else the kept one stays).
+  const verifiedEmail = context.identity.keptFacts?.includes('email') ? undefined : (verifiedEmailOf(context.identity) ?? null);
+  const emailChanged = verifiedEmail !== undefined && verifiedEmail !== context.association.verifiedEmail;
   // Most sign-ins bring the same facts: no write then (unless there are new tokens to keep).
-  if (sameFacts(context.association.extraData, extraData) && !context.identity.tokens) return;
-  await context.storage.links.updateExtraData(context.association.id, extraData, sealedTokens(context));
-  context.association = { ...context.association, extraData };
+  if (sameFacts(context.association.extraData, extraData) && !context.identity.tokens && !emailChanged) return;
+  await context.storage.links.updateExtraData(context.association.id, extraData, sealedTokens(context), emailChanged ? verifiedEmail : undefined);
+  context.association = { ...context.association, extraData, verifiedEmail: emailChanged ? verifiedEmail : context.association.verifiedEmail };
 };
 
-export const defaultPipeline: readonly PipelineStep[] = [authAllowed, socialUser, createUser, associateUser, loadExtraData];
+export const defaultPipeline: readonly PipelineStep[] = [authAllowed, socialUser, emailLinkRequired, createUser, associateUser, loadExtraData];
 
 /** Equal facts, whatever the order of their keys. */
 function sameFacts(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
   const sorted = (facts: Record<string, unknown>) => JSON.stringify(Object.entries(facts).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
   return sorted(a) === sorted(b);
 }
+
 
 /** The provider tokens to keep, sealed and bound to this (provider, uid); null when there are none. */
 function sealedTokens(context: PipelineContext): string | null {

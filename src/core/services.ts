@@ -22,7 +22,7 @@ export interface Services {
   pipeline: readonly PipelineStep[];
   log: Log;
   /** Revokes the provider tokens kept for a removed link; failures are logged, never thrown. */
-  revokeKept(link: Association | undefined): Promise<void>;
+  revokeKept(link: Pick<Association, 'provider' | 'uid' | 'sealedTokens'> | undefined): Promise<void>;
   /** Closes the providers' connections, and the database when these services opened it. */
   close(): Promise<void>;
 }
@@ -56,6 +56,13 @@ export function createServices(options: ServicesOptions): Services {
   // Used nonces and ID tokens are kept until they expire, then forgotten (every instance sweeps; it is cheap).
   const sweep = setInterval(() => {
     storage.proofs.purge().catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget expired nonces and ID tokens'));
+    // Expired link tokens: the provider grants they kept are ended (no link will hold them).
+    storage.linkTokens
+      .takeExpired()
+      .then(async (expired) => {
+        for (const pending of expired) await providers.revokeKept(pending, secrets, log);
+      })
+      .catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget expired link tokens'));
   }, 60_000).unref();
   return {
     config,

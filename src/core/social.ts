@@ -1,6 +1,8 @@
 import { profileIsStale, withKeptProfile, withProfile } from '../providers/profile.js';
 import type { Provider, SocialIdentity, TokenInput } from '../providers/types.js';
 import type { Association, AuditEntry, Client, Storage, User } from '../store/storage.js';
+import { followAppleTransfer } from './apple-transfer.js';
+import { EmailMatch, findEmailMatch, LinkRequiredError, linkTokenHash, pendingIdentity, requireLink, type EmailLinking } from './email-linking.js';
 import { apiError } from './errors.js';
 import { runPipeline } from './pipeline.js';
 import type { Services } from './services.js';
@@ -27,6 +29,7 @@ export class SocialAccounts {
     const provider = this.services.providers.get(providerName);
     const identity = await provider.verify(input);
     return this.revokingUnkeptGrant(provider, identity, async () => {
+      await followAppleTransfer(this.services.storage, this.services.secrets, identity, client);
       const { context } = await runPipeline(this.services.pipeline, this.services.storage, this.input('associate', provider, await withProfile(identity), client, { user }));
       return { provider: provider.name, uid: identity.uid, created: context.isNewAssociation };
     });
@@ -41,19 +44,49 @@ export class SocialAccounts {
     const { storage, pipeline } = this.services;
     const verified = await provider.verify(input, { profile: false });
     return this.revokingUnkeptGrant(provider, verified, async () => {
-      const identity = await this.signInIdentity(verified, provider, how.newUser !== 'none');
+      await followAppleTransfer(storage, this.services.secrets, verified, client);
+      const emailLinking = this.emailLinking();
+      const identity = await this.signInIdentity(verified, provider, how.newUser !== 'none' || emailLinking?.trusted.includes(provider.name) === true);
       // The host makes its user first, as the earlier plugin did: outside our transaction, only for an unknown account.
+      // (Not when the account must be linked to the user with its verified e-mail: that is the answer then.)
       const hostUser =
-        typeof how.newUser === 'object' && !(await storage.links.find(provider.name, identity.uid))
+        typeof how.newUser === 'object' && !(await storage.links.find(provider.name, identity.uid)) && !(await findEmailMatch(storage, provider.name, identity, emailLinking))
           ? await storage.users.ofExternal(await how.newUser.external(identity))
           : undefined;
-      const options = { createUser: how.newUser === 'ours' || hostUser !== undefined, newUser: hostUser && (async () => hostUser) };
+      const options = { createUser: how.newUser === 'ours' || hostUser !== undefined, newUser: hostUser && (async () => hostUser), emailLinking };
       const { context, result } = await runPipeline(pipeline, storage, { ...this.input('auth', provider, identity, client), options }, async (context) => {
         if (!context.user) throw apiError('user_not_found');
         return how.startSession(context.storage, context.user, { event: 'social_sign_in', userId: context.user.id, provider: provider.name, uid: identity.uid });
+      }).catch(async (error: unknown) => {
+        if (error instanceof EmailMatch) throw await requireLink(storage, this.services.secrets, error, provider.name, identity, client);
+        throw error;
       });
       return { user: context.user!, isNewUser: context.isNewUser, uid: identity.uid, session: result as S };
     });
+  }
+
+  /**
+   * Links the account a link token was issued for (409 link_required) to the signed-in user it was issued
+   * for, through the pipeline as any link; the token is used up in the same transaction.
+   */
+  async linkWithToken(user: User, linkToken: string, client: Client) {
+    const { storage, secrets, pipeline } = this.services;
+    const hash = linkTokenHash(linkToken);
+    const pending = await storage.linkTokens.find(hash);
+    if (!pending || pending.userId !== user.id) throw apiError('invalid_link_token', { detail: pending ? 'it was issued for another user' : 'unknown, expired or used' });
+    const provider = this.services.providers.get(pending.provider);
+    const identity = pendingIdentity(pending, secrets);
+    const { context } = await runPipeline(pipeline, storage, { ...this.input('associate', provider, identity, client), user }, async (context) => {
+      if (!(await context.storage.linkTokens.use(hash))) throw apiError('invalid_link_token', { detail: 'used by a request that ran at the same time' });
+      await context.storage.audit.record({ event: 'link_token_used', userId: user.id, provider: provider.name, uid: identity.uid }, client);
+    });
+    return { provider: provider.name, uid: identity.uid, created: context.isNewAssociation };
+  }
+
+  /** The email-linking step's settings, when SOCIAL_AUTH_EMAIL_LINKING is on. */
+  private emailLinking(): EmailLinking | undefined {
+    const { config, providers } = this.services;
+    return config.emailLinking ? { trusted: providers.emailTrusted, enabled: providers.names } : undefined;
   }
 
   /**
@@ -68,7 +101,8 @@ export class SocialAccounts {
       return await work();
     } catch (error) {
       const { storage, providers, log } = this.services;
-      if (identity.tokens) {
+      // A link token keeps the grant (sealed) for the link it proposes; expired, it is revoked then (sweepLinkTokens).
+      if (identity.tokens && !(error instanceof LinkRequiredError)) {
         const linked = await storage.links.find(provider.name, identity.uid).then(Boolean, () => true); // unknown: keep
         if (!linked) await providers.revoke(provider.name, identity.tokens, log);
       }
@@ -105,7 +139,7 @@ export class SocialAccounts {
     const { config, storage } = this.services;
     const link = await storage.links.find(provider.name, identity.uid);
     const needed = link ? profileIsStale(link.extraData, config.profileMaxAgeSeconds) : createUser;
-    return needed ? withProfile(identity) : withKeptProfile(identity, link?.extraData ?? {});
+    return needed ? withProfile(identity) : withKeptProfile(identity, link);
   }
 
   private input(mode: 'associate' | 'auth', provider: Provider, identity: SocialIdentity, client: Client, extra: { user?: User } = {}) {

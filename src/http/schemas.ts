@@ -17,6 +17,13 @@ export const errorResponse = {
     detail: { type: 'string', description: 'Why, when known (never a secret)' },
     retry_after: { type: 'integer', description: 'Seconds to wait (rate_limited, provider_unavailable), also in the Retry-After header' },
     request_id: { type: 'string', description: 'Also in the X-Request-Id header and in every log line of the request' },
+    providers: {
+      type: 'array',
+      items: { type: 'string' },
+      description: 'link_required: the providers that prove the user who has this verified e-mail; sign in with one of them, then link with link_token',
+    },
+    link_token: { type: 'string', description: 'link_required: single use; POST /api/associate/link-token/ with it once signed in with one of `providers`' },
+    link_token_expires_in: { type: 'integer', description: 'link_required: seconds the link token is good for' },
   },
   required: ['code', 'message', 'errors'],
 } as const;
@@ -92,6 +99,13 @@ export const socialTokenBody = {
       ],
     },
   },
+  additionalProperties: false,
+} as const;
+
+export const linkTokenBody = {
+  type: 'object',
+  required: ['link_token'],
+  properties: { link_token: { type: 'string', minLength: 1, maxLength: 128, pattern: TOKEN, description: 'The link_token of a 409 link_required answer' } },
   additionalProperties: false,
 } as const;
 

@@ -24,7 +24,7 @@ describe('provider answers', () => {
     expect([text({ a: 'x' }, 'a'), text({ a: '' }, 'a'), text({ a: 1 }, 'a')]).toEqual(['x', undefined, undefined]);
     expect(account({ uid: '7', name: 'Ada L', email: 'a@x' }, { k: 1 })).toEqual({
       uid: '7',
-      details: { username: 'Ada L', email: 'a@x', fullname: 'Ada L', first_name: undefined, last_name: undefined },
+      details: { username: 'Ada L', email: 'a@x', email_verified: false, fullname: 'Ada L', first_name: undefined, last_name: undefined },
       extraData: { k: 1 },
     });
     expect(account({ uid: '7', name: 'Ada', username: 'ada' }, {}).details.username).toBe('ada');

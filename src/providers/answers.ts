@@ -52,9 +52,11 @@ export interface AccountFacts {
   last_name?: string;
   /** A handle (X screen name, GitHub login); the display name stands in when there is none. */
   username?: string;
+  /** The provider's answer says it verified the e-mail. */
+  email_verified?: boolean;
 }
 
 export function account(facts: AccountFacts, extraData: Record<string, unknown>, more: Partial<SocialIdentity> = {}): SocialIdentity {
-  const { uid, name, email, first_name, last_name, username } = facts;
-  return { uid, details: { username: username ?? name, email, fullname: name, first_name, last_name }, extraData, ...more };
+  const { uid, name, email, first_name, last_name, username, email_verified } = facts;
+  return { uid, details: { username: username ?? name, email, email_verified: email ? email_verified === true : undefined, fullname: name, first_name, last_name }, extraData, ...more };
 }

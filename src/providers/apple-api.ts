@@ -69,6 +69,37 @@ export class AppleApi {
     if (status !== 200) throw new ProviderUnavailableError('apple', `refused to revoke the token (HTTP ${status})`);
   }
 
+  /**
+   * Team transfer (user migration): an access token of scope user.migration, for POST /auth/usermigrationinfo.
+   * Sources: test/fixtures/apple-migration/token.*.
+   */
+  async migrationToken(clientId: string): Promise<string> {
+    const fields = { grant_type: 'client_credentials', scope: 'user.migration', client_id: clientId, client_secret: await this.clientSecret(clientId) };
+    const { status, body } = await this.http.json(`${this.apiUrl}/auth/token`, formPost(fields));
+    const error = isObject(body) ? text(body, 'error') : undefined;
+    if (status === 400 && error === 'invalid_client') throw providerRefusedApp('apple', 'invalid_client on the user.migration token', KEY_HINT);
+    const accessToken = status === 200 && isObject(body) ? text(body, 'access_token') : undefined;
+    if (!accessToken) throw new ProviderUnavailableError('apple', `refused the user.migration token (HTTP ${status}${error ? `, ${error}` : ''})`);
+    return accessToken;
+  }
+
+  /**
+   * The old team asks the transfer identifier of one of its users for the recipient team (`{sub, target}`),
+   * or the recipient team exchanges a transfer identifier for its own sub (`{transfer_sub}`). Apple's
+   * 400 invalid_request (not a user of this team, or one who revoked the app) comes back as `refused`;
+   * invalid_grant says the access token expired. Sources: test/fixtures/apple-migration/usermigrationinfo.*.
+   */
+  async migrationInfo(clientId: string, accessToken: string, ask: { sub: string; target: string } | { transfer_sub: string }): Promise<{ body: Record<string, unknown> } | { refused: 'invalid_request' | 'invalid_grant' }> {
+    const fields = { ...ask, client_id: clientId, client_secret: await this.clientSecret(clientId) };
+    const request = formPost(fields);
+    const { status, body } = await this.http.json(`${this.apiUrl}/auth/usermigrationinfo`, { ...request, headers: { ...request.headers, authorization: `Bearer ${accessToken}` } });
+    const error = isObject(body) ? text(body, 'error') : undefined;
+    if (status === 400 && (error === 'invalid_request' || error === 'invalid_grant')) return { refused: error };
+    if (status === 400 && error === 'invalid_client') throw providerRefusedApp('apple', 'invalid_client on usermigrationinfo', KEY_HINT);
+    if (status !== 200 || !isObject(body)) throw new ProviderUnavailableError('apple', `refused usermigrationinfo (HTTP ${status}${error ? `, ${error}` : ''})`);
+    return { body };
+  }
+
   /** Our client secret for this client id, reused until close to its expiry. */
   private async clientSecret(clientId: string): Promise<string> {
     const cached = this.secrets.get(clientId);

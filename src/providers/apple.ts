@@ -33,6 +33,7 @@ export interface AppleConfig {
 
 export const apple: ProviderModule<AppleConfig> = {
   name: 'apple',
+  emailTrust: 'verified',
 
   configure(settings) {
     const clientIds = settings.list('SOCIAL_AUTH_APPLE_KEY');
@@ -137,5 +138,10 @@ function identity(claims: JWTPayload, name: Name): SocialIdentity {
     ...(name.last_name ? { last_name: name.last_name } : {}),
   };
   // Apple gives the name once: a later sign-in without it never erases the one kept.
-  return account({ uid: String(claims.sub), name: fullname, email, ...name }, extraData, { keptFacts: (['first_name', 'last_name'] as const).filter((key) => !name[key]) });
+  // After an app transfer, for Apple's transition window: the user's transfer identifier (core/apple-transfer.ts).
+  const transferSub = text(claims, 'transfer_sub');
+  return account({ uid: String(claims.sub), name: fullname, email, email_verified: flag(claims.email_verified), ...name }, extraData, {
+    keptFacts: (['first_name', 'last_name'] as const).filter((key) => !name[key]),
+    ...(transferSub ? { transferSub } : {}),
+  });
 }

@@ -56,6 +56,7 @@ const meRefusal: RefusalReader = (answer) => {
 
 export const facebook: ProviderModule<FacebookConfig> = {
   name: 'facebook',
+  emailTrust: 'never',
 
   configure(settings) {
     const app = settings.credentials('FACEBOOK');

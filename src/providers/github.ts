@@ -37,6 +37,7 @@ const userRefusal: RefusalReader = (answer) => throttled(answer) ?? (answer.stat
 
 export const github: ProviderModule<GithubConfig> = {
   name: 'github',
+  emailTrust: 'verified',
 
   configure(settings) {
     const app = settings.credentials('GITHUB');
@@ -65,7 +66,8 @@ export const github: ProviderModule<GithubConfig> = {
       const user = accepted('github', '/user', answer, userRefusal);
       if (typeof user.id !== 'number') throw new ProviderUnavailableError('github', 'answered /user without a user id');
       const email = mayReadEmails(answer.headers['x-oauth-scopes']) ? await primaryVerifiedEmail(bearer) : undefined;
-      const { details } = account({ uid: String(user.id), name: text(user, 'name'), email, username: text(user, 'login') }, {});
+      // The e-mail is the primary one /user/emails marks verified (never /user's public one).
+      const { details } = account({ uid: String(user.id), name: text(user, 'name'), email, email_verified: true, username: text(user, 'login') }, {});
       return { id: user.id, profile: { details, extraData: { id: user.id, login: text(user, 'login') ?? null, name: text(user, 'name') ?? null, email: email ?? null } } };
     }
 

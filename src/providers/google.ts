@@ -1,3 +1,4 @@
+import { googleIsAuthoritative } from '../store/verified-email.js';
 import { InvalidTokenError, ProviderUnavailableError, invalidRequest } from '../core/errors.js';
 import { ConfigError } from '../config/settings.js';
 import { accepted, account, flag, text } from './answers.js';
@@ -24,6 +25,7 @@ const ISSUERS = ['https://accounts.google.com', 'accounts.google.com'];
 
 export const google: ProviderModule<GoogleConfig> = {
   name: 'google',
+  emailTrust: 'verified',
 
   configure(settings) {
     const clientIds = settings.list('SOCIAL_AUTH_GOOGLE_KEY');
@@ -67,7 +69,10 @@ export const google: ProviderModule<GoogleConfig> = {
 /** An ID token's claims, or tokeninfo's answer (the same names, every value a string). */
 function identity(claims: Record<string, unknown>): SocialIdentity {
   const sub = String(claims.sub);
-  const facts = { uid: sub, name: text(claims, 'name'), email: text(claims, 'email'), first_name: text(claims, 'given_name'), last_name: text(claims, 'family_name') };
+  // email_verified: a boolean in ID tokens, the text "true" in tokeninfo's answer; and Google is the authority.
+  const email = text(claims, 'email');
+  const verified = flag(claims.email_verified) && email !== undefined && googleIsAuthoritative(email, claims.hd);
+  const facts = { uid: sub, name: text(claims, 'name'), email, email_verified: verified, first_name: text(claims, 'given_name'), last_name: text(claims, 'family_name') };
   return account(facts, {
     sub,
     email: facts.email ?? null,

@@ -1,4 +1,4 @@
-import type { Settings } from '../config/settings.js';
+import { ConfigError, type Settings } from '../config/settings.js';
 import { ProviderHttp, type ProviderHttpOptions } from './http.js';
 import { apple } from './apple.js';
 import { facebook } from './facebook.js';
@@ -7,7 +7,7 @@ import { google } from './google.js';
 import { line } from './line.js';
 import { configureOidcProviders, createOidcProvider } from './oidc.js';
 import { twitter } from './twitter.js';
-import type { Provider, ProviderModule } from './types.js';
+import type { EmailTrust, Provider, ProviderModule } from './types.js';
 
 /** Every provider module social-link ships. Adding a provider = one module here, no route change. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -16,6 +16,8 @@ export const providerModules: ReadonlyArray<ProviderModule<any>> = [facebook, tw
 /** A provider whose settings are present, ready to be built. */
 export interface EnabledProvider {
   name: string;
+  /** SOCIAL_AUTH_<P>_EMAIL_TRUST, or the module's default. */
+  emailTrust: EmailTrust;
   create(options: ProviderHttpOptions): { provider: Provider; http: ProviderHttp };
 }
 
@@ -28,6 +30,7 @@ export function loadProviderConfigs(settings: Settings): ProviderConfigs {
     if (config === undefined) continue;
     enabled.push({
       name: module.name,
+      emailTrust: emailTrustOf(settings, `SOCIAL_AUTH_${module.name.toUpperCase()}_EMAIL_TRUST`, module.emailTrust),
       create(options) {
         const http = new ProviderHttp(module.name, options);
         return { provider: module.create(config, { http }), http };
@@ -38,6 +41,8 @@ export function loadProviderConfigs(settings: Settings): ProviderConfigs {
     const name = `oidc:${config.name}`;
     enabled.push({
       name,
+      // OpenID Connect Core 5.1: email_verified true says the provider verified the e-mail.
+      emailTrust: emailTrustOf(settings, `SOCIAL_AUTH_OIDC_${config.name.toUpperCase()}_EMAIL_TRUST`, 'verified'),
       create(options) {
         const http = new ProviderHttp(name, options);
         return { provider: createOidcProvider(config, http), http };
@@ -47,4 +52,10 @@ export function loadProviderConfigs(settings: Settings): ProviderConfigs {
   return enabled;
 }
 
-export type { Provider, ProviderModule, SocialIdentity, TokenInput } from './types.js';
+function emailTrustOf(settings: Settings, name: string, fallback: EmailTrust): EmailTrust {
+  const value = settings.string(name, fallback);
+  if (value !== 'verified' && value !== 'never') throw new ConfigError(`${name} must be verified or never, got "${value}"`);
+  return value;
+}
+
+export type { EmailTrust, Provider, ProviderModule, SocialIdentity, TokenInput } from './types.js';

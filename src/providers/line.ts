@@ -27,6 +27,7 @@ const refusal =
 
 export const line: ProviderModule<LineConfig> = {
   name: 'line',
+  emailTrust: 'never',
 
   configure(settings) {
     const channelId = settings.string('SOCIAL_AUTH_LINE_KEY');

@@ -106,7 +106,13 @@ export function createOidcProvider(config: OidcConfig, http: ProviderHttp): Prov
       const claims = await verifyIdToken(token, policy, input.nonce);
       // sub is unique within its issuer (OpenID Connect Core 2); a multi-tenant endpoint's issuer is the tenant's.
       const multiTenant = typeof policy.issuers === 'function';
-      const facts = { uid: multiTenant ? `${String(claims.tid)}:${String(claims.sub)}` : String(claims.sub), name: text(claims, 'name'), email: text(claims, 'email'), username: text(claims, 'preferred_username') };
+      const facts = {
+        uid: multiTenant ? `${String(claims.tid)}:${String(claims.sub)}` : String(claims.sub),
+        name: text(claims, 'name'),
+        email: text(claims, 'email'),
+        email_verified: flag(claims.email_verified), // OpenID Connect Core 5.1: only this claim says so
+        username: text(claims, 'preferred_username'),
+      };
       return account(facts, {
         sub: claims.sub,
         iss: claims.iss,

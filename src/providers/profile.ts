@@ -25,12 +25,17 @@ export async function withProfile(identity: SocialIdentity): Promise<SocialIdent
  * The identity of a sign-in that did not read the profile: its details come from the profile kept on the
  * link (pipeline steps see a name and an e-mail as usual), and it can no longer call the provider.
  */
-export function withKeptProfile(identity: SocialIdentity, kept: Record<string, unknown>): SocialIdentity {
+export function withKeptProfile(identity: SocialIdentity, link: { extraData: Record<string, unknown>; verifiedEmail: string | null } | undefined): SocialIdentity {
+  const kept = link?.extraData ?? {};
   const text = (key: string) => (typeof kept[key] === 'string' && kept[key] !== '' ? (kept[key] as string) : undefined);
   const name = text('name');
+  const email = text('email');
+  const verified = email ? link?.verifiedEmail === email.trim().toLowerCase() : undefined; // as links keep it
+  // What this sign-in did read wins; what it did not (undefined) is the kept profile's.
+  const read = Object.fromEntries(Object.entries(identity.details).filter(([, value]) => value !== undefined));
   return {
     ...identity,
-    details: { username: name ?? text('login'), email: text('email'), fullname: name, ...identity.details },
+    details: { username: name ?? text('login'), email, email_verified: verified, fullname: name, ...read },
     loadProfile: undefined,
   };
 }

@@ -19,6 +19,8 @@ export interface RegistryOptions {
 export class ProviderRegistry {
   private readonly providers = new Map<string, Provider>();
   private readonly pools: ProviderHttp[] = [];
+  /** The providers whose verified e-mails are evidence (SOCIAL_AUTH_<P>_EMAIL_TRUST=verified). */
+  readonly emailTrusted: readonly string[];
 
   constructor(configs: ProviderConfigs, options: RegistryOptions) {
     for (const enabled of configs) {
@@ -26,6 +28,7 @@ export class ProviderRegistry {
       this.providers.set(enabled.name, withCircuitBreaker(provider, new CircuitBreaker(options.circuitBreaker)));
       this.pools.push(http);
     }
+    this.emailTrusted = configs.filter((enabled) => enabled.emailTrust === 'verified').map((enabled) => enabled.name);
   }
 
   /** The provider of that name, or 404 unknown_provider. */
@@ -33,6 +36,11 @@ export class ProviderRegistry {
     const provider = this.providers.get(name);
     if (!provider) throw unknownProvider(name);
     return provider;
+  }
+
+  /** The enabled providers' names. */
+  get names(): string[] {
+    return [...this.providers.keys()];
   }
 
   has(name: string): boolean {

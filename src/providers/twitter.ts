@@ -55,6 +55,7 @@ const v2Refusal: RefusalReader = ({ status, body }) => {
 
 export const twitter: ProviderModule<TwitterConfig> = {
   name: 'twitter',
+  emailTrust: 'verified',
 
   configure(settings) {
     const consumer = settings.credentials('TWITTER');
@@ -97,5 +98,6 @@ export const twitter: ProviderModule<TwitterConfig> = {
 };
 
 function identity(uid: string, screenName?: string, name?: string, email?: string): SocialIdentity {
-  return account({ uid, username: screenName, name, email }, { id: uid, screen_name: screenName ?? null, name: name ?? null, email: email ?? null });
+  // X answers an e-mail only when the account's e-mail is verified (null otherwise): its presence is the flag.
+  return account({ uid, username: screenName, name, email, email_verified: true }, { id: uid, screen_name: screenName ?? null, name: name ?? null, email: email ?? null });
 }

@@ -25,12 +25,20 @@ export interface AppleUserInput {
 export interface SocialIdentity {
   /** The provider's stable id of the account (python-social-auth's `uid`). */
   uid: string;
-  /** Profile details, for display and for creating a user. */
-  details: { username?: string; email?: string; fullname?: string; first_name?: string; last_name?: string };
+  /**
+   * Profile details, for display and for creating a user. `email_verified`: the provider's answer says it
+   * verified this e-mail (its own rule: sources in test/fixtures/providers/email-trust.json).
+   */
+  details: { username?: string; email?: string; email_verified?: boolean; fullname?: string; first_name?: string; last_name?: string };
   /** Stored with the association and shown to its user: profile and token facts (never a token). */
   extraData: Record<string, unknown>;
   /** Provider tokens kept to revoke them later (never shown; see Provider.revoke). */
   tokens?: Record<string, string>;
+  /**
+   * Sign in with Apple after the app moved to another developer team: the `transfer_sub` claim, which names
+   * the account as the old team exported it (core/apple-transfer.ts).
+   */
+  transferSub?: string;
   /** The app's ID token, verified: it signs in once (see core/replay.ts). */
   idToken?: IdTokenProof;
   /**
@@ -75,8 +83,16 @@ export interface ProviderContext {
 }
 
 /** One provider = one module: how to read its settings, and how to build it. */
+/**
+ * Is a provider's verified e-mail (details.email_verified) evidence enough to tell the app "this person has an
+ * account already"? `verified`: yes; `never`: its e-mails are never matched. SOCIAL_AUTH_<P>_EMAIL_TRUST.
+ */
+export type EmailTrust = 'verified' | 'never';
+
 export interface ProviderModule<C> {
   readonly name: string;
+  /** The default e-mail trust, as the provider's documentation supports it (test/fixtures/providers/email-trust.json). */
+  readonly emailTrust: EmailTrust;
   /** Its configuration from SOCIAL_AUTH_<NAME>_* settings, or undefined when it is not enabled. */
   configure(settings: Settings): C | undefined;
   create(config: C, context: ProviderContext): Provider;

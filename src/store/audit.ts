@@ -13,7 +13,13 @@ export type AuditEventName =
   | 'refused'
   /** On the owner's log: someone else tried to link the owner's account (with that client's IP). */
   | 'link_refused_other_user'
-  | 'user_deleted';
+  | 'user_deleted'
+  /** On the user's log: an unknown account with this user's verified e-mail tried to sign in; a link token was issued. */
+  | 'link_required'
+  /** A link token linked the account it was issued for (core/email-linking.ts). */
+  | 'link_token_used'
+  /** The provider renamed the account (Apple's sub after a team transfer): the link now has the new uid. */
+  | 'uid_moved';
 
 /** Who asked: recorded with every audit event. */
 export interface Client {

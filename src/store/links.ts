@@ -11,6 +11,8 @@ export interface Association {
   extraData: Record<string, unknown>;
   /** Sealed provider tokens, or null. */
   sealedTokens: string | null;
+  /** The e-mail the provider says it verified (lower-cased), or null. */
+  verifiedEmail: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -24,6 +26,7 @@ function toAssociation(row: Selectable<Database['social_associations']>): Associ
     uid: row.uid,
     extraData: (extra ?? {}) as Record<string, unknown>,
     sealedTokens: row.provider_tokens,
+    verifiedEmail: row.verified_email,
     createdAt: iso(row.created_at),
     updatedAt: iso(row.updated_at),
   };
@@ -88,23 +91,47 @@ export class Links {
    * Links (provider, uid) to the user unless it is linked already. Returns undefined when another
    * transaction linked it first: the unique constraint, not a prior read, decides who wins a race.
    */
-  async insert(userId: number, provider: string, uid: string, extraData: Record<string, unknown>, sealedTokens: string | null, at = now()): Promise<Association | undefined> {
+  async insert(userId: number, provider: string, uid: string, extraData: Record<string, unknown>, sealedTokens: string | null, at = now(), verifiedEmail: string | null = null): Promise<Association | undefined> {
     const row = await this.db
       .insertInto('social_associations')
-      .values({ user_id: userId, provider, uid, extra_data: JSON.stringify(extraData), provider_tokens: sealedTokens, created_at: at, updated_at: at })
+      .values({ user_id: userId, provider, uid, extra_data: JSON.stringify(extraData), provider_tokens: sealedTokens, verified_email: verifiedEmail, created_at: at, updated_at: at })
       .onConflict((conflict) => conflict.columns(['provider', 'uid']).doNothing())
       .returningAll()
       .executeTakeFirst();
     return row && toAssociation(row);
   }
 
-  /** New extra data; new sealed tokens too when the provider gave new ones (else the old ones stay). */
-  async updateExtraData(associationId: number, extraData: Record<string, unknown>, sealedTokens: string | null): Promise<void> {
+  /**
+   * New extra data; new sealed tokens too when the provider gave new ones (else the old ones stay), and the
+   * verified e-mail when this sign-in read it (undefined: kept as it is).
+   */
+  async updateExtraData(associationId: number, extraData: Record<string, unknown>, sealedTokens: string | null, verifiedEmail?: string | null): Promise<void> {
     await this.db
       .updateTable('social_associations')
-      .set({ extra_data: JSON.stringify(extraData), updated_at: now(), ...(sealedTokens === null ? {} : { provider_tokens: sealedTokens }) })
+      .set({
+        extra_data: JSON.stringify(extraData),
+        updated_at: now(),
+        ...(sealedTokens === null ? {} : { provider_tokens: sealedTokens }),
+        ...(verifiedEmail === undefined ? {} : { verified_email: verifiedEmail }),
+      })
       .where('id', '=', associationId)
       .execute();
+  }
+
+  /**
+   * The provider renamed the account (Apple's sub after a team transfer): the link keeps its user, its facts
+   * and its tokens (sealed again for the new uid). False when there is no such link.
+   */
+  async moveUid(provider: string, from: string, to: string, sealedTokens: string | null): Promise<boolean> {
+    const result = await this.db.updateTable('social_associations').set({ uid: to, provider_tokens: sealedTokens, updated_at: now() }).where('provider', '=', provider).where('uid', '=', from).executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
+  /** The users with a link whose verified e-mail is this one, of these providers (the ones whose e-mail is trusted). */
+  async usersWithVerifiedEmail(email: string, providers: readonly string[]): Promise<number[]> {
+    if (providers.length === 0) return [];
+    const rows = await this.db.selectFrom('social_associations').select('user_id').distinct().where('verified_email', '=', email).where('provider', 'in', providers).execute();
+    return rows.map((row) => row.user_id);
   }
 
   /** Removes the link and answers it (with its sealed tokens, to revoke them), or undefined. */

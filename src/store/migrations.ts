@@ -1,5 +1,6 @@
 import { PostgresAdapter, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import { collidedUsernameKey, usernameKey } from './username-key.js';
+import { verifiedEmailOfKeptFacts } from './verified-email.js';
 
 /**
  * Migrations live in code (not files found at run time) so that the built package and tests run the same ones.
@@ -227,6 +228,63 @@ migrations['0010_held_back_usernames'] = {
   },
   async down(db) {
     await db.schema.dropIndex('users_held_back_idx').execute();
+  },
+};
+
+migrations['0011_link_by_email'] = {
+  // "Same person, second provider": each link's verified e-mail, and the link tokens of core/email-linking.ts.
+  async up(db) {
+    const t = types(db);
+    await db.schema.alterTable('social_associations').addColumn('verified_email', 'varchar(320)').execute();
+    await db.schema.createIndex('social_associations_verified_email_idx').on('social_associations').column('verified_email').execute();
+    await db.schema
+      .createTable('link_tokens')
+      .addColumn('token_hash', 'varchar(64)', (c) => c.primaryKey())
+      .addColumn('user_id', 'integer', (c) => c.notNull().references('users.id').onDelete('cascade'))
+      .addColumn('provider', 'varchar(64)', (c) => c.notNull())
+      .addColumn('uid', 'varchar(255)', (c) => c.notNull())
+      .addColumn('identity', 'text', (c) => c.notNull())
+      .addColumn('sealed_tokens', 'text')
+      .addColumn('created_at', t.timestamp, (c) => c.notNull())
+      .addColumn('expires_at', t.timestamp, (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('link_tokens_expires_at_idx').on('link_tokens').column('expires_at').execute();
+    // The links made before: their e-mail, where the kept facts say the provider verified it.
+    let after = 0;
+    for (;;) {
+      const rows = await sql<{ id: number; provider: string; extra_data: unknown }>`select id, provider, extra_data from social_associations where id > ${after} order by id limit 1000`.execute(db);
+      if (rows.rows.length === 0) break;
+      for (const row of rows.rows) {
+        const email = verifiedEmailOfKeptFacts(row.provider, typeof row.extra_data === 'string' ? JSON.parse(row.extra_data) : row.extra_data);
+        if (email) await sql`update social_associations set verified_email = ${email} where id = ${row.id}`.execute(db);
+      }
+      after = rows.rows.at(-1)!.id;
+    }
+  },
+  async down(db) {
+    await db.schema.dropTable('link_tokens').execute();
+    await db.schema.dropIndex('social_associations_verified_email_idx').execute();
+    await db.schema.alterTable('social_associations').dropColumn('verified_email').execute();
+  },
+};
+
+migrations['0012_apple_transfers'] = {
+  // Sign in with Apple team transfer: transfer identifiers and new subs, one row per Apple link (core/apple-transfer.ts).
+  async up(db) {
+    const t = types(db);
+    await db.schema
+      .createTable('apple_transfers')
+      .addColumn('old_sub', 'varchar(255)', (c) => c.primaryKey())
+      .addColumn('target_team', 'varchar(32)', (c) => c.notNull())
+      .addColumn('transfer_sub', 'varchar(255)', (c) => c.unique())
+      .addColumn('new_sub', 'varchar(255)', (c) => c.unique())
+      .addColumn('status', 'varchar(16)', (c) => c.notNull())
+      .addColumn('error', 'varchar(255)')
+      .addColumn('updated_at', t.timestamp, (c) => c.notNull())
+      .execute();
+  },
+  async down(db) {
+    await db.schema.dropTable('apple_transfers').execute();
   },
 };
 

@@ -50,7 +50,45 @@ export interface SocialAssociationsTable {
   extra_data: Json;
   /** Sealed (AES-256-GCM) JSON of provider tokens kept for revocation; never sent to clients. */
   provider_tokens: string | null;
+  /** The e-mail the provider says it verified for this account (lower-cased), or null: see core/email-linking.ts. */
+  verified_email: string | null;
   created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+/**
+ * A proven social account waiting to be linked to the user whose verified e-mail it shares, once that user
+ * signed in (POST /api/associate/link-token/). Single use, short-lived.
+ */
+export interface LinkTokensTable {
+  token_hash: string;
+  user_id: number;
+  provider: string;
+  uid: string;
+  /** The proven identity (details, extra data) as JSON. */
+  identity: string;
+  /** Provider tokens to keep (Apple's refresh token), sealed as a link's are. */
+  sealed_tokens: string | null;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+}
+
+/**
+ * Sign in with Apple team transfer (core/apple-transfer.ts): each Apple link's transfer identifier for the
+ * recipient team (export, with the old team's key), then its new sub (import, with the new team's key).
+ */
+export interface AppleTransfersTable {
+  /** The link's uid under the old team. */
+  old_sub: string;
+  /** The recipient team id. */
+  target_team: string;
+  transfer_sub: string | null;
+  /** The uid under the new team, once imported. */
+  new_sub: string | null;
+  /** exported | imported | failed */
+  status: string;
+  /** Why the last attempt failed (Apple's error code), or null. */
+  error: string | null;
   updated_at: Timestamp;
 }
 
@@ -93,6 +131,8 @@ export interface Database {
   nonces: NoncesTable;
   id_token_uses: IdTokenUsesTable;
   social_associations: SocialAssociationsTable;
+  link_tokens: LinkTokensTable;
+  apple_transfers: AppleTransfersTable;
   sessions: SessionsTable;
   refresh_tokens: RefreshTokensTable;
 }

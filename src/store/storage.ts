@@ -1,5 +1,7 @@
 import { sql, type Kysely } from 'kysely';
+import { AppleTransfers } from './apple-transfers.js';
 import { AuditLog } from './audit.js';
+import { LinkTokens } from './link-tokens.js';
 import { Links } from './links.js';
 import { Proofs } from './proofs.js';
 import { isPostgres } from './migrations.js';
@@ -9,6 +11,7 @@ import { Users } from './users.js';
 
 export type { AuditEntry, AuditEvent, AuditEventName, Client } from './audit.js';
 export type { Association } from './links.js';
+export type { PendingLink } from './link-tokens.js';
 export type { NewSession, RefreshTokenRecord } from './sessions.js';
 export type { User } from './users.js';
 
@@ -23,13 +26,17 @@ export class Storage {
   readonly sessions: Sessions;
   readonly audit: AuditLog;
   readonly proofs: Proofs;
+  readonly linkTokens: LinkTokens;
+  readonly appleTransfers: AppleTransfers;
 
   constructor(readonly db: Kysely<Database>) {
     this.users = new Users(db);
+    this.appleTransfers = new AppleTransfers(db);
     this.links = new Links(db);
     this.sessions = new Sessions(db);
     this.audit = new AuditLog(db);
     this.proofs = new Proofs(db);
+    this.linkTokens = new LinkTokens(db);
   }
 
   transaction<T>(work: (storage: Storage) => Promise<T>): Promise<T> {

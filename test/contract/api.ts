@@ -33,6 +33,8 @@ export class ApiContract {
       const pattern = new RegExp(`^${template.replace(/[.]/g, '\\.').replace(/\{[^}]+\}/g, '[^/]+').replace(/\/$/, '')}/?$`);
       for (const [method, operation] of Object.entries(operations)) this.routes.push({ method: method.toUpperCase(), pattern, template, operation });
     }
+    // As the server's router: a static path (/api/associate/link-token/) before a parametric one (/api/associate/{provider}/).
+    this.routes.sort((a, b) => (a.template.match(/\{/g)?.length ?? 0) - (b.template.match(/\{/g)?.length ?? 0));
   }
 
   /** Why this answer breaks the contract, or undefined when it keeps it. */

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { issueNonce } from '../../core/replay.js';
 import type { TokenInput } from '../../providers/types.js';
 import { authenticator, clientOf } from '../request.js';
-import { answers, bearer, described, providerParam, SIGNED_IN, socialTokenBody } from '../schemas.js';
+import { answers, bearer, described, linkTokenBody, providerParam, SIGNED_IN, socialTokenBody } from '../schemas.js';
 import { ASSOCIATION_EXAMPLE, TOKEN_EXAMPLE } from './accounts.js';
 import { associationBody, tokenBody, type RouteContext } from './context.js';
 
@@ -85,6 +85,34 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
     },
   );
 
+  app.post<{ Body: { link_token: string } }>(
+    '/api/associate/link-token/',
+    {
+      config: limits.perIp,
+      schema: {
+        operationId: 'linkWithToken',
+        summary: 'Link the account a 409 link_required answer proposed, to the signed-in user',
+        description:
+          'After `auth` answered 409 link_required (an unknown account whose verified e-mail is a user\'s), the person signs in with one of its `providers`; ' +
+          'this then links the proposed account to them, without asking its provider again. The token is single use, good for link_token_expires_in seconds, and only for the user it was issued for.',
+        tags: ['social'],
+        security: bearer,
+        body: linkTokenBody,
+        ...answers({ 200: described(associated, 'Linked (or linked already to this user)') }, [...SIGNED_IN, 'invalid_link_token', 'unknown_provider', 'already_associated', 'rate_limited']),
+        'x-runs-pipeline': true,
+        'x-example': { request: { link_token: 'slk_q8Zr2mVx0bLk4TjN7wPc1sYe5HdA9fGu3oKi6RnBtEw' }, response: { success: true, association: { provider: 'apple', uid: '001234.5e201aec537347aeb79d23cbc345170a.1321', created: true } } },
+      },
+    },
+    async (request) => {
+      const client = clientOf(request);
+      const { user } = await authenticate(request);
+      await limits.checkUser(request);
+      const association = await social.linkWithToken(user, request.body.link_token, client);
+      request.log.info({ ...association, userId: user.id }, 'associated with a link token');
+      return { success: true, association };
+    },
+  );
+
   app.post<SocialRequest>(
     '/api/auth/:provider/',
     {
@@ -92,11 +120,14 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
       schema: {
         operationId: 'signInWithProvider',
         summary: 'Sign in with a linked social account (account takeover on a new phone)',
-        description: 'Answers the linked user with a new session, or 404 user_not_found. With SOCIAL_AUTH_CREATE_USER=true an unknown account gets a new user (201).',
+        description:
+          'Answers the linked user with a new session, or 404 user_not_found. With SOCIAL_AUTH_CREATE_USER=true an unknown account gets a new user (201). ' +
+          'An unknown account whose provider verified an e-mail that a user\'s link also verified answers 409 link_required instead (SOCIAL_AUTH_EMAIL_LINKING): ' +
+          'sign in with one of `providers`, then POST /api/associate/link-token/.',
         tags: ['social'],
         params: providerParam,
         body: socialTokenBody,
-        ...answers({ 200: described({ $ref: 'TokenResponse#' }, 'The linked user, signed in'), 201: described({ $ref: 'TokenResponse#' }, 'A new user for an unknown account (SOCIAL_AUTH_CREATE_USER=true), signed in') }, [...PROVIDER_ERRORS, 'user_not_found']),
+        ...answers({ 200: described({ $ref: 'TokenResponse#' }, 'The linked user, signed in'), 201: described({ $ref: 'TokenResponse#' }, 'A new user for an unknown account (SOCIAL_AUTH_CREATE_USER=true), signed in') }, [...PROVIDER_ERRORS, 'user_not_found', 'link_required']),
         'x-runs-pipeline': true,
         'x-example': { request: { id_token: 'eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ.eyJzdWIiOiIxMTAxNjkxMDAwMDAwMDAwMDAwMDEifQ.c2ln', nonce: 'sln_Jm3kP0qV7xW2bY9tR4eL1sN8dA6cF5gH' }, response: TOKEN_EXAMPLE },
       },
