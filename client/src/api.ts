@@ -62,6 +62,11 @@ const association: ResponseShape = { required: requiredOf<Association>({ provide
 const credentials = keysOf<Credentials>({ username: true, password: true });
 const socialToken = keysOf<SocialToken>({ access_token: true, access_token_secret: true, id_token: true, nonce: true, code: true, client_id: true, user: true });
 
+const associated: ResponseShape = {
+  required: requiredOf<AssociateResponse>({ success: true, association: true }),
+  nested: { association: { required: requiredOf<AssociateResponse['association']>({ provider: true, uid: true, created: true }) } },
+};
+
 export const ENDPOINTS = {
   createUser: { method: 'POST', path: '/api/users/', status: 201, auth: false, request: credentials, response: tokenResponse },
   signIn: { method: 'POST', path: '/api/token/', status: 200, auth: false, request: credentials, response: tokenResponse },
@@ -91,10 +96,7 @@ export const ENDPOINTS = {
     status: 200,
     auth: true,
     request: socialToken,
-    response: {
-      required: requiredOf<AssociateResponse>({ success: true, association: true }),
-      nested: { association: { required: requiredOf<AssociateResponse['association']>({ provider: true, uid: true, created: true }) } },
-    },
+    response: associated,
   },
   linkWithToken: {
     method: 'POST',
@@ -102,10 +104,7 @@ export const ENDPOINTS = {
     status: 200,
     auth: true,
     request: ['link_token'],
-    response: {
-      required: requiredOf<AssociateResponse>({ success: true, association: true }),
-      nested: { association: { required: requiredOf<AssociateResponse['association']>({ provider: true, uid: true, created: true }) } },
-    },
+    response: associated,
   },
   auth: { method: 'POST', path: '/api/auth/{provider}/', status: 200, auth: false, request: socialToken, response: tokenResponse },
   listAssociations: { method: 'GET', path: '/api/associations/', status: 200, auth: true, response: { ...association, array: true } },
