@@ -1,4 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { loadConfig } from '../src/config/config.js';
+import { serverEnvFor } from '../src/config/dev.js';
+import { createServices } from '../src/core/services.js';
 import { call, databaseKinds, expectError, guest, startStack, type Stack } from './helpers.js';
 
 // Same person, second provider (src/core/email-linking.ts): an unknown account whose provider verified an
@@ -156,5 +160,70 @@ describe.each(databaseKinds())('e-mail linking settings on %s', (kind) => {
     } finally {
       await stack.close();
     }
+  });
+});
+
+describe.each(databaseKinds())('link tokens and the provider grants they keep, on %s', (kind) => {
+  const encryptionKey = randomBytes(32).toString('base64');
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack(kind, { SOCIAL_LINK_ENCRYPTION_KEYS: encryptionKey });
+  });
+  afterAll(() => stack.close());
+
+  /** The server's sweep, run now (it runs every minute by itself): the same configuration and database. */
+  const sweep = async () => {
+    const config = loadConfig({ ...serverEnvFor(stack.emulatorUrl, stack.apps), DATABASE_URL: stack.databaseUrl, SOCIAL_LINK_ENCRYPTION_KEYS: encryptionKey });
+    const services = createServices({ config, db: stack.db, log: { warn: () => {} } });
+    await services.sweep();
+    await services.close();
+  };
+  const revokedCount = async () => (await stack.emulator.appleRevocations()).revoked.length;
+
+  it('an Apple code redeemed for a 409 keeps its grant for the link; expired unused, the grant is revoked', async () => {
+    await googleUser(stack, 'nia.oh@gmail.com');
+    const before = await revokedCount();
+    const refused = await call(stack.api, 'POST', '/api/auth/apple/', { body: { code: (await stack.emulator.mintAppleCode({ email: 'nia.oh@gmail.com' })).code } });
+    expectError(refused, 409, 'link_required');
+    expect(await revokedCount(), 'not revoked: the link token keeps it').toBe(before);
+    await stack.db.updateTable('link_tokens').set({ expires_at: new Date(Date.now() - 1000).toISOString() }).execute();
+    await sweep();
+    expect(await revokedCount()).toBe(before + 1);
+    expect(await stack.db.selectFrom('link_tokens').selectAll().execute()).toEqual([]);
+  });
+
+  it('asked twice, linked with the second token: the first is forgotten, and no grant of the linked account is revoked', async () => {
+    const owner = await googleUser(stack, 'oz.pak@gmail.com');
+    const sub = '001234.cc11bb22cc33dd44ee55ff6677889900.3333';
+    const codes = [await stack.emulator.mintAppleCode({ sub, email: 'oz.pak@gmail.com' }), await stack.emulator.mintAppleCode({ sub, email: 'oz.pak@gmail.com' })];
+    const tokens = [];
+    for (const code of codes) {
+      const refused = await call(stack.api, 'POST', '/api/auth/apple/', { body: { code: code.code } });
+      expectError(refused, 409, 'link_required');
+      tokens.push(refused.body.link_token as string);
+    }
+    const before = await revokedCount();
+    const signedIn = await call(stack.api, 'POST', '/api/auth/google/', { body: { id_token: await idToken(stack, 'google', { sub: owner.googleSub }) } });
+    expect((await call(stack.api, 'POST', '/api/associate/link-token/', { token: signedIn.body.access_token, body: { link_token: tokens[1] } })).status).toBe(200);
+    expectError(await call(stack.api, 'POST', '/api/associate/link-token/', { token: signedIn.body.access_token, body: { link_token: tokens[0] } }), 400, 'invalid_link_token');
+    await stack.db.updateTable('link_tokens').set({ expires_at: new Date(Date.now() - 1000).toISOString() }).execute();
+    await sweep();
+    expect(await revokedCount(), "revoking any of Apple's tokens would end the linked account's authorization").toBe(before);
+    // The kept grant went with the link: Apple signs in.
+    expect((await call(stack.api, 'POST', '/api/auth/apple/', { body: { id_token: await idToken(stack, 'apple', { sub }) } })).body.id).toBe(owner.id);
+  });
+
+  it('the ID token of a 409 is used up: replayed (from another client), it is refused', async () => {
+    await googleUser(stack, 'pia.qu@gmail.com');
+    const token = await idToken(stack, 'apple', { email: 'pia.qu@gmail.com', email_verified: true });
+    expectError(await call(stack.api, 'POST', '/api/auth/apple/', { body: { id_token: token } }), 409, 'link_required');
+    expectError(await call(stack.api, 'POST', '/api/auth/apple/', { body: { id_token: token }, headers: { 'user-agent': 'another phone' } }), 400, 'invalid_token');
+  });
+
+  it('an e-mail longer than any address is no verified e-mail (no 500)', async () => {
+    const long = `${'a'.repeat(330)}@gmail.com`;
+    const user = await guest(stack.api);
+    const linked = await call(stack.api, 'POST', '/api/associate/google/', { token: user.access_token, body: { id_token: await idToken(stack, 'google', { claims: { email: long, email_verified: true } }) } });
+    expect(linked.status).toBe(200);
   });
 });

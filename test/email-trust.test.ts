@@ -26,6 +26,9 @@ describe('e-mail trust defaults', () => {
     for (const module of providerModules) expect(`${module.name}: ${module.emailTrust}`).toBe(`${module.name}: ${fixture.providers[module.name]!.default}`);
     const oidc = loadProviderConfigs(new Settings({ SOCIAL_AUTH_OIDC_CORP_ISSUER: 'https://id.example.com', SOCIAL_AUTH_OIDC_CORP_KEY: 'app' }));
     expect(oidc.find((enabled) => enabled.name === 'oidc:corp')?.emailTrust).toBe(fixture.providers.oidc!.default);
+    // A multi-tenant issuer: each tenant vouches for its own accounts; the operator must opt in.
+    const microsoft = loadProviderConfigs(new Settings({ SOCIAL_AUTH_OIDC_MS_ISSUER: 'https://login.microsoftonline.com/common/v2.0', SOCIAL_AUTH_OIDC_MS_KEY: 'app' }));
+    expect(microsoft[0]!.emailTrust).toBe('never');
   });
 
   it('SOCIAL_AUTH_<P>_EMAIL_TRUST overrides a default, and anything but verified|never is refused', () => {

@@ -1,3 +1,4 @@
+import { revokeUnlinkedGrants } from './email-linking.js';
 import { randomBytes } from 'node:crypto';
 import { dummyPasswordHash, hashPassword, verifyPassword } from '../auth/passwords.js';
 import type { AccessClaims, TokenPair, TokenService } from '../auth/tokens.js';
@@ -76,9 +77,10 @@ export class Accounts {
       const proposed = await trx.linkTokens.takeOfUser(userId);
       await trx.users.delete(userId);
       await trx.audit.record({ event: 'user_deleted', userId, detail: detail ?? `${removed.length} links` }, client);
-      return [...removed, ...proposed];
+      return { removed, proposed };
     });
-    for (const link of links) await this.services.revokeKept(link);
+    for (const link of links.removed) await this.services.revokeKept(link);
+    await revokeUnlinkedGrants(this.services, links.proposed);
   }
 
   history(userId: number, page: { before?: number; limit: number }) {

@@ -3,6 +3,7 @@ import { text } from '../providers/answers.js';
 import type { SocialIdentity } from '../providers/types.js';
 import type { SecretBox } from '../auth/secret-box.js';
 import type { Client, Storage } from '../store/storage.js';
+import { isUniqueViolation } from './accounts.js';
 import { ProviderUnavailableError } from './errors.js';
 
 /**
@@ -84,6 +85,7 @@ export async function importAppleTransfers(storage: Storage, secrets: SecretBox,
       }
     }
     await storage.transaction(async (trx) => {
+      // (A sign-in linking one of these new subs meanwhile fails the batch at its commit: the next run resumes.)
       for (const { oldSub, newSub } of exchanged) {
         const outcome = await moveAppleLink(trx, secrets, oldSub, newSub, client);
         if (outcome === 'moved') report.done++;
@@ -105,7 +107,10 @@ export async function followAppleTransfer(storage: Storage, secrets: SecretBox, 
   if (!identity.transferSub) return;
   const row = await storage.appleTransfers.byTransferSub(identity.transferSub);
   if (!row || row.status === 'imported') return;
-  await storage.transaction((trx) => moveAppleLink(trx, secrets, row.old_sub, identity.uid, client));
+  // A sign-in that linked the new sub at the same moment wins; this one then finds that link.
+  await storage.transaction((trx) => moveAppleLink(trx, secrets, row.old_sub, identity.uid, client)).catch((error: unknown) => {
+    if (!isUniqueViolation(error)) throw error;
+  });
 }
 
 /** Moves one link from its old sub to its new one (in the caller's transaction), with its audit event. */
@@ -128,7 +133,7 @@ async function moveAppleLink(storage: Storage, secrets: SecretBox, oldSub: strin
     await storage.appleTransfers.importFailed(oldSub, 'its kept tokens could not be decrypted: run with the server\'s SOCIAL_LINK_ENCRYPTION_KEYS');
     return 'conflict';
   }
-  await storage.links.moveUid('apple', oldSub, newSub, opened ? secrets.seal(opened, `apple:${newSub}`) : null);
+  if (!(await storage.links.moveUid('apple', oldSub, newSub, opened ? secrets.seal(opened, `apple:${newSub}`) : null))) return 'gone';
   await storage.appleTransfers.imported(oldSub, newSub);
   await storage.audit.record({ event: 'uid_moved', userId: link.userId, provider: 'apple', uid: newSub, detail: `apple team transfer from ${oldSub}` }, client);
   return 'moved';

@@ -7,6 +7,8 @@ import type { PendingLink } from '../store/link-tokens.js';
 import { ApiError, apiError, ERRORS } from './errors.js';
 import { verifiedEmailOf } from '../store/verified-email.js';
 import type { PipelineStep } from './pipeline.js';
+import { useIdToken, type ReplayPolicy } from './replay.js';
+import type { Services } from './services.js';
 
 /**
  * Same person, second provider. A sign-in (`auth`) with an account nobody has linked, whose provider says it
@@ -81,7 +83,13 @@ export class LinkRequiredError extends ApiError {
  * Keeps the proven identity for LINK_TOKEN_TTL_SECONDS behind a new single-use token (only its SHA-256 is
  * stored; provider tokens sealed), and tells the user's audit log. Answers the error to throw.
  */
-export async function requireLink(storage: Storage, secrets: SecretBox, match: EmailMatch, provider: string, identity: SocialIdentity, client: Client): Promise<LinkRequiredError> {
+export async function requireLink(
+  { storage, secrets, replay }: { storage: Storage; secrets: SecretBox; replay: ReplayPolicy },
+  match: EmailMatch,
+  provider: string,
+  identity: SocialIdentity,
+  client: Client,
+): Promise<LinkRequiredError> {
   const token = `${LINK_TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
   const tokens = identity.tokens && Object.keys(identity.tokens).length > 0 ? identity.tokens : undefined;
   const pending: PendingLink = {
@@ -92,6 +100,10 @@ export async function requireLink(storage: Storage, secrets: SecretBox, match: E
     sealedTokens: tokens ? secrets.seal(JSON.stringify(tokens), `${provider}:${identity.uid}`) : null,
   };
   await storage.transaction(async (trx) => {
+    // The user's row first, as every writer of its rows (Users.hold): deleted meanwhile, there is nobody to name.
+    if (!(await trx.users.hold(match.userId))) throw apiError('user_not_found');
+    // The ID token has done its work: its link token stands for it now (a replay gets no other).
+    if (identity.idToken) await useIdToken(trx, identity.idToken, client, replay);
     await trx.linkTokens.issue(sha256Hex(token), pending, new Date(Date.now() + LINK_TOKEN_TTL_SECONDS * 1000).toISOString());
     await trx.audit.record({ event: 'link_required', userId: match.userId, provider, uid: identity.uid, detail: 'a sign-in proved an account with this user\'s verified e-mail' }, client);
   });
@@ -107,3 +119,14 @@ export function pendingIdentity(pending: PendingLink, secrets: SecretBox): Socia
 }
 
 export const linkTokenHash = (token: string) => sha256Hex(token);
+
+/**
+ * Ends the provider grants that link tokens kept, once the tokens are gone unused (expired, their user deleted)
+ * — unless the account is linked by now: revoking one of Apple's tokens ends the whole authorization of our app,
+ * the link's own token's too (see SocialAccounts.revokingUnkeptGrant).
+ */
+export async function revokeUnlinkedGrants(services: Pick<Services, 'storage' | 'revokeKept'>, pendings: readonly PendingLink[]): Promise<void> {
+  for (const pending of pendings) {
+    if (pending.sealedTokens && !(await services.storage.links.find(pending.provider, pending.uid))) await services.revokeKept(pending);
+  }
+}

@@ -9,6 +9,7 @@ import { openDatabase, type Database } from '../store/database.js';
 import { Storage, type Association } from '../store/storage.js';
 import type { Log } from './log.js';
 import { defaultPipeline, type PipelineStep } from './pipeline.js';
+import { revokeUnlinkedGrants } from './email-linking.js';
 
 /**
  * What social-link is made of, built once from the configuration: storage, the secret box, the providers
@@ -23,6 +24,8 @@ export interface Services {
   log: Log;
   /** Revokes the provider tokens kept for a removed link; failures are logged, never thrown. */
   revokeKept(link: Pick<Association, 'provider' | 'uid' | 'sealedTokens'> | undefined): Promise<void>;
+  /** Forgets what has expired (used nonces and ID tokens, link tokens); runs every minute by itself. */
+  sweep(): Promise<void>;
   /** Closes the providers' connections, and the database when these services opened it. */
   close(): Promise<void>;
 }
@@ -53,17 +56,17 @@ export function createServices(options: ServicesOptions): Services {
     observe: options.observeProviderCall,
   });
   const storage = new Storage(db);
-  // Used nonces and ID tokens are kept until they expire, then forgotten (every instance sweeps; it is cheap).
-  const sweep = setInterval(() => {
-    storage.proofs.purge().catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget expired nonces and ID tokens'));
-    // Expired link tokens: the provider grants they kept are ended (no link will hold them).
-    storage.linkTokens
+  const revokeKept: Services['revokeKept'] = (link) => providers.revokeKept(link, secrets, log);
+  // Used nonces and ID tokens are kept until they expire, then forgotten; expired link tokens too, and the
+  // provider grants they kept are ended (every instance sweeps; it is cheap).
+  const sweep = async () => {
+    await storage.proofs.purge().catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget expired nonces and ID tokens'));
+    await storage.linkTokens
       .takeExpired()
-      .then(async (expired) => {
-        for (const pending of expired) await providers.revokeKept(pending, secrets, log);
-      })
+      .then((expired) => revokeUnlinkedGrants({ storage, revokeKept }, expired))
       .catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget expired link tokens'));
-  }, 60_000).unref();
+  };
+  const timer = setInterval(() => void sweep(), 60_000).unref();
   return {
     config,
     storage,
@@ -71,9 +74,10 @@ export function createServices(options: ServicesOptions): Services {
     providers,
     pipeline: options.pipeline ?? defaultPipeline,
     log,
-    revokeKept: (link) => providers.revokeKept(link, secrets, log),
+    revokeKept,
+    sweep,
     async close() {
-      clearInterval(sweep);
+      clearInterval(timer);
       await providers.close();
       if (!options.db) await db.destroy();
     },

@@ -58,7 +58,7 @@ export class SocialAccounts {
         if (!context.user) throw apiError('user_not_found');
         return how.startSession(context.storage, context.user, { event: 'social_sign_in', userId: context.user.id, provider: provider.name, uid: identity.uid });
       }).catch(async (error: unknown) => {
-        if (error instanceof EmailMatch) throw await requireLink(storage, this.services.secrets, error, provider.name, identity, client);
+        if (error instanceof EmailMatch) throw await requireLink({ storage, secrets: this.services.secrets, replay: this.services.config.idTokenReplay }, error, provider.name, identity, client);
         throw error;
       });
       return { user: context.user!, isNewUser: context.isNewUser, uid: identity.uid, session: result as S };
@@ -78,6 +78,8 @@ export class SocialAccounts {
     const identity = pendingIdentity(pending, secrets);
     const { context } = await runPipeline(pipeline, storage, { ...this.input('associate', provider, identity, client), user }, async (context) => {
       if (!(await context.storage.linkTokens.use(hash))) throw apiError('invalid_link_token', { detail: 'used by a request that ran at the same time' });
+      // Other link tokens of this account (the app asked twice) have nothing left to link.
+      await context.storage.linkTokens.forgetAccount(provider.name, identity.uid);
       await context.storage.audit.record({ event: 'link_token_used', userId: user.id, provider: provider.name, uid: identity.uid }, client);
     });
     return { provider: provider.name, uid: identity.uid, created: context.isNewAssociation };

@@ -5,7 +5,7 @@ import { facebook } from './facebook.js';
 import { github } from './github.js';
 import { google } from './google.js';
 import { line } from './line.js';
-import { configureOidcProviders, createOidcProvider } from './oidc.js';
+import { configureOidcProviders, createOidcProvider, isMultiTenantIssuer } from './oidc.js';
 import { twitter } from './twitter.js';
 import type { EmailTrust, Provider, ProviderModule } from './types.js';
 
@@ -41,8 +41,9 @@ export function loadProviderConfigs(settings: Settings): ProviderConfigs {
     const name = `oidc:${config.name}`;
     enabled.push({
       name,
-      // OpenID Connect Core 5.1: email_verified true says the provider verified the e-mail.
-      emailTrust: emailTrustOf(settings, `SOCIAL_AUTH_OIDC_${config.name.toUpperCase()}_EMAIL_TRUST`, 'verified'),
+      // OpenID Connect Core 5.1: email_verified true says the provider verified the e-mail; a multi-tenant
+      // issuer's tenants each say it of their own accounts, so it needs the operator's opt-in.
+      emailTrust: emailTrustOf(settings, `SOCIAL_AUTH_OIDC_${config.name.toUpperCase()}_EMAIL_TRUST`, isMultiTenantIssuer(config.issuer) ? 'never' : 'verified'),
       create(options) {
         const http = new ProviderHttp(name, options);
         return { provider: createOidcProvider(config, http), http };

@@ -128,6 +128,12 @@ export function createOidcProvider(config: OidcConfig, http: ProviderHttp): Prov
 
 /** Microsoft's tenant-independent endpoints, whose discovery document names an issuer template. */
 const TENANT_INDEPENDENT = ['common', 'organizations', 'consumers'];
+
+/**
+ * Whether the configured issuer is a tenant-independent endpoint (Microsoft's `…/common/v2.0`): every
+ * tenant's administrator decides its accounts' e-mail claims, so its e-mails are no evidence by default.
+ */
+export const isMultiTenantIssuer = (issuer: string): boolean => TENANT_INDEPENDENT.some((tenant) => new URL(issuer).pathname.split('/').includes(tenant));
 const TENANT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**

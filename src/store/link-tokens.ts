@@ -37,6 +37,11 @@ export class LinkTokens {
     return row && toPending(row);
   }
 
+  /** Removes every token of this account (it is linked now); their grants are not revoked: see revokeUnlinkedGrants. */
+  async forgetAccount(provider: string, uid: string): Promise<void> {
+    await this.db.deleteFrom('link_tokens').where('provider', '=', provider).where('uid', '=', uid).execute();
+  }
+
   /** Removes the user's tokens and answers them (the user is being deleted: their kept provider tokens are to be revoked). */
   async takeOfUser(userId: number): Promise<PendingLink[]> {
     const rows = await this.db.deleteFrom('link_tokens').where('user_id', '=', userId).returningAll().execute();

@@ -231,6 +231,16 @@ migrations['0010_held_back_usernames'] = {
   },
 };
 
+/** A link's extra_data as stored (jsonb, or JSON text on SQLite); unreadable text is no facts. */
+function keptFacts(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  try {
+    return JSON.parse(value) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
 migrations['0011_link_by_email'] = {
   // "Same person, second provider": each link's verified e-mail, and the link tokens of core/email-linking.ts.
   async up(db) {
@@ -255,7 +265,7 @@ migrations['0011_link_by_email'] = {
       const rows = await sql<{ id: number; provider: string; extra_data: unknown }>`select id, provider, extra_data from social_associations where id > ${after} order by id limit 1000`.execute(db);
       if (rows.rows.length === 0) break;
       for (const row of rows.rows) {
-        const email = verifiedEmailOfKeptFacts(row.provider, typeof row.extra_data === 'string' ? JSON.parse(row.extra_data) : row.extra_data);
+        const email = verifiedEmailOfKeptFacts(row.provider, keptFacts(row.extra_data));
         if (email) await sql`update social_associations set verified_email = ${email} where id = ${row.id}`.execute(db);
       }
       after = rows.rows.at(-1)!.id;
