@@ -11,6 +11,7 @@ import { serveWithWorkers, startServer } from './http/server.js';
 import { ConfigError } from './config/settings.js';
 import { adminCommands } from './cli/admin.js';
 import { appleCommand } from './cli/apple.js';
+import { importCommand } from './cli/import.js';
 import { withDatabase, type Command } from './cli/command.js';
 import { loadConfigFile } from './config/file.js';
 
@@ -94,6 +95,7 @@ const commands: Record<string, Command> = {
   },
   ...adminCommands,
   apple: appleCommand,
+  import: importCommand,
 };
 
 const usage = () =>

@@ -1,10 +1,9 @@
-import { spawn } from 'node:child_process';
 import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serverEnvFor } from '../src/config/dev.js';
 import { AppleApi } from '../src/providers/apple-api.js';
 import { ProviderHttp } from '../src/providers/http.js';
-import { call, databaseKinds, guest, startStack, type Stack } from './helpers.js';
+import { call, databaseKinds, guest, runCli, startStack, type Stack } from './helpers.js';
 
 // Sign in with Apple team transfer (src/core/apple-transfer.ts), through the real CLI against the emulator's
 // migration endpoints (recorded in test/fixtures/apple-migration/), then real sign-ins over HTTP.
@@ -15,17 +14,7 @@ const newTeamKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const newTeamPem = newTeamKey.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 const encryptionKey = randomBytes(32).toString('base64');
 
-/** The CLI as an operator runs it (asynchronously: the emulator answers from this process). */
-function cli(args: string[], env: Record<string, string>): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { env: { ...process.env, LOG_LEVEL: 'silent', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
+const cli = runCli;
 
 describe.each(databaseKinds())('Apple team transfer on %s', (kind) => {
   let stack: Stack;

@@ -4,6 +4,15 @@ import { ConfigError } from '../src/config/settings.js';
 import { generateSigningKeySet, parseSigningKeys } from '../src/auth/keys.js';
 
 describe('configuration', () => {
+  it('SOCIAL_LINK_COMPAT_PREFIX: off by default, a path such as /myapp, never the root (where /api/ is ours)', () => {
+    expect(loadConfig({}).compatPrefix).toBeUndefined();
+    expect(loadConfig({ SOCIAL_LINK_COMPAT_PREFIX: '/myapp/' }).compatPrefix).toBe('/myapp');
+    expect(loadConfig({ SOCIAL_LINK_COMPAT_PREFIX: '/v1/myapp' }).compatPrefix).toBe('/v1/myapp');
+    expect(() => loadConfig({ SOCIAL_LINK_COMPAT_PREFIX: '/' })).toThrow(/at the root/);
+    expect(() => loadConfig({ SOCIAL_LINK_COMPAT_PREFIX: 'myapp' })).toThrow(/SOCIAL_LINK_COMPAT_PREFIX must be a path/);
+    expect(() => loadConfig({ SOCIAL_LINK_COMPAT_PREFIX: '/my app' })).toThrow(/SOCIAL_LINK_COMPAT_PREFIX must be a path/);
+  });
+
   const production = { NODE_ENV: 'production', SOCIAL_LINK_SIGNING_KEYS: '{"keys":[]}', METRICS_TOKEN: 'scrape-me' };
 
   it('in production refuses a provider, key or discovery URL over plain http but on loopback', () => {

@@ -92,9 +92,20 @@ describe('rate limits when Redis is unreachable', () => {
 describe('password attempts', () => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack('sqlite', { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_SIGN_IN_PER_MINUTE: '100', RATE_LIMIT_PASSWORD_PER_MINUTE: '2', TRUST_PROXY: 'true' });
+    stack = await startStack('sqlite', { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_SIGN_IN_PER_MINUTE: '100', RATE_LIMIT_PASSWORD_PER_MINUTE: '2', TRUST_PROXY: 'true', SOCIAL_LINK_COMPAT_PREFIX: '/myapp' });
   });
   afterAll(() => stack.close());
+
+  it("share their budget with HTTP Basic on the original design's routes", async () => {
+    const basic = (from: string) =>
+      fetch(`${stack.api}/myapp/api/associate/facebook/`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from('nobody:wrong').toString('base64')}`, 'x-forwarded-for': from },
+        body: '{"access_token":"x"}',
+      });
+    expect([(await basic('198.51.100.9')).status, (await basic('198.51.100.9')).status, (await basic('198.51.100.9')).status]).toEqual([401, 401, 429]);
+    expect((await attempt('198.51.100.9')).status).toBe(429);
+  });
 
   const attempt = (from: string) => call(stack.api, 'POST', '/api/token/', { body: { username: 'nobody', password: 'wrong password' }, headers: { 'x-forwarded-for': from } });
 

@@ -1,4 +1,5 @@
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { verifyImportedPassword } from './imported-passwords.js';
 
 /** scrypt with N=2^15, r=8, p=1: memory-hard (32 MiB per hash), as OWASP recommends for scrypt. */
 const PARAMS = { N: 2 ** 15, r: 8, p: 1 };
@@ -20,10 +21,18 @@ export async function hashPassword(password: string): Promise<string> {
 
 export async function verifyPassword(password: string, stored: string): Promise<boolean> {
   const [scheme, n, r, p, salt, hash] = stored.split('$');
-  if (scheme !== 'scrypt' || !salt || !hash) return false;
+  // A hash an import brought (Django, Supabase, Firebase): verified as its system does.
+  if (scheme !== 'scrypt') return verifyImportedPassword(password, stored);
+  if (!salt || !hash) return false;
   const expected = Buffer.from(hash, 'base64url');
   const key = await derive(password, Buffer.from(salt, 'base64url'), { N: Number(n), r: Number(r), p: Number(p) });
   return key.length === expected.length && timingSafeEqual(key, expected);
+}
+
+/** A hash to replace with ours after a successful sign-in: an imported one, or ours with older parameters. */
+export function needsRehash(stored: string): boolean {
+  const [scheme, n, r, p] = stored.split('$');
+  return scheme !== 'scrypt' || Number(n) !== PARAMS.N || Number(r) !== PARAMS.r || Number(p) !== PARAMS.p;
 }
 
 let dummyHash: Promise<string> | undefined;

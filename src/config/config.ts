@@ -23,6 +23,8 @@ export interface Config {
   createUser: boolean;
   /** A profile kept on a link is read again from the provider once older than this (providers with a separate profile call). */
   profileMaxAgeSeconds: number;
+  /** SOCIAL_LINK_COMPAT_PREFIX: where the original design's two routes are served for released apps (routes/compat.ts), or undefined. */
+  compatPrefix: string | undefined;
   /** SOCIAL_AUTH_EMAIL_LINKING: may `auth` answer 409 link_required for an account whose verified e-mail a user has (core/email-linking.ts)? */
   emailLinking: boolean;
   /** What a second use of an ID token meets (core/replay.ts). */
@@ -74,6 +76,7 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
     createUser: settings.bool('SOCIAL_AUTH_CREATE_USER', false),
     profileMaxAgeSeconds: settings.int('SOCIAL_AUTH_PROFILE_MAX_AGE', 86_400),
     emailLinking: settings.bool('SOCIAL_AUTH_EMAIL_LINKING', true),
+    compatPrefix: compatPrefixOf(settings),
     idTokenReplay: { refuse: replayRefused(settings), retrySeconds: settings.int('SOCIAL_AUTH_ID_TOKEN_RETRY_SECONDS', 10, { max: 60 }) },
     tokenIssuer: settings.string('SOCIAL_LINK_TOKEN_ISSUER', 'social-link'),
     accessTokenTtlSeconds: settings.int('SOCIAL_LINK_ACCESS_TOKEN_TTL', 900, { min: 30, max: 86_400 }),
@@ -153,4 +156,14 @@ function defaultPublicUrl(settings: Settings): string {
   const host = settings.string('HOST', '127.0.0.1');
   const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
   return `http://${shown}:${settings.string('PORT', '8000')}`;
+}
+
+/** "/myapp" (no trailing slash), or undefined when the compatibility routes are off. */
+function compatPrefixOf(settings: Settings): string | undefined {
+  const raw = settings.string('SOCIAL_LINK_COMPAT_PREFIX');
+  if (!raw) return undefined;
+  const prefix = raw.replace(/\/$/, '');
+  if (prefix === '') throw new ConfigError('SOCIAL_LINK_COMPAT_PREFIX: at the root, /api/associate/ and /api/auth/ are social-link\'s own routes (they answer what the original ones did, and more); give the prefix the released apps call, such as /myapp');
+  if (!/^\/[\w.-]+(\/[\w.-]+)*$/.test(prefix)) throw new ConfigError(`SOCIAL_LINK_COMPAT_PREFIX must be a path such as /myapp, got "${prefix}"`);
+  return prefix;
 }

@@ -1,6 +1,6 @@
 import { revokeUnlinkedGrants } from './email-linking.js';
 import { randomBytes } from 'node:crypto';
-import { dummyPasswordHash, hashPassword, verifyPassword } from '../auth/passwords.js';
+import { dummyPasswordHash, hashPassword, needsRehash, verifyPassword } from '../auth/passwords.js';
 import type { AccessClaims, TokenPair, TokenService } from '../auth/tokens.js';
 import type { Client, User } from '../store/storage.js';
 import { apiError, sessionEnded } from './errors.js';
@@ -39,6 +39,19 @@ export class Accounts {
   }
 
   async signInWithPassword(username: string, password: string, client: Client): Promise<SignedIn> {
+    const user = await this.checkPassword(username, password, client);
+    const session = await this.services.storage.transaction(async (trx) => {
+      if (!(await trx.users.hold(user.id))) throw apiError('invalid_credentials'); // deleted since: no such user
+      return this.tokens.startSession(trx, user.id, { event: 'password_sign_in', userId: user.id }, client);
+    });
+    return { user, pair: this.tokens.pairOf(user.id, session) };
+  }
+
+  /**
+   * The user of this username and password, or 401 invalid_credentials. An imported hash (or ours with older
+   * parameters) that matched is replaced with ours, as Django upgrades its own.
+   */
+  async checkPassword(username: string, password: string, client: Client): Promise<User> {
     const { storage } = this.services;
     const user = await storage.users.findByUsername(username);
     // Unknown user or guest user: still spend one scrypt, so timing does not tell which usernames exist.
@@ -48,11 +61,12 @@ export class Accounts {
       if (user) await storage.audit.record({ event: 'refused', userId: user.id, detail: 'invalid_credentials' }, client);
       throw apiError('invalid_credentials');
     }
-    const session = await storage.transaction(async (trx) => {
-      if (!(await trx.users.hold(user.id))) throw apiError('invalid_credentials'); // deleted since: no such user
-      return this.tokens.startSession(trx, user.id, { event: 'password_sign_in', userId: user.id }, client);
-    });
-    return { user, pair: this.tokens.pairOf(user.id, session) };
+    if (needsRehash(user.passwordHash)) {
+      const upgraded = await hashPassword(password);
+      // Only if it is still the hash that matched (a password change meanwhile wins).
+      if (await storage.users.replacePasswordHash(user.id, user.passwordHash, upgraded)) return { ...user, passwordHash: upgraded };
+    }
+    return user;
   }
 
   async refresh(refreshToken: string, client: Client): Promise<SignedIn> {

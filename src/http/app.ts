@@ -19,6 +19,7 @@ import { installRateLimits } from './rate-limits.js';
 import { accountRoutes } from './routes/accounts.js';
 import { operationsRoutes } from './routes/operations.js';
 import { socialRoutes } from './routes/social.js';
+import { compatRoutes } from './routes/compat.js';
 import type { OperatorErrors } from '../core/errors.js';
 import { installApiDocs } from './openapi.js';
 
@@ -127,6 +128,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const routes = { services, tokens, signingKeys, limits, accounts: new Accounts(services, tokens), social: new SocialAccounts(services) };
   accountRoutes(app, routes);
   socialRoutes(app, routes);
+  if (config.compatPrefix) compatRoutes(app, routes, config.compatPrefix);
   operationsRoutes(app, { storage: services.storage, metrics, metricsToken: config.metricsToken, metricsOnOwnPort: config.metricsPort !== undefined, limits });
   app.decorate('metricsRegistry', metrics.registry);
   return app;

@@ -298,6 +298,22 @@ migrations['0012_apple_transfers'] = {
   },
 };
 
+migrations['0013_imported_users'] = {
+  // social-link import: which user each imported account became (running an import again changes nothing).
+  async up(db) {
+    await db.schema
+      .createTable('imported_users')
+      .addColumn('source', 'varchar(32)', (c) => c.notNull())
+      .addColumn('source_id', 'varchar(255)', (c) => c.notNull())
+      .addColumn('user_id', 'integer', (c) => c.notNull().references('users.id').onDelete('cascade'))
+      .addPrimaryKeyConstraint('imported_users_pk', ['source', 'source_id'])
+      .execute();
+  },
+  async down(db) {
+    await db.schema.dropTable('imported_users').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

@@ -92,6 +92,13 @@ export interface AppleTransfersTable {
   updated_at: Timestamp;
 }
 
+/** social-link import: the user each imported account (source, its id there) became. */
+export interface ImportedUsersTable {
+  source: string;
+  source_id: string;
+  user_id: number;
+}
+
 /** A sign-in session: one refresh-token family. Revoking it ends every token of the family. */
 export interface SessionsTable {
   id: string;
@@ -133,6 +140,7 @@ export interface Database {
   social_associations: SocialAssociationsTable;
   link_tokens: LinkTokensTable;
   apple_transfers: AppleTransfersTable;
+  imported_users: ImportedUsersTable;
   sessions: SessionsTable;
   refresh_tokens: RefreshTokensTable;
 }

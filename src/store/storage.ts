@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import { AppleTransfers } from './apple-transfers.js';
 import { AuditLog } from './audit.js';
+import { Imports } from './imports.js';
 import { LinkTokens } from './link-tokens.js';
 import { Links } from './links.js';
 import { Proofs } from './proofs.js';
@@ -28,10 +29,12 @@ export class Storage {
   readonly proofs: Proofs;
   readonly linkTokens: LinkTokens;
   readonly appleTransfers: AppleTransfers;
+  readonly imports: Imports;
 
   constructor(readonly db: Kysely<Database>) {
     this.users = new Users(db);
     this.appleTransfers = new AppleTransfers(db);
+    this.imports = new Imports(db);
     this.links = new Links(db);
     this.sessions = new Sessions(db);
     this.audit = new AuditLog(db);

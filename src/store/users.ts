@@ -25,6 +25,12 @@ export class Users {
     return toUser(row);
   }
 
+  /** Replaces the password hash if it is still `current`; false when it changed meanwhile. */
+  async replacePasswordHash(id: number, current: string, next: string): Promise<boolean> {
+    const result = await this.db.updateTable('users').set({ password_hash: next, updated_at: now() }).where('id', '=', id).where('password_hash', '=', current).executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
   async findById(id: number): Promise<User | undefined> {
     const row = await this.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
     return row && toUser(row);

@@ -1,0 +1,61 @@
+import { sql, type Kysely } from 'kysely';
+import { isPostgres } from './migrations.js';
+import { toUser, type User } from './rows.js';
+import type { Database } from './schema.js';
+import { usernameKey } from './username-key.js';
+
+/** An account of another system, as an import writes it (src/import/). */
+export interface ImportedAccount {
+  /** Our id to give it (the source's own, kept when the target was empty), or undefined for a new one. */
+  id?: number;
+  username: string;
+  passwordHash: string | null;
+  createdAt: string;
+  lastLoginAt: string | null;
+}
+
+/** What social-link import writes: users with their source's id, and which user each source account became. */
+export class Imports {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async userOf(source: string, sourceId: string): Promise<number | undefined> {
+    const row = await this.db.selectFrom('imported_users').select('user_id').where('source', '=', source).where('source_id', '=', sourceId).executeTakeFirst();
+    return row?.user_id;
+  }
+
+  /** Whether the target holds a user that is not an import of this source (then source ids are not kept). */
+  async hasUsersNotFrom(source: string): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('users')
+      .select('users.id')
+      .where(({ not, exists, selectFrom }) => not(exists(selectFrom('imported_users').select('user_id').whereRef('imported_users.user_id', '=', 'users.id').where('imported_users.source', '=', source))))
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** A new user from another system, recorded as that source account's. */
+  async createUser(source: string, sourceId: string, account: ImportedAccount): Promise<User> {
+    const row = await this.db
+      .insertInto('users')
+      .values({
+        ...(account.id !== undefined ? { id: account.id } : {}),
+        username: account.username,
+        username_key: usernameKey(account.username),
+        password_hash: account.passwordHash,
+        created_at: account.createdAt,
+        updated_at: account.createdAt,
+        last_login_at: account.lastLoginAt,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    await this.db.insertInto('imported_users').values({ source, source_id: sourceId, user_id: row.id }).execute();
+    return toUser(row);
+  }
+
+  /** After users were given their source's ids: new users are numbered after the highest (PostgreSQL's identity). */
+  async renumberAfterKeptIds(): Promise<void> {
+    if (!isPostgres(this.db)) return; // SQLite's autoincrement follows the highest id by itself
+    await sql`select setval(pg_get_serial_sequence('users', 'id'), greatest((select max(id) from users), 1))`.execute(this.db);
+  }
+}
