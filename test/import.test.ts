@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, databaseKinds, expectError, freshDatabase, runCli, startStack, type Stack } from './helpers.js';
 
@@ -6,7 +7,10 @@ import { call, databaseKinds, expectError, freshDatabase, runCli, startStack, ty
 // python-social-auth: its README lists users, passwords and links), Firebase's export and Supabase's tables
 // (test/fixtures/imports/, with their sources); then the people sign in through HTTP, on the emulator.
 
-const PSA = new URL('../../shared/fixtures/python-social-auth/', import.meta.url).pathname;
+/** The shared test data: SOCIAL_LINK_SHARED_DIR, or ../shared beside the checkout, or this machine kind's /work/shared. */
+const SHARED = [process.env.SOCIAL_LINK_SHARED_DIR, new URL('../../shared/', import.meta.url).pathname, '/work/shared/'].find((dir) => dir && existsSync(`${dir}/fixtures/python-social-auth/psa.sqlite`));
+if (!SHARED) throw new Error('the shared fixtures (fixtures/python-social-auth) are not found: set SOCIAL_LINK_SHARED_DIR');
+const PSA = `${SHARED}/fixtures/python-social-auth/`;
 const FIREBASE = new URL('./fixtures/imports/firebase/', import.meta.url).pathname;
 const SUPABASE = new URL('./fixtures/imports/supabase/', import.meta.url).pathname;
 const FIREBASE_HASH = ['--hash-key', 'jxspr8Ki0RYycVU8zykbdLGjFQ3McFUH0uiiTvC8pVMXAn210wjLNmdZJzxUECKbm0QsEmYUSDzZvpjeJ9WmXA==', '--salt-separator', 'Bw==', '--rounds', '8', '--mem-cost', '14'];
