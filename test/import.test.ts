@@ -64,8 +64,9 @@ describe.each(databaseKinds())('import psa into %s', (kind) => {
       const first = await importPsa();
       expect(first.status, first.stderr).toBe(0);
       const report = JSON.parse(first.stdout);
-      expect(report).toMatchObject({ keptIds: true, users: { imported: 4, unchanged: 0, conflicts: [] }, links: { imported: 3, conflicts: [], unknownProviders: {} }, noWayIn: ['carol'], unverifiableHashes: {} });
-      expect(report.tokensDropped).toBe(3);
+      expect(report).toMatchObject({ keptIds: true, users: { imported: 4, unchanged: 0, conflicts: [] }, links: { imported: 3, conflicts: [], unknownProviders: {}, keyedByEmail: [] }, noWayIn: ['carol'], unverifiableHashes: {} });
+      // Facebook's access_token and token_type; Twitter's access_token (its oauth_token and secret inside it).
+      expect(report.tokensDropped).toBe(4);
 
       const imported = await rows(stack);
       expect(imported.users.map((user) => [user.id, user.username])).toEqual([[1, 'alice'], [2, 'bob'], [3, 'carol'], [4, 'admin']]);
@@ -97,7 +98,7 @@ describe.each(databaseKinds())('import psa into %s', (kind) => {
 
       const before = await rows(stack);
       const second = await importPsa();
-      expect(JSON.parse(second.stdout)).toMatchObject({ users: { imported: 0, unchanged: 4 }, links: { imported: 0, unchanged: 3 } });
+      expect(JSON.parse(second.stdout)).toMatchObject({ users: { imported: 0, unchanged: 4 }, links: { imported: 0, conflicts: [] } });
       expect(await rows(stack)).toEqual(before);
     });
 
@@ -135,6 +136,17 @@ describe.each(databaseKinds())('import psa into %s', (kind) => {
       // python-social-auth's backend names.
       const google = await stack.emulator.mintIdToken('google', {});
       expect((await fetch(`${stack.api}/myapp/api/auth/google-oauth2/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id_token: google.id_token }) })).status).toBe(404);
+    });
+
+    it('a user deleted since, or a link removed since, is not brought back by another run', async () => {
+      const bob = await call(stack.api, 'POST', '/api/token/', { body: { username: 'bob', password: 'bob-password-1' } });
+      expect((await call(stack.api, 'DELETE', '/api/me/', { token: bob.body.access_token })).status).toBe(204);
+      await stack.db.deleteFrom('social_associations').where('uid', '=', '783214').execute();
+      const again = await importPsa();
+      expect(JSON.parse(again.stdout)).toMatchObject({ users: { imported: 0, unchanged: 3, deletedSince: 1 }, links: { imported: 0 } });
+      const after = await rows(stack);
+      expect(after.users.map((user) => user.username)).toEqual(['alice', 'carol', 'admin']);
+      expect(after.links.map((link) => [link.provider, link.uid])).toEqual([['facebook', '10150000000000001']]);
     });
   });
 

@@ -42,10 +42,15 @@ describe('imported password hashes', () => {
   });
 
   it('unusable, unknown and malformed hashes never match, and never throw', async () => {
-    for (const stored of ['!szp0MexB18QUET2jaUd3tDRGz0uGcXNVuGk0T8M8', 'argon2$argon2id$v=19$m=102400,t=2,p=8$c29tZXNhbHQ$abc', 'md5$salt$abc', 'pbkdf2_sha256$nope$salt$', 'pbkdf2_sha256$99999999999$s$h', 'firebase-scrypt$8$99$Bw==$a$b$c', '', '$2a$10$short']) {
+    for (const stored of ['constructor$x', 'toString$1$2', 'scrypt$16384$c2FsdA$8$1$aGFzaA==', 'pbkdf2_sha256$99999999$seasalt$YlZ2Vggtqdc61YjArZuoApoBh9JNGYoDRBUGu6tcJQo=', '$2a$31$XajjQvNhvvRt5GSeFk1xFeyqRrsxkhBkUiQeg0dt.wU1qD4aFDcga', 'firebase-scrypt$32$20$Bw==$a2V5$c2FsdA==$aGFzaA==', '!szp0MexB18QUET2jaUd3tDRGz0uGcXNVuGk0T8M8', 'argon2$argon2id$v=19$m=102400,t=2,p=8$c29tZXNhbHQ$abc', 'md5$salt$abc', 'pbkdf2_sha256$nope$salt$', 'pbkdf2_sha256$99999999999$s$h', 'firebase-scrypt$8$99$Bw==$a$b$c', '', '$2a$10$short']) {
       expect(await verifyPassword('anything', stored), stored).toBe(false);
     }
     expect(canVerifyImported('argon2$argon2id$…')).toBe(false);
     expect(canVerifyImported('pbkdf2_sha256$1$s$h')).toBe(true);
+    // Past the cost bounds: reported by the import, never computed (a source row must not cost seconds or gigabytes).
+    expect(canVerifyImported('pbkdf2_sha256$99999999$s$h')).toBe(false);
+    expect(canVerifyImported('$2a$31$XajjQvNhvvRt5GSeFk1xFeyqRrsxkhBkUiQeg0dt.wU1qD4aFDcga')).toBe(false);
+    expect(canVerifyImported('firebase-scrypt$32$20$Bw==$a2V5$c2FsdA==$aGFzaA==')).toBe(false);
+    expect(canVerifyImported('constructor$x')).toBe(false);
   });
 });

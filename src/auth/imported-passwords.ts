@@ -27,9 +27,25 @@ const VERIFIERS: Record<string, (password: string, stored: string) => Promise<bo
   'firebase-scrypt': firebaseScrypt,
 };
 
-/** Whether social-link can verify a hash of this scheme (an import reports the others). */
+/** Bounds on an imported hash's cost: a row of the source must not make one sign-in take seconds or gigabytes. */
+const MAX_PBKDF2_ITERATIONS = 2_000_000;
+const MAX_BCRYPT_COST = 14;
+const MAX_SCRYPT_R = 16;
+const MAX_SCRYPT_MEM_COST = 17;
+
+const verifierOf = (stored: string) => {
+  const scheme = stored.split('$')[0]!;
+  return Object.hasOwn(VERIFIERS, scheme) ? VERIFIERS[scheme] : undefined;
+};
+
+/** Whether social-link can verify this hash: a scheme it knows, within its cost bounds (an import reports the others). */
 export function canVerifyImported(stored: string): boolean {
-  return stored.split('$')[0]! in VERIFIERS;
+  if (!verifierOf(stored)) return false;
+  const [scheme, a, b] = stored.split('$');
+  if (scheme === 'pbkdf2_sha256' || scheme === 'pbkdf2_sha1') return Number(a) >= 1 && Number(a) <= MAX_PBKDF2_ITERATIONS;
+  if (scheme === 'firebase-scrypt') return Number(a) >= 1 && Number(a) <= MAX_SCRYPT_R && Number(b) >= 1 && Number(b) <= MAX_SCRYPT_MEM_COST;
+  if (scheme === '') return /^\$2[aby]\$(\d\d)\$/.test(stored) && Number(stored.slice(4, 6)) <= MAX_BCRYPT_COST;
+  return true;
 }
 
 export function isImportedHash(stored: string): boolean {
@@ -37,15 +53,15 @@ export function isImportedHash(stored: string): boolean {
 }
 
 export async function verifyImportedPassword(password: string, stored: string): Promise<boolean> {
-  const verify = VERIFIERS[stored.split('$')[0]!];
-  return verify ? verify(password, stored).catch(() => false) : false;
+  const verify = verifierOf(stored);
+  return verify && canVerifyImported(stored) ? verify(password, stored).catch(() => false) : false;
 }
 
 /** Django: `pbkdf2_sha256$<iterations>$<salt>$<base64 hash>`. */
 async function djangoPbkdf2(password: string, stored: string, digest: 'sha256' | 'sha1', length: number): Promise<boolean> {
   const [, iterations, salt, hash] = stored.split('$');
   const rounds = Number(iterations);
-  if (!salt || !hash || !Number.isInteger(rounds) || rounds < 1 || rounds > 10_000_000) return false;
+  if (!salt || !hash || !Number.isInteger(rounds)) return false;
   const key = await pbkdf2Async(password, salt, rounds, length, digest);
   return same(key, Buffer.from(hash, 'base64'));
 }
@@ -58,7 +74,7 @@ async function firebaseScrypt(password: string, stored: string): Promise<boolean
   const [, rounds, memCost, separator, signerKey, salt, hash] = stored.split('$');
   const r = Number(rounds);
   const cost = Number(memCost);
-  if (!separator || !signerKey || !salt || !hash || !Number.isInteger(r) || !Number.isInteger(cost) || r < 1 || r > 32 || cost < 1 || cost > 20) return false;
+  if (!separator || !signerKey || !salt || !hash || !Number.isInteger(r) || !Number.isInteger(cost)) return false;
   const N = 2 ** cost;
   const key = await scryptAsync(password, Buffer.concat([Buffer.from(salt, 'base64'), Buffer.from(separator, 'base64')]), 32, { N, r, p: 1, maxmem: 256 * N * r });
   const cipher = createCipheriv('aes-256-ctr', key, Buffer.alloc(16));

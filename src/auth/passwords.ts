@@ -23,10 +23,12 @@ export async function verifyPassword(password: string, stored: string): Promise<
   const [scheme, n, r, p, salt, hash] = stored.split('$');
   // A hash an import brought (Django, Supabase, Firebase): verified as its system does.
   if (scheme !== 'scrypt') return verifyImportedPassword(password, stored);
-  if (!salt || !hash) return false;
+  const params = { N: Number(n), r: Number(r), p: Number(p) };
+  // Ours, or a stranger with our prefix (Django 4.2's scrypt hasher): never more than our own cost, never a throw.
+  if (!salt || !hash || !Number.isInteger(params.N) || params.N < 2 || params.N > PARAMS.N || !(params.r >= 1 && params.r <= PARAMS.r) || !(params.p >= 1 && params.p <= PARAMS.p)) return false;
   const expected = Buffer.from(hash, 'base64url');
-  const key = await derive(password, Buffer.from(salt, 'base64url'), { N: Number(n), r: Number(r), p: Number(p) });
-  return key.length === expected.length && timingSafeEqual(key, expected);
+  const key = await derive(password, Buffer.from(salt, 'base64url'), params).catch(() => undefined);
+  return key !== undefined && key.length === expected.length && timingSafeEqual(key, expected);
 }
 
 /** A hash to replace with ours after a successful sign-in: an imported one, or ours with older parameters. */

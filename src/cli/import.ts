@@ -32,7 +32,7 @@ export const importCommand: Command = {
       const batchSize = Number(values.batch ?? 500);
       if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) throw new ConfigError('--batch must be an integer from 1 to 10000');
       const source = sourceOf(kind, location, values);
-      const progress = process.stderr.isTTY ? (report: ImportReport) => process.stderr.write(`\r${report.users.imported + report.users.unchanged} users, ${report.links.imported + report.links.unchanged} links`) : undefined;
+      const progress = process.stderr.isTTY ? (report: ImportReport) => process.stderr.write(`\r${report.users.imported} users and ${report.links.imported} links imported, ${report.users.unchanged} users imported before`) : undefined;
       const report = await runImport(storage, source, { dryRun: values['dry-run'] === true, batchSize, progress });
       if (progress) process.stderr.write('\n');
       if (values.json === true) console.log(JSON.stringify(report));
@@ -48,6 +48,10 @@ function sourceOf(kind: string, location: string, values: Record<string, string 
     const given = ['hash-key', 'salt-separator', 'rounds', 'mem-cost'].filter((name) => typeof values[name] === 'string');
     if (given.length > 0 && given.length < 4) throw new ConfigError('import firebase: give all four hash parameters: --hash-key, --salt-separator, --rounds, --mem-cost');
     const hash = given.length === 4 ? { signerKey: String(values['hash-key']), saltSeparator: String(values['salt-separator']), rounds: Number(values.rounds), memCost: Number(values['mem-cost']) } : undefined;
+    if (hash && !(Number.isInteger(hash.rounds) && hash.rounds >= 1 && hash.rounds <= 16 && Number.isInteger(hash.memCost) && hash.memCost >= 1 && hash.memCost <= 17)) {
+      throw new ConfigError('import firebase: --rounds must be an integer from 1 to 16 and --mem-cost from 1 to 17 (Firebase\'s are 8 and 14)');
+    }
+    if (hash && ![hash.signerKey, hash.saltSeparator].every((value) => /^[A-Za-z0-9+/]+=*$/.test(value))) throw new ConfigError('import firebase: --hash-key and --salt-separator are base64, as the Firebase console shows them');
     return firebaseSource(location, values['no-passwords'] === true ? undefined : hash);
   }
   throw new ConfigError(`import: unknown source "${kind}" (psa, firebase, supabase)`);
@@ -56,8 +60,8 @@ function sourceOf(kind: string, location: string, values: Record<string, string 
 function print(report: ImportReport): void {
   const lines = [
     `${report.dryRun ? 'DRY RUN (nothing written): ' : ''}import from ${report.source}`,
-    `users: ${report.users.imported} imported, ${report.users.unchanged} imported before${report.keptIds ? ' (ids kept)' : ''}`,
-    `links: ${report.links.imported} imported, ${report.links.unchanged} imported before`,
+    `users: ${report.users.imported} imported, ${report.users.unchanged} imported before${report.users.deletedSince ? `, ${report.users.deletedSince} imported before and deleted since (not brought back)` : ''}${report.keptIds ? ' (ids kept)' : ''}`,
+    `links: ${report.links.imported} imported${report.links.skipped ? `, ${report.links.skipped} of users not imported` : ''}`,
     `provider tokens not copied: ${report.tokensDropped}`,
   ];
   if (report.mapping.length > 0) lines.push('user ids (source → social-link):', ...report.mapping.map((entry) => `  ${entry.source_id} → ${entry.user_id}`));
@@ -66,6 +70,9 @@ function print(report: ImportReport): void {
   if (report.users.inactive.length > 0) lines.push(`inactive users not imported: ${report.users.inactive.join(', ')}`);
   if (report.noWayIn.length > 0) lines.push(`imported with no way to sign in (no usable password, no link): ${report.noWayIn.join(', ')}`);
   for (const [scheme, count] of Object.entries(report.unverifiableHashes)) lines.push(`${count} password hashes of scheme ${scheme} cannot be verified here: those users must reset their password`);
+  if (report.links.keyedByEmail.length > 0) {
+    lines.push(`${report.links.keyedByEmail.length} Google links are keyed by e-mail (python-social-auth without USE_UNIQUE_USER_ID): Google sign-ins find accounts by their id, so these users must link Google again: ${report.links.keyedByEmail.join(', ')}`);
+  }
   for (const [provider, count] of Object.entries(report.links.unknownProviders)) lines.push(`${count} links of provider "${provider}" (unknown to social-link) imported under that name`);
   lines.push(`not kept: ${report.notKept.join('; ')}`);
   console.log(lines.join('\n'));

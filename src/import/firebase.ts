@@ -39,24 +39,24 @@ export function firebaseSource(file: string, hash: FirebaseHashParameters | unde
   }
   const passwordOf = (user: FirebaseUser) =>
     hash && user.passwordHash && user.salt ? ['firebase-scrypt', hash.rounds, hash.memCost, hash.saltSeparator, hash.signerKey, user.salt, user.passwordHash].join('$') : null;
-  const time = (ms: string | undefined) => (ms && /^\d+$/.test(ms) ? new Date(Number(ms)).toISOString() : null);
+  const time = (ms: string | undefined) => (typeof ms === 'string' && /^\d{1,15}$/.test(ms) ? new Date(Number(ms)).toISOString() : null);
   return {
     name: 'firebase',
     // Generic OpenID Connect providers are "oidc.<name>" in Firebase, "oidc:<name>" here.
-    provider: (name) => PROVIDERS[name] ?? (name.startsWith('oidc.') ? `oidc:${name.slice(5).toLowerCase()}` : undefined),
+    provider: (name) => (Object.hasOwn(PROVIDERS, name) ? PROVIDERS[name] : name.startsWith('oidc.') ? `oidc:${name.slice(5).toLowerCase()}` : undefined),
     notKept: ['displayName, photoUrl, phoneNumber, customAttributes, mfaInfo (kept on links where a provider gave them)'],
     async *batches(size) {
       for (let start = 0; start < users.length; start += size) {
         yield users.slice(start, start + size).map(
           (user): SourceUser => ({
-            sourceId: user.localId,
+            sourceId: String(user.localId),
             // Users sign in with their e-mail as their username.
-            username: user.email?.toLowerCase() ?? `firebase_${user.localId}`,
+            username: typeof user.email === 'string' && user.email !== '' ? user.email.toLowerCase() : `firebase_${user.localId}`,
             passwordHash: passwordOf(user),
-            createdAt: time(user.createdAt) ?? new Date().toISOString(),
+            createdAt: time(user.createdAt),
             lastLoginAt: time(user.lastSignedInAt),
             active: user.disabled !== true,
-            links: (user.providerUserInfo ?? []).map((info) => ({
+            links: (Array.isArray(user.providerUserInfo) ? user.providerUserInfo : []).filter((info) => typeof info?.providerId === 'string' && typeof info.rawId === 'string').map((info) => ({
               provider: info.providerId,
               uid: info.rawId,
               extraData: Object.fromEntries(Object.entries({ email: info.email, name: info.displayName, picture: info.photoUrl }).filter(([, value]) => value !== undefined)),

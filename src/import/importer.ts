@@ -16,7 +16,8 @@ export interface SourceUser {
   username: string;
   /** The source's password hash as it stored it (verified at sign-in by auth/imported-passwords.ts); null: none. */
   passwordHash: string | null;
-  createdAt: string;
+  /** null when the source's date is unreadable (then: the import's time). */
+  createdAt: string | null;
   lastLoginAt: string | null;
   /** Disabled in the source (Django's is_active false, Firebase's disabled, Supabase's banned or deleted): not imported. */
   active: boolean;
@@ -49,20 +50,24 @@ export interface ImportReport {
   dryRun: boolean;
   /** Whether users kept their source ids; else `mapping` lists the ids they got. */
   keptIds: boolean;
-  users: { imported: number; unchanged: number; inactive: string[]; conflicts: Array<{ source_id: string; username: string; reason: string }> };
+  /** unchanged: imported by an earlier run (their links too); deletedSince: imported, then deleted (not brought back). */
+  users: { imported: number; unchanged: number; deletedSince: number; inactive: string[]; conflicts: Array<{ source_id: string; username: string; reason: string }> };
   mapping: Array<{ source_id: string; user_id: number }>;
   /** Users with no way in after the import: no usable password and no link. */
   noWayIn: string[];
   /** Password hashes social-link cannot verify, by scheme: those users must reset their password. */
   unverifiableHashes: Record<string, number>;
-  links: { imported: number; unchanged: number; conflicts: Array<{ provider: string; uid: string; reason: string }>; unknownProviders: Record<string, number> };
+  /** skipped: the links of users not imported; keyedByEmail: Google links python-social-auth keyed by e-mail (they find nobody). */
+  links: { imported: number; skipped: number; conflicts: Array<{ provider: string; uid: string; reason: string }>; unknownProviders: Record<string, number>; keyedByEmail: string[] };
   /** Provider tokens found in the source's link data, not copied. */
   tokensDropped: number;
   notKept: readonly string[];
 }
 
-/** Keys of a link's data that hold provider tokens (python-social-auth kept them in clear): never copied. */
-const TOKEN_KEYS = new Set(['access_token', 'refresh_token', 'id_token', 'access_token_secret', 'oauth_token', 'oauth_token_secret', 'code', 'token', 'secret']);
+/** Keys of a link's data that hold provider tokens or secrets (python-social-auth kept them in clear): never copied. */
+const TOKEN_KEY = /token|secret|^code$|verifier|password/i;
+/** As users.username holds it. */
+const MAX_USERNAME_LENGTH = 150;
 
 class DryRun extends Error {}
 
@@ -71,11 +76,11 @@ export async function runImport(storage: Storage, source: ImportSource, options:
     source: source.name,
     dryRun: options.dryRun,
     keptIds: false,
-    users: { imported: 0, unchanged: 0, inactive: [], conflicts: [] },
+    users: { imported: 0, unchanged: 0, deletedSince: 0, inactive: [], conflicts: [] },
     mapping: [],
     noWayIn: [],
     unverifiableHashes: {},
-    links: { imported: 0, unchanged: 0, conflicts: [], unknownProviders: {} },
+    links: { imported: 0, skipped: 0, conflicts: [], unknownProviders: {}, keyedByEmail: [] },
     tokensDropped: 0,
     notKept: source.notKept,
   };
@@ -88,7 +93,6 @@ export async function runImport(storage: Storage, source: ImportSource, options:
       else await trx.transaction(write);
       options.progress?.(report);
     }
-    if (report.keptIds && !options.dryRun) await trx.imports.renumberAfterKeptIds();
   };
   if (!options.dryRun) await work(storage);
   else {
@@ -104,53 +108,84 @@ export async function runImport(storage: Storage, source: ImportSource, options:
 }
 
 async function importBatch(storage: Storage, source: ImportSource, batch: SourceUser[], report: ImportReport): Promise<void> {
+  let keptAnId = false;
   for (const account of batch) {
-    let userId = await storage.imports.userOf(source.name, account.sourceId);
-    if (userId !== undefined) report.users.unchanged++;
-    else {
-      if (!account.active) {
-        report.users.inactive.push(account.username);
-        continue;
-      }
-      const taken = await storage.users.findByUsername(account.username);
-      if (taken) {
-        report.users.conflicts.push({ source_id: account.sourceId, username: account.username, reason: `the username is taken by user ${taken.id}` });
-        continue;
-      }
-      const usable = account.passwordHash && !account.passwordHash.startsWith('!') ? account.passwordHash : null;
-      if (usable && !canVerifyImported(usable)) {
-        const scheme = usable.split('$')[0] || 'unknown';
-        report.unverifiableHashes[scheme] = (report.unverifiableHashes[scheme] ?? 0) + 1;
-      }
-      const user = await storage.imports.createUser(source.name, account.sourceId, {
-        id: report.keptIds ? account.numericId : undefined,
-        username: account.username,
-        passwordHash: usable,
-        createdAt: account.createdAt,
-        lastLoginAt: account.lastLoginAt,
-      });
-      userId = user.id;
-      report.users.imported++;
-      if (!report.keptIds || account.numericId === undefined) report.mapping.push({ source_id: account.sourceId, user_id: user.id });
-      if (!usable && !account.links.some((link) => !source.notLinks?.includes(link.provider))) report.noWayIn.push(account.username);
+    const known = await storage.imports.userOf(source.name, account.sourceId);
+    // Imported before (its links then too: one that was removed since stays removed), or deleted since.
+    if (known !== undefined) {
+      if (known === null) report.users.deletedSince++;
+      else report.users.unchanged++;
+      continue;
     }
-    for (const link of account.links) await importLink(storage, source, userId, link, report);
+    const links = account.links.filter((link) => !source.notLinks?.includes(link.provider));
+    const refuse = (reason: string) => {
+      report.users.conflicts.push({ source_id: account.sourceId, username: account.username, reason });
+      report.links.skipped += links.length;
+    };
+    if (!account.active) {
+      report.users.inactive.push(account.username);
+      report.links.skipped += links.length;
+      continue;
+    }
+    if (account.username.length > MAX_USERNAME_LENGTH) {
+      refuse(`the username is longer than ${MAX_USERNAME_LENGTH} characters`);
+      continue;
+    }
+    const taken = await storage.users.findByUsername(account.username);
+    if (taken) {
+      refuse(`the username is taken by user ${taken.id}`);
+      continue;
+    }
+    const usable = account.passwordHash && !account.passwordHash.startsWith('!') ? account.passwordHash : null;
+    if (usable && !canVerifyImported(usable)) {
+      const scheme = usable.split('$')[0] || usable.slice(0, 4);
+      report.unverifiableHashes[scheme] = (report.unverifiableHashes[scheme] ?? 0) + 1;
+    }
+    // The source's id, unless a user has it already (one made while an earlier run was interrupted).
+    const keepId = report.keptIds && account.numericId !== undefined && !(await storage.imports.idTaken(account.numericId));
+    const user = await storage.imports.createUser(source.name, account.sourceId, {
+      id: keepId ? account.numericId : undefined,
+      username: account.username,
+      passwordHash: usable,
+      createdAt: account.createdAt ?? new Date().toISOString(),
+      lastLoginAt: account.lastLoginAt,
+    });
+    keptAnId ||= keepId;
+    report.users.imported++;
+    if (!keepId) report.mapping.push({ source_id: account.sourceId, user_id: user.id });
+    if (!usable && links.length === 0) report.noWayIn.push(account.username);
+    for (const link of links) await importLink(storage, source, user.id, link, report);
   }
+  // New users (a sign-up while this runs) are numbered after the kept ids, from this batch on.
+  if (keptAnId) await storage.imports.renumberAfterKeptIds();
 }
 
 async function importLink(storage: Storage, source: ImportSource, userId: number, link: SourceLink, report: ImportReport): Promise<void> {
-  if (source.notLinks?.includes(link.provider)) return;
   const provider = source.provider(link.provider);
   if (!provider) report.links.unknownProviders[link.provider] = (report.links.unknownProviders[link.provider] ?? 0) + 1;
   const name = provider ?? link.provider;
+  // python-social-auth keys Google links by e-mail unless USE_UNIQUE_USER_ID: Google sign-ins find accounts by sub.
+  if (name === 'google' && link.uid.includes('@')) report.links.keyedByEmail.push(link.uid);
   const existing = await storage.links.find(name, link.uid);
   if (existing) {
-    if (existing.userId === userId) report.links.unchanged++;
-    else report.links.conflicts.push({ provider: name, uid: link.uid, reason: `linked to user ${existing.userId} already` });
+    report.links.conflicts.push({ provider: name, uid: link.uid, reason: `linked to user ${existing.userId} already` });
     return;
   }
-  const kept = Object.fromEntries(Object.entries(link.extraData).filter(([key]) => !TOKEN_KEYS.has(key)));
-  report.tokensDropped += Object.keys(link.extraData).length - Object.keys(kept).length;
-  await storage.links.insert(userId, name, link.uid, kept, null, link.createdAt);
-  report.links.imported++;
+  const dropped = { count: 0 };
+  const kept = withoutTokens(link.extraData, dropped) as Record<string, unknown>;
+  report.tokensDropped += dropped.count;
+  if (await storage.links.insert(userId, name, link.uid, kept, null, link.createdAt)) report.links.imported++;
+  else report.links.conflicts.push({ provider: name, uid: link.uid, reason: 'linked by another request meanwhile' });
+}
+
+/** The data without any key that names a token or a secret, at any depth (python-social-auth kept them in clear). */
+function withoutTokens(value: unknown, dropped: { count: number }): unknown {
+  if (Array.isArray(value)) return value.map((item) => withoutTokens(item, dropped));
+  if (typeof value !== 'object' || value === null) return value;
+  const kept: Record<string, unknown> = {};
+  for (const [key, item] of Object.entries(value)) {
+    if (TOKEN_KEY.test(key)) dropped.count++;
+    else kept[key] = withoutTokens(item, dropped);
+  }
+  return kept;
 }

@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import Sqlite from 'better-sqlite3';
 import pg from 'pg';
 import { ConfigError } from '../config/settings.js';
-import { iso, isoOrNull } from '../store/rows.js';
 import type { ImportSource, SourceLink, SourceUser } from './importer.js';
 
 /**
@@ -23,7 +22,7 @@ const PROVIDERS: Record<string, string> = {
 };
 
 /** social-link's name of a python-social-auth backend name (undefined: no provider of ours). */
-export const psaProviderName = (backend: string): string | undefined => PROVIDERS[backend];
+export const psaProviderName = (backend: string): string | undefined => (Object.hasOwn(PROVIDERS, backend) ? PROVIDERS[backend] : undefined);
 
 interface DjangoUser {
   id: number;
@@ -70,7 +69,7 @@ function toSourceUser(user: DjangoUser, links: DjangoLink[]): SourceUser {
     numericId: Number(user.id),
     username: user.username,
     passwordHash: user.password || null,
-    createdAt: djangoTime(user.date_joined)!,
+    createdAt: djangoTime(user.date_joined),
     lastLoginAt: djangoTime(user.last_login),
     active: Boolean(user.is_active),
     links: links.map((link): SourceLink => ({ provider: link.provider, uid: String(link.uid), extraData: extraDataOf(link.extra_data), createdAt: djangoTime(link.created) ?? undefined })),
@@ -80,8 +79,8 @@ function toSourceUser(user: DjangoUser, links: DjangoLink[]): SourceUser {
 /** Django writes "2026-12-01 05:22:24.747000" (SQLite, UTC) or a timestamptz (PostgreSQL), dumpdata ISO 8601. */
 function djangoTime(value: string | Date | null): string | null {
   if (value === null) return null;
-  if (value instanceof Date) return iso(value);
-  return isoOrNull(/[zZ]|[+-]\d\d:?\d\d$/.test(value) ? value : `${value.replace(' ', 'T')}Z`);
+  const date = value instanceof Date ? value : new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(value) ? value : `${value.replace(' ', 'T')}Z`);
+  return Number.isNaN(date.getTime()) ? null : date.toISOString(); // unreadable: no date
 }
 
 function extraDataOf(value: unknown): Record<string, unknown> {

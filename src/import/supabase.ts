@@ -34,7 +34,7 @@ export function supabaseSource(url: string): ImportSource {
   const pool = new pg.Pool({ connectionString: url, max: 1 });
   return {
     name: 'supabase',
-    provider: (name) => PROVIDERS[name],
+    provider: (name) => (Object.hasOwn(PROVIDERS, name) ? PROVIDERS[name] : undefined),
     // The e-mail and phone "identities" are the password sign-in itself, not social accounts.
     notLinks: ['email', 'phone'],
     notKept: ['raw_user_meta_data, raw_app_meta_data, phone (the username is the e-mail, or the phone without one)'],

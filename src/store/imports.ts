@@ -18,9 +18,14 @@ export interface ImportedAccount {
 export class Imports {
   constructor(private readonly db: Kysely<Database>) {}
 
-  async userOf(source: string, sourceId: string): Promise<number | undefined> {
+  /** The user this source account became (null: deleted since), or undefined when it was never imported. */
+  async userOf(source: string, sourceId: string): Promise<number | null | undefined> {
     const row = await this.db.selectFrom('imported_users').select('user_id').where('source', '=', source).where('source_id', '=', sourceId).executeTakeFirst();
     return row?.user_id;
+  }
+
+  async idTaken(id: number): Promise<boolean> {
+    return (await this.db.selectFrom('users').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
   }
 
   /** Whether the target holds a user that is not an import of this source (then source ids are not kept). */

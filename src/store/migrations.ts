@@ -305,7 +305,8 @@ migrations['0013_imported_users'] = {
       .createTable('imported_users')
       .addColumn('source', 'varchar(32)', (c) => c.notNull())
       .addColumn('source_id', 'varchar(255)', (c) => c.notNull())
-      .addColumn('user_id', 'integer', (c) => c.notNull().references('users.id').onDelete('cascade'))
+      // null once the user is deleted: a later run must not bring them back.
+      .addColumn('user_id', 'integer', (c) => c.references('users.id').onDelete('set null'))
       .addPrimaryKeyConstraint('imported_users_pk', ['source', 'source_id'])
       .execute();
   },

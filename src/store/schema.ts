@@ -96,7 +96,8 @@ export interface AppleTransfersTable {
 export interface ImportedUsersTable {
   source: string;
   source_id: string;
-  user_id: number;
+  /** null: imported, then deleted (never imported again). */
+  user_id: number | null;
 }
 
 /** A sign-in session: one refresh-token family. Revoking it ends every token of the family. */

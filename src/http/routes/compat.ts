@@ -24,8 +24,10 @@ export function compatRoutes(app: FastifyInstance, { services, tokens, limits, a
     await limits.checkPassword(request);
     const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
-    if (colon < 0) throw apiError('invalid_credentials', { detail: 'Invalid basic header. Credentials not correctly base64 encoded.' });
-    const user = await accounts.checkPassword(decoded.slice(0, colon), decoded.slice(colon + 1), clientOf(request));
+    const [username, password] = [decoded.slice(0, colon), decoded.slice(colon + 1)];
+    // The bounds of POST /api/token/'s body.
+    if (colon < 0 || username.length > 150 || password.length > 1024) throw apiError('invalid_credentials', { detail: 'Invalid basic header. Credentials not correctly base64 encoded.' });
+    const user = await accounts.checkPassword(username, password, clientOf(request));
     request.userId = user.id;
     return user;
   };
