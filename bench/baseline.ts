@@ -4,7 +4,10 @@
 //   baseline A: POST /api/auth/facebook/ and /api/associate/facebook/ make exactly the provider calls of
 //               social-link's Facebook check (GET /me with appsecret_proof and GET /debug_token, together,
 //               through an undici keep-alive Agent with the same settings as src/providers/http.ts) and answer.
+//   baseline A1: POST /a1/api/auth/facebook/ makes the one call a linked Facebook sign-in needs (GET /debug_token:
+//               validity, app and user id) and answers.
 //   baseline B: POST /api/auth/google/ answers a static JSON body of the size of a token response.
+//   (baseline C, the work of a Google sign-in, is bench/baseline-c.ts.)
 import { createHmac } from 'node:crypto';
 import Fastify from 'fastify';
 import { Agent, request } from 'undici';
@@ -37,6 +40,14 @@ async function facebookCheck(token: string): Promise<string> {
   return (profile.body as { id: string }).id;
 }
 
+/** A linked sign-in's check: debug_token alone proves the token valid, ours, and whose. */
+async function facebookDebugToken(token: string): Promise<string> {
+  const debug = new URLSearchParams({ input_token: token, access_token: `${appId}|${appSecret}` });
+  const info = await graphJson(`${graph}/debug_token?${debug}`);
+  if (info.status !== 200) throw new Error(`graph answered ${info.status}`);
+  return (info.body as { data: { user_id: string } }).data.user_id;
+}
+
 // What social-link answers on a sign-in, with fixed values: same shape, similar size.
 const STATIC_ANSWER = JSON.stringify({
   id: 123456,
@@ -60,6 +71,15 @@ for (const path of ['/api/auth/facebook/', '/api/associate/facebook/']) {
     }
   });
 }
+app.post<{ Body: { access_token?: string } }>('/a1/api/auth/facebook/', async (req, reply) => {
+  const token = req.body?.access_token;
+  if (typeof token !== 'string') return reply.code(400).send({ code: 'invalid_request' });
+  try {
+    return { id: await facebookDebugToken(token) };
+  } catch {
+    return reply.code(502).send({ code: 'provider_unavailable' });
+  }
+});
 app.post('/api/auth/google/', async (_req, reply) => reply.type('application/json; charset=utf-8').send(STATIC_ANSWER));
 
 await app.listen({ host: '127.0.0.1', port: 0 });

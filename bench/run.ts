@@ -162,9 +162,23 @@ async function main(): Promise<void> {
     BENCH_FACEBOOK_APP_SECRET: apps.facebook.appSecret,
   });
   const baselineUrl = await announcedUrl(baselineChild);
+  // Baseline C: a Google sign-in's unavoidable work (RS256, the SQLite transaction, ES256) on bare node:http.
+  const baselineC = startNode('baseline C', ['--import', 'tsx', 'bench/baseline-c.ts'], {
+    NODE_ENV: 'production',
+    BENCH_GOOGLE_JWKS_URL: `${emulatorUrl}/google/oauth2/v3/certs`,
+    BENCH_GOOGLE_CLIENT_ID: apps.google.clientIds[0]!,
+    BENCH_GOOGLE_SUBS: JSON.stringify(Array.from({ length: USERS }, (_, i) => `bench-${runId}-${i}`)),
+  });
+  const baselineCUrl = await announcedUrl(baselineC);
   const measureBaselines = async (before: string) => {
     const bare = { server: `bare Fastify (${before})` };
     const b = await run({ id: 'baseline-b', label: 'baseline B: static JSON', ...bare }, { url: baselineUrl, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) }, baselineChild);
+    const c = await run(
+      { id: 'baseline-c', label: 'baseline C: RS256 + SQLite tx + ES256', server: `bare node:http (${before})` },
+      { url: baselineCUrl, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) },
+      baselineC,
+    );
+    const a1 = await run({ id: 'baseline-a1', label: 'baseline A1: 1 Graph call', ...bare }, { url: baselineUrl, path: '/a1/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) }, baselineChild);
     const a = await run({ id: 'baseline-a', label: 'baseline A: 2 Graph calls', ...bare }, { url: baselineUrl, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) }, baselineChild);
     await emulator.setFault('facebook', { latency_ms: LATENCY_MS });
     const slow = await run(
@@ -173,7 +187,7 @@ async function main(): Promise<void> {
       baselineChild,
     );
     await emulator.clearFaults();
-    return { limitA: { name: 'baseline A', rps: a.m.rps }, limitB: { name: 'baseline B', rps: b.m.rps }, slowRps: slow.m.rps };
+    return { limitA: { name: 'baseline A', rps: a.m.rps }, limitA1: { name: 'baseline A1', rps: a1.m.rps }, limitC: { name: 'baseline C', rps: c.m.rps }, slowRps: slow.m.rps };
   };
 
   // -- social-link, on each database.
@@ -183,7 +197,7 @@ async function main(): Promise<void> {
   const serverEnvOf = (db: BenchDatabase) => benchServerEnv({ databaseUrl: db.url, emulatorUrl, apps, signingKeys });
 
   for (const db of databases) {
-    const { limitA, limitB, slowRps } = await measureBaselines(`before ${db.kind}`);
+    const { limitA, limitA1, limitC, slowRps } = await measureBaselines(`before ${db.kind}`);
     const serverEnv = serverEnvOf(db);
     const on = (workers: number) => ({ server: `${db.kind} ×${workers}`, database: db.kind, workers });
 
@@ -193,8 +207,8 @@ async function main(): Promise<void> {
     await linkUsers(one.url, linked);
     log(`linked ${USERS} guest users to a Facebook and a Google account each`);
 
-    await run({ id: 'case1', label: 'case 1: auth/facebook', ...on(1), limit: limitA }, { url: one.url, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) }, one.child);
-    await run({ id: 'case2', label: 'case 2: auth/google', ...on(1), limit: limitB }, { url: one.url, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) }, one.child);
+    await run({ id: 'case1', label: 'case 1: auth/facebook', ...on(1), limit: limitA1 }, { url: one.url, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) }, one.child);
+    await run({ id: 'case2', label: 'case 2: auth/google', ...on(1), limit: limitC }, { url: one.url, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) }, one.child);
 
     // The write path: every request a new user and a never-linked account. The warm-up uses a small pool (it may
     // wrap around: re-links are fine there); its rate sizes the measured window's pool, made between the two.
@@ -240,8 +254,8 @@ async function main(): Promise<void> {
     const two = await launchServer(`server (${db.kind}, 2 workers)`, server.args, serverEnv, 2);
     startups.push({ server: `${db.kind}, 2 workers`, database: db.kind, workers: 2, samplesMs: [two.startupMs], medianMs: two.startupMs, freshDatabase: false, readyRssMb: two.readyRssMb });
     for (const [id, label, path, shots, limit] of [
-      ['case1', 'case 1: auth/facebook', '/api/auth/facebook/', signIns.facebook, limitA],
-      ['case2', 'case 2: auth/google', '/api/auth/google/', signIns.google, limitB],
+      ['case1', 'case 1: auth/facebook', '/api/auth/facebook/', signIns.facebook, limitA1],
+      ['case2', 'case 2: auth/google', '/api/auth/google/', signIns.google, limitC],
     ] as const) {
       const single = rows.find((r) => r.id === id && r.database === db.kind && r.workers === 1)!;
       const row = await run({ id, label, ...on(2), limit }, { url: two.url, path, connections: CONNECTIONS, next: cycle(shots) }, two.child);
