@@ -48,6 +48,13 @@ describe('answers written outside Fastify (malformed HTTP)', () => {
 
   it('carry the security headers of every routed answer and a request id, in the body too', async () => {
     const routed = await fetch(`${stack.api}/healthz`);
+    // helmet's, every one of them, on a routed answer (and on an error answer).
+    const refused = await fetch(`${stack.api}/api/me/`);
+    for (const name of ['content-security-policy', 'cross-origin-opener-policy', 'cross-origin-resource-policy', 'origin-agent-cluster', 'referrer-policy', 'strict-transport-security', 'x-content-type-options', 'x-dns-prefetch-control', 'x-download-options', 'x-frame-options', 'x-permitted-cross-domain-policies', 'x-xss-protection']) {
+      expect(routed.headers.get(name), name).toBeTruthy();
+      expect(refused.headers.get(name), name).toBe(routed.headers.get(name));
+    }
+    expect(routed.headers.get('content-security-policy')).toContain("script-src 'self' 'unsafe-inline'");
     for (const request of [`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 'POST /api/users/ HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}']) {
       const answer = await viaSocket(request);
       expect([431, 400]).toContain(answer.status);

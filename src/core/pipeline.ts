@@ -62,6 +62,12 @@ export const socialUser: PipelineStep = async (context) => {
     context.association = found.association;
     return;
   }
+  // SQLite: this transaction holds the database's write lock since it began: nothing read can change.
+  if (context.storage.writeLocked) {
+    context.association = found.association;
+    context.user = found.user;
+    return;
+  }
   // The user's row first, then the link read again: an unlink or a deletion that committed meanwhile (it took
   // the row first) has removed it, and the account is then unknown.
   const user = await context.storage.users.hold(found.user.id);
@@ -117,10 +123,11 @@ export const defaultPipeline: readonly PipelineStep[] = [authAllowed, socialUser
 
 /** Equal facts, whatever the order of their keys. */
 function sameFacts(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
-  const sorted = (facts: Record<string, unknown>) => JSON.stringify(Object.entries(facts).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
-  return sorted(a) === sorted(b);
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(b).length) return false;
+  // Facts are mostly scalars: compared as such; a nested value (scopes) by its JSON.
+  return keys.every((key) => Object.hasOwn(b, key) && (a[key] === b[key] || (typeof a[key] === 'object' && JSON.stringify(a[key]) === JSON.stringify(b[key]))));
 }
-
 
 /** The provider tokens to keep, sealed and bound to this (provider, uid); null when there are none. */
 function sealedTokens(context: PipelineContext): string | null {

@@ -1,3 +1,4 @@
+import { prepared } from './prepared.js';
 import type { Kysely, Selectable } from 'kysely';
 import { iso, now, toUser, type User } from './rows.js';
 import type { Database } from './schema.js';
@@ -33,35 +34,35 @@ function toAssociation(row: Selectable<Database['social_associations']>): Associ
 }
 
 /** The social accounts linked to users; (provider, uid) is unique. */
+// Every sign-in runs these: compiled once (prepared.ts).
+const findLink = prepared((db, provider: string, uid: string) => db.selectFrom('social_associations').selectAll().where('provider', '=', provider).where('uid', '=', uid));
+const findLinkWithUser = prepared((db, provider: string, uid: string) =>
+  db
+    .selectFrom('social_associations as link')
+    .innerJoin('users', 'users.id', 'link.user_id')
+    .selectAll('link')
+    .select([
+      'users.username as user_username',
+      'users.password_hash as user_password_hash',
+      'users.created_at as user_created_at',
+      'users.updated_at as user_updated_at',
+      'users.last_login_at as user_last_login_at',
+    ])
+    .where('link.provider', '=', provider)
+    .where('link.uid', '=', uid),
+);
+
 export class Links {
   constructor(private readonly db: Kysely<Database>) {}
 
   async find(provider: string, uid: string): Promise<Association | undefined> {
-    const row = await this.db
-      .selectFrom('social_associations')
-      .selectAll()
-      .where('provider', '=', provider)
-      .where('uid', '=', uid)
-      .executeTakeFirst();
+    const row = (await findLink(this.db, provider, uid)).rows[0];
     return row && toAssociation(row);
   }
 
   /** The link of this social account and its user, in one query (every sign-in asks this). */
   async findWithUser(provider: string, uid: string): Promise<{ association: Association; user: User } | undefined> {
-    const row = await this.db
-      .selectFrom('social_associations as link')
-      .innerJoin('users', 'users.id', 'link.user_id')
-      .selectAll('link')
-      .select([
-        'users.username as user_username',
-        'users.password_hash as user_password_hash',
-        'users.created_at as user_created_at',
-        'users.updated_at as user_updated_at',
-        'users.last_login_at as user_last_login_at',
-      ])
-      .where('link.provider', '=', provider)
-      .where('link.uid', '=', uid)
-      .executeTakeFirst();
+    const row = (await findLinkWithUser(this.db, provider, uid)).rows[0];
     if (!row) return undefined;
     const user = toUser({
       id: row.user_id,

@@ -4,7 +4,9 @@ import type { Database } from './schema.js';
 /** What the aggregates share: timestamps as ISO strings, and how rows become the records callers see. */
 
 export const now = () => new Date().toISOString();
-export const iso = (value: Date | string) => new Date(value).toISOString();
+/** An ISO 8601 UTC timestamp; SQLite rows hold them already (as now() wrote them), PostgreSQL's are Dates. */
+export const iso = (value: Date | string) => (typeof value === 'string' && ISO_UTC.test(value) ? value : new Date(value).toISOString());
+const ISO_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 export const isoOrNull = (value: Date | string | null) => (value === null ? null : iso(value));
 
 export interface User {

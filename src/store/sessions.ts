@@ -1,3 +1,4 @@
+import { prepared } from './prepared.js';
 import { sql, type Kysely } from 'kysely';
 import { auditRow, type AuditEntry, type Client } from './audit.js';
 import { isPostgres } from './migrations.js';
@@ -21,6 +22,38 @@ export interface RefreshTokenRecord {
 }
 
 /** Our sign-in sessions and their refresh tokens (one family each). */
+
+// A session starts with every sign-in, and every authenticated request reads one: compiled once (prepared.ts).
+type AuditValues = [userId: number | null, event: string, provider: string | null, uid: string | null, detail: string | null, ip: string | null, userAgent: string | null];
+const touchUser = prepared((db, id: number, at: string) => db.updateTable('users').set({ last_login_at: at }).where('id', '=', id));
+const insertSession = prepared((db, id: string, userId: number, at: string) => db.insertInto('sessions').values({ id, user_id: userId, created_at: at }));
+const insertRefreshToken = prepared((db, sessionId: string, hash: string, at: string, expiresAt: string) =>
+  db.insertInto('refresh_tokens').values({ session_id: sessionId, token_hash: hash, created_at: at, expires_at: expiresAt }),
+);
+const insertAudit = prepared((db, ...[userId, event, provider, uid, detail, ip, userAgent, at]: [...AuditValues, at: string]) =>
+  db.insertInto('audit_events').values({ user_id: userId, event: event as AuditEntry['event'], provider, uid, detail, ip, user_agent: userAgent, created_at: at }),
+);
+// PostgreSQL: one statement of data-modifying CTEs; the refresh token's foreign key is checked at its end.
+// (lastLogin null: a new user, whose last login stays null.)
+const startSessionPostgres = prepared(
+  (db, userId: number, lastLogin: string | null, sessionId: string, at: string, hash: string, expiresAt: string, ...[auditUser, event, provider, uid, detail, ip, userAgent]: AuditValues) =>
+    db
+      .with('touch', (cte) => cte.updateTable('users').set({ last_login_at: sql<string>`coalesce(${lastLogin}::timestamptz, last_login_at)` }).where('id', '=', userId))
+      .with('session', (cte) => cte.insertInto('sessions').values({ id: sessionId, user_id: userId, created_at: at }))
+      .with('refresh', (cte) => cte.insertInto('refresh_tokens').values({ session_id: sessionId, token_hash: hash, created_at: at, expires_at: expiresAt }))
+      .insertInto('audit_events')
+      .values({ user_id: auditUser, event: event as AuditEntry['event'], provider, uid, detail, ip, user_agent: userAgent, created_at: at }),
+);
+const findSessionUser = prepared((db, sessionId: string, userId: number) =>
+  db
+    .selectFrom('sessions')
+    .innerJoin('users', 'users.id', 'sessions.user_id')
+    .selectAll('users')
+    .where('sessions.id', '=', sessionId)
+    .where('sessions.user_id', '=', userId)
+    .where('sessions.revoked_at', 'is', null),
+);
+
 export class Sessions {
   constructor(private readonly db: Kysely<Database>) {}
 
@@ -32,35 +65,21 @@ export class Sessions {
   async start(userId: number, session: NewSession, audit: AuditEntry, client: Client | null): Promise<void> {
     const at = now();
     const lastLogin = audit.event === 'user_created' ? null : at;
-    const sessionRow = { id: session.id, user_id: userId, created_at: at };
-    const refreshRow = { session_id: session.id, token_hash: session.refreshTokenHash, created_at: at, expires_at: session.refreshExpiresAt };
+    const row = auditRow(audit, client, at);
+    const auditValues = [row.user_id, row.event, row.provider, row.uid, row.detail, row.ip, row.user_agent] as const;
     if (isPostgres(this.db)) {
-      // Data-modifying CTEs; the foreign key of the refresh token is checked at the end of the statement.
-      await this.db
-        .with('touch', (db) => db.updateTable('users').set({ last_login_at: lastLogin ?? sql<string>`last_login_at` }).where('id', '=', userId))
-        .with('session', (db) => db.insertInto('sessions').values(sessionRow))
-        .with('refresh', (db) => db.insertInto('refresh_tokens').values(refreshRow))
-        .insertInto('audit_events')
-        .values(auditRow(audit, client, at))
-        .execute();
+      await startSessionPostgres(this.db, userId, lastLogin, session.id, at, session.refreshTokenHash, session.refreshExpiresAt, ...auditValues);
       return;
     }
-    if (lastLogin) await this.db.updateTable('users').set({ last_login_at: lastLogin }).where('id', '=', userId).execute();
-    await this.db.insertInto('sessions').values(sessionRow).execute();
-    await this.db.insertInto('refresh_tokens').values(refreshRow).execute();
-    await this.db.insertInto('audit_events').values(auditRow(audit, client, at)).execute();
+    if (lastLogin) await touchUser(this.db, userId, lastLogin);
+    await insertSession(this.db, session.id, userId, at);
+    await insertRefreshToken(this.db, session.id, session.refreshTokenHash, at, session.refreshExpiresAt);
+    await insertAudit(this.db, ...auditValues, at);
   }
 
   /** The user of an active (not revoked) session, or undefined: one query per authenticated request. */
   async findUser(sessionId: string, userId: number): Promise<User | undefined> {
-    const row = await this.db
-      .selectFrom('sessions')
-      .innerJoin('users', 'users.id', 'sessions.user_id')
-      .selectAll('users')
-      .where('sessions.id', '=', sessionId)
-      .where('sessions.user_id', '=', userId)
-      .where('sessions.revoked_at', 'is', null)
-      .executeTakeFirst();
+    const row = (await findSessionUser(this.db, sessionId, userId)).rows[0];
     return row && toUser(row);
   }
 

@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { CompiledQuery, type Kysely } from 'kysely';
 import { AppleTransfers } from './apple-transfers.js';
 import { AuditLog } from './audit.js';
 import { Imports } from './imports.js';
@@ -9,6 +9,10 @@ import { isPostgres } from './migrations.js';
 import type { Database } from './schema.js';
 import { Sessions } from './sessions.js';
 import { Users } from './users.js';
+
+const BEGIN_IMMEDIATE = CompiledQuery.raw('begin immediate');
+const COMMIT = CompiledQuery.raw('commit');
+const ROLLBACK = CompiledQuery.raw('rollback');
 
 export type { AuditEntry, AuditEvent, AuditEventName, Client } from './audit.js';
 export type { Association } from './links.js';
@@ -31,7 +35,14 @@ export class Storage {
   readonly appleTransfers: AppleTransfers;
   readonly imports: Imports;
 
-  constructor(readonly db: Kysely<Database>) {
+  /**
+   * @param writeLocked inside a SQLite transaction (BEGIN IMMEDIATE): this connection holds the database's
+   * write lock until it ends, so what it reads cannot change meanwhile (no row locks are needed to keep it).
+   */
+  constructor(
+    readonly db: Kysely<Database>,
+    readonly writeLocked = false,
+  ) {
     this.users = new Users(db);
     this.appleTransfers = new AppleTransfers(db);
     this.imports = new Imports(db);
@@ -48,13 +59,13 @@ export class Storage {
     // at once with "database is locked" when another process (a second worker) wrote meanwhile, instead
     // of waiting for busy_timeout.
     return this.db.connection().execute(async (connection) => {
-      await sql`begin immediate`.execute(connection);
+      await connection.executeQuery(BEGIN_IMMEDIATE);
       try {
-        const result = await work(new Storage(connection));
-        await sql`commit`.execute(connection);
+        const result = await work(new Storage(connection, true));
+        await connection.executeQuery(COMMIT);
         return result;
       } catch (error) {
-        await sql`rollback`.execute(connection);
+        await connection.executeQuery(ROLLBACK);
         throw error;
       }
     });

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { isPostgres } from './migrations.js';
+import { prepared } from './prepared.js';
 import { collidedUsernameKey, usernameKey } from './username-key.js';
 import { now, toUser, type User } from './rows.js';
 import type { Database } from './schema.js';
@@ -9,6 +10,12 @@ export type { User } from './rows.js';
 
 /** The users held back from their name's key (collidedUsernameKey); a literal, so that its partial index serves it. */
 const HELD_BACK = sql<boolean>`username_key like '#%'`;
+
+// Every sign-in and link runs it: compiled once (prepared.ts).
+const holdUser = prepared((db, id: number) => {
+  const query = db.selectFrom('users').selectAll().where('id', '=', id);
+  return isPostgres(db) ? query.forKeyShare() : query;
+});
 
 /** Our users: guests, password users, and (embedded) the host app's users, known by their external id. */
 export class Users {
@@ -134,8 +141,7 @@ export class Users {
    * no user — one order, so no deadlock, and never a row added under a deleted user (a foreign-key error).
    */
   async hold(id: number): Promise<User | undefined> {
-    const query = this.db.selectFrom('users').selectAll().where('id', '=', id);
-    const row = await (isPostgres(this.db) ? query.forKeyShare() : query).executeTakeFirst();
+    const row = (await holdUser(this.db, id)).rows[0];
     return row && toUser(row);
   }
 

@@ -1,0 +1,32 @@
+import { CompiledQuery, type Compilable, type Kysely, type QueryResult } from 'kysely';
+import { isPostgres } from './migrations.js';
+import type { Database } from './schema.js';
+
+/**
+ * A hot query (every sign-in or authenticated request runs it) built with Kysely once per database kind and
+ * then run as its compiled SQL with new values: building and compiling a query costs as much as SQLite running
+ * it. `build` receives one marker per argument and must use each as a value exactly where the argument goes;
+ * the markers in the compiled parameters are replaced by the arguments at each run. Keep Kysely's builder for
+ * everything else.
+ */
+export function prepared<Args extends unknown[], Row>(build: (db: Kysely<Database>, ...args: Args) => Compilable<Row>) {
+  const compiled = new Map<boolean, { sql: string; slots: Array<number | { value: unknown }> }>();
+  return async (db: Kysely<Database>, ...args: Args): Promise<QueryResult<Row>> => {
+    const postgres = isPostgres(db);
+    let query = compiled.get(postgres);
+    if (!query) {
+      const markers = args.map((_, index) => `\u0000arg${index}\u0000`) as unknown as Args;
+      const { sql, parameters } = build(db, ...markers).compile();
+      const slots = parameters.map((value) => {
+        const index = typeof value === 'string' ? /^\u0000arg(\d+)\u0000$/.exec(value)?.[1] : undefined;
+        return index === undefined ? { value } : Number(index);
+      });
+      // Every argument must land in the SQL as a parameter (a marker inlined, or dropped, would be a bug).
+      if (slots.filter((slot) => typeof slot === 'number').length < args.length) throw new Error(`prepared(): an argument is not a parameter of ${sql}`);
+      query = { sql, slots };
+      compiled.set(postgres, query);
+    }
+    const values = query.slots.map((slot) => (typeof slot === 'number' ? args[slot] : slot.value));
+    return db.executeQuery<Row>(CompiledQuery.raw(query.sql, values));
+  };
+}
