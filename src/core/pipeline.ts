@@ -70,11 +70,10 @@ export const socialUser: PipelineStep = async (context) => {
   }
   // The user's row first, then the link read again: an unlink or a deletion that committed meanwhile (it took
   // the row first) has removed it, and the account is then unknown.
-  const user = await context.storage.users.hold(found.user.id);
-  const link = user && (await context.storage.links.find(context.provider, context.identity.uid));
-  if (!user || link?.userId !== user.id) return;
-  context.association = link;
-  context.user = user;
+  const held = await context.storage.links.holdOwner(found.user.id, context.provider, context.identity.uid);
+  if (!held?.link) return;
+  context.association = held.link;
+  context.user = held.user;
 };
 
 /** Auth with an unknown social account: create a user when the operator allows it, else 404. */

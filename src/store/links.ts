@@ -52,6 +52,26 @@ const findLinkWithUser = prepared((db, provider: string, uid: string) =>
     .where('link.uid', '=', uid),
 );
 
+// PostgreSQL: hold the owner's row (key-share lock, as Users.hold) and read its link again, in one round trip.
+const holdOwnerWithLink = prepared((db, userId: number, provider: string, uid: string) =>
+  db
+    .selectFrom('users')
+    .leftJoin('social_associations as link', (join) => join.onRef('link.user_id', '=', 'users.id').on('link.provider', '=', provider).on('link.uid', '=', uid))
+    .selectAll('users')
+    .select([
+      'link.id as link_id',
+      'link.provider as link_provider',
+      'link.uid as link_uid',
+      'link.extra_data as link_extra_data',
+      'link.provider_tokens as link_provider_tokens',
+      'link.verified_email as link_verified_email',
+      'link.created_at as link_created_at',
+      'link.updated_at as link_updated_at',
+    ])
+    .where('users.id', '=', userId)
+    .forKeyShare('users'),
+);
+
 export class Links {
   constructor(private readonly db: Kysely<Database>) {}
 
@@ -73,6 +93,30 @@ export class Links {
       last_login_at: row.user_last_login_at,
     });
     return { association: toAssociation(row), user };
+  }
+
+  /**
+   * PostgreSQL: holds the user's row (a key-share lock until the transaction ends, as Users.hold) and reads the
+   * user's link of this social account again, in one statement. Undefined: no such user (deleted meanwhile).
+   */
+  async holdOwner(userId: number, provider: string, uid: string): Promise<{ user: User; link: Association | undefined } | undefined> {
+    const row = (await holdOwnerWithLink(this.db, userId, provider, uid)).rows[0];
+    if (!row) return undefined;
+    const link =
+      row.link_id === null
+        ? undefined
+        : toAssociation({
+            id: row.link_id,
+            user_id: row.id,
+            provider: row.link_provider!,
+            uid: row.link_uid!,
+            extra_data: row.link_extra_data!,
+            provider_tokens: row.link_provider_tokens,
+            verified_email: row.link_verified_email,
+            created_at: row.link_created_at!,
+            updated_at: row.link_updated_at!,
+          });
+    return { user: toUser(row), link };
   }
 
   /** Newest first, of one user or provider when given (operators). */
