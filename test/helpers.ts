@@ -78,7 +78,12 @@ export interface Stack {
  * The real thing, on ephemeral ports: the provider emulator, and the social-link server talking to it
  * over HTTP, on a fresh database of the given kind.
  */
-export async function startStack(kind: DatabaseKind, env: Env = {}, options: { pipeline?: readonly PipelineStep[]; operatorErrors?: OperatorErrors; logLevel?: string } = {}): Promise<Stack> {
+export async function startStack(
+  kind: DatabaseKind,
+  env: Env = {},
+  /** ownDatabase: the server opens (and at close destroys) its database itself, as `serve` does. */
+  options: { pipeline?: readonly PipelineStep[]; operatorErrors?: OperatorErrors; logLevel?: string; ownDatabase?: boolean } = {},
+): Promise<Stack> {
   const apps = emulatedApps(
     {
       SOCIAL_AUTH_FACEBOOK_KEY: FACEBOOK_APP.id,
@@ -105,7 +110,7 @@ export async function startStack(kind: DatabaseKind, env: Env = {}, options: { p
   const db = openDatabase(config.databaseUrl);
   const logs: string[] = [];
   const logger = { level: options.logLevel ?? 'debug', ...logSafety, stream: { write: (line: string) => void logs.push(line) } };
-  const app = await startServer({ config, db, logger, pipeline: options.pipeline, operatorErrors: options.operatorErrors });
+  const app = await startServer({ config, db: options.ownDatabase ? undefined : db, logger, pipeline: options.pipeline, operatorErrors: options.operatorErrors });
   const address = app.server.address();
   if (!address || typeof address === 'string') throw new Error('server is not listening');
   const api = `http://127.0.0.1:${address.port}`;

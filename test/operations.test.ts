@@ -144,3 +144,32 @@ async function freePort(): Promise<number> {
   await new Promise((resolve) => server.close(resolve));
   return port;
 }
+
+describe.each(databaseKinds())('closing on %s', (kind) => {
+  it('waits for sign-ins whose clients hung up: they finish (and are recorded) before the database closes', async () => {
+    const stack = await startStack(kind, {}, { ownDatabase: true });
+    let closed = false;
+    try {
+      const user = await guest(stack.api);
+      const token = await stack.emulator.mintFacebookToken({});
+      expect((await call(stack.api, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: token.access_token } })).status).toBe(200);
+      await stack.emulator.setFault('facebook', { latency_ms: 400 });
+      const hangUp = new AbortController();
+      const signIns = Array.from({ length: 30 }, () =>
+        fetch(`${stack.api}/api/auth/facebook/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ access_token: token.access_token }), signal: hangUp.signal }).catch(() => 'aborted'),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      hangUp.abort();
+      expect(new Set(await Promise.all(signIns))).toEqual(new Set(['aborted']));
+      await stack.app.close(); // while the provider still holds the sign-in
+      closed = true;
+      const unhandled = stack.logs.map((line) => JSON.parse(line) as { level: number; msg: string }).filter((line) => line.level >= 50);
+      expect(unhandled.map((line) => line.msg)).toEqual([]);
+      const events = await stack.db.selectFrom('audit_events').select('event').where('user_id', '=', user.id).execute();
+      expect(events.filter((row) => row.event === 'social_sign_in')).toHaveLength(30);
+    } finally {
+      if (!closed) await stack.app.close();
+      await stack.close().catch(() => {});
+    }
+  });
+});

@@ -109,8 +109,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('onListen', async () => {
     warmUp = setImmediate(() => services.providers.warmUp());
   });
+  const handlers = trackHandlers(app);
+  app.decorate('handlersDrained', handlers.drained);
   app.addHook('onClose', async () => {
     clearImmediate(warmUp);
+    // A handler whose client hung up is still running (the server's close did not wait for it): its
+    // transaction finishes before the database closes under it.
+    await handlers.drained(10_000);
     await services.close();
   });
 
@@ -136,6 +141,45 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   operationsRoutes(app, { storage: services.storage, metrics, metricsToken: config.metricsToken, metricsOnOwnPort: config.metricsPort !== undefined, limits });
   app.decorate('metricsRegistry', metrics.registry);
   return app;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * Resolves once no route handler runs (or after timeoutMs): a handler whose client hung up goes on after the
+     * server closed; whoever closes the database waits for it first.
+     */
+    handlersDrained(timeoutMs: number): Promise<void>;
+  }
+}
+
+/** Counts the route handlers running, whether or not their client is still there. */
+function trackHandlers(app: FastifyInstance) {
+  let running = 0;
+  let idle: (() => void) | undefined;
+  app.addHook('onRoute', (route) => {
+    const handler = route.handler;
+    route.handler = async function (this: FastifyInstance, request, reply) {
+      running++;
+      try {
+        return await handler.call(this, request, reply);
+      } finally {
+        if (--running === 0) idle?.();
+      }
+    };
+  });
+  return {
+    drained(timeoutMs: number): Promise<void> {
+      if (running === 0) return Promise.resolve();
+      return new Promise((resolve) => {
+        const timer = setTimeout(resolve, timeoutMs);
+        idle = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    },
+  };
 }
 
 /**

@@ -20,6 +20,8 @@ export async function startServer(options: AppOptions & { onClose?: () => Promis
   const collisions = caseCollisionReport(await new Storage(db).users.caseCollisions());
   if (collisions) app.log.warn(collisions);
   app.addHook('onClose', async () => {
+    // (onClose hooks run last-added first: this one before buildApp's, which waits too.)
+    await app.handlersDrained(10_000);
     if (!options.db) await db.destroy();
     await onClose?.();
   });
