@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { prepared } from './prepared.js';
 import { iso, now } from './rows.js';
 import type { Database } from './schema.js';
 
@@ -57,12 +58,19 @@ export function auditRow(entry: AuditEntry, client: Client | null, at = now()) {
   };
 }
 
+// Every link, refusal and sign-out writes one.
+export const insertAuditEvent = prepared(
+  (db, userId: number | null, event: AuditEventName, provider: string | null, uid: string | null, detail: string | null, ip: string | null, userAgent: string | null, at: string) =>
+    db.insertInto('audit_events').values({ user_id: userId, event, provider, uid, detail, ip, user_agent: userAgent, created_at: at }),
+);
+
 /** Who did what, kept after the user is deleted: the user's own history and the operators'. */
 export class AuditLog {
   constructor(private readonly db: Kysely<Database>) {}
 
   async record(entry: AuditEntry, client: Client | null): Promise<void> {
-    await this.db.insertInto('audit_events').values(auditRow(entry, client)).execute();
+    const row = auditRow(entry, client);
+    await insertAuditEvent(this.db, row.user_id, row.event, row.provider, row.uid, row.detail, row.ip, row.user_agent, row.created_at);
   }
 
   /** Newest first; `before` pages backwards by id. Without a user id: every user's events (operators). */

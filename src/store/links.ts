@@ -72,6 +72,15 @@ const holdOwnerWithLink = prepared((db, userId: number, provider: string, uid: s
     .forKeyShare('users'),
 );
 
+// Every link runs it.
+const insertLink = prepared((db, userId: number, provider: string, uid: string, extraData: string, sealedTokens: string | null, verifiedEmail: string | null, at: string) =>
+  db
+    .insertInto('social_associations')
+    .values({ user_id: userId, provider, uid, extra_data: extraData, provider_tokens: sealedTokens, verified_email: verifiedEmail, created_at: at, updated_at: at })
+    .onConflict((conflict) => conflict.columns(['provider', 'uid']).doNothing())
+    .returningAll(),
+);
+
 export class Links {
   constructor(private readonly db: Kysely<Database>) {}
 
@@ -137,12 +146,7 @@ export class Links {
    * transaction linked it first: the unique constraint, not a prior read, decides who wins a race.
    */
   async insert(userId: number, provider: string, uid: string, extraData: Record<string, unknown>, sealedTokens: string | null, at = now(), verifiedEmail: string | null = null): Promise<Association | undefined> {
-    const row = await this.db
-      .insertInto('social_associations')
-      .values({ user_id: userId, provider, uid, extra_data: JSON.stringify(extraData), provider_tokens: sealedTokens, verified_email: verifiedEmail, created_at: at, updated_at: at })
-      .onConflict((conflict) => conflict.columns(['provider', 'uid']).doNothing())
-      .returningAll()
-      .executeTakeFirst();
+    const row = (await insertLink(this.db, userId, provider, uid, JSON.stringify(extraData), sealedTokens, verifiedEmail, at)).rows[0];
     return row && toAssociation(row);
   }
 

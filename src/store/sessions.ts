@@ -1,6 +1,6 @@
 import { prepared } from './prepared.js';
 import { sql, type Kysely } from 'kysely';
-import { auditRow, type AuditEntry, type Client } from './audit.js';
+import { auditRow, insertAuditEvent, type AuditEntry, type Client } from './audit.js';
 import { isPostgres } from './migrations.js';
 import { iso, isoOrNull, now, toUser, type User } from './rows.js';
 import type { Database } from './schema.js';
@@ -24,14 +24,11 @@ export interface RefreshTokenRecord {
 /** Our sign-in sessions and their refresh tokens (one family each). */
 
 // A session starts with every sign-in, and every authenticated request reads one: compiled once (prepared.ts).
-type AuditValues = [userId: number | null, event: string, provider: string | null, uid: string | null, detail: string | null, ip: string | null, userAgent: string | null];
+type AuditValues = [userId: number | null, event: AuditEntry['event'], provider: string | null, uid: string | null, detail: string | null, ip: string | null, userAgent: string | null];
 const touchUser = prepared((db, id: number, at: string) => db.updateTable('users').set({ last_login_at: at }).where('id', '=', id));
 const insertSession = prepared((db, id: string, userId: number, at: string) => db.insertInto('sessions').values({ id, user_id: userId, created_at: at }));
 const insertRefreshToken = prepared((db, sessionId: string, hash: string, at: string, expiresAt: string) =>
   db.insertInto('refresh_tokens').values({ session_id: sessionId, token_hash: hash, created_at: at, expires_at: expiresAt }),
-);
-const insertAudit = prepared((db, ...[userId, event, provider, uid, detail, ip, userAgent, at]: [...AuditValues, at: string]) =>
-  db.insertInto('audit_events').values({ user_id: userId, event: event as AuditEntry['event'], provider, uid, detail, ip, user_agent: userAgent, created_at: at }),
 );
 // PostgreSQL: one statement of data-modifying CTEs; the refresh token's foreign key is checked at its end.
 // (lastLogin null: a new user, whose last login stays null.)
@@ -42,7 +39,7 @@ const startSessionPostgres = prepared(
       .with('session', (cte) => cte.insertInto('sessions').values({ id: sessionId, user_id: userId, created_at: at }))
       .with('refresh', (cte) => cte.insertInto('refresh_tokens').values({ session_id: sessionId, token_hash: hash, created_at: at, expires_at: expiresAt }))
       .insertInto('audit_events')
-      .values({ user_id: auditUser, event: event as AuditEntry['event'], provider, uid, detail, ip, user_agent: userAgent, created_at: at }),
+      .values({ user_id: auditUser, event, provider, uid, detail, ip, user_agent: userAgent, created_at: at }),
 );
 const findSessionUser = prepared((db, sessionId: string, userId: number) =>
   db
@@ -74,7 +71,7 @@ export class Sessions {
     if (lastLogin) await touchUser(this.db, userId, lastLogin);
     await insertSession(this.db, session.id, userId, at);
     await insertRefreshToken(this.db, session.id, session.refreshTokenHash, at, session.refreshExpiresAt);
-    await insertAudit(this.db, ...auditValues, at);
+    await insertAuditEvent(this.db, ...auditValues, at);
   }
 
   /** The user of an active (not revoked) session, or undefined: one query per authenticated request. */
