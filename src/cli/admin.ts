@@ -118,4 +118,21 @@ export const adminCommands: Record<string, Command> = {
         return 0;
       }),
   },
+  webhooks: {
+    usage: 'webhooks list [--status pending|delivered|failed] [--limit N] [--json] | webhooks replay EVENT_ID | webhooks replay --failed',
+    summary: 'the webhook deliveries, newest first (their attempts and last error), and delivering again one event, or every delivery given up',
+    options: { status: { type: 'string' }, limit: { type: 'string' }, failed: { type: 'boolean' }, ...json },
+    run: ({ positionals: [verb, eventId], values }) =>
+      withServices(async ({ storage }) => {
+        if (verb === 'list') {
+          const status = typeof values.status === 'string' ? values.status : undefined;
+          print((await storage.outbox.list({ status, limit: limitOf(values.limit, 50) })) as unknown as Array<Record<string, unknown>>, values.json === true);
+          return 0;
+        }
+        if (verb !== 'replay' || (!eventId && values.failed !== true)) return usageError(adminCommands.webhooks!);
+        const count = await storage.outbox.replay(values.failed === true ? 'failed' : { eventId: eventId! });
+        console.log(`${count} deliveries queued again (sent by the running servers)`);
+        return count > 0 ? 0 : 1;
+      }),
+  },
 };

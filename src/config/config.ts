@@ -1,4 +1,5 @@
 import { ConfigError, Settings, type Env } from './settings.js';
+import type { WebhookEndpoint } from '../core/webhooks.js';
 import { loadProviderConfigs, type ProviderConfigs } from '../providers/index.js';
 import { SecretBox } from '../auth/secret-box.js';
 import type { ReplayPolicy } from '../core/replay.js';
@@ -23,6 +24,10 @@ export interface Config {
   createUser: boolean;
   /** A profile kept on a link is read again from the provider once older than this (providers with a separate profile call). */
   profileMaxAgeSeconds: number;
+  /** SOCIAL_LINK_WEBHOOK_URL / _SECRET: where events are delivered (core/webhooks.ts); empty: none are written. */
+  webhooks: WebhookEndpoint[];
+  /** SOCIAL_LINK_WEBHOOK_RETRY_BASE_MS: the first retry's delay; each next one doubles it. */
+  webhookRetryBaseMs: number;
   /** SOCIAL_LINK_COMPAT_PREFIX: where the original design's two routes are served for released apps (routes/compat.ts), or undefined. */
   compatPrefix: string | undefined;
   /** SOCIAL_AUTH_EMAIL_LINKING: may `auth` answer 409 link_required for an account whose verified e-mail a user has (core/email-linking.ts)? */
@@ -77,6 +82,8 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
     profileMaxAgeSeconds: settings.int('SOCIAL_AUTH_PROFILE_MAX_AGE', 86_400),
     emailLinking: settings.bool('SOCIAL_AUTH_EMAIL_LINKING', true),
     compatPrefix: compatPrefixOf(settings),
+    webhooks: webhooksOf(settings),
+    webhookRetryBaseMs: settings.int('SOCIAL_LINK_WEBHOOK_RETRY_BASE_MS', 5000, { min: 10, max: 3_600_000 }),
     idTokenReplay: { refuse: replayRefused(settings), retrySeconds: settings.int('SOCIAL_AUTH_ID_TOKEN_RETRY_SECONDS', 10, { max: 60 }) },
     tokenIssuer: settings.string('SOCIAL_LINK_TOKEN_ISSUER', 'social-link'),
     accessTokenTtlSeconds: settings.int('SOCIAL_LINK_ACCESS_TOKEN_TTL', 900, { min: 30, max: 86_400 }),
@@ -166,4 +173,24 @@ function compatPrefixOf(settings: Settings): string | undefined {
   if (prefix === '') throw new ConfigError('SOCIAL_LINK_COMPAT_PREFIX: at the root, /api/associate/ and /api/auth/ are social-link\'s own routes (they answer what the original ones did, and more); give the prefix the released apps call, such as /myapp');
   if (!/^\/[\w.-]+(\/[\w.-]+)*$/.test(prefix)) throw new ConfigError(`SOCIAL_LINK_COMPAT_PREFIX must be a path such as /myapp, got "${prefix}"`);
   return prefix;
+}
+
+/** The endpoints: SOCIAL_LINK_WEBHOOK_URL (comma-separated) with SOCIAL_LINK_WEBHOOK_SECRET (one for all, or one each). */
+function webhooksOf(settings: Settings): WebhookEndpoint[] {
+  const urls = settings.list('SOCIAL_LINK_WEBHOOK_URL');
+  if (urls.length === 0) return [];
+  const secrets = settings.list('SOCIAL_LINK_WEBHOOK_SECRET');
+  if (secrets.length !== 1 && secrets.length !== urls.length) {
+    throw new ConfigError('SOCIAL_LINK_WEBHOOK_SECRET must be one secret, or one per SOCIAL_LINK_WEBHOOK_URL, in the same order');
+  }
+  for (const secret of secrets) {
+    const key = /^whsec_([A-Za-z0-9+/]+=*)$/.exec(secret)?.[1];
+    if (!key || Buffer.from(key, 'base64').length < 24) {
+      throw new ConfigError('SOCIAL_LINK_WEBHOOK_SECRET: each secret is whsec_ + base64 of at least 24 random bytes (e.g. whsec_$(openssl rand -base64 32))');
+    }
+  }
+  return urls.map((url, index) => ({
+    url: new Settings({ NODE_ENV: settings.env.NODE_ENV, SOCIAL_LINK_WEBHOOK_URL: url }).url('SOCIAL_LINK_WEBHOOK_URL', url),
+    secret: secrets[secrets.length === 1 ? 0 : index]!,
+  }));
 }

@@ -55,7 +55,7 @@ export function createServices(options: ServicesOptions): Services {
     circuitBreaker: config.circuitBreaker,
     observe: options.observeProviderCall,
   });
-  const storage = new Storage(db);
+  const storage = new Storage(db, false, config.webhooks.map((endpoint) => endpoint.url));
   const revokeKept: Services['revokeKept'] = (link) => providers.revokeKept(link, secrets, log);
   // Used nonces and ID tokens are kept until they expire, then forgotten; expired link tokens too, and the
   // provider grants they kept are ended (every instance sweeps; it is cheap).

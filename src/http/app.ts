@@ -11,6 +11,7 @@ import type { Config } from '../config/config.js';
 import { Accounts } from '../core/accounts.js';
 import type { PipelineStep } from '../core/pipeline.js';
 import { createServices } from '../core/services.js';
+import { WebhookDispatcher } from '../core/webhooks.js';
 import { SocialAccounts } from '../core/social.js';
 import type { Database } from '../store/database.js';
 import { frameworkErrorOptions, installErrorHandling } from './errors.js';
@@ -111,11 +112,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   const handlers = trackHandlers(app);
   app.decorate('handlersDrained', handlers.drained);
+  // Webhooks leave from every instance, once it listens (the CLI and the embedding host's app send none).
+  const webhooks = new WebhookDispatcher(services.storage, config.webhooks, app.log, { retryBaseMs: config.webhookRetryBaseMs });
+  app.addHook('onListen', async () => webhooks.start());
   app.addHook('onClose', async () => {
     clearImmediate(warmUp);
     // A handler whose client hung up is still running (the server's close did not wait for it): its
     // transaction finishes before the database closes under it.
     await handlers.drained(10_000);
+    await webhooks.stop();
     await services.close();
   });
 

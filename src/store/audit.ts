@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import type { Outbox, OutboxEvent } from './outbox.js';
 import { prepared } from './prepared.js';
 import { iso, now } from './rows.js';
 import type { Database } from './schema.js';
@@ -64,13 +65,48 @@ export const insertAuditEvent = prepared(
     db.insertInto('audit_events').values({ user_id: userId, event, provider, uid, detail, ip, user_agent: userAgent, created_at: at }),
 );
 
+/**
+ * The webhook event (store/outbox.ts) an audit event tells the app's backend, if any: changes and the refused
+ * link attempt on a user's account. Written with it, so in the same transaction as the change.
+ */
+export function webhookEventOf(row: ReturnType<typeof auditRow>): OutboxEvent | undefined {
+  const about = { user_id: row.user_id, provider: row.provider, uid: row.uid };
+  switch (row.event) {
+    case 'user_created':
+      return { type: 'user.created', userId: row.user_id, data: { user_id: row.user_id, how: row.detail } };
+    case 'user_deleted':
+      return { type: 'user.deleted', userId: row.user_id, data: { user_id: row.user_id } };
+    case 'associated':
+      return { type: 'link.created', userId: row.user_id, data: about };
+    case 'unlinked':
+      return { type: 'link.removed', userId: row.user_id, data: { ...about, by: row.detail ?? 'user' } };
+    case 'social_sign_in':
+    case 'password_sign_in':
+      return { type: 'sign_in', userId: row.user_id, data: { ...about, method: row.event === 'social_sign_in' ? 'social' : 'password', ip: row.ip, user_agent: row.user_agent } };
+    case 'logout':
+    case 'refresh_token_reused':
+      return { type: 'session.revoked', userId: row.user_id, data: { user_id: row.user_id, reason: row.event === 'logout' ? 'logout' : 'refresh_token_reused' } };
+    case 'link_refused_other_user':
+      return { type: 'link.refused', userId: row.user_id, data: { ...about, ip: row.ip, user_agent: row.user_agent } };
+    case 'uid_moved':
+      return { type: 'provider.event', userId: row.user_id, data: { ...about, kind: 'uid_moved', detail: row.detail } };
+    default:
+      return undefined;
+  }
+}
+
 /** Who did what, kept after the user is deleted: the user's own history and the operators'. */
 export class AuditLog {
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly outbox: Outbox,
+  ) {}
 
   async record(entry: AuditEntry, client: Client | null): Promise<void> {
     const row = auditRow(entry, client);
     await insertAuditEvent(this.db, row.user_id, row.event, row.provider, row.uid, row.detail, row.ip, row.user_agent, row.created_at);
+    const event = this.outbox.enabled ? webhookEventOf(row) : undefined;
+    if (event) await this.outbox.emit(event, row.created_at);
   }
 
   /** Newest first; `before` pages backwards by id. Without a user id: every user's events (operators). */

@@ -315,6 +315,40 @@ migrations['0013_imported_users'] = {
   },
 };
 
+migrations['0014_webhook_outbox'] = {
+  // Webhooks: the events written with their changes, and their deliveries (store/outbox.ts).
+  async up(db) {
+    const t = types(db);
+    await db.schema
+      .createTable('outbox')
+      .addColumn('id', t.id)
+      .addColumn('event_id', 'varchar(64)', (c) => c.notNull().unique())
+      .addColumn('type', 'varchar(64)', (c) => c.notNull())
+      .addColumn('user_id', 'integer')
+      .addColumn('payload', 'text', (c) => c.notNull())
+      .addColumn('created_at', t.timestamp, (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('webhook_deliveries')
+      .addColumn('id', t.id)
+      .addColumn('outbox_id', 'integer', (c) => c.notNull().references('outbox.id').onDelete('cascade'))
+      .addColumn('endpoint', 'varchar(2048)', (c) => c.notNull())
+      .addColumn('status', 'varchar(16)', (c) => c.notNull())
+      .addColumn('attempts', 'integer', (c) => c.notNull())
+      .addColumn('next_attempt_at', t.timestamp, (c) => c.notNull())
+      .addColumn('locked_until', t.timestamp)
+      .addColumn('last_error', 'varchar(500)')
+      .addColumn('delivered_at', t.timestamp)
+      .execute();
+    await db.schema.createIndex('webhook_deliveries_due_idx').on('webhook_deliveries').columns(['endpoint', 'status', 'next_attempt_at']).execute();
+    await db.schema.createIndex('webhook_deliveries_outbox_idx').on('webhook_deliveries').column('outbox_id').execute();
+  },
+  async down(db) {
+    await db.schema.dropTable('webhook_deliveries').execute();
+    await db.schema.dropTable('outbox').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

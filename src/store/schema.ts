@@ -100,6 +100,32 @@ export interface ImportedUsersTable {
   user_id: number | null;
 }
 
+/** The transactional outbox of webhooks (store/outbox.ts): one row per event. */
+export interface OutboxTable {
+  id: Generated<number>;
+  /** webhook-id: stable across retries (the receiver's idempotency key). */
+  event_id: string;
+  type: string;
+  /** No foreign key: a user.deleted event outlives its user. */
+  user_id: number | null;
+  payload: string;
+  created_at: Timestamp;
+}
+
+/** One delivery of an outbox event to one endpoint. */
+export interface WebhookDeliveriesTable {
+  id: Generated<number>;
+  outbox_id: number;
+  endpoint: string;
+  /** pending | delivered | failed */
+  status: string;
+  attempts: number;
+  next_attempt_at: Timestamp;
+  locked_until: Timestamp | null;
+  last_error: string | null;
+  delivered_at: Timestamp | null;
+}
+
 /** A sign-in session: one refresh-token family. Revoking it ends every token of the family. */
 export interface SessionsTable {
   id: string;
@@ -142,6 +168,8 @@ export interface Database {
   link_tokens: LinkTokensTable;
   apple_transfers: AppleTransfersTable;
   imported_users: ImportedUsersTable;
+  outbox: OutboxTable;
+  webhook_deliveries: WebhookDeliveriesTable;
   sessions: SessionsTable;
   refresh_tokens: RefreshTokensTable;
 }

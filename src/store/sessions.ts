@@ -1,6 +1,7 @@
 import { prepared } from './prepared.js';
 import { sql, type Kysely } from 'kysely';
-import { auditRow, insertAuditEvent, type AuditEntry, type Client } from './audit.js';
+import { auditRow, insertAuditEvent, webhookEventOf, type AuditEntry, type Client } from './audit.js';
+import type { Outbox } from './outbox.js';
 import { isPostgres } from './migrations.js';
 import { iso, isoOrNull, now, toUser, type User } from './rows.js';
 import type { Database } from './schema.js';
@@ -52,7 +53,10 @@ const findSessionUser = prepared((db, sessionId: string, userId: number) =>
 );
 
 export class Sessions {
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly outbox: Outbox,
+  ) {}
 
   /**
    * A sign-in's writes: last login (not for the session a new user starts with), the new session and its
@@ -66,12 +70,15 @@ export class Sessions {
     const auditValues = [row.user_id, row.event, row.provider, row.uid, row.detail, row.ip, row.user_agent] as const;
     if (isPostgres(this.db)) {
       await startSessionPostgres(this.db, userId, lastLogin, session.id, at, session.refreshTokenHash, session.refreshExpiresAt, ...auditValues);
-      return;
+    } else {
+      if (lastLogin) await touchUser(this.db, userId, lastLogin);
+      await insertSession(this.db, session.id, userId, at);
+      await insertRefreshToken(this.db, session.id, session.refreshTokenHash, at, session.refreshExpiresAt);
+      await insertAuditEvent(this.db, ...auditValues, at);
     }
-    if (lastLogin) await touchUser(this.db, userId, lastLogin);
-    await insertSession(this.db, session.id, userId, at);
-    await insertRefreshToken(this.db, session.id, session.refreshTokenHash, at, session.refreshExpiresAt);
-    await insertAuditEvent(this.db, ...auditValues, at);
+    // The webhook of the sign-in (or of the new user), in the same transaction.
+    const event = this.outbox.enabled ? webhookEventOf(row) : undefined;
+    if (event) await this.outbox.emit(event, at);
   }
 
   /** The user of an active (not revoked) session, or undefined: one query per authenticated request. */

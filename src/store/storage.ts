@@ -2,6 +2,7 @@ import { CompiledQuery, type Kysely } from 'kysely';
 import { AppleTransfers } from './apple-transfers.js';
 import { AuditLog } from './audit.js';
 import { Imports } from './imports.js';
+import { Outbox } from './outbox.js';
 import { LinkTokens } from './link-tokens.js';
 import { Links } from './links.js';
 import { Proofs } from './proofs.js';
@@ -39,29 +40,34 @@ export class Storage {
    * @param writeLocked inside a SQLite transaction (BEGIN IMMEDIATE): this connection holds the database's
    * write lock until it ends, so what it reads cannot change meanwhile (no row locks are needed to keep it).
    */
+  readonly outbox: Outbox;
+
   constructor(
     readonly db: Kysely<Database>,
     readonly writeLocked = false,
+    /** The webhook endpoints' URLs (SOCIAL_LINK_WEBHOOK_URL): events are written for each; none, none are. */
+    readonly webhookEndpoints: readonly string[] = [],
   ) {
+    this.outbox = new Outbox(db, webhookEndpoints);
     this.users = new Users(db);
     this.appleTransfers = new AppleTransfers(db);
     this.imports = new Imports(db);
     this.links = new Links(db);
-    this.sessions = new Sessions(db);
-    this.audit = new AuditLog(db);
+    this.sessions = new Sessions(db, this.outbox);
+    this.audit = new AuditLog(db, this.outbox);
     this.proofs = new Proofs(db);
     this.linkTokens = new LinkTokens(db);
   }
 
   transaction<T>(work: (storage: Storage) => Promise<T>): Promise<T> {
-    if (isPostgres(this.db)) return this.db.transaction().execute((trx) => work(new Storage(trx)));
+    if (isPostgres(this.db)) return this.db.transaction().execute((trx) => work(new Storage(trx, false, this.webhookEndpoints)));
     // SQLite: take the write lock at BEGIN. A plain (deferred) transaction that reads, then writes, fails
     // at once with "database is locked" when another process (a second worker) wrote meanwhile, instead
     // of waiting for busy_timeout.
     return this.db.connection().execute(async (connection) => {
       await connection.executeQuery(BEGIN_IMMEDIATE);
       try {
-        const result = await work(new Storage(connection, true));
+        const result = await work(new Storage(connection, true, this.webhookEndpoints));
         await connection.executeQuery(COMMIT);
         return result;
       } catch (error) {

@@ -1,0 +1,109 @@
+import { Webhook } from 'standardwebhooks';
+import type { Storage } from '../store/storage.js';
+import type { Delivery } from '../store/outbox.js';
+import type { Log } from './log.js';
+
+/**
+ * Delivers the outbox's events (store/outbox.ts) to the configured endpoints, signed as the Standard Webhooks
+ * specification says (`webhook-id`, `webhook-timestamp`, `webhook-signature`: HMAC-SHA256 with the endpoint's
+ * `whsec_` secret, by the spec's own library). At least once: an event is retried with exponential back-off
+ * (from `retryBaseMs`, at most 6 hours apart) until its endpoint answers 2xx, for up to 3 days; its
+ * `webhook-id` stays the same, so the receiver can drop duplicates. A user's events arrive in order: one is
+ * sent only once the ones before it were delivered or given up. Every server instance runs a dispatcher; they
+ * share the work through the database.
+ */
+export interface WebhookEndpoint {
+  url: string;
+  /** `whsec_` + base64 (the Standard Webhooks secret format). */
+  secret: string;
+}
+
+export interface DispatcherOptions {
+  intervalMs?: number;
+  timeoutMs?: number;
+  retryBaseMs?: number;
+  giveUpAfterMs?: number;
+}
+
+const MAX_DELAY_MS = 6 * 3_600_000;
+const BATCH = 50;
+/** Claims per endpoint and tick, so that one busy endpoint does not hold the others back for long. */
+const MAX_ROUNDS = 20;
+
+export class WebhookDispatcher {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private readonly signers: Map<string, Webhook>;
+  private readonly options: Required<DispatcherOptions>;
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly endpoints: readonly WebhookEndpoint[],
+    private readonly log: Log,
+    options: DispatcherOptions = {},
+  ) {
+    this.signers = new Map(endpoints.map((endpoint) => [endpoint.url, new Webhook(endpoint.secret)]));
+    this.options = { intervalMs: 1000, timeoutMs: 10_000, retryBaseMs: 5000, giveUpAfterMs: 3 * 86_400_000, ...options };
+  }
+
+  start(): void {
+    if (this.endpoints.length === 0 || this.timer) return;
+    this.timer = setInterval(() => void this.tick(), this.options.intervalMs).unref();
+  }
+
+  /** Stops, after the round under way (its deliveries are recorded before the database closes). */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** One round: every endpoint's due deliveries. */
+  tick(): Promise<void> {
+    this.running ??= (async () => {
+      try {
+        for (const endpoint of this.endpoints) {
+          // Again while there is work: a user's next event is due as soon as the one before it is delivered.
+          for (let round = 0; round < MAX_ROUNDS; round++) {
+            const due = await this.storage.transaction((trx) => trx.outbox.claim(endpoint.url, BATCH));
+            if (due.length === 0) break;
+            await Promise.all(due.map((delivery) => this.deliver(endpoint, delivery)));
+          }
+        }
+      } catch (error) {
+        this.log.warn({ reason: (error as Error).message }, 'webhooks: a delivery round failed');
+      } finally {
+        this.running = undefined;
+      }
+    })();
+    return this.running;
+  }
+
+  private async deliver(endpoint: WebhookEndpoint, delivery: Delivery): Promise<void> {
+    const sentAt = new Date();
+    let failure: string;
+    try {
+      const response = await fetch(endpoint.url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'webhook-id': delivery.eventId,
+          'webhook-timestamp': String(Math.floor(sentAt.getTime() / 1000)),
+          'webhook-signature': this.signers.get(endpoint.url)!.sign(delivery.eventId, sentAt, delivery.payload),
+        },
+        body: delivery.payload,
+        redirect: 'manual',
+        signal: AbortSignal.timeout(this.options.timeoutMs),
+      });
+      await response.body?.cancel();
+      if (response.status >= 200 && response.status < 300) return await this.storage.outbox.delivered(delivery.id);
+      failure = `HTTP ${response.status}`;
+    } catch (error) {
+      failure = (error as Error).message;
+    }
+    const attempts = delivery.attempts + 1;
+    const delay = Math.min(this.options.retryBaseMs * 2 ** (attempts - 1), MAX_DELAY_MS);
+    const retryAt = Date.now() + delay - Date.parse(delivery.createdAt) <= this.options.giveUpAfterMs ? new Date(Date.now() + delay).toISOString() : undefined;
+    if (!retryAt) this.log.warn({ event: delivery.eventId, endpoint: endpoint.url, reason: failure }, 'webhooks: given up after 3 days (social-link webhooks replay)');
+    await this.storage.outbox.attemptFailed(delivery.id, attempts, failure, retryAt);
+  }
+}

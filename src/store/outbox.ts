@@ -1,0 +1,128 @@
+import { randomBytes } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import { isPostgres } from './migrations.js';
+import { now } from './rows.js';
+import type { Database } from './schema.js';
+
+/**
+ * The transactional outbox of webhooks (core/webhooks.ts): an event is written in the transaction of the change
+ * it tells (with the audit event of that change), one delivery row per configured endpoint; the dispatcher
+ * delivers them afterwards. So an event exists if and only if its change committed.
+ */
+export interface OutboxEvent {
+  type: WebhookEventType;
+  userId: number | null;
+  data: Record<string, unknown>;
+}
+
+/** The catalogue of webhook events (README "Webhooks"). */
+export type WebhookEventType = 'user.created' | 'user.deleted' | 'link.created' | 'link.removed' | 'sign_in' | 'link.refused' | 'session.revoked' | 'user.merged' | 'provider.event';
+
+export interface Delivery {
+  id: number;
+  eventId: string;
+  type: string;
+  userId: number | null;
+  /** The JSON body sent: {type, timestamp, data}. */
+  payload: string;
+  createdAt: string;
+  endpoint: string;
+  attempts: number;
+}
+
+/** How long a claimed delivery is reserved for the instance that claimed it. */
+const CLAIM_SECONDS = 60;
+
+export class Outbox {
+  constructor(
+    private readonly db: Kysely<Database>,
+    /** The configured endpoints' URLs: none, no event is written. */
+    private readonly endpoints: readonly string[],
+  ) {}
+
+  get enabled(): boolean {
+    return this.endpoints.length > 0;
+  }
+
+  /** Writes the event and its deliveries (in the caller's transaction). */
+  async emit(event: OutboxEvent, at = now()): Promise<void> {
+    if (this.endpoints.length === 0) return;
+    const eventId = `msg_${randomBytes(16).toString('base64url')}`;
+    const payload = JSON.stringify({ type: event.type, timestamp: at, data: event.data });
+    const row = await this.db
+      .insertInto('outbox')
+      .values({ event_id: eventId, type: event.type, user_id: event.userId, payload, created_at: at })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    await this.db
+      .insertInto('webhook_deliveries')
+      .values(this.endpoints.map((endpoint) => ({ outbox_id: row.id, endpoint, status: 'pending', attempts: 0, next_attempt_at: at, locked_until: null, last_error: null, delivered_at: null })))
+      .execute();
+  }
+
+  /**
+   * Claims up to `limit` deliveries due to this endpoint, oldest first, at most one per user at a time and never
+   * one of a user while an older one of that user is still pending (per-user order). Several instances share the
+   * work: a claimed row is reserved for CLAIM_SECONDS (PostgreSQL: FOR UPDATE SKIP LOCKED).
+   */
+  async claim(endpoint: string, limit: number): Promise<Delivery[]> {
+    const at = now();
+    const until = new Date(Date.now() + CLAIM_SECONDS * 1000).toISOString();
+    const postgres = isPostgres(this.db);
+    const lock = postgres ? sql`for update of d skip locked` : sql``;
+    const result = await sql<{ id: number }>`
+      update webhook_deliveries set locked_until = ${until}
+      where id in (
+        select d.id from webhook_deliveries d join outbox o on o.id = d.outbox_id
+        where d.endpoint = ${endpoint} and d.status = 'pending' and d.next_attempt_at <= ${at}
+          and (d.locked_until is null or d.locked_until <= ${at})
+          and (o.user_id is null or not exists (
+            select 1 from webhook_deliveries e join outbox p on p.id = e.outbox_id
+            where e.endpoint = d.endpoint and e.status = 'pending' and p.user_id = o.user_id and e.outbox_id < d.outbox_id))
+        order by d.outbox_id limit ${limit} ${lock})
+      returning id`.execute(this.db);
+    const ids = result.rows.map((row) => row.id);
+    if (ids.length === 0) return [];
+    const rows = await this.db
+      .selectFrom('webhook_deliveries as d')
+      .innerJoin('outbox as o', 'o.id', 'd.outbox_id')
+      .select(['d.id', 'o.event_id', 'o.type', 'o.user_id', 'o.payload', 'o.created_at', 'd.endpoint', 'd.attempts'])
+      .where('d.id', 'in', ids)
+      .orderBy('d.outbox_id')
+      .execute();
+    return rows.map((row) => ({ id: row.id, eventId: row.event_id, type: row.type, userId: row.user_id, payload: row.payload, createdAt: new Date(row.created_at).toISOString(), endpoint: row.endpoint, attempts: row.attempts }));
+  }
+
+  async delivered(id: number): Promise<void> {
+    await this.db.updateTable('webhook_deliveries').set({ status: 'delivered', delivered_at: now(), locked_until: null, last_error: null }).where('id', '=', id).execute();
+  }
+
+  /** A failed attempt: tried again at `retryAt`, or given up (failed) when there is none. */
+  async attemptFailed(id: number, attempts: number, error: string, retryAt: string | undefined): Promise<void> {
+    await this.db
+      .updateTable('webhook_deliveries')
+      .set({ attempts, last_error: error.slice(0, 500), locked_until: null, ...(retryAt ? { next_attempt_at: retryAt } : { status: 'failed' }) })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  /** Deliveries by state, newest first (the CLI). */
+  async list(filter: { status?: string; limit: number }) {
+    let query = this.db
+      .selectFrom('webhook_deliveries as d')
+      .innerJoin('outbox as o', 'o.id', 'd.outbox_id')
+      .select(['o.event_id', 'o.type', 'o.user_id', 'o.created_at', 'd.endpoint', 'd.status', 'd.attempts', 'd.next_attempt_at', 'd.last_error', 'd.delivered_at'])
+      .orderBy('d.id', 'desc')
+      .limit(filter.limit);
+    if (filter.status) query = query.where('d.status', '=', filter.status);
+    return query.execute();
+  }
+
+  /** Delivers again: one event (by its id), or every failed delivery. Answers how many. */
+  async replay(which: { eventId: string } | 'failed'): Promise<number> {
+    let query = this.db.updateTable('webhook_deliveries').set({ status: 'pending', attempts: 0, next_attempt_at: now(), locked_until: null, last_error: null, delivered_at: null });
+    query = which === 'failed' ? query.where('status', '=', 'failed') : query.where('outbox_id', 'in', this.db.selectFrom('outbox').select('id').where('event_id', '=', which.eventId));
+    const result = await query.executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
+}
