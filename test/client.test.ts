@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { API_ERROR_CODES, ENDPOINTS, LinkRequiredError, MemoryTokenStore, SocialLinkClient, SocialLinkError, type Endpoint, type ResponseShape } from '../client/src/index.js';
+import { AlreadyAssociatedError, API_ERROR_CODES, ENDPOINTS, LinkRequiredError, MemoryTokenStore, SocialLinkClient, SocialLinkError, type Endpoint, type ResponseShape } from '../client/src/index.js';
 import { CLIENT_CONTRACT_FILES, renderClientErrorCodes, renderDocument, renderTypes } from '../scripts/client-contract.js';
 import { ERRORS } from '../src/core/errors.js';
 import { call, startStack, type Stack } from './helpers.js';
@@ -45,6 +45,25 @@ describe('client SDK', () => {
     new SocialLinkClient({ baseUrl: options.baseUrl ?? stack.api, tokenStore: options.store ?? new MemoryTokenStore(), ...(options.fetch ? { fetch: options.fetch } : {}) });
 
   describe('a mobile app', () => {
+    it('a guest on a new phone meets AlreadyAssociatedError for its old Facebook account and merges into its old user', async () => {
+      const oldPhone = client();
+      const old = await oldPhone.createGuest();
+      const fb = await stack.emulator.mintFacebookToken({});
+      await oldPhone.associate('facebook', { access_token: fb.access_token });
+
+      const store = new MemoryTokenStore();
+      const newPhone = client({ store });
+      await newPhone.createGuest();
+      const refused = await failure(newPhone.associate('facebook', { access_token: fb.access_token }));
+      expect(refused).toBeInstanceOf(AlreadyAssociatedError);
+      const { mergeToken } = refused as AlreadyAssociatedError;
+      expect(mergeToken).toMatch(/^slm_/);
+      const merged = await newPhone.mergeInto(mergeToken!);
+      expect(merged.id).toBe(old.id);
+      expect(store.load()?.userId).toBe(old.id);
+      expect((await newPhone.me()).id).toBe(old.id);
+    });
+
     it('Sign in with Apple on a new phone meets LinkRequiredError (a Google user has that e-mail), signs in with Google and links Apple with the token', async () => {
       const oldPhone = client();
       await oldPhone.createGuest();

@@ -106,6 +106,7 @@ export const ENDPOINTS = {
     request: ['link_token'],
     response: associated,
   },
+  mergeInto: { method: 'POST', path: '/api/users/merge/', status: 200, auth: true, request: ['merge_token'], response: tokenResponse },
   auth: { method: 'POST', path: '/api/auth/{provider}/', status: 200, auth: false, request: socialToken, response: tokenResponse },
   listAssociations: { method: 'GET', path: '/api/associations/', status: 200, auth: true, response: { ...association, array: true } },
   unlink: { method: 'DELETE', path: '/api/associations/{provider}/{uid}/', status: 204, auth: true },

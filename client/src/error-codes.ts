@@ -17,6 +17,7 @@ export const API_ERROR_CODES = [
   'username_taken', // 409
   'already_associated', // 409
   'link_required', // 409
+  'invalid_merge_token', // 400
   'invalid_link_token', // 400
   'last_login_method', // 409
   'payload_too_large', // 413

@@ -35,7 +35,7 @@ export const notSignedIn = (): SocialLinkError => new SocialLinkError(401, 'not_
  * user is told), then call `linkWithToken(linkToken)` within `linkTokenExpiresIn` seconds to link the account.
  */
 export class LinkRequiredError extends SocialLinkError {
-  override readonly name = 'LinkRequiredError';
+  override readonly name: string = 'LinkRequiredError';
   constructor(
     message: string,
     readonly providers: string[],
@@ -43,5 +43,21 @@ export class LinkRequiredError extends SocialLinkError {
     readonly linkTokenExpiresIn: number,
   ) {
     super(409, 'link_required', message);
+  }
+}
+
+/**
+ * 409 `already_associated`: the social account belongs to another user. To a user without a password (a guest
+ * on a new phone) it carries `mergeToken`: `mergeInto(mergeToken)` signs in as that user, bringing this guest's
+ * other links along (this guest is deleted; the app's backend gets `user.merged` to move its data).
+ */
+export class AlreadyAssociatedError extends SocialLinkError {
+  override readonly name: string = 'AlreadyAssociatedError';
+  constructor(
+    message: string,
+    readonly mergeToken?: string,
+    readonly mergeTokenExpiresIn?: number,
+  ) {
+    super(409, 'already_associated', message);
   }
 }

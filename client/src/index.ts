@@ -1,9 +1,9 @@
 import { ENDPOINTS, type AssociateResponse, type Association, type Endpoint, type Me, type NonceResponse, type SocialToken, type TokenResponse } from './api.js';
-import { LinkRequiredError, SocialLinkError, notSignedIn } from './errors.js';
+import { AlreadyAssociatedError, LinkRequiredError, SocialLinkError, notSignedIn } from './errors.js';
 import { MemoryTokenStore, type StoredTokens, type TokenStore } from './token-store.js';
 
 export * from './api.js';
-export { LinkRequiredError, SocialLinkError, type ClientErrorCode, type ErrorCode } from './errors.js';
+export { AlreadyAssociatedError, LinkRequiredError, SocialLinkError, type ClientErrorCode, type ErrorCode } from './errors.js';
 export { API_ERROR_CODES, type ApiErrorCode } from './error-codes.js';
 export { MemoryTokenStore, type StoredTokens, type TokenStore } from './token-store.js';
 
@@ -83,6 +83,17 @@ export class SocialLinkClient {
   /** Links the social account of the token to the signed-in user. 409 `already_associated`, 400 `invalid_token`. */
   associate(provider: string, token: SocialToken): Promise<AssociateResponse> {
     return this.authed(ENDPOINTS.associate, { params: { provider }, body: token });
+  }
+
+  /**
+   * A guest's way out of `AlreadyAssociatedError` (its `mergeToken`): signs in as the owner of the account it
+   * proved; this guest's other links move to the owner, this guest is deleted. 400 `invalid_merge_token`.
+   */
+  async mergeInto(mergeToken: string): Promise<TokenResponse> {
+    // The guest's session authorizes it; the answer is the owner's: stored in its place.
+    const answer = await this.authed<TokenResponse>(ENDPOINTS.mergeInto, { body: { merge_token: mergeToken } });
+    await this.store.save(toStored(answer));
+    return answer;
   }
 
   /**
@@ -216,8 +227,12 @@ export class SocialLinkClient {
       throw new SocialLinkError(status, 'invalid_response', `The server answered HTTP ${status} without JSON`);
     }
     if (status >= 200 && status < 300) return data as T;
-    const error = data as { code?: unknown; message?: unknown; detail?: unknown; providers?: unknown; link_token?: unknown; link_token_expires_in?: unknown } | null;
+    const error = data as { code?: unknown; message?: unknown; detail?: unknown; providers?: unknown; link_token?: unknown; link_token_expires_in?: unknown; merge_token?: unknown; merge_token_expires_in?: unknown } | null;
     if (typeof error?.code !== 'string') throw new SocialLinkError(status, 'invalid_response', `The server answered HTTP ${status} without an error code`);
+    if (error.code === 'already_associated') {
+      const token = typeof error.merge_token === 'string' ? error.merge_token : undefined;
+      throw new AlreadyAssociatedError(typeof error.message === 'string' ? error.message : error.code, token, token ? Number(error.merge_token_expires_in) || 0 : undefined);
+    }
     if (error.code === 'link_required' && Array.isArray(error.providers) && typeof error.link_token === 'string') {
       const providers = error.providers.filter((name): name is string => typeof name === 'string');
       throw new LinkRequiredError(typeof error.message === 'string' ? error.message : error.code, providers, error.link_token, Number(error.link_token_expires_in) || 0);

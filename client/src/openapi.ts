@@ -202,6 +202,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/users/merge/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Merge this guest into the user whose social account it proved, and sign in as that user
+         * @description After linking answered 409 already_associated with a merge_token (the signed-in user has no password): signs in as the owner of that social account, moves this user's other links to the owner, deletes this user, and emits user.merged {from, into} so that the app's backend moves its data. The token is single use, good for merge_token_expires_in seconds, and only with this user's session.
+         */
+        post: operations["mergeIntoOwner"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/auth/{provider}/": {
         parameters: {
             query?: never;
@@ -269,7 +289,7 @@ export interface components {
              * @description What went wrong, for programs: one of a closed list (the operator's own pipeline steps may add codes: they are listed here too)
              * @enum {string}
              */
-            code: "invalid_request" | "invalid_token" | "bad_request" | "not_authenticated" | "invalid_access_token" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "user_not_found" | "unknown_provider" | "association_not_found" | "not_found" | "username_taken" | "already_associated" | "link_required" | "invalid_link_token" | "last_login_method" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "internal_error" | "provider_unavailable";
+            code: "invalid_request" | "invalid_token" | "bad_request" | "not_authenticated" | "invalid_access_token" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "user_not_found" | "unknown_provider" | "association_not_found" | "not_found" | "username_taken" | "already_associated" | "link_required" | "invalid_merge_token" | "invalid_link_token" | "last_login_method" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "internal_error" | "provider_unavailable";
             message: string;
             /** @description The message, under the original design's name */
             errors: string;
@@ -285,6 +305,10 @@ export interface components {
             link_token?: string;
             /** @description link_required: seconds the link token is good for */
             link_token_expires_in?: number;
+            /** @description already_associated, to a user without a password: POST /api/users/merge/ with it signs in as the account's owner and merges this user into it */
+            merge_token?: string;
+            /** @description already_associated: seconds the merge token is good for */
+            merge_token_expires_in?: number;
         };
         TokenResponse: {
             id: number;
@@ -1174,6 +1198,102 @@ export interface operations {
             };
             /** @description `already_associated` */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `rate_limited` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    mergeIntoOwner: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "merge_token": "slm_Q2x0ZXJuYXRpdmVNZXJnZVRva2VuRXhhbXBsZQ"
+                 *     }
+                 */
+                "application/json": {
+                    /** @description The merge_token of a 409 already_associated answer */
+                    merge_token: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Signed in as the owner; this user is gone */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": 42,
+                     *       "username": "ada",
+                     *       "access_token": "eyJhbGciOiJFUzI1NiIsImtpZCI6ImIyZjBjOWQ0IiwidHlwIjoiSldUIn0.eyJzdWIiOiI0MiIsInNpZCI6IjZjMmQiLCJpc3MiOiJzb2NpYWwtbGluayJ9.c2lnbmF0dXJl",
+                     *       "refresh_token": "p9N3vV0m2Q8xJ1r6bYt4wK7zL5aH0sFd3gE2cB9uR1o",
+                     *       "token_type": "Bearer",
+                     *       "expires_in": 900
+                     *     }
+                     */
+                    "application/json": components["schemas"]["TokenResponse"];
+                };
+            };
+            /** @description `invalid_merge_token`, `invalid_request` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_authenticated`, `invalid_access_token` */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };

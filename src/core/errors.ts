@@ -22,6 +22,7 @@ export const ERRORS = {
   username_taken: { status: 409, message: 'A user with that username already exists' },
   already_associated: { status: 409, message: 'This social account is already associated with another user' },
   link_required: { status: 409, message: 'An account with this verified e-mail exists: sign in with one of its providers, then link this one with the link token' },
+  invalid_merge_token: { status: 400, message: 'The merge token is invalid, expired, used, or for another user' },
   invalid_link_token: { status: 400, message: 'The link token is invalid, expired, used, or for another user' },
   last_login_method: { status: 409, message: 'This is the last way to sign in to this user; set a password or link another account first' },
   payload_too_large: { status: 413, message: '%s' },
@@ -154,8 +155,12 @@ export class ProviderUnavailableError extends ApiError {
  * log (http/hooks.ts); the answer never names it.
  */
 export class AlreadyAssociatedError extends ApiError {
-  constructor(readonly owner: { userId: number; provider: string; uid: string }) {
-    super('already_associated', ERRORS.already_associated.status, ERRORS.already_associated.message);
+  constructor(
+    readonly owner: { userId: number; provider: string; uid: string },
+    /** A guest's way out (core/guest-merge.ts): merge_token and merge_token_expires_in. */
+    extra: Record<string, unknown> = {},
+  ) {
+    super('already_associated', ERRORS.already_associated.status, ERRORS.already_associated.message, { extra });
   }
 }
 

@@ -61,6 +61,7 @@ export function createServices(options: ServicesOptions): Services {
   // provider grants they kept are ended (every instance sweeps; it is cheap).
   const sweep = async () => {
     await storage.proofs.purge().catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget expired nonces and ID tokens'));
+    await storage.mergeTokens.purge().catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget expired merge tokens'));
     await storage.linkTokens
       .takeExpired()
       .then((expired) => revokeUnlinkedGrants({ storage, revokeKept }, expired))

@@ -3,7 +3,8 @@ import type { Provider, SocialIdentity, TokenInput } from '../providers/types.js
 import type { Association, AuditEntry, Client, Storage, User } from '../store/storage.js';
 import { followAppleTransfer } from './apple-transfer.js';
 import { EmailMatch, findEmailMatch, LinkRequiredError, linkTokenHash, pendingIdentity, requireLink, type EmailLinking } from './email-linking.js';
-import { apiError } from './errors.js';
+import { AlreadyAssociatedError, apiError } from './errors.js';
+import { mergeGuest, offerMerge } from './guest-merge.js';
 import { runPipeline } from './pipeline.js';
 import type { Services } from './services.js';
 
@@ -30,7 +31,13 @@ export class SocialAccounts {
     const identity = await provider.verify(input);
     return this.revokingUnkeptGrant(provider, identity, async () => {
       await followAppleTransfer(this.services.storage, this.services.secrets, identity, client);
-      const { context } = await runPipeline(this.services.pipeline, this.services.storage, this.input('associate', provider, await withProfile(identity), client, { user }));
+      const { context } = await runPipeline(this.services.pipeline, this.services.storage, this.input('associate', provider, await withProfile(identity), client, { user })).catch(async (error: unknown) => {
+        // A guest (no password) proved an account of another user: offer to merge into that user.
+        if (error instanceof AlreadyAssociatedError && !user.hasPassword && Object.keys(error.extra).length === 0) {
+          throw new AlreadyAssociatedError(error.owner, await offerMerge(this.services.storage, user, error.owner));
+        }
+        throw error;
+      });
       return { provider: provider.name, uid: identity.uid, created: context.isNewAssociation };
     });
   }
@@ -83,6 +90,11 @@ export class SocialAccounts {
       await context.storage.audit.record({ event: 'link_token_used', userId: user.id, provider: provider.name, uid: identity.uid }, client);
     });
     return { provider: provider.name, uid: identity.uid, created: context.isNewAssociation };
+  }
+
+  /** A guest's merge into the owner of the account it proved (core/guest-merge.ts), signed in as the owner. */
+  mergeGuest<S>(guest: User, mergeToken: string, client: Client, startSession: SessionStarter<S>) {
+    return mergeGuest(this.services.storage, guest, mergeToken, client, startSession);
   }
 
   /** The email-linking step's settings, when SOCIAL_AUTH_EMAIL_LINKING is on. */

@@ -6,7 +6,7 @@ import type { Metrics } from './metrics.js';
 import { clientOf } from './request.js';
 
 /** Refusals worth a line in the audit log: someone tried an account that is not theirs. */
-const AUDITED_REFUSALS = new Set<string>(['invalid_token', 'already_associated', 'invalid_link_token'] satisfies ErrorCode[]);
+const AUDITED_REFUSALS = new Set<string>(['invalid_token', 'already_associated', 'invalid_link_token', 'invalid_merge_token'] satisfies ErrorCode[]);
 
 /** What every request gets: its id echoed, refused takeover attempts audited, its duration counted. */
 export function installHooks(app: FastifyInstance, services: Services, metrics: Metrics): void {

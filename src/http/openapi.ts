@@ -56,6 +56,7 @@ const SAMPLES: Partial<Record<ErrorCode, { about?: string; detail?: string; extr
   provider_unavailable: { about: 'facebook', detail: 'did not answer within 5000 ms' },
   link_required: { extra: { providers: ['google'], link_token: 'slk_q8Zr2mVx0bLk4TjN7wPc1sYe5HdA9fGu3oKi6RnBtEw', link_token_expires_in: 600 } },
   invalid_link_token: { detail: 'unknown, expired or used' },
+  invalid_merge_token: { detail: 'unknown, expired or used' },
 };
 
 const REQUEST_ID = '3f1c2a9e-8b7d-4c51-a0e6-2d94b7f0c1aa';

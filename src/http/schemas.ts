@@ -24,6 +24,8 @@ export const errorResponse = {
     },
     link_token: { type: 'string', description: 'link_required: single use; POST /api/associate/link-token/ with it once signed in with one of `providers`' },
     link_token_expires_in: { type: 'integer', description: 'link_required: seconds the link token is good for' },
+    merge_token: { type: 'string', description: 'already_associated, to a user without a password: POST /api/users/merge/ with it signs in as the account\'s owner and merges this user into it' },
+    merge_token_expires_in: { type: 'integer', description: 'already_associated: seconds the merge token is good for' },
   },
   required: ['code', 'message', 'errors'],
 } as const;
@@ -106,6 +108,13 @@ export const linkTokenBody = {
   type: 'object',
   required: ['link_token'],
   properties: { link_token: { type: 'string', minLength: 1, maxLength: 128, pattern: TOKEN, description: 'The link_token of a 409 link_required answer' } },
+  additionalProperties: false,
+} as const;
+
+export const mergeTokenBody = {
+  type: 'object',
+  required: ['merge_token'],
+  properties: { merge_token: { type: 'string', minLength: 1, maxLength: 128, pattern: TOKEN, description: 'The merge_token of a 409 already_associated answer' } },
   additionalProperties: false,
 } as const;
 

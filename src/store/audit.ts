@@ -21,7 +21,9 @@ export type AuditEventName =
   /** A link token linked the account it was issued for (core/email-linking.ts). */
   | 'link_token_used'
   /** The provider renamed the account (Apple's sub after a team transfer): the link now has the new uid. */
-  | 'uid_moved';
+  | 'uid_moved'
+  /** On both users' logs: a guest merged into the owner of a social account it proved (detail: from → into). */
+  | 'user_merged';
 
 /** Who asked: recorded with every audit event. */
 export interface Client {
@@ -88,6 +90,11 @@ export function webhookEventOf(row: ReturnType<typeof auditRow>): OutboxEvent | 
       return { type: 'session.revoked', userId: row.user_id, data: { user_id: row.user_id, reason: row.event === 'logout' ? 'logout' : 'refresh_token_reused' } };
     case 'link_refused_other_user':
       return { type: 'link.refused', userId: row.user_id, data: { ...about, ip: row.ip, user_agent: row.user_agent } };
+    case 'user_merged': {
+      const [from, into] = (/^(\d+) → (\d+)/.exec(row.detail ?? '') ?? []).slice(1).map(Number);
+      // Written on the owner's log (the guest's says the same): the app moves the guest's data to the owner.
+      return row.user_id === into ? { type: 'user.merged', userId: into!, data: { from, into, provider: row.provider, uid: row.uid } } : undefined;
+    }
     case 'uid_moved':
       return { type: 'provider.event', userId: row.user_id, data: { ...about, kind: 'uid_moved', detail: row.detail } };
     default:

@@ -349,6 +349,26 @@ migrations['0014_webhook_outbox'] = {
   },
 };
 
+migrations['0015_merge_tokens'] = {
+  // Guest merge: the 409 already_associated of a guest carries a merge token (core/guest-merge.ts).
+  async up(db) {
+    const t = types(db);
+    await db.schema
+      .createTable('merge_tokens')
+      .addColumn('token_hash', 'varchar(64)', (c) => c.primaryKey())
+      .addColumn('guest_id', 'integer', (c) => c.notNull().references('users.id').onDelete('cascade'))
+      .addColumn('owner_id', 'integer', (c) => c.notNull().references('users.id').onDelete('cascade'))
+      .addColumn('provider', 'varchar(64)', (c) => c.notNull())
+      .addColumn('uid', 'varchar(255)', (c) => c.notNull())
+      .addColumn('created_at', t.timestamp, (c) => c.notNull())
+      .addColumn('expires_at', t.timestamp, (c) => c.notNull())
+      .execute();
+  },
+  async down(db) {
+    await db.schema.dropTable('merge_tokens').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

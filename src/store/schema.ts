@@ -100,6 +100,17 @@ export interface ImportedUsersTable {
   user_id: number | null;
 }
 
+/** A guest's proven claim to another user's social account (core/guest-merge.ts): single use, short-lived. */
+export interface MergeTokensTable {
+  token_hash: string;
+  guest_id: number;
+  owner_id: number;
+  provider: string;
+  uid: string;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+}
+
 /** The transactional outbox of webhooks (store/outbox.ts): one row per event. */
 export interface OutboxTable {
   id: Generated<number>;
@@ -169,6 +180,7 @@ export interface Database {
   apple_transfers: AppleTransfersTable;
   imported_users: ImportedUsersTable;
   outbox: OutboxTable;
+  merge_tokens: MergeTokensTable;
   webhook_deliveries: WebhookDeliveriesTable;
   sessions: SessionsTable;
   refresh_tokens: RefreshTokensTable;

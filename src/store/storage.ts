@@ -2,6 +2,7 @@ import { CompiledQuery, type Kysely } from 'kysely';
 import { AppleTransfers } from './apple-transfers.js';
 import { AuditLog } from './audit.js';
 import { Imports } from './imports.js';
+import { MergeTokens } from './merge-tokens.js';
 import { Outbox } from './outbox.js';
 import { LinkTokens } from './link-tokens.js';
 import { Links } from './links.js';
@@ -35,6 +36,7 @@ export class Storage {
   readonly linkTokens: LinkTokens;
   readonly appleTransfers: AppleTransfers;
   readonly imports: Imports;
+  readonly mergeTokens: MergeTokens;
 
   /**
    * @param writeLocked inside a SQLite transaction (BEGIN IMMEDIATE): this connection holds the database's
@@ -52,6 +54,7 @@ export class Storage {
     this.users = new Users(db);
     this.appleTransfers = new AppleTransfers(db);
     this.imports = new Imports(db);
+    this.mergeTokens = new MergeTokens(db);
     this.links = new Links(db);
     this.sessions = new Sessions(db, this.outbox);
     this.audit = new AuditLog(db, this.outbox);

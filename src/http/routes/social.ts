@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { issueNonce } from '../../core/replay.js';
 import type { TokenInput } from '../../providers/types.js';
 import { authenticator, clientOf } from '../request.js';
-import { answers, bearer, described, linkTokenBody, providerParam, SIGNED_IN, socialTokenBody } from '../schemas.js';
+import { answers, bearer, described, linkTokenBody, mergeTokenBody, providerParam, SIGNED_IN, socialTokenBody } from '../schemas.js';
 import { ASSOCIATION_EXAMPLE, TOKEN_EXAMPLE } from './accounts.js';
 import { associationBody, tokenBody, type RouteContext } from './context.js';
 
@@ -110,6 +110,33 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
       const association = await social.linkWithToken(user, request.body.link_token, client);
       request.log.info({ ...association, userId: user.id }, 'associated with a link token');
       return { success: true, association };
+    },
+  );
+
+  app.post<{ Body: { merge_token: string } }>(
+    '/api/users/merge/',
+    {
+      config: limits.perIp,
+      schema: {
+        operationId: 'mergeIntoOwner',
+        summary: 'Merge this guest into the user whose social account it proved, and sign in as that user',
+        description:
+          'After linking answered 409 already_associated with a merge_token (the signed-in user has no password): signs in as the owner of that social account, ' +
+          'moves this user\'s other links to the owner, deletes this user, and emits user.merged {from, into} so that the app\'s backend moves its data. ' +
+          'The token is single use, good for merge_token_expires_in seconds, and only with this user\'s session.',
+        tags: ['social'],
+        security: bearer,
+        body: mergeTokenBody,
+        ...answers({ 200: described({ $ref: 'TokenResponse#' }, 'Signed in as the owner; this user is gone') }, [...SIGNED_IN, 'invalid_merge_token', 'rate_limited']),
+        'x-example': { request: { merge_token: 'slm_Q2x0ZXJuYXRpdmVNZXJnZVRva2VuRXhhbXBsZQ' }, response: TOKEN_EXAMPLE },
+      },
+    },
+    async (request) => {
+      const client = clientOf(request);
+      const { user } = await authenticate(request);
+      const merged = await social.mergeGuest(user, request.body.merge_token, client, (trx, owner, audit) => tokens.startSession(trx, owner.id, audit, client));
+      request.log.info({ from: user.id, into: merged.user.id }, 'guest merged');
+      return tokenBody({ user: merged.user, pair: tokens.pairOf(merged.user.id, merged.session) });
     },
   );
 

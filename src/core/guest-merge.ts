@@ -1,0 +1,56 @@
+import { randomBytes } from 'node:crypto';
+import { sha256Hex } from '../providers/id-token.js';
+import type { Client, Storage, User } from '../store/storage.js';
+import type { AuditEntry } from '../store/audit.js';
+import { apiError, sessionEnded } from './errors.js';
+
+/**
+ * Guest merge. The commonest conflict of a mobile app: a guest on a new phone taps "Connect Facebook", but that
+ * Facebook account belongs to their old user. The 409 already_associated then carries a merge token, bound to
+ * the guest and to the (provider, uid) the phone just proved. POST /api/users/merge/ with it (and the guest's
+ * session) signs in as the owner — as `auth` with that account would —, moves the guest's other links to the
+ * owner, deletes the guest, tells both audit logs and emits `user.merged {from, into}` so that the app's backend
+ * moves the guest's data. A user with a password is never merged away (it gets no merge token).
+ */
+export const MERGE_TOKEN_PREFIX = 'slm_';
+export const MERGE_TOKEN_TTL_SECONDS = 600;
+
+/** The merge token of a guest's 409 already_associated: the fields to add to the answer. */
+export async function offerMerge(storage: Storage, guest: User, owner: { userId: number; provider: string; uid: string }) {
+  const token = `${MERGE_TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
+  await storage.mergeTokens.issue(sha256Hex(token), { guestId: guest.id, ownerId: owner.userId, provider: owner.provider, uid: owner.uid }, new Date(Date.now() + MERGE_TOKEN_TTL_SECONDS * 1000).toISOString());
+  return { merge_token: token, merge_token_expires_in: MERGE_TOKEN_TTL_SECONDS };
+}
+
+/**
+ * Merges the guest into the owner of the proven account, in one transaction, and starts the owner's session
+ * there (the caller's `startSession`). invalid_merge_token: unknown, expired, used, another user's, a guest who
+ * set a password since, or an account no longer the owner's.
+ */
+export async function mergeGuest<S>(
+  storage: Storage,
+  guest: User,
+  mergeToken: string,
+  client: Client,
+  startSession: (trx: Storage, owner: User, audit: AuditEntry) => Promise<S>,
+): Promise<{ user: User; session: S }> {
+  return storage.transaction(async (trx) => {
+    const claim = await trx.mergeTokens.use(sha256Hex(mergeToken));
+    if (!claim || claim.guestId !== guest.id) throw apiError('invalid_merge_token', { detail: claim ? 'it was issued to another user' : 'unknown, expired or used' });
+    // Both rows, lowest id first (every writer takes a user's row first: one order, no deadlock).
+    const [first, second] = [claim.guestId, claim.ownerId].sort((a, b) => a - b);
+    const locked = new Map<number, User | undefined>([[first!, await trx.users.lock(first!)], [second!, await trx.users.lock(second!)]]);
+    const held = locked.get(claim.guestId);
+    const owner = locked.get(claim.ownerId);
+    if (!held) throw sessionEnded();
+    if (held.hasPassword) throw apiError('invalid_merge_token', { detail: 'this user has a password now: it is not merged away' });
+    const link = await trx.links.find(claim.provider, claim.uid);
+    if (!owner || link?.userId !== owner.id) throw apiError('invalid_merge_token', { detail: 'the account is no longer that user\'s' });
+    const moved = await trx.links.moveAll(held.id, owner.id);
+    await trx.users.delete(held.id);
+    const detail = `${held.id} → ${owner.id}`;
+    for (const userId of [held.id, owner.id]) await trx.audit.record({ event: 'user_merged', userId, provider: claim.provider, uid: claim.uid, detail: `${detail} (${moved} links moved)`.slice(0, 255) }, client);
+    const session = await startSession(trx, owner, { event: 'social_sign_in', userId: owner.id, provider: claim.provider, uid: claim.uid });
+    return { user: owner, session };
+  });
+}
