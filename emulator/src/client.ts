@@ -15,6 +15,11 @@ export class EmulatorClient {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
   }
 
+  /** Facebook calls the app's data-deletion or deauthorize callback at `url` (loopback), signed with the app secret. */
+  sendFacebookCallback(input: { kind: 'data_deletion' | 'deauthorize'; user_id: string; url: string; app_id?: string }): Promise<{ status: number; body: string }> {
+    return this.call('POST', '/_emulator/facebook/callbacks', input);
+  }
+
   mintFacebookToken(input: MintFacebookTokenInput = {}): Promise<MintedFacebookToken> {
     return this.call('POST', '/_emulator/facebook/tokens', input);
   }

@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { controlConventions, sendInvalidRequest } from './control-conventions.js';
 import { OIDC_CONTROL_ENDPOINTS } from './control-oidc.js';
@@ -49,6 +50,7 @@ const expireBodySchema = {
 const CONTROL_ENDPOINTS = [
   'GET /_emulator',
   'POST /_emulator/facebook/tokens',
+  'POST /_emulator/facebook/callbacks',
   'POST /_emulator/twitter/tokens',
   'POST /_emulator/twitter/oauth2_tokens',
   'POST /_emulator/twitter/app_tokens',
@@ -90,6 +92,34 @@ export function controlRoutes(state: EmulatorState) {
         const appId = input.app_id ?? state.clients.facebook.keys().next().value;
         if (appId === undefined) return sendInvalidRequest(reply, 'no Facebook app is configured: pass app_id');
         return reply.code(201).send(mintFacebookToken(state, appId, input));
+      },
+    );
+
+    // Facebook calls the app's callbacks (data deletion, deauthorize) with a signed_request, as Facebook signs it:
+    // HMAC-SHA256 of the base64url payload with the app secret (sources: test/fixtures/callbacks/facebook/).
+    app.post<{ Body: { kind: 'data_deletion' | 'deauthorize'; user_id: string; url: string; app_id?: string } }>(
+      '/facebook/callbacks',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['kind', 'user_id', 'url'],
+            properties: { kind: { enum: ['data_deletion', 'deauthorize'] }, user_id: { type: 'string', minLength: 1 }, url: { type: 'string', pattern: '^http://(127\\.0\\.0\\.1|localhost|\\[::1\\])[:/]' }, app_id: { type: 'string' } },
+          },
+        },
+      },
+      async (request, reply) => {
+        const { kind, user_id: userId, url } = request.body;
+        const appId = request.body.app_id ?? state.clients.facebook.keys().next().value;
+        const secret = appId === undefined ? undefined : state.clients.facebook.get(appId);
+        if (secret === undefined) return sendInvalidRequest(reply, 'no such Facebook app');
+        const issuedAt = Math.floor(Date.now() / 1000);
+        const payload = Buffer.from(JSON.stringify({ algorithm: 'HMAC-SHA256', ...(kind === 'data_deletion' ? { expires: issuedAt + 3600 } : {}), issued_at: issuedAt, user_id: userId })).toString('base64url');
+        const signature = createHmac('sha256', secret).update(payload).digest('base64url');
+        const answer = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ signed_request: `${signature}.${payload}` }).toString() });
+        const text = await answer.text();
+        return { status: answer.status, body: text };
       },
     );
 

@@ -22,6 +22,7 @@ import { accountRoutes } from './routes/accounts.js';
 import { operationsRoutes } from './routes/operations.js';
 import { socialRoutes } from './routes/social.js';
 import { compatRoutes } from './routes/compat.js';
+import { callbackRoutes } from './routes/callbacks.js';
 import type { OperatorErrors } from '../core/errors.js';
 import { installApiDocs } from './openapi.js';
 
@@ -143,6 +144,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   accountRoutes(app, routes);
   socialRoutes(app, routes);
   if (config.compatPrefix) compatRoutes(app, routes, config.compatPrefix);
+  callbackRoutes(app, routes);
   operationsRoutes(app, { storage: services.storage, metrics, metricsToken: config.metricsToken, metricsOnOwnPort: config.metricsPort !== undefined, limits });
   app.decorate('metricsRegistry', metrics.registry);
   return app;

@@ -62,5 +62,7 @@ export function withCircuitBreaker(provider: Provider, breaker: CircuitBreaker):
       }),
     warmUp: provider.warmUp && (() => provider.warmUp!()),
     revoke: provider.revoke && ((tokens) => guard(() => provider.revoke!(tokens))),
+    // Local (no call to the provider): nothing for the breaker to count.
+    verifySignedRequest: provider.verifySignedRequest && ((signedRequest) => provider.verifySignedRequest!(signedRequest)),
   };
 }

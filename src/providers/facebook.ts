@@ -1,3 +1,4 @@
+import { verifySignedRequest } from './signed-request.js';
 import { createHmac } from 'node:crypto';
 import { ConfigError } from '../config/settings.js';
 import { InvalidTokenError, ProviderUnavailableError } from '../core/errors.js';
@@ -95,6 +96,7 @@ export const facebook: ProviderModule<FacebookConfig> = {
 
     return {
       name: 'facebook',
+      verifySignedRequest: (signedRequest) => verifySignedRequest(signedRequest, config.appSecret),
       async verify(input, options) {
         if (requireOneOf(input, ['access_token', 'id_token'], 'facebook') === 'id_token') {
           const claims = await limitedLogin.verify(input.id_token!, input.nonce);

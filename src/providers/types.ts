@@ -75,6 +75,11 @@ export interface Provider {
   warmUp?(): void;
   /** Revokes the provider tokens kept for a link that is removed (Sign in with Apple requires it). */
   revoke?(tokens: Record<string, string>): Promise<void>;
+  /**
+   * Facebook: the payload of a callback's signed_request signed with our app secret (core/provider-callbacks.ts),
+   * or undefined when the signature or the algorithm is wrong.
+   */
+  verifySignedRequest?(signedRequest: string): Record<string, unknown> | undefined;
 }
 
 export interface ProviderContext {

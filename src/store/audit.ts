@@ -23,7 +23,9 @@ export type AuditEventName =
   /** The provider renamed the account (Apple's sub after a team transfer): the link now has the new uid. */
   | 'uid_moved'
   /** On both users' logs: a guest merged into the owner of a social account it proved (detail: from → into). */
-  | 'user_merged';
+  | 'user_merged'
+  /** The provider told us about the account (Facebook: the user removed our app); detail says what. */
+  | 'provider_event';
 
 /** Who asked: recorded with every audit event. */
 export interface Client {
@@ -95,6 +97,8 @@ export function webhookEventOf(row: ReturnType<typeof auditRow>): OutboxEvent | 
       // Written on the owner's log (the guest's says the same): the app moves the guest's data to the owner.
       return row.user_id === into ? { type: 'user.merged', userId: into!, data: { from, into, provider: row.provider, uid: row.uid } } : undefined;
     }
+    case 'provider_event':
+      return { type: 'provider.event', userId: row.user_id, data: { ...about, kind: row.detail } };
     case 'uid_moved':
       return { type: 'provider.event', userId: row.user_id, data: { ...about, kind: 'uid_moved', detail: row.detail } };
     default:

@@ -369,6 +369,24 @@ migrations['0015_merge_tokens'] = {
   },
 };
 
+migrations['0016_provider_deletion_requests'] = {
+  // Facebook's data-deletion callback: each request's confirmation code, for the status page it links to.
+  async up(db) {
+    const t = types(db);
+    await db.schema
+      .createTable('provider_deletion_requests')
+      .addColumn('confirmation_code', 'varchar(64)', (c) => c.primaryKey())
+      .addColumn('provider', 'varchar(64)', (c) => c.notNull())
+      .addColumn('uid', 'varchar(255)', (c) => c.notNull())
+      .addColumn('status', 'varchar(16)', (c) => c.notNull())
+      .addColumn('requested_at', t.timestamp, (c) => c.notNull())
+      .execute();
+  },
+  async down(db) {
+    await db.schema.dropTable('provider_deletion_requests').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

@@ -111,6 +111,16 @@ export interface MergeTokensTable {
   expires_at: Timestamp;
 }
 
+/** A provider's request to delete what it shared of an account (Facebook's data-deletion callback), for its status page. */
+export interface ProviderDeletionRequestsTable {
+  confirmation_code: string;
+  provider: string;
+  uid: string;
+  /** done: the link (and what it kept) is deleted, or there was none. */
+  status: string;
+  requested_at: Timestamp;
+}
+
 /** The transactional outbox of webhooks (store/outbox.ts): one row per event. */
 export interface OutboxTable {
   id: Generated<number>;
@@ -181,6 +191,7 @@ export interface Database {
   imported_users: ImportedUsersTable;
   outbox: OutboxTable;
   merge_tokens: MergeTokensTable;
+  provider_deletion_requests: ProviderDeletionRequestsTable;
   webhook_deliveries: WebhookDeliveriesTable;
   sessions: SessionsTable;
   refresh_tokens: RefreshTokensTable;

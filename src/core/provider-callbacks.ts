@@ -1,0 +1,57 @@
+import { randomBytes } from 'node:crypto';
+import { now } from '../store/rows.js';
+import { apiError, invalidRequest } from './errors.js';
+import type { Services } from './services.js';
+
+/**
+ * The providers' lifecycle callbacks, each verified as its provider signs it (sources:
+ * test/fixtures/callbacks/). Facebook: the data-deletion request (the person asked Facebook to have our app
+ * delete what Facebook shared: the link and the facts it kept are deleted, and a status page says so) and the
+ * deauthorize callback (the person removed our app: recorded and told to the app's backend; the link stays,
+ * as the person may sign in with Facebook again).
+ */
+export class ProviderCallbacks {
+  constructor(private readonly services: Pick<Services, 'providers' | 'storage'>) {}
+
+  /** The verified payload of Facebook's signed_request, or 400 invalid_request. */
+  private facebookPayload(signedRequest: unknown): { userId: string } {
+    const facebook = this.services.providers.get('facebook');
+    const payload = typeof signedRequest === 'string' ? facebook.verifySignedRequest?.(signedRequest) : undefined;
+    if (!payload) throw invalidRequest('signed_request is missing, or not signed with this app\'s secret');
+    const userId = payload.user_id;
+    if (typeof userId !== 'string' && typeof userId !== 'number') throw invalidRequest('signed_request names no user_id');
+    return { userId: String(userId) };
+  }
+
+  /** Deletes the link of that Facebook account (with what it kept): the confirmation code of the request. */
+  async facebookDataDeletion(signedRequest: unknown): Promise<{ confirmationCode: string }> {
+    const { userId: uid } = this.facebookPayload(signedRequest);
+    const confirmationCode = randomBytes(12).toString('hex');
+    await this.services.storage.transaction(async (trx) => {
+      const link = await trx.links.find('facebook', uid);
+      const user = link && (await trx.users.lock(link.userId));
+      const deleted = user ? await trx.links.delete(user.id, 'facebook', uid) : undefined;
+      if (deleted) await trx.audit.record({ event: 'unlinked', userId: deleted.userId, provider: 'facebook', uid, detail: 'facebook data deletion request' }, null);
+      await trx.db.insertInto('provider_deletion_requests').values({ confirmation_code: confirmationCode, provider: 'facebook', uid, status: 'done', requested_at: now() }).execute();
+    });
+    return { confirmationCode };
+  }
+
+  /** Records that the person removed our app on Facebook (a provider.event for the app's backend). */
+  async facebookDeauthorized(signedRequest: unknown): Promise<void> {
+    const { userId: uid } = this.facebookPayload(signedRequest);
+    const link = await this.services.storage.links.find('facebook', uid);
+    if (link) await this.services.storage.audit.record({ event: 'provider_event', userId: link.userId, provider: 'facebook', uid, detail: 'deauthorized' }, null);
+  }
+
+  /** A data-deletion request's status, or 404 not_found. */
+  async deletionStatus(confirmationCode: string) {
+    const row = await this.services.storage.db
+      .selectFrom('provider_deletion_requests')
+      .selectAll()
+      .where('confirmation_code', '=', confirmationCode)
+      .executeTakeFirst();
+    if (!row) throw apiError('not_found', { about: 'for this confirmation code' });
+    return { confirmationCode: row.confirmation_code, provider: row.provider, status: row.status, requestedAt: new Date(row.requested_at).toISOString() };
+  }
+}
