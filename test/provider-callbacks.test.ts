@@ -72,3 +72,60 @@ describe.each(databaseKinds())('Facebook callbacks on %s', (kind) => {
     expectError(await call(stack.api, 'GET', '/api/providers/facebook/data-deletion/0123456789abcdef01234567'), 404, 'not_found');
   });
 });
+
+describe.each(databaseKinds())('Apple server-to-server notifications on %s', (kind) => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack(kind, { SOCIAL_LINK_WEBHOOK_URL: 'http://127.0.0.1:9/hooks', SOCIAL_LINK_WEBHOOK_SECRET: `whsec_${Buffer.alloc(32, 5).toString('base64')}` });
+  });
+  afterAll(() => stack.close());
+
+  const notify = (input: { type: string; sub: string; email?: string; client_id?: string; forge?: string }) =>
+    stack.emulator.sendAppleNotification({ ...input, url: `${stack.api}/api/providers/apple/notifications` });
+
+  async function appleUser(withCode = false) {
+    const user = await guest(stack.api);
+    const body = withCode ? { code: (await stack.emulator.mintAppleCode({})).code } : { id_token: (await stack.emulator.mintIdToken('apple', {})).id_token };
+    const linked = await call(stack.api, 'POST', '/api/associate/apple/', { token: user.access_token, body });
+    return { user, sub: linked.body.association.uid as string };
+  }
+  const facts = (value: unknown) => (typeof value === 'string' ? JSON.parse(value) : value) as Record<string, unknown>;
+  const link = (sub: string) => stack.db.selectFrom('social_associations').selectAll().where('provider', '=', 'apple').where('uid', '=', sub).executeTakeFirst();
+  const kinds = async (userId: number) =>
+    (await stack.db.selectFrom('outbox').select(['type', 'payload']).where('user_id', '=', userId).execute()).filter((row) => row.type === 'provider.event').map((row) => JSON.parse(row.payload).data.kind as string);
+
+  it('email-disabled and email-enabled are kept on the link; consent-revoked drops the kept tokens and keeps the link; each is a provider.event', async () => {
+    const { user, sub } = await appleUser(true);
+    expect((await link(sub))?.provider_tokens).toBeTruthy();
+    expect((await notify({ type: 'email-disabled', sub, email: 'x1y2@privaterelay.appleid.com' })).status).toBe(200);
+    expect(facts((await link(sub))!.extra_data)).toMatchObject({ email_forwarding: false });
+    expect((await notify({ type: 'email-enabled', sub, email: 'x1y2@privaterelay.appleid.com' })).status).toBe(200);
+    expect(facts((await link(sub))!.extra_data)).toMatchObject({ email_forwarding: true });
+    expect((await notify({ type: 'consent-revoked', sub })).status).toBe(200);
+    expect((await link(sub))?.provider_tokens).toBeNull();
+    expect(await kinds(user.id)).toEqual(['apple email-disabled', 'apple email-enabled', 'apple consent-revoked']);
+  });
+
+  it('account-delete removes the link (link.removed); an unknown account is answered 200 all the same', async () => {
+    const { user, sub } = await appleUser();
+    expect((await notify({ type: 'account-delete', sub })).status).toBe(200);
+    expect(await link(sub)).toBeUndefined();
+    const types = (await stack.db.selectFrom('outbox').select('type').where('user_id', '=', user.id).execute()).map((row) => row.type);
+    expect(types).toContain('link.removed');
+    expect((await notify({ type: 'account-delete', sub: '000000.00000000000000000000000000000000.0000' })).status).toBe(200);
+  });
+
+  it('a notification not signed by Apple, or for another app, is refused (400) and changes nothing', async () => {
+    const { sub } = await appleUser();
+    for (const forge of ['bad_signature', 'foreign_key', 'none_alg', 'hs256_with_public_key']) {
+      const answer = await notify({ type: 'account-delete', sub, forge });
+      expect(answer.status, forge).toBe(400);
+      expect(JSON.parse(answer.body).code).toBe('invalid_token');
+    }
+    const otherApp = await notify({ type: 'account-delete', sub, client_id: 'com.example.someone-else' });
+    expect(otherApp.status).toBe(400);
+    const missing = await fetch(`${stack.api}/api/providers/apple/notifications`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(missing.status).toBe(400);
+    expect(await link(sub)).toBeDefined();
+  });
+});

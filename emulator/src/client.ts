@@ -70,6 +70,11 @@ export class EmulatorClient {
     return this.call('POST', '/_emulator/apple/codes', input);
   }
 
+  /** Apple notifies the app's server at `url` (loopback): a server-to-server notification signed with Apple's keys. */
+  sendAppleNotification(input: { type: string; sub: string; url: string; email?: string; client_id?: string; forge?: string }): Promise<{ status: number; body: string }> {
+    return this.call('POST', '/_emulator/apple/notifications', input);
+  }
+
   /** Another developer team (an app transfer's recipient) and the public JWKs of its keys, by key id. */
   addAppleTeam(teamId: string, keys: Record<string, Record<string, unknown>>): Promise<void> {
     return this.call('POST', '/_emulator/apple/teams', { team_id: teamId, keys });

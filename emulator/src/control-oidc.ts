@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { JWK } from 'jose';
 import { controlConventions, sendInvalidRequest } from './control-conventions.js';
@@ -6,7 +7,7 @@ import { mintFacebookLimitedToken } from './facebook-limited.js';
 import { mintGoogleAccessToken, mintGoogleAccessTokenBodySchema, mintGoogleIdToken, type MintGoogleAccessTokenInput } from './google.js';
 import type { IdProviders } from './id-providers.js';
 import { listeningOrigin, mintIdTokenBodySchema, type MintIdTokenInput } from './id-tokens.js';
-import type { OidcIssuer } from './oidc-issuer.js';
+import { FORGERIES, type Forgery, type OidcIssuer } from './oidc-issuer.js';
 import { mintMicrosoftIdToken, type MintMicrosoftIdTokenInput } from './microsoft.js';
 import { mintOidcIdToken, OIDC_NAME_PATTERN } from './oidc.js';
 import type { EmulatorState } from './state.js';
@@ -67,6 +68,7 @@ export const OIDC_CONTROL_ENDPOINTS = [
   'POST /_emulator/apple/codes',
   'GET /_emulator/apple/revocations',
   'POST /_emulator/apple/teams',
+  'POST /_emulator/apple/notifications',
   'POST /_emulator/facebook/limited_tokens',
   'POST /_emulator/oidc/:name/id_tokens',
   'POST /_emulator/microsoft/id_tokens',
@@ -127,6 +129,37 @@ export function oidcControlRoutes(state: EmulatorState, ids: IdProviders) {
     );
 
     app.get('/apple/revocations', async () => ({ revoked: ids.apple.revocations }));
+    // Apple notifies the app's server (server-to-server notifications): {"payload": JWT} signed with Apple's
+    // identity-token keys, `events` a JSON text (sources: test/fixtures/callbacks/apple/).
+    app.post<{ Body: { type: string; sub: string; url: string; email?: string; client_id?: string; forge?: Forgery } }>(
+      '/apple/notifications',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['type', 'sub', 'url'],
+            properties: {
+              type: { type: 'string', minLength: 1 },
+              sub: { type: 'string', minLength: 1 },
+              url: { type: 'string', pattern: '^http://(127\\.0\\.0\\.1|localhost|\\[::1\\])[:/]' },
+              email: { type: 'string' },
+              client_id: { type: 'string' },
+              forge: { enum: [...FORGERIES] },
+            },
+          },
+        },
+      },
+      async (request) => {
+        const { type, sub, url, email } = request.body;
+        const iat = Math.floor(Date.now() / 1000);
+        const event = { type, sub, ...(email ? { email, is_private_email: String(email.endsWith('@privaterelay.appleid.com')) } : {}), event_time: Date.now() };
+        const claims = { iss: 'https://appleid.apple.com', aud: request.body.client_id ?? ids.apple.defaultClientId(), iat, exp: iat + 86_400, jti: randomBytes(16).toString('base64url'), events: JSON.stringify(event) };
+        const payload = await ids.apple.issuer.mint(claims, request.body.forge);
+        const answer = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ payload }) });
+        return { status: answer.status, body: await answer.text() };
+      },
+    );
     // Another developer team (an app transfer's recipient), with the public JWKs of its Sign in with Apple keys by key id.
     app.post<{ Body: { team_id: string; keys: Record<string, JWK> } }>('/apple/teams', { schema: { body: addAppleTeamBodySchema } }, async (request, reply) => {
       ids.apple.addTeam(request.body.team_id, request.body.keys);

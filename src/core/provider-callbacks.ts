@@ -44,6 +44,35 @@ export class ProviderCallbacks {
     if (link) await this.services.storage.audit.record({ event: 'provider_event', userId: link.userId, provider: 'facebook', uid, detail: 'deauthorized' }, null);
   }
 
+  /**
+   * Sign in with Apple's server-to-server notification: `email-disabled` / `email-enabled` (the relay address
+   * stopped or resumed forwarding) are kept on the link; `consent-revoked` (the person stopped using Sign in
+   * with Apple with our app) drops the link's kept tokens, which Apple has revoked, and keeps the link (the same
+   * person signing in again has the same sub); `account-delete` (the Apple account is gone) removes the link.
+   * Each is told to the app's backend (provider.event; link.removed for a deletion). An account nobody linked
+   * is answered all the same. A notification not signed by Apple for our client ids: 400 invalid_token.
+   */
+  async appleNotification(payload: unknown): Promise<void> {
+    const apple = this.services.providers.get('apple');
+    if (typeof payload !== 'string' || !apple.verifyNotification) throw invalidRequest('payload (the notification JWT) is required');
+    const event = await apple.verifyNotification(payload);
+    await this.services.storage.transaction(async (trx) => {
+      const link = await trx.links.find('apple', event.uid);
+      const user = link && (await trx.users.lock(link.userId));
+      if (!link || !user) return;
+      const about = { userId: user.id, provider: 'apple', uid: event.uid };
+      if (event.type === 'account-delete' || event.type === 'account-deleted') {
+        await trx.links.delete(user.id, 'apple', event.uid);
+        await trx.audit.record({ event: 'unlinked', ...about, detail: 'apple account deleted' }, null);
+      } else if (event.type === 'email-disabled' || event.type === 'email-enabled') {
+        await trx.links.updateExtraData(link.id, { ...link.extraData, email_forwarding: event.type === 'email-enabled' }, null);
+      } else if (event.type === 'consent-revoked') {
+        await trx.links.forgetTokens(link.id);
+      }
+      await trx.audit.record({ event: 'provider_event', ...about, detail: `apple ${event.type}`.slice(0, 64) }, null);
+    });
+  }
+
   /** A data-deletion request's status, or 404 not_found. */
   async deletionStatus(confirmationCode: string) {
     const row = await this.services.storage.db

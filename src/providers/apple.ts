@@ -84,6 +84,22 @@ export const apple: ProviderModule<AppleConfig> = {
     return {
       name: 'apple',
       warmUp: () => idTokens.warmUp(),
+      // Server-to-server notifications: {"payload": JWT}, its `events` a JSON text (or an object, as Apple's page
+      // shows it) of {type, sub, email?, event_time} (test/fixtures/callbacks/apple/).
+      async verifyNotification(payload) {
+        const claims = await idTokens.verifyEvent(payload);
+        let events: unknown = claims.events;
+        if (typeof events === 'string') {
+          try {
+            events = JSON.parse(events);
+          } catch {
+            throw new InvalidTokenError('the notification events are not JSON');
+          }
+        }
+        const event = Array.isArray(events) ? events[0] : events;
+        if (!isObject(event) || !text(event, 'type') || !text(event, 'sub')) throw new InvalidTokenError('the notification names no event type or account');
+        return { type: text(event, 'type')!, uid: text(event, 'sub')!, id: typeof claims.jti === 'string' ? claims.jti : undefined, email: text(event, 'email') };
+      },
       async verify(input) {
         const form = requireOneOf(input, ['id_token', 'code'], 'apple');
         const name = userName(input.user);

@@ -64,5 +64,6 @@ export function withCircuitBreaker(provider: Provider, breaker: CircuitBreaker):
     revoke: provider.revoke && ((tokens) => guard(() => provider.revoke!(tokens))),
     // Local (no call to the provider): nothing for the breaker to count.
     verifySignedRequest: provider.verifySignedRequest && ((signedRequest) => provider.verifySignedRequest!(signedRequest)),
+    verifyNotification: provider.verifyNotification && ((payload) => guard(() => provider.verifyNotification!(payload))),
   };
 }

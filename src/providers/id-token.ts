@@ -122,6 +122,27 @@ export async function verifyIdToken(token: string, policy: IdTokenPolicy, expect
 
 const nonceEquals = (claims: JWTPayload, sent: string) => claims.nonce === sent;
 
+/**
+ * A token the provider signs to tell us about an account (Apple's server-to-server notifications): signature by
+ * a key of its JWKS with an allowed algorithm, exact issuer, our audience only, `iat` not in the future, and
+ * `exp` when it has one. No subject or nonce: the account is named in the event.
+ */
+export async function verifyEventToken(token: string, policy: IdTokenPolicy): Promise<JWTPayload> {
+  const tolerance = policy.clockToleranceSeconds ?? DEFAULT_TOLERANCE;
+  let payload: JWTPayload;
+  try {
+    const issuers = typeof policy.issuers === 'function' ? policy.issuers(decodeJwt(token)) : policy.issuers;
+    ({ payload } = await jwtVerify(token, policy.jwks.getKey, { issuer: [...issuers], audience: [...policy.audiences], algorithms: [...policy.algorithms], clockTolerance: tolerance, requiredClaims: ['iat'] }));
+  } catch (error) {
+    if (error instanceof ApiError) throw error;
+    throw new InvalidTokenError(reasonFor(error).replace('ID token', 'event token'));
+  }
+  if (typeof payload.iat !== 'number' || payload.iat > Date.now() / 1000 + tolerance) throw new InvalidTokenError("the event token's iat claim is in the future");
+  const audiences = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
+  if (!audiences.every((audience) => typeof audience === 'string' && policy.audiences.includes(audience))) throw new InvalidTokenError('the event token names an audience that is not ours (aud)');
+  return payload;
+}
+
 /** An ID-token provider's declaration: where its keys are, and the policy its tokens must meet. */
 export type IdTokenDeclaration = Omit<IdTokenPolicy, 'jwks'> & { jwksUrl: string };
 
@@ -133,6 +154,8 @@ export function idTokenVerifier(http: ProviderHttp, { jwksUrl, ...declared }: Id
     verify: (token: string, nonce?: string, nonceRule?: NonceRule) => verifyIdToken(token, nonceRule ? { ...policy, nonceRule } : policy, nonce),
     /** The proof the sign-in's transaction checks, of a token `verify` accepted. */
     proof: (token: string, claims: JWTPayload, nonce?: string) => idTokenProof(token, claims, nonce, policy.nonceRule ?? 'optional', policy.clockToleranceSeconds),
+    /** A token the provider signs about an account (see verifyEventToken). */
+    verifyEvent: (token: string) => verifyEventToken(token, policy),
     warmUp: () => policy.jwks.warmUp(),
   };
 }

@@ -80,6 +80,21 @@ export interface Provider {
    * or undefined when the signature or the algorithm is wrong.
    */
   verifySignedRequest?(signedRequest: string): Record<string, unknown> | undefined;
+  /**
+   * Sign in with Apple: the event of a server-to-server notification (its `payload` JWT verified against Apple's
+   * keys, for our client ids), or InvalidTokenError.
+   */
+  verifyNotification?(payload: string): Promise<AccountEvent>;
+}
+
+/** What a provider says happened to an account (Apple's server-to-server notifications). */
+export interface AccountEvent {
+  type: string;
+  /** The account (our link's uid). */
+  uid: string;
+  /** The event's own id (the token's jti): a repeated delivery carries the same. */
+  id?: string;
+  email?: string;
 }
 
 export interface ProviderContext {

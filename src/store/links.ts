@@ -176,6 +176,11 @@ export class Links {
     return result.numUpdatedRows > 0n;
   }
 
+  /** Drops the link's kept provider tokens (the provider revoked them). */
+  async forgetTokens(associationId: number): Promise<void> {
+    await this.db.updateTable('social_associations').set({ provider_tokens: null, updated_at: now() }).where('id', '=', associationId).execute();
+  }
+
   /** Gives every link of one user to another (a guest merged into the owner of an account): how many. */
   async moveAll(fromUserId: number, toUserId: number): Promise<number> {
     const result = await this.db.updateTable('social_associations').set({ user_id: toUserId, updated_at: now() }).where('user_id', '=', fromUserId).executeTakeFirst();

@@ -29,6 +29,12 @@ export function callbackRoutes(app: FastifyInstance, { services }: RouteContext)
         return reply.code(200).send();
       });
 
+      // Sign in with Apple's server-to-server notifications: {"payload": "<JWT signed by Apple>"}.
+      scope.post<{ Body: { payload?: unknown } | undefined }>('/apple/notifications', { schema }, async (request, reply) => {
+        await callbacks.appleNotification(request.body?.payload);
+        return reply.code(200).send();
+      });
+
       // The page Facebook shows the person: what became of the request (no sign-in needed).
       scope.get<{ Params: { code: string } }>('/facebook/data-deletion/:code', { schema: { ...schema, params: { type: 'object', properties: { code: { type: 'string', pattern: '^[0-9a-f]{24}$' } } } } }, async (request, reply) => {
         const status = await callbacks.deletionStatus(request.params.code);
