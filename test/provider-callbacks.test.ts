@@ -129,3 +129,42 @@ describe.each(databaseKinds())('Apple server-to-server notifications on %s', (ki
     expect(await link(sub)).toBeDefined();
   });
 });
+
+describe.each(databaseKinds())('Google Cross-Account Protection (RISC) on %s', (kind) => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack(kind, { SOCIAL_LINK_WEBHOOK_URL: 'http://127.0.0.1:9/hooks', SOCIAL_LINK_WEBHOOK_SECRET: `whsec_${Buffer.alloc(32, 9).toString('base64')}` });
+  });
+  afterAll(() => stack.close());
+
+  const send = (input: { event: string; sub: string; reason?: string; client_id?: string; forge?: string }) => stack.emulator.sendGoogleSecurityEvent({ ...input, url: `${stack.api}/api/providers/google/risc` });
+  async function googleUser() {
+    const user = await guest(stack.api);
+    const minted = await stack.emulator.mintIdToken('google', {});
+    await call(stack.api, 'POST', '/api/associate/google/', { token: user.access_token, body: { id_token: minted.id_token } });
+    return { user, sub: minted.sub };
+  }
+
+  it.each([
+    ['sessions-revoked', undefined, true],
+    ['tokens-revoked', undefined, true],
+    ['account-disabled', 'hijacking', true],
+    ['account-disabled', 'bulk-account', false],
+    ['account-credential-change-required', undefined, false],
+    ['verification', undefined, false],
+  ] as const)('%s %s: sessions ended: %s; told to the app (provider.event), answered 202', async (event, reason, ended) => {
+    const { user, sub } = await googleUser();
+    expect((await send({ event, sub, ...(reason ? { reason } : {}) })).status).toBe(202);
+    const me = await call(stack.api, 'GET', '/api/me/', { token: user.access_token });
+    expect(me.status).toBe(ended ? 401 : 200);
+    const kinds = (await stack.db.selectFrom('outbox').select(['type', 'payload']).where('user_id', '=', user.id).execute()).filter((row) => row.type === 'provider.event').map((row) => JSON.parse(row.payload).data.kind);
+    expect(kinds).toEqual([`google ${event}${reason ? ` ${reason}` : ''}`]);
+  });
+
+  it('a token not signed by Google for our client ids is refused (400); the sessions live on', async () => {
+    const { user, sub } = await googleUser();
+    for (const forge of ['bad_signature', 'foreign_key', 'none_alg', 'hs256_with_public_key']) expect((await send({ event: 'sessions-revoked', sub, forge })).status, forge).toBe(400);
+    expect((await send({ event: 'sessions-revoked', sub, client_id: 'someone-else.apps.googleusercontent.com' })).status).toBe(400);
+    expect((await call(stack.api, 'GET', '/api/me/', { token: user.access_token })).status).toBe(200);
+  });
+});

@@ -92,6 +92,16 @@ describe.each(databaseKinds())('webhooks on %s', (kind) => {
     expect(rows.map((row) => row.type)).toEqual(['user.created']);
   });
 
+  it('a guest merged into its old user: user.merged {from, into} is delivered', async () => {
+    const old = await guest(stack.api);
+    const facebook = await stack.emulator.mintFacebookToken({});
+    await call(stack.api, 'POST', '/api/associate/facebook/', { token: old.access_token, body: { access_token: facebook.access_token } });
+    const newPhone = await guest(stack.api);
+    const refused = await call(stack.api, 'POST', '/api/associate/facebook/', { token: newPhone.access_token, body: { access_token: facebook.access_token } });
+    expect((await call(stack.api, 'POST', '/api/users/merge/', { token: newPhone.access_token, body: { merge_token: refused.body.merge_token } })).status).toBe(200);
+    await eventually(() => expect(received.find((event) => event.type === 'user.merged')?.data).toMatchObject({ from: newPhone.id, into: old.id, provider: 'facebook', uid: facebook.user_id }));
+  });
+
   it('a receiver down for a while gets every event afterwards, with the same ids, in order; the CLI shows and replays them', async () => {
     down = 4;
     const user = await guest(stack.api);

@@ -70,6 +70,11 @@ export class EmulatorClient {
     return this.call('POST', '/_emulator/apple/codes', input);
   }
 
+  /** Google sends a Cross-Account Protection (RISC) security event token to `url` (loopback), signed with its keys. */
+  sendGoogleSecurityEvent(input: { event: string; sub: string; url: string; reason?: string; client_id?: string; forge?: string }): Promise<{ status: number; body: string }> {
+    return this.call('POST', '/_emulator/google/risc', input);
+  }
+
   /** Apple notifies the app's server at `url` (loopback): a server-to-server notification signed with Apple's keys. */
   sendAppleNotification(input: { type: string; sub: string; url: string; email?: string; client_id?: string; forge?: string }): Promise<{ status: number; body: string }> {
     return this.call('POST', '/_emulator/apple/notifications', input);

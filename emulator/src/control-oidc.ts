@@ -69,6 +69,7 @@ export const OIDC_CONTROL_ENDPOINTS = [
   'GET /_emulator/apple/revocations',
   'POST /_emulator/apple/teams',
   'POST /_emulator/apple/notifications',
+  'POST /_emulator/google/risc',
   'POST /_emulator/facebook/limited_tokens',
   'POST /_emulator/oidc/:name/id_tokens',
   'POST /_emulator/microsoft/id_tokens',
@@ -129,6 +130,45 @@ export function oidcControlRoutes(state: EmulatorState, ids: IdProviders) {
     );
 
     app.get('/apple/revocations', async () => ({ revoked: ids.apple.revocations }));
+    // Google's Cross-Account Protection (RISC): a security event token, signed with Google's keys, posted as
+    // application/secevent+jwt (sources: test/fixtures/callbacks/google/).
+    app.post<{ Body: { event: string; sub: string; url: string; reason?: string; client_id?: string; forge?: Forgery } }>(
+      '/google/risc',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['event', 'sub', 'url'],
+            properties: {
+              event: { type: 'string', pattern: '^[a-z-]+$' },
+              sub: { type: 'string', minLength: 1 },
+              url: { type: 'string', pattern: '^http://(127\\.0\\.0\\.1|localhost|\\[::1\\])[:/]' },
+              reason: { type: 'string' },
+              client_id: { type: 'string' },
+              forge: { enum: [...FORGERIES] },
+            },
+          },
+        },
+      },
+      async (request) => {
+        const { event, sub, url, reason } = request.body;
+        // The OAuth event types (token(s)-revoked) have their own namespace.
+        const namespace = event.startsWith('token') ? 'oauth' : 'risc';
+        const subject = { subject_type: 'iss-sub', iss: 'https://accounts.google.com/', sub };
+        const claims = {
+          iss: 'https://accounts.google.com/',
+          aud: request.body.client_id ?? ids.google.defaultClientId(),
+          iat: Math.floor(Date.now() / 1000),
+          jti: randomBytes(16).toString('hex'),
+          events: { [`https://schemas.openid.net/secevent/${namespace}/event-type/${event}`]: { subject, ...(reason ? { reason } : {}) } },
+        };
+        const token = await ids.google.issuer.mint(claims, request.body.forge);
+        const answer = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/secevent+jwt' }, body: token });
+        return { status: answer.status, body: await answer.text() };
+      },
+    );
+
     // Apple notifies the app's server (server-to-server notifications): {"payload": JWT} signed with Apple's
     // identity-token keys, `events` a JSON text (sources: test/fixtures/callbacks/apple/).
     app.post<{ Body: { type: string; sub: string; url: string; email?: string; client_id?: string; forge?: Forgery } }>(

@@ -73,6 +73,27 @@ export class ProviderCallbacks {
     });
   }
 
+  /**
+   * Google Cross-Account Protection (RISC): a security event token about a Google account. `sessions-revoked`,
+   * `tokens-revoked` and `account-disabled` for `hijacking` end every session of the linked user (Google: the
+   * account may be in other hands); every event is audited and told (provider.event). Not signed by Google for
+   * our client ids: 400 invalid_token.
+   */
+  async googleSecurityEvent(token: unknown): Promise<void> {
+    const google = this.services.providers.get('google');
+    if (typeof token !== 'string' || !google.verifySecurityEvent) throw invalidRequest('the body must be the security event token');
+    const event = await google.verifySecurityEvent(token);
+    const link = event.uid ? await this.services.storage.links.find('google', event.uid) : undefined;
+    if (!link) return;
+    const endSessions = event.type === 'sessions-revoked' || event.type === 'tokens-revoked' || (event.type === 'account-disabled' && event.reason === 'hijacking');
+    const detail = `google ${event.type}${event.reason ? ` ${event.reason}` : ''}`.slice(0, 64);
+    await this.services.storage.transaction(async (trx) => {
+      if (!(await trx.users.lock(link.userId))) return;
+      if (endSessions) await trx.sessions.revokeAllOfUser(link.userId, detail);
+      await trx.audit.record({ event: 'provider_event', userId: link.userId, provider: 'google', uid: event.uid, detail }, null);
+    });
+  }
+
   /** A data-deletion request's status, or 404 not_found. */
   async deletionStatus(confirmationCode: string) {
     const row = await this.services.storage.db

@@ -65,5 +65,6 @@ export function withCircuitBreaker(provider: Provider, breaker: CircuitBreaker):
     // Local (no call to the provider): nothing for the breaker to count.
     verifySignedRequest: provider.verifySignedRequest && ((signedRequest) => provider.verifySignedRequest!(signedRequest)),
     verifyNotification: provider.verifyNotification && ((payload) => guard(() => provider.verifyNotification!(payload))),
+    verifySecurityEvent: provider.verifySecurityEvent && ((token) => guard(() => provider.verifySecurityEvent!(token))),
   };
 }

@@ -1,7 +1,7 @@
 import { googleIsAuthoritative } from '../store/verified-email.js';
 import { InvalidTokenError, ProviderUnavailableError, invalidRequest } from '../core/errors.js';
 import { ConfigError } from '../config/settings.js';
-import { accepted, account, flag, text } from './answers.js';
+import { accepted, account, flag, isObject, text } from './answers.js';
 import { requireOneOf } from './fields.js';
 import { idTokenVerifier, nonceRuleOf, type NonceRule } from './id-token.js';
 import type { ProviderModule, SocialIdentity } from './types.js';
@@ -44,9 +44,21 @@ export const google: ProviderModule<GoogleConfig> = {
   create(config, { http }) {
     const idTokens = idTokenVerifier(http, { jwksUrl: config.jwksUrl, issuers: ISSUERS, audiences: config.clientIds, algorithms: ['RS256'], nonceRule: config.nonceRule });
 
+    // Cross-Account Protection: Google's security event tokens, signed with the same keys; their issuer is written
+    // with a trailing slash in Google's example and without in its configuration document (test/fixtures/callbacks/google/).
+    const securityEvents = idTokenVerifier(http, { jwksUrl: config.jwksUrl, issuers: ['https://accounts.google.com/', 'https://accounts.google.com'], audiences: config.clientIds, algorithms: ['RS256'] });
+
     return {
       name: 'google',
       warmUp: () => idTokens.warmUp(),
+      async verifySecurityEvent(token) {
+        const claims = await securityEvents.verifyEvent(token);
+        const events = claims.events;
+        const [uri, event] = isObject(events) ? (Object.entries(events)[0] ?? []) : [];
+        if (typeof uri !== 'string' || !isObject(event)) throw new InvalidTokenError('the security event token carries no event');
+        const subject = isObject(event.subject) ? event.subject : {};
+        return { type: uri.slice(uri.lastIndexOf('/') + 1), uid: text(subject, 'sub') ?? '', id: typeof claims.jti === 'string' ? claims.jti : undefined, reason: text(event, 'reason') };
+      },
       async verify(input) {
         if (requireOneOf(input, ['id_token', 'access_token'], 'google') === 'id_token') {
           const claims = await idTokens.verify(input.id_token!, input.nonce);

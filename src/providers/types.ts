@@ -85,6 +85,8 @@ export interface Provider {
    * keys, for our client ids), or InvalidTokenError.
    */
   verifyNotification?(payload: string): Promise<AccountEvent>;
+  /** Google Cross-Account Protection (RISC): the event of a security event token, or InvalidTokenError. */
+  verifySecurityEvent?(token: string): Promise<AccountEvent>;
 }
 
 /** What a provider says happened to an account (Apple's server-to-server notifications). */
@@ -95,6 +97,8 @@ export interface AccountEvent {
   /** The event's own id (the token's jti): a repeated delivery carries the same. */
   id?: string;
   email?: string;
+  /** Google RISC account-disabled: hijacking, bulk-account. */
+  reason?: string;
 }
 
 export interface ProviderContext {

@@ -87,6 +87,12 @@ export class Sessions {
     return row && toUser(row);
   }
 
+  /** Revokes every active session of the user (a provider says the account may be in other hands): how many. */
+  async revokeAllOfUser(userId: number, reason: string): Promise<number> {
+    const result = await this.db.updateTable('sessions').set({ revoked_at: now(), revoked_reason: reason }).where('user_id', '=', userId).where('revoked_at', 'is', null).executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
+
   async revoke(sessionId: string, reason: string): Promise<void> {
     await this.db.updateTable('sessions').set({ revoked_at: now(), revoked_reason: reason }).where('id', '=', sessionId).where('revoked_at', 'is', null).execute();
   }

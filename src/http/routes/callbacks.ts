@@ -16,6 +16,8 @@ export function callbackRoutes(app: FastifyInstance, { services }: RouteContext)
       scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 16_384 }, (_request, body, done) => {
         done(null, Object.fromEntries(new URLSearchParams(String(body))));
       });
+      // Google posts security event tokens as they are (RFC 8935).
+      scope.addContentTypeParser('application/secevent+jwt', { parseAs: 'string', bodyLimit: 16_384 }, (_request, body, done) => done(null, String(body)));
       const schema = { hide: true };
       type Form = { Body: { signed_request?: unknown } | undefined };
 
@@ -33,6 +35,12 @@ export function callbackRoutes(app: FastifyInstance, { services }: RouteContext)
       scope.post<{ Body: { payload?: unknown } | undefined }>('/apple/notifications', { schema }, async (request, reply) => {
         await callbacks.appleNotification(request.body?.payload);
         return reply.code(200).send();
+      });
+
+      // Google Cross-Account Protection (RISC): 202 once the event is taken.
+      scope.post<{ Body: unknown }>('/google/risc', { schema }, async (request, reply) => {
+        await callbacks.googleSecurityEvent(request.body);
+        return reply.code(202).send();
       });
 
       // The page Facebook shows the person: what became of the request (no sign-in needed).
