@@ -71,7 +71,7 @@ export class EmulatorClient {
   }
 
   /** Google sends a Cross-Account Protection (RISC) security event token to `url` (loopback), signed with its keys. */
-  sendGoogleSecurityEvent(input: { event: string; sub: string; url: string; reason?: string; client_id?: string; forge?: string }): Promise<{ status: number; body: string }> {
+  sendGoogleSecurityEvent(input: { event: string; sub: string; url: string; reason?: string; state?: string; client_id?: string; forge?: string }): Promise<{ status: number; body: string }> {
     return this.call('POST', '/_emulator/google/risc', input);
   }
 

@@ -132,7 +132,7 @@ export function oidcControlRoutes(state: EmulatorState, ids: IdProviders) {
     app.get('/apple/revocations', async () => ({ revoked: ids.apple.revocations }));
     // Google's Cross-Account Protection (RISC): a security event token, signed with Google's keys, posted as
     // application/secevent+jwt (sources: test/fixtures/callbacks/google/).
-    app.post<{ Body: { event: string; sub: string; url: string; reason?: string; client_id?: string; forge?: Forgery } }>(
+    app.post<{ Body: { event: string; sub: string; url: string; reason?: string; state?: string; client_id?: string; forge?: Forgery } }>(
       '/google/risc',
       {
         schema: {
@@ -145,6 +145,7 @@ export function oidcControlRoutes(state: EmulatorState, ids: IdProviders) {
               sub: { type: 'string', minLength: 1 },
               url: { type: 'string', pattern: '^http://(127\\.0\\.0\\.1|localhost|\\[::1\\])[:/]' },
               reason: { type: 'string' },
+              state: { type: 'string' },
               client_id: { type: 'string' },
               forge: { enum: [...FORGERIES] },
             },
@@ -152,7 +153,7 @@ export function oidcControlRoutes(state: EmulatorState, ids: IdProviders) {
         },
       },
       async (request) => {
-        const { event, sub, url, reason } = request.body;
+        const { event, sub, url, reason, state } = request.body;
         // The OAuth event types (token(s)-revoked) have their own namespace.
         const namespace = event.startsWith('token') ? 'oauth' : 'risc';
         const subject = { subject_type: 'iss-sub', iss: 'https://accounts.google.com/', sub };
@@ -161,7 +162,8 @@ export function oidcControlRoutes(state: EmulatorState, ids: IdProviders) {
           aud: request.body.client_id ?? ids.google.defaultClientId(),
           iat: Math.floor(Date.now() / 1000),
           jti: randomBytes(16).toString('hex'),
-          events: { [`https://schemas.openid.net/secevent/${namespace}/event-type/${event}`]: { subject, ...(reason ? { reason } : {}) } },
+          // A verification event (the stream's test) echoes the state the receiver asked for.
+          events: { [`https://schemas.openid.net/secevent/${namespace}/event-type/${event}`]: { subject, ...(reason ? { reason } : {}), ...(state ? { state } : {}) } },
         };
         const token = await ids.google.issuer.mint(claims, request.body.forge);
         const answer = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/secevent+jwt' }, body: token });
