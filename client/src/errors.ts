@@ -47,9 +47,9 @@ export class LinkRequiredError extends SocialLinkError {
 }
 
 /**
- * 409 `already_associated`: the social account belongs to another user. To a user without a password (a guest
- * on a new phone) it carries `mergeToken`: `mergeInto(mergeToken)` signs in as that user, bringing this guest's
- * other links along (this guest is deleted; the app's backend gets `user.merged` to move its data).
+ * 409 `already_associated`: the social account belongs to another user. To a guest (no password, no linked
+ * account: a new phone) it carries `mergeToken`: `mergeInto(mergeToken)` signs in as that user (this guest is
+ * deleted; the app's backend gets `user.merged` to move its data).
  */
 export class AlreadyAssociatedError extends SocialLinkError {
   override readonly name: string = 'AlreadyAssociatedError';

@@ -87,7 +87,7 @@ export class SocialLinkClient {
 
   /**
    * A guest's way out of `AlreadyAssociatedError` (its `mergeToken`): signs in as the owner of the account it
-   * proved; this guest's other links move to the owner, this guest is deleted. 400 `invalid_merge_token`.
+   * proved; this guest is deleted. 400 `invalid_merge_token`.
    */
   async mergeInto(mergeToken: string): Promise<TokenResponse> {
     // The guest's session authorizes it; the answer is the owner's: stored in its place.

@@ -8,9 +8,10 @@ import { apiError, sessionEnded } from './errors.js';
  * Guest merge. The commonest conflict of a mobile app: a guest on a new phone taps "Connect Facebook", but that
  * Facebook account belongs to their old user. The 409 already_associated then carries a merge token, bound to
  * the guest and to the (provider, uid) the phone just proved. POST /api/users/merge/ with it (and the guest's
- * session) signs in as the owner — as `auth` with that account would —, moves the guest's other links to the
- * owner, deletes the guest, tells both audit logs and emits `user.merged {from, into}` so that the app's backend
- * moves the guest's data. A user with a password is never merged away (it gets no merge token).
+ * session) signs in as the owner — as `auth` with that account would —, deletes the guest, tells both audit
+ * logs and emits `user.merged {from, into}` so that the app's backend moves the guest's data. Only a guest is
+ * merged away: no password and no linked account (checked again under its row's lock), so that an access token
+ * alone can never hand a user's own accounts to someone else.
  */
 export const MERGE_TOKEN_PREFIX = 'slm_';
 export const MERGE_TOKEN_TTL_SECONDS = 600;
@@ -35,21 +36,25 @@ export async function mergeGuest<S>(
   startSession: (trx: Storage, owner: User, audit: AuditEntry) => Promise<S>,
 ): Promise<{ user: User; session: S }> {
   return storage.transaction(async (trx) => {
-    const claim = await trx.mergeTokens.use(sha256Hex(mergeToken));
+    const hash = sha256Hex(mergeToken);
+    const claim = await trx.mergeTokens.find(hash);
     if (!claim || claim.guestId !== guest.id) throw apiError('invalid_merge_token', { detail: claim ? 'it was issued to another user' : 'unknown, expired or used' });
-    // Both rows, lowest id first (every writer takes a user's row first: one order, no deadlock).
+    // Both rows, lowest id first, before any other write (every writer takes a user's row first: one order, no
+    // deadlock with a deletion, whose cascade reaches the token); then the token is used up.
     const [first, second] = [claim.guestId, claim.ownerId].sort((a, b) => a - b);
     const locked = new Map<number, User | undefined>([[first!, await trx.users.lock(first!)], [second!, await trx.users.lock(second!)]]);
     const held = locked.get(claim.guestId);
     const owner = locked.get(claim.ownerId);
     if (!held) throw sessionEnded();
-    if (held.hasPassword) throw apiError('invalid_merge_token', { detail: 'this user has a password now: it is not merged away' });
+    if (!(await trx.mergeTokens.use(hash))) throw apiError('invalid_merge_token', { detail: 'used by a request that ran at the same time' });
+    if (held.hasPassword || (await trx.links.ofUser(held.id)).length > 0) {
+      throw apiError('invalid_merge_token', { detail: 'this user has a password or a linked account now: it is not merged away' });
+    }
     const link = await trx.links.find(claim.provider, claim.uid);
     if (!owner || link?.userId !== owner.id) throw apiError('invalid_merge_token', { detail: 'the account is no longer that user\'s' });
-    const moved = await trx.links.moveAll(held.id, owner.id);
     await trx.users.delete(held.id);
     const detail = `${held.id} → ${owner.id}`;
-    for (const userId of [held.id, owner.id]) await trx.audit.record({ event: 'user_merged', userId, provider: claim.provider, uid: claim.uid, detail: `${detail} (${moved} links moved)`.slice(0, 255) }, client);
+    for (const userId of [held.id, owner.id]) await trx.audit.record({ event: 'user_merged', userId, provider: claim.provider, uid: claim.uid, detail }, client);
     const session = await startSession(trx, owner, { event: 'social_sign_in', userId: owner.id, provider: claim.provider, uid: claim.uid });
     return { user: owner, session };
   });

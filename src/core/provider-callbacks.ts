@@ -1,6 +1,7 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import type { Storage } from '../store/storage.js';
 import { now } from '../store/rows.js';
-import { apiError, invalidRequest } from './errors.js';
+import { apiError, invalidRequest, InvalidTokenError } from './errors.js';
 import type { Services } from './services.js';
 
 /**
@@ -10,28 +11,45 @@ import type { Services } from './services.js';
  * deauthorize callback (the person removed our app: recorded and told to the app's backend; the link stays,
  * as the person may sign in with Facebook again).
  */
+/** A callback older than this is refused: a captured one cannot be played again later (the seen ids are kept as long). */
+export const CALLBACK_MAX_AGE_SECONDS = 7 * 86_400;
+
 export class ProviderCallbacks {
   constructor(private readonly services: Pick<Services, 'providers' | 'storage'>) {}
 
+  /** Refuses a callback issued too long ago; answers whether this is its first time here (and records it), in `trx`. */
+  private static async firstTime(trx: Storage, id: string, issuedAt: unknown): Promise<boolean> {
+    if (typeof issuedAt !== 'number' || issuedAt < Date.now() / 1000 - CALLBACK_MAX_AGE_SECONDS) throw new InvalidTokenError('the callback was issued too long ago (or says not when)');
+    const inserted = await trx.db.insertInto('provider_callbacks_seen').values({ id, seen_at: now() }).onConflict((conflict) => conflict.column('id').doNothing()).executeTakeFirst();
+    return (inserted.numInsertedOrUpdatedRows ?? 0n) > 0n;
+  }
+
   /** The verified payload of Facebook's signed_request, or 400 invalid_request. */
-  private facebookPayload(signedRequest: unknown): { userId: string } {
+  private facebookPayload(signedRequest: unknown): { userId: string; issuedAt: unknown; id: string } {
     const facebook = this.services.providers.get('facebook');
     const payload = typeof signedRequest === 'string' ? facebook.verifySignedRequest?.(signedRequest) : undefined;
     if (!payload) throw invalidRequest('signed_request is missing, or not signed with this app\'s secret');
     const userId = payload.user_id;
     if (typeof userId !== 'string' && typeof userId !== 'number') throw invalidRequest('signed_request names no user_id');
-    return { userId: String(userId) };
+    return { userId: String(userId), issuedAt: payload.issued_at, id: `facebook:${createHash('sha256').update(String(signedRequest)).digest('hex')}` };
   }
 
   /** Deletes the link of that Facebook account (with what it kept): the confirmation code of the request. */
   async facebookDataDeletion(signedRequest: unknown): Promise<{ confirmationCode: string }> {
-    const { userId: uid } = this.facebookPayload(signedRequest);
+    const { userId: uid, issuedAt, id } = this.facebookPayload(signedRequest);
     const confirmationCode = randomBytes(12).toString('hex');
     await this.services.storage.transaction(async (trx) => {
-      const link = await trx.links.find('facebook', uid);
-      const user = link && (await trx.users.lock(link.userId));
+      // (Played again: a new confirmation of the same deletion, nothing deleted twice.)
+      if (!(await ProviderCallbacks.firstTime(trx, id, issuedAt))) {
+        await trx.db.insertInto('provider_deletion_requests').values({ confirmation_code: confirmationCode, provider: 'facebook', uid, status: 'done', requested_at: now() }).execute();
+        return;
+      }
+      const found = await trx.links.find('facebook', uid);
+      const user = found && (await trx.users.lock(found.userId));
       const deleted = user ? await trx.links.delete(user.id, 'facebook', uid) : undefined;
       if (deleted) await trx.audit.record({ event: 'unlinked', userId: deleted.userId, provider: 'facebook', uid, detail: 'facebook data deletion request' }, null);
+      // Nor is the account kept behind a link token.
+      await trx.linkTokens.forgetAccount('facebook', uid);
       await trx.db.insertInto('provider_deletion_requests').values({ confirmation_code: confirmationCode, provider: 'facebook', uid, status: 'done', requested_at: now() }).execute();
     });
     return { confirmationCode };
@@ -39,9 +57,17 @@ export class ProviderCallbacks {
 
   /** Records that the person removed our app on Facebook (a provider.event for the app's backend). */
   async facebookDeauthorized(signedRequest: unknown): Promise<void> {
-    const { userId: uid } = this.facebookPayload(signedRequest);
-    const link = await this.services.storage.links.find('facebook', uid);
-    if (link) await this.services.storage.audit.record({ event: 'provider_event', userId: link.userId, provider: 'facebook', uid, detail: 'deauthorized' }, null);
+    const { userId: uid, issuedAt, id } = this.facebookPayload(signedRequest);
+    await this.services.storage.transaction(async (trx) => {
+      if (await ProviderCallbacks.firstTime(trx, id, issuedAt)) await this.tell(trx, 'facebook', uid, 'deauthorized');
+    });
+  }
+
+  /** The provider_event of a linked account (read under its user's row), for the app's backend; nothing for an unknown one. */
+  private async tell(trx: Storage, provider: string, uid: string, detail: string): Promise<void> {
+    const found = await trx.links.find(provider, uid);
+    const user = found && (await trx.users.lock(found.userId));
+    if (user) await trx.audit.record({ event: 'provider_event', userId: user.id, provider, uid, detail: detail.slice(0, 64) }, null);
   }
 
   /**
@@ -57,9 +83,12 @@ export class ProviderCallbacks {
     if (typeof payload !== 'string' || !apple.verifyNotification) throw invalidRequest('payload (the notification JWT) is required');
     const event = await apple.verifyNotification(payload);
     await this.services.storage.transaction(async (trx) => {
-      const link = await trx.links.find('apple', event.uid);
-      const user = link && (await trx.users.lock(link.userId));
-      if (!link || !user) return;
+      if (!(await ProviderCallbacks.firstTime(trx, `apple:${event.id ?? createHash('sha256').update(payload).digest('hex')}`, event.issuedAt))) return;
+      // The link read again once its user's row is held: a sign-in writing its facts meanwhile is not overwritten.
+      const found = await trx.links.find('apple', event.uid);
+      const user = found && (await trx.users.lock(found.userId));
+      const link = user && (await trx.links.find('apple', event.uid));
+      if (!user || !link) return;
       const about = { userId: user.id, provider: 'apple', uid: event.uid };
       if (event.type === 'account-delete' || event.type === 'account-deleted') {
         await trx.links.delete(user.id, 'apple', event.uid);
@@ -83,14 +112,15 @@ export class ProviderCallbacks {
     const google = this.services.providers.get('google');
     if (typeof token !== 'string' || !google.verifySecurityEvent) throw invalidRequest('the body must be the security event token');
     const event = await google.verifySecurityEvent(token);
-    const link = event.uid ? await this.services.storage.links.find('google', event.uid) : undefined;
-    if (!link) return;
     const endSessions = event.type === 'sessions-revoked' || event.type === 'tokens-revoked' || (event.type === 'account-disabled' && event.reason === 'hijacking');
     const detail = `google ${event.type}${event.reason ? ` ${event.reason}` : ''}`.slice(0, 64);
     await this.services.storage.transaction(async (trx) => {
-      if (!(await trx.users.lock(link.userId))) return;
-      if (endSessions) await trx.sessions.revokeAllOfUser(link.userId, detail);
-      await trx.audit.record({ event: 'provider_event', userId: link.userId, provider: 'google', uid: event.uid, detail }, null);
+      if (!(await ProviderCallbacks.firstTime(trx, `google:${event.id ?? createHash('sha256').update(token).digest('hex')}`, event.issuedAt))) return;
+      const found = event.uid ? await trx.links.find('google', event.uid) : undefined;
+      const user = found && (await trx.users.lock(found.userId));
+      if (!user || (await trx.links.find('google', event.uid))?.userId !== user.id) return;
+      if (endSessions) await trx.sessions.revokeAllOfUser(user.id, detail);
+      await trx.audit.record({ event: 'provider_event', userId: user.id, provider: 'google', uid: event.uid, detail }, null);
     });
   }
 

@@ -10,6 +10,7 @@ import { Storage, type Association } from '../store/storage.js';
 import type { Log } from './log.js';
 import { defaultPipeline, type PipelineStep } from './pipeline.js';
 import { revokeUnlinkedGrants } from './email-linking.js';
+import { CALLBACK_MAX_AGE_SECONDS } from './provider-callbacks.js';
 
 /**
  * What social-link is made of, built once from the configuration: storage, the secret box, the providers
@@ -62,6 +63,11 @@ export function createServices(options: ServicesOptions): Services {
   const sweep = async () => {
     await storage.proofs.purge().catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget expired nonces and ID tokens'));
     await storage.mergeTokens.purge().catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget expired merge tokens'));
+    await storage.db
+      .deleteFrom('provider_callbacks_seen')
+      .where('seen_at', '<', new Date(Date.now() - CALLBACK_MAX_AGE_SECONDS * 1000).toISOString())
+      .execute()
+      .catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget old provider callbacks'));
     await storage.linkTokens
       .takeExpired()
       .then((expired) => revokeUnlinkedGrants({ storage, revokeKept }, expired))

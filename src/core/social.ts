@@ -32,8 +32,8 @@ export class SocialAccounts {
     return this.revokingUnkeptGrant(provider, identity, async () => {
       await followAppleTransfer(this.services.storage, this.services.secrets, identity, client);
       const { context } = await runPipeline(this.services.pipeline, this.services.storage, this.input('associate', provider, await withProfile(identity), client, { user })).catch(async (error: unknown) => {
-        // A guest (no password) proved an account of another user: offer to merge into that user.
-        if (error instanceof AlreadyAssociatedError && !user.hasPassword && Object.keys(error.extra).length === 0) {
+        // A guest (no password, no linked account) proved an account of another user: offer to merge into that user.
+        if (error instanceof AlreadyAssociatedError && !user.hasPassword && Object.keys(error.extra).length === 0 && (await this.services.storage.links.ofUser(user.id)).length === 0) {
           throw new AlreadyAssociatedError(error.owner, await offerMerge(this.services.storage, user, error.owner));
         }
         throw error;

@@ -47,7 +47,13 @@ export class WebhookDispatcher {
   }
 
   start(): void {
-    if (this.endpoints.length === 0 || this.timer) return;
+    if (this.timer) return;
+    // Events of an endpoint removed from the configuration: given up, visible as failed.
+    void this.storage.outbox.abandonUnconfigured().then(
+      (count) => count > 0 && this.log.warn({ count }, 'webhooks: deliveries to endpoints no longer configured are given up (social-link webhooks list --status failed)'),
+      (error: unknown) => this.log.warn({ reason: (error as Error).message }, 'webhooks: could not check for removed endpoints'),
+    );
+    if (this.endpoints.length === 0) return;
     this.timer = setInterval(() => void this.tick(), this.options.intervalMs).unref();
   }
 

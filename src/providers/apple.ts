@@ -98,7 +98,7 @@ export const apple: ProviderModule<AppleConfig> = {
         }
         const event = Array.isArray(events) ? events[0] : events;
         if (!isObject(event) || !text(event, 'type') || !text(event, 'sub')) throw new InvalidTokenError('the notification names no event type or account');
-        return { type: text(event, 'type')!, uid: text(event, 'sub')!, id: typeof claims.jti === 'string' ? claims.jti : undefined, email: text(event, 'email') };
+        return { type: text(event, 'type')!, uid: text(event, 'sub')!, id: typeof claims.jti === 'string' ? claims.jti : undefined, email: text(event, 'email'), issuedAt: claims.iat };
       },
       async verify(input) {
         const form = requireOneOf(input, ['id_token', 'code'], 'apple');

@@ -57,7 +57,7 @@ export const google: ProviderModule<GoogleConfig> = {
         const [uri, event] = isObject(events) ? (Object.entries(events)[0] ?? []) : [];
         if (typeof uri !== 'string' || !isObject(event)) throw new InvalidTokenError('the security event token carries no event');
         const subject = isObject(event.subject) ? event.subject : {};
-        return { type: uri.slice(uri.lastIndexOf('/') + 1), uid: text(subject, 'sub') ?? '', id: typeof claims.jti === 'string' ? claims.jti : undefined, reason: text(event, 'reason') };
+        return { type: uri.slice(uri.lastIndexOf('/') + 1), uid: text(subject, 'sub') ?? '', id: typeof claims.jti === 'string' ? claims.jti : undefined, reason: text(event, 'reason'), issuedAt: claims.iat };
       },
       async verify(input) {
         if (requireOneOf(input, ['id_token', 'access_token'], 'google') === 'id_token') {

@@ -99,6 +99,8 @@ export interface AccountEvent {
   email?: string;
   /** Google RISC account-disabled: hijacking, bulk-account. */
   reason?: string;
+  /** The token's iat (seconds): a callback too old is refused. */
+  issuedAt?: number;
 }
 
 export interface ProviderContext {

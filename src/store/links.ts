@@ -181,12 +181,6 @@ export class Links {
     await this.db.updateTable('social_associations').set({ provider_tokens: null, updated_at: now() }).where('id', '=', associationId).execute();
   }
 
-  /** Gives every link of one user to another (a guest merged into the owner of an account): how many. */
-  async moveAll(fromUserId: number, toUserId: number): Promise<number> {
-    const result = await this.db.updateTable('social_associations').set({ user_id: toUserId, updated_at: now() }).where('user_id', '=', fromUserId).executeTakeFirst();
-    return Number(result.numUpdatedRows);
-  }
-
   /** The users with a link whose verified e-mail is this one, of these providers (the ones whose e-mail is trusted). */
   async usersWithVerifiedEmail(email: string, providers: readonly string[]): Promise<number[]> {
     if (providers.length === 0) return [];

@@ -387,6 +387,22 @@ migrations['0016_provider_deletion_requests'] = {
   },
 };
 
+migrations['0017_provider_callbacks_seen'] = {
+  // A provider's callback acts once: the ids of those taken (Apple's and Google's jti, a hash of Facebook's signed_request).
+  async up(db) {
+    const t = types(db);
+    await db.schema
+      .createTable('provider_callbacks_seen')
+      .addColumn('id', 'varchar(128)', (c) => c.primaryKey())
+      .addColumn('seen_at', t.timestamp, (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('provider_callbacks_seen_at_idx').on('provider_callbacks_seen').column('seen_at').execute();
+  },
+  async down(db) {
+    await db.schema.dropTable('provider_callbacks_seen').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

@@ -106,6 +106,14 @@ export class Outbox {
       .execute();
   }
 
+  /** Deliveries still pending to endpoints no longer configured: given up (the CLI lists them; replay sends them to nobody). */
+  async abandonUnconfigured(): Promise<number> {
+    let query = this.db.updateTable('webhook_deliveries').set({ status: 'failed', last_error: 'endpoint no longer configured', locked_until: null }).where('status', '=', 'pending');
+    if (this.endpoints.length > 0) query = query.where('endpoint', 'not in', [...this.endpoints]);
+    const result = await query.executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
+
   /** Deliveries by state, newest first (the CLI). */
   async list(filter: { status?: string; limit: number }) {
     let query = this.db

@@ -121,6 +121,12 @@ export interface ProviderDeletionRequestsTable {
   requested_at: Timestamp;
 }
 
+/** The provider callbacks already acted on (their own id), for a while: a replayed one does nothing. */
+export interface ProviderCallbacksSeenTable {
+  id: string;
+  seen_at: Timestamp;
+}
+
 /** The transactional outbox of webhooks (store/outbox.ts): one row per event. */
 export interface OutboxTable {
   id: Generated<number>;
@@ -192,6 +198,7 @@ export interface Database {
   outbox: OutboxTable;
   merge_tokens: MergeTokensTable;
   provider_deletion_requests: ProviderDeletionRequestsTable;
+  provider_callbacks_seen: ProviderCallbacksSeenTable;
   webhook_deliveries: WebhookDeliveriesTable;
   sessions: SessionsTable;
   refresh_tokens: RefreshTokensTable;
