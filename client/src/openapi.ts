@@ -213,7 +213,7 @@ export interface paths {
         put?: never;
         /**
          * Merge this guest into the user whose social account it proved, and sign in as that user
-         * @description After linking answered 409 already_associated with a merge_token (the signed-in user has no password): signs in as the owner of that social account, moves this user's other links to the owner, deletes this user, and emits user.merged {from, into} so that the app's backend moves its data. The token is single use, good for merge_token_expires_in seconds, and only with this user's session.
+         * @description After linking answered 409 already_associated with a merge_token (the signed-in user is a guest: no password, no linked account): signs in as the owner of that social account, deletes this user, and emits user.merged {from, into} so that the app's backend moves its data. The token is single use, good for merge_token_expires_in seconds, and only with this user's session.
          */
         post: operations["mergeIntoOwner"];
         delete?: never;
