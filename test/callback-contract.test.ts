@@ -87,6 +87,17 @@ describe("the emulator's callback tokens have the recorded shape", () => {
     await new Promise<void>((resolve) => capture.close(() => resolve()));
   });
 
+  it.each([
+    ['data_deletion', 'data_deletion.request.json'],
+    ['deauthorize', 'deauthorize.request.json'],
+  ] as const)('facebook %s', async (kind, file) => {
+    const fixture = JSON.parse(readFileSync(new URL(`./fixtures/callbacks/facebook/${file}`, import.meta.url), 'utf8')) as { request: { headers: Record<string, string> }; decoded_payload: Record<string, unknown> };
+    await stack.emulator.sendFacebookCallback({ kind, user_id: String(fixture.decoded_payload.user_id), url });
+    const signedRequest = new URLSearchParams(bodies.at(-1)!).get('signed_request')!;
+    const payload = JSON.parse(Buffer.from(signedRequest.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>;
+    expect(shapeDifferences(fixture.decoded_payload, payload, ['algorithm', 'user_id'])).toEqual([]);
+  });
+
   it.each(appleFixtures.map((fixture) => [fixture.file, fixture] as const))('apple %s', async (_file, fixture) => {
     const recorded = JSON.parse(String(fixture.token.claims.events)) as { type: string; sub: string; email?: string };
     await stack.emulator.sendAppleNotification({ type: recorded.type, sub: recorded.sub, url, ...(recorded.email ? { email: recorded.email } : {}) });

@@ -70,7 +70,7 @@ describe.each(databaseKinds())('Facebook callbacks on %s', (kind) => {
       expect(((await answer.json()) as { code: string }).code).toBe('invalid_request');
     }
     expect(await stack.db.selectFrom('social_associations').select('id').where('uid', '=', uid).execute()).toHaveLength(1);
-    expectError(await call(stack.api, 'GET', '/api/providers/facebook/data-deletion/0123456789abcdef01234567'), 404, 'not_found');
+    expectError(await call(stack.api, 'GET', '/api/providers/facebook/data-deletion/0123456789abcdef01234567'), 404, 'deletion_request_not_found');
   });
 });
 

@@ -14,6 +14,7 @@ export const API_ERROR_CODES = [
   'unknown_provider', // 404
   'association_not_found', // 404
   'not_found', // 404
+  'deletion_request_not_found', // 404
   'username_taken', // 409
   'already_associated', // 409
   'link_required', // 409

@@ -19,6 +19,7 @@ export const ERRORS = {
   unknown_provider: { status: 404, message: 'Unknown or disabled provider: %s' },
   association_not_found: { status: 404, message: 'No such association for this user' },
   not_found: { status: 404, message: 'No route %s' },
+  deletion_request_not_found: { status: 404, message: 'No data deletion request has this confirmation code' },
   username_taken: { status: 409, message: 'A user with that username already exists' },
   already_associated: { status: 409, message: 'This social account is already associated with another user' },
   link_required: { status: 409, message: 'An account with this verified e-mail exists: sign in with one of its providers, then link this one with the link token' },

@@ -4,16 +4,17 @@ import { now } from '../store/rows.js';
 import { apiError, invalidRequest, InvalidTokenError } from './errors.js';
 import type { Services } from './services.js';
 
-/**
- * The providers' lifecycle callbacks, each verified as its provider signs it (sources:
- * test/fixtures/callbacks/). Facebook: the data-deletion request (the person asked Facebook to have our app
- * delete what Facebook shared: the link and the facts it kept are deleted, and a status page says so) and the
- * deauthorize callback (the person removed our app: recorded and told to the app's backend; the link stays,
- * as the person may sign in with Facebook again).
- */
 /** A callback older than this is refused: a captured one cannot be played again later (the seen ids are kept as long). */
 export const CALLBACK_MAX_AGE_SECONDS = 7 * 86_400;
 
+/**
+ * The providers' lifecycle callbacks, each verified as its provider signs it (sources:
+ * test/fixtures/callbacks/), each acted on once, in one transaction, on the link read under its user's row.
+ * Facebook: the data-deletion request (the person asked Facebook to have our app delete what Facebook shared:
+ * the link and the facts it kept are deleted, and a status page says so) and the deauthorize callback (the
+ * person removed our app: recorded and told to the app's backend; the link stays, as the person may sign in
+ * with Facebook again).
+ */
 export class ProviderCallbacks {
   constructor(private readonly services: Pick<Services, 'providers' | 'storage'>) {}
 
@@ -24,6 +25,19 @@ export class ProviderCallbacks {
     return (inserted.numInsertedOrUpdatedRows ?? 0n) > 0n;
   }
 
+  /** A callback's own id: the provider's (jti), else the hash of what it sent. */
+  private static key(provider: string, id: string | undefined, raw: string): string {
+    return `${provider}:${id ?? createHash('sha256').update(raw).digest('hex')}`;
+  }
+
+  /** The link of that account and its user, read under the user's row (a write meanwhile is not overwritten), or undefined. */
+  private static async heldLink(trx: Storage, provider: string, uid: string) {
+    const found = uid ? await trx.links.find(provider, uid) : undefined;
+    const user = found && (await trx.users.lock(found.userId));
+    const link = user && (await trx.links.find(provider, uid));
+    return user && link?.userId === user.id ? { user, link } : undefined;
+  }
+
   /** The verified payload of Facebook's signed_request, or 400 invalid_request. */
   private facebookPayload(signedRequest: unknown): { userId: string; issuedAt: unknown; id: string } {
     const facebook = this.services.providers.get('facebook');
@@ -31,7 +45,7 @@ export class ProviderCallbacks {
     if (!payload) throw invalidRequest('signed_request is missing, or not signed with this app\'s secret');
     const userId = payload.user_id;
     if (typeof userId !== 'string' && typeof userId !== 'number') throw invalidRequest('signed_request names no user_id');
-    return { userId: String(userId), issuedAt: payload.issued_at, id: `facebook:${createHash('sha256').update(String(signedRequest)).digest('hex')}` };
+    return { userId: String(userId), issuedAt: payload.issued_at, id: ProviderCallbacks.key('facebook', undefined, String(signedRequest)) };
   }
 
   /** Deletes the link of that Facebook account (with what it kept): the confirmation code of the request. */
@@ -39,17 +53,15 @@ export class ProviderCallbacks {
     const { userId: uid, issuedAt, id } = this.facebookPayload(signedRequest);
     const confirmationCode = randomBytes(12).toString('hex');
     await this.services.storage.transaction(async (trx) => {
-      // (Played again: a new confirmation of the same deletion, nothing deleted twice.)
-      if (!(await ProviderCallbacks.firstTime(trx, id, issuedAt))) {
-        await trx.db.insertInto('provider_deletion_requests').values({ confirmation_code: confirmationCode, provider: 'facebook', uid, status: 'done', requested_at: now() }).execute();
-        return;
+      // Played again: a new confirmation of the same deletion, nothing deleted twice.
+      if (await ProviderCallbacks.firstTime(trx, id, issuedAt)) {
+        const held = await ProviderCallbacks.heldLink(trx, 'facebook', uid);
+        if (held && (await trx.links.delete(held.user.id, 'facebook', uid))) {
+          await trx.audit.record({ event: 'unlinked', userId: held.user.id, provider: 'facebook', uid, detail: 'facebook data deletion request' }, null);
+        }
+        // Nor is the account kept behind a link token.
+        await trx.linkTokens.forgetAccount('facebook', uid);
       }
-      const found = await trx.links.find('facebook', uid);
-      const user = found && (await trx.users.lock(found.userId));
-      const deleted = user ? await trx.links.delete(user.id, 'facebook', uid) : undefined;
-      if (deleted) await trx.audit.record({ event: 'unlinked', userId: deleted.userId, provider: 'facebook', uid, detail: 'facebook data deletion request' }, null);
-      // Nor is the account kept behind a link token.
-      await trx.linkTokens.forgetAccount('facebook', uid);
       await trx.db.insertInto('provider_deletion_requests').values({ confirmation_code: confirmationCode, provider: 'facebook', uid, status: 'done', requested_at: now() }).execute();
     });
     return { confirmationCode };
@@ -59,15 +71,9 @@ export class ProviderCallbacks {
   async facebookDeauthorized(signedRequest: unknown): Promise<void> {
     const { userId: uid, issuedAt, id } = this.facebookPayload(signedRequest);
     await this.services.storage.transaction(async (trx) => {
-      if (await ProviderCallbacks.firstTime(trx, id, issuedAt)) await this.tell(trx, 'facebook', uid, 'deauthorized');
+      const held = (await ProviderCallbacks.firstTime(trx, id, issuedAt)) && (await ProviderCallbacks.heldLink(trx, 'facebook', uid));
+      if (held) await trx.audit.record({ event: 'provider_event', userId: held.user.id, provider: 'facebook', uid, detail: 'deauthorized' }, null);
     });
-  }
-
-  /** The provider_event of a linked account (read under its user's row), for the app's backend; nothing for an unknown one. */
-  private async tell(trx: Storage, provider: string, uid: string, detail: string): Promise<void> {
-    const found = await trx.links.find(provider, uid);
-    const user = found && (await trx.users.lock(found.userId));
-    if (user) await trx.audit.record({ event: 'provider_event', userId: user.id, provider, uid, detail: detail.slice(0, 64) }, null);
   }
 
   /**
@@ -83,12 +89,10 @@ export class ProviderCallbacks {
     if (typeof payload !== 'string' || !apple.verifyNotification) throw invalidRequest('payload (the notification JWT) is required');
     const event = await apple.verifyNotification(payload);
     await this.services.storage.transaction(async (trx) => {
-      if (!(await ProviderCallbacks.firstTime(trx, `apple:${event.id ?? createHash('sha256').update(payload).digest('hex')}`, event.issuedAt))) return;
-      // The link read again once its user's row is held: a sign-in writing its facts meanwhile is not overwritten.
-      const found = await trx.links.find('apple', event.uid);
-      const user = found && (await trx.users.lock(found.userId));
-      const link = user && (await trx.links.find('apple', event.uid));
-      if (!user || !link) return;
+      if (!(await ProviderCallbacks.firstTime(trx, ProviderCallbacks.key('apple', event.id, payload), event.issuedAt))) return;
+      const held = await ProviderCallbacks.heldLink(trx, 'apple', event.uid);
+      if (!held) return;
+      const { user, link } = held;
       const about = { userId: user.id, provider: 'apple', uid: event.uid };
       if (event.type === 'account-delete' || event.type === 'account-deleted') {
         await trx.links.delete(user.id, 'apple', event.uid);
@@ -115,23 +119,22 @@ export class ProviderCallbacks {
     const endSessions = event.type === 'sessions-revoked' || event.type === 'tokens-revoked' || (event.type === 'account-disabled' && event.reason === 'hijacking');
     const detail = `google ${event.type}${event.reason ? ` ${event.reason}` : ''}`.slice(0, 64);
     await this.services.storage.transaction(async (trx) => {
-      if (!(await ProviderCallbacks.firstTime(trx, `google:${event.id ?? createHash('sha256').update(token).digest('hex')}`, event.issuedAt))) return;
-      const found = event.uid ? await trx.links.find('google', event.uid) : undefined;
-      const user = found && (await trx.users.lock(found.userId));
-      if (!user || (await trx.links.find('google', event.uid))?.userId !== user.id) return;
-      if (endSessions) await trx.sessions.revokeAllOfUser(user.id, detail);
-      await trx.audit.record({ event: 'provider_event', userId: user.id, provider: 'google', uid: event.uid, detail }, null);
+      if (!(await ProviderCallbacks.firstTime(trx, ProviderCallbacks.key('google', event.id, token), event.issuedAt))) return;
+      const held = await ProviderCallbacks.heldLink(trx, 'google', event.uid);
+      if (!held) return;
+      if (endSessions) await trx.sessions.revokeAllOfUser(held.user.id, detail);
+      await trx.audit.record({ event: 'provider_event', userId: held.user.id, provider: 'google', uid: event.uid, detail }, null);
     });
   }
 
-  /** A data-deletion request's status, or 404 not_found. */
+  /** A data-deletion request's status, or 404 deletion_request_not_found. */
   async deletionStatus(confirmationCode: string) {
     const row = await this.services.storage.db
       .selectFrom('provider_deletion_requests')
       .selectAll()
       .where('confirmation_code', '=', confirmationCode)
       .executeTakeFirst();
-    if (!row) throw apiError('not_found', { about: 'for this confirmation code' });
+    if (!row) throw apiError('deletion_request_not_found');
     return { confirmationCode: row.confirmation_code, provider: row.provider, status: row.status, requestedAt: new Date(row.requested_at).toISOString() };
   }
 }

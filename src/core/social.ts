@@ -23,7 +23,12 @@ export type SessionStarter<S> = (storage: Storage, user: User, audit: AuditEntry
  * then happens in one transaction, with its audit events.
  */
 export class SocialAccounts {
-  constructor(private readonly services: Services) {}
+  /** The email-linking step's settings when SOCIAL_AUTH_EMAIL_LINKING is on (fixed by the configuration). */
+  private readonly emailLinking: EmailLinking | undefined;
+
+  constructor(private readonly services: Services) {
+    this.emailLinking = services.config.emailLinking ? { trusted: services.providers.emailTrusted, enabled: services.providers.names } : undefined;
+  }
 
   /** Links the account of this token to the user; linking it again is idempotent (created: false). */
   async associate(user: User, providerName: string, input: TokenInput, client: Client) {
@@ -52,7 +57,7 @@ export class SocialAccounts {
     const verified = await provider.verify(input, { profile: false });
     return this.revokingUnkeptGrant(provider, verified, async () => {
       await followAppleTransfer(storage, this.services.secrets, verified, client);
-      const emailLinking = this.emailLinking();
+      const emailLinking = this.emailLinking;
       const identity = await this.signInIdentity(verified, provider, how.newUser !== 'none' || emailLinking?.trusted.includes(provider.name) === true);
       // The host makes its user first, as the earlier plugin did: outside our transaction, only for an unknown account.
       // (Not when the account must be linked to the user with its verified e-mail: that is the answer then.)
@@ -97,11 +102,6 @@ export class SocialAccounts {
     return mergeGuest(this.services.storage, guest, mergeToken, client, startSession);
   }
 
-  /** The email-linking step's settings, when SOCIAL_AUTH_EMAIL_LINKING is on. */
-  private emailLinking(): EmailLinking | undefined {
-    const { config, providers } = this.services;
-    return config.emailLinking ? { trusted: providers.emailTrusted, enabled: providers.names } : undefined;
-  }
 
   /**
    * A link or sign-in that fails after the provider granted us tokens to keep (an Apple code redeemed for an

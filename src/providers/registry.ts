@@ -21,6 +21,8 @@ export class ProviderRegistry {
   private readonly pools: ProviderHttp[] = [];
   /** The providers whose verified e-mails are evidence (SOCIAL_AUTH_<P>_EMAIL_TRUST=verified). */
   readonly emailTrusted: readonly string[];
+  /** The enabled providers' names. */
+  readonly names: readonly string[];
 
   constructor(configs: ProviderConfigs, options: RegistryOptions) {
     for (const enabled of configs) {
@@ -29,6 +31,7 @@ export class ProviderRegistry {
       this.pools.push(http);
     }
     this.emailTrusted = configs.filter((enabled) => enabled.emailTrust === 'verified').map((enabled) => enabled.name);
+    this.names = configs.map((enabled) => enabled.name);
   }
 
   /** The provider of that name, or 404 unknown_provider. */
@@ -38,10 +41,6 @@ export class ProviderRegistry {
     return provider;
   }
 
-  /** The enabled providers' names. */
-  get names(): string[] {
-    return [...this.providers.keys()];
-  }
 
   has(name: string): boolean {
     return this.providers.has(name);
