@@ -12,6 +12,7 @@ import { ConfigError } from './config/settings.js';
 import { adminCommands } from './cli/admin.js';
 import { appleCommand } from './cli/apple.js';
 import { importCommand } from './cli/import.js';
+import { serviceKeysCommand, staffCommand } from './cli/staff.js';
 import { withDatabase, type Command } from './cli/command.js';
 import { loadConfigFile } from './config/file.js';
 
@@ -72,12 +73,14 @@ const commands: Record<string, Command> = {
     },
   },
   keys: {
-    usage: 'keys generate | keys rotate [--keep N]',
+    usage: 'keys generate | keys rotate [--keep N] | keys service create NAME --scopes read|write | keys service list | keys service revoke NAME',
     summary:
       'generate: print a new signing key set for SOCIAL_LINK_SIGNING_KEYS. rotate: print the configured set (SOCIAL_LINK_SIGNING_KEYS or _FILE) ' +
-      'with a new signing key first and the newest N-1 old keys kept to verify tokens already issued (default N=2)',
-    options: { keep: { type: 'string' } },
+      'with a new signing key first and the newest N-1 old keys kept to verify tokens already issued (default N=2). ' +
+      'service: the admin API\'s keys (shown once, kept hashed; last use recorded; revoked at once)',
+    options: { keep: { type: 'string' }, scopes: { type: 'string' } },
     async run({ positionals, values }) {
+      if (positionals[0] === 'service') return serviceKeysCommand(positionals.slice(1), typeof values.scopes === 'string' ? values.scopes : undefined);
       if (positionals[0] === 'generate') {
         console.log(await generateSigningKeySet());
         return 0;
@@ -95,6 +98,7 @@ const commands: Record<string, Command> = {
   },
   ...adminCommands,
   apple: appleCommand,
+  staff: staffCommand,
   import: importCommand,
 };
 

@@ -5,6 +5,24 @@ import { startEmulator } from '@social-link/emulator';
 import { startServer } from '../http/server.js';
 import { loadConfigFile } from '../config/file.js';
 import { ConfigError } from '../config/settings.js';
+import { randomBytes } from 'node:crypto';
+import { pino } from 'pino';
+import { newTotpSecret } from '../auth/totp.js';
+import { createServices } from '../core/services.js';
+import { StaffAccounts } from '../core/staff.js';
+import type { Config } from '../config/config.js';
+
+/** Dev mode's console account (admin role), made once and kept in ./data/dev-staff.json with its TOTP secret. */
+async function devStaff(config: Config): Promise<{ username: string; password: string; secret: string }> {
+  const kept = JSON.parse(devSecret('./data/dev-staff.json', () => JSON.stringify({ username: 'dev-admin', password: randomBytes(12).toString('base64url'), secret: newTotpSecret() }))) as { username: string; password: string; secret: string };
+  const services = createServices({ config, log: pino({ level: 'warn' }), devSecretsDir: devSecretsDirFor(config) });
+  try {
+    if (!(await services.storage.staff.findByUsername(kept.username))) await new StaffAccounts(services).create(kept.username, kept.password, 'admin', kept.secret);
+  } finally {
+    await services.close();
+  }
+  return kept;
+}
 
 /**
  * `npm run dev`: the API on SQLite with the provider emulator beside it and every provider pointed at it.
@@ -18,10 +36,18 @@ async function main(): Promise<void> {
   const apps = emulatedApps(process.env, devSecret('./data/dev-apple-key.pem', generateAppleKey));
   const emulator = await startEmulator({ ...emulatorOptionsFor(apps), port: emulatorPort });
   const file = await loadConfigFile();
-  const config = loadConfig({ ...file.settings, ...process.env, ...serverEnvFor(emulator.url, apps) });
+  // The console is on in dev mode (SOCIAL_LINK_ADMIN=false turns it off).
+  const config = loadConfig({ SOCIAL_LINK_ADMIN: 'true', ...file.settings, ...process.env, ...serverEnvFor(emulator.url, apps) });
   const app = await startServer({ config, pipeline: file.pipeline, operatorErrors: file.errors, devSecretsDir: devSecretsDirFor(config), onClose: () => emulator.close() });
 
   const api = `http://${config.host}:${config.port}`;
+  const staff = config.admin.enabled ? await devStaff(config) : undefined;
+  const consoleLines = staff
+    ? `  Console       ${api}/admin/   staff ${staff.username} / ${staff.password} (role admin)
+                TOTP secret ${staff.secret}: add it to an authenticator app, or print the code with
+                npx tsx src/cli.ts staff code --secret ${staff.secret}
+`
+    : '';
   const line = '!'.repeat(78);
   app.log.warn(`DEV MODE: providers point at the local emulator (${emulator.url}); never use this in production`);
   console.log(`
@@ -31,7 +57,7 @@ ${line}
   API           ${api}
   API docs      ${api}/docs   (try every endpoint from the browser)
   Database      ${config.databaseUrl}
-  Emulator      ${emulator.url}   (control API: ${emulator.url}/_emulator)
+${consoleLines}  Emulator      ${emulator.url}   (control API: ${emulator.url}/_emulator)
 
   Mint a Facebook token for a test user:
     curl -s -X POST ${emulator.url}/_emulator/facebook/tokens -H 'content-type: application/json' -d '{}'

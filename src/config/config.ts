@@ -56,6 +56,11 @@ export interface Config {
   /** When set, /metrics is served on this port of its own (on metricsHost), not on the API's. */
   metricsPort?: number;
   metricsHost: string;
+  /**
+   * SOCIAL_LINK_ADMIN: the admin API (/admin/api/, service keys) and the staff console (/admin/); off by default.
+   * A console session ends after `idleSeconds` without a request, and `lifetimeSeconds` after sign-in whatever.
+   */
+  admin: { enabled: boolean; idleSeconds: number; lifetimeSeconds: number; maxFailedLogins: number; lockoutSeconds: number };
   rateLimit: { enabled: boolean; redisUrl?: string; redisPrefix: string; signInPerIpPerMinute: number; passwordPerIpPerMinute: number; linksPerUserPerMinute: number };
 }
 
@@ -102,6 +107,13 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
     metricsToken: settings.string('METRICS_TOKEN'),
     metricsPort: settings.string('METRICS_PORT') === undefined ? undefined : settings.int('METRICS_PORT', 0, { min: 1, max: 65535 }),
     metricsHost: settings.string('METRICS_HOST', '127.0.0.1'),
+    admin: {
+      enabled: settings.bool('SOCIAL_LINK_ADMIN', false),
+      idleSeconds: settings.int('SOCIAL_LINK_ADMIN_IDLE_SECONDS', 15 * 60, { min: 1, max: 86_400 }),
+      lifetimeSeconds: settings.int('SOCIAL_LINK_ADMIN_SESSION_SECONDS', 8 * 3600, { min: 1, max: 7 * 86_400 }),
+      maxFailedLogins: settings.int('SOCIAL_LINK_ADMIN_MAX_FAILED_LOGINS', 5, { min: 1, max: 100 }),
+      lockoutSeconds: settings.int('SOCIAL_LINK_ADMIN_LOCKOUT_SECONDS', 15 * 60, { min: 1, max: 86_400 }),
+    },
     rateLimit: {
       enabled: settings.bool('RATE_LIMIT_ENABLED', true),
       redisUrl: redisUrl(settings),

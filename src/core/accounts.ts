@@ -2,7 +2,7 @@ import { revokeUnlinkedGrants } from './email-linking.js';
 import { randomBytes } from 'node:crypto';
 import { dummyPasswordHash, hashPassword, needsRehash, verifyPassword } from '../auth/passwords.js';
 import type { AccessClaims, TokenPair, TokenService } from '../auth/tokens.js';
-import type { Client, User } from '../store/storage.js';
+import type { ActedBy, Client, User } from '../store/storage.js';
 import { apiError, sessionEnded } from './errors.js';
 import type { Services } from './services.js';
 
@@ -82,7 +82,7 @@ export class Accounts {
   }
 
   /** Removes the user, its links and sessions at once; provider tokens kept for its links (Apple) are revoked after. */
-  async delete(userId: number, client: Client | null, detail?: string): Promise<void> {
+  async delete(userId: number, client: Client | null, detail?: string, by?: ActedBy): Promise<void> {
     const links = await this.services.storage.transaction(async (trx) => {
       // The user's row first, as every writer of its rows takes it (Users.hold): they take turns.
       if (!(await trx.users.lock(userId))) throw sessionEnded();
@@ -90,7 +90,7 @@ export class Accounts {
       // Accounts proposed for linking to this user (link tokens) hold provider grants too.
       const proposed = await trx.linkTokens.takeOfUser(userId);
       await trx.users.delete(userId);
-      await trx.audit.record({ event: 'user_deleted', userId, detail: detail ?? `${removed.length} links` }, client);
+      await trx.audit.record({ event: 'user_deleted', userId, detail: detail ?? `${removed.length} links`, ...by }, client);
       return { removed, proposed };
     });
     for (const link of links.removed) await this.services.revokeKept(link);

@@ -63,6 +63,7 @@ export function createServices(options: ServicesOptions): Services {
   const sweep = async () => {
     await storage.proofs.purge().catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget expired nonces and ID tokens'));
     await storage.mergeTokens.purge().catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget expired merge tokens'));
+    await storage.staff.purgeSessions().catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget ended console sessions'));
     await storage.db
       .deleteFrom('provider_callbacks_seen')
       .where('seen_at', '<', new Date(Date.now() - CALLBACK_MAX_AGE_SECONDS * 1000).toISOString())

@@ -1,6 +1,6 @@
 import { profileIsStale, withKeptProfile, withProfile } from '../providers/profile.js';
 import type { Provider, SocialIdentity, TokenInput } from '../providers/types.js';
-import type { Association, AuditEntry, Client, Storage, User } from '../store/storage.js';
+import type { ActedBy, Association, AuditEntry, Client, Storage, User } from '../store/storage.js';
 import { followAppleTransfer } from './apple-transfer.js';
 import { EmailMatch, findEmailMatch, LinkRequiredError, linkTokenHash, pendingIdentity, requireLink, type EmailLinking } from './email-linking.js';
 import { AlreadyAssociatedError, apiError } from './errors.js';
@@ -133,7 +133,7 @@ export class SocialAccounts {
    * (`hasOtherWayIn`, asked under the user's lock: a password, the host app's own answer given beforehand; an
    * operator may force it). Kept provider tokens are revoked after.
    */
-  async unlink(userId: number, provider: string, uid: string, how: { client: Client | null; hasOtherWayIn(user: User): boolean; detail?: string }): Promise<void> {
+  async unlink(userId: number, provider: string, uid: string, how: { client: Client | null; hasOtherWayIn(user: User): boolean; detail?: string; by?: ActedBy }): Promise<void> {
     const removed = await this.services.storage.transaction(async (trx) => {
       // The lock makes concurrent unlinks of one user's last two links take turns.
       const user = await trx.users.lock(userId);
@@ -141,7 +141,7 @@ export class SocialAccounts {
       if (!user || !links.some((link) => link.provider === provider && link.uid === uid)) throw apiError('association_not_found');
       if (links.length === 1 && !how.hasOtherWayIn(user)) throw apiError('last_login_method');
       const link = await trx.links.delete(userId, provider, uid);
-      await trx.audit.record({ event: 'unlinked', userId, provider, uid, detail: how.detail }, how.client);
+      await trx.audit.record({ event: 'unlinked', userId, provider, uid, detail: how.detail, ...how.by }, how.client);
       return link;
     });
     await this.services.revokeKept(removed);

@@ -25,6 +25,10 @@ import { compatRoutes } from './routes/compat.js';
 import { callbackRoutes } from './routes/callbacks.js';
 import type { OperatorErrors } from '../core/errors.js';
 import { installApiDocs } from './openapi.js';
+import { Admin } from '../core/admin.js';
+import { StaffAccounts } from '../core/staff.js';
+import { adminApiRoutes } from './routes/admin-api.js';
+import { adminConsoleRoutes } from './routes/admin-console.js';
 
 export interface AppOptions {
   config: Config;
@@ -137,7 +141,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   if (config.corsOrigins.length > 0) {
     await app.register(cors, { origin: config.corsOrigins, methods: ['GET', 'POST', 'DELETE'], maxAge: 600 });
   }
-  await installApiDocs(app, { publicUrl: config.publicUrl, operatorErrors: options.operatorErrors ?? {} });
+  await installApiDocs(app, { publicUrl: config.publicUrl, operatorErrors: options.operatorErrors ?? {}, admin: config.admin.enabled });
 
   const limits = await installRateLimits(app, config);
   const routes = { services, tokens, signingKeys, limits, accounts: new Accounts(services, tokens), social: new SocialAccounts(services) };
@@ -145,6 +149,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   socialRoutes(app, routes);
   if (config.compatPrefix) compatRoutes(app, routes, config.compatPrefix);
   callbackRoutes(app, routes);
+  // The admin API and the staff console: absent (404) unless SOCIAL_LINK_ADMIN=true.
+  if (config.admin.enabled) {
+    const admin = new Admin(services, routes.accounts, routes.social);
+    adminApiRoutes(app, { admin, storage: services.storage });
+    await adminConsoleRoutes(app, { services, admin, staff: new StaffAccounts(services), limits, providerCalls: () => metrics.providerCallCounts() });
+  }
   operationsRoutes(app, { storage: services.storage, metrics, metricsToken: config.metricsToken, metricsOnOwnPort: config.metricsPort !== undefined, limits });
   app.decorate('metricsRegistry', metrics.registry);
   return app;

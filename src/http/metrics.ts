@@ -33,6 +33,20 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'social_link_' });
   }
 
+  /** Calls per provider since start, and how many failed for a reason of the provider's (not a refused token). */
+  async providerCallCounts(): Promise<Array<{ provider: string; calls: number; failures: number }>> {
+    const counts = new Map<string, { provider: string; calls: number; failures: number }>();
+    for (const sample of (await this.providerCalls.get()).values) {
+      if (!sample.metricName?.endsWith('_count')) continue;
+      const provider = String(sample.labels.provider);
+      const entry = counts.get(provider) ?? { provider, calls: 0, failures: 0 };
+      entry.calls += sample.value;
+      if (sample.labels.outcome !== 'ok' && sample.labels.outcome !== 'refused') entry.failures += sample.value;
+      counts.set(provider, entry);
+    }
+    return [...counts.values()];
+  }
+
   observeProviderCall = (provider: string, outcome: ProviderOutcome, seconds: number): void => {
     this.providerCalls.observe({ provider, outcome }, seconds);
   };

@@ -132,7 +132,7 @@ export function completeDocument(document: Record<string, unknown>, options: { p
 }
 
 /** The OpenAPI document (/openapi.json) and the interactive docs (/docs), from the routes' schemas. */
-export async function installApiDocs(app: FastifyInstance, options: { publicUrl: string; operatorErrors: OperatorErrors }): Promise<void> {
+export async function installApiDocs(app: FastifyInstance, options: { publicUrl: string; operatorErrors: OperatorErrors; admin?: boolean }): Promise<void> {
   for (const schema of [errorResponse, tokenResponse, association, jwks]) app.addSchema(schema);
   await app.register(swagger, {
     openapi: {
@@ -148,8 +148,14 @@ export async function installApiDocs(app: FastifyInstance, options: { publicUrl:
         { name: 'users', description: 'Our own users: guests, password users, the signed-in user and its history' },
         { name: 'sessions', description: 'Access and refresh tokens' },
         { name: 'social', description: 'Linking social accounts, and signing in with them' },
+        ...(options.admin ? [{ name: 'admin', description: "For the app's backends (SOCIAL_LINK_ADMIN=true): find users, read, unlink, end sessions, delete, export; with a service key, every call audited" }] : []),
       ],
-      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'An access token of ours (ES256 JWT), from a sign-in or a refresh' } } },
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'An access token of ours (ES256 JWT), from a sign-in or a refresh' },
+          ...(options.admin ? { serviceKey: { type: 'http', scheme: 'bearer', bearerFormat: 'slk_…', description: 'A service key (social-link keys service create NAME --scopes read|write), for the admin API' } } : {}),
+        },
+      },
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (json.$id as string | undefined) ?? `def-${i}` },
     transformObject: (documentObject) =>

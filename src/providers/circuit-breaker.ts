@@ -22,6 +22,12 @@ export class CircuitBreaker {
     return true;
   }
 
+  /** closed: calls go out; open: refused until the cool-down ends; half-open: one trial may go out. */
+  get state(): 'closed' | 'open' | 'half-open' {
+    if (this.failures < this.options.threshold) return 'closed';
+    return Date.now() < this.openUntil ? 'open' : 'half-open';
+  }
+
   succeeded(): void {
     this.failures = 0;
     this.trialInFlight = false;

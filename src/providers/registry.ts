@@ -19,6 +19,7 @@ export interface RegistryOptions {
 export class ProviderRegistry {
   private readonly providers = new Map<string, Provider>();
   private readonly pools: ProviderHttp[] = [];
+  private readonly breakers = new Map<string, CircuitBreaker>();
   /** The providers whose verified e-mails are evidence (SOCIAL_AUTH_<P>_EMAIL_TRUST=verified). */
   readonly emailTrusted: readonly string[];
   /** The enabled providers' names. */
@@ -27,7 +28,9 @@ export class ProviderRegistry {
   constructor(configs: ProviderConfigs, options: RegistryOptions) {
     for (const enabled of configs) {
       const { provider, http } = enabled.create({ timeoutMs: options.timeoutMs, observe: options.observe });
-      this.providers.set(enabled.name, withCircuitBreaker(provider, new CircuitBreaker(options.circuitBreaker)));
+      const breaker = new CircuitBreaker(options.circuitBreaker);
+      this.breakers.set(enabled.name, breaker);
+      this.providers.set(enabled.name, withCircuitBreaker(provider, breaker));
       this.pools.push(http);
     }
     this.emailTrusted = configs.filter((enabled) => enabled.emailTrust === 'verified').map((enabled) => enabled.name);
@@ -41,6 +44,11 @@ export class ProviderRegistry {
     return provider;
   }
 
+
+  /** Each enabled provider's circuit state (the console's dashboard). */
+  circuits(): Array<{ provider: string; state: CircuitBreaker['state'] }> {
+    return [...this.breakers].map(([provider, breaker]) => ({ provider, state: breaker.state }));
+  }
 
   has(name: string): boolean {
     return this.providers.has(name);

@@ -25,12 +25,27 @@ export type AuditEventName =
   /** On both users' logs: a guest merged into the owner of a social account it proved (detail: from → into). */
   | 'user_merged'
   /** The provider told us about the account (Facebook: the user removed our app); detail says what. */
-  | 'provider_event';
+  | 'provider_event'
+  /** Staff or a service key ended every session of the user (actor and reason say who and why). */
+  | 'sessions_revoked'
+  /** Staff or a service key took a copy of the user's data (a data-access request). */
+  | 'user_exported'
+  /** Staff or a service key read the user's data (detail: what); kept as the user's access history. */
+  | 'admin_read'
+  /** A staff member signed in to the console, or was refused (detail: why). */
+  | 'staff_signed_in'
+  | 'staff_refused';
 
 /** Who asked: recorded with every audit event. */
 export interface Client {
   ip: string;
   userAgent: string;
+}
+
+/** Who acted on a user's behalf, and why (staff in the console, a service key): kept on the audit event. */
+export interface ActedBy {
+  actor: string;
+  reason: string | null;
 }
 
 export interface AuditEntry {
@@ -40,6 +55,10 @@ export interface AuditEntry {
   uid?: string | null;
   /** A stable code or short reason; never a secret. */
   detail?: string | null;
+  /** Who acted, when not the user: `staff:ID:NAME` or `key:NAME` (see core/admin.ts). */
+  actor?: string | null;
+  /** Why, in the staff member's or service's words. */
+  reason?: string | null;
 }
 
 export interface AuditEvent extends Required<AuditEntry> {
@@ -60,6 +79,8 @@ export function auditRow(entry: AuditEntry, client: Client | null, at = now()) {
     ip: client?.ip.slice(0, 64) || null,
     user_agent: client?.userAgent.slice(0, 256) || null,
     created_at: at,
+    actor: entry.actor?.slice(0, 160) ?? null,
+    reason: entry.reason?.slice(0, 500) ?? null,
   };
 }
 
@@ -90,6 +111,8 @@ export function webhookEventOf(row: ReturnType<typeof auditRow>): OutboxEvent | 
     case 'logout':
     case 'refresh_token_reused':
       return { type: 'session.revoked', userId: row.user_id, data: { user_id: row.user_id, reason: row.event === 'logout' ? 'logout' : 'refresh_token_reused' } };
+    case 'sessions_revoked':
+      return { type: 'session.revoked', userId: row.user_id, data: { user_id: row.user_id, reason: 'admin', actor: row.actor } };
     case 'link_refused_other_user':
       return { type: 'link.refused', userId: row.user_id, data: { ...about, ip: row.ip, user_agent: row.user_agent } };
     case 'user_merged': {
@@ -115,15 +138,17 @@ export class AuditLog {
 
   async record(entry: AuditEntry, client: Client | null): Promise<void> {
     const row = auditRow(entry, client);
-    await insertAuditEvent(this.db, row.user_id, row.event, row.provider, row.uid, row.detail, row.ip, row.user_agent, row.created_at);
+    if (row.actor !== null || row.reason !== null) await this.db.insertInto('audit_events').values(row).execute();
+    else await insertAuditEvent(this.db, row.user_id, row.event, row.provider, row.uid, row.detail, row.ip, row.user_agent, row.created_at);
     const event = this.outbox.enabled ? webhookEventOf(row) : undefined;
     if (event) await this.outbox.emit(event, row.created_at);
   }
 
   /** Newest first; `before` pages backwards by id. Without a user id: every user's events (operators). */
-  async list(options: { userId?: number; before?: number; limit: number }): Promise<AuditEvent[]> {
+  async list(options: { userId?: number; before?: number; limit: number; events?: readonly AuditEventName[] }): Promise<AuditEvent[]> {
     let query = this.db.selectFrom('audit_events').selectAll().orderBy('id', 'desc').limit(options.limit);
     if (options.userId !== undefined) query = query.where('user_id', '=', options.userId);
+    if (options.events) query = query.where('event', 'in', options.events);
     if (options.before !== undefined) query = query.where('id', '<', options.before);
     const rows = await query.execute();
     return rows.map((row) => ({
@@ -137,6 +162,8 @@ export class AuditLog {
       ip: row.ip,
       userAgent: row.user_agent,
       createdAt: iso(row.created_at),
+      actor: row.actor,
+      reason: row.reason,
     }));
   }
 }

@@ -403,6 +403,77 @@ migrations['0017_provider_callbacks_seen'] = {
   },
 };
 
+migrations['0018_admin'] = {
+  // The admin API and console: service keys, staff accounts and their sessions, who acted and why on each
+  // audit event, where a session started, and the indexes the console's search and keyset pages need.
+  async up(db) {
+    const t = types(db);
+    const postgres = isPostgres(db);
+    await db.schema
+      .createTable('service_keys')
+      .addColumn('id', t.id)
+      .addColumn('name', 'varchar(64)', (c) => c.notNull().unique())
+      .addColumn('key_hash', 'varchar(64)', (c) => c.notNull().unique())
+      .addColumn('scopes', 'varchar(64)', (c) => c.notNull())
+      .addColumn('created_at', t.timestamp, (c) => c.notNull())
+      .addColumn('last_used_at', t.timestamp)
+      .addColumn('revoked_at', t.timestamp)
+      .execute();
+    await db.schema
+      .createTable('staff')
+      .addColumn('id', t.id)
+      .addColumn('username', 'varchar(150)', (c) => c.notNull().unique())
+      .addColumn('password_hash', 'varchar(255)', (c) => c.notNull())
+      .addColumn('role', 'varchar(16)', (c) => c.notNull())
+      .addColumn('totp_secret', 'text')
+      .addColumn('totp_enrolled_at', t.timestamp)
+      .addColumn('last_totp_step', 'bigint')
+      .addColumn('failed_logins', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('locked_until', t.timestamp)
+      .addColumn('disabled_at', t.timestamp)
+      .addColumn('created_at', t.timestamp, (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('staff_sessions')
+      .addColumn('id_hash', 'varchar(64)', (c) => c.primaryKey())
+      .addColumn('staff_id', 'integer', (c) => c.notNull().references('staff.id').onDelete('cascade'))
+      .addColumn('stage', 'varchar(16)', (c) => c.notNull())
+      .addColumn('csrf_token', 'varchar(64)', (c) => c.notNull())
+      .addColumn('ip', 'varchar(64)')
+      .addColumn('created_at', t.timestamp, (c) => c.notNull())
+      .addColumn('last_seen_at', t.timestamp, (c) => c.notNull())
+      .addColumn('expires_at', t.timestamp, (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('staff_sessions_staff_id_idx').on('staff_sessions').column('staff_id').execute();
+    await db.schema.alterTable('audit_events').addColumn('actor', 'varchar(160)').execute();
+    await db.schema.alterTable('audit_events').addColumn('reason', 'varchar(500)').execute();
+    await db.schema.alterTable('sessions').addColumn('ip', 'varchar(64)').execute();
+    await db.schema.alterTable('sessions').addColumn('user_agent', 'varchar(256)').execute();
+    // Search: a uid in any provider, an e-mail the provider gave, a username's prefix (bytewise on PostgreSQL,
+    // whatever the database's collation), users by creation date, links of a provider newest first.
+    await db.schema.createIndex('social_associations_uid_idx').on('social_associations').column('uid').execute();
+    await db.schema.createIndex('social_associations_provider_idx').on('social_associations').columns(['provider', 'user_id']).execute();
+    await sql`create index social_associations_email_idx on social_associations (${postgres ? sql`lower(extra_data->>'email')` : sql`lower(json_extract(extra_data, '$.email'))`})`.execute(db);
+    if (postgres) await sql`create index users_username_prefix_idx on users (username_key collate "C")`.execute(db);
+    await db.schema.createIndex('users_created_at_idx').on('users').columns(['created_at', 'id']).execute();
+    // The dashboard: sign-ins and refusals of the last days.
+    await db.schema.createIndex('audit_events_event_created_idx').on('audit_events').columns(['event', 'created_at']).execute();
+  },
+  async down(db) {
+    for (const index of ['social_associations_uid_idx', 'social_associations_provider_idx', 'social_associations_email_idx', 'users_created_at_idx', 'audit_events_event_created_idx']) {
+      await db.schema.dropIndex(index).ifExists().execute();
+    }
+    await db.schema.dropIndex('users_username_prefix_idx').ifExists().execute();
+    await db.schema.alterTable('sessions').dropColumn('user_agent').execute();
+    await db.schema.alterTable('sessions').dropColumn('ip').execute();
+    await db.schema.alterTable('audit_events').dropColumn('reason').execute();
+    await db.schema.alterTable('audit_events').dropColumn('actor').execute();
+    await db.schema.dropTable('staff_sessions').execute();
+    await db.schema.dropTable('staff').execute();
+    await db.schema.dropTable('service_keys').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

@@ -160,6 +160,9 @@ export interface SessionsTable {
   created_at: Timestamp;
   revoked_at: Timestamp | null;
   revoked_reason: string | null;
+  /** The client that signed in (the console shows it). */
+  ip: string | null;
+  user_agent: string | null;
 }
 
 /** Refresh tokens are opaque; only their SHA-256 is stored. `used_at` is set when rotated. */
@@ -184,9 +187,58 @@ export interface AuditEventsTable {
   ip: string | null;
   user_agent: string | null;
   created_at: Timestamp;
+  /** Who acted, when not the user: `staff:ID:NAME` or `key:NAME` (the admin API and console). */
+  actor: string | null;
+  /** Why, as the staff member or service gave it (required of the console's actions). */
+  reason: string | null;
+}
+
+/** A key of the app's backend for the admin API (/admin/api/): only its SHA-256 is kept. */
+export interface ServiceKeysTable {
+  id: Generated<number>;
+  name: string;
+  key_hash: string;
+  /** read, or read write */
+  scopes: string;
+  created_at: Timestamp;
+  last_used_at: Timestamp | null;
+  revoked_at: Timestamp | null;
+}
+
+/** A support staff member of the console (/admin/): not an app user. */
+export interface StaffTable {
+  id: Generated<number>;
+  username: string;
+  password_hash: string;
+  /** viewer | support | admin */
+  role: string;
+  /** The TOTP secret, sealed with the secret box; null until enrolment starts. */
+  totp_secret: string | null;
+  totp_enrolled_at: Timestamp | null;
+  /** The last TOTP time step accepted: a code is used once. */
+  last_totp_step: number | string | null;
+  failed_logins: Generated<number>;
+  locked_until: Timestamp | null;
+  disabled_at: Timestamp | null;
+  created_at: Timestamp;
+}
+
+/** A console session: the cookie's SHA-256; `stage` password (TOTP still to give), enrol, or signed_in. */
+export interface StaffSessionsTable {
+  id_hash: string;
+  staff_id: number;
+  stage: string;
+  csrf_token: string;
+  ip: string | null;
+  created_at: Timestamp;
+  last_seen_at: Timestamp;
+  expires_at: Timestamp;
 }
 
 export interface Database {
+  service_keys: ServiceKeysTable;
+  staff: StaffTable;
+  staff_sessions: StaffSessionsTable;
   audit_events: AuditEventsTable;
   users: UsersTable;
   nonces: NoncesTable;

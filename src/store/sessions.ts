@@ -27,7 +27,9 @@ export interface RefreshTokenRecord {
 // A session starts with every sign-in, and every authenticated request reads one: compiled once (prepared.ts).
 type AuditValues = [userId: number | null, event: AuditEntry['event'], provider: string | null, uid: string | null, detail: string | null, ip: string | null, userAgent: string | null];
 const touchUser = prepared((db, id: number, at: string) => db.updateTable('users').set({ last_login_at: at }).where('id', '=', id));
-const insertSession = prepared((db, id: string, userId: number, at: string) => db.insertInto('sessions').values({ id, user_id: userId, created_at: at }));
+const insertSession = prepared((db, id: string, userId: number, at: string, ip: string | null, userAgent: string | null) =>
+  db.insertInto('sessions').values({ id, user_id: userId, created_at: at, ip, user_agent: userAgent }),
+);
 const insertRefreshToken = prepared((db, sessionId: string, hash: string, at: string, expiresAt: string) =>
   db.insertInto('refresh_tokens').values({ session_id: sessionId, token_hash: hash, created_at: at, expires_at: expiresAt }),
 );
@@ -37,7 +39,7 @@ const startSessionPostgres = prepared(
   (db, userId: number, lastLogin: string | null, sessionId: string, at: string, hash: string, expiresAt: string, ...[auditUser, event, provider, uid, detail, ip, userAgent]: AuditValues) =>
     db
       .with('touch', (cte) => cte.updateTable('users').set({ last_login_at: sql<string>`coalesce(${lastLogin}::timestamptz, last_login_at)` }).where('id', '=', userId))
-      .with('session', (cte) => cte.insertInto('sessions').values({ id: sessionId, user_id: userId, created_at: at }))
+      .with('session', (cte) => cte.insertInto('sessions').values({ id: sessionId, user_id: userId, created_at: at, ip, user_agent: userAgent }))
       .with('refresh', (cte) => cte.insertInto('refresh_tokens').values({ session_id: sessionId, token_hash: hash, created_at: at, expires_at: expiresAt }))
       .insertInto('audit_events')
       .values({ user_id: auditUser, event, provider, uid, detail, ip, user_agent: userAgent, created_at: at }),
@@ -72,7 +74,7 @@ export class Sessions {
       await startSessionPostgres(this.db, userId, lastLogin, session.id, at, session.refreshTokenHash, session.refreshExpiresAt, ...auditValues);
     } else {
       if (lastLogin) await touchUser(this.db, userId, lastLogin);
-      await insertSession(this.db, session.id, userId, at);
+      await insertSession(this.db, session.id, userId, at, row.ip, row.user_agent);
       await insertRefreshToken(this.db, session.id, session.refreshTokenHash, at, session.refreshExpiresAt);
       await insertAuditEvent(this.db, ...auditValues, at);
     }

@@ -11,12 +11,15 @@ import { isPostgres } from './migrations.js';
 import type { Database } from './schema.js';
 import { Sessions } from './sessions.js';
 import { Users } from './users.js';
+import { Directory } from './directory.js';
+import { ServiceKeys } from './service-keys.js';
+import { Staff } from './staff.js';
 
 const BEGIN_IMMEDIATE = CompiledQuery.raw('begin immediate');
 const COMMIT = CompiledQuery.raw('commit');
 const ROLLBACK = CompiledQuery.raw('rollback');
 
-export type { AuditEntry, AuditEvent, AuditEventName, Client } from './audit.js';
+export type { ActedBy, AuditEntry, AuditEvent, AuditEventName, Client } from './audit.js';
 export type { Association } from './links.js';
 export type { PendingLink } from './link-tokens.js';
 export type { NewSession, RefreshTokenRecord } from './sessions.js';
@@ -37,6 +40,10 @@ export class Storage {
   readonly appleTransfers: AppleTransfers;
   readonly imports: Imports;
   readonly mergeTokens: MergeTokens;
+  /** The admin API's and console's reads, and their credentials. */
+  readonly directory: Directory;
+  readonly serviceKeys: ServiceKeys;
+  readonly staff: Staff;
 
   /**
    * @param writeLocked inside a SQLite transaction (BEGIN IMMEDIATE): this connection holds the database's
@@ -60,6 +67,9 @@ export class Storage {
     this.audit = new AuditLog(db, this.outbox);
     this.proofs = new Proofs(db);
     this.linkTokens = new LinkTokens(db);
+    this.directory = new Directory(db);
+    this.serviceKeys = new ServiceKeys(db);
+    this.staff = new Staff(db);
   }
 
   transaction<T>(work: (storage: Storage) => Promise<T>): Promise<T> {

@@ -1,0 +1,164 @@
+import type { StaffRole } from '../store/staff.js';
+import type { ServiceScope } from '../store/service-keys.js';
+import type { ActedBy, Association, AuditEvent, Client, User } from '../store/storage.js';
+import type { SessionSummary, UserSearch, UserSummary } from '../store/directory.js';
+import type { Accounts } from './accounts.js';
+import { apiError, sessionEnded } from './errors.js';
+import type { Services } from './services.js';
+import type { SocialAccounts } from './social.js';
+
+/**
+ * Who acts through the admin API (a service key) or the console (a staff member). Reading needs nothing more;
+ * changing needs a write key or the support or admin role; removing a user's last way in needs a write key or
+ * the admin role.
+ */
+export type Actor = { kind: 'key'; id: number; name: string; scopes: ServiceScope[] } | { kind: 'staff'; id: number; name: string; role: StaffRole };
+
+/** As the audit log names the actor: `key:NAME` or `staff:ID:NAME`. */
+export const actorName = (actor: Actor) => (actor.kind === 'key' ? `key:${actor.name}` : `staff:${actor.id}:${actor.name}`);
+
+export const mayChange = (actor: Actor) => (actor.kind === 'key' ? actor.scopes.includes('write') : actor.role !== 'viewer');
+export const mayOverride = (actor: Actor) => (actor.kind === 'key' ? actor.scopes.includes('write') : actor.role === 'admin');
+
+/** A link as operators see it: the provider's facts, never the tokens kept for it. */
+export interface LinkView {
+  id: number;
+  userId: number;
+  provider: string;
+  uid: string;
+  extraData: Record<string, unknown>;
+  verifiedEmail: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface UserView {
+  user: Omit<User, 'passwordHash'>;
+  links: LinkView[];
+  sessions: SessionSummary[];
+}
+
+const viewOf = ({ sealedTokens: _kept, ...link }: Association): LinkView => link;
+const publicUser = ({ passwordHash: _hidden, ...user }: User) => user;
+
+/** The longest reason kept (audit_events.reason). */
+const REASON_MAX = 500;
+
+/**
+ * What operators do for a user, by the admin API and the console alike: find, read, unlink, end sessions,
+ * delete, export. Changes go through the same use cases the app's own requests use (SocialAccounts.unlink,
+ * Accounts.delete), each audited with its actor and reason.
+ */
+export class Admin {
+  constructor(
+    private readonly services: Services,
+    private readonly accounts: Accounts,
+    private readonly social: SocialAccounts,
+  ) {}
+
+  search(search: UserSearch): Promise<{ users: UserSummary[]; next: string | undefined }> {
+    return this.services.storage.directory.searchUsers(search);
+  }
+
+  /** The user, its links and active sessions; the read is kept in the user's audit log (who looked, and why if said). */
+  async user(actor: Actor, userId: number, client: Client, reason?: string): Promise<UserView> {
+    const { storage } = this.services;
+    const user = await storage.users.findById(userId);
+    if (!user) throw apiError('user_not_found');
+    const [links, sessions] = await Promise.all([storage.links.ofUser(userId), storage.directory.activeSessions(userId)]);
+    await this.audited(actor, { event: 'admin_read', userId, detail: 'user' }, client, reason);
+    return { user: publicUser(user), links: links.map(viewOf), sessions };
+  }
+
+  async findUserByUsername(username: string): Promise<number | undefined> {
+    return (await this.services.storage.users.findByUsername(username))?.id;
+  }
+
+  /** The link of this social account, or 404. */
+  async link(provider: string, uid: string): Promise<LinkView> {
+    const link = await this.services.storage.links.find(provider, uid);
+    if (!link) throw apiError('association_not_found');
+    return viewOf(link);
+  }
+
+  async audit(userId: number, page: { before?: number; limit: number }): Promise<AuditEvent[]> {
+    return this.services.storage.audit.list({ userId, ...page });
+  }
+
+  /**
+   * Unlinks one of the user's accounts. The last way in of a user without a password stays unless `force`,
+   * which only an admin (or a write key) may use.
+   */
+  async unlink(actor: Actor, userId: number, provider: string, uid: string, client: Client, reason: string | undefined, force = false): Promise<void> {
+    const by = this.changeBy(actor, reason);
+    if (force && !mayOverride(actor)) throw apiError('forbidden', { about: 'only an admin removes the last way to sign in' });
+    await this.social.unlink(userId, provider, uid, { client, hasOtherWayIn: (user) => user.hasPassword || force, detail: 'admin', by });
+  }
+
+  /** Ends every session of the user (its refresh tokens stop working; access tokens at their next check). How many. */
+  async revokeSessions(actor: Actor, userId: number, client: Client, reason: string | undefined): Promise<number> {
+    const by = this.changeBy(actor, reason);
+    return this.services.storage.transaction(async (trx) => {
+      if (!(await trx.users.hold(userId))) throw apiError('user_not_found');
+      const count = await trx.sessions.revokeAllOfUser(userId, 'admin');
+      await trx.audit.record({ event: 'sessions_revoked', userId, detail: `${count} sessions`, ...by }, client);
+      return count;
+    });
+  }
+
+  /** Deletes the user as its own deletion does (links, sessions; kept provider grants revoked). */
+  async deleteUser(actor: Actor, userId: number, client: Client, reason: string | undefined): Promise<void> {
+    const by = this.changeBy(actor, reason);
+    await this.accounts.delete(userId, client, 'admin', by).catch((error: unknown) => {
+      // Accounts.delete speaks to the user itself ("your session has ended"); here the user is just not there.
+      throw error instanceof Error && 'code' in error && error.code === sessionEnded().code ? apiError('user_not_found') : error;
+    });
+  }
+
+  /** Everything kept about the user, for a data-access request; audited with its reason. */
+  async exportUser(actor: Actor, userId: number, client: Client, reason: string | undefined): Promise<Record<string, unknown>> {
+    const by = this.changeBy(actor, reason, false);
+    const { storage } = this.services;
+    const user = await storage.users.findById(userId);
+    if (!user) throw apiError('user_not_found');
+    const [links, sessions, events] = await Promise.all([storage.links.ofUser(userId), storage.directory.activeSessions(userId), storage.audit.list({ userId, limit: 10_000 })]);
+    await storage.audit.record({ event: 'user_exported', userId, ...by }, client);
+    return {
+      exported_at: new Date().toISOString(),
+      user: { id: user.id, username: user.username, has_password: user.hasPassword, date_joined: user.createdAt, last_login: user.lastLoginAt },
+      links: links.map(viewOf).map((link) => ({ provider: link.provider, uid: link.uid, extra_data: link.extraData, verified_email: link.verifiedEmail, created_at: link.createdAt, updated_at: link.updatedAt })),
+      sessions: sessions.map((session) => ({ created_at: session.createdAt, last_used_at: session.lastUsedAt, ip: session.ip, user_agent: session.userAgent })),
+      audit: events.map((event) => ({ id: event.id, event: event.event, provider: event.provider, uid: event.uid, detail: event.detail, ip: event.ip, user_agent: event.userAgent, created_at: event.createdAt, actor: event.actor, reason: event.reason })),
+    };
+  }
+
+  /** Links per provider, sign-ins per provider per day and refusals by reason (last `days` days), provider health. */
+  async dashboard(days: number, providerCalls: () => Promise<Array<{ provider: string; calls: number; failures: number }>>) {
+    const { storage, providers } = this.services;
+    const since = new Date(Date.now() - days * 86_400_000).toISOString().slice(0, 10);
+    const [links, signIns, refusals, calls] = await Promise.all([
+      storage.directory.linksPerProvider(),
+      storage.directory.eventsPerDay(['social_sign_in'], since, 'provider'),
+      storage.directory.eventsPerDay(['refused', 'link_refused_other_user'], since, 'detail'),
+      providerCalls(),
+    ]);
+    const health = providers.circuits().map(({ provider, state }) => {
+      const counted = calls.find((entry) => entry.provider === provider);
+      return { provider, circuit: state, calls: counted?.calls ?? 0, errorRate: counted && counted.calls > 0 ? counted.failures / counted.calls : 0 };
+    });
+    return { since, links, signIns, refusals, health };
+  }
+
+  /** Records a read of the admin API (every call is audited with the key's name). */
+  audited(actor: Actor, entry: { event: 'admin_read'; userId?: number | null; detail: string }, client: Client, reason?: string): Promise<void> {
+    return this.services.storage.audit.record({ ...entry, actor: actorName(actor), reason: reason?.trim().slice(0, REASON_MAX) || null }, client);
+  }
+
+  /** Who acts and why, for a change: refused to a reader, and without a reason. */
+  private changeBy(actor: Actor, reason: string | undefined, change = true): ActedBy {
+    if (change && !mayChange(actor)) throw apiError('forbidden', { about: actor.kind === 'key' ? 'this service key may only read (scope write needed)' : 'a viewer may only read' });
+    const why = reason?.trim();
+    if (!why) throw apiError('reason_required');
+    return { actor: actorName(actor), reason: why.slice(0, REASON_MAX) };
+  }
+}

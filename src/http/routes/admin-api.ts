@@ -1,0 +1,288 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Actor, Admin, LinkView, UserView } from '../../core/admin.js';
+import { apiError, type ErrorCode } from '../../core/errors.js';
+import type { UserSummary } from '../../store/directory.js';
+import type { AuditEvent } from '../../store/storage.js';
+import type { Storage } from '../../store/storage.js';
+import { clientOf } from '../request.js';
+import { answers, dateTime, described, integer, nullable, text } from '../schemas.js';
+
+/**
+ * The admin API (/admin/api/) for the app's own backends, with a service key (`social-link keys service
+ * create`): find users, read their links, sessions and audit log, unlink, end sessions, delete, export. Every
+ * call is audited with the key's name. The console (routes/admin-console.ts) stands on the same core/admin.ts.
+ */
+export const serviceKey = [{ serviceKey: [] }];
+const KEYED: ErrorCode[] = ['invalid_service_key'];
+const CHANGE: ErrorCode[] = [...KEYED, 'forbidden', 'reason_required', 'invalid_request', 'user_not_found'];
+
+const userSchema = {
+  type: 'object',
+  required: ['id', 'username', 'has_password', 'date_joined', 'last_login'],
+  properties: { id: integer, username: text, has_password: { type: 'boolean' }, date_joined: dateTime, last_login: nullable(dateTime), providers: { type: 'array', items: text }, matched_by: { type: 'string', enum: ['id', 'uid', 'email', 'username'] } },
+} as const;
+const linkSchema = {
+  type: 'object',
+  required: ['id', 'user_id', 'provider', 'uid', 'extra_data', 'verified_email', 'created_at', 'updated_at'],
+  properties: { id: integer, user_id: integer, provider: text, uid: text, extra_data: { type: 'object', additionalProperties: true }, verified_email: nullable(text), created_at: dateTime, updated_at: dateTime },
+} as const;
+const sessionSchema = {
+  type: 'object',
+  required: ['id', 'created_at', 'last_used_at', 'ip', 'user_agent'],
+  properties: { id: text, created_at: dateTime, last_used_at: dateTime, ip: nullable(text), user_agent: nullable(text) },
+} as const;
+const userDetail = { type: 'object', required: ['user', 'links', 'sessions'], properties: { user: userSchema, links: { type: 'array', items: linkSchema }, sessions: { type: 'array', items: sessionSchema } } } as const;
+const auditSchema = {
+  type: 'object',
+  required: ['id', 'event', 'provider', 'uid', 'detail', 'ip', 'user_agent', 'created_at', 'actor', 'reason'],
+  properties: { id: integer, event: text, provider: nullable(text), uid: nullable(text), detail: nullable(text), ip: nullable(text), user_agent: nullable(text), created_at: dateTime, actor: nullable(text), reason: nullable(text) },
+} as const;
+
+const userId = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[1-9]\\d{0,14}$' } } } as const;
+const reasonProperty = { type: 'string', minLength: 1, maxLength: 500, description: 'Why: kept with the change in the audit log (required)' } as const;
+const reasonBody = { type: 'object', required: ['reason'], properties: { reason: reasonProperty }, additionalProperties: false } as const;
+const TAG = ['admin'];
+
+export const userBody = (user: Omit<UserSummary, 'providers'> & { providers?: string[] }) => ({
+  id: user.id,
+  username: user.username,
+  has_password: user.hasPassword,
+  date_joined: user.createdAt,
+  last_login: user.lastLoginAt,
+  ...(user.providers ? { providers: user.providers } : {}),
+  ...(user.matchedBy ? { matched_by: user.matchedBy } : {}),
+});
+export const linkBody = (link: LinkView) => ({
+  id: link.id,
+  user_id: link.userId,
+  provider: link.provider,
+  uid: link.uid,
+  extra_data: link.extraData,
+  verified_email: link.verifiedEmail,
+  created_at: link.createdAt,
+  updated_at: link.updatedAt,
+});
+const detailBody = (view: UserView) => ({
+  user: userBody(view.user),
+  links: view.links.map(linkBody),
+  sessions: view.sessions.map((session) => ({ id: session.id, created_at: session.createdAt, last_used_at: session.lastUsedAt, ip: session.ip, user_agent: session.userAgent })),
+});
+const auditBody = (event: AuditEvent) => ({ ...event, user_agent: event.userAgent, created_at: event.createdAt });
+
+/** The service key of a request (Authorization: Bearer slk_…), or 401 invalid_service_key. */
+async function keyOf(request: FastifyRequest, storage: Storage): Promise<Actor> {
+  const header = request.headers.authorization;
+  const key = header?.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
+  const found = key ? await storage.serviceKeys.use(key) : undefined;
+  if (!found) throw apiError('invalid_service_key');
+  return { kind: 'key', id: found.id, name: found.name, scopes: found.scopes };
+}
+
+export function adminApiRoutes(app: FastifyInstance, { admin, storage }: { admin: Admin; storage: Storage }): void {
+  const reading = async (request: FastifyRequest, what: string, userId: number | null = null) => {
+    const actor = await keyOf(request, storage);
+    await admin.audited(actor, { event: 'admin_read', userId, detail: what }, clientOf(request));
+    return actor;
+  };
+
+  app.get<{ Querystring: { q?: string; provider?: string; created_from?: string; created_to?: string; cursor?: string; limit?: string } }>(
+    '/admin/api/users',
+    {
+      schema: {
+        operationId: 'adminSearchUsers',
+        summary: 'Find users',
+        description:
+          'q: a user id, a social account uid (of any provider, or of `provider`), an e-mail a provider gave, or the start of a username; ' +
+          'without q, every user newest first. Filters: provider (has a link of it), created_from / created_to (dates). Pages: pass `next` as cursor.',
+        tags: TAG,
+        security: serviceKey,
+        querystring: {
+          type: 'object',
+          properties: {
+            q: { type: 'string', maxLength: 320 },
+            provider: { type: 'string', maxLength: 64 },
+            created_from: { type: 'string', format: 'date' },
+            created_to: { type: 'string', format: 'date' },
+            cursor: { type: 'string', maxLength: 1024 },
+            limit: { type: 'string', pattern: '^([1-9]\\d?|100)$', description: '1 to 100, default 50' },
+          },
+          additionalProperties: false,
+        },
+        ...answers({ 200: described({ type: 'object', required: ['users', 'next'], properties: { users: { type: 'array', items: userSchema }, next: nullable(text) } }, 'A page of users') }, [...KEYED, 'invalid_request']),
+      },
+    },
+    async (request) => {
+      await reading(request, 'search');
+      const { q, provider, created_from: from, created_to: to, cursor, limit } = request.query;
+      const page = await admin.search({ q, provider: provider || undefined, createdFrom: from, createdTo: to, cursor, limit: limit ? Number(limit) : 50 });
+      return { users: page.users.map(userBody), next: page.next ?? null };
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/admin/api/users/:id',
+    {
+      schema: {
+        operationId: 'adminGetUser',
+        summary: 'A user, its links (with the provider facts kept) and its active sessions',
+        tags: TAG,
+        security: serviceKey,
+        params: userId,
+        ...answers({ 200: described(userDetail, 'The user') }, [...KEYED, 'invalid_request', 'user_not_found']),
+      },
+    },
+    async (request) => {
+      const actor = await keyOf(request, storage);
+      return detailBody(await admin.user(actor, Number(request.params.id), clientOf(request)));
+    },
+  );
+
+  app.get<{ Params: { username: string } }>(
+    '/admin/api/users/by-username/:username',
+    {
+      schema: {
+        operationId: 'adminGetUserByUsername',
+        summary: 'A user by username (whatever its case), as adminGetUser',
+        tags: TAG,
+        security: serviceKey,
+        params: { type: 'object', required: ['username'], properties: { username: { type: 'string', minLength: 1, maxLength: 150 } } },
+        ...answers({ 200: described(userDetail, 'The user') }, [...KEYED, 'invalid_request', 'user_not_found']),
+      },
+    },
+    async (request) => {
+      const actor = await keyOf(request, storage);
+      const id = await admin.findUserByUsername(request.params.username);
+      if (id === undefined) throw apiError('user_not_found');
+      return detailBody(await admin.user(actor, id, clientOf(request)));
+    },
+  );
+
+  app.get<{ Params: { provider: string; uid: string } }>(
+    '/admin/api/links/:provider/:uid',
+    {
+      schema: {
+        operationId: 'adminGetLink',
+        summary: 'The link of a social account (provider + uid) and its user: who is this Facebook account?',
+        tags: TAG,
+        security: serviceKey,
+        params: { type: 'object', required: ['provider', 'uid'], properties: { provider: { type: 'string', minLength: 1, maxLength: 64 }, uid: { type: 'string', minLength: 1, maxLength: 255 } } },
+        ...answers({ 200: described({ type: 'object', required: ['link', 'user'], properties: { link: linkSchema, user: userDetail } }, 'The link and its user') }, [...KEYED, 'invalid_request', 'association_not_found']),
+      },
+    },
+    async (request) => {
+      const actor = await keyOf(request, storage);
+      const link = await admin.link(request.params.provider, request.params.uid);
+      return { link: linkBody(link), user: detailBody(await admin.user(actor, link.userId, clientOf(request))) };
+    },
+  );
+
+  app.get<{ Params: { id: string }; Querystring: { before?: string; limit?: string } }>(
+    '/admin/api/users/:id/audit',
+    {
+      schema: {
+        operationId: 'adminGetUserAudit',
+        summary: "The user's audit log, newest first (with who acted and why, for staff and service changes)",
+        tags: TAG,
+        security: serviceKey,
+        params: userId,
+        querystring: {
+          type: 'object',
+          properties: { before: { type: 'string', pattern: '^[1-9]\\d{0,14}$' }, limit: { type: 'string', pattern: '^([1-9]\\d?|1\\d\\d|200)$', description: '1 to 200, default 50' } },
+          additionalProperties: false,
+        },
+        ...answers({ 200: described({ type: 'array', items: auditSchema }, 'Events, newest first; page with ?before=<last id>') }, [...KEYED, 'invalid_request']),
+      },
+    },
+    async (request) => {
+      const id = Number(request.params.id);
+      await reading(request, 'audit', id);
+      const { before, limit } = request.query;
+      return (await admin.audit(id, { before: before ? Number(before) : undefined, limit: limit ? Number(limit) : 50 })).map(auditBody);
+    },
+  );
+
+  app.post<{ Params: { id: string }; Body: { provider: string; uid: string; reason: string; force?: boolean } }>(
+    '/admin/api/users/:id/unlink',
+    {
+      schema: {
+        operationId: 'adminUnlink',
+        summary: "Unlink one of the user's social accounts",
+        description: "Refused (409 last_login_method) for a user's last way in, unless force (scope write).",
+        tags: TAG,
+        security: serviceKey,
+        params: userId,
+        body: {
+          type: 'object',
+          required: ['provider', 'uid', 'reason'],
+          properties: { provider: { type: 'string', minLength: 1, maxLength: 64 }, uid: { type: 'string', minLength: 1, maxLength: 255 }, reason: reasonProperty, force: { type: 'boolean' } },
+          additionalProperties: false,
+        },
+        ...answers({ 204: { type: 'null', description: 'Unlinked' } }, [...CHANGE, 'association_not_found', 'last_login_method']),
+      },
+    },
+    async (request, reply) => {
+      const actor = await keyOf(request, storage);
+      const { provider, uid, reason, force } = request.body;
+      await admin.unlink(actor, Number(request.params.id), provider, uid, clientOf(request), reason, force === true);
+      return reply.code(204).send();
+    },
+  );
+
+  app.post<{ Params: { id: string }; Body: { reason: string } }>(
+    '/admin/api/users/:id/revoke-sessions',
+    {
+      schema: {
+        operationId: 'adminRevokeSessions',
+        summary: "End every session of the user (its refresh tokens stop working at once, its access tokens at their next use)",
+        tags: TAG,
+        security: serviceKey,
+        params: userId,
+        body: reasonBody,
+        ...answers({ 200: described({ type: 'object', required: ['revoked'], properties: { revoked: integer } }, 'How many sessions ended') }, CHANGE),
+      },
+    },
+    async (request) => {
+      const actor = await keyOf(request, storage);
+      return { revoked: await admin.revokeSessions(actor, Number(request.params.id), clientOf(request), request.body.reason) };
+    },
+  );
+
+  app.post<{ Params: { id: string }; Body: { reason: string } }>(
+    '/admin/api/users/:id/delete',
+    {
+      schema: {
+        operationId: 'adminDeleteUser',
+        summary: 'Delete the user, its links and sessions (provider grants kept for its links, as Apple\'s, are revoked)',
+        tags: TAG,
+        security: serviceKey,
+        params: userId,
+        body: reasonBody,
+        ...answers({ 204: { type: 'null', description: 'Deleted' } }, CHANGE),
+      },
+    },
+    async (request, reply) => {
+      const actor = await keyOf(request, storage);
+      await admin.deleteUser(actor, Number(request.params.id), clientOf(request), request.body.reason);
+      return reply.code(204).send();
+    },
+  );
+
+  app.post<{ Params: { id: string }; Body: { reason: string } }>(
+    '/admin/api/users/:id/export',
+    {
+      schema: {
+        operationId: 'adminExportUser',
+        summary: "Everything kept about the user, as JSON (a data-access request): profile, links with the provider's facts, sessions, audit log",
+        tags: TAG,
+        security: serviceKey,
+        params: userId,
+        body: reasonBody,
+        ...answers({ 200: described({ type: 'object', additionalProperties: true }, 'The user\'s data') }, [...KEYED, 'reason_required', 'invalid_request', 'user_not_found']),
+      },
+    },
+    async (request) => {
+      const actor = await keyOf(request, storage);
+      return admin.exportUser(actor, Number(request.params.id), clientOf(request), request.body.reason);
+    },
+  );
+}

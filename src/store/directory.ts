@@ -1,0 +1,201 @@
+import { sql, type Kysely, type SelectQueryBuilder } from 'kysely';
+import { isPostgres } from './migrations.js';
+import { iso, isoOrNull } from './rows.js';
+import type { Database } from './schema.js';
+import { usernameKey } from './username-key.js';
+
+/** A user as a search lists it. */
+export interface UserSummary {
+  id: number;
+  username: string;
+  hasPassword: boolean;
+  createdAt: string;
+  lastLoginAt: string | null;
+  providers: string[];
+  /** What of the query it matched: id, uid, email or username (browsing: undefined). */
+  matchedBy?: 'id' | 'uid' | 'email' | 'username';
+}
+
+export interface UserSearch {
+  /** A user id, a social account's uid, an e-mail, or the start of a username. Empty: browse, newest first. */
+  q?: string;
+  /** Only users with a link of this provider (and with q: a uid of this provider). */
+  provider?: string;
+  /** Only users created in [createdFrom, createdTo). ISO dates. */
+  createdFrom?: string;
+  createdTo?: string;
+  /** From the previous page's `next`. */
+  cursor?: string;
+  limit: number;
+}
+
+export interface SessionSummary {
+  id: string;
+  createdAt: string;
+  /** The last time its refresh token was used (or its start). */
+  lastUsedAt: string;
+  ip: string | null;
+  userAgent: string | null;
+}
+
+type UsersQuery<O> = SelectQueryBuilder<Database, 'users', O>;
+
+// Past every character a username key may continue with (bytewise, as both databases compare here).
+const PAST_PREFIX = '\u{10FFFF}';
+
+/**
+ * Reading users for operators (the admin API and the console): search with keyset pages, a user's active
+ * sessions, and the dashboard's counts. Every page is a range of an index, never an offset: fast with a
+ * million users.
+ */
+export class Directory {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  /**
+   * Browsing (no q): newest first, paged by id. Searching: on the first page the exact matches (user id, a
+   * uid in any provider or the one given, an e-mail the provider gave or verified), then the usernames that
+   * start with q in their order, paged by username.
+   */
+  async searchUsers(search: UserSearch): Promise<{ users: UserSummary[]; next: string | undefined }> {
+    const q = search.q?.trim() ?? '';
+    const cursor = decodeCursor(search.cursor);
+    const filtered = <O>(query: UsersQuery<O>) => this.filters(query, search);
+    if (!q) {
+      let query = filtered(this.db.selectFrom('users').selectAll()).orderBy('id', 'desc').limit(search.limit + 1);
+      if (cursor?.kind === 'id') query = query.where('id', '<', cursor.value as number);
+      const rows = await query.execute();
+      const page = rows.slice(0, search.limit);
+      return { users: await this.summaries(page), next: rows.length > search.limit ? encodeCursor({ kind: 'id', value: page.at(-1)!.id }) : undefined };
+    }
+
+    const exact: Array<{ id: number; matchedBy: UserSummary['matchedBy'] }> = [];
+    if (!cursor) {
+      if (/^\d{1,15}$/.test(q)) exact.push(...(await this.db.selectFrom('users').select('id').where('id', '=', Number(q)).execute()).map(({ id }) => ({ id, matchedBy: 'id' as const })));
+      let byUid = this.db.selectFrom('social_associations').select('user_id').where('uid', '=', q);
+      if (search.provider) byUid = byUid.where('provider', '=', search.provider);
+      exact.push(...(await byUid.limit(search.limit).execute()).map((row) => ({ id: row.user_id, matchedBy: 'uid' as const })));
+      if (q.includes('@')) {
+        const email = q.toLowerCase();
+        const rows = await this.db
+          .selectFrom('social_associations')
+          .select('user_id')
+          .where((where) => where.or([where('verified_email', '=', email), where(this.extraEmail(), '=', email)]))
+          .limit(search.limit)
+          .execute();
+        exact.push(...rows.map((row) => ({ id: row.user_id, matchedBy: 'email' as const })));
+      }
+    }
+    const exactIds = [...new Set(exact.map((match) => match.id))];
+    const exactRows = exactIds.length ? await filtered(this.db.selectFrom('users').selectAll().where('id', 'in', exactIds)).execute() : [];
+
+    const low = usernameKey(q);
+    const key = this.byteOrder(sql.ref('username_key'));
+    let prefix = filtered(this.db.selectFrom('users').selectAll())
+      .where(key, '>=', cursor?.kind === 'username' ? (cursor.value as string) : low)
+      .where(key, '<', low + PAST_PREFIX)
+      .orderBy(key)
+      .limit(search.limit + 1);
+    if (cursor?.kind === 'username') prefix = prefix.where(key, '>', cursor.value as string);
+    const prefixRows = (await prefix.execute()).filter((row) => !exactIds.includes(row.id));
+    const page = prefixRows.slice(0, search.limit);
+    const matchedBy = new Map(exact.map((match) => [match.id, match.matchedBy]));
+    const users = await this.summaries([...exactRows, ...page]);
+    for (const user of users) user.matchedBy = matchedBy.get(user.id) ?? 'username';
+    const last = page.at(-1);
+    return { users, next: prefixRows.length > search.limit && last ? encodeCursor({ kind: 'username', value: last.username_key ?? '' }) : undefined };
+  }
+
+  /** The user's sessions not revoked and still refreshable, newest first. */
+  async activeSessions(userId: number): Promise<SessionSummary[]> {
+    const rows = await this.db
+      .selectFrom('sessions')
+      .innerJoin('refresh_tokens', 'refresh_tokens.session_id', 'sessions.id')
+      .select(['sessions.id', 'sessions.created_at', 'sessions.ip', 'sessions.user_agent'])
+      .select((eb) => [eb.fn.max('refresh_tokens.created_at').as('last_used_at'), eb.fn.max('refresh_tokens.expires_at').as('expires_at')])
+      .where('sessions.user_id', '=', userId)
+      .where('sessions.revoked_at', 'is', null)
+      .groupBy(['sessions.id', 'sessions.created_at', 'sessions.ip', 'sessions.user_agent'])
+      .orderBy('sessions.created_at', 'desc')
+      .execute();
+    const at = Date.now();
+    return rows
+      .filter((row) => Date.parse(iso(row.expires_at as string | Date)) > at)
+      .map((row) => ({ id: row.id, createdAt: iso(row.created_at), lastUsedAt: iso(row.last_used_at as string | Date), ip: row.ip, userAgent: row.user_agent }));
+  }
+
+  /** How many links each provider has. */
+  async linksPerProvider(): Promise<Array<{ provider: string; links: number }>> {
+    const rows = await this.db.selectFrom('social_associations').select(['provider', (eb) => eb.fn.countAll<number | string>().as('links')]).groupBy('provider').orderBy('provider').execute();
+    return rows.map((row) => ({ provider: row.provider, links: Number(row.links) }));
+  }
+
+  /** Audit events of these kinds since `since`, counted by day (UTC) and by provider or by detail. */
+  async eventsPerDay(events: readonly string[], since: string, by: 'provider' | 'detail'): Promise<Array<{ day: string; key: string; count: number }>> {
+    const day = isPostgres(this.db) ? sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD')` : sql<string>`substr(created_at, 1, 10)`;
+    const rows = await this.db
+      .selectFrom('audit_events')
+      .select([day.as('day'), sql<string | null>`${sql.ref(by)}`.as('key'), (eb) => eb.fn.countAll<number | string>().as('count')])
+      .where('event', 'in', events)
+      .where('created_at', '>=', since)
+      .groupBy([day, sql.ref(by)])
+      .orderBy('day')
+      .execute();
+    return rows.map((row) => ({ day: row.day, key: row.key ?? '-', count: Number(row.count) }));
+  }
+
+  private filters<O>(query: UsersQuery<O>, search: UserSearch): UsersQuery<O> {
+    let filtered = query;
+    if (search.provider) {
+      const provider = search.provider;
+      filtered = filtered.where(({ exists, selectFrom }) =>
+        exists(selectFrom('social_associations').select(sql.lit(1).as('one')).whereRef('social_associations.user_id', '=', 'users.id').where('social_associations.provider', '=', provider)),
+      );
+    }
+    if (search.createdFrom) filtered = filtered.where('created_at', '>=', search.createdFrom);
+    if (search.createdTo) filtered = filtered.where('created_at', '<', search.createdTo);
+    return filtered;
+  }
+
+  /** The link's e-mail in its kept facts, as its index has it (migration 0018). */
+  private extraEmail() {
+    return isPostgres(this.db) ? sql<string>`lower(extra_data->>'email')` : sql<string>`lower(json_extract(extra_data, '$.email'))`;
+  }
+
+  /** Bytewise order on PostgreSQL (its index is `collate "C"`), whatever the database's collation; SQLite's is bytewise. */
+  private byteOrder(column: ReturnType<typeof sql.ref>) {
+    return isPostgres(this.db) ? sql<string>`${column} collate "C"` : sql<string>`${column}`;
+  }
+
+  private async summaries(rows: Array<{ id: number; username: string; password_hash: string | null; created_at: Date | string; last_login_at: Date | string | null }>): Promise<UserSummary[]> {
+    if (rows.length === 0) return [];
+    const links = await this.db.selectFrom('social_associations').select(['user_id', 'provider']).where('user_id', 'in', rows.map((row) => row.id)).orderBy('id').execute();
+    return rows.map((row) => ({
+      id: row.id,
+      username: row.username,
+      hasPassword: row.password_hash !== null,
+      createdAt: iso(row.created_at),
+      lastLoginAt: isoOrNull(row.last_login_at),
+      providers: [...new Set(links.filter((link) => link.user_id === row.id).map((link) => link.provider))],
+    }));
+  }
+}
+
+interface Cursor {
+  kind: 'id' | 'username';
+  value: number | string;
+}
+
+const encodeCursor = (cursor: Cursor) => Buffer.from(JSON.stringify([cursor.kind, cursor.value])).toString('base64url');
+
+/** A cursor from the previous page; anything else is a first page. */
+function decodeCursor(text: string | undefined): Cursor | undefined {
+  if (!text) return undefined;
+  try {
+    const [kind, value] = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as [unknown, unknown];
+    if (kind === 'id' && Number.isInteger(value)) return { kind, value: value as number };
+    if (kind === 'username' && typeof value === 'string') return { kind, value };
+  } catch {
+    // Not ours: start over.
+  }
+  return undefined;
+}
