@@ -1,0 +1,154 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Storage } from '../src/store/storage.js';
+import { call, databaseKinds, expectError, guest, startStack, type Stack } from './helpers.js';
+
+// The admin API (src/http/routes/admin-api.ts over src/core/admin.ts): the app's backend, with a service key.
+
+describe.each(databaseKinds())('admin API on %s', (kind) => {
+  let stack: Stack;
+  let read: string;
+  let write: string;
+  beforeAll(async () => {
+    stack = await startStack(kind, { SOCIAL_LINK_ADMIN: 'true' });
+    const keys = new Storage(stack.db).serviceKeys;
+    read = (await keys.create('support-bot', ['read'])).key;
+    write = (await keys.create('backend', ['read', 'write'])).key;
+  });
+  afterAll(() => stack.close());
+
+  /** A guest with a Facebook account linked (its uid, as minted in the emulator). */
+  async function linkedUser(facts: Record<string, unknown> = {}) {
+    const user = await guest(stack.api);
+    const facebook = await stack.emulator.mintFacebookToken({ user: facts });
+    const linked = await call(stack.api, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: facebook.access_token } });
+    expect(linked.status).toBe(200);
+    return { user, uid: facebook.user_id };
+  }
+
+  it('a service key finds the user of a Facebook uid: by the link, and by search', async () => {
+    const { user, uid } = await linkedUser();
+    const byLink = await call(stack.api, 'GET', `/admin/api/links/facebook/${uid}`, { token: read });
+    expect(byLink.status).toBe(200);
+    expect(byLink.body.link).toMatchObject({ provider: 'facebook', uid, user_id: user.id });
+    expect(byLink.body.user.user).toMatchObject({ id: user.id, username: user.username, has_password: false });
+    expect(byLink.body.user.sessions).toHaveLength(1);
+    expect(byLink.body.user.sessions[0]).toMatchObject({ ip: '127.0.0.1', user_agent: expect.any(String) });
+    // Never the provider tokens kept for a link.
+    expect(JSON.stringify(byLink.body)).not.toMatch(/provider_tokens|sealed/);
+
+    const search = await call(stack.api, 'GET', `/admin/api/users?q=${uid}`, { token: read });
+    expect(search.body.users).toEqual([expect.objectContaining({ id: user.id, matched_by: 'uid', providers: ['facebook'] })]);
+    const byId = await call(stack.api, 'GET', `/admin/api/users/${user.id}`, { token: read });
+    expect(byId.body.links.map((link: { uid: string }) => link.uid)).toEqual([uid]);
+    const byName = await call(stack.api, 'GET', `/admin/api/users/by-username/${user.username.toUpperCase()}`, { token: read });
+    expect(byName.body.user.id).toBe(user.id);
+  });
+
+  it('search: by e-mail the provider gave, by the start of a username, filtered by provider, in keyset pages', async () => {
+    const email = `ada.${Date.now()}@example.com`;
+    const { user } = await linkedUser({ email });
+    expect((await call(stack.api, 'GET', `/admin/api/users?q=${encodeURIComponent(email.toUpperCase())}`, { token: read })).body.users).toEqual([expect.objectContaining({ id: user.id, matched_by: 'email' })]);
+    const prefix = user.username.slice(0, 10);
+    const found = await call(stack.api, 'GET', `/admin/api/users?q=${prefix}`, { token: read });
+    expect(found.body.users.map((row: { id: number }) => row.id)).toContain(user.id);
+
+    const plain = await guest(stack.api);
+    const withFacebook = await call(stack.api, 'GET', '/admin/api/users?provider=facebook&limit=100', { token: read });
+    expect(withFacebook.body.users.every((row: { providers: string[] }) => row.providers.includes('facebook'))).toBe(true);
+    expect(withFacebook.body.users.map((row: { id: number }) => row.id)).not.toContain(plain.id);
+
+    // Pages of 2: every user once, newest first, until next is null.
+    const seen: number[] = [];
+    let cursor: string | null = '';
+    while (cursor !== null) {
+      const page: { body: { users: Array<{ id: number }>; next: string | null } } = await call(stack.api, 'GET', `/admin/api/users?limit=2${cursor ? `&cursor=${cursor}` : ''}`, { token: read });
+      seen.push(...page.body.users.map((row) => row.id));
+      cursor = page.body.next;
+    }
+    const all = (await stack.db.selectFrom('users').select('id').orderBy('id', 'desc').execute()).map((row) => row.id);
+    expect(seen).toEqual(all);
+    const today = new Date().toISOString().slice(0, 10);
+    expect((await call(stack.api, 'GET', `/admin/api/users?created_to=${today}`, { token: read })).body.users).toEqual([]);
+  });
+
+  it('unlink needs a write key and a reason; the audit keeps the key and the reason; the last way in needs force', async () => {
+    const { user, uid } = await linkedUser();
+    expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/unlink`, { token: read, body: { provider: 'facebook', uid, reason: 'ticket 1' } }), 403, 'forbidden');
+    expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/unlink`, { token: write, body: { provider: 'facebook', uid, reason: '   ' } }), 400, 'reason_required');
+    expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/unlink`, { token: write, body: { provider: 'facebook', uid } }), 400, 'invalid_request');
+    // A guest's only link is its only way in.
+    expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/unlink`, { token: write, body: { provider: 'facebook', uid, reason: 'ticket 2' } }), 409, 'last_login_method');
+    const done = await call(stack.api, 'POST', `/admin/api/users/${user.id}/unlink`, { token: write, body: { provider: 'facebook', uid, reason: 'ticket 3: lost phone', force: true } });
+    expect(done.status).toBe(204);
+    const audit = await call(stack.api, 'GET', `/admin/api/users/${user.id}/audit`, { token: read });
+    expect(audit.body.find((event: { event: string }) => event.event === 'unlinked')).toMatchObject({ provider: 'facebook', uid, actor: 'key:backend', reason: 'ticket 3: lost phone' });
+    // Reads are audited too, with the key's name.
+    expect(audit.body.some((event: { event: string; actor: string }) => event.event === 'admin_read' && event.actor === 'key:support-bot')).toBe(true);
+    expectError(await call(stack.api, 'GET', `/admin/api/links/facebook/${uid}`, { token: read }), 404, 'association_not_found');
+  });
+
+  it('revoking sessions ends the refresh tokens and access tokens at once; export has the data; delete removes the user', async () => {
+    const { user, uid } = await linkedUser({ email: 'grace@example.com' });
+    const revoked = await call(stack.api, 'POST', `/admin/api/users/${user.id}/revoke-sessions`, { token: write, body: { reason: 'account takeover reported' } });
+    expect(revoked.body).toEqual({ revoked: 1 });
+    expectError(await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: user.refresh_token } }), 401, 'invalid_refresh_token');
+    expectError(await call(stack.api, 'GET', '/api/me/', { token: user.access_token }), 401, 'invalid_access_token');
+
+    expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/export`, { token: read, body: {} }), 400, 'invalid_request');
+    const exported = await call(stack.api, 'POST', `/admin/api/users/${user.id}/export`, { token: read, body: { reason: 'data-access request #7' } });
+    expect(exported.status).toBe(200);
+    expect(exported.body.user).toMatchObject({ id: user.id, username: user.username });
+    expect(exported.body.links).toEqual([expect.objectContaining({ provider: 'facebook', uid, extra_data: expect.objectContaining({ email: 'grace@example.com' }) })]);
+    expect(exported.body.audit.map((event: { event: string }) => event.event)).toEqual(expect.arrayContaining(['user_created', 'associated', 'sessions_revoked']));
+    expect(JSON.stringify(exported.body)).not.toMatch(/password_hash|provider_tokens|scrypt\$/);
+
+    expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/delete`, { token: read, body: { reason: 'gdpr' } }), 403, 'forbidden');
+    expect((await call(stack.api, 'POST', `/admin/api/users/${user.id}/delete`, { token: write, body: { reason: 'erasure request #8' } })).status).toBe(204);
+    expectError(await call(stack.api, 'GET', `/admin/api/users/${user.id}`, { token: read }), 404, 'user_not_found');
+    expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/delete`, { token: write, body: { reason: 'again' } }), 404, 'user_not_found');
+    const deletion = await stack.db.selectFrom('audit_events').selectAll().where('user_id', '=', user.id).where('event', '=', 'user_deleted').executeTakeFirstOrThrow();
+    expect(deletion).toMatchObject({ actor: 'key:backend', reason: 'erasure request #8' });
+  });
+
+  it('no key, an unknown key, a revoked key: 401 invalid_service_key; the last use is kept', async () => {
+    expectError(await call(stack.api, 'GET', '/admin/api/users'), 401, 'invalid_service_key');
+    expectError(await call(stack.api, 'GET', '/admin/api/users', { token: 'slk_not-a-key' }), 401, 'invalid_service_key');
+    // An app user's access token is no service key.
+    expectError(await call(stack.api, 'GET', '/admin/api/users', { token: (await guest(stack.api)).access_token }), 401, 'invalid_service_key');
+    const keys = new Storage(stack.db).serviceKeys;
+    const { key } = await keys.create('short-lived', ['read']);
+    expect((await call(stack.api, 'GET', '/admin/api/users', { token: key })).status).toBe(200);
+    expect((await keys.list()).find((entry) => entry.name === 'short-lived')?.lastUsedAt).toEqual(expect.any(String));
+    expect(await keys.revoke('short-lived')).toBe(true);
+    expectError(await call(stack.api, 'GET', '/admin/api/users', { token: key }), 401, 'invalid_service_key');
+    // Only the hash is stored.
+    const stored = await stack.db.selectFrom('service_keys').select('key_hash').execute();
+    expect(stored.map((row) => row.key_hash)).not.toContain(key);
+  });
+
+  it('the admin API is in the OpenAPI document under its own tag and security scheme', async () => {
+    const document = (await call(stack.api, 'GET', '/openapi.json')).body;
+    expect(document.components.securitySchemes.serviceKey).toMatchObject({ type: 'http', scheme: 'bearer' });
+    expect(document.tags.map((tag: { name: string }) => tag.name)).toContain('admin');
+    const operation = document.paths['/admin/api/users/{id}/unlink'].post;
+    expect(operation.tags).toEqual(['admin']);
+    expect(operation.security).toEqual([{ serviceKey: [] }]);
+    // The console's pages are not API operations.
+    expect(Object.keys(document.paths).filter((path) => path.startsWith('/admin/') && !path.startsWith('/admin/api/'))).toEqual([]);
+  });
+});
+
+describe('admin off (the default)', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack('sqlite');
+  });
+  afterAll(() => stack.close());
+
+  it('the console and the admin API are absent: 404, and not in the document', async () => {
+    for (const path of ['/admin/', '/admin/login', '/admin/api/users', '/admin/static/console.css']) expectError(await call(stack.api, 'GET', path), 404, 'not_found');
+    const document = (await call(stack.api, 'GET', '/openapi.json')).body;
+    expect(Object.keys(document.paths).some((path) => path.startsWith('/admin'))).toBe(false);
+    expect(document.components.securitySchemes.serviceKey).toBeUndefined();
+  });
+});
