@@ -37,6 +37,7 @@ describe.each(databaseKinds())('admin API on %s', (kind) => {
     expect(JSON.stringify(byLink.body)).not.toMatch(/provider_tokens|sealed/);
 
     const search = await call(stack.api, 'GET', `/admin/api/users?q=${uid}`, { token: read });
+    expect(search.status, JSON.stringify(search.body)).toBe(200);
     expect(search.body.users).toEqual([expect.objectContaining({ id: user.id, matched_by: 'uid', providers: ['facebook'] })]);
     const byId = await call(stack.api, 'GET', `/admin/api/users/${user.id}`, { token: read });
     expect(byId.body.links.map((link: { uid: string }) => link.uid)).toEqual([uid]);
@@ -108,6 +109,14 @@ describe.each(databaseKinds())('admin API on %s', (kind) => {
     expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/delete`, { token: write, body: { reason: 'again' } }), 404, 'user_not_found');
     const deletion = await stack.db.selectFrom('audit_events').selectAll().where('user_id', '=', user.id).where('event', '=', 'user_deleted').executeTakeFirstOrThrow();
     expect(deletion).toMatchObject({ actor: 'key:backend', reason: 'erasure request #8' });
+  });
+
+  it('numbers past a 32-bit id are no user (404, never a database error), and search them as uids', async () => {
+    for (const id of ['2147483648', '321498510518019', '99999999999999999999']) {
+      expectError(await call(stack.api, 'GET', `/admin/api/users/${id}`, { token: read }), 404, 'user_not_found');
+      expect((await call(stack.api, 'GET', `/admin/api/users?q=${id}`, { token: read })).body.users).toEqual([]);
+    }
+    expectError(await call(stack.api, 'GET', '/admin/api/users/0', { token: read }), 404, 'user_not_found');
   });
 
   it('no key, an unknown key, a revoked key: 401 invalid_service_key; the last use is kept', async () => {

@@ -8,6 +8,9 @@ export const API_ERROR_CODES = [
   'not_authenticated', // 401
   'invalid_access_token', // 401
   'invalid_credentials', // 401
+  'invalid_service_key', // 401
+  'forbidden', // 403
+  'reason_required', // 400
   'invalid_refresh_token', // 401
   'refresh_token_reused', // 401
   'user_not_found', // 404

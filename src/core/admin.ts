@@ -41,6 +41,16 @@ export interface UserView {
 const viewOf = ({ sealedTokens: _kept, ...link }: Association): LinkView => link;
 const publicUser = ({ passwordHash: _hidden, ...user }: User) => user;
 
+/** Ids are 32-bit integers (PostgreSQL's integer): a longer number is no user's. */
+const MAX_ID = 2_147_483_647;
+
+/** The user id a path or query names, or 404 user_not_found (never a database error for a too-large number). */
+export function userIdOf(text: string): number {
+  const id = /^[1-9]\d{0,9}$/.test(text) ? Number(text) : NaN;
+  if (!(id <= MAX_ID)) throw apiError('user_not_found');
+  return id;
+}
+
 /** The longest reason kept (audit_events.reason). */
 const REASON_MAX = 500;
 

@@ -70,7 +70,8 @@ export class Directory {
 
     const exact: Array<{ id: number; matchedBy: UserSummary['matchedBy'] }> = [];
     if (!cursor) {
-      if (/^\d{1,15}$/.test(q)) exact.push(...(await this.db.selectFrom('users').select('id').where('id', '=', Number(q)).execute()).map(({ id }) => ({ id, matchedBy: 'id' as const })));
+      // Ids are 32-bit: a longer number (a uid) is no id.
+      if (/^[1-9]\d{0,9}$/.test(q) && Number(q) <= 2_147_483_647) exact.push(...(await this.db.selectFrom('users').select('id').where('id', '=', Number(q)).execute()).map(({ id }) => ({ id, matchedBy: 'id' as const })));
       let byUid = this.db.selectFrom('social_associations').select('user_id').where('uid', '=', q);
       if (search.provider) byUid = byUid.where('provider', '=', search.provider);
       exact.push(...(await byUid.limit(search.limit).execute()).map((row) => ({ id: row.user_id, matchedBy: 'uid' as const })));

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { Actor, Admin, LinkView, UserView } from '../../core/admin.js';
+import { userIdOf, type Actor, type Admin, type LinkView, type UserView } from '../../core/admin.js';
 import { apiError, type ErrorCode } from '../../core/errors.js';
 import type { UserSummary } from '../../store/directory.js';
 import type { AuditEvent } from '../../store/storage.js';
@@ -38,7 +38,7 @@ const auditSchema = {
   properties: { id: integer, event: text, provider: nullable(text), uid: nullable(text), detail: nullable(text), ip: nullable(text), user_agent: nullable(text), created_at: dateTime, actor: nullable(text), reason: nullable(text) },
 } as const;
 
-const userId = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[1-9]\\d{0,14}$' } } } as const;
+const userId = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^\\d{1,20}$' } } } as const;
 const reasonProperty = { type: 'string', minLength: 1, maxLength: 500, description: 'Why: kept with the change in the audit log (required)' } as const;
 const reasonBody = { type: 'object', required: ['reason'], properties: { reason: reasonProperty }, additionalProperties: false } as const;
 const TAG = ['admin'];
@@ -133,7 +133,7 @@ export function adminApiRoutes(app: FastifyInstance, { admin, storage }: { admin
     },
     async (request) => {
       const actor = await keyOf(request, storage);
-      return detailBody(await admin.user(actor, Number(request.params.id), clientOf(request)));
+      return detailBody(await admin.user(actor, userIdOf(request.params.id), clientOf(request)));
     },
   );
 
@@ -194,7 +194,7 @@ export function adminApiRoutes(app: FastifyInstance, { admin, storage }: { admin
       },
     },
     async (request) => {
-      const id = Number(request.params.id);
+      const id = userIdOf(request.params.id);
       await reading(request, 'audit', id);
       const { before, limit } = request.query;
       return (await admin.audit(id, { before: before ? Number(before) : undefined, limit: limit ? Number(limit) : 50 })).map(auditBody);
@@ -223,7 +223,7 @@ export function adminApiRoutes(app: FastifyInstance, { admin, storage }: { admin
     async (request, reply) => {
       const actor = await keyOf(request, storage);
       const { provider, uid, reason, force } = request.body;
-      await admin.unlink(actor, Number(request.params.id), provider, uid, clientOf(request), reason, force === true);
+      await admin.unlink(actor, userIdOf(request.params.id), provider, uid, clientOf(request), reason, force === true);
       return reply.code(204).send();
     },
   );
@@ -243,7 +243,7 @@ export function adminApiRoutes(app: FastifyInstance, { admin, storage }: { admin
     },
     async (request) => {
       const actor = await keyOf(request, storage);
-      return { revoked: await admin.revokeSessions(actor, Number(request.params.id), clientOf(request), request.body.reason) };
+      return { revoked: await admin.revokeSessions(actor, userIdOf(request.params.id), clientOf(request), request.body.reason) };
     },
   );
 
@@ -262,7 +262,7 @@ export function adminApiRoutes(app: FastifyInstance, { admin, storage }: { admin
     },
     async (request, reply) => {
       const actor = await keyOf(request, storage);
-      await admin.deleteUser(actor, Number(request.params.id), clientOf(request), request.body.reason);
+      await admin.deleteUser(actor, userIdOf(request.params.id), clientOf(request), request.body.reason);
       return reply.code(204).send();
     },
   );
@@ -282,7 +282,7 @@ export function adminApiRoutes(app: FastifyInstance, { admin, storage }: { admin
     },
     async (request) => {
       const actor = await keyOf(request, storage);
-      return admin.exportUser(actor, Number(request.params.id), clientOf(request), request.body.reason);
+      return admin.exportUser(actor, userIdOf(request.params.id), clientOf(request), request.body.reason);
     },
   );
 }

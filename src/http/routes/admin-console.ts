@@ -6,7 +6,7 @@ import { Eta } from 'eta';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import QRCode from 'qrcode';
 import { totpUri } from '../../auth/totp.js';
-import { mayChange, mayOverride, type Admin } from '../../core/admin.js';
+import { mayChange, mayOverride, userIdOf, type Admin } from '../../core/admin.js';
 import { ApiError, apiError } from '../../core/errors.js';
 import { StaffSignInRefused, type StaffAccounts, type StaffContext } from '../../core/staff.js';
 import type { StaffStage } from '../../store/staff.js';
@@ -190,7 +190,7 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
     scope.get<{ Params: { id: string }; Querystring: { before?: string } }>('/admin/users/:id', { schema: { hide: true } }, async (request, reply) => {
       const context = await signedIn(request, reply);
       if (!context) return reply;
-      const id = idOf(request.params.id);
+      const id = userIdOf(request.params.id);
       const view = await admin.user(context.actor, id, clientOf(request));
       const before = /^\d{1,15}$/.test(request.query.before ?? '') ? Number(request.query.before) : undefined;
       const audit = await admin.audit(id, { before, limit: 50 });
@@ -213,7 +213,7 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
         if (!context) return reply;
         const form = request.body ?? {};
         checkCsrf(form, context.session.csrfToken);
-        return run(context, idOf(request.params.id), form, request, reply);
+        return run(context, userIdOf(request.params.id), form, request, reply);
       });
 
     action('/admin/users/:id/unlink', async (context, id, form, request, reply) => {
@@ -236,10 +236,6 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
   });
 }
 
-const idOf = (text: string) => {
-  if (!/^[1-9]\d{0,14}$/.test(text)) throw apiError('user_not_found');
-  return Number(text);
-};
 
 const NOTICES: Record<string, string> = { unlinked: 'Unlinked; the reason is in the audit history below.', revoked: 'Every session of this user has ended.' };
 const noticeOf = (request: FastifyRequest) => NOTICES[(request.query as { done?: string }).done ?? ''];
