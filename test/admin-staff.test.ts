@@ -140,3 +140,61 @@ describe('staff and service keys from the CLI', () => {
     expect([totpCode(secret), totpCode(secret, Date.now() - 30_000)]).toContain(out);
   });
 });
+
+describe('dev mode\'s console account', () => {
+  it('npm run dev prints a staff account that signs in; a Facebook uid minted in the emulator is found, unlinked with a reason, and the reason is in the audit', async () => {
+    const { spawn } = await import('node:child_process');
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { createServer } = await import('node:net');
+    const free = async () => {
+      const server = createServer();
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const { port } = server.address() as { port: number };
+      await new Promise((resolve) => server.close(resolve));
+      return port;
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'social-link-dev-'));
+    const [port, emulatorPort] = [await free(), await free()];
+    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(process.cwd(), 'src/cli/dev.ts')], {
+      cwd: dir,
+      env: { ...process.env, PORT: String(port), EMULATOR_PORT: String(emulatorPort), LOG_LEVEL: 'silent', DATABASE_URL: `sqlite:${join(dir, 'dev.sqlite')}` },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      let out = '';
+      child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      await expect.poll(() => out, { timeout: 40_000, interval: 200 }).toMatch(/TOTP secret/);
+      const [, username, password] = /staff (\S+) \/ (\S+) \(role admin\)/.exec(out)!;
+      const secret = /TOTP secret ([A-Z2-7]+)/.exec(out)![1]!;
+      const api = `http://127.0.0.1:${port}`;
+      const emulator = `http://127.0.0.1:${emulatorPort}`;
+
+      // The README's round trip: a guest links a Facebook account minted in the emulator.
+      const user = (await (await fetch(`${api}/api/users/`, { method: 'POST' })).json()) as { id: number; access_token: string };
+      const facebook = (await (await fetch(`${emulator}/_emulator/facebook/tokens`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).json()) as { access_token: string; user_id: string };
+      const linked = await fetch(`${api}/api/associate/facebook/`, { method: 'POST', headers: { authorization: `Bearer ${user.access_token}`, 'content-type': 'application/json' }, body: JSON.stringify({ access_token: facebook.access_token }) });
+      expect(linked.status).toBe(200);
+
+      const browser = new Browser(api);
+      const login = await browser.request('GET', '/admin/login');
+      await browser.request('POST', '/admin/login', { _csrf: browser.csrf(login.text), username: username!, password: password! });
+      const totp = await browser.request('GET', '/admin/totp');
+      expect((await browser.request('POST', '/admin/totp', { _csrf: browser.csrf(totp.text), code: totpCode(secret) })).location).toBe('/admin/');
+      const found = await browser.request('GET', `/admin/users?q=${facebook.user_id}&provider=facebook`);
+      expect(found.text).toContain(`href="/admin/users/${user.id}"`);
+      const page = await browser.request('GET', `/admin/users/${user.id}`);
+      // The guest's only way in: the admin ticks "even if it is the last way in".
+      const unlinked = await browser.request('POST', `/admin/users/${user.id}/unlink`, { _csrf: browser.csrf(page.text), provider: 'facebook', uid: facebook.user_id, reason: 'user lost the phone (ticket 42)', force: '1' });
+      expect(unlinked.location).toBe(`/admin/users/${user.id}?done=unlinked`);
+      const after = await browser.request('GET', `/admin/users/${user.id}`);
+      expect(after.text).toMatch(/<td>unlinked<\/td><td>facebook:\d+<\/td><td>admin<\/td><td>staff:\d+:dev-admin<\/td><td>user lost the phone \(ticket 42\)<\/td>/);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
+});

@@ -17,7 +17,8 @@ async function devStaff(config: Config): Promise<{ username: string; password: s
   const kept = JSON.parse(devSecret('./data/dev-staff.json', () => JSON.stringify({ username: 'dev-admin', password: randomBytes(12).toString('base64url'), secret: newTotpSecret() }))) as { username: string; password: string; secret: string };
   const services = createServices({ config, log: pino({ level: 'warn' }), devSecretsDir: devSecretsDirFor(config) });
   try {
-    if (!(await services.storage.staff.findByUsername(kept.username))) await new StaffAccounts(services).create(kept.username, kept.password, 'admin', kept.secret);
+    // Made, or reset to what ./data/dev-staff.json says (the database and the file may have parted).
+    await new StaffAccounts(services).ensure(kept.username, kept.password, 'admin', kept.secret);
   } finally {
     await services.close();
   }

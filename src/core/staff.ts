@@ -51,6 +51,13 @@ export class StaffAccounts {
     }
   }
 
+  /** Dev mode: the account exists with exactly these credentials, enrolled (made, or reset to them). */
+  async ensure(username: string, password: string, role: StaffRole, totpSecret: string): Promise<void> {
+    const member = await this.services.storage.staff.findByUsername(username);
+    if (!member) await this.create(username, password, role, totpSecret);
+    else await this.services.storage.staff.resetCredentials(member.id, await hashPassword(password), this.seal(username, totpSecret));
+  }
+
   /**
    * The password step: a session that still needs the TOTP code (or enrolment, at the first sign-in). The
    * same refusal whatever was wrong; failures count toward the lockout.

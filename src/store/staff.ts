@@ -95,6 +95,15 @@ export class Staff {
     return row !== undefined;
   }
 
+  /** New credentials, enrolled and unlocked (dev mode keeps its account's as printed). */
+  async resetCredentials(id: number, passwordHash: string, sealedTotpSecret: string): Promise<void> {
+    await this.db
+      .updateTable('staff')
+      .set({ password_hash: passwordHash, totp_secret: sealedTotpSecret, totp_enrolled_at: now(), failed_logins: 0, locked_until: null, disabled_at: null })
+      .where('id', '=', id)
+      .execute();
+  }
+
   /** A failed password or code: counted; at `max` in a row the account is locked until `lockUntil`. */
   async recordFailure(id: number, max: number, lockUntil: string): Promise<void> {
     await this.db
