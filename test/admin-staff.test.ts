@@ -33,6 +33,10 @@ class Browser {
     return { status: response.status, location: response.headers.get('location'), text: await response.text() };
   }
 
+  async cookieHeader(): Promise<string> {
+    return [...this.cookies].map(([name, value]) => `${name}=${value}`).join('; ');
+  }
+
   csrf(html: string): string {
     return /name="_csrf" value="([^"]*)"/.exec(html)![1]!;
   }
@@ -90,6 +94,24 @@ describe.each(databaseKinds())('staff sign-in on %s', (kind) => {
     expect((await browser.request('GET', '/admin/users')).status).toBe(200);
     expect(await services.storage.staff.disable('otto')).toBe(true);
     expect(await browser.request('GET', '/admin/users')).toMatchObject({ status: 303, location: '/admin/login?ended=1' });
+  });
+
+  it('a viewer exports a user\'s data with a reason (a JSON attachment, audited); without a reason, refused', async () => {
+    const member = await new StaffAccounts(services).create(`vic${kind}`, PASSWORD, 'viewer', newTotpSecret());
+    const browser = new Browser(stack.api);
+    expect((await browser.signIn(member.username, totpCode(services.secrets.open(member.sealedTotpSecret!, `staff-totp:${member.username}`)!))).location).toBe('/admin/');
+    const user = (await call(stack.api, 'POST', '/api/users/', { body: { username: `exported${kind}`, password: 'a long password 1' } })).body;
+    const page = await browser.request('GET', `/admin/users/${user.id}`);
+    expect((await browser.request('POST', `/admin/users/${user.id}/export`, { _csrf: browser.csrf(page.text), reason: '' })).status).toBe(400);
+    const exported = await fetch(`${stack.api}/admin/users/${user.id}/export`, {
+      method: 'POST',
+      headers: { cookie: (await browser.cookieHeader()), 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ _csrf: browser.csrf(page.text), reason: 'data-access request 9' }).toString(),
+    });
+    expect(exported.headers.get('content-disposition')).toBe(`attachment; filename="user-${user.id}.json"`);
+    expect(((await exported.json()) as { user: { username: string } }).user.username).toBe(`exported${kind}`);
+    const audit = await stack.db.selectFrom('audit_events').select(['actor', 'reason']).where('user_id', '=', user.id).where('event', '=', 'user_exported').execute();
+    expect(audit).toEqual([{ actor: `staff:${member.id}:${member.username}`, reason: 'data-access request 9' }]);
   });
 
   it('a staff session is no service key, and a service key opens no page', async () => {
