@@ -66,7 +66,7 @@ describe.each(databaseKinds())('admin API on %s', (kind) => {
       seen.push(...page.body.users.map((row) => row.id));
       cursor = page.body.next;
     }
-    const all = (await stack.db.selectFrom('users').select('id').orderBy('id', 'desc').execute()).map((row) => row.id);
+    const all = (await stack.db.selectFrom('users').select('id').orderBy('created_at', 'desc').orderBy('id', 'desc').execute()).map((row) => row.id);
     expect(seen).toEqual(all);
     const today = new Date().toISOString().slice(0, 10);
     expect((await call(stack.api, 'GET', `/admin/api/users?created_to=${today}`, { token: read })).body.users).toEqual([]);
@@ -109,6 +109,26 @@ describe.each(databaseKinds())('admin API on %s', (kind) => {
     expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/delete`, { token: write, body: { reason: 'again' } }), 404, 'user_not_found');
     const deletion = await stack.db.selectFrom('audit_events').selectAll().where('user_id', '=', user.id).where('event', '=', 'user_deleted').executeTakeFirstOrThrow();
     expect(deletion).toMatchObject({ actor: 'key:backend', reason: 'erasure request #8' });
+  });
+
+  it('browsing pages through users created within one millisecond exactly once (microseconds kept); a forged cursor starts over', async () => {
+    const at = (micros: number) => (kind === 'postgres' ? `1999-01-01 00:00:00.00${micros}+00` : `1999-01-01T00:00:00.00${micros}Z`);
+    const names = [3, 1, 4, 2, 5].map((micros) => ({ name: `tie${micros}${kind}`, micros }));
+    for (const { name, micros } of names) {
+      await stack.db.insertInto('users').values({ username: name, username_key: name, password_hash: null, created_at: at(micros), updated_at: at(micros) }).execute();
+    }
+    const seen: string[] = [];
+    let cursor: string | null = '';
+    while (cursor !== null) {
+      const page: { body: { users: Array<{ username: string }>; next: string | null } } = await call(stack.api, 'GET', `/admin/api/users?created_from=1999-01-01&created_to=1999-01-02&limit=1${cursor ? `&cursor=${cursor}` : ''}`, { token: read });
+      seen.push(...page.body.users.map((row) => row.username));
+      cursor = page.body.next;
+    }
+    expect(seen).toEqual([5, 4, 3, 2, 1].map((micros) => `tie${micros}${kind}`));
+    for (const forged of [Buffer.from('["created",["March 7",1]]').toString('base64url'), 'not-a-cursor', Buffer.from('["created",["1999-01-01 00:00:00+00","1"]]').toString('base64url')]) {
+      const page = await call(stack.api, 'GET', `/admin/api/users?created_from=1999-01-01&created_to=1999-01-02&limit=1&cursor=${forged}`, { token: read });
+      expect(page.body.users.map((row: { username: string }) => row.username)).toEqual([`tie5${kind}`]);
+    }
   });
 
   it('numbers past a 32-bit id are no user (404, never a database error), and search them as uids', async () => {

@@ -52,7 +52,7 @@ export class Directory {
   constructor(private readonly db: Kysely<Database>) {}
 
   /**
-   * Browsing (no q): newest first, paged by id. Searching: on the first page the exact matches (user id, a
+   * Browsing (no q): newest first, paged by (creation time, id). Searching: on the first page the exact matches (user id, a
    * uid in any provider or the one given, an e-mail the provider gave or verified), then the usernames that
    * start with q in their order, paged by username.
    */
@@ -61,11 +61,18 @@ export class Directory {
     const cursor = decodeCursor(search.cursor);
     const filtered = <O>(query: UsersQuery<O>) => this.filters(query, search);
     if (!q) {
-      let query = filtered(this.db.selectFrom('users').selectAll()).orderBy('id', 'desc').limit(search.limit + 1);
-      if (cursor?.kind === 'id') query = query.where('id', '<', cursor.value as number);
+      // Newest first by creation (its index serves a date filter too), the id breaking ties; the cursor holds
+      // the last row's exact created_at (PostgreSQL's text of it: microseconds kept) and id.
+      const createdKey = isPostgres(this.db) ? sql<string>`users.created_at::text` : sql<string>`users.created_at`;
+      let query = filtered(this.db.selectFrom('users').selectAll().select(createdKey.as('created_key'))).orderBy('created_at', 'desc').orderBy('id', 'desc').limit(search.limit + 1);
+      if (cursor?.kind === 'created') {
+        const [at, id] = cursor.value as [string, number];
+        query = query.where(sql<boolean>`(users.created_at, users.id) < (${isPostgres(this.db) ? sql`${at}::timestamptz` : at}, ${id})`);
+      }
       const rows = await query.execute();
       const page = rows.slice(0, search.limit);
-      return { users: await this.summaries(page), next: rows.length > search.limit ? encodeCursor({ kind: 'id', value: page.at(-1)!.id }) : undefined };
+      const last = page.at(-1);
+      return { users: await this.summaries(page), next: rows.length > search.limit && last ? encodeCursor({ kind: 'created', value: [last.created_key, last.id] }) : undefined };
     }
 
     const exact: Array<{ id: number; matchedBy: UserSummary['matchedBy'] }> = [];
@@ -182,9 +189,12 @@ export class Directory {
 }
 
 interface Cursor {
-  kind: 'id' | 'username';
-  value: number | string;
+  kind: 'created' | 'username';
+  value: [string, number] | string;
 }
+
+/** A created_at as either database writes it (PostgreSQL's text, our ISO strings): nothing else reaches a cast. */
+const TIMESTAMP = /^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d(:\d\d)?)$/;
 
 const encodeCursor = (cursor: Cursor) => Buffer.from(JSON.stringify([cursor.kind, cursor.value])).toString('base64url');
 
@@ -193,7 +203,7 @@ function decodeCursor(text: string | undefined): Cursor | undefined {
   if (!text) return undefined;
   try {
     const [kind, value] = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as [unknown, unknown];
-    if (kind === 'id' && Number.isInteger(value)) return { kind, value: value as number };
+    if (kind === 'created' && Array.isArray(value) && typeof value[0] === 'string' && TIMESTAMP.test(value[0]) && Number.isInteger(value[1])) return { kind, value: [value[0], value[1] as number] };
     if (kind === 'username' && typeof value === 'string') return { kind, value };
   } catch {
     // Not ours: start over.
