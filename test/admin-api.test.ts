@@ -131,6 +131,53 @@ describe.each(databaseKinds())('admin API on %s', (kind) => {
     }
   });
 
+  it('a search\'s exact match inside the username pages neither hides the next page nor shows twice', async () => {
+    const stem = `zq${kind}${Date.now()}`;
+    const ids: number[] = [];
+    for (const n of [1, 2, 3, 4]) ids.push((await call(stack.api, 'POST', '/api/users/', { body: { username: `${stem}${n}`, password: 'a long password 1' } })).body.id);
+    // The first one's Facebook uid is the query itself.
+    await stack.db.insertInto('social_associations').values({ user_id: ids[0]!, provider: 'facebook', uid: stem, extra_data: '{}', provider_tokens: null, verified_email: null, created_at: new Date().toISOString(), updated_at: new Date().toISOString() }).execute();
+    const seen: Array<[number, string]> = [];
+    let cursor: string | null = '';
+    while (cursor !== null) {
+      const page: { body: { users: Array<{ id: number; matched_by: string }>; next: string | null } } = await call(stack.api, 'GET', `/admin/api/users?q=${stem}&limit=2${cursor ? `&cursor=${cursor}` : ''}`, { token: read });
+      seen.push(...page.body.users.map((row): [number, string] => [row.id, row.matched_by]));
+      cursor = page.body.next;
+    }
+    expect(seen).toEqual([[ids[0]!, 'uid'], [ids[1]!, 'username'], [ids[2]!, 'username'], [ids[3]!, 'username']]);
+  });
+
+  it('bad input is a 4xx, never a database error: NUL characters, forged cursors', async () => {
+    for (const path of ['/admin/api/users?q=abc%00', '/admin/api/links/facebook/a%00b', '/admin/api/users/by-username/a%00b']) {
+      expectError(await call(stack.api, 'GET', path, { token: read }), 400, 'invalid_request');
+    }
+    expectError(await call(stack.api, 'POST', '/admin/api/users/1/revoke-sessions', { token: write, body: { reason: 'a\u0000b' } }), 400, 'invalid_request');
+    for (const value of [['2999-01-01T00:00:00Z', 3_000_000_000], ['2999-01-01T00:00:00Z', 1e300], ['9999-99-99 99:99:99Z', 1]]) {
+      const cursor = Buffer.from(JSON.stringify(['created', value])).toString('base64url');
+      expect((await call(stack.api, 'GET', `/admin/api/users?limit=1&cursor=${cursor}`, { token: read })).status).toBe(200);
+    }
+    const nul = Buffer.from(JSON.stringify(['username', 'a\u0000'])).toString('base64url');
+    expect((await call(stack.api, 'GET', `/admin/api/users?q=a&cursor=${nul}`, { token: read })).status).toBe(200);
+  });
+
+  it('the user\'s own history shows what operators did, not their reads nor their address; a refused change is audited', async () => {
+    const { user } = await linkedUser();
+    const tool = { 'user-agent': 'InternalSupportTool/1.0' };
+    await call(stack.api, 'GET', `/admin/api/users/${user.id}`, { token: read, headers: tool });
+    expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/revoke-sessions`, { token: read, body: { reason: 'curious' } }), 403, 'forbidden');
+    expect((await call(stack.api, 'POST', `/admin/api/users/${user.id}/export`, { token: read, body: { reason: 'data-access request' }, headers: tool })).status).toBe(200);
+    const refused = await stack.db.selectFrom('audit_events').select(['detail', 'actor']).where('user_id', '=', user.id).where('event', '=', 'refused').execute();
+    expect(refused).toEqual([{ detail: 'forbidden', actor: 'key:support-bot' }]);
+
+    const own = (await call(stack.api, 'GET', '/api/audit/', { token: user.access_token })).body as Array<{ event: string; ip: string | null; user_agent: string | null }>;
+    expect(own.map((event) => event.event)).not.toContain('admin_read');
+    const exported = own.find((event) => event.event === 'user_exported')!;
+    expect(exported).toMatchObject({ ip: null, user_agent: null });
+    expect(JSON.stringify(own)).not.toContain('InternalSupportTool');
+    // The user's own events keep their address.
+    expect(own.find((event) => event.event === 'associated')?.ip).toBe('127.0.0.1');
+  });
+
   it('numbers past a 32-bit id are no user (404, never a database error), and search them as uids', async () => {
     for (const id of ['2147483648', '321498510518019', '99999999999999999999']) {
       expectError(await call(stack.api, 'GET', `/admin/api/users/${id}`, { token: read }), 404, 'user_not_found');

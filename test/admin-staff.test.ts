@@ -114,6 +114,47 @@ describe.each(databaseKinds())('staff sign-in on %s', (kind) => {
     expect(audit).toEqual([{ actor: `staff:${member.id}:${member.username}`, reason: 'data-access request 9' }]);
   });
 
+  it('console errors are pages with a 4xx (never a 500), and their Back link is the console\'s own', async () => {
+    const stranger = await fetch(`${stack.api}/admin/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', referer: `${stack.api}.evil.example/phish` },
+      body: 'username=rita&password=x',
+    });
+    expect(stranger.status).toBe(403);
+    const text = await stranger.text();
+    expect(text).toContain('href="/admin/"');
+    expect(text).not.toContain('evil');
+    for (const [type, body, status] of [
+      ['application/json', '{"_csrf":{}}', 415],
+      ['application/json', '{', 400],
+      ['multipart/form-data; boundary=x', '--x--', 415],
+      ['application/x-www-form-urlencoded', `a=${'x'.repeat(20_000)}`, 413],
+    ] as const) {
+      const answer = await fetch(`${stack.api}/admin/login`, { method: 'POST', headers: { 'content-type': type }, body });
+      expect([answer.status, answer.headers.get('content-type')]).toEqual([status, 'text/html; charset=utf-8']);
+    }
+    const member = await new StaffAccounts(services).create(`eve${kind}`, PASSWORD, 'viewer', newTotpSecret());
+    const browser = new Browser(stack.api);
+    await browser.signIn(member.username, totpCode(services.secrets.open(member.sealedTotpSecret!, `staff-totp:${member.username}`)!));
+    expect((await browser.request('GET', '/admin/users?q=a&q=b&provider=x&provider=y')).status).toBe(200);
+    expect((await browser.request('GET', '/admin/users?from=2024-13-45&to=2024-02-30')).status).toBe(200);
+    expect((await browser.request('GET', '/admin/users?q=abc%00')).status).toBe(400);
+    expect((await browser.request('GET', '/admin/links/facebook/a%00b')).status).toBe(400);
+    expect((await browser.request('GET', '/admin/users/99999999999')).status).toBe(404);
+  });
+
+  it('a lock that ended starts the count again; an unknown name\'s refusal is audited too', async () => {
+    const member = await new StaffAccounts(services).create(`leo${kind}`, PASSWORD, 'viewer', newTotpSecret());
+    await stack.db.updateTable('staff').set({ failed_logins: 5, locked_until: new Date(Date.now() - 1000).toISOString() }).where('id', '=', member.id).execute();
+    const browser = new Browser(stack.api);
+    const login = await browser.request('GET', '/admin/login');
+    expect((await browser.request('POST', '/admin/login', { _csrf: browser.csrf(login.text), username: member.username, password: 'wrong' })).status).toBe(401);
+    expect(await services.storage.staff.findByUsername(member.username)).toMatchObject({ failedLogins: 1, lockedUntil: null });
+    expect((await browser.request('POST', '/admin/login', { _csrf: browser.csrf(login.text), username: `nobody${kind}`, password: 'wrong' })).status).toBe(401);
+    const unknown = await stack.db.selectFrom('audit_events').select(['detail']).where('event', '=', 'staff_refused').where('actor', '=', `staff:?:nobody${kind}`).execute();
+    expect(unknown).toEqual([{ detail: 'unknown_username' }]);
+  });
+
   it('a staff session is no service key, and a service key opens no page', async () => {
     const { key } = await services.storage.serviceKeys.create(`k${kind}`, ['read']);
     expectError(await call(stack.api, 'GET', '/admin/api/users', { headers: { cookie: 'sl_admin=whatever' } }), 401, 'invalid_service_key');
@@ -138,6 +179,9 @@ describe('staff and service keys from the CLI', () => {
     expect(cli(['staff', 'create', 'short', '--role', 'viewer'], 'short\n')).toMatchObject({ status: 1, stderr: expect.stringMatching(/at least 12/) });
     expect(cli(['staff', 'create', 'boss', '--role', 'root'], `${PASSWORD}\n`)).toMatchObject({ status: 1, stderr: expect.stringMatching(/--role must be one of viewer, support, admin/) });
     expect(cli(['staff', 'list']).stdout).toMatch(/nina\tadmin\tauthenticator not set up/);
+    expect(cli(['staff', 'unlock', 'nina']).status).toBe(0);
+    expect(cli(['staff', 'reset-totp', 'nina']).stdout).toMatch(/set up again at the next sign-in/);
+    expect(cli(['staff', 'unlock', 'nobody']).status).toBe(1);
     expect(cli(['staff', 'disable', 'nina']).status).toBe(0);
     expect(cli(['staff', 'list']).stdout).toMatch(/nina\tadmin\tdisabled/);
   });

@@ -42,13 +42,18 @@ async function main(): Promise<void> {
   const app = await startServer({ config, pipeline: file.pipeline, operatorErrors: file.errors, devSecretsDir: devSecretsDirFor(config), onClose: () => emulator.close() });
 
   const api = `http://${config.host}:${config.port}`;
-  const staff = config.admin.enabled ? await devStaff(config) : undefined;
+  // Only into a local SQLite database: never a known admin account in a shared one (DATABASE_URL=postgres://…).
+  const local = config.databaseUrl.startsWith('sqlite:');
+  const staff = config.admin.enabled && local ? await devStaff(config) : undefined;
   const consoleLines = staff
     ? `  Console       ${api}/admin/   staff ${staff.username} / ${staff.password} (role admin)
                 TOTP secret ${staff.secret}: add it to an authenticator app, or print the code with
                 npx tsx src/cli.ts staff code --secret ${staff.secret}
 `
-    : '';
+    : config.admin.enabled
+      ? `  Console       ${api}/admin/   (no dev account on a shared database: social-link staff create NAME --role admin)
+`
+      : '';
   const line = '!'.repeat(78);
   app.log.warn(`DEV MODE: providers point at the local emulator (${emulator.url}); never use this in production`);
   console.log(`

@@ -27,10 +27,10 @@ async function readPassword(prompt: string): Promise<string> {
 }
 
 export const staffCommand: Command = {
-  usage: 'staff create USERNAME --role viewer|support|admin | staff list | staff disable USERNAME | staff code --secret BASE32',
+  usage: 'staff create USERNAME --role viewer|support|admin | staff list | staff disable USERNAME | staff unlock USERNAME | staff reset-totp USERNAME | staff code --secret BASE32',
   summary:
     'console (/admin/) staff accounts: create (password from a prompt, or the first line of stdin; 12 characters at least; ' +
-    'the authenticator is set up at the first sign-in), list, disable (ends its sessions); code: the TOTP code of this moment for a secret (development)',
+    'the authenticator is set up at the first sign-in), list, disable (ends its sessions), unlock (ends a lockout), reset-totp (a lost authenticator: the next sign-in enrols a new one; ends its sessions); code: the TOTP code of this moment for a secret (development)',
   options: { role: { type: 'string' }, secret: { type: 'string' } },
   async run({ positionals: [verb, username], values }) {
     if (verb === 'code' && typeof values.secret === 'string') {
@@ -68,6 +68,13 @@ export const staffCommand: Command = {
       return withServices(async ({ storage }) => {
         const done = await storage.staff.disable(username);
         console[done ? 'log' : 'error'](done ? `staff ${username} disabled; its sessions ended` : `no active staff ${username}`);
+        return done ? 0 : 1;
+      });
+    }
+    if ((verb === 'unlock' || verb === 'reset-totp') && username) {
+      return withServices(async ({ storage }) => {
+        const done = verb === 'unlock' ? await storage.staff.unlock(username) : await storage.staff.resetTotp(username);
+        console[done ? 'log' : 'error'](done ? `staff ${username}: ${verb === 'unlock' ? 'unlocked' : 'authenticator forgotten, set up again at the next sign-in'}` : `no staff ${username}`);
         return done ? 0 : 1;
       });
     }

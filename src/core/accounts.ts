@@ -98,7 +98,7 @@ export class Accounts {
   }
 
   history(userId: number, page: { before?: number; limit: number }) {
-    return this.services.storage.audit.list({ userId, ...page });
+    return this.services.storage.audit.list({ userId, ...page, asOwner: true });
   }
 }
 

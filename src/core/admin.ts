@@ -66,8 +66,14 @@ export class Admin {
     private readonly social: SocialAccounts,
   ) {}
 
-  search(search: UserSearch): Promise<{ users: UserSummary[]; next: string | undefined }> {
-    return this.services.storage.directory.searchUsers(search);
+  /** A search, audited with what was looked for (who looked up whom is part of a user's access history). */
+  async search(actor: Actor, search: UserSearch, client: Client): Promise<{ users: UserSummary[]; next: string | undefined }> {
+    const page = await this.services.storage.directory.searchUsers(search);
+    const what = Object.entries({ q: search.q, provider: search.provider, from: search.createdFrom, to: search.createdTo })
+      .filter(([, value]) => value)
+      .map(([key, value]) => `${key}=${value}`);
+    await this.audited(actor, { event: 'admin_read', userId: null, detail: ['search', ...what].join(' ') }, client);
+    return page;
   }
 
   /** The user, its links and active sessions; the read is kept in the user's audit log (who looked, and why if said). */
@@ -100,14 +106,14 @@ export class Admin {
    * which only an admin (or a write key) may use.
    */
   async unlink(actor: Actor, userId: number, provider: string, uid: string, client: Client, reason: string | undefined, force = false): Promise<void> {
-    const by = this.changeBy(actor, reason);
+    const by = await this.changeBy(actor, userId, client, reason);
     if (force && !mayOverride(actor)) throw apiError('forbidden', { about: 'only an admin removes the last way to sign in' });
     await this.social.unlink(userId, provider, uid, { client, hasOtherWayIn: (user) => user.hasPassword || force, detail: 'admin', by });
   }
 
   /** Ends every session of the user (its refresh tokens stop working; access tokens at their next check). How many. */
   async revokeSessions(actor: Actor, userId: number, client: Client, reason: string | undefined): Promise<number> {
-    const by = this.changeBy(actor, reason);
+    const by = await this.changeBy(actor, userId, client, reason);
     return this.services.storage.transaction(async (trx) => {
       if (!(await trx.users.hold(userId))) throw apiError('user_not_found');
       const count = await trx.sessions.revokeAllOfUser(userId, 'admin');
@@ -118,7 +124,7 @@ export class Admin {
 
   /** Deletes the user as its own deletion does (links, sessions; kept provider grants revoked). */
   async deleteUser(actor: Actor, userId: number, client: Client, reason: string | undefined): Promise<void> {
-    const by = this.changeBy(actor, reason);
+    const by = await this.changeBy(actor, userId, client, reason);
     await this.accounts.delete(userId, client, 'admin', by).catch((error: unknown) => {
       // Accounts.delete speaks to the user itself ("your session has ended"); here the user is just not there.
       throw error instanceof Error && 'code' in error && error.code === sessionEnded().code ? apiError('user_not_found') : error;
@@ -127,7 +133,7 @@ export class Admin {
 
   /** Everything kept about the user, for a data-access request; audited with its reason. */
   async exportUser(actor: Actor, userId: number, client: Client, reason: string | undefined): Promise<Record<string, unknown>> {
-    const by = this.changeBy(actor, reason, false);
+    const by = await this.changeBy(actor, userId, client, reason, false);
     const { storage } = this.services;
     const user = await storage.users.findById(userId);
     if (!user) throw apiError('user_not_found');
@@ -164,11 +170,18 @@ export class Admin {
     return this.services.storage.audit.record({ ...entry, actor: actorName(actor), reason: reason?.trim().slice(0, REASON_MAX) || null }, client);
   }
 
-  /** Who acts and why, for a change: refused to a reader, and without a reason. */
-  private changeBy(actor: Actor, reason: string | undefined, change = true): ActedBy {
-    if (change && !mayChange(actor)) throw apiError('forbidden', { about: actor.kind === 'key' ? 'this service key may only read (scope write needed)' : 'a viewer may only read' });
-    const why = reason?.trim();
-    if (!why) throw apiError('reason_required');
-    return { actor: actorName(actor), reason: why.slice(0, REASON_MAX) };
+  /** Who acts and why, for a change: refused (and the refusal audited) to a reader, and without a reason. */
+  private async changeBy(actor: Actor, userId: number, client: Client, reason: string | undefined, change = true): Promise<ActedBy> {
+    const refusal =
+      change && !mayChange(actor)
+        ? apiError('forbidden', { about: actor.kind === 'key' ? 'this service key may only read (scope write needed)' : 'a viewer may only read' })
+        : !reason?.trim()
+          ? apiError('reason_required')
+          : undefined;
+    if (refusal) {
+      await this.services.storage.audit.record({ event: 'refused', userId, detail: refusal.code, actor: actorName(actor) }, client);
+      throw refusal;
+    }
+    return { actor: actorName(actor), reason: reason!.trim().slice(0, REASON_MAX) };
   }
 }

@@ -66,7 +66,11 @@ export class StaffAccounts {
     const { staff } = this.services.storage;
     const member = await staff.findByUsername(username);
     const ok = await verifyPassword(password, member?.passwordHash ?? (await dummyPasswordHash()));
-    if (!member) throw new StaffSignInRefused('credentials');
+    if (!member) {
+      // Audited as a known name's refusal is (one write), so that the time taken does not tell names apart.
+      await this.services.storage.audit.record({ event: 'staff_refused', detail: 'unknown_username', actor: `staff:?:${username.slice(0, 150)}` }, client);
+      throw new StaffSignInRefused('credentials');
+    }
     await this.refuseIfBarred(member, client);
     if (!ok) return this.refuse(member, 'credentials', client);
     return this.startSession(member, member.totpEnrolledAt ? 'password' : 'enrol', client, SECOND_STEP_SECONDS);

@@ -25,3 +25,18 @@ export function authenticator(tokens: TokenService, storage: Storage) {
     return claims;
   };
 }
+
+/** A NUL character anywhere in a JSON or form value (PostgreSQL's text cannot hold one). */
+function holdsNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\u0000');
+  if (value && typeof value === 'object') return Object.values(value).some(holdsNul);
+  return false;
+}
+
+/**
+ * True when the path, query or body carries a NUL character: operators' routes answer 400 for it before any
+ * query (PostgreSQL would refuse the text with an error, a 500).
+ */
+export function carriesNul(request: FastifyRequest): boolean {
+  return /%00/i.test(request.url) || holdsNul(request.body);
+}

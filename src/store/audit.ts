@@ -145,13 +145,15 @@ export class AuditLog {
   }
 
   /** Newest first; `before` pages backwards by id. Without a user id: every user's events (operators). */
-  async list(options: { userId?: number; before?: number; limit: number; events?: readonly AuditEventName[] }): Promise<AuditEvent[]> {
+  async list(options: { userId?: number; before?: number; limit: number; events?: readonly AuditEventName[]; asOwner?: boolean }): Promise<AuditEvent[]> {
     let query = this.db.selectFrom('audit_events').selectAll().orderBy('id', 'desc').limit(options.limit);
+    // The user's own history: what was done, not who among the operators looked, nor from where they act.
+    if (options.asOwner) query = query.where('event', '!=', 'admin_read');
     if (options.userId !== undefined) query = query.where('user_id', '=', options.userId);
     if (options.events) query = query.where('event', 'in', options.events);
     if (options.before !== undefined) query = query.where('id', '<', options.before);
     const rows = await query.execute();
-    return rows.map((row) => ({
+    return rows.map((row) => (options.asOwner && row.actor !== null ? { ...row, ip: null, user_agent: null } : row)).map((row) => ({
       // PostgreSQL's bigint arrives as text; every id stays below 2^53.
       id: Number(row.id),
       event: row.event as AuditEventName,

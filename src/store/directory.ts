@@ -62,8 +62,8 @@ export class Directory {
     const filtered = <O>(query: UsersQuery<O>) => this.filters(query, search);
     if (!q) {
       // Newest first by creation (its index serves a date filter too), the id breaking ties; the cursor holds
-      // the last row's exact created_at (PostgreSQL's text of it: microseconds kept) and id.
-      const createdKey = isPostgres(this.db) ? sql<string>`users.created_at::text` : sql<string>`users.created_at`;
+      // the last row's exact created_at (on PostgreSQL with its microseconds, whatever its DateStyle) and id.
+      const createdKey = isPostgres(this.db) ? sql<string>`to_char(users.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')` : sql<string>`users.created_at`;
       let query = filtered(this.db.selectFrom('users').selectAll().select(createdKey.as('created_key'))).orderBy('created_at', 'desc').orderBy('id', 'desc').limit(search.limit + 1);
       if (cursor?.kind === 'created') {
         const [at, id] = cursor.value as [string, number];
@@ -75,10 +75,12 @@ export class Directory {
       return { users: await this.summaries(page), next: rows.length > search.limit && last ? encodeCursor({ kind: 'created', value: [last.created_key, last.id] }) : undefined };
     }
 
+    // The exact matches are looked up on every page (each is one index lookup) but shown on the first only:
+    // later pages leave them out of the usernames too, so that no user shows twice.
     const exact: Array<{ id: number; matchedBy: UserSummary['matchedBy'] }> = [];
-    if (!cursor) {
+    {
       // Ids are 32-bit: a longer number (a uid) is no id.
-      if (/^[1-9]\d{0,9}$/.test(q) && Number(q) <= 2_147_483_647) exact.push(...(await this.db.selectFrom('users').select('id').where('id', '=', Number(q)).execute()).map(({ id }) => ({ id, matchedBy: 'id' as const })));
+      if (/^[1-9]\d{0,9}$/.test(q) && isId(Number(q))) exact.push(...(await this.db.selectFrom('users').select('id').where('id', '=', Number(q)).execute()).map(({ id }) => ({ id, matchedBy: 'id' as const })));
       let byUid = this.db.selectFrom('social_associations').select('user_id').where('uid', '=', q);
       if (search.provider) byUid = byUid.where('provider', '=', search.provider);
       exact.push(...(await byUid.limit(search.limit).execute()).map((row) => ({ id: row.user_id, matchedBy: 'uid' as const })));
@@ -94,7 +96,7 @@ export class Directory {
       }
     }
     const exactIds = [...new Set(exact.map((match) => match.id))];
-    const exactRows = exactIds.length ? await filtered(this.db.selectFrom('users').selectAll().where('id', 'in', exactIds)).execute() : [];
+    const exactRows = exactIds.length && !cursor ? await filtered(this.db.selectFrom('users').selectAll().where('id', 'in', exactIds)).execute() : [];
 
     const low = usernameKey(q);
     const key = this.byteOrder(sql.ref('username_key'));
@@ -104,10 +106,11 @@ export class Directory {
       .orderBy(key)
       .limit(search.limit + 1);
     if (cursor?.kind === 'username') prefix = prefix.where(key, '>', cursor.value as string);
-    const prefixRows = (await prefix.execute()).filter((row) => !exactIds.includes(row.id));
+    // The page and the cursor come from the usernames as the index lists them; exact matches are then left out.
+    const prefixRows = await prefix.execute();
     const page = prefixRows.slice(0, search.limit);
     const matchedBy = new Map(exact.map((match) => [match.id, match.matchedBy]));
-    const users = await this.summaries([...exactRows, ...page]);
+    const users = await this.summaries([...exactRows, ...page.filter((row) => !exactIds.includes(row.id))]);
     for (const user of users) user.matchedBy = matchedBy.get(user.id) ?? 'username';
     const last = page.at(-1);
     return { users, next: prefixRows.length > search.limit && last ? encodeCursor({ kind: 'username', value: last.username_key ?? '' }) : undefined };
@@ -196,6 +199,9 @@ interface Cursor {
 /** A created_at as either database writes it (PostgreSQL's text, our ISO strings): nothing else reaches a cast. */
 const TIMESTAMP = /^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d(:\d\d)?)$/;
 
+/** A 32-bit id (PostgreSQL's integer), as a cursor or a search may hold one. */
+const isId = (value: unknown): value is number => Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 2_147_483_647;
+
 const encodeCursor = (cursor: Cursor) => Buffer.from(JSON.stringify([cursor.kind, cursor.value])).toString('base64url');
 
 /** A cursor from the previous page; anything else is a first page. */
@@ -203,8 +209,10 @@ function decodeCursor(text: string | undefined): Cursor | undefined {
   if (!text) return undefined;
   try {
     const [kind, value] = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as [unknown, unknown];
-    if (kind === 'created' && Array.isArray(value) && typeof value[0] === 'string' && TIMESTAMP.test(value[0]) && Number.isInteger(value[1])) return { kind, value: [value[0], value[1] as number] };
-    if (kind === 'username' && typeof value === 'string') return { kind, value };
+    if (kind === 'created' && Array.isArray(value) && typeof value[0] === 'string' && TIMESTAMP.test(value[0]) && !Number.isNaN(Date.parse(value[0])) && isId(value[1])) {
+      return { kind, value: [value[0], value[1]] };
+    }
+    if (kind === 'username' && typeof value === 'string' && !value.includes('\u0000') && value.length <= 400) return { kind, value };
   } catch {
     // Not ours: start over.
   }

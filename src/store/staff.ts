@@ -95,25 +95,43 @@ export class Staff {
     return row !== undefined;
   }
 
-  /** New credentials, enrolled and unlocked (dev mode keeps its account's as printed). */
+  /** New credentials, enrolled and unlocked (dev mode keeps its account's as printed); a disabled account stays so. */
   async resetCredentials(id: number, passwordHash: string, sealedTotpSecret: string): Promise<void> {
     await this.db
       .updateTable('staff')
-      .set({ password_hash: passwordHash, totp_secret: sealedTotpSecret, totp_enrolled_at: now(), failed_logins: 0, locked_until: null, disabled_at: null })
+      .set({ password_hash: passwordHash, totp_secret: sealedTotpSecret, totp_enrolled_at: now(), failed_logins: 0, locked_until: null })
       .where('id', '=', id)
       .execute();
   }
 
-  /** A failed password or code: counted; at `max` in a row the account is locked until `lockUntil`. */
+  /**
+   * A failed password or code: counted; at `max` in a row the account is locked until `lockUntil`. A lock that
+   * ended starts the count again (one more failure does not lock it anew).
+   */
   async recordFailure(id: number, max: number, lockUntil: string): Promise<void> {
+    const at = now();
+    const count = sql<number>`case when locked_until is not null and locked_until <= ${at} then 1 else failed_logins + 1 end`;
     await this.db
       .updateTable('staff')
       .set({
-        failed_logins: sql`failed_logins + 1`,
-        locked_until: sql`case when failed_logins + 1 >= ${max} then ${lockUntil} else locked_until end`,
+        failed_logins: count,
+        locked_until: sql`case when ${count} >= ${max} then ${lockUntil} when locked_until is not null and locked_until <= ${at} then null else locked_until end`,
       })
       .where('id', '=', id)
       .execute();
+  }
+
+  /** Ends a lockout at once (staff unlock). */
+  async unlock(username: string): Promise<boolean> {
+    const result = await this.db.updateTable('staff').set({ failed_logins: 0, locked_until: null }).where('username', '=', username).executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
+  /** Forgets the authenticator: the next sign-in enrols a new one (staff reset-totp, a lost phone); ends the sessions. */
+  async resetTotp(username: string): Promise<boolean> {
+    const row = await this.db.updateTable('staff').set({ totp_secret: null, totp_enrolled_at: null }).where('username', '=', username).returning('id').executeTakeFirst();
+    if (row) await this.db.deleteFrom('staff_sessions').where('staff_id', '=', row.id).execute();
+    return row !== undefined;
   }
 
   async clearFailures(id: number): Promise<void> {

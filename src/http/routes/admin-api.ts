@@ -4,7 +4,7 @@ import { apiError, type ErrorCode } from '../../core/errors.js';
 import type { UserSummary } from '../../store/directory.js';
 import type { AuditEvent } from '../../store/storage.js';
 import type { Storage } from '../../store/storage.js';
-import { clientOf } from '../request.js';
+import { carriesNul, clientOf } from '../request.js';
 import { answers, dateTime, described, integer, nullable, text } from '../schemas.js';
 
 /**
@@ -78,7 +78,14 @@ async function keyOf(request: FastifyRequest, storage: Storage): Promise<Actor> 
   return { kind: 'key', id: found.id, name: found.name, scopes: found.scopes };
 }
 
-export function adminApiRoutes(app: FastifyInstance, { admin, storage }: { admin: Admin; storage: Storage }): void {
+export function adminApiRoutes(parent: FastifyInstance, options: { admin: Admin; storage: Storage }): void {
+  void parent.register(async (app) => routes(app, options));
+}
+
+function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storage: Storage }): void {
+  app.addHook('preHandler', async (request) => {
+    if (carriesNul(request)) throw apiError('invalid_request', { about: 'no value may hold a NUL character' });
+  });
   const reading = async (request: FastifyRequest, what: string, userId: number | null = null) => {
     const actor = await keyOf(request, storage);
     await admin.audited(actor, { event: 'admin_read', userId, detail: what }, clientOf(request));
@@ -112,9 +119,9 @@ export function adminApiRoutes(app: FastifyInstance, { admin, storage }: { admin
       },
     },
     async (request) => {
-      await reading(request, 'search');
+      const actor = await keyOf(request, storage);
       const { q, provider, created_from: from, created_to: to, cursor, limit } = request.query;
-      const page = await admin.search({ q, provider: provider || undefined, createdFrom: from, createdTo: to, cursor, limit: limit ? Number(limit) : 50 });
+      const page = await admin.search(actor, { q, provider: provider || undefined, createdFrom: from, createdTo: to, cursor, limit: limit ? Number(limit) : 50 }, clientOf(request));
       return { users: page.users.map(userBody), next: page.next ?? null };
     },
   );

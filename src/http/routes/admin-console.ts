@@ -12,7 +12,7 @@ import { StaffSignInRefused, type StaffAccounts, type StaffContext } from '../..
 import type { StaffStage } from '../../store/staff.js';
 import type { Services } from '../../core/services.js';
 import type { RateLimits } from '../rate-limits.js';
-import { clientOf } from '../request.js';
+import { carriesNul, clientOf } from '../request.js';
 
 /**
  * The staff console (/admin/): server-rendered pages (eta templates in src/admin/views), no script at all, so
@@ -64,10 +64,24 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
 
     // Errors of the console's pages are pages; the admin service's refusals keep their code and status.
     scope.setErrorHandler((error, request, reply) => {
-      const known = error instanceof ApiError ? error : (error as { validation?: unknown }).validation ? apiError('invalid_request', { about: (error as Error).message }) : undefined;
+      // The framework's own refusals (a body too large, malformed) keep their 4xx status.
+      const status = (error as { statusCode?: number }).statusCode;
+      const known =
+        error instanceof ApiError ? error : status && status >= 400 && status < 500 ? apiError('bad_request', { about: (error as Error).message, status }) : undefined;
       if (!known) request.log.error({ err: error }, 'unhandled error');
       const shown = known ?? apiError('internal_error');
-      return render(reply, 'error', { title: 'Refused', heading: shown.statusCode === 403 ? 'Not allowed' : 'Could not do that', message: shown.message, code: shown.code, back: request.headers.referer?.startsWith(services.config.publicUrl) ? request.headers.referer : '/admin/' }, request.staff, shown.statusCode);
+      // Back to the user the action was about, else the dashboard: never a place the request named.
+      const back = /^\/admin\/users\/\d+/.exec(request.url)?.[0] ?? '/admin/';
+      return render(reply, 'error', { title: 'Refused', heading: shown.statusCode === 403 ? 'Not allowed' : 'Could not do that', message: shown.message, code: shown.code, back }, request.staff, shown.statusCode);
+    });
+    scope.addHook('preHandler', async (request) => {
+      if (carriesNul(request)) throw apiError('invalid_request', { about: 'no value may hold a NUL character' });
+    });
+    // The console's forms post urlencoded, nothing else.
+    scope.addHook('preValidation', async (request) => {
+      if (request.method === 'POST' && !String(request.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')) {
+        throw apiError('unsupported_media_type', { about: 'the console takes forms (application/x-www-form-urlencoded)' });
+      }
     });
 
     /** The signed-in staff member of this request, or a redirect to the sign-in page (said why when it ended). */
@@ -83,7 +97,7 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
     };
     /** The CSRF token of the form must be the session's: a page of another site cannot know it. */
     const checkCsrf = (form: Form, expected: string) => {
-      const given = Buffer.from(form._csrf ?? '');
+      const given = Buffer.from(typeof form._csrf === 'string' ? form._csrf : '');
       const wanted = Buffer.from(expected);
       if (given.length !== wanted.length || !timingSafeEqual(given, wanted)) throw apiError('forbidden', { about: 'the form is stale or came from another site (CSRF token); reload the page and try again' });
     };
@@ -159,7 +173,7 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
       if (!context) return reply;
       checkCsrf(request.body ?? {}, context.session.csrfToken);
       await staff.signOut(context.token);
-      reply.clearCookie(SESSION, { path: '/' });
+      reply.clearCookie(SESSION, cookieOptions);
       return reply.redirect('/admin/login', 303);
     });
 
@@ -179,10 +193,10 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
     scope.get<{ Querystring: Form }>('/admin/users', { schema: { hide: true } }, async (request, reply) => {
       const context = await signedIn(request, reply);
       if (!context) return reply;
-      const query = request.query;
-      const date = (value: string | undefined) => (value && /^\d{4}-\d\d-\d\d$/.test(value) ? value : undefined);
-      const page = await admin.search({ q: query.q?.slice(0, 320), provider: query.provider || undefined, createdFrom: date(query.from), createdTo: date(query.to), cursor: query.cursor, limit: 50 });
-      if (query.q) await admin.audited(context.actor, { event: 'admin_read', userId: null, detail: 'search' }, clientOf(request));
+      // One value each (a repeated key arrives as an array: its first is taken).
+      const query = Object.fromEntries(Object.entries(request.query).map(([key, value]) => [key, Array.isArray(value) ? String(value[0]) : value])) as Form;
+      const date = (value: string | undefined) => (value && /^\d{4}-\d\d-\d\d$/.test(value) && !Number.isNaN(Date.parse(value)) && new Date(value).toISOString().startsWith(value) ? value : undefined);
+      const page = await admin.search(context.actor, { q: query.q?.slice(0, 320), provider: query.provider || undefined, createdFrom: date(query.from), createdTo: date(query.to), cursor: query.cursor, limit: 50 }, clientOf(request));
       const next = page.next && `/admin/users?${new URLSearchParams({ ...Object.fromEntries(Object.entries(query).filter(([key, value]) => key !== 'cursor' && value)), cursor: page.next } as Record<string, string>)}`;
       return render(reply, 'users', { title: 'Users', query, users: page.users, next }, context);
     });
