@@ -264,3 +264,22 @@ describe('dev mode\'s console account', () => {
     }
   }, 90_000);
 });
+
+describe('staff sign-in rate limit', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack('sqlite', { SOCIAL_LINK_ADMIN: 'true', RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_PASSWORD_PER_MINUTE: '2' });
+  });
+  afterAll(() => stack.close());
+
+  it('sign-in attempts spend the per-IP password budget: past it, 429 before any password is checked', async () => {
+    const browser = new Browser(stack.api);
+    const login = await browser.request('GET', '/admin/login');
+    const attempt = () => browser.request('POST', '/admin/login', { _csrf: browser.csrf(login.text), username: 'anyone', password: 'guess' });
+    expect((await attempt()).status).toBe(401);
+    expect((await attempt()).status).toBe(401);
+    const limited = await attempt();
+    expect(limited.status).toBe(429);
+    expect(limited.text).toMatch(/Too many requests/);
+  });
+});

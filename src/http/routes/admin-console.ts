@@ -102,14 +102,18 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
       if (given.length !== wanted.length || !timingSafeEqual(given, wanted)) throw apiError('forbidden', { about: 'the form is stale or came from another site (CSRF token); reload the page and try again' });
     };
     const setSession = (reply: FastifyReply, token: string) => reply.setCookie(SESSION, token, cookieOptions);
+    /** The sign-in form's CSRF token: in a cookie of its own and in the form (no session exists yet). */
+    const setLoginCsrf = (reply: FastifyReply) => {
+      const token = randomBytes(24).toString('base64url');
+      reply.setCookie(LOGIN, token, { ...cookieOptions, maxAge: 900 });
+      return token;
+    };
     const preSession = (request: FastifyRequest, stages: StaffStage[]) => staff.session(request.cookies[SESSION], stages);
 
     scope.get('/admin/static/console.css', { schema: { hide: true } }, async (_request, reply) => reply.type('text/css; charset=utf-8').header('cache-control', 'public, max-age=3600').send(css));
 
     scope.get<{ Querystring: { ended?: string } }>('/admin/login', { schema: { hide: true } }, async (request, reply) => {
-      const loginCsrf = randomBytes(24).toString('base64url');
-      reply.setCookie(LOGIN, loginCsrf, { ...cookieOptions, maxAge: 900 });
-      return render(reply, 'login', { title: 'Sign in', loginCsrf, notice: request.query.ended ? 'Your session has ended: sign in again.' : undefined });
+      return render(reply, 'login', { title: 'Sign in', loginCsrf: setLoginCsrf(reply), notice: request.query.ended ? 'Your session has ended: sign in again.' : undefined });
     });
 
     scope.post<{ Body: Form }>('/admin/login', { schema: { hide: true } }, async (request, reply) => {
@@ -162,11 +166,6 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
         }
       });
     }
-    const setLoginCsrf = (reply: FastifyReply) => {
-      const token = randomBytes(24).toString('base64url');
-      reply.setCookie(LOGIN, token, { ...cookieOptions, maxAge: 900 });
-      return token;
-    };
 
     scope.post<{ Body: Form }>('/admin/logout', { schema: { hide: true } }, async (request, reply) => {
       const context = await signedIn(request, reply);
