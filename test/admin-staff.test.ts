@@ -96,8 +96,8 @@ describe.each(databaseKinds())('staff sign-in on %s', (kind) => {
     expect(await browser.request('GET', '/admin/users')).toMatchObject({ status: 303, location: '/admin/login?ended=1' });
   });
 
-  it('a viewer exports a user\'s data with a reason (a JSON attachment, audited); without a reason, refused', async () => {
-    const member = await new StaffAccounts(services).create(`vic${kind}`, PASSWORD, 'viewer', newTotpSecret());
+  it('support exports a user\'s data with a reason (a JSON attachment, audited); without a reason, or as a viewer, refused', async () => {
+    const member = await new StaffAccounts(services).create(`vic${kind}`, PASSWORD, 'support', newTotpSecret());
     const browser = new Browser(stack.api);
     expect((await browser.signIn(member.username, totpCode(services.secrets.open(member.sealedTotpSecret!, `staff-totp:${member.username}`)!))).location).toBe('/admin/');
     const user = (await call(stack.api, 'POST', '/api/users/', { body: { username: `exported${kind}`, password: 'a long password 1' } })).body;
@@ -112,6 +112,13 @@ describe.each(databaseKinds())('staff sign-in on %s', (kind) => {
     expect(((await exported.json()) as { user: { username: string } }).user.username).toBe(`exported${kind}`);
     const audit = await stack.db.selectFrom('audit_events').select(['actor', 'reason']).where('user_id', '=', user.id).where('event', '=', 'user_exported').execute();
     expect(audit).toEqual([{ actor: `staff:${member.id}:${member.username}`, reason: 'data-access request 9' }]);
+
+    const viewer = await new StaffAccounts(services).create(`val${kind}`, PASSWORD, 'viewer', newTotpSecret());
+    const looking = new Browser(stack.api);
+    await looking.signIn(viewer.username, totpCode(services.secrets.open(viewer.sealedTotpSecret!, `staff-totp:${viewer.username}`)!));
+    const seen = await looking.request('GET', `/admin/users/${user.id}`);
+    expect(seen.text).not.toContain('Export as JSON');
+    expect((await looking.request('POST', `/admin/users/${user.id}/export`, { _csrf: looking.csrf(seen.text), reason: 'curious' })).status).toBe(403);
   });
 
   it('console errors are pages with a 4xx (never a 500), and their Back link is the console\'s own', async () => {

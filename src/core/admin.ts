@@ -131,9 +131,12 @@ export class Admin {
     });
   }
 
-  /** Everything kept about the user, for a data-access request; audited with its reason. */
+  /**
+   * Everything kept about the user, for a data-access request; audited with its reason. A staff action (support
+   * or admin: a viewer sees and searches only); any service key may, as it may read the same.
+   */
   async exportUser(actor: Actor, userId: number, client: Client, reason: string | undefined): Promise<Record<string, unknown>> {
-    const by = await this.changeBy(actor, userId, client, reason, false);
+    const by = await this.changeBy(actor, userId, client, reason, actor.kind === 'staff');
     const { storage } = this.services;
     const user = await storage.users.findById(userId);
     if (!user) throw apiError('user_not_found');
