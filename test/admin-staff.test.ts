@@ -232,7 +232,8 @@ describe('dev mode\'s console account', () => {
     const [port, emulatorPort] = [await free(), await free()];
     const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(process.cwd(), 'src/cli/dev.ts')], {
       cwd: dir,
-      env: { ...process.env, PORT: String(port), EMULATOR_PORT: String(emulatorPort), LOG_LEVEL: 'silent', DATABASE_URL: `sqlite:${join(dir, 'dev.sqlite')}` },
+      // tsx reads the repository's tsconfig (its paths: the emulator from its sources), whatever the working directory.
+      env: { ...process.env, TSX_TSCONFIG_PATH: join(process.cwd(), 'tsconfig.json'), PORT: String(port), EMULATOR_PORT: String(emulatorPort), LOG_LEVEL: 'silent', DATABASE_URL: `sqlite:${join(dir, 'dev.sqlite')}` },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     try {
