@@ -53,7 +53,10 @@ describe('JwksCache', () => {
     answer = { status: 200, headers: { 'cache-control': 'max-age=100', age: '100' }, keys: [key.jwk] };
     const cache = new JwksCache(http, url, { minMaxAgeMs: 0 });
     await cache.getKey(header('a'), await flattened(key));
-    await cache.getKey(header('a'), await flattened(key)); // stale at once: refreshed in the background
+    // Stale from the moment they came (max-age minus Age is 0): a millisecond later, the next use refreshes them
+    // in the background. (Within the same millisecond they were still fresh: the test waits that out.)
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await cache.getKey(header('a'), await flattened(key));
     await vi.waitFor(() => expect(fetches).toBe(2), { timeout: 5000 }); // the background fetch, however busy the machine
   });
 
