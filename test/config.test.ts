@@ -33,6 +33,19 @@ describe('configuration', () => {
     expect(loadConfig(production).metricsToken).toBe('scrape-me');
   });
 
+  it('in production the console needs an https public URL (its cookie is Secure); admin settings are bounded', () => {
+    expect(() => loadConfig({ ...production, SOCIAL_LINK_ADMIN: 'true' })).toThrow(/SOCIAL_LINK_ADMIN=true in production needs SOCIAL_LINK_PUBLIC_URL=https/);
+    expect(loadConfig({ ...production, SOCIAL_LINK_ADMIN: 'true', SOCIAL_LINK_PUBLIC_URL: 'https://auth.example.com' }).admin).toEqual({
+      enabled: true,
+      idleSeconds: 900,
+      lifetimeSeconds: 28_800,
+      maxFailedLogins: 5,
+      lockoutSeconds: 900,
+    });
+    expect(loadConfig({}).admin.enabled).toBe(false);
+    expect(() => loadConfig({ SOCIAL_LINK_ADMIN_IDLE_SECONDS: '0' })).toThrow(/SOCIAL_LINK_ADMIN_IDLE_SECONDS/);
+  });
+
   it('refuses a signing key set in which two keys share a kid (one would stop verifying)', async () => {
     const [first] = (JSON.parse(await generateSigningKeySet()) as { keys: Array<Record<string, string>> }).keys;
     const [second] = (JSON.parse(await generateSigningKeySet()) as { keys: Array<Record<string, string>> }).keys;

@@ -133,6 +133,11 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
         '(generate one with: social-link keys generate)',
     );
   }
+  if (role === 'server' && config.production && config.admin.enabled && !config.publicUrl.startsWith('https://')) {
+    throw new ConfigError(
+      'SOCIAL_LINK_ADMIN=true in production needs SOCIAL_LINK_PUBLIC_URL=https://…: the console\'s session cookie is Secure (__Host-), and staff passwords and codes must not cross the network in the clear',
+    );
+  }
   if (role === 'server' && config.production && !config.metricsToken && config.metricsPort === undefined) {
     throw new ConfigError(
       'in production /metrics must not be public: set METRICS_TOKEN (a Bearer token), or METRICS_PORT to serve the metrics on a port of their own (on METRICS_HOST, default 127.0.0.1)',

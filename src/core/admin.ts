@@ -3,7 +3,7 @@ import type { ServiceScope } from '../store/service-keys.js';
 import type { ActedBy, Association, AuditEvent, Client, User } from '../store/storage.js';
 import type { SessionSummary, UserSearch, UserSummary } from '../store/directory.js';
 import type { Accounts } from './accounts.js';
-import { apiError, sessionEnded } from './errors.js';
+import { ApiError, apiError, sessionEnded } from './errors.js';
 import type { Services } from './services.js';
 import type { SocialAccounts } from './social.js';
 
@@ -97,8 +97,13 @@ export class Admin {
     return viewOf(link);
   }
 
-  async audit(userId: number, page: { before?: number; limit: number }): Promise<AuditEvent[]> {
-    return this.services.storage.audit.list({ userId, ...page });
+  /** The user's audit log, newest first; without the operators' own reads unless asked. 404 for no such user. */
+  async audit(userId: number, page: { before?: number; limit: number; withReads?: boolean }): Promise<AuditEvent[]> {
+    const { storage } = this.services;
+    const [user, events] = await Promise.all([storage.users.findById(userId), storage.audit.list({ userId, before: page.before, limit: page.limit, withoutReads: !page.withReads })]);
+    // A deleted user's log outlives it: 404 only when there is neither.
+    if (!user && events.length === 0 && page.before === undefined) throw apiError('user_not_found');
+    return events;
   }
 
   /**
@@ -107,8 +112,24 @@ export class Admin {
    */
   async unlink(actor: Actor, userId: number, provider: string, uid: string, client: Client, reason: string | undefined, force = false): Promise<void> {
     const by = await this.changeBy(actor, userId, client, reason);
-    if (force && !mayOverride(actor)) throw apiError('forbidden', { about: 'only an admin removes the last way to sign in' });
-    await this.social.unlink(userId, provider, uid, { client, hasOtherWayIn: (user) => user.hasPassword || force, detail: 'admin', by });
+    try {
+      if (force && !mayOverride(actor)) throw apiError('forbidden', { about: 'only an admin removes the last way to sign in' });
+      await this.social.unlink(userId, provider, uid, { client, hasOtherWayIn: (user) => user.hasPassword || force, detail: 'admin', by });
+    } catch (error) {
+      // A refused unlink (the last way in, no such link, not allowed to force) is kept too, with who tried and why.
+      if (error instanceof ApiError) await this.services.storage.audit.record({ event: 'refused', userId, provider, uid, detail: error.code, ...by }, client);
+      throw error;
+    }
+  }
+
+  /** Ends one session of the user (the lost phone's), keeping the others. */
+  async revokeSession(actor: Actor, userId: number, sessionId: string, client: Client, reason: string | undefined): Promise<void> {
+    const by = await this.changeBy(actor, userId, client, reason);
+    await this.services.storage.transaction(async (trx) => {
+      if (!(await trx.users.hold(userId))) throw apiError('user_not_found');
+      if (!(await trx.sessions.revokeOfUser(userId, sessionId, 'admin'))) throw apiError('session_not_found');
+      await trx.audit.record({ event: 'sessions_revoked', userId, detail: '1 session', ...by }, client);
+    });
   }
 
   /** Ends every session of the user (its refresh tokens stop working; access tokens at their next check). How many. */

@@ -21,6 +21,7 @@ export const ERRORS = {
   user_not_found: { status: 404, message: 'User Not Found' },
   unknown_provider: { status: 404, message: 'Unknown or disabled provider: %s' },
   association_not_found: { status: 404, message: 'No such association for this user' },
+  session_not_found: { status: 404, message: 'This user has no such active session' },
   not_found: { status: 404, message: 'No route %s' },
   deletion_request_not_found: { status: 404, message: 'No data deletion request has this confirmation code' },
   username_taken: { status: 409, message: 'A user with that username already exists' },

@@ -145,10 +145,10 @@ export class AuditLog {
   }
 
   /** Newest first; `before` pages backwards by id. Without a user id: every user's events (operators). */
-  async list(options: { userId?: number; before?: number; limit: number; events?: readonly AuditEventName[]; asOwner?: boolean }): Promise<AuditEvent[]> {
+  async list(options: { userId?: number; before?: number; limit: number; events?: readonly AuditEventName[]; asOwner?: boolean; withoutReads?: boolean }): Promise<AuditEvent[]> {
     let query = this.db.selectFrom('audit_events').selectAll().orderBy('id', 'desc').limit(options.limit);
     // The user's own history: what was done, not who among the operators looked, nor from where they act.
-    if (options.asOwner) query = query.where('event', '!=', 'admin_read');
+    if (options.asOwner || options.withoutReads) query = query.where('event', '!=', 'admin_read');
     if (options.userId !== undefined) query = query.where('user_id', '=', options.userId);
     if (options.events) query = query.where('event', 'in', options.events);
     if (options.before !== undefined) query = query.where('id', '<', options.before);

@@ -95,6 +95,12 @@ export class Sessions {
     return Number(result.numUpdatedRows);
   }
 
+  /** Revokes one active session of this user; false when it has no such session. */
+  async revokeOfUser(userId: number, sessionId: string, reason: string): Promise<boolean> {
+    const result = await this.db.updateTable('sessions').set({ revoked_at: now(), revoked_reason: reason }).where('id', '=', sessionId).where('user_id', '=', userId).where('revoked_at', 'is', null).executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
   async revoke(sessionId: string, reason: string): Promise<void> {
     await this.db.updateTable('sessions').set({ revoked_at: now(), revoked_reason: reason }).where('id', '=', sessionId).where('revoked_at', 'is', null).execute();
   }

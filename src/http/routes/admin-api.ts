@@ -39,8 +39,9 @@ const auditSchema = {
 } as const;
 
 const userId = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^\\d{1,20}$' } } } as const;
-const reasonProperty = { type: 'string', minLength: 1, maxLength: 500, description: 'Why: kept with the change in the audit log (required)' } as const;
-const reasonBody = { type: 'object', required: ['reason'], properties: { reason: reasonProperty }, additionalProperties: false } as const;
+// Absent or blank, a change answers 400 reason_required (core/admin.ts decides, and audits the refusal).
+const reasonProperty = { type: 'string', maxLength: 500, description: 'Why: kept with the change in the audit log (required: 400 reason_required without it)' } as const;
+const reasonBody = { type: 'object', properties: { reason: reasonProperty }, additionalProperties: false } as const;
 const TAG = ['admin'];
 
 export const userBody = (user: Omit<UserSummary, 'providers'> & { providers?: string[] }) => ({
@@ -86,12 +87,6 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
   app.addHook('preHandler', async (request) => {
     if (carriesNul(request)) throw apiError('invalid_request', { about: 'no value may hold a NUL character' });
   });
-  const reading = async (request: FastifyRequest, what: string, userId: number | null = null) => {
-    const actor = await keyOf(request, storage);
-    await admin.audited(actor, { event: 'admin_read', userId, detail: what }, clientOf(request));
-    return actor;
-  };
-
   app.get<{ Querystring: { q?: string; provider?: string; created_from?: string; created_to?: string; cursor?: string; limit?: string } }>(
     '/admin/api/users',
     {
@@ -183,7 +178,7 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
     },
   );
 
-  app.get<{ Params: { id: string }; Querystring: { before?: string; limit?: string } }>(
+  app.get<{ Params: { id: string }; Querystring: { before?: string; limit?: string; reads?: string } }>(
     '/admin/api/users/:id/audit',
     {
       schema: {
@@ -194,17 +189,23 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
         params: userId,
         querystring: {
           type: 'object',
-          properties: { before: { type: 'string', pattern: '^[1-9]\\d{0,14}$' }, limit: { type: 'string', pattern: '^([1-9]\\d?|1\\d\\d|200)$', description: '1 to 200, default 50' } },
+          properties: {
+            before: { type: 'string', pattern: '^[1-9]\\d{0,14}$' },
+            limit: { type: 'string', pattern: '^([1-9]\\d?|1\\d\\d|200)$', description: '1 to 200, default 50' },
+            reads: { type: 'string', enum: ['true', 'false'], description: 'true: the operators\' reads (admin_read) too; default false' },
+          },
           additionalProperties: false,
         },
-        ...answers({ 200: described({ type: 'array', items: auditSchema }, 'Events, newest first; page with ?before=<last id>') }, [...KEYED, 'invalid_request']),
+        ...answers({ 200: described({ type: 'array', items: auditSchema }, 'Events, newest first; page with ?before=<last id>') }, [...KEYED, 'invalid_request', 'user_not_found']),
       },
     },
     async (request) => {
       const id = userIdOf(request.params.id);
-      await reading(request, 'audit', id);
-      const { before, limit } = request.query;
-      return (await admin.audit(id, { before: before ? Number(before) : undefined, limit: limit ? Number(limit) : 50 })).map(auditBody);
+      const actor = await keyOf(request, storage);
+      const { before, limit, reads } = request.query;
+      const events = await admin.audit(id, { before: before ? Number(before) : undefined, limit: limit ? Number(limit) : 50, withReads: reads === 'true' });
+      await admin.audited(actor, { event: 'admin_read', userId: id, detail: 'audit' }, clientOf(request));
+      return events.map(auditBody);
     },
   );
 
@@ -220,7 +221,7 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
         params: userId,
         body: {
           type: 'object',
-          required: ['provider', 'uid', 'reason'],
+          required: ['provider', 'uid'],
           properties: { provider: { type: 'string', minLength: 1, maxLength: 64 }, uid: { type: 'string', minLength: 1, maxLength: 255 }, reason: reasonProperty, force: { type: 'boolean' } },
           additionalProperties: false,
         },
@@ -254,6 +255,26 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
     },
   );
 
+  app.post<{ Params: { id: string; session: string }; Body: { reason: string } }>(
+    '/admin/api/users/:id/sessions/:session/revoke',
+    {
+      schema: {
+        operationId: 'adminRevokeSession',
+        summary: 'End one session of the user (a lost phone\'s), keeping its others',
+        tags: TAG,
+        security: serviceKey,
+        params: { type: 'object', required: ['id', 'session'], properties: { id: userId.properties.id, session: { type: 'string', minLength: 1, maxLength: 64 } } },
+        body: reasonBody,
+        ...answers({ 204: { type: 'null', description: 'Ended' } }, [...CHANGE, 'session_not_found']),
+      },
+    },
+    async (request, reply) => {
+      const actor = await keyOf(request, storage);
+      await admin.revokeSession(actor, userIdOf(request.params.id), request.params.session, clientOf(request), request.body.reason);
+      return reply.code(204).send();
+    },
+  );
+
   app.post<{ Params: { id: string }; Body: { reason: string } }>(
     '/admin/api/users/:id/delete',
     {
@@ -284,7 +305,7 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
         security: serviceKey,
         params: userId,
         body: reasonBody,
-        ...answers({ 200: described({ type: 'object', additionalProperties: true }, 'The user\'s data') }, [...KEYED, 'reason_required', 'invalid_request', 'user_not_found']),
+        ...answers({ 200: described({ type: 'object', additionalProperties: true }, 'The user\'s data') }, [...KEYED, 'forbidden', 'reason_required', 'invalid_request', 'user_not_found']),
       },
     },
     async (request) => {
