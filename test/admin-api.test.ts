@@ -74,14 +74,15 @@ describe.each(databaseKinds())('admin API on %s', (kind) => {
 
   it('unlink needs a write key and a reason; the audit keeps the key and the reason; the last way in needs force', async () => {
     const { user, uid } = await linkedUser();
+    expect((await call(stack.api, 'GET', `/admin/api/users/${user.id}`, { token: read })).status).toBe(200);
     expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/unlink`, { token: read, body: { provider: 'facebook', uid, reason: 'ticket 1' } }), 403, 'forbidden');
     expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/unlink`, { token: write, body: { provider: 'facebook', uid, reason: '   ' } }), 400, 'reason_required');
-    expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/unlink`, { token: write, body: { provider: 'facebook', uid } }), 400, 'invalid_request');
+    expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/unlink`, { token: write, body: { provider: 'facebook', uid } }), 400, 'reason_required');
     // A guest's only link is its only way in.
     expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/unlink`, { token: write, body: { provider: 'facebook', uid, reason: 'ticket 2' } }), 409, 'last_login_method');
     const done = await call(stack.api, 'POST', `/admin/api/users/${user.id}/unlink`, { token: write, body: { provider: 'facebook', uid, reason: 'ticket 3: lost phone', force: true } });
     expect(done.status).toBe(204);
-    const audit = await call(stack.api, 'GET', `/admin/api/users/${user.id}/audit`, { token: read });
+    const audit = await call(stack.api, 'GET', `/admin/api/users/${user.id}/audit?reads=true`, { token: read });
     expect(audit.body.find((event: { event: string }) => event.event === 'unlinked')).toMatchObject({ provider: 'facebook', uid, actor: 'key:backend', reason: 'ticket 3: lost phone' });
     // Reads are audited too, with the key's name.
     expect(audit.body.some((event: { event: string; actor: string }) => event.event === 'admin_read' && event.actor === 'key:support-bot')).toBe(true);
@@ -95,7 +96,7 @@ describe.each(databaseKinds())('admin API on %s', (kind) => {
     expectError(await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: user.refresh_token } }), 401, 'invalid_refresh_token');
     expectError(await call(stack.api, 'GET', '/api/me/', { token: user.access_token }), 401, 'invalid_access_token');
 
-    expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/export`, { token: read, body: {} }), 400, 'invalid_request');
+    expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/export`, { token: read, body: {} }), 400, 'reason_required');
     const exported = await call(stack.api, 'POST', `/admin/api/users/${user.id}/export`, { token: read, body: { reason: 'data-access request #7' } });
     expect(exported.status).toBe(200);
     expect(exported.body.user).toMatchObject({ id: user.id, username: user.username });
@@ -176,6 +177,22 @@ describe.each(databaseKinds())('admin API on %s', (kind) => {
     expect(JSON.stringify(own)).not.toContain('InternalSupportTool');
     // The user's own events keep their address.
     expect(own.find((event) => event.event === 'associated')?.ip).toBe('127.0.0.1');
+  });
+
+  it('ends one session and keeps the others; a refused unlink is audited; the audit of no user is 404', async () => {
+    const { user, uid } = await linkedUser();
+    const detail = await call(stack.api, 'GET', `/admin/api/users/${user.id}`, { token: read });
+    const [session] = detail.body.sessions as Array<{ id: string }>;
+    expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/sessions/nope/revoke`, { token: write, body: { reason: 'lost phone' } }), 404, 'session_not_found');
+    expect((await call(stack.api, 'POST', `/admin/api/users/${user.id}/sessions/${session!.id}/revoke`, { token: write, body: { reason: 'lost phone' } })).status).toBe(204);
+    expectError(await call(stack.api, 'GET', '/api/me/', { token: user.access_token }), 401, 'invalid_access_token');
+    expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/sessions/${session!.id}/revoke`, { token: write, body: { reason: 'again' } }), 404, 'session_not_found');
+
+    expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/unlink`, { token: write, body: { provider: 'facebook', uid, reason: 'asked' } }), 409, 'last_login_method');
+    const refused = await stack.db.selectFrom('audit_events').select(['detail', 'actor', 'reason']).where('user_id', '=', user.id).where('event', '=', 'refused').execute();
+    expect(refused).toEqual([{ detail: 'last_login_method', actor: 'key:backend', reason: 'asked' }]);
+
+    expectError(await call(stack.api, 'GET', '/admin/api/users/2000000000/audit', { token: read }), 404, 'user_not_found');
   });
 
   it('numbers past a 32-bit id are no user (404, never a database error), and search them as uids', async () => {

@@ -72,9 +72,9 @@ describe.each(databaseKinds())('staff sign-in on %s', (kind) => {
     expect(first).toMatchObject({ status: 303, location: '/admin/' });
     const replay = await new Browser(stack.api).signIn('rita', code);
     expect(replay.status).toBe(401);
-    expect(replay.text).toMatch(/Wrong username, password or code/);
+    expect(replay.text).toMatch(/This code was already used/);
     const events = await stack.db.selectFrom('audit_events').select(['event', 'detail', 'actor']).where('actor', 'like', 'staff:%:rita').orderBy('id').execute();
-    expect(events.map((event) => `${event.event}:${event.detail}`)).toEqual(['staff_signed_in:totp', 'staff_refused:code']);
+    expect(events.map((event) => `${event.event}:${event.detail}`)).toEqual(['staff_signed_in:totp', 'staff_refused:replayed']);
   });
 
   it('the password step alone opens nothing; a sign-in form without its CSRF cookie is refused', async () => {
@@ -155,9 +155,11 @@ describe.each(databaseKinds())('staff sign-in on %s', (kind) => {
     await stack.db.updateTable('staff').set({ failed_logins: 5, locked_until: new Date(Date.now() - 1000).toISOString() }).where('id', '=', member.id).execute();
     const browser = new Browser(stack.api);
     const login = await browser.request('GET', '/admin/login');
-    expect((await browser.request('POST', '/admin/login', { _csrf: browser.csrf(login.text), username: member.username, password: 'wrong' })).status).toBe(401);
+    const refused = await browser.request('POST', '/admin/login', { _csrf: browser.csrf(login.text), username: member.username, password: 'wrong' });
+    expect(refused.status).toBe(401);
     expect(await services.storage.staff.findByUsername(member.username)).toMatchObject({ failedLogins: 1, lockedUntil: null });
-    expect((await browser.request('POST', '/admin/login', { _csrf: browser.csrf(login.text), username: `nobody${kind}`, password: 'wrong' })).status).toBe(401);
+    // Each sign-in page carries a fresh token: the one of the page that answered.
+    expect((await browser.request('POST', '/admin/login', { _csrf: browser.csrf(refused.text), username: `nobody${kind}`, password: 'wrong' })).status).toBe(401);
     const unknown = await stack.db.selectFrom('audit_events').select(['detail']).where('event', '=', 'staff_refused').where('actor', '=', `staff:?:nobody${kind}`).execute();
     expect(unknown).toEqual([{ detail: 'unknown_username' }]);
   });
@@ -282,8 +284,12 @@ describe('staff sign-in rate limit', () => {
 
   it('sign-in attempts spend the per-IP password budget: past it, 429 before any password is checked', async () => {
     const browser = new Browser(stack.api);
-    const login = await browser.request('GET', '/admin/login');
-    const attempt = () => browser.request('POST', '/admin/login', { _csrf: browser.csrf(login.text), username: 'anyone', password: 'guess' });
+    let page = (await browser.request('GET', '/admin/login')).text;
+    const attempt = async () => {
+      const answer = await browser.request('POST', '/admin/login', { _csrf: browser.csrf(page), username: 'anyone', password: 'guess' });
+      page = answer.text;
+      return answer;
+    };
     expect((await attempt()).status).toBe(401);
     expect((await attempt()).status).toBe(401);
     const limited = await attempt();

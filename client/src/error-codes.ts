@@ -16,6 +16,7 @@ export const API_ERROR_CODES = [
   'user_not_found', // 404
   'unknown_provider', // 404
   'association_not_found', // 404
+  'session_not_found', // 404
   'not_found', // 404
   'deletion_request_not_found', // 404
   'username_taken', // 409

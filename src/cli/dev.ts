@@ -51,7 +51,7 @@ async function main(): Promise<void> {
                 npx tsx src/cli.ts staff code --secret ${staff.secret}
 `
     : config.admin.enabled
-      ? `  Console       ${api}/admin/   (no dev account on a shared database: social-link staff create NAME --role admin)
+      ? `  Console       ${api}/admin/   (no dev account on a shared database: npx tsx src/cli.ts staff create NAME --role admin)
 `
       : '';
   const line = '!'.repeat(78);

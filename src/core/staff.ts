@@ -12,7 +12,8 @@ const SECOND_STEP_SECONDS = 300;
 
 /** Why a console sign-in step was refused; the page says the same for all of them (no hint which was wrong). */
 export class StaffSignInRefused extends Error {
-  constructor(readonly reason: 'credentials' | 'code' | 'locked' | 'disabled') {
+  /** code: a wrong code; replayed: a code already used (it works once); the step may be tried again. */
+  constructor(readonly reason: 'credentials' | 'code' | 'replayed' | 'locked' | 'disabled') {
     super(`staff sign-in refused: ${reason}`);
   }
 }
@@ -76,6 +77,12 @@ export class StaffAccounts {
     return this.startSession(member, member.totpEnrolledAt ? 'password' : 'enrol', client, SECOND_STEP_SECONDS);
   }
 
+  /** The enrolment's secret being confirmed (shown again after a mistyped code), if any. */
+  enrolmentSecret(context: Pick<StaffContext, 'staff'>): string | undefined {
+    const { sealedTotpSecret, username, totpEnrolledAt } = context.staff;
+    return sealedTotpSecret && !totpEnrolledAt ? this.services.secrets.open(sealedTotpSecret, `staff-totp:${username}`) : undefined;
+  }
+
   /** Enrolment: a new secret for the authenticator app, shown once (each visit replaces an unconfirmed one). */
   async newEnrolmentSecret(context: Pick<StaffContext, 'staff'>): Promise<string> {
     const secret = newTotpSecret();
@@ -96,7 +103,8 @@ export class StaffAccounts {
     await this.refuseIfBarred(member, client);
     const secret = member.sealedTotpSecret && this.services.secrets.open(member.sealedTotpSecret, `staff-totp:${member.username}`);
     const step = secret ? totpStep(secret, code.replace(/\s/g, '')) : undefined;
-    if (step === undefined || !(await staff.takeTotpStep(member.id, step, session.stage === 'enrol'))) return this.refuse(member, 'code', client);
+    if (step === undefined) return this.refuse(member, 'code', client);
+    if (!(await staff.takeTotpStep(member.id, step, session.stage === 'enrol'))) return this.refuse(member, 'replayed', client);
     await staff.endSession(sessionHash(token));
     await staff.clearFailures(member.id);
     await this.services.storage.audit.record({ event: 'staff_signed_in', actor: actorName(actorOf(member)), detail: session.stage === 'enrol' ? 'enrolled' : 'totp' }, client);
