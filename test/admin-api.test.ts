@@ -9,7 +9,8 @@ describe.each(databaseKinds())('admin API on %s', (kind) => {
   let read: string;
   let write: string;
   beforeAll(async () => {
-    stack = await startStack(kind, { SOCIAL_LINK_ADMIN: 'true' });
+    // Webhooks on (an endpoint nobody answers: the events are checked in the outbox, where they are written).
+    stack = await startStack(kind, { SOCIAL_LINK_ADMIN: 'true', SOCIAL_LINK_WEBHOOK_URL: 'http://127.0.0.1:9/hooks', SOCIAL_LINK_WEBHOOK_SECRET: `whsec_${Buffer.alloc(32, 3).toString('base64')}` });
     const keys = new Storage(stack.db).serviceKeys;
     read = (await keys.create('support-bot', ['read'])).key;
     write = (await keys.create('backend', ['read', 'write'])).key;
@@ -93,6 +94,9 @@ describe.each(databaseKinds())('admin API on %s', (kind) => {
     const { user, uid } = await linkedUser({ email: 'grace@example.com' });
     const revoked = await call(stack.api, 'POST', `/admin/api/users/${user.id}/revoke-sessions`, { token: write, body: { reason: 'account takeover reported' } });
     expect(revoked.body).toEqual({ revoked: 1 });
+    // The app's backend hears of it as of a logout: session.revoked, reason admin, and who did it.
+    const events = await stack.db.selectFrom('outbox').select(['type', 'payload']).where('user_id', '=', user.id).where('type', '=', 'session.revoked').execute();
+    expect(events.map((event) => JSON.parse(event.payload).data)).toEqual([{ user_id: user.id, reason: 'admin', actor: 'key:backend' }]);
     expectError(await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: user.refresh_token } }), 401, 'invalid_refresh_token');
     expectError(await call(stack.api, 'GET', '/api/me/', { token: user.access_token }), 401, 'invalid_access_token');
 
