@@ -63,6 +63,9 @@ export function createServices(options: ServicesOptions): Services {
   const sweep = async () => {
     await storage.proofs.purge().catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget expired nonces and ID tokens'));
     await storage.mergeTokens.purge().catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget expired merge tokens'));
+    await storage.outbox
+      .purgeDelivered(new Date(Date.now() - config.webhookRetentionDays * 86_400_000).toISOString())
+      .catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget delivered webhook events'));
     await storage.staff.purgeSessions().catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget ended console sessions'));
     await storage.db
       .deleteFrom('provider_callbacks_seen')

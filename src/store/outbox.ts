@@ -115,6 +115,25 @@ export class Outbox {
   }
 
   /** Deliveries by state, newest first (the CLI). */
+  /**
+   * Forgets events delivered to every endpoint and older than `before` (at most `limit` per call, so that a sweep
+   * never holds the table long); their deliveries go with them. Failed and pending ones stay (to replay).
+   */
+  async purgeDelivered(before: string, limit = 1000): Promise<number> {
+    const result = await this.db
+      .deleteFrom('outbox')
+      .where('id', 'in', (eb) =>
+        eb
+          .selectFrom('outbox as o')
+          .select('o.id')
+          .where('o.created_at', '<', before)
+          .where(({ not, exists, selectFrom }) => not(exists(selectFrom('webhook_deliveries as d').select('d.id').whereRef('d.outbox_id', '=', 'o.id').where('d.status', '!=', 'delivered'))))
+          .limit(limit),
+      )
+      .executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
   async list(filter: { status?: string; limit: number }) {
     let query = this.db
       .selectFrom('webhook_deliveries as d')
