@@ -206,14 +206,14 @@ describe.skipIf(!present)('staff console in Chromium', () => {
     const idle = new Date(Date.now() - 15 * 60_000 - 1000).toISOString();
     await stack.db.updateTable('staff_sessions').set({ last_seen_at: idle }).where('stage', '=', 'signed_in').where('staff_id', '=', (await services.storage.staff.findByUsername('lou'))!.id).execute();
     await page.goto('/admin/users');
-    await page.waitForURL('**/admin/login?ended=1');
+    await page.waitForURL(/\/admin\/login\?ended=1&next=%2Fadmin%2Fusers$/);
     expect(await page.getByRole('status').textContent()).toMatch(/Your session has ended/);
     await shot(page, 'session-ended');
 
     await signIn(page, 'lou', 1);
     await stack.db.updateTable('staff_sessions').set({ expires_at: new Date(Date.now() - 1000).toISOString() }).where('staff_id', '=', (await services.storage.staff.findByUsername('lou'))!.id).execute();
     await page.goto('/admin/');
-    await page.waitForURL('**/admin/login?ended=1');
+    await page.waitForURL(/\/admin\/login\?ended=1$/);
     await context.close();
   });
 

@@ -81,9 +81,30 @@ describe.each(databaseKinds())('staff sign-in on %s', (kind) => {
     const browser = new Browser(stack.api);
     const login = await browser.request('GET', '/admin/login');
     await browser.request('POST', '/admin/login', { _csrf: browser.csrf(login.text), username: 'rita', password: PASSWORD });
-    expect(await browser.request('GET', '/admin/users')).toMatchObject({ status: 303, location: '/admin/login?ended=1' });
+    expect(await browser.request('GET', '/admin/users')).toMatchObject({ status: 303, location: '/admin/login?ended=1&next=%2Fadmin%2Fusers' });
     const stranger = new Browser(stack.api);
     expect((await stranger.request('POST', '/admin/login', { _csrf: 'guessed', username: 'rita', password: PASSWORD })).status).toBe(403);
+  });
+
+  it('a page asked for while signed out comes back after the sign-in; a path to elsewhere is ignored', async () => {
+    const member = await new StaffAccounts(services).create(`nia${kind}`, PASSWORD, 'viewer', newTotpSecret());
+    const secretOf = () => services.secrets.open(member.sealedTotpSecret!, `staff-totp:${member.username}`)!;
+    const browser = new Browser(stack.api);
+    const asked = await browser.request('GET', '/admin/users?q=ada&provider=facebook');
+    expect(asked.location).toBe('/admin/login?next=%2Fadmin%2Fusers%3Fq%3Dada%26provider%3Dfacebook');
+    const login = await browser.request('GET', asked.location!);
+    const first = await browser.request('POST', '/admin/login', { _csrf: browser.csrf(login.text), next: '/admin/users?q=ada&provider=facebook', username: member.username, password: PASSWORD });
+    expect(first.location).toBe('/admin/totp?next=%2Fadmin%2Fusers%3Fq%3Dada%26provider%3Dfacebook');
+    const totp = await browser.request('GET', first.location!);
+    expect((await browser.request('POST', '/admin/totp', { _csrf: browser.csrf(totp.text), next: '/admin/users?q=ada&provider=facebook', code: totpCode(secretOf()) })).location).toBe('/admin/users?q=ada&provider=facebook');
+
+    for (const elsewhere of ['//evil.example/admin/users', '/\\evil.example', 'https://evil.example/', '/admin/users/../../api/x', '/api/me/']) {
+      const other = new Browser(stack.api);
+      const page = await other.request('GET', `/admin/login?next=${encodeURIComponent(elsewhere)}`);
+      expect(page.text).not.toContain('name="next"');
+      const step = await other.request('POST', '/admin/login', { _csrf: other.csrf(page.text), next: elsewhere, username: member.username, password: PASSWORD });
+      expect(step.location).toBe('/admin/totp');
+    }
   });
 
   it('disabling a staff account ends its sessions at once', async () => {
@@ -93,7 +114,7 @@ describe.each(databaseKinds())('staff sign-in on %s', (kind) => {
     expect((await browser.signIn('otto', totpCode(secretOfOtto))).location).toBe('/admin/');
     expect((await browser.request('GET', '/admin/users')).status).toBe(200);
     expect(await services.storage.staff.disable('otto')).toBe(true);
-    expect(await browser.request('GET', '/admin/users')).toMatchObject({ status: 303, location: '/admin/login?ended=1' });
+    expect(await browser.request('GET', '/admin/users')).toMatchObject({ status: 303, location: '/admin/login?ended=1&next=%2Fadmin%2Fusers' });
   });
 
   it('support exports a user\'s data with a reason (a JSON attachment, audited); without a reason, or as a viewer, refused', async () => {

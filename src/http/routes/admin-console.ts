@@ -112,7 +112,9 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
         const token = request.cookies[SESSION];
         const context = await staff.session(token, ['signed_in']);
         if (!context) {
-          void reply.redirect(token ? '/admin/login?ended=1' : '/admin/login', 303);
+          // A page asked for comes back after the sign-in (an action's form does not: it is posted again by hand).
+          const params = new URLSearchParams({ ...(token ? { ended: '1' } : {}), ...(request.method === 'GET' && returnPath(request.url) ? { next: request.url } : {}) });
+          void reply.redirect(`/admin/login${params.size ? `?${params}` : ''}`, 303);
           return undefined;
         }
         request.staff = context;
@@ -134,46 +136,48 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
         reply.setCookie(LOGIN, token, { ...cookieOptions, maxAge: 900 });
         return token;
       };
-      const loginPage = (reply: FastifyReply, status: number, texts: { error?: string; notice?: string }) =>
+      const loginPage = (reply: FastifyReply, status: number, texts: { error?: string; notice?: string; next?: string }) =>
         render(reply, 'login', { title: 'Sign in', loginCsrf: setLoginCsrf(reply), ...texts }, undefined, status);
       const preSession = (request: FastifyRequest, stages: StaffStage[]) => staff.session(request.cookies[SESSION], stages);
 
       scope.get('/static/console.css', { schema: { hide: true } }, async (_request, reply) => reply.type('text/css; charset=utf-8').header('cache-control', 'public, max-age=3600').send(css));
 
       const ENDED: Record<string, string> = { '1': 'Your session has ended: sign in again.', step: 'Signing in took longer than 5 minutes: start again.' };
-      scope.get<{ Querystring: { ended?: string } }>('/login', { schema: { hide: true } }, async (request, reply) =>
-        loginPage(reply, 200, { notice: ENDED[String(request.query.ended)] }),
+      scope.get<{ Querystring: { ended?: string; next?: string } }>('/login', { schema: { hide: true } }, async (request, reply) =>
+        loginPage(reply, 200, { notice: ENDED[String(request.query.ended)], next: returnPath(request.query.next) }),
       );
 
       scope.post<{ Body: Form }>('/login', { schema: { hide: true } }, async (request, reply) => {
         const form = request.body ?? {};
         // A sign-in page left open past its token's 15 minutes, or a form posted from elsewhere: a fresh form.
-        if (!csrfMatches(form, request.cookies[LOGIN])) return loginPage(reply, 403, { error: 'This page was open too long, or the form came from elsewhere: sign in again.' });
+        const next = returnPath(form.next);
+        if (!csrfMatches(form, request.cookies[LOGIN])) return loginPage(reply, 403, { error: 'This page was open too long, or the form came from elsewhere: sign in again.', next });
         await limits.checkPassword(request);
         try {
           const { token, stage } = await staff.signIn(String(form.username ?? ''), String(form.password ?? ''), clientOf(request));
           setSession(reply, token);
-          return reply.redirect(stage === 'enrol' ? '/admin/enrol' : '/admin/totp', 303);
+          const step = stage === 'enrol' ? '/admin/enrol' : '/admin/totp';
+          return reply.redirect(next ? `${step}?${new URLSearchParams({ next })}` : step, 303);
         } catch (error) {
-          if (error instanceof StaffSignInRefused) return loginPage(reply, 401, { error: SIGN_IN_REFUSED });
+          if (error instanceof StaffSignInRefused) return loginPage(reply, 401, { error: SIGN_IN_REFUSED, next });
           throw error;
         }
       });
 
-      scope.get('/totp', { schema: { hide: true } }, async (request, reply) => {
+      scope.get<{ Querystring: { next?: string } }>('/totp', { schema: { hide: true } }, async (request, reply) => {
         const context = await preSession(request, ['password']);
         if (!context) return reply.redirect('/admin/login?ended=step', 303);
-        return render(reply, 'totp', { title: 'Authentication code', csrf: context.session.csrfToken });
+        return render(reply, 'totp', { title: 'Authentication code', csrf: context.session.csrfToken, next: returnPath(request.query.next) });
       });
 
-      const enrolPage = async (reply: FastifyReply, context: StaffContext, secret: string, error?: string) => {
+      const enrolPage = async (reply: FastifyReply, context: StaffContext, secret: string, error?: string, next?: string) => {
         const qrSvg = await QRCode.toString(totpUri(secret, context.staff.username, 'social-link'), { type: 'svg', margin: 2, errorCorrectionLevel: 'M' });
-        return render(reply, 'enrol', { title: 'Set up your authenticator', csrf: context.session.csrfToken, secret, secretGroups: secret.match(/.{1,4}/g)!.join(' '), qrSvg, error }, undefined, error ? 401 : 200);
+        return render(reply, 'enrol', { title: 'Set up your authenticator', csrf: context.session.csrfToken, secret, secretGroups: secret.match(/.{1,4}/g)!.join(' '), qrSvg, error, next }, undefined, error ? 401 : 200);
       };
-      scope.get('/enrol', { schema: { hide: true } }, async (request, reply) => {
+      scope.get<{ Querystring: { next?: string } }>('/enrol', { schema: { hide: true } }, async (request, reply) => {
         const context = await preSession(request, ['enrol']);
         if (!context) return reply.redirect('/admin/login?ended=step', 303);
-        return enrolPage(reply, context, await staff.newEnrolmentSecret(context));
+        return enrolPage(reply, context, await staff.newEnrolmentSecret(context), undefined, returnPath(request.query.next));
       });
 
       for (const [path, stage] of [['/totp', 'password'], ['/enrol', 'enrol']] as const) {
@@ -182,18 +186,19 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
           if (!context) return reply.redirect('/admin/login?ended=step', 303);
           const form = request.body ?? {};
           checkCsrf(form, context.session.csrfToken);
+          const next = returnPath(form.next);
           try {
             const { token } = await staff.confirmCode(context.token, String(form.code ?? ''), clientOf(request));
             setSession(reply, token);
-            return reply.redirect('/admin/', 303);
+            return reply.redirect(next ?? '/admin/', 303);
           } catch (error) {
             if (!(error instanceof StaffSignInRefused)) throw error;
             const again = CODE_REFUSED[error.reason];
             // A mistyped or used code: the same step again (the failure counts toward the lockout); the same key
             // while enrolling, so that what the authenticator holds stays good.
-            if (again && stage === 'password') return render(reply, 'totp', { title: 'Authentication code', csrf: context.session.csrfToken, error: again }, undefined, 401);
+            if (again && stage === 'password') return render(reply, 'totp', { title: 'Authentication code', csrf: context.session.csrfToken, error: again, next }, undefined, 401);
             const secret = again && staff.enrolmentSecret(context);
-            if (secret) return enrolPage(reply, context, secret, again);
+            if (secret) return enrolPage(reply, context, secret, again, next);
             // Locked or disabled: this step ends, and the password is asked again.
             await staff.signOut(context.token);
             return loginPage(reply, 401, { error: SIGN_IN_REFUSED });
@@ -299,6 +304,11 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
     },
     { prefix: '/admin' },
   );
+}
+
+/** A console page to return to after signing in: a path of ours, never another site (`//host`, `/\\host`) nor `..`. */
+function returnPath(value: unknown): string | undefined {
+  return typeof value === 'string' && value.length <= 500 && !value.includes('/.') && /^\/admin\/(users|links)(\/[\w%.:@-]+)*(\?[\w%.=&+-]*)?$/.test(value) ? value : undefined;
 }
 
 /** A real day, YYYY-MM-DD (not 2024-02-30). */
