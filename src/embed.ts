@@ -133,7 +133,7 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
     const client = clientOf(request);
     const user = await services.storage.users.ofExternal(await hostIdOf(request));
     request.userId = user.id;
-    return { success: true, association: await social.associate(user, request.params.provider, request.body, client) };
+    return { success: true, association: await social.associate(user, request.params.provider, request.body, client, { offerMerge: false }) };
   });
 
   // Links the account a 409 link_required proposed (see the server's POST /api/associate/link-token/).

@@ -82,7 +82,10 @@ describe('the embedding plugin', () => {
     expect((await inject('DELETE', '/social/associations/facebook/1/', 'm_reader')).body.code).toBe('association_not_found');
     const fb = await provider.mintFacebookToken();
     await inject('POST', '/social/associate/facebook/', 'm_owner', { access_token: fb.access_token });
-    expect((await inject('POST', '/social/associate/facebook/', 'm_thief', { access_token: fb.access_token })).body.code).toBe('already_associated');
+    const refused = (await inject('POST', '/social/associate/facebook/', 'm_thief', { access_token: fb.access_token })).body;
+    expect(refused.code).toBe('already_associated');
+    // The host's users are the host's: no merge token (this plugin has no merge route).
+    expect(refused.merge_token).toBeUndefined();
     expect((await inject('DELETE', `/social/associations/facebook/${fb.user_id}/`, 'm_owner')).body.code).toBe('last_login_method');
     const { storage: s, close } = storage();
     expect((await s.users.list(10)).map((user) => user.username).sort()).toEqual(['app:m_owner', 'app:m_thief']);

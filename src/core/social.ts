@@ -30,15 +30,19 @@ export class SocialAccounts {
     this.emailLinking = services.config.emailLinking ? { trusted: services.providers.emailTrusted, enabled: services.providers.names } : undefined;
   }
 
-  /** Links the account of this token to the user; linking it again is idempotent (created: false). */
-  async associate(user: User, providerName: string, input: TokenInput, client: Client) {
+  /**
+   * Links the account of this token to the user; linking it again is idempotent (created: false). `offerMerge`:
+   * a guest refused an account of another user gets a merge token (the server; the embedding host's users are
+   * the host's, never guests of ours to merge).
+   */
+  async associate(user: User, providerName: string, input: TokenInput, client: Client, { offerMerge: mergeOffered = true } = {}) {
     const provider = this.services.providers.get(providerName);
     const identity = await provider.verify(input);
     return this.revokingUnkeptGrant(provider, identity, async () => {
       await followAppleTransfer(this.services.storage, this.services.secrets, identity, client);
       const { context } = await runPipeline(this.services.pipeline, this.services.storage, this.input('associate', provider, await withProfile(identity), client, { user })).catch(async (error: unknown) => {
         // A guest (no password, no linked account) proved an account of another user: offer to merge into that user.
-        if (error instanceof AlreadyAssociatedError && !user.hasPassword && Object.keys(error.extra).length === 0 && (await this.services.storage.links.ofUser(user.id)).length === 0) {
+        if (mergeOffered && error instanceof AlreadyAssociatedError && !user.hasPassword && Object.keys(error.extra).length === 0 && (await this.services.storage.links.ofUser(user.id)).length === 0) {
           throw new AlreadyAssociatedError(error.owner, await offerMerge(this.services.storage, user, error.owner));
         }
         throw error;
