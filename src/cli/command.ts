@@ -1,6 +1,6 @@
 import type { ParseArgsConfig } from 'node:util';
 import type { Kysely } from 'kysely';
-import { loadConfig } from '../config/config.js';
+import { devSecretsDirFor, loadConfig } from '../config/config.js';
 import { Settings } from '../config/settings.js';
 import { openDatabase, type Database } from '../store/database.js';
 import { loadConfigFile } from '../config/file.js';
@@ -24,7 +24,9 @@ export async function withServices<T>(work: (services: Services, settings: Setti
   const file = await loadConfigFile();
   const env = { ...file.settings, ...process.env };
   const config = loadConfig(env, { role: 'cli' });
-  const services = createServices({ config, log: pino({ level: 'warn' }, pino.destination(2)), pipeline: file.pipeline });
+  // Outside production, the key the server generated in ./data seals and opens here too (Apple grants moved by
+  // `apple transfer`, staff TOTP secrets): never a key of this command's own that the server cannot open.
+  const services = createServices({ config, log: pino({ level: 'warn' }, pino.destination(2)), pipeline: file.pipeline, devSecretsDir: devSecretsDirFor(config) });
   try {
     return await work(services, new Settings(env));
   } finally {
