@@ -12,7 +12,7 @@ import { answers, dateTime, described, integer, nullable, text } from '../schema
  * create`): find users, read their links, sessions and audit log, unlink, end sessions, delete, export. Every
  * call is audited with the key's name. The console (routes/admin-console.ts) stands on the same core/admin.ts.
  */
-export const serviceKey = [{ serviceKey: [] }];
+const serviceKey = [{ serviceKey: [] }];
 const KEYED: ErrorCode[] = ['invalid_service_key'];
 const CHANGE: ErrorCode[] = [...KEYED, 'forbidden', 'reason_required', 'invalid_request', 'user_not_found'];
 
@@ -44,7 +44,7 @@ const reasonProperty = { type: 'string', maxLength: 500, description: 'Why: kept
 const reasonBody = { type: 'object', properties: { reason: reasonProperty }, additionalProperties: false } as const;
 const TAG = ['admin'];
 
-export const userBody = (user: Omit<UserSummary, 'providers'> & { providers?: string[] }) => ({
+const userBody = (user: Omit<UserSummary, 'providers'> & { providers?: string[] }) => ({
   id: user.id,
   username: user.username,
   has_password: user.hasPassword,
@@ -53,7 +53,7 @@ export const userBody = (user: Omit<UserSummary, 'providers'> & { providers?: st
   ...(user.providers ? { providers: user.providers } : {}),
   ...(user.matchedBy ? { matched_by: user.matchedBy } : {}),
 });
-export const linkBody = (link: LinkView) => ({
+const linkBody = (link: LinkView) => ({
   id: link.id,
   user_id: link.userId,
   provider: link.provider,
