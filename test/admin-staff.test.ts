@@ -318,3 +318,44 @@ describe('staff sign-in rate limit', () => {
     expect(limited.text).toMatch(/Too many requests/);
   });
 });
+
+describe('the dashboard', () => {
+  let stack: Stack;
+  let services: Services;
+  beforeAll(async () => {
+    stack = await startStack('sqlite', { SOCIAL_LINK_ADMIN: 'true', SOCIAL_LINK_ENCRYPTION_KEYS: ENCRYPTION_KEY, SOCIAL_AUTH_CIRCUIT_BREAKER_THRESHOLD: '2', SOCIAL_AUTH_CIRCUIT_BREAKER_COOLDOWN_MS: '600000' });
+    services = createServices({ config: loadConfig({ DATABASE_URL: stack.databaseUrl, SOCIAL_LINK_ENCRYPTION_KEYS: ENCRYPTION_KEY }), log: pino({ level: 'silent' }), db: stack.db });
+  });
+  afterAll(async () => {
+    await services.close();
+    await stack.close();
+  });
+
+  it('counts links per provider, today\'s sign-ins, refusals by code, and shows an open circuit with its error rate', async () => {
+    const tokens = [];
+    for (let i = 0; i < 2; i++) {
+      const user = (await call(stack.api, 'POST', '/api/users/')).body;
+      const facebook = await stack.emulator.mintFacebookToken({});
+      await call(stack.api, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: facebook.access_token } });
+      tokens.push(facebook.access_token);
+    }
+    expect((await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: tokens[0] } })).status).toBe(200);
+    expectError(await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: 'EAAnot-a-token' } }), 400, 'invalid_token');
+    await stack.emulator.setFault('facebook', { mode: 'error_500' });
+    for (let i = 0; i < 2; i++) expect((await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: tokens[1] } })).status).toBe(502);
+    await stack.emulator.clearFaults();
+
+    const member = await new StaffAccounts(services).create('dana', PASSWORD, 'viewer', newTotpSecret());
+    const browser = new Browser(stack.api);
+    await browser.signIn('dana', totpCode(services.secrets.open(member.sealedTotpSecret!, 'staff-totp:dana')!));
+    const page = (await browser.request('GET', '/admin/')).text.replace(/\s+/g, ' ');
+    const today = new Date().toISOString().slice(0, 10);
+    expect(page).toContain('<tr><td>facebook</td><td class="num">2</td></tr>');
+    expect(page).toMatch(new RegExp(`<tr><td>${today}</td><td class="num">1</td></tr>`));
+    expect(page).toContain('<tr><td><code>invalid_token</code></td><td class="num">1</td></tr>');
+    expect(page).toMatch(/<tr><td>facebook<\/td><td class="circuit-open">open<\/td><td class="num">\d+<\/td><td class="num">(\d+\.\d) %<\/td><\/tr>/);
+    const rate = Number(/<td class="circuit-open">open<\/td><td class="num">\d+<\/td><td class="num">(\d+\.\d) %/.exec(page)![1]);
+    expect(rate).toBeGreaterThan(0);
+    expect(page).toMatch(/<tr><td>twitter<\/td><td class="circuit-closed">closed<\/td>/);
+  });
+});

@@ -140,7 +140,7 @@ export class Directory {
     return rows.map((row) => ({ provider: row.provider, links: Number(row.links) }));
   }
 
-  /** Audit events of these kinds since `since`, counted by day (UTC) and by provider or by detail. */
+  /** The app's audit events (not operators') of these kinds since `since`, counted by day (UTC) and by provider or by detail. */
   async eventsPerDay(events: readonly string[], since: string, by: 'provider' | 'detail'): Promise<Array<{ day: string; key: string; count: number }>> {
     const day = isPostgres(this.db) ? sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD')` : sql<string>`substr(created_at, 1, 10)`;
     const rows = await this.db
@@ -148,6 +148,7 @@ export class Directory {
       .select([day.as('day'), sql<string | null>`${sql.ref(by)}`.as('key'), (eb) => eb.fn.countAll<number | string>().as('count')])
       .where('event', 'in', events)
       .where('created_at', '>=', since)
+      .where('actor', 'is', null)
       .groupBy([day, sql.ref(by)])
       .orderBy('day')
       .execute();

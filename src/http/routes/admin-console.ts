@@ -221,7 +221,11 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
         const stats = await admin.dashboard(14, options.providerCalls);
         const signInDays = [...new Set(stats.signIns.map((row) => row.day))].sort().reverse();
         const signInProviders = [...new Set(stats.signIns.map((row) => row.key))].sort();
-        const refusals = Object.entries(stats.refusals.reduce<Record<string, number>>((sum, row) => ({ ...sum, [row.key]: (sum[row.key] ?? 0) + row.count }), {}))
+        // By code: a refusal's detail is `code: why` (http/hooks.ts), and the why varies.
+        const refusals = Object.entries(stats.refusals.reduce<Record<string, number>>((sum, row) => {
+          const code = row.key.split(':')[0]!;
+          return { ...sum, [code]: (sum[code] ?? 0) + row.count };
+        }, {}))
           .map(([reason, count]) => ({ reason, count }))
           .sort((a, b) => b.count - a.count);
         const signInCount = (day: string, provider: string) => stats.signIns.find((row) => row.day === day && row.key === provider)?.count ?? 0;
