@@ -209,6 +209,9 @@ describe('staff and service keys from the CLI', () => {
     expect(cli(['staff', 'create', 'short', '--role', 'viewer'], 'short\n')).toMatchObject({ status: 1, stderr: expect.stringMatching(/at least 12/) });
     expect(cli(['staff', 'create', 'boss', '--role', 'root'], `${PASSWORD}\n`)).toMatchObject({ status: 1, stderr: expect.stringMatching(/--role must be one of viewer, support, admin/) });
     expect(cli(['staff', 'list']).stdout).toMatch(/nina\tadmin\tauthenticator not set up/);
+    expect(cli(['staff', 'password', 'nina'], 'short\n')).toMatchObject({ status: 1, stderr: expect.stringMatching(/at least 12/) });
+    expect(cli(['staff', 'password', 'nina'], 'another long passphrase\n')).toMatchObject({ status: 0, stdout: expect.stringMatching(/new password set/) });
+    expect(cli(['staff', 'password', 'nobody'], 'another long passphrase\n').status).toBe(1);
     expect(cli(['staff', 'unlock', 'nina']).status).toBe(0);
     expect(cli(['staff', 'reset-totp', 'nina']).stdout).toMatch(/set up again at the next sign-in/);
     expect(cli(['staff', 'unlock', 'nobody']).status).toBe(1);

@@ -27,10 +27,10 @@ async function readPassword(prompt: string): Promise<string> {
 }
 
 export const staffCommand: Command = {
-  usage: 'staff create USERNAME --role viewer|support|admin | staff list | staff disable USERNAME | staff unlock USERNAME | staff reset-totp USERNAME | staff code --secret BASE32',
+  usage: 'staff create USERNAME --role viewer|support|admin | staff list | staff password USERNAME | staff disable USERNAME | staff unlock USERNAME | staff reset-totp USERNAME | staff code --secret BASE32',
   summary:
     'console (/admin/) staff accounts: create (password from a prompt, or the first line of stdin; 12 characters at least; ' +
-    'the authenticator is set up at the first sign-in), list, disable (ends its sessions), unlock (ends a lockout), reset-totp (a lost authenticator: the next sign-in enrols a new one; ends its sessions); code: the TOTP code of this moment for a secret (development)',
+    'the authenticator is set up at the first sign-in), list, password (a new one, from a prompt or stdin; unlocks, ends its sessions), disable (ends its sessions), unlock (ends a lockout), reset-totp (a lost authenticator: the next sign-in enrols a new one; ends its sessions); code: the TOTP code of this moment for a secret (development)',
   options: { role: { type: 'string' }, secret: { type: 'string' } },
   async run({ positionals: [verb, username], values }) {
     if (verb === 'code' && typeof values.secret === 'string') {
@@ -49,6 +49,19 @@ export const staffCommand: Command = {
           const member = await new StaffAccounts(services).create(username, password, role);
           console.log(`staff ${member.username} (${member.role}) created: sign in at /admin/ to set up the authenticator`);
           return 0;
+        } catch (error) {
+          console.error((error as Error).message);
+          return 1;
+        }
+      });
+    }
+    if (verb === 'password' && username) {
+      const password = await readPassword(`new password for ${username}: `);
+      return withServices(async (services) => {
+        try {
+          const done = await new StaffAccounts(services).setPassword(username, password);
+          console[done ? 'log' : 'error'](done ? `staff ${username}: new password set; its sessions ended` : `no staff ${username}`);
+          return done ? 0 : 1;
         } catch (error) {
           console.error((error as Error).message);
           return 1;

@@ -52,6 +52,12 @@ export class StaffAccounts {
     }
   }
 
+  /** A new password for the account (12 characters at least); its sessions end. False: no such account. */
+  async setPassword(username: string, password: string): Promise<boolean> {
+    if (password.length < 12) throw new Error('a staff password has at least 12 characters');
+    return this.services.storage.staff.setPassword(username, await hashPassword(password));
+  }
+
   /** Dev mode: the account exists with exactly these credentials, enrolled (made, or reset to them). */
   async ensure(username: string, password: string, role: StaffRole, totpSecret: string): Promise<void> {
     const member = await this.services.storage.staff.findByUsername(username);

@@ -121,6 +121,13 @@ export class Staff {
       .execute();
   }
 
+  /** A new password (staff password): unlocks, and ends the account's sessions. */
+  async setPassword(username: string, passwordHash: string): Promise<boolean> {
+    const row = await this.db.updateTable('staff').set({ password_hash: passwordHash, failed_logins: 0, locked_until: null }).where('username', '=', username).returning('id').executeTakeFirst();
+    if (row) await this.db.deleteFrom('staff_sessions').where('staff_id', '=', row.id).execute();
+    return row !== undefined;
+  }
+
   /** Ends a lockout at once (staff unlock). */
   async unlock(username: string): Promise<boolean> {
     const result = await this.db.updateTable('staff').set({ failed_logins: 0, locked_until: null }).where('username', '=', username).executeTakeFirst();
