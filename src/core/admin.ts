@@ -3,7 +3,7 @@ import type { ServiceScope } from '../store/service-keys.js';
 import type { ActedBy, Association, AuditEvent, Client, User } from '../store/storage.js';
 import type { SessionSummary, UserSearch, UserSummary } from '../store/directory.js';
 import type { Accounts } from './accounts.js';
-import { ApiError, apiError, sessionEnded } from './errors.js';
+import { ApiError, apiError } from './errors.js';
 import type { Services } from './services.js';
 import type { SocialAccounts } from './social.js';
 
@@ -76,13 +76,13 @@ export class Admin {
     return page;
   }
 
-  /** The user, its links and active sessions; the read is kept in the user's audit log (who looked, and why if said). */
-  async user(actor: Actor, userId: number, client: Client, reason?: string): Promise<UserView> {
+  /** The user, its links and active sessions; the read is kept in the user's audit log (who looked). */
+  async user(actor: Actor, userId: number, client: Client): Promise<UserView> {
     const { storage } = this.services;
     const user = await storage.users.findById(userId);
     if (!user) throw apiError('user_not_found');
     const [links, sessions] = await Promise.all([storage.links.ofUser(userId), storage.directory.activeSessions(userId)]);
-    await this.audited(actor, { event: 'admin_read', userId, detail: 'user' }, client, reason);
+    await this.audited(actor, { event: 'admin_read', userId, detail: 'user' }, client);
     return { user: publicUser(user), links: links.map(viewOf), sessions };
   }
 
@@ -148,7 +148,7 @@ export class Admin {
     const by = await this.changeBy(actor, userId, client, reason);
     await this.accounts.delete(userId, client, 'admin', by).catch((error: unknown) => {
       // Accounts.delete speaks to the user itself ("your session has ended"); here the user is just not there.
-      throw error instanceof Error && 'code' in error && error.code === sessionEnded().code ? apiError('user_not_found') : error;
+      throw error instanceof ApiError && error.code === 'invalid_access_token' ? apiError('user_not_found') : error;
     });
   }
 
@@ -161,12 +161,12 @@ export class Admin {
     const { storage } = this.services;
     const user = await storage.users.findById(userId);
     if (!user) throw apiError('user_not_found');
-    const [links, sessions, events] = await Promise.all([storage.links.ofUser(userId), storage.directory.activeSessions(userId), storage.audit.list({ userId, limit: 10_000 })]);
+    const [links, sessions, events] = await Promise.all([storage.links.ofUser(userId), storage.directory.activeSessions(userId), this.wholeAudit(userId)]);
     await storage.audit.record({ event: 'user_exported', userId, ...by }, client);
     return {
       exported_at: new Date().toISOString(),
       user: { id: user.id, username: user.username, has_password: user.hasPassword, date_joined: user.createdAt, last_login: user.lastLoginAt },
-      links: links.map(viewOf).map((link) => ({ provider: link.provider, uid: link.uid, extra_data: link.extraData, verified_email: link.verifiedEmail, created_at: link.createdAt, updated_at: link.updatedAt })),
+      links: links.map((link) => ({ provider: link.provider, uid: link.uid, extra_data: link.extraData, verified_email: link.verifiedEmail, created_at: link.createdAt, updated_at: link.updatedAt })),
       sessions: sessions.map((session) => ({ created_at: session.createdAt, last_used_at: session.lastUsedAt, ip: session.ip, user_agent: session.userAgent })),
       audit: events.map((event) => ({ id: event.id, event: event.event, provider: event.provider, uid: event.uid, detail: event.detail, ip: event.ip, user_agent: event.userAgent, created_at: event.createdAt, actor: event.actor, reason: event.reason })),
     };
@@ -190,8 +190,18 @@ export class Admin {
   }
 
   /** Records a read of the admin API (every call is audited with the key's name). */
-  audited(actor: Actor, entry: { event: 'admin_read'; userId?: number | null; detail: string }, client: Client, reason?: string): Promise<void> {
-    return this.services.storage.audit.record({ ...entry, actor: actorName(actor), reason: reason?.trim().slice(0, REASON_MAX) || null }, client);
+  audited(actor: Actor, entry: { event: 'admin_read'; userId?: number | null; detail: string }, client: Client): Promise<void> {
+    return this.services.storage.audit.record({ ...entry, actor: actorName(actor) }, client);
+  }
+
+  /** Every audit event of the user, newest first (a data-access request leaves none out), page by page. */
+  private async wholeAudit(userId: number): Promise<AuditEvent[]> {
+    const events: AuditEvent[] = [];
+    for (;;) {
+      const page = await this.services.storage.audit.list({ userId, before: events.at(-1)?.id, limit: 1000 });
+      events.push(...page);
+      if (page.length < 1000) return events;
+    }
   }
 
   /** Who acts and why, for a change: refused (and the refusal audited) to a reader, and without a reason. */

@@ -10,7 +10,10 @@ import type { Services } from './services.js';
 /** Seconds a signed-in password has to be followed by its TOTP code (or enrolment). */
 const SECOND_STEP_SECONDS = 300;
 
-/** Why a console sign-in step was refused; the page says the same for all of them (no hint which was wrong). */
+/**
+ * Why a console sign-in step was refused. The password step says the same for all of them (no hint which was
+ * wrong); the code step, past the password, says whether the code was wrong or used already.
+ */
 export class StaffSignInRefused extends Error {
   /** code: a wrong code; replayed: a code already used (it works once); the step may be tried again. */
   constructor(readonly reason: 'credentials' | 'code' | 'replayed' | 'locked' | 'disabled') {
@@ -42,7 +45,7 @@ export class StaffAccounts {
   async create(username: string, password: string, role: StaffRole, totpSecret?: string): Promise<StaffMember> {
     if (!/^[\w.@+-]{3,150}$/.test(username)) throw new Error('a staff username is 3 to 150 letters, digits and . @ + - _');
     if (!STAFF_ROLES.includes(role)) throw new Error(`a role is one of ${STAFF_ROLES.join(', ')}`);
-    if (password.length < 12) throw new Error('a staff password has at least 12 characters');
+    checkStrength(password);
     const sealed = totpSecret ? this.seal(username, totpSecret) : null;
     try {
       return await this.services.storage.staff.create(username, await hashPassword(password), role, sealed, totpSecret !== undefined);
@@ -54,7 +57,7 @@ export class StaffAccounts {
 
   /** A new password for the account (12 characters at least); its sessions end. False: no such account. */
   async setPassword(username: string, password: string): Promise<boolean> {
-    if (password.length < 12) throw new Error('a staff password has at least 12 characters');
+    checkStrength(password);
     return this.services.storage.staff.setPassword(username, await hashPassword(password));
   }
 
@@ -85,8 +88,7 @@ export class StaffAccounts {
 
   /** The enrolment's secret being confirmed (shown again after a mistyped code), if any. */
   enrolmentSecret(context: Pick<StaffContext, 'staff'>): string | undefined {
-    const { sealedTotpSecret, username, totpEnrolledAt } = context.staff;
-    return sealedTotpSecret && !totpEnrolledAt ? this.services.secrets.open(sealedTotpSecret, `staff-totp:${username}`) : undefined;
+    return context.staff.totpEnrolledAt ? undefined : this.totpSecretOf(context.staff);
   }
 
   /** Enrolment: a new secret for the authenticator app, shown once (each visit replaces an unconfirmed one). */
@@ -107,7 +109,7 @@ export class StaffAccounts {
     const member = await staff.findById(session.staffId);
     if (!member) throw new StaffSignInRefused('credentials');
     await this.refuseIfBarred(member, client);
-    const secret = member.sealedTotpSecret && this.services.secrets.open(member.sealedTotpSecret, `staff-totp:${member.username}`);
+    const secret = this.totpSecretOf(member);
     const step = secret ? totpStep(secret, code.replace(/\s/g, '')) : undefined;
     if (step === undefined) return this.refuse(member, 'code', client);
     if (!(await staff.takeTotpStep(member.id, step, session.stage === 'enrol'))) return this.refuse(member, 'replayed', client);
@@ -160,9 +162,18 @@ export class StaffAccounts {
     throw new StaffSignInRefused(reason);
   }
 
+  // A TOTP secret is sealed bound to its account's name: moved to another row, it opens no more.
   private seal(username: string, secret: string): string {
     return this.services.secrets.seal(secret, `staff-totp:${username}`);
   }
+
+  private totpSecretOf(member: StaffMember): string | undefined {
+    return member.sealedTotpSecret ? this.services.secrets.open(member.sealedTotpSecret, `staff-totp:${member.username}`) : undefined;
+  }
+}
+
+function checkStrength(password: string): void {
+  if (password.length < 12) throw new Error('a staff password has at least 12 characters');
 }
 
 export const actorOf = (member: StaffMember): Actor => ({ kind: 'staff', id: member.id, name: member.username, role: member.role });

@@ -78,22 +78,20 @@ export class Directory {
     // The exact matches are looked up on every page (each is one index lookup) but shown on the first only:
     // later pages leave them out of the usernames too, so that no user shows twice.
     const exact: Array<{ id: number; matchedBy: UserSummary['matchedBy'] }> = [];
-    {
-      // Ids are 32-bit: a longer number (a uid) is no id.
-      if (/^[1-9]\d{0,9}$/.test(q) && isId(Number(q))) exact.push(...(await this.db.selectFrom('users').select('id').where('id', '=', Number(q)).execute()).map(({ id }) => ({ id, matchedBy: 'id' as const })));
-      let byUid = this.db.selectFrom('social_associations').select('user_id').where('uid', '=', q);
-      if (search.provider) byUid = byUid.where('provider', '=', search.provider);
-      exact.push(...(await byUid.limit(search.limit).execute()).map((row) => ({ id: row.user_id, matchedBy: 'uid' as const })));
-      if (q.includes('@')) {
-        const email = q.toLowerCase();
-        const rows = await this.db
-          .selectFrom('social_associations')
-          .select('user_id')
-          .where((where) => where.or([where('verified_email', '=', email), where(this.extraEmail(), '=', email)]))
-          .limit(search.limit)
-          .execute();
-        exact.push(...rows.map((row) => ({ id: row.user_id, matchedBy: 'email' as const })));
-      }
+    // Ids are 32-bit: a longer number (a uid) is no id.
+    if (/^[1-9]\d{0,9}$/.test(q) && isId(Number(q))) exact.push(...(await this.db.selectFrom('users').select('id').where('id', '=', Number(q)).execute()).map(({ id }) => ({ id, matchedBy: 'id' as const })));
+    let byUid = this.db.selectFrom('social_associations').select('user_id').where('uid', '=', q);
+    if (search.provider) byUid = byUid.where('provider', '=', search.provider);
+    exact.push(...(await byUid.limit(search.limit).execute()).map((row) => ({ id: row.user_id, matchedBy: 'uid' as const })));
+    if (q.includes('@')) {
+      const email = q.toLowerCase();
+      const rows = await this.db
+        .selectFrom('social_associations')
+        .select('user_id')
+        .where((where) => where.or([where('verified_email', '=', email), where(this.extraEmail(), '=', email)]))
+        .limit(search.limit)
+        .execute();
+      exact.push(...rows.map((row) => ({ id: row.user_id, matchedBy: 'email' as const })));
     }
     const exactIds = [...new Set(exact.map((match) => match.id))];
     const exactRows = exactIds.length && !cursor ? await filtered(this.db.selectFrom('users').selectAll().where('id', 'in', exactIds)).execute() : [];
@@ -101,7 +99,7 @@ export class Directory {
     const low = usernameKey(q);
     const key = this.byteOrder(sql.ref('username_key'));
     let prefix = filtered(this.db.selectFrom('users').selectAll())
-      .where(key, '>=', cursor?.kind === 'username' ? (cursor.value as string) : low)
+      .where(key, '>=', low)
       .where(key, '<', low + PAST_PREFIX)
       .orderBy(key)
       .limit(search.limit + 1);
