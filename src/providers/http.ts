@@ -1,4 +1,5 @@
 import type { Agent, request as undiciRequest } from 'undici';
+import { USER_AGENT } from '../config/version.js';
 import { ProviderUnavailableError, providerRateLimited } from '../core/errors.js';
 /** How a provider call ended, for the metrics. */
 export type ProviderOutcome = 'ok' | 'refused' | 'rate_limited' | 'server_error' | 'timeout' | 'network_error' | 'invalid_response';
@@ -81,7 +82,8 @@ export class ProviderHttp {
       try {
         response = await request(url, {
           method: options.method ?? 'GET',
-          headers: { accept: 'application/json', ...options.headers },
+          // Every call names us: GitHub's REST API refuses a request without a User-Agent (fixtures/provider-requests).
+          headers: { accept: 'application/json', 'user-agent': USER_AGENT, ...options.headers },
           body: options.body,
           dispatcher: agent,
           signal: AbortSignal.timeout(this.timeoutMs),
