@@ -48,7 +48,7 @@ describe('the verifiers read the recorded callback tokens', () => {
 
   it.each(appleFixtures.map((fixture) => [fixture.file, fixture] as const))('apple %s', async (_file, fixture) => {
     const config = apple.configure(new Settings({ SOCIAL_AUTH_APPLE_KEY: String(fixture.token.claims.aud), SOCIAL_AUTH_APPLE_JWKS_URL: jwksUrl }))!;
-    const provider = apple.create(config, { http: new ProviderHttp('apple', { timeoutMs: 2000 }) });
+    const provider = apple.create(config, { http: new ProviderHttp('apple', { timeoutMs: 2000 }), clockToleranceSeconds: 60 });
     const event = await provider.verifyNotification!(await sign(fixture.token.claims));
     const recorded = JSON.parse(String(fixture.token.claims.events)) as { type: string; sub: string; email?: string };
     expect(event).toMatchObject({ type: recorded.type, uid: recorded.sub, id: fixture.token.claims.jti, ...(recorded.email ? { email: recorded.email } : {}) });
@@ -56,7 +56,7 @@ describe('the verifiers read the recorded callback tokens', () => {
 
   it.each(googleFixtures.map((fixture) => [fixture.file, fixture] as const))('google %s', async (_file, fixture) => {
     const config = google.configure(new Settings({ SOCIAL_AUTH_GOOGLE_KEY: String(fixture.token.claims.aud), SOCIAL_AUTH_GOOGLE_JWKS_URL: jwksUrl }))!;
-    const provider = google.create(config, { http: new ProviderHttp('google', { timeoutMs: 2000 }) });
+    const provider = google.create(config, { http: new ProviderHttp('google', { timeoutMs: 2000 }), clockToleranceSeconds: 60 });
     const event = await provider.verifySecurityEvent!(await sign(fixture.token.claims));
     const [uri, recorded] = Object.entries(fixture.token.claims.events as Record<string, { subject: { sub?: string }; reason?: string }>)[0]!;
     expect(event).toMatchObject({ type: uri.split('/').at(-1), id: fixture.token.claims.jti, ...(recorded.reason ? { reason: recorded.reason } : {}) });

@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto';
 import type { JWTPayload } from 'jose';
 import { InvalidTokenError, invalidRequest, providerRefusedApp } from '../core/errors.js';
 import { account, flag, isObject, text } from './answers.js';
 import { AppleApi, appleKeyHint, appleSigningSettings, APPLE_ISSUER, type AppleSigning } from './apple-api.js';
 import { requireOneOf } from './fields.js';
-import { idTokenVerifier, nonceRuleOf, type NonceRule } from './id-token.js';
+import { idTokenVerifier, nonceMatches, nonceRuleOf, type NonceRule } from './id-token.js';
 import type { ProviderModule, SocialIdentity, TokenInput } from './types.js';
 
 /**
@@ -47,8 +46,9 @@ export const apple: ProviderModule<AppleConfig> = {
     };
   },
 
-  create(config, { http }) {
-    const idTokens = idTokenVerifier(http, { jwksUrl: config.jwksUrl, issuers: [APPLE_ISSUER], audiences: config.clientIds, algorithms: ['RS256'], nonceAccepted, nonceRule: config.nonceRule });
+  create(config, context) {
+    const { http } = context;
+    const idTokens = idTokenVerifier(context, { jwksUrl: config.jwksUrl, issuers: [APPLE_ISSUER], audiences: config.clientIds, algorithms: ['RS256'], nonceAccepted, nonceRule: config.nonceRule });
     const api = config.signing && new AppleApi(http, config.apiUrl, config.signing);
 
     /** The client ids a code may have been issued to: the identity token's, the one the app names, or every one. */
@@ -121,7 +121,7 @@ type Name = { first_name?: string; last_name?: string };
 /** The token's nonce is what the app sent, or its SHA-256 in hex; a device without nonce support may leave it out. */
 function nonceAccepted(claims: JWTPayload, sent: string): boolean {
   if (claims.nonce === undefined) return claims.nonce_supported === false || claims.nonce_supported === 'false';
-  return claims.nonce === sent || claims.nonce === createHash('sha256').update(sent).digest('hex');
+  return nonceMatches(claims, sent);
 }
 
 /** The name from the `user` JSON of the first authorization (an object, or the JSON text a web form post carries). */

@@ -73,8 +73,9 @@ export const facebook: ProviderModule<FacebookConfig> = {
     };
   },
 
-  create(config, { http }) {
-    const limitedLogin = idTokenVerifier(http, { jwksUrl: config.limitedJwksUrl, issuers: [LIMITED_LOGIN_ISSUER], audiences: [config.appId], algorithms: ['RS256'], nonceRule: config.limitedNonceRule });
+  create(config, context) {
+    const { http } = context;
+    const limitedLogin = idTokenVerifier(context, { jwksUrl: config.limitedJwksUrl, issuers: [LIMITED_LOGIN_ISSUER], audiences: [config.appId], algorithms: ['RS256'], nonceRule: config.limitedNonceRule });
     const appAccessToken = `${config.appId}|${config.appSecret}`;
 
     const debugToken = async (token: string) => {

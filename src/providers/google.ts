@@ -41,23 +41,26 @@ export const google: ProviderModule<GoogleConfig> = {
     };
   },
 
-  create(config, { http }) {
-    const idTokens = idTokenVerifier(http, { jwksUrl: config.jwksUrl, issuers: ISSUERS, audiences: config.clientIds, algorithms: ['RS256'], nonceRule: config.nonceRule });
+  create(config, context) {
+    const { http } = context;
+    const idTokens = idTokenVerifier(context, { jwksUrl: config.jwksUrl, issuers: ISSUERS, audiences: config.clientIds, algorithms: ['RS256'], nonceRule: config.nonceRule });
 
     // Cross-Account Protection: Google's security event tokens, signed with the same keys; their issuer is written
     // with a trailing slash in Google's example and without in its configuration document (test/fixtures/callbacks/google/).
-    const securityEvents = idTokenVerifier(http, { jwksUrl: config.jwksUrl, issuers: ['https://accounts.google.com/', 'https://accounts.google.com'], audiences: config.clientIds, algorithms: ['RS256'] });
+    // Their audience is any client id of the Google project: one not ours is acknowledged and ignored (core/provider-callbacks.ts).
+    const securityEvents = idTokenVerifier(context, { jwksUrl: config.jwksUrl, issuers: ['https://accounts.google.com/', 'https://accounts.google.com'], audiences: config.clientIds, algorithms: ['RS256'] });
 
     return {
       name: 'google',
       warmUp: () => idTokens.warmUp(),
       async verifySecurityEvent(token) {
-        const claims = await securityEvents.verifyEvent(token);
+        const claims = await securityEvents.verifyEvent(token, { anyAudience: true });
+        const forAnotherClient = ![claims.aud].flat().some((audience) => typeof audience === 'string' && config.clientIds.includes(audience));
         const events = claims.events;
         const [uri, event] = isObject(events) ? (Object.entries(events)[0] ?? []) : [];
         if (typeof uri !== 'string' || !isObject(event)) throw new InvalidTokenError('the security event token carries no event');
         const subject = isObject(event.subject) ? event.subject : {};
-        return { type: uri.slice(uri.lastIndexOf('/') + 1), uid: text(subject, 'sub') ?? '', id: typeof claims.jti === 'string' ? claims.jti : undefined, reason: text(event, 'reason'), issuedAt: claims.iat };
+        return { type: uri.slice(uri.lastIndexOf('/') + 1), uid: text(subject, 'sub') ?? '', id: typeof claims.jti === 'string' ? claims.jti : undefined, reason: text(event, 'reason'), issuedAt: claims.iat, forAnotherClient };
       },
       async verify(input) {
         if (requireOneOf(input, ['id_token', 'access_token'], 'google') === 'id_token') {

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { decodeJwt, errors, jwtVerify, type JWK, type JWTPayload } from 'jose';
 import { ConfigError, type Settings } from '../config/settings.js';
 import { ApiError, InvalidTokenError, invalidRequest } from '../core/errors.js';
-import type { ProviderHttp } from './http.js';
 import { JwksCache } from './jwks.js';
+import type { ProviderContext } from './types.js';
 
 /**
  * SOCIAL_AUTH_<P>_REQUIRE_NONCE: `false` (a nonce is checked when the app sends one), `true` (the app must
@@ -55,7 +55,9 @@ export function requireNonce(rule: NonceRule, sent: string | undefined, claims?:
   if (claims && claims.nonce === undefined) throw new InvalidTokenError('the ID token carries no nonce, and this server requires one');
 }
 
-const DEFAULT_TOLERANCE = 60;
+/** SOCIAL_AUTH_CLOCK_TOLERANCE_SECONDS's default: the clock skew tolerated on exp, iat and nbf. */
+export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 60;
+const DEFAULT_TOLERANCE = DEFAULT_CLOCK_TOLERANCE_SECONDS;
 
 export interface IdTokenPolicy {
   jwks: JwksCache;
@@ -67,7 +69,7 @@ export interface IdTokenPolicy {
   algorithms: readonly string[];
   /** Clock skew tolerated on exp/iat/nbf, in seconds. */
   clockToleranceSeconds?: number;
-  /** Does the token's nonce answer the one the app sent? Default: equal. */
+  /** Does the token's nonce answer the one the app sent? Default: `nonceMatches`. */
   nonceAccepted?: (claims: JWTPayload, sent: string) => boolean;
   /** May the key that signed the token sign for its issuer? (Microsoft binds keys to issuers.) Default: yes. */
   keyAccepted?: (key: JWK | undefined, claims: JWTPayload) => boolean;
@@ -114,30 +116,40 @@ export async function verifyIdToken(token: string, policy: IdTokenPolicy, expect
   }
   if (typeof payload.sub !== 'string' || payload.sub === '') throw new InvalidTokenError('the ID token has no subject');
   requireNonce(policy.nonceRule ?? 'optional', expectedNonce, payload);
-  if (expectedNonce !== undefined && !(policy.nonceAccepted ?? nonceEquals)(payload, expectedNonce)) {
+  if (expectedNonce !== undefined && !(policy.nonceAccepted ?? nonceMatches)(payload, expectedNonce)) {
     throw new InvalidTokenError('the ID token nonce does not match');
   }
   return payload;
 }
 
-const nonceEquals = (claims: JWTPayload, sent: string) => claims.nonce === sent;
+/**
+ * The token's nonce is what the app sent, or its SHA-256 in lower-case hex. The provider copies into the token
+ * whatever the app gave its SDK; apps that follow Firebase's and Supabase's guides give the SDK the hash and send
+ * us the raw nonce, others give and send the same value (test/fixtures/sdk-flows/). Accepting the hash of what was
+ * sent costs nothing: nobody can find a raw nonce from a token's hash.
+ */
+export function nonceMatches(claims: JWTPayload, sent: string): boolean {
+  return typeof claims.nonce === 'string' && (claims.nonce === sent || claims.nonce === sha256Hex(sent));
+}
 
 /**
  * A token the provider signs to tell us about an account (Apple's server-to-server notifications): signature by
  * a key of its JWKS with an allowed algorithm, exact issuer, our audience only, `iat` not in the future, and
- * `exp` when it has one. No subject or nonce: the account is named in the event.
+ * `exp` when it has one. No subject or nonce: the account is named in the event. With `anyAudience`, the
+ * audience is left to the caller (Google sends a project's events to each of its client ids).
  */
-export async function verifyEventToken(token: string, policy: IdTokenPolicy): Promise<JWTPayload> {
+export async function verifyEventToken(token: string, policy: IdTokenPolicy, { anyAudience = false } = {}): Promise<JWTPayload> {
   const tolerance = policy.clockToleranceSeconds ?? DEFAULT_TOLERANCE;
   let payload: JWTPayload;
   try {
     const issuers = typeof policy.issuers === 'function' ? policy.issuers(decodeJwt(token)) : policy.issuers;
-    ({ payload } = await jwtVerify(token, policy.jwks.getKey, { issuer: [...issuers], audience: [...policy.audiences], algorithms: [...policy.algorithms], clockTolerance: tolerance, requiredClaims: ['iat'] }));
+    ({ payload } = await jwtVerify(token, policy.jwks.getKey, { issuer: [...issuers], audience: anyAudience ? undefined : [...policy.audiences], algorithms: [...policy.algorithms], clockTolerance: tolerance, requiredClaims: ['iat'] }));
   } catch (error) {
     if (error instanceof ApiError) throw error;
     throw new InvalidTokenError(reasonFor(error).replace('ID token', 'event token'));
   }
   if (typeof payload.iat !== 'number' || payload.iat > Date.now() / 1000 + tolerance) throw new InvalidTokenError("the event token's iat claim is in the future");
+  if (anyAudience) return payload;
   const audiences = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
   if (!audiences.every((audience) => typeof audience === 'string' && policy.audiences.includes(audience))) throw new InvalidTokenError('the event token names an audience that is not ours (aud)');
   return payload;
@@ -146,16 +158,16 @@ export async function verifyEventToken(token: string, policy: IdTokenPolicy): Pr
 /** An ID-token provider's declaration: where its keys are, and the policy its tokens must meet. */
 export type IdTokenDeclaration = Omit<IdTokenPolicy, 'jwks'> & { jwksUrl: string };
 
-/** Verifies a provider's ID tokens as declared, with its keys cached (see jwks.ts). */
-export function idTokenVerifier(http: ProviderHttp, { jwksUrl, ...declared }: IdTokenDeclaration) {
-  const policy: IdTokenPolicy = { ...declared, jwks: new JwksCache(http, jwksUrl) };
+/** Verifies a provider's ID tokens as declared, with its keys cached (see jwks.ts) and the operator's clock tolerance. */
+export function idTokenVerifier({ http, clockToleranceSeconds }: ProviderContext, { jwksUrl, ...declared }: IdTokenDeclaration) {
+  const policy: IdTokenPolicy = { clockToleranceSeconds, ...declared, jwks: new JwksCache(http, jwksUrl) };
   return {
     /** `nonceRule` overrides the declared one for a token the app did not carry (one we redeemed a code for). */
     verify: (token: string, nonce?: string, nonceRule?: NonceRule) => verifyIdToken(token, nonceRule ? { ...policy, nonceRule } : policy, nonce),
     /** The proof the sign-in's transaction checks, of a token `verify` accepted. */
     proof: (token: string, claims: JWTPayload, nonce?: string) => idTokenProof(token, claims, nonce, policy.nonceRule ?? 'optional', policy.clockToleranceSeconds),
     /** A token the provider signs about an account (see verifyEventToken). */
-    verifyEvent: (token: string) => verifyEventToken(token, policy),
+    verifyEvent: (token: string, options?: { anyAudience?: boolean }) => verifyEventToken(token, policy, options),
     warmUp: () => policy.jwks.warmUp(),
   };
 }

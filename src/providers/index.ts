@@ -1,6 +1,7 @@
 import { ConfigError, type Settings } from '../config/settings.js';
 import { ProviderHttp, type ProviderHttpOptions } from './http.js';
 import { apple } from './apple.js';
+import { DEFAULT_CLOCK_TOLERANCE_SECONDS } from './id-token.js';
 import { facebook } from './facebook.js';
 import { github } from './github.js';
 import { google } from './google.js';
@@ -25,6 +26,8 @@ export type ProviderConfigs = EnabledProvider[];
 
 export function loadProviderConfigs(settings: Settings): ProviderConfigs {
   const enabled: EnabledProvider[] = [];
+  // Google's own library tolerates 300 s; we default to less, and the operator decides (a phone's clock is not ours to fix).
+  const clockToleranceSeconds = settings.int('SOCIAL_AUTH_CLOCK_TOLERANCE_SECONDS', DEFAULT_CLOCK_TOLERANCE_SECONDS, { min: 0, max: 600 });
   for (const module of providerModules) {
     const config: unknown = module.configure(settings);
     if (config === undefined) continue;
@@ -33,7 +36,7 @@ export function loadProviderConfigs(settings: Settings): ProviderConfigs {
       emailTrust: emailTrustOf(settings, `SOCIAL_AUTH_${module.name.toUpperCase()}_EMAIL_TRUST`, module.emailTrust),
       create(options) {
         const http = new ProviderHttp(module.name, options);
-        return { provider: module.create(config, { http }), http };
+        return { provider: module.create(config, { http, clockToleranceSeconds }), http };
       },
     });
   }
@@ -46,7 +49,7 @@ export function loadProviderConfigs(settings: Settings): ProviderConfigs {
       emailTrust: emailTrustOf(settings, `SOCIAL_AUTH_OIDC_${config.name.toUpperCase()}_EMAIL_TRUST`, isMultiTenantIssuer(config.issuer) ? 'never' : 'verified'),
       create(options) {
         const http = new ProviderHttp(name, options);
-        return { provider: createOidcProvider(config, http), http };
+        return { provider: createOidcProvider(config, { http, clockToleranceSeconds }), http };
       },
     });
   }

@@ -35,7 +35,7 @@ export const line: ProviderModule<LineConfig> = {
     return { channelId, apiUrl: settings.url('SOCIAL_AUTH_LINE_API_URL', 'https://api.line.me'), nonceRule: nonceRuleOf(settings, 'SOCIAL_AUTH_LINE_REQUIRE_NONCE') };
   },
 
-  create(config, { http }) {
+  create(config, { http, clockToleranceSeconds }) {
     const verifyIdToken = async (idToken: string, nonce: string | undefined) => {
       requireNonce(config.nonceRule, nonce);
       const form = new URLSearchParams({ id_token: idToken, client_id: config.channelId, ...(nonce ? { nonce } : {}) });
@@ -45,7 +45,7 @@ export const line: ProviderModule<LineConfig> = {
       if (!sub) throw new ProviderUnavailableError('line', 'answered the ID token check without sub');
       // LINE compared the nonce we sent with the token's (and refuses a mismatch with 400).
       requireNonce(config.nonceRule, nonce, claims);
-      return { ...identity(sub, text(claims, 'name'), text(claims, 'email'), text(claims, 'picture')), idToken: idTokenProof(idToken, claims, nonce, config.nonceRule) };
+      return { ...identity(sub, text(claims, 'name'), text(claims, 'email'), text(claims, 'picture')), idToken: idTokenProof(idToken, claims, nonce, config.nonceRule, clockToleranceSeconds) };
     };
 
     return {

@@ -3,9 +3,8 @@ import { ProviderUnavailableError } from '../core/errors.js';
 import { account, flag, isObject, text } from './answers.js';
 import { idTokenProof, nonceRuleOf, verifyIdToken, type IdTokenPolicy, type NonceRule } from './id-token.js';
 import { JwksCache } from './jwks.js';
-import type { ProviderHttp } from './http.js';
 import { requireField } from './fields.js';
-import type { Provider } from './types.js';
+import type { Provider, ProviderContext } from './types.js';
 
 export interface OidcConfig {
   /** The provider is `oidc:<name>` in the API paths. */
@@ -60,7 +59,7 @@ export function configureOidcProviders(settings: Settings): OidcConfig[] {
 }
 
 /** Verifies ID tokens with the keys named by the issuer's discovery document, fetched once and cached. */
-export function createOidcProvider(config: OidcConfig, http: ProviderHttp): Provider {
+export function createOidcProvider(config: OidcConfig, { http, clockToleranceSeconds }: ProviderContext): Provider {
   const name = `oidc:${config.name}`;
   let policy: Promise<IdTokenPolicy> | undefined;
 
@@ -78,7 +77,7 @@ export function createOidcProvider(config: OidcConfig, http: ProviderHttp): Prov
     const discovered = text(body, 'issuer');
     const issuers = issuersOf(config, discovered);
     if (!issuers) throw new ProviderUnavailableError(name, 'its discovery document names another issuer than configured');
-    const policy: IdTokenPolicy = { jwks: new JwksCache(http, jwksUri), issuers, audiences: config.clientIds, algorithms: config.algorithms, nonceRule: config.nonceRule };
+    const policy: IdTokenPolicy = { jwks: new JwksCache(http, jwksUri), issuers, audiences: config.clientIds, algorithms: config.algorithms, nonceRule: config.nonceRule, clockToleranceSeconds };
     // A multi-tenant issuer's keys each name the issuer they sign for ({tenantid} or one tenant): a key of
     // one tenant must not sign another tenant's tokens (Microsoft's signing-key issuer check).
     if (typeof issuers === 'function') {
@@ -121,7 +120,7 @@ export function createOidcProvider(config: OidcConfig, http: ProviderHttp): Prov
         ...(multiTenant ? { tid: claims.tid } : {}),
         name: facts.name ?? null,
         expires_at: claims.exp ?? null,
-      }, { idToken: idTokenProof(token, claims, input.nonce, config.nonceRule) });
+      }, { idToken: idTokenProof(token, claims, input.nonce, config.nonceRule, clockToleranceSeconds) });
     },
   };
 }

@@ -101,11 +101,18 @@ export interface AccountEvent {
   reason?: string;
   /** The token's iat (seconds): a callback too old is refused. */
   issuedAt?: number;
+  /**
+   * Google RISC: signed by Google for a client id that is not ours — another client of the same Google project
+   * (its Android or iOS client), to which Google sends the project's events too. Acknowledged, not acted on.
+   */
+  forAnotherClient?: boolean;
 }
 
 export interface ProviderContext {
   /** A keep-alive HTTP client with bounded timeouts, one per provider. */
   http: ProviderHttp;
+  /** SOCIAL_AUTH_CLOCK_TOLERANCE_SECONDS: the clock skew tolerated on a signed token's exp, iat and nbf. */
+  clockToleranceSeconds: number;
 }
 
 /** One provider = one module: how to read its settings, and how to build it. */
