@@ -5,16 +5,17 @@ import { loadConfig } from '../src/config/config.js';
 import { Storage } from '../src/store/storage.js';
 import { call, databaseKinds, expectError, guest, startStack, type Stack } from './helpers.js';
 
-// An ID token signs in once (README "Security"): a stolen one cannot be used again before it expires; the
-// same client's quick retry is let through; a failed attempt uses nothing up. Server-issued nonces are used once.
+// SOCIAL_AUTH_ID_TOKEN_REPLAY=refuse (README "Security"): an ID token signs in once, so a stolen one cannot be used
+// again before it expires; the same client's quick retry is let through; a failed attempt uses nothing up.
+// Server-issued nonces are used once, whatever the setting. The default (allow) is at the end of this file.
 
 const sha256 = (value: string) => createHash('sha256').update(value).digest('hex');
 const from = (agent: string) => ({ 'user-agent': agent });
 
-describe.each(databaseKinds())('ID token replay on %s', (kind) => {
+describe.each(databaseKinds())('SOCIAL_AUTH_ID_TOKEN_REPLAY=refuse on %s', (kind) => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack(kind);
+    stack = await startStack(kind, { SOCIAL_AUTH_ID_TOKEN_REPLAY: 'refuse' });
   });
   afterAll(() => stack.close());
 
@@ -169,7 +170,7 @@ describe('SOCIAL_AUTH_<P>_REQUIRE_NONCE and SOCIAL_AUTH_ID_TOKEN_REPLAY', () => 
 describe('SOCIAL_AUTH_ID_TOKEN_RETRY_SECONDS', () => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack('sqlite', { SOCIAL_AUTH_ID_TOKEN_RETRY_SECONDS: '1' });
+    stack = await startStack('sqlite', { SOCIAL_AUTH_ID_TOKEN_REPLAY: 'refuse', SOCIAL_AUTH_ID_TOKEN_RETRY_SECONDS: '1' });
   });
   afterAll(() => stack.close());
 
@@ -180,5 +181,52 @@ describe('SOCIAL_AUTH_ID_TOKEN_RETRY_SECONDS', () => {
     expect((await link()).status).toBe(200);
     await new Promise((resolve) => setTimeout(resolve, 1100));
     expectError(await link(), 400, 'invalid_token');
+  });
+});
+
+describe.each(databaseKinds())('the default (SOCIAL_AUTH_ID_TOKEN_REPLAY=allow) on %s', (kind) => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack(kind);
+  });
+  afterAll(() => stack.close());
+
+  const auth = (provider: string, body: Record<string, string>, agent = 'Phone/1') => call(stack.api, 'POST', `/api/auth/${provider}/`, { body, headers: from(agent) });
+
+  // Google's silentSignIn, GoogleSignIn-iOS's restorePreviousSignIn and Facebook's AuthenticationToken.current hand
+  // the app the token it already has (test/fixtures/sdk-flows/): the next launch sends it again.
+  it.each(['google', 'apple', 'facebook', 'oidc:example'] as IdTokenProvider[])("%s: an app's cached ID token signs in again at the next launch, until it expires", async (name) => {
+    const token = await stack.emulator.mintIdToken(name);
+    const user = await guest(stack.api);
+    expect((await call(stack.api, 'POST', `/api/associate/${name}/`, { token: user.access_token, body: { id_token: token.id_token } })).status).toBe(200);
+    for (const launch of ['Phone/1', 'Phone/1', 'Phone/1 (after an update)']) {
+      const again = await auth(name, { id_token: token.id_token }, launch);
+      expect(again.status, JSON.stringify(again.body)).toBe(200);
+      expect(again.body.id).toBe(user.id);
+    }
+    const expired = await stack.emulator.mintIdToken(name, { sub: token.sub, expires_in: -120 });
+    expectError(await auth(name, { id_token: expired.id_token }), 400, 'invalid_token');
+  });
+
+  it('a server-issued nonce stays single use: the token that carried it does not sign in twice', async () => {
+    const { nonce } = (await call(stack.api, 'POST', '/api/nonce/')).body as { nonce: string };
+    // Firebase's and Supabase's convention: the SDK gets the SHA-256 of the nonce, the backend the nonce.
+    const token = await stack.emulator.mintIdToken('google', { nonce: sha256(nonce) });
+    const user = await guest(stack.api);
+    expect((await call(stack.api, 'POST', '/api/associate/google/', { token: user.access_token, body: { id_token: token.id_token, nonce } })).status).toBe(200);
+    const again = await auth('google', { id_token: token.id_token, nonce }, 'Elsewhere/1');
+    expectError(again, 400, 'invalid_token');
+    expect(again.body.detail).toMatch(/nonce has expired, was used already/);
+  });
+
+  it.each(['google', 'apple', 'facebook', 'oidc:example'] as IdTokenProvider[])('%s: the nonce the app sent, or its SHA-256 hex in the token; any other is refused', async (name) => {
+    for (const [inToken, sent] of [['n-raw-1', 'n-raw-1'], [sha256('n-raw-2'), 'n-raw-2']]) {
+      const token = await stack.emulator.mintIdToken(name, { nonce: inToken });
+      expectError(await auth(name, { id_token: token.id_token, nonce: sent! }), 404, 'user_not_found'); // verified: just unknown
+    }
+    const hashedSent = await stack.emulator.mintIdToken(name, { nonce: 'n-raw-3' });
+    expectError(await auth(name, { id_token: hashedSent.id_token, nonce: sha256('n-raw-3') }), 400, 'invalid_token');
+    const other = await stack.emulator.mintIdToken(name, { nonce: sha256('n-raw-4') });
+    expectError(await auth(name, { id_token: other.id_token, nonce: 'n-raw-5' }), 400, 'invalid_token');
   });
 });

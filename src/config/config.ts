@@ -171,9 +171,13 @@ function redisUrl(settings: Settings): string | undefined {
   return url;
 }
 
-/** SOCIAL_AUTH_ID_TOKEN_REPLAY: refuse (default: an ID token signs in once) or allow. */
+/**
+ * SOCIAL_AUTH_ID_TOKEN_REPLAY: allow (default: an app's cached ID token signs in again until it expires, as Google's
+ * silentSignIn, GoogleSignIn-iOS's restorePreviousSignIn and Facebook's AuthenticationToken.current hand it back) or
+ * refuse (an ID token signs in once: for operators whose apps ask the SDK for a new token, with a nonce, every time).
+ */
 function replayRefused(settings: Settings): boolean {
-  const value = settings.string('SOCIAL_AUTH_ID_TOKEN_REPLAY', 'refuse');
+  const value = settings.string('SOCIAL_AUTH_ID_TOKEN_REPLAY', 'allow');
   if (value !== 'refuse' && value !== 'allow') throw new ConfigError(`SOCIAL_AUTH_ID_TOKEN_REPLAY must be refuse or allow, got "${value}"`);
   return value === 'refuse';
 }
