@@ -49,10 +49,12 @@ export class JwksCache {
     try {
       return await this.resolver!(header, token);
     } catch (error) {
-      const unknownKey = error instanceof errors.JWKSNoMatchingKey;
-      if (!unknownKey || Date.now() - this.lastFetchStartedAt < this.options.unknownKidRefetchMs) throw error;
-      // Maybe the provider rotated its keys: look once, then answer.
-      await this.refresh().catch(() => {});
+      if (!(error instanceof errors.JWKSNoMatchingKey)) throw error;
+      // Maybe the provider rotated its keys. A fetch under way (the stale keys' background refresh, or another
+      // token's) may bring the new key: wait for it. Otherwise look once, unless we looked a moment ago.
+      const looking = this.inflight ?? (Date.now() - this.lastFetchStartedAt >= this.options.unknownKidRefetchMs ? this.refresh() : undefined);
+      if (!looking) throw error;
+      await looking.catch(() => {});
       return this.resolver!(header, token);
     }
   };
