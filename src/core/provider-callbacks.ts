@@ -30,6 +30,15 @@ export class ProviderCallbacks {
     return `${provider}:${id ?? createHash('sha256').update(raw).digest('hex')}`;
   }
 
+  /**
+   * Ends every session of the user because its provider said so, and tells the app's backend (session.revoked,
+   * reason provider): the app returns to a signed-out state.
+   */
+  private static async endSessions(trx: Storage, userId: number, detail: string): Promise<void> {
+    const count = await trx.sessions.revokeAllOfUser(userId, detail);
+    await trx.audit.record({ event: 'sessions_revoked', userId, detail: `${detail}: ${count} sessions`.slice(0, 64) }, null);
+  }
+
   /** The link of that account and its user, read under the user's row (a write meanwhile is not overwritten), or undefined. */
   private static async heldLink(trx: Storage, provider: string, uid: string) {
     const found = uid ? await trx.links.find(provider, uid) : undefined;
@@ -81,8 +90,10 @@ export class ProviderCallbacks {
    * stopped or resumed forwarding) are kept on the link; `consent-revoked` (the person stopped using Sign in
    * with Apple with our app) drops the link's kept tokens, which Apple has revoked, and keeps the link (the same
    * person signing in again has the same sub); `account-delete` (the Apple account is gone) removes the link.
-   * Each is told to the app's backend (provider.event; link.removed for a deletion). An account nobody linked
-   * is answered all the same. A notification not signed by Apple for our client ids: 400 invalid_token.
+   * Both end the user's sessions: Apple asks that the app return to a signed-out state (TN3194; sources in
+   * test/fixtures/callbacks/apple/). Each is told to the app's backend (provider.event; link.removed for a deletion;
+   * session.revoked). An account nobody linked is answered all the same. A notification not signed by Apple for
+   * our client ids: 400 invalid_token.
    */
   async appleNotification(payload: unknown): Promise<void> {
     const apple = this.services.providers.get('apple');
@@ -97,10 +108,12 @@ export class ProviderCallbacks {
       if (event.type === 'account-delete' || event.type === 'account-deleted') {
         await trx.links.delete(user.id, 'apple', event.uid);
         await trx.audit.record({ event: 'unlinked', ...about, detail: 'apple account deleted' }, null);
+        await ProviderCallbacks.endSessions(trx, user.id, `apple ${event.type}`);
       } else if (event.type === 'email-disabled' || event.type === 'email-enabled') {
         await trx.links.updateExtraData(link.id, { ...link.extraData, email_forwarding: event.type === 'email-enabled' }, null);
       } else if (event.type === 'consent-revoked') {
         await trx.links.forgetTokens(link.id);
+        await ProviderCallbacks.endSessions(trx, user.id, 'apple consent-revoked');
       }
       await trx.audit.record({ event: 'provider_event', ...about, detail: `apple ${event.type}`.slice(0, 64) }, null);
     });
@@ -109,22 +122,25 @@ export class ProviderCallbacks {
   /**
    * Google Cross-Account Protection (RISC): a security event token about a Google account. `sessions-revoked`,
    * `tokens-revoked` and `account-disabled` for `hijacking` end every session of the linked user (Google: the
-   * account may be in other hands); every event is audited and told (provider.event). Not signed by Google for
-   * our client ids: 400 invalid_token.
+   * account may be in other hands); every event is audited and told (provider.event; session.revoked). Not signed
+   * by Google: 400 invalid_token. Signed by Google for another client id of the project (its Android or iOS
+   * client): acknowledged and ignored ('ignored'), or Google records failed deliveries.
    */
-  async googleSecurityEvent(token: unknown): Promise<void> {
+  async googleSecurityEvent(token: unknown): Promise<'done' | 'ignored'> {
     const google = this.services.providers.get('google');
     if (typeof token !== 'string' || !google.verifySecurityEvent) throw invalidRequest('the body must be the security event token');
     const event = await google.verifySecurityEvent(token);
+    if (event.forAnotherClient) return 'ignored';
     const endSessions = event.type === 'sessions-revoked' || event.type === 'tokens-revoked' || (event.type === 'account-disabled' && event.reason === 'hijacking');
     const detail = `google ${event.type}${event.reason ? ` ${event.reason}` : ''}`.slice(0, 64);
     await this.services.storage.transaction(async (trx) => {
       if (!(await ProviderCallbacks.firstTime(trx, ProviderCallbacks.key('google', event.id, token), event.issuedAt))) return;
       const held = await ProviderCallbacks.heldLink(trx, 'google', event.uid);
       if (!held) return;
-      if (endSessions) await trx.sessions.revokeAllOfUser(held.user.id, detail);
       await trx.audit.record({ event: 'provider_event', userId: held.user.id, provider: 'google', uid: event.uid, detail }, null);
+      if (endSessions) await ProviderCallbacks.endSessions(trx, held.user.id, detail);
     });
+    return 'done';
   }
 
   /** A data-deletion request's status, or 404 deletion_request_not_found. */

@@ -112,7 +112,10 @@ export function webhookEventOf(row: ReturnType<typeof auditRow>): OutboxEvent | 
     case 'refresh_token_reused':
       return { type: 'session.revoked', userId: row.user_id, data: { user_id: row.user_id, reason: row.event === 'logout' ? 'logout' : 'refresh_token_reused' } };
     case 'sessions_revoked':
-      return { type: 'session.revoked', userId: row.user_id, data: { user_id: row.user_id, reason: 'admin', actor: row.actor } };
+      // An operator (its actor), or a provider that said the account must sign out again (Apple, Google RISC).
+      return row.actor
+        ? { type: 'session.revoked', userId: row.user_id, data: { user_id: row.user_id, reason: 'admin', actor: row.actor } }
+        : { type: 'session.revoked', userId: row.user_id, data: { user_id: row.user_id, reason: 'provider', detail: row.detail } };
     case 'link_refused_other_user':
       return { type: 'link.refused', userId: row.user_id, data: { ...about, ip: row.ip, user_agent: row.user_agent } };
     case 'user_merged': {

@@ -39,7 +39,8 @@ export function callbackRoutes(app: FastifyInstance, { services }: RouteContext)
 
       // Google Cross-Account Protection (RISC): 202 once the event is taken.
       scope.post<{ Body: unknown }>('/google/risc', { schema }, async (request, reply) => {
-        await callbacks.googleSecurityEvent(request.body);
+        // An event for another client id of the Google project is acknowledged all the same (Google would count a refusal as a failed delivery).
+        if ((await callbacks.googleSecurityEvent(request.body)) === 'ignored') request.log.info('a Google security event for another client id of the project: acknowledged, not acted on');
         return reply.code(202).send();
       });
 
