@@ -115,7 +115,7 @@ export function oidcControlRoutes(state: EmulatorState, ids: IdProviders) {
 
     app.post<{ Body: MintMicrosoftIdTokenInput }>(
       '/microsoft/id_tokens',
-      { schema: { body: { ...mintIdTokenBodySchema, properties: { ...mintIdTokenBodySchema.properties, tid: { type: 'string' }, signing_key: { type: 'string', enum: ['common', 'consumers'] } } } } },
+      { schema: { body: { ...mintIdTokenBodySchema, properties: { ...mintIdTokenBodySchema.properties, tid: { type: 'string' }, signing_key: { type: 'string', enum: ['common', 'consumers', 'unbound'] } } } } },
       async (request, reply) => reply.code(201).send(await mintMicrosoftIdToken(ids.microsoft, listeningOrigin(request), request.body)),
     );
 

@@ -18,7 +18,8 @@ import type { EmulatorState } from './state.js';
 
 // Emulates the Microsoft identity platform's OpenID Connect endpoints (https://login.microsoftonline.com):
 // per-tenant and multi-tenant discovery (`common` and `organizations` name the issuer template
-// "…/{tenantid}/v2.0"), the key set, and v2.0 ID tokens whose `iss` names the user's tenant (`tid`).
+// "…/{tenantid}/v2.0"; `consumers` and a tenant's domain name name the tenant's id, not the alias asked for),
+// the key set, and v2.0 ID tokens whose `iss` names the user's tenant (`tid`).
 
 export interface MicrosoftOptions {
   /** Our app's client (application) ids; the first is the default audience. */
@@ -31,9 +32,10 @@ export interface MintMicrosoftIdTokenInput extends MintIdTokenInput {
   /**
    * Which published key signs: `common` (default), a key whose `issuer` is the {tenantid} template, or
    * `consumers`, a key bound to the personal-accounts tenant — signing another tenant's token with it is
-   * the forgery a verifier must refuse.
+   * the forgery a verifier must refuse; or `unbound`, a key published without an `issuer` member (Microsoft's
+   * own validator checks a key's issuer only when the key names one).
    */
-  signing_key?: 'common' | 'consumers';
+  signing_key?: 'common' | 'consumers' | 'unbound';
 }
 
 /** Personal Microsoft accounts (outlook.com, xbox…) all belong to this tenant. */
@@ -45,6 +47,8 @@ export class MicrosoftProvider {
   readonly issuer = new OidcIssuer(() => randomBytesBase64Url(20));
   /** Keys published for the personal-accounts tenant only (their `issuer` names it). */
   readonly consumersKeys = new OidcIssuer(() => randomBytesBase64Url(20));
+  /** Keys published without an `issuer` member. */
+  readonly unboundKeys = new OidcIssuer(() => randomBytesBase64Url(20));
   readonly users = new Map<string, Person>();
 
   constructor(readonly clientIds: readonly string[]) {}
@@ -52,8 +56,18 @@ export class MicrosoftProvider {
   reset(): void {
     this.issuer.reset();
     this.consumersKeys.reset();
+    this.unboundKeys.reset();
     this.users.clear();
   }
+}
+
+/**
+ * The emulator's tenant id for a domain-named tenant (contoso.onmicrosoft.com): a GUID made from the name, so that
+ * every emulator gives the same. (Microsoft looks the verified domain up in its directory.)
+ */
+export function tenantOfDomain(domain: string): string {
+  const hex = createHash('sha256').update(domain.toLowerCase()).digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-8${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
 export function microsoftIssuer(origin: string, tenant: string): string {
@@ -87,15 +101,16 @@ export async function mintMicrosoftIdToken(ms: MicrosoftProvider, origin: string
     }),
     ...input.claims,
   };
-  const keys = input.signing_key === 'consumers' ? ms.consumersKeys : ms.issuer;
+  const keys = input.signing_key === 'consumers' ? ms.consumersKeys : input.signing_key === 'unbound' ? ms.unboundKeys : ms.issuer;
   return { id_token: await keys.mint(claims, input.forge), sub: String(claims.sub), claims };
 }
 
 export function microsoftRoutes(state: EmulatorState, ms: MicrosoftProvider) {
-  /** `common` and `organizations` name the issuer template; `consumers` and a tenant id name that tenant. */
+  /** `common` and `organizations` name the issuer template; `consumers`, a tenant's domain name and a tenant id name that tenant's id. */
   function issuerOf(origin: string, tenant: string): string | undefined {
     if (tenant === 'common' || tenant === 'organizations') return microsoftIssuer(origin, '{tenantid}');
     if (tenant === 'consumers') return microsoftIssuer(origin, CONSUMERS_TENANT);
+    if (/^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(tenant)) return microsoftIssuer(origin, tenantOfDomain(tenant));
     return TENANT_ID.test(tenant) ? microsoftIssuer(origin, tenant.toLowerCase()) : undefined;
   }
 
@@ -152,11 +167,12 @@ export function microsoftRoutes(state: EmulatorState, ms: MicrosoftProvider) {
       const issuer = issuerOf(listeningOrigin(request), tenant);
       if (!issuer) return unknownTenant(reply, tenant);
       const origin = listeningOrigin(request);
-      const published = (keys: Array<{ kid: string; alg?: string }>, keyIssuer: string) =>
-        keys.map(({ alg: _alg, ...key }) => ({ ...key, x5t: key.kid, issuer: keyIssuer }));
+      const published = (keys: Array<{ kid: string; alg?: string }>, keyIssuer?: string) =>
+        keys.map(({ alg: _alg, ...key }) => ({ ...key, x5t: key.kid, ...(keyIssuer ? { issuer: keyIssuer } : {}) }));
       const keys = [
         ...published((await ms.issuer.jwks()).keys, microsoftIssuer(origin, '{tenantid}')),
         ...published((await ms.consumersKeys.jwks()).keys, microsoftIssuer(origin, CONSUMERS_TENANT)),
+        ...published((await ms.unboundKeys.jwks()).keys),
       ];
       return sendJwks(reply, { keys }, ms.issuer.jwksMaxAgeSeconds);
     });

@@ -1,3 +1,4 @@
+import type { JWK, JWTPayload } from 'jose';
 import { ConfigError, isSafeTransport, type Settings } from '../config/settings.js';
 import { ProviderUnavailableError } from '../core/errors.js';
 import { account, flag, isObject, text } from './answers.js';
@@ -77,16 +78,7 @@ export function createOidcProvider(config: OidcConfig, { http, clockToleranceSec
     const discovered = text(body, 'issuer');
     const issuers = issuersOf(config, discovered);
     if (!issuers) throw new ProviderUnavailableError(name, 'its discovery document names another issuer than configured');
-    const policy: IdTokenPolicy = { jwks: new JwksCache(http, jwksUri), issuers, audiences: config.clientIds, algorithms: config.algorithms, nonceRule: config.nonceRule, clockToleranceSeconds };
-    // A multi-tenant issuer's keys each name the issuer they sign for ({tenantid} or one tenant): a key of
-    // one tenant must not sign another tenant's tokens (Microsoft's signing-key issuer check).
-    if (typeof issuers === 'function') {
-      policy.keyAccepted = (key, claims) => {
-        const keyIssuer = (key as { issuer?: unknown } | undefined)?.issuer;
-        return typeof keyIssuer === 'string' && keyIssuer.replace('{tenantid}', String(claims.tid)) === claims.iss;
-      };
-    }
-    return policy;
+    return { jwks: new JwksCache(http, jwksUri), issuers, audiences: config.clientIds, algorithms: config.algorithms, nonceRule: config.nonceRule, clockToleranceSeconds, keyAccepted: keySignsFor };
   };
   // A failed discovery is retried by the next request instead of being remembered.
   const getPolicy = () => (policy ??= discover().catch((error: unknown) => {
@@ -125,6 +117,17 @@ export function createOidcProvider(config: OidcConfig, { http, clockToleranceSec
   };
 }
 
+/**
+ * A key that names the issuer it signs for (Microsoft's keys: `{tenantid}` or one tenant) must not sign another
+ * issuer's tokens; a key that names none may sign any, as Microsoft's own validator has it
+ * (AzureAD/azure-activedirectory-identitymodel-extensions-for-dotnet, AadTokenValidationParametersExtension.cs).
+ */
+function keySignsFor(key: JWK | undefined, claims: JWTPayload): boolean {
+  const keyIssuer = (key as { issuer?: unknown } | undefined)?.issuer;
+  if (typeof keyIssuer !== 'string' || keyIssuer.trim() === '') return true;
+  return keyIssuer.replace('{tenantid}', String(claims.tid)) === claims.iss;
+}
+
 /** Microsoft's tenant-independent endpoints, whose discovery document names an issuer template. */
 const TENANT_INDEPENDENT = ['common', 'organizations', 'consumers'];
 
@@ -139,10 +142,13 @@ const TENANT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
  * The issuers to accept, from the discovery document's `issuer`: the configured issuer exactly (OpenID
  * Connect Discovery 4.3); or, for a multi-tenant endpoint such as Microsoft's `…/common/v2.0`, whose document
  * names `…/{tenantid}/v2.0`, the template filled with the token's own `tid` claim — so a token's `iss` must
- * name the tenant its `tid` names (Microsoft's rule for multi-tenant apps). Undefined: not the configured issuer.
+ * name the tenant its `tid` names (Microsoft's rule for multi-tenant apps); or, for a Microsoft alias of one
+ * tenant (`…/consumers/v2.0`, or the tenant's domain name `…/contoso.onmicrosoft.com/v2.0`), whose document names
+ * the tenant by its id, that tenant's issuer. Undefined: not the configured issuer.
  */
 function issuersOf(config: OidcConfig, discovered: string | undefined): IdTokenPolicy['issuers'] | undefined {
   if (discovered === config.issuer) return [config.issuer];
+  if (discovered !== undefined && namesTheSameTenant(config.issuer, discovered)) return [discovered];
   if (!discovered?.includes('{tenantid}')) return undefined;
   if (!TENANT_INDEPENDENT.some((tenant) => discovered.replace('{tenantid}', tenant) === config.issuer)) return undefined;
   return (claims) => {
@@ -151,4 +157,28 @@ function issuersOf(config: OidcConfig, discovered: string | undefined): IdTokenP
     if (config.tenants.length > 0 && !config.tenants.includes(tid)) return [];
     return [discovered.replace('{tenantid}', tid)];
   };
+}
+
+/**
+ * Is `discovered` the issuer of the one tenant the configured alias names? Same origin and path but for one
+ * segment: `consumers` or a domain name in the configuration, a tenant id in the document. (The document came
+ * from the configured issuer's own host, over https in production: it is the authority on its tenant's id.)
+ */
+function namesTheSameTenant(configured: string, discovered: string): boolean {
+  let ours: URL;
+  let theirs: URL;
+  try {
+    ours = new URL(configured);
+    theirs = new URL(discovered);
+  } catch {
+    return false;
+  }
+  if (ours.origin !== theirs.origin) return false;
+  const a = ours.pathname.split('/');
+  const b = theirs.pathname.split('/');
+  if (a.length !== b.length) return false;
+  const differing = a.flatMap((segment, i) => (segment === b[i] ? [] : [i]));
+  if (differing.length !== 1) return false;
+  const alias = a[differing[0]!]!;
+  return TENANT_ID.test(b[differing[0]!]!) && (alias === 'consumers' || /^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(alias));
 }
