@@ -80,7 +80,8 @@ export interface Stack {
  */
 export async function startStack(
   kind: DatabaseKind,
-  env: Env = {},
+  /** Settings over the defaults; a function of the emulator's URL for settings that name it. */
+  env: Env | ((emulatorUrl: string) => Env) = {},
   /** ownDatabase: the server opens (and at close destroys) its database itself, as `serve` does. */
   options: { pipeline?: readonly PipelineStep[]; operatorErrors?: OperatorErrors; logLevel?: string; ownDatabase?: boolean } = {},
 ): Promise<Stack> {
@@ -105,7 +106,7 @@ export async function startStack(
     RATE_LIMIT_ENABLED: 'false',
     // Fault tests fail providers on purpose, many times in a row; test/resilience.test.ts tests the breaker.
     SOCIAL_AUTH_CIRCUIT_BREAKER_THRESHOLD: '1000',
-    ...env,
+    ...(typeof env === 'function' ? env(emulator.url) : env),
   });
   const db = openDatabase(config.databaseUrl);
   const logs: string[] = [];

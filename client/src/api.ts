@@ -60,7 +60,7 @@ export interface Endpoint {
 const tokenResponse: ResponseShape = { required: requiredOf<TokenResponse>({ id: true, username: true, access_token: true, refresh_token: true, token_type: true, expires_in: true }) };
 const association: ResponseShape = { required: requiredOf<Association>({ provider: true, uid: true, extra_data: true, created_at: true, updated_at: true }) };
 const credentials = keysOf<Credentials>({ username: true, password: true });
-const socialToken = keysOf<SocialToken>({ access_token: true, access_token_secret: true, id_token: true, nonce: true, code: true, client_id: true, user: true });
+const socialToken = keysOf<SocialToken>({ access_token: true, access_token_secret: true, id_token: true, nonce: true, code: true, client_id: true, redirect_uri: true, user: true });
 
 const associated: ResponseShape = {
   required: requiredOf<AssociateResponse>({ success: true, association: true }),

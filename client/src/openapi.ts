@@ -990,6 +990,8 @@ export interface operations {
                     code?: string;
                     /** @description Sign in with Apple: the bundle or services id a `code` sent alone was issued to, when several are configured */
                     client_id?: string;
+                    /** @description Sign in with Apple's web flow (Android): the redirect URI the authorization used, one of SOCIAL_AUTH_APPLE_REDIRECT_URIS for its Services ID. Without it, the first one configured for that Services ID is used */
+                    redirect_uri?: string;
                     /** @description Sign in with Apple: the `user` JSON Apple gives the app on the first authorization only (or its text, as a web form post carries it). Kept for display; never used for identity */
                     user?: string | {
                         name?: {
@@ -1369,6 +1371,8 @@ export interface operations {
                     code?: string;
                     /** @description Sign in with Apple: the bundle or services id a `code` sent alone was issued to, when several are configured */
                     client_id?: string;
+                    /** @description Sign in with Apple's web flow (Android): the redirect URI the authorization used, one of SOCIAL_AUTH_APPLE_REDIRECT_URIS for its Services ID. Without it, the first one configured for that Services ID is used */
+                    redirect_uri?: string;
                     /** @description Sign in with Apple: the `user` JSON Apple gives the app on the first authorization only (or its text, as a web form post carries it). Kept for display; never used for identity */
                     user?: string | {
                         name?: {

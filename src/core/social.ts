@@ -115,6 +115,7 @@ export class SocialAccounts {
    * authorizations", Apple's Revoke tokens reference).
    */
   private async revokingUnkeptGrant<T>(provider: Provider, identity: SocialIdentity, work: () => Promise<T>): Promise<T> {
+    if (identity.operatorNotice) this.services.log.warn({ provider: provider.name, reason: identity.operatorNotice.reason, hint: identity.operatorNotice.hint }, 'the sign-in goes on, but the provider refused part of it');
     try {
       return await work();
     } catch (error) {

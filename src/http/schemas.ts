@@ -83,6 +83,13 @@ export const socialTokenBody = {
       pattern: TOKEN,
       description: 'Sign in with Apple: the bundle or services id a `code` sent alone was issued to, when several are configured',
     },
+    redirect_uri: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 2048,
+      pattern: TOKEN,
+      description: "Sign in with Apple's web flow (Android): the redirect URI the authorization used, one of SOCIAL_AUTH_APPLE_REDIRECT_URIS for its Services ID. Without it, the first one configured for that Services ID is used",
+    },
     user: {
       description:
         'Sign in with Apple: the `user` JSON Apple gives the app on the first authorization only (or its text, as a web form post carries it). Kept for display; never used for identity',

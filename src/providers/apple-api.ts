@@ -49,8 +49,9 @@ export class AppleApi {
   ) {}
 
   /** Redeems the code for one client id: its tokens, or Apple's refusal (invalid_grant, invalid_client) so the next id can be tried. */
-  async redeem(clientId: string, code: string): Promise<{ idToken: string; refreshToken: string } | { refused: 'invalid_grant' | 'invalid_client' }> {
-    const fields = { client_id: clientId, client_secret: await this.clientSecret(clientId), code, grant_type: 'authorization_code' };
+  async redeem(clientId: string, code: string, redirectUri?: string): Promise<{ idToken: string; refreshToken: string } | { refused: 'invalid_grant' | 'invalid_client' }> {
+    // redirect_uri: the one the authorization used, when it used one (a web or Android flow): Apple redeems the code with it only.
+    const fields = { client_id: clientId, client_secret: await this.clientSecret(clientId), code, grant_type: 'authorization_code', ...(redirectUri ? { redirect_uri: redirectUri } : {}) };
     const { status, body } = await this.http.json(`${this.apiUrl}/auth/token`, formPost(fields));
     const error = isObject(body) ? text(body, 'error') : undefined;
     if (status === 400 && (error === 'invalid_grant' || error === 'invalid_client')) return { refused: error };

@@ -1,4 +1,5 @@
 import type { JWTPayload } from 'jose';
+import { ConfigError, type Settings } from '../config/settings.js';
 import { InvalidTokenError, invalidRequest, providerRefusedApp } from '../core/errors.js';
 import { account, flag, isObject, text } from './answers.js';
 import { AppleApi, appleKeyHint, appleSigningSettings, APPLE_ISSUER, type AppleSigning } from './apple-api.js';
@@ -9,7 +10,14 @@ import type { ProviderModule, SocialIdentity, TokenInput } from './types.js';
 /**
  * Sign in with Apple. The identity token is verified against Apple's keys. When the app also sends the
  * authorization code and the team key is configured, the code is redeemed (apple-api.ts) and the refresh
- * token kept, so that unlinking revokes it (App Store rules for account deletion).
+ * token kept, so that unlinking revokes it (App Store rules for account deletion). A code from the web flow
+ * (Sign in with Apple on Android) is redeemed with the redirect URI its authorization used: Apple redeems it with
+ * that one only (SOCIAL_AUTH_APPLE_REDIRECT_URIS, per Services ID).
+ *
+ * A code Apple will not redeem (invalid_grant: used, expired, or another redirect URI) beside a valid identity
+ * token does not refuse the sign-in: the identity token alone proves the account, as Firebase Auth and Supabase
+ * Auth sign in with it alone (test/fixtures/sdk-flows/). The link then keeps no grant, and the operator is told
+ * what to fix. A code sent without an identity token is the only proof: refused then.
  *
  * Nonce: Apple copies the nonce the app set on its request into the token unchanged. Many apps set the
  * SHA-256 (hex) of a raw nonce and send us the raw one (Firebase's convention), others set and send the
@@ -27,6 +35,8 @@ export interface AppleConfig {
   apiUrl: string;
   /** For redeeming codes and revoking tokens: the team's Sign in with Apple key. */
   signing?: AppleSigning;
+  /** Services ID -> the redirect URIs registered for its web flow (SOCIAL_AUTH_APPLE_REDIRECT_URIS); the first is the default. */
+  redirectUris: Record<string, string[]>;
   nonceRule: NonceRule;
 }
 
@@ -42,6 +52,7 @@ export const apple: ProviderModule<AppleConfig> = {
       jwksUrl: settings.url('SOCIAL_AUTH_APPLE_JWKS_URL', `${APPLE_ISSUER}/auth/keys`),
       apiUrl: settings.url('SOCIAL_AUTH_APPLE_API_URL', APPLE_ISSUER),
       signing: appleSigningSettings(settings),
+      redirectUris: redirectUrisOf(settings, clientIds),
       nonceRule: nonceRuleOf(settings, 'SOCIAL_AUTH_APPLE_REQUIRE_NONCE'),
     };
   },
@@ -59,14 +70,23 @@ export const apple: ProviderModule<AppleConfig> = {
       return [sent];
     };
 
+    /** The redirect URI to redeem a code of this client id with: the app's, when configured for it; else the first configured; else none. */
+    const redirectUriFor = (clientId: string, sent: string | undefined): string | undefined => {
+      const registered = config.redirectUris[clientId] ?? [];
+      if (sent === undefined) return registered[0];
+      if (!registered.includes(sent)) throw invalidRequest(`redirect_uri is not one configured for ${clientId} (SOCIAL_AUTH_APPLE_REDIRECT_URIS)`);
+      return sent;
+    };
+
     /** Redeems the code: the identity it proves, with the refresh token to keep. */
-    const redeem = async (api: AppleApi, code: string, claims: JWTPayload | undefined, input: TokenInput, name: Name) => {
+    const redeem = async (api: AppleApi, code: string, claims: JWTPayload | undefined, input: TokenInput, name: Name): Promise<SocialIdentity> => {
       // A code alone does not say which of our client ids it was issued to: try each. (That Apple does not
       // redeem a code refused for another client id is assumed: no source says; sending client_id avoids it.)
       const candidates = codeClientIds(claims, input.client_id);
+      const redirectUris = new Map(candidates.map((clientId) => [clientId, redirectUriFor(clientId, input.redirect_uri)]));
       const refusedClients: string[] = [];
       for (const clientId of candidates) {
-        const redeemed = await api.redeem(clientId, code);
+        const redeemed = await api.redeem(clientId, code, redirectUris.get(clientId));
         if ('refused' in redeemed) {
           if (redeemed.refused === 'invalid_client') refusedClients.push(clientId);
           continue;
@@ -78,7 +98,16 @@ export const apple: ProviderModule<AppleConfig> = {
         return { ...identity(claims ?? codeClaims, name), tokens: { refresh_token: redeemed.refreshToken, client_id: clientId }, idToken };
       }
       if (refusedClients.length === candidates.length) throw providerRefusedApp('apple', 'invalid_client', appleKeyHint(refusedClients));
-      throw new InvalidTokenError('the authorization code is invalid, expired or already used');
+      if (!claims) throw new InvalidTokenError('the authorization code is invalid, expired or already used');
+      // The identity token proves the account; only the grant to keep is lost.
+      const [clientId] = candidates;
+      const operatorNotice = {
+        reason: `Apple refused the authorization code of ${clientId} (invalid_grant): the link keeps no grant to revoke when it is removed`,
+        hint: redirectUris.get(clientId!)
+          ? 'the code was used or expired (5 minutes), or its authorization used another redirect URI than SOCIAL_AUTH_APPLE_REDIRECT_URIS gives'
+          : `a code of the web flow (Sign in with Apple on Android) needs its redirect URI: set SOCIAL_AUTH_APPLE_REDIRECT_URIS=${clientId}=<the redirect URI>`,
+      };
+      return { ...identity(claims, name), idToken: idTokens.proof(input.id_token!, claims, input.nonce), operatorNotice };
     };
 
     return {
@@ -160,4 +189,28 @@ function identity(claims: JWTPayload, name: Name): SocialIdentity {
     keptFacts: (['first_name', 'last_name'] as const).filter((key) => !name[key]),
     ...(transferSub ? { transferSub } : {}),
   });
+}
+
+/**
+ * SOCIAL_AUTH_APPLE_REDIRECT_URIS: `services.id=https://…` pairs, comma-separated; a Services ID may have several.
+ * Apple requires https with a domain name for a web flow's redirect URI.
+ */
+function redirectUrisOf(settings: Settings, clientIds: readonly string[]): Record<string, string[]> {
+  const name = 'SOCIAL_AUTH_APPLE_REDIRECT_URIS';
+  const uris: Record<string, string[]> = {};
+  for (const pair of settings.list(name)) {
+    const at = pair.indexOf('=');
+    const clientId = pair.slice(0, at).trim();
+    const uri = pair.slice(at + 1).trim();
+    if (at <= 0 || !clientIds.includes(clientId)) throw new ConfigError(`${name}: "${pair}" must be <client id>=<redirect URI>, with a client id of SOCIAL_AUTH_APPLE_KEY`);
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(uri);
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed?.protocol !== 'https:') throw new ConfigError(`${name}: the redirect URI of ${clientId} must be an https URL, as Apple requires, got "${uri}"`);
+    (uris[clientId] ??= []).push(uri);
+  }
+  return uris;
 }

@@ -12,6 +12,8 @@ export interface TokenInput {
   code?: string;
   /** Sign in with Apple: the client id the code was issued to, when several are configured and no id_token is sent. */
   client_id?: string;
+  /** Sign in with Apple (web flow, as on Android): the redirect URI the authorization used, one configured for its Services ID. */
+  redirect_uri?: string;
   /** Sign in with Apple: the `user` JSON (name, email) Apple gives the app on the first authorization only; display only. */
   user?: AppleUserInput | string;
 }
@@ -46,6 +48,11 @@ export interface SocialIdentity {
    * authorization): a link keeps their values as they are. Every other key is replaced by `extraData`.
    */
   keptFacts?: readonly string[];
+  /**
+   * Something the operator should fix although the sign-in goes on (Sign in with Apple: a code Apple would not
+   * redeem beside a valid identity token): logged as a warning with its hint, never shown to the app.
+   */
+  operatorNotice?: { reason: string; hint: string };
   /**
    * Present when the token was proved without reading the account's profile (`verify` with
    * `profile: false`): reads it. Called only when the profile is needed — see providers/profile.ts.
