@@ -52,6 +52,21 @@ describe.each(databaseKinds())('Microsoft on %s', (kind) => {
   });
 });
 
+describe('Facebook Limited Login', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack('sqlite');
+  });
+  afterAll(() => stack.close());
+
+  it("takes www.facebook.com and limited.facebook.com as issuer (Meta moved Limited Login's endpoints there), no other", async () => {
+    for (const [iss, status] of [['https://www.facebook.com', 404], ['https://limited.facebook.com', 404], ['https://facebook.com.example.net', 400]] as const) {
+      const token = await stack.emulator.mintIdToken('facebook', { iss });
+      expect((await call(stack.api, 'POST', '/api/auth/facebook/', { body: { id_token: token.id_token } })).status, iss).toBe(status);
+    }
+  });
+});
+
 describe('SOCIAL_AUTH_CLOCK_TOLERANCE_SECONDS', () => {
   let strict: Stack;
   let lenient: Stack;

@@ -25,7 +25,12 @@ export interface FacebookConfig {
   limitedNonceRule: NonceRule;
 }
 
-const LIMITED_LOGIN_ISSUER = 'https://www.facebook.com';
+/**
+ * Limited Login's issuer: https://www.facebook.com in the tokens recorded (fixtures); Meta has since moved Limited
+ * Login's endpoints to limited.facebook.com, and its own SDK takes any facebook.com host as issuer
+ * (facebook/facebook-ios-sdk, AuthenticationTokenClaims.swift). Both are Meta's, with the same keys.
+ */
+const LIMITED_LOGIN_ISSUERS = ['https://www.facebook.com', 'https://limited.facebook.com'];
 /** What the profile read adds to extra_data: kept as they are by a sign-in that does not read it. */
 const PROFILE_FACTS = ['name', 'email', 'profile_read_at'];
 /** Graph's codes for throttling: application, user, page, custom and business use case limits. */
@@ -75,7 +80,7 @@ export const facebook: ProviderModule<FacebookConfig> = {
 
   create(config, context) {
     const { http } = context;
-    const limitedLogin = idTokenVerifier(context, { jwksUrl: config.limitedJwksUrl, issuers: [LIMITED_LOGIN_ISSUER], audiences: [config.appId], algorithms: ['RS256'], nonceRule: config.limitedNonceRule });
+    const limitedLogin = idTokenVerifier(context, { jwksUrl: config.limitedJwksUrl, issuers: LIMITED_LOGIN_ISSUERS, audiences: [config.appId], algorithms: ['RS256'], nonceRule: config.limitedNonceRule });
     const appAccessToken = `${config.appId}|${config.appSecret}`;
 
     const debugToken = async (token: string) => {
