@@ -126,11 +126,15 @@ describe.each(databaseKinds())('every provider on %s', (kind) => {
       expect((await stack.emulator.appleRevocations()).revoked.length).toBe(before + 1);
     });
 
-    it('refuses a used code, and a code of another user than the identity token', async () => {
+    it('refuses a used code sent alone, and a code of another user than the identity token; a used code beside its identity token keeps the grant it has', async () => {
       const minted = await stack.emulator.mintAppleCode();
       const user = await guest(stack.api);
       expect((await call(stack.api, 'POST', '/api/associate/apple/', { token: user.access_token, body: { id_token: minted.id_token, code: minted.code } })).status).toBe(200);
-      await refused('apple', { id_token: minted.id_token, code: minted.code }, /code/);
+      await refused('apple', { code: minted.code }, /code/);
+      // The identity token proves the account; the grant kept by the first use stays (test/provider-edges.test.ts).
+      expect((await call(stack.api, 'POST', '/api/auth/apple/', { body: { id_token: minted.id_token, code: minted.code } })).body.id).toBe(user.id);
+      const kept = await stack.db.selectFrom('social_associations').select('provider_tokens').where('uid', '=', minted.sub).executeTakeFirstOrThrow();
+      expect(kept.provider_tokens).not.toBeNull();
       const other = await stack.emulator.mintAppleCode();
       const stranger = await stack.emulator.mintIdToken('apple');
       await refused('apple', { id_token: stranger.id_token, code: other.code }, /another user/);

@@ -2,6 +2,7 @@ import { createHash, randomInt } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { decodeJwt, decodeProtectedHeader, importJWK, jwtVerify, type JWK } from 'jose';
 import { providerFaultHook } from './faults.js';
+import { isFormPost, type RequestRequirement } from './request-checks.js';
 import {
   compactClaims,
   hostOrigin,
@@ -41,6 +42,11 @@ export interface MintAppleCodeInput {
   name?: string;
   /** Embedded in the ID tokens as sent: pass the hashed value, as the app gives Apple sha256(raw nonce). */
   nonce?: string;
+  /**
+   * The redirect_uri of the authorization request (a web flow). A code minted with one is redeemed only with that
+   * same redirect_uri, one minted without (a native app's) only without: anything else is invalid_grant.
+   */
+  redirect_uri?: string;
 }
 
 export interface MintedAppleCode {
@@ -72,6 +78,7 @@ export const mintAppleCodeBodySchema = {
     email: { type: 'string', format: 'email' },
     name: { type: 'string', minLength: 1 },
     nonce: { type: 'string', minLength: 1 },
+    redirect_uri: { type: 'string', minLength: 1 },
   },
 } as const;
 
@@ -85,6 +92,8 @@ interface AppleCode {
   clientId: string;
   sub: string;
   nonce: string | undefined;
+  /** The authorization request's redirect_uri, if it had one: the token request must repeat it exactly. */
+  redirectUri: string | undefined;
   expiresAtMs: number;
   used: boolean;
 }
@@ -223,7 +232,7 @@ export async function mintAppleCode(apple: AppleProvider, input: MintAppleCodeIn
   apple.clientIds.add(clientId);
   const user = upsertPerson(apple.users, input, newAppleSub);
   const code = appleOpaque('c');
-  apple.codes.set(code, { clientId, sub: user.sub, nonce: input.nonce, expiresAtMs: Date.now() + CODE_LIFETIME_MS, used: false });
+  apple.codes.set(code, { clientId, sub: user.sub, nonce: input.nonce, redirectUri: input.redirect_uri, expiresAtMs: Date.now() + CODE_LIFETIME_MS, used: false });
   const { id_token } = await appleIdToken(apple, user, clientId, { nonce: input.nonce }, { c_hash: halfHash(code) });
   const first = !apple.authorized.has(`${clientId} ${user.sub}`);
   apple.authorized.add(`${clientId} ${user.sub}`);
@@ -232,6 +241,17 @@ export async function mintAppleCode(apple: AppleProvider, input: MintAppleCodeIn
 }
 
 type Form = Record<string, string | undefined>;
+
+/**
+ * Apple reads form posts only: its token, revocation and migration endpoints take application/x-www-form-urlencoded
+ * and answer another body as one without client credentials, invalid_client (sources: provider-requests/apple.json).
+ */
+const FORM_REQUIRED: RequestRequirement = {
+  id: 'form_encoded',
+  met: isFormPost,
+  refusal: () => ({ status: 400, body: { error: 'invalid_client' } }),
+};
+const FORM_POST = { config: { requires: [FORM_REQUIRED] } };
 
 function sendAppleError(reply: FastifyReply, error: string, description?: string): FastifyReply {
   return reply.code(400).send(description === undefined ? { error } : { error, error_description: description });
@@ -294,6 +314,9 @@ export function appleRoutes(state: EmulatorState, apple: AppleProvider) {
       if (!code || code.expiresAtMs <= Date.now()) return sendAppleError(reply, 'invalid_grant', 'The code has expired or has been revoked.');
       if (code.used) return sendAppleError(reply, 'invalid_grant', 'The code has already been used.');
       if (code.clientId !== clientId) return sendAppleError(reply, 'invalid_grant', 'client_id mismatch. The code was not issued to this client.');
+      // redirect_uri only if the authorization request had one, then the same (Apple's token doc, RFC 6749 §4.1.3;
+      // a mismatch is invalid_grant, RFC 6749 §5.2): sources in test/fixtures/provider-requests/apple.json.
+      if (code.redirectUri !== form.redirect_uri) return sendAppleError(reply, 'invalid_grant');
       const user = apple.users.get(code.sub);
       if (!user) return sendAppleError(reply, 'invalid_grant', 'The code has expired or has been revoked.');
       code.used = true;
@@ -379,9 +402,9 @@ export function appleRoutes(state: EmulatorState, apple: AppleProvider) {
     }
 
     app.get('/auth/keys', async (_request, reply) => sendJwks(reply, await apple.issuer.jwks(), apple.issuer.jwksMaxAgeSeconds));
-    app.post('/auth/token', token);
-    app.post('/auth/revoke', revoke);
-    app.post('/auth/usermigrationinfo', userMigrationInfo);
+    app.post('/auth/token', FORM_POST, token);
+    app.post('/auth/revoke', FORM_POST, revoke);
+    app.post('/auth/usermigrationinfo', FORM_POST, userMigrationInfo);
 
     app.get('/.well-known/openid-configuration', async (request) => {
       const base = `${hostOrigin(request)}/apple`;

@@ -16,7 +16,7 @@ export interface FaultInput {
   latency_ms?: number;
   mode?: FaultSettings['mode'];
   count?: number;
-  appsecret_proof?: 'verify' | 'ignore';
+  appsecret_proof?: 'verify' | 'ignore' | 'require';
   code?: number;
   secondary?: boolean;
 }
@@ -28,7 +28,7 @@ const faultBodySchema = {
     latency_ms: { type: 'integer', minimum: 0, maximum: 600_000 },
     mode: { type: 'string', enum: FAULT_MODES },
     count: { type: 'integer', minimum: 1, maximum: 1_000_000 },
-    appsecret_proof: { type: 'string', enum: ['verify', 'ignore'] },
+    appsecret_proof: { type: 'string', enum: ['verify', 'ignore', 'require'] },
     code: { type: 'integer', enum: [4, 17, 32, 613, 80001, 80002, 80003, 80004, 80005, 80006, 80008, 80009, 80014] },
     secondary: { type: 'boolean' },
   },

@@ -1,6 +1,7 @@
 import { createHmac, randomInt, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { providerFaultHook, type FaultAnswers } from './faults.js';
+import type { RequestRequirement } from './request-checks.js';
 import { randomAlphanumeric, randomBytesBase64Url, randomDigits, randomHex, randomPersonName } from './random.js';
 import type { EmulatorState, FacebookUser, IssuedToken } from './state.js';
 
@@ -227,6 +228,19 @@ function appSecretProofMatches(proof: string, accessToken: string, appSecret: st
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
+/**
+ * With the app's "Require App Secret" setting on (fault appsecret_proof: 'require'), Graph refuses a user-token
+ * call without appsecret_proof (sources: test/fixtures/provider-requests/facebook.json).
+ */
+const APPSECRET_PROOF_REQUIRED: RequestRequirement = {
+  id: 'appsecret_proof',
+  met: (request, state) => state.faults.facebook.appsecret_proof !== 'require' || Boolean(queryParam(request, 'appsecret_proof')),
+  refusal: () => ({
+    status: 400,
+    body: { error: { message: 'API calls from the server require an appsecret_proof argument', type: 'GraphMethodException', code: 100, fbtrace_id: randomBytesBase64Url(17) } },
+  }),
+};
+
 export function facebookRoutes(state: EmulatorState) {
   /** The app id of an app access token ("{app_id}|{app_secret}"), if it is one. */
   function appOfAppAccessToken(accessToken: string): string | undefined {
@@ -349,8 +363,9 @@ export function facebookRoutes(state: EmulatorState) {
       if (challenge) reply.header('www-authenticate', challenge);
       return payload;
     });
-    app.get('/me', me);
-    app.get('/:version/me', me);
+    const userTokenCall = { config: { requires: [APPSECRET_PROOF_REQUIRED] } };
+    app.get('/me', userTokenCall, me);
+    app.get('/:version/me', userTokenCall, me);
     app.get('/debug_token', debugToken);
     app.get('/:version/debug_token', debugToken);
   };

@@ -1,6 +1,7 @@
 import { createHash, randomInt } from 'node:crypto';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { providerFaultHook, type FaultAnswers, type ProviderAnswer } from './faults.js';
+import { hasHeader, type RequestRequirement } from './request-checks.js';
 import { randomAlphanumeric, randomHex, randomPersonName } from './random.js';
 import type { EmulatorState, IssuedToken } from './state.js';
 
@@ -235,6 +236,21 @@ const githubFaultAnswers: FaultAnswers = {
   },
 };
 
+/**
+ * Every REST API request must name its client in User-Agent: GitHub refuses one without it with a 403 and a
+ * plain-text page, before authentication (sources: test/fixtures/provider-requests/github.json).
+ */
+const USER_AGENT_REQUIRED: RequestRequirement = {
+  id: 'user_agent',
+  met: hasHeader('user-agent'),
+  refusal: () => ({
+    status: 403,
+    headers: { 'content-type': 'text/html' },
+    body: 'Request forbidden by administrative rules. Please make sure your request has a User-Agent header (http://developer.github.com/v3/#user-agent-required). Check https://developer.github.com for other possible causes.\n',
+  }),
+};
+const REST_API = { config: { requires: [USER_AGENT_REQUIRED] } };
+
 export function githubRoutes(state: EmulatorState, apps: Record<string, string>) {
   const store = new GithubStore(apps);
   stores.set(state, store);
@@ -314,8 +330,8 @@ export function githubRoutes(state: EmulatorState, apps: Record<string, string>)
       if (error.statusCode !== undefined && error.statusCode < 500) return sendGithubError(reply, 400, 'Problems parsing JSON');
       return reply.send(error);
     });
-    app.get('/user', authenticatedUser);
-    app.get('/user/emails', userEmails);
-    app.post('/applications/:client_id/token', checkToken);
+    app.get('/user', REST_API, authenticatedUser);
+    app.get('/user/emails', REST_API, userEmails);
+    app.post('/applications/:client_id/token', REST_API, checkToken);
   };
 }

@@ -13,6 +13,7 @@ import { oidcRoutes } from './oidc.js';
 import { facebookRoutes } from './facebook.js';
 import { githubRoutes } from './github.js';
 import { lineRoutes } from './line.js';
+import { checkRequestRequirements } from './request-checks.js';
 import { EmulatorState } from './state.js';
 import { twitterOAuth2Routes } from './twitter-oauth2.js';
 import { twitterRoutes } from './twitter.js';
@@ -37,6 +38,7 @@ export type { FacebookUserInput, MintFacebookTokenInput, MintedFacebookToken } f
 export type { GithubUserInput, MintGithubTokenInput, MintedGithubToken } from './github.js';
 export type { LineUserInput, MintLineTokenInput, MintedLineToken } from './line.js';
 export type { FaultMode, FaultSettings, Provider } from './state.js';
+export type { RequestRequirement } from './request-checks.js';
 export type { MintTwitterOAuth2TokenInput, MintedTwitterOAuth2Token } from './twitter-oauth2.js';
 export type { MintTwitterTokenInput, MintedTwitterToken, TwitterUserInput } from './twitter.js';
 
@@ -84,6 +86,8 @@ export function buildEmulator(options: EmulatorOptions): FastifyInstance {
     // Control inputs are checked as sent: no silently dropped unknown fields, no "3600" taken for 3600.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   });
+  // What each provider requires of a request (declared per route): a request missing it is refused as the provider refuses it.
+  app.addHook('preHandler', checkRequestRequirements(state));
   app.register(facebookRoutes(state), { prefix: '/facebook' });
   app.register(twitterRoutes(state), { prefix: '/twitter' });
   app.register(twitterOAuth2Routes(state), { prefix: '/twitter' });

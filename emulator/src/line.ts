@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { compactVerify, decodeJwt, SignJWT } from 'jose';
+import { isFormPost, type RequestRequirement } from './request-checks.js';
 import { providerFaultHook, type FaultAnswers } from './faults.js';
 import { randomAlphanumeric, randomBytesBase64Url, randomDigits, randomHex, randomPersonName } from './random.js';
 import type { EmulatorState } from './state.js';
@@ -185,6 +186,16 @@ const lineFaultAnswers: FaultAnswers = {
   appAccessDenied: () => ({ status: 403, body: { message: 'Access to this API is not available for your account' } }),
 };
 
+/**
+ * POST /oauth2/v2.1/verify takes a form (Content-Type application/x-www-form-urlencoded, required by LINE's
+ * reference); another encoding is refused as a bad request (sources: test/fixtures/provider-requests/line.json).
+ */
+const FORM_REQUIRED: RequestRequirement = {
+  id: 'form_encoded',
+  met: isFormPost,
+  refusal: () => ({ status: 400, body: { error: 'invalid_request', error_description: 'Invalid IdToken.' } }),
+};
+
 export function lineRoutes(state: EmulatorState, channels: Record<string, string>) {
   const store = new LineStore(channels);
   stores.set(state, store);
@@ -268,7 +279,7 @@ export function lineRoutes(state: EmulatorState, channels: Record<string, string
       done(null, form);
     });
     app.get('/oauth2/v2.1/verify', verifyAccessToken);
-    app.post('/oauth2/v2.1/verify', verifyIdToken);
+    app.post('/oauth2/v2.1/verify', { config: { requires: [FORM_REQUIRED] } }, verifyIdToken);
     app.get('/v2/profile', profile);
   };
 }

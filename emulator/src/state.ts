@@ -18,8 +18,11 @@ export interface FaultSettings {
   code?: number;
   /** rate_limited on github: a secondary rate limit (429 with Retry-After) instead of the primary one (403, remaining 0). */
   secondary?: boolean;
-  /** Facebook only: whether Graph checks the appsecret_proof parameter. */
-  appsecret_proof?: 'verify' | 'ignore';
+  /**
+   * Facebook only: whether Graph checks the appsecret_proof parameter ('verify', the default: a wrong one is refused),
+   * ignores it, or requires it on user-token calls (the app's "Require App Secret" setting).
+   */
+  appsecret_proof?: 'verify' | 'ignore' | 'require';
   /** The mode applies to this many more requests only, then goes back to none (absent: until cleared). */
   count?: number;
 }
