@@ -214,9 +214,17 @@ describe.each(databaseKinds())('the default (SOCIAL_AUTH_ID_TOKEN_REPLAY=allow) 
     const token = await stack.emulator.mintIdToken('google', { nonce: sha256(nonce) });
     const user = await guest(stack.api);
     expect((await call(stack.api, 'POST', '/api/associate/google/', { token: user.access_token, body: { id_token: token.id_token, nonce } })).status).toBe(200);
-    const again = await auth('google', { id_token: token.id_token, nonce }, 'Elsewhere/1');
-    expectError(again, 400, 'invalid_token');
-    expect(again.body.detail).toMatch(/nonce has expired, was used already/);
+    // Whatever is sent beside it: nothing, or the hash the token shows, or the nonce again.
+    for (const body of [{ id_token: token.id_token }, { id_token: token.id_token, nonce: sha256(nonce) }, { id_token: token.id_token, nonce }]) {
+      const again = await auth('google', body, 'Elsewhere/1');
+      expectError(again, 400, 'invalid_token');
+      expect(again.body.detail).toMatch(/used already/);
+    }
+    // The same holds for an issued nonce the SDK was given as it is.
+    const { nonce: raw } = (await call(stack.api, 'POST', '/api/nonce/')).body as { nonce: string };
+    const plain = await stack.emulator.mintIdToken('apple', { nonce: raw });
+    expect((await call(stack.api, 'POST', '/api/associate/apple/', { token: user.access_token, body: { id_token: plain.id_token, nonce: raw } })).status).toBe(200);
+    expectError(await auth('apple', { id_token: plain.id_token }, 'Elsewhere/2'), 400, 'invalid_token');
   });
 
   it.each(['google', 'apple', 'facebook', 'oidc:example'] as IdTokenProvider[])('%s: the nonce the app sent, or its SHA-256 hex in the token; any other is refused', async (name) => {

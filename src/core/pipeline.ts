@@ -158,7 +158,7 @@ export async function runPipeline<T = undefined>(
         const context: PipelineContext = { ...input, identity, storage: trx, isNewUser: false, isNewAssociation: false };
         // The signed-in user's row first (Users.hold): deleted meanwhile, its session has ended.
         if (input.user && !(await trx.users.hold(input.user.id))) throw sessionEnded();
-        // An ID token signs in once (and its issued nonce is used up), in this transaction: kept only if it commits.
+        // The ID token's use (and its issued nonce's) is recorded in this transaction: kept only if it commits.
         if (identity.idToken) await useIdToken(trx, identity.idToken, input.client, input.replay);
         for (const step of steps) await step(context);
         await recordOutcome(context);

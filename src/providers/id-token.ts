@@ -29,14 +29,25 @@ export interface IdTokenProof {
   /** exp plus the clock tolerance: until then the token verifies, so its use is remembered until then. */
   acceptedUntil: string;
   nonce?: string;
+  /** The token's own nonce claim: a token that carries an issued nonce signs in once (core/replay.ts). */
+  tokenNonce?: string;
+  /** The token's iat (seconds): a token issued before its provider ended the account's sessions does not sign in. */
+  issuedAt?: number;
   nonceRule: NonceRule;
 }
 
 export const sha256Hex = (value: string) => createHash('sha256').update(value).digest('hex');
 
-export function idTokenProof(token: string, claims: JWTPayload, nonce: string | undefined, nonceRule: NonceRule, toleranceSeconds = DEFAULT_TOLERANCE): IdTokenProof {
+export function idTokenProof(token: string, claims: JWTPayload, nonce: string | undefined, nonceRule: NonceRule, toleranceSeconds = DEFAULT_CLOCK_TOLERANCE_SECONDS): IdTokenProof {
   const exp = typeof claims.exp === 'number' ? claims.exp : Date.now() / 1000;
-  return { tokenHash: sha256Hex(signedPart(token)), acceptedUntil: new Date((exp + toleranceSeconds) * 1000).toISOString(), nonce, nonceRule };
+  return {
+    tokenHash: sha256Hex(signedPart(token)),
+    acceptedUntil: new Date((exp + toleranceSeconds) * 1000).toISOString(),
+    nonce,
+    tokenNonce: typeof claims.nonce === 'string' ? claims.nonce : undefined,
+    issuedAt: typeof claims.iat === 'number' ? claims.iat : undefined,
+    nonceRule,
+  };
 }
 
 /**
@@ -57,7 +68,6 @@ export function requireNonce(rule: NonceRule, sent: string | undefined, claims?:
 
 /** SOCIAL_AUTH_CLOCK_TOLERANCE_SECONDS's default: the clock skew tolerated on exp, iat and nbf. */
 export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 60;
-const DEFAULT_TOLERANCE = DEFAULT_CLOCK_TOLERANCE_SECONDS;
 
 export interface IdTokenPolicy {
   jwks: JwksCache;
@@ -85,7 +95,7 @@ export interface IdTokenPolicy {
  * `azp` = their own Android/iOS client id. Needs no network call once the keys are cached.
  */
 export async function verifyIdToken(token: string, policy: IdTokenPolicy, expectedNonce?: string): Promise<JWTPayload> {
-  const tolerance = policy.clockToleranceSeconds ?? DEFAULT_TOLERANCE;
+  const tolerance = policy.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;
   requireNonce(policy.nonceRule ?? 'optional', expectedNonce);
   let payload: JWTPayload;
   let kid: string | undefined;
@@ -139,7 +149,7 @@ export function nonceMatches(claims: JWTPayload, sent: string): boolean {
  * audience is left to the caller (Google sends a project's events to each of its client ids).
  */
 export async function verifyEventToken(token: string, policy: IdTokenPolicy, { anyAudience = false } = {}): Promise<JWTPayload> {
-  const tolerance = policy.clockToleranceSeconds ?? DEFAULT_TOLERANCE;
+  const tolerance = policy.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;
   let payload: JWTPayload;
   try {
     const issuers = typeof policy.issuers === 'function' ? policy.issuers(decodeJwt(token)) : policy.issuers;

@@ -41,7 +41,7 @@ export interface SocialIdentity {
    * the account as the old team exported it (core/apple-transfer.ts).
    */
   transferSub?: string;
-  /** The app's ID token, verified: it signs in once (see core/replay.ts). */
+  /** The app's ID token, verified: how often it may sign in is core/replay.ts's. */
   idToken?: IdTokenProof;
   /**
    * extra_data keys this sign-in did not read (a profile not fetched, Apple's name given only on the first

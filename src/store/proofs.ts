@@ -20,6 +20,11 @@ export class Proofs {
     await this.db.insertInto('nonces').values({ nonce_hash: nonceHash, expires_at: expiresAt }).execute();
   }
 
+  /** Was this nonce (by its hash) issued here, used or not? */
+  async isIssuedNonce(nonceHash: string): Promise<boolean> {
+    return (await this.db.selectFrom('nonces').select('nonce_hash').where('nonce_hash', '=', nonceHash).executeTakeFirst()) !== undefined;
+  }
+
   /** Uses an issued, unexpired nonce, once; `retry`: the ID token that used it presents it again. */
   async useNonce(nonceHash: string, tokenHash: string, retry: boolean): Promise<boolean> {
     const at = now();
