@@ -215,7 +215,7 @@ describe.each(databaseKinds())('the default (SOCIAL_AUTH_ID_TOKEN_REPLAY=allow) 
     const user = await guest(stack.api);
     expect((await call(stack.api, 'POST', '/api/associate/google/', { token: user.access_token, body: { id_token: token.id_token, nonce } })).status).toBe(200);
     // Whatever is sent beside it: nothing, or the hash the token shows, or the nonce again.
-    for (const body of [{ id_token: token.id_token }, { id_token: token.id_token, nonce: sha256(nonce) }, { id_token: token.id_token, nonce }]) {
+    for (const body of [{ id_token: token.id_token }, { id_token: token.id_token, nonce: sha256(nonce) }, { id_token: token.id_token, nonce }] as Array<Record<string, string>>) {
       const again = await auth('google', body, 'Elsewhere/1');
       expectError(again, 400, 'invalid_token');
       expect(again.body.detail).toMatch(/used already/);
