@@ -108,6 +108,16 @@ describe.each(databaseKinds())('Apple server-to-server notifications on %s', (ki
     expect(await kinds(user.id)).toEqual(['apple email-disabled', 'apple email-enabled', 'apple consent-revoked']);
   });
 
+  it('consent-revoked: an identity token Apple issued before it signs in no more', async () => {
+    const user = await guest(stack.api);
+    const stolen = await stack.emulator.mintIdToken('apple', { iat_offset: -5 });
+    await call(stack.api, 'POST', '/api/associate/apple/', { token: user.access_token, body: { id_token: stolen.id_token } });
+    expect((await notify({ type: 'consent-revoked', sub: stolen.sub })).status).toBe(200);
+    expectError(await call(stack.api, 'POST', '/api/auth/apple/', { body: { id_token: stolen.id_token } }), 400, 'invalid_token');
+    const fresh = await stack.emulator.mintIdToken('apple', { sub: stolen.sub, iat_offset: 1 });
+    expect((await call(stack.api, 'POST', '/api/auth/apple/', { body: { id_token: fresh.id_token } })).body.id).toBe(user.id);
+  });
+
   // TN3194: on a revocation the app returns to a signed-out state (test/fixtures/callbacks/apple/).
   it.each(['consent-revoked', 'account-delete'])('%s ends every session of the user, and tells the app (session.revoked, reason provider)', async (type) => {
     const { user, sub } = await appleUser();
@@ -186,6 +196,19 @@ describe.each(databaseKinds())('Google Cross-Account Protection (RISC) on %s', (
     expect((await send({ event: 'sessions-revoked', sub, client_id: 'android-client.apps.googleusercontent.com' })).status).toBe(202);
     expect((await call(stack.api, 'GET', '/api/me/', { token: user.access_token })).status).toBe(200);
     expect((await stack.db.selectFrom('outbox').select('type').where('user_id', '=', user.id).execute()).map((row) => row.type)).not.toContain('provider.event');
+  });
+
+  it.each(['sessions-revoked', 'tokens-revoked'])("%s: an ID token Google issued before it (a stolen one, cached on a phone) signs in no more; a new one does", async (event) => {
+    const user = await guest(stack.api);
+    const stolen = await stack.emulator.mintIdToken('google', { iat_offset: -5 });
+    await call(stack.api, 'POST', '/api/associate/google/', { token: user.access_token, body: { id_token: stolen.id_token } });
+    expect((await call(stack.api, 'POST', '/api/auth/google/', { body: { id_token: stolen.id_token } })).status).toBe(200); // the default lets it sign in again
+    expect((await send({ event, sub: stolen.sub })).status).toBe(202);
+    const refused = await call(stack.api, 'POST', '/api/auth/google/', { body: { id_token: stolen.id_token } });
+    expectError(refused, 400, 'invalid_token');
+    expect(refused.body.detail).toMatch(/ended this account's sessions/);
+    const fresh = await stack.emulator.mintIdToken('google', { sub: stolen.sub, iat_offset: 1 });
+    expect((await call(stack.api, 'POST', '/api/auth/google/', { body: { id_token: fresh.id_token } })).body.id).toBe(user.id);
   });
 
   it('sessions-revoked tells the app (session.revoked, reason provider)', async () => {

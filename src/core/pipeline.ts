@@ -5,7 +5,7 @@ import { mergeFacts } from '../providers/profile.js';
 import { verifiedEmailOf } from '../store/verified-email.js';
 import type { SocialIdentity } from '../providers/types.js';
 import type { SecretBox } from '../auth/secret-box.js';
-import { useIdToken, type ReplayPolicy } from './replay.js';
+import { refuseTokenOfEndedSessions, useIdToken, type ReplayPolicy } from './replay.js';
 import { emailLinkRequired, type EmailLinking } from './email-linking.js';
 
 /**
@@ -161,6 +161,8 @@ export async function runPipeline<T = undefined>(
         // The ID token's use (and its issued nonce's) is recorded in this transaction: kept only if it commits.
         if (identity.idToken) await useIdToken(trx, identity.idToken, input.client, input.replay);
         for (const step of steps) await step(context);
+        // Whatever the steps are: a token issued before its provider ended the account's sessions opens none.
+        if (identity.idToken && context.association) refuseTokenOfEndedSessions(identity.idToken, context.association);
         await recordOutcome(context);
         return { context, result: await then?.(context) };
       });

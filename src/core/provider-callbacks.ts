@@ -34,7 +34,9 @@ export class ProviderCallbacks {
    * Ends every session of the user because its provider said so, and tells the app's backend (session.revoked,
    * reason provider): the app returns to a signed-out state.
    */
-  private static async endSessions(trx: Storage, userId: number, detail: string): Promise<void> {
+  private static async endSessions(trx: Storage, userId: number, detail: string, linkId?: number): Promise<void> {
+    // The provider's ID tokens issued until now no longer sign in through this link (core/replay.ts).
+    if (linkId !== undefined) await trx.links.refuseTokensIssuedBefore(linkId);
     const count = await trx.sessions.revokeAllOfUser(userId, detail);
     await trx.audit.record({ event: 'sessions_revoked', userId, detail: `${detail}: ${count} sessions`.slice(0, 64) }, null);
   }
@@ -113,7 +115,7 @@ export class ProviderCallbacks {
         await trx.links.updateExtraData(link.id, { ...link.extraData, email_forwarding: event.type === 'email-enabled' }, null);
       } else if (event.type === 'consent-revoked') {
         await trx.links.forgetTokens(link.id);
-        await ProviderCallbacks.endSessions(trx, user.id, 'apple consent-revoked');
+        await ProviderCallbacks.endSessions(trx, user.id, 'apple consent-revoked', link.id);
       }
       await trx.audit.record({ event: 'provider_event', ...about, detail: `apple ${event.type}`.slice(0, 64) }, null);
     });
@@ -138,7 +140,7 @@ export class ProviderCallbacks {
       const held = await ProviderCallbacks.heldLink(trx, 'google', event.uid);
       if (!held) return;
       await trx.audit.record({ event: 'provider_event', userId: held.user.id, provider: 'google', uid: event.uid, detail }, null);
-      if (endSessions) await ProviderCallbacks.endSessions(trx, held.user.id, detail);
+      if (endSessions) await ProviderCallbacks.endSessions(trx, held.user.id, detail, held.link.id);
     });
     return 'done';
   }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { sha256Hex, type IdTokenProof } from '../providers/id-token.js';
-import type { Client, Storage } from '../store/storage.js';
+import type { Association, Client, Storage } from '../store/storage.js';
 import { InvalidTokenError } from './errors.js';
 
 /**
@@ -59,4 +59,17 @@ async function issuedNonceOf(storage: Storage, proof: IdTokenProof): Promise<str
   if (carried === undefined) return proof.nonce?.startsWith(ISSUED_NONCE_PREFIX) ? sha256Hex(proof.nonce) : undefined;
   if (carried.startsWith(ISSUED_NONCE_PREFIX)) return sha256Hex(carried);
   return /^[0-9a-f]{64}$/.test(carried) && (await storage.proofs.isIssuedNonce(carried)) ? carried : undefined;
+}
+
+/**
+ * A provider ended the account's sessions (Apple's consent-revoked, Google's sessions-revoked…: the link's
+ * `signInAfter`): an ID token it issued before then — perhaps the very one that was stolen — signs in no more,
+ * even where a token may sign in again until it expires. The app asks the SDK for a new one.
+ */
+export function refuseTokenOfEndedSessions(proof: IdTokenProof, link: Association): void {
+  if (link.signInAfter === null || proof.issuedAt === undefined) return;
+  // iat counts whole seconds: a token of the revocation's own second is given the benefit of the doubt.
+  if (proof.issuedAt < Math.floor(Date.parse(link.signInAfter) / 1000)) {
+    throw new InvalidTokenError("the provider ended this account's sessions after this ID token was issued: sign in again to get a new one");
+  }
 }

@@ -14,6 +14,8 @@ export interface Association {
   sealedTokens: string | null;
   /** The e-mail the provider says it verified (lower-cased), or null. */
   verifiedEmail: string | null;
+  /** When the provider ended the account's sessions: an ID token issued before then does not sign in. Null: never. */
+  signInAfter: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -28,6 +30,7 @@ function toAssociation(row: Selectable<Database['social_associations']>): Associ
     extraData: (extra ?? {}) as Record<string, unknown>,
     sealedTokens: row.provider_tokens,
     verifiedEmail: row.verified_email,
+    signInAfter: row.sign_in_after === null ? null : iso(row.sign_in_after),
     createdAt: iso(row.created_at),
     updatedAt: iso(row.updated_at),
   };
@@ -65,6 +68,7 @@ const holdOwnerWithLink = prepared((db, userId: number, provider: string, uid: s
       'link.extra_data as link_extra_data',
       'link.provider_tokens as link_provider_tokens',
       'link.verified_email as link_verified_email',
+      'link.sign_in_after as link_sign_in_after',
       'link.created_at as link_created_at',
       'link.updated_at as link_updated_at',
     ])
@@ -122,6 +126,7 @@ export class Links {
             extra_data: row.link_extra_data!,
             provider_tokens: row.link_provider_tokens,
             verified_email: row.link_verified_email,
+            sign_in_after: row.link_sign_in_after,
             created_at: row.link_created_at!,
             updated_at: row.link_updated_at!,
           });
@@ -174,6 +179,11 @@ export class Links {
   async moveUid(provider: string, from: string, to: string, sealedTokens: string | null): Promise<boolean> {
     const result = await this.db.updateTable('social_associations').set({ uid: to, provider_tokens: sealedTokens, updated_at: now() }).where('provider', '=', provider).where('uid', '=', from).executeTakeFirst();
     return result.numUpdatedRows > 0n;
+  }
+
+  /** The provider ended the account's sessions now: its ID tokens issued before then no longer sign in. */
+  async refuseTokensIssuedBefore(associationId: number, at = now()): Promise<void> {
+    await this.db.updateTable('social_associations').set({ sign_in_after: at, updated_at: at }).where('id', '=', associationId).execute();
   }
 
   /** Drops the link's kept provider tokens (the provider revoked them). */

@@ -474,6 +474,17 @@ migrations['0018_admin'] = {
   },
 };
 
+migrations['0019_link_sign_in_after'] = {
+  // A provider ended the account's sessions (Apple consent-revoked, Google RISC): an ID token it issued before
+  // then no longer signs in through this link, even where a token may sign in again until it expires.
+  async up(db) {
+    await db.schema.alterTable('social_associations').addColumn('sign_in_after', types(db).timestamp).execute();
+  },
+  async down(db) {
+    await db.schema.alterTable('social_associations').dropColumn('sign_in_after').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

@@ -52,6 +52,8 @@ export interface SocialAssociationsTable {
   provider_tokens: string | null;
   /** The e-mail the provider says it verified for this account (lower-cased), or null: see core/email-linking.ts. */
   verified_email: string | null;
+  /** Set when the provider ended the account's sessions: its ID tokens issued before then no longer sign in. */
+  sign_in_after: Timestamp | null;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
