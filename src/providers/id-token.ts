@@ -81,8 +81,12 @@ export interface IdTokenPolicy {
   clockToleranceSeconds?: number;
   /** Does the token's nonce answer the one the app sent? Default: `nonceMatches`. */
   nonceAccepted?: (claims: JWTPayload, sent: string) => boolean;
-  /** May the key that signed the token sign for its issuer? (Microsoft binds keys to issuers.) Default: yes. */
-  keyAccepted?: (key: JWK | undefined, claims: JWTPayload) => boolean;
+  /**
+   * May the key that signed the token sign for its issuer? (Microsoft binds keys to issuers.) Default: yes. `key`
+   * is undefined when the token names no kid (or its key left the set meanwhile): `published` then says what it
+   * might have been.
+   */
+  keyAccepted?: (key: JWK | undefined, claims: JWTPayload, published: readonly JWK[]) => boolean;
   /** Must the app send a nonce (SOCIAL_AUTH_<P>_REQUIRE_NONCE)? Default: only checked when sent. */
   nonceRule?: NonceRule;
 }
@@ -121,7 +125,7 @@ export async function verifyIdToken(token: string, policy: IdTokenPolicy, expect
   if (!audiences.every((audience) => typeof audience === 'string' && policy.audiences.includes(audience))) {
     throw new InvalidTokenError('the ID token names an audience that is not ours (aud)');
   }
-  if (policy.keyAccepted && !policy.keyAccepted(policy.jwks.keyOf(kid), payload)) {
+  if (policy.keyAccepted && !policy.keyAccepted(policy.jwks.keyOf(kid), payload, policy.jwks.published)) {
     throw new InvalidTokenError('the ID token is signed by a key of another issuer');
   }
   if (typeof payload.sub !== 'string' || payload.sub === '') throw new InvalidTokenError('the ID token has no subject');

@@ -59,6 +59,11 @@ export class JwksCache {
     }
   };
 
+  /** The published keys, as fetched. */
+  get published(): readonly JWK[] {
+    return this.keys;
+  }
+
   /** The published key of this kid, as fetched. */
   keyOf(kid: string | undefined): JWK | undefined {
     return kid === undefined ? undefined : this.keys.find((key) => key.kid === kid);

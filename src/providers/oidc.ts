@@ -122,10 +122,17 @@ export function createOidcProvider(config: OidcConfig, { http, clockToleranceSec
  * issuer's tokens; a key that names none may sign any, as Microsoft's own validator has it
  * (AzureAD/azure-activedirectory-identitymodel-extensions-for-dotnet, AadTokenValidationParametersExtension.cs).
  */
-function keySignsFor(key: JWK | undefined, claims: JWTPayload): boolean {
-  const keyIssuer = (key as { issuer?: unknown } | undefined)?.issuer;
-  if (typeof keyIssuer !== 'string' || keyIssuer.trim() === '') return true;
-  return keyIssuer.replace('{tenantid}', String(claims.tid)) === claims.iss;
+function keySignsFor(key: JWK | undefined, claims: JWTPayload, published: readonly JWK[]): boolean {
+  // Which key signed is unknown (no kid): only a set where no key is bound to an issuer leaves no doubt.
+  if (key === undefined) return published.every((candidate) => issuerOfKey(candidate) === undefined);
+  const keyIssuer = issuerOfKey(key);
+  return keyIssuer === undefined || keyIssuer.replace('{tenantid}', String(claims.tid)) === claims.iss;
+}
+
+/** The issuer a published key is bound to (Microsoft's `issuer` member), if any. */
+function issuerOfKey(key: JWK): string | undefined {
+  const issuer = (key as { issuer?: unknown }).issuer;
+  return typeof issuer === 'string' && issuer.trim() !== '' ? issuer : undefined;
 }
 
 /** Microsoft's tenant-independent endpoints, whose discovery document names an issuer template. */
