@@ -127,6 +127,9 @@ describe.each(databaseKinds())("Sign in with Apple's web flow (Android) on %s", 
     expectError(await call(configured.api, 'POST', '/api/associate/apple/', { token: user.access_token, body: { ...body, redirect_uri: 'https://evil.example.com/cb' } }), 400, 'invalid_request');
     expect((await call(configured.api, 'POST', '/api/associate/apple/', { token: user.access_token, body: { ...body, redirect_uri: 'https://app.example.com/other' } })).status).toBe(200);
     expect(await grantKept(configured, minted.sub)).toBe(true);
+    // A code sent alone with its redirect URI: only the client ids it is configured for are tried.
+    const alone = await configured.emulator.mintAppleCode({ client_id: APPLE_SERVICES_ID, redirect_uri: REDIRECT_URI });
+    expectError(await call(configured.api, 'POST', '/api/auth/apple/', { body: { code: alone.code, redirect_uri: REDIRECT_URI } }), 404, 'user_not_found');
   });
 
   it('a code Apple will not redeem beside a valid identity token: the sign-in goes on without a grant, and the operator is told what to set', async () => {

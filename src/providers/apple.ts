@@ -70,23 +70,25 @@ export const apple: ProviderModule<AppleConfig> = {
       return [sent];
     };
 
-    /** The redirect URI to redeem a code of this client id with: the app's, when configured for it; else the first configured; else none. */
-    const redirectUriFor = (clientId: string, sent: string | undefined): string | undefined => {
-      const registered = config.redirectUris[clientId] ?? [];
-      if (sent === undefined) return registered[0];
-      if (!registered.includes(sent)) throw invalidRequest(`redirect_uri is not one configured for ${clientId} (SOCIAL_AUTH_APPLE_REDIRECT_URIS)`);
-      return sent;
+    /**
+     * The client ids a code may have been issued to, each with the redirect URI to redeem it with: the app's, for
+     * the client ids it is configured for (400 when it is for none); else the first configured one; else none.
+     */
+    const redemptions = (candidates: string[], sent: string | undefined): Array<[clientId: string, redirectUri: string | undefined]> => {
+      if (sent === undefined) return candidates.map((clientId) => [clientId, config.redirectUris[clientId]?.[0]]);
+      const matching = candidates.filter((clientId) => config.redirectUris[clientId]?.includes(sent));
+      if (matching.length === 0) throw invalidRequest(`redirect_uri is not one configured for ${candidates.join(', ')} (SOCIAL_AUTH_APPLE_REDIRECT_URIS)`);
+      return matching.map((clientId) => [clientId, sent]);
     };
 
     /** Redeems the code: the identity it proves, with the refresh token to keep. */
     const redeem = async (api: AppleApi, code: string, claims: JWTPayload | undefined, input: TokenInput, name: Name): Promise<SocialIdentity> => {
       // A code alone does not say which of our client ids it was issued to: try each. (That Apple does not
       // redeem a code refused for another client id is assumed: no source says; sending client_id avoids it.)
-      const candidates = codeClientIds(claims, input.client_id);
-      const redirectUris = new Map(candidates.map((clientId) => [clientId, redirectUriFor(clientId, input.redirect_uri)]));
+      const candidates = redemptions(codeClientIds(claims, input.client_id), input.redirect_uri);
       const refusedClients: string[] = [];
-      for (const clientId of candidates) {
-        const redeemed = await api.redeem(clientId, code, redirectUris.get(clientId));
+      for (const [clientId, redirectUri] of candidates) {
+        const redeemed = await api.redeem(clientId, code, redirectUri);
         if ('refused' in redeemed) {
           if (redeemed.refused === 'invalid_client') refusedClients.push(clientId);
           continue;
@@ -99,13 +101,13 @@ export const apple: ProviderModule<AppleConfig> = {
       }
       if (refusedClients.length === candidates.length) throw providerRefusedApp('apple', 'invalid_client', appleKeyHint(refusedClients));
       if (!claims) throw new InvalidTokenError('the authorization code is invalid, expired or already used');
-      // The identity token proves the account; only the grant to keep is lost.
-      const [clientId] = candidates;
+      // The identity token proves the account; only a new grant to keep is lost.
+      const [[clientId, redirectUri]] = candidates as [[string, string | undefined]];
       const operatorNotice = {
-        reason: `Apple refused the authorization code of ${clientId} (invalid_grant): the link keeps no grant to revoke when it is removed`,
-        hint: redirectUris.get(clientId!)
-          ? 'the code was used or expired (5 minutes), or its authorization used another redirect URI than SOCIAL_AUTH_APPLE_REDIRECT_URIS gives'
-          : `a code of the web flow (Sign in with Apple on Android) needs its redirect URI: set SOCIAL_AUTH_APPLE_REDIRECT_URIS=${clientId}=<the redirect URI>`,
+        reason: `Apple refused the authorization code of ${clientId} (invalid_grant): no new grant is kept for the link`,
+        hint: redirectUri
+          ? 'the code was used or expired (it lives 5 minutes), or its authorization used another redirect URI than SOCIAL_AUTH_APPLE_REDIRECT_URIS gives'
+          : `the code was used or expired (it lives 5 minutes); or, if ${clientId} is a Services ID whose web flow (Sign in with Apple on Android) made it, set SOCIAL_AUTH_APPLE_REDIRECT_URIS=${clientId}=<the redirect URI it used> (never for an app's bundle id: its codes have none)`,
       };
       return { ...identity(claims, name), idToken: idTokens.proof(input.id_token!, claims, input.nonce), operatorNotice };
     };
