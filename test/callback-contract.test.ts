@@ -62,6 +62,16 @@ describe('the verifiers read the recorded callback tokens', () => {
     expect(event).toMatchObject({ type: uri.split('/').at(-1), id: fixture.token.claims.jti, ...(recorded.reason ? { reason: recorded.reason } : {}) });
     if (recorded.subject.sub) expect(event.uid).toBe(recorded.subject.sub);
   });
+
+  it("google: a token for another client id of the project is for another client; a mix of ours and another's is refused", async () => {
+    const fixture = googleFixtures.find((candidate) => candidate.file.includes('sessions-revoked'))!;
+    const config = google.configure(new Settings({ SOCIAL_AUTH_GOOGLE_KEY: 'ours.apps.googleusercontent.com', SOCIAL_AUTH_GOOGLE_JWKS_URL: jwksUrl }))!;
+    const provider = google.create(config, { http: new ProviderHttp('google', { timeoutMs: 2000 }), clockToleranceSeconds: 60 });
+    const event = async (aud: string | string[]) => provider.verifySecurityEvent!(await sign({ ...fixture.token.claims, aud }));
+    await expect(event('ours.apps.googleusercontent.com')).resolves.toMatchObject({ forAnotherClient: false });
+    await expect(event('android.apps.googleusercontent.com')).resolves.toMatchObject({ forAnotherClient: true });
+    await expect(event(['ours.apps.googleusercontent.com', 'android.apps.googleusercontent.com'])).rejects.toMatchObject({ code: 'invalid_token' });
+  });
 });
 
 describe("the emulator's callback tokens have the recorded shape", () => {

@@ -55,7 +55,11 @@ export const google: ProviderModule<GoogleConfig> = {
       warmUp: () => idTokens.warmUp(),
       async verifySecurityEvent(token) {
         const claims = await securityEvents.verifyEvent(token, { anyAudience: true });
-        const forAnotherClient = ![claims.aud].flat().some((audience) => typeof audience === 'string' && config.clientIds.includes(audience));
+        // Every audience ours: acted on; none: another client of the project, acknowledged; a mix is no event Google sends.
+        const audiences = [claims.aud].flat();
+        const ours = audiences.filter((audience) => typeof audience === 'string' && config.clientIds.includes(audience)).length;
+        if (ours > 0 && ours < audiences.length) throw new InvalidTokenError('the event token names an audience that is not ours (aud)');
+        const forAnotherClient = ours === 0;
         const events = claims.events;
         const [uri, event] = isObject(events) ? (Object.entries(events)[0] ?? []) : [];
         if (typeof uri !== 'string' || !isObject(event)) throw new InvalidTokenError('the security event token carries no event');

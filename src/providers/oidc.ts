@@ -167,8 +167,9 @@ function issuersOf(config: OidcConfig, discovered: string | undefined): IdTokenP
 }
 
 /**
- * Is `discovered` the issuer of the one tenant the configured alias names? Same origin and path but for one
- * segment: `consumers` or a domain name in the configuration, a tenant id in the document. (The document came
+ * Is `discovered` the issuer of the one tenant the configured alias names? Same origin and path but for the
+ * tenant segment before the final `v2.0`: `consumers` or a domain name in the configuration, a tenant id in the
+ * document. (The document came
  * from the configured issuer's own host, over https in production: it is the authority on its tenant's id.)
  */
 function namesTheSameTenant(configured: string, discovered: string): boolean {
@@ -181,11 +182,10 @@ function namesTheSameTenant(configured: string, discovered: string): boolean {
     return false;
   }
   if (ours.origin !== theirs.origin) return false;
-  const a = ours.pathname.split('/');
-  const b = theirs.pathname.split('/');
-  if (a.length !== b.length) return false;
-  const differing = a.flatMap((segment, i) => (segment === b[i] ? [] : [i]));
-  if (differing.length !== 1) return false;
-  const alias = a[differing[0]!]!;
-  return TENANT_ID.test(b[differing[0]!]!) && (alias === 'consumers' || /^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(alias));
+  // Microsoft's shape, …/{tenant}/v2.0: only the tenant, the segment before the final v2.0, differs.
+  const a = ours.pathname.replace(/\/+$/, '').split('/');
+  const b = theirs.pathname.replace(/\/+$/, '').split('/');
+  const at = a.length - 2;
+  if (at < 1 || a.length !== b.length || a.at(-1) !== 'v2.0' || a.some((segment, i) => i !== at && segment !== b[i])) return false;
+  return TENANT_ID.test(b[at]!) && (a[at] === 'consumers' || /^[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$/i.test(a[at]!));
 }
