@@ -115,9 +115,11 @@ export class SocialAccounts {
    * authorizations", Apple's Revoke tokens reference).
    */
   private async revokingUnkeptGrant<T>(provider: Provider, identity: SocialIdentity, work: () => Promise<T>): Promise<T> {
-    if (identity.operatorNotice) this.services.log.warn({ provider: provider.name, reason: identity.operatorNotice.reason, hint: identity.operatorNotice.hint }, 'the sign-in goes on, but the provider refused part of it');
     try {
-      return await work();
+      const result = await work();
+      const notice = identity.operatorNotice;
+      if (notice) this.services.log.warn({ provider: provider.name, reason: notice.reason, hint: notice.hint }, 'the sign-in went through, but the provider refused part of it');
+      return result;
     } catch (error) {
       const { storage, providers, log } = this.services;
       // A link token keeps the grant (sealed) for the link it proposes; expired, it is revoked then (sweepLinkTokens).
