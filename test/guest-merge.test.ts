@@ -86,3 +86,69 @@ describe.each(databaseKinds())('guest merge on %s', (kind) => {
     expect((await call(stack.api, 'GET', '/api/me/', { token: newPhone.access_token })).status).toBe(200);
   });
 });
+
+// A merge signs in as the owner: it must spend the ID token that proved the account as a sign-in spends it.
+describe.each(databaseKinds())('a merge spends the proof it was offered for, on %s', (kind) => {
+  let refuse: Stack;
+  let issued: Stack;
+  let allow: Stack;
+  beforeAll(async () => {
+    [refuse, issued, allow] = await Promise.all([
+      startStack(kind, { SOCIAL_AUTH_ID_TOKEN_REPLAY: 'refuse' }),
+      startStack(kind, { SOCIAL_AUTH_GOOGLE_REQUIRE_NONCE: 'issued' }),
+      startStack(kind),
+    ]);
+  });
+  afterAll(() => Promise.all([refuse.close(), issued.close(), allow.close()]));
+
+  /** The owner links a Google account with its own token; a thief holds another token of that account. */
+  async function stolen(stack: Stack, nonce?: string) {
+    const owner = await guest(stack.api);
+    const ownNonce = nonce && ((await call(stack.api, 'POST', '/api/nonce/')).body.nonce as string);
+    const own = await stack.emulator.mintIdToken('google', { name: 'owner token', ...(ownNonce ? { nonce: ownNonce } : {}) });
+    expect((await call(stack.api, 'POST', '/api/associate/google/', { token: owner.access_token, body: { id_token: own.id_token, ...(ownNonce ? { nonce: ownNonce } : {}) } })).status).toBe(200);
+    const theirs = await stack.emulator.mintIdToken('google', { sub: own.sub, iat_offset: -2, ...(nonce ? { nonce } : {}) }); // another token of the account
+    return { owner, body: { id_token: theirs.id_token, ...(nonce ? { nonce } : {}) } };
+  }
+  const offered = async (stack: Stack, body: Record<string, string>) => {
+    const thief = await guest(stack.api);
+    const answer = await call(stack.api, 'POST', '/api/associate/google/', { token: thief.access_token, body, headers: { 'user-agent': `Thief/${thief.id}` } });
+    return { thief, answer };
+  };
+
+  it('SOCIAL_AUTH_ID_TOKEN_REPLAY=refuse: one ID token gives one merge token; no second merge, no sign-in after it', async () => {
+    const { owner, body } = await stolen(refuse);
+    const first = await offered(refuse, body);
+    expectError(first.answer, 409, 'already_associated');
+    expect(first.answer.body.merge_token).toMatch(/^slm_/);
+    const second = await offered(refuse, body);
+    expectError(second.answer, 400, 'invalid_token');
+    expect(second.answer.body.merge_token).toBeUndefined();
+    expect((await call(refuse.api, 'POST', '/api/users/merge/', { token: first.thief.access_token, body: { merge_token: first.answer.body.merge_token } })).body.id).toBe(owner.id);
+    expectError(await call(refuse.api, 'POST', '/api/auth/google/', { body, headers: { 'user-agent': 'Thief/again' } }), 400, 'invalid_token');
+  });
+
+  it('a token carrying an issued nonce gives one merge token, whatever the replay setting', async () => {
+    const nonce = (await call(issued.api, 'POST', '/api/nonce/')).body.nonce as string;
+    const { body } = await stolen(issued, nonce);
+    expectError((await offered(issued, body)).answer, 409, 'already_associated');
+    const again = await offered(issued, body);
+    expectError(again.answer, 400, 'invalid_token');
+    expectError(await call(issued.api, 'POST', '/api/auth/google/', { body }), 400, 'invalid_token');
+  });
+
+  it('a token issued before Google ended the account\'s sessions gives no merge token', async () => {
+    const { body } = await stolen(allow);
+    const sub = (JSON.parse(Buffer.from(body.id_token!.split('.')[1]!, 'base64url').toString('utf8')) as { sub: string }).sub;
+    expect((await allow.emulator.sendGoogleSecurityEvent({ event: 'sessions-revoked', sub, url: `${allow.api}/api/providers/google/risc` })).status).toBe(202);
+    const answer = (await offered(allow, body)).answer;
+    expectError(answer, 400, 'invalid_token');
+    expect(answer.body.merge_token).toBeUndefined();
+  });
+
+  it('where a token may sign in again (the default), a merge gives no more than a sign-in with it would', async () => {
+    const { owner, body } = await stolen(allow);
+    for (let i = 0; i < 2; i++) expectError((await offered(allow, body)).answer, 409, 'already_associated');
+    expect((await call(allow.api, 'POST', '/api/auth/google/', { body })).body.id).toBe(owner.id);
+  });
+});

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { sha256Hex } from '../providers/id-token.js';
+import { sha256Hex, type IdTokenProof } from '../providers/id-token.js';
 import type { Client, Storage, User } from '../store/storage.js';
 import type { AuditEntry } from '../store/audit.js';
 import { apiError, sessionEnded } from './errors.js';
+import { refuseTokenOfEndedSessions, useIdToken, type ReplayPolicy } from './replay.js';
 
 /**
  * Guest merge. The commonest conflict of a mobile app: a guest on a new phone taps "Connect Facebook", but that
@@ -16,10 +17,28 @@ import { apiError, sessionEnded } from './errors.js';
 export const MERGE_TOKEN_PREFIX = 'slm_';
 export const MERGE_TOKEN_TTL_SECONDS = 600;
 
-/** The merge token of a guest's 409 already_associated: the fields to add to the answer. */
-export async function offerMerge(storage: Storage, guest: User, owner: { userId: number; provider: string; uid: string }) {
+/**
+ * The merge token of a guest's 409 already_associated: the fields to add to the answer. A merge signs in as the
+ * owner, so the ID token that proved the account is spent here exactly as a sign-in spends it (core/replay.ts), in
+ * the same commit as the token: where it is single use (an issued nonce in it, SOCIAL_AUTH_ID_TOKEN_REPLAY=refuse),
+ * one proof yields one merge token and no sign-in after it; where it may sign in again, a merge gives no more than
+ * a sign-in with it would. A token issued before the provider ended the account's sessions yields none.
+ */
+export async function offerMerge(
+  storage: Storage,
+  guest: User,
+  owner: { userId: number; provider: string; uid: string },
+  proof?: { idToken: IdTokenProof; client: Client; replay: ReplayPolicy },
+) {
   const token = `${MERGE_TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
-  await storage.mergeTokens.issue(sha256Hex(token), { guestId: guest.id, ownerId: owner.userId, provider: owner.provider, uid: owner.uid }, new Date(Date.now() + MERGE_TOKEN_TTL_SECONDS * 1000).toISOString());
+  await storage.transaction(async (trx) => {
+    if (proof) {
+      const link = await trx.links.find(owner.provider, owner.uid);
+      if (link) refuseTokenOfEndedSessions(proof.idToken, link);
+      await useIdToken(trx, proof.idToken, proof.client, proof.replay);
+    }
+    await trx.mergeTokens.issue(sha256Hex(token), { guestId: guest.id, ownerId: owner.userId, provider: owner.provider, uid: owner.uid }, new Date(Date.now() + MERGE_TOKEN_TTL_SECONDS * 1000).toISOString());
+  });
   return { merge_token: token, merge_token_expires_in: MERGE_TOKEN_TTL_SECONDS };
 }
 

@@ -43,7 +43,8 @@ export class SocialAccounts {
       const { context } = await runPipeline(this.services.pipeline, this.services.storage, this.input('associate', provider, await withProfile(identity), client, { user })).catch(async (error: unknown) => {
         // A guest (no password, no linked account) proved an account of another user: offer to merge into that user.
         if (mergeOffered && error instanceof AlreadyAssociatedError && !user.hasPassword && Object.keys(error.extra).length === 0 && (await this.services.storage.links.ofUser(user.id)).length === 0) {
-          throw new AlreadyAssociatedError(error.owner, await offerMerge(this.services.storage, user, error.owner));
+          const proof = identity.idToken && { idToken: identity.idToken, client, replay: this.services.config.idTokenReplay };
+          throw new AlreadyAssociatedError(error.owner, await offerMerge(this.services.storage, user, error.owner, proof));
         }
         throw error;
       });
