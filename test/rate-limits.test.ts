@@ -76,6 +76,10 @@ describe('rate limits when Redis is unreachable', () => {
   });
   afterAll(() => stack.close());
 
+  it('/readyz says so before any request has failed over (it read the connection, not the last request)', async () => {
+    expect((await call(stack.api, 'GET', '/readyz')).body).toMatchObject({ status: 'ok', rate_limits: 'memory (Redis unreachable)' });
+  });
+
   it('lets requests through instead of failing sign-ins', async () => {
     expect((await call(stack.api, 'POST', '/api/users/')).status).toBe(201);
   });

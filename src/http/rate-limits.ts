@@ -82,7 +82,8 @@ export async function installRateLimits(app: FastifyInstance, config: Config): P
     perIp: { rateLimit: { max: config.rateLimit.signInPerIpPerMinute, timeWindow: MINUTE } },
     checkUser: limiter('user', config.rateLimit.linksPerUserPerMinute, (request) => String(request.userId)),
     checkPassword: limiter('password', config.rateLimit.passwordPerIpPerMinute, (request) => clientNetwork(request.ip)),
-    state: () => (!redis ? 'memory' : degradedSince === undefined ? 'redis' : 'memory (Redis unreachable)'),
+    // Redis counts as reachable only while its connection is ready: a restart shows here at once, not at the next request's failover.
+    state: () => (!redis ? 'memory' : degradedSince === undefined && redis.status === 'ready' ? 'redis' : 'memory (Redis unreachable)'),
   };
 }
 
