@@ -53,7 +53,9 @@ export class Accounts {
    */
   async checkPassword(username: string, password: string, client: Client): Promise<User> {
     const { storage } = this.services;
-    const user = await storage.users.findByUsername(username);
+    // A name no user can have (PostgreSQL's text holds no NUL, and no stored text is a lone surrogate) is an
+    // unknown name: asking the database would be a 500 on PostgreSQL (or match U+FFFD, what it would be turned into).
+    const user = storableText(username) ? await storage.users.findByUsername(username) : undefined;
     // Unknown user or guest user: still spend one scrypt, so timing does not tell which usernames exist.
     const ok = await verifyPassword(password, user?.passwordHash ?? (await dummyPasswordHash()));
     if (!user || !user.passwordHash || !ok) {
@@ -100,6 +102,11 @@ export class Accounts {
   history(userId: number, page: { before?: number; limit: number }) {
     return this.services.storage.audit.list({ userId, ...page, asOwner: true });
   }
+}
+
+/** Text a database can hold as it is: no NUL character (PostgreSQL refuses it), no lone UTF-16 surrogate. */
+export function storableText(text: string): boolean {
+  return !/\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(text);
 }
 
 /** PostgreSQL's 23505 or SQLite's SQLITE_CONSTRAINT_UNIQUE. */

@@ -76,6 +76,10 @@ export function redactQuery(url: string): string {
 /** Builds the social-link API (not listening). Migrations are the caller's business: see server.ts. */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
+  const securityHeaders = helmetHeaders({
+    // The interactive docs need their inline scripts and styles; the API answers JSON only.
+    contentSecurityPolicy: { directives: { 'script-src': ["'self'", "'unsafe-inline'"], 'style-src': ["'self'", "'unsafe-inline'"] } },
+  });
   const app = Fastify({
     logger: options.logger ?? { level: config.logLevel, ...logSafety },
     // uids are up to 255 characters, percent-encoded in the unlink path.
@@ -84,7 +88,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     requestTimeout: 30_000,
     // Node would answer a request without Host with a bare 400; let it reach our JSON errors instead.
     http: { requireHostHeader: false },
-    ...frameworkErrorOptions,
+    ...frameworkErrorOptions(securityHeaders),
     trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
     // A caller's X-Request-Id is kept when it is a plain token (it reaches the logs), else a new one is made.
     genReqId: (request) => {
@@ -131,10 +135,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   installErrorHandling(app);
   installHooks(app, services, metrics);
-  const securityHeaders = helmetHeaders({
-    // The interactive docs need their inline scripts and styles; the API answers JSON only.
-    contentSecurityPolicy: { directives: { 'script-src': ["'self'", "'unsafe-inline'"], 'style-src': ["'self'", "'unsafe-inline'"] } },
-  });
   app.addHook('onRequest', async (_request, reply) => {
     reply.headers(securityHeaders);
   });

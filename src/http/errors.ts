@@ -26,11 +26,19 @@ const RAW_ANSWER_SECURITY_HEADERS = {
   'Referrer-Policy': 'no-referrer',
 };
 
-/** Fastify options that answer router errors and malformed HTTP in our error format too. */
-export const frameworkErrorOptions: Pick<FastifyServerOptions, 'frameworkErrors' | 'clientErrorHandler'> = {
-  // Router errors (a bad percent-encoding in the path).
+/**
+ * Fastify options that answer router errors and malformed HTTP in our error format too. `securityHeaders` are
+ * those every routed answer carries (helmet's, app.ts).
+ */
+export const frameworkErrorOptions = (securityHeaders: Record<string, string>): Pick<FastifyServerOptions, 'frameworkErrors' | 'clientErrorHandler'> => ({
+  // Router errors (a bad percent-encoding in the path, an over-long parameter): Fastify answers them before any
+  // hook runs (neither helmet's headers nor the request id's, app.ts and hooks.ts), so they are set here.
   frameworkErrors: (error, request, reply) => {
-    void (reply as FastifyReply).code(400).send(body(invalidRequest(error.message), request as FastifyRequest));
+    void (reply as FastifyReply)
+      .headers(securityHeaders)
+      .header('x-request-id', request.id)
+      .code(400)
+      .send(body(invalidRequest(error.message), request as FastifyRequest));
   },
   // Malformed HTTP never reaches a route (nor helmet, nor the request-id hook): answer it on the raw socket,
   // with the same security headers and a request id of its own (logged at debug).
@@ -52,7 +60,7 @@ export const frameworkErrorOptions: Pick<FastifyServerOptions, 'frameworkErrors'
     ];
     socket.end(`${head.join('\r\n')}\r\n\r\n${text}`);
   },
-};
+});
 
 /** Every answer that is not a success is JSON {code, message, errors}; nothing internal leaks out. */
 export function installErrorHandling(app: FastifyInstance): void {

@@ -155,6 +155,9 @@ function nonceAccepted(claims: JWTPayload, sent: string): boolean {
   return nonceMatches(claims, sent);
 }
 
+/** Control characters and lone UTF-16 surrogates (a pair is one code point, kept). */
+const UNKEEPABLE = /[\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
 /** The name from the `user` JSON of the first authorization (an object, or the JSON text a web form post carries). */
 function userName(user: TokenInput['user']): Name {
   if (user === undefined) return {};
@@ -167,7 +170,14 @@ function userName(user: TokenInput['user']): Name {
     }
   }
   const name = isObject(parsed) && isObject(parsed.name) ? parsed.name : {};
-  const part = (key: string) => text(name, key)?.trim().slice(0, 150) || undefined;
+  // The name is kept for display only (in jsonb on PostgreSQL, which refuses NUL and lone surrogates), never
+  // for identity: what cannot be kept is stripped rather than refused, so that a garbled name never costs
+  // the person their sign-in. Stripped: control characters (NUL among them) and lone UTF-16 surrogates; the
+  // 150-character bound counts code points, so that it never cuts a pair in two.
+  const part = (key: string) => {
+    const clean = text(name, key)?.replace(UNKEEPABLE, '').trim();
+    return clean ? Array.from(clean).slice(0, 150).join('').trim() || undefined : undefined;
+  };
   return { first_name: part('firstName'), last_name: part('lastName') };
 }
 
