@@ -37,7 +37,7 @@ export const importCommand: Command = {
       if (progress) process.stderr.write('\n');
       if (values.json === true) console.log(JSON.stringify(report));
       else print(report);
-      return report.users.conflicts.length + report.links.conflicts.length > 0 ? 2 : 0;
+      return report.users.conflicts.length + report.links.conflicts.length + report.users.invalid.length + report.links.invalid.length > 0 ? 2 : 0;
     }),
 };
 
@@ -57,17 +57,32 @@ function sourceOf(kind: string, location: string, values: Record<string, string 
   throw new ConfigError(`import: unknown source "${kind}" (psa, firebase, supabase)`);
 }
 
+/** A source's odd text for a terminal: control characters and lone surrogates as \uXXXX. */
+const printable = (text: string) => text.replace(/[\p{Cc}\p{Surrogate}]/gu, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+
 function print(report: ImportReport): void {
   const lines = [
     `${report.dryRun ? 'DRY RUN (nothing written): ' : ''}import from ${report.source}`,
-    `users: ${report.users.imported} imported, ${report.users.unchanged} imported before${report.users.deletedSince ? `, ${report.users.deletedSince} imported before and deleted since (not brought back)` : ''}${report.keptIds ? ' (ids kept)' : ''}`,
+    `users: ${report.users.imported} imported, ${report.users.unchanged} imported before${report.users.deletedSince ? `, ${report.users.deletedSince} imported before and deleted since (not brought back)` : ''}${report.keptIds ? (report.mapping.length ? ` (ids kept but ${report.mapping.length}: below)` : ' (ids kept)') : ''}`,
     `links: ${report.links.imported} imported${report.links.skipped ? `, ${report.links.skipped} of users not imported` : ''}`,
     `provider tokens not copied: ${report.tokensDropped}`,
   ];
-  if (report.mapping.length > 0) lines.push('user ids (source → social-link):', ...report.mapping.map((entry) => `  ${entry.source_id} → ${entry.user_id}`));
+  if (report.mapping.length > 0) lines.push('user ids (source → social-link):', ...report.mapping.map((entry) => `  ${entry.source_id} → ${entry.user_id}${entry.reason ? ` (${entry.reason})` : ''}`));
   if (report.users.conflicts.length > 0) lines.push('users NOT imported (conflicts):', ...report.users.conflicts.map((entry) => `  ${entry.username} (${entry.source_id}): ${entry.reason}`));
   if (report.links.conflicts.length > 0) lines.push('links NOT imported (conflicts):', ...report.links.conflicts.map((entry) => `  ${entry.provider}:${entry.uid}: ${entry.reason}`));
-  if (report.users.inactive.length > 0) lines.push(`inactive users not imported: ${report.users.inactive.join(', ')}`);
+  if (report.users.invalid.length > 0) {
+    lines.push(
+      'users NOT imported (rows social-link cannot store as they are: correct them in the source and run the import again, it imports only them):',
+      ...report.users.invalid.map((entry) => `  ${printable(entry.username)} (${printable(entry.source_id)}): ${printable(entry.reason)}`),
+    );
+  }
+  if (report.links.invalid.length > 0) {
+    lines.push(
+      'links NOT imported (social-link cannot store them as they are; their users were imported without them, and another run does not bring them: the user links the account again once signed in):',
+      ...report.links.invalid.map((entry) => `  ${printable(entry.provider)}:${printable(entry.uid)} of ${printable(entry.source_id)}: ${printable(entry.reason)}`),
+    );
+  }
+  if (report.users.inactive.length > 0) lines.push(`inactive users not imported: ${report.users.inactive.map(printable).join(', ')}`);
   if (report.noWayIn.length > 0) lines.push(`imported with no way to sign in (no usable password, no link): ${report.noWayIn.join(', ')}`);
   for (const [scheme, count] of Object.entries(report.unverifiableHashes)) lines.push(`${count} password hashes of scheme ${scheme} cannot be verified here: those users must reset their password`);
   if (report.links.keyedByEmail.length > 0) {

@@ -68,7 +68,7 @@ function toSourceUser(user: DjangoUser, links: DjangoLink[]): SourceUser {
     sourceId: String(user.id),
     numericId: Number(user.id),
     username: user.username,
-    passwordHash: user.password || null,
+    passwordHash: typeof user.password === 'string' && user.password !== '' ? user.password : null,
     createdAt: djangoTime(user.date_joined),
     lastLoginAt: djangoTime(user.last_login),
     active: Boolean(user.is_active),

@@ -58,9 +58,20 @@ export class Imports {
     return toUser(row);
   }
 
-  /** After users were given their source's ids: new users are numbered after the highest (PostgreSQL's identity). */
-  async renumberAfterKeptIds(): Promise<void> {
-    if (!isPostgres(this.db)) return; // SQLite's autoincrement follows the highest id by itself
-    await sql`select setval(pg_get_serial_sequence('users', 'id'), greatest((select max(id) from users), 1))`.execute(this.db);
+  /**
+   * After users were given their source's ids: new users are numbered after the highest (PostgreSQL's identity;
+   * SQLite's autoincrement follows the highest id by itself). Ids past `maxKept` are not counted: no import keeps
+   * them now, and a sequence an earlier version left at 2147483647 (every sign-up failed) is brought back below.
+   */
+  async renumberAfterKeptIds(maxKept: number): Promise<void> {
+    if (!isPostgres(this.db)) return;
+    // No user yet: the next is 1 (is_called false).
+    await sql`select setval(pg_get_serial_sequence('users', 'id'), coalesce(kept.max, 1), kept.max is not null) from (select max(id) as max from users where id <= ${maxKept}) as kept`.execute(this.db);
+  }
+
+  /** The id the next new user would get after the kept ids, without moving the sequence (a dry run's). */
+  async nextIdAfterKeptIds(maxKept: number): Promise<number> {
+    const row = await this.db.selectFrom('users').select((eb) => eb.fn.max('id').as('max')).where('id', '<=', maxKept).executeTakeFirst();
+    return Number(row?.max ?? 0) + 1;
   }
 }
