@@ -3,6 +3,7 @@ import type { WebhookEndpoint } from '../core/webhooks.js';
 import { loadProviderConfigs, type ProviderConfigs } from '../providers/index.js';
 import { SecretBox } from '../auth/secret-box.js';
 import type { ReplayPolicy } from '../core/replay.js';
+import { DEFAULT_CLOCK_TOLERANCE_SECONDS } from '../providers/id-token.js';
 
 /**
  * Where `serve`, dev mode and the embedding plugin keep the keys they generate outside production when none
@@ -46,6 +47,8 @@ export interface Config {
   /** Comma-separated base64 AES-256 keys that seal provider tokens at rest; newest first. */
   encryptionKeys?: string;
   providerTimeoutMs: number;
+  /** SOCIAL_AUTH_CLOCK_TOLERANCE_SECONDS (the providers read it too): the skew tolerated on a signed callback's issued_at. */
+  clockToleranceSeconds: number;
   /** Failed provider calls in a row that open a provider's circuit, and how long it stays open. */
   circuitBreaker: { threshold: number; cooldownMs: number };
   providers: ProviderConfigs;
@@ -63,7 +66,7 @@ export interface Config {
    * A console session ends after `idleSeconds` without a request, and `lifetimeSeconds` after sign-in whatever.
    */
   admin: { enabled: boolean; idleSeconds: number; lifetimeSeconds: number; maxFailedLogins: number; lockoutSeconds: number };
-  rateLimit: { enabled: boolean; redisUrl?: string; redisPrefix: string; signInPerIpPerMinute: number; passwordPerIpPerMinute: number; linksPerUserPerMinute: number };
+  rateLimit: { enabled: boolean; redisUrl?: string; redisPrefix: string; signInPerIpPerMinute: number; passwordPerIpPerMinute: number; linksPerUserPerMinute: number; callbacksPerIpPerMinute: number };
 }
 
 export const DEFAULT_DATABASE_URL = 'sqlite:./data/social-link.sqlite';
@@ -100,6 +103,7 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
     signingKeysFile: settings.string('SOCIAL_LINK_SIGNING_KEYS_FILE'),
     encryptionKeys: settings.string('SOCIAL_LINK_ENCRYPTION_KEYS'),
     providerTimeoutMs: settings.int('SOCIAL_AUTH_PROVIDER_TIMEOUT_MS', 5000, { min: 100, max: 60_000 }),
+    clockToleranceSeconds: settings.int('SOCIAL_AUTH_CLOCK_TOLERANCE_SECONDS', DEFAULT_CLOCK_TOLERANCE_SECONDS, { min: 0, max: 600 }),
     circuitBreaker: {
       threshold: settings.int('SOCIAL_AUTH_CIRCUIT_BREAKER_THRESHOLD', 5, { min: 1, max: 1000 }),
       cooldownMs: settings.int('SOCIAL_AUTH_CIRCUIT_BREAKER_COOLDOWN_MS', 10_000, { min: 100, max: 600_000 }),
@@ -124,6 +128,8 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
       signInPerIpPerMinute: settings.int('RATE_LIMIT_SIGN_IN_PER_MINUTE', 120, { min: 1 }),
       linksPerUserPerMinute: settings.int('RATE_LIMIT_LINKS_PER_MINUTE', 20, { min: 1 }),
       passwordPerIpPerMinute: settings.int('RATE_LIMIT_PASSWORD_PER_MINUTE', 10, { min: 1 }),
+      // Providers deliver from few addresses, all their users' callbacks: generous.
+      callbacksPerIpPerMinute: settings.int('RATE_LIMIT_CALLBACKS_PER_MINUTE', 600, { min: 1 }),
     },
   };
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];

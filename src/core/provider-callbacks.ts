@@ -1,4 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { base64url } from 'jose';
+import { canonicalBase64url } from '../providers/signed-request.js';
 import type { Storage } from '../store/storage.js';
 import { now } from '../store/rows.js';
 import { apiError, invalidRequest, InvalidTokenError } from './errors.js';
@@ -16,18 +18,34 @@ export const CALLBACK_MAX_AGE_SECONDS = 7 * 86_400;
  * with Facebook again).
  */
 export class ProviderCallbacks {
-  constructor(private readonly services: Pick<Services, 'providers' | 'storage'>) {}
+  constructor(private readonly services: Pick<Services, 'providers' | 'storage' | 'config'>) {}
 
-  /** Refuses a callback issued too long ago; answers whether this is its first time here (and records it), in `trx`. */
-  private static async firstTime(trx: Storage, id: string, issuedAt: unknown): Promise<boolean> {
-    if (typeof issuedAt !== 'number' || issuedAt < Date.now() / 1000 - CALLBACK_MAX_AGE_SECONDS) throw new InvalidTokenError('the callback was issued too long ago (or says not when)');
+  /**
+   * Refuses a callback issued too long ago, or later than now (past the clock tolerance: its id would be forgotten
+   * while it still passed for recent); answers whether this is its first time here (and records it), in `trx`.
+   */
+  private async firstTime(trx: Storage, id: string, issuedAt: unknown): Promise<boolean> {
+    const nowSeconds = Date.now() / 1000;
+    if (typeof issuedAt !== 'number' || issuedAt < nowSeconds - CALLBACK_MAX_AGE_SECONDS) throw new InvalidTokenError('the callback was issued too long ago (or says not when)');
+    if (issuedAt > nowSeconds + this.services.config.clockToleranceSeconds) throw new InvalidTokenError('the callback says it was issued in the future');
     const inserted = await trx.db.insertInto('provider_callbacks_seen').values({ id, seen_at: now() }).onConflict((conflict) => conflict.column('id').doNothing()).executeTakeFirst();
     return (inserted.numInsertedOrUpdatedRows ?? 0n) > 0n;
   }
 
-  /** A callback's own id: the provider's (jti), else the hash of what it sent. */
-  private static key(provider: string, id: string | undefined, raw: string): string {
-    return `${provider}:${id ?? createHash('sha256').update(raw).digest('hex')}`;
+  /**
+   * A callback's own id: the provider's (jti), else the hash of what it sent with its signature written again the
+   * one way base64url writes it (`spelled`). Decoders take many spellings of one signature (padding, the last
+   * character's unused bits; whitespace in a JWT), each of which verifies; its bytes are one (HMAC-SHA256 and RS256
+   * are deterministic). A genuine delivery is spelled that way already: its id is the one recorded before.
+   */
+  private static key(provider: string, id: string | undefined, spelled: string): string {
+    return `${provider}:${id ?? createHash('sha256').update(spelled).digest('hex')}`;
+  }
+
+  /** A verified JWT (Apple's, Google's event tokens), its signature decoded as jose decoded it to verify it, and encoded again. */
+  private static jwtSpelled(token: string): string {
+    const cut = token.lastIndexOf('.') + 1;
+    return token.slice(0, cut) + Buffer.from(base64url.decode(token.slice(cut))).toString('base64url');
   }
 
   /**
@@ -53,10 +71,12 @@ export class ProviderCallbacks {
   private facebookPayload(signedRequest: unknown): { userId: string; issuedAt: unknown; id: string } {
     const facebook = this.services.providers.get('facebook');
     const payload = typeof signedRequest === 'string' ? facebook.verifySignedRequest?.(signedRequest) : undefined;
-    if (!payload) throw invalidRequest('signed_request is missing, or not signed with this app\'s secret');
+    if (!payload) throw invalidRequest('signed_request is missing, not written as base64url writes it, or not signed with this app\'s secret');
     const userId = payload.user_id;
     if (typeof userId !== 'string' && typeof userId !== 'number') throw invalidRequest('signed_request names no user_id');
-    return { userId: String(userId), issuedAt: payload.issued_at, id: ProviderCallbacks.key('facebook', undefined, String(signedRequest)) };
+    // Verified, so both parts are canonical base64url, but for the signature's optional padding.
+    const [signature, encodedPayload] = (signedRequest as string).split('.') as [string, string];
+    return { userId: String(userId), issuedAt: payload.issued_at, id: ProviderCallbacks.key('facebook', undefined, `${canonicalBase64url(signature)!.toString('base64url')}.${encodedPayload}`) };
   }
 
   /** Deletes the link of that Facebook account (with what it kept): the confirmation code of the request. */
@@ -65,7 +85,7 @@ export class ProviderCallbacks {
     const confirmationCode = randomBytes(12).toString('hex');
     await this.services.storage.transaction(async (trx) => {
       // Played again: a new confirmation of the same deletion, nothing deleted twice.
-      if (await ProviderCallbacks.firstTime(trx, id, issuedAt)) {
+      if (await this.firstTime(trx, id, issuedAt)) {
         const held = await ProviderCallbacks.heldLink(trx, 'facebook', uid);
         if (held && (await trx.links.delete(held.user.id, 'facebook', uid))) {
           await trx.audit.record({ event: 'unlinked', userId: held.user.id, provider: 'facebook', uid, detail: 'facebook data deletion request' }, null);
@@ -82,7 +102,7 @@ export class ProviderCallbacks {
   async facebookDeauthorized(signedRequest: unknown): Promise<void> {
     const { userId: uid, issuedAt, id } = this.facebookPayload(signedRequest);
     await this.services.storage.transaction(async (trx) => {
-      const held = (await ProviderCallbacks.firstTime(trx, id, issuedAt)) && (await ProviderCallbacks.heldLink(trx, 'facebook', uid));
+      const held = (await this.firstTime(trx, id, issuedAt)) && (await ProviderCallbacks.heldLink(trx, 'facebook', uid));
       if (held) await trx.audit.record({ event: 'provider_event', userId: held.user.id, provider: 'facebook', uid, detail: 'deauthorized' }, null);
     });
   }
@@ -102,7 +122,7 @@ export class ProviderCallbacks {
     if (typeof payload !== 'string' || !apple.verifyNotification) throw invalidRequest('payload (the notification JWT) is required');
     const event = await apple.verifyNotification(payload);
     await this.services.storage.transaction(async (trx) => {
-      if (!(await ProviderCallbacks.firstTime(trx, ProviderCallbacks.key('apple', event.id, payload), event.issuedAt))) return;
+      if (!(await this.firstTime(trx, ProviderCallbacks.key('apple', event.id, ProviderCallbacks.jwtSpelled(payload)), event.issuedAt))) return;
       const held = await ProviderCallbacks.heldLink(trx, 'apple', event.uid);
       if (!held) return;
       const { user, link } = held;
@@ -136,7 +156,7 @@ export class ProviderCallbacks {
     const endSessions = event.type === 'sessions-revoked' || event.type === 'tokens-revoked' || (event.type === 'account-disabled' && event.reason === 'hijacking');
     const detail = `google ${event.type}${event.reason ? ` ${event.reason}` : ''}`.slice(0, 64);
     await this.services.storage.transaction(async (trx) => {
-      if (!(await ProviderCallbacks.firstTime(trx, ProviderCallbacks.key('google', event.id, token), event.issuedAt))) return;
+      if (!(await this.firstTime(trx, ProviderCallbacks.key('google', event.id, ProviderCallbacks.jwtSpelled(token)), event.issuedAt))) return;
       const held = await ProviderCallbacks.heldLink(trx, 'google', event.uid);
       if (!held) return;
       await trx.audit.record({ event: 'provider_event', userId: held.user.id, provider: 'google', uid: event.uid, detail }, null);

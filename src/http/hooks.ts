@@ -1,8 +1,8 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AlreadyAssociatedError, ApiError, type ErrorCode } from '../core/errors.js';
 import type { AuditEntry } from '../store/audit.js';
 import type { Services } from '../core/services.js';
-import type { Metrics } from './metrics.js';
+import { callbackOutcome, type Metrics } from './metrics.js';
 import { clientOf } from './request.js';
 
 /** Refusals worth a line in the audit log: someone tried an account that is not theirs. */
@@ -14,9 +14,16 @@ export function installHooks(app: FastifyInstance, services: Services, metrics: 
     reply.header('x-request-id', request.id);
   });
   auditRefusals(app, services);
+  // A callback's refusal code, for its outcome (invalid_token and invalid_request are both 400).
+  const callbackErrors = new WeakMap<FastifyRequest, string>();
+  app.addHook('onError', async (request, _reply, error) => {
+    if (request.routeOptions.config?.providerCallback && error instanceof ApiError) callbackErrors.set(request, error.code);
+  });
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.httpRequests.observe({ method: request.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000);
+    const provider = request.routeOptions.config?.providerCallback;
+    if (provider) metrics.providerCallbacks.inc({ provider, outcome: callbackOutcome(reply.statusCode, callbackErrors.get(request)) });
   });
 }
 
@@ -24,6 +31,8 @@ export function installHooks(app: FastifyInstance, services: Services, metrics: 
 export function auditRefusals(app: FastifyInstance, { storage, providers }: Services): void {
   app.addHook('onError', async (request, _reply, error) => {
     if (!(error instanceof ApiError) || !AUDITED_REFUSALS.has(error.code)) return;
+    // A forged provider callback names nobody's account and costs its sender nothing: counted (metrics.ts), not a row each.
+    if (request.routeOptions.config?.providerCallback) return;
     const provider = (request.params as { provider?: string } | undefined)?.provider;
     const client = clientOf(request);
     const entries: AuditEntry[] = [

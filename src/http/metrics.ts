@@ -2,6 +2,27 @@ import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client
 
 import type { ProviderOutcome } from '../providers/http.js';
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** A provider callback route names its provider (routes/callbacks.ts): its answers are counted by provider and outcome. */
+    providerCallback?: string;
+  }
+}
+
+/**
+ * How a provider callback ended: ok (verified, acted on or acknowledged), refused (not signed for us, too old, dated
+ * in the future: invalid_token), invalid (malformed, or a signature not written as base64url writes it), rate_limited,
+ * server_error.
+ */
+export type CallbackOutcome = 'ok' | 'refused' | 'invalid' | 'rate_limited' | 'server_error';
+
+export function callbackOutcome(statusCode: number, errorCode: string | undefined): CallbackOutcome {
+  if (statusCode < 400) return 'ok';
+  if (statusCode === 429) return 'rate_limited';
+  if (statusCode >= 500) return 'server_error';
+  return errorCode === 'invalid_token' ? 'refused' : 'invalid';
+}
+
 /** Prometheus metrics of one app; a registry per app, so several apps can live in one process (tests). */
 export class Metrics {
   readonly registry = new Registry();
@@ -26,6 +47,14 @@ export class Metrics {
     name: 'social_link_social_requests_total',
     help: 'Associate and auth requests by provider and result code',
     labelNames: ['action', 'provider', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  // Refused callbacks are counted here, not audited: a forger would write a row per call (hooks.ts).
+  readonly providerCallbacks = new Counter({
+    name: 'social_link_provider_callbacks_total',
+    help: 'Provider callbacks (data deletion, deauthorize, Apple notifications, Google RISC) by provider and outcome',
+    labelNames: ['provider', 'outcome'] as const,
     registers: [this.registry],
   });
 

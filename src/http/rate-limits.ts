@@ -15,6 +15,8 @@ export interface RateLimits {
   checkUser(request: FastifyRequest): Promise<void>;
   /** Checks the client's budget of password attempts (each costs ~100 ms of scrypt); throws 429 when it is spent. */
   checkPassword(request: FastifyRequest): Promise<void>;
+  /** Checks the client's budget of provider callbacks (each a signature to check, forged ones included); throws 429 when it is spent. */
+  checkCallback(request: FastifyRequest): Promise<void>;
   /** Where the counters are: shared in Redis, in memory, in memory while Redis is down, or off. */
   state(): 'redis' | 'memory' | 'memory (Redis unreachable)' | 'off';
 }
@@ -23,13 +25,13 @@ const MINUTE = 60_000;
 
 /**
  * Rate limits on the routes an attacker would hammer: sign-in and user creation per client IP, password
- * attempts per client IP (a lower budget), and linking per user. Counters live in memory, or in Redis
- * (REDIS_URL) so that every instance shares them; while Redis is unreachable they fall back to each
- * instance's memory (logged, and shown by /readyz): a limit never silently disappears.
+ * attempts per client IP (a lower budget), provider callbacks per client IP, and linking per user. Counters
+ * live in memory, or in Redis (REDIS_URL) so that every instance shares them; while Redis is unreachable they
+ * fall back to each instance's memory (logged, and shown by /readyz): a limit never silently disappears.
  */
 export async function installRateLimits(app: FastifyInstance, config: Config): Promise<RateLimits> {
   if (!config.rateLimit.enabled) {
-    return { perIp: { rateLimit: false }, checkUser: async () => {}, checkPassword: async () => {}, state: () => 'off' };
+    return { perIp: { rateLimit: false }, checkUser: async () => {}, checkPassword: async () => {}, checkCallback: async () => {}, state: () => 'off' };
   }
   let redis: Redis | undefined;
   let degradedSince: number | undefined;
@@ -82,6 +84,8 @@ export async function installRateLimits(app: FastifyInstance, config: Config): P
     perIp: { rateLimit: { max: config.rateLimit.signInPerIpPerMinute, timeWindow: MINUTE } },
     checkUser: limiter('user', config.rateLimit.linksPerUserPerMinute, (request) => String(request.userId)),
     checkPassword: limiter('password', config.rateLimit.passwordPerIpPerMinute, (request) => clientNetwork(request.ip)),
+    // One budget for every callback route: a forger walks from one to the next.
+    checkCallback: limiter('callback', config.rateLimit.callbacksPerIpPerMinute, (request) => clientNetwork(request.ip)),
     // Redis counts as reachable only while its connection is ready: a restart shows here at once, not at the next request's failover.
     state: () => (!redis ? 'memory' : degradedSince === undefined && redis.status === 'ready' ? 'redis' : 'memory (Redis unreachable)'),
   };

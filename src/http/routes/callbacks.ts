@@ -8,7 +8,7 @@ const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.char
  * The providers' callbacks (core/provider-callbacks.ts): called by the providers, not by apps (not in the API
  * document). Register their URLs in each provider's console (README "Provider callbacks").
  */
-export function callbackRoutes(app: FastifyInstance, { services }: RouteContext): void {
+export function callbackRoutes(app: FastifyInstance, { services, limits }: RouteContext): void {
   const callbacks = new ProviderCallbacks(services);
   void app.register(
     async (scope) => {
@@ -18,27 +18,31 @@ export function callbackRoutes(app: FastifyInstance, { services }: RouteContext)
       });
       // Google posts security event tokens as they are (RFC 8935).
       scope.addContentTypeParser('application/secevent+jwt', { parseAs: 'string', bodyLimit: 16_384 }, (_request, body, done) => done(null, String(body)));
+      // Per client IP, before the body is read: a forger's calls cost a signature check each (rate-limits.ts).
+      scope.addHook('onRequest', limits.checkCallback);
       const schema = { hide: true };
+      // Each answer is counted by provider and outcome (social_link_provider_callbacks_total); refusals are not audited.
+      const from = (provider: string) => ({ schema, config: { providerCallback: provider } });
       type Form = { Body: { signed_request?: unknown } | undefined };
 
-      scope.post<Form>('/facebook/data-deletion', { schema }, async (request) => {
+      scope.post<Form>('/facebook/data-deletion', from('facebook'), async (request) => {
         const { confirmationCode } = await callbacks.facebookDataDeletion(request.body?.signed_request);
         return { url: `${services.config.publicUrl}/api/providers/facebook/data-deletion/${confirmationCode}`, confirmation_code: confirmationCode };
       });
 
-      scope.post<Form>('/facebook/deauthorize', { schema }, async (request, reply) => {
+      scope.post<Form>('/facebook/deauthorize', from('facebook'), async (request, reply) => {
         await callbacks.facebookDeauthorized(request.body?.signed_request);
         return reply.code(200).send();
       });
 
       // Sign in with Apple's server-to-server notifications: {"payload": "<JWT signed by Apple>"}.
-      scope.post<{ Body: { payload?: unknown } | undefined }>('/apple/notifications', { schema }, async (request, reply) => {
+      scope.post<{ Body: { payload?: unknown } | undefined }>('/apple/notifications', from('apple'), async (request, reply) => {
         await callbacks.appleNotification(request.body?.payload);
         return reply.code(200).send();
       });
 
       // Google Cross-Account Protection (RISC): 202 once the event is taken.
-      scope.post<{ Body: unknown }>('/google/risc', { schema }, async (request, reply) => {
+      scope.post<{ Body: unknown }>('/google/risc', from('google'), async (request, reply) => {
         // An event for another client id of the Google project is acknowledged all the same (Google would count a refusal as a failed delivery).
         if ((await callbacks.googleSecurityEvent(request.body)) === 'ignored') request.log.info('a Google security event for another client id of the project: acknowledged, not acted on');
         return reply.code(202).send();
