@@ -3,7 +3,7 @@ import type { WebhookEndpoint } from '../core/webhooks.js';
 import { loadProviderConfigs, type ProviderConfigs } from '../providers/index.js';
 import { SecretBox } from '../auth/secret-box.js';
 import type { ReplayPolicy } from '../core/replay.js';
-import { DEFAULT_CLOCK_TOLERANCE_SECONDS } from '../providers/id-token.js';
+import { clockToleranceOf } from '../providers/id-token.js';
 
 /**
  * Where `serve`, dev mode and the embedding plugin keep the keys they generate outside production when none
@@ -103,7 +103,7 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
     signingKeysFile: settings.string('SOCIAL_LINK_SIGNING_KEYS_FILE'),
     encryptionKeys: settings.string('SOCIAL_LINK_ENCRYPTION_KEYS'),
     providerTimeoutMs: settings.int('SOCIAL_AUTH_PROVIDER_TIMEOUT_MS', 5000, { min: 100, max: 60_000 }),
-    clockToleranceSeconds: settings.int('SOCIAL_AUTH_CLOCK_TOLERANCE_SECONDS', DEFAULT_CLOCK_TOLERANCE_SECONDS, { min: 0, max: 600 }),
+    clockToleranceSeconds: clockToleranceOf(settings),
     circuitBreaker: {
       threshold: settings.int('SOCIAL_AUTH_CIRCUIT_BREAKER_THRESHOLD', 5, { min: 1, max: 1000 }),
       cooldownMs: settings.int('SOCIAL_AUTH_CIRCUIT_BREAKER_COOLDOWN_MS', 10_000, { min: 100, max: 600_000 }),

@@ -69,6 +69,11 @@ export function requireNonce(rule: NonceRule, sent: string | undefined, claims?:
 /** SOCIAL_AUTH_CLOCK_TOLERANCE_SECONDS's default: the clock skew tolerated on exp, iat and nbf. */
 export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 60;
 
+/** SOCIAL_AUTH_CLOCK_TOLERANCE_SECONDS: Google's own library tolerates 300 s; we default to less, and the operator decides. */
+export function clockToleranceOf(settings: Settings): number {
+  return settings.int('SOCIAL_AUTH_CLOCK_TOLERANCE_SECONDS', DEFAULT_CLOCK_TOLERANCE_SECONDS, { min: 0, max: 600 });
+}
+
 export interface IdTokenPolicy {
   jwks: JwksCache;
   /** Accepted `iss` values, compared exactly; or computed from the token's unverified claims (Microsoft's `{tenantid}` issuers). */

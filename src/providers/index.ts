@@ -1,7 +1,7 @@
 import { ConfigError, type Settings } from '../config/settings.js';
 import { ProviderHttp, type ProviderHttpOptions } from './http.js';
 import { apple } from './apple.js';
-import { DEFAULT_CLOCK_TOLERANCE_SECONDS } from './id-token.js';
+import { clockToleranceOf } from './id-token.js';
 import { facebook } from './facebook.js';
 import { github } from './github.js';
 import { google } from './google.js';
@@ -26,8 +26,7 @@ export type ProviderConfigs = EnabledProvider[];
 
 export function loadProviderConfigs(settings: Settings): ProviderConfigs {
   const enabled: EnabledProvider[] = [];
-  // Google's own library tolerates 300 s; we default to less, and the operator decides (a phone's clock is not ours to fix).
-  const clockToleranceSeconds = settings.int('SOCIAL_AUTH_CLOCK_TOLERANCE_SECONDS', DEFAULT_CLOCK_TOLERANCE_SECONDS, { min: 0, max: 600 });
+  const clockToleranceSeconds = clockToleranceOf(settings);
   for (const module of providerModules) {
     const config: unknown = module.configure(settings);
     if (config === undefined) continue;
