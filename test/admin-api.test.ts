@@ -169,6 +169,49 @@ describe.each(databaseKinds())('admin API on %s', (kind) => {
     expect((await call(stack.api, 'GET', `/admin/api/users?q=a&cursor=${nul}`, { token: read })).status).toBe(200);
   });
 
+  it('impossible or out-of-range dates are a 400, a cursor naming Feb 30 starts over, over-long unlink fields a 400: never a database error', async () => {
+    for (const query of ['created_from=0000-01-01', 'created_to=0000-12-31', 'created_from=2023-02-29', 'created_to=2024-02-30', 'created_from=2024-04-31']) {
+      const answer = await call(stack.api, 'GET', `/admin/api/users?${query}`, { token: read });
+      // (The schema's format refuses most; year 0000 is a date to it, and only PostgreSQL has none.)
+      expectError(answer, 400, 'invalid_request');
+    }
+    expect((await call(stack.api, 'GET', '/admin/api/users?created_from=0001-01-01&created_to=2024-02-29', { token: read })).status).toBe(200);
+    for (const moment of ['2024-02-30 00:00:00+00', '2024-02-30T00:00:00.000Z', '0000-01-01T00:00:00Z', '2024-01-01T24:00:00Z', '2024-01-01 00:00:00+99']) {
+      const cursor = Buffer.from(JSON.stringify(['created', [moment, 1]])).toString('base64url');
+      expect((await call(stack.api, 'GET', `/admin/api/users?limit=1&cursor=${cursor}`, { token: read })).status).toBe(200);
+    }
+    const { user, uid } = await linkedUser();
+    for (const body of [{ provider: 'p'.repeat(65), uid }, { provider: 'facebook', uid: 'u'.repeat(256) }]) {
+      expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/unlink`, { token: write, body: { ...body, reason: 'ticket 4', force: true } }), 400, 'invalid_request');
+    }
+  });
+
+  it('a reason of invisible characters only (zero-width space, fillers) is no reason', async () => {
+    const { user } = await linkedUser();
+    for (const reason of ['\u200b', '\u200b\u200c\u200d\u2060\ufeff', '\u3164', '\u2800 \u00a0', '\u202e\u0301']) {
+      expectError(await call(stack.api, 'POST', `/admin/api/users/${user.id}/revoke-sessions`, { token: write, body: { reason } }), 400, 'reason_required');
+    }
+    expect((await call(stack.api, 'POST', `/admin/api/users/${user.id}/revoke-sessions`, { token: write, body: { reason: '\u200bticket 6' } })).status).toBe(200);
+  });
+
+  it('an export hands the user what its own history shows: operators\' reads, addresses, devices, names and reasons stay out', async () => {
+    const { user } = await linkedUser();
+    const tool = { 'user-agent': 'InternalSupportTool/2.0' };
+    await call(stack.api, 'GET', `/admin/api/users/${user.id}`, { token: read, headers: tool });
+    expect((await call(stack.api, 'POST', `/admin/api/users/${user.id}/revoke-sessions`, { token: write, body: { reason: 'internal: suspected fraud ring 17' }, headers: tool })).status).toBe(200);
+    const exported = await call(stack.api, 'POST', `/admin/api/users/${user.id}/export`, { token: read, body: { reason: 'data-access request 12' }, headers: tool });
+    expect(exported.status).toBe(200);
+    const text = JSON.stringify(exported.body);
+    for (const internal of ['InternalSupportTool', 'fraud ring', 'key:backend', 'key:support-bot', 'admin_read', 'data-access request 12']) expect(text).not.toContain(internal);
+    const revoked = exported.body.audit.find((event: { event: string }) => event.event === 'sessions_revoked');
+    expect(revoked).toMatchObject({ ip: null, user_agent: null });
+    // The user's own events keep their address, as in its own history; the export is that history.
+    expect(exported.body.audit.find((event: { event: string }) => event.event === 'associated')?.ip).toBe('127.0.0.1');
+    // The operators still see everything in their own audit.
+    const audit = await call(stack.api, 'GET', `/admin/api/users/${user.id}/audit?reads=true`, { token: read });
+    expect(audit.body.find((event: { event: string }) => event.event === 'sessions_revoked')).toMatchObject({ actor: 'key:backend', reason: 'internal: suspected fraud ring 17', user_agent: 'InternalSupportTool/2.0' });
+  });
+
   it('the user\'s own history shows what operators did, not their reads nor their address; a refused change is audited', async () => {
     const { user } = await linkedUser();
     const tool = { 'user-agent': 'InternalSupportTool/1.0' };
@@ -262,5 +305,63 @@ describe('admin off (the default)', () => {
     const document = (await call(stack.api, 'GET', '/openapi.json')).body;
     expect(Object.keys(document.paths).some((path) => path.startsWith('/admin'))).toBe(false);
     expect(document.components.securitySchemes.serviceKey).toBeUndefined();
+  });
+});
+
+describe('admin API rate limit', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack('sqlite', { SOCIAL_LINK_ADMIN: 'true', RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_ADMIN_API_PER_MINUTE: '3' });
+  });
+  afterAll(() => stack.close());
+
+  it('each service key has its budget a minute (RATE_LIMIT_ADMIN_API_PER_MINUTE), and requests without a valid key one per client network', async () => {
+    const keys = new Storage(stack.db).serviceKeys;
+    const first = (await keys.create('bulk-reader', ['read'])).key;
+    const second = (await keys.create('other-backend', ['read'])).key;
+    for (let i = 0; i < 3; i++) expect((await call(stack.api, 'GET', '/admin/api/users', { token: first })).status).toBe(200);
+    const limited = await call(stack.api, 'GET', '/admin/api/users', { token: first });
+    expectError(limited, 429, 'rate_limited');
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+    // Another key's budget is its own.
+    expect((await call(stack.api, 'GET', '/admin/api/users', { token: second })).status).toBe(200);
+    // Guessing keys spends the address's budget.
+    for (let i = 0; i < 3; i++) expectError(await call(stack.api, 'GET', '/admin/api/users', { token: `slk_guess${i}` }), 401, 'invalid_service_key');
+    expectError(await call(stack.api, 'GET', '/admin/api/users', { token: 'slk_guess3' }), 429, 'rate_limited');
+  });
+});
+
+describe('SOCIAL_LINK_ADMIN_PORT: the console and the admin API on a listener of their own', () => {
+  let stack: Stack;
+  let admin: string;
+  beforeAll(async () => {
+    const { createServer } = await import('node:net');
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const { port } = probe.address() as { port: number };
+    await new Promise((resolve) => probe.close(resolve));
+    stack = await startStack('sqlite', { SOCIAL_LINK_ADMIN: 'true', SOCIAL_LINK_ADMIN_PORT: String(port) });
+    admin = `http://127.0.0.1:${port}`;
+  });
+  afterAll(() => stack.close());
+
+  it('/admin/ and /admin/api/ answer only there (404 on the public port, as when off); the admin port serves nothing else', async () => {
+    const { key } = await new Storage(stack.db).serviceKeys.create('internal', ['read']);
+    const get = (base: string, path: string, headers: Record<string, string> = {}) => fetch(`${base}${path}`, { headers, redirect: 'manual' });
+    for (const path of ['/admin/', '/admin', '/admin/login', '/admin/users', '/admin/static/console.css', '/admin/api/users', '/admin/api/nope', '/admin/nope', '/%61dmin/api/users', '/admin/api/users?limit=1']) {
+      const answer = await get(stack.api, path, { authorization: `Bearer ${key}` });
+      expect([path, answer.status]).toEqual([path, 404]);
+      expect(await answer.json()).toMatchObject({ code: 'not_found' });
+      expect(answer.headers.get('x-request-id')).toBeTruthy();
+    }
+    // Nor by a form posted there.
+    expect((await fetch(`${stack.api}/admin/login`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'username=a&password=b' })).status).toBe(404);
+    expect((await get(admin, '/admin/api/users', { authorization: `Bearer ${key}` })).status).toBe(200);
+    expect((await get(admin, '/admin/api/users')).status).toBe(401);
+    expect((await get(admin, '/admin/login')).status).toBe(200);
+    expect((await get(admin, '/admin/users')).status).toBe(303);
+    for (const path of ['/api/users/', '/openapi.json', '/healthz', '/metrics', '/']) expect([path, (await get(admin, path)).status]).toEqual([path, 404]);
+    // The public API goes on as before.
+    expect((await call(stack.api, 'POST', '/api/users/')).status).toBe(201);
   });
 });

@@ -33,6 +33,14 @@ class Browser {
     return { status: response.status, location: response.headers.get('location'), text: await response.text() };
   }
 
+  cookie(name: string): string | undefined {
+    return this.cookies.get(name);
+  }
+
+  setCookie(name: string, value: string): void {
+    this.cookies.set(name, value);
+  }
+
   async cookieHeader(): Promise<string> {
     return [...this.cookies].map(([name, value]) => `${name}=${value}`).join('; ');
   }
@@ -171,7 +179,79 @@ describe.each(databaseKinds())('staff sign-in on %s', (kind) => {
     expect((await browser.request('GET', '/admin/users/99999999999')).status).toBe(404);
   });
 
-  it('a lock that ended starts the count again; an unknown name\'s refusal is audited too', async () => {
+  it('impossible dates, over-long providers and uids from the console: a page with a 4xx or the date left out, never a 500', async () => {
+    const member = await new StaffAccounts(services).create(`ira${kind}`, PASSWORD, 'admin', newTotpSecret());
+    const browser = new Browser(stack.api);
+    await browser.signIn(member.username, totpCode(services.secrets.open(member.sealedTotpSecret!, `staff-totp:${member.username}`)!));
+    for (const dates of ['from=0000-01-01', 'to=0000-12-31', 'from=2023-02-29&to=2024-02-30']) {
+      const page = await browser.request('GET', `/admin/users?${dates}`);
+      expect([page.status, page.text]).toEqual([200, expect.stringContaining('A date is not a real day')]);
+    }
+    const feb30 = Buffer.from(JSON.stringify(['created', ['2024-02-30 00:00:00+00', 1]])).toString('base64url');
+    expect((await browser.request('GET', `/admin/users?cursor=${feb30}`)).status).toBe(200);
+    const user = (await call(stack.api, 'POST', '/api/users/', { body: { username: `longuid${kind}`, password: 'a long password 1' } })).body;
+    const page = await browser.request('GET', `/admin/users/${user.id}`);
+    for (const [provider, uid] of [['p'.repeat(65), 'u'], ['facebook', 'u'.repeat(256)]]) {
+      const answer = await browser.request('POST', `/admin/users/${user.id}/unlink`, { _csrf: browser.csrf(page.text), provider: provider!, uid: uid!, reason: 'ticket 5', force: '1' });
+      expect([answer.status, answer.text]).toEqual([400, expect.stringContaining('characters')]);
+    }
+    // A reason that shows nothing is no reason.
+    const invisible = await browser.request('POST', `/admin/users/${user.id}/revoke-sessions`, { _csrf: browser.csrf(page.text), reason: '\u200b\u200d\u3164 ' });
+    expect([invisible.status, invisible.text]).toEqual([400, expect.stringContaining('reason_required')]);
+  });
+
+  it('an enrolment belongs to its session: a second holder of the first password neither replaces nor reads the key, and cannot enrol the account with its own', async () => {
+    const member = await new StaffAccounts(services).create(`newbie${kind}`, PASSWORD, 'support');
+    const passwordStep = async (browser: Browser) => {
+      const login = await browser.request('GET', '/admin/login');
+      expect((await browser.request('POST', '/admin/login', { _csrf: browser.csrf(login.text), username: member.username, password: PASSWORD })).location).toBe('/admin/enrol');
+    };
+    const keyOn = (html: string) => /id="totp-secret">([A-Z2-7]+)</.exec(html)![1]!;
+    const wrongCode = (key: string) => ['000000', '111111', '222222', '333333'].find((code) => ![-30_000, 0, 30_000].some((shift) => totpCode(key, Date.now() + shift) === code))!;
+    const victim = new Browser(stack.api);
+    const attacker = new Browser(stack.api);
+    await passwordStep(victim);
+    await passwordStep(attacker);
+    const victimPage = await victim.request('GET', '/admin/enrol');
+    const victimKey = keyOn(victimPage.text);
+    // The attacker opens the enrolment page after the victim: it gets a key of its own, and the victim's stays.
+    const attackerPage = await attacker.request('GET', '/admin/enrol');
+    const attackerKey = keyOn(attackerPage.text);
+    expect(attackerKey).not.toBe(victimKey);
+    expect(attackerPage.text).not.toContain(victimKey);
+
+    // The victim mistypes: the page shows the victim's own key again, never the attacker's.
+    const mistyped = await victim.request('POST', '/admin/enrol', { _csrf: victim.csrf(victimPage.text), code: wrongCode(victimKey) });
+    expect(mistyped.status).toBe(401);
+    expect(keyOn(mistyped.text)).toBe(victimKey);
+    expect(mistyped.text).not.toContain(attackerKey);
+    // The attacker's code in the victim's session is a wrong code; the victim's pending key in the attacker's session opens nothing.
+    expect((await victim.request('POST', '/admin/enrol', { _csrf: victim.csrf(victimPage.text), code: totpCode(attackerKey) })).text).toMatch(/Wrong code/);
+    // Nor does the victim's pending key, carried to the attacker's session in the victim's cookie: that session ends.
+    const cookieName = 'sl_admin_enrol'; // plain HTTP on loopback: not __Host-
+    const lurker = new Browser(stack.api);
+    await passwordStep(lurker);
+    const lurkerPage = await lurker.request('GET', '/admin/enrol');
+    const lurkerKey = keyOn(lurkerPage.text);
+    lurker.setCookie(cookieName, victim.cookie(cookieName)!);
+    expect((await lurker.request('POST', '/admin/enrol', { _csrf: lurker.csrf(lurkerPage.text), code: totpCode(victimKey) })).status).toBe(401);
+    expect((await lurker.request('GET', '/admin/enrol')).location).toBe('/admin/login?ended=step');
+    expect(lurkerKey).not.toBe(victimKey);
+
+    // The victim enrols with the key its page showed; then the attacker's confirmation is refused (back to the password).
+    expect(await victim.request('POST', '/admin/enrol', { _csrf: victim.csrf(victimPage.text), code: totpCode(victimKey) })).toMatchObject({ status: 303, location: '/admin/' });
+    expect((await victim.request('GET', '/admin/users')).status).toBe(200);
+    const late = await attacker.request('POST', '/admin/enrol', { _csrf: attacker.csrf(attackerPage.text), code: totpCode(attackerKey, Date.now() + 30_000) });
+    expect(late.status).toBe(401);
+    expect((await attacker.request('GET', '/admin/users')).status).toBe(303);
+    // The account's authenticator is the victim's: its next code signs in, the attacker's key's does not.
+    const sealed = (await services.storage.staff.findById(member.id))!.sealedTotpSecret!;
+    expect(services.secrets.open(sealed, `staff-totp:${member.username}`)).toBe(victimKey);
+    const events = await stack.db.selectFrom('audit_events').select(['event', 'detail']).where('actor', '=', `staff:${member.id}:${member.username}`).orderBy('id').execute();
+    expect(events.filter((event) => event.event === 'staff_signed_in')).toEqual([{ event: 'staff_signed_in', detail: 'enrolled' }]);
+  });
+
+  it('a lock that ended starts the count again; an unknown name\'s refusal is audited without the name typed', async () => {
     const member = await new StaffAccounts(services).create(`leo${kind}`, PASSWORD, 'viewer', newTotpSecret());
     await stack.db.updateTable('staff').set({ failed_logins: 5, locked_until: new Date(Date.now() - 1000).toISOString() }).where('id', '=', member.id).execute();
     const browser = new Browser(stack.api);
@@ -179,10 +259,13 @@ describe.each(databaseKinds())('staff sign-in on %s', (kind) => {
     const refused = await browser.request('POST', '/admin/login', { _csrf: browser.csrf(login.text), username: member.username, password: 'wrong' });
     expect(refused.status).toBe(401);
     expect(await services.storage.staff.findByUsername(member.username)).toMatchObject({ failedLogins: 1, lockedUntil: null });
-    // Each sign-in page carries a fresh token: the one of the page that answered.
-    expect((await browser.request('POST', '/admin/login', { _csrf: browser.csrf(refused.text), username: `nobody${kind}`, password: 'wrong' })).status).toBe(401);
-    const unknown = await stack.db.selectFrom('audit_events').select(['detail']).where('event', '=', 'staff_refused').where('actor', '=', `staff:?:nobody${kind}`).execute();
-    expect(unknown).toEqual([{ detail: 'unknown_username' }]);
+    // Each sign-in page carries a fresh token: the one of the page that answered. A password typed in the name's box is not kept.
+    const typed = `Tr0ub4dor&3-${kind}`;
+    const before = await stack.db.selectFrom('audit_events').select(({ fn }) => fn.max('id').as('last')).executeTakeFirstOrThrow();
+    expect((await browser.request('POST', '/admin/login', { _csrf: browser.csrf(refused.text), username: typed, password: 'wrong' })).status).toBe(401);
+    const unknown = await stack.db.selectFrom('audit_events').selectAll().where('event', '=', 'staff_refused').where('id', '>', Number(before.last)).execute();
+    expect(unknown).toEqual([expect.objectContaining({ detail: 'unknown_username', actor: 'staff:?' })]);
+    expect(JSON.stringify(await stack.db.selectFrom('audit_events').selectAll().execute())).not.toContain(typed);
   });
 
   it('a staff session is no service key, and a service key opens no page', async () => {

@@ -33,17 +33,59 @@ describe('configuration', () => {
     expect(loadConfig(production).metricsToken).toBe('scrape-me');
   });
 
+  const randomKey = 'q1Jd0Ywv0d1xC7bQn2oN0TqzH2z3dbg5zC0rj1O3X0U=';
+
   it('in production the console needs an https public URL (its cookie is Secure); admin settings are bounded', () => {
-    expect(() => loadConfig({ ...production, SOCIAL_LINK_ADMIN: 'true' })).toThrow(/SOCIAL_LINK_ADMIN=true in production needs SOCIAL_LINK_PUBLIC_URL=https/);
-    expect(loadConfig({ ...production, SOCIAL_LINK_ADMIN: 'true', SOCIAL_LINK_PUBLIC_URL: 'https://auth.example.com' }).admin).toEqual({
+    expect(() => loadConfig({ ...production, SOCIAL_LINK_ADMIN: 'true', SOCIAL_LINK_ENCRYPTION_KEYS: randomKey })).toThrow(/SOCIAL_LINK_ADMIN=true in production needs SOCIAL_LINK_PUBLIC_URL=https/);
+    expect(loadConfig({ ...production, SOCIAL_LINK_ADMIN: 'true', SOCIAL_LINK_PUBLIC_URL: 'https://auth.example.com', SOCIAL_LINK_ENCRYPTION_KEYS: randomKey }).admin).toEqual({
       enabled: true,
       idleSeconds: 900,
       lifetimeSeconds: 28_800,
       maxFailedLogins: 5,
       lockoutSeconds: 900,
+      port: undefined,
+      host: '127.0.0.1',
     });
     expect(loadConfig({}).admin.enabled).toBe(false);
     expect(() => loadConfig({ SOCIAL_LINK_ADMIN_IDLE_SECONDS: '0' })).toThrow(/SOCIAL_LINK_ADMIN_IDLE_SECONDS/);
+  });
+
+  it('in production the console needs SOCIAL_LINK_ENCRYPTION_KEYS: staff TOTP secrets sealed with a per-process key would open no more after a restart', () => {
+    const withConsole = { ...production, SOCIAL_LINK_ADMIN: 'true', SOCIAL_LINK_PUBLIC_URL: 'https://auth.example.com' };
+    expect(() => loadConfig(withConsole)).toThrow(ConfigError);
+    expect(() => loadConfig(withConsole)).toThrow(/SOCIAL_LINK_ADMIN=true in production needs SOCIAL_LINK_ENCRYPTION_KEYS/);
+    expect(loadConfig({ ...withConsole, SOCIAL_LINK_ENCRYPTION_KEYS: randomKey }).admin.enabled).toBe(true);
+    // The CLI (staff create, which seals nothing without a secret) and development are not refused.
+    expect(loadConfig(withConsole, { role: 'cli' }).admin.enabled).toBe(true);
+    expect(loadConfig({ SOCIAL_LINK_ADMIN: 'true' }).admin.enabled).toBe(true);
+  });
+
+  it('in production refuses placeholder secrets: an encryption key or a webhook secret of one repeated byte', () => {
+    const zeros = Buffer.alloc(32).toString('base64');
+    const repeated = Buffer.alloc(32, 0x41).toString('base64');
+    for (const keys of [zeros, repeated, `${randomKey},${zeros}`]) {
+      expect(() => loadConfig({ ...production, SOCIAL_LINK_ENCRYPTION_KEYS: keys })).toThrow(ConfigError);
+      expect(() => loadConfig({ ...production, SOCIAL_LINK_ENCRYPTION_KEYS: keys })).toThrow(/SOCIAL_LINK_ENCRYPTION_KEYS: a key of one repeated byte/);
+    }
+    expect(loadConfig({ ...production, SOCIAL_LINK_ENCRYPTION_KEYS: randomKey }).encryptionKeys).toBe(randomKey);
+    const hook = { SOCIAL_LINK_WEBHOOK_URL: 'https://backend.example.com/hooks' };
+    for (const secret of [`whsec_${zeros}`, `whsec_${Buffer.alloc(24, 7).toString('base64')}`]) {
+      expect(() => loadConfig({ ...production, ...hook, SOCIAL_LINK_WEBHOOK_SECRET: secret })).toThrow(/SOCIAL_LINK_WEBHOOK_SECRET: a secret of one repeated byte/);
+      // Outside production (tests, development) a fixed secret is fine.
+      expect(loadConfig({ ...hook, SOCIAL_LINK_WEBHOOK_SECRET: secret }).webhooks).toHaveLength(1);
+    }
+    expect(loadConfig({ ...production, ...hook, SOCIAL_LINK_WEBHOOK_SECRET: `whsec_${randomKey}` }).webhooks).toHaveLength(1);
+    expect(loadConfig({ SOCIAL_LINK_ENCRYPTION_KEYS: zeros }).encryptionKeys).toBe(zeros);
+  });
+
+  it('SOCIAL_LINK_ADMIN_PORT / _HOST (the console on a listener of its own) and RATE_LIMIT_ADMIN_API_PER_MINUTE', () => {
+    expect(loadConfig({}).admin).toMatchObject({ port: undefined, host: '127.0.0.1' });
+    expect(loadConfig({ SOCIAL_LINK_ADMIN_PORT: '8001', SOCIAL_LINK_ADMIN_HOST: '10.0.0.5' }).admin).toMatchObject({ port: 8001, host: '10.0.0.5' });
+    expect(() => loadConfig({ SOCIAL_LINK_ADMIN_PORT: '70000' })).toThrow(/SOCIAL_LINK_ADMIN_PORT/);
+    expect(() => loadConfig({ SOCIAL_LINK_ADMIN_PORT: '8000' })).toThrow(/SOCIAL_LINK_ADMIN_PORT must differ from PORT/);
+    expect(loadConfig({}).rateLimit.adminApiPerMinute).toBe(600);
+    expect(loadConfig({ RATE_LIMIT_ADMIN_API_PER_MINUTE: '30' }).rateLimit.adminApiPerMinute).toBe(30);
+    expect(() => loadConfig({ RATE_LIMIT_ADMIN_API_PER_MINUTE: '0' })).toThrow(/RATE_LIMIT_ADMIN_API_PER_MINUTE/);
   });
 
   it('refuses a signing key set in which two keys share a kid (one would stop verifying)', async () => {

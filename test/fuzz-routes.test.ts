@@ -237,14 +237,6 @@ function jwtLooking(): fc.Arbitrary<string> {
   return fc.tuple(fc.constantFrom({ alg: 'ES256', kid: 'x' }, { alg: 'none' }, { alg: 'RS256', kid: '\u0000' }), fc.dictionary(fc.constantFrom('sub', 'iss', 'aud', 'iat', 'events', 'jti'), wrongValue)).map(([head, claims]) => `${base64url(JSON.stringify(head))}.${base64url(JSON.stringify(claims))}.`);
 }
 
-/**
- * KNOWN BAD, excluded until its fix lands (the admin helper's, src/store/directory.ts / src/core/admin.ts): the admin
- * search's created_from / created_to of year 0000 ('0000-01-01') passes `format: date` and PostgreSQL refuses it
- * ("date/time field value out of range"): a 500. Remove this filter with that fix.
- */
-const yearZero = (text: string) => text.startsWith('0000-');
-const SEARCHABLE_DATES = IMPOSSIBLE_DATES.filter((date) => !yearZero(date));
-const searchableNasty = nastyText.filter((text) => !yearZero(text));
 const reasonBody = { fields: { reason: field(fc.constant('ticket 42')) }, json: true };
 const userId = fc.constantFrom('1', '2', '3', '999999');
 const anyString = field(fc.string({ maxLength: 12 }));
@@ -296,8 +288,8 @@ const ROUTES: Route[] = [
     query: {
       q: field(fc.constantFrom('1', 'fuzz', 'guest_', '10150000000000001', 'a@example.com')),
       provider: field(fc.constantFrom(...PROVIDERS)),
-      created_from: field(fc.oneof({ arbitrary: fc.constantFrom('2020-01-01', '2026-12-31'), weight: 3 }, { arbitrary: fc.constantFrom(...SEARCHABLE_DATES), weight: 1 }), searchableNasty),
-      created_to: field(fc.oneof({ arbitrary: fc.constantFrom('2099-12-31', '2020-02-29'), weight: 3 }, { arbitrary: fc.constantFrom(...SEARCHABLE_DATES), weight: 1 }), searchableNasty),
+      created_from: field(fc.oneof({ arbitrary: fc.constantFrom('2020-01-01', '2026-12-31'), weight: 3 }, { arbitrary: fc.constantFrom(...IMPOSSIBLE_DATES), weight: 1 }), nastyText),
+      created_to: field(fc.oneof({ arbitrary: fc.constantFrom('2099-12-31', '2020-02-29'), weight: 3 }, { arbitrary: fc.constantFrom(...IMPOSSIBLE_DATES), weight: 1 }), nastyText),
       cursor: field(undefined),
       limit: field(fc.constantFrom('1', '100')),
     },

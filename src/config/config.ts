@@ -65,8 +65,28 @@ export interface Config {
    * SOCIAL_LINK_ADMIN: the admin API (/admin/api/, service keys) and the staff console (/admin/); off by default.
    * A console session ends after `idleSeconds` without a request, and `lifetimeSeconds` after sign-in whatever.
    */
-  admin: { enabled: boolean; idleSeconds: number; lifetimeSeconds: number; maxFailedLogins: number; lockoutSeconds: number };
-  rateLimit: { enabled: boolean; redisUrl?: string; redisPrefix: string; signInPerIpPerMinute: number; passwordPerIpPerMinute: number; linksPerUserPerMinute: number; callbacksPerIpPerMinute: number };
+  admin: {
+    enabled: boolean;
+    idleSeconds: number;
+    lifetimeSeconds: number;
+    maxFailedLogins: number;
+    lockoutSeconds: number;
+    /** SOCIAL_LINK_ADMIN_PORT: when set, /admin/ and /admin/api/ are served on this port of their own (on `host`) only. */
+    port?: number;
+    /** SOCIAL_LINK_ADMIN_HOST: where that listener binds (default 127.0.0.1: inside the network, never beside the public API). */
+    host: string;
+  };
+  rateLimit: {
+    enabled: boolean;
+    redisUrl?: string;
+    redisPrefix: string;
+    signInPerIpPerMinute: number;
+    passwordPerIpPerMinute: number;
+    linksPerUserPerMinute: number;
+    callbacksPerIpPerMinute: number;
+    /** RATE_LIMIT_ADMIN_API_PER_MINUTE: requests to /admin/api/ per service key (per client network without a valid key). */
+    adminApiPerMinute: number;
+  };
 }
 
 export const DEFAULT_DATABASE_URL = 'sqlite:./data/social-link.sqlite';
@@ -120,6 +140,8 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
       lifetimeSeconds: settings.int('SOCIAL_LINK_ADMIN_SESSION_SECONDS', 8 * 3600, { min: 1, max: 7 * 86_400 }),
       maxFailedLogins: settings.int('SOCIAL_LINK_ADMIN_MAX_FAILED_LOGINS', 5, { min: 1, max: 100 }),
       lockoutSeconds: settings.int('SOCIAL_LINK_ADMIN_LOCKOUT_SECONDS', 15 * 60, { min: 1, max: 86_400 }),
+      port: settings.string('SOCIAL_LINK_ADMIN_PORT') === undefined ? undefined : settings.int('SOCIAL_LINK_ADMIN_PORT', 0, { min: 1, max: 65535 }),
+      host: settings.string('SOCIAL_LINK_ADMIN_HOST', '127.0.0.1'),
     },
     rateLimit: {
       enabled: settings.bool('RATE_LIMIT_ENABLED', true),
@@ -130,6 +152,8 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
       passwordPerIpPerMinute: settings.int('RATE_LIMIT_PASSWORD_PER_MINUTE', 10, { min: 1 }),
       // Providers deliver from few addresses, all their users' callbacks: generous.
       callbacksPerIpPerMinute: settings.int('RATE_LIMIT_CALLBACKS_PER_MINUTE', 600, { min: 1 }),
+      // A backend's batch job reads many users in a row: generous, but a leaked key cannot dump the directory at full speed.
+      adminApiPerMinute: settings.int('RATE_LIMIT_ADMIN_API_PER_MINUTE', 600, { min: 1 }),
     },
   };
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -152,15 +176,36 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
       'in production /metrics must not be public: set METRICS_TOKEN (a Bearer token), or METRICS_PORT to serve the metrics on a port of their own (on METRICS_HOST, default 127.0.0.1)',
     );
   }
+  if (role === 'server' && config.production && config.admin.enabled && !config.encryptionKeys) {
+    // Staff TOTP secrets are sealed with these keys: without them a per-process key would seal them, and after a
+    // restart every correct code would be refused.
+    throw new ConfigError(
+      'SOCIAL_LINK_ADMIN=true in production needs SOCIAL_LINK_ENCRYPTION_KEYS: the staff\'s authenticator secrets are sealed with them (generate one with: openssl rand -base64 32)',
+    );
+  }
+  if (config.admin.port !== undefined && config.admin.port === config.port) {
+    throw new ConfigError('SOCIAL_LINK_ADMIN_PORT must differ from PORT: the console\'s listener is a port of its own');
+  }
   if (config.production && settings.string('SOCIAL_AUTH_APPLE_TEAM_ID') && !config.encryptionKeys) {
     throw new ConfigError(
       'SOCIAL_LINK_ENCRYPTION_KEYS must be set in production to keep Sign in with Apple refresh tokens ' +
         '(generate one with: openssl rand -base64 32)',
     );
   }
-  if (config.encryptionKeys) SecretBox.fromSetting(config.encryptionKeys); // fail at start-up, naming the variable
+  if (config.encryptionKeys) {
+    SecretBox.fromSetting(config.encryptionKeys); // fail at start-up, naming the variable
+    if (config.production && config.encryptionKeys.split(',').some((key) => isDegenerate(Buffer.from(key.trim(), 'base64')))) {
+      throw new ConfigError('SOCIAL_LINK_ENCRYPTION_KEYS: a key of one repeated byte (all zeros…) is a placeholder, not a secret; in production give random keys (openssl rand -base64 32)');
+    }
+  }
+  if (config.production && config.webhooks.some((endpoint) => isDegenerate(Buffer.from(endpoint.secret.slice('whsec_'.length), 'base64')))) {
+    throw new ConfigError('SOCIAL_LINK_WEBHOOK_SECRET: a secret of one repeated byte (all zeros…) is a placeholder, not a secret; in production give a random one (whsec_$(openssl rand -base64 32))');
+  }
   return config;
 }
+
+/** A key of one byte repeated (32 zero bytes, a copied example): anyone can guess it. */
+const isDegenerate = (key: Buffer) => key.length > 0 && key.every((byte) => byte === key[0]);
 
 /** TRUST_PROXY: false (default), true, a hop count, or comma-separated addresses/CIDRs of the proxies. */
 function trustProxy(settings: Settings): boolean | number | string[] {

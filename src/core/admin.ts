@@ -2,7 +2,7 @@ import type { StaffRole } from '../store/staff.js';
 import type { ServiceScope } from '../store/service-keys.js';
 import type { ActedBy, Association, AuditEvent, Client, User } from '../store/storage.js';
 import type { SessionSummary, UserSearch, UserSummary } from '../store/directory.js';
-import type { Accounts } from './accounts.js';
+import { storableText, type Accounts } from './accounts.js';
 import { ApiError, apiError } from './errors.js';
 import type { Services } from './services.js';
 import type { SocialAccounts } from './social.js';
@@ -55,6 +55,31 @@ export function userIdOf(text: string): number {
 const REASON_MAX = 500;
 
 /**
+ * Characters that show nothing: spaces of every kind, format and control characters (zero-width space, joiners,
+ * bidi marks), other default-ignorable ones, combining marks alone, and the blank look-alikes (Hangul fillers,
+ * braille blank). A reason made of them only is no reason.
+ */
+const INVISIBLE = /[\p{White_Space}\p{Default_Ignorable_Code_Point}\p{Cc}\p{Cf}\p{Cs}\p{M}\u115F\u1160\u2800\u3164\uFFA0]/gu;
+const saysSomething = (reason: string | undefined): reason is string => !!reason && reason.replace(INVISIBLE, '') !== '';
+
+/**
+ * A real day, YYYY-MM-DD, that both databases hold: not 2024-02-30, not year 0000 (PostgreSQL has none, and
+ * refuses it with an error rather than finding nothing).
+ */
+export function isDay(value: unknown): value is string {
+  const match = typeof value === 'string' ? /^(\d{4})-(\d\d)-(\d\d)$/.exec(value) : null;
+  if (!match) return false;
+  const [year, month, day] = match.slice(1).map(Number) as [number, number, number];
+  const date = new Date(Date.UTC(2000, month - 1, day));
+  date.setUTCFullYear(year);
+  return year >= 1 && date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
+}
+
+/** The columns' lengths (social_associations, audit_events): longer is no link, and must not reach a refusal's audit row. */
+const PROVIDER_MAX = 64;
+const UID_MAX = 255;
+
+/**
  * What operators do for a user, by the admin API and the console alike: find, read, unlink, end sessions,
  * delete, export. Changes go through the same use cases the app's own requests use (SocialAccounts.unlink,
  * Accounts.delete), each audited with its actor and reason.
@@ -66,8 +91,17 @@ export class Admin {
     private readonly social: SocialAccounts,
   ) {}
 
+  /** The admin API's budget of requests a minute per service key (RATE_LIMIT_ADMIN_API_PER_MINUTE); undefined: rate limits are off. */
+  get apiRequestsPerMinute(): number | undefined {
+    const { rateLimit } = this.services.config;
+    return rateLimit.enabled ? rateLimit.adminApiPerMinute : undefined;
+  }
+
   /** A search, audited with what was looked for (who looked up whom is part of a user's access history). */
   async search(actor: Actor, search: UserSearch, client: Client): Promise<{ users: UserSummary[]; next: string | undefined }> {
+    for (const [name, value] of [['created_from', search.createdFrom], ['created_to', search.createdTo]] as const) {
+      if (value !== undefined && !isDay(value)) throw apiError('invalid_request', { about: `${name}: not a real day (YYYY-MM-DD, year 0001 to 9999)` });
+    }
     const page = await this.services.storage.directory.searchUsers(search);
     const what = Object.entries({ q: search.q, provider: search.provider, from: search.createdFrom, to: search.createdTo })
       .filter(([, value]) => value)
@@ -111,6 +145,9 @@ export class Admin {
    * which only an admin (or a write key) may use.
    */
   async unlink(actor: Actor, userId: number, provider: string, uid: string, client: Client, reason: string | undefined, force = false): Promise<void> {
+    // Checked before anything is written: a refusal's audit row keeps the provider and uid, in columns of these lengths.
+    if (!provider || [...provider].length > PROVIDER_MAX || !storableText(provider)) throw apiError('invalid_request', { about: `provider: 1 to ${PROVIDER_MAX} characters` });
+    if (!uid || [...uid].length > UID_MAX || !storableText(uid)) throw apiError('invalid_request', { about: `uid: 1 to ${UID_MAX} characters` });
     const by = await this.changeBy(actor, userId, client, reason);
     try {
       if (force && !mayOverride(actor)) throw apiError('forbidden', { about: 'only an admin removes the last way to sign in' });
@@ -168,7 +205,8 @@ export class Admin {
       user: { id: user.id, username: user.username, has_password: user.hasPassword, date_joined: user.createdAt, last_login: user.lastLoginAt },
       links: links.map((link) => ({ provider: link.provider, uid: link.uid, extra_data: link.extraData, verified_email: link.verifiedEmail, created_at: link.createdAt, updated_at: link.updatedAt })),
       sessions: sessions.map((session) => ({ created_at: session.createdAt, last_used_at: session.lastUsedAt, ip: session.ip, user_agent: session.userAgent })),
-      audit: events.map((event) => ({ id: event.id, event: event.event, provider: event.provider, uid: event.uid, detail: event.detail, ip: event.ip, user_agent: event.userAgent, created_at: event.createdAt, actor: event.actor, reason: event.reason })),
+      // What the user's own history shows (store/audit.ts decides): operators' reads, addresses, devices and reasons stay ours.
+      audit: events.map((event) => ({ id: event.id, event: event.event, provider: event.provider, uid: event.uid, detail: event.detail, ip: event.ip, user_agent: event.userAgent, created_at: event.createdAt })),
     };
   }
 
@@ -194,11 +232,11 @@ export class Admin {
     return this.services.storage.audit.record({ ...entry, actor: actorName(actor) }, client);
   }
 
-  /** Every audit event of the user, newest first (a data-access request leaves none out), page by page. */
+  /** The user's whole history as the user sees it (/api/audit/), newest first, page by page: a data-access request leaves none of it out. */
   private async wholeAudit(userId: number): Promise<AuditEvent[]> {
     const events: AuditEvent[] = [];
     for (;;) {
-      const page = await this.services.storage.audit.list({ userId, before: events.at(-1)?.id, limit: 1000 });
+      const page = await this.services.storage.audit.list({ userId, before: events.at(-1)?.id, limit: 1000, asOwner: true });
       events.push(...page);
       if (page.length < 1000) return events;
     }
@@ -209,7 +247,7 @@ export class Admin {
     const refusal =
       change && !mayChange(actor)
         ? apiError('forbidden', { about: actor.kind === 'key' ? 'this service key may only read (scope write needed)' : 'a viewer may only read' })
-        : !reason?.trim()
+        : !saysSomething(reason)
           ? apiError('reason_required')
           : undefined;
     if (refusal) {

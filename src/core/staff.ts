@@ -77,8 +77,9 @@ export class StaffAccounts {
     const member = await staff.findByUsername(username);
     const ok = await verifyPassword(password, member?.passwordHash ?? (await dummyPasswordHash()));
     if (!member) {
-      // Audited as a known name's refusal is (one write), so that the time taken does not tell names apart.
-      await this.services.storage.audit.record({ event: 'staff_refused', detail: 'unknown_username', actor: `staff:?:${username.slice(0, 150)}` }, client);
+      // Audited as a known name's refusal is (one write), so that the time taken does not tell names apart; the
+      // name typed is not kept: it may be a password typed in the wrong box.
+      await this.services.storage.audit.record({ event: 'staff_refused', detail: 'unknown_username', actor: UNKNOWN_STAFF }, client);
       throw new StaffSignInRefused('credentials');
     }
     await this.refuseIfBarred(member, client);
@@ -86,36 +87,49 @@ export class StaffAccounts {
     return this.startSession(member, member.totpEnrolledAt ? 'password' : 'enrol', client, SECOND_STEP_SECONDS);
   }
 
-  /** The enrolment's secret being confirmed (shown again after a mistyped code), if any. */
-  enrolmentSecret(context: Pick<StaffContext, 'staff'>): string | undefined {
-    return context.staff.totpEnrolledAt ? undefined : this.totpSecretOf(context.staff);
+  /**
+   * Enrolment: a new secret for the authenticator app, shown once. It belongs to this session, not to the
+   * account: sealed bound to the session (the page keeps it in a cookie of its own), so that another holder of
+   * the first password, enrolling at the same time, can neither replace it nor read it. The account keeps a
+   * secret only once a code confirms it.
+   */
+  newEnrolment(context: Pick<StaffContext, 'staff' | 'token'>): { secret: string; sealed: string } {
+    const secret = newTotpSecret();
+    return { secret, sealed: this.services.secrets.seal(secret, enrolmentBinding(context.staff.id, context.token)) };
   }
 
-  /** Enrolment: a new secret for the authenticator app, shown once (each visit replaces an unconfirmed one). */
-  async newEnrolmentSecret(context: Pick<StaffContext, 'staff'>): Promise<string> {
-    const secret = newTotpSecret();
-    await this.services.storage.staff.setTotpSecret(context.staff.id, this.seal(context.staff.username, secret));
-    return secret;
+  /** The secret this session is enrolling (shown again after a mistyped code), if `sealed` is this session's. */
+  enrolmentSecret(context: Pick<StaffContext, 'staff' | 'token'>, sealed: string | undefined): string | undefined {
+    if (context.staff.totpEnrolledAt || !sealed || sealed.length > 500) return undefined;
+    return this.services.secrets.open(sealed, enrolmentBinding(context.staff.id, context.token));
   }
 
   /**
-   * The TOTP step (or the enrolment's confirmation): the session is signed in, with a new id (the pre-sign-in
-   * cookie ends). A code is good once: its time step must come after the last one used.
+   * The TOTP step (or the enrolment's confirmation, with the session's sealed pending secret): the session is
+   * signed in, with a new id (the pre-sign-in cookie ends). A code is good once: its time step must come after
+   * the last one used. An enrolling session's code is checked against its own pending secret only.
    */
-  async confirmCode(token: string, code: string, client: Client): Promise<{ token: string }> {
+  async confirmCode(token: string, code: string, client: Client, pendingSecret?: string): Promise<{ token: string }> {
     const { staff } = this.services.storage;
     const session = await staff.findSession(sessionHash(token));
     if (!session || session.stage === 'signed_in' || Date.parse(session.expiresAt) <= Date.now()) throw new StaffSignInRefused('credentials');
     const member = await staff.findById(session.staffId);
     if (!member) throw new StaffSignInRefused('credentials');
     await this.refuseIfBarred(member, client);
-    const secret = this.totpSecretOf(member);
+    const enrolling = session.stage === 'enrol';
+    // Another session enrolled the account meanwhile: this one starts again from the password.
+    if (enrolling && member.totpEnrolledAt) return this.refuse(member, 'credentials', client, false);
+    const secret = enrolling ? this.enrolmentSecret({ staff: member, token }, pendingSecret) : this.totpSecretOf(member);
     const step = secret ? totpStep(secret, code.replace(/\s/g, '')) : undefined;
     if (step === undefined) return this.refuse(member, 'code', client);
-    if (!(await staff.takeTotpStep(member.id, step, session.stage === 'enrol'))) return this.refuse(member, 'replayed', client);
+    const taken = enrolling ? await staff.enrol(member.id, this.seal(member.username, secret!), step) : await staff.takeTotpStep(member.id, step);
+    if (!taken) {
+      if (enrolling && (await staff.findById(member.id))?.totpEnrolledAt) return this.refuse(member, 'credentials', client, false);
+      return this.refuse(member, 'replayed', client);
+    }
     await staff.endSession(sessionHash(token));
     await staff.clearFailures(member.id);
-    await this.services.storage.audit.record({ event: 'staff_signed_in', actor: actorName(actorOf(member)), detail: session.stage === 'enrol' ? 'enrolled' : 'totp' }, client);
+    await this.services.storage.audit.record({ event: 'staff_signed_in', actor: actorName(actorOf(member)), detail: enrolling ? 'enrolled' : 'totp' }, client);
     return this.startSession(member, 'signed_in', client, this.settings.lifetimeSeconds);
   }
 
@@ -171,6 +185,12 @@ export class StaffAccounts {
     return member.sealedTotpSecret ? this.services.secrets.open(member.sealedTotpSecret, `staff-totp:${member.username}`) : undefined;
   }
 }
+
+/** The actor of a refused sign-in whose name is no staff member's (the name itself is not kept). */
+export const UNKNOWN_STAFF = 'staff:?';
+
+/** What a pending enrolment's secret is sealed to: this account, and this session (its cookie's hash). */
+const enrolmentBinding = (staffId: number, token: string) => `staff-totp-enrol:${staffId}:${sessionHash(token)}`;
 
 function checkStrength(password: string): void {
   if (password.length < 12) throw new Error('a staff password has at least 12 characters');

@@ -1,5 +1,8 @@
 import cluster from 'node:cluster';
 import { createServer } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { apiError } from '../core/errors.js';
 import type { Registry } from 'prom-client';
 import { bearerMatches } from './routes/operations.js';
 import type { FastifyInstance } from 'fastify';
@@ -26,7 +29,15 @@ export async function startServer(options: AppOptions & { onClose?: () => Promis
     await onClose?.();
   });
   if (config.metricsPort !== undefined) await startMetricsServer(app, config);
+  const adminServer = config.admin.enabled && config.admin.port !== undefined ? adminListener(app) : undefined;
   await app.listen({ host: config.host, port: config.port });
+  if (adminServer) {
+    // A port taken: the server does not start half-way (the app closes, and the error says why).
+    await adminServer.listen(config.admin.port!, config.admin.host).catch(async (error: unknown) => {
+      await app.close();
+      throw error;
+    });
+  }
   closeOnSignals(app);
   return app;
 }
@@ -49,6 +60,37 @@ async function startMetricsServer(app: FastifyInstance, config: Config): Promise
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(config.metricsPort, config.metricsHost, resolve));
   app.addHook('onClose', () => new Promise<void>((resolve) => server.close(() => resolve())));
   app.log.info(`metrics on http://${config.metricsHost}:${config.metricsPort}/metrics`);
+}
+
+/** /admin, /admin/… and /admin?…: the console's and the admin API's paths. */
+const isAdminPath = (url: string) => /^\/admin(?:[/?#]|$)/.test(url);
+
+/**
+ * SOCIAL_LINK_ADMIN_PORT: the console and the admin API on a listener of their own (on SOCIAL_LINK_ADMIN_HOST,
+ * default 127.0.0.1), as METRICS_PORT does for /metrics: for staff and backends inside the network, never
+ * beside the public API. The same app answers both listeners; which one a request came through decides what
+ * it may reach: /admin/ only there (404 on the public port, as when the console is off), nothing else there.
+ * Call before the app is ready (it adds a hook); listen once the app listens.
+ */
+function adminListener(app: FastifyInstance) {
+  const sockets = new WeakSet<Socket>();
+  // The app's own timeouts, and its answer to a malformed request (JSON, with the security headers).
+  const server = createServer({ requestTimeout: 30_000, requireHostHeader: false }, (request, response) => app.routing(request, response));
+  for (const listener of app.server.listeners('clientError')) server.on('clientError', listener as (error: Error, socket: Duplex) => void);
+  server.on('connection', (socket: Socket) => sockets.add(socket));
+  app.addHook('onRequest', async (request, reply) => {
+    // The path as sent, or the route it matched (the router decodes %61dmin); an unknown /admin/ path is the console's too.
+    const admin = isAdminPath(request.url) || isAdminPath(request.routeOptions.url ?? '');
+    if (admin === sockets.has(request.raw.socket)) return;
+    return reply.code(404).send({ ...apiError('not_found', { about: `${request.method} ${request.url.split('?')[0]}` }).toJSON(), request_id: request.id });
+  });
+  app.addHook('onClose', () => new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve())));
+  return {
+    async listen(port: number, host: string): Promise<void> {
+      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
+      app.log.info(`admin console and API on http://${host.includes(':') ? `[${host}]` : host}:${port}/admin/`);
+    },
+  };
 }
 
 /** SIGTERM/SIGINT: stop accepting, let in-flight requests finish, close the database, exit. */

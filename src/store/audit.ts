@@ -132,6 +132,16 @@ export function webhookEventOf(row: ReturnType<typeof auditRow>): OutboxEvent | 
   }
 }
 
+/**
+ * What the user may see of an event of its own history (/api/audit/, and the export a data-access request
+ * hands over): the one place that decides. An operator's event (staff, a service key) shows what was done and
+ * when, not the operator's address, device, name or internal reason.
+ */
+export function asOwnerSees(event: AuditEvent): AuditEvent {
+  if (event.actor === null) return event;
+  return { ...event, ip: null, userAgent: null, actor: null, reason: null };
+}
+
 /** Who did what, kept after the user is deleted: the user's own history and the operators'. */
 export class AuditLog {
   constructor(
@@ -156,9 +166,7 @@ export class AuditLog {
     if (options.before !== undefined) query = query.where('id', '<', options.before);
     const rows = await query.execute();
     return rows.map((row) => {
-      // An operator's address and device are not the user's to see.
-      const hidden = options.asOwner && row.actor !== null;
-      return {
+      const event: AuditEvent = {
         // PostgreSQL's bigint arrives as text; every id stays below 2^53.
         id: Number(row.id),
         event: row.event as AuditEventName,
@@ -166,12 +174,13 @@ export class AuditLog {
         provider: row.provider,
         uid: row.uid,
         detail: row.detail,
-        ip: hidden ? null : row.ip,
-        userAgent: hidden ? null : row.user_agent,
+        ip: row.ip,
+        userAgent: row.user_agent,
         createdAt: iso(row.created_at),
         actor: row.actor,
         reason: row.reason,
       };
+      return options.asOwner ? asOwnerSees(event) : event;
     });
   }
 }

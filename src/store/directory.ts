@@ -196,19 +196,32 @@ interface Cursor {
 }
 
 /** A created_at as either database writes it (PostgreSQL's text, our ISO strings): nothing else reaches a cast. */
-const TIMESTAMP = /^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d(:\d\d)?)$/;
+const TIMESTAMP = /^(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)(\.\d{1,6})?(Z|[+-](\d\d)(:(\d\d))?)$/;
+
+/**
+ * A moment PostgreSQL's cast takes: a real day of years 0001 to 9999 (Date.parse rolls 2024-02-30 over to
+ * March, the cast refuses it with an error), a real time, an offset within ±15:59.
+ */
+function isTimestamp(text: string): boolean {
+  const [, year, month, day, hour, minute, second, , , offsetHours, , offsetMinutes] = TIMESTAMP.exec(text) ?? [];
+  if (year === undefined) return false;
+  const date = new Date(Date.UTC(2000, Number(month) - 1, Number(day)));
+  date.setUTCFullYear(Number(year));
+  const realDay = Number(year) >= 1 && date.getUTCFullYear() === Number(year) && date.getUTCMonth() === Number(month) - 1 && date.getUTCDate() === Number(day);
+  return realDay && Number(hour) <= 23 && Number(minute) <= 59 && Number(second) <= 59 && Number(offsetHours ?? 0) <= 15 && Number(offsetMinutes ?? 0) <= 59;
+}
 
 /** A 32-bit id (PostgreSQL's integer), as a cursor or a search may hold one. */
 const isId = (value: unknown): value is number => Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 2_147_483_647;
 
 const encodeCursor = (cursor: Cursor) => Buffer.from(JSON.stringify([cursor.kind, cursor.value])).toString('base64url');
 
-/** A cursor from the previous page; anything else is a first page. */
+/** A cursor from the previous page; anything else (forged, impossible) is a first page, never a database error. */
 function decodeCursor(text: string | undefined): Cursor | undefined {
   if (!text) return undefined;
   try {
     const [kind, value] = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as [unknown, unknown];
-    if (kind === 'created' && Array.isArray(value) && typeof value[0] === 'string' && TIMESTAMP.test(value[0]) && !Number.isNaN(Date.parse(value[0])) && isId(value[1])) {
+    if (kind === 'created' && Array.isArray(value) && typeof value[0] === 'string' && isTimestamp(value[0]) && isId(value[1])) {
       return { kind, value: [value[0], value[1]] };
     }
     if (kind === 'username' && typeof value === 'string' && !value.includes('\u0000') && value.length <= 400) return { kind, value };

@@ -11,7 +11,7 @@ export interface StaffMember {
   username: string;
   role: StaffRole;
   passwordHash: string;
-  /** Sealed TOTP secret, or null before enrolment started. */
+  /** Sealed TOTP secret, or null before enrolment (a pending one belongs to the enrolling session: core/staff.ts). */
   sealedTotpSecret: string | null;
   totpEnrolledAt: string | null;
   failedLogins: number;
@@ -145,20 +145,31 @@ export class Staff {
     await this.db.updateTable('staff').set({ failed_logins: 0, locked_until: null }).where('id', '=', id).execute();
   }
 
-  /** Starts enrolment: a new sealed secret (the previous unconfirmed one, if any, is replaced). */
-  async setTotpSecret(id: number, sealed: string): Promise<void> {
-    await this.db.updateTable('staff').set({ totp_secret: sealed, totp_enrolled_at: null }).where('id', '=', id).where('totp_enrolled_at', 'is', null).execute();
+  /**
+   * Enrolment confirmed: the account keeps this secret and its first step, once; false when another session
+   * enrolled it first or the step is not after the last one taken (the same race as takeTotpStep's, on one row).
+   */
+  async enrol(id: number, sealed: string, step: number): Promise<boolean> {
+    const result = await this.db
+      .updateTable('staff')
+      .set({ totp_secret: sealed, totp_enrolled_at: now(), last_totp_step: step })
+      .where('id', '=', id)
+      .where('totp_enrolled_at', 'is', null)
+      .where((where) => where.or([where('last_totp_step', 'is', null), where('last_totp_step', '<', step)]))
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
   }
 
   /**
    * Takes the TOTP step for this account: true once per step and only for a step after the last one taken,
    * so that a code (even one seen over a shoulder) signs in once; concurrent attempts race on one row.
    */
-  async takeTotpStep(id: number, step: number, enrol: boolean): Promise<boolean> {
+  async takeTotpStep(id: number, step: number): Promise<boolean> {
     const result = await this.db
       .updateTable('staff')
-      .set({ last_totp_step: step, ...(enrol ? { totp_enrolled_at: now() } : {}) })
+      .set({ last_totp_step: step })
       .where('id', '=', id)
+      .where('totp_enrolled_at', 'is not', null)
       .where((where) => where.or([where('last_totp_step', 'is', null), where('last_totp_step', '<', step)]))
       .executeTakeFirst();
     return result.numUpdatedRows > 0n;

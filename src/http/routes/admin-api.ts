@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { userIdOf, type Actor, type Admin, type LinkView, type UserView } from '../../core/admin.js';
-import { apiError, type ErrorCode } from '../../core/errors.js';
+import { apiError, rateLimited, type ErrorCode } from '../../core/errors.js';
+import { clientNetwork } from '../rate-limits.js';
 import type { UserSummary } from '../../store/directory.js';
 import type { AuditEvent } from '../../store/storage.js';
 import type { Storage } from '../../store/storage.js';
@@ -13,7 +14,7 @@ import { answers, dateTime, described, integer, nullable, text } from '../schema
  * call is audited with the key's name. The console (routes/admin-console.ts) stands on the same core/admin.ts.
  */
 const serviceKey = [{ serviceKey: [] }];
-const KEYED: ErrorCode[] = ['invalid_service_key'];
+const KEYED: ErrorCode[] = ['invalid_service_key', 'rate_limited'];
 const CHANGE: ErrorCode[] = [...KEYED, 'forbidden', 'reason_required', 'invalid_request', 'user_not_found'];
 
 const userSchema = {
@@ -70,11 +71,31 @@ const detailBody = (view: UserView) => ({
 });
 const auditBody = (event: AuditEvent) => ({ ...event, user_agent: event.userAgent, created_at: event.createdAt });
 
-/** The service key of a request (Authorization: Bearer slk_…), or 401 invalid_service_key. */
-async function keyOf(request: FastifyRequest, storage: Storage): Promise<Actor> {
+type Limit = (request: FastifyRequest, who: string) => Promise<void>;
+
+/**
+ * The admin API's budget (RATE_LIMIT_ADMIN_API_PER_MINUTE) on the project's rate-limit plugin (http/rate-limits.ts:
+ * the same store, Redis when configured): per service key, so that a leaked key cannot copy the directory at full
+ * speed; per client network for requests without a valid key (guessing keys).
+ */
+function adminApiLimit(app: FastifyInstance, perMinute: number | undefined): Limit {
+  // The plugin is registered only when rate limits are on (RATE_LIMIT_ENABLED).
+  if (perMinute === undefined || !app.hasDecorator('createRateLimit')) return async () => {};
+  const keys = new WeakMap<FastifyRequest, string>();
+  const check = app.createRateLimit({ max: perMinute, timeWindow: 60_000, keyGenerator: (request) => `admin-api:${keys.get(request)}` });
+  return async (request, who) => {
+    keys.set(request, who);
+    const limit = await check(request);
+    if (!limit.isAllowed && limit.isExceeded) throw rateLimited(Math.max(1, Math.ceil(limit.ttlInSeconds ?? 60)));
+  };
+}
+
+/** The service key of a request (Authorization: Bearer slk_…), or 401 invalid_service_key; 429 past its budget. */
+async function keyOf(request: FastifyRequest, storage: Storage, limit: Limit): Promise<Actor> {
   const header = request.headers.authorization;
   const key = header?.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
   const found = key ? await storage.serviceKeys.use(key) : undefined;
+  await limit(request, found ? `key:${found.id}` : `ip:${clientNetwork(request.ip)}`);
   if (!found) throw apiError('invalid_service_key');
   return { kind: 'key', id: found.id, name: found.name, scopes: found.scopes };
 }
@@ -84,6 +105,8 @@ export function adminApiRoutes(parent: FastifyInstance, options: { admin: Admin;
 }
 
 function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storage: Storage }): void {
+  const limit = adminApiLimit(app, admin.apiRequestsPerMinute);
+  const serviceKeyOf = (request: FastifyRequest) => keyOf(request, storage, limit);
   app.addHook('preHandler', async (request) => {
     if (carriesNul(request)) throw apiError('invalid_request', { about: 'no value may hold a NUL character' });
   });
@@ -114,7 +137,7 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
       },
     },
     async (request) => {
-      const actor = await keyOf(request, storage);
+      const actor = await serviceKeyOf(request);
       const { q, provider, created_from: from, created_to: to, cursor, limit } = request.query;
       const page = await admin.search(actor, { q, provider: provider || undefined, createdFrom: from, createdTo: to, cursor, limit: limit ? Number(limit) : 50 }, clientOf(request));
       return { users: page.users.map(userBody), next: page.next ?? null };
@@ -134,7 +157,7 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
       },
     },
     async (request) => {
-      const actor = await keyOf(request, storage);
+      const actor = await serviceKeyOf(request);
       return detailBody(await admin.user(actor, userIdOf(request.params.id), clientOf(request)));
     },
   );
@@ -152,7 +175,7 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
       },
     },
     async (request) => {
-      const actor = await keyOf(request, storage);
+      const actor = await serviceKeyOf(request);
       const id = await admin.findUserByUsername(request.params.username);
       if (id === undefined) throw apiError('user_not_found');
       return detailBody(await admin.user(actor, id, clientOf(request)));
@@ -172,7 +195,7 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
       },
     },
     async (request) => {
-      const actor = await keyOf(request, storage);
+      const actor = await serviceKeyOf(request);
       const link = await admin.link(request.params.provider, request.params.uid);
       return { link: linkBody(link), user: detailBody(await admin.user(actor, link.userId, clientOf(request))) };
     },
@@ -201,7 +224,7 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
     },
     async (request) => {
       const id = userIdOf(request.params.id);
-      const actor = await keyOf(request, storage);
+      const actor = await serviceKeyOf(request);
       const { before, limit, reads } = request.query;
       const events = await admin.audit(id, { before: before ? Number(before) : undefined, limit: limit ? Number(limit) : 50, withReads: reads === 'true' });
       await admin.audited(actor, { event: 'admin_read', userId: id, detail: 'audit' }, clientOf(request));
@@ -229,7 +252,7 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
       },
     },
     async (request, reply) => {
-      const actor = await keyOf(request, storage);
+      const actor = await serviceKeyOf(request);
       const { provider, uid, reason, force } = request.body;
       await admin.unlink(actor, userIdOf(request.params.id), provider, uid, clientOf(request), reason, force === true);
       return reply.code(204).send();
@@ -250,7 +273,7 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
       },
     },
     async (request) => {
-      const actor = await keyOf(request, storage);
+      const actor = await serviceKeyOf(request);
       return { revoked: await admin.revokeSessions(actor, userIdOf(request.params.id), clientOf(request), request.body.reason) };
     },
   );
@@ -269,7 +292,7 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
       },
     },
     async (request, reply) => {
-      const actor = await keyOf(request, storage);
+      const actor = await serviceKeyOf(request);
       await admin.revokeSession(actor, userIdOf(request.params.id), request.params.session, clientOf(request), request.body.reason);
       return reply.code(204).send();
     },
@@ -289,7 +312,7 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
       },
     },
     async (request, reply) => {
-      const actor = await keyOf(request, storage);
+      const actor = await serviceKeyOf(request);
       await admin.deleteUser(actor, userIdOf(request.params.id), clientOf(request), request.body.reason);
       return reply.code(204).send();
     },
@@ -309,7 +332,7 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
       },
     },
     async (request) => {
-      const actor = await keyOf(request, storage);
+      const actor = await serviceKeyOf(request);
       return admin.exportUser(actor, userIdOf(request.params.id), clientOf(request), request.body.reason);
     },
   );

@@ -6,7 +6,7 @@ import { Eta } from 'eta';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import QRCode from 'qrcode';
 import { totpUri } from '../../auth/totp.js';
-import { mayChange, mayOverride, userIdOf, type Admin } from '../../core/admin.js';
+import { isDay, mayChange, mayOverride, userIdOf, type Admin } from '../../core/admin.js';
 import { ApiError, apiError } from '../../core/errors.js';
 import { StaffSignInRefused, type StaffAccounts, type StaffContext } from '../../core/staff.js';
 import type { StaffStage } from '../../store/staff.js';
@@ -59,6 +59,8 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
   const secure = !(url.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname));
   const SESSION = secure ? '__Host-sl_admin' : 'sl_admin';
   const LOGIN = secure ? '__Host-sl_admin_login' : 'sl_admin_login';
+  // The authenticator secret being enrolled, sealed to its session (core/staff.ts): the session's, not the account's.
+  const ENROL = secure ? '__Host-sl_admin_enrol' : 'sl_admin_enrol';
   const cookieOptions = { path: '/', httpOnly: true, secure, sameSite: 'strict' as const };
 
   await app.register(
@@ -177,7 +179,9 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
       scope.get<{ Querystring: { next?: string } }>('/enrol', { schema: { hide: true } }, async (request, reply) => {
         const context = await preSession(request, ['enrol']);
         if (!context) return reply.redirect('/admin/login?ended=step', 303);
-        return enrolPage(reply, context, await staff.newEnrolmentSecret(context), undefined, returnPath(request.query.next));
+        const { secret, sealed } = staff.newEnrolment(context);
+        reply.setCookie(ENROL, sealed, { ...cookieOptions, maxAge: 300 });
+        return enrolPage(reply, context, secret, undefined, returnPath(request.query.next));
       });
 
       for (const [path, stage] of [['/totp', 'password'], ['/enrol', 'enrol']] as const) {
@@ -188,8 +192,9 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
           checkCsrf(form, context.session.csrfToken);
           const next = returnPath(form.next);
           try {
-            const { token } = await staff.confirmCode(context.token, String(form.code ?? ''), clientOf(request));
+            const { token } = await staff.confirmCode(context.token, String(form.code ?? ''), clientOf(request), stage === 'enrol' ? request.cookies[ENROL] : undefined);
             setSession(reply, token);
+            if (stage === 'enrol') reply.clearCookie(ENROL, cookieOptions);
             return reply.redirect(next ?? '/admin/', 303);
           } catch (error) {
             if (!(error instanceof StaffSignInRefused)) throw error;
@@ -197,7 +202,7 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
             // A mistyped or used code: the same step again (the failure counts toward the lockout); the same key
             // while enrolling, so that what the authenticator holds stays good.
             if (again && stage === 'password') return render(reply, 'totp', { title: 'Authentication code', csrf: context.session.csrfToken, error: again, next }, undefined, 401);
-            const secret = again && staff.enrolmentSecret(context);
+            const secret = again && staff.enrolmentSecret(context, request.cookies[ENROL]);
             if (secret) return enrolPage(reply, context, secret, again, next);
             // Locked or disabled: this step ends, and the password is asked again.
             await staff.signOut(context.token);
@@ -237,10 +242,10 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
         if (!context) return reply;
         // One value each (a repeated key arrives as an array: its first is taken).
         const query = Object.fromEntries(Object.entries(request.query).map(([key, value]) => [key, Array.isArray(value) ? String(value[0]) : value])) as Form;
-        const dateError = [query.from, query.to].some((value) => value && !isDate(value)) ? 'A date is not a real day (YYYY-MM-DD): it was left out of the search.' : undefined;
+        const dateError = [query.from, query.to].some((value) => value && !isDay(value)) ? 'A date is not a real day (YYYY-MM-DD): it was left out of the search.' : undefined;
         const page = await admin.search(
           context.actor,
-          { q: query.q?.slice(0, 320), provider: query.provider || undefined, createdFrom: isDate(query.from) ? query.from : undefined, createdTo: isDate(query.to) ? query.to : undefined, cursor: query.cursor, limit: 50 },
+          { q: query.q?.slice(0, 320), provider: query.provider || undefined, createdFrom: isDay(query.from) ? query.from : undefined, createdTo: isDay(query.to) ? query.to : undefined, cursor: query.cursor, limit: 50 },
           clientOf(request),
         );
         const next = page.next && `/admin/users?${new URLSearchParams({ ...Object.fromEntries(Object.entries(query).filter(([key, value]) => key !== 'cursor' && key !== 'done' && value)), cursor: page.next } as Record<string, string>)}`;
@@ -314,9 +319,6 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
 function returnPath(value: unknown): string | undefined {
   return typeof value === 'string' && value.length <= 500 && !value.includes('/.') && /^\/admin\/(users|links)(\/[\w%.:@-]+)*(\?[\w%.=&+-]*)?$/.test(value) ? value : undefined;
 }
-
-/** A real day, YYYY-MM-DD (not 2024-02-30). */
-const isDate = (value: string | undefined): value is string => !!value && /^\d{4}-\d\d-\d\d$/.test(value) && !Number.isNaN(Date.parse(value)) && new Date(value).toISOString().startsWith(value);
 
 declare module 'fastify' {
   interface FastifyRequest {
