@@ -146,6 +146,15 @@ describe.each(databaseKinds())('a merge spends the proof it was offered for, on 
     expect(answer.body.merge_token).toBeUndefined();
   });
 
+  it('a merge token offered before Google ended the account\'s sessions merges no more', async () => {
+    const { body } = await stolen(allow);
+    const sub = (JSON.parse(Buffer.from(body.id_token!.split('.')[1]!, 'base64url').toString('utf8')) as { sub: string }).sub;
+    const { thief, answer } = await offered(allow, body);
+    expectError(answer, 409, 'already_associated');
+    expect((await allow.emulator.sendGoogleSecurityEvent({ event: 'sessions-revoked', sub, url: `${allow.api}/api/providers/google/risc` })).status).toBe(202);
+    expectError(await call(allow.api, 'POST', '/api/users/merge/', { token: thief.access_token, body: { merge_token: answer.body.merge_token } }), 400, 'invalid_merge_token');
+  });
+
   it('where a token may sign in again (the default), a merge gives no more than a sign-in with it would', async () => {
     const { owner, body } = await stolen(allow);
     for (let i = 0; i < 2; i++) expectError((await offered(allow, body)).answer, 409, 'already_associated');

@@ -31,15 +31,21 @@ export async function offerMerge(
   proof?: { idToken: IdTokenProof; client: Client; replay: ReplayPolicy },
 ) {
   const token = `${MERGE_TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
-  await storage.transaction(async (trx) => {
+  const offered = await storage.transaction(async (trx) => {
+    // Both users' rows first, lowest id first, as every writer of a user's rows does (see mergeGuest).
+    const [first, second] = [guest.id, owner.userId].sort((a, b) => a - b);
+    const held = new Map([[first!, await trx.users.hold(first!)], [second!, await trx.users.hold(second!)]]);
+    if (!held.get(guest.id)) throw sessionEnded();
+    if (!held.get(owner.userId)) return false; // the owner is gone meanwhile: nothing to merge into
     if (proof) {
       const link = await trx.links.find(owner.provider, owner.uid);
       if (link) refuseTokenOfEndedSessions(proof.idToken, link);
       await useIdToken(trx, proof.idToken, proof.client, proof.replay);
     }
     await trx.mergeTokens.issue(sha256Hex(token), { guestId: guest.id, ownerId: owner.userId, provider: owner.provider, uid: owner.uid }, new Date(Date.now() + MERGE_TOKEN_TTL_SECONDS * 1000).toISOString());
+    return true;
   });
-  return { merge_token: token, merge_token_expires_in: MERGE_TOKEN_TTL_SECONDS };
+  return offered ? { merge_token: token, merge_token_expires_in: MERGE_TOKEN_TTL_SECONDS } : {};
 }
 
 /**

@@ -55,6 +55,8 @@ export class ProviderCallbacks {
   private static async endSessions(trx: Storage, userId: number, detail: string, linkId?: number): Promise<void> {
     // The provider's ID tokens issued until now no longer sign in through this link (core/replay.ts).
     if (linkId !== undefined) await trx.links.refuseTokensIssuedBefore(linkId);
+    // Nor does a merge token offered meanwhile: a merge signs in as this user.
+    await trx.mergeTokens.forgetOwner(userId);
     const count = await trx.sessions.revokeAllOfUser(userId, detail);
     await trx.audit.record({ event: 'sessions_revoked', userId, detail: `${detail}: ${count} sessions`.slice(0, 64) }, null);
   }

@@ -32,6 +32,11 @@ export class MergeTokens {
     return row && { guestId: row.guest_id, ownerId: row.owner_id, provider: row.provider, uid: row.uid };
   }
 
+  /** The merge tokens that would sign in as this user: gone (its provider ended its sessions). */
+  async forgetOwner(ownerId: number): Promise<void> {
+    await this.db.deleteFrom('merge_tokens').where('owner_id', '=', ownerId).execute();
+  }
+
   async purge(): Promise<void> {
     await this.db.deleteFrom('merge_tokens').where('expires_at', '<=', now()).execute();
   }
