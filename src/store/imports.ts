@@ -65,8 +65,15 @@ export class Imports {
    */
   async renumberAfterKeptIds(maxKept: number): Promise<void> {
     if (!isPostgres(this.db)) return;
-    // No user yet: the next is 1 (is_called false).
-    await sql`select setval(pg_get_serial_sequence('users', 'id'), coalesce(kept.max, 1), kept.max is not null) from (select max(id) as max from users where id <= ${maxKept}) as kept`.execute(this.db);
+    // Never backwards below `maxKept`: ids handed out meanwhile (a sign-up not committed yet, a user deleted since)
+    // must not be handed out again. Past it, an earlier version's damage: brought back to the kept ids.
+    const sequence = (await sql<{ name: string }>`select pg_get_serial_sequence('users', 'id') as name`.execute(this.db)).rows[0]!.name;
+    const state = (await sql<{ last_value: string; is_called: boolean }>`select last_value, is_called from ${sql.raw(sequence)}`.execute(this.db)).rows[0]!;
+    const handedOut = Number(state.last_value) - (state.is_called ? 0 : 1);
+    const kept = Number((await this.db.selectFrom('users').select((eb) => eb.fn.max('id').as('max')).where('id', '<=', maxKept).executeTakeFirst())?.max ?? 0);
+    const next = Math.max(kept, handedOut <= maxKept ? handedOut : 0);
+    // No id handed out yet: the next is 1 (is_called false).
+    await sql`select setval(${sequence}, ${Math.max(next, 1)}, ${next > 0})`.execute(this.db);
   }
 
   /** The id the next new user would get after the kept ids, without moving the sequence (a dry run's). */
