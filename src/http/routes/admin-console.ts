@@ -204,8 +204,9 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
             if (again && stage === 'password') return render(reply, 'totp', { title: 'Authentication code', csrf: context.session.csrfToken, error: again, next }, undefined, 401);
             const secret = again && staff.enrolmentSecret(context, request.cookies[ENROL]);
             if (secret) return enrolPage(reply, context, secret, again, next);
-            // Locked or disabled: this step ends, and the password is asked again.
+            // Locked or disabled: this step ends (its pending key with it), and the password is asked again.
             await staff.signOut(context.token);
+            reply.clearCookie(ENROL, cookieOptions);
             return loginPage(reply, 401, { error: SIGN_IN_REFUSED });
           }
         });
