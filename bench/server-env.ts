@@ -14,6 +14,8 @@ export function benchServerEnv(options: {
     DATABASE_URL: options.databaseUrl,
     RATE_LIMIT_ENABLED: 'false',
     LOG_LEVEL: 'warn',
+    // The bench stops its servers with SIGTERM: no balancer to drain for.
+    SOCIAL_LINK_SHUTDOWN_GRACE_MS: '0',
     SOCIAL_LINK_SIGNING_KEYS: options.signingKeys,
     SOCIAL_LINK_ENCRYPTION_KEYS: randomBytes(32).toString('base64'),
     METRICS_TOKEN: randomBytes(16).toString('hex'),

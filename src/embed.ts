@@ -114,7 +114,7 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
     await services.close();
     if (typeof options.database !== 'object') await db.destroy();
   });
-  installErrorHandling(app);
+  installErrorHandling(app, services.storage.health);
   auditRefusals(app, services);
 
   /** The host's signed-in user id (401 without one). */

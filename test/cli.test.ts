@@ -76,7 +76,7 @@ describe('the CLI', () => {
     const port = await freePort();
     const keys = run(['src/cli.ts', 'keys', 'generate']).stdout;
     const child = spawn(process.execPath, [...tsx, 'src/cli.ts', 'serve'], {
-      env: { ...process.env, NODE_ENV: 'production', DATABASE_URL: database.url, PORT: String(port), SOCIAL_LINK_SIGNING_KEYS: keys, METRICS_TOKEN: 'scrape-me', LOG_LEVEL: 'info' },
+      env: { ...process.env, NODE_ENV: 'production', DATABASE_URL: database.url, PORT: String(port), SOCIAL_LINK_SIGNING_KEYS: keys, METRICS_TOKEN: 'scrape-me', LOG_LEVEL: 'info', SOCIAL_LINK_SHUTDOWN_GRACE_MS: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
@@ -104,7 +104,7 @@ describe('the CLI', () => {
       // Run from another directory: ./data is that directory's.
       const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), fileURLToPath(new URL('../src/cli.ts', import.meta.url)), 'serve', ...args], {
         cwd,
-        env: { ...process.env, NODE_ENV: 'development', DATABASE_URL: `sqlite:${join(cwd, 'db.sqlite')}`, PORT: String(port), LOG_LEVEL: 'silent', SOCIAL_LINK_SIGNING_KEYS: '', SOCIAL_LINK_ENCRYPTION_KEYS: '' },
+        env: { ...process.env, NODE_ENV: 'development', DATABASE_URL: `sqlite:${join(cwd, 'db.sqlite')}`, PORT: String(port), LOG_LEVEL: 'silent', SOCIAL_LINK_SIGNING_KEYS: '', SOCIAL_LINK_ENCRYPTION_KEYS: '', SOCIAL_LINK_SHUTDOWN_GRACE_MS: '0' },
         stdio: 'ignore',
       });
       const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));

@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, databaseKinds, guest, startStack, type Stack } from './helpers.js';
 
@@ -169,6 +170,66 @@ describe.each(databaseKinds())('closing on %s', (kind) => {
       expect(events.filter((row) => row.event === 'social_sign_in')).toHaveLength(30);
     } finally {
       if (!closed) await stack.app.close();
+      await stack.close().catch(() => {});
+    }
+  });
+});
+
+describe.each(databaseKinds())('stopping behind a balancer on %s', (kind) => {
+  it('draining (SIGTERM, during the grace): /readyz answers 503 while every request is still served, each answer closing its connection', async () => {
+    const stack = await startStack(kind);
+    try {
+      expect((await call(stack.api, 'GET', '/readyz')).status).toBe(200);
+      stack.app.lifecycle.drain();
+      const ready = await call(stack.api, 'GET', '/readyz');
+      expect(ready.status).toBe(503);
+      expect(ready.body).toEqual({ status: 'draining' });
+      const created = await call(stack.api, 'POST', '/api/users/');
+      expect(created.status).toBe(201);
+      expect(created.headers.get('connection')).toBe('close');
+      expect((await call(stack.api, 'GET', '/healthz')).status).toBe(200);
+    } finally {
+      await stack.close();
+    }
+  });
+
+  it('closing: a request under way finishes (its answer closing the connection); one still arriving is answered 503 shutting_down in our shape', async () => {
+    const stack = await startStack(kind);
+    try {
+      const user = await guest(stack.api);
+      const fb = await stack.emulator.mintFacebookToken();
+      await call(stack.api, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: fb.access_token } });
+      await stack.emulator.setFault('facebook', { latency_ms: 300 });
+      const before = (await stack.emulator.stats()).requests.facebook ?? 0;
+      const { port } = new URL(stack.api);
+      const open = () => {
+        const socket = connect({ host: '127.0.0.1', port: Number(port) });
+        let received = '';
+        socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
+        const answer = new Promise<string>((resolve) => socket.on('close', () => resolve(received)));
+        return { socket, answer };
+      };
+      // A: a sign-in under way when the server starts closing. B: a request whose headers are half sent then.
+      const a = open();
+      const body = JSON.stringify({ access_token: fb.access_token });
+      a.socket.write(`POST /api/auth/facebook/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      const b = open();
+      b.socket.write('POST /api/users/ HTTP/1.1\r\nHost: x\r\n');
+      while (((await stack.emulator.stats()).requests.facebook ?? 0) === before) await new Promise((resolve) => setTimeout(resolve, 10));
+      const closing = stack.app.close();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      b.socket.write('Content-Length: 0\r\n\r\n');
+      const [signIn, late] = await Promise.all([a.answer, b.answer]);
+      await closing;
+
+      expect(signIn).toMatch(/^HTTP\/1\.1 200 /);
+      expect(signIn).toMatch(/\r\nconnection: close\r\n/i);
+      expect(late).toMatch(/^HTTP\/1\.1 503 /);
+      expect(late).toMatch(/\r\nretry-after: 1\r\n/i);
+      expect(late).toMatch(/\r\nconnection: close\r\n/i);
+      const refusal = JSON.parse(late.slice(late.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
+      expect(refusal).toMatchObject({ code: 'shutting_down', retry_after: 1, request_id: expect.any(String) });
+    } finally {
       await stack.close().catch(() => {});
     }
   });

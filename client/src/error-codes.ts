@@ -30,6 +30,8 @@ export const API_ERROR_CODES = [
   'rate_limited', // 429
   'internal_error', // 500
   'provider_unavailable', // 502
+  'database_unavailable', // 503
+  'shutting_down', // 503
 ] as const;
 
 export type ApiErrorCode = (typeof API_ERROR_CODES)[number];

@@ -289,13 +289,13 @@ export interface components {
              * @description What went wrong, for programs: one of a closed list (the operator's own pipeline steps may add codes: they are listed here too)
              * @enum {string}
              */
-            code: "invalid_request" | "invalid_token" | "bad_request" | "not_authenticated" | "invalid_access_token" | "invalid_credentials" | "invalid_service_key" | "forbidden" | "reason_required" | "invalid_refresh_token" | "refresh_token_reused" | "user_not_found" | "unknown_provider" | "association_not_found" | "session_not_found" | "not_found" | "deletion_request_not_found" | "username_taken" | "already_associated" | "link_required" | "invalid_merge_token" | "invalid_link_token" | "last_login_method" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "internal_error" | "provider_unavailable";
+            code: "invalid_request" | "invalid_token" | "bad_request" | "not_authenticated" | "invalid_access_token" | "invalid_credentials" | "invalid_service_key" | "forbidden" | "reason_required" | "invalid_refresh_token" | "refresh_token_reused" | "user_not_found" | "unknown_provider" | "association_not_found" | "session_not_found" | "not_found" | "deletion_request_not_found" | "username_taken" | "already_associated" | "link_required" | "invalid_merge_token" | "invalid_link_token" | "last_login_method" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "internal_error" | "provider_unavailable" | "database_unavailable" | "shutting_down";
             message: string;
             /** @description The message, under the original design's name */
             errors: string;
             /** @description Why, when known (never a secret) */
             detail?: string;
-            /** @description Seconds to wait (rate_limited, provider_unavailable), also in the Retry-After header */
+            /** @description Seconds to wait (rate_limited, provider_unavailable, database_unavailable, shutting_down), also in the Retry-After header */
             retry_after?: number;
             /** @description Also in the X-Request-Id header and in every log line of the request */
             request_id?: string;
@@ -449,6 +449,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description `database_unavailable`, `shutting_down` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     signInWithPassword: {
@@ -539,6 +548,15 @@ export interface operations {
             };
             /** @description `internal_error` */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `database_unavailable`, `shutting_down` */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -641,6 +659,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description `database_unavailable`, `shutting_down` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     logout: {
@@ -670,6 +697,15 @@ export interface operations {
             };
             /** @description `internal_error` */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `database_unavailable`, `shutting_down` */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -747,6 +783,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description `database_unavailable`, `shutting_down` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     deleteMe: {
@@ -776,6 +821,15 @@ export interface operations {
             };
             /** @description `internal_error` */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `database_unavailable`, `shutting_down` */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -868,6 +922,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description `database_unavailable`, `shutting_down` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getJwks: {
@@ -905,6 +968,15 @@ export interface operations {
             };
             /** @description `internal_error` */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `database_unavailable`, `shutting_down` */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -952,6 +1024,15 @@ export interface operations {
             };
             /** @description `internal_error` */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `database_unavailable`, `shutting_down` */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1112,7 +1193,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `provider_unavailable` */
+            /** @description `provider_unavailable`, `database_unavailable`, `shutting_down` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1243,6 +1324,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description `database_unavailable`, `shutting_down` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     mergeIntoOwner: {
@@ -1332,6 +1422,15 @@ export interface operations {
             };
             /** @description `internal_error` */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `database_unavailable`, `shutting_down` */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1495,7 +1594,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `provider_unavailable` */
+            /** @description `provider_unavailable`, `database_unavailable`, `shutting_down` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1551,6 +1650,15 @@ export interface operations {
             };
             /** @description `internal_error` */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `database_unavailable`, `shutting_down` */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1617,6 +1725,15 @@ export interface operations {
             };
             /** @description `internal_error` */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `database_unavailable`, `shutting_down` */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

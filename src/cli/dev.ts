@@ -38,7 +38,8 @@ async function main(): Promise<void> {
   const emulator = await startEmulator({ ...emulatorOptionsFor(apps), port: emulatorPort });
   const file = await loadConfigFile();
   // The console is on in dev mode (SOCIAL_LINK_ADMIN=false turns it off).
-  const config = loadConfig({ SOCIAL_LINK_ADMIN: 'true', ...file.settings, ...process.env, ...serverEnvFor(emulator.url, apps) });
+  // No balancer in front of a laptop: stop at once (SOCIAL_LINK_SHUTDOWN_GRACE_MS).
+  const config = loadConfig({ SOCIAL_LINK_ADMIN: 'true', SOCIAL_LINK_SHUTDOWN_GRACE_MS: '0', ...file.settings, ...process.env, ...serverEnvFor(emulator.url, apps) });
   const app = await startServer({ config, pipeline: file.pipeline, operatorErrors: file.errors, devSecretsDir: devSecretsDirFor(config), onClose: () => emulator.close() });
 
   const api = `http://${config.host}:${config.port}`;

@@ -62,6 +62,13 @@ export interface Config {
   metricsPort?: number;
   metricsHost: string;
   /**
+   * SOCIAL_LINK_SHUTDOWN_GRACE_MS: after SIGTERM, how long the server goes on answering (with /readyz 503, so
+   * that balancers stop sending) before it stops accepting connections. README "Deploying behind a balancer".
+   */
+  shutdownGraceMs: number;
+  /** SOCIAL_LINK_KEEP_ALIVE_TIMEOUT_MS: an idle keep-alive connection is closed after this; longer than any balancer's. */
+  keepAliveTimeoutMs: number;
+  /**
    * SOCIAL_LINK_ADMIN: the admin API (/admin/api/, service keys) and the staff console (/admin/); off by default.
    * A console session ends after `idleSeconds` without a request, and `lifetimeSeconds` after sign-in whatever.
    */
@@ -134,6 +141,12 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
     metricsToken: settings.string('METRICS_TOKEN'),
     metricsPort: settings.string('METRICS_PORT') === undefined ? undefined : settings.int('METRICS_PORT', 0, { min: 1, max: 65535 }),
     metricsHost: settings.string('METRICS_HOST', '127.0.0.1'),
+    // Long enough for a balancer checking /readyz every 2 s to see 3 failures, or for an orchestrator to
+    // take the instance out of its endpoints; short of Kubernetes' and ECS's 30 s before they kill.
+    shutdownGraceMs: settings.int('SOCIAL_LINK_SHUTDOWN_GRACE_MS', 15_000, { min: 0, max: 600_000 }),
+    // Above the balancers' own idle timeouts (nginx's upstream keepalive_timeout 60 s, AWS ALB 60 s): the
+    // balancer closes an idle connection first, so it never reuses one the server is closing.
+    keepAliveTimeoutMs: settings.int('SOCIAL_LINK_KEEP_ALIVE_TIMEOUT_MS', 75_000, { min: 1_000, max: 3_600_000 }),
     admin: {
       enabled: settings.bool('SOCIAL_LINK_ADMIN', false),
       idleSeconds: settings.int('SOCIAL_LINK_ADMIN_IDLE_SECONDS', 15 * 60, { min: 1, max: 86_400 }),

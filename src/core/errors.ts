@@ -35,6 +35,8 @@ export const ERRORS = {
   rate_limited: { status: 429, message: 'Too many requests; retry in %s seconds' },
   internal_error: { status: 500, message: 'Internal server error' },
   provider_unavailable: { status: 502, message: 'The %s API is unavailable, try again later' },
+  database_unavailable: { status: 503, message: 'The database is unavailable; retry in %s seconds' },
+  shutting_down: { status: 503, message: 'This instance is shutting down; retry, another one will answer' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 /** The closed list of codes the API answers. */
@@ -105,6 +107,9 @@ export function refuse(status: 400 | 401 | 403 | 404 | 409 | 422, code: string, 
 export const invalidRequest = (message: string) => apiError('invalid_request', { about: message });
 
 export const unknownProvider = (name: string) => apiError('unknown_provider', { about: name });
+
+export const databaseUnavailable = (retryAfterSeconds: number) =>
+  apiError('database_unavailable', { about: String(retryAfterSeconds), extra: { retry_after: retryAfterSeconds } });
 
 export const rateLimited = (retryAfterSeconds: number) =>
   apiError('rate_limited', { about: String(retryAfterSeconds), extra: { retry_after: retryAfterSeconds } });

@@ -7,6 +7,7 @@ import type { ProviderCallObserver } from '../providers/http.js';
 import { ProviderRegistry } from '../providers/registry.js';
 import { openDatabase, type Database } from '../store/database.js';
 import { Storage, type Association } from '../store/storage.js';
+import { DatabaseHealth, isDatabaseUnavailable } from '../store/database-health.js';
 import type { Log } from './log.js';
 import { defaultPipeline, type PipelineStep } from './pipeline.js';
 import { revokeUnlinkedGrants } from './email-linking.js';
@@ -56,26 +57,29 @@ export function createServices(options: ServicesOptions): Services {
     circuitBreaker: config.circuitBreaker,
     observe: options.observeProviderCall,
   });
-  const storage = new Storage(db, false, config.webhooks.map((endpoint) => endpoint.url));
+  const storage = new Storage(db, false, config.webhooks.map((endpoint) => endpoint.url), new DatabaseHealth(log));
   const revokeKept: Services['revokeKept'] = (link) => providers.revokeKept(link, secrets, log);
   // Used nonces and ID tokens are kept until they expire, then forgotten; expired link tokens too, and the
   // provider grants they kept are ended (every instance sweeps; it is cheap).
+  // A database that is away is logged once for all (DatabaseHealth), not by every chore that met it.
+  const couldNot = (what: string) => (error: unknown) =>
+    isDatabaseUnavailable(error) ? storage.health.fault(error) : log.warn({ reason: (error as Error).message }, `could not ${what}`);
   const sweep = async () => {
-    await storage.proofs.purge().catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget expired nonces and ID tokens'));
-    await storage.mergeTokens.purge().catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget expired merge tokens'));
+    await storage.proofs.purge().catch(couldNot('forget expired nonces and ID tokens'));
+    await storage.mergeTokens.purge().catch(couldNot('forget expired merge tokens'));
     await storage.outbox
       .purgeDelivered(new Date(Date.now() - config.webhookRetentionDays * 86_400_000).toISOString())
-      .catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget delivered webhook events'));
-    await storage.staff.purgeSessions().catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget ended console sessions'));
+      .catch(couldNot('forget delivered webhook events'));
+    await storage.staff.purgeSessions().catch(couldNot('forget ended console sessions'));
     await storage.db
       .deleteFrom('provider_callbacks_seen')
       .where('seen_at', '<', new Date(Date.now() - CALLBACK_MAX_AGE_SECONDS * 1000).toISOString())
       .execute()
-      .catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget old provider callbacks'));
+      .catch(couldNot('forget old provider callbacks'));
     await storage.linkTokens
       .takeExpired()
       .then((expired) => revokeUnlinkedGrants({ storage, revokeKept }, expired))
-      .catch((error: unknown) => log.warn({ reason: (error as Error).message }, 'could not forget expired link tokens'));
+      .catch(couldNot('forget expired link tokens'));
   };
   const timer = setInterval(() => void sweep(), 60_000).unref();
   return {

@@ -1,4 +1,5 @@
 import { Webhook } from 'standardwebhooks';
+import { isDatabaseUnavailable } from '../store/database-health.js';
 import type { Storage } from '../store/storage.js';
 import type { Delivery } from '../store/outbox.js';
 import type { Log } from './log.js';
@@ -76,7 +77,9 @@ export class WebhookDispatcher {
           }
         }
       } catch (error) {
-        this.log.warn({ reason: (error as Error).message }, 'webhooks: a delivery round failed');
+        // The database away: said once by DatabaseHealth, not every second by this loop.
+        if (isDatabaseUnavailable(error)) this.storage.health.fault(error);
+        else this.log.warn({ reason: (error as Error).message }, 'webhooks: a delivery round failed');
       } finally {
         this.running = undefined;
       }

@@ -15,6 +15,7 @@ import { WebhookDispatcher } from '../core/webhooks.js';
 import { SocialAccounts } from '../core/social.js';
 import type { Database } from '../store/database.js';
 import { frameworkErrorOptions, installErrorHandling } from './errors.js';
+import { apiError } from '../core/errors.js';
 import { installHooks } from './hooks.js';
 import { Metrics } from './metrics.js';
 import { installRateLimits } from './rate-limits.js';
@@ -86,6 +87,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
     // A client that announces a body and never sends it must not hold a connection forever.
     requestTimeout: 30_000,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    // Closing, a request on a still-open connection gets our own 503 (shutting_down, below), not Fastify's.
+    return503OnClosing: false,
     // Node would answer a request without Host with a bare 400; let it reach our JSON errors instead.
     http: { requireHostHeader: false },
     ...frameworkErrorOptions(securityHeaders),
@@ -119,21 +123,21 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('onListen', async () => {
     warmUp = setImmediate(() => services.providers.warmUp());
   });
-  const handlers = trackHandlers(app);
-  app.decorate('handlersDrained', handlers.drained);
+  const lifecycle = stopInStages(app);
+  app.decorate('lifecycle', lifecycle);
   // Webhooks leave from every instance, once it listens (the CLI and the embedding host's app send none).
   const webhooks = new WebhookDispatcher(services.storage, config.webhooks, app.log, { retryBaseMs: config.webhookRetryBaseMs });
   app.addHook('onListen', async () => webhooks.start());
   app.addHook('onClose', async () => {
     clearImmediate(warmUp);
-    // A handler whose client hung up is still running (the server's close did not wait for it): its
-    // transaction finishes before the database closes under it.
-    await handlers.drained(10_000);
+    // A handler whose client hung up is still running (the server's close did not wait for it): it
+    // finishes, and its transaction commits, before the database closes under it.
+    await lifecycle.handlersDone(10_000);
     await webhooks.stop();
     await services.close();
   });
 
-  installErrorHandling(app);
+  installErrorHandling(app, services.storage.health);
   installHooks(app, services, metrics);
   app.addHook('onRequest', async (_request, reply) => {
     reply.headers(securityHeaders);
@@ -155,45 +159,76 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     adminApiRoutes(app, { admin, storage: services.storage });
     await adminConsoleRoutes(app, { services, admin, staff: new StaffAccounts(services), limits, providerCalls: () => metrics.providerCallCounts() });
   }
-  operationsRoutes(app, { storage: services.storage, metrics, metricsToken: config.metricsToken, metricsOnOwnPort: config.metricsPort !== undefined, limits });
+  operationsRoutes(app, { storage: services.storage, lifecycle, metrics, metricsToken: config.metricsToken, metricsOnOwnPort: config.metricsPort !== undefined, limits });
   app.decorate('metricsRegistry', metrics.registry);
   return app;
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /**
-     * Resolves once no route handler runs (or after timeoutMs): a handler whose client hung up goes on after the
-     * server closed; whoever closes the database waits for it first.
-     */
-    handlersDrained(timeoutMs: number): Promise<void>;
+    lifecycle: Lifecycle;
   }
 }
 
-/** Counts the route handlers running, whether or not their client is still there. */
-function trackHandlers(app: FastifyInstance) {
-  let running = 0;
-  let idle: (() => void) | undefined;
-  app.addHook('onRoute', (route) => {
-    const handler = route.handler;
-    route.handler = async function (this: FastifyInstance, request, reply) {
-      running++;
-      try {
-        return await handler.call(this, request, reply);
-      } finally {
-        if (--running === 0) idle?.();
-      }
-    };
+/**
+ * How an instance stops without failing a request behind a balancer (server.ts closeOnSignals):
+ * 1. draining (SIGTERM): everything is answered as before, but /readyz says 503, so that balancers stop
+ *    sending, and every answer says `Connection: close`, so that no balancer keeps a connection to reuse;
+ * 2. closing (app.close(), after the grace): no new connection is accepted, requests under way finish, and a
+ *    request still arriving on an open connection is answered 503 shutting_down (retry: another instance will).
+ */
+export interface Lifecycle {
+  readonly draining: boolean;
+  readonly closing: boolean;
+  drain(): void;
+  /** Resolves once no route handler runs (or after timeoutMs), whether or not its client is still there. */
+  handlersDone(timeoutMs: number): Promise<void>;
+}
+
+function stopInStages(app: FastifyInstance): Lifecycle {
+  const state = { draining: false, closing: false };
+  app.addHook('preClose', async () => {
+    state.closing = state.draining = true;
+  });
+  app.addHook('onRequest', async (request, reply) => {
+    if (!state.closing) return;
+    return reply
+      .code(503)
+      .header('retry-after', '1')
+      .send({ ...apiError('shutting_down', { extra: { retry_after: 1 } }).toJSON(), request_id: request.id });
+  });
+  // A handler runs from preHandler until its answer is sent (onSend runs then, even when the client has hung up).
+  let handling = 0;
+  let waiters: Array<() => void> = [];
+  const handled = new WeakSet<FastifyRequest>();
+  app.addHook('preHandler', async (request) => {
+    handled.add(request);
+    handling++;
+  });
+  app.addHook('onSend', async (request, reply) => {
+    // Also the answers of requests that were under way when draining began: no connection stays for reuse.
+    if (state.draining) reply.header('connection', 'close');
+    if (!handled.delete(request)) return;
+    if (--handling === 0) for (const wake of waiters.splice(0)) wake();
   });
   return {
-    drained(timeoutMs: number): Promise<void> {
-      if (running === 0) return Promise.resolve();
+    get draining() {
+      return state.draining;
+    },
+    get closing() {
+      return state.closing;
+    },
+    drain() {
+      state.draining = true;
+    },
+    handlersDone(timeoutMs) {
+      if (handling === 0) return Promise.resolve();
       return new Promise((resolve) => {
         const timer = setTimeout(resolve, timeoutMs);
-        idle = () => {
+        waiters.push(() => {
           clearTimeout(timer);
           resolve();
-        };
+        });
       });
     },
   };

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
-import { ApiError, apiError, invalidRequest, ProviderUnavailableError, type ErrorCode } from '../core/errors.js';
+import { ApiError, apiError, databaseUnavailable, invalidRequest, ProviderUnavailableError, type ErrorCode } from '../core/errors.js';
+import { DATABASE_RETRY_AFTER_SECONDS, isDatabaseUnavailable, type DatabaseHealth } from '../store/database-health.js';
 
 /** The framework's own client errors, as codes of our catalogue. */
 const FRAMEWORK_CODES: Record<string, ErrorCode> = {
@@ -62,8 +63,11 @@ export const frameworkErrorOptions = (securityHeaders: Record<string, string>): 
   },
 });
 
-/** Every answer that is not a success is JSON {code, message, errors}; nothing internal leaks out. */
-export function installErrorHandling(app: FastifyInstance): void {
+/**
+ * Every answer that is not a success is JSON {code, message, errors}; nothing internal leaks out. A database
+ * that is away is no bug: 503 database_unavailable with Retry-After, logged once per outage by `databaseHealth`.
+ */
+export function installErrorHandling(app: FastifyInstance, databaseHealth: DatabaseHealth): void {
   // An empty body is an empty object: `POST /api/users/` with no body makes a guest user.
   // JSON only: a form or text body is refused with 415 rather than half-understood.
   app.removeContentTypeParser('text/plain');
@@ -81,6 +85,10 @@ export function installErrorHandling(app: FastifyInstance): void {
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (!(error instanceof ApiError) && isDatabaseUnavailable(error)) {
+      databaseHealth.fault(error);
+      error = databaseUnavailable(DATABASE_RETRY_AFTER_SECONDS) as unknown as FastifyError;
+    }
     if (error instanceof ApiError && Number.isInteger(error.statusCode) && error.statusCode >= 400 && error.statusCode <= 599) {
       if (typeof error.extra.retry_after === 'number') reply.header('retry-after', String(error.extra.retry_after));
       logOperatorProblem(error, request);
@@ -99,12 +107,12 @@ export function installErrorHandling(app: FastifyInstance): void {
   });
 }
 
-/** A 5xx is the operator's to read: which provider, why, and what to fix when it is a setting of ours. */
+/** A 5xx is the operator's to read: which provider, why, and what to fix when it is a setting of ours (a database outage: DatabaseHealth). */
 function logOperatorProblem(error: ApiError, request: FastifyRequest): void {
   if (error instanceof ProviderUnavailableError) {
     const { provider, failure, hint } = error;
     request.log.warn({ code: error.code, provider, failure, detail: error.extra.detail, hint }, hint ? `${provider}: ${hint}` : error.message);
-  } else if (error.statusCode >= 500) {
+  } else if (error.statusCode >= 500 && error.code !== 'database_unavailable') {
     request.log.warn({ code: error.code, detail: error.extra.detail }, error.message);
   }
 }

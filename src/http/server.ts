@@ -24,12 +24,13 @@ export async function startServer(options: AppOptions & { onClose?: () => Promis
   if (collisions) app.log.warn(collisions);
   app.addHook('onClose', async () => {
     // (onClose hooks run last-added first: this one before buildApp's, which waits too.)
-    await app.handlersDrained(10_000);
+    await app.lifecycle.handlersDone(10_000);
     if (!options.db) await db.destroy();
     await onClose?.();
   });
   if (config.metricsPort !== undefined) await startMetricsServer(app, config);
   const adminServer = config.admin.enabled && config.admin.port !== undefined ? adminListener(app) : undefined;
+  closeOnSignals(app, config.shutdownGraceMs);
   await app.listen({ host: config.host, port: config.port });
   if (adminServer) {
     // A port taken: the server does not start half-way (the app closes, and the error says why).
@@ -38,7 +39,6 @@ export async function startServer(options: AppOptions & { onClose?: () => Promis
       throw error;
     });
   }
-  closeOnSignals(app);
   return app;
 }
 
@@ -93,26 +93,49 @@ function adminListener(app: FastifyInstance) {
   };
 }
 
-/** SIGTERM/SIGINT: stop accepting, let in-flight requests finish, close the database, exit. */
-export function closeOnSignals(app: FastifyInstance): void {
-  const shutdown = (signal: string) => {
-    app.log.info(`${signal} received: closing`);
-    // A keep-alive connection whose request just finished would hold close() open until the client
-    // drops it (a load balancer may wait a minute): close connections as soon as they fall idle.
-    setInterval(() => app.server.closeIdleConnections(), 100).unref();
-    app.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
+/**
+ * SIGTERM (a deploy, an orchestrator): drain for `graceMs` — answer as usual while /readyz says 503, so that
+ * balancers take this instance out — then close: stop accepting, let requests under way finish, wait for open
+ * transactions, close the database, exit 0. SIGINT (Ctrl+C in a terminal, no balancer) and a second signal
+ * skip the grace. Call before the app listens (it adds a hook).
+ */
+export function closeOnSignals(app: FastifyInstance, graceMs: number): void {
+  let endGrace: (() => void) | undefined;
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return endGrace?.();
+    stopping = true;
+    const grace = signal === 'SIGTERM' ? graceMs : 0;
+    app.lifecycle.drain();
+    app.log.info(grace > 0 ? `${signal} received: draining for ${grace} ms (/readyz answers 503), then closing` : `${signal} received: closing`);
+    const timer = setTimeout(() => endGrace?.(), grace);
+    endGrace = () => {
+      endGrace = undefined;
+      clearTimeout(timer);
+      // A keep-alive connection whose request just finished would hold close() open until the client
+      // drops it (a load balancer may wait a minute): close connections as soon as they fall idle.
+      setInterval(() => app.server.closeIdleConnections(), 100).unref();
+      app.close().then(
+        () => process.exit(0),
+        (error: unknown) => {
+          app.log.error({ err: error }, 'closing failed');
+          process.exit(1);
+        },
+      );
+    };
   };
-  process.once('SIGTERM', shutdown);
-  process.once('SIGINT', shutdown);
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  app.addHook('onClose', async () => {
+    process.off('SIGTERM', stop);
+    process.off('SIGINT', stop);
+  });
 }
 
 /**
  * `serve --workers N`: the primary applies the migrations once, then forks N workers that share the
  * listening port (node:cluster). A worker that dies is replaced; SIGTERM is passed on to every worker,
- * each finishing its in-flight requests.
+ * each draining and finishing its in-flight requests.
  */
 export async function serveWithWorkers(config: Config, workers: number, file: { pipeline?: readonly PipelineStep[]; errors?: OperatorErrors } = {}): Promise<void> {
   if (cluster.isWorker) {
@@ -132,10 +155,11 @@ export async function serveWithWorkers(config: Config, workers: number, file: { 
     console.error(`worker ${worker.process.pid} exited (${signal ?? code}); starting another`);
     cluster.fork();
   });
-  const stop = () => {
+  // Each worker drains and closes as a single server does; a second signal reaches them too (no grace).
+  const stop = (signal: NodeJS.Signals) => {
     stopping = true;
-    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill(signal);
   };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
 }

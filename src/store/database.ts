@@ -34,9 +34,15 @@ export function openDatabase(url: string): Kysely<Database> {
   // pg is loaded on first use: a server on SQLite never pays for it.
   const pool = async () => {
     const { default: postgres } = await import('pg');
-    const pool = new postgres.Pool({ connectionString: url, max: 20 });
-    // An idle client's error (the server restarted) must not crash the process; the pool replaces it.
+    // A server that does not answer at all (a network cut, a failover under way) fails a request after 5 s
+    // (503 database_unavailable) instead of holding it until the client gives up.
+    const pool = new postgres.Pool({ connectionString: url, max: 20, connectionTimeoutMillis: 5_000 });
+    // A pg client emits 'error' when its connection breaks (the server restarted, a failover, a network cut).
+    // An 'error' event nobody listens to ends the process: the pool listens for its idle clients, each client
+    // for itself for its whole life (https://node-postgres.com/apis/pool#error, …/apis/client#error). The query that
+    // was using it fails on its own and answers 503; a broken client is dropped by the pool on release.
     pool.on('error', () => {});
+    pool.on('connect', (client) => client.on('error', () => {}));
     return withNamedStatements(pool);
   };
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });

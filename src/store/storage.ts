@@ -14,6 +14,7 @@ import { Users } from './users.js';
 import { Directory } from './directory.js';
 import { ServiceKeys } from './service-keys.js';
 import { Staff } from './staff.js';
+import { DatabaseHealth } from './database-health.js';
 
 const BEGIN_IMMEDIATE = CompiledQuery.raw('begin immediate');
 const COMMIT = CompiledQuery.raw('commit');
@@ -56,6 +57,8 @@ export class Storage {
     readonly writeLocked = false,
     /** The webhook endpoints' URLs (SOCIAL_LINK_WEBHOOK_URL): events are written for each; none, none are. */
     readonly webhookEndpoints: readonly string[] = [],
+    /** Whether the database answers (an outage logged once); shared by every Storage of one database. */
+    readonly health = new DatabaseHealth({ warn: () => {} }),
   ) {
     this.outbox = new Outbox(db, webhookEndpoints);
     this.users = new Users(db);
@@ -72,15 +75,22 @@ export class Storage {
     this.staff = new Staff(db);
   }
 
-  transaction<T>(work: (storage: Storage) => Promise<T>): Promise<T> {
-    if (isPostgres(this.db)) return this.db.transaction().execute((trx) => work(new Storage(trx, false, this.webhookEndpoints)));
+  async transaction<T>(work: (storage: Storage) => Promise<T>): Promise<T> {
+    const result = await this.inTransaction(work);
+    this.health.answered();
+    return result;
+  }
+
+  private inTransaction<T>(work: (storage: Storage) => Promise<T>): Promise<T> {
+    const bound = (db: Kysely<Database>, writeLocked: boolean) => new Storage(db, writeLocked, this.webhookEndpoints, this.health);
+    if (isPostgres(this.db)) return this.db.transaction().execute((trx) => work(bound(trx, false)));
     // SQLite: take the write lock at BEGIN. A plain (deferred) transaction that reads, then writes, fails
     // at once with "database is locked" when another process (a second worker) wrote meanwhile, instead
     // of waiting for busy_timeout.
     return this.db.connection().execute(async (connection) => {
       await connection.executeQuery(BEGIN_IMMEDIATE);
       try {
-        const result = await work(new Storage(connection, true, this.webhookEndpoints));
+        const result = await work(bound(connection, true));
         await connection.executeQuery(COMMIT);
         return result;
       } catch (error) {
@@ -90,3 +100,4 @@ export class Storage {
     });
   }
 }
+
