@@ -62,7 +62,7 @@ describe.skipIf(!postgresUrl)('PostgreSQL going away under a running server', ()
     const relayed = new URL(database.url);
     relayed.port = String(relay.port);
     // ownDatabase: the server opens its pool itself, as `serve` does (with its listeners).
-    stack = await startStack('postgres', { DATABASE_URL: relayed.toString() }, { ownDatabase: true });
+    stack = await startStack('postgres', { DATABASE_URL: relayed.toString(), SOCIAL_LINK_ADMIN: 'true' }, { ownDatabase: true });
     admin = new pg.Client({ connectionString: postgresUrl });
     await admin.connect();
   });
@@ -128,6 +128,20 @@ describe.skipIf(!postgresUrl)('PostgreSQL going away under a running server', ()
       expect(signIn.body.request_id).toBe(signIn.headers.get('x-request-id'));
       expectError(await call(stack.api, 'POST', '/api/users/'), 503, 'database_unavailable');
     }
+    // The admin API and the staff console too: 503, never a 500 or an "unhandled error".
+    expectError(await call(stack.api, 'GET', '/admin/api/users', { token: 'slk_any-key' }), 503, 'database_unavailable');
+    const login = await fetch(`${stack.api}/admin/login`);
+    const csrf = /name="_csrf" value="([^"]*)"/.exec(await login.text())?.[1] ?? '';
+    const cookie = login.headers.getSetCookie().map((line) => line.split(';')[0]).join('; ');
+    const page = await fetch(`${stack.api}/admin/login`, {
+      method: 'POST',
+      headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ _csrf: csrf, username: 'staff', password: 'a password of staff' }).toString(),
+      redirect: 'manual',
+    });
+    expect(page.status).toBe(503);
+    expect(page.headers.get('retry-after')).toBe('5');
+    expect(await page.text()).toContain('database is unavailable');
     const ready = await call(stack.api, 'GET', '/readyz');
     expect(ready.status).toBe(503);
     expect(ready.body).toEqual({ status: 'unavailable', database: 'unavailable' });

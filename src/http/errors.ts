@@ -85,10 +85,7 @@ export function installErrorHandling(app: FastifyInstance, databaseHealth: Datab
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    if (!(error instanceof ApiError) && isDatabaseUnavailable(error)) {
-      databaseHealth.fault(error);
-      error = databaseUnavailable(DATABASE_RETRY_AFTER_SECONDS) as unknown as FastifyError;
-    }
+    error = (databaseAway(error, databaseHealth) ?? error) as FastifyError;
     if (error instanceof ApiError && Number.isInteger(error.statusCode) && error.statusCode >= 400 && error.statusCode <= 599) {
       if (typeof error.extra.retry_after === 'number') reply.header('retry-after', String(error.extra.retry_after));
       logOperatorProblem(error, request);
@@ -105,6 +102,13 @@ export function installErrorHandling(app: FastifyInstance, databaseHealth: Datab
     request.log.error({ err: error }, 'unhandled error');
     return reply.code(500).send(body(apiError('internal_error'), request));
   });
+}
+
+/** A database that is away is no bug: the 503 to answer instead (the outage logged once by `health`), else undefined. */
+export function databaseAway(error: unknown, health: DatabaseHealth): ApiError | undefined {
+  if (error instanceof ApiError || !isDatabaseUnavailable(error)) return undefined;
+  health.fault(error);
+  return databaseUnavailable(DATABASE_RETRY_AFTER_SECONDS);
 }
 
 /** A 5xx is the operator's to read: which provider, why, and what to fix when it is a setting of ours (a database outage: DatabaseHealth). */

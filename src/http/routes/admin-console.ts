@@ -13,6 +13,7 @@ import type { StaffStage } from '../../store/staff.js';
 import type { Services } from '../../core/services.js';
 import type { RateLimits } from '../rate-limits.js';
 import { carriesNul, clientOf } from '../request.js';
+import { databaseAway } from '../errors.js';
 
 /**
  * The staff console (/admin/): server-rendered pages (eta templates in src/admin/views), no script at all, so
@@ -84,7 +85,11 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
       /** An error as a page: the admin service's refusals keep their code and status, the framework's 4xx too. */
       const errorPage = (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
         const status = (error as { statusCode?: number }).statusCode;
-        const known = error instanceof ApiError ? error : status && status >= 400 && status < 500 ? apiError('bad_request', { about: (error as Error).message, status }) : undefined;
+        const known =
+          error instanceof ApiError
+            ? error
+            : (databaseAway(error, services.storage.health) ?? (status && status >= 400 && status < 500 ? apiError('bad_request', { about: (error as Error).message, status }) : undefined));
+        if (typeof known?.extra.retry_after === 'number') reply.header('retry-after', String(known.extra.retry_after));
         if (!known) request.log.error({ err: error }, 'unhandled error');
         const shown = known ?? apiError('internal_error');
         const heading = { 403: 'Not allowed', 404: 'Not found', 429: 'Too many attempts' }[shown.statusCode] ?? 'Could not do that';
