@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, expectError, guest, startStack, type Stack } from './helpers.js';
 import { clientNetwork } from '../src/http/rate-limits.js';
+import { loadConfig } from '../src/config/config.js';
 
 describe('rate limits (in memory)', () => {
   let stack: Stack;
@@ -90,6 +91,41 @@ describe('rate limits when Redis is unreachable', () => {
     expect(answers).toEqual([400, 400, 400, 429]);
     expect((await call(stack.api, 'GET', '/readyz')).body).toMatchObject({ status: 'ok', rate_limits: 'memory (Redis unreachable)' });
     expect(stack.logs.some((line) => line.includes('Redis is unreachable'))).toBe(true);
+  });
+});
+
+describe('rate limits when Redis is unreachable, with SOCIAL_LINK_INSTANCES and RATE_LIMIT_FAIL_CLOSED', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack('sqlite', {
+      RATE_LIMIT_ENABLED: 'true',
+      RATE_LIMIT_SIGN_IN_PER_MINUTE: '10',
+      RATE_LIMIT_PASSWORD_PER_MINUTE: '10',
+      REDIS_URL: 'redis://127.0.0.1:1',
+      SOCIAL_LINK_INSTANCES: '3',
+      RATE_LIMIT_FAIL_CLOSED: 'password',
+      TRUST_PROXY: 'true',
+    });
+  });
+  afterAll(() => stack.close());
+
+  it('each of 3 instances keeps a third of a budget: together they let no more through than the budget says', async () => {
+    const answers = [];
+    for (let i = 0; i < 5; i++) answers.push((await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: 'x' }, headers: { 'x-forwarded-for': '198.51.100.40' } })).status);
+    // 10 a minute across 3 instances: 3 here (3 × 3 = 9 ≤ 10).
+    expect(answers).toEqual([400, 400, 400, 429, 429]);
+  });
+
+  it('a budget named in RATE_LIMIT_FAIL_CLOSED is refused with 503 rate_limit_unavailable and Retry-After, before any password is tried', async () => {
+    const attempt = await call(stack.api, 'POST', '/api/token/', { body: { username: 'nobody', password: 'wrong password' }, headers: { 'x-forwarded-for': '198.51.100.41' } });
+    expectError(attempt, 503, 'rate_limit_unavailable');
+    expect(attempt.headers.get('retry-after')).toBe('5');
+    // Other budgets still count in memory.
+    expect((await call(stack.api, 'POST', '/api/users/', { headers: { 'x-forwarded-for': '198.51.100.41' } })).status).toBe(201);
+  });
+
+  it('refuses an unknown budget name at start-up', () => {
+    expect(() => loadConfig({ RATE_LIMIT_FAIL_CLOSED: 'passwords' })).toThrow(/RATE_LIMIT_FAIL_CLOSED: unknown budget passwords/);
   });
 });
 

@@ -31,6 +31,7 @@ export const API_ERROR_CODES = [
   'internal_error', // 500
   'provider_unavailable', // 502
   'database_unavailable', // 503
+  'rate_limit_unavailable', // 503
   'shutting_down', // 503
 ] as const;
 

@@ -289,7 +289,7 @@ export interface components {
              * @description What went wrong, for programs: one of a closed list (the operator's own pipeline steps may add codes: they are listed here too)
              * @enum {string}
              */
-            code: "invalid_request" | "invalid_token" | "bad_request" | "not_authenticated" | "invalid_access_token" | "invalid_credentials" | "invalid_service_key" | "forbidden" | "reason_required" | "invalid_refresh_token" | "refresh_token_reused" | "user_not_found" | "unknown_provider" | "association_not_found" | "session_not_found" | "not_found" | "deletion_request_not_found" | "username_taken" | "already_associated" | "link_required" | "invalid_merge_token" | "invalid_link_token" | "last_login_method" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "internal_error" | "provider_unavailable" | "database_unavailable" | "shutting_down";
+            code: "invalid_request" | "invalid_token" | "bad_request" | "not_authenticated" | "invalid_access_token" | "invalid_credentials" | "invalid_service_key" | "forbidden" | "reason_required" | "invalid_refresh_token" | "refresh_token_reused" | "user_not_found" | "unknown_provider" | "association_not_found" | "session_not_found" | "not_found" | "deletion_request_not_found" | "username_taken" | "already_associated" | "link_required" | "invalid_merge_token" | "invalid_link_token" | "last_login_method" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "internal_error" | "provider_unavailable" | "database_unavailable" | "rate_limit_unavailable" | "shutting_down";
             message: string;
             /** @description The message, under the original design's name */
             errors: string;
@@ -449,7 +449,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `shutting_down` */
+            /** @description `database_unavailable`, `shutting_down`, `rate_limit_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -555,7 +555,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `shutting_down` */
+            /** @description `database_unavailable`, `shutting_down`, `rate_limit_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -659,7 +659,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `shutting_down` */
+            /** @description `database_unavailable`, `shutting_down`, `rate_limit_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1031,7 +1031,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `shutting_down` */
+            /** @description `database_unavailable`, `shutting_down`, `rate_limit_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1193,7 +1193,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `provider_unavailable`, `database_unavailable`, `shutting_down` */
+            /** @description `provider_unavailable`, `database_unavailable`, `shutting_down`, `rate_limit_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1324,7 +1324,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `shutting_down` */
+            /** @description `database_unavailable`, `shutting_down`, `rate_limit_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1429,7 +1429,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `shutting_down` */
+            /** @description `database_unavailable`, `shutting_down`, `rate_limit_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1594,7 +1594,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `provider_unavailable`, `database_unavailable`, `shutting_down` */
+            /** @description `provider_unavailable`, `database_unavailable`, `shutting_down`, `rate_limit_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;

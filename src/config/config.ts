@@ -93,7 +93,22 @@ export interface Config {
     callbacksPerIpPerMinute: number;
     /** RATE_LIMIT_ADMIN_API_PER_MINUTE: requests to /admin/api/ per service key (per client network without a valid key). */
     adminApiPerMinute: number;
+    /** SOCIAL_LINK_INSTANCES: how many instances share the budgets; while Redis is away each keeps 1/N of them. */
+    instances: number;
+    /** RATE_LIMIT_FAIL_CLOSED: the budgets whose requests are refused (503) while Redis is away, instead of counted in memory. */
+    failClosed: ReadonlySet<RateLimitName>;
   };
+}
+
+/** The budgets, as RATE_LIMIT_FAIL_CLOSED names them. */
+export const RATE_LIMIT_NAMES = ['sign_in', 'password', 'links', 'callbacks', 'admin_api'] as const;
+export type RateLimitName = (typeof RATE_LIMIT_NAMES)[number];
+
+function failClosedOf(settings: Settings): ReadonlySet<RateLimitName> {
+  const names = settings.list('RATE_LIMIT_FAIL_CLOSED');
+  const unknown = names.filter((name) => !(RATE_LIMIT_NAMES as readonly string[]).includes(name));
+  if (unknown.length > 0) throw new ConfigError(`RATE_LIMIT_FAIL_CLOSED: unknown budget ${unknown.join(', ')} (the budgets: ${RATE_LIMIT_NAMES.join(', ')})`);
+  return new Set(names as RateLimitName[]);
 }
 
 export const DEFAULT_DATABASE_URL = 'sqlite:./data/social-link.sqlite';
@@ -167,6 +182,8 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
       callbacksPerIpPerMinute: settings.int('RATE_LIMIT_CALLBACKS_PER_MINUTE', 600, { min: 1 }),
       // A backend's batch job reads many users in a row: generous, but a leaked key cannot dump the directory at full speed.
       adminApiPerMinute: settings.int('RATE_LIMIT_ADMIN_API_PER_MINUTE', 600, { min: 1 }),
+      instances: settings.int('SOCIAL_LINK_INSTANCES', 1, { min: 1, max: 10_000 }),
+      failClosed: failClosedOf(settings),
     },
   };
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];

@@ -36,6 +36,7 @@ export const ERRORS = {
   internal_error: { status: 500, message: 'Internal server error' },
   provider_unavailable: { status: 502, message: 'The %s API is unavailable, try again later' },
   database_unavailable: { status: 503, message: 'The database is unavailable; retry in %s seconds' },
+  rate_limit_unavailable: { status: 503, message: 'Refused while the rate limits cannot be checked (%s); retry in a few seconds' },
   shutting_down: { status: 503, message: 'This instance is shutting down; retry, another one will answer' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

@@ -55,6 +55,7 @@ const SAMPLES: Partial<Record<ErrorCode, { about?: string; detail?: string; extr
   rate_limited: { about: '42', extra: { retry_after: 42 } },
   database_unavailable: { about: '5', extra: { retry_after: 5 } },
   shutting_down: { extra: { retry_after: 1 } },
+  rate_limit_unavailable: { about: 'Redis is unreachable', extra: { retry_after: 5 } },
   provider_unavailable: { about: 'facebook', detail: 'did not answer within 5000 ms' },
   link_required: { extra: { providers: ['google'], link_token: 'slk_q8Zr2mVx0bLk4TjN7wPc1sYe5HdA9fGu3oKi6RnBtEw', link_token_expires_in: 600 } },
   invalid_link_token: { detail: 'unknown, expired or used' },
@@ -93,6 +94,8 @@ export function completeDocument(document: Record<string, unknown>, options: { p
       operation.security ??= [];
       const codes = new Set<string>([...(operation['x-error-codes'] ?? []), ...ALWAYS, ...(operation.requestBody ? OF_A_BODY : [])]);
       if (operation['x-runs-pipeline']) for (const code of Object.keys(operatorErrors)) codes.add(code);
+      // A rate-limited operation may be refused while its limit cannot be checked (RATE_LIMIT_FAIL_CLOSED).
+      if (codes.has('rate_limited')) codes.add('rate_limit_unavailable');
       delete operation['x-runs-pipeline'];
       operation['x-error-codes'] = [...codes].sort();
 

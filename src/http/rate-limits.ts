@@ -67,6 +67,8 @@ export async function installRateLimits(app: FastifyInstance, config: Config): P
         if (degradedSince !== undefined) app.log.warn('rate limits: Redis answers again; counting in Redis');
         degradedSince = undefined;
       },
+      instances: config.rateLimit.instances,
+      failClosed: config.rateLimit.failClosed,
     });
   await app.register(rateLimit, {
     global: false,
