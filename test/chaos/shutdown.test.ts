@@ -11,8 +11,9 @@ const LATENCY_MS = 1_500; // per Facebook call, far below SOCIAL_AUTH_PROVIDER_T
 const EXIT_GRACE_MS = 5_000; // "soon after the last answer": closing the pools takes milliseconds, 2 noisy cores get slack
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-// A deploy sends SIGTERM: the server must stop taking connections at once, finish what it started
-// (the provider answers, the transaction commits, the client gets its 200), then exit 0.
+// A deploy sends SIGTERM: the server drains for SOCIAL_LINK_SHUTDOWN_GRACE_MS (0 here, as the harness sets it,
+// unless a test says otherwise), then stops taking connections, finishes what it started (the provider answers,
+// the transaction commits, the client gets its 200) and exits 0.
 describe.skipIf(!postgresAvailable)('graceful shutdown on SIGTERM (PostgreSQL)', () => {
   let world: ChaosWorld;
   let db: Kysely<Database>;
@@ -108,5 +109,29 @@ describe.skipIf(!postgresAvailable)('graceful shutdown on SIGTERM (PostgreSQL)',
         `(${probes.length} probes, ${probes.filter((probe) => probe.accepted).length} accepted before), all ${IN_FLIGHT} answered 200 ` +
         `${lastAnswer - signalledAt} ms after the signal, exit 0 ${exit.at! - lastAnswer} ms after the last answer, ${links.length} links in the database`,
     );
+  });
+
+  it('with SOCIAL_LINK_SHUTDOWN_GRACE_MS, SIGTERM drains first: /readyz answers 503 at once while requests are still served (closing their connections), then it closes and exits 0', async () => {
+    const GRACE_MS = 3_000;
+    const server = await spawnServer({ ...env, SOCIAL_LINK_SHUTDOWN_GRACE_MS: String(GRACE_MS) });
+    const exit: { at?: number; code?: number | null } = {};
+    void server.exited.then(({ code }) => Object.assign(exit, { at: Date.now(), code }));
+    const signalledAt = Date.now();
+    server.kill('SIGTERM');
+    let ready = await api(server.url, 'GET', '/readyz');
+    for (let i = 0; i < 100 && ready.status === 200; i++) {
+      await sleep(20);
+      ready = await api(server.url, 'GET', '/readyz');
+    }
+    expect(ready).toEqual({ status: 503, body: { status: 'draining' } });
+    // Still served while the balancer takes the instance out (unless the machine is so slow the grace is over).
+    const created = await fetch(`${server.url}/api/users/`, { method: 'POST' });
+    if (Date.now() - signalledAt < GRACE_MS) {
+      expect(created.status).toBe(201);
+      expect(created.headers.get('connection')).toBe('close');
+    }
+    const { code } = await server.exited;
+    expect(code).toBe(0);
+    expect(exit.at! - signalledAt).toBeGreaterThanOrEqual(GRACE_MS);
   });
 });
