@@ -1,12 +1,13 @@
 // `npm run bench:case -- case4`: one case of `npm run bench` alone, for quick turns while changing the server
-// (SQLite, 1 worker, the built server): prints req/s, latency, the server's CPU ms per request and its
-// event-loop delay. Cases: case1 (auth/facebook), case2 (auth/google), case4 (auth/facebook, Graph +200 ms,
+// (SQLite, or a throwaway database on BENCH_DATABASE_URL's PostgreSQL server; 1 worker, the built server): prints
+// req/s, latency, the server's CPU ms per request (and PostgreSQL's, on PostgreSQL) and its event-loop delay. Cases: case1 (auth/facebook), case2 (auth/google), case4 (auth/facebook, Graph +200 ms,
 // 256 connections). BENCH_PROFILE=1 writes a CPU profile to bench/results/profiles/ and prints its top.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { EmulatorClient } from '@social-link/emulator';
+import pg from 'pg';
 import { generateSigningKeySet } from '../src/auth/keys.js';
 import { emulatedApps, generateAppleKey } from '../src/config/dev.js';
 import { cycle, measure } from './load.js';
@@ -39,7 +40,8 @@ async function main(): Promise<void> {
   const profileDir = join(process.cwd(), 'bench', 'results', 'profiles');
   const profileFile = `${name}-single-${Date.now()}.cpuprofile`;
   try {
-    const env = benchServerEnv({ databaseUrl: `sqlite:${join(dir, 'bench.sqlite')}`, emulatorUrl, apps, signingKeys: await generateSigningKeySet() });
+    const databaseUrl = process.env.BENCH_DATABASE_URL ? await throwawayPostgres(process.env.BENCH_DATABASE_URL) : `sqlite:${join(dir, 'bench.sqlite')}`;
+    const env = benchServerEnv({ databaseUrl, emulatorUrl, apps, signingKeys: await generateSigningKeySet() });
     const port = await freePort();
     if (profile) mkdirSync(profileDir, { recursive: true });
     const nodeArgs = profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', profileFile] : [];
@@ -53,6 +55,7 @@ async function main(): Promise<void> {
     const m = await measure({ url, path: chosen.path, connections: chosen.connections, next: cycle(shots) }, timing, { targetPid: server.pid, emulatorPid: emulatorChild.pid });
     const cpuMs = m.rps > 0 ? (m.cpu.target * 10) / m.rps : 0;
     console.log(`${name}: ${m.rps} req/s, p50 ${m.p50Ms} ms, p99 ${m.p99Ms} ms, errors ${m.non2xx + m.socketErrors}, server CPU ${m.cpu.target} % = ${cpuMs.toFixed(2)} ms/req, RSS ${m.rssPeakMb} MB, emulator ${m.cpu.emulator} %`);
+    if (process.env.BENCH_DATABASE_URL && m.rps > 0) console.log(`  PostgreSQL CPU ${m.cpu.database} % = ${((m.cpu.database * 10) / m.rps).toFixed(2)} ms/req`);
     // Where the time goes: the server's own histograms (whole request vs. the provider call).
     const metrics = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${env.METRICS_TOKEN}` } })).text();
     for (const line of metrics.split('\n').filter((l) => /^social_link_(http_request|provider_request)_duration_seconds_(sum|count)/.test(l) && /auth|facebook|google/.test(l))) console.log(`  ${line}`);
@@ -68,7 +71,29 @@ async function main(): Promise<void> {
     await stopAll();
     await closeSeedingAgent();
     rmSync(dir, { recursive: true, force: true });
+    await dropDatabase?.();
   }
+}
+
+let dropDatabase: (() => Promise<void>) | undefined;
+
+/** A new database on that PostgreSQL server, dropped at the end. */
+async function throwawayPostgres(serverUrl: string): Promise<string> {
+  const name = `social_link_bench_${Date.now().toString(36)}`;
+  const admin = async (statement: string) => {
+    const client = new pg.Client({ connectionString: serverUrl });
+    await client.connect();
+    try {
+      await client.query(statement);
+    } finally {
+      await client.end();
+    }
+  };
+  await admin(`CREATE DATABASE ${name}`);
+  dropDatabase = () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
 }
 
 main().then(

@@ -2,7 +2,7 @@
 // latency from autocannon; RSS and CPU of the server's processes, of the emulator and of the load generator
 // from /proc (this process: process.cpuUsage).
 import autocannon, { type RawRequest, type Result } from 'autocannon';
-import { cpuSeconds, machineCpuSeconds, processTree, rssBytes } from './processes.js';
+import { cpuSeconds, machineCpuSeconds, processesNamed, processTree, rssBytes } from './processes.js';
 
 /** What one request of a case sends. */
 export interface Shot {
@@ -51,7 +51,8 @@ export interface Measurement {
    * Percent of one core over the measured window: the target's processes, the emulator, the load generator
    * (this process), everything else on the machine (other = machine busy − ours), and I/O wait of the machine.
    */
-  cpu: { target: number; emulator: number; loadgen: number; other: number; iowait: number };
+  /** Percent of one core; `database`: the PostgreSQL server's processes (a machine-wide count, so 0-ish on SQLite rows). */
+  cpu: { target: number; emulator: number; loadgen: number; database: number; other: number; iowait: number };
   durationSeconds: number;
 }
 
@@ -100,6 +101,8 @@ export async function measure(spec: LoadSpec, timing: Timing, watched: Watched, 
     each.forEach((value, i) => (peaks[i] = Math.max(peaks[i]!, value)));
     rssSamples.push(each.reduce((sum, value) => sum + value, 0));
   };
+  // PostgreSQL's processes (a backend per pooled connection, its writers): read at both ends, new ones counted whole.
+  const databaseBefore = new Map(processesNamed('postgres').map((pid) => [pid, cpuSeconds([pid])]));
   const cpuBefore = {
     target: cpuSeconds(targetPids),
     emulator: cpuSeconds([watched.emulatorPid]),
@@ -119,14 +122,16 @@ export async function measure(spec: LoadSpec, timing: Timing, watched: Watched, 
   const loadgen = process.cpuUsage(cpuBefore.loadgen);
   const machine = machineCpuSeconds();
   const percent = (seconds: number) => round((seconds / elapsed) * 100, 0);
+  const databaseSeconds = processesNamed('postgres').reduce((sum, pid) => sum + cpuSeconds([pid]) - (databaseBefore.get(pid) ?? 0), 0);
   const ours = {
+    database: percent(databaseSeconds),
     target: percent(cpuSeconds(targetPids) - cpuBefore.target),
     emulator: percent(cpuSeconds([watched.emulatorPid]) - cpuBefore.emulator),
     loadgen: percent((loadgen.user + loadgen.system) / 1e6),
   };
   const cpu = {
     ...ours,
-    other: Math.max(0, percent(machine.busy - cpuBefore.machine.busy) - ours.target - ours.emulator - ours.loadgen),
+    other: Math.max(0, percent(machine.busy - cpuBefore.machine.busy) - ours.target - ours.emulator - ours.loadgen - ours.database),
     iowait: percent(machine.iowait - cpuBefore.machine.iowait),
   };
 

@@ -124,7 +124,7 @@ function table(header: string[], rows: string[][], alignRight: boolean[]): strin
 }
 
 export function resultsTable(rows: Row[]): string {
-  const header = ['case', 'server', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'RSS MB', 'CPU % srv/emu/gen/other', 'iowait %', 'srv CPU ms/req', 'limit', 'ratio'];
+  const header = ['case', 'server', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'RSS MB', 'CPU % srv/emu/gen/other', 'iowait %', 'srv CPU ms/req', 'db CPU ms/req', 'limit', 'ratio'];
   const body = rows.map((row) => [
     row.label,
     row.server,
@@ -137,10 +137,11 @@ export function resultsTable(rows: Row[]): string {
     `${row.m.cpu.target}/${row.m.cpu.emulator}/${row.m.cpu.loadgen}/${row.m.cpu.other}`,
     String(row.m.cpu.iowait),
     row.m.rps > 0 ? fmt((row.m.cpu.target * 10) / row.m.rps, 2) : '',
+    row.database === 'postgres' && row.m.rps > 0 ? fmt((row.m.cpu.database * 10) / row.m.rps, 2) : '',
     row.limit ? `${row.limit.name} ${fmt(row.limit.rps)}` : '',
     row.ratio === undefined ? '' : row.ratio.toFixed(2),
   ]);
-  return table(header, body, [false, false, true, true, true, true, true, true, true, true, true, false, true]);
+  return table(header, body, [false, false, true, true, true, true, true, true, true, true, true, true, false, true]);
 }
 
 export function render(report: Report): string {
@@ -159,9 +160,10 @@ export function render(report: Report): string {
     'req/s counts 2xx answers only; errors = non-2xx answers + socket errors/timeouts; RSS is the peak of the server process(es) ' +
       '(summed over the primary and its workers) sampled every 250 ms; in parentheses for the bare baseline. CPU is percent of one core ' +
       `over the measured window: server / emulator / load generator (this process) / everything else on the machine — ${report.machine.cpus * 100} % ` +
-      'is the whole machine (on PostgreSQL rows, *other* includes the PostgreSQL server itself); iowait is the machine\'s idle time ' +
+      'is the whole machine; iowait is the machine\'s idle time ' +
       'waiting on the disk (fsync), in the same unit. *srv CPU ms/req* is the server\'s CPU time per answered request (all its threads): ' +
-      'the figure that compares best between runs on a busy machine, since it does not depend on how much of the CPU the server got.',
+      'the figure that compares best between runs on a busy machine, since it does not depend on how much of the CPU the server got. ' +
+      '*db CPU ms/req* (PostgreSQL rows) is the same for the PostgreSQL server\'s processes (its backends and writers, every database of that server).',
   );
   const notes = report.rows.flatMap((row) => row.notes.map((note) => `- ${row.label} (${row.server}): ${note}`));
   if (notes.length > 0) out.push('', ...notes);
