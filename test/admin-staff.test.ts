@@ -5,7 +5,7 @@ import { newTotpSecret, totpCode } from '../src/auth/totp.js';
 import { loadConfig } from '../src/config/config.js';
 import { createServices, type Services } from '../src/core/services.js';
 import { StaffAccounts } from '../src/core/staff.js';
-import { call, databaseKinds, expectError, startStack, type Stack } from './helpers.js';
+import { BUILT_CLI, BUILT_DEV, call, databaseKinds, expectError, startStack, type Stack } from './helpers.js';
 
 // Staff sign-in and sessions over plain HTTP (the browser tests are in admin-console.test.ts), and the CLI.
 
@@ -284,7 +284,7 @@ describe('staff and service keys from the CLI', () => {
   afterAll(() => stack.close());
 
   const cli = (args: string[], input?: string) =>
-    spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { env: { ...process.env, LOG_LEVEL: 'silent', DATABASE_URL: stack.databaseUrl }, input, encoding: 'utf8', timeout: 30_000 });
+    spawnSync(process.execPath, [BUILT_CLI, ...args], { env: { ...process.env, LOG_LEVEL: 'silent', DATABASE_URL: stack.databaseUrl }, input, encoding: 'utf8', timeout: 30_000 });
 
   it('staff create (password from stdin), list, disable; weak passwords and unknown roles refused', () => {
     expect(cli(['staff', 'create', 'nina', '--role', 'admin'], `${PASSWORD}\n`)).toMatchObject({ status: 0, stdout: expect.stringMatching(/staff nina \(admin\) created/) });
@@ -339,10 +339,9 @@ describe('dev mode\'s console account', () => {
     };
     const dir = mkdtempSync(join(tmpdir(), 'social-link-dev-'));
     const [port, emulatorPort] = [await free(), await free()];
-    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(process.cwd(), 'src/cli/dev.ts')], {
+    const child = spawn(process.execPath, [BUILT_DEV], {
       cwd: dir,
-      // tsx reads the repository's tsconfig (its paths: the emulator from its sources), whatever the working directory.
-      env: { ...process.env, TSX_TSCONFIG_PATH: join(process.cwd(), 'tsconfig.json'), PORT: String(port), EMULATOR_PORT: String(emulatorPort), LOG_LEVEL: 'silent', DATABASE_URL: `sqlite:${join(dir, 'dev.sqlite')}` },
+      env: { ...process.env, PORT: String(port), EMULATOR_PORT: String(emulatorPort), LOG_LEVEL: 'silent', DATABASE_URL: `sqlite:${join(dir, 'dev.sqlite')}` },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     try {

@@ -3,13 +3,11 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, freshDatabase, guest, startStack, type Stack } from './helpers.js';
+import { BUILT_CLI, BUILT_DEV, call, freshDatabase, guest, startStack, type Stack } from './helpers.js';
 
-const tsx = ['--import', 'tsx'];
 const run = (args: string[], env: Record<string, string> = {}) =>
-  spawnSync(process.execPath, [...tsx, ...args], { env: { ...process.env, LOG_LEVEL: 'silent', ...env }, encoding: 'utf8', timeout: 30_000 });
+  spawnSync(process.execPath, args, { env: { ...process.env, LOG_LEVEL: 'silent', ...env }, encoding: 'utf8', timeout: 30_000 });
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -28,15 +26,15 @@ describe('the CLI', () => {
   it('migrate applies the migrations once, then says the database is up to date', async () => {
     const database = await freshDatabase('sqlite');
     cleanups.push(database.drop);
-    const first = run(['src/cli.ts', 'migrate'], { DATABASE_URL: database.url });
+    const first = run([BUILT_CLI, 'migrate'], { DATABASE_URL: database.url });
     expect(first.status).toBe(0);
     expect(first.stdout).toContain('applied: 0001_initial');
-    const second = run(['src/cli.ts', 'migrate'], { DATABASE_URL: database.url });
+    const second = run([BUILT_CLI, 'migrate'], { DATABASE_URL: database.url });
     expect(second.stdout).toContain('up to date');
   });
 
   it('names the bad variable and exits 1 on a configuration error', () => {
-    const answer = run(['src/cli.ts', 'migrate'], { DATABASE_URL: 'mysql://nope' });
+    const answer = run([BUILT_CLI, 'migrate'], { DATABASE_URL: 'mysql://nope' });
     expect(answer.status).toBe(1);
     expect(answer.stderr).toContain('configuration error: DATABASE_URL');
   });
@@ -44,19 +42,19 @@ describe('the CLI', () => {
   it('says in one line, without a stack trace, that the database cannot be reached or opened', async () => {
     const port = await freePort(); // nothing listens there
     for (const command of ['migrate', 'serve']) {
-      const answer = run(['src/cli.ts', command], { DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/test` });
+      const answer = run([BUILT_CLI, command], { DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/test` });
       expect(answer.status).toBe(1);
       expect(answer.stderr.trim()).toMatch(/^configuration error: DATABASE_URL: cannot reach the database \(connect ECONNREFUSED 127\.0\.0\.1:\d+\)/);
       expect(answer.stderr).not.toMatch(/\n\s+at /);
     }
     const dir = mkdtempSync(join(tmpdir(), 'social-link-db-'));
     cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
-    const directory = run(['src/cli.ts', 'migrate'], { DATABASE_URL: `sqlite:${dir}` });
+    const directory = run([BUILT_CLI, 'migrate'], { DATABASE_URL: `sqlite:${dir}` });
     expect(directory.stderr.trim()).toMatch(/^configuration error: DATABASE_URL: cannot open the SQLite database .*EISDIR/);
   });
 
   it('openapi prints the whole API document (through a pipe) with the configured public URL, or writes it to --out', () => {
-    const printed = run(['src/cli.ts', 'openapi'], { SOCIAL_LINK_PUBLIC_URL: 'https://auth.example.com' });
+    const printed = run([BUILT_CLI, 'openapi'], { SOCIAL_LINK_PUBLIC_URL: 'https://auth.example.com' });
     expect(printed.status).toBe(0);
     const document = JSON.parse(printed.stdout) as { openapi: string; servers: Array<{ url: string }>; paths: object };
     expect(document.openapi).toBe('3.1.0');
@@ -65,7 +63,7 @@ describe('the CLI', () => {
   });
 
   it('keys generate prints a private ES256 key set that serve accepts', () => {
-    const answer = run(['src/cli.ts', 'keys', 'generate']);
+    const answer = run([BUILT_CLI, 'keys', 'generate']);
     const set = JSON.parse(answer.stdout) as { keys: Array<Record<string, string>> };
     expect(set.keys[0]).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', kid: expect.any(String), d: expect.any(String) });
   });
@@ -74,8 +72,8 @@ describe('the CLI', () => {
     const database = await freshDatabase('sqlite');
     cleanups.push(database.drop);
     const port = await freePort();
-    const keys = run(['src/cli.ts', 'keys', 'generate']).stdout;
-    const child = spawn(process.execPath, [...tsx, 'src/cli.ts', 'serve'], {
+    const keys = run([BUILT_CLI, 'keys', 'generate']).stdout;
+    const child = spawn(process.execPath, [BUILT_CLI, 'serve'], {
       env: { ...process.env, NODE_ENV: 'production', DATABASE_URL: database.url, PORT: String(port), SOCIAL_LINK_SIGNING_KEYS: keys, METRICS_TOKEN: 'scrape-me', LOG_LEVEL: 'info', SOCIAL_LINK_SHUTDOWN_GRACE_MS: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -102,7 +100,7 @@ describe('the CLI', () => {
     const port = await freePort();
     const serve = async (...args: string[]) => {
       // Run from another directory: ./data is that directory's.
-      const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), fileURLToPath(new URL('../src/cli.ts', import.meta.url)), 'serve', ...args], {
+      const child = spawn(process.execPath, [BUILT_CLI, 'serve', ...args], {
         cwd,
         env: { ...process.env, NODE_ENV: 'development', DATABASE_URL: `sqlite:${join(cwd, 'db.sqlite')}`, PORT: String(port), LOG_LEVEL: 'silent', SOCIAL_LINK_SIGNING_KEYS: '', SOCIAL_LINK_ENCRYPTION_KEYS: '', SOCIAL_LINK_SHUTDOWN_GRACE_MS: '0' },
         stdio: 'ignore',
@@ -128,7 +126,7 @@ describe('the CLI', () => {
   });
 
   it('dev mode refuses to run with NODE_ENV=production', () => {
-    const answer = run(['src/cli/dev.ts'], { NODE_ENV: 'production' });
+    const answer = run([BUILT_DEV], { NODE_ENV: 'production' });
     expect(answer.status).toBe(1);
     expect(answer.stderr).toContain('refuses to run with NODE_ENV=production');
   });
@@ -152,33 +150,33 @@ describe('operator commands', () => {
     await call(stack.api, 'POST', '/api/associate/facebook/', { token: created.body.access_token, body: { access_token: fb.access_token } });
     const env = { DATABASE_URL: stack.databaseUrl };
 
-    const users = run(['src/cli.ts', 'users', 'list', '--json'], env);
+    const users = run([BUILT_CLI, 'users', 'list', '--json'], env);
     expect(users.status).toBe(0);
     expect(users.stdout.trim().split('\n').map((line) => JSON.parse(line).username)).toContain('cli_ada');
-    const shown = run(['src/cli.ts', 'users', 'show', 'cli_ada'], env);
+    const shown = run([BUILT_CLI, 'users', 'show', 'cli_ada'], env);
     expect(shown.stdout).toContain(`facebook:${fb.user_id}`);
     expect(shown.stdout).not.toContain('scrypt'); // never the password hash
 
-    const links = run(['src/cli.ts', 'associations', 'list', '--user', String(created.body.id), '--json'], env);
+    const links = run([BUILT_CLI, 'associations', 'list', '--user', String(created.body.id), '--json'], env);
     expect(JSON.parse(links.stdout.trim())).toMatchObject({ provider: 'facebook', uid: fb.user_id });
 
-    const unlinked = run(['src/cli.ts', 'associations', 'unlink', 'facebook', fb.user_id], env);
+    const unlinked = run([BUILT_CLI, 'associations', 'unlink', 'facebook', fb.user_id], env);
     expect(unlinked.stdout).toContain(`unlinked facebook:${fb.user_id}`);
     expect((await call(stack.api, 'GET', '/api/associations/', { token: created.body.access_token })).body).toEqual([]);
 
-    const audit = run(['src/cli.ts', 'audit', '--user', String(created.body.id), '--json'], env);
+    const audit = run([BUILT_CLI, 'audit', '--user', String(created.body.id), '--json'], env);
     expect(audit.stdout.trim().split('\n').map((line) => JSON.parse(line).event)).toEqual(['unlinked', 'associated', 'user_created']);
-    expect(run(['src/cli.ts', 'users', 'show', 'nobody_like_this'], env).status).toBe(1);
-    expect(run(['src/cli.ts', 'users', 'list', '--limit', 'lots'], env).status).toBe(1);
+    expect(run([BUILT_CLI, 'users', 'show', 'nobody_like_this'], env).status).toBe(1);
+    expect(run([BUILT_CLI, 'users', 'list', '--limit', 'lots'], env).status).toBe(1);
   });
 
   it('every command has --help, and an unknown option is refused', () => {
     for (const command of ['serve', 'migrate', 'emulator', 'keys', 'users', 'associations', 'audit']) {
-      const help = run(['src/cli.ts', command, '--help']);
+      const help = run([BUILT_CLI, command, '--help']);
       expect(help.status).toBe(0);
       expect(help.stdout).toContain(`usage: social-link ${command}`);
     }
-    const wrong = run(['src/cli.ts', 'migrate', '--force']);
+    const wrong = run([BUILT_CLI, 'migrate', '--force']);
     expect(wrong.status).toBe(1);
     expect(wrong.stderr).toContain('usage: social-link migrate');
   });
@@ -186,12 +184,12 @@ describe('operator commands', () => {
 
 describe('signing key rotation', () => {
   it('keys rotate keeps the old key for verification, so sessions survive the rotation', async () => {
-    const before = run(['src/cli.ts', 'keys', 'generate']).stdout;
+    const before = run([BUILT_CLI, 'keys', 'generate']).stdout;
     const first = await startStack('sqlite', { SOCIAL_LINK_SIGNING_KEYS: before });
     const user = await guest(first.api);
     await first.close();
 
-    const rotated = run(['src/cli.ts', 'keys', 'rotate'], { SOCIAL_LINK_SIGNING_KEYS: before });
+    const rotated = run([BUILT_CLI, 'keys', 'rotate'], { SOCIAL_LINK_SIGNING_KEYS: before });
     expect(rotated.status).toBe(0);
     const set = JSON.parse(rotated.stdout) as { keys: Array<{ kid: string }> };
     expect(set.keys).toHaveLength(2);
@@ -206,7 +204,7 @@ describe('signing key rotation', () => {
       await expect(jwtVerify(user.access_token, jwks)).resolves.toBeTruthy();
       const fresh = await guest(second.api);
       expect(decodeProtectedHeader(fresh.access_token).kid).toBe(set.keys[0]!.kid);
-      const again = JSON.parse(run(['src/cli.ts', 'keys', 'rotate', '--keep', '2'], { SOCIAL_LINK_SIGNING_KEYS: rotated.stdout }).stdout) as { keys: Array<{ kid: string }> };
+      const again = JSON.parse(run([BUILT_CLI, 'keys', 'rotate', '--keep', '2'], { SOCIAL_LINK_SIGNING_KEYS: rotated.stdout }).stdout) as { keys: Array<{ kid: string }> };
       expect(again.keys.map((key) => key.kid)).not.toContain(JSON.parse(before).keys[0].kid); // the oldest retires
     } finally {
       await second.close();

@@ -5,10 +5,10 @@ import { hashPassword } from '../src/auth/passwords.js';
 import { migrateToLatest, openDatabase } from '../src/store/database.js';
 import { migrationProvider } from '../src/store/migrations.js';
 import { Storage } from '../src/store/storage.js';
-import { databaseKinds, freshDatabase } from './helpers.js';
+import { BUILT_CLI, databaseKinds, freshDatabase } from './helpers.js';
 
 const cli = (args: string[], env: Record<string, string>) =>
-  spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { env: { ...process.env, LOG_LEVEL: 'silent', ...env }, encoding: 'utf8', timeout: 30_000 });
+  spawnSync(process.execPath, [BUILT_CLI, ...args], { env: { ...process.env, LOG_LEVEL: 'silent', ...env }, encoding: 'utf8', timeout: 30_000 });
 
 // Migrations of databases that hold users already: nothing is lost, and what cannot be made to fit is reported.
 
