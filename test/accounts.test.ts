@@ -248,7 +248,16 @@ describe.each(databaseKinds())('users and sessions on %s', (kind) => {
       }
       const docs = await fetch(`${stack.api}/docs/`);
       expect(docs.status).toBe(200);
-      expect(await docs.text()).toContain('swagger');
+      const page = await docs.text();
+      expect(page).toContain('swagger');
+      // Every script and stylesheet the page loads answers 200 with a body (they once came back empty).
+      const assets = [...page.matchAll(/(?:src|href)="([^"]+\.(?:js|css))"/g)].map((match) => new URL(match[1]!, `${stack.api}/docs/`).toString());
+      expect(assets.length).toBeGreaterThanOrEqual(3);
+      for (const asset of assets) {
+        const answer = await fetch(asset);
+        expect(answer.status, asset).toBe(200);
+        expect((await answer.text()).length, asset).toBeGreaterThan(100);
+      }
     });
   });
 });
