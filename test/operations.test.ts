@@ -193,7 +193,7 @@ describe.each(databaseKinds())('stopping behind a balancer on %s', (kind) => {
     }
   });
 
-  it('closing: a request under way finishes (its answer closing the connection); one still arriving is answered 503 shutting_down in our shape', async () => {
+  it('closing: a request under way finishes, and one still arriving on a connection accepted just before is served too, each answer closing its connection', async () => {
     const stack = await startStack(kind);
     try {
       const user = await guest(stack.api);
@@ -224,11 +224,10 @@ describe.each(databaseKinds())('stopping behind a balancer on %s', (kind) => {
 
       expect(signIn).toMatch(/^HTTP\/1\.1 200 /);
       expect(signIn).toMatch(/\r\nconnection: close\r\n/i);
-      expect(late).toMatch(/^HTTP\/1\.1 503 /);
-      expect(late).toMatch(/\r\nretry-after: 1\r\n/i);
+      // (Fastify's default is a 503 of its own shape: a balancer cannot retry it, the phone would see it.)
+      expect(late).toMatch(/^HTTP\/1\.1 201 /);
       expect(late).toMatch(/\r\nconnection: close\r\n/i);
-      const refusal = JSON.parse(late.slice(late.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
-      expect(refusal).toMatchObject({ code: 'shutting_down', retry_after: 1, request_id: expect.any(String) });
+      expect(JSON.parse(late.slice(late.indexOf('\r\n\r\n') + 4))).toMatchObject({ access_token: expect.any(String) });
     } finally {
       await stack.close().catch(() => {});
     }

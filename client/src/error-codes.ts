@@ -32,7 +32,6 @@ export const API_ERROR_CODES = [
   'provider_unavailable', // 502
   'database_unavailable', // 503
   'rate_limit_unavailable', // 503
-  'shutting_down', // 503
 ] as const;
 
 export type ApiErrorCode = (typeof API_ERROR_CODES)[number];

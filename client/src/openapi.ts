@@ -289,13 +289,13 @@ export interface components {
              * @description What went wrong, for programs: one of a closed list (the operator's own pipeline steps may add codes: they are listed here too)
              * @enum {string}
              */
-            code: "invalid_request" | "invalid_token" | "bad_request" | "not_authenticated" | "invalid_access_token" | "invalid_credentials" | "invalid_service_key" | "forbidden" | "reason_required" | "invalid_refresh_token" | "refresh_token_reused" | "user_not_found" | "unknown_provider" | "association_not_found" | "session_not_found" | "not_found" | "deletion_request_not_found" | "username_taken" | "already_associated" | "link_required" | "invalid_merge_token" | "invalid_link_token" | "last_login_method" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "internal_error" | "provider_unavailable" | "database_unavailable" | "rate_limit_unavailable" | "shutting_down";
+            code: "invalid_request" | "invalid_token" | "bad_request" | "not_authenticated" | "invalid_access_token" | "invalid_credentials" | "invalid_service_key" | "forbidden" | "reason_required" | "invalid_refresh_token" | "refresh_token_reused" | "user_not_found" | "unknown_provider" | "association_not_found" | "session_not_found" | "not_found" | "deletion_request_not_found" | "username_taken" | "already_associated" | "link_required" | "invalid_merge_token" | "invalid_link_token" | "last_login_method" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "internal_error" | "provider_unavailable" | "database_unavailable" | "rate_limit_unavailable";
             message: string;
             /** @description The message, under the original design's name */
             errors: string;
             /** @description Why, when known (never a secret) */
             detail?: string;
-            /** @description Seconds to wait (rate_limited, provider_unavailable, database_unavailable, shutting_down), also in the Retry-After header */
+            /** @description Seconds to wait (rate_limited, provider_unavailable, database_unavailable, rate_limit_unavailable), also in the Retry-After header */
             retry_after?: number;
             /** @description Also in the X-Request-Id header and in every log line of the request */
             request_id?: string;
@@ -449,7 +449,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `shutting_down`, `rate_limit_unavailable` */
+            /** @description `database_unavailable`, `rate_limit_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -555,7 +555,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `shutting_down`, `rate_limit_unavailable` */
+            /** @description `database_unavailable`, `rate_limit_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -659,7 +659,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `shutting_down`, `rate_limit_unavailable` */
+            /** @description `database_unavailable`, `rate_limit_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -704,7 +704,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `shutting_down` */
+            /** @description `database_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -783,7 +783,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `shutting_down` */
+            /** @description `database_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -828,7 +828,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `shutting_down` */
+            /** @description `database_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -922,7 +922,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `shutting_down` */
+            /** @description `database_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -975,7 +975,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `shutting_down` */
+            /** @description `database_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1031,7 +1031,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `shutting_down`, `rate_limit_unavailable` */
+            /** @description `database_unavailable`, `rate_limit_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1193,7 +1193,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `provider_unavailable`, `database_unavailable`, `shutting_down`, `rate_limit_unavailable` */
+            /** @description `provider_unavailable`, `database_unavailable`, `rate_limit_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1324,7 +1324,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `shutting_down`, `rate_limit_unavailable` */
+            /** @description `database_unavailable`, `rate_limit_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1429,7 +1429,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `shutting_down`, `rate_limit_unavailable` */
+            /** @description `database_unavailable`, `rate_limit_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1594,7 +1594,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `provider_unavailable`, `database_unavailable`, `shutting_down`, `rate_limit_unavailable` */
+            /** @description `provider_unavailable`, `database_unavailable`, `rate_limit_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1657,7 +1657,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `shutting_down` */
+            /** @description `database_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1732,7 +1732,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `shutting_down` */
+            /** @description `database_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;

@@ -37,7 +37,6 @@ export const ERRORS = {
   provider_unavailable: { status: 502, message: 'The %s API is unavailable, try again later' },
   database_unavailable: { status: 503, message: 'The database is unavailable; retry in %s seconds' },
   rate_limit_unavailable: { status: 503, message: 'Refused while the rate limits cannot be checked (%s); retry in a few seconds' },
-  shutting_down: { status: 503, message: 'This instance is shutting down; retry, another one will answer' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 /** The closed list of codes the API answers. */

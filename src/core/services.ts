@@ -37,6 +37,8 @@ export interface ServicesOptions {
   log: Log;
   /** An open database; by default one is opened from config.databaseUrl (and closed with the services). */
   db?: Kysely<Database>;
+  /** Close `db` too with the services (its opener hands it over). */
+  closeDatabase?: boolean;
   pipeline?: readonly PipelineStep[];
   /** Where a dev setup keeps the encryption key it generates when none is configured (else: in memory). */
   devSecretsDir?: string;
@@ -94,7 +96,7 @@ export function createServices(options: ServicesOptions): Services {
     async close() {
       clearInterval(timer);
       await providers.close();
-      if (!options.db) await db.destroy();
+      if (!options.db || options.closeDatabase) await db.destroy();
     },
   };
 }

@@ -15,7 +15,6 @@ import { WebhookDispatcher } from '../core/webhooks.js';
 import { SocialAccounts } from '../core/social.js';
 import type { Database } from '../store/database.js';
 import { frameworkErrorOptions, installErrorHandling } from './errors.js';
-import { apiError } from '../core/errors.js';
 import { installHooks } from './hooks.js';
 import { Metrics } from './metrics.js';
 import { installRateLimits } from './rate-limits.js';
@@ -35,6 +34,8 @@ export interface AppOptions {
   config: Config;
   /** An open database; by default one is opened from config.databaseUrl (and closed with the app). */
   db?: Kysely<Database>;
+  /** Close `db` too when the app closes (its opener hands it over). */
+  closeDatabase?: boolean;
   signingKeys?: SigningKeys;
   /** Where dev mode keeps the signing and encryption keys it generates when none are configured. */
   devSecretsDir?: string;
@@ -88,7 +89,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // A client that announces a body and never sends it must not hold a connection forever.
     requestTimeout: 30_000,
     keepAliveTimeout: config.keepAliveTimeoutMs,
-    // Closing, a request on a still-open connection gets our own 503 (shutting_down, below), not Fastify's.
+    // Closing, a request that still reaches us (a connection accepted just before) is served: the database
+    // stays open until the last handler is done (stopInStages). Fastify's default is a 503 of its own shape.
     return503OnClosing: false,
     // Node would answer a request without Host with a bare 400; let it reach our JSON errors instead.
     http: { requireHostHeader: false },
@@ -172,34 +174,27 @@ declare module 'fastify' {
 
 /**
  * How an instance stops without failing a request behind a balancer (server.ts closeOnSignals):
- * 1. draining (SIGTERM): everything is answered as before, but /readyz says 503, so that balancers stop
- *    sending, and every answer says `Connection: close`, so that no balancer keeps a connection to reuse;
- * 2. closing (app.close(), after the grace): no new connection is accepted, requests under way finish, and a
- *    request still arriving on an open connection is answered 503 shutting_down (retry: another instance will).
+ * 1. draining (SIGTERM, for the grace): everything is answered as before, but /readyz says 503, so that balancers
+ *    stop sending, and every answer says `Connection: close`, so that no balancer keeps a connection to reuse;
+ * 2. closing (app.close()): no new connection is accepted; requests under way, and any still arriving on a
+ *    connection accepted just before, are served (each answer closing its connection); then the app's onClose
+ *    waits for the last handler (a client that hung up included) before the webhooks and the database stop.
  */
 export interface Lifecycle {
   readonly draining: boolean;
-  readonly closing: boolean;
   drain(): void;
   /** Resolves once no route handler runs (or after timeoutMs), whether or not its client is still there. */
   handlersDone(timeoutMs: number): Promise<void>;
 }
 
 function stopInStages(app: FastifyInstance): Lifecycle {
-  const state = { draining: false, closing: false };
+  let draining = false;
   app.addHook('preClose', async () => {
-    state.closing = state.draining = true;
-  });
-  app.addHook('onRequest', async (request, reply) => {
-    if (!state.closing) return;
-    return reply
-      .code(503)
-      .header('retry-after', '1')
-      .send({ ...apiError('shutting_down', { extra: { retry_after: 1 } }).toJSON(), request_id: request.id });
+    draining = true;
   });
   // A handler runs from preHandler until its answer is sent (onSend runs then, even when the client has hung up).
   let handling = 0;
-  let waiters: Array<() => void> = [];
+  const waiters: Array<() => void> = [];
   const handled = new WeakSet<FastifyRequest>();
   app.addHook('preHandler', async (request) => {
     handled.add(request);
@@ -207,19 +202,16 @@ function stopInStages(app: FastifyInstance): Lifecycle {
   });
   app.addHook('onSend', async (request, reply) => {
     // Also the answers of requests that were under way when draining began: no connection stays for reuse.
-    if (state.draining) reply.header('connection', 'close');
+    if (draining) reply.header('connection', 'close');
     if (!handled.delete(request)) return;
     if (--handling === 0) for (const wake of waiters.splice(0)) wake();
   });
   return {
     get draining() {
-      return state.draining;
-    },
-    get closing() {
-      return state.closing;
+      return draining;
     },
     drain() {
-      state.draining = true;
+      draining = true;
     },
     handlersDone(timeoutMs) {
       if (handling === 0) return Promise.resolve();

@@ -10,7 +10,7 @@ import { association, errorResponse, jwks, tokenResponse } from './schemas.js';
  * schemas. A route declares its operationId, its success answers with an example (`x-example`), and the error
  * codes it may answer (`x-error-codes`, see schemas.ts `answers`); this module turns those into the document's
  * error responses, each with an example per code, and adds what every operation shares: `security` (`[]` when
- * public), the errors of any body (400, 413, 415), 500, and the 503s any request may meet. test/contract/openapi.ts checks every answer the
+ * public), the errors of any body (400, 413, 415), 500, and 503 database_unavailable. test/contract/openapi.ts checks every answer the
  * test suite receives against the document.
  */
 
@@ -54,7 +54,6 @@ const SAMPLES: Partial<Record<ErrorCode, { about?: string; detail?: string; extr
   unsupported_media_type: { about: 'Unsupported Media Type: text/plain' },
   rate_limited: { about: '42', extra: { retry_after: 42 } },
   database_unavailable: { about: '5', extra: { retry_after: 5 } },
-  shutting_down: { extra: { retry_after: 1 } },
   rate_limit_unavailable: { about: 'Redis is unreachable', extra: { retry_after: 5 } },
   provider_unavailable: { about: 'facebook', detail: 'did not answer within 5000 ms' },
   link_required: { extra: { providers: ['google'], link_token: 'slk_q8Zr2mVx0bLk4TjN7wPc1sYe5HdA9fGu3oKi6RnBtEw', link_token_expires_in: 600 } },
@@ -81,8 +80,8 @@ function errorExample(code: string, status: number, operatorErrors: OperatorErro
 }
 
 /** Codes every operation may answer, and those of any request body. */
-// (A database outage, and an instance stopping behind a balancer, can meet any request.)
-const ALWAYS: ErrorCode[] = ['internal_error', 'database_unavailable', 'shutting_down'];
+// (A database outage can meet any request.)
+const ALWAYS: ErrorCode[] = ['internal_error', 'database_unavailable'];
 const OF_A_BODY: ErrorCode[] = ['invalid_request', 'payload_too_large', 'unsupported_media_type'];
 
 /** Completes the document the routes describe (see the module comment). */

@@ -15,7 +15,7 @@ export const errorResponse = {
     message: { type: 'string' },
     errors: { type: 'string', description: "The message, under the original design's name" },
     detail: { type: 'string', description: 'Why, when known (never a secret)' },
-    retry_after: { type: 'integer', description: 'Seconds to wait (rate_limited, provider_unavailable, database_unavailable, shutting_down), also in the Retry-After header' },
+    retry_after: { type: 'integer', description: 'Seconds to wait (rate_limited, provider_unavailable, database_unavailable, rate_limit_unavailable), also in the Retry-After header' },
     request_id: { type: 'string', description: 'Also in the X-Request-Id header and in every log line of the request' },
     providers: {
       type: 'array',

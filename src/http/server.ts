@@ -19,15 +19,12 @@ export async function startServer(options: AppOptions & { onClose?: () => Promis
   const { config, onClose } = options;
   const db = options.db ?? openDatabase(config.databaseUrl);
   await migrateToLatest(db);
-  const app = await buildApp({ ...options, db });
+  // The app closes the database it was given when we opened it: after the last handler and the webhook
+  // dispatcher are done with it (buildApp's onClose).
+  const app = await buildApp({ ...options, db, closeDatabase: !options.db });
   const collisions = caseCollisionReport(await new Storage(db).users.caseCollisions());
   if (collisions) app.log.warn(collisions);
-  app.addHook('onClose', async () => {
-    // (onClose hooks run last-added first: this one before buildApp's, which waits too.)
-    await app.lifecycle.handlersDone(10_000);
-    if (!options.db) await db.destroy();
-    await onClose?.();
-  });
+  if (onClose) app.addHook('onClose', onClose);
   if (config.metricsPort !== undefined) await startMetricsServer(app, config);
   const adminServer = config.admin.enabled && config.admin.port !== undefined ? adminListener(app) : undefined;
   closeOnSignals(app, config.shutdownGraceMs);
