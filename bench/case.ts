@@ -7,13 +7,13 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { EmulatorClient } from '@social-link/emulator';
-import pg from 'pg';
 import { generateSigningKeySet } from '../src/auth/keys.js';
 import { emulatedApps, generateAppleKey } from '../src/config/dev.js';
 import { cycle, measure } from './load.js';
 import { announcedUrl, freePort, startNode, stop, stopAll, waitForHealthy } from './processes.js';
 import { summarizeProfile } from './profile.js';
 import { benchServerEnv } from './server-env.js';
+import { throwawayPostgres } from './throwaway-database.js';
 import { closeSeedingAgent, facebookSignIns, googleSignIns, linkUsers, mintLinkedTokens } from './seed.js';
 
 const name = process.argv[2] ?? 'case1';
@@ -29,6 +29,7 @@ if (!CASES[name]) {
 }
 const timing = { warmupSeconds: Number(process.env.BENCH_WARMUP ?? 2), durationSeconds: Number(process.env.BENCH_DURATION ?? 8) };
 const profile = process.env.BENCH_PROFILE === '1';
+let dropDatabase: (() => Promise<void>) | undefined;
 
 async function main(): Promise<void> {
   if (spawnSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' }).status !== 0) throw new Error('npm run build failed');
@@ -40,7 +41,9 @@ async function main(): Promise<void> {
   const profileDir = join(process.cwd(), 'bench', 'results', 'profiles');
   const profileFile = `${name}-single-${Date.now()}.cpuprofile`;
   try {
-    const databaseUrl = process.env.BENCH_DATABASE_URL ? await throwawayPostgres(process.env.BENCH_DATABASE_URL) : `sqlite:${join(dir, 'bench.sqlite')}`;
+    const postgres = process.env.BENCH_DATABASE_URL ? await throwawayPostgres(process.env.BENCH_DATABASE_URL) : undefined;
+    dropDatabase = postgres?.drop;
+    const databaseUrl = postgres?.url ?? `sqlite:${join(dir, 'bench.sqlite')}`;
     const env = benchServerEnv({ databaseUrl, emulatorUrl, apps, signingKeys: await generateSigningKeySet() });
     const port = await freePort();
     if (profile) mkdirSync(profileDir, { recursive: true });
@@ -73,27 +76,6 @@ async function main(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
     await dropDatabase?.();
   }
-}
-
-let dropDatabase: (() => Promise<void>) | undefined;
-
-/** A new database on that PostgreSQL server, dropped at the end. */
-async function throwawayPostgres(serverUrl: string): Promise<string> {
-  const name = `social_link_bench_${Date.now().toString(36)}`;
-  const admin = async (statement: string) => {
-    const client = new pg.Client({ connectionString: serverUrl });
-    await client.connect();
-    try {
-      await client.query(statement);
-    } finally {
-      await client.end();
-    }
-  };
-  await admin(`CREATE DATABASE ${name}`);
-  dropDatabase = () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  return url.toString();
 }
 
 main().then(

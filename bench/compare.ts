@@ -12,13 +12,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import pg from 'pg';
 import { generateSigningKeySet } from '../src/auth/keys.js';
 import { emulatedApps, generateAppleKey } from '../src/config/dev.js';
 import { EmulatorClient } from '@social-link/emulator';
 import { cycle, measure, type LoadSpec, type Shot } from './load.js';
 import { announcedUrl, freePort, startNode, stop, stopAll, waitForHealthy } from './processes.js';
 import { benchServerEnv } from './server-env.js';
+import { throwawayPostgres } from './throwaway-database.js';
 import { associatePool, closeSeedingAgent, facebookSignIns, googleSignIns, linkUsers, mintLinkedTokens } from './seed.js';
 
 const ref = process.argv[2] ?? '';
@@ -92,20 +92,7 @@ async function freshDatabase(): Promise<{ url: string; drop: () => Promise<void>
     const dir = mkdtempSync(join(tmpdir(), 'social-link-compare-db-'));
     return { url: `sqlite:${join(dir, 'compare.sqlite')}`, drop: async () => rmSync(dir, { recursive: true, force: true }) };
   }
-  const name = `social_link_compare_${randomBytes(5).toString('hex')}`;
-  const admin = async (sql: string) => {
-    const client = new pg.Client({ connectionString: postgresUrl });
-    await client.connect();
-    try {
-      await client.query(sql);
-    } finally {
-      await client.end();
-    }
-  };
-  await admin(`CREATE DATABASE ${name}`);
-  const url = new URL(postgresUrl);
-  url.pathname = `/${name}`;
-  return { url: url.toString(), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+  return throwawayPostgres(postgresUrl, 'social_link_compare');
 }
 
 async function cleanUp(): Promise<void> {

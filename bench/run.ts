@@ -5,7 +5,6 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, availableParallelism, tmpdir, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
-import pg from 'pg';
 import { generateSigningKeySet } from '../src/auth/keys.js';
 import { emulatedApps, generateAppleKey } from '../src/config/dev.js';
 import { EmulatorClient } from '@social-link/emulator';
@@ -14,6 +13,7 @@ import { announcedUrl, freePort, killAll, processTree, rssBytes, startNode, stop
 import { summarizeProfile } from './profile.js';
 import { checkTargets, median, render, writeResults, type Report, type Row, type Startup } from './report.js';
 import { benchServerEnv } from './server-env.js';
+import { throwawayPostgres } from './throwaway-database.js';
 import { associatePool, closeSeedingAgent, facebookSignIns, googleSignIns, linkUsers, mintLinkedTokens } from './seed.js';
 
 const env = process.env;
@@ -85,26 +85,9 @@ function sqliteDatabase(): BenchDatabase {
 
 /** A throwaway database on the server of BENCH_DATABASE_URL, dropped at the end whatever happens. */
 async function postgresDatabase(adminUrl: string): Promise<BenchDatabase> {
-  const name = `social_link_bench_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await admin.end();
-  }
-  cleanups.push(async () => {
-    const client = new pg.Client({ connectionString: adminUrl });
-    await client.connect();
-    try {
-      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    } finally {
-      await client.end();
-    }
-  });
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return { kind: 'postgres', url: url.toString() };
+  const { url, drop } = await throwawayPostgres(adminUrl);
+  cleanups.push(drop);
+  return { kind: 'postgres', url };
 }
 
 // ---- main -----------------------------------------------------------------------------------------------
