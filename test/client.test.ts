@@ -333,6 +333,13 @@ describe('client SDK', () => {
       expect(await failure(client({ fetch: noCode.fetch }).createGuest())).toMatchObject({ status: 500, code: 'invalid_response' });
     });
 
+    it('a 503 database_unavailable (or any answer with retry_after) says when to try again', async () => {
+      const outage = recordingFetch(() =>
+        Response.json({ code: 'database_unavailable', message: 'The database is unavailable; retry in 5 seconds', retry_after: 5 }, { status: 503, headers: { 'retry-after': '5' } }),
+      );
+      expect(await failure(client({ fetch: outage.fetch }).createGuest())).toMatchObject({ status: 503, code: 'database_unavailable', retryAfter: 5 });
+    });
+
     it('logout forgets the tokens even when the server cannot be reached', async () => {
       const store = new MemoryTokenStore();
       await client({ store }).createGuest();

@@ -17,12 +17,18 @@ export class SocialLinkError extends Error {
   readonly status: number;
   readonly code: ErrorCode;
   readonly detail?: string;
+  /**
+   * Seconds to wait before trying again, when the server said (`rate_limited`, `provider_unavailable`,
+   * `database_unavailable`, `rate_limit_unavailable`): nothing was done, the same call may be sent again then.
+   */
+  readonly retryAfter?: number;
 
-  constructor(status: number, code: ErrorCode, message: string, detail?: string) {
+  constructor(status: number, code: ErrorCode, message: string, detail?: string, retryAfter?: number) {
     super(message);
     this.status = status;
     this.code = code;
     if (detail !== undefined) this.detail = detail;
+    if (retryAfter !== undefined) this.retryAfter = retryAfter;
   }
 }
 
