@@ -155,11 +155,13 @@ describe.each(databaseKinds())('closing on %s', (kind) => {
       const token = await stack.emulator.mintFacebookToken({});
       expect((await call(stack.api, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: token.access_token } })).status).toBe(200);
       await stack.emulator.setFault('facebook', { latency_ms: 400 });
+      const before = (await stack.emulator.stats()).requests.facebook ?? 0;
       const hangUp = new AbortController();
       const signIns = Array.from({ length: 30 }, () =>
         fetch(`${stack.api}/api/auth/facebook/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ access_token: token.access_token }), signal: hangUp.signal }).catch(() => 'aborted'),
       );
-      await new Promise((resolve) => setTimeout(resolve, 150));
+      // Hang up once every sign-in is inside, waiting on Facebook (however long a busy machine took to get there).
+      while (((await stack.emulator.stats()).requests.facebook ?? 0) < before + 30) await new Promise((resolve) => setTimeout(resolve, 10));
       hangUp.abort();
       expect(new Set(await Promise.all(signIns))).toEqual(new Set(['aborted']));
       await stack.app.close(); // while the provider still holds the sign-in
@@ -230,6 +232,25 @@ describe.each(databaseKinds())('stopping behind a balancer on %s', (kind) => {
       expect(JSON.parse(late.slice(late.indexOf('\r\n\r\n') + 4))).toMatchObject({ access_token: expect.any(String) });
     } finally {
       await stack.close().catch(() => {});
+    }
+  });
+
+  it('counts every handler out once its answer is sent: a 404, a schema refusal, a 401, a thrown error, a 503 leave none running', async () => {
+    const stack = await startStack(kind, { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_SIGN_IN_PER_MINUTE: '1' });
+    try {
+      await call(stack.api, 'GET', '/api/nope/');
+      await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: 7 } });
+      await call(stack.api, 'GET', '/api/me/');
+      await call(stack.api, 'POST', '/api/users/');
+      await call(stack.api, 'POST', '/api/users/'); // 429
+      await stack.emulator.setFault('facebook', { mode: 'error_500' });
+      await call(stack.api, 'POST', '/api/associate/facebook/', { token: 'x', body: { access_token: 'y' } });
+      await fetch(`${stack.api}/docs/`);
+      let resolved = false;
+      await Promise.race([stack.app.lifecycle.handlersDone(5_000).then(() => (resolved = true)), new Promise((resolve) => setImmediate(resolve))]);
+      expect(resolved).toBe(true);
+    } finally {
+      await stack.close();
     }
   });
 });

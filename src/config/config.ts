@@ -16,6 +16,8 @@ export const devSecretsDirFor = (config: Pick<Config, 'production'>): string | u
 export interface Config {
   production: boolean;
   databaseUrl: string;
+  /** DATABASE_QUERY_TIMEOUT_MS (PostgreSQL): a query the server runs fails after this without an answer (503 database_unavailable). */
+  databaseQueryTimeoutMs: number;
   host: string;
   port: number;
   /** Where apps reach the API (the OpenAPI document's server). */
@@ -126,6 +128,7 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
   const config: Config = {
     production: env.NODE_ENV === 'production',
     databaseUrl,
+    databaseQueryTimeoutMs: settings.int('DATABASE_QUERY_TIMEOUT_MS', 10_000, { min: 100, max: 600_000 }),
     host: settings.string('HOST', '127.0.0.1'),
     port: settings.int('PORT', 8000, { min: 0, max: 65535 }),
     publicUrl: settings.url('SOCIAL_LINK_PUBLIC_URL', defaultPublicUrl(settings)),

@@ -47,7 +47,7 @@ export interface ServicesOptions {
 
 export function createServices(options: ServicesOptions): Services {
   const { config, log } = options;
-  const db = options.db ?? openDatabase(config.databaseUrl);
+  const db = options.db ?? openDatabase(config.databaseUrl, { queryTimeoutMs: config.databaseQueryTimeoutMs });
   const dev = options.devSecretsDir;
   const devKeyFile = dev && join(dev, 'dev-encryption-key');
   const secrets = SecretBox.fromSetting(config.encryptionKeys ?? devSecret(devKeyFile, SecretBox.generateKey));

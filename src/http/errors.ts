@@ -107,16 +107,16 @@ export function installErrorHandling(app: FastifyInstance, databaseHealth: Datab
 /** A database that is away is no bug: the 503 to answer instead (the outage logged once by `health`), else undefined. */
 export function databaseAway(error: unknown, health: DatabaseHealth): ApiError | undefined {
   if (error instanceof ApiError || !isDatabaseUnavailable(error)) return undefined;
-  health.fault(error);
+  health.fault(error, true);
   return databaseUnavailable(DATABASE_RETRY_AFTER_SECONDS);
 }
 
-/** A 5xx is the operator's to read: which provider, why, and what to fix when it is a setting of ours (a database outage: DatabaseHealth). */
+/** A 5xx is the operator's to read: which provider, why, and what to fix when it is a setting of ours (a database or Redis outage is logged once where it is seen). */
 function logOperatorProblem(error: ApiError, request: FastifyRequest): void {
   if (error instanceof ProviderUnavailableError) {
     const { provider, failure, hint } = error;
     request.log.warn({ code: error.code, provider, failure, detail: error.extra.detail, hint }, hint ? `${provider}: ${hint}` : error.message);
-  } else if (error.statusCode >= 500 && error.code !== 'database_unavailable') {
+  } else if (error.statusCode >= 500 && error.code !== 'database_unavailable' && error.code !== 'rate_limit_unavailable') {
     request.log.warn({ code: error.code, detail: error.extra.detail }, error.message);
   }
 }

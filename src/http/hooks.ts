@@ -4,6 +4,7 @@ import type { AuditEntry } from '../store/audit.js';
 import type { Services } from '../core/services.js';
 import { callbackOutcome, type Metrics } from './metrics.js';
 import { clientOf } from './request.js';
+import { isDatabaseUnavailable } from '../store/database-health.js';
 
 /** Refusals worth a line in the audit log: someone tried an account that is not theirs. */
 const AUDITED_REFUSALS = new Set<string>(['invalid_token', 'already_associated', 'invalid_link_token', 'invalid_merge_token'] satisfies ErrorCode[]);
@@ -49,7 +50,9 @@ export function auditRefusals(app: FastifyInstance, { storage, providers }: Serv
       entries.push({ event: 'link_refused_other_user', userId, provider: owned, uid, detail: 'another user tried to link this account' });
     }
     for (const entry of entries) {
-      await storage.audit.record(entry, client).catch((failure: unknown) => request.log.warn({ reason: (failure as Error).message }, 'audit: could not record a refusal'));
+      await storage.audit
+        .record(entry, client)
+        .catch((failure: unknown) => (isDatabaseUnavailable(failure) ? storage.health.fault(failure) : request.log.warn({ reason: (failure as Error).message }, 'audit: could not record a refusal')));
     }
   });
 }

@@ -58,8 +58,9 @@ export function redisWithFallback(redis: Redis, prefix: string, fallback: Fallba
           return callback(apiError('rate_limit_unavailable', { about: 'Redis is unreachable', extra: { retry_after: 5 } }));
         }
         // N instances each counting on its own: each request counts N times, so that together they let no
-        // more through than the budget (a little less, rounded down).
-        const countedAsMany: Callback = (localError, counted) => callback(localError, counted && { ...counted, current: counted.current * fallback.instances });
+        // more through than the budget (rounded down), yet each lets at least one through.
+        const times = Math.min(fallback.instances, max);
+        const countedAsMany: Callback = (localError, counted) => callback(localError, counted && { ...counted, current: counted.current * times });
         this.local.incr(key, countedAsMany, timeWindow, max);
       }, timeWindow, max);
     }

@@ -17,8 +17,13 @@ import { caseCollisionReport } from '../store/username-key.js';
 /** Opens the database, applies pending migrations, builds the app and listens. */
 export async function startServer(options: AppOptions & { onClose?: () => Promise<void> }): Promise<FastifyInstance> {
   const { config, onClose } = options;
-  const db = options.db ?? openDatabase(config.databaseUrl);
-  await migrateToLatest(db);
+  // Migrations on a connection of their own, without the query timeout (an index on a big table takes long).
+  if (options.db) await migrateToLatest(options.db);
+  else {
+    const migrator = openDatabase(config.databaseUrl);
+    await migrateToLatest(migrator).finally(() => migrator.destroy());
+  }
+  const db = options.db ?? openDatabase(config.databaseUrl, { queryTimeoutMs: config.databaseQueryTimeoutMs });
   // The app closes the database it was given when we opened it: after the last handler and the webhook
   // dispatcher are done with it (buildApp's onClose).
   const app = await buildApp({ ...options, db, closeDatabase: !options.db });
@@ -92,16 +97,23 @@ function adminListener(app: FastifyInstance) {
 
 /**
  * SIGTERM (a deploy, an orchestrator): drain for `graceMs` — answer as usual while /readyz says 503, so that
- * balancers take this instance out — then close: stop accepting, let requests under way finish, wait for open
- * transactions, close the database, exit 0. SIGINT (Ctrl+C in a terminal, no balancer) and a second signal
- * skip the grace. Call before the app listens (it adds a hook).
+ * balancers take this instance out — then close: stop accepting, let requests under way finish, wait for the
+ * handlers still running (10 s at most), close the database, exit 0. SIGINT (Ctrl+C in a terminal, no balancer) and a second signal
+ * (a second or more later) skip the grace; one more while closing exits at once. Call before the app listens.
  */
 export function closeOnSignals(app: FastifyInstance, graceMs: number): void {
   let endGrace: (() => void) | undefined;
-  let stopping = false;
+  let firstSignalAt: number | undefined;
   const stop = (signal: NodeJS.Signals) => {
-    if (stopping) return endGrace?.();
-    stopping = true;
+    if (firstSignalAt !== undefined) {
+      // One signal delivered twice (to the process group, and forwarded by a --workers primary): no hurry.
+      if (Date.now() - firstSignalAt < 1_000) return;
+      // Asked again: skip the drain; asked again while closing (a request that never ends): exit now.
+      if (endGrace) return endGrace();
+      app.log.warn(`${signal} received again while closing: exiting without waiting`);
+      process.exit(1);
+    }
+    firstSignalAt = Date.now();
     const grace = signal === 'SIGTERM' ? graceMs : 0;
     app.lifecycle.drain();
     app.log.info(grace > 0 ? `${signal} received: draining for ${grace} ms (/readyz answers 503), then closing` : `${signal} received: closing`);

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { DatabaseHealth, isDatabaseUnavailable } from './database-health.js';
+import { sql } from 'kysely';
+import { openDatabase } from './database.js';
+import { DatabaseHealth, fromDatabase, isDatabaseUnavailable } from './database-health.js';
 
 /** The error a thunk throws (or rejects with). */
 async function errorOf(work: () => unknown): Promise<unknown> {
@@ -39,42 +41,48 @@ describe('isDatabaseUnavailable: real errors of the drivers', () => {
     }
   });
 
-  it('PostgreSQL refusing connections is', async () => {
-    const pool = new pg.Pool({ host: '127.0.0.1', port: 1, user: 'nobody', connectionTimeoutMillis: 2000 });
-    const refused = await errorOf(() => pool.query('select 1'));
-    await pool.end();
+  it('PostgreSQL refusing connections is, through our pool (its errors are marked as the database\'s)', async () => {
+    const db = openDatabase('postgres://nobody@127.0.0.1:1/none');
+    const refused = await errorOf(() => sql`select 1`.execute(db));
+    await db.destroy();
     expect(isDatabaseUnavailable(refused)).toBe(true);
   });
 
   it.skipIf(!process.env.TEST_DATABASE_URL)('PostgreSQL ending our backend (57P01, as a restart does) is; a bad query or a constraint is not', async () => {
-    const victim = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL });
+    const db = openDatabase(process.env.TEST_DATABASE_URL!);
     const admin = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL });
-    victim.on('error', () => {});
-    await Promise.all([victim.connect(), admin.connect()]);
+    await admin.connect();
     try {
-      const syntax = await errorOf(() => victim.query('selec 1'));
+      const syntax = await errorOf(() => sql`selec 1`.execute(db));
       expect((syntax as { code: string }).code).toBe('42601');
       expect(isDatabaseUnavailable(syntax)).toBe(false);
-      const divided = await errorOf(() => victim.query('select 1 / 0'));
+      const divided = await errorOf(() => sql`select 1 / 0`.execute(db));
       expect((divided as { code: string }).code).toBe('22012');
       expect(isDatabaseUnavailable(divided)).toBe(false);
 
-      const pid = (await victim.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
-      const sleeping = errorOf(() => victim.query('select pg_sleep(10)'));
-      await admin.query('select pg_terminate_backend($1)', [pid]);
-      const ended = await sleeping;
-      expect((ended as { code: string }).code).toBe('57P01');
+      // One connection held in a transaction, its backend ended meanwhile.
+      const ended = await errorOf(() =>
+        db.transaction().execute(async (trx) => {
+          const { pid } = (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx)).rows[0]!;
+          await admin.query('select pg_terminate_backend($1)', [pid]);
+          await sql`select pg_sleep(0.1)`.execute(trx);
+        }),
+      );
       expect(isDatabaseUnavailable(ended)).toBe(true);
-      const afterwards = await errorOf(() => victim.query('select 1'));
-      expect(isDatabaseUnavailable(afterwards)).toBe(true);
+      // The pool replaced the broken connection.
+      expect((await sql<{ one: number }>`select 1 as one`.execute(db)).rows[0]!.one).toBe(1);
     } finally {
       await admin.end();
-      await victim.end().catch(() => {});
+      await db.destroy();
     }
   });
 
-  it('errors that are no database fault are not', () => {
+  it('errors that are no database fault are not: a network error from elsewhere (a phone hanging up mid-upload, a pipeline step\'s fetch) included', () => {
     expect(isDatabaseUnavailable(new Error('boom'))).toBe(false);
+    expect(isDatabaseUnavailable(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }))).toBe(false);
+    expect(isDatabaseUnavailable(new TypeError('fetch failed', { cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) }))).toBe(false);
+    expect(isDatabaseUnavailable(fromDatabase(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })))).toBe(true);
+    expect(isDatabaseUnavailable(fromDatabase(new TypeError('Query values must be an array')))).toBe(false);
     expect(isDatabaseUnavailable(Object.assign(new Error('duplicate key'), { code: '23505' }))).toBe(false);
     expect(isDatabaseUnavailable(undefined)).toBe(false);
     expect(isDatabaseUnavailable('ECONNREFUSED')).toBe(false);
@@ -87,7 +95,8 @@ describe('DatabaseHealth', () => {
     const health = new DatabaseHealth({ warn: (fields, message) => warnings.push({ fields, message }) });
     health.answered();
     expect(warnings).toEqual([]);
-    for (let i = 0; i < 50; i++) health.fault(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }));
+    for (let i = 0; i < 50; i++) health.fault(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }), true);
+    health.fault(new Error('a readiness check'));
     expect(health.available).toBe(false);
     expect(warnings).toHaveLength(1);
     expect(warnings[0]!.fields.reason).toBe('ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:5432');
@@ -96,5 +105,9 @@ describe('DatabaseHealth', () => {
     expect(health.available).toBe(true);
     expect(warnings).toHaveLength(2);
     expect(warnings[1]).toMatchObject({ message: 'database available again', fields: { answered_503: 50 } });
+    // Flapping (a saturated pool that comes and goes): one warning a minute at most, and no recovery line for an outage not warned of.
+    health.fault(new Error('again'), true);
+    health.answered();
+    expect(warnings).toHaveLength(2);
   });
 });

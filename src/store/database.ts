@@ -5,13 +5,21 @@ import type pg from 'pg';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import { ConfigError } from '../config/settings.js';
 import { migrationProvider } from './migrations.js';
+import { fromDatabase } from './database-health.js';
+
+/** Connections each process keeps to PostgreSQL at most. */
+const POOL_SIZE = 20;
 import type { Database } from './schema.js';
 
 export type { Database } from './schema.js';
 export { isPostgres } from './migrations.js';
 
-/** Opens the database named by a URL: `sqlite:PATH` (embedded, the default) or `postgres://...`. */
-export function openDatabase(url: string): Kysely<Database> {
+/**
+ * Opens the database named by a URL: `sqlite:PATH` (embedded, the default) or `postgres://...`.
+ * `queryTimeoutMs` (PostgreSQL): a query with no answer after this fails (a network cut that resets nothing);
+ * the server sets it, migrations and the CLI do not (an index built on a big table may take long).
+ */
+export function openDatabase(url: string, { queryTimeoutMs }: { queryTimeoutMs?: number } = {}): Kysely<Database> {
   if (url.startsWith('sqlite:')) {
     const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
     let sqlite: SQLite.Database;
@@ -35,8 +43,9 @@ export function openDatabase(url: string): Kysely<Database> {
   const pool = async () => {
     const { default: postgres } = await import('pg');
     // A server that does not answer at all (a network cut, a failover under way) fails a request after 5 s
-    // (503 database_unavailable) instead of holding it until the client gives up.
-    const pool = new postgres.Pool({ connectionString: url, max: 20, connectionTimeoutMillis: 5_000 });
+    // (503 database_unavailable) instead of holding it until the client gives up; so does a query left
+    // without an answer past queryTimeoutMs.
+    const pool = new postgres.Pool({ connectionString: url, max: POOL_SIZE, connectionTimeoutMillis: 5_000, query_timeout: queryTimeoutMs });
     // A pg client emits 'error' when its connection breaks (the server restarted, a failover, a network cut).
     // An 'error' event nobody listens to ends the process: the pool listens for its idle clients, each client
     // for itself for its whole life (https://node-postgres.com/apis/pool#error, …/apis/client#error). The query that
@@ -100,15 +109,22 @@ function withNamedStatements(pool: pg.Pool): PostgresPool {
   };
   // One wrapper per pg client, so Kysely (which keys its connections by client) sees the same object each time.
   const wrappers = new WeakMap<pg.PoolClient, PostgresPoolClient>();
+  // Every error of the client is marked as the database's (isDatabaseUnavailable reads the mark).
+  const marked = (error: unknown) => {
+    throw fromDatabase(error);
+  };
   return {
     async connect() {
-      const client = await pool.connect();
+      const client = await pool.connect().catch((error: unknown) => {
+        // A timeout with every connection in use: the wait was for a free one, not for the server.
+        throw fromDatabase(error, pool.totalCount >= POOL_SIZE);
+      });
       let wrapper = wrappers.get(client);
       if (!wrapper) {
         wrapper = {
           query: ((text: string, values?: unknown[]) => {
             const name = nameOf(text);
-            return name ? client.query({ name, text, values }) : client.query(text, values);
+            return (name ? client.query({ name, text, values }) : client.query(text, values)).catch(marked);
           }) as unknown as PostgresPoolClient['query'],
           release: (destroy?: boolean) => client.release(destroy),
         };
