@@ -55,10 +55,11 @@ async function main(): Promise<void> {
     await linkUsers(url, linked);
     if (chosen.latencyMs) await emulator.setFault('facebook', { latency_ms: chosen.latencyMs });
     const shots = chosen.provider === 'facebook' ? facebookSignIns(linked) : googleSignIns(linked);
-    const m = await measure({ url, path: chosen.path, connections: chosen.connections, next: cycle(shots) }, timing, { targetPid: server.pid, emulatorPid: emulatorChild.pid });
+    const m = await measure({ url, path: chosen.path, connections: chosen.connections, next: cycle(shots) }, timing, { targetPid: server.pid, emulatorPid: emulatorChild.pid, databasePid: postgres?.serverPid });
     const cpuMs = m.rps > 0 ? (m.cpu.target * 10) / m.rps : 0;
     console.log(`${name}: ${m.rps} req/s, p50 ${m.p50Ms} ms, p99 ${m.p99Ms} ms, errors ${m.non2xx + m.socketErrors}, server CPU ${m.cpu.target} % = ${cpuMs.toFixed(2)} ms/req, RSS ${m.rssPeakMb} MB, emulator ${m.cpu.emulator} %`);
-    if (process.env.BENCH_DATABASE_URL && m.rps > 0) console.log(`  PostgreSQL CPU ${m.cpu.database} % = ${((m.cpu.database * 10) / m.rps).toFixed(2)} ms/req`);
+    if (postgres && !postgres.serverPid) console.log('  PostgreSQL runs elsewhere: its CPU is not measured');
+    else if (postgres && m.rps > 0) console.log(`  PostgreSQL CPU ${m.cpu.database} % = ${((m.cpu.database * 10) / m.rps).toFixed(2)} ms/req`);
     // Where the time goes: the server's own histograms (whole request vs. the provider call).
     const metrics = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${env.METRICS_TOKEN}` } })).text();
     for (const line of metrics.split('\n').filter((l) => /^social_link_(http_request|provider_request)_duration_seconds_(sum|count)/.test(l) && /auth|facebook|google/.test(l))) console.log(`  ${line}`);

@@ -2,7 +2,7 @@
 // latency from autocannon; RSS and CPU of the server's processes, of the emulator and of the load generator
 // from /proc (this process: process.cpuUsage).
 import autocannon, { type RawRequest, type Result } from 'autocannon';
-import { cpuSeconds, machineCpuSeconds, processesNamed, processTree, rssBytes } from './processes.js';
+import { cpuSeconds, machineCpuSeconds, processTree, rssBytes } from './processes.js';
 
 /** What one request of a case sends. */
 export interface Shot {
@@ -28,6 +28,8 @@ export interface Watched {
   /** The root pid of the target; its descendants (cluster workers) are measured too. */
   targetPid: number;
   emulatorPid: number;
+  /** The PostgreSQL server's postmaster (its backends and writers are its children), when it runs on this machine. */
+  databasePid?: number;
 }
 
 export interface Measurement {
@@ -51,7 +53,7 @@ export interface Measurement {
    * Percent of one core over the measured window: the target's processes, the emulator, the load generator
    * (this process), everything else on the machine (other = machine busy − ours), and I/O wait of the machine.
    */
-  /** Percent of one core; `database`: the PostgreSQL server's processes (a machine-wide count, so 0-ish on SQLite rows). */
+  /** Percent of one core; `database`: the PostgreSQL server's processes (Watched.databasePid; 0 without one). */
   cpu: { target: number; emulator: number; loadgen: number; database: number; other: number; iowait: number };
   durationSeconds: number;
 }
@@ -102,7 +104,8 @@ export async function measure(spec: LoadSpec, timing: Timing, watched: Watched, 
     rssSamples.push(each.reduce((sum, value) => sum + value, 0));
   };
   // PostgreSQL's processes (a backend per pooled connection, its writers): read at both ends, new ones counted whole.
-  const databaseBefore = new Map(processesNamed('postgres').map((pid) => [pid, cpuSeconds([pid])]));
+  const databaseProcesses = () => (watched.databasePid ? processTree(watched.databasePid) : []);
+  const databaseBefore = new Map(databaseProcesses().map((pid) => [pid, cpuSeconds([pid])]));
   const cpuBefore = {
     target: cpuSeconds(targetPids),
     emulator: cpuSeconds([watched.emulatorPid]),
@@ -122,7 +125,7 @@ export async function measure(spec: LoadSpec, timing: Timing, watched: Watched, 
   const loadgen = process.cpuUsage(cpuBefore.loadgen);
   const machine = machineCpuSeconds();
   const percent = (seconds: number) => round((seconds / elapsed) * 100, 0);
-  const databaseSeconds = processesNamed('postgres').reduce((sum, pid) => sum + cpuSeconds([pid]) - (databaseBefore.get(pid) ?? 0), 0);
+  const databaseSeconds = databaseProcesses().reduce((sum, pid) => sum + cpuSeconds([pid]) - (databaseBefore.get(pid) ?? 0), 0);
   const ours = {
     database: percent(databaseSeconds),
     target: percent(cpuSeconds(targetPids) - cpuBefore.target),

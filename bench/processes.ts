@@ -203,17 +203,6 @@ export function descendants(root: number): number[] {
   return found;
 }
 
-/** Every process of this machine with that command name (/proc/<pid>/comm): `postgres` gives a PostgreSQL server's. */
-export function processesNamed(name: string): number[] {
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return [];
-  }
-  return entries.filter((entry) => /^\d+$/.test(entry) && readProc(`/proc/${entry}/comm`)?.trim() === name).map(Number);
-}
-
 /** The process and its descendants. */
 export const processTree = (pid: number): number[] => [pid, ...descendants(pid)];
 

@@ -75,6 +75,8 @@ async function launchServer(name: string, serverArgs: string[], serverEnv: Recor
 interface BenchDatabase {
   kind: 'sqlite' | 'postgres';
   url: string;
+  /** PostgreSQL's postmaster, when it runs on this machine (its CPU is measured). */
+  serverPid?: number;
 }
 
 function sqliteDatabase(): BenchDatabase {
@@ -85,9 +87,9 @@ function sqliteDatabase(): BenchDatabase {
 
 /** A throwaway database on the server of BENCH_DATABASE_URL, dropped at the end whatever happens. */
 async function postgresDatabase(adminUrl: string): Promise<BenchDatabase> {
-  const { url, drop } = await throwawayPostgres(adminUrl);
+  const { url, serverPid, drop } = await throwawayPostgres(adminUrl);
   cleanups.push(drop);
-  return { kind: 'postgres', url };
+  return { kind: 'postgres', url, serverPid };
 }
 
 // ---- main -----------------------------------------------------------------------------------------------
@@ -110,6 +112,7 @@ async function main(): Promise<void> {
 
   const rows: Row[] = [];
   const startups: Startup[] = [];
+  let postgresPid: number | undefined; // the PostgreSQL server's postmaster, for its CPU per request
   const run = async (
     row: Omit<Row, 'm' | 'notes' | 'connections'>,
     spec: LoadSpec,
@@ -119,7 +122,7 @@ async function main(): Promise<void> {
   ): Promise<Row> => {
     log(`${row.label} — ${row.server}, ${spec.connections} connections…`);
     target.takeLogSummary(); // what it logged before (seeding, another case) is not this case's
-    const m = await measure(spec, timing, { targetPid: target.pid, emulatorPid: emulatorChild.pid }, afterWarmup);
+    const m = await measure(spec, timing, { targetPid: target.pid, emulatorPid: emulatorChild.pid, databasePid: row.database === 'postgres' ? postgresPid : undefined }, afterWarmup);
     const full: Row = { ...row, connections: spec.connections, m, notes: [...notes] };
     if (row.workers && row.workers > 1) {
       const [primary, ...workers] = m.rssPerProcessMb;
@@ -180,6 +183,7 @@ async function main(): Promise<void> {
   const serverEnvOf = (db: BenchDatabase) => benchServerEnv({ databaseUrl: db.url, emulatorUrl, apps, signingKeys });
 
   for (const db of databases) {
+    if (db.kind === 'postgres') postgresPid = db.serverPid;
     const { limitA, limitA1, limitC, slowRps } = await measureBaselines(`before ${db.kind}`);
     const serverEnv = serverEnvOf(db);
     const on = (workers: number) => ({ server: `${db.kind} ×${workers}`, database: db.kind, workers });
