@@ -5,7 +5,7 @@ import { apiError } from '../../core/errors.js';
 import type { Metrics } from '../metrics.js';
 import type { Storage } from '../../store/storage.js';
 import type { RateLimits } from '../rate-limits.js';
-import type { Lifecycle } from '../app.js';
+import type { Lifecycle } from '../lifecycle.js';
 import { isDatabaseUnavailable } from '../../store/database-health.js';
 
 /** Liveness, readiness and Prometheus metrics, for orchestrators and monitoring. */
