@@ -68,6 +68,18 @@ describe('the CLI', () => {
     expect(set.keys[0]).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', kid: expect.any(String), d: expect.any(String) });
   });
 
+  it('a command on a database not migrated yet says, in one line, to run migrate (no stack trace)', async () => {
+    const database = await freshDatabase('sqlite');
+    cleanups.push(database.drop);
+    for (const args of [['users', 'list'], ['import', 'psa', '--dry-run', 'sqlite:/nonexistent/psa.sqlite']]) {
+      const answer = run([BUILT_CLI, ...args], { DATABASE_URL: database.url });
+      expect(answer.status, answer.stderr).toBe(1);
+      expect(answer.stderr.trim()).toBe('configuration error: the database of DATABASE_URL has no tables yet: run `social-link migrate` first (serve applies them too)');
+    }
+    expect(run([BUILT_CLI, 'migrate'], { DATABASE_URL: database.url }).status).toBe(0);
+    expect(run([BUILT_CLI, 'users', 'list'], { DATABASE_URL: database.url }).status).toBe(0);
+  });
+
   it('serve starts on a fresh database, answers, and stops cleanly on SIGTERM', async () => {
     const database = await freshDatabase('sqlite');
     cleanups.push(database.drop);

@@ -2,7 +2,7 @@ import type { ParseArgsConfig } from 'node:util';
 import type { Kysely } from 'kysely';
 import { devSecretsDirFor, loadConfig } from '../config/config.js';
 import { Settings } from '../config/settings.js';
-import { openDatabase, type Database } from '../store/database.js';
+import { openDatabase, requireMigrated, type Database } from '../store/database.js';
 import { loadConfigFile } from '../config/file.js';
 import { pino } from 'pino';
 import { createServices, type Services } from '../core/services.js';
@@ -17,7 +17,8 @@ export interface Command {
 }
 
 /**
- * The services (database, providers, secrets) for one command, closed after; provider warnings go to stderr.
+ * The services (database, providers, secrets) for one command, closed after; provider warnings go to stderr. A
+ * database not migrated yet is refused in one line.
  * `settings`: the settings they were made from (the configuration file's, then the environment's).
  */
 export async function withServices<T>(work: (services: Services, settings: Settings) => Promise<T>): Promise<T> {
@@ -28,6 +29,7 @@ export async function withServices<T>(work: (services: Services, settings: Setti
   // `apple transfer`, staff TOTP secrets): never a key of this command's own that the server cannot open.
   const services = createServices({ config, log: pino({ level: 'warn' }, pino.destination(2)), pipeline: file.pipeline, devSecretsDir: devSecretsDirFor(config) });
   try {
+    await requireMigrated(services.storage.db);
     return await work(services, new Settings(env));
   } finally {
     await services.close();

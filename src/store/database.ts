@@ -77,6 +77,20 @@ export async function migrateToLatest(db: Kysely<Database>): Promise<string[]> {
   return (results ?? []).map((result) => result.migrationName);
 }
 
+/**
+ * Refuses, in one line, to work on a database whose migrations are pending: the commands (but migrate and serve,
+ * which apply them) expect its tables.
+ */
+export async function requireMigrated(db: Kysely<Database>): Promise<void> {
+  const migrations = await new Migrator({ db, provider: migrationProvider }).getMigrations().catch((error: unknown) => {
+    throw unreachable(error) ?? error;
+  });
+  const pending = migrations.filter((migration) => !migration.executedAt).length;
+  if (pending === 0) return;
+  const state = pending === migrations.length ? 'has no tables yet' : `has ${pending} pending migration${pending > 1 ? 's' : ''}`;
+  throw new ConfigError(`the database of DATABASE_URL ${state}: run \`social-link migrate\` first (serve applies them too)`);
+}
+
 // A server that cannot be reached, or refuses our login or database: a setup problem, said in one line.
 const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET']);
 
