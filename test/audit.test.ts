@@ -12,7 +12,8 @@ describe.each(databaseKinds())('audit log and account deletion on %s', (kind) =>
 
   it("records links, sign-ins, refusals, unlinks and replayed refresh tokens, visible to the user only", async () => {
     const user = await guest(stack.api);
-    const intruder = await guest(stack.api);
+    // A user with a password (a guest would be offered a merge instead: see test/guest-merge.test.ts).
+    const intruder = (await call(stack.api, 'POST', '/api/users/', { body: { username: `intruder_${kind}_${Date.now()}`, password: 'a long enough password' } })).body;
     const fb = await stack.emulator.mintFacebookToken();
     const tw = await stack.emulator.mintTwitterToken();
     const ua = { 'user-agent': 'AuditTest/1.0' };

@@ -42,6 +42,14 @@ describe.each(databaseKinds())('guest merge on %s', (kind) => {
     expect(event?.data).toMatchObject({ from: newPhone.id, into: old.id, provider: 'facebook' });
     const audit = await stack.db.selectFrom('audit_events').select(['user_id', 'event']).where('event', '=', 'user_merged').where('user_id', 'in', [old.id, newPhone.id]).execute();
     expect(audit).toHaveLength(2);
+    // The owner is not alarmed (no link.refused: it was the owner on a new phone, most likely); its log keeps the offer.
+    const ownerEvents = (await stack.db.selectFrom('outbox').select(['type', 'payload']).execute())
+      .map((row) => ({ type: row.type, data: (JSON.parse(row.payload) as { data: { user_id?: number; into?: number } }).data }))
+      .filter((event) => event.data.user_id === old.id || event.data.into === old.id)
+      .map((event) => event.type);
+    expect(ownerEvents.sort()).toEqual(['link.created', 'sign_in', 'user.created', 'user.merged']);
+    const offered = await stack.db.selectFrom('audit_events').select('event').where('user_id', '=', old.id).where('event', 'in', ['merge_offered', 'link_refused_other_user']).execute();
+    expect(offered.map((row) => row.event)).toEqual(['merge_offered']);
   });
 
   it('a user with a linked account gets no merge token (an access token alone must not hand its accounts over)', async () => {

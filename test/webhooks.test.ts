@@ -81,7 +81,8 @@ describe.each(databaseKinds())('webhooks on %s', (kind) => {
 
   it('an event is written if and only if its change commits: a refused link tells its owner (link.refused), creates nothing', async () => {
     const owner = await guest(stack.api);
-    const other = await guest(stack.api);
+    // A user with a password (a guest would be offered a merge instead: see test/guest-merge.test.ts).
+    const other = (await call(stack.api, 'POST', '/api/users/', { body: { username: `other_${Date.now()}`, password: 'a long enough password' } })).body;
     const facebook = await stack.emulator.mintFacebookToken({});
     await call(stack.api, 'POST', '/api/associate/facebook/', { token: owner.access_token, body: { access_token: facebook.access_token } });
     expectError(await call(stack.api, 'POST', '/api/associate/facebook/', { token: other.access_token, body: { access_token: facebook.access_token } }), 409, 'already_associated');

@@ -44,10 +44,15 @@ export function auditRefusals(app: FastifyInstance, { storage, providers }: Serv
         detail: `${error.code}: ${String(error.extra.detail ?? error.message)}`,
       },
     ];
-    // The owner of the account learns that someone else tried to link it, from where.
+    // The owner of the account learns that someone else tried to link it, from where; a guest that proved it and
+    // is offered a merge is the owner on a new phone, most likely: kept in the log, no link.refused alarm.
     if (error instanceof AlreadyAssociatedError) {
       const { userId, provider: owned, uid } = error.owner;
-      entries.push({ event: 'link_refused_other_user', userId, provider: owned, uid, detail: 'another user tried to link this account' });
+      entries.push(
+        error.extra.merge_token
+          ? { event: 'merge_offered', userId, provider: owned, uid, detail: 'a guest proved this account and was offered to merge into this user' }
+          : { event: 'link_refused_other_user', userId, provider: owned, uid, detail: 'another user tried to link this account' },
+      );
     }
     for (const entry of entries) {
       await storage.audit

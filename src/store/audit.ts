@@ -15,6 +15,11 @@ export type AuditEventName =
   | 'refused'
   /** On the owner's log: someone else tried to link the owner's account (with that client's IP). */
   | 'link_refused_other_user'
+  /**
+   * On the owner's log: a guest proved the owner's account and was offered to merge into it (a new phone: the
+   * owner, most likely). Kept for the owner's history; no webhook (`user.merged` follows if the guest merges).
+   */
+  | 'merge_offered'
   | 'user_deleted'
   /** On the user's log: an unknown account with this user's verified e-mail tried to sign in; a link token was issued. */
   | 'link_required'
