@@ -333,11 +333,11 @@ describe('client SDK', () => {
       expect(await failure(client({ fetch: noCode.fetch }).createGuest())).toMatchObject({ status: 500, code: 'invalid_response' });
     });
 
-    it('a 503 database_unavailable (or any answer with retry_after) says when to try again', async () => {
+    it('a 503 database_unavailable (or any answer with retry_after) says when to try again, and every error carries the request id', async () => {
       const outage = recordingFetch(() =>
-        Response.json({ code: 'database_unavailable', message: 'The database is unavailable; retry in 5 seconds', retry_after: 5 }, { status: 503, headers: { 'retry-after': '5' } }),
+        Response.json({ code: 'database_unavailable', message: 'The database is unavailable; retry in 5 seconds', retry_after: 5, request_id: 'req-42' }, { status: 503, headers: { 'retry-after': '5' } }),
       );
-      expect(await failure(client({ fetch: outage.fetch }).createGuest())).toMatchObject({ status: 503, code: 'database_unavailable', retryAfter: 5 });
+      expect(await failure(client({ fetch: outage.fetch }).createGuest())).toMatchObject({ status: 503, code: 'database_unavailable', retryAfter: 5, requestId: 'req-42' });
     });
 
     it('logout forgets the tokens even when the server cannot be reached', async () => {

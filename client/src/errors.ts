@@ -22,13 +22,16 @@ export class SocialLinkError extends Error {
    * `database_unavailable`, `rate_limit_unavailable`): nothing was done, the same call may be sent again then.
    */
   readonly retryAfter?: number;
+  /** The server's id of the request (its `X-Request-Id`, in every log line of it): quote it to the operator. */
+  readonly requestId?: string;
 
-  constructor(status: number, code: ErrorCode, message: string, detail?: string, retryAfter?: number) {
+  constructor(status: number, code: ErrorCode, message: string, detail?: string, retryAfter?: number, requestId?: string) {
     super(message);
     this.status = status;
     this.code = code;
     if (detail !== undefined) this.detail = detail;
     if (retryAfter !== undefined) this.retryAfter = retryAfter;
+    if (requestId !== undefined) this.requestId = requestId;
   }
 }
 

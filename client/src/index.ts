@@ -227,7 +227,7 @@ export class SocialLinkClient {
       throw new SocialLinkError(status, 'invalid_response', `The server answered HTTP ${status} without JSON`);
     }
     if (status >= 200 && status < 300) return data as T;
-    const error = data as { code?: unknown; message?: unknown; detail?: unknown; retry_after?: unknown; providers?: unknown; link_token?: unknown; link_token_expires_in?: unknown; merge_token?: unknown; merge_token_expires_in?: unknown } | null;
+    const error = data as { code?: unknown; message?: unknown; detail?: unknown; retry_after?: unknown; request_id?: unknown; providers?: unknown; link_token?: unknown; link_token_expires_in?: unknown; merge_token?: unknown; merge_token_expires_in?: unknown } | null;
     if (typeof error?.code !== 'string') throw new SocialLinkError(status, 'invalid_response', `The server answered HTTP ${status} without an error code`);
     if (error.code === 'already_associated') {
       const token = typeof error.merge_token === 'string' ? error.merge_token : undefined;
@@ -243,6 +243,7 @@ export class SocialLinkClient {
       typeof error.message === 'string' ? error.message : error.code,
       typeof error.detail === 'string' ? error.detail : undefined,
       typeof error.retry_after === 'number' ? error.retry_after : undefined,
+      typeof error.request_id === 'string' ? error.request_id : undefined,
     );
   }
 }
