@@ -4,35 +4,21 @@
 // max). Target (issue 16): p95 < 50 ms. A benchmark, not a test: it reports, and exits 0 either way.
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import pg from 'pg';
 import { sql } from 'kysely';
 import { loadConfig } from '../src/config/config.js';
 import { startServer } from '../src/http/server.js';
 import { migrateToLatest, openDatabase } from '../src/store/database.js';
 import { Storage } from '../src/store/storage.js';
+import { throwawayPostgres } from './throwaway-database.js';
 
 const serverUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const USERS = Number(process.env.BENCH_USERS ?? 1_000_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 200);
-const name = `social_link_bench_admin_${process.pid}`;
-
-async function admin(query: string) {
-  const client = new pg.Client({ connectionString: serverUrl });
-  await client.connect();
-  try {
-    await client.query(query);
-  } finally {
-    await client.end();
-  }
-}
-
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 
 async function main() {
-  await admin(`CREATE DATABASE ${name}`);
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  const db = openDatabase(url.toString());
+  const database = await throwawayPostgres(serverUrl, 'social_link_bench_admin');
+  const db = openDatabase(database.url);
   try {
     await migrateToLatest(db);
     const started = performance.now();
@@ -57,7 +43,7 @@ async function main() {
     console.log(`seeded ${seeded.rows[0]!.users} users, ${seeded.rows[0]!.links} links in ${seedSeconds.toFixed(0)} s`);
 
     const { key } = await new Storage(db).serviceKeys.create('bench', ['read']);
-    const config = loadConfig({ DATABASE_URL: url.toString(), PORT: '0', LOG_LEVEL: 'warn', SOCIAL_LINK_ADMIN: 'true', RATE_LIMIT_ENABLED: 'false' });
+    const config = loadConfig({ DATABASE_URL: database.url, PORT: '0', LOG_LEVEL: 'warn', SOCIAL_LINK_ADMIN: 'true', RATE_LIMIT_ENABLED: 'false' });
     const app = await startServer({ config, logger: false });
     const address = app.server.address() as { port: number };
     const api = `http://127.0.0.1:${address.port}`;
@@ -127,7 +113,7 @@ async function main() {
     writeFileSync('bench/results/admin-search.md', table);
   } finally {
     await db.destroy();
-    await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await database.drop();
   }
 }
 

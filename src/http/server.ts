@@ -98,8 +98,9 @@ function adminListener(app: FastifyInstance) {
 /**
  * SIGTERM (a deploy, an orchestrator): drain for `graceMs` — answer as usual while /readyz says 503, so that
  * balancers take this instance out — then close: stop accepting, let requests under way finish, wait for the
- * handlers still running (10 s at most), close the database, exit 0. SIGINT (Ctrl+C in a terminal, no balancer) and a second signal
- * (a second or more later) skip the grace; one more while closing exits at once. Call before the app listens.
+ * handlers still running (10 s at most), close the database, exit 0. SIGINT (Ctrl+C in a terminal, no balancer)
+ * and a second signal (a second or more later) skip the grace; one more while closing exits at once. Call before
+ * the app listens.
  */
 export function closeOnSignals(app: FastifyInstance, graceMs: number): void {
   let endGrace: (() => void) | undefined;
