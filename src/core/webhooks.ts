@@ -19,11 +19,18 @@ export interface WebhookEndpoint {
   secret: string;
 }
 
+/** How an attempt ended: delivered (2xx), failed (to be tried again), gave_up (failed, and no retry is left). */
+export type DeliveryOutcome = 'delivered' | 'failed' | 'gave_up';
+
+/** Told of every attempt once its outcome is recorded (the metrics): the event's type, the outcome, the attempt's seconds. */
+export type DeliveryObserver = (event: string, outcome: DeliveryOutcome, seconds: number) => void;
+
 export interface DispatcherOptions {
   intervalMs?: number;
   timeoutMs?: number;
   retryBaseMs?: number;
   giveUpAfterMs?: number;
+  observe?: DeliveryObserver;
 }
 
 const MAX_DELAY_MS = 6 * 3_600_000;
@@ -35,7 +42,8 @@ export class WebhookDispatcher {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private readonly signers: Map<string, Webhook>;
-  private readonly options: Required<DispatcherOptions>;
+  private readonly options: Required<Omit<DispatcherOptions, 'observe'>>;
+  private readonly observe: DeliveryObserver;
 
   constructor(
     private readonly storage: Storage,
@@ -44,7 +52,9 @@ export class WebhookDispatcher {
     options: DispatcherOptions = {},
   ) {
     this.signers = new Map(endpoints.map((endpoint) => [endpoint.url, new Webhook(endpoint.secret)]));
-    this.options = { intervalMs: 1000, timeoutMs: 10_000, retryBaseMs: 5000, giveUpAfterMs: 3 * 86_400_000, ...options };
+    const { observe = () => {}, ...timing } = options;
+    this.options = { intervalMs: 1000, timeoutMs: 10_000, retryBaseMs: 5000, giveUpAfterMs: 3 * 86_400_000, ...timing };
+    this.observe = observe;
   }
 
   start(): void {
@@ -89,6 +99,8 @@ export class WebhookDispatcher {
 
   private async deliver(endpoint: WebhookEndpoint, delivery: Delivery): Promise<void> {
     const sentAt = new Date();
+    const started = performance.now();
+    const seconds = () => (performance.now() - started) / 1000;
     let failure: string;
     try {
       const response = await fetch(endpoint.url, {
@@ -104,15 +116,22 @@ export class WebhookDispatcher {
         signal: AbortSignal.timeout(this.options.timeoutMs),
       });
       await response.body?.cancel();
-      if (response.status >= 200 && response.status < 300) return await this.storage.outbox.delivered(delivery.id);
+      if (response.status >= 200 && response.status < 300) {
+        const took = seconds();
+        await this.storage.outbox.delivered(delivery.id);
+        return this.observe(delivery.type, 'delivered', took);
+      }
       failure = `HTTP ${response.status}`;
     } catch (error) {
       failure = (error as Error).message;
     }
+    const took = seconds();
     const attempts = delivery.attempts + 1;
     const delay = Math.min(this.options.retryBaseMs * 2 ** (attempts - 1), MAX_DELAY_MS);
     const retryAt = Date.now() + delay - Date.parse(delivery.createdAt) <= this.options.giveUpAfterMs ? new Date(Date.now() + delay).toISOString() : undefined;
     if (!retryAt) this.log.warn({ event: delivery.eventId, endpoint: endpoint.url, reason: failure }, 'webhooks: given up after 3 days (social-link webhooks replay)');
     await this.storage.outbox.attemptFailed(delivery.id, attempts, failure, retryAt);
+    // Counted once recorded: an outcome the database did not take is tried again (and counted then).
+    this.observe(delivery.type, retryAt ? 'failed' : 'gave_up', took);
   }
 }

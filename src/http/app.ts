@@ -129,7 +129,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const lifecycle = stopInStages(app);
   app.decorate('lifecycle', lifecycle);
   // Webhooks leave from every instance, once it listens (the CLI and the embedding host's app send none).
-  const webhooks = new WebhookDispatcher(services.storage, config.webhooks, app.log, { retryBaseMs: config.webhookRetryBaseMs });
+  const webhooks = new WebhookDispatcher(services.storage, config.webhooks, app.log, { retryBaseMs: config.webhookRetryBaseMs, observe: metrics.observeWebhookDelivery });
+  metrics.watchOutbox(services.storage, app.log);
   app.addHook('onListen', async () => webhooks.start());
   app.addHook('onClose', async () => {
     clearImmediate(warmUp);
@@ -163,7 +164,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await adminConsoleRoutes(app, { services, admin, staff: new StaffAccounts(services), limits, providerCalls: () => metrics.providerCallCounts() });
   }
   operationsRoutes(app, { storage: services.storage, lifecycle, metrics, metricsToken: config.metricsToken, metricsOnOwnPort: config.metricsPort !== undefined, limits });
-  app.decorate('metricsRegistry', metrics.registry);
+  app.decorate('metrics', metrics);
   return app;
 }
 

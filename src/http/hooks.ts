@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AlreadyAssociatedError, ApiError, type ErrorCode } from '../core/errors.js';
 import type { AuditEntry } from '../store/audit.js';
 import type { Services } from '../core/services.js';
-import { callbackOutcome, type Metrics } from './metrics.js';
+import { answeredErrorCode, callbackOutcome, type Metrics } from './metrics.js';
 import { clientOf } from './request.js';
 import { isDatabaseUnavailable } from '../store/database-health.js';
 
@@ -11,8 +11,11 @@ const AUDITED_REFUSALS = new Set<string>(['invalid_token', 'already_associated',
 
 /** What every request gets: its id echoed, refused takeover attempts audited, its duration counted. */
 export function installHooks(app: FastifyInstance, services: Services, metrics: Metrics): void {
-  app.addHook('onSend', async (request, reply) => {
+  // An associate or auth request's error code, as answered, for its result label.
+  const socialErrors = new WeakMap<FastifyRequest, string>();
+  app.addHook('onSend', async (request, reply, payload) => {
     reply.header('x-request-id', request.id);
+    if (request.routeOptions.config?.socialRequest && reply.statusCode >= 400) socialErrors.set(request, answeredErrorCode(payload) ?? `http_${reply.statusCode}`);
   });
   auditRefusals(app, services);
   // A callback's refusal code, for its outcome (invalid_token and invalid_request are both 400).
@@ -25,6 +28,13 @@ export function installHooks(app: FastifyInstance, services: Services, metrics: 
     metrics.httpRequests.observe({ method: request.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000);
     const provider = request.routeOptions.config?.providerCallback;
     if (provider) metrics.providerCallbacks.inc({ provider, outcome: callbackOutcome(reply.statusCode, callbackErrors.get(request)) });
+    const social = request.routeOptions.config?.socialRequest;
+    if (social) {
+      // Only a provider we serve names a label: made-up names in the path must not grow the metric.
+      const named = social.provider((request.params ?? {}) as Record<string, string | undefined>);
+      const result = reply.statusCode < 400 ? 'ok' : (socialErrors.get(request) ?? `http_${reply.statusCode}`);
+      metrics.socialOutcomes.inc({ action: social.action, provider: named && services.providers.has(named) ? named : 'unknown', result });
+    }
   });
 }
 

@@ -3,19 +3,22 @@ import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { apiError } from '../core/errors.js';
-import type { Registry } from 'prom-client';
 import { bearerMatches } from './routes/operations.js';
 import type { FastifyInstance } from 'fastify';
 import { devSecretsDirFor, type Config } from '../config/config.js';
 import type { OperatorErrors } from '../core/errors.js';
 import type { PipelineStep } from '../core/pipeline.js';
 import { buildApp, type AppOptions } from './app.js';
+import { gatherWorkersMetrics } from './metrics.js';
 import { openDatabase, migrateToLatest } from '../store/database.js';
 import { Storage } from '../store/storage.js';
 import { caseCollisionReport } from '../store/username-key.js';
 
-/** Opens the database, applies pending migrations, builds the app and listens. */
-export async function startServer(options: AppOptions & { onClose?: () => Promise<void> }): Promise<FastifyInstance> {
+/**
+ * Opens the database, applies pending migrations, builds the app and listens. `clusterWorker`: a `serve --workers`
+ * worker, whose /metrics answers the figures of every worker (serveWithWorkers).
+ */
+export async function startServer(options: AppOptions & { onClose?: () => Promise<void>; clusterWorker?: boolean }): Promise<FastifyInstance> {
   const { config, onClose } = options;
   // Migrations on a connection of their own, without the query timeout (an index on a big table takes long).
   if (options.db) await migrateToLatest(options.db);
@@ -30,6 +33,8 @@ export async function startServer(options: AppOptions & { onClose?: () => Promis
   const collisions = caseCollisionReport(await new Storage(db).users.caseCollisions());
   if (collisions) app.log.warn(collisions);
   if (onClose) app.addHook('onClose', onClose);
+  // Before listening: the primary may collect this worker's figures as soon as it takes requests.
+  if (options.clusterWorker) app.metrics.shareWithPrimary();
   if (config.metricsPort !== undefined) await startMetricsServer(app, config);
   const adminServer = config.admin.enabled && config.admin.port !== undefined ? adminListener(app) : undefined;
   closeOnSignals(app, config.shutdownGraceMs);
@@ -49,13 +54,13 @@ export async function startServer(options: AppOptions & { onClose?: () => Promis
  * network, never beside the public API. METRICS_TOKEN still applies when set.
  */
 async function startMetricsServer(app: FastifyInstance, config: Config): Promise<void> {
-  const registry = (app as unknown as { metricsRegistry: Registry }).metricsRegistry;
+  const { metrics } = app;
   const server = createServer((request, response) => {
     const authorized = !config.metricsToken || bearerMatches(request.headers.authorization, config.metricsToken);
     if (request.method !== 'GET' || new URL(request.url ?? '/', 'http://metrics').pathname !== '/metrics') return void response.writeHead(404).end();
     if (!authorized) return void response.writeHead(401).end();
-    registry.metrics().then(
-      (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(text),
+    metrics.exposition().then(
+      (text) => response.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
       () => response.writeHead(500).end(),
     );
   });
@@ -145,13 +150,16 @@ export function closeOnSignals(app: FastifyInstance, graceMs: number): void {
 /**
  * `serve --workers N`: the primary applies the migrations once, then forks N workers that share the
  * listening port (node:cluster). A worker that dies is replaced; SIGTERM is passed on to every worker,
- * each draining and finishing its in-flight requests.
+ * each draining and finishing its in-flight requests. /metrics (on whichever worker a scrape reaches, on the API's
+ * port or METRICS_PORT) answers the whole group's figures: the worker asks the primary, which collects every
+ * worker's over IPC and adds them up (metrics.ts gatherWorkersMetrics); the primary serves no port of its own.
  */
 export async function serveWithWorkers(config: Config, workers: number, file: { pipeline?: readonly PipelineStep[]; errors?: OperatorErrors } = {}): Promise<void> {
   if (cluster.isWorker) {
-    await startServer({ config, pipeline: file.pipeline, operatorErrors: file.errors, devSecretsDir: devSecretsDirFor(config) });
+    await startServer({ config, pipeline: file.pipeline, operatorErrors: file.errors, devSecretsDir: devSecretsDirFor(config), clusterWorker: true });
     return;
   }
+  gatherWorkersMetrics();
   const db = openDatabase(config.databaseUrl);
   await migrateToLatest(db);
   await db.destroy();

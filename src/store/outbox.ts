@@ -16,7 +16,7 @@ export interface OutboxEvent {
 }
 
 /** The catalogue of webhook events (README "Webhooks"). */
-export type WebhookEventType = 'user.created' | 'user.deleted' | 'link.created' | 'link.removed' | 'sign_in' | 'link.refused' | 'session.revoked' | 'user.merged' | 'provider.event';
+export type WebhookEventType = 'user.created' | 'user.deleted' | 'link.created' | 'link.removed' | 'sign_in' | 'link.refused' | 'session.revoked' | 'user.merged' | 'user.disabled' | 'user.enabled' | 'provider.event';
 
 export interface Delivery {
   id: number;
@@ -28,6 +28,13 @@ export interface Delivery {
   createdAt: string;
   endpoint: string;
   attempts: number;
+}
+
+/** The deliveries still to make (Outbox.backlog). */
+export interface OutboxBacklog {
+  pending: number;
+  /** When the oldest event still pending was written; undefined when none is. */
+  oldestCreatedAt: string | undefined;
 }
 
 /** How long a claimed delivery is reserved for the instance that claimed it. */
@@ -114,7 +121,23 @@ export class Outbox {
     return Number(result.numUpdatedRows);
   }
 
-  /** Deliveries by state, newest first (the CLI). */
+  /**
+   * What waits to be delivered to the configured endpoints (the metrics, at every scrape): how many deliveries
+   * (an event counts once per endpoint), and when the oldest of their events was written. One range of
+   * webhook_deliveries_due_idx (endpoint, status, …) over the pending rows only, each joined by its event's key.
+   */
+  async backlog(): Promise<OutboxBacklog> {
+    if (this.endpoints.length === 0) return { pending: 0, oldestCreatedAt: undefined };
+    const row = await this.db
+      .selectFrom('webhook_deliveries as d')
+      .innerJoin('outbox as o', 'o.id', 'd.outbox_id')
+      .select((eb) => [eb.fn.countAll().as('pending'), eb.fn.min('o.created_at').as('oldest')])
+      .where('d.endpoint', 'in', [...this.endpoints])
+      .where('d.status', '=', 'pending')
+      .executeTakeFirstOrThrow();
+    return { pending: Number(row.pending), oldestCreatedAt: row.oldest === null ? undefined : new Date(row.oldest).toISOString() };
+  }
+
   /**
    * Forgets events delivered to every endpoint and older than `before` (at most `limit` per call, so that a sweep
    * never holds the table long); their deliveries go with them. Failed and pending ones stay (to replay).
@@ -134,6 +157,7 @@ export class Outbox {
     return Number(result.numDeletedRows);
   }
 
+  /** Deliveries by state, newest first (the CLI). */
   async list(filter: { status?: string; limit: number }) {
     let query = this.db
       .selectFrom('webhook_deliveries as d')

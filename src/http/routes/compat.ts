@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { apiError } from '../../core/errors.js';
 import { psaProviderName } from '../../import/psa.js';
 import type { TokenInput } from '../../providers/types.js';
+import type { ProviderOfParams } from '../metrics.js';
 import { authenticator, clientOf } from '../request.js';
 import { socialTokenBody } from '../schemas.js';
 import { tokenBody, type RouteContext } from './context.js';
@@ -33,6 +34,8 @@ export function compatRoutes(app: FastifyInstance, { services, tokens, limits, a
   };
 
   const provider = (backend: string) => psaProviderName(backend) ?? backend;
+  // Counted under our provider names, with the /api/ routes' requests (social_link_social_requests_total).
+  const providerOfPath: ProviderOfParams = (params) => params.backend && provider(params.backend);
   const schema = { hide: true, params: { type: 'object', properties: { backend: { type: 'string', maxLength: 64 } }, required: ['backend'] }, body: socialTokenBody };
   type CompatRequest = { Params: { backend: string }; Body: TokenInput };
 
@@ -43,7 +46,7 @@ export function compatRoutes(app: FastifyInstance, { services, tokens, limits, a
         done(null, Object.fromEntries(new URLSearchParams(String(body))));
       });
 
-      scope.post<CompatRequest>('/api/associate/:backend/', { config: limits.perIp, schema }, async (request) => {
+      scope.post<CompatRequest>('/api/associate/:backend/', { config: { ...limits.perIp, socialRequest: { action: 'associate', provider: providerOfPath } }, schema }, async (request) => {
         const client = clientOf(request);
         const user = await signedIn(request);
         await limits.checkUser(request);
@@ -51,7 +54,7 @@ export function compatRoutes(app: FastifyInstance, { services, tokens, limits, a
         return { success: true };
       });
 
-      scope.post<CompatRequest>('/api/auth/:backend/', { config: limits.perIp, schema }, async (request) => {
+      scope.post<CompatRequest>('/api/auth/:backend/', { config: { ...limits.perIp, socialRequest: { action: 'auth', provider: providerOfPath } }, schema }, async (request) => {
         const client = clientOf(request);
         const { user, session } = await social.signIn(provider(request.params.backend), request.body, client, {
           startSession: (trx, found, audit) => tokens.startSession(trx, found.id, audit, client),

@@ -34,7 +34,7 @@ export function operationsRoutes(app: FastifyInstance, options: { storage: Stora
     if (options.metricsToken && !bearerMatches(request.headers.authorization, options.metricsToken)) {
       throw apiError('not_authenticated', { detail: 'the metrics need METRICS_TOKEN as a Bearer token' });
     }
-    return reply.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics());
+    return reply.type(options.metrics.registry.contentType).send(await options.metrics.exposition());
   });
 }
 
