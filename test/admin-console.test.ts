@@ -33,7 +33,7 @@ describe.skipIf(!present)('staff console in Chromium', () => {
     stack = await startStack('sqlite', { SOCIAL_LINK_ADMIN: 'true', SOCIAL_LINK_ENCRYPTION_KEYS: ENCRYPTION_KEY });
     // Staff with their authenticator set up, sealed with the server's key (the enrolment itself is a test below).
     services = createServices({ config: loadConfig({ DATABASE_URL: stack.databaseUrl, SOCIAL_LINK_ENCRYPTION_KEYS: ENCRYPTION_KEY }), log: pino({ level: 'silent' }), db: stack.db });
-    for (const [name, role] of [['vera', 'viewer'], ['sam', 'support'], ['ada', 'admin'], ['lou', 'support'], ['max', 'admin']] as const) {
+    for (const [name, role] of [['vera', 'viewer'], ['sam', 'support'], ['ada', 'admin'], ['lou', 'support'], ['max', 'admin'], ['dora', 'support']] as const) {
       staff[name] = { secret: newTotpSecret() };
       await new StaffAccounts(services).create(name, PASSWORD, role, staff[name]!.secret);
     }
@@ -177,7 +177,7 @@ describe.skipIf(!present)('staff console in Chromium', () => {
     const { context, page } = await open();
     await signIn(page, 'vera', 1);
     await page.goto(`/admin/users/${target.id}`);
-    expect(await page.getByRole('button', { name: /Unlink|Revoke|Delete/ }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: /Unlink|Revoke|Delete|Disable|Enable/ }).count()).toBe(0);
     const csrf = await page.locator('form.signout input[name=_csrf]').getAttribute('value');
     const refused = await context.request.post(`/admin/users/${target.id}/unlink`, { form: { _csrf: csrf!, provider: 'facebook', uid: target.uid, reason: 'curious' }, maxRedirects: 0 });
     expect(refused.status()).toBe(403);
@@ -243,6 +243,45 @@ describe.skipIf(!present)('staff console in Chromium', () => {
     await page.waitForURL('**/admin/users?done=deleted');
     expect(await page.getByRole('status').textContent()).toMatch(/deleted/);
     expect(await stack.db.selectFrom('users').select('id').where('id', '=', target.id).execute()).toHaveLength(0);
+    await context.close();
+  });
+
+  it('disables a user with a reason (its sessions end, sign-in refused) and enables it again; lists show names, e-mails and who is disabled', async () => {
+    const target = await userWithFacebook(`grace.${Date.now()}@example.com`);
+    const phone = (await call(stack.api, 'POST', '/api/token/', { body: { username: target.username, password: 'a long password 1' } })).body;
+    const { context, page, problems } = await open();
+    await signIn(page, 'dora');
+    await page.goto(`/admin/users?q=${target.uid}`);
+    const row = page.getByRole('row', { name: new RegExp(target.username) });
+    expect(await row.textContent()).toContain('Ada Lovelace');
+    expect(await row.textContent()).toMatch(/grace\.\d+@example\.com/);
+
+    await page.goto(`/admin/users/${target.id}`);
+    // The provider's facts as a table: its token's expiry as a date, not a Unix number alone.
+    const facts = page.locator('table.kept-facts').first();
+    expect(await facts.getByRole('row', { name: /expires_at/ }).textContent()).toMatch(/\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(\d{10}\)/);
+    expect(await facts.getByRole('row', { name: /^name/ }).textContent()).toContain('Ada Lovelace');
+    await page.getByLabel('Reason for disabling this user').fill('chargeback fraud, ticket 91');
+    await page.getByRole('button', { name: 'Disable user' }).click();
+    await page.waitForURL(`**/admin/users/${target.id}?done=disabled`);
+    expect(await page.getByRole('status').textContent()).toMatch(/disabled/);
+    expect(await page.locator('dl.facts').textContent()).toMatch(/Disabled since .* UTC: chargeback fraud, ticket 91/);
+    await shot(page, 'user-disabled');
+    expect((await call(stack.api, 'GET', '/api/me/', { token: phone.access_token })).status).toBe(401);
+    expect((await call(stack.api, 'POST', '/api/token/', { body: { username: target.username, password: 'a long password 1' } })).body.code).toBe('user_disabled');
+    await page.goto(`/admin/users?q=${target.uid}`);
+    expect(await page.getByRole('row', { name: new RegExp(target.username) }).textContent()).toMatch(/disabled/);
+
+    await page.goto(`/admin/users/${target.id}`);
+    await page.getByLabel('Reason for enabling this user').fill('refund cleared');
+    await page.getByRole('button', { name: 'Enable user' }).click();
+    await page.waitForURL(`**/admin/users/${target.id}?done=enabled`);
+    expect(await page.locator('dl.facts').textContent()).toMatch(/Status\s*Active/);
+    const audit = page.locator('table.audit');
+    expect(await audit.getByRole('row', { name: /user_enabled/ }).textContent()).toMatch(/refund cleared/);
+    expect(await audit.getByRole('row', { name: /user_disabled.*chargeback/ }).textContent()).toMatch(/staff:\d+:dora.*chargeback fraud/);
+    expect((await call(stack.api, 'POST', '/api/token/', { body: { username: target.username, password: 'a long password 1' } })).status).toBe(200);
+    expect(problems).toEqual([]);
     await context.close();
   });
 

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createSigner, createVerifier } from 'fast-jwt';
-import { apiError, sessionEnded } from '../core/errors.js';
+import { apiError, sessionEnded, UserDisabledError } from '../core/errors.js';
 import type { AuditEntry, Client, NewSession, Storage, User } from '../store/storage.js';
 import { SIGNING_ALG, type SigningKeys } from './keys.js';
 
@@ -122,12 +122,16 @@ export class TokenService {
     if (record && !record.sessionRevokedAt && !record.usedAt) {
       // The atomic mark decides the winner among concurrent refreshes of one token; rotation is all or nothing.
       // The user's row first (see Users.hold): a user deleted meanwhile took its tokens along: invalid below.
-      const pair = await storage.transaction(async (trx) =>
-        (await trx.users.hold(record.userId)) && (await trx.sessions.useRefreshToken(hash)) ? this.rotate(trx, record.userId, record.sessionId) : undefined,
-      );
+      // A user disabled meanwhile (its sessions ending in the same commit) rotates nothing: user_disabled below.
+      const pair = await storage.transaction(async (trx) => {
+        const user = await trx.users.hold(record.userId);
+        return user && !user.disabledAt && (await trx.sessions.useRefreshToken(hash)) ? this.rotate(trx, record.userId, record.sessionId) : undefined;
+      });
       if (pair) return { userId: record.userId, pair };
     }
     const current = record && (await storage.sessions.findRefreshToken(hash));
+    // Ended because an operator disabled the user, still disabled: the app can tell the user why.
+    if (current?.sessionRevokedReason === 'user_disabled' && (await storage.users.findById(current.userId))?.disabledAt) throw new UserDisabledError(current.userId);
     if (current?.usedAt && !current.sessionRevokedAt) {
       // A rotated token came back: it was stolen, or the client is broken. Either way the session ends.
       await storage.sessions.revoke(current.sessionId, 'refresh_token_reused');

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { dummyPasswordHash, hashPassword, needsRehash, verifyPassword } from '../auth/passwords.js';
 import type { AccessClaims, TokenPair, TokenService } from '../auth/tokens.js';
 import type { ActedBy, Client, User } from '../store/storage.js';
+import { recordingDisabled, refuseIfDisabled } from './disabled-users.js';
 import { apiError, sessionEnded } from './errors.js';
 import type { Services } from './services.js';
 
@@ -40,10 +41,15 @@ export class Accounts {
 
   async signInWithPassword(username: string, password: string, client: Client): Promise<SignedIn> {
     const user = await this.checkPassword(username, password, client);
-    const session = await this.services.storage.transaction(async (trx) => {
-      if (!(await trx.users.hold(user.id))) throw apiError('invalid_credentials'); // deleted since: no such user
-      return this.tokens.startSession(trx, user.id, { event: 'password_sign_in', userId: user.id }, client);
-    });
+    // Disabled meanwhile (checkPassword looked before): checked again on the row the session is started under.
+    const session = await recordingDisabled(this.services.storage, client, {}, () =>
+      this.services.storage.transaction(async (trx) => {
+        const held = await trx.users.hold(user.id);
+        if (!held) throw apiError('invalid_credentials'); // deleted since: no such user
+        refuseIfDisabled(held);
+        return this.tokens.startSession(trx, user.id, { event: 'password_sign_in', userId: user.id }, client);
+      }),
+    );
     return { user, pair: this.tokens.pairOf(user.id, session) };
   }
 
@@ -63,6 +69,8 @@ export class Accounts {
       if (user) await storage.audit.record({ event: 'refused', userId: user.id, detail: 'invalid_credentials' }, client);
       throw apiError('invalid_credentials');
     }
+    // Said only to whoever knows the password: whether a user is disabled is no one else's to learn.
+    await recordingDisabled(storage, client, {}, async () => refuseIfDisabled(user));
     if (needsRehash(user.passwordHash)) {
       const upgraded = await hashPassword(password);
       // Only if it is still the hash that matched (a password change meanwhile wins).

@@ -180,6 +180,24 @@ export class Admin {
     });
   }
 
+  /**
+   * Disables the user: it opens no session (sign-in and refresh answer 403 user_disabled) and every session it
+   * has ends, at once. Enabling lets it sign in again (its ended sessions stay ended). Either one done already
+   * changes nothing and tells no one. The user, as it is now.
+   */
+  async setDisabled(actor: Actor, userId: number, disabled: boolean, client: Client, reason: string | undefined): Promise<Omit<User, 'passwordHash'>> {
+    const by = await this.changeBy(actor, userId, client, reason);
+    return this.services.storage.transaction(async (trx) => {
+      // Locked: a sign-in of this user (which holds its row) ends before, or starts after and sees it disabled.
+      if (!(await trx.users.lock(userId))) throw apiError('user_not_found');
+      if (await trx.users.setDisabled(userId, disabled ? { reason: by.reason! } : null)) {
+        const ended = disabled ? await trx.sessions.revokeAllOfUser(userId, 'user_disabled') : 0;
+        await trx.audit.record({ event: disabled ? 'user_disabled' : 'user_enabled', userId, detail: disabled ? `${ended} sessions ended` : null, ...by }, client);
+      }
+      return publicUser((await trx.users.findById(userId))!);
+    });
+  }
+
   /** Deletes the user as its own deletion does (links, sessions; kept provider grants revoked). */
   async deleteUser(actor: Actor, userId: number, client: Client, reason: string | undefined): Promise<void> {
     const by = await this.changeBy(actor, userId, client, reason);
@@ -202,7 +220,7 @@ export class Admin {
     await storage.audit.record({ event: 'user_exported', userId, ...by }, client);
     return {
       exported_at: new Date().toISOString(),
-      user: { id: user.id, username: user.username, has_password: user.hasPassword, date_joined: user.createdAt, last_login: user.lastLoginAt },
+      user: { id: user.id, username: user.username, has_password: user.hasPassword, date_joined: user.createdAt, last_login: user.lastLoginAt, disabled_at: user.disabledAt },
       links: links.map((link) => ({ provider: link.provider, uid: link.uid, extra_data: link.extraData, verified_email: link.verifiedEmail, created_at: link.createdAt, updated_at: link.updatedAt })),
       sessions: sessions.map((session) => ({ created_at: session.createdAt, last_used_at: session.lastUsedAt, ip: session.ip, user_agent: session.userAgent })),
       // What the user's own history shows (store/audit.ts decides): operators' reads, addresses, devices and reasons stay ours.

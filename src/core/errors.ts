@@ -15,6 +15,7 @@ export const ERRORS = {
   invalid_credentials: { status: 401, message: 'Unable to log in with provided credentials' },
   invalid_service_key: { status: 401, message: 'The service key is missing, invalid or revoked' },
   forbidden: { status: 403, message: 'Not allowed: %s' },
+  user_disabled: { status: 403, message: 'This account has been disabled' },
   reason_required: { status: 400, message: 'Say why (reason): every change made for a user is kept with its reason in the audit log' },
   invalid_refresh_token: { status: 401, message: 'The refresh token is invalid, expired or revoked' },
   refresh_token_reused: { status: 401, message: 'The refresh token was already used; the session is revoked' },
@@ -171,6 +172,13 @@ export class AlreadyAssociatedError extends ApiError {
     extra: Record<string, unknown> = {},
   ) {
     super('already_associated', ERRORS.already_associated.status, ERRORS.already_associated.message, { extra });
+  }
+}
+
+/** An operator disabled this user (core/admin.ts): it opens no session. Its id stays ours (never in the answer). */
+export class UserDisabledError extends ApiError {
+  constructor(readonly userId: number) {
+    super('user_disabled', ERRORS.user_disabled.status, ERRORS.user_disabled.message);
   }
 }
 

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { sha256Hex, type IdTokenProof } from '../providers/id-token.js';
 import type { Client, Storage, User } from '../store/storage.js';
 import type { AuditEntry } from '../store/audit.js';
+import { refuseIfDisabled } from './disabled-users.js';
 import { apiError, sessionEnded } from './errors.js';
 import { refuseTokenOfEndedSessions, useIdToken, type ReplayPolicy } from './replay.js';
 
@@ -36,7 +37,8 @@ export async function offerMerge(
     const [first, second] = [guest.id, owner.userId].sort((a, b) => a - b);
     const held = new Map([[first!, await trx.users.hold(first!)], [second!, await trx.users.hold(second!)]]);
     if (!held.get(guest.id)) throw sessionEnded();
-    if (!held.get(owner.userId)) return false; // the owner is gone meanwhile: nothing to merge into
+    // The owner gone meanwhile, or disabled (it opens no session): nothing to merge into.
+    if (!held.get(owner.userId) || held.get(owner.userId)!.disabledAt) return false;
     if (proof) {
       const link = await trx.links.find(owner.provider, owner.uid);
       if (link) refuseTokenOfEndedSessions(proof.idToken, link);
@@ -77,6 +79,7 @@ export async function mergeGuest<S>(
     }
     const link = await trx.links.find(claim.provider, claim.uid);
     if (!owner || link?.userId !== owner.id) throw apiError('invalid_merge_token', { detail: 'the account is no longer that user\'s' });
+    refuseIfDisabled(owner);
     await trx.users.delete(held.id);
     const detail = `${held.id} → ${owner.id}`;
     for (const userId of [held.id, owner.id]) await trx.audit.record({ event: 'user_merged', userId, provider: claim.provider, uid: claim.uid, detail }, client);

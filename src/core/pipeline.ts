@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { AlreadyAssociatedError, apiError, sessionEnded } from './errors.js';
+import { refuseIfDisabled } from './disabled-users.js';
 import type { Association, Client, Storage, User } from '../store/storage.js';
 import { mergeFacts } from '../providers/profile.js';
 import { verifiedEmailOf } from '../store/verified-email.js';
@@ -156,8 +157,12 @@ export async function runPipeline<T = undefined>(
         // No provider call inside the transaction: a profile not read by now stays unread.
         const identity = { ...input.identity, loadProfile: undefined };
         const context: PipelineContext = { ...input, identity, storage: trx, isNewUser: false, isNewAssociation: false };
-        // The signed-in user's row first (Users.hold): deleted meanwhile, its session has ended.
-        if (input.user && !(await trx.users.hold(input.user.id))) throw sessionEnded();
+        // The signed-in user's row first (Users.hold): deleted meanwhile, its session has ended; disabled, it links nothing.
+        if (input.user) {
+          const held = await trx.users.hold(input.user.id);
+          if (!held) throw sessionEnded();
+          refuseIfDisabled(held);
+        }
         // The ID token's use (and its issued nonce's) is recorded in this transaction: kept only if it commits.
         if (identity.idToken) await useIdToken(trx, identity.idToken, input.client, input.replay);
         for (const step of steps) await step(context);

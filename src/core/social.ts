@@ -2,6 +2,7 @@ import { profileIsStale, withKeptProfile, withProfile } from '../providers/profi
 import type { Provider, SocialIdentity, TokenInput } from '../providers/types.js';
 import type { ActedBy, Association, AuditEntry, Client, Storage, User } from '../store/storage.js';
 import { followAppleTransfer } from './apple-transfer.js';
+import { recordingDisabled, refuseIfDisabled } from './disabled-users.js';
 import { EmailMatch, findEmailMatch, LinkRequiredError, linkTokenHash, pendingIdentity, requireLink, type EmailLinking } from './email-linking.js';
 import { AlreadyAssociatedError, apiError } from './errors.js';
 import { mergeGuest, offerMerge } from './guest-merge.js';
@@ -71,10 +72,13 @@ export class SocialAccounts {
           ? await storage.users.ofExternal(await how.newUser.external(identity))
           : undefined;
       const options = { createUser: how.newUser === 'ours' || hostUser !== undefined, newUser: hostUser && (async () => hostUser), emailLinking };
-      const { context, result } = await runPipeline(pipeline, storage, { ...this.input('auth', provider, identity, client), options }, async (context) => {
-        if (!context.user) throw apiError('user_not_found');
-        return how.startSession(context.storage, context.user, { event: 'social_sign_in', userId: context.user.id, provider: provider.name, uid: identity.uid });
-      }).catch(async (error: unknown) => {
+      const signedIn = () =>
+        runPipeline(pipeline, storage, { ...this.input('auth', provider, identity, client), options }, async (context) => {
+          if (!context.user) throw apiError('user_not_found');
+          refuseIfDisabled(context.user);
+          return how.startSession(context.storage, context.user, { event: 'social_sign_in', userId: context.user.id, provider: provider.name, uid: identity.uid });
+        });
+      const { context, result } = await recordingDisabled(storage, client, { provider: provider.name, uid: identity.uid }, signedIn).catch(async (error: unknown) => {
         if (error instanceof EmailMatch) throw await requireLink({ storage, secrets: this.services.secrets, replay: this.services.config.idTokenReplay }, error, provider.name, identity, client);
         throw error;
       });
@@ -104,7 +108,8 @@ export class SocialAccounts {
 
   /** A guest's merge into the owner of the account it proved (core/guest-merge.ts), signed in as the owner. */
   mergeGuest<S>(guest: User, mergeToken: string, client: Client, startSession: SessionStarter<S>) {
-    return mergeGuest(this.services.storage, guest, mergeToken, client, startSession);
+    const { storage } = this.services;
+    return recordingDisabled(storage, client, {}, () => mergeGuest(storage, guest, mergeToken, client, startSession));
   }
 
 

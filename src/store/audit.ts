@@ -33,6 +33,9 @@ export type AuditEventName =
   | 'provider_event'
   /** Staff or a service key ended every session of the user (actor and reason say who and why). */
   | 'sessions_revoked'
+  /** Staff or a service key disabled the user (detail: how many sessions that ended), or enabled it again. */
+  | 'user_disabled'
+  | 'user_enabled'
   /** Staff or a service key took a copy of the user's data (a data-access request). */
   | 'user_exported'
   /** Staff or a service key read the user's data (detail: what); kept as the user's access history. */
@@ -121,6 +124,10 @@ export function webhookEventOf(row: ReturnType<typeof auditRow>): OutboxEvent | 
       return row.actor
         ? { type: 'session.revoked', userId: row.user_id, data: { user_id: row.user_id, reason: 'admin', actor: row.actor } }
         : { type: 'session.revoked', userId: row.user_id, data: { user_id: row.user_id, reason: 'provider', detail: row.detail } };
+    case 'user_disabled':
+    case 'user_enabled':
+      // The operator's reason goes to the app's backend too (the app may tell the user why); never to the user's own log.
+      return { type: row.event === 'user_disabled' ? 'user.disabled' : 'user.enabled', userId: row.user_id, data: { user_id: row.user_id, actor: row.actor, reason: row.reason } };
     case 'link_refused_other_user':
       return { type: 'link.refused', userId: row.user_id, data: { ...about, ip: row.ip, user_agent: row.user_agent } };
     case 'user_merged': {

@@ -12,6 +12,10 @@ export interface UserSummary {
   createdAt: string;
   lastLoginAt: string | null;
   providers: string[];
+  /** A name and an e-mail its providers gave (the newest link's that has one): who this is, at a glance. */
+  name: string | null;
+  email: string | null;
+  disabledAt: string | null;
   /** What of the query it matched: id, uid, email or username (browsing: undefined). */
   matchedBy?: 'id' | 'uid' | 'email' | 'username';
 }
@@ -176,17 +180,34 @@ export class Directory {
     return isPostgres(this.db) ? sql<string>`${column} collate "C"` : sql<string>`${column}`;
   }
 
-  private async summaries(rows: Array<{ id: number; username: string; password_hash: string | null; created_at: Date | string; last_login_at: Date | string | null }>): Promise<UserSummary[]> {
+  private async summaries(
+    rows: Array<{ id: number; username: string; password_hash: string | null; created_at: Date | string; last_login_at: Date | string | null; disabled_at: Date | string | null }>,
+  ): Promise<UserSummary[]> {
     if (rows.length === 0) return [];
-    const links = await this.db.selectFrom('social_associations').select(['user_id', 'provider']).where('user_id', 'in', rows.map((row) => row.id)).orderBy('id').execute();
-    return rows.map((row) => ({
-      id: row.id,
-      username: row.username,
-      hasPassword: row.password_hash !== null,
-      createdAt: iso(row.created_at),
-      lastLoginAt: isoOrNull(row.last_login_at),
-      providers: [...new Set(links.filter((link) => link.user_id === row.id).map((link) => link.provider))],
-    }));
+    const name = isPostgres(this.db) ? sql<string | null>`extra_data->>'name'` : sql<string | null>`json_extract(extra_data, '$.name')`;
+    const email = isPostgres(this.db) ? sql<string | null>`extra_data->>'email'` : sql<string | null>`json_extract(extra_data, '$.email')`;
+    const links = await this.db
+      .selectFrom('social_associations')
+      .select(['user_id', 'provider', 'verified_email', name.as('name'), email.as('email')])
+      .where('user_id', 'in', rows.map((row) => row.id))
+      .orderBy('id')
+      .execute();
+    return rows.map((row) => {
+      const own = links.filter((link) => link.user_id === row.id);
+      // Newest link first; a name or e-mail that is not text (a provider's odd answer) is none.
+      const first = (pick: (link: (typeof own)[number]) => unknown) => own.map(pick).reverse().find((value): value is string => typeof value === 'string' && value !== '') ?? null;
+      return {
+        id: row.id,
+        username: row.username,
+        hasPassword: row.password_hash !== null,
+        createdAt: iso(row.created_at),
+        lastLoginAt: isoOrNull(row.last_login_at),
+        providers: [...new Set(own.map((link) => link.provider))],
+        name: first((link) => link.name),
+        email: first((link) => link.verified_email) ?? first((link) => link.email),
+        disabledAt: isoOrNull(row.disabled_at),
+      };
+    });
   }
 }
 

@@ -50,6 +50,8 @@ const findLinkWithUser = prepared((db, provider: string, uid: string) =>
       'users.created_at as user_created_at',
       'users.updated_at as user_updated_at',
       'users.last_login_at as user_last_login_at',
+      'users.disabled_at as user_disabled_at',
+      'users.disabled_reason as user_disabled_reason',
     ])
     .where('link.provider', '=', provider)
     .where('link.uid', '=', uid),
@@ -104,6 +106,8 @@ export class Links {
       created_at: row.user_created_at,
       updated_at: row.user_updated_at,
       last_login_at: row.user_last_login_at,
+      disabled_at: row.user_disabled_at,
+      disabled_reason: row.user_disabled_reason,
     });
     return { association: toAssociation(row), user };
   }

@@ -485,6 +485,19 @@ migrations['0019_link_sign_in_after'] = {
   },
 };
 
+migrations['0020_user_disabled'] = {
+  // An operator disabled the user (console or admin API): it opens no session until enabled again. The reason is
+  // kept here for the console's user page, and with its actor in the audit log.
+  async up(db) {
+    await db.schema.alterTable('users').addColumn('disabled_at', types(db).timestamp).execute();
+    await db.schema.alterTable('users').addColumn('disabled_reason', 'varchar(500)').execute();
+  },
+  async down(db) {
+    await db.schema.alterTable('users').dropColumn('disabled_reason').execute();
+    await db.schema.alterTable('users').dropColumn('disabled_at').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

@@ -16,6 +16,9 @@ export interface User {
   passwordHash: string | null;
   createdAt: string;
   lastLoginAt: string | null;
+  /** When an operator disabled the user (it opens no session), and why; null while it may sign in. */
+  disabledAt: string | null;
+  disabledReason: string | null;
 }
 
 export function toUser(row: Omit<Selectable<Database['users']>, 'external_id' | 'username_key'>): User {
@@ -26,5 +29,7 @@ export function toUser(row: Omit<Selectable<Database['users']>, 'external_id' | 
     passwordHash: row.password_hash,
     createdAt: iso(row.created_at),
     lastLoginAt: isoOrNull(row.last_login_at),
+    disabledAt: isoOrNull(row.disabled_at),
+    disabledReason: row.disabled_reason,
   };
 }

@@ -19,6 +19,9 @@ export interface UsersTable {
   created_at: Timestamp;
   updated_at: Timestamp;
   last_login_at: Timestamp | null;
+  /** Disabled by an operator (core/admin.ts): no sign-in, no refresh, until enabled again. */
+  disabled_at: ColumnType<Date | string | null, string | undefined, string | null>;
+  disabled_reason: ColumnType<string | null, string | undefined, string | null>;
 }
 
 /** One linked social account: python-social-auth's UserSocialAuth. (provider, uid) is unique. */

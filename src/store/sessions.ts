@@ -20,6 +20,8 @@ export interface RefreshTokenRecord {
   usedAt: string | null;
   expiresAt: string;
   sessionRevokedAt: string | null;
+  /** Why it ended (logout, admin, refresh_token_reused, user_disabled, …). */
+  sessionRevokedReason: string | null;
 }
 
 /** Our sign-in sessions and their refresh tokens (one family each). */
@@ -129,7 +131,7 @@ export class Sessions {
     const row = await this.db
       .selectFrom('refresh_tokens')
       .innerJoin('sessions', 'sessions.id', 'refresh_tokens.session_id')
-      .select(['refresh_tokens.session_id', 'refresh_tokens.used_at', 'refresh_tokens.expires_at', 'sessions.user_id', 'sessions.revoked_at'])
+      .select(['refresh_tokens.session_id', 'refresh_tokens.used_at', 'refresh_tokens.expires_at', 'sessions.user_id', 'sessions.revoked_at', 'sessions.revoked_reason'])
       .where('refresh_tokens.token_hash', '=', tokenHash)
       .executeTakeFirst();
     return (
@@ -139,6 +141,7 @@ export class Sessions {
         usedAt: isoOrNull(row.used_at),
         expiresAt: iso(row.expires_at),
         sessionRevokedAt: isoOrNull(row.revoked_at),
+        sessionRevokedReason: row.revoked_reason,
       }
     );
   }

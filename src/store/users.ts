@@ -145,6 +145,19 @@ export class Users {
     return row && toUser(row);
   }
 
+  /**
+   * Disables the user (when and why) or enables it (null); false when it was so already. Its sessions are the
+   * caller's to end, in the same transaction (core/admin.ts).
+   */
+  async setDisabled(id: number, disabled: { reason: string } | null): Promise<boolean> {
+    const change = this.db.updateTable('users').where('id', '=', id);
+    const result = await (disabled
+      ? change.set({ disabled_at: now(), disabled_reason: disabled.reason, updated_at: now() }).where('disabled_at', 'is', null)
+      : change.set({ disabled_at: null, disabled_reason: null, updated_at: now() }).where('disabled_at', 'is not', null)
+    ).executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
   /** Removes the user; its links, sessions and refresh tokens go with it (foreign keys cascade). */
   async delete(id: number): Promise<boolean> {
     const deleted = await this.db.deleteFrom('users').where('id', '=', id).returning('username_key').executeTakeFirst();

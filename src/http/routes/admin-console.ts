@@ -5,6 +5,7 @@ import cookie from '@fastify/cookie';
 import { Eta } from 'eta';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import QRCode from 'qrcode';
+import { factRows } from '../../admin/facts.js';
 import { totpUri } from '../../auth/totp.js';
 import { isDay, mayChange, mayOverride, userIdOf, type Admin } from '../../core/admin.js';
 import { ApiError, apiError } from '../../core/errors.js';
@@ -34,6 +35,8 @@ const NOTICES: Record<string, string> = {
   revoked: 'Every session of this user has ended.',
   'session-revoked': 'That session has ended; the others go on.',
   deleted: 'The user, its links and sessions are deleted; the audit log keeps what happened.',
+  disabled: 'The user is disabled: its sessions have ended and it cannot sign in until enabled.',
+  enabled: 'The user is enabled: it may sign in again.',
 };
 /** What a console page says instead of the API's words, where those speak to the app's user. */
 const CONSOLE_MESSAGES: Partial<Record<string, string>> = {
@@ -80,7 +83,7 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
         reply
           .code(status)
           .type('text/html; charset=utf-8')
-          .send(eta.render(`./${view}`, { staff: context?.staff, csrf: context?.session.csrfToken, providers: services.providers.names, section: '', ...data }));
+          .send(eta.render(`./${view}`, { staff: context?.staff, csrf: context?.session.csrfToken, providers: services.providers.names, section: '', factRows, ...data }));
 
       /** An error as a page: the admin service's refusals keep their code and status, the framework's 4xx too. */
       const errorPage = (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
@@ -306,6 +309,12 @@ export async function adminConsoleRoutes(app: FastifyInstance, options: ConsoleO
         await admin.revokeSession(context.actor, id, form.session ?? '', clientOf(request), form.reason);
         return reply.redirect(`/admin/users/${id}?done=session-revoked`, 303);
       });
+      for (const [path, disabled] of [['disable', true], ['enable', false]] as const) {
+        action(`/users/:id/${path}`, async (context, id, form, request, reply) => {
+          await admin.setDisabled(context.actor, id, disabled, clientOf(request), form.reason);
+          return reply.redirect(`/admin/users/${id}?done=${disabled ? 'disabled' : 'enabled'}`, 303);
+        });
+      }
       action('/users/:id/delete', async (context, id, form, request, reply) => {
         const { user } = await admin.user(context.actor, id, clientOf(request));
         if (form.confirm !== user.username) throw apiError('invalid_request', { about: `to delete, type the username (${user.username}) in the confirmation box` });

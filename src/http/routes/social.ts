@@ -1,12 +1,16 @@
 import type { FastifyInstance } from 'fastify';
 import { issueNonce } from '../../core/replay.js';
 import type { TokenInput } from '../../providers/types.js';
+import type { ProviderOfParams } from '../metrics.js';
 import { authenticator, clientOf } from '../request.js';
 import { answers, bearer, described, linkTokenBody, mergeTokenBody, providerParam, SIGNED_IN, socialTokenBody } from '../schemas.js';
 import { ASSOCIATION_EXAMPLE, TOKEN_EXAMPLE } from './accounts.js';
 import { associationBody, tokenBody, type RouteContext } from './context.js';
 
 type SocialRequest = { Params: { provider: string }; Body: TokenInput };
+
+/** The provider an associate or auth request names, for its metrics (social_link_social_requests_total). */
+const providerOfPath: ProviderOfParams = (params) => params.provider;
 
 const associated = {
   type: 'object',
@@ -61,7 +65,7 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
   app.post<SocialRequest>(
     '/api/associate/:provider/',
     {
-      config: limits.perIp,
+      config: { ...limits.perIp, socialRequest: { action: 'associate', provider: providerOfPath } },
       schema: {
         operationId: 'linkProvider',
         summary: 'Link a social account to the signed-in user',
@@ -127,7 +131,7 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
         tags: ['social'],
         security: bearer,
         body: mergeTokenBody,
-        ...answers({ 200: described({ $ref: 'TokenResponse#' }, 'Signed in as the owner; this user is gone') }, [...SIGNED_IN, 'invalid_merge_token', 'rate_limited']),
+        ...answers({ 200: described({ $ref: 'TokenResponse#' }, 'Signed in as the owner; this user is gone') }, [...SIGNED_IN, 'invalid_merge_token', 'user_disabled', 'rate_limited']),
         'x-example': { request: { merge_token: 'slm_Q2x0ZXJuYXRpdmVNZXJnZVRva2VuRXhhbXBsZQ' }, response: TOKEN_EXAMPLE },
       },
     },
@@ -143,7 +147,7 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
   app.post<SocialRequest>(
     '/api/auth/:provider/',
     {
-      config: limits.perIp,
+      config: { ...limits.perIp, socialRequest: { action: 'auth', provider: providerOfPath } },
       schema: {
         operationId: 'signInWithProvider',
         summary: 'Sign in with a linked social account (account takeover on a new phone)',
@@ -154,7 +158,7 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
         tags: ['social'],
         params: providerParam,
         body: socialTokenBody,
-        ...answers({ 200: described({ $ref: 'TokenResponse#' }, 'The linked user, signed in'), 201: described({ $ref: 'TokenResponse#' }, 'A new user for an unknown account (SOCIAL_AUTH_CREATE_USER=true), signed in') }, [...PROVIDER_ERRORS, 'user_not_found', 'link_required']),
+        ...answers({ 200: described({ $ref: 'TokenResponse#' }, 'The linked user, signed in'), 201: described({ $ref: 'TokenResponse#' }, 'A new user for an unknown account (SOCIAL_AUTH_CREATE_USER=true), signed in') }, [...PROVIDER_ERRORS, 'user_not_found', 'user_disabled', 'link_required']),
         'x-runs-pipeline': true,
         'x-example': { request: { id_token: 'eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ.eyJzdWIiOiIxMTAxNjkxMDAwMDAwMDAwMDAwMDEifQ.c2ln', nonce: 'sln_Jm3kP0qV7xW2bY9tR4eL1sN8dA6cF5gH' }, response: TOKEN_EXAMPLE },
       },
