@@ -110,4 +110,5 @@ export const ENDPOINTS = {
   auth: { method: 'POST', path: '/api/auth/{provider}/', status: 200, auth: false, request: socialToken, response: tokenResponse },
   listAssociations: { method: 'GET', path: '/api/associations/', status: 200, auth: true, response: { ...association, array: true } },
   unlink: { method: 'DELETE', path: '/api/associations/{provider}/{uid}/', status: 204, auth: true },
+  deleteMe: { method: 'DELETE', path: '/api/me/', status: 204, auth: true },
 } as const satisfies Record<string, Endpoint>;

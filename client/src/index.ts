@@ -7,6 +7,23 @@ export { AlreadyAssociatedError, LinkRequiredError, SocialLinkError, type Client
 export { API_ERROR_CODES, type ApiErrorCode } from './error-codes.js';
 export { MemoryTokenStore, type StoredTokens, type TokenStore } from './token-store.js';
 
+/**
+ * What changed, for `onAuthStateChange`:
+ * - `initial_session`: once per listener, just after it subscribed: what the store holds (a session, or null).
+ * - `signed_in`: a new session (createGuest, signUp, signIn, authWith, mergeInto: the user may be another one).
+ * - `token_refreshed`: the same session, a new token pair.
+ * - `signed_out`: logout() or deleteAccount(); the store is cleared.
+ * - `session_expired`: the server refused the refresh (401: expired, logged out elsewhere, revoked; 403 `user_disabled`:
+ *   an operator disabled the user); the store is cleared. The error the call rejects with says which.
+ */
+export type AuthChangeEvent = 'initial_session' | 'signed_in' | 'token_refreshed' | 'signed_out' | 'session_expired';
+
+/** Told every change of the session: the stored tokens after it, null when signed out. */
+export type AuthStateListener = (event: AuthChangeEvent, session: StoredTokens | null) => void;
+
+/** Stops the listener; calling it again does nothing. */
+export type Unsubscribe = () => void;
+
 export interface SocialLinkClientOptions {
   /** Where the API is, e.g. https://auth.example.com */
   baseUrl: string;
@@ -23,6 +40,27 @@ const isExpired = (tokens: StoredTokens) => Date.now() >= tokens.expiresAt - EXP
 
 /** The refresh in flight per store, so that clients sharing a store share it too. */
 const refreshing = new WeakMap<TokenStore, Promise<StoredTokens>>();
+
+interface Subscription {
+  listener: AuthStateListener;
+  /** It has been told something already: its initial_session would be stale. */
+  told: boolean;
+}
+
+/** The listeners per store, like the refresh: every client on the store tells them what it changed. */
+const subscribers = new WeakMap<TokenStore, Set<Subscription>>();
+
+/** A listener's failure is its own: reported, never thrown into the SDK's call or the other listeners. */
+function tell(subscription: Subscription, event: AuthChangeEvent, session: StoredTokens | null): void {
+  subscription.told = true;
+  const report = (error: unknown) => console.error('social-link: an onAuthStateChange listener failed', error);
+  try {
+    const result: unknown = subscription.listener(event, session && { ...session });
+    if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') Promise.resolve(result).catch(report);
+  } catch (error) {
+    report(error);
+  }
+}
 
 const toStored = (answer: TokenResponse): StoredTokens => ({
   accessToken: answer.access_token,
@@ -55,6 +93,29 @@ export class SocialLinkClient {
     // The global one is looked up at call time, so a polyfill installed later still counts.
     const custom = options.fetch;
     this.fetcher = (input, init) => (custom ?? globalThis.fetch)(input, init);
+  }
+
+  /**
+   * Calls `listener(event, session)` on every change of the session (see AuthChangeEvent), once per change, right after
+   * the store was saved and before the call that changed it resolves. A failed call changes nothing and tells nothing.
+   * Its first event is `initial_session`, with what the store holds (null: nobody signed in), unless a change came first.
+   * Listeners hear the changes made by every client on the same store object.
+   */
+  onAuthStateChange(listener: AuthStateListener): Unsubscribe {
+    const listeners = subscribers.get(this.store) ?? new Set<Subscription>();
+    subscribers.set(this.store, listeners);
+    const subscription: Subscription = { listener, told: false };
+    listeners.add(subscription);
+    // Never during this call (its unsubscribe is not even returned yet); after the store's load, however slow.
+    Promise.resolve()
+      .then(() => this.store.load())
+      .then(
+        (tokens) => {
+          if (listeners.has(subscription) && !subscription.told) tell(subscription, 'initial_session', tokens ?? null);
+        },
+        (error: unknown) => console.error('social-link: the token store failed to load', error),
+      );
+    return () => void listeners.delete(subscription);
   }
 
   /** A new guest user (a phone's first launch), signed in. */
@@ -92,7 +153,7 @@ export class SocialLinkClient {
   async mergeInto(mergeToken: string): Promise<TokenResponse> {
     // The guest's session authorizes it; the answer is the owner's: stored in its place.
     const answer = await this.authed<TokenResponse>(ENDPOINTS.mergeInto, { body: { merge_token: mergeToken } });
-    await this.store.save(toStored(answer));
+    await this.saveAndTell('signed_in', toStored(answer));
     return answer;
   }
 
@@ -125,6 +186,15 @@ export class SocialLinkClient {
     return this.authed(ENDPOINTS.me, {});
   }
 
+  /**
+   * Deletes the signed-in user: its links and sessions too (DELETE /api/me/), then forgets the tokens here (`signed_out`).
+   * Rejects, keeping the tokens, when the server did not delete it.
+   */
+  async deleteAccount(): Promise<void> {
+    await this.authed(ENDPOINTS.deleteMe, {});
+    await this.saveAndTell('signed_out', null);
+  }
+
   /** Ends the session on the server when it can, and always forgets the tokens here. Never rejects for the server's sake. */
   async logout(): Promise<void> {
     try {
@@ -132,7 +202,9 @@ export class SocialLinkClient {
     } catch {
       // Offline, or the session was already dead: signing out here is what the user asked for.
     } finally {
-      await this.store.save(null);
+      // Told only when there was a session to end: a refused refresh on the way has cleared the store and told already.
+      if (await this.store.load()) await this.saveAndTell('signed_out', null);
+      else await this.store.save(null);
     }
   }
 
@@ -143,8 +215,17 @@ export class SocialLinkClient {
 
   private async signInWith(endpoint: Endpoint, call: Call): Promise<TokenResponse> {
     const answer = await this.send<TokenResponse>(endpoint, call);
-    await this.store.save(toStored(answer));
+    await this.saveAndTell('signed_in', toStored(answer));
     return answer;
+  }
+
+  /** Saves, then tells the listeners of this store. */
+  private async saveAndTell(event: AuthChangeEvent, tokens: StoredTokens | null): Promise<void> {
+    await this.store.save(tokens);
+    for (const subscription of [...(subscribers.get(this.store) ?? [])]) {
+      // One that unsubscribed while others were being told hears nothing more.
+      if (subscribers.get(this.store)?.has(subscription)) tell(subscription, event, tokens);
+    }
   }
 
   /** A call with our access token: refreshed first when known to be expired, or once after a 401 `invalid_access_token`. */
@@ -189,13 +270,15 @@ export class SocialLinkClient {
     try {
       answer = await this.send<TokenResponse>(ENDPOINTS.refresh, { body: { refresh_token: tokens.refreshToken } });
     } catch (error) {
-      // 401: the session is over (expired, logged out, or revoked because the token was replayed). Other failures may pass.
-      if (error instanceof SocialLinkError && error.status === 401 && (await stillOurs())) await this.store.save(null);
+      // 401: the session is over (expired, logged out, or revoked because the token was replayed); 403 user_disabled:
+      // an operator disabled the user, its sessions ended. Other failures may pass.
+      const over = error instanceof SocialLinkError && (error.status === 401 || error.code === 'user_disabled');
+      if (over && (await stillOurs())) await this.saveAndTell('session_expired', null);
       throw error;
     }
     if (!(await stillOurs())) throw notSignedIn();
     const next = toStored(answer);
-    await this.store.save(next);
+    await this.saveAndTell('token_refreshed', next);
     return next;
   }
 
