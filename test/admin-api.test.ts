@@ -42,7 +42,7 @@ describe.each(databaseKinds())('admin API on %s', (kind) => {
     expect(search.body.users).toEqual([expect.objectContaining({ id: user.id, matched_by: 'uid', providers: ['facebook'] })]);
     const byId = await call(stack.api, 'GET', `/admin/api/users/${user.id}`, { token: read });
     expect(byId.body.links.map((link: { uid: string }) => link.uid)).toEqual([uid]);
-    const byName = await call(stack.api, 'GET', `/admin/api/users/by-username/${user.username.toUpperCase()}`, { token: read });
+    const byName = await call(stack.api, 'GET', `/admin/api/usernames/${user.username.toUpperCase()}`, { token: read });
     expect(byName.body.user.id).toBe(user.id);
   });
 
@@ -153,7 +153,7 @@ describe.each(databaseKinds())('admin API on %s', (kind) => {
   });
 
   it('bad input is a 4xx, never a database error: NUL characters, forged cursors', async () => {
-    for (const path of ['/admin/api/users?q=abc%00', '/admin/api/links/facebook/a%00b', '/admin/api/users/by-username/a%00b']) {
+    for (const path of ['/admin/api/users?q=abc%00', '/admin/api/links/facebook/a%00b', '/admin/api/usernames/a%00b']) {
       expectError(await call(stack.api, 'GET', path, { token: read }), 400, 'invalid_request');
     }
     expectError(await call(stack.api, 'POST', '/admin/api/users/1/revoke-sessions', { token: write, body: { reason: 'a\u0000b' } }), 400, 'invalid_request');

@@ -296,7 +296,7 @@ const ROUTES: Route[] = [
     runs: 60,
   },
   { name: 'admin user', method: 'GET', path: '/admin/api/users/{}', params: [userId], auth: 'service' },
-  { name: 'admin user by username', method: 'GET', path: '/admin/api/users/by-username/{}', params: [fc.constantFrom('fuzz_user', 'FUZZ_USER')], auth: 'service' },
+  { name: 'admin user by username', method: 'GET', path: '/admin/api/usernames/{}', params: [fc.constantFrom('fuzz_user', 'FUZZ_USER')], auth: 'service' },
   { name: 'admin link', method: 'GET', path: '/admin/api/links/{}/{}', params: [fc.constantFrom(...PROVIDERS), fc.constantFrom('1', '10150000000000001')], auth: 'service' },
   { name: 'admin audit', method: 'GET', path: '/admin/api/users/{}/audit', params: [userId], query: { before: field(fc.constantFrom('1', '99999')), limit: field(fc.constantFrom('1', '200')), reads: field(fc.constantFrom('true', 'false')) }, auth: 'service' },
   {

@@ -10,6 +10,7 @@ export const API_ERROR_CODES = [
   'invalid_credentials', // 401
   'invalid_service_key', // 401
   'forbidden', // 403
+  'user_disabled', // 403
   'reason_required', // 400
   'invalid_refresh_token', // 401
   'refresh_token_reused', // 401

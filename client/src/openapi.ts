@@ -289,7 +289,7 @@ export interface components {
              * @description What went wrong, for programs: one of a closed list (the operator's own pipeline steps may add codes: they are listed here too)
              * @enum {string}
              */
-            code: "invalid_request" | "invalid_token" | "bad_request" | "not_authenticated" | "invalid_access_token" | "invalid_credentials" | "invalid_service_key" | "forbidden" | "reason_required" | "invalid_refresh_token" | "refresh_token_reused" | "user_not_found" | "unknown_provider" | "association_not_found" | "session_not_found" | "not_found" | "deletion_request_not_found" | "username_taken" | "already_associated" | "link_required" | "invalid_merge_token" | "invalid_link_token" | "last_login_method" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "internal_error" | "provider_unavailable" | "database_unavailable" | "rate_limit_unavailable";
+            code: "invalid_request" | "invalid_token" | "bad_request" | "not_authenticated" | "invalid_access_token" | "invalid_credentials" | "invalid_service_key" | "forbidden" | "user_disabled" | "reason_required" | "invalid_refresh_token" | "refresh_token_reused" | "user_not_found" | "unknown_provider" | "association_not_found" | "session_not_found" | "not_found" | "deletion_request_not_found" | "username_taken" | "already_associated" | "link_required" | "invalid_merge_token" | "invalid_link_token" | "last_login_method" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "internal_error" | "provider_unavailable" | "database_unavailable" | "rate_limit_unavailable";
             message: string;
             /** @description The message, under the original design's name */
             errors: string;
@@ -519,6 +519,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description `user_disabled` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description `payload_too_large` */
             413: {
                 headers: {
@@ -616,6 +625,15 @@ export interface operations {
             };
             /** @description `invalid_refresh_token`, `refresh_token_reused` */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `user_disabled` */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1393,6 +1411,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description `user_disabled` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description `payload_too_large` */
             413: {
                 headers: {
@@ -1524,6 +1551,15 @@ export interface operations {
             };
             /** @description `invalid_request`, `invalid_token` */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `user_disabled` */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
