@@ -94,6 +94,29 @@ describe('the embedding plugin', () => {
     await app.close();
   });
 
+  it('a user an operator disabled is answered 403 user_disabled: auth without calling the host, associate without linking', async () => {
+    const signedIn: string[] = [];
+    const { app, inject, storage } = await host({ signIn: (memberId) => (signedIn.push(String(memberId)), { member: memberId }) });
+    const fb = await provider.mintFacebookToken();
+    expect((await inject('POST', '/social/associate/facebook/', 'm_banned', { access_token: fb.access_token })).status).toBe(200);
+    const { storage: s, close } = storage();
+    const user = (await s.users.findExternal('m_banned'))!;
+    // As the admin API's disable does it (this plugin serves no admin API of its own).
+    await s.users.setDisabled(user.id, { reason: 'chargebacks' });
+    const auth = await inject('POST', '/social/auth/facebook/', undefined, { access_token: fb.access_token });
+    expect(auth).toMatchObject({ status: 403, body: { code: 'user_disabled' } });
+    expect(signedIn).toEqual([]);
+    const google = await provider.mintIdToken('google');
+    const link = await inject('POST', '/social/associate/google/', 'm_banned', { id_token: google.id_token });
+    expect(link).toMatchObject({ status: 403, body: { code: 'user_disabled' } });
+    expect((await s.links.ofUser(user.id)).map((row) => row.provider)).toEqual(['facebook']);
+    // Both attempts are in the user's log.
+    const refused = (await s.audit.list({ userId: user.id, limit: 10 })).filter((event) => event.event === 'refused' && event.detail === 'user_disabled');
+    expect(refused.map((event) => event.provider).sort()).toEqual(['facebook', 'google']);
+    await close();
+    await app.close();
+  });
+
   it("refuses the earlier plugin's ways: the `db` option, no database, and our tables among the host's", async () => {
     await expect(host({ db: {} } as never)).rejects.toThrow(/`db` option is gone/);
     await expect(host({ database: undefined })).rejects.toThrow(/database/);

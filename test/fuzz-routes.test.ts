@@ -311,6 +311,10 @@ const ROUTES: Route[] = [
   { name: 'admin revoke session', method: 'POST', path: '/admin/api/users/{}/sessions/{}/revoke', params: [userId, fc.uuid()], body: reasonBody, auth: 'service' },
   { name: 'admin delete', method: 'POST', path: '/admin/api/users/{}/delete', params: [fc.constantFrom('999998', '999999')], body: reasonBody, auth: 'service' },
   { name: 'admin export', method: 'POST', path: '/admin/api/users/{}/export', params: [userId], body: reasonBody, auth: 'service' },
+  { name: 'admin disable', method: 'POST', path: '/admin/api/users/{}/disable', params: [fc.constantFrom('999998', '999999')], body: reasonBody, auth: 'service' },
+  { name: 'admin enable', method: 'POST', path: '/admin/api/users/{}/enable', params: [userId], body: reasonBody, auth: 'service' },
+  // The deprecated path of the username lookup (hidden from the document; served until callers have moved).
+  { name: 'admin user by username (deprecated path)', method: 'GET', path: '/admin/api/users/by-username/{}', params: [fc.constantFrom('fuzz_user', 'FUZZ_USER')], auth: 'service' },
   // The console's forms, unauthenticated (the sign-in form with its own valid CSRF token: a good request).
   {
     name: 'console login',
@@ -322,7 +326,7 @@ const ROUTES: Route[] = [
     runs: 60,
   },
   ...['/admin/totp', '/admin/enrol', '/admin/logout'].map((path): Route => ({ name: `console ${path}`, method: 'POST', path, body: { fields: { code: field(fc.constant('123456')), _csrf: field(asciiGarbage), next: field(fc.constant('/admin/users')) }, form: true }, auth: 'console', html: true })),
-  ...['unlink', 'revoke-sessions', 'revoke-session', 'delete', 'export'].map(
+  ...['unlink', 'revoke-sessions', 'revoke-session', 'delete', 'export', 'disable', 'enable'].map(
     (action): Route => ({
       name: `console ${action}`,
       method: 'POST',

@@ -263,6 +263,8 @@ describe('serve --workers 2: one scrape answers the whole process group', { time
   let dir: string;
   let server: ChildProcess | undefined;
   let base: string;
+  /** What the processes logged (JSON lines, each with its pid). */
+  let output = '';
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'social-link-metrics-workers-'));
@@ -285,7 +287,6 @@ describe('serve --workers 2: one scrape answers the whole process group', { time
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     server = child;
-    let output = '';
     base = await new Promise<string>((resolve, reject) => {
       child.stdout!.on('data', (chunk: Buffer) => {
         output += chunk.toString();
@@ -313,6 +314,10 @@ describe('serve --workers 2: one scrape answers the whole process group', { time
       samples(text, 'social_link_http_request_duration_seconds_count')
         .filter((sample) => sample.labels.route === '/api/users/')
         .reduce((sum, sample) => sum + sample.value, 0);
+    // Both workers served some of them (else one worker's figures alone would pass): their pids in the request logs.
+    const servedBy = new Set(output.split('\n').filter((line) => line.includes('"/api/users/"')).map((line) => /"pid":(\d+)/.exec(line)?.[1]));
+    servedBy.delete(undefined);
+    expect(servedBy.size).toBe(2);
     await eventually(async () => expect(created(await scrape(base))).toBe(sent));
     for (let i = 0; i < 4; i++) {
       const text = await scrape(base);

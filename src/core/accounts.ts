@@ -80,7 +80,7 @@ export class Accounts {
   }
 
   async refresh(refreshToken: string, client: Client): Promise<SignedIn> {
-    const { userId, pair } = await this.tokens.refresh(this.services.storage, refreshToken, client);
+    const { userId, pair } = await recordingDisabled(this.services.storage, client, {}, () => this.tokens.refresh(this.services.storage, refreshToken, client));
     const user = await this.services.storage.users.findById(userId);
     if (!user) throw apiError('invalid_refresh_token');
     return { user, pair };

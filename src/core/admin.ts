@@ -272,6 +272,7 @@ export class Admin {
       await this.services.storage.audit.record({ event: 'refused', userId, detail: refusal.code, actor: actorName(actor) }, client);
       throw refusal;
     }
-    return { actor: actorName(actor), reason: reason!.trim().slice(0, REASON_MAX) };
+    // By characters, not UTF-16 units: a cut never splits one in two.
+    return { actor: actorName(actor), reason: [...reason!.trim()].slice(0, REASON_MAX).join('') };
   }
 }

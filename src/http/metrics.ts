@@ -179,22 +179,18 @@ export class Metrics {
   private readBacklog(): Promise<OutboxBacklog | undefined> {
     const outbox = this.outbox;
     if (!outbox) return Promise.resolve(undefined);
-    this.backlogRead ??= (async () => {
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), OUTBOX_READ_TIMEOUT_MS)));
-      const read = outbox.storage.outbox.backlog().catch((error: unknown) => {
+    // One read at a time, kept until it settles: a slow one is not started again by every scrape meanwhile.
+    this.backlogRead ??= outbox.storage.outbox
+      .backlog()
+      .catch((error: unknown) => {
         if (isDatabaseUnavailable(error)) outbox.storage.health.fault(error);
         else outbox.log.warn({ reason: (error as Error).message }, 'metrics: could not read the webhook outbox');
         return undefined;
-      });
-      try {
-        return await Promise.race([read, late]);
-      } finally {
-        clearTimeout(timer);
-        this.backlogRead = undefined;
-      }
-    })();
-    return this.backlogRead;
+      })
+      .finally(() => (this.backlogRead = undefined));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), OUTBOX_READ_TIMEOUT_MS)));
+    return Promise.race([this.backlogRead, late]).finally(() => clearTimeout(timer));
   }
 
   /**
@@ -291,7 +287,11 @@ export function gatherWorkersMetrics(): void {
   cluster.on('message', (worker, message: unknown) => {
     if (!isMetricsMessage(message)) return;
     if (message.kind === 'ready') ready.add(worker);
-    else if (message.kind === 'collected') collecting.get(message.id)?.done(message.error !== undefined ? new Error(message.error) : (message.metrics ?? []));
+    else if (message.kind === 'collected') {
+      // Only the worker asked answers for its id.
+      const entry = collecting.get(message.id);
+      if (entry?.worker === worker) entry.done(message.error !== undefined ? new Error(message.error) : (message.metrics ?? []));
+    }
     else if (message.kind === 'ask') {
       const workers = [...ready].filter((each) => each.isConnected());
       Promise.all(workers.map(collectFrom))

@@ -126,8 +126,8 @@ export function webhookEventOf(row: ReturnType<typeof auditRow>): OutboxEvent | 
         : { type: 'session.revoked', userId: row.user_id, data: { user_id: row.user_id, reason: 'provider', detail: row.detail } };
     case 'user_disabled':
     case 'user_enabled':
-      // The operator's reason goes to the app's backend too (the app may tell the user why); never to the user's own log.
-      return { type: row.event === 'user_disabled' ? 'user.disabled' : 'user.enabled', userId: row.user_id, data: { user_id: row.user_id, actor: row.actor, reason: row.reason } };
+      // Who, not why: the operator's reason is internal (staff type what they suspect); the admin API's audit has it.
+      return { type: row.event === 'user_disabled' ? 'user.disabled' : 'user.enabled', userId: row.user_id, data: { user_id: row.user_id, actor: row.actor } };
     case 'link_refused_other_user':
       return { type: 'link.refused', userId: row.user_id, data: { ...about, ip: row.ip, user_agent: row.user_agent } };
     case 'user_merged': {

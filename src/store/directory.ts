@@ -184,11 +184,14 @@ export class Directory {
     rows: Array<{ id: number; username: string; password_hash: string | null; created_at: Date | string; last_login_at: Date | string | null; disabled_at: Date | string | null }>,
   ): Promise<UserSummary[]> {
     if (rows.length === 0) return [];
-    const name = isPostgres(this.db) ? sql<string | null>`extra_data->>'name'` : sql<string | null>`json_extract(extra_data, '$.name')`;
-    const email = isPostgres(this.db) ? sql<string | null>`extra_data->>'email'` : sql<string | null>`json_extract(extra_data, '$.email')`;
+    // A fact's text, or null when it is not text (PostgreSQL's ->> would turn true or {…} into text).
+    const text = (key: string) =>
+      isPostgres(this.db)
+        ? sql<string | null>`case when jsonb_typeof(extra_data->${key}) = 'string' then extra_data->>${key} end`
+        : sql<string | null>`case when json_type(extra_data, ${`$.${key}`}) = 'text' then json_extract(extra_data, ${`$.${key}`}) end`;
     const links = await this.db
       .selectFrom('social_associations')
-      .select(['user_id', 'provider', 'verified_email', name.as('name'), email.as('email')])
+      .select(['user_id', 'provider', 'verified_email', text('name').as('name'), text('first_name').as('first_name'), text('last_name').as('last_name'), text('email').as('email')])
       .where('user_id', 'in', rows.map((row) => row.id))
       .orderBy('id')
       .execute();
@@ -203,7 +206,8 @@ export class Directory {
         createdAt: iso(row.created_at),
         lastLoginAt: isoOrNull(row.last_login_at),
         providers: [...new Set(own.map((link) => link.provider))],
-        name: first((link) => link.name),
+        // Apple keeps the name it gives once as first and last name.
+        name: first((link) => link.name ?? ([link.first_name, link.last_name].filter(Boolean).join(' ') || null)),
         email: first((link) => link.verified_email) ?? first((link) => link.email),
         disabledAt: isoOrNull(row.disabled_at),
       };

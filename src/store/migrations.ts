@@ -498,6 +498,16 @@ migrations['0020_user_disabled'] = {
   },
 };
 
+migrations['0021_pending_deliveries'] = {
+  // The outbox gauges (metrics) read the pending deliveries at every scrape: their own small index, oldest event first.
+  async up(db) {
+    await sql`create index webhook_deliveries_pending_idx on webhook_deliveries (outbox_id) where status = 'pending'`.execute(db);
+  },
+  async down(db) {
+    await db.schema.dropIndex('webhook_deliveries_pending_idx').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

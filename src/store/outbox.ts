@@ -15,6 +15,9 @@ export interface OutboxEvent {
   data: Record<string, unknown>;
 }
 
+/** The outbox gauge counts pending deliveries up to this many (a scrape's query stays cheap whatever the backlog). */
+export const BACKLOG_COUNT_CAP = 100_000;
+
 /** The catalogue of webhook events (README "Webhooks"). */
 export type WebhookEventType = 'user.created' | 'user.deleted' | 'link.created' | 'link.removed' | 'sign_in' | 'link.refused' | 'session.revoked' | 'user.merged' | 'user.disabled' | 'user.enabled' | 'provider.event';
 
@@ -122,20 +125,25 @@ export class Outbox {
   }
 
   /**
-   * What waits to be delivered to the configured endpoints (the metrics, at every scrape): how many deliveries
-   * (an event counts once per endpoint), and when the oldest of their events was written. One range of
-   * webhook_deliveries_due_idx (endpoint, status, …) over the pending rows only, each joined by its event's key.
+   * What waits to be delivered to the configured endpoints (the metrics, at every scrape): how many deliveries (an
+   * event counts once per endpoint; counted up to BACKLOG_COUNT_CAP, more reads as one past it), and when the oldest
+   * of their events was written. Both read webhook_deliveries_pending_idx (migration 0021): the pending rows only,
+   * the oldest first (outbox ids grow with time), so neither cost grows with a large backlog.
    */
   async backlog(): Promise<OutboxBacklog> {
     if (this.endpoints.length === 0) return { pending: 0, oldestCreatedAt: undefined };
-    const row = await this.db
-      .selectFrom('webhook_deliveries as d')
-      .innerJoin('outbox as o', 'o.id', 'd.outbox_id')
-      .select((eb) => [eb.fn.countAll().as('pending'), eb.fn.min('o.created_at').as('oldest')])
-      .where('d.endpoint', 'in', [...this.endpoints])
-      .where('d.status', '=', 'pending')
+    const endpoints = [...this.endpoints];
+    const pendingRows = this.db.selectFrom('webhook_deliveries').where('status', '=', 'pending').where('endpoint', 'in', endpoints);
+    const counted = await this.db
+      .selectFrom(pendingRows.select(sql.lit(1).as('one')).limit(BACKLOG_COUNT_CAP + 1).as('capped'))
+      .select((eb) => eb.fn.countAll().as('pending'))
       .executeTakeFirstOrThrow();
-    return { pending: Number(row.pending), oldestCreatedAt: row.oldest === null ? undefined : new Date(row.oldest).toISOString() };
+    const oldest = await this.db
+      .selectFrom('outbox')
+      .select('created_at')
+      .where('id', '=', pendingRows.select((eb) => eb.fn.min('outbox_id').as('first')))
+      .executeTakeFirst();
+    return { pending: Number(counted.pending), oldestCreatedAt: oldest ? new Date(oldest.created_at).toISOString() : undefined };
   }
 
   /**
