@@ -6,7 +6,7 @@ import { migrateToLatest } from './store/database.js';
 import { Storage } from './store/storage.js';
 import { caseCollisionReport } from './store/username-key.js';
 import { generateSigningKeySet, rotateSigningKeySet } from './auth/keys.js';
-import { apiDocument } from './http/openapi.js';
+import { apiDocument } from './http/api-document.js';
 import { serveWithWorkers, startServer } from './http/server.js';
 import { ConfigError } from './config/settings.js';
 import { adminCommands } from './cli/admin.js';

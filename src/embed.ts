@@ -6,7 +6,7 @@ import { ConfigError } from './config/settings.js';
 import type { Env } from './config/settings.js';
 import { apiError } from './core/errors.js';
 import { issueNonce } from './core/replay.js';
-import type { PipelineStep } from './core/pipeline.js';
+import type { PipelineStep } from './core/pipeline-step.js';
 import { createServices } from './core/services.js';
 import { SocialAccounts } from './core/social.js';
 import { installErrorHandling } from './http/errors.js';

@@ -12,8 +12,7 @@ export {
   createUser,
   associateUser,
   loadExtraData,
-  type PipelineStep,
-  type PipelineContext,
 } from './core/pipeline.js';
+export type { PipelineStep, PipelineContext } from './core/pipeline-step.js';
 export { ApiError, ERRORS, InvalidTokenError, ProviderUnavailableError, refuse, type ErrorCode } from './core/errors.js';
 export type { Provider, ProviderModule, SocialIdentity, TokenInput } from './providers/types.js';

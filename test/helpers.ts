@@ -13,7 +13,7 @@ import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor, type 
 import { EmulatorClient, startEmulator, type RunningEmulator } from '@social-link/emulator';
 import { startServer } from '../src/http/server.js';
 import { logSafety } from '../src/http/app.js';
-import type { PipelineStep } from '../src/core/pipeline.js';
+import type { PipelineStep } from '../src/core/pipeline-step.js';
 import type { OperatorErrors } from '../src/core/errors.js';
 import type { Env } from '../src/config/settings.js';
 import { ApiContract, type ApiDocument } from './contract/api.js';

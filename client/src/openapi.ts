@@ -1148,6 +1148,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description `user_disabled` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description `unknown_provider` */
             404: {
                 headers: {
@@ -1281,6 +1290,15 @@ export interface operations {
             };
             /** @description `not_authenticated`, `invalid_access_token` */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `user_disabled` */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -40,7 +40,8 @@ export type { LineUserInput, MintLineTokenInput, MintedLineToken } from './line.
 export type { FaultMode, FaultSettings, Provider } from './state.js';
 export type { RequestRequirement } from './request-checks.js';
 export type { MintTwitterOAuth2TokenInput, MintedTwitterOAuth2Token } from './twitter-oauth2.js';
-export type { MintTwitterTokenInput, MintedTwitterToken, TwitterUserInput } from './twitter.js';
+export type { MintTwitterTokenInput, MintedTwitterToken } from './twitter.js';
+export type { TwitterUserInput } from './twitter-users.js';
 
 export interface EmulatorOptions {
   /** Default 127.0.0.1. Only loopback addresses are accepted: the emulator must never listen publicly. */

@@ -3,7 +3,8 @@ import { providerFaultHook, type FaultAnswers } from './faults.js';
 import { randomAlphanumeric } from './random.js';
 import type { EmulatorState, IssuedToken, TwitterUser } from './state.js';
 import { addTokenLookup } from './token-lookup.js';
-import { mintTwitterTokenBodySchema, upsertTwitterUser, type TwitterUserInput } from './twitter.js';
+import { rateLimitHeaders } from './twitter-rate-limit.js';
+import { twitterUserInputSchema, upsertTwitterUser, type TwitterUserInput } from './twitter-users.js';
 
 // Emulates GET https://api.twitter.com/2/users/me with an OAuth 2 user access token (Bearer). Users
 // are the same as the OAuth 1.0a routes' (state.twitterUsers), so both kinds of token name one id.
@@ -28,7 +29,7 @@ export const mintTwitterOAuth2TokenBodySchema = {
   additionalProperties: false,
   properties: {
     client_id: { type: 'string', minLength: 1 },
-    user: mintTwitterTokenBodySchema.properties.user,
+    user: twitterUserInputSchema,
     expires_in: { type: 'integer' },
   },
 } as const;
@@ -125,11 +126,6 @@ export function mintTwitterAppOnlyToken(state: EmulatorState): { access_token: s
 
 const sendUnauthorized = (reply: FastifyReply) =>
   sendProblem(reply, 401, { title: 'Unauthorized', type: 'about:blank', status: 401, detail: 'Unauthorized' });
-
-/** The rate-limit window headers X sends on every answer; a throttled one has nothing remaining. */
-export function rateLimitHeaders(remaining: number): Record<string, string> {
-  return { 'x-rate-limit-limit': '75', 'x-rate-limit-remaining': String(remaining), 'x-rate-limit-reset': String(Math.floor(Date.now() / 1000) + 900) };
-}
 
 /** X's API v2 answers to the emulator's faults: RFC 7807 problems. */
 const v2FaultAnswers: FaultAnswers = {

@@ -1,19 +1,12 @@
-import { randomInt } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { parseAuthorizationHeader, verifyRequestSignature } from './oauth1.js';
 import { providerFaultHook, type FaultAnswers } from './faults.js';
-import { rateLimitHeaders } from './twitter-oauth2.js';
-import { randomAlphanumeric, randomPersonName } from './random.js';
+import { randomAlphanumeric } from './random.js';
 import type { EmulatorState, TwitterUser } from './state.js';
+import { rateLimitHeaders } from './twitter-rate-limit.js';
+import { twitterUserInputSchema, upsertTwitterUser, type TwitterUserInput } from './twitter-users.js';
 
 // Emulates GET https://api.twitter.com/1.1/account/verify_credentials.json with OAuth 1.0a user context.
-
-export interface TwitterUserInput {
-  id?: string;
-  screen_name?: string;
-  name?: string;
-  email?: string;
-}
 
 export interface MintTwitterTokenInput {
   consumer_key?: string;
@@ -33,24 +26,13 @@ export const mintTwitterTokenBodySchema = {
   additionalProperties: false,
   properties: {
     consumer_key: { type: 'string', minLength: 1 },
-    user: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        // Digits only: the id is also written as a bare JSON number.
-        id: { type: 'string', pattern: '^[1-9][0-9]{0,18}$' },
-        screen_name: { type: 'string', pattern: '^[A-Za-z0-9_]{1,15}$' },
-        name: { type: 'string', minLength: 1 },
-        email: { type: 'string', format: 'email' },
-      },
-    },
+    user: twitterUserInputSchema,
     expires_in: { type: 'integer' },
   },
 } as const;
 
 /** How far oauth_timestamp may be from now, and so how long a nonce must be remembered. */
 const TIMESTAMP_TOLERANCE_SECONDS = 300;
-const TWITTER_EPOCH_MS = 1288834974657;
 
 /**
  * Issues an access token and secret for `consumerKey`, registering that consumer with a random
@@ -73,25 +55,6 @@ export function mintTwitterToken(state: EmulatorState, consumerKey: string, inpu
     secret,
   });
   return { access_token: accessToken, access_token_secret: secret, consumer_key: consumerKey, user_id: user.id };
-}
-
-/** A known user id keeps its profile; only the fields given are changed. Shared with the OAuth 2 routes. */
-export function upsertTwitterUser(state: EmulatorState, input: TwitterUserInput): TwitterUser {
-  const id = input.id ?? snowflakeId();
-  const user = { ...(state.twitterUsers.get(id) ?? newTwitterUser(id)), ...input, id };
-  state.twitterUsers.set(id, user);
-  return user;
-}
-
-/** Today's ids are snowflakes: 19 digits, above 2^53, so a JSON number loses precision (id_str does not). */
-function snowflakeId(): string {
-  return ((BigInt(Date.now() - TWITTER_EPOCH_MS) << 22n) | BigInt(randomInt(2 ** 22))).toString();
-}
-
-function newTwitterUser(id: string): TwitterUser {
-  const { first, last } = randomPersonName();
-  const screenName = `${first}_${id.slice(-6)}`.toLowerCase();
-  return { id, screen_name: screenName, name: `${first} ${last}`, email: `${screenName}@example.com`, createdAtMs: Date.now() };
 }
 
 /** Twitter's date format: "Wed Oct 21 23:53:04 +0000 2015". */

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError, type Env } from './settings.js';
 import { ERRORS, type OperatorErrors } from '../core/errors.js';
-import type { PipelineStep } from '../core/pipeline.js';
+import type { PipelineStep } from '../core/pipeline-step.js';
 
 /**
  * The optional configuration file, beside the environment: `social-link.config.json` (settings only),

@@ -1,5 +1,5 @@
 import type { AppleApi } from '../providers/apple-api.js';
-import { text } from '../providers/answers.js';
+import { text } from '../providers/narrowing.js';
 import type { SocialIdentity } from '../providers/types.js';
 import type { SecretBox } from '../auth/secret-box.js';
 import type { Client, Storage } from '../store/storage.js';

@@ -6,9 +6,8 @@ import type { Client, Storage } from '../store/storage.js';
 import type { PendingLink } from '../store/link-tokens.js';
 import { ApiError, apiError, ERRORS } from './errors.js';
 import { verifiedEmailOf } from '../store/verified-email.js';
-import type { PipelineStep } from './pipeline.js';
+import type { EmailLinking, PipelineStep } from './pipeline-step.js';
 import { useIdToken, type ReplayPolicy } from './replay.js';
-import type { Services } from './services.js';
 
 /**
  * Same person, second provider. A sign-in (`auth`) with an account nobody has linked, whose provider says it
@@ -22,14 +21,6 @@ import type { Services } from './services.js';
  */
 export const LINK_TOKEN_PREFIX = 'slk_';
 export const LINK_TOKEN_TTL_SECONDS = 600;
-
-/** What the step needs to know, from the configuration and the enabled providers. */
-export interface EmailLinking {
-  /** The enabled providers whose verified e-mails are evidence (SOCIAL_AUTH_<P>_EMAIL_TRUST=verified). */
-  trusted: readonly string[];
-  /** The enabled providers: the ones that can prove a user today. */
-  enabled: readonly string[];
-}
 
 /** The step's finding, thrown inside the sign-in's transaction (which it rolls back); SocialAccounts answers it. */
 export class EmailMatch extends Error {
@@ -125,7 +116,7 @@ export const linkTokenHash = (token: string) => sha256Hex(token);
  * — unless the account is linked by now: revoking one of Apple's tokens ends the whole authorization of our app,
  * the link's own token's too (see SocialAccounts.revokingUnkeptGrant).
  */
-export async function revokeUnlinkedGrants(services: Pick<Services, 'storage' | 'revokeKept'>, pendings: readonly PendingLink[]): Promise<void> {
+export async function revokeUnlinkedGrants(services: { storage: Storage; revokeKept(link: PendingLink): Promise<void> }, pendings: readonly PendingLink[]): Promise<void> {
   for (const pending of pendings) {
     if (pending.sealedTokens && !(await services.storage.links.find(pending.provider, pending.uid))) await services.revokeKept(pending);
   }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { sha256Hex, type IdTokenProof } from '../providers/id-token.js';
+import { sha256Hex } from '../providers/id-token.js';
+import type { IdTokenProof } from '../providers/types.js';
 import type { Client, Storage, User } from '../store/storage.js';
 import type { AuditEntry } from '../store/audit.js';
 import { refuseIfDisabled } from './disabled-users.js';

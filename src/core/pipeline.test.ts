@@ -3,7 +3,8 @@ import { SecretBox } from '../auth/secret-box.js';
 import { migrateToLatest, openDatabase } from '../store/database.js';
 import { Storage } from '../store/storage.js';
 import type { SocialIdentity } from '../providers/types.js';
-import { defaultPipeline, runPipeline, type PipelineContext } from './pipeline.js';
+import { defaultPipeline, runPipeline } from './pipeline.js';
+import type { PipelineContext } from './pipeline-step.js';
 
 // The steps on a real (in-memory) SQLite database, as the server runs them.
 let storage: Storage;

@@ -1,10 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { base64url } from 'jose';
+import type { Config } from '../config/config.js';
+import type { ProviderRegistry } from '../providers/registry.js';
 import { canonicalBase64url } from '../providers/signed-request.js';
 import type { Storage } from '../store/storage.js';
 import { now } from '../store/rows.js';
 import { apiError, invalidRequest, InvalidTokenError } from './errors.js';
-import type { Services } from './services.js';
 
 /** A callback older than this is refused: a captured one cannot be played again later (the seen ids are kept as long). */
 export const CALLBACK_MAX_AGE_SECONDS = 7 * 86_400;
@@ -18,7 +19,7 @@ export const CALLBACK_MAX_AGE_SECONDS = 7 * 86_400;
  * with Facebook again).
  */
 export class ProviderCallbacks {
-  constructor(private readonly services: Pick<Services, 'providers' | 'storage' | 'config'>) {}
+  constructor(private readonly services: { providers: ProviderRegistry; storage: Storage; config: Config }) {}
 
   /**
    * Refuses a callback issued too long ago, or later than now (past the clock tolerance: its id would be forgotten

@@ -9,7 +9,8 @@ import { openDatabase, type Database } from '../store/database.js';
 import { Storage, type Association } from '../store/storage.js';
 import { DatabaseHealth, isDatabaseUnavailable } from '../store/database-health.js';
 import type { Log } from './log.js';
-import { defaultPipeline, type PipelineStep } from './pipeline.js';
+import { defaultPipeline } from './pipeline.js';
+import type { PipelineStep } from './pipeline-step.js';
 import { revokeUnlinkedGrants } from './email-linking.js';
 import { CALLBACK_MAX_AGE_SECONDS } from './provider-callbacks.js';
 

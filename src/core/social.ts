@@ -3,7 +3,8 @@ import type { Provider, SocialIdentity, TokenInput } from '../providers/types.js
 import type { ActedBy, Association, AuditEntry, Client, Storage, User } from '../store/storage.js';
 import { followAppleTransfer } from './apple-transfer.js';
 import { recordingDisabled, refuseIfDisabled } from './disabled-users.js';
-import { EmailMatch, findEmailMatch, LinkRequiredError, linkTokenHash, pendingIdentity, requireLink, type EmailLinking } from './email-linking.js';
+import { EmailMatch, findEmailMatch, LinkRequiredError, linkTokenHash, pendingIdentity, requireLink } from './email-linking.js';
+import type { EmailLinking } from './pipeline-step.js';
 import { AlreadyAssociatedError, apiError } from './errors.js';
 import { mergeGuest, offerMerge } from './guest-merge.js';
 import { runPipeline } from './pipeline.js';
@@ -41,7 +42,8 @@ export class SocialAccounts {
     const identity = await provider.verify(input);
     return this.revokingUnkeptGrant(provider, identity, async () => {
       await followAppleTransfer(this.services.storage, this.services.secrets, identity, client);
-      const { context } = await runPipeline(this.services.pipeline, this.services.storage, this.input('associate', provider, await withProfile(identity), client, { user })).catch(async (error: unknown) => {
+      const linked = async () => runPipeline(this.services.pipeline, this.services.storage, this.input('associate', provider, await withProfile(identity), client, { user }));
+      const { context } = await recordingDisabled(this.services.storage, client, { provider: provider.name, uid: identity.uid }, linked).catch(async (error: unknown) => {
         // A guest (no password, no linked account) proved an account of another user: offer to merge into that user.
         if (mergeOffered && error instanceof AlreadyAssociatedError && !user.hasPassword && Object.keys(error.extra).length === 0 && (await this.services.storage.links.ofUser(user.id)).length === 0) {
           const proof = identity.idToken && { idToken: identity.idToken, client, replay: this.services.config.idTokenReplay };
@@ -97,12 +99,13 @@ export class SocialAccounts {
     if (!pending || pending.userId !== user.id) throw apiError('invalid_link_token', { detail: pending ? 'it was issued for another user' : 'unknown, expired or used' });
     const provider = this.services.providers.get(pending.provider);
     const identity = pendingIdentity(pending, secrets);
-    const { context } = await runPipeline(pipeline, storage, { ...this.input('associate', provider, identity, client), user }, async (context) => {
+    const linked = () => runPipeline(pipeline, storage, { ...this.input('associate', provider, identity, client), user }, async (context) => {
       if (!(await context.storage.linkTokens.use(hash))) throw apiError('invalid_link_token', { detail: 'used by a request that ran at the same time' });
       // Other link tokens of this account (the app asked twice) have nothing left to link.
       await context.storage.linkTokens.forgetAccount(provider.name, identity.uid);
       await context.storage.audit.record({ event: 'link_token_used', userId: user.id, provider: provider.name, uid: identity.uid }, client);
     });
+    const { context } = await recordingDisabled(storage, client, { provider: provider.name, uid: identity.uid }, linked);
     return { provider: provider.name, uid: identity.uid, created: context.isNewAssociation };
   }
 

@@ -9,7 +9,7 @@ import { loadSigningKeys, type SigningKeys } from '../auth/keys.js';
 import { TokenService } from '../auth/tokens.js';
 import type { Config } from '../config/config.js';
 import { Accounts } from '../core/accounts.js';
-import type { PipelineStep } from '../core/pipeline.js';
+import type { PipelineStep } from '../core/pipeline-step.js';
 import { createServices } from '../core/services.js';
 import { WebhookDispatcher } from '../core/webhooks.js';
 import { SocialAccounts } from '../core/social.js';

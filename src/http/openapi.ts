@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import type { Config } from '../config/config.js';
 import { apiError, ERRORS, type ErrorCode, type OperatorErrors } from '../core/errors.js';
 import { association, errorResponse, jwks, tokenResponse } from './schemas.js';
 
@@ -168,16 +167,4 @@ export async function installApiDocs(app: FastifyInstance, options: { publicUrl:
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-}
-
-/** The document of an app built with this configuration, without a database or a port (the CLI's `openapi`). */
-export async function apiDocument(config: Config, operatorErrors: OperatorErrors = {}): Promise<Record<string, unknown>> {
-  const { buildApp } = await import('./app.js');
-  const app = await buildApp({ config: { ...config, databaseUrl: 'sqlite::memory:' }, operatorErrors, logger: false });
-  try {
-    await app.ready();
-    return app.swagger() as unknown as Record<string, unknown>;
-  } finally {
-    await app.close();
-  }
 }

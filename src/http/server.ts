@@ -7,7 +7,7 @@ import { bearerMatches } from './routes/operations.js';
 import type { FastifyInstance } from 'fastify';
 import { devSecretsDirFor, type Config } from '../config/config.js';
 import type { OperatorErrors } from '../core/errors.js';
-import type { PipelineStep } from '../core/pipeline.js';
+import type { PipelineStep } from '../core/pipeline-step.js';
 import { buildApp, type AppOptions } from './app.js';
 import { gatherWorkersMetrics } from './metrics.js';
 import { openDatabase, migrateToLatest } from '../store/database.js';

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidTokenError, ProviderUnavailableError } from '../core/errors.js';
-import { accepted, account, refusalError, text } from './answers.js';
+import { accepted, account, refusalError } from './answers.js';
+import { text } from './narrowing.js';
 
 const answer = (status: number, body: unknown, headers: Record<string, string> = {}) => ({ status, body, headers });
 

@@ -1,11 +1,12 @@
 import type { JWTPayload } from 'jose';
 import { ConfigError, type Settings } from '../config/settings.js';
 import { InvalidTokenError, invalidRequest, providerRefusedApp } from '../core/errors.js';
-import { account, flag, isObject, text } from './answers.js';
+import { account } from './answers.js';
+import { flag, isObject, text } from './narrowing.js';
 import { AppleApi, appleKeyHint, appleSigningSettings, APPLE_ISSUER, type AppleSigning } from './apple-api.js';
 import { requireOneOf } from './fields.js';
-import { idTokenVerifier, nonceMatches, nonceRuleOf, type NonceRule } from './id-token.js';
-import type { ProviderModule, SocialIdentity, TokenInput } from './types.js';
+import { idTokenVerifier, nonceMatches, nonceRuleOf } from './id-token.js';
+import type { NonceRule, ProviderModule, SocialIdentity, TokenInput } from './types.js';
 
 /**
  * Sign in with Apple. The identity token is verified against Apple's keys. When the app also sends the

@@ -2,10 +2,11 @@ import { verifySignedRequest } from './signed-request.js';
 import { createHmac } from 'node:crypto';
 import { ConfigError } from '../config/settings.js';
 import { InvalidTokenError, ProviderUnavailableError } from '../core/errors.js';
-import { accepted, account, isObject, text, type RefusalReader } from './answers.js';
+import { accepted, account, type RefusalReader } from './answers.js';
+import { isObject, text } from './narrowing.js';
 import { requireOneOf } from './fields.js';
-import { idTokenVerifier, nonceRuleOf, type NonceRule } from './id-token.js';
-import type { ProviderModule } from './types.js';
+import { idTokenVerifier, nonceRuleOf } from './id-token.js';
+import type { NonceRule, ProviderModule } from './types.js';
 
 /**
  * Facebook Login from the native SDK: an OAuth 2 user access token (or, on iOS, a Limited Login ID token).

@@ -1,10 +1,11 @@
 import { googleIsAuthoritative } from '../store/verified-email.js';
 import { InvalidTokenError, ProviderUnavailableError, invalidRequest } from '../core/errors.js';
 import { ConfigError } from '../config/settings.js';
-import { accepted, account, flag, isObject, text } from './answers.js';
+import { accepted, account } from './answers.js';
+import { flag, isObject, text } from './narrowing.js';
 import { requireOneOf } from './fields.js';
-import { idTokenVerifier, nonceRuleOf, type NonceRule } from './id-token.js';
-import type { ProviderModule, SocialIdentity } from './types.js';
+import { idTokenVerifier, nonceRuleOf } from './id-token.js';
+import type { NonceRule, ProviderModule, SocialIdentity } from './types.js';
 
 /**
  * Google Sign-In. The native SDKs hand the app an ID token, verified here against Google's published keys

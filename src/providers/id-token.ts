@@ -3,13 +3,7 @@ import { decodeJwt, errors, jwtVerify, type JWK, type JWTPayload } from 'jose';
 import { ConfigError, type Settings } from '../config/settings.js';
 import { ApiError, InvalidTokenError, invalidRequest } from '../core/errors.js';
 import { JwksCache } from './jwks.js';
-import type { ProviderContext } from './types.js';
-
-/**
- * SOCIAL_AUTH_<P>_REQUIRE_NONCE: `false` (a nonce is checked when the app sends one), `true` (the app must
- * send one and the token carry it), `issued` (and it must be one POST /api/nonce/ issued, unused).
- */
-export type NonceRule = 'optional' | 'required' | 'issued';
+import type { IdTokenProof, NonceRule, ProviderContext } from './types.js';
 
 export function nonceRuleOf(settings: Settings, name: string): NonceRule {
   const raw = settings.string(name)?.toLowerCase();
@@ -18,22 +12,6 @@ export function nonceRuleOf(settings: Settings, name: string): NonceRule {
     throw new ConfigError(`${name} must be false, true or issued, got "${raw}"`);
   }
   return settings.bool(name, false) ? 'required' : 'optional';
-}
-
-/**
- * What the sign-in's transaction needs of a verified ID token to let it sign in once (core/replay.ts):
- * its hash, until when it could be accepted, and the nonce the app sent with it.
- */
-export interface IdTokenProof {
-  tokenHash: string;
-  /** exp plus the clock tolerance: until then the token verifies, so its use is remembered until then. */
-  acceptedUntil: string;
-  nonce?: string;
-  /** The token's own nonce claim: a token that carries an issued nonce signs in once (core/replay.ts). */
-  tokenNonce?: string;
-  /** The token's iat (seconds): a token issued before its provider ended the account's sessions does not sign in. */
-  issuedAt?: number;
-  nonceRule: NonceRule;
 }
 
 export const sha256Hex = (value: string) => createHash('sha256').update(value).digest('hex');

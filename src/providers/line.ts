@@ -1,8 +1,9 @@
 import { InvalidTokenError, ProviderUnavailableError, invalidRequest } from '../core/errors.js';
-import { idTokenProof, nonceRuleOf, requireNonce, type NonceRule } from './id-token.js';
-import { accepted, account, text, type RefusalReader } from './answers.js';
+import { idTokenProof, nonceRuleOf, requireNonce } from './id-token.js';
+import { accepted, account, type RefusalReader } from './answers.js';
+import { text } from './narrowing.js';
 import { requireOneOf } from './fields.js';
-import type { ProviderModule, SocialIdentity } from './types.js';
+import type { NonceRule, ProviderModule, SocialIdentity } from './types.js';
 
 /**
  * LINE Login. An access token is checked with GET /oauth2/v2.1/verify (its client_id must be our channel,

@@ -1,11 +1,12 @@
 import type { JWK, JWTPayload } from 'jose';
 import { ConfigError, isSafeTransport, type Settings } from '../config/settings.js';
 import { ProviderUnavailableError } from '../core/errors.js';
-import { account, flag, isObject, text } from './answers.js';
-import { idTokenProof, nonceRuleOf, verifyIdToken, type IdTokenPolicy, type NonceRule } from './id-token.js';
+import { account } from './answers.js';
+import { flag, isObject, text } from './narrowing.js';
+import { idTokenProof, nonceRuleOf, verifyIdToken, type IdTokenPolicy } from './id-token.js';
 import { JwksCache } from './jwks.js';
 import { requireField } from './fields.js';
-import type { Provider, ProviderContext } from './types.js';
+import type { NonceRule, Provider, ProviderContext } from './types.js';
 
 export interface OidcConfig {
   /** The provider is `oidc:<name>` in the API paths. */

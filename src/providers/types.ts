@@ -1,6 +1,5 @@
 import type { Settings } from '../config/settings.js';
 import type { ProviderHttp } from './http.js';
-import type { IdTokenProof } from './id-token.js';
 
 /** What the app sends us: the fields a provider's native SDK hands it. */
 export interface TokenInput {
@@ -62,6 +61,28 @@ export interface SocialIdentity {
 
 /** What a profile read adds to an identity. */
 export type Profile = Pick<SocialIdentity, 'details' | 'extraData'>;
+
+/**
+ * SOCIAL_AUTH_<P>_REQUIRE_NONCE: `false` (a nonce is checked when the app sends one), `true` (the app must
+ * send one and the token carry it), `issued` (and it must be one POST /api/nonce/ issued, unused).
+ */
+export type NonceRule = 'optional' | 'required' | 'issued';
+
+/**
+ * What the sign-in's transaction needs of a verified ID token to let it sign in once (core/replay.ts):
+ * its hash, until when it could be accepted, and the nonce the app sent with it.
+ */
+export interface IdTokenProof {
+  tokenHash: string;
+  /** exp plus the clock tolerance: until then the token verifies, so its use is remembered until then. */
+  acceptedUntil: string;
+  nonce?: string;
+  /** The token's own nonce claim: a token that carries an issued nonce signs in once (core/replay.ts). */
+  tokenNonce?: string;
+  /** The token's iat (seconds): a token issued before its provider ended the account's sessions does not sign in. */
+  issuedAt?: number;
+  nonceRule: NonceRule;
+}
 
 export interface VerifyOptions {
   /**
