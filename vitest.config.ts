@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
@@ -8,9 +9,18 @@ export default defineConfig({
     include: ['test/**/*.test.ts', 'src/**/*.test.ts', 'examples/**/*.test.ts'],
     // test/chaos runs real server processes against PostgreSQL: `npm run test:chaos`.
     exclude: ['test/chaos/**', '**/node_modules/**', '**/.git/**'],
-    testTimeout: 20_000,
-    hookTimeout: 30_000,
+    // Generous: a test that waits on child processes (the built CLI) gets a fraction of a shared machine's 2 cores.
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
     // Each test file starts its own emulator and server on ephemeral ports and its own database.
     pool: 'forks',
+    // A migrated database of each kind, copied for each test server (test/global-setup.ts).
+    globalSetup: ['test/global-setup.ts'],
+    // Vitest's default is one worker fewer than cores (one on a 2-core machine): test files wait on child processes,
+    // PostgreSQL, timers and sockets, so two at a time keep 2 cores busy. VITEST_MAX_WORKERS overrides.
+    maxWorkers: Math.max(2, availableParallelism()),
+    // A worker runs its files one after the other in one process, the modules loaded once (each file still starts
+    // its own servers and databases): a new process per file cost about a second of CPU each.
+    isolate: false,
   },
 });

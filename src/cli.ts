@@ -5,9 +5,6 @@ import { devSecretsDirFor, loadConfig } from './config/config.js';
 import { migrateToLatest } from './store/database.js';
 import { Storage } from './store/storage.js';
 import { caseCollisionReport } from './store/username-key.js';
-import { generateSigningKeySet, rotateSigningKeySet } from './auth/keys.js';
-import { apiDocument } from './http/api-document.js';
-import { serveWithWorkers, startServer } from './http/server.js';
 import { ConfigError } from './config/settings.js';
 import { adminCommands } from './cli/admin.js';
 import { appleCommand } from './cli/apple.js';
@@ -16,12 +13,15 @@ import { serviceKeysCommand, staffCommand } from './cli/staff.js';
 import { withDatabase, type Command } from './cli/command.js';
 import { loadConfigFile } from './config/file.js';
 
+// Each command loads what it runs when it runs (import()): a command started by a script or a test does not pay
+// for the HTTP server's modules it never uses.
 const commands: Record<string, Command> = {
   serve: {
     usage: 'serve [--workers N]',
     summary: 'apply pending migrations, then serve the API (configured by the environment; see README)',
     options: { workers: { type: 'string' } },
     async run({ values }) {
+      const { serveWithWorkers, startServer } = await import('./http/server.js');
       const file = await loadConfigFile();
       const config = loadConfig({ ...file.settings, ...process.env });
       const workers = Number(values.workers ?? 1);
@@ -50,6 +50,7 @@ const commands: Record<string, Command> = {
     async run({ values }) {
       const file = await loadConfigFile();
       const config = loadConfig({ ...file.settings, ...process.env }, { role: 'cli' });
+      const { apiDocument } = await import('./http/api-document.js');
       const document = await apiDocument(config, file.errors);
       const text = `${JSON.stringify(document, null, 2)}\n`;
       if (typeof values.out === 'string') writeFileSync(values.out, text);
@@ -80,6 +81,7 @@ const commands: Record<string, Command> = {
       'service: the admin API\'s keys (shown once, kept hashed; last use recorded; revoked at once)',
     options: { keep: { type: 'string' }, scopes: { type: 'string' } },
     async run({ positionals, values }) {
+      const { generateSigningKeySet, rotateSigningKeySet } = await import('./auth/keys.js');
       if (positionals[0] === 'service') return serviceKeysCommand(positionals.slice(1), typeof values.scopes === 'string' ? values.scopes : undefined);
       if (positionals[0] === 'generate') {
         console.log(await generateSigningKeySet());

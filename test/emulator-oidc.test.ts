@@ -125,6 +125,26 @@ describe('JWKS endpoints', () => {
     for (const privateMember of ['d', 'p', 'q', 'dp', 'dq', 'qi']) expect(key).not.toHaveProperty(privateMember);
   });
 
+  it("one emulator's issuers each publish a key of their own; another emulator reuses them under new kids; rotation makes a new key", async () => {
+    const published = async (url: string, provider: keyof typeof JWKS_PATHS): Promise<JWK> => (await http(`${url}${JWKS_PATHS[provider]}`)).body.keys[0];
+    const providers = Object.keys(JWKS_PATHS) as (keyof typeof JWKS_PATHS)[];
+    const ours = await Promise.all(providers.map((provider) => published(emulator.url, provider)));
+    expect(new Set(ours.map((key) => key.n)).size).toBe(providers.length);
+
+    const second = await startEmulator({ oidc: { acme: { clientIds: [OIDC_CLIENT] } } });
+    try {
+      const theirs = await Promise.all(providers.map((provider) => published(second.url, provider)));
+      expect(new Set(theirs.map((key) => key.n)).size).toBe(providers.length);
+      for (const key of theirs) expect(ours.map((k) => k.kid)).not.toContain(key.kid);
+    } finally {
+      await second.close();
+    }
+    const rotated = await client.rotateKeys('google');
+    const { body } = await http(`${emulator.url}${JWKS_PATHS.google}`);
+    const fresh = body.keys.find((key: JWK) => key.kid === rotated.kid);
+    expect(ours.map((key) => key.n)).not.toContain(fresh.n);
+  });
+
   it("sends Google's Cache-Control form, with a settable max-age", async () => {
     expect((await http(`${emulator.url}/google/oauth2/v3/certs`)).headers.get('cache-control')).toBe(
       'public, max-age=3600, must-revalidate, no-transform',

@@ -1,14 +1,15 @@
 import { fileURLToPath } from 'node:url';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { FastifyInstance } from 'fastify';
 import type { Kysely } from 'kysely';
+import { inject } from 'vitest';
 import { loadConfig } from '../src/config/config.js';
-import { openDatabase, type Database } from '../src/store/database.js';
+import { migrateToLatest, openDatabase, type Database } from '../src/store/database.js';
 import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor, type EmulatedApps } from '../src/config/dev.js';
 import { EmulatorClient, startEmulator, type RunningEmulator } from '@social-link/emulator';
 import { startServer } from '../src/http/server.js';
@@ -20,6 +21,8 @@ import { ApiContract, type ApiDocument } from './contract/api.js';
 
 /** The API contract of each running test server, by its base URL (see contract/api.ts). */
 const contracts = new Map<string, ApiContract>();
+/** The contracts by the document's text: servers of the same settings serve the same document, compiled once. */
+const contractsByDocument = new Map<string, ApiContract>();
 
 export const FACEBOOK_APP = { id: 'test-facebook-app', secret: 'test-facebook-secret' };
 export const TWITTER_APP = { key: 'test-twitter-key', secret: 'test-twitter-secret' };
@@ -34,21 +37,30 @@ export function databaseKinds(): DatabaseKind[] {
   return process.env.TEST_DATABASE_URL ? ['sqlite', 'postgres'] : ['sqlite'];
 }
 
-/** A fresh, empty database of the kind: a temporary SQLite file, or a new PostgreSQL database. */
-export async function freshDatabase(kind: DatabaseKind): Promise<{ url: string; drop(): Promise<void> }> {
+/**
+ * A fresh database of the kind: a temporary SQLite file, or a new PostgreSQL database; empty, or with `migrated`
+ * every migration applied already (a copy of the run's migrated database: test/global-setup.ts).
+ */
+export async function freshDatabase(kind: DatabaseKind, options: { migrated?: boolean } = {}): Promise<{ url: string; drop(): Promise<void> }> {
   if (kind === 'sqlite') {
     const dir = mkdtempSync(join(tmpdir(), 'social-link-test-'));
-    return { url: `sqlite:${join(dir, 'test.sqlite')}`, drop: async () => rmSync(dir, { recursive: true, force: true }) };
+    const file = join(dir, 'test.sqlite');
+    const template = options.migrated ? inject('migratedSqlite') : undefined;
+    if (template) copyFileSync(template, file);
+    else if (options.migrated) await migrated(`sqlite:${file}`);
+    return { url: `sqlite:${file}`, drop: async () => rmSync(dir, { recursive: true, force: true }) };
   }
   const adminUrl = process.env.TEST_DATABASE_URL;
   if (!adminUrl) throw new Error('TEST_DATABASE_URL is not set');
   const name = `social_link_test_${randomBytes(6).toString('hex')}`;
+  const template = options.migrated ? inject('migratedPostgres') : undefined;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.query(template ? `CREATE DATABASE ${name} TEMPLATE ${template}` : `CREATE DATABASE ${name}`);
   await admin.end();
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
+  if (options.migrated && !template) await migrated(url.toString());
   return {
     url: url.toString(),
     async drop() {
@@ -58,6 +70,12 @@ export async function freshDatabase(kind: DatabaseKind): Promise<{ url: string; 
       await client.end();
     },
   };
+}
+
+/** Without the run's template (a config without test/global-setup.ts): migrated here. */
+async function migrated(url: string): Promise<void> {
+  const db = openDatabase(url);
+  await migrateToLatest(db).finally(() => db.destroy());
 }
 
 export interface Stack {
@@ -96,7 +114,8 @@ export async function startStack(
     APPLE_KEY,
   );
   const emulator: RunningEmulator = await startEmulator(emulatorOptionsFor(apps));
-  const database = await freshDatabase(kind);
+  // Migrated already: the server's own migrateToLatest finds nothing pending (test/global-setup.ts).
+  const database = await freshDatabase(kind, { migrated: true });
   const config = loadConfig({
     ...serverEnvFor(emulator.url, apps),
     DATABASE_URL: database.url,
@@ -117,7 +136,10 @@ export async function startStack(
   if (!address || typeof address === 'string') throw new Error('server is not listening');
   const api = `http://127.0.0.1:${address.port}`;
   // Every answer a test receives from this server through call() is held to its own document.
-  contracts.set(api, new ApiContract((await (await fetch(`${api}/openapi.json`)).json()) as ApiDocument));
+  const document = await (await fetch(`${api}/openapi.json`)).text();
+  let contract = contractsByDocument.get(document);
+  if (!contract) contractsByDocument.set(document, (contract = new ApiContract(JSON.parse(document) as ApiDocument)));
+  contracts.set(api, contract);
   return {
     api,
     app,

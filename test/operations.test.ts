@@ -154,7 +154,8 @@ describe.each(databaseKinds())('closing on %s', (kind) => {
       const user = await guest(stack.api);
       const token = await stack.emulator.mintFacebookToken({});
       expect((await call(stack.api, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: token.access_token } })).status).toBe(200);
-      await stack.emulator.setFault('facebook', { latency_ms: 400 });
+      // Under startStack's provider timeout (1000 ms): the sign-ins must succeed, late.
+      await stack.emulator.setFault('facebook', { latency_ms: 800 });
       const before = (await stack.emulator.stats()).requests.facebook ?? 0;
       const hangUp = new AbortController();
       const signIns = Array.from({ length: 30 }, () =>
@@ -163,7 +164,11 @@ describe.each(databaseKinds())('closing on %s', (kind) => {
       // Hang up once every sign-in is inside, waiting on Facebook (however long a busy machine took to get there).
       while (((await stack.emulator.stats()).requests.facebook ?? 0) < before + 30) await new Promise((resolve) => setTimeout(resolve, 10));
       hangUp.abort();
-      expect(new Set(await Promise.all(signIns))).toEqual(new Set(['aborted']));
+      // Facebook holds each answer 0.8 s from its arrival: on a machine so busy that the 30 took longer to arrive, the
+      // first may have been answered before the hang-up; those must have succeeded.
+      const answers = await Promise.all(signIns);
+      expect(answers).toContain('aborted');
+      for (const answer of answers) if (typeof answer !== 'string') expect(answer.status).toBe(200);
       await stack.app.close(); // while the provider still holds the sign-in
       closed = true;
       const unhandled = stack.logs.map((line) => JSON.parse(line) as { level: number; msg: string }).filter((line) => line.level >= 50);

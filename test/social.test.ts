@@ -199,10 +199,13 @@ describe.each(databaseKinds())('social linking on %s', (kind) => {
       const fb = await stack.emulator.mintFacebookToken();
       const before = await linkCount();
       await stack.emulator.setFault('facebook', fault);
-      const started = Date.now();
       const answer = await call(stack.api, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: fb.access_token } });
       expectError(answer, 502, 'provider_unavailable');
-      expect(Date.now() - started).toBeLessThan(4000); // bounded by SOCIAL_AUTH_PROVIDER_TIMEOUT_MS=1000
+      // Bounded by SOCIAL_AUTH_PROVIDER_TIMEOUT_MS=1000 (startStack), said by the server itself rather than by a clock
+      // that a busy machine slows: a slow or hanging Facebook is given up on at the timeout (before the slow answer
+      // could come), any other failure is answered as it is, without waiting for the timeout.
+      const timedOut = 'latency_ms' in fault || fault.mode === 'hang';
+      expect(answer.body.detail === 'did not answer within 1000 ms').toBe(timedOut);
       expect(await linkCount()).toBe(before);
       expect(JSON.stringify(answer.body)).not.toContain(fb.access_token);
     });

@@ -14,7 +14,7 @@ import {
   type MintedIdToken,
   type Person,
 } from './id-tokens.js';
-import { OidcIssuer } from './oidc-issuer.js';
+import { OidcIssuer, type FirstKeyPairs } from './oidc-issuer.js';
 import { randomAlphanumeric, randomHex } from './random.js';
 import type { EmulatorState } from './state.js';
 
@@ -121,7 +121,7 @@ export const addAppleTeamBodySchema = {
 
 export class AppleProvider {
   // Apple's key ids are 10 characters: "lVHdOx8ltR".
-  readonly issuer = new OidcIssuer(() => randomAlphanumeric(10));
+  readonly issuer: OidcIssuer;
   /** "<client id> <sub>" of every authorization so far: Apple sends the user's name on the first one only. */
   readonly authorized = new Set<string>();
   readonly users = new Map<string, Person>();
@@ -140,7 +140,11 @@ export class AppleProvider {
   /** "<sub> <team>" → the same person's sub under another team (made on the first exchange). */
   readonly teamSubs = new Map<string, string>();
 
-  constructor(private readonly options: AppleOptions) {
+  constructor(
+    private readonly options: AppleOptions,
+    keyPairs: FirstKeyPairs,
+  ) {
+    this.issuer = new OidcIssuer(keyPairs, () => randomAlphanumeric(10));
     this.clientIds = new Set(options.clientIds);
     this.teamId = options.teamId;
     this.teams.set(options.teamId, new Map(Object.entries(options.keys)));

@@ -2,7 +2,7 @@ import { randomInt, randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { providerFaultHook } from './faults.js';
 import { compactClaims, hostOrigin, idTokenTimes, InvalidRequestError, sendJwks, type MintIdTokenInput, type MintedIdToken } from './id-tokens.js';
-import { OidcIssuer } from './oidc-issuer.js';
+import { OidcIssuer, type FirstKeyPairs } from './oidc-issuer.js';
 import { randomBytesBase64Url, randomDigits, randomPersonName } from './random.js';
 import type { EmulatorState, FacebookUser } from './state.js';
 
@@ -12,7 +12,11 @@ import type { EmulatorState, FacebookUser } from './state.js';
 export const FACEBOOK_LIMITED_ISSUER = 'https://www.facebook.com';
 
 export class FacebookLimitedProvider {
-  readonly issuer = new OidcIssuer();
+  readonly issuer: OidcIssuer;
+
+  constructor(keyPairs: FirstKeyPairs) {
+    this.issuer = new OidcIssuer(keyPairs);
+  }
 
   reset(): void {
     this.issuer.reset();

@@ -15,7 +15,7 @@ import {
   type MintedIdToken,
   type Person,
 } from './id-tokens.js';
-import { OidcIssuer } from './oidc-issuer.js';
+import { OidcIssuer, type FirstKeyPairs } from './oidc-issuer.js';
 import { randomAlphanumeric, randomDigits } from './random.js';
 import type { EmulatorState } from './state.js';
 
@@ -69,13 +69,16 @@ const DEFAULT_SCOPE = `openid ${EMAIL_SCOPE} ${PROFILE_SCOPE}`;
 const ACCESS_TOKEN_LIFETIME_SECONDS = 3599;
 
 export class GoogleProvider {
-  readonly issuer = new OidcIssuer();
+  readonly issuer: OidcIssuer;
   readonly users = new Map<string, Person>();
 
   constructor(
+    keyPairs: FirstKeyPairs,
     readonly clientIds: readonly string[],
     readonly androidClientId = EMULATED_ANDROID_CLIENT_ID,
-  ) {}
+  ) {
+    this.issuer = new OidcIssuer(keyPairs);
+  }
 
   reset(): void {
     this.issuer.reset();

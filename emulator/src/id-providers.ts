@@ -2,6 +2,7 @@ import { AppleProvider, type AppleOptions } from './apple.js';
 import { FacebookLimitedProvider } from './facebook-limited.js';
 import { GoogleProvider, type GoogleOptions } from './google.js';
 import { MicrosoftProvider, type MicrosoftOptions } from './microsoft.js';
+import { FirstKeyPairs } from './oidc-issuer.js';
 import { OidcProviders, type OidcIssuerOptions } from './oidc.js';
 import type { EmulatorState } from './state.js';
 
@@ -20,15 +21,17 @@ const byState = new WeakMap<EmulatorState, IdProviders>();
 export class IdProviders {
   readonly google: GoogleProvider;
   readonly apple: AppleProvider;
-  readonly facebookLimited = new FacebookLimitedProvider();
+  readonly facebookLimited: FacebookLimitedProvider;
   readonly oidc: OidcProviders;
   readonly microsoft: MicrosoftProvider;
 
   constructor(state: EmulatorState, options: IdProviderOptions) {
-    this.google = new GoogleProvider(options.google?.clientIds ?? [], options.google?.androidClientId);
-    this.apple = new AppleProvider(options.apple ?? { clientIds: [], teamId: '', keys: {} });
-    this.oidc = new OidcProviders(options.oidc ?? {});
-    this.microsoft = new MicrosoftProvider(options.microsoft?.clientIds ?? []);
+    const keyPairs = new FirstKeyPairs();
+    this.google = new GoogleProvider(keyPairs, options.google?.clientIds ?? [], options.google?.androidClientId);
+    this.apple = new AppleProvider(options.apple ?? { clientIds: [], teamId: '', keys: {} }, keyPairs);
+    this.facebookLimited = new FacebookLimitedProvider(keyPairs);
+    this.oidc = new OidcProviders(options.oidc ?? {}, keyPairs);
+    this.microsoft = new MicrosoftProvider(options.microsoft?.clientIds ?? [], keyPairs);
     state.onReset.push(() => {
       this.google.reset();
       this.apple.reset();

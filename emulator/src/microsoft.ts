@@ -12,7 +12,7 @@ import {
   type MintedIdToken,
   type Person,
 } from './id-tokens.js';
-import { OidcIssuer } from './oidc-issuer.js';
+import { OidcIssuer, type FirstKeyPairs } from './oidc-issuer.js';
 import { randomBytesBase64Url } from './random.js';
 import type { EmulatorState } from './state.js';
 
@@ -44,14 +44,22 @@ const TENANT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 
 export class MicrosoftProvider {
   // Microsoft's kids are 27 base64url characters (the x5t of their certificate).
-  readonly issuer = new OidcIssuer(() => randomBytesBase64Url(20));
+  readonly issuer: OidcIssuer;
   /** Keys published for the personal-accounts tenant only (their `issuer` names it). */
-  readonly consumersKeys = new OidcIssuer(() => randomBytesBase64Url(20));
+  readonly consumersKeys: OidcIssuer;
   /** Keys published without an `issuer` member. */
-  readonly unboundKeys = new OidcIssuer(() => randomBytesBase64Url(20));
+  readonly unboundKeys: OidcIssuer;
   readonly users = new Map<string, Person>();
 
-  constructor(readonly clientIds: readonly string[]) {}
+  constructor(
+    readonly clientIds: readonly string[],
+    keyPairs: FirstKeyPairs,
+  ) {
+    const microsoftKid = () => randomBytesBase64Url(20);
+    this.issuer = new OidcIssuer(keyPairs, microsoftKid);
+    this.consumersKeys = new OidcIssuer(keyPairs, microsoftKid);
+    this.unboundKeys = new OidcIssuer(keyPairs, microsoftKid);
+  }
 
   reset(): void {
     this.issuer.reset();

@@ -25,12 +25,41 @@ interface SigningKey {
 
 export const DEFAULT_JWKS_MAX_AGE_SECONDS = 3600;
 
-async function newSigningKey(kid: string): Promise<SigningKey> {
+/** An RSA key pair before it is given a kid. */
+interface KeyPair {
+  privateKey: CryptoKey;
+  publicJwk: JWK;
+  publicKeyPem: string;
+}
+
+async function newKeyPair(): Promise<KeyPair> {
   const { privateKey, publicKey } = await generateKeyPair('RS256', { modulusLength: 2048 });
-  const publicJwk: PublishedJwk = { ...(await exportJWK(publicKey)), kid, alg: 'RS256', use: 'sig' };
+  const publicJwk = await exportJWK(publicKey);
   // node:crypto's PEM (with its final newline) is what a naive verifier gets from the JWK.
   const publicKeyPem = createPublicKey({ key: { kty: 'RSA', n: publicJwk.n, e: publicJwk.e } satisfies JsonWebKey, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString();
-  return { kid, privateKey, publicJwk, publicKeyPem };
+  return { privateKey, publicJwk, publicKeyPem };
+}
+
+function signingKey(kid: string, pair: KeyPair): SigningKey {
+  return { kid, privateKey: pair.privateKey, publicJwk: { ...pair.publicJwk, kid, alg: 'RS256', use: 'sig' }, publicKeyPem: pair.publicKeyPem };
+}
+
+/** First-key pairs made in this process, by slot: kept for the next emulator. */
+const firstKeyPairsMade: Promise<KeyPair>[] = [];
+
+/**
+ * Hands one emulator's issuers their first key pairs: each issuer a different pair (as each real provider has its
+ * own keys), the same pairs for every emulator this process starts. An RSA-2048 pair costs about 150 ms of CPU and a
+ * test run starts hundreds of emulators; kids are new each time, and keys made by rotate() are always new.
+ */
+export class FirstKeyPairs {
+  private next = 0;
+
+  take(): Promise<KeyPair> {
+    const slot = this.next++;
+    firstKeyPairsMade[slot] ??= newKeyPair();
+    return firstKeyPairsMade[slot];
+  }
 }
 
 /** A key nobody publishes, to sign "unknown_kid" and "foreign_key" forgeries; generated once, when first needed. */
@@ -53,7 +82,10 @@ export class OidcIssuer {
   jwksMaxAgeSeconds = DEFAULT_JWKS_MAX_AGE_SECONDS;
 
   /** `newKid`: the provider's kid style (Google: 40 hex digits, Apple: 10 characters...). */
-  constructor(private readonly newKid: () => string = () => randomHex(40)) {
+  constructor(
+    private readonly keyPairs: FirstKeyPairs,
+    private readonly newKid: () => string = () => randomHex(40),
+  ) {
     // The RSA key is made now, in the background: a verifier's first JWKS fetch must not wait for it.
     void this.ready();
   }
@@ -72,7 +104,7 @@ export class OidcIssuer {
   /** Adds a new signing key; older keys stay published (tokens they signed still verify) unless retired. */
   async rotate(options: { retire_old?: boolean } = {}): Promise<{ kid: string; kids: string[] }> {
     await this.ready();
-    const key = await newSigningKey(this.newKid());
+    const key = signingKey(this.newKid(), await newKeyPair());
     this.keys = options.retire_old ? [key] : [...this.keys, key];
     return { kid: key.kid, kids: this.keys.map((k) => k.kid) };
   }
@@ -128,7 +160,7 @@ export class OidcIssuer {
 
   /** Keys are generated on first use: building the emulator stays synchronous and cheap. */
   private async ready(): Promise<void> {
-    this.firstKey ??= newSigningKey(this.newKid());
+    this.firstKey ??= this.keyPairs.take().then((pair) => signingKey(this.newKid(), pair));
     const first = await this.firstKey;
     if (this.keys.length === 0) this.keys = [first];
   }

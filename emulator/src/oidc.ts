@@ -13,7 +13,7 @@ import {
   type MintedIdToken,
   type Person,
 } from './id-tokens.js';
-import { OidcIssuer } from './oidc-issuer.js';
+import { OidcIssuer, type FirstKeyPairs } from './oidc-issuer.js';
 import type { EmulatorState } from './state.js';
 
 // Any number of generic OpenID Connect issuers, by name, under /oidc/:name: discovery and JWKS,
@@ -37,7 +37,10 @@ export interface GenericIssuer {
 export class OidcProviders {
   private readonly issuers = new Map<string, GenericIssuer>();
 
-  constructor(configured: Record<string, OidcIssuerOptions>) {
+  constructor(
+    configured: Record<string, OidcIssuerOptions>,
+    private readonly keyPairs: FirstKeyPairs,
+  ) {
     for (const [name, options] of Object.entries(configured)) this.create(name, options.clientIds);
   }
 
@@ -64,7 +67,7 @@ export class OidcProviders {
 
   private create(name: string, clientIds: readonly string[]): GenericIssuer {
     if (!new RegExp(OIDC_NAME_PATTERN).test(name)) throw new Error(`invalid OpenID Connect issuer name "${name}"`);
-    const issuer = { name, keys: new OidcIssuer(), clientIds: [...clientIds], users: new Map<string, Person>() };
+    const issuer = { name, keys: new OidcIssuer(this.keyPairs), clientIds: [...clientIds], users: new Map<string, Person>() };
     this.issuers.set(name, issuer);
     return issuer;
   }
