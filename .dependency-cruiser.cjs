@@ -5,6 +5,24 @@
  *
  * @type {import('dependency-cruiser').IConfiguration}
  */
+const FLOOR_ORDER = ['lib', 'auth', 'store', 'providers', 'config', 'core', 'import', 'admin', 'http', 'cli'];
+
+/** One rule per floor: nothing above it (the entry points src/*.ts stand on top of all). */
+function floors(described) {
+  return described.map(([floor, what]) => {
+    const above = FLOOR_ORDER.slice(FLOOR_ORDER.indexOf(floor) + 1);
+    // import and admin stand side by side: neither imports the other.
+    const sideBySide = { import: ['admin'], admin: ['import'] }[floor] ?? [];
+    return {
+      name: `${floor}-imports-nothing-above`,
+      severity: 'error',
+      comment: `src/${floor}/ (${what}) imports only its own floor and those below: nothing of ${[...above].join(', ')} or the entry points (src/*.ts).`,
+      from: { path: `^src/${floor}/` },
+      to: { path: [`^src/(${[...above, ...sideBySide].join('|')})/`, '^src/[^/]+\\.ts$'] },
+    };
+  });
+}
+
 module.exports = {
   forbidden: [
     {
@@ -30,15 +48,20 @@ module.exports = {
       from: { path: '^src/' },
       to: { path: '^test/' },
     },
-    {
-      name: 'store-is-the-ground-floor',
-      severity: 'error',
-      comment:
-        'src/store/ (every query) stands on the ground floor: it imports nothing of the use cases (core/), the HTTP layer, ' +
-        'the providers or the CLI.',
-      from: { path: '^src/store/' },
-      to: { path: '^src/(core|http|providers|cli)/' },
-    },
+    // The floors, bottom up (ARCHITECTURE.md, "The floors"): a module imports its own floor and the floors below, never
+    // one above. lib → auth → store → providers → config → core → import, admin → http → cli → src/*.ts.
+    ...floors([
+      ['lib', 'leaves every floor uses: the error catalogue, reading settings, the log type, narrowing helpers, the version'],
+      ['auth', 'cryptography of our own secrets: signing keys, password hashes, the secret box, TOTP'],
+      ['store', 'every query: the schema, migrations and one repository per table'],
+      ['providers', 'proving a token with its provider: one module per provider, the shared protocol helpers'],
+      ['config', 'the configuration read from the environment, each provider reading its own settings'],
+      ['core', 'the use cases: sign-in pipeline, sessions and tokens, accounts, admin, webhooks'],
+      ['import', 'importers of other systems\' users'],
+      ['admin', 'the staff console\'s pages and their helpers'],
+      ['http', 'the Fastify application: routes, schemas, the OpenAPI document, metrics'],
+      ['cli', 'the command line, and the operator\'s configuration file'],
+    ]),
   ],
   options: {
     // Roots: `depcruise src emulator/src` (package.json check:deps). Whatever they import is cruised too, so an

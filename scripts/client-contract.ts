@@ -3,13 +3,13 @@
  * are up to date):
  *   client/openapi.json       the API document, for the default configuration (the one apps generate from);
  *   client/src/openapi.ts     its TypeScript types (openapi-typescript): the SDK's request and answer types;
- *   client/src/error-codes.ts the closed list of error codes, from the server's catalogue (src/core/errors.ts).
+ *   client/src/error-codes.ts the closed list of error codes, from the server's catalogue (src/lib/errors.ts).
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import openapiTS, { astToString } from 'openapi-typescript';
 import { loadConfig } from '../src/config/config.js';
-import { ERRORS } from '../src/core/errors.js';
+import { ERRORS } from '../src/lib/errors.js';
 import { apiDocument } from '../src/http/api-document.js';
 
 const at = (path: string) => fileURLToPath(new URL(path, import.meta.url));
@@ -28,7 +28,7 @@ export async function renderTypes(document: string): Promise<string> {
 export function renderClientErrorCodes(): string {
   const codes = Object.entries(ERRORS).map(([code, { status }]) => `  '${code}', // ${status}`);
   return [
-    '// Generated from the server\'s error catalogue (src/core/errors.ts) by `npm run build:client`: do not edit.',
+    '// Generated from the server\'s error catalogue (src/lib/errors.ts) by `npm run build:client`: do not edit.',
     '',
     '/** Every code the API answers (an operator\'s own pipeline steps may add theirs). */',
     'export const API_ERROR_CODES = [',

@@ -5,13 +5,13 @@ import { devSecretsDirFor, loadConfig } from './config/config.js';
 import { migrateToLatest } from './store/database.js';
 import { Storage } from './store/storage.js';
 import { caseCollisionReport } from './store/username-key.js';
-import { ConfigError } from './config/settings.js';
+import { ConfigError } from './lib/settings.js';
 import { adminCommands } from './cli/admin.js';
 import { appleCommand } from './cli/apple.js';
 import { importCommand } from './cli/import.js';
 import { serviceKeysCommand, staffCommand } from './cli/staff.js';
 import { withDatabase, type Command } from './cli/command.js';
-import { loadConfigFile } from './config/file.js';
+import { loadConfigFile } from './cli/config-file.js';
 
 // Each command loads what it runs when it runs (import()): a command started by a script or a test does not pay
 // for the HTTP server's modules it never uses.

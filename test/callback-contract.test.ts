@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { decodeJwt, exportJWK, SignJWT, type JWTPayload } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Settings } from '../src/config/settings.js';
+import { Settings } from '../src/lib/settings.js';
 import { apple } from '../src/providers/apple.js';
 import { google } from '../src/providers/google.js';
 import { ProviderHttp } from '../src/providers/http.js';

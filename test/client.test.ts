@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { AlreadyAssociatedError, API_ERROR_CODES, ENDPOINTS, LinkRequiredError, MemoryTokenStore, SocialLinkClient, SocialLinkError, type Endpoint, type ResponseShape } from '../client/src/index.js';
 import { CLIENT_CONTRACT_FILES, renderClientErrorCodes, renderDocument, renderTypes } from '../scripts/client-contract.js';
-import { ERRORS } from '../src/core/errors.js';
+import { ERRORS } from '../src/lib/errors.js';
 import { call, startStack, type Stack } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));

@@ -2,10 +2,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfigFile } from '../src/config/file.js';
+import { loadConfigFile } from '../src/cli/config-file.js';
 import { defaultPipeline } from '../src/core/pipeline.js';
 import { loadConfig } from '../src/config/config.js';
-import { ConfigError } from '../src/config/settings.js';
+import { ConfigError } from '../src/lib/settings.js';
 import { call, expectError, startStack } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'social-link-config-'));
@@ -54,7 +54,7 @@ describe('the configuration file', () => {
     write(
       'social-link.config.mjs',
       `import { defaultPipeline } from ${JSON.stringify(pipelineModule)};
-       import { refuse } from ${JSON.stringify(join(process.cwd(), 'src/core/errors.ts'))};
+       import { refuse } from ${JSON.stringify(join(process.cwd(), 'src/lib/errors.ts'))};
        const onlyExampleCom = (context) => {
          if (!String(context.identity.details.email ?? '').endsWith('@example.com')) {
            throw refuse(403, 'email_domain_refused', 'Only example.com accounts may be linked');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/config.js';
-import { ConfigError } from '../src/config/settings.js';
+import { ConfigError } from '../src/lib/settings.js';
 import { generateSigningKeySet, parseSigningKeys } from '../src/auth/keys.js';
 
 describe('configuration', () => {

@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 
 // `npm run check:deps`: dependency-cruiser holds src/ and emulator/src/ to .dependency-cruiser.cjs, the arrows that
 // must never exist — no circle (`import type` and import() included), the emulator imports nothing of src/, src/
-// nothing of test/, store/ nothing of the floors above it.
+// nothing of test/, and no floor imports one above it (lib → auth → store → providers → config → core → import, admin →
+// http → cli → src/*.ts).
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const depcruise = join(root, 'node_modules/dependency-cruiser/bin/dependency-cruise.mjs');
@@ -50,6 +51,9 @@ function describeViolation(violation: Violation): string {
   return `${violation.rule.name}: ${[...round, round[0]].join(' → ')}`;
 }
 
+/** The floors, bottom up, as .dependency-cruiser.cjs names them. */
+const FLOORS = ['lib', 'auth', 'store', 'providers', 'config', 'core', 'import', 'admin', 'http', 'cli'];
+
 const dependency = (report: Cruise, from: string, to: string) =>
   report.modules.find((module) => module.source === from)?.dependencies.find((dependency) => dependency.resolved === to);
 
@@ -63,7 +67,7 @@ describe('dependencies', () => {
       'no-circular',
       'emulator-imports-nothing-of-src',
       'src-imports-nothing-of-test',
-      'store-is-the-ground-floor',
+      ...FLOORS.map((floor) => `${floor}-imports-nothing-above`),
     ]);
     expect(report.summary.totalCruised).toBeGreaterThan(100);
     const sources = report.modules.map((module) => module.source);
@@ -87,6 +91,16 @@ describe('dependencies', () => {
       'src/core/b.ts': "export interface B { name: string }\nexport const loadA = () => import('./a.js');\n",
       'src/http/app.ts': 'export const app = 1;\n',
       'src/store/rows.ts': "import { app } from '../http/app.js';\nexport const rows = app;\n",
+      // Each floor reaching one floor up (cli up to an entry point), and the two side-by-side floors to each other.
+      ...Object.fromEntries(
+        FLOORS.map((floor, index) => {
+          const up = FLOORS[index + 1];
+          const target = up ? `../${up}/up.js` : '../main.js';
+          return [`src/${floor}/up.ts`, `import { up } from '${target}';\nexport const mine = up;\n`];
+        }),
+      ),
+      'src/admin/side.ts': "import { up } from '../import/up.js';\nexport const side = up;\n",
+      'src/main.ts': 'export const up = 1;\n',
       'src/index.ts': "export { fixture } from '../test/helpers.js';\n",
       'test/helpers.ts': 'export const fixture = 1;\n',
       'emulator/src/index.ts': "import type { app } from '../../src/http/app.js';\nexport type App = typeof app;\n",
@@ -102,8 +116,10 @@ describe('dependencies', () => {
         'emulator-imports-nothing-of-src: emulator/src/index.ts → src/http/app.ts',
         'no-circular: src/core/a.ts → src/core/b.ts → src/core/a.ts',
         'src-imports-nothing-of-test: src/index.ts → test/helpers.ts',
-        'store-is-the-ground-floor: src/store/rows.ts → src/http/app.ts',
-      ]);
+        'store-imports-nothing-above: src/store/rows.ts → src/http/app.ts',
+        ...FLOORS.map((floor, index) => `${floor}-imports-nothing-above: src/${floor}/up.ts → ${FLOORS[index + 1] ? `src/${FLOORS[index + 1]}/up.ts` : 'src/main.ts'}`),
+        'admin-imports-nothing-above: src/admin/side.ts → src/import/up.ts',
+      ].sort());
       // As `npm run check:deps` runs it (its text report): it fails, and names them.
       const checked = run(process.execPath, args, dir);
       expect(checked.status).not.toBe(0);

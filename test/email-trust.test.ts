@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { loadProviderConfigs, providerModules } from '../src/providers/index.js';
-import { Settings } from '../src/config/settings.js';
+import { Settings } from '../src/lib/settings.js';
 import { googleIsAuthoritative, verifiedEmailOfKeptFacts } from '../src/store/verified-email.js';
 
 // Each provider's default e-mail trust, pinned to the cited sources of test/fixtures/providers/email-trust.json.

@@ -15,8 +15,8 @@ import { EmulatorClient, startEmulator, type RunningEmulator } from '@social-lin
 import { startServer } from '../src/http/server.js';
 import { logSafety } from '../src/http/app.js';
 import type { PipelineStep } from '../src/core/pipeline-step.js';
-import type { OperatorErrors } from '../src/core/errors.js';
-import type { Env } from '../src/config/settings.js';
+import type { OperatorErrors } from '../src/lib/errors.js';
+import type { Env } from '../src/lib/settings.js';
 import { ApiContract, type ApiDocument } from './contract/api.js';
 
 /** The API contract of each running test server, by its base URL (see contract/api.ts). */

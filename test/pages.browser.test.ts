@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newTotpSecret, totpCode } from '../src/auth/totp.js';
 import { loadConfig } from '../src/config/config.js';
-import type { Env } from '../src/config/settings.js';
+import type { Env } from '../src/lib/settings.js';
 import { createServices, type Services } from '../src/core/services.js';
 import { StaffAccounts } from '../src/core/staff.js';
 import { call, guest, startStack, type Stack } from './helpers.js';

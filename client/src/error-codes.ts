@@ -1,4 +1,4 @@
-// Generated from the server's error catalogue (src/core/errors.ts) by `npm run build:client`: do not edit.
+// Generated from the server's error catalogue (src/lib/errors.ts) by `npm run build:client`: do not edit.
 
 /** Every code the API answers (an operator's own pipeline steps may add theirs). */
 export const API_ERROR_CODES = [

@@ -2,7 +2,7 @@ import { existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSyn
 import { dirname } from 'node:path';
 import { createPrivateKey, createPublicKey, randomBytes, randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
-import { ConfigError } from '../config/settings.js';
+import { ConfigError } from '../lib/settings.js';
 
 export const SIGNING_ALG = 'ES256';
 

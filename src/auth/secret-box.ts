@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { ConfigError } from '../config/settings.js';
+import { ConfigError } from '../lib/settings.js';
 
 /**
  * AES-256-GCM for provider tokens kept at rest. Several keys may be configured: the first encrypts,

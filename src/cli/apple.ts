@@ -1,4 +1,4 @@
-import { ConfigError, type Settings } from '../config/settings.js';
+import { ConfigError, type Settings } from '../lib/settings.js';
 import { exportAppleTransfers, importAppleTransfers, type TransferReport, type TransferRun } from '../core/apple-transfer.js';
 import type { Services } from '../core/services.js';
 import { apple } from '../providers/apple.js';

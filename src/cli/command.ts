@@ -1,9 +1,9 @@
 import type { ParseArgsConfig } from 'node:util';
 import type { Kysely } from 'kysely';
 import { devSecretsDirFor, loadConfig } from '../config/config.js';
-import { Settings } from '../config/settings.js';
+import { Settings } from '../lib/settings.js';
 import { openDatabase, requireMigrated, type Database } from '../store/database.js';
-import { loadConfigFile } from '../config/file.js';
+import { loadConfigFile } from './config-file.js';
 import { pino } from 'pino';
 import { createServices, type Services } from '../core/services.js';
 

@@ -3,8 +3,8 @@ import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor } from
 import { devSecret } from '../auth/keys.js';
 import { startEmulator } from '@social-link/emulator';
 import { startServer } from '../http/server.js';
-import { loadConfigFile } from '../config/file.js';
-import { ConfigError } from '../config/settings.js';
+import { loadConfigFile } from './config-file.js';
+import { ConfigError } from '../lib/settings.js';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { newTotpSecret } from '../auth/totp.js';

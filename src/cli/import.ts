@@ -1,4 +1,4 @@
-import { ConfigError } from '../config/settings.js';
+import { ConfigError } from '../lib/settings.js';
 import { firebaseSource } from '../import/firebase.js';
 import { runImport, type ImportReport, type ImportSource } from '../import/importer.js';
 import { psaSource } from '../import/psa.js';

@@ -1,9 +1,22 @@
-import { ConfigError, Settings, type Env } from './settings.js';
-import type { WebhookEndpoint } from '../core/webhooks.js';
+import { ConfigError, Settings, type Env } from '../lib/settings.js';
 import { loadProviderConfigs, type ProviderConfigs } from '../providers/index.js';
 import { SecretBox } from '../auth/secret-box.js';
-import type { ReplayPolicy } from '../core/replay.js';
 import { clockToleranceOf } from '../providers/id-token.js';
+
+/** A webhook receiver (core/webhooks.ts delivers to it). */
+export interface WebhookEndpoint {
+  url: string;
+  /** `whsec_` + base64 (the Standard Webhooks secret format). */
+  secret: string;
+}
+
+/** What a second use of an ID token meets (core/replay.ts says why). */
+export interface ReplayPolicy {
+  /** SOCIAL_AUTH_ID_TOKEN_REPLAY=refuse, or allow (the default). */
+  refuse: boolean;
+  /** SOCIAL_AUTH_ID_TOKEN_RETRY_SECONDS: how long the same client's retry of the same token is let through. */
+  retrySeconds: number;
+}
 
 /**
  * Where `serve`, dev mode and the embedding plugin keep the keys they generate outside production when none

@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import type { JWK } from 'jose';
-import type { Env } from './settings.js';
+import type { Env } from '../lib/settings.js';
 import type { EmulatorOptions } from '@social-link/emulator';
 
 /**

@@ -1,10 +1,10 @@
 import { revokeUnlinkedGrants } from './email-linking.js';
 import { randomBytes } from 'node:crypto';
 import { dummyPasswordHash, hashPassword, needsRehash, verifyPassword } from '../auth/passwords.js';
-import type { AccessClaims, TokenPair, TokenService } from '../auth/tokens.js';
+import type { AccessClaims, TokenPair, TokenService } from './tokens.js';
 import type { ActedBy, Client, User } from '../store/storage.js';
 import { recordingDisabled, refuseIfDisabled } from './disabled-users.js';
-import { apiError, sessionEnded } from './errors.js';
+import { apiError, sessionEnded } from '../lib/errors.js';
 import type { Services } from './services.js';
 
 /** A user and the token pair of its new session: what every sign-in answers. */

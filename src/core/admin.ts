@@ -3,7 +3,7 @@ import type { ServiceScope } from '../store/service-keys.js';
 import type { ActedBy, Association, AuditEvent, Client, User } from '../store/storage.js';
 import type { SessionSummary, UserSearch, UserSummary } from '../store/directory.js';
 import { storableText, type Accounts } from './accounts.js';
-import { ApiError, apiError } from './errors.js';
+import { ApiError, apiError } from '../lib/errors.js';
 import type { Services } from './services.js';
 import type { SocialAccounts } from './social.js';
 

@@ -1,10 +1,10 @@
 import type { AppleApi } from '../providers/apple-api.js';
-import { text } from '../providers/narrowing.js';
+import { text } from '../lib/narrowing.js';
 import type { SocialIdentity } from '../providers/types.js';
 import type { SecretBox } from '../auth/secret-box.js';
 import type { Client, Storage } from '../store/storage.js';
 import { isUniqueViolation } from './accounts.js';
-import { ProviderUnavailableError } from './errors.js';
+import { ProviderUnavailableError } from '../lib/errors.js';
 
 /**
  * Sign in with Apple team transfer. Apple's `sub` is scoped to the developer team: when the app moves to

@@ -1,5 +1,5 @@
 import type { Client, Storage, User } from '../store/storage.js';
-import { UserDisabledError } from './errors.js';
+import { UserDisabledError } from '../lib/errors.js';
 
 /**
  * A disabled user (an operator's decision, core/admin.ts) opens no session and links nothing: every sign-in and

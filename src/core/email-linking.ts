@@ -4,7 +4,7 @@ import type { SocialIdentity } from '../providers/types.js';
 import type { SecretBox } from '../auth/secret-box.js';
 import type { Client, Storage } from '../store/storage.js';
 import type { PendingLink } from '../store/link-tokens.js';
-import { ApiError, apiError, ERRORS } from './errors.js';
+import { ApiError, apiError, ERRORS } from '../lib/errors.js';
 import { verifiedEmailOf } from '../store/verified-email.js';
 import type { EmailLinking, PipelineStep } from './pipeline-step.js';
 import { useIdToken, type ReplayPolicy } from './replay.js';

@@ -4,7 +4,7 @@ import type { IdTokenProof } from '../providers/types.js';
 import type { Client, Storage, User } from '../store/storage.js';
 import type { AuditEntry } from '../store/audit.js';
 import { refuseIfDisabled } from './disabled-users.js';
-import { apiError, sessionEnded } from './errors.js';
+import { apiError, sessionEnded } from '../lib/errors.js';
 import { refuseTokenOfEndedSessions, useIdToken, type ReplayPolicy } from './replay.js';
 
 /**

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { AlreadyAssociatedError, apiError, sessionEnded } from './errors.js';
+import { AlreadyAssociatedError, apiError, sessionEnded } from '../lib/errors.js';
 import { refuseIfDisabled } from './disabled-users.js';
 import type { Storage } from '../store/storage.js';
 import { mergeFacts } from '../providers/profile.js';

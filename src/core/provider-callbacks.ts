@@ -5,7 +5,7 @@ import type { ProviderRegistry } from '../providers/registry.js';
 import { canonicalBase64url } from '../providers/signed-request.js';
 import type { Storage } from '../store/storage.js';
 import { now } from '../store/rows.js';
-import { apiError, invalidRequest, InvalidTokenError } from './errors.js';
+import { apiError, invalidRequest, InvalidTokenError } from '../lib/errors.js';
 
 /** A callback older than this is refused: a captured one cannot be played again later (the seen ids are kept as long). */
 export const CALLBACK_MAX_AGE_SECONDS = 7 * 86_400;

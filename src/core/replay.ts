@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { sha256Hex } from '../providers/id-token.js';
 import type { IdTokenProof } from '../providers/types.js';
+import type { ReplayPolicy } from '../config/config.js';
 import type { Association, Client, Storage } from '../store/storage.js';
-import { InvalidTokenError } from './errors.js';
+import { InvalidTokenError } from '../lib/errors.js';
 
 /**
  * How often an ID token signs in. SOCIAL_AUTH_ID_TOKEN_REPLAY=allow (the default): until it expires, as the SDKs
@@ -17,12 +18,7 @@ import { InvalidTokenError } from './errors.js';
  * sign-in's transaction: a sign-in that fails uses nothing up, so `auth` answering 404 and `associate` with the
  * same token right after still works.
  */
-export interface ReplayPolicy {
-  /** SOCIAL_AUTH_ID_TOKEN_REPLAY=refuse, or allow (the default). */
-  refuse: boolean;
-  /** SOCIAL_AUTH_ID_TOKEN_RETRY_SECONDS: how long the same client's retry of the same token is let through. */
-  retrySeconds: number;
-}
+export type { ReplayPolicy } from '../config/config.js';
 
 /** Issued nonces say so: the prefix tells them from an app's own nonces. */
 export const ISSUED_NONCE_PREFIX = 'sln_';

@@ -8,7 +8,7 @@ import { ProviderRegistry } from '../providers/registry.js';
 import { openDatabase, type Database } from '../store/database.js';
 import { Storage, type Association } from '../store/storage.js';
 import { DatabaseHealth, isDatabaseUnavailable } from '../store/database-health.js';
-import type { Log } from './log.js';
+import type { Log } from '../lib/log.js';
 import { defaultPipeline } from './pipeline.js';
 import type { PipelineStep } from './pipeline-step.js';
 import { revokeUnlinkedGrants } from './email-linking.js';

@@ -5,7 +5,7 @@ import { followAppleTransfer } from './apple-transfer.js';
 import { recordingDisabled, refuseIfDisabled } from './disabled-users.js';
 import { EmailMatch, findEmailMatch, LinkRequiredError, linkTokenHash, pendingIdentity, requireLink } from './email-linking.js';
 import type { EmailLinking } from './pipeline-step.js';
-import { AlreadyAssociatedError, apiError } from './errors.js';
+import { AlreadyAssociatedError, apiError } from '../lib/errors.js';
 import { mergeGuest, offerMerge } from './guest-merge.js';
 import { runPipeline } from './pipeline.js';
 import type { Services } from './services.js';

@@ -2,7 +2,8 @@ import { Webhook } from 'standardwebhooks';
 import { isDatabaseUnavailable } from '../store/database-health.js';
 import type { Storage } from '../store/storage.js';
 import type { Delivery } from '../store/outbox.js';
-import type { Log } from './log.js';
+import type { Log } from '../lib/log.js';
+import type { WebhookEndpoint } from '../config/config.js';
 
 /**
  * Delivers the outbox's events (store/outbox.ts) to the configured endpoints, signed as the Standard Webhooks
@@ -13,11 +14,7 @@ import type { Log } from './log.js';
  * sent only once the ones before it were delivered or given up. Every server instance runs a dispatcher; they
  * share the work through the database.
  */
-export interface WebhookEndpoint {
-  url: string;
-  /** `whsec_` + base64 (the Standard Webhooks secret format). */
-  secret: string;
-}
+export type { WebhookEndpoint } from '../config/config.js';
 
 /** How an attempt ended: delivered (2xx), failed (to be tried again), gave_up (failed, and no retry is left). */
 export type DeliveryOutcome = 'delivered' | 'failed' | 'gave_up';

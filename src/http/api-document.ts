@@ -1,5 +1,5 @@
 import type { Config } from '../config/config.js';
-import type { OperatorErrors } from '../core/errors.js';
+import type { OperatorErrors } from '../lib/errors.js';
 import { buildApp } from './app.js';
 
 /** The document of an app built with this configuration, without a database or a port (the CLI's `openapi`). */

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
-import { ApiError, apiError, databaseUnavailable, invalidRequest, ProviderUnavailableError, type ErrorCode } from '../core/errors.js';
+import { ApiError, apiError, databaseUnavailable, invalidRequest, ProviderUnavailableError, type ErrorCode } from '../lib/errors.js';
 import { DATABASE_RETRY_AFTER_SECONDS, isDatabaseUnavailable, type DatabaseHealth } from '../store/database-health.js';
 
 /** The framework's own client errors, as codes of our catalogue. */

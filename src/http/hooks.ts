@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { AlreadyAssociatedError, ApiError, type ErrorCode } from '../core/errors.js';
+import { AlreadyAssociatedError, ApiError, type ErrorCode } from '../lib/errors.js';
 import type { AuditEntry } from '../store/audit.js';
 import type { Services } from '../core/services.js';
 import { answeredErrorCode, callbackOutcome, type Metrics } from './metrics.js';

@@ -1,7 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-import type { Log } from '../core/log.js';
+import type { Log } from '../lib/log.js';
 import type { DeliveryOutcome } from '../core/webhooks.js';
 import type { ProviderOutcome } from '../providers/http.js';
 import { isDatabaseUnavailable } from '../store/database-health.js';

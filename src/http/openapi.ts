@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { apiError, ERRORS, type ErrorCode, type OperatorErrors } from '../core/errors.js';
+import { apiError, ERRORS, type ErrorCode, type OperatorErrors } from '../lib/errors.js';
 import { association, errorResponse, jwks, tokenResponse } from './schemas.js';
 
 /**

@@ -3,7 +3,7 @@ import RedisStore from '@fastify/rate-limit/store/RedisStore.js';
 import type { FastifyRateLimitStore, FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
 import type { Redis } from 'ioredis';
 import type { RateLimitName } from '../config/config.js';
-import { apiError } from '../core/errors.js';
+import { apiError } from '../lib/errors.js';
 
 type Store = FastifyRateLimitStore;
 type Callback = Parameters<Store['incr']>[1];

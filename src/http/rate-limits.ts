@@ -3,7 +3,7 @@ import rateLimit from '@fastify/rate-limit';
 import { Address6 } from 'ip-address';
 import type { Redis } from 'ioredis';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { rateLimited } from '../core/errors.js';
+import { rateLimited } from '../lib/errors.js';
 import type { Config } from '../config/config.js';
 import { redisWithFallback } from './rate-limit-store.js';
 import './request.js';

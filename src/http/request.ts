@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import type { AccessClaims, TokenService } from '../auth/tokens.js';
+import type { AccessClaims, TokenService } from '../core/tokens.js';
 import type { Client, Storage } from '../store/storage.js';
 
 declare module 'fastify' {

@@ -1,7 +1,7 @@
 /** JSON schemas shared by the routes: they validate requests and document the API in /openapi.json. */
-import { ERRORS, type ErrorCode } from '../core/errors.js';
+import { ERRORS, type ErrorCode } from '../lib/errors.js';
 
-/** Every error: a code of the catalogue (src/core/errors.ts) or of the operator's own pipeline step, and a human message. */
+/** Every error: a code of the catalogue (src/lib/errors.ts) or of the operator's own pipeline step, and a human message. */
 export const errorResponse = {
   $id: 'Error',
   type: 'object',

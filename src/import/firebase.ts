@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { ConfigError } from '../config/settings.js';
+import { ConfigError } from '../lib/settings.js';
 import type { ImportSource, SourceUser } from './importer.js';
 
 /**

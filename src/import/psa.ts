@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import Sqlite from 'better-sqlite3';
 import pg from 'pg';
-import { ConfigError } from '../config/settings.js';
+import { ConfigError } from '../lib/settings.js';
 import type { ImportSource, SourceLink, SourceUser } from './importer.js';
 
 /**

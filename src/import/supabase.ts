@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { ConfigError } from '../config/settings.js';
+import { ConfigError } from '../lib/settings.js';
 import { iso, isoOrNull } from '../store/rows.js';
 import type { ImportSource, SourceUser } from './importer.js';
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { InvalidTokenError, ProviderUnavailableError } from '../core/errors.js';
+import { InvalidTokenError, ProviderUnavailableError } from '../lib/errors.js';
 import { accepted, account, refusalError } from './answers.js';
-import { text } from './narrowing.js';
+import { text } from '../lib/narrowing.js';
 
 const answer = (status: number, body: unknown, headers: Record<string, string> = {}) => ({ status, body, headers });
 

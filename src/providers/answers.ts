@@ -1,6 +1,6 @@
-import { InvalidTokenError, ProviderUnavailableError, providerRateLimited, providerRefusedApp } from '../core/errors.js';
+import { InvalidTokenError, ProviderUnavailableError, providerRateLimited, providerRefusedApp } from '../lib/errors.js';
 import { retryAfterSeconds, type JsonResponse } from './http.js';
-import { isObject } from './narrowing.js';
+import { isObject } from '../lib/narrowing.js';
 import type { SocialIdentity } from './types.js';
 
 /**

@@ -1,7 +1,7 @@
 import { SignJWT, importPKCS8, type CryptoKey } from 'jose';
-import { ConfigError, type Settings } from '../config/settings.js';
-import { ProviderUnavailableError, providerRefusedApp } from '../core/errors.js';
-import { isObject, text } from './narrowing.js';
+import { ConfigError, type Settings } from '../lib/settings.js';
+import { ProviderUnavailableError, providerRefusedApp } from '../lib/errors.js';
+import { isObject, text } from '../lib/narrowing.js';
 import type { ProviderHttp } from './http.js';
 
 /**

@@ -1,8 +1,8 @@
 import type { JWTPayload } from 'jose';
-import { ConfigError, type Settings } from '../config/settings.js';
-import { InvalidTokenError, invalidRequest, providerRefusedApp } from '../core/errors.js';
+import { ConfigError, type Settings } from '../lib/settings.js';
+import { InvalidTokenError, invalidRequest, providerRefusedApp } from '../lib/errors.js';
 import { account } from './answers.js';
-import { flag, isObject, text } from './narrowing.js';
+import { flag, isObject, text } from '../lib/narrowing.js';
 import { AppleApi, appleKeyHint, appleSigningSettings, APPLE_ISSUER, type AppleSigning } from './apple-api.js';
 import { requireOneOf } from './fields.js';
 import { idTokenVerifier, nonceMatches, nonceRuleOf } from './id-token.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ProviderUnavailableError, providerRateLimited, providerRefusedApp, InvalidTokenError } from '../core/errors.js';
+import { ProviderUnavailableError, providerRateLimited, providerRefusedApp, InvalidTokenError } from '../lib/errors.js';
 import { CircuitBreaker, withCircuitBreaker } from './circuit-breaker.js';
 import type { Provider } from './types.js';
 

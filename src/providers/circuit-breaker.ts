@@ -1,4 +1,4 @@
-import { ProviderUnavailableError } from '../core/errors.js';
+import { ProviderUnavailableError } from '../lib/errors.js';
 import type { Provider } from './types.js';
 
 /**

@@ -1,9 +1,9 @@
 import { verifySignedRequest } from './signed-request.js';
 import { createHmac } from 'node:crypto';
-import { ConfigError } from '../config/settings.js';
-import { InvalidTokenError, ProviderUnavailableError } from '../core/errors.js';
+import { ConfigError } from '../lib/settings.js';
+import { InvalidTokenError, ProviderUnavailableError } from '../lib/errors.js';
 import { accepted, account, type RefusalReader } from './answers.js';
-import { isObject, text } from './narrowing.js';
+import { isObject, text } from '../lib/narrowing.js';
 import { requireOneOf } from './fields.js';
 import { idTokenVerifier, nonceRuleOf } from './id-token.js';
 import type { NonceRule, ProviderModule } from './types.js';

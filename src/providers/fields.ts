@@ -1,4 +1,4 @@
-import { invalidRequest } from '../core/errors.js';
+import { invalidRequest } from '../lib/errors.js';
 import type { TokenInput } from './types.js';
 
 /** The named field of the request body, or a 400 invalid_request naming it. */

@@ -1,6 +1,6 @@
-import { InvalidTokenError, ProviderUnavailableError } from '../core/errors.js';
+import { InvalidTokenError, ProviderUnavailableError } from '../lib/errors.js';
 import { accepted, account, refusalError, type RefusalReader } from './answers.js';
-import { isObject, text } from './narrowing.js';
+import { isObject, text } from '../lib/narrowing.js';
 import { requireField } from './fields.js';
 import type { JsonResponse } from './http.js';
 import type { Profile, ProviderModule } from './types.js';

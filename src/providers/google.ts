@@ -1,8 +1,8 @@
 import { googleIsAuthoritative } from '../store/verified-email.js';
-import { InvalidTokenError, ProviderUnavailableError, invalidRequest } from '../core/errors.js';
-import { ConfigError } from '../config/settings.js';
+import { InvalidTokenError, ProviderUnavailableError, invalidRequest } from '../lib/errors.js';
+import { ConfigError } from '../lib/settings.js';
 import { accepted, account } from './answers.js';
-import { flag, isObject, text } from './narrowing.js';
+import { flag, isObject, text } from '../lib/narrowing.js';
 import { requireOneOf } from './fields.js';
 import { idTokenVerifier, nonceRuleOf } from './id-token.js';
 import type { NonceRule, ProviderModule, SocialIdentity } from './types.js';

@@ -1,6 +1,6 @@
 import type { Agent, request as undiciRequest } from 'undici';
-import { USER_AGENT } from '../config/version.js';
-import { ProviderUnavailableError, providerRateLimited } from '../core/errors.js';
+import { USER_AGENT } from '../lib/version.js';
+import { ProviderUnavailableError, providerRateLimited } from '../lib/errors.js';
 /** How a provider call ended, for the metrics. */
 export type ProviderOutcome = 'ok' | 'refused' | 'rate_limited' | 'server_error' | 'timeout' | 'network_error' | 'invalid_response';
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { decodeJwt, errors, jwtVerify, type JWK, type JWTPayload } from 'jose';
-import { ConfigError, type Settings } from '../config/settings.js';
-import { ApiError, InvalidTokenError, invalidRequest } from '../core/errors.js';
+import { ConfigError, type Settings } from '../lib/settings.js';
+import { ApiError, InvalidTokenError, invalidRequest } from '../lib/errors.js';
 import { JwksCache } from './jwks.js';
 import type { IdTokenProof, NonceRule, ProviderContext } from './types.js';
 

@@ -1,4 +1,4 @@
-import { ConfigError, type Settings } from '../config/settings.js';
+import { ConfigError, type Settings } from '../lib/settings.js';
 import { ProviderHttp, type ProviderHttpOptions } from './http.js';
 import { apple } from './apple.js';
 import { clockToleranceOf } from './id-token.js';

@@ -1,6 +1,6 @@
 import { createLocalJWKSet, errors, type FlattenedJWSInput, type JSONWebKeySet, type JWK, type JWSHeaderParameters } from 'jose';
-import { ProviderUnavailableError } from '../core/errors.js';
-import { isObject } from './narrowing.js';
+import { ProviderUnavailableError } from '../lib/errors.js';
+import { isObject } from '../lib/narrowing.js';
 import type { ProviderHttp } from './http.js';
 
 export interface JwksCacheOptions {

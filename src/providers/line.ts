@@ -1,7 +1,7 @@
-import { InvalidTokenError, ProviderUnavailableError, invalidRequest } from '../core/errors.js';
+import { InvalidTokenError, ProviderUnavailableError, invalidRequest } from '../lib/errors.js';
 import { idTokenProof, nonceRuleOf, requireNonce } from './id-token.js';
 import { accepted, account, type RefusalReader } from './answers.js';
-import { text } from './narrowing.js';
+import { text } from '../lib/narrowing.js';
 import { requireOneOf } from './fields.js';
 import type { NonceRule, ProviderModule, SocialIdentity } from './types.js';
 

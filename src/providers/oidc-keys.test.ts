@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InvalidTokenError } from '../core/errors.js';
+import { InvalidTokenError } from '../lib/errors.js';
 import { ProviderHttp } from './http.js';
 import { createOidcProvider, type OidcConfig } from './oidc.js';
 

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ProviderUnavailableError } from '../core/errors.js';
+import { ProviderUnavailableError } from '../lib/errors.js';
 import { ProviderHttp } from './http.js';
 import { createOidcProvider, type OidcConfig } from './oidc.js';
 

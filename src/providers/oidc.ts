@@ -1,8 +1,8 @@
 import type { JWK, JWTPayload } from 'jose';
-import { ConfigError, isSafeTransport, type Settings } from '../config/settings.js';
-import { ProviderUnavailableError } from '../core/errors.js';
+import { ConfigError, isSafeTransport, type Settings } from '../lib/settings.js';
+import { ProviderUnavailableError } from '../lib/errors.js';
 import { account } from './answers.js';
-import { flag, isObject, text } from './narrowing.js';
+import { flag, isObject, text } from '../lib/narrowing.js';
 import { idTokenProof, nonceRuleOf, verifyIdToken, type IdTokenPolicy } from './id-token.js';
 import { JwksCache } from './jwks.js';
 import { requireField } from './fields.js';

@@ -1,6 +1,6 @@
-import type { Log } from '../core/log.js';
+import type { Log } from '../lib/log.js';
 import type { SecretBox } from '../auth/secret-box.js';
-import { unknownProvider } from '../core/errors.js';
+import { unknownProvider } from '../lib/errors.js';
 import { CircuitBreaker, withCircuitBreaker } from './circuit-breaker.js';
 import type { ProviderCallObserver, ProviderHttp } from './http.js';
 import type { ProviderConfigs } from './index.js';

@@ -1,6 +1,6 @@
-import { ProviderUnavailableError, invalidRequest } from '../core/errors.js';
+import { ProviderUnavailableError, invalidRequest } from '../lib/errors.js';
 import { accepted, account, type RefusalReader } from './answers.js';
-import { isObject, text } from './narrowing.js';
+import { isObject, text } from '../lib/narrowing.js';
 import { requireField } from './fields.js';
 import { authorizationHeader } from './oauth1.js';
 import type { ProviderModule, SocialIdentity } from './types.js';

@@ -1,4 +1,4 @@
-import type { Settings } from '../config/settings.js';
+import type { Settings } from '../lib/settings.js';
 import type { ProviderHttp } from './http.js';
 
 /** What the app sends us: the fields a provider's native SDK hands it. */

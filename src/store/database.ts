@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
 import type pg from 'pg';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
-import { ConfigError } from '../config/settings.js';
+import { ConfigError } from '../lib/settings.js';
 import { migrationProvider } from './migrations.js';
 import { fromDatabase } from './database-health.js';
 

@@ -1,10 +1,10 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { generateKeyPairSync } from 'node:crypto';
 import { exportJWK, importPKCS8, SignJWT, type JWK } from 'jose';
-import { ApiError } from '../../src/core/errors.js';
+import { ApiError } from '../../src/lib/errors.js';
 import { loadProviderConfigs } from '../../src/providers/index.js';
 import { withProfile } from '../../src/providers/profile.js';
-import { Settings } from '../../src/config/settings.js';
+import { Settings } from '../../src/lib/settings.js';
 import type { ProviderFixture } from './fixtures.js';
 
 /**

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { invalidRequest } from '../../core/errors.js';
+import { invalidRequest } from '../../lib/errors.js';
 import { answers, bearer, described, dateTime, integer, nullable, SIGNED_IN, signedInNoContent, text } from '../schemas.js';
 import { authenticator, clientOf } from '../request.js';
 import { associationBody, tokenBody, type RouteContext } from './context.js';

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { userIdOf, type Actor, type Admin, type LinkView, type UserView } from '../../core/admin.js';
-import { apiError, rateLimited, type ErrorCode } from '../../core/errors.js';
+import { apiError, rateLimited, type ErrorCode } from '../../lib/errors.js';
 import { clientNetwork } from '../rate-limits.js';
 import type { UserSummary } from '../../store/directory.js';
 import type { AuditEvent } from '../../store/storage.js';

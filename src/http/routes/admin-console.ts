@@ -8,7 +8,7 @@ import QRCode from 'qrcode';
 import { factRows } from '../../admin/facts.js';
 import { totpUri } from '../../auth/totp.js';
 import { isDay, mayChange, mayOverride, userIdOf, type Admin } from '../../core/admin.js';
-import { ApiError, apiError } from '../../core/errors.js';
+import { ApiError, apiError } from '../../lib/errors.js';
 import { StaffSignInRefused, type StaffAccounts, type StaffContext } from '../../core/staff.js';
 import type { StaffStage } from '../../store/staff.js';
 import type { Services } from '../../core/services.js';

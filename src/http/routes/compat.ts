@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { apiError } from '../../core/errors.js';
+import { apiError } from '../../lib/errors.js';
 import { psaProviderName } from '../../import/psa.js';
 import type { TokenInput } from '../../providers/types.js';
 import type { ProviderOfParams } from '../metrics.js';

@@ -1,5 +1,5 @@
 import type { SigningKeys } from '../../auth/keys.js';
-import type { TokenService } from '../../auth/tokens.js';
+import type { TokenService } from '../../core/tokens.js';
 import type { Accounts, SignedIn } from '../../core/accounts.js';
 import type { Services } from '../../core/services.js';
 import type { SocialAccounts } from '../../core/social.js';

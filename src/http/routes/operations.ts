@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { sql } from 'kysely';
 import type { FastifyInstance } from 'fastify';
-import { apiError } from '../../core/errors.js';
+import { apiError } from '../../lib/errors.js';
 import type { Metrics } from '../metrics.js';
 import type { Storage } from '../../store/storage.js';
 import type { RateLimits } from '../rate-limits.js';

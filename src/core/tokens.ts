@@ -1,8 +1,8 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createSigner, createVerifier } from 'fast-jwt';
-import { apiError, sessionEnded, UserDisabledError } from '../core/errors.js';
+import { apiError, sessionEnded, UserDisabledError } from '../lib/errors.js';
 import type { AuditEntry, Client, NewSession, Storage, User } from '../store/storage.js';
-import { SIGNING_ALG, type SigningKeys } from './keys.js';
+import { SIGNING_ALG, type SigningKeys } from '../auth/keys.js';
 
 export interface TokenPair {
   access_token: string;

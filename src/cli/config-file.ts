@@ -1,8 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ConfigError, type Env } from './settings.js';
-import { ERRORS, type OperatorErrors } from '../core/errors.js';
+import { ConfigError, type Env } from '../lib/settings.js';
+import { ERRORS, type OperatorErrors } from '../lib/errors.js';
 import type { PipelineStep } from '../core/pipeline-step.js';
 
 /**
