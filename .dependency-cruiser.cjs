@@ -37,7 +37,8 @@ module.exports = {
     {
       name: 'emulator-imports-nothing-of-src',
       severity: 'error',
-      comment: '@social-link/emulator is a package of its own, built and published alone: it imports nothing of social-link.',
+      comment:
+        '@social-link/emulator is a package of its own, built and published alone: it imports nothing of social-link.',
       from: { path: '^emulator/src/' },
       to: { path: '^(src|test|bench|scripts|examples)/' },
     },
@@ -51,16 +52,19 @@ module.exports = {
     // The floors, bottom up (ARCHITECTURE.md, "The floors"): a module imports its own floor and the floors below, never
     // one above. lib → auth → store → providers → config → core → import, admin → http → cli → src/*.ts.
     ...floors([
-      ['lib', 'leaves every floor uses: the error catalogue, reading settings, the log type, narrowing helpers, the version'],
+      [
+        'lib',
+        'leaves every floor uses: the error catalogue, reading settings, the log type, narrowing helpers, the version',
+      ],
       ['auth', 'cryptography of our own secrets: signing keys, password hashes, the secret box, TOTP'],
       ['store', 'every query: the schema, migrations and one repository per table'],
       ['providers', 'proving a token with its provider: one module per provider, the shared protocol helpers'],
       ['config', 'the configuration read from the environment, each provider reading its own settings'],
       ['core', 'the use cases: sign-in pipeline, sessions and tokens, accounts, admin, webhooks'],
-      ['import', 'importers of other systems\' users'],
-      ['admin', 'the staff console\'s pages and their helpers'],
+      ['import', "importers of other systems' users"],
+      ['admin', "the staff console's pages and their helpers"],
       ['http', 'the Fastify application: routes, schemas, the OpenAPI document, metrics'],
-      ['cli', 'the command line, and the operator\'s configuration file'],
+      ['cli', "the command line, and the operator's configuration file"],
     ]),
   ],
   options: {

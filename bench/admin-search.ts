@@ -14,7 +14,8 @@ import { throwawayPostgres } from './throwaway-database.js';
 const serverUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const USERS = Number(process.env.BENCH_USERS ?? 1_000_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 200);
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 
 async function main() {
   const database = await throwawayPostgres(serverUrl, 'social_link_bench_admin');
@@ -33,17 +34,50 @@ async function main() {
     const link = (provider: string, every: string, uid: string, extra: string, email: string) =>
       sql.raw(`insert into social_associations (user_id, provider, uid, extra_data, verified_email, created_at, updated_at)
                select id, '${provider}', ${uid}, ${extra}::jsonb, ${email}, created_at, created_at from users where ${every}`);
-    await link('facebook', 'id % 2 = 0', `(10150000000000000 + id)::text`, `json_build_object('id', (10150000000000000 + id)::text, 'name', 'User ' || id)::text`, 'null').execute(db);
-    await link('google', 'id % 5 < 2', `(100000000000000000000 + id::numeric)::text`, `json_build_object('email', 'user' || id || '@gmail.com', 'email_verified', true)::text`, `'user' || id || '@gmail.com'`).execute(db);
-    await link('apple', 'id % 5 = 4', `'000' || id || '.' || substr(md5(id::text), 1, 32) || '.0420'`, `'{}'`, 'null').execute(db);
-    await link('line', 'id % 10 = 3', `'U' || md5(id::text)`, `json_build_object('displayName', 'User ' || id)::text`, 'null').execute(db);
+    await link(
+      'facebook',
+      'id % 2 = 0',
+      `(10150000000000000 + id)::text`,
+      `json_build_object('id', (10150000000000000 + id)::text, 'name', 'User ' || id)::text`,
+      'null',
+    ).execute(db);
+    await link(
+      'google',
+      'id % 5 < 2',
+      `(100000000000000000000 + id::numeric)::text`,
+      `json_build_object('email', 'user' || id || '@gmail.com', 'email_verified', true)::text`,
+      `'user' || id || '@gmail.com'`,
+    ).execute(db);
+    await link(
+      'apple',
+      'id % 5 = 4',
+      `'000' || id || '.' || substr(md5(id::text), 1, 32) || '.0420'`,
+      `'{}'`,
+      'null',
+    ).execute(db);
+    await link(
+      'line',
+      'id % 10 = 3',
+      `'U' || md5(id::text)`,
+      `json_build_object('displayName', 'User ' || id)::text`,
+      'null',
+    ).execute(db);
     await sql`analyze`.execute(db);
-    const seeded = await sql<{ users: string; links: string }>`select (select count(*) from users) as users, (select count(*) from social_associations) as links`.execute(db);
+    const seeded = await sql<{
+      users: string;
+      links: string;
+    }>`select (select count(*) from users) as users, (select count(*) from social_associations) as links`.execute(db);
     const seedSeconds = (performance.now() - started) / 1000;
     console.log(`seeded ${seeded.rows[0]!.users} users, ${seeded.rows[0]!.links} links in ${seedSeconds.toFixed(0)} s`);
 
     const { key } = await new Storage(db).serviceKeys.create('bench', ['read']);
-    const config = loadConfig({ DATABASE_URL: database.url, PORT: '0', LOG_LEVEL: 'warn', SOCIAL_LINK_ADMIN: 'true', RATE_LIMIT_ENABLED: 'false' });
+    const config = loadConfig({
+      DATABASE_URL: database.url,
+      PORT: '0',
+      LOG_LEVEL: 'warn',
+      SOCIAL_LINK_ADMIN: 'true',
+      RATE_LIMIT_ENABLED: 'false',
+    });
     const app = await startServer({ config, logger: false });
     const address = app.server.address() as { port: number };
     const api = `http://127.0.0.1:${address.port}`;
@@ -81,7 +115,13 @@ async function main() {
         times.push(performance.now() - t);
       }
       times.sort((a, b) => a - b);
-      rows.push({ kind, p50: percentile(times, 50), p95: percentile(times, 95), max: times.at(-1)!, results: results / ROUNDS });
+      rows.push({
+        kind,
+        p50: percentile(times, 50),
+        p95: percentile(times, 95),
+        max: times.at(-1)!,
+        results: results / ROUNDS,
+      });
     }
     // Deep keyset paging: page 200 of the newest-first listing costs what page 1 does.
     let cursor: string | null = null;
@@ -92,7 +132,13 @@ async function main() {
       pages.push(performance.now() - t);
     }
     pages.sort((a, b) => a - b);
-    rows.push({ kind: 'browse pages 1 to 200 (keyset)', p50: percentile(pages, 50), p95: percentile(pages, 95), max: pages.at(-1)!, results: 50 });
+    rows.push({
+      kind: 'browse pages 1 to 200 (keyset)',
+      p50: percentile(pages, 50),
+      p95: percentile(pages, 95),
+      max: pages.at(-1)!,
+      results: 50,
+    });
     await app.close();
 
     const worst = Math.max(...rows.map((row) => row.p95));
@@ -103,7 +149,10 @@ async function main() {
       '',
       '| search | p50 ms | p95 ms | max ms | users per answer |',
       '| --- | ---: | ---: | ---: | ---: |',
-      ...rows.map((row) => `| ${row.kind} | ${row.p50.toFixed(1)} | ${row.p95.toFixed(1)} | ${row.max.toFixed(1)} | ${row.results.toFixed(1)} |`),
+      ...rows.map(
+        (row) =>
+          `| ${row.kind} | ${row.p50.toFixed(1)} | ${row.p95.toFixed(1)} | ${row.max.toFixed(1)} | ${row.results.toFixed(1)} |`,
+      ),
       '',
       `Worst p95: ${worst.toFixed(1)} ms — target p95 < 50 ms: ${worst < 50 ? 'PASS' : 'MISS'}`,
       '',

@@ -12,7 +12,12 @@ declare module 'autocannon' {
   export interface RequestSpec extends RawRequest {
     /** Returns the request to send (mutated or new); a falsy value restarts the sequence. */
     setupRequest?: (request: RawRequest, context: Record<string, unknown>) => RawRequest | null | undefined;
-    onResponse?: (status: number, body: string, context: Record<string, unknown>, headers: Record<string, string>) => void;
+    onResponse?: (
+      status: number,
+      body: string,
+      context: Record<string, unknown>,
+      headers: Record<string, string>,
+    ) => void;
   }
 
   export interface Options {

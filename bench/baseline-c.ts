@@ -32,7 +32,9 @@ db.exec(`
     ip text, user_agent text, created_at text not null);
 `);
 const makeUser = db.prepare('insert into users (username, created_at) values (?, ?)');
-const makeLink = db.prepare("insert into social_associations (user_id, provider, uid, extra_data) values (?, 'google', ?, '{}')");
+const makeLink = db.prepare(
+  "insert into social_associations (user_id, provider, uid, extra_data) values (?, 'google', ?, '{}')",
+);
 db.transaction(() => {
   for (const sub of subs) makeLink.run(makeUser.run(`guest_${sub}`, new Date().toISOString()).lastInsertRowid, sub);
 })();
@@ -42,8 +44,12 @@ const findLinked = db.prepare<[string], { id: number; username: string }>(
 );
 const touch = db.prepare('update users set last_login_at = ? where id = ?');
 const insertSession = db.prepare('insert into sessions (id, user_id, created_at) values (?, ?, ?)');
-const insertRefresh = db.prepare('insert into refresh_tokens (session_id, token_hash, created_at, expires_at) values (?, ?, ?, ?)');
-const insertAudit = db.prepare("insert into audit_events (user_id, event, provider, uid, ip, user_agent, created_at) values (?, 'social_sign_in', 'google', ?, ?, ?, ?)");
+const insertRefresh = db.prepare(
+  'insert into refresh_tokens (session_id, token_hash, created_at, expires_at) values (?, ?, ?, ?)',
+);
+const insertAudit = db.prepare(
+  "insert into audit_events (user_id, event, provider, uid, ip, user_agent, created_at) values (?, 'social_sign_in', 'google', ?, ?, ?, ?)",
+);
 const signIn = db.transaction((sub: string, ip: string, userAgent: string) => {
   const user = findLinked.get(sub);
   if (!user) return undefined;
@@ -52,28 +58,53 @@ const signIn = db.transaction((sub: string, ip: string, userAgent: string) => {
   const refreshToken = randomBytes(32).toString('base64url');
   touch.run(at, user.id);
   insertSession.run(sessionId, user.id, at);
-  insertRefresh.run(sessionId, createHash('sha256').update(refreshToken).digest('hex'), at, new Date(Date.now() + 30 * 86_400_000).toISOString());
+  insertRefresh.run(
+    sessionId,
+    createHash('sha256').update(refreshToken).digest('hex'),
+    at,
+    new Date(Date.now() + 30 * 86_400_000).toISOString(),
+  );
   insertAudit.run(user.id, sub, ip, userAgent, at);
   return { user, sessionId, refreshToken };
 });
 
 const jwks = createRemoteJWKSet(new URL(jwksUrl));
 const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-const sign = createSigner({ algorithm: 'ES256', key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), kid: 'c', iss: 'social-link', aud: 'social-link', expiresIn: 900_000 });
+const sign = createSigner({
+  algorithm: 'ES256',
+  key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+  kid: 'c',
+  iss: 'social-link',
+  aud: 'social-link',
+  expiresIn: 900_000,
+});
 
 const server = createServer((req, res) => {
   const chunks: Buffer[] = [];
   req.on('data', (chunk: Buffer) => chunks.push(chunk));
   req.on('end', () => {
     void (async () => {
-      if (req.method === 'GET') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+      if (req.method === 'GET')
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
       try {
         const { id_token: idToken } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { id_token?: string };
-        const { payload } = await jwtVerify(String(idToken), jwks, { issuer: ['https://accounts.google.com', 'accounts.google.com'], audience, algorithms: ['RS256'] });
+        const { payload } = await jwtVerify(String(idToken), jwks, {
+          issuer: ['https://accounts.google.com', 'accounts.google.com'],
+          audience,
+          algorithms: ['RS256'],
+        });
         const signedIn = signIn(String(payload.sub), req.socket.remoteAddress ?? '', req.headers['user-agent'] ?? '');
-        if (!signedIn) return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"code":"user_not_found"}');
+        if (!signedIn)
+          return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"code":"user_not_found"}');
         const accessToken = sign({ sub: String(signedIn.user.id), sid: signedIn.sessionId, jti: randomUUID() });
-        const body = JSON.stringify({ id: signedIn.user.id, username: signedIn.user.username, access_token: accessToken, refresh_token: signedIn.refreshToken, token_type: 'Bearer', expires_in: 900 });
+        const body = JSON.stringify({
+          id: signedIn.user.id,
+          username: signedIn.user.username,
+          access_token: accessToken,
+          refresh_token: signedIn.refreshToken,
+          token_type: 'Bearer',
+          expires_in: 900,
+        });
         res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' }).end(body);
       } catch {
         res.writeHead(400, { 'content-type': 'application/json' }).end('{"code":"invalid_token"}');

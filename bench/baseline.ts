@@ -18,7 +18,12 @@ const appSecret = required('BENCH_FACEBOOK_APP_SECRET');
 const timeoutMs = Number(process.env.BENCH_PROVIDER_TIMEOUT_MS ?? 5000);
 
 // As ProviderHttp does: one keep-alive pool per provider, a hard deadline on every call.
-const agent = new Agent({ keepAliveTimeout: 30_000, connect: { timeout: timeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+const agent = new Agent({
+  keepAliveTimeout: 30_000,
+  connect: { timeout: timeoutMs },
+  headersTimeout: timeoutMs,
+  bodyTimeout: timeoutMs,
+});
 
 async function graphJson(url: string): Promise<{ status: number; body: unknown }> {
   const response = await request(url, {
@@ -33,9 +38,16 @@ async function graphJson(url: string): Promise<{ status: number; body: unknown }
 /** The work of the Facebook check, without any of its decisions: two calls, both must answer 200. */
 async function facebookCheck(token: string): Promise<string> {
   const proof = createHmac('sha256', appSecret).update(token).digest('hex');
-  const me = new URLSearchParams({ fields: 'id,name,email,first_name,last_name', access_token: token, appsecret_proof: proof });
+  const me = new URLSearchParams({
+    fields: 'id,name,email,first_name,last_name',
+    access_token: token,
+    appsecret_proof: proof,
+  });
   const debug = new URLSearchParams({ input_token: token, access_token: `${appId}|${appSecret}` });
-  const [profile, info] = await Promise.all([graphJson(`${graph}/me?${me}`), graphJson(`${graph}/debug_token?${debug}`)]);
+  const [profile, info] = await Promise.all([
+    graphJson(`${graph}/me?${me}`),
+    graphJson(`${graph}/debug_token?${debug}`),
+  ]);
   if (profile.status !== 200 || info.status !== 200) throw new Error(`graph answered ${profile.status}/${info.status}`);
   return (profile.body as { id: string }).id;
 }

@@ -17,58 +17,90 @@ import { throwawayPostgres } from './throwaway-database.js';
 import { closeSeedingAgent, facebookSignIns, googleSignIns, linkUsers, mintLinkedTokens } from './seed.js';
 
 const name = process.argv[2] ?? 'case1';
-const CASES: Record<string, { path: string; connections: number; latencyMs: number; provider: 'facebook' | 'google' }> = {
-  case1: { path: '/api/auth/facebook/', connections: 64, latencyMs: 0, provider: 'facebook' },
-  case2: { path: '/api/auth/google/', connections: 64, latencyMs: 0, provider: 'google' },
-  case4: { path: '/api/auth/facebook/', connections: 256, latencyMs: 200, provider: 'facebook' },
-};
+const CASES: Record<string, { path: string; connections: number; latencyMs: number; provider: 'facebook' | 'google' }> =
+  {
+    case1: { path: '/api/auth/facebook/', connections: 64, latencyMs: 0, provider: 'facebook' },
+    case2: { path: '/api/auth/google/', connections: 64, latencyMs: 0, provider: 'google' },
+    case4: { path: '/api/auth/facebook/', connections: 256, latencyMs: 200, provider: 'facebook' },
+  };
 const chosen = CASES[name]!;
 if (!CASES[name]) {
   console.error(`usage: npm run bench:case -- ${Object.keys(CASES).join('|')}`);
   process.exit(2);
 }
-const timing = { warmupSeconds: Number(process.env.BENCH_WARMUP ?? 2), durationSeconds: Number(process.env.BENCH_DURATION ?? 8) };
+const timing = {
+  warmupSeconds: Number(process.env.BENCH_WARMUP ?? 2),
+  durationSeconds: Number(process.env.BENCH_DURATION ?? 8),
+};
 const profile = process.env.BENCH_PROFILE === '1';
 let dropDatabase: (() => Promise<void>) | undefined;
 
 async function main(): Promise<void> {
-  if (spawnSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' }).status !== 0) throw new Error('npm run build failed');
+  if (spawnSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' }).status !== 0)
+    throw new Error('npm run build failed');
   const apps = emulatedApps({}, generateAppleKey());
-  const emulatorChild = startNode('emulator', ['--import', 'tsx', 'bench/emulator.ts'], { BENCH_APPS: JSON.stringify(apps), NODE_ENV: 'production' });
+  const emulatorChild = startNode('emulator', ['--import', 'tsx', 'bench/emulator.ts'], {
+    BENCH_APPS: JSON.stringify(apps),
+    NODE_ENV: 'production',
+  });
   const emulatorUrl = await announcedUrl(emulatorChild);
   const emulator = new EmulatorClient(emulatorUrl);
   const dir = mkdtempSync(join(tmpdir(), 'social-link-bench-case-'));
   const profileDir = join(process.cwd(), 'bench', 'results', 'profiles');
   const profileFile = `${name}-single-${Date.now()}.cpuprofile`;
   try {
-    const postgres = process.env.BENCH_DATABASE_URL ? await throwawayPostgres(process.env.BENCH_DATABASE_URL) : undefined;
+    const postgres = process.env.BENCH_DATABASE_URL
+      ? await throwawayPostgres(process.env.BENCH_DATABASE_URL)
+      : undefined;
     dropDatabase = postgres?.drop;
     const databaseUrl = postgres?.url ?? `sqlite:${join(dir, 'bench.sqlite')}`;
     const env = benchServerEnv({ databaseUrl, emulatorUrl, apps, signingKeys: await generateSigningKeySet() });
     const port = await freePort();
     if (profile) mkdirSync(profileDir, { recursive: true });
     const nodeArgs = profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', profileFile] : [];
-    const server = startNode('server', [...nodeArgs, 'dist/cli.js', 'serve'], { ...env, HOST: '127.0.0.1', PORT: String(port), BENCH_EVENT_LOOP_DELAY: '1' });
+    const server = startNode('server', [...nodeArgs, 'dist/cli.js', 'serve'], {
+      ...env,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      BENCH_EVENT_LOOP_DELAY: '1',
+    });
     const url = `http://127.0.0.1:${port}`;
     await waitForHealthy(server, url, performance.now());
     const linked = await mintLinkedTokens(emulator, 200, Date.now().toString(36));
     await linkUsers(url, linked);
     if (chosen.latencyMs) await emulator.setFault('facebook', { latency_ms: chosen.latencyMs });
     const shots = chosen.provider === 'facebook' ? facebookSignIns(linked) : googleSignIns(linked);
-    const m = await measure({ url, path: chosen.path, connections: chosen.connections, next: cycle(shots) }, timing, { targetPid: server.pid, emulatorPid: emulatorChild.pid, databasePid: postgres?.serverPid });
+    const m = await measure({ url, path: chosen.path, connections: chosen.connections, next: cycle(shots) }, timing, {
+      targetPid: server.pid,
+      emulatorPid: emulatorChild.pid,
+      databasePid: postgres?.serverPid,
+    });
     const cpuMs = m.rps > 0 ? (m.cpu.target * 10) / m.rps : 0;
-    console.log(`${name}: ${m.rps} req/s, p50 ${m.p50Ms} ms, p99 ${m.p99Ms} ms, errors ${m.non2xx + m.socketErrors}, server CPU ${m.cpu.target} % = ${cpuMs.toFixed(2)} ms/req, RSS ${m.rssPeakMb} MB, emulator ${m.cpu.emulator} %`);
+    console.log(
+      `${name}: ${m.rps} req/s, p50 ${m.p50Ms} ms, p99 ${m.p99Ms} ms, errors ${m.non2xx + m.socketErrors}, server CPU ${m.cpu.target} % = ${cpuMs.toFixed(2)} ms/req, RSS ${m.rssPeakMb} MB, emulator ${m.cpu.emulator} %`,
+    );
     if (postgres && !postgres.serverPid) console.log('  PostgreSQL runs elsewhere: its CPU is not measured');
-    else if (postgres && m.rps > 0) console.log(`  PostgreSQL CPU ${m.cpu.database} % = ${((m.cpu.database * 10) / m.rps).toFixed(2)} ms/req`);
+    else if (postgres && m.rps > 0)
+      console.log(`  PostgreSQL CPU ${m.cpu.database} % = ${((m.cpu.database * 10) / m.rps).toFixed(2)} ms/req`);
     // Where the time goes: the server's own histograms (whole request vs. the provider call).
-    const metrics = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${env.METRICS_TOKEN}` } })).text();
-    for (const line of metrics.split('\n').filter((l) => /^social_link_(http_request|provider_request)_duration_seconds_(sum|count)/.test(l) && /auth|facebook|google/.test(l))) console.log(`  ${line}`);
+    const metrics = await (
+      await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${env.METRICS_TOKEN}` } })
+    ).text();
+    for (const line of metrics
+      .split('\n')
+      .filter(
+        (l) =>
+          /^social_link_(http_request|provider_request)_duration_seconds_(sum|count)/.test(l) &&
+          /auth|facebook|google/.test(l),
+      ))
+      console.log(`  ${line}`);
     await stop(server, 30_000);
     for (const line of server.takeLogSummary()) console.log(`server logged × ${line.count}: ${line.message}`);
     if (profile) {
       const summary = summarizeProfile(join(profileDir, profileFile), 25);
       console.log(`profile ${relative(process.cwd(), summary.file)}: idle ${summary.idlePercent} %`);
-      for (const spot of summary.top) console.log(`  ${spot.selfPercent.toFixed(1).padStart(5)} %  ${spot.function}  ${spot.location}`);
+      for (const spot of summary.top)
+        console.log(`  ${spot.selfPercent.toFixed(1).padStart(5)} %  ${spot.function}  ${spot.location}`);
       console.log(`  by package: ${summary.byPackage.map((p) => `${p.package} ${p.selfPercent} %`).join(', ')}`);
     }
   } finally {

@@ -19,7 +19,14 @@ import { cycle, measure, type LoadSpec, type Shot } from './load.js';
 import { announcedUrl, freePort, startNode, stop, stopAll, waitForHealthy } from './processes.js';
 import { benchServerEnv } from './server-env.js';
 import { throwawayPostgres } from './throwaway-database.js';
-import { associatePool, closeSeedingAgent, facebookSignIns, googleSignIns, linkUsers, mintLinkedTokens } from './seed.js';
+import {
+  associatePool,
+  closeSeedingAgent,
+  facebookSignIns,
+  googleSignIns,
+  linkUsers,
+  mintLinkedTokens,
+} from './seed.js';
 
 const ref = process.argv[2] ?? '';
 if (!ref) {
@@ -30,20 +37,30 @@ const env = process.env;
 const cases = (env.BENCH_COMPARE_CASES ?? 'case1,case2,case3').split(',');
 const rounds = Number(env.BENCH_COMPARE_ROUNDS ?? 2);
 const seconds = Number(env.BENCH_DURATION ?? 8);
-const postgresUrl = env.BENCH_COMPARE_DATABASE === 'postgres' ? (env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test') : undefined;
+const postgresUrl =
+  env.BENCH_COMPARE_DATABASE === 'postgres'
+    ? (env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test')
+    : undefined;
 
 const here = process.cwd();
 const other = mkdtempSync(join(tmpdir(), 'social-link-compare-'));
 const git = (...args: string[]) => execFileSync('git', args, { cwd: here, encoding: 'utf8' }).trim();
-const label = { [here]: `this checkout (${git('rev-parse', '--short', 'HEAD')}${git('status', '--porcelain', '--', 'src') ? ' + changes' : ''})`, [other]: git('rev-parse', '--short', ref) };
+const label = {
+  [here]: `this checkout (${git('rev-parse', '--short', 'HEAD')}${git('status', '--porcelain', '--', 'src') ? ' + changes' : ''})`,
+  [other]: git('rev-parse', '--short', ref),
+};
 
 async function main(): Promise<void> {
   git('worktree', 'add', '--detach', other, ref);
   symlinkSync(resolve(here, 'node_modules'), join(other, 'node_modules'));
-  for (const dir of [here, other]) execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: dir, stdio: 'inherit' });
+  for (const dir of [here, other])
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: dir, stdio: 'inherit' });
 
   const apps = emulatedApps({}, generateAppleKey());
-  const emulatorChild = startNode('emulator', ['--import', 'tsx', 'bench/emulator.ts'], { BENCH_APPS: JSON.stringify(apps), NODE_ENV: 'production' });
+  const emulatorChild = startNode('emulator', ['--import', 'tsx', 'bench/emulator.ts'], {
+    BENCH_APPS: JSON.stringify(apps),
+    NODE_ENV: 'production',
+  });
   const emulatorUrl = await announcedUrl(emulatorChild);
   const emulator = new EmulatorClient(emulatorUrl);
   const linked = await mintLinkedTokens(emulator, 200, randomBytes(4).toString('hex'));
@@ -55,16 +72,26 @@ async function main(): Promise<void> {
       const database = await freshDatabase();
       const serverEnv = benchServerEnv({ databaseUrl: database.url, emulatorUrl, apps, signingKeys });
       const port = await freePort();
-      const server = startNode('server', [join(dir, 'dist/cli.js'), 'serve'], { ...serverEnv, HOST: '127.0.0.1', PORT: String(port) });
+      const server = startNode('server', [join(dir, 'dist/cli.js'), 'serve'], {
+        ...serverEnv,
+        HOST: '127.0.0.1',
+        PORT: String(port),
+      });
       const url = `http://127.0.0.1:${port}`;
       await waitForHealthy(server, url, performance.now());
       await linkUsers(url, linked);
       const run = async (name: string, spec: Omit<LoadSpec, 'url' | 'connections'>) => {
         if (!cases.includes(name)) return;
-        const m = await measure({ ...spec, url, connections: 64 }, { warmupSeconds: 2, durationSeconds: seconds }, { targetPid: server.pid, emulatorPid: emulatorChild.pid });
+        const m = await measure(
+          { ...spec, url, connections: 64 },
+          { warmupSeconds: 2, durationSeconds: seconds },
+          { targetPid: server.pid, emulatorPid: emulatorChild.pid },
+        );
         const usPerRequest = Math.round((m.cpu.target * 10_000) / Math.max(m.rps, 1));
         ((results[name] ??= {})[dir] ??= []).push(usPerRequest);
-        console.log(`round ${round} ${name} ${label[dir]}: ${m.rps} req/s, server ${usPerRequest} µs CPU per request, ${m.non2xx + m.socketErrors} errors`);
+        console.log(
+          `round ${round} ${name} ${label[dir]}: ${m.rps} req/s, server ${usPerRequest} µs CPU per request, ${m.non2xx + m.socketErrors} errors`,
+        );
       };
       await run('case1', { path: '/api/auth/facebook/', next: cycle(facebookSignIns(linked)) });
       await run('case2', { path: '/api/auth/google/', next: cycle(googleSignIns(linked)) });
@@ -83,14 +110,19 @@ async function main(): Promise<void> {
   for (const [name, byDir] of Object.entries(results)) {
     const mean = (values: number[] = []) => values.reduce((a, b) => a + b, 0) / Math.max(values.length, 1);
     const change = ((mean(byDir[here]) / mean(byDir[other]) - 1) * 100).toFixed(0);
-    console.log(`  ${name}: ${label[other]} ${byDir[other]?.join(', ')} → ${label[here]} ${byDir[here]?.join(', ')} (${Number(change) > 0 ? '+' : ''}${change} %)`);
+    console.log(
+      `  ${name}: ${label[other]} ${byDir[other]?.join(', ')} → ${label[here]} ${byDir[here]?.join(', ')} (${Number(change) > 0 ? '+' : ''}${change} %)`,
+    );
   }
 }
 
 async function freshDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
   if (!postgresUrl) {
     const dir = mkdtempSync(join(tmpdir(), 'social-link-compare-db-'));
-    return { url: `sqlite:${join(dir, 'compare.sqlite')}`, drop: async () => rmSync(dir, { recursive: true, force: true }) };
+    return {
+      url: `sqlite:${join(dir, 'compare.sqlite')}`,
+      drop: async () => rmSync(dir, { recursive: true, force: true }),
+    };
   }
   return throwawayPostgres(postgresUrl, 'social_link_compare');
 }

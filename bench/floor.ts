@@ -30,8 +30,12 @@ const es256 = sign('sha256', signingInput, { key: ec.privateKey, dsaEncoding: 'i
 const rs256 = sign('sha256', signingInput, rsa.privateKey);
 
 const crypto = {
-  'ES256 sign (our access token)': cpuMicros(() => sign('sha256', signingInput, { key: ec.privateKey, dsaEncoding: 'ieee-p1363' })),
-  'ES256 verify (our access token, associate)': cpuMicros(() => verify('sha256', signingInput, { key: ec.publicKey, dsaEncoding: 'ieee-p1363' }, es256)),
+  'ES256 sign (our access token)': cpuMicros(() =>
+    sign('sha256', signingInput, { key: ec.privateKey, dsaEncoding: 'ieee-p1363' }),
+  ),
+  'ES256 verify (our access token, associate)': cpuMicros(() =>
+    verify('sha256', signingInput, { key: ec.publicKey, dsaEncoding: 'ieee-p1363' }, es256),
+  ),
   'RS256 verify (a Google ID token)': cpuMicros(() => verify('sha256', signingInput, rsa.publicKey, rs256)),
 };
 
@@ -45,15 +49,25 @@ const now = () => new Date().toISOString();
 const USERS = 200;
 for (let i = 1; i <= USERS; i++) {
   sqlite.prepare('insert into users (username, created_at, updated_at) values (?, ?, ?)').run(`u${i}`, now(), now());
-  sqlite.prepare('insert into social_associations (user_id, provider, uid, extra_data, created_at, updated_at) values (?, ?, ?, ?, ?, ?)').run(i, 'google', `g${i}`, '{}', now(), now());
+  sqlite
+    .prepare(
+      'insert into social_associations (user_id, provider, uid, extra_data, created_at, updated_at) values (?, ?, ?, ?, ?, ?)',
+    )
+    .run(i, 'google', `g${i}`, '{}', now(), now());
 }
 const statements = {
   begin: sqlite.prepare('begin immediate'),
-  link: sqlite.prepare('select * from social_associations join users on users.id = social_associations.user_id where provider = ? and uid = ?'),
+  link: sqlite.prepare(
+    'select * from social_associations join users on users.id = social_associations.user_id where provider = ? and uid = ?',
+  ),
   touch: sqlite.prepare('update users set last_login_at = ? where id = ?'),
   session: sqlite.prepare('insert into sessions (id, user_id, created_at) values (?, ?, ?)'),
-  refresh: sqlite.prepare('insert into refresh_tokens (session_id, token_hash, created_at, expires_at) values (?, ?, ?, ?)'),
-  audit: sqlite.prepare('insert into audit_events (user_id, event, provider, uid, ip, user_agent, created_at) values (?, ?, ?, ?, ?, ?, ?)'),
+  refresh: sqlite.prepare(
+    'insert into refresh_tokens (session_id, token_hash, created_at, expires_at) values (?, ?, ?, ?)',
+  ),
+  audit: sqlite.prepare(
+    'insert into audit_events (user_id, event, provider, uid, ip, user_agent, created_at) values (?, ?, ?, ?, ?, ?, ?)',
+  ),
   commit: sqlite.prepare('commit'),
 };
 let n = 0;
@@ -76,12 +90,22 @@ const transactionWall = ((performance.now() - wallStarted) * 1000) / 20_500;
 sqlite.close();
 rmSync(dir, { recursive: true, force: true });
 
-const rows: Array<[string, number]> = [...Object.entries(crypto), ['SQLite sign-in transaction (6 statements + commit), CPU', transactionCpu]];
+const rows: Array<[string, number]> = [
+  ...Object.entries(crypto),
+  ['SQLite sign-in transaction (6 statements + commit), CPU', transactionCpu],
+];
 console.log('\nThe floor of a sign-in on this machine (µs per operation; lower bounds, nothing around them):\n');
 for (const [name, micros] of rows) console.log(`  ${name.padEnd(58)} ${micros.toFixed(0).padStart(6)} µs`);
-console.log(`  ${'SQLite sign-in transaction, wall (incl. fsync at checkpoints)'.padEnd(58)} ${transactionWall.toFixed(0).padStart(6)} µs`);
-const authGoogle = crypto['RS256 verify (a Google ID token)'] + crypto['ES256 sign (our access token)'] + transactionCpu;
+console.log(
+  `  ${'SQLite sign-in transaction, wall (incl. fsync at checkpoints)'.padEnd(58)} ${transactionWall.toFixed(0).padStart(6)} µs`,
+);
+const authGoogle =
+  crypto['RS256 verify (a Google ID token)'] + crypto['ES256 sign (our access token)'] + transactionCpu;
 const authFacebook = crypto['ES256 sign (our access token)'] + transactionCpu;
-console.log(`\n  case 2 (auth/google) floor:   RS256 verify + ES256 sign + transaction = ${authGoogle.toFixed(0)} µs of CPU`);
-console.log(`  case 1 (auth/facebook) floor: ES256 sign + transaction, on top of baseline A's work = ${authFacebook.toFixed(0)} µs of CPU`);
+console.log(
+  `\n  case 2 (auth/google) floor:   RS256 verify + ES256 sign + transaction = ${authGoogle.toFixed(0)} µs of CPU`,
+);
+console.log(
+  `  case 1 (auth/facebook) floor: ES256 sign + transaction, on top of baseline A's work = ${authFacebook.toFixed(0)} µs of CPU`,
+);
 process.exit(0);

@@ -84,13 +84,24 @@ function cannon(spec: LoadSpec, seconds: number) {
 }
 
 const okPerSecond = (result: Result) =>
-  round(Object.entries(result.statusCodeStats ?? {}).reduce((sum, [code, { count }]) => (code.startsWith('2') ? sum + Number(count) : sum), 0) / result.duration, 0);
+  round(
+    Object.entries(result.statusCodeStats ?? {}).reduce(
+      (sum, [code, { count }]) => (code.startsWith('2') ? sum + Number(count) : sum),
+      0,
+    ) / result.duration,
+    0,
+  );
 
 /**
  * Warms up for `warmupSeconds` (not measured), then measures for `durationSeconds`. `afterWarmup` runs in
  * between, with the warm-up's rate (2xx/s; 0 without warm-up), e.g. to size what the measured window sends.
  */
-export async function measure(spec: LoadSpec, timing: Timing, watched: Watched, afterWarmup?: (warmupRps: number) => Promise<void>): Promise<Measurement> {
+export async function measure(
+  spec: LoadSpec,
+  timing: Timing,
+  watched: Watched,
+  afterWarmup?: (warmupRps: number) => Promise<void>,
+): Promise<Measurement> {
   const warmupRps = timing.warmupSeconds > 0 ? okPerSecond(await cannon(spec, timing.warmupSeconds)) : 0;
   await afterWarmup?.(warmupRps);
 
@@ -125,7 +136,10 @@ export async function measure(spec: LoadSpec, timing: Timing, watched: Watched, 
   const loadgen = process.cpuUsage(cpuBefore.loadgen);
   const machine = machineCpuSeconds();
   const percent = (seconds: number) => round((seconds / elapsed) * 100, 0);
-  const databaseSeconds = databaseProcesses().reduce((sum, pid) => sum + cpuSeconds([pid]) - (databaseBefore.get(pid) ?? 0), 0);
+  const databaseSeconds = databaseProcesses().reduce(
+    (sum, pid) => sum + cpuSeconds([pid]) - (databaseBefore.get(pid) ?? 0),
+    0,
+  );
   const ours = {
     database: percent(databaseSeconds),
     target: percent(cpuSeconds(targetPids) - cpuBefore.target),
@@ -134,7 +148,10 @@ export async function measure(spec: LoadSpec, timing: Timing, watched: Watched, 
   };
   const cpu = {
     ...ours,
-    other: Math.max(0, percent(machine.busy - cpuBefore.machine.busy) - ours.target - ours.emulator - ours.loadgen - ours.database),
+    other: Math.max(
+      0,
+      percent(machine.busy - cpuBefore.machine.busy) - ours.target - ours.emulator - ours.loadgen - ours.database,
+    ),
     iowait: percent(machine.iowait - cpuBefore.machine.iowait),
   };
 

@@ -55,11 +55,21 @@ export function startNode(name: string, args: string[], env: Record<string, stri
     });
   });
   const takeLogSummary = () => {
-    const summary = [...logged.entries()].map(([message, count]) => ({ message, count })).sort((a, b) => b.count - a.count);
+    const summary = [...logged.entries()]
+      .map(([message, count]) => ({ message, count }))
+      .sort((a, b) => b.count - a.count);
     logged.clear();
     return summary;
   };
-  const child: Child = { name, process: proc, pid: proc.pid, output: () => tail, exited, hasExited: () => done, takeLogSummary };
+  const child: Child = {
+    name,
+    process: proc,
+    pid: proc.pid,
+    output: () => tail,
+    exited,
+    hasExited: () => done,
+    takeLogSummary,
+  };
   children.add(child);
   return child;
 }
@@ -70,7 +80,15 @@ function logMessage(line: string): string | undefined {
   if (!text) return undefined;
   if (!text.startsWith('{')) return text.slice(0, 200);
   try {
-    const entry = JSON.parse(text) as { level?: number; msg?: string; err?: { message?: string }; code?: string; detail?: string; reason?: string; url?: unknown };
+    const entry = JSON.parse(text) as {
+      level?: number;
+      msg?: string;
+      err?: { message?: string };
+      code?: string;
+      detail?: string;
+      reason?: string;
+      url?: unknown;
+    };
     if (entry.url !== undefined && entry.level === undefined) return undefined; // a bench child announcing its URL
     if ((entry.level ?? 0) < 40) return undefined;
     const why = entry.err?.message ?? entry.detail ?? entry.reason ?? entry.code;
@@ -167,7 +185,9 @@ export function freePort(): Promise<number> {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (address && typeof address === 'object' ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        address && typeof address === 'object' ? resolve(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }

@@ -31,7 +31,9 @@ export function summarizeProfile(file: string, topN = 15): ProfileSummary {
   // Self time of a node: the time deltas of the samples taken in it (hitCount when there are no samples).
   const selfUs = new Map<number, number>();
   if (profile.samples && profile.timeDeltas) {
-    profile.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + Math.max(0, profile.timeDeltas![i + 1] ?? 0)));
+    profile.samples.forEach((id, i) =>
+      selfUs.set(id, (selfUs.get(id) ?? 0) + Math.max(0, profile.timeDeltas![i + 1] ?? 0)),
+    );
   } else {
     for (const node of profile.nodes) selfUs.set(node.id, (node.hitCount ?? 0) * 1000);
   }
@@ -51,7 +53,13 @@ export function summarizeProfile(file: string, topN = 15): ProfileSummary {
     busyUs += us;
     const location = url ? `${shortUrl(url)}:${lineNumber + 1}` : '';
     const key = `${functionName}|${location}`;
-    const entry = byFunction.get(key) ?? { function: functionName || '(anonymous)', location, selfPercent: 0, selfMs: 0, us: 0 };
+    const entry = byFunction.get(key) ?? {
+      function: functionName || '(anonymous)',
+      location,
+      selfPercent: 0,
+      selfMs: 0,
+      us: 0,
+    };
     entry.us += us;
     byFunction.set(key, entry);
     const pkg = packageOf(functionName, url);

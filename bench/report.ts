@@ -45,7 +45,13 @@ export interface Report {
   wallSeconds: number;
   machine: { cpus: number; model: string; node: string; memoryGb: number; commit: string };
   runner: string;
-  timing: { warmupSeconds: number; durationSeconds: number; connections: number; slowConnections: number; users: number };
+  timing: {
+    warmupSeconds: number;
+    durationSeconds: number;
+    connections: number;
+    slowConnections: number;
+    users: number;
+  };
   rows: Row[];
   startups: Startup[];
   targets: TargetCheck[];
@@ -60,7 +66,8 @@ export const median = (values: number[]): number => {
 };
 
 const errorsOf = (m: Measurement) => m.non2xx + m.socketErrors;
-const fmt = (value: number, digits = 0) => value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const fmt = (value: number, digits = 0) =>
+  value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
 /** PASS/MISS per target of the issue, for every database measured. */
 export function checkTargets(rows: Row[], startups: Startup[], littlesLawRps: number): TargetCheck[] {
@@ -86,7 +93,7 @@ export function checkTargets(rows: Row[], startups: Startup[], littlesLawRps: nu
       checks.push({
         name: `case 4 auth/facebook, provider +200 ms (${row.server})`,
         goal: `≥ 0.9 × ${fmt(littlesLawRps)} req/s (Little's law): ≤ 0.7 ms of CPU per sign-in`,
-        actual: `${ratio.toFixed(2)} (${fmt(row.m.rps)} req/s), ${row.m.rps > 0 ? ((row.m.cpu.target * 10) / row.m.rps).toFixed(2) : "?"} ms of CPU per sign-in`,
+        actual: `${ratio.toFixed(2)} (${fmt(row.m.rps)} req/s), ${row.m.rps > 0 ? ((row.m.cpu.target * 10) / row.m.rps).toFixed(2) : '?'} ms of CPU per sign-in`,
         pass: ratio >= 0.9,
       });
     }
@@ -124,7 +131,22 @@ function table(header: string[], rows: string[][], alignRight: boolean[]): strin
 }
 
 export function resultsTable(rows: Row[]): string {
-  const header = ['case', 'server', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'RSS MB', 'CPU % srv/emu/gen/other', 'iowait %', 'srv CPU ms/req', 'db CPU ms/req', 'limit', 'ratio'];
+  const header = [
+    'case',
+    'server',
+    'conns',
+    'req/s',
+    'p50 ms',
+    'p99 ms',
+    'errors',
+    'RSS MB',
+    'CPU % srv/emu/gen/other',
+    'iowait %',
+    'srv CPU ms/req',
+    'db CPU ms/req',
+    'limit',
+    'ratio',
+  ];
   const body = rows.map((row) => [
     row.label,
     row.server,
@@ -160,10 +182,10 @@ export function render(report: Report): string {
     'req/s counts 2xx answers only; errors = non-2xx answers + socket errors/timeouts; RSS is the peak of the server process(es) ' +
       '(summed over the primary and its workers) sampled every 250 ms; in parentheses for the bare baseline. CPU is percent of one core ' +
       `over the measured window: server / emulator / load generator (this process) / everything else on the machine — ${report.machine.cpus * 100} % ` +
-      'is the whole machine; iowait is the machine\'s idle time ' +
-      'waiting on the disk (fsync), in the same unit. *srv CPU ms/req* is the server\'s CPU time per answered request (all its threads): ' +
+      "is the whole machine; iowait is the machine's idle time " +
+      "waiting on the disk (fsync), in the same unit. *srv CPU ms/req* is the server's CPU time per answered request (all its threads): " +
       'the figure that compares best between runs on a busy machine, since it does not depend on how much of the CPU the server got. ' +
-      '*db CPU ms/req* (PostgreSQL rows) is the same for the PostgreSQL server\'s processes (its backends and writers, every database of that server).',
+      "*db CPU ms/req* (PostgreSQL rows) is the same for the PostgreSQL server's processes (its backends and writers, every database of that server).",
   );
   const notes = report.rows.flatMap((row) => row.notes.map((note) => `- ${row.label} (${row.server}): ${note}`));
   if (notes.length > 0) out.push('', ...notes);
@@ -172,17 +194,30 @@ export function render(report: Report): string {
   out.push(
     table(
       ['server', 'samples ms', 'median ms', 'RSS at first answer MB'],
-      report.startups.map((s) => [s.server, s.samplesMs.map((ms) => fmt(ms)).join(', '), fmt(s.medianMs), fmt(s.readyRssMb)]),
+      report.startups.map((s) => [
+        s.server,
+        s.samplesMs.map((ms) => fmt(ms)).join(', '),
+        fmt(s.medianMs),
+        fmt(s.readyRssMb),
+      ]),
       [false, true, true, true],
     ),
   );
 
-  out.push('', `## Targets (Little's law limit of case 4: 256 connections / 0.2 s = ${fmt(report.littlesLawRps)} req/s)`, '');
+  out.push(
+    '',
+    `## Targets (Little's law limit of case 4: 256 connections / 0.2 s = ${fmt(report.littlesLawRps)} req/s)`,
+    '',
+  );
   for (const t of report.targets) out.push(`- **${t.pass ? 'PASS' : 'MISS'}** ${t.name}: ${t.actual} — goal ${t.goal}`);
 
   for (const profile of report.profiles) {
     const s = profile.summary;
-    out.push('', `## CPU profile: ${profile.case} (${fmt(profile.rps)} req/s while profiled; idle ${s.idlePercent} %, busy ${fmt(s.busyMs)} ms)`, '');
+    out.push(
+      '',
+      `## CPU profile: ${profile.case} (${fmt(profile.rps)} req/s while profiled; idle ${s.idlePercent} %, busy ${fmt(s.busyMs)} ms)`,
+      '',
+    );
     out.push(
       table(
         ['self %', 'self ms', 'function', 'where'],

@@ -8,13 +8,31 @@ import { join, relative } from 'node:path';
 import { generateSigningKeySet } from '../src/auth/keys.js';
 import { emulatedApps, generateAppleKey } from '../src/config/dev.js';
 import { EmulatorClient } from '@social-link/emulator';
-import { cycle, measure, type LoadSpec, type Shot, type Timing } from './load.js';
-import { announcedUrl, freePort, killAll, processTree, rssBytes, startNode, stop, stopAll, waitForHealthy, type Child } from './processes.js';
+import { cycle, measure, type LoadSpec, type Timing } from './load.js';
+import {
+  announcedUrl,
+  freePort,
+  killAll,
+  processTree,
+  rssBytes,
+  startNode,
+  stop,
+  stopAll,
+  waitForHealthy,
+  type Child,
+} from './processes.js';
 import { summarizeProfile } from './profile.js';
 import { checkTargets, median, render, writeResults, type Report, type Row, type Startup } from './report.js';
 import { benchServerEnv } from './server-env.js';
 import { throwawayPostgres } from './throwaway-database.js';
-import { associatePool, closeSeedingAgent, facebookSignIns, googleSignIns, linkUsers, mintLinkedTokens } from './seed.js';
+import {
+  associatePool,
+  closeSeedingAgent,
+  facebookSignIns,
+  googleSignIns,
+  linkUsers,
+  mintLinkedTokens,
+} from './seed.js';
 
 const env = process.env;
 const int = (name: string, fallback: number) => {
@@ -36,7 +54,8 @@ const RESULTS_DIR = join(process.cwd(), 'bench', 'results');
 const PROFILE_DIR = join(RESULTS_DIR, 'profiles');
 
 const started = performance.now();
-const log = (message: string) => console.log(`[${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${message}`);
+const log = (message: string) =>
+  console.log(`[${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${message}`);
 const cleanups: Array<() => Promise<void>> = [];
 
 // ---- the server under test ------------------------------------------------------------------------------
@@ -44,8 +63,11 @@ const cleanups: Array<() => Promise<void>> = [];
 /** `node dist/cli.js` when the build succeeds (what production runs), else `node --import tsx src/cli.ts`. */
 function buildServer(): { args: string[]; description: string } {
   const built = spawnSync('npm', ['run', '--silent', 'build'], { encoding: 'utf8' });
-  if (built.status === 0 && existsSync('dist/cli.js')) return { args: ['dist/cli.js'], description: 'node dist/cli.js serve' };
-  console.warn(`npm run build failed; running the server from source with tsx (start-up includes transpiling):\n${built.stdout}${built.stderr}`);
+  if (built.status === 0 && existsSync('dist/cli.js'))
+    return { args: ['dist/cli.js'], description: 'node dist/cli.js serve' };
+  console.warn(
+    `npm run build failed; running the server from source with tsx (start-up includes transpiling):\n${built.stdout}${built.stderr}`,
+  );
   return { args: ['--import', 'tsx', 'src/cli.ts'], description: 'node --import tsx src/cli.ts serve' };
 }
 
@@ -57,14 +79,24 @@ interface Server {
   readyRssMb: number;
 }
 
-async function launchServer(name: string, serverArgs: string[], serverEnv: Record<string, string>, workers: number, nodeArgs: string[] = []): Promise<Server> {
+async function launchServer(
+  name: string,
+  serverArgs: string[],
+  serverEnv: Record<string, string>,
+  workers: number,
+  nodeArgs: string[] = [],
+): Promise<Server> {
   const port = await freePort();
   const since = performance.now();
-  const child = startNode(name, [...SERVER_NODE_ARGS, ...nodeArgs, ...serverArgs, 'serve', '--workers', String(workers)], {
-    ...serverEnv,
-    HOST: '127.0.0.1',
-    PORT: String(port),
-  });
+  const child = startNode(
+    name,
+    [...SERVER_NODE_ARGS, ...nodeArgs, ...serverArgs, 'serve', '--workers', String(workers)],
+    {
+      ...serverEnv,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+    },
+  );
   const url = `http://127.0.0.1:${port}`;
   const startupMs = Math.round(await waitForHealthy(child, url, since));
   return { child, url, startupMs, readyRssMb: Math.round(rssBytes(processTree(child.pid)) / 2 ** 20) };
@@ -95,12 +127,17 @@ async function postgresDatabase(adminUrl: string): Promise<BenchDatabase> {
 // ---- main -----------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
-  log(`bench: ${timing.warmupSeconds} s warm-up + ${timing.durationSeconds} s per case, ${CONNECTIONS} connections (${SLOW_CONNECTIONS} for case 4)`);
+  log(
+    `bench: ${timing.warmupSeconds} s warm-up + ${timing.durationSeconds} s per case, ${CONNECTIONS} connections (${SLOW_CONNECTIONS} for case 4)`,
+  );
   const server = buildServer();
   log(`server: ${server.description}${SERVER_NODE_ARGS.length ? ` (node ${SERVER_NODE_ARGS.join(' ')})` : ''}`);
 
   const apps = emulatedApps({}, generateAppleKey());
-  const emulatorChild = startNode('emulator', ['--import', 'tsx', 'bench/emulator.ts'], { BENCH_APPS: JSON.stringify(apps), NODE_ENV: 'production' });
+  const emulatorChild = startNode('emulator', ['--import', 'tsx', 'bench/emulator.ts'], {
+    BENCH_APPS: JSON.stringify(apps),
+    NODE_ENV: 'production',
+  });
   const emulatorUrl = await announcedUrl(emulatorChild);
   const emulator = new EmulatorClient(emulatorUrl);
   log(`emulator: ${emulatorUrl} (pid ${emulatorChild.pid})`);
@@ -122,7 +159,16 @@ async function main(): Promise<void> {
   ): Promise<Row> => {
     log(`${row.label} — ${row.server}, ${spec.connections} connections…`);
     target.takeLogSummary(); // what it logged before (seeding, another case) is not this case's
-    const m = await measure(spec, timing, { targetPid: target.pid, emulatorPid: emulatorChild.pid, databasePid: row.database === 'postgres' ? postgresPid : undefined }, afterWarmup);
+    const m = await measure(
+      spec,
+      timing,
+      {
+        targetPid: target.pid,
+        emulatorPid: emulatorChild.pid,
+        databasePid: row.database === 'postgres' ? postgresPid : undefined,
+      },
+      afterWarmup,
+    );
     const full: Row = { ...row, connections: spec.connections, m, notes: [...notes] };
     if (row.workers && row.workers > 1) {
       const [primary, ...workers] = m.rssPerProcessMb;
@@ -131,11 +177,16 @@ async function main(): Promise<void> {
     if (full.limit) full.ratio = m.rps / full.limit.rps;
     const bad = Object.entries(m.statusCodes).filter(([code]) => !code.startsWith('2'));
     if (bad.length > 0 || m.socketErrors > 0) {
-      full.notes.push(`errors: ${[...bad.map(([code, n]) => `HTTP ${code} × ${n}`), ...(m.socketErrors ? [`socket errors/timeouts × ${m.socketErrors}`] : [])].join(', ')}`);
+      full.notes.push(
+        `errors: ${[...bad.map(([code, n]) => `HTTP ${code} × ${n}`), ...(m.socketErrors ? [`socket errors/timeouts × ${m.socketErrors}`] : [])].join(', ')}`,
+      );
     }
-    for (const { message, count } of target.takeLogSummary().slice(0, 5)) full.notes.push(`logged × ${count}: ${message}`);
+    for (const { message, count } of target.takeLogSummary().slice(0, 5))
+      full.notes.push(`logged × ${count}: ${message}`);
     rows.push(full);
-    log(`  ${m.rps} req/s, p50 ${m.p50Ms} ms, p99 ${m.p99Ms} ms, errors ${m.non2xx + m.socketErrors}, RSS ${m.rssPeakMb} MB, CPU ${m.cpu.target}/${m.cpu.emulator}/${m.cpu.loadgen} %`);
+    log(
+      `  ${m.rps} req/s, p50 ${m.p50Ms} ms, p99 ${m.p99Ms} ms, errors ${m.non2xx + m.socketErrors}, RSS ${m.rssPeakMb} MB, CPU ${m.cpu.target}/${m.cpu.emulator}/${m.cpu.loadgen} %`,
+    );
     return full;
   };
 
@@ -158,22 +209,44 @@ async function main(): Promise<void> {
   const baselineCUrl = await announcedUrl(baselineC);
   const measureBaselines = async (before: string) => {
     const bare = { server: `bare Fastify (${before})` };
-    const b = await run({ id: 'baseline-b', label: 'baseline B: static JSON', ...bare }, { url: baselineUrl, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) }, baselineChild);
+    await run(
+      { id: 'baseline-b', label: 'baseline B: static JSON', ...bare },
+      { url: baselineUrl, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) },
+      baselineChild,
+    );
     const c = await run(
       { id: 'baseline-c', label: 'baseline C: RS256 + SQLite tx + ES256', server: `bare node:http (${before})` },
       { url: baselineCUrl, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) },
       baselineC,
     );
-    const a1 = await run({ id: 'baseline-a1', label: 'baseline A1: 1 Graph call', ...bare }, { url: baselineUrl, path: '/a1/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) }, baselineChild);
-    const a = await run({ id: 'baseline-a', label: 'baseline A: 2 Graph calls', ...bare }, { url: baselineUrl, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) }, baselineChild);
+    const a1 = await run(
+      { id: 'baseline-a1', label: 'baseline A1: 1 Graph call', ...bare },
+      { url: baselineUrl, path: '/a1/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) },
+      baselineChild,
+    );
+    const a = await run(
+      { id: 'baseline-a', label: 'baseline A: 2 Graph calls', ...bare },
+      { url: baselineUrl, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) },
+      baselineChild,
+    );
     await emulator.setFault('facebook', { latency_ms: LATENCY_MS });
     const slow = await run(
-      { id: 'baseline-a-slow', label: `baseline A: Graph +${LATENCY_MS} ms`, ...bare, limit: { name: "Little's law", rps: LITTLES_LAW_RPS } },
+      {
+        id: 'baseline-a-slow',
+        label: `baseline A: Graph +${LATENCY_MS} ms`,
+        ...bare,
+        limit: { name: "Little's law", rps: LITTLES_LAW_RPS },
+      },
       { url: baselineUrl, path: '/api/auth/facebook/', connections: SLOW_CONNECTIONS, next: cycle(signIns.facebook) },
       baselineChild,
     );
     await emulator.clearFaults();
-    return { limitA: { name: 'baseline A', rps: a.m.rps }, limitA1: { name: 'baseline A1', rps: a1.m.rps }, limitC: { name: 'baseline C', rps: c.m.rps }, slowRps: slow.m.rps };
+    return {
+      limitA: { name: 'baseline A', rps: a.m.rps },
+      limitA1: { name: 'baseline A1', rps: a1.m.rps },
+      limitC: { name: 'baseline C', rps: c.m.rps },
+      slowRps: slow.m.rps,
+    };
   };
 
   // -- social-link, on each database.
@@ -190,12 +263,28 @@ async function main(): Promise<void> {
 
     const one = await launchServer(`server (${db.kind})`, server.args, serverEnv, 1);
     log(`social-link on ${db.kind}: first 200 after ${one.startupMs} ms (new database: includes the migrations)`);
-    startups.push({ server: `${db.kind}, 1 worker, new database`, database: db.kind, workers: 1, samplesMs: [one.startupMs], medianMs: one.startupMs, freshDatabase: true, readyRssMb: one.readyRssMb });
+    startups.push({
+      server: `${db.kind}, 1 worker, new database`,
+      database: db.kind,
+      workers: 1,
+      samplesMs: [one.startupMs],
+      medianMs: one.startupMs,
+      freshDatabase: true,
+      readyRssMb: one.readyRssMb,
+    });
     await linkUsers(one.url, linked);
     log(`linked ${USERS} guest users to a Facebook and a Google account each`);
 
-    await run({ id: 'case1', label: 'case 1: auth/facebook', ...on(1), limit: limitA1 }, { url: one.url, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) }, one.child);
-    await run({ id: 'case2', label: 'case 2: auth/google', ...on(1), limit: limitC }, { url: one.url, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) }, one.child);
+    await run(
+      { id: 'case1', label: 'case 1: auth/facebook', ...on(1), limit: limitA1 },
+      { url: one.url, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) },
+      one.child,
+    );
+    await run(
+      { id: 'case2', label: 'case 2: auth/google', ...on(1), limit: limitC },
+      { url: one.url, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) },
+      one.child,
+    );
 
     // The write path: every request a new user and a never-linked account. The warm-up uses a small pool (it may
     // wrap around: re-links are fine there); its rate sizes the measured window's pool, made between the two.
@@ -204,22 +293,41 @@ async function main(): Promise<void> {
     let used = 0;
     const case3 = await run(
       { id: 'case3', label: 'case 3: associate/facebook', ...on(1), limit: limitA },
-      { url: one.url, path: '/api/associate/facebook/', connections: CONNECTIONS, next: () => pool[used++ % pool.length]! },
+      {
+        url: one.url,
+        path: '/api/associate/facebook/',
+        connections: CONNECTIONS,
+        next: () => pool[used++ % pool.length]!,
+      },
       one.child,
       [],
       async (warmupRps) => {
-        const size = Math.min(POOL_MAX, Math.ceil((timing.warmupSeconds > 0 ? warmupRps : limitA.rps) * timing.durationSeconds * 1.6) + 4 * CONNECTIONS);
+        const size = Math.min(
+          POOL_MAX,
+          Math.ceil((timing.warmupSeconds > 0 ? warmupRps : limitA.rps) * timing.durationSeconds * 1.6) +
+            4 * CONNECTIONS,
+        );
         const made = performance.now();
         pool = await associatePool(one.url, emulator, size);
         used = 0;
-        log(`  made ${size} new guest users and fresh Facebook tokens in ${((performance.now() - made) / 1000).toFixed(1)} s (warm-up ran at ${warmupRps} req/s)`);
+        log(
+          `  made ${size} new guest users and fresh Facebook tokens in ${((performance.now() - made) / 1000).toFixed(1)} s (warm-up ran at ${warmupRps} req/s)`,
+        );
       },
     );
-    if (used > pool.length) case3.notes.push(`the pool of ${pool.length} pairs ran out: ${used - pool.length} requests re-linked an account already linked (idempotent, no write)`);
+    if (used > pool.length)
+      case3.notes.push(
+        `the pool of ${pool.length} pairs ran out: ${used - pool.length} requests re-linked an account already linked (idempotent, no write)`,
+      );
 
     await emulator.setFault('facebook', { latency_ms: LATENCY_MS });
     await run(
-      { id: 'case4', label: `case 4: auth/facebook, Graph +${LATENCY_MS} ms`, ...on(1), limit: { name: "Little's law", rps: LITTLES_LAW_RPS } },
+      {
+        id: 'case4',
+        label: `case 4: auth/facebook, Graph +${LATENCY_MS} ms`,
+        ...on(1),
+        limit: { name: "Little's law", rps: LITTLES_LAW_RPS },
+      },
       { url: one.url, path: '/api/auth/facebook/', connections: SLOW_CONNECTIONS, next: cycle(signIns.facebook) },
       one.child,
       [`baseline A with the same latency: ${slowRps} req/s`],
@@ -236,16 +344,36 @@ async function main(): Promise<void> {
       rss.push(again.readyRssMb);
       await stop(again.child);
     }
-    startups.push({ server: `${db.kind}, 1 worker`, database: db.kind, workers: 1, samplesMs: samples, medianMs: median(samples), freshDatabase: false, readyRssMb: median(rss) });
+    startups.push({
+      server: `${db.kind}, 1 worker`,
+      database: db.kind,
+      workers: 1,
+      samplesMs: samples,
+      medianMs: median(samples),
+      freshDatabase: false,
+      readyRssMb: median(rss),
+    });
 
     const two = await launchServer(`server (${db.kind}, 2 workers)`, server.args, serverEnv, 2);
-    startups.push({ server: `${db.kind}, 2 workers`, database: db.kind, workers: 2, samplesMs: [two.startupMs], medianMs: two.startupMs, freshDatabase: false, readyRssMb: two.readyRssMb });
+    startups.push({
+      server: `${db.kind}, 2 workers`,
+      database: db.kind,
+      workers: 2,
+      samplesMs: [two.startupMs],
+      medianMs: two.startupMs,
+      freshDatabase: false,
+      readyRssMb: two.readyRssMb,
+    });
     for (const [id, label, path, shots, limit] of [
       ['case1', 'case 1: auth/facebook', '/api/auth/facebook/', signIns.facebook, limitA1],
       ['case2', 'case 2: auth/google', '/api/auth/google/', signIns.google, limitC],
     ] as const) {
       const single = rows.find((r) => r.id === id && r.database === db.kind && r.workers === 1)!;
-      const row = await run({ id, label, ...on(2), limit }, { url: two.url, path, connections: CONNECTIONS, next: cycle(shots) }, two.child);
+      const row = await run(
+        { id, label, ...on(2), limit },
+        { url: two.url, path, connections: CONNECTIONS, next: cycle(shots) },
+        two.child,
+      );
       row.notes.push(`2 workers / 1 worker = ${(row.m.rps / single.m.rps).toFixed(2)}×`);
     }
     await stop(two.child);
@@ -262,9 +390,18 @@ async function main(): Promise<void> {
       ['case 2: auth/google', '/api/auth/google/', signIns.google],
     ] as const) {
       const file = `${name.slice(0, 6).replace(' ', '')}-${stamp}.cpuprofile`;
-      const profiled = await launchServer(`server (profiled)`, server.args, serverEnvOf(db), 1, ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR, '--cpu-prof-name', file]);
+      const profiled = await launchServer(`server (profiled)`, server.args, serverEnvOf(db), 1, [
+        '--cpu-prof',
+        '--cpu-prof-dir',
+        PROFILE_DIR,
+        '--cpu-prof-name',
+        file,
+      ]);
       log(`profiling ${name} (${db.kind} ×1)…`);
-      const m = await measure({ url: profiled.url, path, connections: CONNECTIONS, next: cycle(shots) }, timing, { targetPid: profiled.child.pid, emulatorPid: emulatorChild.pid });
+      const m = await measure({ url: profiled.url, path, connections: CONNECTIONS, next: cycle(shots) }, timing, {
+        targetPid: profiled.child.pid,
+        emulatorPid: emulatorChild.pid,
+      });
       await stop(profiled.child, 30_000); // SIGTERM: the server exits cleanly and node writes the profile
       const summary = summarizeProfile(join(PROFILE_DIR, file));
       summary.file = relative(process.cwd(), summary.file);
@@ -284,7 +421,9 @@ async function main(): Promise<void> {
       memoryGb: Math.round(totalmem() / 2 ** 30),
       commit: gitCommit(),
     },
-    runner: SERVER_NODE_ARGS.length ? server.description.replace('node ', `node ${SERVER_NODE_ARGS.join(' ')} `) : server.description,
+    runner: SERVER_NODE_ARGS.length
+      ? server.description.replace('node ', `node ${SERVER_NODE_ARGS.join(' ')} `)
+      : server.description,
     timing: { ...timing, connections: CONNECTIONS, slowConnections: SLOW_CONNECTIONS, users: USERS },
     rows,
     startups,

@@ -19,12 +19,17 @@ async function post<T>(url: string, body: unknown, expected: number, headers: Re
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await response.body.text();
-  if (response.statusCode !== expected) throw new Error(`POST ${new URL(url).pathname} answered ${response.statusCode}: ${text.slice(0, 300)}`);
+  if (response.statusCode !== expected)
+    throw new Error(`POST ${new URL(url).pathname} answered ${response.statusCode}: ${text.slice(0, 300)}`);
   return JSON.parse(text) as T;
 }
 
 /** Runs `fn` on every item, at most `limit` at a time; results in order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
   const worker = async () => {
@@ -48,9 +53,15 @@ export interface LinkedTokens {
 
 /** Mints `count` Facebook access tokens and Google ID tokens (a day long, each its own account). */
 export async function mintLinkedTokens(emulator: EmulatorClient, count: number, runId: string): Promise<LinkedTokens> {
-  const facebook = await mapLimit(range(count), 16, async () => (await emulator.mintFacebookToken({ expires_in: DAY })).access_token);
-  const google = await mapLimit(range(count), 16, async (i) =>
-    (await emulator.mintIdToken('google', { sub: `bench-${runId}-${i}`, expires_in: DAY })).id_token,
+  const facebook = await mapLimit(
+    range(count),
+    16,
+    async () => (await emulator.mintFacebookToken({ expires_in: DAY })).access_token,
+  );
+  const google = await mapLimit(
+    range(count),
+    16,
+    async (i) => (await emulator.mintIdToken('google', { sub: `bench-${runId}-${i}`, expires_in: DAY })).id_token,
   );
   return { facebook, google };
 }
@@ -71,8 +82,10 @@ export async function linkUsers(api: string, tokens: LinkedTokens): Promise<void
 }
 
 /** Sign-in bodies of the linked users. */
-export const facebookSignIns = (tokens: LinkedTokens): Shot[] => tokens.facebook.map((token) => ({ body: JSON.stringify({ access_token: token }) }));
-export const googleSignIns = (tokens: LinkedTokens): Shot[] => tokens.google.map((token) => ({ body: JSON.stringify({ id_token: token }) }));
+export const facebookSignIns = (tokens: LinkedTokens): Shot[] =>
+  tokens.facebook.map((token) => ({ body: JSON.stringify({ access_token: token }) }));
+export const googleSignIns = (tokens: LinkedTokens): Shot[] =>
+  tokens.google.map((token) => ({ body: JSON.stringify({ id_token: token }) }));
 
 /**
  * `count` new guest users, each with a Facebook token of an account never linked: every request of the
@@ -84,6 +97,9 @@ export async function associatePool(api: string, emulator: EmulatorClient, count
       post<TokenBody>(`${api}/api/users/`, undefined, 201),
       emulator.mintFacebookToken({ expires_in: DAY }),
     ]);
-    return { body: JSON.stringify({ access_token: minted.access_token }), headers: { authorization: `Bearer ${user.access_token}` } };
+    return {
+      body: JSON.stringify({ access_token: minted.access_token }),
+      headers: { authorization: `Bearer ${user.access_token}` },
+    };
   });
 }

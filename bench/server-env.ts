@@ -23,6 +23,7 @@ export function benchServerEnv(options: {
     // them. Refusing replays (the default) adds one insert to each ID-token sign-in's transaction.
     SOCIAL_AUTH_ID_TOKEN_REPLAY: 'allow',
   };
-  for (const [key, value] of Object.entries(serverEnvFor(options.emulatorUrl, options.apps))) if (value !== undefined) settings[key] = value;
+  for (const [key, value] of Object.entries(serverEnvFor(options.emulatorUrl, options.apps)))
+    if (value !== undefined) settings[key] = value;
   return settings;
 }

@@ -7,7 +7,10 @@ import pg from 'pg';
  * `drop()` removes it. `serverPid`: that server's postmaster on this machine (its processes' CPU is measured),
  * undefined when it runs elsewhere.
  */
-export async function throwawayPostgres(serverUrl: string, prefix = 'social_link_bench'): Promise<{ url: string; serverPid?: number; drop(): Promise<void> }> {
+export async function throwawayPostgres(
+  serverUrl: string,
+  prefix = 'social_link_bench',
+): Promise<{ url: string; serverPid?: number; drop(): Promise<void> }> {
   const name = `${prefix}_${randomBytes(5).toString('hex')}`;
   const admin = async (statement: string) => {
     const client = new pg.Client({ connectionString: serverUrl });
@@ -21,7 +24,11 @@ export async function throwawayPostgres(serverUrl: string, prefix = 'social_link
   await admin(`CREATE DATABASE ${name}`);
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
-  return { url: url.toString(), serverPid: await postmasterOf(serverUrl), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+  return {
+    url: url.toString(),
+    serverPid: await postmasterOf(serverUrl),
+    drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+  };
 }
 
 /** The postmaster of the server: the parent of our backend, read while the backend lives. */

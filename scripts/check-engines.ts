@@ -43,12 +43,16 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 /** Our engines.node, from package.json. */
 export function ourNodeRange(packageJson = readFileSync(`${root}package.json`, 'utf8')): string {
   const range = (JSON.parse(packageJson) as { engines?: { node?: unknown } }).engines?.node;
-  if (typeof range !== 'string' || !semver.validRange(range)) throw new Error(`package.json: engines.node is not a semver range: ${JSON.stringify(range)}`);
+  if (typeof range !== 'string' || !semver.validRange(range))
+    throw new Error(`package.json: engines.node is not a semver range: ${JSON.stringify(range)}`);
   return range;
 }
 
 /** The installed packages whose engines.node refuses some Node version of `ours`; empty when none does. */
-export function engineProblems(ours: string, packageLock = readFileSync(`${root}package-lock.json`, 'utf8')): EngineProblem[] {
+export function engineProblems(
+  ours: string,
+  packageLock = readFileSync(`${root}package-lock.json`, 'utf8'),
+): EngineProblem[] {
   const packages = (JSON.parse(packageLock) as { packages?: Record<string, LockedPackage> }).packages ?? {};
   const problems: EngineProblem[] = [];
   for (const [path, locked] of Object.entries(packages)) {
@@ -56,10 +60,20 @@ export function engineProblems(ours: string, packageLock = readFileSync(`${root}
     if (path === '' || locked.link) continue;
     const engines = locked.engines;
     // npm records engines as an object; very old packages have an array of strings, which npm ignores.
-    const requires = engines && typeof engines === 'object' && !Array.isArray(engines) ? (engines as { node?: unknown }).node : undefined;
+    const requires =
+      engines && typeof engines === 'object' && !Array.isArray(engines)
+        ? (engines as { node?: unknown }).node
+        : undefined;
     if (typeof requires !== 'string') continue;
     const admitted = semver.validRange(requires) !== null && semver.subset(ours, requires, { includePrerelease: true });
-    if (!admitted) problems.push({ path, version: locked.version ?? '?', requires, dev: Boolean(locked.dev), optional: Boolean(locked.optional) });
+    if (!admitted)
+      problems.push({
+        path,
+        version: locked.version ?? '?',
+        requires,
+        dev: Boolean(locked.dev),
+        optional: Boolean(locked.optional),
+      });
   }
   return problems;
 }
@@ -75,7 +89,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const problems = engineProblems(ours);
   for (const problem of problems) console.error(describeProblem(problem));
   if (problems.length > 0) {
-    console.error(`\n${problems.length} installed package(s) refuse part of engines.node "${ours}": pin them with package.json "overrides", or narrow engines.node.`);
+    console.error(
+      `\n${problems.length} installed package(s) refuse part of engines.node "${ours}": pin them with package.json "overrides", or narrow engines.node.`,
+    );
     process.exit(1);
   }
   console.log(`Every installed package admits engines.node "${ours}".`);

@@ -13,7 +13,11 @@ import { ERRORS } from '../src/lib/errors.js';
 import { apiDocument } from '../src/http/api-document.js';
 
 const at = (path: string) => fileURLToPath(new URL(path, import.meta.url));
-export const CLIENT_CONTRACT_FILES = { document: at('../client/openapi.json'), types: at('../client/src/openapi.ts'), errorCodes: at('../client/src/error-codes.ts') };
+export const CLIENT_CONTRACT_FILES = {
+  document: at('../client/openapi.json'),
+  types: at('../client/src/openapi.ts'),
+  errorCodes: at('../client/src/error-codes.ts'),
+};
 
 /** The document of the default configuration: no providers' secrets, the default public URL. */
 export async function renderDocument(): Promise<string> {
@@ -28,9 +32,9 @@ export async function renderTypes(document: string): Promise<string> {
 export function renderClientErrorCodes(): string {
   const codes = Object.entries(ERRORS).map(([code, { status }]) => `  '${code}', // ${status}`);
   return [
-    '// Generated from the server\'s error catalogue (src/lib/errors.ts) by `npm run build:client`: do not edit.',
+    "// Generated from the server's error catalogue (src/lib/errors.ts) by `npm run build:client`: do not edit.",
     '',
-    '/** Every code the API answers (an operator\'s own pipeline steps may add theirs). */',
+    "/** Every code the API answers (an operator's own pipeline steps may add theirs). */",
     'export const API_ERROR_CODES = [',
     ...codes,
     '] as const;',

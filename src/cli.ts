@@ -25,8 +25,15 @@ const commands: Record<string, Command> = {
       const file = await loadConfigFile();
       const config = loadConfig({ ...file.settings, ...process.env });
       const workers = Number(values.workers ?? 1);
-      if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new ConfigError('--workers must be an integer from 1 to 64');
-      if (workers === 1) await startServer({ config, pipeline: file.pipeline, operatorErrors: file.errors, devSecretsDir: devSecretsDirFor(config) });
+      if (!Number.isInteger(workers) || workers < 1 || workers > 64)
+        throw new ConfigError('--workers must be an integer from 1 to 64');
+      if (workers === 1)
+        await startServer({
+          config,
+          pipeline: file.pipeline,
+          operatorErrors: file.errors,
+          devSecretsDir: devSecretsDirFor(config),
+        });
       else await serveWithWorkers(config, workers, file);
       return -1;
     },
@@ -45,7 +52,8 @@ const commands: Record<string, Command> = {
   },
   openapi: {
     usage: 'openapi [--out FILE]',
-    summary: "write the API's OpenAPI 3.1 document (as /openapi.json serves it, with this configuration's SOCIAL_LINK_PUBLIC_URL and errors) to FILE or stdout, for apps that generate their clients",
+    summary:
+      "write the API's OpenAPI 3.1 document (as /openapi.json serves it, with this configuration's SOCIAL_LINK_PUBLIC_URL and errors) to FILE or stdout, for apps that generate their clients",
     options: { out: { type: 'string' } },
     async run({ values }) {
       const file = await loadConfigFile();
@@ -66,23 +74,31 @@ const commands: Record<string, Command> = {
       // Loaded here only: `serve` in production never loads the emulator.
       const { emulatedApps, emulatorOptionsFor, generateAppleKey } = await import('./config/dev.js');
       const { startEmulator } = await import('@social-link/emulator').catch(() => {
-        throw new ConfigError('the emulator is a development tool: install it with `npm install --save-dev @social-link/emulator` (in this repository: npm ci)');
+        throw new ConfigError(
+          'the emulator is a development tool: install it with `npm install --save-dev @social-link/emulator` (in this repository: npm ci)',
+        );
       });
-      const emulator = await startEmulator({ ...emulatorOptionsFor(emulatedApps(process.env, generateAppleKey())), port: Number(values.port ?? 9000), logger: true });
+      const emulator = await startEmulator({
+        ...emulatorOptionsFor(emulatedApps(process.env, generateAppleKey())),
+        port: Number(values.port ?? 9000),
+        logger: true,
+      });
       console.log(`provider emulator on ${emulator.url} (control API: ${emulator.url}/_emulator)`);
       return -1;
     },
   },
   keys: {
-    usage: 'keys generate | keys rotate [--keep N] | keys service create NAME --scopes read|write | keys service list | keys service revoke NAME',
+    usage:
+      'keys generate | keys rotate [--keep N] | keys service create NAME --scopes read|write | keys service list | keys service revoke NAME',
     summary:
       'generate: print a new signing key set for SOCIAL_LINK_SIGNING_KEYS. rotate: print the configured set (SOCIAL_LINK_SIGNING_KEYS or _FILE) ' +
       'with a new signing key first and the newest N-1 old keys kept to verify tokens already issued (default N=2). ' +
-      'service: the admin API\'s keys (shown once, kept hashed; last use recorded; revoked at once)',
+      "service: the admin API's keys (shown once, kept hashed; last use recorded; revoked at once)",
     options: { keep: { type: 'string' }, scopes: { type: 'string' } },
     async run({ positionals, values }) {
       const { generateSigningKeySet, rotateSigningKeySet } = await import('./auth/keys.js');
-      if (positionals[0] === 'service') return serviceKeysCommand(positionals.slice(1), typeof values.scopes === 'string' ? values.scopes : undefined);
+      if (positionals[0] === 'service')
+        return serviceKeysCommand(positionals.slice(1), typeof values.scopes === 'string' ? values.scopes : undefined);
       if (positionals[0] === 'generate') {
         console.log(await generateSigningKeySet());
         return 0;
@@ -90,7 +106,10 @@ const commands: Record<string, Command> = {
       if (positionals[0] === 'rotate') {
         const config = loadConfig();
         const current = config.signingKeys ?? (config.signingKeysFile && readFileSync(config.signingKeysFile, 'utf8'));
-        if (!current) throw new ConfigError('keys rotate needs the current set in SOCIAL_LINK_SIGNING_KEYS or SOCIAL_LINK_SIGNING_KEYS_FILE');
+        if (!current)
+          throw new ConfigError(
+            'keys rotate needs the current set in SOCIAL_LINK_SIGNING_KEYS or SOCIAL_LINK_SIGNING_KEYS_FILE',
+          );
         console.log(await rotateSigningKeySet(current, Number(values.keep ?? 2)));
         return 0;
       }
@@ -126,7 +145,12 @@ async function main(argv: string[]): Promise<number> {
   }
   let args;
   try {
-    args = parseArgs({ args: rest, allowPositionals: true, strict: true, options: { ...command.options, help: { type: 'boolean', short: 'h' } } });
+    args = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      strict: true,
+      options: { ...command.options, help: { type: 'boolean', short: 'h' } },
+    });
   } catch (error) {
     console.error(`${(error as Error).message}\nusage: social-link ${command.usage}`);
     return 1;

@@ -62,10 +62,14 @@ export interface EmbeddedLink {
 }
 
 /** social-link's own settings of an environment: the host's (DATABASE_URL, PORT…) are not ours to read. */
-const ownSettings = (env: Env): Env => Object.fromEntries(Object.entries(env).filter(([name]) => /^(SOCIAL_AUTH_|SOCIAL_LINK_|NODE_ENV$)/.test(name)));
+const ownSettings = (env: Env): Env =>
+  Object.fromEntries(Object.entries(env).filter(([name]) => /^(SOCIAL_AUTH_|SOCIAL_LINK_|NODE_ENV$)/.test(name)));
 
 function databaseOf(database: string | Kysely<Database> | undefined): Kysely<Database> {
-  if (database === undefined) throw new ConfigError('socialLink: `database` must name social-link\'s own database (sqlite:PATH or postgres://…), apart from your tables');
+  if (database === undefined)
+    throw new ConfigError(
+      "socialLink: `database` must name social-link's own database (sqlite:PATH or postgres://…), apart from your tables",
+    );
   return typeof database === 'object' ? database : openDatabase(database);
 }
 
@@ -75,12 +79,18 @@ function databaseOf(database: string | Kysely<Database> | undefined): Kysely<Dat
  * `social_link_associations` table: they are copied over (again and again harmlessly: a link already there
  * stays as it is), so that no user loses a link.
  */
-export async function migrateSocialLink(database: string | Kysely<Database>, options: { legacyFrom?: Kysely<any> } = {}): Promise<string[]> { // eslint-disable-line @typescript-eslint/no-explicit-any
+export async function migrateSocialLink(
+  database: string | Kysely<Database>,
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the host's database: a schema we do not know
+  options: { legacyFrom?: Kysely<any> } = {},
+): Promise<string[]> {
   const db = databaseOf(database);
   try {
     // The earlier plugin was given the host's database: refuse to spread our tables among the host's.
     if (await hasTable(db, 'social_link_associations')) {
-      throw new ConfigError("migrateSocialLink: this database holds social_link_associations, so it is your app's: give social-link a database of its own, and this one as { legacyFrom }");
+      throw new ConfigError(
+        "migrateSocialLink: this database holds social_link_associations, so it is your app's: give social-link a database of its own, and this one as { legacyFrom }",
+      );
     }
     const applied = await migrateToLatest(db);
     if (options.legacyFrom) await importLegacyLinks(options.legacyFrom, new Storage(db));
@@ -91,24 +101,44 @@ export async function migrateSocialLink(database: string | Kysely<Database>, opt
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-const hasTable = async (db: Kysely<any>, name: string) => (await db.introspection.getTables()).some((table) => table.name === name);
+const hasTable = async (db: Kysely<any>, name: string) =>
+  (await db.introspection.getTables()).some((table) => table.name === name);
 
 /** The earlier plugin's links (provider, uid, the host's user id, extra data as JSON text, sealed tokens, created_at). */
-async function importLegacyLinks(host: Kysely<any>, storage: Storage): Promise<void> { // eslint-disable-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the host's database: a schema we do not know
+async function importLegacyLinks(host: Kysely<any>, storage: Storage): Promise<void> {
   if (!(await hasTable(host, 'social_link_associations'))) return;
-  const rows = (await host.selectFrom('social_link_associations').selectAll().execute()) as Array<Record<string, string | null>>;
+  const rows = (await host.selectFrom('social_link_associations').selectAll().execute()) as Array<
+    Record<string, string | null>
+  >;
   for (const row of rows) {
     const user = await storage.users.ofExternal(String(row.user_id));
     const extraData = typeof row.extra_data === 'string' ? (JSON.parse(row.extra_data) as Record<string, unknown>) : {};
-    await storage.links.insert(user.id, String(row.provider), String(row.uid), extraData, row.provider_tokens ?? null, row.created_at ?? undefined);
+    await storage.links.insert(
+      user.id,
+      String(row.provider),
+      String(row.uid),
+      extraData,
+      row.provider_tokens ?? null,
+      row.created_at ?? undefined,
+    );
   }
 }
 
 async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): Promise<void> {
-  if ('db' in options) throw new ConfigError('socialLink: the `db` option is gone: pass `database`, social-link\'s own database (see migrateSocialLink and its legacyFrom)');
+  if ('db' in options)
+    throw new ConfigError(
+      "socialLink: the `db` option is gone: pass `database`, social-link's own database (see migrateSocialLink and its legacyFrom)",
+    );
   const config = loadConfig(ownSettings(options.env ?? process.env), { role: 'embedded' });
   const db = databaseOf(options.database);
-  const services = createServices({ config, db, log: app.log, pipeline: options.pipeline, devSecretsDir: options.devSecretsDir ?? devSecretsDirFor(config) });
+  const services = createServices({
+    config,
+    db,
+    log: app.log,
+    pipeline: options.pipeline,
+    devSecretsDir: options.devSecretsDir ?? devSecretsDirFor(config),
+  });
   const social = new SocialAccounts(services);
   app.addHook('onClose', async () => {
     await services.close();
@@ -120,7 +150,8 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
   /** The host's signed-in user id (401 without one). */
   const hostIdOf = async (request: FastifyRequest) => {
     const hostId = await options.resolveUser(request);
-    if (hostId === null || hostId === undefined || hostId === '') throw apiError('not_authenticated', { detail: 'sign in to the app first' });
+    if (hostId === null || hostId === undefined || hostId === '')
+      throw apiError('not_authenticated', { detail: 'sign in to the app first' });
     return String(hostId);
   };
   const schema = { params: providerParam, body: socialTokenBody };
@@ -133,16 +164,23 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
     const client = clientOf(request);
     const user = await services.storage.users.ofExternal(await hostIdOf(request));
     request.userId = user.id;
-    return { success: true, association: await social.associate(user, request.params.provider, request.body, client, { offerMerge: false }) };
+    return {
+      success: true,
+      association: await social.associate(user, request.params.provider, request.body, client, { offerMerge: false }),
+    };
   });
 
   // Links the account a 409 link_required proposed (see the server's POST /api/associate/link-token/).
-  app.post<{ Body: { link_token: string } }>('/associate/link-token/', { schema: { body: linkTokenBody } }, async (request) => {
-    const client = clientOf(request);
-    const user = await services.storage.users.ofExternal(await hostIdOf(request));
-    request.userId = user.id;
-    return { success: true, association: await social.linkWithToken(user, request.body.link_token, client) };
-  });
+  app.post<{ Body: { link_token: string } }>(
+    '/associate/link-token/',
+    { schema: { body: linkTokenBody } },
+    async (request) => {
+      const client = clientOf(request);
+      const user = await services.storage.users.ofExternal(await hostIdOf(request));
+      request.userId = user.id;
+      return { success: true, association: await social.linkWithToken(user, request.body.link_token, client) };
+    },
+  );
 
   app.post<SocialRequest>('/auth/:provider/', { schema }, async (request, reply) => {
     const client = clientOf(request);
@@ -164,7 +202,13 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
     const hostId = await hostIdOf(request);
     const user = await services.storage.users.findExternal(hostId);
     const links = user ? await social.links(user.id) : [];
-    return links.map((link): EmbeddedLink => ({ provider: link.provider, uid: link.uid, user_id: hostId, extra_data: link.extraData, created_at: link.createdAt }));
+    return links.map((link): EmbeddedLink => ({
+      provider: link.provider,
+      uid: link.uid,
+      user_id: hostId,
+      extra_data: link.extraData,
+      created_at: link.createdAt,
+    }));
   });
 
   app.delete<{ Params: { provider: string; uid: string } }>('/associations/:provider/:uid/', async (request, reply) => {
@@ -174,7 +218,10 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
     if (!user) throw apiError('association_not_found');
     // The host is asked before our transaction: no host code runs under our locks.
     const hasOtherWayIn = (await options.canRemoveLastLink?.(hostId)) ?? true;
-    await social.unlink(user.id, request.params.provider, request.params.uid, { client, hasOtherWayIn: () => hasOtherWayIn });
+    await social.unlink(user.id, request.params.provider, request.params.uid, {
+      client,
+      hasOtherWayIn: () => hasOtherWayIn,
+    });
     return reply.code(204).send();
   });
 }

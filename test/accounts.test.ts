@@ -1,5 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { SignJWT, createLocalJWKSet, createRemoteJWKSet, decodeJwt, generateKeyPair, importJWK, jwtVerify, type JWK } from 'jose';
+import {
+  SignJWT,
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  decodeJwt,
+  generateKeyPair,
+  importJWK,
+  jwtVerify,
+  type JWK,
+} from 'jose';
 import { generateSigningKeySet } from '../src/auth/keys.js';
 import { call, databaseKinds, expectError, guest, startStack, type Stack } from './helpers.js';
 
@@ -15,18 +24,31 @@ describe.each(databaseKinds())('users and sessions on %s', (kind) => {
       for (const options of [{}, { body: {} }, { raw: '', headers: { 'content-type': 'application/json' } }]) {
         const answer = await call(stack.api, 'POST', '/api/users/', options);
         expect(answer.status).toBe(201);
-        expect(answer.body).toMatchObject({ id: expect.any(Number), username: expect.stringMatching(/^guest_/), token_type: 'Bearer', expires_in: 900 });
+        expect(answer.body).toMatchObject({
+          id: expect.any(Number),
+          username: expect.stringMatching(/^guest_/),
+          token_type: 'Bearer',
+          expires_in: 900,
+        });
         expect(answer.body.access_token).toEqual(expect.any(String));
         expect(answer.body.refresh_token).toEqual(expect.any(String));
       }
     });
 
     it('{username, password} makes a password user who can sign in; a taken username is 409', async () => {
-      const created = await call(stack.api, 'POST', '/api/users', { body: { username: 'grace', password: 'correct horse battery' } });
+      const created = await call(stack.api, 'POST', '/api/users', {
+        body: { username: 'grace', password: 'correct horse battery' },
+      });
       expect(created.status).toBe(201);
       expect(created.body.username).toBe('grace');
-      expectError(await call(stack.api, 'POST', '/api/users/', { body: { username: 'grace', password: 'another password' } }), 409, 'username_taken');
-      const signedIn = await call(stack.api, 'POST', '/api/token/', { body: { username: 'grace', password: 'correct horse battery' } });
+      expectError(
+        await call(stack.api, 'POST', '/api/users/', { body: { username: 'grace', password: 'another password' } }),
+        409,
+        'username_taken',
+      );
+      const signedIn = await call(stack.api, 'POST', '/api/token/', {
+        body: { username: 'grace', password: 'correct horse battery' },
+      });
       expect(signedIn.status).toBe(200);
       expect(signedIn.body.id).toBe(created.body.id);
       const me = await call(stack.api, 'GET', '/api/me/', { token: signedIn.body.access_token });
@@ -35,27 +57,61 @@ describe.each(databaseKinds())('users and sessions on %s', (kind) => {
     });
 
     it('usernames differing only in case are one name: taken at sign-up (even racing), any case signs in', async () => {
-      const created = await call(stack.api, 'POST', '/api/users/', { body: { username: 'rtalice', password: 'correct horse battery' } });
+      const created = await call(stack.api, 'POST', '/api/users/', {
+        body: { username: 'rtalice', password: 'correct horse battery' },
+      });
       expect(created.status).toBe(201);
-      expectError(await call(stack.api, 'POST', '/api/users/', { body: { username: 'RTAlice', password: 'another password' } }), 409, 'username_taken');
-      const signedIn = await call(stack.api, 'POST', '/api/token/', { body: { username: 'RTALICE', password: 'correct horse battery' } });
+      expectError(
+        await call(stack.api, 'POST', '/api/users/', { body: { username: 'RTAlice', password: 'another password' } }),
+        409,
+        'username_taken',
+      );
+      const signedIn = await call(stack.api, 'POST', '/api/token/', {
+        body: { username: 'RTALICE', password: 'correct horse battery' },
+      });
       expect(signedIn.status).toBe(200);
       expect(signedIn.body.id).toBe(created.body.id);
       // Both pass the read before the insert: the unique key decides.
-      const raced = await Promise.all(['bob_case', 'BOB_CASE', 'Bob_Case'].map((username) => call(stack.api, 'POST', '/api/users/', { body: { username, password: 'correct horse battery' } })));
+      const raced = await Promise.all(
+        ['bob_case', 'BOB_CASE', 'Bob_Case'].map((username) =>
+          call(stack.api, 'POST', '/api/users/', { body: { username, password: 'correct horse battery' } }),
+        ),
+      );
       expect(raced.map((answer) => answer.status).sort()).toEqual([201, 409, 409]);
     });
 
     it('a new user has not signed in yet: last_login is null until it does', async () => {
       const created = await call(stack.api, 'POST', '/api/users/');
-      expect((await call(stack.api, 'GET', '/api/me/', { token: created.body.access_token })).body.last_login).toBeNull();
+      expect(
+        (await call(stack.api, 'GET', '/api/me/', { token: created.body.access_token })).body.last_login,
+      ).toBeNull();
     });
 
     it('validates usernames and passwords', async () => {
-      expectError(await call(stack.api, 'POST', '/api/users/', { body: { username: 'ok_name' } }), 400, 'invalid_request');
-      expectError(await call(stack.api, 'POST', '/api/users/', { body: { username: 'ok_name', password: 'short' } }), 400, 'invalid_request');
-      expectError(await call(stack.api, 'POST', '/api/users/', { body: { username: 'no spaces!', password: 'long enough password' } }), 400, 'invalid_request');
-      expectError(await call(stack.api, 'POST', '/api/users/', { body: { username: 'x'.repeat(151), password: 'long enough password' } }), 400, 'invalid_request');
+      expectError(
+        await call(stack.api, 'POST', '/api/users/', { body: { username: 'ok_name' } }),
+        400,
+        'invalid_request',
+      );
+      expectError(
+        await call(stack.api, 'POST', '/api/users/', { body: { username: 'ok_name', password: 'short' } }),
+        400,
+        'invalid_request',
+      );
+      expectError(
+        await call(stack.api, 'POST', '/api/users/', {
+          body: { username: 'no spaces!', password: 'long enough password' },
+        }),
+        400,
+        'invalid_request',
+      );
+      expectError(
+        await call(stack.api, 'POST', '/api/users/', {
+          body: { username: 'x'.repeat(151), password: 'long enough password' },
+        }),
+        400,
+        'invalid_request',
+      );
     });
   });
 
@@ -83,7 +139,10 @@ describe.each(databaseKinds())('users and sessions on %s', (kind) => {
       expect(jwks.body.keys[0]).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' });
       expect(jwks.body.keys[0].d).toBeUndefined(); // never the private part
       const remote = createRemoteJWKSet(new URL(`${stack.api}/.well-known/jwks.json`));
-      const { payload, protectedHeader } = await jwtVerify(user.access_token, remote, { issuer: 'social-link', audience: 'social-link' });
+      const { payload, protectedHeader } = await jwtVerify(user.access_token, remote, {
+        issuer: 'social-link',
+        audience: 'social-link',
+      });
       expect(protectedHeader.alg).toBe('ES256');
       expect(payload.sub).toBe(String(user.id));
       expect(payload.exp! - payload.iat!).toBe(900);
@@ -114,8 +173,14 @@ describe.each(databaseKinds())('users and sessions on %s', (kind) => {
         const { d: _d, ...publicJwk } = privateJwk;
         const ourKey = await importJWK(privateJwk, 'ES256');
         const foreign = (await generateKeyPair('ES256')).privateKey;
-        const signed = (header: Record<string, unknown>, body: Record<string, unknown>, key: Parameters<SignJWT['sign']>[0]) =>
-          new SignJWT(body).setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: privateJwk.kid, ...header } as { alg: string }).sign(key);
+        const signed = (
+          header: Record<string, unknown>,
+          body: Record<string, unknown>,
+          key: Parameters<SignJWT['sign']>[0],
+        ) =>
+          new SignJWT(body)
+            .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: privateJwk.kid, ...header } as { alg: string })
+            .sign(key);
         const hmacWith = (secret: string) => signed({ alg: 'HS256' }, claims, new TextEncoder().encode(secret));
         // The control: our key, our claims, verifies.
         expect((await call(own.api, 'GET', '/api/me/', { token: await signed({}, claims, ourKey) })).status).toBe(200);
@@ -135,7 +200,11 @@ describe.each(databaseKinds())('users and sessions on %s', (kind) => {
         };
         for (const [name, token] of Object.entries(attacks)) {
           const answer = await call(own.api, 'GET', '/api/me/', { token });
-          expect({ name, status: answer.status, code: answer.body.code }).toEqual({ name, status: 401, code: 'invalid_access_token' });
+          expect({ name, status: answer.status, code: answer.body.code }).toEqual({
+            name,
+            status: 401,
+            code: 'invalid_access_token',
+          });
         }
       } finally {
         await own.close();
@@ -151,7 +220,11 @@ describe.each(databaseKinds())('users and sessions on %s', (kind) => {
         vi.useFakeTimers({ toFake: ['Date'] });
         vi.setSystemTime(Date.now() + 31_000);
         try {
-          expectError(await call(short.api, 'GET', '/api/me/', { token: user.access_token }), 401, 'invalid_access_token');
+          expectError(
+            await call(short.api, 'GET', '/api/me/', { token: user.access_token }),
+            401,
+            'invalid_access_token',
+          );
         } finally {
           vi.useRealTimers();
         }
@@ -164,29 +237,47 @@ describe.each(databaseKinds())('users and sessions on %s', (kind) => {
   describe('refresh tokens', () => {
     it('rotate on use: the new pair works, and the old refresh token is single use', async () => {
       const user = await guest(stack.api);
-      const refreshed = await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: user.refresh_token } });
+      const refreshed = await call(stack.api, 'POST', '/api/token/refresh/', {
+        body: { refresh_token: user.refresh_token },
+      });
       expect(refreshed.status).toBe(200);
       expect(refreshed.body).toMatchObject({ id: user.id, username: user.username, token_type: 'Bearer' });
       expect(refreshed.body.refresh_token).not.toBe(user.refresh_token);
       expect((await call(stack.api, 'GET', '/api/me/', { token: refreshed.body.access_token })).status).toBe(200);
-      const again = await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: refreshed.body.refresh_token } });
+      const again = await call(stack.api, 'POST', '/api/token/refresh/', {
+        body: { refresh_token: refreshed.body.refresh_token },
+      });
       expect(again.status).toBe(200);
     });
 
     it('a replayed (already rotated) refresh token revokes the whole session', async () => {
       const user = await guest(stack.api);
       const stolenCopy = user.refresh_token;
-      const legit = await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: user.refresh_token } });
+      const legit = await call(stack.api, 'POST', '/api/token/refresh/', {
+        body: { refresh_token: user.refresh_token },
+      });
       expect(legit.status).toBe(200);
 
       const replay = await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: stolenCopy } });
       expectError(replay, 401, 'refresh_token_reused');
       // Every token of the session is dead now, including the legitimate client's newest pair.
-      expectError(await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: legit.body.refresh_token } }), 401, 'invalid_refresh_token');
-      expectError(await call(stack.api, 'GET', '/api/me/', { token: legit.body.access_token }), 401, 'invalid_access_token');
+      expectError(
+        await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: legit.body.refresh_token } }),
+        401,
+        'invalid_refresh_token',
+      );
+      expectError(
+        await call(stack.api, 'GET', '/api/me/', { token: legit.body.access_token }),
+        401,
+        'invalid_access_token',
+      );
       // Other sessions of the same user are untouched.
-      const other = await call(stack.api, 'POST', '/api/users/', { body: { username: `replay_${kind}`, password: 'a good long password' } });
-      const second = await call(stack.api, 'POST', '/api/token/', { body: { username: `replay_${kind}`, password: 'a good long password' } });
+      const other = await call(stack.api, 'POST', '/api/users/', {
+        body: { username: `replay_${kind}`, password: 'a good long password' },
+      });
+      const second = await call(stack.api, 'POST', '/api/token/', {
+        body: { username: `replay_${kind}`, password: 'a good long password' },
+      });
       await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: second.body.refresh_token } });
       await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: second.body.refresh_token } });
       expect((await call(stack.api, 'GET', '/api/me/', { token: other.body.access_token })).status).toBe(200);
@@ -195,7 +286,9 @@ describe.each(databaseKinds())('users and sessions on %s', (kind) => {
     it('concurrent refreshes of one token give at most one new pair', async () => {
       const user = await guest(stack.api);
       const answers = await Promise.all(
-        Array.from({ length: 8 }, () => call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: user.refresh_token } })),
+        Array.from({ length: 8 }, () =>
+          call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: user.refresh_token } }),
+        ),
       );
       expect(answers.filter((answer) => answer.status === 200).length).toBeLessThanOrEqual(1);
       for (const answer of answers.filter((a) => a.status !== 200)) {
@@ -205,7 +298,11 @@ describe.each(databaseKinds())('users and sessions on %s', (kind) => {
     });
 
     it('refuses an unknown refresh token and a missing field', async () => {
-      expectError(await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: 'made-up' } }), 401, 'invalid_refresh_token');
+      expectError(
+        await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: 'made-up' } }),
+        401,
+        'invalid_refresh_token',
+      );
       expectError(await call(stack.api, 'POST', '/api/token/refresh/', { body: {} }), 400, 'invalid_request');
     });
   });
@@ -216,7 +313,11 @@ describe.each(databaseKinds())('users and sessions on %s', (kind) => {
       const answer = await call(stack.api, 'POST', '/api/logout/', { token: user.access_token });
       expect(answer.status).toBe(204);
       expectError(await call(stack.api, 'GET', '/api/me/', { token: user.access_token }), 401, 'invalid_access_token');
-      expectError(await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: user.refresh_token } }), 401, 'invalid_refresh_token');
+      expectError(
+        await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: user.refresh_token } }),
+        401,
+        'invalid_refresh_token',
+      );
       expectError(await call(stack.api, 'POST', '/api/logout/'), 401, 'not_authenticated');
     });
   });
@@ -235,7 +336,9 @@ describe.each(databaseKinds())('users and sessions on %s', (kind) => {
     });
 
     it('refuses bodies over the size limit with 413', async () => {
-      const answer = await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: 'x'.repeat(70_000) } });
+      const answer = await call(stack.api, 'POST', '/api/auth/facebook/', {
+        body: { access_token: 'x'.repeat(70_000) },
+      });
       expectError(answer, 413, 'payload_too_large');
     });
 
@@ -243,7 +346,17 @@ describe.each(databaseKinds())('users and sessions on %s', (kind) => {
       const spec = await call(stack.api, 'GET', '/openapi.json');
       expect(spec.status).toBe(200);
       expect(spec.body.openapi).toMatch(/^3\./);
-      for (const path of ['/api/users/', '/api/token/', '/api/token/refresh/', '/api/logout/', '/api/me/', '/api/associate/{provider}/', '/api/auth/{provider}/', '/api/associations/', '/api/associations/{provider}/{uid}/']) {
+      for (const path of [
+        '/api/users/',
+        '/api/token/',
+        '/api/token/refresh/',
+        '/api/logout/',
+        '/api/me/',
+        '/api/associate/{provider}/',
+        '/api/auth/{provider}/',
+        '/api/associations/',
+        '/api/associations/{provider}/{uid}/',
+      ]) {
         expect(Object.keys(spec.body.paths)).toContain(path);
       }
       const docs = await fetch(`${stack.api}/docs/`);
@@ -251,7 +364,9 @@ describe.each(databaseKinds())('users and sessions on %s', (kind) => {
       const page = await docs.text();
       expect(page).toContain('swagger');
       // Every script and stylesheet the page loads answers 200 with a body (they once came back empty).
-      const assets = [...page.matchAll(/(?:src|href)="([^"]+\.(?:js|css))"/g)].map((match) => new URL(match[1]!, `${stack.api}/docs/`).toString());
+      const assets = [...page.matchAll(/(?:src|href)="([^"]+\.(?:js|css))"/g)].map((match) =>
+        new URL(match[1]!, `${stack.api}/docs/`).toString(),
+      );
       expect(assets.length).toBeGreaterThanOrEqual(3);
       for (const asset of assets) {
         const answer = await fetch(asset);

@@ -16,8 +16,11 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SHOTS = 'test-results/admin';
 const present = existsSync(CHROMIUM);
 if (!present) {
-  if (process.env.REQUIRE_BROWSER === '1') throw new Error(`REQUIRE_BROWSER is set but ${CHROMIUM} is missing (apt-get install chromium)`);
-  console.warn(`console browser tests skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
+  if (process.env.REQUIRE_BROWSER === '1')
+    throw new Error(`REQUIRE_BROWSER is set but ${CHROMIUM} is missing (apt-get install chromium)`);
+  console.warn(
+    `console browser tests skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`,
+  );
 }
 const ENCRYPTION_KEY = Buffer.alloc(32, 11).toString('base64');
 const PASSWORD = 'correct horse battery staple';
@@ -32,8 +35,19 @@ describe.skipIf(!present)('staff console in Chromium', () => {
     mkdirSync(SHOTS, { recursive: true });
     stack = await startStack('sqlite', { SOCIAL_LINK_ADMIN: 'true', SOCIAL_LINK_ENCRYPTION_KEYS: ENCRYPTION_KEY });
     // Staff with their authenticator set up, sealed with the server's key (the enrolment itself is a test below).
-    services = createServices({ config: loadConfig({ DATABASE_URL: stack.databaseUrl, SOCIAL_LINK_ENCRYPTION_KEYS: ENCRYPTION_KEY }), log: pino({ level: 'silent' }), db: stack.db });
-    for (const [name, role] of [['vera', 'viewer'], ['sam', 'support'], ['ada', 'admin'], ['lou', 'support'], ['max', 'admin'], ['dora', 'support']] as const) {
+    services = createServices({
+      config: loadConfig({ DATABASE_URL: stack.databaseUrl, SOCIAL_LINK_ENCRYPTION_KEYS: ENCRYPTION_KEY }),
+      log: pino({ level: 'silent' }),
+      db: stack.db,
+    });
+    for (const [name, role] of [
+      ['vera', 'viewer'],
+      ['sam', 'support'],
+      ['ada', 'admin'],
+      ['lou', 'support'],
+      ['max', 'admin'],
+      ['dora', 'support'],
+    ] as const) {
       staff[name] = { secret: newTotpSecret() };
       await new StaffAccounts(services).create(name, PASSWORD, role, staff[name]!.secret);
     }
@@ -41,7 +55,16 @@ describe.skipIf(!present)('staff console in Chromium', () => {
       executablePath: CHROMIUM,
       headless: true,
       // As this machine's probe runs it: no sandbox as root, nothing that reaches for the network.
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--disable-dev-shm-usage',
+      ],
     });
   }, 60_000);
   afterAll(async () => {
@@ -78,9 +101,19 @@ describe.skipIf(!present)('staff console in Chromium', () => {
   /** A user with a password and a Facebook account linked through the API; its Facebook uid. */
   async function userWithFacebook(email?: string) {
     const username = `u${Date.now()}${Math.floor(Math.random() * 1000)}`;
-    const user = (await call(stack.api, 'POST', '/api/users/', { body: { username, password: 'a long password 1' } })).body;
-    const facebook = await stack.emulator.mintFacebookToken({ user: { name: 'Ada Lovelace', ...(email ? { email } : {}) } });
-    expect((await call(stack.api, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: facebook.access_token } })).status).toBe(200);
+    const user = (await call(stack.api, 'POST', '/api/users/', { body: { username, password: 'a long password 1' } }))
+      .body;
+    const facebook = await stack.emulator.mintFacebookToken({
+      user: { name: 'Ada Lovelace', ...(email ? { email } : {}) },
+    });
+    expect(
+      (
+        await call(stack.api, 'POST', '/api/associate/facebook/', {
+          token: user.access_token,
+          body: { access_token: facebook.access_token },
+        })
+      ).status,
+    ).toBe(200);
     return { id: user.id as number, username, uid: facebook.user_id };
   }
 
@@ -123,7 +156,12 @@ describe.skipIf(!present)('staff console in Chromium', () => {
     await page.getByLabel(/6-digit code/).fill(right);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.waitForURL('**/admin/');
-    const refusal = await stack.db.selectFrom('audit_events').selectAll().where('event', '=', 'staff_refused').where('actor', 'like', 'staff:%:vera').executeTakeFirst();
+    const refusal = await stack.db
+      .selectFrom('audit_events')
+      .selectAll()
+      .where('event', '=', 'staff_refused')
+      .where('actor', 'like', 'staff:%:vera')
+      .executeTakeFirst();
     expect(refusal?.detail).toBe('code');
     await context.close();
   });
@@ -153,7 +191,7 @@ describe.skipIf(!present)('staff console in Chromium', () => {
     await context.close();
   });
 
-  it('unlinks with a reason, and the reason is in the user\'s audit; a support role cannot force a last way in', async () => {
+  it("unlinks with a reason, and the reason is in the user's audit; a support role cannot force a last way in", async () => {
     const target = await userWithFacebook();
     const { context, page } = await open();
     await signIn(page, 'sam', 1);
@@ -179,23 +217,36 @@ describe.skipIf(!present)('staff console in Chromium', () => {
     await page.goto(`/admin/users/${target.id}`);
     expect(await page.getByRole('button', { name: /Unlink|Revoke|Delete|Disable|Enable/ }).count()).toBe(0);
     const csrf = await page.locator('form.signout input[name=_csrf]').getAttribute('value');
-    const refused = await context.request.post(`/admin/users/${target.id}/unlink`, { form: { _csrf: csrf!, provider: 'facebook', uid: target.uid, reason: 'curious' }, maxRedirects: 0 });
+    const refused = await context.request.post(`/admin/users/${target.id}/unlink`, {
+      form: { _csrf: csrf!, provider: 'facebook', uid: target.uid, reason: 'curious' },
+      maxRedirects: 0,
+    });
     expect(refused.status()).toBe(403);
     expect(await refused.text()).toMatch(/a viewer may only read/);
-    expect(await stack.db.selectFrom('social_associations').select('id').where('uid', '=', target.uid).execute()).toHaveLength(1);
+    expect(
+      await stack.db.selectFrom('social_associations').select('id').where('uid', '=', target.uid).execute(),
+    ).toHaveLength(1);
     await context.close();
   });
 
-  it('a form without the session\'s CSRF token is refused (403), and does nothing', async () => {
+  it("a form without the session's CSRF token is refused (403), and does nothing", async () => {
     const target = await userWithFacebook();
     const { context, page } = await open();
     await signIn(page, 'ada');
     for (const csrf of ['', 'forged-token']) {
-      const refused = await context.request.post(`/admin/users/${target.id}/revoke-sessions`, { form: { _csrf: csrf, reason: 'csrf test' }, maxRedirects: 0 });
+      const refused = await context.request.post(`/admin/users/${target.id}/revoke-sessions`, {
+        form: { _csrf: csrf, reason: 'csrf test' },
+        maxRedirects: 0,
+      });
       expect(refused.status()).toBe(403);
       expect(await refused.text()).toMatch(/CSRF token/);
     }
-    const active = await stack.db.selectFrom('sessions').select('id').where('user_id', '=', target.id).where('revoked_at', 'is', null).execute();
+    const active = await stack.db
+      .selectFrom('sessions')
+      .select('id')
+      .where('user_id', '=', target.id)
+      .where('revoked_at', 'is', null)
+      .execute();
     expect(active).toHaveLength(1);
     await context.close();
   });
@@ -204,22 +255,36 @@ describe.skipIf(!present)('staff console in Chromium', () => {
     const { context, page } = await open();
     await signIn(page, 'lou');
     const idle = new Date(Date.now() - 15 * 60_000 - 1000).toISOString();
-    await stack.db.updateTable('staff_sessions').set({ last_seen_at: idle }).where('stage', '=', 'signed_in').where('staff_id', '=', (await services.storage.staff.findByUsername('lou'))!.id).execute();
+    await stack.db
+      .updateTable('staff_sessions')
+      .set({ last_seen_at: idle })
+      .where('stage', '=', 'signed_in')
+      .where('staff_id', '=', (await services.storage.staff.findByUsername('lou'))!.id)
+      .execute();
     await page.goto('/admin/users');
     await page.waitForURL(/\/admin\/login\?ended=1&next=%2Fadmin%2Fusers$/);
     expect(await page.getByRole('status').textContent()).toMatch(/Your session has ended/);
     await shot(page, 'session-ended');
 
     await signIn(page, 'lou', 1);
-    await stack.db.updateTable('staff_sessions').set({ expires_at: new Date(Date.now() - 1000).toISOString() }).where('staff_id', '=', (await services.storage.staff.findByUsername('lou'))!.id).execute();
+    await stack.db
+      .updateTable('staff_sessions')
+      .set({ expires_at: new Date(Date.now() - 1000).toISOString() })
+      .where('staff_id', '=', (await services.storage.staff.findByUsername('lou'))!.id)
+      .execute();
     await page.goto('/admin/');
     await page.waitForURL(/\/admin\/login\?ended=1$/);
     await context.close();
   });
 
-  it('ends one session (the lost phone\'s) and keeps the other; deletes a user only once its username is typed', async () => {
+  it("ends one session (the lost phone's) and keeps the other; deletes a user only once its username is typed", async () => {
     const target = await userWithFacebook();
-    const second = (await call(stack.api, 'POST', '/api/token/', { body: { username: target.username, password: 'a long password 1' }, headers: { 'user-agent': 'NewPhone/2.0' } })).body;
+    const second = (
+      await call(stack.api, 'POST', '/api/token/', {
+        body: { username: target.username, password: 'a long password 1' },
+        headers: { 'user-agent': 'NewPhone/2.0' },
+      })
+    ).body;
     const { context, page } = await open();
     await signIn(page, 'max');
     await page.goto(`/admin/users/${target.id}`);
@@ -248,7 +313,11 @@ describe.skipIf(!present)('staff console in Chromium', () => {
 
   it('disables a user with a reason (its sessions end, sign-in refused) and enables it again; lists show names, e-mails and who is disabled', async () => {
     const target = await userWithFacebook(`grace.${Date.now()}@example.com`);
-    const phone = (await call(stack.api, 'POST', '/api/token/', { body: { username: target.username, password: 'a long password 1' } })).body;
+    const phone = (
+      await call(stack.api, 'POST', '/api/token/', {
+        body: { username: target.username, password: 'a long password 1' },
+      })
+    ).body;
     const { context, page, problems } = await open();
     await signIn(page, 'dora');
     await page.goto(`/admin/users?q=${target.uid}`);
@@ -259,7 +328,9 @@ describe.skipIf(!present)('staff console in Chromium', () => {
     await page.goto(`/admin/users/${target.id}`);
     // The provider's facts as a table: its token's expiry as a date, not a Unix number alone.
     const facts = page.locator('table.kept-facts').first();
-    expect(await facts.getByRole('row', { name: /expires_at/ }).textContent()).toMatch(/\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(\d{10}\)/);
+    expect(await facts.getByRole('row', { name: /expires_at/ }).textContent()).toMatch(
+      /\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(\d{10}\)/,
+    );
     expect(await facts.getByRole('row', { name: /^name/ }).textContent()).toContain('Ada Lovelace');
     await page.getByLabel('Reason for disabling this user').fill('chargeback fraud, ticket 91');
     await page.getByRole('button', { name: 'Disable user' }).click();
@@ -268,7 +339,13 @@ describe.skipIf(!present)('staff console in Chromium', () => {
     expect(await page.locator('dl.facts').textContent()).toMatch(/Disabled since .* UTC: chargeback fraud, ticket 91/);
     await shot(page, 'user-disabled');
     expect((await call(stack.api, 'GET', '/api/me/', { token: phone.access_token })).status).toBe(401);
-    expect((await call(stack.api, 'POST', '/api/token/', { body: { username: target.username, password: 'a long password 1' } })).body.code).toBe('user_disabled');
+    expect(
+      (
+        await call(stack.api, 'POST', '/api/token/', {
+          body: { username: target.username, password: 'a long password 1' },
+        })
+      ).body.code,
+    ).toBe('user_disabled');
     await page.goto(`/admin/users?q=${target.uid}`);
     expect(await page.getByRole('row', { name: new RegExp(target.username) }).textContent()).toMatch(/disabled/);
 
@@ -279,8 +356,16 @@ describe.skipIf(!present)('staff console in Chromium', () => {
     expect(await page.locator('dl.facts').textContent()).toMatch(/Status\s*Active/);
     const audit = page.locator('table.audit');
     expect(await audit.getByRole('row', { name: /user_enabled/ }).textContent()).toMatch(/refund cleared/);
-    expect(await audit.getByRole('row', { name: /user_disabled.*chargeback/ }).textContent()).toMatch(/staff:\d+:dora.*chargeback fraud/);
-    expect((await call(stack.api, 'POST', '/api/token/', { body: { username: target.username, password: 'a long password 1' } })).status).toBe(200);
+    expect(await audit.getByRole('row', { name: /user_disabled.*chargeback/ }).textContent()).toMatch(
+      /staff:\d+:dora.*chargeback fraud/,
+    );
+    expect(
+      (
+        await call(stack.api, 'POST', '/api/token/', {
+          body: { username: target.username, password: 'a long password 1' },
+        })
+      ).status,
+    ).toBe(200);
     expect(problems).toEqual([]);
     await context.close();
   });
@@ -330,7 +415,9 @@ describe.skipIf(!present)('staff console in Chromium', () => {
 
   it('pages carry a strict Content-Security-Policy and no-store', async () => {
     const answer = await fetch(`${stack.api}/admin/login`);
-    expect(answer.headers.get('content-security-policy')).toBe("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
+    expect(answer.headers.get('content-security-policy')).toBe(
+      "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
     expect(answer.headers.get('cache-control')).toBe('no-store');
     expect(await answer.text()).not.toMatch(/<script/i);
   });

@@ -27,10 +27,14 @@ interface MigrationFixture {
 const DIR = new URL('./fixtures/apple-migration/', import.meta.url);
 const fixtures: MigrationFixture[] = readdirSync(DIR)
   .filter((name) => name.endsWith('.json'))
-  .map((name) => ({ ...(JSON.parse(readFileSync(new URL(name, DIR), 'utf8')) as Omit<MigrationFixture, 'file'>), file: name }));
+  .map((name) => ({
+    ...(JSON.parse(readFileSync(new URL(name, DIR), 'utf8')) as Omit<MigrationFixture, 'file'>),
+    file: name,
+  }));
 const fixture = (file: string) => fixtures.find((candidate) => candidate.file === file)!;
 
-const teamKey = () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+const teamKey = () =>
+  generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 
 describe('Apple migration fixtures', () => {
   it('each is cited and has an answer', () => {
@@ -52,7 +56,11 @@ describe('our Apple client, answered exactly as recorded', () => {
       let body = '';
       request.on('data', (chunk: Buffer) => (body += chunk.toString()));
       request.on('end', () => {
-        seen.push({ path: request.url ?? '', authorization: request.headers.authorization, form: Object.fromEntries(new URLSearchParams(body)) });
+        seen.push({
+          path: request.url ?? '',
+          authorization: request.headers.authorization,
+          form: Object.fromEntries(new URLSearchParams(body)),
+        });
         const recorded = answer.response!;
         response.writeHead(recorded.status, { 'content-type': 'application/json', ...recorded.headers });
         response.end(JSON.stringify(recorded.body));
@@ -63,7 +71,12 @@ describe('our Apple client, answered exactly as recorded', () => {
   });
   afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
-  const client = () => new AppleApi(new ProviderHttp('apple', { timeoutMs: 2000 }), url, { teamId: 'OLDTEAM123', keyId: 'KEY1234567', privateKeyPem: teamKey() });
+  const client = () =>
+    new AppleApi(new ProviderHttp('apple', { timeoutMs: 2000 }), url, {
+      teamId: 'OLDTEAM123',
+      keyId: 'KEY1234567',
+      privateKeyPem: teamKey(),
+    });
 
   it('token.client_credentials: asks as recorded, reads the access token', async () => {
     answer = fixture('token.client_credentials.json');
@@ -72,13 +85,23 @@ describe('our Apple client, answered exactly as recorded', () => {
     const asked = seen[0]!;
     expect(asked.path).toBe(answer.request!.body && '/auth/token');
     expect(Object.keys(asked.form).sort()).toEqual(Object.keys(answer.request!.body).sort());
-    expect(asked.form).toMatchObject({ grant_type: 'client_credentials', scope: 'user.migration', client_id: 'com.mytest.app' });
-    expect(decodeJwt(asked.form.client_secret!)).toMatchObject({ iss: 'OLDTEAM123', sub: 'com.mytest.app', aud: 'https://appleid.apple.com' });
+    expect(asked.form).toMatchObject({
+      grant_type: 'client_credentials',
+      scope: 'user.migration',
+      client_id: 'com.mytest.app',
+    });
+    expect(decodeJwt(asked.form.client_secret!)).toMatchObject({
+      iss: 'OLDTEAM123',
+      sub: 'com.mytest.app',
+      aud: 'https://appleid.apple.com',
+    });
   });
 
-  it('token.invalid_client: the operator must fix the team key (502, never the user\'s fault)', async () => {
+  it("token.invalid_client: the operator must fix the team key (502, never the user's fault)", async () => {
     answer = fixture('token.invalid_client.json');
-    const refused = await client().migrationToken('com.mytest.app').catch((error: unknown) => error);
+    const refused = await client()
+      .migrationToken('com.mytest.app')
+      .catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(ProviderUnavailableError);
     expect((refused as ProviderUnavailableError).failure).toBe('app_refused');
   });
@@ -88,7 +111,8 @@ describe('our Apple client, answered exactly as recorded', () => {
       answer = fixture(file);
       seen.length = 0;
       const form = answer.request!.body;
-      const ask = 'transfer_sub' in form ? { transfer_sub: form.transfer_sub! } : { sub: form.sub!, target: 'NEWTEAM987' };
+      const ask =
+        'transfer_sub' in form ? { transfer_sub: form.transfer_sub! } : { sub: form.sub!, target: 'NEWTEAM987' };
       expect(await client().migrationInfo('com.mytest.app', 'the-token', ask)).toEqual({ body: answer.response!.body });
       expect(seen[0]!.path).toBe('/auth/usermigrationinfo');
       expect(seen[0]!.authorization).toBe('Bearer the-token');
@@ -96,13 +120,19 @@ describe('our Apple client, answered exactly as recorded', () => {
     }
   });
 
-  it('usermigrationinfo errors: invalid_request and invalid_grant are answered as refusals; invalid_client is the operator\'s', async () => {
+  it("usermigrationinfo errors: invalid_request and invalid_grant are answered as refusals; invalid_client is the operator's", async () => {
     answer = fixture('usermigrationinfo.invalid_request.json');
-    expect(await client().migrationInfo('com.mytest.app', 't', { sub: 'x', target: 'NEWTEAM987' })).toEqual({ refused: 'invalid_request' });
+    expect(await client().migrationInfo('com.mytest.app', 't', { sub: 'x', target: 'NEWTEAM987' })).toEqual({
+      refused: 'invalid_request',
+    });
     answer = fixture('usermigrationinfo.invalid_grant.json');
-    expect(await client().migrationInfo('com.mytest.app', 't', { sub: 'x', target: 'NEWTEAM987' })).toEqual({ refused: 'invalid_grant' });
+    expect(await client().migrationInfo('com.mytest.app', 't', { sub: 'x', target: 'NEWTEAM987' })).toEqual({
+      refused: 'invalid_grant',
+    });
     answer = fixture('usermigrationinfo.invalid_client.json');
-    await expect(client().migrationInfo('com.mytest.app', 't', { transfer_sub: 'x' })).rejects.toBeInstanceOf(ProviderUnavailableError);
+    await expect(client().migrationInfo('com.mytest.app', 't', { transfer_sub: 'x' })).rejects.toBeInstanceOf(
+      ProviderUnavailableError,
+    );
   });
 });
 
@@ -111,24 +141,54 @@ describe('the emulator answers each recorded situation in the same shape', () =>
   const newTeam = { id: 'NEWTEAM987', keyId: 'NEWKEY0001', pem: teamKey() };
   beforeAll(async () => {
     stack = await startStack('sqlite');
-    await stack.emulator.addAppleTeam(newTeam.id, { [newTeam.keyId]: createPublicKey(createPrivateKey(newTeam.pem)).export({ format: 'jwk' }) as Record<string, unknown> });
+    await stack.emulator.addAppleTeam(newTeam.id, {
+      [newTeam.keyId]: createPublicKey(createPrivateKey(newTeam.pem)).export({ format: 'jwk' }) as Record<
+        string,
+        unknown
+      >,
+    });
   });
   afterAll(() => stack.close());
 
   const secret = async (team: { id: string; keyId: string; pem: string }) =>
-    new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: team.keyId }).setIssuer(team.id).setSubject(clientId()).setAudience('https://appleid.apple.com').setIssuedAt().setExpirationTime('1h').sign(await importPKCS8(team.pem, 'ES256'));
+    new SignJWT({})
+      .setProtectedHeader({ alg: 'ES256', kid: team.keyId })
+      .setIssuer(team.id)
+      .setSubject(clientId())
+      .setAudience('https://appleid.apple.com')
+      .setIssuedAt()
+      .setExpirationTime('1h')
+      .sign(await importPKCS8(team.pem, 'ES256'));
   const clientId = () => stack.apps.apple.clientIds[0]!;
-  const oldTeam = () => ({ id: stack.apps.apple.teamId, keyId: stack.apps.apple.keyId, pem: stack.apps.apple.privateKeyPem });
+  const oldTeam = () => ({
+    id: stack.apps.apple.teamId,
+    keyId: stack.apps.apple.keyId,
+    pem: stack.apps.apple.privateKeyPem,
+  });
   const post = async (path: string, form: Record<string, string>, bearer?: string) => {
     const response = await fetch(`${stack.emulatorUrl}/apple${path}`, {
       method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        ...(bearer ? { authorization: `Bearer ${bearer}` } : {}),
+      },
       body: new URLSearchParams(form).toString(),
     });
-    return { status: response.status, headers: response.headers, body: (await response.json()) as Record<string, unknown> };
+    return {
+      status: response.status,
+      headers: response.headers,
+      body: (await response.json()) as Record<string, unknown>,
+    };
   };
   const token = async (team: { id: string; keyId: string; pem: string }) =>
-    (await post('/auth/token', { grant_type: 'client_credentials', scope: 'user.migration', client_id: clientId(), client_secret: await secret(team) })).body.access_token as string;
+    (
+      await post('/auth/token', {
+        grant_type: 'client_credentials',
+        scope: 'user.migration',
+        client_id: clientId(),
+        client_secret: await secret(team),
+      })
+    ).body.access_token as string;
   const expectRecorded = (file: string, got: { status: number; headers: Headers; body: Record<string, unknown> }) => {
     const recorded = fixture(file);
     expect(got.status, file).toBe(recorded.response!.status);
@@ -137,29 +197,83 @@ describe('the emulator answers each recorded situation in the same shape', () =>
   };
 
   it('token.client_credentials and token.invalid_client', async () => {
-    expectRecorded('token.client_credentials.json', await post('/auth/token', { grant_type: 'client_credentials', scope: 'user.migration', client_id: clientId(), client_secret: await secret(oldTeam()) }));
+    expectRecorded(
+      'token.client_credentials.json',
+      await post('/auth/token', {
+        grant_type: 'client_credentials',
+        scope: 'user.migration',
+        client_id: clientId(),
+        client_secret: await secret(oldTeam()),
+      }),
+    );
     const forged = { ...oldTeam(), pem: teamKey() };
-    expectRecorded('token.invalid_client.json', await post('/auth/token', { grant_type: 'client_credentials', scope: 'user.migration', client_id: clientId(), client_secret: await secret(forged) }));
+    expectRecorded(
+      'token.invalid_client.json',
+      await post('/auth/token', {
+        grant_type: 'client_credentials',
+        scope: 'user.migration',
+        client_id: clientId(),
+        client_secret: await secret(forged),
+      }),
+    );
   });
 
   it('usermigrationinfo: transfer_sub, sub, and the refusals', async () => {
     const user = await stack.emulator.mintIdToken('apple', { email: 'ep9ks2tnph@privaterelay.appleid.com' });
-    const asked = await post('/auth/usermigrationinfo', { sub: user.sub, target: newTeam.id, client_id: clientId(), client_secret: await secret(oldTeam()) }, await token(oldTeam()));
+    const asked = await post(
+      '/auth/usermigrationinfo',
+      { sub: user.sub, target: newTeam.id, client_id: clientId(), client_secret: await secret(oldTeam()) },
+      await token(oldTeam()),
+    );
     expectRecorded('usermigrationinfo.transfer_sub.json', asked);
-    const exchanged = await post('/auth/usermigrationinfo', { transfer_sub: String(asked.body.transfer_sub), client_id: clientId(), client_secret: await secret(newTeam) }, await token(newTeam));
+    const exchanged = await post(
+      '/auth/usermigrationinfo',
+      { transfer_sub: String(asked.body.transfer_sub), client_id: clientId(), client_secret: await secret(newTeam) },
+      await token(newTeam),
+    );
     expectRecorded('usermigrationinfo.sub.json', exchanged);
     expect(exchanged.body.sub).not.toBe(user.sub);
 
-    expectRecorded('usermigrationinfo.invalid_request.json', await post('/auth/usermigrationinfo', { sub: oldTeam().id, target: newTeam.id, client_id: clientId(), client_secret: await secret(oldTeam()) }, await token(oldTeam())));
-    expectRecorded('usermigrationinfo.invalid_grant.json', await post('/auth/usermigrationinfo', { sub: user.sub, target: newTeam.id, client_id: clientId(), client_secret: await secret(oldTeam()) }, 'expired-or-unknown'));
-    expectRecorded('usermigrationinfo.invalid_client.json', await post('/auth/usermigrationinfo', { transfer_sub: String(asked.body.transfer_sub), client_id: clientId(), client_secret: await secret({ ...newTeam, pem: teamKey() }) }, await token(newTeam)));
+    expectRecorded(
+      'usermigrationinfo.invalid_request.json',
+      await post(
+        '/auth/usermigrationinfo',
+        { sub: oldTeam().id, target: newTeam.id, client_id: clientId(), client_secret: await secret(oldTeam()) },
+        await token(oldTeam()),
+      ),
+    );
+    expectRecorded(
+      'usermigrationinfo.invalid_grant.json',
+      await post(
+        '/auth/usermigrationinfo',
+        { sub: user.sub, target: newTeam.id, client_id: clientId(), client_secret: await secret(oldTeam()) },
+        'expired-or-unknown',
+      ),
+    );
+    expectRecorded(
+      'usermigrationinfo.invalid_client.json',
+      await post(
+        '/auth/usermigrationinfo',
+        {
+          transfer_sub: String(asked.body.transfer_sub),
+          client_id: clientId(),
+          client_secret: await secret({ ...newTeam, pem: teamKey() }),
+        },
+        await token(newTeam),
+      ),
+    );
   });
 
   it('id_token.transfer_sub: a minted token carries the recorded claims', async () => {
     const recorded = fixture('id_token.transfer_sub.json').token!;
-    const minted = await stack.emulator.mintIdToken('apple', { email: 'ep9ks2tnph@privaterelay.appleid.com', claims: { transfer_sub: recorded.claims.transfer_sub } });
+    const minted = await stack.emulator.mintIdToken('apple', {
+      email: 'ep9ks2tnph@privaterelay.appleid.com',
+      claims: { transfer_sub: recorded.claims.transfer_sub },
+    });
     const claims = decodeJwt(minted.id_token);
     const fx = fixture('id_token.transfer_sub.json');
-    expect(shapeDifferences(recorded.claims, claims, fx.match, [...(fx.optional ?? []), 'nonce', 'c_hash', 'at_hash'])).toEqual([]);
+    expect(
+      shapeDifferences(recorded.claims, claims, fx.match, [...(fx.optional ?? []), 'nonce', 'c_hash', 'at_hash']),
+    ).toEqual([]);
   });
 });

@@ -22,36 +22,76 @@ describe.each(databaseKinds())('Apple team transfer on %s', (kind) => {
   let newTeamEnv: Record<string, string>;
   beforeAll(async () => {
     stack = await startStack(kind, { SOCIAL_LINK_ENCRYPTION_KEYS: encryptionKey });
-    oldTeamEnv = { ...serverEnvFor(stack.emulatorUrl, stack.apps), DATABASE_URL: stack.databaseUrl, SOCIAL_LINK_ENCRYPTION_KEYS: encryptionKey } as Record<string, string>;
-    newTeamEnv = { ...oldTeamEnv, SOCIAL_AUTH_APPLE_TEAM_ID: NEW_TEAM, SOCIAL_AUTH_APPLE_KEY_ID: NEW_KEY_ID, SOCIAL_AUTH_APPLE_PRIVATE_KEY: newTeamPem };
-    await stack.emulator.addAppleTeam(NEW_TEAM, { [NEW_KEY_ID]: createPublicKey(newTeamKey.privateKey).export({ format: 'jwk' }) as Record<string, unknown> });
+    oldTeamEnv = {
+      ...serverEnvFor(stack.emulatorUrl, stack.apps),
+      DATABASE_URL: stack.databaseUrl,
+      SOCIAL_LINK_ENCRYPTION_KEYS: encryptionKey,
+    } as Record<string, string>;
+    newTeamEnv = {
+      ...oldTeamEnv,
+      SOCIAL_AUTH_APPLE_TEAM_ID: NEW_TEAM,
+      SOCIAL_AUTH_APPLE_KEY_ID: NEW_KEY_ID,
+      SOCIAL_AUTH_APPLE_PRIVATE_KEY: newTeamPem,
+    };
+    await stack.emulator.addAppleTeam(NEW_TEAM, {
+      [NEW_KEY_ID]: createPublicKey(newTeamKey.privateKey).export({ format: 'jwk' }) as Record<string, unknown>,
+    });
   });
   afterAll(() => stack.close());
 
   const appleSignIn = async (sub: string, claims: Record<string, unknown> = {}) =>
-    call(stack.api, 'POST', '/api/auth/apple/', { body: { id_token: (await stack.emulator.mintIdToken('apple', { sub, claims })).id_token } });
-  const appleUids = async () => (await stack.db.selectFrom('social_associations').select(['uid', 'user_id', 'provider_tokens']).where('provider', '=', 'apple').orderBy('user_id').execute());
+    call(stack.api, 'POST', '/api/auth/apple/', {
+      body: { id_token: (await stack.emulator.mintIdToken('apple', { sub, claims })).id_token },
+    });
+  const appleUids = async () =>
+    await stack.db
+      .selectFrom('social_associations')
+      .select(['uid', 'user_id', 'provider_tokens'])
+      .where('provider', '=', 'apple')
+      .orderBy('user_id')
+      .execute();
 
-  it('export then import moves every Apple link to the new team\'s ids; the same people sign in after it; runs again change nothing', async () => {
+  it("export then import moves every Apple link to the new team's ids; the same people sign in after it; runs again change nothing", async () => {
     // Three Apple users (one with a kept refresh token, from a code), and one link Apple does not know.
     const users: Array<{ id: number; oldSub: string }> = [];
     for (let i = 0; i < 3; i++) {
       const user = await guest(stack.api);
-      const body = i === 0 ? { code: (await stack.emulator.mintAppleCode({})).code } : { id_token: (await stack.emulator.mintIdToken('apple', {})).id_token };
+      const body =
+        i === 0
+          ? { code: (await stack.emulator.mintAppleCode({})).code }
+          : { id_token: (await stack.emulator.mintIdToken('apple', {})).id_token };
       const linked = await call(stack.api, 'POST', '/api/associate/apple/', { token: user.access_token, body });
       expect(linked.status).toBe(200);
       users.push({ id: user.id, oldSub: linked.body.association.uid as string });
     }
     const stranger = await guest(stack.api);
-    await stack.db.insertInto('social_associations').values({ user_id: stranger.id, provider: 'apple', uid: '000999.00000000000000000000000000000000.0000', extra_data: '{}', provider_tokens: null, verified_email: null, created_at: new Date().toISOString(), updated_at: new Date().toISOString() }).execute();
+    await stack.db
+      .insertInto('social_associations')
+      .values({
+        user_id: stranger.id,
+        provider: 'apple',
+        uid: '000999.00000000000000000000000000000000.0000',
+        extra_data: '{}',
+        provider_tokens: null,
+        verified_email: null,
+        created_at: new Date().toISOString(),
+        updated_at: new Date().toISOString(),
+      })
+      .execute();
     const sealedBefore = (await appleUids()).find((row) => row.user_id === users[0]!.id)!.provider_tokens;
     expect(sealedBefore).toBeTruthy();
 
-    const exported = await cli(['apple', 'transfer', 'export', '--target', NEW_TEAM, '--json', '--batch', '2'], oldTeamEnv);
+    const exported = await cli(
+      ['apple', 'transfer', 'export', '--target', NEW_TEAM, '--json', '--batch', '2'],
+      oldTeamEnv,
+    );
     expect(exported.stderr).toBe('');
     expect(exported.status, 'the refused link makes it exit 2').toBe(2);
     const exportReport = JSON.parse(exported.stdout);
-    expect(exportReport).toMatchObject({ exported: 3, failed: [{ uid: '000999.00000000000000000000000000000000.0000', error: 'invalid_request' }] });
+    expect(exportReport).toMatchObject({
+      exported: 3,
+      failed: [{ uid: '000999.00000000000000000000000000000000.0000', error: 'invalid_request' }],
+    });
 
     // Nothing moves before the import: the old team's ids still sign in.
     expect((await appleSignIn(users[1]!.oldSub)).body.id).toBe(users[1]!.id);
@@ -93,17 +133,30 @@ describe.each(databaseKinds())('Apple team transfer on %s', (kind) => {
 
   it('during the window, an ID token with transfer_sub moves its exported link at sign-in, before any import', async () => {
     const user = await guest(stack.api);
-    const linked = await call(stack.api, 'POST', '/api/associate/apple/', { token: user.access_token, body: { id_token: (await stack.emulator.mintIdToken('apple', {})).id_token } });
+    const linked = await call(stack.api, 'POST', '/api/associate/apple/', {
+      token: user.access_token,
+      body: { id_token: (await stack.emulator.mintIdToken('apple', {})).id_token },
+    });
     const oldSub = linked.body.association.uid as string;
     const exported = await cli(['apple', 'transfer', 'export', '--target', NEW_TEAM, '--json'], oldTeamEnv);
     expect(exported.status, exported.stderr).toBe(2); // the unknown link of the first test is refused again
-    const row = await stack.db.selectFrom('apple_transfers').selectAll().where('old_sub', '=', oldSub).executeTakeFirstOrThrow();
+    const row = await stack.db
+      .selectFrom('apple_transfers')
+      .selectAll()
+      .where('old_sub', '=', oldSub)
+      .executeTakeFirstOrThrow();
 
     // The app, now the new team's, gets an ID token with the new sub and the transfer_sub claim.
     const http = new ProviderHttp('apple', { timeoutMs: 2000 });
-    const api = new AppleApi(http, `${stack.emulatorUrl}/apple`, { teamId: NEW_TEAM, keyId: NEW_KEY_ID, privateKeyPem: newTeamPem });
+    const api = new AppleApi(http, `${stack.emulatorUrl}/apple`, {
+      teamId: NEW_TEAM,
+      keyId: NEW_KEY_ID,
+      privateKeyPem: newTeamPem,
+    });
     const clientId = stack.apps.apple.clientIds[0]!;
-    const answer = await api.migrationInfo(clientId, await api.migrationToken(clientId), { transfer_sub: row.transfer_sub! });
+    const answer = await api.migrationInfo(clientId, await api.migrationToken(clientId), {
+      transfer_sub: row.transfer_sub!,
+    });
     await http.close();
     const newSub = 'body' in answer ? String(answer.body.sub) : '';
     expect(newSub).toMatch(/^\d{6}\./);
@@ -116,6 +169,12 @@ describe.each(databaseKinds())('Apple team transfer on %s', (kind) => {
     expect(JSON.stringify(audit.body)).toContain('uid_moved');
 
     // A transfer_sub nobody exported proves nothing: unknown.
-    expect((await appleSignIn('111111.22222222222222222222222222222222.3333', { transfer_sub: '444444.55555555555555555555555555555555.6666' })).status).toBe(404);
+    expect(
+      (
+        await appleSignIn('111111.22222222222222222222222222222222.3333', {
+          transfer_sub: '444444.55555555555555555555555555555555.6666',
+        })
+      ).status,
+    ).toBe(404);
   });
 });

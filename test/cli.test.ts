@@ -7,7 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUILT_CLI, BUILT_DEV, call, freshDatabase, guest, startStack, type Stack } from './helpers.js';
 
 const run = (args: string[], env: Record<string, string> = {}) =>
-  spawnSync(process.execPath, args, { env: { ...process.env, LOG_LEVEL: 'silent', ...env }, encoding: 'utf8', timeout: 30_000 });
+  spawnSync(process.execPath, args, {
+    env: { ...process.env, LOG_LEVEL: 'silent', ...env },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -44,13 +48,17 @@ describe('the CLI', () => {
     for (const command of ['migrate', 'serve']) {
       const answer = run([BUILT_CLI, command], { DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/test` });
       expect(answer.status).toBe(1);
-      expect(answer.stderr.trim()).toMatch(/^configuration error: DATABASE_URL: cannot reach the database \(connect ECONNREFUSED 127\.0\.0\.1:\d+\)/);
+      expect(answer.stderr.trim()).toMatch(
+        /^configuration error: DATABASE_URL: cannot reach the database \(connect ECONNREFUSED 127\.0\.0\.1:\d+\)/,
+      );
       expect(answer.stderr).not.toMatch(/\n\s+at /);
     }
     const dir = mkdtempSync(join(tmpdir(), 'social-link-db-'));
     cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
     const directory = run([BUILT_CLI, 'migrate'], { DATABASE_URL: `sqlite:${dir}` });
-    expect(directory.stderr.trim()).toMatch(/^configuration error: DATABASE_URL: cannot open the SQLite database .*EISDIR/);
+    expect(directory.stderr.trim()).toMatch(
+      /^configuration error: DATABASE_URL: cannot open the SQLite database .*EISDIR/,
+    );
   });
 
   it('openapi prints the whole API document (through a pipe) with the configured public URL, or writes it to --out', () => {
@@ -65,16 +73,27 @@ describe('the CLI', () => {
   it('keys generate prints a private ES256 key set that serve accepts', () => {
     const answer = run([BUILT_CLI, 'keys', 'generate']);
     const set = JSON.parse(answer.stdout) as { keys: Array<Record<string, string>> };
-    expect(set.keys[0]).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', kid: expect.any(String), d: expect.any(String) });
+    expect(set.keys[0]).toMatchObject({
+      kty: 'EC',
+      crv: 'P-256',
+      alg: 'ES256',
+      kid: expect.any(String),
+      d: expect.any(String),
+    });
   });
 
   it('a command on a database not migrated yet says, in one line, to run migrate (no stack trace)', async () => {
     const database = await freshDatabase('sqlite');
     cleanups.push(database.drop);
-    for (const args of [['users', 'list'], ['import', 'psa', '--dry-run', 'sqlite:/nonexistent/psa.sqlite']]) {
+    for (const args of [
+      ['users', 'list'],
+      ['import', 'psa', '--dry-run', 'sqlite:/nonexistent/psa.sqlite'],
+    ]) {
       const answer = run([BUILT_CLI, ...args], { DATABASE_URL: database.url });
       expect(answer.status, answer.stderr).toBe(1);
-      expect(answer.stderr.trim()).toBe('configuration error: the database of DATABASE_URL has no tables yet: run `social-link migrate` first (serve applies them too)');
+      expect(answer.stderr.trim()).toBe(
+        'configuration error: the database of DATABASE_URL has no tables yet: run `social-link migrate` first (serve applies them too)',
+      );
     }
     expect(run([BUILT_CLI, 'migrate'], { DATABASE_URL: database.url }).status).toBe(0);
     expect(run([BUILT_CLI, 'users', 'list'], { DATABASE_URL: database.url }).status).toBe(0);
@@ -86,7 +105,16 @@ describe('the CLI', () => {
     const port = await freePort();
     const keys = run([BUILT_CLI, 'keys', 'generate']).stdout;
     const child = spawn(process.execPath, [BUILT_CLI, 'serve'], {
-      env: { ...process.env, NODE_ENV: 'production', DATABASE_URL: database.url, PORT: String(port), SOCIAL_LINK_SIGNING_KEYS: keys, METRICS_TOKEN: 'scrape-me', LOG_LEVEL: 'info', SOCIAL_LINK_SHUTDOWN_GRACE_MS: '0' },
+      env: {
+        ...process.env,
+        NODE_ENV: 'production',
+        DATABASE_URL: database.url,
+        PORT: String(port),
+        SOCIAL_LINK_SIGNING_KEYS: keys,
+        METRICS_TOKEN: 'scrape-me',
+        LOG_LEVEL: 'info',
+        SOCIAL_LINK_SHUTDOWN_GRACE_MS: '0',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
@@ -114,7 +142,16 @@ describe('the CLI', () => {
       // Run from another directory: ./data is that directory's.
       const child = spawn(process.execPath, [BUILT_CLI, 'serve', ...args], {
         cwd,
-        env: { ...process.env, NODE_ENV: 'development', DATABASE_URL: `sqlite:${join(cwd, 'db.sqlite')}`, PORT: String(port), LOG_LEVEL: 'silent', SOCIAL_LINK_SIGNING_KEYS: '', SOCIAL_LINK_ENCRYPTION_KEYS: '', SOCIAL_LINK_SHUTDOWN_GRACE_MS: '0' },
+        env: {
+          ...process.env,
+          NODE_ENV: 'development',
+          DATABASE_URL: `sqlite:${join(cwd, 'db.sqlite')}`,
+          PORT: String(port),
+          LOG_LEVEL: 'silent',
+          SOCIAL_LINK_SIGNING_KEYS: '',
+          SOCIAL_LINK_ENCRYPTION_KEYS: '',
+          SOCIAL_LINK_SHUTDOWN_GRACE_MS: '0',
+        },
         stdio: 'ignore',
       });
       const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
@@ -133,7 +170,15 @@ describe('the CLI', () => {
 
     const workers = await serve('--workers', '2');
     // Each request may land on either worker: every one accepts the session signed before the restart.
-    for (let i = 0; i < 6; i++) expect((await call(`http://127.0.0.1:${port}`, 'GET', '/api/me/', { token: user.access_token, headers: { connection: 'close' } })).status).toBe(200);
+    for (let i = 0; i < 6; i++)
+      expect(
+        (
+          await call(`http://127.0.0.1:${port}`, 'GET', '/api/me/', {
+            token: user.access_token,
+            headers: { connection: 'close' },
+          })
+        ).status,
+      ).toBe(200);
     expect(await workers.stop()).toBe(0);
   });
 
@@ -157,14 +202,24 @@ describe('operator commands', () => {
   afterAll(() => stack.close());
 
   it('users, associations and audit read what the API wrote; associations unlink removes a link', async () => {
-    const created = await call(stack.api, 'POST', '/api/users/', { body: { username: 'cli_ada', password: 'a long password' } });
+    const created = await call(stack.api, 'POST', '/api/users/', {
+      body: { username: 'cli_ada', password: 'a long password' },
+    });
     const fb = await stack.emulator.mintFacebookToken();
-    await call(stack.api, 'POST', '/api/associate/facebook/', { token: created.body.access_token, body: { access_token: fb.access_token } });
+    await call(stack.api, 'POST', '/api/associate/facebook/', {
+      token: created.body.access_token,
+      body: { access_token: fb.access_token },
+    });
     const env = { DATABASE_URL: stack.databaseUrl };
 
     const users = run([BUILT_CLI, 'users', 'list', '--json'], env);
     expect(users.status).toBe(0);
-    expect(users.stdout.trim().split('\n').map((line) => JSON.parse(line).username)).toContain('cli_ada');
+    expect(
+      users.stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line).username),
+    ).toContain('cli_ada');
     const shown = run([BUILT_CLI, 'users', 'show', 'cli_ada'], env);
     expect(shown.stdout).toContain(`facebook:${fb.user_id}`);
     expect(shown.stdout).not.toContain('scrypt'); // never the password hash
@@ -177,7 +232,12 @@ describe('operator commands', () => {
     expect((await call(stack.api, 'GET', '/api/associations/', { token: created.body.access_token })).body).toEqual([]);
 
     const audit = run([BUILT_CLI, 'audit', '--user', String(created.body.id), '--json'], env);
-    expect(audit.stdout.trim().split('\n').map((line) => JSON.parse(line).event)).toEqual(['unlinked', 'associated', 'user_created']);
+    expect(
+      audit.stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line).event),
+    ).toEqual(['unlinked', 'associated', 'user_created']);
     expect(run([BUILT_CLI, 'users', 'show', 'nobody_like_this'], env).status).toBe(1);
     expect(run([BUILT_CLI, 'users', 'list', '--limit', 'lots'], env).status).toBe(1);
   });
@@ -216,7 +276,9 @@ describe('signing key rotation', () => {
       await expect(jwtVerify(user.access_token, jwks)).resolves.toBeTruthy();
       const fresh = await guest(second.api);
       expect(decodeProtectedHeader(fresh.access_token).kid).toBe(set.keys[0]!.kid);
-      const again = JSON.parse(run([BUILT_CLI, 'keys', 'rotate', '--keep', '2'], { SOCIAL_LINK_SIGNING_KEYS: rotated.stdout }).stdout) as { keys: Array<{ kid: string }> };
+      const again = JSON.parse(
+        run([BUILT_CLI, 'keys', 'rotate', '--keep', '2'], { SOCIAL_LINK_SIGNING_KEYS: rotated.stdout }).stdout,
+      ) as { keys: Array<{ kid: string }> };
       expect(again.keys.map((key) => key.kid)).not.toContain(JSON.parse(before).keys[0].kid); // the oldest retires
     } finally {
       await second.close();

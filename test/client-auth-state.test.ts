@@ -1,5 +1,13 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { AlreadyAssociatedError, MemoryTokenStore, SocialLinkClient, SocialLinkError, type AuthChangeEvent, type StoredTokens, type TokenStore } from '../client/src/index.js';
+import {
+  AlreadyAssociatedError,
+  MemoryTokenStore,
+  SocialLinkClient,
+  SocialLinkError,
+  type AuthChangeEvent,
+  type StoredTokens,
+  type TokenStore,
+} from '../client/src/index.js';
 import { Storage } from '../src/store/storage.js';
 import { call, startStack, type Stack } from './helpers.js';
 
@@ -10,7 +18,11 @@ type Heard = [AuthChangeEvent, StoredTokens | null];
 /** A listener that writes down what it hears. */
 function recorder() {
   const heard: Heard[] = [];
-  return { heard, listener: (event: AuthChangeEvent, session: StoredTokens | null) => void heard.push([event, session]), events: () => heard.map(([event]) => event) };
+  return {
+    heard,
+    listener: (event: AuthChangeEvent, session: StoredTokens | null) => void heard.push([event, session]),
+    events: () => heard.map(([event]) => event),
+  };
 }
 
 /** Lets the initial_session (after the store's load, a microtask or two away) arrive. */
@@ -33,7 +45,8 @@ describe('client.onAuthStateChange', () => {
   afterAll(() => stack.close());
   afterEach(() => vi.restoreAllMocks());
 
-  const client = (store: TokenStore = new MemoryTokenStore(), fetcher?: typeof fetch) => new SocialLinkClient({ baseUrl: stack.api, tokenStore: store, ...(fetcher ? { fetch: fetcher } : {}) });
+  const client = (store: TokenStore = new MemoryTokenStore(), fetcher?: typeof fetch) =>
+    new SocialLinkClient({ baseUrl: stack.api, tokenStore: store, ...(fetcher ? { fetch: fetcher } : {}) });
 
   /** The session the store holds, which the listener must have been told. */
   const stored = (store: MemoryTokenStore) => {
@@ -65,7 +78,10 @@ describe('client.onAuthStateChange', () => {
       let release!: () => void;
       const loaded = new Promise<void>((resolve) => (release = resolve));
       const memory = new MemoryTokenStore();
-      const slow: TokenStore = { load: async () => (await loaded, memory.load()), save: (tokens) => memory.save(tokens) };
+      const slow: TokenStore = {
+        load: async () => (await loaded, memory.load()),
+        save: (tokens) => memory.save(tokens),
+      };
       const phone = client(slow);
       const { heard, listener } = recorder();
       phone.onAuthStateChange(listener);
@@ -87,7 +103,12 @@ describe('client.onAuthStateChange', () => {
 
       const guest = await phone.createGuest();
       expect(heard).toEqual([['signed_in', stored(store)]]);
-      expect(heard[0]?.[1]).toMatchObject({ userId: guest.id, username: guest.username, accessToken: guest.access_token, refreshToken: guest.refresh_token });
+      expect(heard[0]?.[1]).toMatchObject({
+        userId: guest.id,
+        username: guest.username,
+        accessToken: guest.access_token,
+        refreshToken: guest.refresh_token,
+      });
 
       const fb = await stack.emulator.mintFacebookToken({});
       await phone.associate('facebook', { access_token: fb.access_token });
@@ -186,7 +207,10 @@ describe('client.onAuthStateChange', () => {
       expect(heard).toEqual([['signed_out', null]]);
       expect(store.load()).toBeNull();
       expect((await call(stack.api, 'GET', '/api/me/', { token: tokens.accessToken })).status).toBe(401);
-      expect(await failure(client().signIn(username, 'correct horse battery'))).toMatchObject({ status: 401, code: 'invalid_credentials' });
+      expect(await failure(client().signIn(username, 'correct horse battery'))).toMatchObject({
+        status: 401,
+        code: 'invalid_credentials',
+      });
     });
 
     it('listeners hear the changes of every client on the same store', async () => {
@@ -224,8 +248,12 @@ describe('client.onAuthStateChange', () => {
       expect(await failure(phone.signIn(username, 'wrong password!'))).toMatchObject({ code: 'invalid_credentials' });
       expect(await failure(phone.signUp(username, 'another password'))).toMatchObject({ code: 'username_taken' });
       const fb = await stack.emulator.mintFacebookToken();
-      expect(await failure(phone.authWith('facebook', { access_token: fb.access_token }))).toMatchObject({ code: 'user_not_found' });
-      expect(await failure(phone.authWith('facebook', { access_token: 'EAAnotatoken' }))).toMatchObject({ code: 'invalid_token' });
+      expect(await failure(phone.authWith('facebook', { access_token: fb.access_token }))).toMatchObject({
+        code: 'user_not_found',
+      });
+      expect(await failure(phone.authWith('facebook', { access_token: 'EAAnotatoken' }))).toMatchObject({
+        code: 'invalid_token',
+      });
       const offline: typeof fetch = async () => {
         throw new TypeError('fetch failed');
       };
@@ -282,7 +310,9 @@ describe('client.onAuthStateChange', () => {
       phone.onAuthStateChange(listener);
       await settle();
       heard.length = 0;
-      const stolen = await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: stored(store).refreshToken } });
+      const stolen = await call(stack.api, 'POST', '/api/token/refresh/', {
+        body: { refresh_token: stored(store).refreshToken },
+      });
       expect(stolen.status).toBe(200);
 
       expect(await failure(phone.refresh())).toMatchObject({ status: 401, code: 'refresh_token_reused' });
@@ -300,7 +330,14 @@ describe('client.onAuthStateChange', () => {
     await settle();
     heard.length = 0;
     const key = (await new Storage(stack.db).serviceKeys.create(`ops-${Date.now()}`, ['read', 'write'])).key;
-    expect((await call(stack.api, 'POST', `/admin/api/users/${user.id}/disable`, { token: key, body: { reason: 'fraud report' } })).status).toBe(200);
+    expect(
+      (
+        await call(stack.api, 'POST', `/admin/api/users/${user.id}/disable`, {
+          token: key,
+          body: { reason: 'fraud report' },
+        })
+      ).status,
+    ).toBe(200);
 
     expect(await failure(phone.refresh())).toMatchObject({ status: 403, code: 'user_disabled' });
     expect(heard).toEqual([['session_expired', null]]);

@@ -4,8 +4,23 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { AlreadyAssociatedError, API_ERROR_CODES, ENDPOINTS, LinkRequiredError, MemoryTokenStore, SocialLinkClient, SocialLinkError, type Endpoint, type ResponseShape } from '../client/src/index.js';
-import { CLIENT_CONTRACT_FILES, renderClientErrorCodes, renderDocument, renderTypes } from '../scripts/client-contract.js';
+import {
+  AlreadyAssociatedError,
+  API_ERROR_CODES,
+  ENDPOINTS,
+  LinkRequiredError,
+  MemoryTokenStore,
+  SocialLinkClient,
+  SocialLinkError,
+  type Endpoint,
+  type ResponseShape,
+} from '../client/src/index.js';
+import {
+  CLIENT_CONTRACT_FILES,
+  renderClientErrorCodes,
+  renderDocument,
+  renderTypes,
+} from '../scripts/client-contract.js';
 import { ERRORS } from '../src/lib/errors.js';
 import { call, startStack, type Stack } from './helpers.js';
 
@@ -21,7 +36,11 @@ function recordingFetch(intercept?: (path: string) => Response | Error | undefin
     if (fake instanceof Error) throw fake;
     return fake ?? fetch(input, init);
   };
-  return { requests, fetch: recorded, refreshes: () => requests.filter((r) => r === 'POST /api/token/refresh/').length };
+  return {
+    requests,
+    fetch: recorded,
+    refreshes: () => requests.filter((r) => r === 'POST /api/token/refresh/').length,
+  };
 }
 
 /** Resolves to the SocialLinkError the promise rejects with (fails the test if it resolves or rejects otherwise). */
@@ -42,7 +61,11 @@ describe('client SDK', () => {
   afterAll(() => stack.close());
 
   const client = (options: { store?: MemoryTokenStore; fetch?: typeof fetch; baseUrl?: string } = {}) =>
-    new SocialLinkClient({ baseUrl: options.baseUrl ?? stack.api, tokenStore: options.store ?? new MemoryTokenStore(), ...(options.fetch ? { fetch: options.fetch } : {}) });
+    new SocialLinkClient({
+      baseUrl: options.baseUrl ?? stack.api,
+      tokenStore: options.store ?? new MemoryTokenStore(),
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+    });
 
   describe('a mobile app', () => {
     it('a guest on a new phone meets AlreadyAssociatedError for its old Facebook account and merges into its old user', async () => {
@@ -75,10 +98,20 @@ describe('client SDK', () => {
       const refused = await failure(newPhone.authWith('apple', { id_token: apple.id_token }));
       expect(refused).toBeInstanceOf(LinkRequiredError);
       const required = refused as LinkRequiredError;
-      expect(required).toMatchObject({ status: 409, code: 'link_required', providers: ['google'], linkTokenExpiresIn: 600 });
+      expect(required).toMatchObject({
+        status: 409,
+        code: 'link_required',
+        providers: ['google'],
+        linkTokenExpiresIn: 600,
+      });
 
-      await newPhone.authWith('google', { id_token: (await stack.emulator.mintIdToken('google', { sub: google.sub })).id_token });
-      expect(await newPhone.linkWithToken(required.linkToken)).toEqual({ success: true, association: { provider: 'apple', uid: apple.sub, created: true } });
+      await newPhone.authWith('google', {
+        id_token: (await stack.emulator.mintIdToken('google', { sub: google.sub })).id_token,
+      });
+      expect(await newPhone.linkWithToken(required.linkToken)).toEqual({
+        success: true,
+        association: { provider: 'apple', uid: apple.sub, created: true },
+      });
       expect((await newPhone.listAssociations()).map((link) => link.provider).sort()).toEqual(['apple', 'google']);
     });
 
@@ -86,7 +119,12 @@ describe('client SDK', () => {
       const oldStore = new MemoryTokenStore();
       const oldPhone = client({ store: oldStore });
       const guest = await oldPhone.createGuest();
-      expect(oldStore.load()).toMatchObject({ userId: guest.id, username: guest.username, accessToken: guest.access_token, refreshToken: guest.refresh_token });
+      expect(oldStore.load()).toMatchObject({
+        userId: guest.id,
+        username: guest.username,
+        accessToken: guest.access_token,
+        refreshToken: guest.refresh_token,
+      });
 
       const fb = await stack.emulator.mintFacebookToken({ user: { name: 'Ada Lovelace' } });
       expect(await oldPhone.associate('facebook', { access_token: fb.access_token })).toEqual({
@@ -105,7 +143,13 @@ describe('client SDK', () => {
       const me = await newPhone.me();
       expect(me).toMatchObject({ id: guest.id, username: guest.username, has_password: false });
       const links = await newPhone.listAssociations();
-      expect(links).toEqual([expect.objectContaining({ provider: 'facebook', uid: fb.user_id, extra_data: expect.objectContaining({ name: 'Ada Lovelace' }) })]);
+      expect(links).toEqual([
+        expect.objectContaining({
+          provider: 'facebook',
+          uid: fb.user_id,
+          extra_data: expect.objectContaining({ name: 'Ada Lovelace' }),
+        }),
+      ]);
 
       // A guest's only link is its only way back in.
       const refused = await failure(newPhone.unlink('facebook', fb.user_id));
@@ -114,11 +158,18 @@ describe('client SDK', () => {
       // Twitter (OAuth 1.0a: token and secret), then Facebook can go.
       const tw = await stack.emulator.mintTwitterToken({ user: { screen_name: 'ada' } });
       const twitterToken = { access_token: tw.access_token, access_token_secret: tw.access_token_secret };
-      expect((await newPhone.associate('twitter', twitterToken)).association).toEqual({ provider: 'twitter', uid: tw.user_id, created: true });
+      expect((await newPhone.associate('twitter', twitterToken)).association).toEqual({
+        provider: 'twitter',
+        uid: tw.user_id,
+        created: true,
+      });
       await newPhone.unlink('facebook', fb.user_id);
       expect((await oldPhone.listAssociations()).map((link) => link.provider)).toEqual(['twitter']);
       expect((await client().authWith('twitter', twitterToken)).id).toBe(guest.id);
-      expect(await failure(newPhone.unlink('facebook', fb.user_id))).toMatchObject({ status: 404, code: 'association_not_found' });
+      expect(await failure(newPhone.unlink('facebook', fb.user_id))).toMatchObject({
+        status: 404,
+        code: 'association_not_found',
+      });
     });
 
     it('asks a single-use nonce for the SDK and signs in with the ID token that carries it', async () => {
@@ -129,8 +180,17 @@ describe('client SDK', () => {
       const google = await stack.emulator.mintIdToken('google', { nonce });
       expect((await phone.associate('google', { id_token: google.id_token, nonce })).association.uid).toBe(google.sub);
       const again = await stack.emulator.mintIdToken('google', { sub: google.sub, nonce, name: 'another token' });
-      expect(await failure(client().authWith('google', { id_token: again.id_token, nonce }))).toMatchObject({ status: 400, code: 'invalid_token' });
-      expect((await client().authWith('google', { id_token: (await stack.emulator.mintIdToken('google', { sub: google.sub })).id_token })).id).toBe(me.id);
+      expect(await failure(client().authWith('google', { id_token: again.id_token, nonce }))).toMatchObject({
+        status: 400,
+        code: 'invalid_token',
+      });
+      expect(
+        (
+          await client().authWith('google', {
+            id_token: (await stack.emulator.mintIdToken('google', { sub: google.sub })).id_token,
+          })
+        ).id,
+      ).toBe(me.id);
     });
 
     it('rejects with user_not_found for a social account linked to nobody, and stores nothing', async () => {
@@ -157,8 +217,14 @@ describe('client SDK', () => {
       const phone = client({ store });
       expect((await phone.signIn(username, 'correct horse battery')).id).toBe(first.id);
       expect((await phone.me()).has_password).toBe(true);
-      expect(await failure(client().signIn(username, 'wrong password!'))).toMatchObject({ status: 401, code: 'invalid_credentials' });
-      expect(await failure(client().signUp(username, 'another password'))).toMatchObject({ status: 409, code: 'username_taken' });
+      expect(await failure(client().signIn(username, 'wrong password!'))).toMatchObject({
+        status: 401,
+        code: 'invalid_credentials',
+      });
+      expect(await failure(client().signUp(username, 'another password'))).toMatchObject({
+        status: 409,
+        code: 'username_taken',
+      });
 
       const tokens = store.load();
       await phone.logout();
@@ -174,7 +240,8 @@ describe('client SDK', () => {
     });
     afterAll(() => short.close());
 
-    const shortClient = (store: MemoryTokenStore, fetcher: typeof fetch) => new SocialLinkClient({ baseUrl: short.api, tokenStore: store, fetch: fetcher });
+    const shortClient = (store: MemoryTokenStore, fetcher: typeof fetch) =>
+      new SocialLinkClient({ baseUrl: short.api, tokenStore: store, fetch: fetcher });
 
     /** Past the access token's expiry, for the client and the server alike (both run in this process). */
     async function afterExpiry<T>(run: () => Promise<T>): Promise<T> {
@@ -289,7 +356,9 @@ describe('client SDK', () => {
       const phone = shortClient(store, fetch);
       await phone.createGuest();
       // Someone copied the stored refresh token and used it first.
-      const stolen = await call(short.api, 'POST', '/api/token/refresh/', { body: { refresh_token: store.load()?.refreshToken } });
+      const stolen = await call(short.api, 'POST', '/api/token/refresh/', {
+        body: { refresh_token: store.load()?.refreshToken },
+      });
       expect(stolen.status).toBe(200);
 
       const error = await afterExpiry(() => failure(phone.me()));
@@ -300,12 +369,18 @@ describe('client SDK', () => {
 
     it('a network failure during the refresh keeps the tokens, to try again later', async () => {
       const store = new MemoryTokenStore();
-      const offline = recordingFetch((path) => (path === '/api/token/refresh/' ? new TypeError('fetch failed') : undefined));
+      const offline = recordingFetch((path) =>
+        path === '/api/token/refresh/' ? new TypeError('fetch failed') : undefined,
+      );
       await shortClient(store, fetch).createGuest();
       const before = store.load();
 
       await afterExpiry(async () => {
-        expect(await failure(shortClient(store, offline.fetch).me())).toMatchObject({ status: 0, code: 'network_error', detail: 'fetch failed' });
+        expect(await failure(shortClient(store, offline.fetch).me())).toMatchObject({
+          status: 0,
+          code: 'network_error',
+          detail: 'fetch failed',
+        });
         expect(store.load()).toEqual(before);
         expect((await shortClient(store, fetch).me()).id).toBe(before?.userId);
       });
@@ -325,19 +400,43 @@ describe('client SDK', () => {
     });
 
     it('answers that are not the API JSON reject with invalid_response', async () => {
-      const html = recordingFetch(() => new Response('<html>Bad Gateway</html>', { status: 502, headers: { 'content-type': 'text/html' } }));
-      expect(await failure(client({ fetch: html.fetch }).createGuest())).toMatchObject({ status: 502, code: 'invalid_response' });
+      const html = recordingFetch(
+        () => new Response('<html>Bad Gateway</html>', { status: 502, headers: { 'content-type': 'text/html' } }),
+      );
+      expect(await failure(client({ fetch: html.fetch }).createGuest())).toMatchObject({
+        status: 502,
+        code: 'invalid_response',
+      });
       const notJson = recordingFetch(() => new Response('ok', { status: 200 }));
-      expect(await failure(client({ fetch: notJson.fetch }).createGuest())).toMatchObject({ status: 200, code: 'invalid_response' });
+      expect(await failure(client({ fetch: notJson.fetch }).createGuest())).toMatchObject({
+        status: 200,
+        code: 'invalid_response',
+      });
       const noCode = recordingFetch(() => Response.json({ oops: true }, { status: 500 }));
-      expect(await failure(client({ fetch: noCode.fetch }).createGuest())).toMatchObject({ status: 500, code: 'invalid_response' });
+      expect(await failure(client({ fetch: noCode.fetch }).createGuest())).toMatchObject({
+        status: 500,
+        code: 'invalid_response',
+      });
     });
 
     it('a 503 database_unavailable (or any answer with retry_after) says when to try again, and every error carries the request id', async () => {
       const outage = recordingFetch(() =>
-        Response.json({ code: 'database_unavailable', message: 'The database is unavailable; retry in 5 seconds', retry_after: 5, request_id: 'req-42' }, { status: 503, headers: { 'retry-after': '5' } }),
+        Response.json(
+          {
+            code: 'database_unavailable',
+            message: 'The database is unavailable; retry in 5 seconds',
+            retry_after: 5,
+            request_id: 'req-42',
+          },
+          { status: 503, headers: { 'retry-after': '5' } },
+        ),
       );
-      expect(await failure(client({ fetch: outage.fetch }).createGuest())).toMatchObject({ status: 503, code: 'database_unavailable', retryAfter: 5, requestId: 'req-42' });
+      expect(await failure(client({ fetch: outage.fetch }).createGuest())).toMatchObject({
+        status: 503,
+        code: 'database_unavailable',
+        retryAfter: 5,
+        requestId: 'req-42',
+      });
     });
 
     it('logout forgets the tokens even when the server cannot be reached', async () => {
@@ -364,18 +463,32 @@ describe('client SDK', () => {
         wrongPath: { ...ENDPOINTS.me, path: '/api/me' as Endpoint['path'] }, // the compiler refuses it too
         wrongStatus: { ...ENDPOINTS.createUser, status: 200 },
         extraField: { ...ENDPOINTS.signIn, response: { required: [...ENDPOINTS.signIn.response.required, 'email'] } },
-        extraNested: { ...ENDPOINTS.me, response: { ...ENDPOINTS.me.response, nested: { associations: { array: true, required: ['provider', 'avatar'] } } } },
+        extraNested: {
+          ...ENDPOINTS.me,
+          response: {
+            ...ENDPOINTS.me.response,
+            nested: { associations: { array: true, required: ['provider', 'avatar'] } },
+          },
+        },
         notAnArray: { ...ENDPOINTS.listAssociations, response: { required: ['provider'] } },
         extraBodyField: { ...ENDPOINTS.auth, request: ['access_token', 'refresh'] },
         wrongAuth: { ...ENDPOINTS.auth, auth: true },
       };
       const problems = checkAgainstOpenApi(spec, drifted);
-      for (const name of Object.keys(drifted)) expect(problems.some((problem) => problem.startsWith(`${name}:`)), name).toBe(true);
+      for (const name of Object.keys(drifted))
+        expect(
+          problems.some((problem) => problem.startsWith(`${name}:`)),
+          name,
+        ).toBe(true);
     });
   });
 
   it('builds on its own, without Node types (npm run build:client)', async () => {
-    await promisify(execFile)(process.execPath, [`${root}node_modules/typescript/bin/tsc`, '-p', 'client/tsconfig.json', '--noEmit'], { cwd: root });
+    await promisify(execFile)(
+      process.execPath,
+      [`${root}node_modules/typescript/bin/tsc`, '-p', 'client/tsconfig.json', '--noEmit'],
+      { cwd: root },
+    );
   }, 60_000);
 });
 
@@ -406,13 +519,16 @@ function checkAgainstOpenApi(spec: OpenApi, endpoints: Record<string, Endpoint>)
   const checkShape = (name: string, at: string, found: Schema | undefined, shape: ResponseShape) => {
     let schema = resolve(found);
     if (shape.array) {
-      if (schema?.type !== 'array') return problems.push(`${name}: the server does not answer a list at "${at || '.'}"`);
+      if (schema?.type !== 'array')
+        return problems.push(`${name}: the server does not answer a list at "${at || '.'}"`);
       schema = resolve(schema.items);
       at = at ? `${at.slice(0, -1)}[].` : '[].';
     }
     const properties = schema?.properties ?? {};
-    for (const field of shape.required) if (!(field in properties)) problems.push(`${name}: the server does not declare "${at}${field}"`);
-    for (const [field, nested] of Object.entries(shape.nested ?? {})) checkShape(name, `${at}${field}.`, properties[field], nested);
+    for (const field of shape.required)
+      if (!(field in properties)) problems.push(`${name}: the server does not declare "${at}${field}"`);
+    for (const [field, nested] of Object.entries(shape.nested ?? {}))
+      checkShape(name, `${at}${field}.`, properties[field], nested);
   };
 
   for (const [name, endpoint] of Object.entries(endpoints)) {
@@ -421,9 +537,11 @@ function checkAgainstOpenApi(spec: OpenApi, endpoints: Record<string, Endpoint>)
       problems.push(`${name}: the server has no ${endpoint.method} ${endpoint.path}`);
       continue;
     }
-    if (endpoint.auth !== Boolean(operation.security?.length)) problems.push(`${name}: the server ${endpoint.auth ? 'does not ask for' : 'asks for'} a bearer token`);
+    if (endpoint.auth !== Boolean(operation.security?.length))
+      problems.push(`${name}: the server ${endpoint.auth ? 'does not ask for' : 'asks for'} a bearer token`);
     const requestProperties = resolve(operation.requestBody?.content?.['application/json']?.schema)?.properties ?? {};
-    for (const field of endpoint.request ?? []) if (!(field in requestProperties)) problems.push(`${name}: the server does not accept "${field}"`);
+    for (const field of endpoint.request ?? [])
+      if (!(field in requestProperties)) problems.push(`${name}: the server does not accept "${field}"`);
     const answer = operation.responses?.[String(endpoint.status)];
     if (!answer) {
       problems.push(`${name}: the server never answers ${endpoint.status}`);

@@ -22,9 +22,18 @@ describe('the configuration file', () => {
   });
 
   it('social-link.config.json gives settings under their environment names; the environment wins', async () => {
-    const name = write('settings.json', JSON.stringify({ settings: { PORT: 8100, SOCIAL_AUTH_CREATE_USER: true, SOCIAL_AUTH_GOOGLE_KEY: ['ios', 'android'] } }));
+    const name = write(
+      'settings.json',
+      JSON.stringify({
+        settings: { PORT: 8100, SOCIAL_AUTH_CREATE_USER: true, SOCIAL_AUTH_GOOGLE_KEY: ['ios', 'android'] },
+      }),
+    );
     const file = await loadConfigFile({ SOCIAL_LINK_CONFIG: name }, dir);
-    expect(file.settings).toEqual({ PORT: '8100', SOCIAL_AUTH_CREATE_USER: 'true', SOCIAL_AUTH_GOOGLE_KEY: 'ios,android' });
+    expect(file.settings).toEqual({
+      PORT: '8100',
+      SOCIAL_AUTH_CREATE_USER: 'true',
+      SOCIAL_AUTH_GOOGLE_KEY: 'ios,android',
+    });
     const config = loadConfig({ ...file.settings, PORT: '8200' });
     expect(config).toMatchObject({ port: 8200, createUser: true });
     expect(config.providers.map((provider) => provider.name)).toEqual(['google']);
@@ -33,7 +42,10 @@ describe('the configuration file', () => {
   it.each([
     ['{"setings": {}}', 'unknown key "setings"'],
     ['{"errors": {"user_not_found": {"status": 404, "message": "x"}}}', "not one of social-link's"],
-    ['{"errors": {"domain_refused": {"status": 500, "message": "x"}}}', 'status must be 400, 401, 403, 404, 409 or 422'],
+    [
+      '{"errors": {"domain_refused": {"status": 500, "message": "x"}}}',
+      'status must be 400, 401, 403, 404, 409 or 422',
+    ],
     ['{"errors": {"domain_refused": {"status": 403}}}', 'message must be'],
     ['{"settings": {"SECRET_SAUCE": "x"}}', 'settings.SECRET_SAUCE is not a social-link setting'],
     ['{"settings": {"PORT": {"value": 1}}}', 'settings.PORT must be a string'],
@@ -46,7 +58,9 @@ describe('the configuration file', () => {
   });
 
   it('names a missing SOCIAL_LINK_CONFIG file', async () => {
-    await expect(loadConfigFile({ SOCIAL_LINK_CONFIG: 'nope.json' }, dir)).rejects.toThrow('SOCIAL_LINK_CONFIG: no file');
+    await expect(loadConfigFile({ SOCIAL_LINK_CONFIG: 'nope.json' }, dir)).rejects.toThrow(
+      'SOCIAL_LINK_CONFIG: no file',
+    );
   });
 
   it('a .mjs file adds pipeline steps, which the server runs', async () => {
@@ -69,15 +83,31 @@ describe('the configuration file', () => {
     const file = await loadConfigFile({}, dir);
     expect(file.path).toMatch(/social-link\.config\.mjs$/);
     expect(file.pipeline).toHaveLength(defaultPipeline.length + 1);
-    expect(file.errors).toEqual({ email_domain_refused: { status: 403, message: 'Only example.com accounts may be linked' } });
+    expect(file.errors).toEqual({
+      email_domain_refused: { status: 403, message: 'Only example.com accounts may be linked' },
+    });
     // The API document lists the code, where the pipeline runs: the 403 below keeps the contract.
     const stack = await startStack('sqlite', {}, { pipeline: file.pipeline, operatorErrors: file.errors });
     try {
       const user = (await call(stack.api, 'POST', '/api/users/')).body;
       const outsider = await stack.emulator.mintFacebookToken({ user: { email: 'eve@elsewhere.test' } });
-      expectError(await call(stack.api, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: outsider.access_token } }), 403, 'email_domain_refused');
+      expectError(
+        await call(stack.api, 'POST', '/api/associate/facebook/', {
+          token: user.access_token,
+          body: { access_token: outsider.access_token },
+        }),
+        403,
+        'email_domain_refused',
+      );
       const insider = await stack.emulator.mintFacebookToken({ user: { email: 'ada@example.com' } });
-      expect((await call(stack.api, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: insider.access_token } })).status).toBe(200);
+      expect(
+        (
+          await call(stack.api, 'POST', '/api/associate/facebook/', {
+            token: user.access_token,
+            body: { access_token: insider.access_token },
+          })
+        ).status,
+      ).toBe(200);
     } finally {
       await stack.close();
     }

@@ -9,35 +9,67 @@ describe('configuration', () => {
     expect(loadConfig({ SOCIAL_LINK_COMPAT_PREFIX: '/myapp/' }).compatPrefix).toBe('/myapp');
     expect(loadConfig({ SOCIAL_LINK_COMPAT_PREFIX: '/v1/myapp' }).compatPrefix).toBe('/v1/myapp');
     expect(() => loadConfig({ SOCIAL_LINK_COMPAT_PREFIX: '/' })).toThrow(/at the root/);
-    expect(() => loadConfig({ SOCIAL_LINK_COMPAT_PREFIX: 'myapp' })).toThrow(/SOCIAL_LINK_COMPAT_PREFIX must be a path/);
-    expect(() => loadConfig({ SOCIAL_LINK_COMPAT_PREFIX: '/my app' })).toThrow(/SOCIAL_LINK_COMPAT_PREFIX must be a path/);
+    expect(() => loadConfig({ SOCIAL_LINK_COMPAT_PREFIX: 'myapp' })).toThrow(
+      /SOCIAL_LINK_COMPAT_PREFIX must be a path/,
+    );
+    expect(() => loadConfig({ SOCIAL_LINK_COMPAT_PREFIX: '/my app' })).toThrow(
+      /SOCIAL_LINK_COMPAT_PREFIX must be a path/,
+    );
   });
 
   const production = { NODE_ENV: 'production', SOCIAL_LINK_SIGNING_KEYS: '{"keys":[]}', METRICS_TOKEN: 'scrape-me' };
 
   it('in production refuses a provider, key or discovery URL over plain http but on loopback', () => {
     const facebook = { SOCIAL_AUTH_FACEBOOK_KEY: 'id', SOCIAL_AUTH_FACEBOOK_SECRET: 'secret' };
-    expect(() => loadConfig({ ...production, ...facebook, SOCIAL_AUTH_FACEBOOK_API_URL: 'http://graph.example.com' })).toThrow(/SOCIAL_AUTH_FACEBOOK_API_URL must be an https URL in production/);
-    expect(() => loadConfig({ ...production, SOCIAL_AUTH_GOOGLE_KEY: 'web', SOCIAL_AUTH_GOOGLE_JWKS_URL: 'http://keys.example.com/certs' })).toThrow(/SOCIAL_AUTH_GOOGLE_JWKS_URL/);
-    expect(() => loadConfig({ ...production, SOCIAL_AUTH_OIDC_ACME_ISSUER: 'http://login.acme.example', SOCIAL_AUTH_OIDC_ACME_KEY: 'c' })).toThrow(/SOCIAL_AUTH_OIDC_ACME_ISSUER/);
+    expect(() =>
+      loadConfig({ ...production, ...facebook, SOCIAL_AUTH_FACEBOOK_API_URL: 'http://graph.example.com' }),
+    ).toThrow(/SOCIAL_AUTH_FACEBOOK_API_URL must be an https URL in production/);
+    expect(() =>
+      loadConfig({
+        ...production,
+        SOCIAL_AUTH_GOOGLE_KEY: 'web',
+        SOCIAL_AUTH_GOOGLE_JWKS_URL: 'http://keys.example.com/certs',
+      }),
+    ).toThrow(/SOCIAL_AUTH_GOOGLE_JWKS_URL/);
+    expect(() =>
+      loadConfig({
+        ...production,
+        SOCIAL_AUTH_OIDC_ACME_ISSUER: 'http://login.acme.example',
+        SOCIAL_AUTH_OIDC_ACME_KEY: 'c',
+      }),
+    ).toThrow(/SOCIAL_AUTH_OIDC_ACME_ISSUER/);
     for (const local of ['http://127.0.0.1:9000/facebook', 'http://localhost:9000', 'http://[::1]:9000']) {
       expect(loadConfig({ ...production, ...facebook, SOCIAL_AUTH_FACEBOOK_API_URL: local }).providers).toHaveLength(1);
     }
-    expect(loadConfig({ ...facebook, SOCIAL_AUTH_FACEBOOK_API_URL: 'http://graph.example.com' }).providers).toHaveLength(1); // outside production
+    expect(
+      loadConfig({ ...facebook, SOCIAL_AUTH_FACEBOOK_API_URL: 'http://graph.example.com' }).providers,
+    ).toHaveLength(1); // outside production
   });
 
   it('in production refuses public metrics: METRICS_TOKEN, or METRICS_PORT on a port of their own', () => {
     const { METRICS_TOKEN: _token, ...open } = production;
     expect(() => loadConfig(open)).toThrow(/\/metrics must not be public/);
-    expect(loadConfig({ ...open, METRICS_PORT: '9464' })).toMatchObject({ metricsPort: 9464, metricsHost: '127.0.0.1' });
+    expect(loadConfig({ ...open, METRICS_PORT: '9464' })).toMatchObject({
+      metricsPort: 9464,
+      metricsHost: '127.0.0.1',
+    });
     expect(loadConfig(production).metricsToken).toBe('scrape-me');
   });
 
   const randomKey = 'q1Jd0Ywv0d1xC7bQn2oN0TqzH2z3dbg5zC0rj1O3X0U=';
 
   it('in production the console needs an https public URL (its cookie is Secure); admin settings are bounded', () => {
-    expect(() => loadConfig({ ...production, SOCIAL_LINK_ADMIN: 'true', SOCIAL_LINK_ENCRYPTION_KEYS: randomKey })).toThrow(/SOCIAL_LINK_ADMIN=true in production needs SOCIAL_LINK_PUBLIC_URL=https/);
-    expect(loadConfig({ ...production, SOCIAL_LINK_ADMIN: 'true', SOCIAL_LINK_PUBLIC_URL: 'https://auth.example.com', SOCIAL_LINK_ENCRYPTION_KEYS: randomKey }).admin).toEqual({
+    expect(() =>
+      loadConfig({ ...production, SOCIAL_LINK_ADMIN: 'true', SOCIAL_LINK_ENCRYPTION_KEYS: randomKey }),
+    ).toThrow(/SOCIAL_LINK_ADMIN=true in production needs SOCIAL_LINK_PUBLIC_URL=https/);
+    expect(
+      loadConfig({
+        ...production,
+        SOCIAL_LINK_ADMIN: 'true',
+        SOCIAL_LINK_PUBLIC_URL: 'https://auth.example.com',
+        SOCIAL_LINK_ENCRYPTION_KEYS: randomKey,
+      }).admin,
+    ).toEqual({
       enabled: true,
       idleSeconds: 900,
       lifetimeSeconds: 28_800,
@@ -51,9 +83,15 @@ describe('configuration', () => {
   });
 
   it('in production the console needs SOCIAL_LINK_ENCRYPTION_KEYS: staff TOTP secrets sealed with a per-process key would open no more after a restart', () => {
-    const withConsole = { ...production, SOCIAL_LINK_ADMIN: 'true', SOCIAL_LINK_PUBLIC_URL: 'https://auth.example.com' };
+    const withConsole = {
+      ...production,
+      SOCIAL_LINK_ADMIN: 'true',
+      SOCIAL_LINK_PUBLIC_URL: 'https://auth.example.com',
+    };
     expect(() => loadConfig(withConsole)).toThrow(ConfigError);
-    expect(() => loadConfig(withConsole)).toThrow(/SOCIAL_LINK_ADMIN=true in production needs SOCIAL_LINK_ENCRYPTION_KEYS/);
+    expect(() => loadConfig(withConsole)).toThrow(
+      /SOCIAL_LINK_ADMIN=true in production needs SOCIAL_LINK_ENCRYPTION_KEYS/,
+    );
     expect(loadConfig({ ...withConsole, SOCIAL_LINK_ENCRYPTION_KEYS: randomKey }).admin.enabled).toBe(true);
     // The CLI (staff create, which seals nothing without a secret) and development are not refused.
     expect(loadConfig(withConsole, { role: 'cli' }).admin.enabled).toBe(true);
@@ -65,24 +103,35 @@ describe('configuration', () => {
     const repeated = Buffer.alloc(32, 0x41).toString('base64');
     for (const keys of [zeros, repeated, `${randomKey},${zeros}`]) {
       expect(() => loadConfig({ ...production, SOCIAL_LINK_ENCRYPTION_KEYS: keys })).toThrow(ConfigError);
-      expect(() => loadConfig({ ...production, SOCIAL_LINK_ENCRYPTION_KEYS: keys })).toThrow(/SOCIAL_LINK_ENCRYPTION_KEYS: a key of one repeated byte/);
+      expect(() => loadConfig({ ...production, SOCIAL_LINK_ENCRYPTION_KEYS: keys })).toThrow(
+        /SOCIAL_LINK_ENCRYPTION_KEYS: a key of one repeated byte/,
+      );
     }
     expect(loadConfig({ ...production, SOCIAL_LINK_ENCRYPTION_KEYS: randomKey }).encryptionKeys).toBe(randomKey);
     const hook = { SOCIAL_LINK_WEBHOOK_URL: 'https://backend.example.com/hooks' };
     for (const secret of [`whsec_${zeros}`, `whsec_${Buffer.alloc(24, 7).toString('base64')}`]) {
-      expect(() => loadConfig({ ...production, ...hook, SOCIAL_LINK_WEBHOOK_SECRET: secret })).toThrow(/SOCIAL_LINK_WEBHOOK_SECRET: a secret of one repeated byte/);
+      expect(() => loadConfig({ ...production, ...hook, SOCIAL_LINK_WEBHOOK_SECRET: secret })).toThrow(
+        /SOCIAL_LINK_WEBHOOK_SECRET: a secret of one repeated byte/,
+      );
       // Outside production (tests, development) a fixed secret is fine.
       expect(loadConfig({ ...hook, SOCIAL_LINK_WEBHOOK_SECRET: secret }).webhooks).toHaveLength(1);
     }
-    expect(loadConfig({ ...production, ...hook, SOCIAL_LINK_WEBHOOK_SECRET: `whsec_${randomKey}` }).webhooks).toHaveLength(1);
+    expect(
+      loadConfig({ ...production, ...hook, SOCIAL_LINK_WEBHOOK_SECRET: `whsec_${randomKey}` }).webhooks,
+    ).toHaveLength(1);
     expect(loadConfig({ SOCIAL_LINK_ENCRYPTION_KEYS: zeros }).encryptionKeys).toBe(zeros);
   });
 
   it('SOCIAL_LINK_ADMIN_PORT / _HOST (the console on a listener of its own) and RATE_LIMIT_ADMIN_API_PER_MINUTE', () => {
     expect(loadConfig({}).admin).toMatchObject({ port: undefined, host: '127.0.0.1' });
-    expect(loadConfig({ SOCIAL_LINK_ADMIN_PORT: '8001', SOCIAL_LINK_ADMIN_HOST: '10.0.0.5' }).admin).toMatchObject({ port: 8001, host: '10.0.0.5' });
+    expect(loadConfig({ SOCIAL_LINK_ADMIN_PORT: '8001', SOCIAL_LINK_ADMIN_HOST: '10.0.0.5' }).admin).toMatchObject({
+      port: 8001,
+      host: '10.0.0.5',
+    });
     expect(() => loadConfig({ SOCIAL_LINK_ADMIN_PORT: '70000' })).toThrow(/SOCIAL_LINK_ADMIN_PORT/);
-    expect(() => loadConfig({ SOCIAL_LINK_ADMIN_PORT: '8000' })).toThrow(/SOCIAL_LINK_ADMIN_PORT must differ from PORT/);
+    expect(() => loadConfig({ SOCIAL_LINK_ADMIN_PORT: '8000' })).toThrow(
+      /SOCIAL_LINK_ADMIN_PORT must differ from PORT/,
+    );
     expect(loadConfig({}).rateLimit.adminApiPerMinute).toBe(600);
     expect(loadConfig({ RATE_LIMIT_ADMIN_API_PER_MINUTE: '30' }).rateLimit.adminApiPerMinute).toBe(30);
     expect(() => loadConfig({ RATE_LIMIT_ADMIN_API_PER_MINUTE: '0' })).toThrow(/RATE_LIMIT_ADMIN_API_PER_MINUTE/);
@@ -110,7 +159,12 @@ describe('configuration', () => {
   });
 
   it('enables a provider when its key and secret are set', () => {
-    const config = loadConfig({ SOCIAL_AUTH_FACEBOOK_KEY: 'id', SOCIAL_AUTH_FACEBOOK_SECRET: 'secret', SOCIAL_AUTH_TWITTER_KEY: 'k', SOCIAL_AUTH_TWITTER_SECRET: 's' });
+    const config = loadConfig({
+      SOCIAL_AUTH_FACEBOOK_KEY: 'id',
+      SOCIAL_AUTH_FACEBOOK_SECRET: 'secret',
+      SOCIAL_AUTH_TWITTER_KEY: 'k',
+      SOCIAL_AUTH_TWITTER_SECRET: 's',
+    });
     expect(config.providers.map((provider) => provider.name)).toEqual(['facebook', 'twitter']);
   });
 
@@ -122,8 +176,14 @@ describe('configuration', () => {
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
     [{ SOCIAL_AUTH_FACEBOOK_KEY: 'id' }, 'SOCIAL_AUTH_FACEBOOK_SECRET'],
     [{ SOCIAL_AUTH_TWITTER_SECRET: 's' }, 'SOCIAL_AUTH_TWITTER_KEY'],
-    [{ SOCIAL_AUTH_FACEBOOK_KEY: 'id', SOCIAL_AUTH_FACEBOOK_SECRET: 's', SOCIAL_AUTH_FACEBOOK_API_URL: 'not a url' }, 'SOCIAL_AUTH_FACEBOOK_API_URL'],
-    [{ SOCIAL_AUTH_FACEBOOK_KEY: 'id', SOCIAL_AUTH_FACEBOOK_SECRET: 's', SOCIAL_AUTH_FACEBOOK_API_VERSION: 'latest' }, 'SOCIAL_AUTH_FACEBOOK_API_VERSION'],
+    [
+      { SOCIAL_AUTH_FACEBOOK_KEY: 'id', SOCIAL_AUTH_FACEBOOK_SECRET: 's', SOCIAL_AUTH_FACEBOOK_API_URL: 'not a url' },
+      'SOCIAL_AUTH_FACEBOOK_API_URL',
+    ],
+    [
+      { SOCIAL_AUTH_FACEBOOK_KEY: 'id', SOCIAL_AUTH_FACEBOOK_SECRET: 's', SOCIAL_AUTH_FACEBOOK_API_VERSION: 'latest' },
+      'SOCIAL_AUTH_FACEBOOK_API_VERSION',
+    ],
     [{ NODE_ENV: 'production' }, 'SOCIAL_LINK_SIGNING_KEYS'],
   ])('refuses %o naming %s', (env, variable) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);

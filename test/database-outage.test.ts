@@ -64,7 +64,8 @@ class Relay {
 
 const postgresUrl = process.env.TEST_DATABASE_URL;
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-const logLines = (stack: Stack) => stack.logs.map((line) => JSON.parse(line) as { level: number; msg: string; err?: unknown });
+const logLines = (stack: Stack) =>
+  stack.logs.map((line) => JSON.parse(line) as { level: number; msg: string; err?: unknown });
 
 describe.skipIf(!postgresUrl)('PostgreSQL going away under a running server', () => {
   let stack: Stack;
@@ -82,7 +83,11 @@ describe.skipIf(!postgresUrl)('PostgreSQL going away under a running server', ()
     const relayed = new URL(database.url);
     relayed.port = String(relay.port);
     // ownDatabase: the server opens its pool itself, as `serve` does (with its listeners).
-    stack = await startStack('postgres', { DATABASE_URL: relayed.toString(), SOCIAL_LINK_ADMIN: 'true' }, { ownDatabase: true });
+    stack = await startStack(
+      'postgres',
+      { DATABASE_URL: relayed.toString(), SOCIAL_LINK_ADMIN: 'true' },
+      { ownDatabase: true },
+    );
     admin = new pg.Client({ connectionString: postgresUrl });
     await admin.connect();
   });
@@ -98,11 +103,19 @@ describe.skipIf(!postgresUrl)('PostgreSQL going away under a running server', ()
       Array.from({ length: count }, async () => {
         const user = await guest(stack.api);
         const fb = await stack.emulator.mintFacebookToken();
-        await call(stack.api, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: fb.access_token } });
+        await call(stack.api, 'POST', '/api/associate/facebook/', {
+          token: user.access_token,
+          body: { access_token: fb.access_token },
+        });
         return fb.access_token;
       }),
     );
-    return { go: () => Promise.all(tokens.map((token) => call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: token } }))) };
+    return {
+      go: () =>
+        Promise.all(
+          tokens.map((token) => call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: token } })),
+        ),
+    };
   }
 
   const expectOnly200Or503 = (answers: Answer[]) => {
@@ -119,7 +132,10 @@ describe.skipIf(!postgresUrl)('PostgreSQL going away under a running server', ()
     const answering = go();
     // End every backend of this database while the sign-ins hold them (in transactions or between statements).
     for (let i = 0; i < 10; i++) {
-      await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [databaseName]);
+      await admin.query(
+        'select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()',
+        [databaseName],
+      );
       await sleep(5);
     }
     const answers = await answering;
@@ -140,7 +156,14 @@ describe.skipIf(!postgresUrl)('PostgreSQL going away under a running server', ()
   it('a database that drops every connection and refuses new ones: 503 database_unavailable with Retry-After, /readyz 503, one warning, back when it returns', async () => {
     const user = await guest(stack.api);
     const fb = await stack.emulator.mintFacebookToken();
-    expect((await call(stack.api, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: fb.access_token } })).status).toBe(200);
+    expect(
+      (
+        await call(stack.api, 'POST', '/api/associate/facebook/', {
+          token: user.access_token,
+          body: { access_token: fb.access_token },
+        })
+      ).status,
+    ).toBe(200);
     const before = stack.logs.length;
 
     const { go } = await linkedUsers(8);
@@ -156,10 +179,17 @@ describe.skipIf(!postgresUrl)('PostgreSQL going away under a running server', ()
       expectError(await call(stack.api, 'POST', '/api/users/'), 503, 'database_unavailable');
     }
     // The admin API and the staff console too: 503, never a 500 or an "unhandled error".
-    expectError(await call(stack.api, 'GET', '/admin/api/users', { token: 'slk_any-key' }), 503, 'database_unavailable');
+    expectError(
+      await call(stack.api, 'GET', '/admin/api/users', { token: 'slk_any-key' }),
+      503,
+      'database_unavailable',
+    );
     const login = await fetch(`${stack.api}/admin/login`);
     const csrf = /name="_csrf" value="([^"]*)"/.exec(await login.text())?.[1] ?? '';
-    const cookie = login.headers.getSetCookie().map((line) => line.split(';')[0]).join('; ');
+    const cookie = login.headers
+      .getSetCookie()
+      .map((line) => line.split(';')[0])
+      .join('; ');
     const page = await fetch(`${stack.api}/admin/login`, {
       method: 'POST',
       headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
@@ -179,7 +209,13 @@ describe.skipIf(!postgresUrl)('PostgreSQL going away under a running server', ()
     expect(during.filter((line) => line.level >= 50)).toEqual([]);
     // Not a line per request: one when an outage starts, at most one a minute (the outage of the test above was less than a minute ago).
     expect(during.filter((line) => line.msg.startsWith('database unavailable')).length).toBeLessThanOrEqual(1);
-    expect(during.filter((line) => line.level === 40 && line.msg !== 'database unavailable: answering 503 database_unavailable until it answers again')).toEqual([]);
+    expect(
+      during.filter(
+        (line) =>
+          line.level === 40 &&
+          line.msg !== 'database unavailable: answering 503 database_unavailable until it answers again',
+      ),
+    ).toEqual([]);
 
     await relay.open(); // the same port: the server's URL is unchanged
     let back: Answer | undefined;
@@ -189,7 +225,11 @@ describe.skipIf(!postgresUrl)('PostgreSQL going away under a running server', ()
     }
     expect(back?.status).toBe(200);
     expect((await call(stack.api, 'GET', '/readyz')).status).toBe(200);
-    expect(logLines(stack).slice(before).filter((line) => line.msg === 'database available again').length).toBeLessThanOrEqual(1);
+    expect(
+      logLines(stack)
+        .slice(before)
+        .filter((line) => line.msg === 'database available again').length,
+    ).toBeLessThanOrEqual(1);
   });
 
   it('a network cut that resets nothing: a query without an answer fails after DATABASE_QUERY_TIMEOUT_MS, 503 database_unavailable, and the server stops', async () => {
@@ -199,11 +239,22 @@ describe.skipIf(!postgresUrl)('PostgreSQL going away under a running server', ()
     await frozen.open();
     const relayed = new URL(frozenDatabase.url);
     relayed.port = String(frozen.port);
-    const own = await startStack('postgres', { DATABASE_URL: relayed.toString(), DATABASE_QUERY_TIMEOUT_MS: '500' }, { ownDatabase: true });
+    const own = await startStack(
+      'postgres',
+      { DATABASE_URL: relayed.toString(), DATABASE_QUERY_TIMEOUT_MS: '500' },
+      { ownDatabase: true },
+    );
     try {
       const user = await guest(own.api);
       const fb = await own.emulator.mintFacebookToken();
-      expect((await call(own.api, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: fb.access_token } })).status).toBe(200);
+      expect(
+        (
+          await call(own.api, 'POST', '/api/associate/facebook/', {
+            token: user.access_token,
+            body: { access_token: fb.access_token },
+          })
+        ).status,
+      ).toBe(200);
       frozen.freeze();
       // The pool's idle connections carry the query and wait for an answer that never comes: 500 ms.
       const signIn = await call(own.api, 'POST', '/api/auth/facebook/', { body: { access_token: fb.access_token } });

@@ -22,7 +22,10 @@ interface Violation {
 }
 
 interface Cruise {
-  modules: { source: string; dependencies: { module: string; resolved: string; couldNotResolve: boolean; dependencyTypes: string[] }[] }[];
+  modules: {
+    source: string;
+    dependencies: { module: string; resolved: string; couldNotResolve: boolean; dependencyTypes: string[] }[];
+  }[];
   summary: { violations: Violation[]; totalCruised: number; ruleSetUsed: { forbidden?: { name: string }[] } };
 }
 
@@ -38,7 +41,9 @@ function cruise(command: string, args: string[], cwd: string): Cruise {
   try {
     return JSON.parse(done.stdout) as Cruise;
   } catch {
-    throw new Error(`${command} ${args.join(' ')} wrote no JSON report (exit ${done.status}):\n${done.stderr}${done.stdout.slice(0, 2000)}`);
+    throw new Error(
+      `${command} ${args.join(' ')} wrote no JSON report (exit ${done.status}):\n${done.stderr}${done.stdout.slice(0, 2000)}`,
+    );
   }
 }
 
@@ -55,7 +60,9 @@ function describeViolation(violation: Violation): string {
 const FLOORS = ['lib', 'auth', 'store', 'providers', 'config', 'core', 'import', 'admin', 'http', 'cli'];
 
 const dependency = (report: Cruise, from: string, to: string) =>
-  report.modules.find((module) => module.source === from)?.dependencies.find((dependency) => dependency.resolved === to);
+  report.modules
+    .find((module) => module.source === from)
+    ?.dependencies.find((dependency) => dependency.resolved === to);
 
 describe('dependencies', () => {
   it('npm run check:deps finds none of the arrows .dependency-cruiser.cjs forbids', { timeout: 120_000 }, () => {
@@ -71,14 +78,25 @@ describe('dependencies', () => {
     ]);
     expect(report.summary.totalCruised).toBeGreaterThan(100);
     const sources = report.modules.map((module) => module.source);
-    expect(sources).toEqual(expect.arrayContaining(['src/http/app.ts', 'src/core/services.ts', 'src/store/storage.ts', 'emulator/src/index.ts']));
+    expect(sources).toEqual(
+      expect.arrayContaining([
+        'src/http/app.ts',
+        'src/core/services.ts',
+        'src/store/storage.ts',
+        'emulator/src/index.ts',
+      ]),
+    );
     // NodeNext specifiers ('./app.js') name the .ts sources, the workspace is its sources (tsconfig.json's paths),
     // and `import type` is an arrow too.
     expect(dependency(report, 'src/http/api-document.ts', 'src/http/app.ts')?.module).toBe('./app.js');
     expect(dependency(report, 'src/cli/dev.ts', 'emulator/src/index.ts')?.module).toBe('@social-link/emulator');
-    expect(dependency(report, 'src/core/email-linking.ts', 'src/core/pipeline-step.ts')?.dependencyTypes ?? []).toContain('type-only');
+    expect(
+      dependency(report, 'src/core/email-linking.ts', 'src/core/pipeline-step.ts')?.dependencyTypes ?? [],
+    ).toContain('type-only');
     const unresolved = report.modules.flatMap((module) =>
-      module.dependencies.filter((dependency) => dependency.couldNotResolve && dependency.module.startsWith('.')).map((dependency) => `${module.source} → ${dependency.module}`),
+      module.dependencies
+        .filter((dependency) => dependency.couldNotResolve && dependency.module.startsWith('.'))
+        .map((dependency) => `${module.source} → ${dependency.module}`),
     );
     expect(unresolved).toEqual([]);
   });
@@ -86,7 +104,9 @@ describe('dependencies', () => {
   it('each rule refuses its arrow, a circle through `import type` and import() too', { timeout: 120_000 }, () => {
     const dir = mkdtempSync(join(tmpdir(), 'social-link-deps-'));
     const files: Record<string, string> = {
-      'tsconfig.json': JSON.stringify({ compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', strict: true } }),
+      'tsconfig.json': JSON.stringify({
+        compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', strict: true },
+      }),
       'src/core/a.ts': "import type { B } from './b.js';\nexport interface A { b?: B }\n",
       'src/core/b.ts': "export interface B { name: string }\nexport const loadA = () => import('./a.js');\n",
       'src/http/app.ts': 'export const app = 1;\n',
@@ -112,14 +132,19 @@ describe('dependencies', () => {
       }
       const args = [depcruise, 'src', 'emulator/src', '--config', join(root, '.dependency-cruiser.cjs')];
       const report = cruise(process.execPath, args, dir);
-      expect(report.summary.violations.map(describeViolation).sort()).toEqual([
-        'emulator-imports-nothing-of-src: emulator/src/index.ts → src/http/app.ts',
-        'no-circular: src/core/a.ts → src/core/b.ts → src/core/a.ts',
-        'src-imports-nothing-of-test: src/index.ts → test/helpers.ts',
-        'store-imports-nothing-above: src/store/rows.ts → src/http/app.ts',
-        ...FLOORS.map((floor, index) => `${floor}-imports-nothing-above: src/${floor}/up.ts → ${FLOORS[index + 1] ? `src/${FLOORS[index + 1]}/up.ts` : 'src/main.ts'}`),
-        'admin-imports-nothing-above: src/admin/side.ts → src/import/up.ts',
-      ].sort());
+      expect(report.summary.violations.map(describeViolation).sort()).toEqual(
+        [
+          'emulator-imports-nothing-of-src: emulator/src/index.ts → src/http/app.ts',
+          'no-circular: src/core/a.ts → src/core/b.ts → src/core/a.ts',
+          'src-imports-nothing-of-test: src/index.ts → test/helpers.ts',
+          'store-imports-nothing-above: src/store/rows.ts → src/http/app.ts',
+          ...FLOORS.map(
+            (floor, index) =>
+              `${floor}-imports-nothing-above: src/${floor}/up.ts → ${FLOORS[index + 1] ? `src/${FLOORS[index + 1]}/up.ts` : 'src/main.ts'}`,
+          ),
+          'admin-imports-nothing-above: src/admin/side.ts → src/import/up.ts',
+        ].sort(),
+      );
       // As `npm run check:deps` runs it (its text report): it fails, and names them.
       const checked = run(process.execPath, args, dir);
       expect(checked.status).not.toBe(0);

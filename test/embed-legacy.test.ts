@@ -27,9 +27,30 @@ describe("upgrading the embedding plugin from its earlier table in the host's da
     await host
       .insertInto('social_link_associations')
       .values([
-        { provider: 'facebook', uid: '10150000000000001', user_id: 'm_ada', extra_data: '{"name":"Ada"}', provider_tokens: null, created_at: '2026-01-01T00:00:00.000Z' },
-        { provider: 'google', uid: '1234', user_id: 'm_ada', extra_data: '{}', provider_tokens: null, created_at: '2026-01-01T00:00:00.000Z' },
-        { provider: 'twitter', uid: '6253282', user_id: 'm_bob', extra_data: '{}', provider_tokens: null, created_at: '2026-01-01T00:00:00.000Z' },
+        {
+          provider: 'facebook',
+          uid: '10150000000000001',
+          user_id: 'm_ada',
+          extra_data: '{"name":"Ada"}',
+          provider_tokens: null,
+          created_at: '2026-01-01T00:00:00.000Z',
+        },
+        {
+          provider: 'google',
+          uid: '1234',
+          user_id: 'm_ada',
+          extra_data: '{}',
+          provider_tokens: null,
+          created_at: '2026-01-01T00:00:00.000Z',
+        },
+        {
+          provider: 'twitter',
+          uid: '6253282',
+          user_id: 'm_bob',
+          extra_data: '{}',
+          provider_tokens: null,
+          created_at: '2026-01-01T00:00:00.000Z',
+        },
       ])
       .execute();
     const database = `sqlite:${join(dir, 'social-link.sqlite')}`;
@@ -42,7 +63,10 @@ describe("upgrading the embedding plugin from its earlier table in the host's da
     const facebook = await storage.links.findWithUser('facebook', '10150000000000001');
     expect(facebook?.association.extraData).toEqual({ name: 'Ada' });
     expect(await storage.users.externalIdOf(facebook!.user.id)).toBe('m_ada');
-    expect((await storage.links.ofUser(facebook!.user.id)).map((link) => link.provider)).toEqual(['facebook', 'google']);
+    expect((await storage.links.ofUser(facebook!.user.id)).map((link) => link.provider)).toEqual([
+      'facebook',
+      'google',
+    ]);
     expect(await storage.users.externalIdOf((await storage.links.find('twitter', '6253282'))!.userId)).toBe('m_bob');
     expect(await storage.links.list({ limit: 100 })).toHaveLength(3);
     await db.destroy();

@@ -31,7 +31,11 @@ describe('the embedding plugin', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function host(options: Partial<SocialLinkPluginOptions> = {}, hostEnv: Record<string, string | undefined> = {}, database = `sqlite:${join(dir, `social-link-${++n}.sqlite`)}`) {
+  async function host(
+    options: Partial<SocialLinkPluginOptions> = {},
+    hostEnv: Record<string, string | undefined> = {},
+    database = `sqlite:${join(dir, `social-link-${++n}.sqlite`)}`,
+  ) {
     await migrateSocialLink(database);
     const app: FastifyInstance = Fastify();
     await app.register(socialLink, {
@@ -53,15 +57,24 @@ describe('the embedding plugin', () => {
     return { app, inject, storage };
   }
 
-  it("never makes a user of its own: SOCIAL_AUTH_CREATE_USER without a createUser hook is 404, and leaves nothing behind", async () => {
-    const { app, inject, storage } = await host({}, { SOCIAL_AUTH_CREATE_USER: 'true', DATABASE_URL: 'mysql://the-hosts-own-database' });
+  it('never makes a user of its own: SOCIAL_AUTH_CREATE_USER without a createUser hook is 404, and leaves nothing behind', async () => {
+    const { app, inject, storage } = await host(
+      {},
+      { SOCIAL_AUTH_CREATE_USER: 'true', DATABASE_URL: 'mysql://the-hosts-own-database' },
+    );
     const fb = await provider.mintFacebookToken();
-    expect((await inject('POST', '/social/auth/facebook/', undefined, { access_token: fb.access_token })).status).toBe(404);
+    expect((await inject('POST', '/social/auth/facebook/', undefined, { access_token: fb.access_token })).status).toBe(
+      404,
+    );
     const { storage: s, close } = storage();
     expect(await s.users.list(10)).toEqual([]);
     await close();
-    expect((await inject('POST', '/social/associate/facebook/', 'm_1', { access_token: fb.access_token })).status).toBe(200);
-    expect((await inject('POST', '/social/auth/facebook/', undefined, { access_token: fb.access_token })).body).toEqual({ member: 'm_1' });
+    expect((await inject('POST', '/social/associate/facebook/', 'm_1', { access_token: fb.access_token })).status).toBe(
+      200,
+    );
+    expect((await inject('POST', '/social/auth/facebook/', undefined, { access_token: fb.access_token })).body).toEqual(
+      { member: 'm_1' },
+    );
     await app.close();
   });
 
@@ -69,24 +82,35 @@ describe('the embedding plugin', () => {
     const made: string[] = [];
     const { app, inject } = await host({ createUser: (identity) => (made.push(identity.uid), `m_new_${made.length}`) });
     const google = await provider.mintIdToken('google');
-    expect((await inject('POST', '/social/auth/google/', undefined, { id_token: google.id_token })).body).toEqual({ member: 'm_new_1' });
-    expect((await inject('POST', '/social/auth/google/', undefined, { id_token: google.id_token })).body).toEqual({ member: 'm_new_1' });
+    expect((await inject('POST', '/social/auth/google/', undefined, { id_token: google.id_token })).body).toEqual({
+      member: 'm_new_1',
+    });
+    expect((await inject('POST', '/social/auth/google/', undefined, { id_token: google.id_token })).body).toEqual({
+      member: 'm_new_1',
+    });
     expect(made).toEqual([google.sub]);
-    expect((await inject('GET', '/social/associations/', 'm_new_1')).body).toEqual([expect.objectContaining({ provider: 'google', uid: google.sub, user_id: 'm_new_1' })]);
+    expect((await inject('GET', '/social/associations/', 'm_new_1')).body).toEqual([
+      expect.objectContaining({ provider: 'google', uid: google.sub, user_id: 'm_new_1' }),
+    ]);
     await app.close();
   });
 
   it('reading or unlinking makes no user; a refused link lands in the audit log', async () => {
     const { app, inject, storage } = await host({ canRemoveLastLink: () => false });
     expect((await inject('GET', '/social/associations/', 'm_reader')).body).toEqual([]);
-    expect((await inject('DELETE', '/social/associations/facebook/1/', 'm_reader')).body.code).toBe('association_not_found');
+    expect((await inject('DELETE', '/social/associations/facebook/1/', 'm_reader')).body.code).toBe(
+      'association_not_found',
+    );
     const fb = await provider.mintFacebookToken();
     await inject('POST', '/social/associate/facebook/', 'm_owner', { access_token: fb.access_token });
-    const refused = (await inject('POST', '/social/associate/facebook/', 'm_thief', { access_token: fb.access_token })).body;
+    const refused = (await inject('POST', '/social/associate/facebook/', 'm_thief', { access_token: fb.access_token }))
+      .body;
     expect(refused.code).toBe('already_associated');
     // The host's users are the host's: no merge token (this plugin has no merge route).
     expect(refused.merge_token).toBeUndefined();
-    expect((await inject('DELETE', `/social/associations/facebook/${fb.user_id}/`, 'm_owner')).body.code).toBe('last_login_method');
+    expect((await inject('DELETE', `/social/associations/facebook/${fb.user_id}/`, 'm_owner')).body.code).toBe(
+      'last_login_method',
+    );
     const { storage: s, close } = storage();
     expect((await s.users.list(10)).map((user) => user.username).sort()).toEqual(['app:m_owner', 'app:m_thief']);
     expect((await s.audit.list({ limit: 10 })).map((event) => event.event)).toContain('refused');
@@ -96,9 +120,13 @@ describe('the embedding plugin', () => {
 
   it('a user an operator disabled is answered 403 user_disabled: auth without calling the host, associate without linking', async () => {
     const signedIn: string[] = [];
-    const { app, inject, storage } = await host({ signIn: (memberId) => (signedIn.push(String(memberId)), { member: memberId }) });
+    const { app, inject, storage } = await host({
+      signIn: (memberId) => (signedIn.push(String(memberId)), { member: memberId }),
+    });
     const fb = await provider.mintFacebookToken();
-    expect((await inject('POST', '/social/associate/facebook/', 'm_banned', { access_token: fb.access_token })).status).toBe(200);
+    expect(
+      (await inject('POST', '/social/associate/facebook/', 'm_banned', { access_token: fb.access_token })).status,
+    ).toBe(200);
     const { storage: s, close } = storage();
     const user = (await s.users.findExternal('m_banned'))!;
     // As the admin API's disable does it (this plugin serves no admin API of its own).
@@ -111,7 +139,9 @@ describe('the embedding plugin', () => {
     expect(link).toMatchObject({ status: 403, body: { code: 'user_disabled' } });
     expect((await s.links.ofUser(user.id)).map((row) => row.provider)).toEqual(['facebook']);
     // Both attempts are in the user's log.
-    const refused = (await s.audit.list({ userId: user.id, limit: 10 })).filter((event) => event.event === 'refused' && event.detail === 'user_disabled');
+    const refused = (await s.audit.list({ userId: user.id, limit: 10 })).filter(
+      (event) => event.event === 'refused' && event.detail === 'user_disabled',
+    );
     expect(refused.map((event) => event.provider).sort()).toEqual(['facebook', 'google']);
     await close();
     await app.close();
@@ -133,7 +163,14 @@ describe('the embedding plugin', () => {
       const database = `sqlite:${join(dir, 'restarted.sqlite')}`;
       const first = await host({}, { SOCIAL_LINK_ENCRYPTION_KEYS: undefined }, database);
       const minted = await provider.mintAppleCode();
-      expect((await first.inject('POST', '/social/associate/apple/', 'm_apple', { id_token: minted.id_token, code: minted.code })).status).toBe(200);
+      expect(
+        (
+          await first.inject('POST', '/social/associate/apple/', 'm_apple', {
+            id_token: minted.id_token,
+            code: minted.code,
+          })
+        ).status,
+      ).toBe(200);
       await first.app.close();
 
       const restarted = await host({}, { SOCIAL_LINK_ENCRYPTION_KEYS: undefined }, database);
@@ -152,7 +189,12 @@ describe('the embedding plugin', () => {
     const app = Fastify();
     const database = `sqlite:${join(dir, `social-link-${++n}.sqlite`)}`;
     await migrateSocialLink(database);
-    const registered = app.register(socialLink, { database, env: { ...env, NODE_ENV: 'production', SOCIAL_LINK_ENCRYPTION_KEYS: undefined }, resolveUser: () => null, signIn: () => ({}) });
+    const registered = app.register(socialLink, {
+      database,
+      env: { ...env, NODE_ENV: 'production', SOCIAL_LINK_ENCRYPTION_KEYS: undefined },
+      resolveUser: () => null,
+      signIn: () => ({}),
+    });
     await expect(registered.ready()).rejects.toThrow(/SOCIAL_LINK_ENCRYPTION_KEYS must be set in production/);
     await app.close();
   });

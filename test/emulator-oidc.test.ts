@@ -13,7 +13,13 @@ import {
   type JWTPayload,
 } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { EmulatorClient, startEmulator, type EmulatorOptions, type Forgery, type RunningEmulator } from '@social-link/emulator';
+import {
+  EmulatorClient,
+  startEmulator,
+  type EmulatorOptions,
+  type Forgery,
+  type RunningEmulator,
+} from '@social-link/emulator';
 import { http, type HttpResult } from './http-result.js';
 
 const FB_APP_ID = '1234567890123456';
@@ -36,7 +42,11 @@ beforeAll(async () => {
   const options: EmulatorOptions = {
     facebook: { apps: { [FB_APP_ID]: 'fb-app-secret' } },
     google: { clientIds: [GOOGLE_WEB_CLIENT, GOOGLE_IOS_CLIENT], androidClientId: GOOGLE_ANDROID_CLIENT },
-    apple: { clientIds: [APPLE_BUNDLE_ID], teamId: APPLE_TEAM_ID, keys: { [APPLE_KEY_ID]: await exportJWK(publicKey) } },
+    apple: {
+      clientIds: [APPLE_BUNDLE_ID],
+      teamId: APPLE_TEAM_ID,
+      keys: { [APPLE_KEY_ID]: await exportJWK(publicKey) },
+    },
     oidc: { acme: { clientIds: [OIDC_CLIENT] } },
   };
   emulator = await startEmulator(options);
@@ -112,21 +122,25 @@ function halfSha256(value: string): string {
 }
 
 describe('JWKS endpoints', () => {
-  it.each(Object.keys(JWKS_PATHS) as (keyof typeof JWKS_PATHS)[])('%s publishes RS256 public keys only, with a cache lifetime', async (provider) => {
-    const { status, headers, body } = await http(`${emulator.url}${JWKS_PATHS[provider]}`);
-    expect(status).toBe(200);
-    expect(headers.get('content-type')).toMatch(/^application\/json/);
-    expect(headers.get('cache-control')).toMatch(/^public, max-age=3600\b/);
-    expect(body.keys).toHaveLength(1);
-    const [key] = body.keys;
-    expect(key).toMatchObject({ kty: 'RSA', alg: 'RS256', use: 'sig', kid: expect.any(String), e: 'AQAB' });
-    // 2048-bit modulus: 256 bytes.
-    expect(Buffer.from(key.n, 'base64url')).toHaveLength(256);
-    for (const privateMember of ['d', 'p', 'q', 'dp', 'dq', 'qi']) expect(key).not.toHaveProperty(privateMember);
-  });
+  it.each(Object.keys(JWKS_PATHS) as (keyof typeof JWKS_PATHS)[])(
+    '%s publishes RS256 public keys only, with a cache lifetime',
+    async (provider) => {
+      const { status, headers, body } = await http(`${emulator.url}${JWKS_PATHS[provider]}`);
+      expect(status).toBe(200);
+      expect(headers.get('content-type')).toMatch(/^application\/json/);
+      expect(headers.get('cache-control')).toMatch(/^public, max-age=3600\b/);
+      expect(body.keys).toHaveLength(1);
+      const [key] = body.keys;
+      expect(key).toMatchObject({ kty: 'RSA', alg: 'RS256', use: 'sig', kid: expect.any(String), e: 'AQAB' });
+      // 2048-bit modulus: 256 bytes.
+      expect(Buffer.from(key.n, 'base64url')).toHaveLength(256);
+      for (const privateMember of ['d', 'p', 'q', 'dp', 'dq', 'qi']) expect(key).not.toHaveProperty(privateMember);
+    },
+  );
 
   it("one emulator's issuers each publish a key of their own; another emulator reuses them under new kids; rotation makes a new key", async () => {
-    const published = async (url: string, provider: keyof typeof JWKS_PATHS): Promise<JWK> => (await http(`${url}${JWKS_PATHS[provider]}`)).body.keys[0];
+    const published = async (url: string, provider: keyof typeof JWKS_PATHS): Promise<JWK> =>
+      (await http(`${url}${JWKS_PATHS[provider]}`)).body.keys[0];
     const providers = Object.keys(JWKS_PATHS) as (keyof typeof JWKS_PATHS)[];
     const ours = await Promise.all(providers.map((provider) => published(emulator.url, provider)));
     expect(new Set(ours.map((key) => key.n)).size).toBe(providers.length);
@@ -157,7 +171,9 @@ describe('JWKS endpoints', () => {
       'public, max-age=120, must-revalidate, no-transform',
     );
     expect((await http(`${emulator.url}/apple/auth/keys`)).headers.get('cache-control')).toBe('public, max-age=60');
-    expect((await http(`${emulator.url}/facebook-limited/.well-known/oauth/openid/jwks/`)).headers.get('cache-control')).toBe('public, max-age=30');
+    expect(
+      (await http(`${emulator.url}/facebook-limited/.well-known/oauth/openid/jwks/`)).headers.get('cache-control'),
+    ).toBe('public, max-age=30');
     expect((await http(`${emulator.url}/oidc/acme/jwks`)).headers.get('cache-control')).toBe('public, max-age=0');
   });
 
@@ -171,7 +187,11 @@ describe('JWKS endpoints', () => {
 
 describe('minted ID tokens', () => {
   it('Google: verifies against the published keys with the right iss and aud; azp is the Android app (test/fixtures/providers/google/id_token.native_backend_token.json)', async () => {
-    const minted = await client.mintIdToken('google', { nonce: 'n-0S6_WzA2Mj', name: 'Ada Lovelace', email: 'ada@example.com' });
+    const minted = await client.mintIdToken('google', {
+      nonce: 'n-0S6_WzA2Mj',
+      name: 'Ada Lovelace',
+      email: 'ada@example.com',
+    });
     const payload = await verifyGoogle(minted.id_token);
     expect(payload).toMatchObject({
       iss: 'https://accounts.google.com',
@@ -188,7 +208,11 @@ describe('minted ID tokens', () => {
     });
     expect(minted.sub).toMatch(/^\d{21}$/);
     expect(payload).toEqual(minted.claims);
-    expect(decodeProtectedHeader(minted.id_token)).toEqual({ alg: 'RS256', kid: (await kidsOf('google'))[0], typ: 'JWT' });
+    expect(decodeProtectedHeader(minted.id_token)).toEqual({
+      alg: 'RS256',
+      kid: (await kidsOf('google'))[0],
+      typ: 'JWT',
+    });
     expect((payload.exp ?? 0) - (payload.iat ?? 0)).toBe(3600);
   });
 
@@ -210,7 +234,10 @@ describe('minted ID tokens', () => {
       hd: 'example.com',
       email_verified: 'true',
     });
-    const { payload } = await jwtVerify(again.id_token, keySet('google'), { issuer: 'accounts.google.com', audience: GOOGLE_WEB_CLIENT });
+    const { payload } = await jwtVerify(again.id_token, keySet('google'), {
+      issuer: 'accounts.google.com',
+      audience: GOOGLE_WEB_CLIENT,
+    });
     expect(payload.hd).toBe('example.com');
   });
 
@@ -293,10 +320,16 @@ describe('minted ID tokens', () => {
   it('generic OIDC: a new name creates an issuer with its own keys; an unknown one is 404', async () => {
     expect((await http(`${emulator.url}/oidc/newco/.well-known/openid-configuration`)).status).toBe(404);
     const minted = await client.mintIdToken('oidc:newco', { aud: ['newco-app', 'newco-web'] });
-    expect(minted.claims).toMatchObject({ iss: `${emulator.url}/oidc/newco`, aud: ['newco-app', 'newco-web'], azp: 'newco-app' });
+    expect(minted.claims).toMatchObject({
+      iss: `${emulator.url}/oidc/newco`,
+      aud: ['newco-app', 'newco-web'],
+      azp: 'newco-app',
+    });
     const discovery = await http(`${emulator.url}/oidc/newco/.well-known/openid-configuration`);
     expect(discovery.body.issuer).toBe(minted.claims.iss);
-    expect(await kidsOf('oidc:acme')).not.toEqual((await http(`${emulator.url}/oidc/newco/jwks`)).body.keys.map((k: JWK) => k.kid));
+    expect(await kidsOf('oidc:acme')).not.toEqual(
+      (await http(`${emulator.url}/oidc/newco/jwks`)).body.keys.map((k: JWK) => k.kid),
+    );
     // Without a configured client id, the audience must be named.
     const { status, body } = await control('POST', '/oidc/other/id_tokens', {});
     expect(status).toBe(400);
@@ -321,7 +354,13 @@ describe('minted ID tokens', () => {
   });
 
   it('refuses bad mint input', async () => {
-    for (const bad of [{ forge: 'rot13' }, { expires_in: '3600' }, { unknown: 1 }, { aud: [] }, { email: 'not-an-email' }]) {
+    for (const bad of [
+      { forge: 'rot13' },
+      { expires_in: '3600' },
+      { unknown: 1 },
+      { aud: [] },
+      { email: 'not-an-email' },
+    ]) {
       const { status, body } = await control('POST', '/google/id_tokens', bad);
       expect(status).toBe(400);
       expect(body).toEqual({ code: 'invalid_request', message: expect.any(String) });
@@ -353,7 +392,9 @@ describe('forged tokens', () => {
     const [kid] = await kidsOf('google');
     expect(decodeProtectedHeader(id_token)).toEqual({ alg: 'HS256', kid, typ: 'JWT' });
     const { body } = await http(`${emulator.url}/google/oauth2/v3/certs`);
-    const publicKeyPem = createPublicKey({ key: body.keys[0], format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString();
+    const publicKeyPem = createPublicKey({ key: body.keys[0], format: 'jwk' })
+      .export({ type: 'spki', format: 'pem' })
+      .toString();
     const [header, payload, signature] = id_token.split('.');
     expect(signature).toBe(createHmac('sha256', publicKeyPem).update(`${header}.${payload}`).digest('base64url'));
     await expect(verifyGoogle(id_token)).rejects.toBeInstanceOf(errors.JOSEAlgNotAllowed);
@@ -375,7 +416,9 @@ describe('forged tokens', () => {
     const [genuineInput, genuineSignature = ''] = splitAtSignature(genuine.id_token);
     const [forgedInput, forgedSignature = ''] = splitAtSignature(forged.id_token);
     expect(forgedInput).toBe(genuineInput);
-    expect(differingBytes(Buffer.from(genuineSignature, 'base64url'), Buffer.from(forgedSignature, 'base64url'))).toBe(1);
+    expect(differingBytes(Buffer.from(genuineSignature, 'base64url'), Buffer.from(forgedSignature, 'base64url'))).toBe(
+      1,
+    );
     await expect(verifyGoogle(genuine.id_token)).resolves.toBeDefined();
     await expect(verifyGoogle(forged.id_token)).rejects.toBeInstanceOf(errors.JWSSignatureVerificationFailed);
   });
@@ -384,7 +427,11 @@ describe('forged tokens', () => {
     const claims = { iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 600 };
     const genuine = await client.mintIdToken('google', { sub: '100000000000000000002', claims });
     const forged = await client.mintIdToken('google', { sub: '100000000000000000002', claims, forge: 'foreign_key' });
-    expect(decodeProtectedHeader(forged.id_token)).toEqual({ alg: 'RS256', kid: (await kidsOf('google'))[0], typ: 'JWT' });
+    expect(decodeProtectedHeader(forged.id_token)).toEqual({
+      alg: 'RS256',
+      kid: (await kidsOf('google'))[0],
+      typ: 'JWT',
+    });
     const [genuineInput, genuineSignature = ''] = splitAtSignature(genuine.id_token);
     const [forgedInput, forgedSignature = ''] = splitAtSignature(forged.id_token);
     expect(forgedInput).toBe(genuineInput);
@@ -396,7 +443,9 @@ describe('forged tokens', () => {
 
   it.each(['apple', 'facebook', 'oidc:acme'] as const)('%s forges too', async (provider) => {
     const { id_token } = await client.mintIdToken(provider, { forge: 'foreign_key' });
-    await expect(jwtVerify(id_token, keySet(provider), { algorithms: ['RS256'] })).rejects.toBeInstanceOf(errors.JWSSignatureVerificationFailed);
+    await expect(jwtVerify(id_token, keySet(provider), { algorithms: ['RS256'] })).rejects.toBeInstanceOf(
+      errors.JWSSignatureVerificationFailed,
+    );
   });
 });
 
@@ -461,10 +510,16 @@ describe('discovery documents', () => {
 
   it('Facebook Limited Login and Apple', async () => {
     const facebook = await http(`${emulator.url}/facebook-limited/.well-known/openid-configuration/`);
-    expect(facebook.body).toMatchObject({ issuer: 'https://www.facebook.com', id_token_signing_alg_values_supported: ['RS256'] });
+    expect(facebook.body).toMatchObject({
+      issuer: 'https://www.facebook.com',
+      id_token_signing_alg_values_supported: ['RS256'],
+    });
     expect((await http(facebook.body.jwks_uri)).status).toBe(200);
     const apple = await http(`${emulator.url}/apple/.well-known/openid-configuration`);
-    expect(apple.body).toMatchObject({ issuer: 'https://appleid.apple.com', token_endpoint: `${emulator.url}/apple/auth/token` });
+    expect(apple.body).toMatchObject({
+      issuer: 'https://appleid.apple.com',
+      token_endpoint: `${emulator.url}/apple/auth/token`,
+    });
     expect((await http(apple.body.jwks_uri)).status).toBe(200);
   });
 });
@@ -472,7 +527,11 @@ describe('discovery documents', () => {
 describe('Google tokeninfo and userinfo', () => {
   it('tokeninfo answers an access token as Google does, every value a string', async () => {
     const minted = await client.mintGoogleAccessToken({ email: 'ada@example.com' });
-    expect(minted).toMatchObject({ access_token: expect.stringMatching(/^ya29\./), client_id: GOOGLE_WEB_CLIENT, sub: expect.stringMatching(/^\d{21}$/) });
+    expect(minted).toMatchObject({
+      access_token: expect.stringMatching(/^ya29\./),
+      client_id: GOOGLE_WEB_CLIENT,
+      sub: expect.stringMatching(/^\d{21}$/),
+    });
     const { status, body } = await http(`${emulator.url}/google/tokeninfo?access_token=${minted.access_token}`);
     expect(status).toBe(200);
     expect(body).toEqual({
@@ -522,7 +581,11 @@ describe('Google tokeninfo and userinfo', () => {
       alg: 'RS256',
       kid: decodeProtectedHeader(genuine.id_token).kid,
     });
-    for (const input of [{ forge: 'hs256_with_public_key' as const }, { forge: 'none_alg' as const }, { expires_in: -10 }]) {
+    for (const input of [
+      { forge: 'hs256_with_public_key' as const },
+      { forge: 'none_alg' as const },
+      { expires_in: -10 },
+    ]) {
       const { id_token } = await client.mintIdToken('google', input);
       const { status, body } = await http(`${emulator.url}/google/tokeninfo?id_token=${id_token}`);
       expect(status).toBe(400);
@@ -533,7 +596,9 @@ describe('Google tokeninfo and userinfo', () => {
   it('userinfo answers the bearer token holder', async () => {
     const idToken = await client.mintIdToken('google', { name: 'Ada Lovelace', email: 'ada@example.com' });
     const minted = await client.mintGoogleAccessToken({ sub: idToken.sub });
-    const { status, body } = await http(`${emulator.url}/google/v1/userinfo`, { headers: { authorization: `Bearer ${minted.access_token}` } });
+    const { status, body } = await http(`${emulator.url}/google/v1/userinfo`, {
+      headers: { authorization: `Bearer ${minted.access_token}` },
+    });
     expect(status).toBe(200);
     expect(body).toEqual({
       sub: idToken.sub,
@@ -562,7 +627,12 @@ describe('Apple token endpoint', () => {
     const code = await client.mintAppleCode({ email: 'tim@example.com', nonce: hashedNonce });
     expect(code.code).toMatch(/^c[0-9a-f]{32}\.0\.[a-z0-9]{4}\.[A-Za-z0-9]{22}$/);
     // The identity token the app receives with the code binds it through c_hash.
-    expect(decodeJwt(code.id_token)).toMatchObject({ sub: code.sub, aud: APPLE_BUNDLE_ID, nonce: hashedNonce, c_hash: halfSha256(code.code) });
+    expect(decodeJwt(code.id_token)).toMatchObject({
+      sub: code.sub,
+      aud: APPLE_BUNDLE_ID,
+      nonce: hashedNonce,
+      c_hash: halfSha256(code.code),
+    });
 
     const { status, body, headers } = await form('/apple/auth/token', {
       client_id: APPLE_BUNDLE_ID,
@@ -584,7 +654,12 @@ describe('Apple token endpoint', () => {
       audience: APPLE_BUNDLE_ID,
       algorithms: ['RS256'],
     });
-    expect(payload).toMatchObject({ sub: code.sub, email: 'tim@example.com', nonce: hashedNonce, at_hash: halfSha256(body.access_token) });
+    expect(payload).toMatchObject({
+      sub: code.sub,
+      email: 'tim@example.com',
+      nonce: hashedNonce,
+      at_hash: halfSha256(body.access_token),
+    });
   });
 
   it('refuses a bad client secret with invalid_client', async () => {
@@ -624,7 +699,12 @@ describe('Apple token endpoint', () => {
     const json = await http(`${emulator.url}/apple/auth/token`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ client_id: APPLE_BUNDLE_ID, client_secret: await appleClientSecret(), code: code.code, grant_type: 'authorization_code' }),
+      body: JSON.stringify({
+        client_id: APPLE_BUNDLE_ID,
+        client_secret: await appleClientSecret(),
+        code: code.code,
+        grant_type: 'authorization_code',
+      }),
     });
     expect(json.body).toEqual({ error: 'invalid_client' });
   });
@@ -632,7 +712,12 @@ describe('Apple token endpoint', () => {
   it('refuses a reused, unknown or other client code with invalid_grant', async () => {
     const code = await client.mintAppleCode();
     const redeem = async (value: string) =>
-      form('/apple/auth/token', { client_id: APPLE_BUNDLE_ID, client_secret: await appleClientSecret(), code: value, grant_type: 'authorization_code' });
+      form('/apple/auth/token', {
+        client_id: APPLE_BUNDLE_ID,
+        client_secret: await appleClientSecret(),
+        code: value,
+        grant_type: 'authorization_code',
+      });
     expect((await redeem(code.code)).status).toBe(200);
     const reused = await redeem(code.code);
     expect(reused.status).toBe(400);
@@ -660,11 +745,22 @@ describe('Apple token endpoint', () => {
       });
     const refreshed = await refresh();
     expect(refreshed.status).toBe(200);
-    expect(refreshed.body).toEqual({ access_token: expect.any(String), token_type: 'Bearer', expires_in: 3600, id_token: expect.any(String) });
+    expect(refreshed.body).toEqual({
+      access_token: expect.any(String),
+      token_type: 'Bearer',
+      expires_in: 3600,
+      id_token: expect.any(String),
+    });
     expect(decodeJwt(refreshed.body.id_token).sub).toBe(code.sub);
 
     expect(
-      (await form('/apple/auth/revoke', { client_id: APPLE_BUNDLE_ID, client_secret: 'bad', token: tokens.body.refresh_token })).body,
+      (
+        await form('/apple/auth/revoke', {
+          client_id: APPLE_BUNDLE_ID,
+          client_secret: 'bad',
+          token: tokens.body.refresh_token,
+        })
+      ).body,
     ).toEqual({ error: 'invalid_client' });
     const revoked = await form('/apple/auth/revoke', {
       client_id: APPLE_BUNDLE_ID,
@@ -675,7 +771,14 @@ describe('Apple token endpoint', () => {
     expect(revoked.status).toBe(200);
     expect(revoked.text).toBe('');
     expect(await client.appleRevocations()).toEqual({
-      revoked: [{ token: tokens.body.refresh_token, client_id: APPLE_BUNDLE_ID, token_type_hint: 'refresh_token', at: expect.any(String) }],
+      revoked: [
+        {
+          token: tokens.body.refresh_token,
+          client_id: APPLE_BUNDLE_ID,
+          token_type_hint: 'refresh_token',
+          at: expect.any(String),
+        },
+      ],
     });
     expect((await refresh()).body).toMatchObject({ error: 'invalid_grant' });
   });
@@ -717,7 +820,11 @@ describe('faults and reset', () => {
   it('reset forgets codes, access tokens, revocations and cache settings', async () => {
     const code = await client.mintAppleCode();
     const access = await client.mintGoogleAccessToken();
-    await form('/apple/auth/revoke', { client_id: APPLE_BUNDLE_ID, client_secret: await appleClientSecret(), token: 'r123' });
+    await form('/apple/auth/revoke', {
+      client_id: APPLE_BUNDLE_ID,
+      client_secret: await appleClientSecret(),
+      token: 'r123',
+    });
     await client.setJwksMaxAge('google', 5);
     const person = await client.mintIdToken('google', { name: 'Before Reset' });
 
@@ -732,7 +839,9 @@ describe('faults and reset', () => {
     expect(redeemed.body).toMatchObject({ error: 'invalid_grant' });
     expect((await http(`${emulator.url}/google/tokeninfo?access_token=${access.access_token}`)).status).toBe(400);
     expect(await client.appleRevocations()).toEqual({ revoked: [] });
-    expect((await http(`${emulator.url}/google/oauth2/v3/certs`)).headers.get('cache-control')).toMatch(/max-age=3600,/);
+    expect((await http(`${emulator.url}/google/oauth2/v3/certs`)).headers.get('cache-control')).toMatch(
+      /max-age=3600,/,
+    );
     expect((await client.mintIdToken('google', { sub: person.sub })).claims.name).not.toBe('Before Reset');
     // The keys survive: a verifier's cached key set stays good.
     await expect(verifyGoogle(person.id_token)).resolves.toBeDefined();
@@ -749,7 +858,11 @@ describe('control API description', () => {
       oidc: { acme: { issuer: `${emulator.url}/oidc/acme`, client_ids: [OIDC_CLIENT] } },
     });
     expect(body.control).toEqual(
-      expect.arrayContaining(['POST /_emulator/google/id_tokens', 'POST /_emulator/apple/codes', 'PUT /_emulator/oidc/:name/jwks_cache']),
+      expect.arrayContaining([
+        'POST /_emulator/google/id_tokens',
+        'POST /_emulator/apple/codes',
+        'PUT /_emulator/oidc/:name/jwks_cache',
+      ]),
     );
   });
 });

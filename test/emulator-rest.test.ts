@@ -48,9 +48,13 @@ function control(method: string, path: string, body?: unknown): Promise<HttpResu
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 describe('LINE access token', () => {
-  const verify = (accessToken: string) => http(`${emulator.url}/line/oauth2/v2.1/verify?${new URLSearchParams({ access_token: accessToken })}`);
+  const verify = (accessToken: string) =>
+    http(`${emulator.url}/line/oauth2/v2.1/verify?${new URLSearchParams({ access_token: accessToken })}`);
   const profile = (accessToken?: string) =>
-    http(`${emulator.url}/line/v2/profile`, accessToken === undefined ? {} : { headers: { authorization: `Bearer ${accessToken}` } });
+    http(
+      `${emulator.url}/line/v2/profile`,
+      accessToken === undefined ? {} : { headers: { authorization: `Bearer ${accessToken}` } },
+    );
 
   it('verifies a token of our channel: scope, client_id and seconds left', async () => {
     const minted = await client.mintLineToken();
@@ -73,7 +77,12 @@ describe('LINE access token', () => {
 
   it('answers the profile for the token', async () => {
     const minted = await client.mintLineToken({
-      user: { displayName: 'Taro Line', pictureUrl: 'https://profile.line-scdn.net/abc', statusMessage: 'Hi', email: 'taro@example.com' },
+      user: {
+        displayName: 'Taro Line',
+        pictureUrl: 'https://profile.line-scdn.net/abc',
+        statusMessage: 'Hi',
+        email: 'taro@example.com',
+      },
     });
     const { status, body } = await profile(minted.access_token);
     expect(status).toBe(200);
@@ -122,7 +131,10 @@ describe('LINE ID token', () => {
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams(form).toString(),
     });
-  const refusal = (description: string) => ({ status: 400, body: { error: 'invalid_request', error_description: description } });
+  const refusal = (description: string) => ({
+    status: 400,
+    body: { error: 'invalid_request', error_description: description },
+  });
 
   function signed(claims: Record<string, unknown>, secret = LINE_SECRET): Promise<string> {
     return new SignJWT(claims).setProtectedHeader({ typ: 'JWT', alg: 'HS256' }).sign(new TextEncoder().encode(secret));
@@ -175,23 +187,27 @@ describe('LINE ID token', () => {
 
   it('refuses a token of another channel with an audience error', async () => {
     const minted = await client.mintLineToken({ channel_id: '1999999999' });
-    expect(await verifyIdToken({ id_token: minted.id_token, client_id: LINE_CHANNEL })).toMatchObject(refusal('Invalid IdToken Audience.'));
+    expect(await verifyIdToken({ id_token: minted.id_token, client_id: LINE_CHANNEL })).toMatchObject(
+      refusal('Invalid IdToken Audience.'),
+    );
   });
 
   it('refuses an expired token', async () => {
     const minted = await client.mintLineToken({ expires_in: -60 });
-    expect(await verifyIdToken({ id_token: minted.id_token, client_id: LINE_CHANNEL })).toMatchObject(refusal('IdToken expired.'));
+    expect(await verifyIdToken({ id_token: minted.id_token, client_id: LINE_CHANNEL })).toMatchObject(
+      refusal('IdToken expired.'),
+    );
   });
 
   it('refuses a nonce mismatch, and a nonce the token does not carry', async () => {
     const withNonce = await client.mintLineToken({ nonce: 'expected' });
-    expect(await verifyIdToken({ id_token: withNonce.id_token, client_id: LINE_CHANNEL, nonce: 'other' })).toMatchObject(
-      refusal('Invalid IdToken Nonce.'),
-    );
+    expect(
+      await verifyIdToken({ id_token: withNonce.id_token, client_id: LINE_CHANNEL, nonce: 'other' }),
+    ).toMatchObject(refusal('Invalid IdToken Nonce.'));
     const withoutNonce = await client.mintLineToken();
-    expect(await verifyIdToken({ id_token: withoutNonce.id_token, client_id: LINE_CHANNEL, nonce: 'expected' })).toMatchObject(
-      refusal('Invalid IdToken Nonce.'),
-    );
+    expect(
+      await verifyIdToken({ id_token: withoutNonce.id_token, client_id: LINE_CHANNEL, nonce: 'expected' }),
+    ).toMatchObject(refusal('Invalid IdToken Nonce.'));
   });
 
   it('refuses a user_id other than the subject', async () => {
@@ -203,16 +219,31 @@ describe('LINE ID token', () => {
 
   it('refuses a token signed with another secret, and one that is not a JWT', async () => {
     const now = nowSeconds();
-    const forged = await signed({ iss: 'https://access.line.me', sub: `U${'a'.repeat(32)}`, aud: LINE_CHANNEL, iat: now, exp: now + 600 }, 'guessed');
-    expect(await verifyIdToken({ id_token: forged, client_id: LINE_CHANNEL })).toMatchObject(refusal('Invalid IdToken.'));
-    expect(await verifyIdToken({ id_token: 'garbage', client_id: LINE_CHANNEL })).toMatchObject(refusal('Invalid IdToken.'));
+    const forged = await signed(
+      { iss: 'https://access.line.me', sub: `U${'a'.repeat(32)}`, aud: LINE_CHANNEL, iat: now, exp: now + 600 },
+      'guessed',
+    );
+    expect(await verifyIdToken({ id_token: forged, client_id: LINE_CHANNEL })).toMatchObject(
+      refusal('Invalid IdToken.'),
+    );
+    expect(await verifyIdToken({ id_token: 'garbage', client_id: LINE_CHANNEL })).toMatchObject(
+      refusal('Invalid IdToken.'),
+    );
     expect(await verifyIdToken({ client_id: LINE_CHANNEL })).toMatchObject(refusal('Invalid IdToken.'));
   });
 
   it('refuses a correctly signed token from another issuer', async () => {
     const now = nowSeconds();
-    const token = await signed({ iss: 'https://evil.example', sub: `U${'a'.repeat(32)}`, aud: LINE_CHANNEL, iat: now, exp: now + 600 });
-    expect(await verifyIdToken({ id_token: token, client_id: LINE_CHANNEL })).toMatchObject(refusal('Invalid IdToken Issuer.'));
+    const token = await signed({
+      iss: 'https://evil.example',
+      sub: `U${'a'.repeat(32)}`,
+      aud: LINE_CHANNEL,
+      iat: now,
+      exp: now + 600,
+    });
+    expect(await verifyIdToken({ id_token: token, client_id: LINE_CHANNEL })).toMatchObject(
+      refusal('Invalid IdToken Issuer.'),
+    );
   });
 });
 
@@ -226,12 +257,24 @@ describe('GitHub', () => {
       headers: { 'content-type': 'application/json', ...(authorization === null ? {} : { authorization }) },
       body: JSON.stringify(body),
     });
-  const notFound = { status: 404, body: { message: 'Not Found', documentation_url: expect.stringContaining('check-a-token'), status: '404' } };
-  const badCredentials = { status: 401, body: { message: 'Bad credentials', documentation_url: 'https://docs.github.com/rest', status: '401' } };
+  const notFound = {
+    status: 404,
+    body: { message: 'Not Found', documentation_url: expect.stringContaining('check-a-token'), status: '404' },
+  };
+  const badCredentials = {
+    status: 401,
+    body: { message: 'Bad credentials', documentation_url: 'https://docs.github.com/rest', status: '401' },
+  };
 
   it('mints gho_ tokens and answers the user for Bearer and token authorization', async () => {
-    const minted = await client.mintGithubToken({ user: { id: 583231, login: 'octocat', name: 'The Octocat', email: 'octocat@github.com' } });
-    expect(minted).toEqual({ access_token: expect.stringMatching(/^gho_[A-Za-z0-9]{36}$/), client_id: GH_CLIENT, user_id: 583231 });
+    const minted = await client.mintGithubToken({
+      user: { id: 583231, login: 'octocat', name: 'The Octocat', email: 'octocat@github.com' },
+    });
+    expect(minted).toEqual({
+      access_token: expect.stringMatching(/^gho_[A-Za-z0-9]{36}$/),
+      client_id: GH_CLIENT,
+      user_id: 583231,
+    });
 
     for (const scheme of ['Bearer', 'token']) {
       const { status, body } = await user(`${scheme} ${minted.access_token}`);
@@ -304,13 +347,17 @@ describe('GitHub', () => {
 
   it('refuses bad basic-auth credentials with 401', async () => {
     const minted = await client.mintGithubToken();
-    expect(await checkToken({ access_token: minted.access_token }, basic(GH_CLIENT, 'wrong-secret'))).toMatchObject(badCredentials);
+    expect(await checkToken({ access_token: minted.access_token }, basic(GH_CLIENT, 'wrong-secret'))).toMatchObject(
+      badCredentials,
+    );
     expect((await checkToken({ access_token: minted.access_token }, null)).status).toBe(401);
   });
 
   it("answers 404 when another app's valid credentials check in our app's name", async () => {
     const minted = await client.mintGithubToken();
-    expect(await checkToken({ access_token: minted.access_token }, basic(GH_OTHER_CLIENT, GH_OTHER_SECRET))).toMatchObject(notFound);
+    expect(
+      await checkToken({ access_token: minted.access_token }, basic(GH_OTHER_CLIENT, GH_OTHER_SECRET)),
+    ).toMatchObject(notFound);
   });
 
   it('answers 422 without access_token, and 400 for a body that is not JSON', async () => {
@@ -336,16 +383,26 @@ describe('GitHub', () => {
 describe('X OAuth 2 /2/users/me', () => {
   const me = (accessToken: string, query = '') =>
     http(`${emulator.url}/twitter/2/users/me${query}`, { headers: { authorization: `Bearer ${accessToken}` } });
-  const unauthorized = { status: 401, body: { title: 'Unauthorized', type: 'about:blank', status: 401, detail: 'Unauthorized' } };
+  const unauthorized = {
+    status: 401,
+    body: { title: 'Unauthorized', type: 'about:blank', status: 401, detail: 'Unauthorized' },
+  };
 
   function verifyCredentials(token: string, tokenSecret: string): Promise<HttpResult> {
     const url = `${emulator.url}/twitter/1.1/account/verify_credentials.json`;
-    const authorization = authorizationHeader('GET', url, { consumerKey: CONSUMER_KEY, consumerSecret: CONSUMER_SECRET, token, tokenSecret });
+    const authorization = authorizationHeader('GET', url, {
+      consumerKey: CONSUMER_KEY,
+      consumerSecret: CONSUMER_SECRET,
+      token,
+      tokenSecret,
+    });
     return http(url, { headers: { authorization } });
   }
 
   it('answers id, name and username', async () => {
-    const minted = await client.mintTwitterOAuth2Token({ user: { id: '6253282', screen_name: 'TwitterAPI', name: 'Twitter API' } });
+    const minted = await client.mintTwitterOAuth2Token({
+      user: { id: '6253282', screen_name: 'TwitterAPI', name: 'Twitter API' },
+    });
     expect(minted).toMatchObject({ client_id: expect.any(String), user_id: '6253282' });
     expect(minted.expires_at).toBeGreaterThan(nowSeconds() + 7100);
     const { status, body } = await me(minted.access_token);
@@ -370,7 +427,10 @@ describe('X OAuth 2 /2/users/me', () => {
     const minted = await client.mintTwitterOAuth2Token();
     const { status, body } = await me(minted.access_token, '?user.fields=shoe_size');
     expect(status).toBe(400);
-    expect(body).toMatchObject({ title: 'Invalid Request', errors: [{ parameters: { 'user.fields': ['shoe_size'] } }] });
+    expect(body).toMatchObject({
+      title: 'Invalid Request',
+      errors: [{ parameters: { 'user.fields': ['shoe_size'] } }],
+    });
   });
 
   it('names the same id as the OAuth 1.0a token of the same user', async () => {
@@ -435,8 +495,17 @@ describe('control API', () => {
   it('describes LINE and GitHub without revealing secrets', async () => {
     const { body } = await control('GET', '');
     expect(body.providers.line).toEqual({ base_url: `${emulator.url}/line`, channel_ids: [LINE_CHANNEL] });
-    expect(body.providers.github).toEqual({ base_url: `${emulator.url}/github`, client_ids: [GH_CLIENT, GH_OTHER_CLIENT] });
-    expect(body.control).toEqual(expect.arrayContaining(['POST /_emulator/line/tokens', 'POST /_emulator/github/tokens', 'POST /_emulator/twitter/oauth2_tokens']));
+    expect(body.providers.github).toEqual({
+      base_url: `${emulator.url}/github`,
+      client_ids: [GH_CLIENT, GH_OTHER_CLIENT],
+    });
+    expect(body.control).toEqual(
+      expect.arrayContaining([
+        'POST /_emulator/line/tokens',
+        'POST /_emulator/github/tokens',
+        'POST /_emulator/twitter/oauth2_tokens',
+      ]),
+    );
     expect(JSON.stringify(body)).not.toContain(LINE_SECRET);
     expect(JSON.stringify(body)).not.toContain(GH_SECRET);
   });
@@ -446,9 +515,21 @@ describe('control API', () => {
     const github = await client.mintGithubToken({ client_id: 'Iv1.someoneelse' });
     const twitter = await client.mintTwitterOAuth2Token();
     await client.reset();
-    expect((await http(`${emulator.url}/line/oauth2/v2.1/verify?access_token=${encodeURIComponent(line.access_token)}`)).status).toBe(400);
-    expect((await http(`${emulator.url}/github/user`, { headers: { authorization: `Bearer ${github.access_token}` } })).status).toBe(401);
-    expect((await http(`${emulator.url}/twitter/2/users/me`, { headers: { authorization: `Bearer ${twitter.access_token}` } })).status).toBe(401);
+    expect(
+      (await http(`${emulator.url}/line/oauth2/v2.1/verify?access_token=${encodeURIComponent(line.access_token)}`))
+        .status,
+    ).toBe(400);
+    expect(
+      (await http(`${emulator.url}/github/user`, { headers: { authorization: `Bearer ${github.access_token}` } }))
+        .status,
+    ).toBe(401);
+    expect(
+      (
+        await http(`${emulator.url}/twitter/2/users/me`, {
+          headers: { authorization: `Bearer ${twitter.access_token}` },
+        })
+      ).status,
+    ).toBe(401);
     const { body } = await control('GET', '');
     expect(body.providers.line.channel_ids).toEqual([LINE_CHANNEL]);
     expect(body.providers.github.client_ids).toEqual([GH_CLIENT, GH_OTHER_CLIENT]);

@@ -106,7 +106,12 @@ describe('Facebook /me', () => {
     const { status, body } = await graph('/v19.0/me', { access_token: 'EAAnot-a-token' });
     expect(status).toBe(400);
     expect(body).toEqual({
-      error: { message: 'Invalid OAuth access token - Cannot parse access token', type: 'OAuthException', code: 190, fbtrace_id: expect.any(String) },
+      error: {
+        message: 'Invalid OAuth access token - Cannot parse access token',
+        type: 'OAuthException',
+        code: 190,
+        fbtrace_id: expect.any(String),
+      },
     });
   });
 
@@ -157,7 +162,10 @@ describe('Facebook /me', () => {
     const minted = await client.mintFacebookToken();
     const { status, body } = await graph('/me', { fields: 'id,birthday', access_token: minted.access_token });
     expect(status).toBe(400);
-    expect(body.error).toMatchObject({ code: 100, message: '(#100) Tried accessing nonexisting field (birthday) on node type (User)' });
+    expect(body.error).toMatchObject({
+      code: 100,
+      message: '(#100) Tried accessing nonexisting field (birthday) on node type (User)',
+    });
   });
 });
 
@@ -166,7 +174,10 @@ describe('Facebook debug_token', () => {
 
   it('describes a token of our app', async () => {
     const minted = await client.mintFacebookToken({ scopes: ['public_profile', 'email'] });
-    const { status, body } = await graph('/v19.0/debug_token', { input_token: minted.access_token, access_token: appAccessToken });
+    const { status, body } = await graph('/v19.0/debug_token', {
+      input_token: minted.access_token,
+      access_token: appAccessToken,
+    });
     expect(status).toBe(200);
     expect(body.data).toMatchObject({
       app_id: FB_APP_ID,
@@ -181,14 +192,24 @@ describe('Facebook debug_token', () => {
 
   it('refuses to inspect a token of another app: 400 (#100) (fixtures/providers/facebook/debug_token.foreign_app_token.json)', async () => {
     const minted = await client.mintFacebookToken({ app_id: '999999999999999' });
-    const { status, body } = await graph('/debug_token', { input_token: minted.access_token, access_token: appAccessToken });
+    const { status, body } = await graph('/debug_token', {
+      input_token: minted.access_token,
+      access_token: appAccessToken,
+    });
     expect(status).toBe(400);
-    expect(body.error).toMatchObject({ code: 100, type: 'OAuthException', message: '(#100) The App_id in the input_token did not match the Viewing App' });
+    expect(body.error).toMatchObject({
+      code: 100,
+      type: 'OAuthException',
+      message: '(#100) The App_id in the input_token did not match the Viewing App',
+    });
   });
 
   it('marks an expired token invalid with the error inside data', async () => {
     const minted = await client.mintFacebookToken({ expires_in: -10 });
-    const { status, body } = await graph('/debug_token', { input_token: minted.access_token, access_token: appAccessToken });
+    const { status, body } = await graph('/debug_token', {
+      input_token: minted.access_token,
+      access_token: appAccessToken,
+    });
     expect(status).toBe(200);
     expect(body.data).toMatchObject({
       app_id: FB_APP_ID,
@@ -202,13 +223,20 @@ describe('Facebook debug_token', () => {
     const { status, body } = await graph('/debug_token', { input_token: 'EAAunknown', access_token: appAccessToken });
     expect(status).toBe(200);
     expect(body).toEqual({
-      data: { error: { code: 190, message: 'Invalid OAuth access token - Cannot parse access token' }, is_valid: false, scopes: [] },
+      data: {
+        error: { code: 190, message: 'Invalid OAuth access token - Cannot parse access token' },
+        is_valid: false,
+        scopes: [],
+      },
     });
   });
 
   it('refuses a wrong app access token', async () => {
     const minted = await client.mintFacebookToken();
-    const { status, body } = await graph('/debug_token', { input_token: minted.access_token, access_token: `${FB_APP_ID}|wrong` });
+    const { status, body } = await graph('/debug_token', {
+      input_token: minted.access_token,
+      access_token: `${FB_APP_ID}|wrong`,
+    });
     expect(status).toBe(400);
     expect(body.error).toMatchObject({ type: 'OAuthException', code: 190 });
   });
@@ -259,7 +287,13 @@ describe('Twitter verify_credentials', () => {
 
     const { status, body, text } = await verifyCredentials({ ...call, query: '?include_email=true&skip_status=true' });
     expect(status).toBe(200);
-    expect(body).toMatchObject({ id_str: minted.user_id, screen_name: 'ada', name: 'Ada', email: 'ada@example.com', verified: false });
+    expect(body).toMatchObject({
+      id_str: minted.user_id,
+      screen_name: 'ada',
+      name: 'Ada',
+      email: 'ada@example.com',
+      verified: false,
+    });
     expect(body.created_at).toMatch(/^\w{3} \w{3} \d\d \d\d:\d\d:\d\d \+0000 \d{4}$/);
     // The JSON number carries every digit, even where JavaScript's Number cannot.
     expect(text.startsWith(`{"id":${minted.user_id},`)).toBe(true);
@@ -341,7 +375,9 @@ describe('faults', () => {
     const started = Date.now();
     const answered: string[] = [];
     const slow = graph('/me').then(() => (answered.push('facebook'), Date.now() - started));
-    const fast = http(`${emulator.url}/twitter/1.1/account/verify_credentials.json`).then(() => answered.push('twitter'));
+    const fast = http(`${emulator.url}/twitter/1.1/account/verify_credentials.json`).then(() =>
+      answered.push('twitter'),
+    );
     const [slowMs] = await Promise.all([slow, fast]);
     expect(slowMs).toBeGreaterThanOrEqual(990);
     // Not blocked: the other request was answered while Facebook's was still held (an order, not a duration a busy

@@ -4,7 +4,8 @@ import { describeProblem, engineProblems, ourNodeRange } from '../scripts/check-
 // scripts/check-engines.ts: every Node version package.json's engines.node admits is admitted by every package
 // `npm ci` installs. A dependency upgrade that drops one of our Node lines fails here, not as an EBADENGINE warning.
 
-const lock = (packages: Record<string, object>) => JSON.stringify({ lockfileVersion: 3, packages: { '': { engines: { node: '>=1' } }, ...packages } });
+const lock = (packages: Record<string, object>) =>
+  JSON.stringify({ lockfileVersion: 3, packages: { '': { engines: { node: '>=1' } }, ...packages } });
 
 describe('engines', () => {
   it('every installed package admits the Node versions package.json names', () => {
@@ -24,14 +25,20 @@ describe('engines', () => {
       'node_modules/no-engines': { version: '1.0.0' },
       'node_modules/@social-link/emulator': { link: true, engines: { node: '>=99' } },
     };
-    const found = (ours: string) => engineProblems(ours, lock(packages)).map((problem) => problem.path.replace(/^.*node_modules\//, ''));
+    const found = (ours: string) =>
+      engineProblems(ours, lock(packages)).map((problem) => problem.path.replace(/^.*node_modules\//, ''));
     expect(found('>=20.18.1')).toEqual(['cookie', '@noble/hashes', 'vite', 'better-sqlite3', 'garbled']);
     expect(found('^20.19.0 || ^22.13.0')).toEqual(['cookie', 'garbled']);
     expect(found('^22.13.0 || ^24.0.0')).toEqual(['garbled']);
     expect(found('^22.13.0 || >=24')).toEqual(['better-sqlite3', 'garbled']); // it names the majors it was built for
     const [cookie] = engineProblems('>=20.18.1', lock(packages));
-    expect(describeProblem(cookie!)).toBe('cookie@2.0.2 (production; node_modules/light-my-request/node_modules/cookie) requires node >=22');
-    expect(engineProblems('>=20.18.1', lock(packages)).find((problem) => problem.path.endsWith('vite'))).toMatchObject({ dev: true, requires: '^20.19.0 || >=22.12.0' });
+    expect(describeProblem(cookie!)).toBe(
+      'cookie@2.0.2 (production; node_modules/light-my-request/node_modules/cookie) requires node >=22',
+    );
+    expect(engineProblems('>=20.18.1', lock(packages)).find((problem) => problem.path.endsWith('vite'))).toMatchObject({
+      dev: true,
+      requires: '^20.19.0 || >=22.12.0',
+    });
   });
 
   it('refuses an engines.node that is not a range', () => {

@@ -36,10 +36,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const now = Math.floor(Date.now() / 1000);
     template = `social_link_template_${now}_${randomBytes(4).toString('hex')}`;
     await withAdmin(adminUrl, async (admin) => {
-      const stale = await admin.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname LIKE 'social\\_link\\_template\\_%'`);
+      const stale = await admin.query<{ datname: string }>(
+        `SELECT datname FROM pg_database WHERE datname LIKE 'social\\_link\\_template\\_%'`,
+      );
       for (const { datname } of stale.rows) {
         const created = Number(/^social_link_template_(\d+)_/.exec(datname)?.[1]);
-        if (created < now - STALE_TEMPLATE_SECONDS) await admin.query(`DROP DATABASE IF EXISTS ${datname} WITH (FORCE)`);
+        if (created < now - STALE_TEMPLATE_SECONDS)
+          await admin.query(`DROP DATABASE IF EXISTS ${datname} WITH (FORCE)`);
       }
       await admin.query(`CREATE DATABASE ${template}`);
     });
@@ -54,7 +57,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
 
   return async () => {
     rmSync(dir, { recursive: true, force: true });
-    if (adminUrl && template) await withAdmin(adminUrl, (admin) => admin.query(`DROP DATABASE IF EXISTS ${template} WITH (FORCE)`));
+    if (adminUrl && template)
+      await withAdmin(adminUrl, (admin) => admin.query(`DROP DATABASE IF EXISTS ${template} WITH (FORCE)`));
   };
 }
 

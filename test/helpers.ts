@@ -10,7 +10,13 @@ import type { Kysely } from 'kysely';
 import { inject } from 'vitest';
 import { loadConfig } from '../src/config/config.js';
 import { migrateToLatest, openDatabase, type Database } from '../src/store/database.js';
-import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor, type EmulatedApps } from '../src/config/dev.js';
+import {
+  emulatedApps,
+  emulatorOptionsFor,
+  generateAppleKey,
+  serverEnvFor,
+  type EmulatedApps,
+} from '../src/config/dev.js';
 import { EmulatorClient, startEmulator, type RunningEmulator } from '@social-link/emulator';
 import { startServer } from '../src/http/server.js';
 import { logSafety } from '../src/http/app.js';
@@ -41,7 +47,10 @@ export function databaseKinds(): DatabaseKind[] {
  * A fresh database of the kind: a temporary SQLite file, or a new PostgreSQL database; empty, or with `migrated`
  * every migration applied already (a copy of the run's migrated database: test/global-setup.ts).
  */
-export async function freshDatabase(kind: DatabaseKind, options: { migrated?: boolean } = {}): Promise<{ url: string; drop(): Promise<void> }> {
+export async function freshDatabase(
+  kind: DatabaseKind,
+  options: { migrated?: boolean } = {},
+): Promise<{ url: string; drop(): Promise<void> }> {
   if (kind === 'sqlite') {
     const dir = mkdtempSync(join(tmpdir(), 'social-link-test-'));
     const file = join(dir, 'test.sqlite');
@@ -102,7 +111,12 @@ export async function startStack(
   /** Settings over the defaults; a function of the emulator's URL for settings that name it. */
   env: Env | ((emulatorUrl: string) => Env) = {},
   /** ownDatabase: the server opens (and at close destroys) its database itself, as `serve` does. */
-  options: { pipeline?: readonly PipelineStep[]; operatorErrors?: OperatorErrors; logLevel?: string; ownDatabase?: boolean } = {},
+  options: {
+    pipeline?: readonly PipelineStep[];
+    operatorErrors?: OperatorErrors;
+    logLevel?: string;
+    ownDatabase?: boolean;
+  } = {},
 ): Promise<Stack> {
   const apps = emulatedApps(
     {
@@ -130,8 +144,18 @@ export async function startStack(
   });
   const db = openDatabase(config.databaseUrl);
   const logs: string[] = [];
-  const logger = { level: options.logLevel ?? 'debug', ...logSafety, stream: { write: (line: string) => void logs.push(line) } };
-  const app = await startServer({ config, db: options.ownDatabase ? undefined : db, logger, pipeline: options.pipeline, operatorErrors: options.operatorErrors });
+  const logger = {
+    level: options.logLevel ?? 'debug',
+    ...logSafety,
+    stream: { write: (line: string) => void logs.push(line) },
+  };
+  const app = await startServer({
+    config,
+    db: options.ownDatabase ? undefined : db,
+    logger,
+    pipeline: options.pipeline,
+    operatorErrors: options.operatorErrors,
+  });
   const address = app.server.address();
   if (!address || typeof address === 'string') throw new Error('server is not listening');
   const api = `http://127.0.0.1:${address.port}`;
@@ -193,7 +217,9 @@ export async function call(
 }
 
 /** A new guest user and its tokens. */
-export async function guest(api: string): Promise<{ id: number; username: string; access_token: string; refresh_token: string }> {
+export async function guest(
+  api: string,
+): Promise<{ id: number; username: string; access_token: string; refresh_token: string }> {
   const answer = await call(api, 'POST', '/api/users/');
   if (answer.status !== 201) throw new Error(`guest creation answered ${answer.status}`);
   return answer.body;
@@ -201,7 +227,12 @@ export async function guest(api: string): Promise<{ id: number; username: string
 
 /** Asserts the shape every error shares. */
 export function expectError(answer: Answer, status: number, code: string): void {
-  if (answer.status !== status || answer.body?.code !== code || typeof answer.body?.message !== 'string' || answer.body?.errors !== answer.body?.message) {
+  if (
+    answer.status !== status ||
+    answer.body?.code !== code ||
+    typeof answer.body?.message !== 'string' ||
+    answer.body?.errors !== answer.body?.message
+  ) {
     throw new Error(`expected ${status} ${code}, got ${answer.status} ${JSON.stringify(answer.body)}`);
   }
 }
@@ -211,9 +242,15 @@ export const BUILT_CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url
 export const BUILT_DEV = fileURLToPath(new URL('../dist/cli/dev.js', import.meta.url));
 
 /** The CLI as an operator runs it, asynchronously (an emulator in this process must go on answering). */
-export function runCli(args: string[], env: Record<string, string | undefined>): Promise<{ status: number | null; stdout: string; stderr: string }> {
+export function runCli(
+  args: string[],
+  env: Record<string, string | undefined>,
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BUILT_CLI, ...args], { env: { ...process.env, LOG_LEVEL: 'silent', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BUILT_CLI, ...args], {
+      env: { ...process.env, LOG_LEVEL: 'silent', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

@@ -16,5 +16,11 @@ export async function http(url: string, init?: RequestInit): Promise<HttpResult>
   } catch {
     body = undefined;
   }
-  return { status: response.status, contentType: response.headers.get('content-type'), headers: response.headers, text, body };
+  return {
+    status: response.status,
+    contentType: response.headers.get('content-type'),
+    headers: response.headers,
+    text,
+    body,
+  };
 }

@@ -8,7 +8,11 @@ import { Storage } from '../src/store/storage.js';
 import { BUILT_CLI, databaseKinds, freshDatabase } from './helpers.js';
 
 const cli = (args: string[], env: Record<string, string>) =>
-  spawnSync(process.execPath, [BUILT_CLI, ...args], { env: { ...process.env, LOG_LEVEL: 'silent', ...env }, encoding: 'utf8', timeout: 30_000 });
+  spawnSync(process.execPath, [BUILT_CLI, ...args], {
+    env: { ...process.env, LOG_LEVEL: 'silent', ...env },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
 
 // Migrations of databases that hold users already: nothing is lost, and what cannot be made to fit is reported.
 
@@ -27,9 +31,19 @@ describe.each(databaseKinds())('migration 0006 (usernames without case) on %s', 
     const at = new Date().toISOString();
     const hash = await hashPassword('correct horse battery');
     // Made before the key: two spellings of one name, a compatibility form (the "ﬁ" ligature), host users.
-    const names: Array<[string, string | null]> = [['rtalice', null], ['RTAlice', null], ['ﬁle_owner', null], ['FILE_OWNER', null], ['carol', null], ['app:A1', 'A1'], ['app:a1', 'a1']];
+    const names: Array<[string, string | null]> = [
+      ['rtalice', null],
+      ['RTAlice', null],
+      ['ﬁle_owner', null],
+      ['FILE_OWNER', null],
+      ['carol', null],
+      ['app:A1', 'A1'],
+      ['app:a1', 'a1'],
+    ];
     for (const [username, external] of names) {
-      await sql`insert into users (username, password_hash, external_id, created_at, updated_at) values (${username}, ${hash}, ${external}, ${at}, ${at})`.execute(db);
+      await sql`insert into users (username, password_hash, external_id, created_at, updated_at) values (${username}, ${hash}, ${external}, ${at}, ${at})`.execute(
+        db,
+      );
     }
 
     expect(await migrateToLatest(db)).toContain('0006_username_key');
@@ -49,23 +63,34 @@ describe.each(databaseKinds())('migration 0006 (usernames without case) on %s', 
     expect(await storage.users.externalIdOf((await storage.users.findExternal('A1'))!.id)).toBe('A1');
     expect(await storage.users.externalIdOf((await storage.users.findExternal('a1'))!.id)).toBe('a1');
     // From now on a name taken but for case is refused by the database itself.
-    await expect(storage.users.create('CAROL', null)).rejects.toMatchObject({ code: expect.stringMatching(/^(23505|SQLITE_CONSTRAINT_UNIQUE)$/) });
+    await expect(storage.users.create('CAROL', null)).rejects.toMatchObject({
+      code: expect.stringMatching(/^(23505|SQLITE_CONSTRAINT_UNIQUE)$/),
+    });
 
     // Operators are told, and can end a collision by renaming.
     const env = { DATABASE_URL: database.url };
     const migrate = cli(['migrate'], env);
     expect(migrate.status).toBe(0);
-    expect(migrate.stderr).toContain(`user ${ids.RTAlice} "RTAlice" is the same name as user ${ids.rtalice} "rtalice" but for case`);
+    expect(migrate.stderr).toContain(
+      `user ${ids.RTAlice} "RTAlice" is the same name as user ${ids.rtalice} "rtalice" but for case`,
+    );
     expect(cli(['users', 'rename', String(ids.RTAlice), 'RTALICE'], env).stderr).toContain('taken');
     expect(cli(['users', 'rename', String(ids.RTAlice), 'bad name!'], env).status).toBe(1);
     expect(cli(['users', 'rename', String(ids.RTAlice), 'rt_alice_2'], env).stdout).toContain('is now rt_alice_2');
-    expect(cli(['users', 'collisions', '--json'], env).stdout.trim().split('\n').map((line) => JSON.parse(line).username)).toEqual(['FILE_OWNER']);
+    expect(
+      cli(['users', 'collisions', '--json'], env)
+        .stdout.trim()
+        .split('\n')
+        .map((line) => JSON.parse(line).username),
+    ).toEqual(['FILE_OWNER']);
     expect((await storage.users.findByUsername('RT_Alice_2'))?.id).toBe(ids.RTAlice);
     // A held-back key is no name; when the name's holder goes, the held-back user takes its key.
     expect(await storage.users.findByUsername(`#${ids.FILE_OWNER}:file_owner`)).toBeUndefined();
     expect(await storage.users.delete(ids['ﬁle_owner']!)).toBe(true);
     expect(await storage.users.caseCollisions()).toEqual([]);
-    await expect(storage.users.create('File_Owner', null)).rejects.toMatchObject({ code: expect.stringMatching(/^(23505|SQLITE_CONSTRAINT_UNIQUE)$/) });
+    await expect(storage.users.create('File_Owner', null)).rejects.toMatchObject({
+      code: expect.stringMatching(/^(23505|SQLITE_CONSTRAINT_UNIQUE)$/),
+    });
     expect((await storage.users.findByUsername('file_OWNER'))?.id).toBe(ids.FILE_OWNER);
     await db.destroy();
   });
@@ -81,7 +106,12 @@ describe.skipIf(!databaseKinds().includes('postgres'))('migration 0009 (refresh 
       const storage = new Storage(db);
       const user = await storage.users.create('many_refreshes', null);
       const at = new Date(Date.now() + 60_000).toISOString();
-      await storage.sessions.start(user.id, { id: '00000000-0000-4000-8000-000000000001', refreshTokenHash: 'a'.repeat(64), refreshExpiresAt: at }, { event: 'user_created', userId: user.id }, null);
+      await storage.sessions.start(
+        user.id,
+        { id: '00000000-0000-4000-8000-000000000001', refreshTokenHash: 'a'.repeat(64), refreshExpiresAt: at },
+        { event: 'user_created', userId: user.id },
+        null,
+      );
       await storage.sessions.addRefreshToken('00000000-0000-4000-8000-000000000001', 'b'.repeat(64), at);
       const ids = await db.selectFrom('refresh_tokens').select('id').execute();
       expect(ids.map((row) => Number(row.id)).every((id) => id > 2 ** 31)).toBe(true);

@@ -99,7 +99,8 @@ describe('signatureBaseString (RFC 5849 section 3.4.1)', () => {
   });
 
   it('sorts by encoded name, then encoded value ("Normalize Request Parameters", OAuth wiki TestCases)', () => {
-    const normalized = (query: string) => baseStringParts(signatureBaseString('GET', `http://example.com/?${query}`, []))[2];
+    const normalized = (query: string) =>
+      baseStringParts(signatureBaseString('GET', `http://example.com/?${query}`, []))[2];
     expect(normalized('name')).toBe('name=');
     expect(normalized('a=b')).toBe('a=b');
     expect(normalized('a=b&c=d')).toBe('a=b&c=d');
@@ -123,9 +124,9 @@ describe('RFC 5849 section 1.2 (photos.example.net), signatures as published', (
         oauth_callback="http%3A%2F%2Fprinter.example.com%2Fready",
         oauth_signature="74KNZJeDHnMBp0EMJ9ZHt%2FXKycU%3D"`;
     // No token yet, so the token secret is empty.
-    expect(verifyRequestSignature('POST', 'https://photos.example.net/initiate', parsed(header), consumerSecret, '')).toBe(
-      true,
-    );
+    expect(
+      verifyRequestSignature('POST', 'https://photos.example.net/initiate', parsed(header), consumerSecret, ''),
+    ).toBe(true);
   });
 
   it('verifies the token request (POST https://photos.example.net/token)', () => {
@@ -139,9 +140,9 @@ describe('RFC 5849 section 1.2 (photos.example.net), signatures as published', (
         oauth_signature="gKgrFCywp7rO0OXSjdot%2FIHF7IU%3D"`;
     // Signed with the temporary credentials' secret from the /initiate response.
     const tokenSecret = 'hdhd0244k9j7ao03';
-    expect(verifyRequestSignature('POST', 'https://photos.example.net/token', parsed(header), consumerSecret, tokenSecret)).toBe(
-      true,
-    );
+    expect(
+      verifyRequestSignature('POST', 'https://photos.example.net/token', parsed(header), consumerSecret, tokenSecret),
+    ).toBe(true);
   });
 
   it('signs the photo request (GET /photos?file=vacation.jpg&size=original)', () => {
@@ -236,7 +237,12 @@ describe('X/Twitter worked example', () => {
   it('reproduces the signature of the current docs.x.com "Creating a signature" (api.x.com)', () => {
     // The page's base string is printed with Markdown escapes ("include\_entities"), so only its
     // signature is compared.
-    const header = authorizationHeader('POST', 'https://api.x.com/1.1/statuses/update.json?include_entities=true', credentials, options);
+    const header = authorizationHeader(
+      'POST',
+      'https://api.x.com/1.1/statuses/update.json?include_entities=true',
+      credentials,
+      options,
+    );
     expect(parsed(header).oauth_signature).toBe('Ls93hJiZbQ3akF3HF3x1Bz8/zU4=');
   });
 
@@ -252,7 +258,9 @@ describe('X/Twitter worked example', () => {
 
     it('accepts the correctly signed request', () => {
       expect(verifyRequestSignature('POST', twitterUrl, header, consumerSecret, tokenSecret, bodyParams)).toBe(true);
-      expect(verifyRequestSignature('POST', twitterUrl, resigned(header), consumerSecret, tokenSecret, bodyParams)).toBe(true);
+      expect(
+        verifyRequestSignature('POST', twitterUrl, resigned(header), consumerSecret, tokenSecret, bodyParams),
+      ).toBe(true);
     });
 
     it('rejects the request once anything signed or any secret changes', () => {
@@ -283,11 +291,17 @@ describe('X/Twitter worked example', () => {
       expect(verifyRequestSignature('POST', twitterUrl, unsigned, consumerSecret, tokenSecret, bodyParams)).toBe(false);
       // Correct HMACs over the altered parameters: only the method or version check can refuse them.
       const plaintext = resigned({ ...header, oauth_signature_method: 'PLAINTEXT' });
-      expect(verifyRequestSignature('POST', twitterUrl, plaintext, consumerSecret, tokenSecret, bodyParams)).toBe(false);
+      expect(verifyRequestSignature('POST', twitterUrl, plaintext, consumerSecret, tokenSecret, bodyParams)).toBe(
+        false,
+      );
       const version2 = resigned({ ...header, oauth_version: '2.0' });
       expect(verifyRequestSignature('POST', twitterUrl, version2, consumerSecret, tokenSecret, bodyParams)).toBe(false);
       // A PLAINTEXT "signature" is the key itself (RFC 5849 section 3.4.4).
-      const plainKey = { ...header, oauth_signature_method: 'PLAINTEXT', oauth_signature: `${consumerSecret}&${tokenSecret}` };
+      const plainKey = {
+        ...header,
+        oauth_signature_method: 'PLAINTEXT',
+        oauth_signature: `${consumerSecret}&${tokenSecret}`,
+      };
       expect(verifyRequestSignature('POST', twitterUrl, plainKey, consumerSecret, tokenSecret, bodyParams)).toBe(false);
     });
 

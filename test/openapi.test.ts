@@ -28,19 +28,32 @@ type Operation = {
  * (there is no ignore file: an exception the ruleset makes is in redocly.yaml, for whatever file is linted).
  */
 function expectLintClean(file: string): void {
-  const lint = spawnSync(process.execPath, ['node_modules/@redocly/cli/bin/cli.js', 'lint', file, '--config', 'redocly.yaml', '--format', 'json'], {
-    encoding: 'utf8',
-    timeout: 60_000,
-    env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' },
-  });
+  const lint = spawnSync(
+    process.execPath,
+    ['node_modules/@redocly/cli/bin/cli.js', 'lint', file, '--config', 'redocly.yaml', '--format', 'json'],
+    {
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' },
+    },
+  );
   expect(lint.status, lint.stdout + lint.stderr).toBe(0);
-  const report = JSON.parse(lint.stdout) as { totals: { errors: number; warnings: number; ignored: number }; problems: unknown[] };
+  const report = JSON.parse(lint.stdout) as {
+    totals: { errors: number; warnings: number; ignored: number };
+    problems: unknown[];
+  };
   expect(report.problems).toEqual([]);
   expect(report.totals).toEqual({ errors: 0, warnings: 0, ignored: 0 });
 }
 
-const document = JSON.parse(readFileSync(CLIENT_CONTRACT_FILES.document, 'utf8')) as ApiDocument & { openapi: string; servers: unknown[]; paths: Record<string, Record<string, Operation>> };
-const operations = Object.entries(document.paths).flatMap(([path, methods]) => Object.entries(methods).map(([method, operation]) => ({ name: `${method.toUpperCase()} ${path}`, operation })));
+const document = JSON.parse(readFileSync(CLIENT_CONTRACT_FILES.document, 'utf8')) as ApiDocument & {
+  openapi: string;
+  servers: unknown[];
+  paths: Record<string, Record<string, Operation>>;
+};
+const operations = Object.entries(document.paths).flatMap(([path, methods]) =>
+  Object.entries(methods).map(([method, operation]) => ({ name: `${method.toUpperCase()} ${path}`, operation })),
+);
 
 describe('the API document', () => {
   it('is valid OpenAPI 3.1 (swagger-parser)', async () => {
@@ -48,7 +61,7 @@ describe('the API document', () => {
     await expect(SwaggerParser.validate(structuredClone(document) as never)).resolves.toBeDefined();
   });
 
-  it("passes `redocly lint` with the committed ruleset (redocly.yaml): 0 problems, none ignored", () => {
+  it('passes `redocly lint` with the committed ruleset (redocly.yaml): 0 problems, none ignored', () => {
     expectLintClean(CLIENT_CONTRACT_FILES.document);
   }, 60_000);
 
@@ -59,7 +72,23 @@ describe('the API document', () => {
       expect(operation.operationId, name).toMatch(/^[a-z][a-zA-Z]+$/);
       expect(operation.security, name).toBeInstanceOf(Array);
     }
-    expect(ids).toEqual(expect.arrayContaining(['createUser', 'signInWithPassword', 'refreshToken', 'logout', 'getMe', 'deleteMe', 'listAuditEvents', 'getJwks', 'createNonce', 'linkProvider', 'signInWithProvider', 'listLinks', 'unlinkProvider']));
+    expect(ids).toEqual(
+      expect.arrayContaining([
+        'createUser',
+        'signInWithPassword',
+        'refreshToken',
+        'logout',
+        'getMe',
+        'deleteMe',
+        'listAuditEvents',
+        'getJwks',
+        'createNonce',
+        'linkProvider',
+        'signInWithProvider',
+        'listLinks',
+        'unlinkProvider',
+      ]),
+    );
     expect(document.servers).toEqual([{ url: 'http://127.0.0.1:8000', description: 'This server' }]);
   });
 
@@ -68,7 +97,9 @@ describe('the API document', () => {
     (formats as unknown as { default: (ajv: Ajv2020) => void }).default(ajv);
     ajv.addSchema(document as object, 'openapi.json');
     const check = (where: string, pointer: string[], value: unknown) => {
-      const validate = ajv.compile({ $ref: `openapi.json#/${pointer.map((part) => encodeURIComponent(part.replace(/~/g, '~0').replace(/\//g, '~1'))).join('/')}` });
+      const validate = ajv.compile({
+        $ref: `openapi.json#/${pointer.map((part) => encodeURIComponent(part.replace(/~/g, '~0').replace(/\//g, '~1'))).join('/')}`,
+      });
       expect(validate(value), `${where}: ${ajv.errorsText(validate.errors)}`).toBe(true);
     };
     for (const [path, methods] of Object.entries(document.paths)) {
@@ -77,7 +108,11 @@ describe('the API document', () => {
         const body = operation.requestBody?.content['application/json'];
         if (body) {
           expect(body.example, `${where}: request example`).toBeDefined();
-          check(`${where} request`, ['paths', path, method, 'requestBody', 'content', 'application/json', 'schema'], body.example);
+          check(
+            `${where} request`,
+            ['paths', path, method, 'requestBody', 'content', 'application/json', 'schema'],
+            body.example,
+          );
         }
         const documented = new Set<string>();
         for (const [status, response] of Object.entries(operation.responses)) {
@@ -96,7 +131,9 @@ describe('the API document', () => {
             check(`${where} ${status} ${code}`, schema, example.value);
           }
         }
-        expect([...documented].sort(), `${where}: an example per error code`).toEqual([...(operation['x-error-codes'] ?? [])].sort());
+        expect([...documented].sort(), `${where}: an example per error code`).toEqual(
+          [...(operation['x-error-codes'] ?? [])].sort(),
+        );
       }
     }
   });
@@ -112,11 +149,32 @@ describe('the contract check of the test suite (test/contract/api.ts)', () => {
   const contract = new ApiContract(document);
 
   it('catches an undeclared status, a body off its schema and an error code the operation does not list', () => {
-    expect(contract.violation('GET', '/api/me/', 200, { id: 1, username: 'ada', has_password: false, date_joined: '2026-12-01T00:00:00.000Z', last_login: null, associations: [] })).toBeUndefined();
+    expect(
+      contract.violation('GET', '/api/me/', 200, {
+        id: 1,
+        username: 'ada',
+        has_password: false,
+        date_joined: '2026-12-01T00:00:00.000Z',
+        last_login: null,
+        associations: [],
+      }),
+    ).toBeUndefined();
     expect(contract.violation('GET', '/api/me/', 418, {})).toMatch(/a status the document does not declare/);
     expect(contract.violation('GET', '/api/me/', 200, { id: 'one' })).toMatch(/does not match its schema/);
-    expect(contract.violation('POST', '/api/auth/google/', 404, { code: 'association_not_found', message: 'x', errors: 'x' })).toMatch(/x-error-codes do not list/);
-    expect(contract.violation('POST', '/api/auth/google/', 404, { code: 'user_not_found', message: 'User Not Found', errors: 'User Not Found' })).toBeUndefined();
+    expect(
+      contract.violation('POST', '/api/auth/google/', 404, {
+        code: 'association_not_found',
+        message: 'x',
+        errors: 'x',
+      }),
+    ).toMatch(/x-error-codes do not list/);
+    expect(
+      contract.violation('POST', '/api/auth/google/', 404, {
+        code: 'user_not_found',
+        message: 'User Not Found',
+        errors: 'User Not Found',
+      }),
+    ).toBeUndefined();
     expect(contract.violation('GET', '/healthz', 200, {})).toBeUndefined(); // not in the document
   });
 });
@@ -147,7 +205,12 @@ describe.each([
   if (admin !== 'true') return;
 
   it("GET /.well-known/jwks.json has no client error to answer (why redocly.yaml's operation-4xx-response spares it)", async () => {
-    for (const [path, headers] of [['/.well-known/jwks.json', { accept: 'text/html' }], ['/.well-known/jwks.json?x=%00', {}], ['/.well-known/jwks.json?%E0%A4%A', {}], ['/.well-known/jwks.json/', { 'content-type': 'text/plain' }]] as const) {
+    for (const [path, headers] of [
+      ['/.well-known/jwks.json', { accept: 'text/html' }],
+      ['/.well-known/jwks.json?x=%00', {}],
+      ['/.well-known/jwks.json?%E0%A4%A', {}],
+      ['/.well-known/jwks.json/', { 'content-type': 'text/plain' }],
+    ] as const) {
       const answer = await call(stack.api, 'GET', path, { headers });
       expect(answer.status, path).toBe(200);
       expect(answer.body.keys.length, path).toBeGreaterThan(0);
@@ -155,7 +218,14 @@ describe.each([
   });
 
   it('lists the username lookup at an unambiguous path, and not its deprecated one', () => {
-    const ids = Object.fromEntries(Object.entries(served.paths).flatMap(([path, methods]) => Object.entries(methods).map(([method, operation]) => [operation.operationId, `${method.toUpperCase()} ${path}`])));
+    const ids = Object.fromEntries(
+      Object.entries(served.paths).flatMap(([path, methods]) =>
+        Object.entries(methods).map(([method, operation]) => [
+          operation.operationId,
+          `${method.toUpperCase()} ${path}`,
+        ]),
+      ),
+    );
     expect(ids.adminGetUserByUsername).toBe('GET /admin/api/usernames/{username}');
     expect(Object.keys(served.paths).filter((path) => path.includes('by-username'))).toEqual([]);
   });
@@ -187,7 +257,12 @@ describe('a client generated by another generator (@hey-api/openapi-ts)', () => 
   const dir = mkdtempSync(join(tmpdir(), 'generated-client-'));
   beforeAll(async () => {
     stack = await startStack('sqlite');
-    await createClient({ input: CLIENT_CONTRACT_FILES.document, output: join(dir, 'generated'), plugins: ['@hey-api/client-fetch', '@hey-api/typescript', '@hey-api/sdk'], logs: { level: 'silent', file: false } });
+    await createClient({
+      input: CLIENT_CONTRACT_FILES.document,
+      output: join(dir, 'generated'),
+      plugins: ['@hey-api/client-fetch', '@hey-api/typescript', '@hey-api/sdk'],
+      logs: { level: 'silent', file: false },
+    });
     // What an app would write against it: a phone links Google as a guest, a new phone finds the user again.
     writeFileSync(
       join(dir, 'app.ts'),
@@ -223,15 +298,22 @@ describe('a client generated by another generator (@hey-api/openapi-ts)', () => 
       types: [],
       skipLibCheck: true,
     });
-    const problems = ts.getPreEmitDiagnostics(program).map((diagnostic) => ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n'));
+    const problems = ts
+      .getPreEmitDiagnostics(program)
+      .map((diagnostic) => ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n'));
     expect(problems).toEqual([]);
   });
 
   it('works against the server', async () => {
-    const { takeover } = (await import(join(dir, 'app.ts'))) as { takeover: (base: string, mint: (nonce: string) => Promise<string>) => Promise<Array<{ id: number }>> };
+    const { takeover } = (await import(join(dir, 'app.ts'))) as {
+      takeover: (base: string, mint: (nonce: string) => Promise<string>) => Promise<Array<{ id: number }>>;
+    };
     let sub: string | undefined;
     const mint = async (nonce: string) => {
-      const token = await stack.emulator.mintIdToken('google', { ...(sub ? { sub, name: 'new phone' } : {}), ...(nonce ? { nonce } : {}) });
+      const token = await stack.emulator.mintIdToken('google', {
+        ...(sub ? { sub, name: 'new phone' } : {}),
+        ...(nonce ? { nonce } : {}),
+      });
       sub = token.sub;
       return token.id_token;
     };

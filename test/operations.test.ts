@@ -23,13 +23,20 @@ describe.each(databaseKinds())('operations on %s', (kind) => {
 
   it('/healthz and /readyz answer ok', async () => {
     expect((await call(stack.api, 'GET', '/healthz')).body).toEqual({ status: 'ok' });
-    expect((await call(stack.api, 'GET', '/readyz')).body).toEqual({ status: 'ok', database: 'ok', rate_limits: 'off' });
+    expect((await call(stack.api, 'GET', '/readyz')).body).toEqual({
+      status: 'ok',
+      database: 'ok',
+      rate_limits: 'off',
+    });
   });
 
   it('/metrics counts requests by route and status, and provider calls by provider and outcome', async () => {
     const user = await guest(stack.api);
     const fb = await stack.emulator.mintFacebookToken();
-    await call(stack.api, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: fb.access_token } });
+    await call(stack.api, 'POST', '/api/associate/facebook/', {
+      token: user.access_token,
+      body: { access_token: fb.access_token },
+    });
     await stack.emulator.setFault('facebook', { mode: 'error_500' });
     await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: fb.access_token } });
     await stack.emulator.clearFaults();
@@ -38,12 +45,23 @@ describe.each(databaseKinds())('operations on %s', (kind) => {
     expect(scraped.headers.get('content-type')).toContain('text/plain');
     const text = await scraped.text();
     const requests = samples(text, 'social_link_http_request_duration_seconds_count');
-    expect(requests).toContainEqual({ labels: { method: 'POST', route: '/api/users/', status_code: '201' }, value: expect.any(Number) });
-    expect(requests.find((s) => s.labels.route === '/api/associate/:provider/' && s.labels.status_code === '200')?.value).toBe(1);
-    expect(requests.find((s) => s.labels.route === '/api/auth/:provider/' && s.labels.status_code === '502')?.value).toBe(1);
+    expect(requests).toContainEqual({
+      labels: { method: 'POST', route: '/api/users/', status_code: '201' },
+      value: expect.any(Number),
+    });
+    expect(
+      requests.find((s) => s.labels.route === '/api/associate/:provider/' && s.labels.status_code === '200')?.value,
+    ).toBe(1);
+    expect(
+      requests.find((s) => s.labels.route === '/api/auth/:provider/' && s.labels.status_code === '502')?.value,
+    ).toBe(1);
     const providerCalls = samples(text, 'social_link_provider_request_duration_seconds_count');
-    expect(providerCalls.find((s) => s.labels.provider === 'facebook' && s.labels.outcome === 'ok')?.value).toBeGreaterThanOrEqual(2);
-    expect(providerCalls.find((s) => s.labels.provider === 'facebook' && s.labels.outcome === 'server_error')?.value).toBeGreaterThanOrEqual(1);
+    expect(
+      providerCalls.find((s) => s.labels.provider === 'facebook' && s.labels.outcome === 'ok')?.value,
+    ).toBeGreaterThanOrEqual(2);
+    expect(
+      providerCalls.find((s) => s.labels.provider === 'facebook' && s.labels.outcome === 'server_error')?.value,
+    ).toBeGreaterThanOrEqual(1);
     expect(samples(text, 'social_link_process_resident_memory_bytes')[0]?.value).toBeGreaterThan(0);
   });
 
@@ -56,30 +74,53 @@ describe.each(databaseKinds())('operations on %s', (kind) => {
 
     const given = await call(stack.api, 'GET', '/api/me/', { headers: { 'x-request-id': 'trace-abc.123' } });
     expect(given.headers.get('x-request-id')).toBe('trace-abc.123');
-    const hostile = await call(stack.api, 'GET', '/healthz', { headers: { 'x-request-id': 'evil\u00e9 id {"level":60}' } });
+    const hostile = await call(stack.api, 'GET', '/healthz', {
+      headers: { 'x-request-id': 'evil\u00e9 id {"level":60}' },
+    });
     expect(hostile.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
   });
 
   it('never logs tokens, secrets or passwords', async () => {
-    const created = await call(stack.api, 'POST', '/api/users/', { body: { username: `logcheck_${kind}`, password: 'super secret password' } });
+    const created = await call(stack.api, 'POST', '/api/users/', {
+      body: { username: `logcheck_${kind}`, password: 'super secret password' },
+    });
     const fb = await stack.emulator.mintFacebookToken();
     const tw = await stack.emulator.mintTwitterToken();
-    await call(stack.api, 'POST', '/api/associate/facebook/', { token: created.body.access_token, body: { access_token: fb.access_token } });
-    await call(stack.api, 'POST', '/api/associate/twitter/', { token: created.body.access_token, body: { access_token: tw.access_token, access_token_secret: tw.access_token_secret } });
+    await call(stack.api, 'POST', '/api/associate/facebook/', {
+      token: created.body.access_token,
+      body: { access_token: fb.access_token },
+    });
+    await call(stack.api, 'POST', '/api/associate/twitter/', {
+      token: created.body.access_token,
+      body: { access_token: tw.access_token, access_token_secret: tw.access_token_secret },
+    });
     await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: created.body.refresh_token } });
     await stack.emulator.setFault('facebook', { mode: 'reset' });
     await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: fb.access_token } });
     await stack.emulator.clearFaults();
     const logs = stack.logs.join('\n');
     expect(logs).toContain('associated'); // the log is really being read
-    for (const secret of [created.body.access_token, created.body.refresh_token, 'super secret password', fb.access_token, tw.access_token, tw.access_token_secret, 'test-facebook-secret', 'test-twitter-secret']) {
+    for (const secret of [
+      created.body.access_token,
+      created.body.refresh_token,
+      'super secret password',
+      fb.access_token,
+      tw.access_token,
+      tw.access_token_secret,
+      'test-facebook-secret',
+      'test-twitter-secret',
+    ]) {
       expect(logs).not.toContain(secret);
     }
   });
 
   it('never logs a token sent in a query string: the path and parameter names only', async () => {
     const user = await call(stack.api, 'POST', '/api/users/');
-    const answer = await call(stack.api, 'GET', `/api/me/?access_token=${user.body.access_token}&x=${user.body.refresh_token}`);
+    const answer = await call(
+      stack.api,
+      'GET',
+      `/api/me/?access_token=${user.body.access_token}&x=${user.body.refresh_token}`,
+    );
     expect(answer.status).toBe(401);
     const lines = stack.logs.filter((line) => line.includes(answer.body.request_id)).join('\n');
     expect(lines).toContain('/api/me/?access_token=[redacted]&x=[redacted]');
@@ -153,16 +194,29 @@ describe.each(databaseKinds())('closing on %s', (kind) => {
     try {
       const user = await guest(stack.api);
       const token = await stack.emulator.mintFacebookToken({});
-      expect((await call(stack.api, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: token.access_token } })).status).toBe(200);
+      expect(
+        (
+          await call(stack.api, 'POST', '/api/associate/facebook/', {
+            token: user.access_token,
+            body: { access_token: token.access_token },
+          })
+        ).status,
+      ).toBe(200);
       // Under startStack's provider timeout (1000 ms): the sign-ins must succeed, late.
       await stack.emulator.setFault('facebook', { latency_ms: 800 });
       const before = (await stack.emulator.stats()).requests.facebook ?? 0;
       const hangUp = new AbortController();
       const signIns = Array.from({ length: 30 }, () =>
-        fetch(`${stack.api}/api/auth/facebook/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ access_token: token.access_token }), signal: hangUp.signal }).catch(() => 'aborted'),
+        fetch(`${stack.api}/api/auth/facebook/`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ access_token: token.access_token }),
+          signal: hangUp.signal,
+        }).catch(() => 'aborted'),
       );
       // Hang up once every sign-in is inside, waiting on Facebook (however long a busy machine took to get there).
-      while (((await stack.emulator.stats()).requests.facebook ?? 0) < before + 30) await new Promise((resolve) => setTimeout(resolve, 10));
+      while (((await stack.emulator.stats()).requests.facebook ?? 0) < before + 30)
+        await new Promise((resolve) => setTimeout(resolve, 10));
       hangUp.abort();
       // Facebook holds each answer 0.8 s from its arrival: on a machine so busy that the 30 took longer to arrive, the
       // first may have been answered before the hang-up; those must have succeeded.
@@ -171,7 +225,9 @@ describe.each(databaseKinds())('closing on %s', (kind) => {
       for (const answer of answers) if (typeof answer !== 'string') expect(answer.status).toBe(200);
       await stack.app.close(); // while the provider still holds the sign-in
       closed = true;
-      const unhandled = stack.logs.map((line) => JSON.parse(line) as { level: number; msg: string }).filter((line) => line.level >= 50);
+      const unhandled = stack.logs
+        .map((line) => JSON.parse(line) as { level: number; msg: string })
+        .filter((line) => line.level >= 50);
       expect(unhandled.map((line) => line.msg)).toEqual([]);
       const events = await stack.db.selectFrom('audit_events').select('event').where('user_id', '=', user.id).execute();
       expect(events.filter((row) => row.event === 'social_sign_in')).toHaveLength(30);
@@ -205,7 +261,10 @@ describe.each(databaseKinds())('stopping behind a balancer on %s', (kind) => {
     try {
       const user = await guest(stack.api);
       const fb = await stack.emulator.mintFacebookToken();
-      await call(stack.api, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: fb.access_token } });
+      await call(stack.api, 'POST', '/api/associate/facebook/', {
+        token: user.access_token,
+        body: { access_token: fb.access_token },
+      });
       await stack.emulator.setFault('facebook', { latency_ms: 300 });
       const before = (await stack.emulator.stats()).requests.facebook ?? 0;
       const { port } = new URL(stack.api);
@@ -219,10 +278,13 @@ describe.each(databaseKinds())('stopping behind a balancer on %s', (kind) => {
       // A: a sign-in under way when the server starts closing. B: a request whose headers are half sent then.
       const a = open();
       const body = JSON.stringify({ access_token: fb.access_token });
-      a.socket.write(`POST /api/auth/facebook/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      a.socket.write(
+        `POST /api/auth/facebook/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
       const b = open();
       b.socket.write('POST /api/users/ HTTP/1.1\r\nHost: x\r\n');
-      while (((await stack.emulator.stats()).requests.facebook ?? 0) === before) await new Promise((resolve) => setTimeout(resolve, 10));
+      while (((await stack.emulator.stats()).requests.facebook ?? 0) === before)
+        await new Promise((resolve) => setTimeout(resolve, 10));
       const closing = stack.app.close();
       await new Promise((resolve) => setTimeout(resolve, 50));
       b.socket.write('Content-Length: 0\r\n\r\n');
@@ -252,7 +314,10 @@ describe.each(databaseKinds())('stopping behind a balancer on %s', (kind) => {
       await call(stack.api, 'POST', '/api/associate/facebook/', { token: 'x', body: { access_token: 'y' } });
       await fetch(`${stack.api}/docs/`);
       let resolved = false;
-      await Promise.race([stack.app.lifecycle.handlersDone(5_000).then(() => (resolved = true)), new Promise((resolve) => setImmediate(resolve))]);
+      await Promise.race([
+        stack.app.lifecycle.handlersDone(5_000).then(() => (resolved = true)),
+        new Promise((resolve) => setImmediate(resolve)),
+      ]);
       expect(resolved).toBe(true);
     } finally {
       await stack.close();

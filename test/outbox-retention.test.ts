@@ -23,14 +23,20 @@ describe.each(databaseKinds())('outbox retention on %s', (kind) => {
   const day = 86_400_000;
   const ago = (days: number) => new Date(Date.now() - days * day).toISOString();
   const deliveriesOf = (type: string) =>
-    storage.db.selectFrom('webhook_deliveries as d').innerJoin('outbox as o', 'o.id', 'd.outbox_id').select(['d.id', 'd.endpoint']).where('o.type', '=', type).execute();
+    storage.db
+      .selectFrom('webhook_deliveries as d')
+      .innerJoin('outbox as o', 'o.id', 'd.outbox_id')
+      .select(['d.id', 'd.endpoint'])
+      .where('o.type', '=', type)
+      .execute();
 
   it('forgets old events delivered to every endpoint; keeps recent ones, and any still pending or failed', async () => {
     await storage.outbox.emit({ type: 'user.created', userId: 1, data: { case: 'old, delivered' } }, ago(10));
     await storage.outbox.emit({ type: 'user.deleted', userId: 1, data: { case: 'old, one endpoint failed' } }, ago(10));
     await storage.outbox.emit({ type: 'sign_in', userId: 1, data: { case: 'old, pending' } }, ago(10));
     await storage.outbox.emit({ type: 'link.created', userId: 1, data: { case: 'recent, delivered' } }, ago(1));
-    for (const type of ['user.created', 'link.created', 'user.deleted']) for (const delivery of await deliveriesOf(type)) await storage.outbox.delivered(delivery.id);
+    for (const type of ['user.created', 'link.created', 'user.deleted'])
+      for (const delivery of await deliveriesOf(type)) await storage.outbox.delivered(delivery.id);
     const [failing] = await deliveriesOf('user.deleted');
     await storage.outbox.attemptFailed(failing!.id, 12, 'HTTP 500', undefined);
 

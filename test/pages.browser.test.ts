@@ -20,8 +20,11 @@ import { call, guest, startStack, type Stack } from './helpers.js';
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const present = existsSync(CHROMIUM);
 if (!present) {
-  if (process.env.REQUIRE_BROWSER === '1') throw new Error(`REQUIRE_BROWSER is set but ${CHROMIUM} is missing (apt-get install chromium)`);
-  console.warn(`page browser tests skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
+  if (process.env.REQUIRE_BROWSER === '1')
+    throw new Error(`REQUIRE_BROWSER is set but ${CHROMIUM} is missing (apt-get install chromium)`);
+  console.warn(
+    `page browser tests skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`,
+  );
 }
 const ENCRYPTION_KEY = Buffer.alloc(32, 12).toString('base64');
 const PASSWORD = 'correct horse battery staple';
@@ -50,7 +53,12 @@ function getRoutes(app: FastifyInstance): string[] {
 
 /** A route's pattern matches a URL path (`:param` one segment, `*` the rest). */
 const routeMatches = (route: string, path: string) =>
-  new RegExp(`^${route.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/:[^/]+/g, '[^/]+').replace(/\*/g, '.*')}/?$`).test(path);
+  new RegExp(
+    `^${route
+      .replace(/[.+?^${}()|[\]\\]/g, '\\$&')
+      .replace(/:[^/]+/g, '[^/]+')
+      .replace(/\*/g, '.*')}/?$`,
+  ).test(path);
 
 /**
  * What is not a page, by route: the API and the documents answer JSON (or YAML, CSS, text), and Swagger UI's
@@ -67,7 +75,8 @@ function notAPage(route: string): string | undefined {
     '/docs/json': "Swagger UI's copy of the document (JSON), loaded by /docs",
     '/docs/yaml': 'the document as YAML',
     '/docs/static/swagger-initializer.js': 'a script of /docs',
-    '/docs/*': "Swagger UI's static files, loaded by /docs (its oauth2-redirect.html is the popup of OAuth2 flows, which the API has none of)",
+    '/docs/*':
+      "Swagger UI's static files, loaded by /docs (its oauth2-redirect.html is the popup of OAuth2 flows, which the API has none of)",
     '/admin/static/console.css': "the console's stylesheet, loaded by every console page",
   };
   return fixed[route];
@@ -76,7 +85,10 @@ function notAPage(route: string): string | undefined {
 /** Two configurations: the test suite's, and dev mode's (`npm run dev`: rate limits on, the console on, no shutdown grace). */
 const CONFIGS: Array<[string, Env]> = [
   ['the test configuration', {}],
-  ['a dev-like configuration', { RATE_LIMIT_ENABLED: 'true', SOCIAL_AUTH_CIRCUIT_BREAKER_THRESHOLD: '5', SOCIAL_LINK_SHUTDOWN_GRACE_MS: '0' }],
+  [
+    'a dev-like configuration',
+    { RATE_LIMIT_ENABLED: 'true', SOCIAL_AUTH_CIRCUIT_BREAKER_THRESHOLD: '5', SOCIAL_LINK_SHUTDOWN_GRACE_MS: '0' },
+  ],
 ];
 
 describe.skipIf(!present)('every page the server serves, in Chromium', () => {
@@ -116,21 +128,50 @@ describe.skipIf(!present)('every page the server serves, in Chromium', () => {
     const visited: string[] = [];
 
     beforeAll(async () => {
-      stack = await startStack('sqlite', { SOCIAL_LINK_ADMIN: 'true', SOCIAL_LINK_ENCRYPTION_KEYS: ENCRYPTION_KEY, ...env });
-      services = createServices({ config: loadConfig({ DATABASE_URL: stack.databaseUrl, SOCIAL_LINK_ENCRYPTION_KEYS: ENCRYPTION_KEY }), log: pino({ level: 'silent' }), db: stack.db });
+      stack = await startStack('sqlite', {
+        SOCIAL_LINK_ADMIN: 'true',
+        SOCIAL_LINK_ENCRYPTION_KEYS: ENCRYPTION_KEY,
+        ...env,
+      });
+      services = createServices({
+        config: loadConfig({ DATABASE_URL: stack.databaseUrl, SOCIAL_LINK_ENCRYPTION_KEYS: ENCRYPTION_KEY }),
+        log: pino({ level: 'silent' }),
+        db: stack.db,
+      });
       await new StaffAccounts(services).create('ada', PASSWORD, 'admin', secret);
       await new StaffAccounts(services).create('newbie', PASSWORD, 'viewer'); // no authenticator yet: enrols
 
       const username = `pages${Date.now()}`;
-      const user = (await call(stack.api, 'POST', '/api/users/', { body: { username, password: 'a long password 1' } })).body;
-      const facebook = await stack.emulator.mintFacebookToken({ user: { name: 'Ada Lovelace', email: 'ada@example.com' } });
-      expect((await call(stack.api, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: facebook.access_token } })).status).toBe(200);
+      const user = (await call(stack.api, 'POST', '/api/users/', { body: { username, password: 'a long password 1' } }))
+        .body;
+      const facebook = await stack.emulator.mintFacebookToken({
+        user: { name: 'Ada Lovelace', email: 'ada@example.com' },
+      });
+      expect(
+        (
+          await call(stack.api, 'POST', '/api/associate/facebook/', {
+            token: user.access_token,
+            body: { access_token: facebook.access_token },
+          })
+        ).status,
+      ).toBe(200);
       target = { id: user.id, username, uid: facebook.user_id };
 
       const leaving = await guest(stack.api);
       const leavingFacebook = await stack.emulator.mintFacebookToken({});
-      expect((await call(stack.api, 'POST', '/api/associate/facebook/', { token: leaving.access_token, body: { access_token: leavingFacebook.access_token } })).status).toBe(200);
-      const deletion = await stack.emulator.sendFacebookCallback({ kind: 'data_deletion', user_id: leavingFacebook.user_id, url: `${stack.api}/api/providers/facebook/data-deletion` });
+      expect(
+        (
+          await call(stack.api, 'POST', '/api/associate/facebook/', {
+            token: leaving.access_token,
+            body: { access_token: leavingFacebook.access_token },
+          })
+        ).status,
+      ).toBe(200);
+      const deletion = await stack.emulator.sendFacebookCallback({
+        kind: 'data_deletion',
+        user_id: leavingFacebook.user_id,
+        url: `${stack.api}/api/providers/facebook/data-deletion`,
+      });
       expect(deletion.status, deletion.body).toBe(200);
       deletionCode = (JSON.parse(deletion.body) as { confirmation_code: string }).confirmation_code;
     }, 60_000);
@@ -143,7 +184,12 @@ describe.skipIf(!present)('every page the server serves, in Chromium', () => {
      * A browser context of its own (cookies), watched: what goes wrong on any page it loads is in `problems`.
      * Requests off loopback are refused (and a problem).
      */
-    async function open(): Promise<{ context: BrowserContext; page: Page; visit: (path: string, status?: number) => Promise<Response>; done: () => Promise<string[]> }> {
+    async function open(): Promise<{
+      context: BrowserContext;
+      page: Page;
+      visit: (path: string, status?: number) => Promise<Response>;
+      done: () => Promise<string[]>;
+    }> {
       const context = await browser.newContext({ baseURL: stack.api });
       context.setDefaultTimeout(PAGE_TIMEOUT);
       context.setDefaultNavigationTimeout(PAGE_TIMEOUT);
@@ -159,26 +205,35 @@ describe.skipIf(!present)('every page the server serves, in Chromium', () => {
       );
       // Chromium reports a CSP violation on the console too; this names the directive, whatever the page.
       await context.addInitScript(() => {
-        document.addEventListener('securitypolicyviolation', (event) => console.error(`CSP violation: ${event.violatedDirective} blocked ${event.blockedURI || '(inline)'}`));
+        document.addEventListener('securitypolicyviolation', (event) =>
+          console.error(`CSP violation: ${event.violatedDirective} blocked ${event.blockedURI || '(inline)'}`),
+        );
       });
       const page = await context.newPage();
       page.on('console', (message) => {
         if (message.type() !== 'error') return;
         // Chromium's line for a page answered with an error status (the console's 404 page): visit() checks that status.
-        if (/^Failed to load resource: the server responded with a status of \d+/.test(message.text()) && message.location().url === page.url()) return;
+        if (
+          /^Failed to load resource: the server responded with a status of \d+/.test(message.text()) &&
+          message.location().url === page.url()
+        )
+          return;
         problems.push(`${at}: console error: ${message.text()} (${message.location().url})`);
       });
       page.on('framenavigated', (frame) => {
         if (frame === page.mainFrame()) at = frame.url().replace(stack.api, '');
       });
       page.on('pageerror', (error) => problems.push(`${at}: page error: ${error.message}`));
-      page.on('requestfailed', (request) => problems.push(`${at}: request failed: ${request.method()} ${request.url()}: ${request.failure()?.errorText}`));
+      page.on('requestfailed', (request) =>
+        problems.push(`${at}: request failed: ${request.method()} ${request.url()}: ${request.failure()?.errorText}`),
+      );
       page.on('response', (response) => {
         const request = response.request();
         const status = response.status();
         // The page itself is checked by visit() (the console's error page is a 404 on purpose).
         const isPage = request.isNavigationRequest() && request.frame() === page.mainFrame();
-        if (!isPage && status >= 400) problems.push(`${at}: ${status} for ${request.resourceType()} ${request.method()} ${request.url()}`);
+        if (!isPage && status >= 400)
+          problems.push(`${at}: ${status} for ${request.resourceType()} ${request.method()} ${request.url()}`);
         if (ASSETS.has(request.resourceType()) && status >= 200 && status < 300) {
           const where = at;
           const check = response
@@ -189,8 +244,14 @@ describe.skipIf(!present)('every page the server serves, in Chromium', () => {
               if (!/No resource with given identifier/.test(error.message)) throw error;
               return (await context.request.get(request.url())).body();
             })
-            .then((body) => void (body.length === 0 && problems.push(`${where}: empty ${request.resourceType()} ${request.url()}`)))
-            .catch((error: Error) => void problems.push(`${at}: the body of ${request.url()} could not be read: ${error.message}`))
+            .then(
+              (body) =>
+                void (body.length === 0 && problems.push(`${where}: empty ${request.resourceType()} ${request.url()}`)),
+            )
+            .catch(
+              (error: Error) =>
+                void problems.push(`${at}: the body of ${request.url()} could not be read: ${error.message}`),
+            )
             .finally(() => checks.delete(check));
           checks.add(check);
         }
@@ -200,7 +261,9 @@ describe.skipIf(!present)('every page the server serves, in Chromium', () => {
         // `load`: the page and everything it names (Swagger UI fetches its document later: its test waits for it).
         const response = await page.goto(path, { waitUntil: 'load' });
         expect(response, path).not.toBeNull();
-        expect(response!.status(), `${path} answered ${response!.status()}; the server logged: ${serverErrors()}`).toBe(status);
+        expect(response!.status(), `${path} answered ${response!.status()}; the server logged: ${serverErrors()}`).toBe(
+          status,
+        );
         // The route asked for answered (perhaps with a redirect), and the one shown.
         visited.push(new URL(path, stack.api).pathname, new URL(page.url()).pathname);
         return response!;
@@ -223,7 +286,11 @@ describe.skipIf(!present)('every page the server serves, in Chromium', () => {
 
     /** The page is a console page, whole: its stylesheet applied, a heading, and the text of its main part. */
     async function expectConsolePage(page: Page, heading: RegExp): Promise<void> {
-      const styled = await page.evaluate(() => [...document.styleSheets].some((sheet) => sheet.href?.endsWith('/admin/static/console.css') && sheet.cssRules.length > 0));
+      const styled = await page.evaluate(() =>
+        [...document.styleSheets].some(
+          (sheet) => sheet.href?.endsWith('/admin/static/console.css') && sheet.cssRules.length > 0,
+        ),
+      );
       expect(styled, `${page.url()}: console.css applied`).toBe(true);
       expect(await page.locator('h1').first().textContent(), page.url()).toMatch(heading);
       expect((await page.locator('main').innerText()).trim().length, `${page.url()}: a blank page`).toBeGreaterThan(20);
@@ -240,22 +307,42 @@ describe.skipIf(!present)('every page the server serves, in Chromium', () => {
       };
       await context.route(
         (url) => url.pathname === '/admin/login' && url.searchParams.has('spoiled'),
-        spoil('<img src="/admin/static/missing.png" alt=""><link rel="stylesheet" href="/admin/static/empty.css"><script>void 0</script>', false),
+        spoil(
+          '<img src="/admin/static/missing.png" alt=""><link rel="stylesheet" href="/admin/static/empty.css"><script>void 0</script>',
+          false,
+        ),
       );
-      await context.route((url) => url.pathname === '/admin/login' && url.searchParams.has('scripted'), spoil('<img src="http://example.invalid/x.png" alt=""><script>throw new Error("boom")</script>', true));
-      await context.route('**/admin/static/empty.css', (route) => route.fulfill({ status: 200, contentType: 'text/css', body: '' }));
+      await context.route(
+        (url) => url.pathname === '/admin/login' && url.searchParams.has('scripted'),
+        spoil('<img src="http://example.invalid/x.png" alt=""><script>throw new Error("boom")</script>', true),
+      );
+      await context.route('**/admin/static/empty.css', (route) =>
+        route.fulfill({ status: 200, contentType: 'text/css', body: '' }),
+      );
       await visit('/admin/login?spoiled=1');
       await page.waitForLoadState('networkidle');
       await visit('/admin/login?scripted=1');
       const problems = await done();
-      for (const caught of [/404 for image GET \S+\/missing\.png/, /empty stylesheet \S+\/empty\.css/, /CSP violation: script-src/, /off loopback, refused: http:\/\/example\.invalid/, /request failed: GET http:\/\/example\.invalid/, /page error: boom/]) {
-        expect(problems.some((problem) => caught.test(problem)), `${caught} among ${JSON.stringify(problems, null, 1)}`).toBe(true);
+      for (const caught of [
+        /404 for image GET \S+\/missing\.png/,
+        /empty stylesheet \S+\/empty\.css/,
+        /CSP violation: script-src/,
+        /off loopback, refused: http:\/\/example\.invalid/,
+        /request failed: GET http:\/\/example\.invalid/,
+        /page error: boom/,
+      ]) {
+        expect(
+          problems.some((problem) => caught.test(problem)),
+          `${caught} among ${JSON.stringify(problems, null, 1)}`,
+        ).toBe(true);
       }
     }, 60_000);
 
     it('/docs (and /docs/static/index.html, the same page): Swagger UI renders every operation of the document', async () => {
       const { page, visit, done } = await open();
-      const document = (await (await fetch(`${stack.api}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
+      const document = (await (await fetch(`${stack.api}/openapi.json`)).json()) as {
+        paths: Record<string, Record<string, unknown>>;
+      };
       const operations = Object.values(document.paths).reduce((sum, methods) => sum + Object.keys(methods).length, 0);
       for (const path of ['/docs', '/docs/static/index.html']) {
         await visit(path);
@@ -273,13 +360,16 @@ describe.skipIf(!present)('every page the server serves, in Chromium', () => {
       const { page, visit, done } = await open();
       const response = await visit('/openapi.json');
       expect(response.headers()['content-type']).toMatch(/^application\/json/);
-      const document = JSON.parse(await page.locator('body').innerText()) as { openapi: string; paths: Record<string, unknown> };
+      const document = JSON.parse(await page.locator('body').innerText()) as {
+        openapi: string;
+        paths: Record<string, unknown>;
+      };
       expect(document.openapi).toBe('3.1.0');
       expect(Object.keys(document.paths)).toContain('/admin/api/usernames/{username}');
       expect(await done()).toEqual([]);
     }, 60_000);
 
-    it('the console signed out: sign-in, its notices, the first sign-in\'s enrolment, and the authenticator code step', async () => {
+    it("the console signed out: sign-in, its notices, the first sign-in's enrolment, and the authenticator code step", async () => {
       const { page, visit, done } = await open();
       await visit('/admin/login');
       await expectConsolePage(page, /Sign in/);
@@ -336,7 +426,15 @@ describe.skipIf(!present)('every page the server serves, in Chromium', () => {
       await expectConsolePage(page, /Not found/);
 
       // Console pages this test does not name (a page added since): those without a parameter are visited too.
-      const named = ['/admin', '/admin/login', '/admin/totp', '/admin/enrol', '/admin/users', '/admin/users/:id', '/admin/links/:provider/:uid'];
+      const named = [
+        '/admin',
+        '/admin/login',
+        '/admin/totp',
+        '/admin/enrol',
+        '/admin/users',
+        '/admin/users/:id',
+        '/admin/links/:provider/:uid',
+      ];
       for (const route of getRoutes(stack.app)) {
         if (!route.startsWith('/admin') || notAPage(route) || named.includes(route) || /[:*]/.test(route)) continue;
         const answer = await context.request.get(route, { maxRedirects: 0 });
@@ -356,7 +454,9 @@ describe.skipIf(!present)('every page the server serves, in Chromium', () => {
     }, 60_000);
 
     it('every GET route that answers a page was visited above (a new one must be added to this test)', () => {
-      const missed = getRoutes(stack.app).filter((route) => !notAPage(route) && !visited.some((path) => routeMatches(route, path)));
+      const missed = getRoutes(stack.app).filter(
+        (route) => !notAPage(route) && !visited.some((path) => routeMatches(route, path)),
+      );
       expect(missed).toEqual([]);
     });
   });

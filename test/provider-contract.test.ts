@@ -15,9 +15,14 @@ describe('provider fixtures', () => {
       const found: string[] = [];
       if (!ENDPOINTS[fixture.provider]?.includes(fixture.endpoint)) found.push(`unknown endpoint ${fixture.endpoint}`);
       if (!situations.has(fixture.situation)) found.push(`situation ${fixture.situation} is not listed in README.md`);
-      if (!fixture.file.startsWith(`${fixture.provider}/${fixture.endpoint}.${fixture.situation}.`)) found.push('file name is not <endpoint>.<situation>[.variant].json');
-      if (fixture.sources.length === 0 && !/source|gap|assum/i.test(fixture.notes ?? '')) found.push('no source, and no note saying what is assumed');
-      if (fixture.sources.some((source) => !source.says || !(source.url || (source.repo && source.path) || source.repo))) found.push('a source without says and url/repo');
+      if (!fixture.file.startsWith(`${fixture.provider}/${fixture.endpoint}.${fixture.situation}.`))
+        found.push('file name is not <endpoint>.<situation>[.variant].json');
+      if (fixture.sources.length === 0 && !/source|gap|assum/i.test(fixture.notes ?? ''))
+        found.push('no source, and no note saying what is assumed');
+      if (
+        fixture.sources.some((source) => !source.says || !(source.url || (source.repo && source.path) || source.repo))
+      )
+        found.push('a source without says and url/repo');
       if (!fixture.response === !fixture.token) found.push('needs exactly one of response and token');
       if (typeof fixture.expect?.status !== 'number') found.push('no expect.status');
       return found.map((problem) => `${fixture.file}: ${problem}`);
@@ -27,7 +32,9 @@ describe('provider fixtures', () => {
 
   it('cover every endpoint social-link calls with a recorded success', () => {
     const missing = Object.entries(ENDPOINTS).flatMap(([provider, endpoints]) =>
-      endpoints.filter((endpoint) => !fixtures.some((f) => f.file === `${provider}/${endpoint}.${'success'}.json`)).map((endpoint) => `${provider}/${endpoint}`),
+      endpoints
+        .filter((endpoint) => !fixtures.some((f) => f.file === `${provider}/${endpoint}.${'success'}.json`))
+        .map((endpoint) => `${provider}/${endpoint}`),
     );
     expect(missing).toEqual([]);
   });
@@ -72,11 +79,16 @@ describe('the emulator, driven into each recorded situation, answers as the prov
     if (recorded.body !== undefined && recorded.body !== null && recorded.body !== '') {
       expect(shapeDifferences(recorded.body, emulated.body, fixture.match, fixture.optional)).toEqual([]);
     }
-    const optional = new Set((fixture.optional ?? []).filter((path) => path.startsWith('headers.')).map((path) => path.slice('headers.'.length).toLowerCase()));
+    const optional = new Set(
+      (fixture.optional ?? [])
+        .filter((path) => path.startsWith('headers.'))
+        .map((path) => path.slice('headers.'.length).toLowerCase()),
+    );
     for (const [name, value] of Object.entries(recorded.headers ?? {})) {
       const header = name.toLowerCase();
       if (optional.has(header)) continue;
-      if (header === 'content-type') expect(emulated.headers[header]?.split(';')[0], 'content-type').toBe(value.split(';')[0]);
+      if (header === 'content-type')
+        expect(emulated.headers[header]?.split(';')[0], 'content-type').toBe(value.split(';')[0]);
       else expect(emulated.headers[header], `header ${header}`).toBeDefined();
     }
   });

@@ -24,14 +24,18 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
   afterAll(() => stack.close());
   afterEach(() => stack.emulator.clearFaults());
 
-  const auth = (provider: string, body: Record<string, unknown>) => call(stack.api, 'POST', `/api/auth/${provider}/`, { body });
+  const auth = (provider: string, body: Record<string, unknown>) =>
+    call(stack.api, 'POST', `/api/auth/${provider}/`, { body });
   const associate = async (provider: string, body: Record<string, unknown>) => {
     const user = await guest(stack.api);
     const answer = await call(stack.api, 'POST', `/api/associate/${provider}/`, { token: user.access_token, body });
     return { user, answer };
   };
   const extraData = async (accessToken: string, provider: string) => {
-    const links = (await call(stack.api, 'GET', '/api/associations/', { token: accessToken })).body as Array<{ provider: string; extra_data: Record<string, unknown> }>;
+    const links = (await call(stack.api, 'GET', '/api/associations/', { token: accessToken })).body as Array<{
+      provider: string;
+      extra_data: Record<string, unknown>;
+    }>;
     return links.find((link) => link.provider === provider)?.extra_data;
   };
   const graphCalls = async () => (await stack.emulator.stats()).requests.facebook ?? 0;
@@ -56,7 +60,10 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
       let before = await graphCalls();
       const { user } = await associate('facebook', { access_token: token.access_token });
       expect(await graphCalls()).toBe(before + 2); // debug_token and /me
-      expect(await extraData(user.access_token, 'facebook')).toMatchObject({ name: 'Ada Lovelace', profile_read_at: expect.any(Number) });
+      expect(await extraData(user.access_token, 'facebook')).toMatchObject({
+        name: 'Ada Lovelace',
+        profile_read_at: expect.any(Number),
+      });
 
       before = await graphCalls();
       expect((await auth('facebook', { access_token: token.access_token })).body.id).toBe(user.id);
@@ -67,7 +74,9 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
       await stack.emulator.mintFacebookToken({ user: { id: token.user_id, name: 'Ada King' } });
       await stack.db
         .updateTable('social_associations')
-        .set({ extra_data: JSON.stringify({ ...(await extraData(user.access_token, 'facebook')), profile_read_at: 1 }) })
+        .set({
+          extra_data: JSON.stringify({ ...(await extraData(user.access_token, 'facebook')), profile_read_at: 1 }),
+        })
         .where('provider', '=', 'facebook')
         .where('uid', '=', token.user_id)
         .execute();
@@ -85,12 +94,15 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
   });
 
   describe('Google', () => {
-    it('signs in a native app\'s token: aud = our web client id, azp = any Android or iOS client id', async () => {
+    it("signs in a native app's token: aud = our web client id, azp = any Android or iOS client id", async () => {
       const native = await stack.emulator.mintIdToken('google'); // aud web id, azp the emulated Android app
       expect(native.claims.azp).not.toBe(native.claims.aud);
       const { user, answer } = await associate('google', { id_token: native.id_token });
       expect(answer.status).toBe(200);
-      const other = await stack.emulator.mintIdToken('google', { sub: native.sub, azp: '999-another-signing-key.apps.googleusercontent.com' });
+      const other = await stack.emulator.mintIdToken('google', {
+        sub: native.sub,
+        azp: '999-another-signing-key.apps.googleusercontent.com',
+      });
       expect((await auth('google', { id_token: other.id_token })).body.id).toBe(user.id);
     });
   });
@@ -111,7 +123,7 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
       expectError(await auth('apple', { id_token: supported.id_token, nonce: 'sent-anyway' }), 400, 'invalid_token');
     });
 
-    it("keeps the name of the first authorization for display, and a later sign-in without it never erases it", async () => {
+    it('keeps the name of the first authorization for display, and a later sign-in without it never erases it', async () => {
       const code = await stack.emulator.mintAppleCode({ name: 'Grace Hopper' });
       expect(code.user).toBeDefined();
       const { user, answer } = await associate('apple', { id_token: code.id_token, code: code.code, user: code.user });
@@ -119,11 +131,20 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
       expect(await extraData(user.access_token, 'apple')).toMatchObject({ first_name: 'Grace', last_name: 'Hopper' });
       const again = await stack.emulator.mintIdToken('apple', { sub: code.sub });
       expect((await auth('apple', { id_token: again.id_token })).body.id).toBe(user.id);
-      expect((await auth('apple', { id_token: again.id_token, user: { name: { firstName: '', lastName: '' } } })).status).toBe(200);
+      expect(
+        (await auth('apple', { id_token: again.id_token, user: { name: { firstName: '', lastName: '' } } })).status,
+      ).toBe(200);
       expect(await extraData(user.access_token, 'apple')).toMatchObject({ first_name: 'Grace', last_name: 'Hopper' });
       // The object form (what a native app forwards) works as well as the web's JSON text; garbage is a 400.
       const other = await stack.emulator.mintIdToken('apple');
-      expect((await associate('apple', { id_token: other.id_token, user: { name: { firstName: 'Alan', lastName: 'Turing' } } })).answer.status).toBe(200);
+      expect(
+        (
+          await associate('apple', {
+            id_token: other.id_token,
+            user: { name: { firstName: 'Alan', lastName: 'Turing' } },
+          })
+        ).answer.status,
+      ).toBe(200);
       expectError(await auth('apple', { id_token: other.id_token, user: '{not json' }), 400, 'invalid_request');
     });
 
@@ -133,7 +154,11 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
       expect(answer.body.association?.uid).toBe(web.sub);
       const named = await stack.emulator.mintAppleCode({ client_id: APPLE_WEB_ID });
       expect((await associate('apple', { code: named.code, client_id: APPLE_WEB_ID })).answer.status).toBe(200);
-      expectError((await associate('apple', { code: named.code, client_id: 'com.unknown.app' })).answer, 400, 'invalid_request');
+      expectError(
+        (await associate('apple', { code: named.code, client_id: 'com.unknown.app' })).answer,
+        400,
+        'invalid_request',
+      );
     });
   });
 
@@ -142,14 +167,17 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
       const token = await stack.emulator.mintGithubToken({ user: { primary_email: 'private@users.example.com' } });
       const { user } = await associate('github', { access_token: token.access_token });
       expect(await extraData(user.access_token, 'github')).toMatchObject({ email: 'private@users.example.com' });
-      const noScope = await stack.emulator.mintGithubToken({ scopes: ['read:user'], user: { primary_email: 'hidden@users.example.com' } });
+      const noScope = await stack.emulator.mintGithubToken({
+        scopes: ['read:user'],
+        user: { primary_email: 'hidden@users.example.com' },
+      });
       const other = await associate('github', { access_token: noScope.access_token });
       expect(await extraData(other.user.access_token, 'github')).toMatchObject({ email: null });
     });
   });
 
   describe('GitHub, one call', () => {
-    it("signs a linked account in with the token check alone; a new link reads /user and /user/emails too", async () => {
+    it('signs a linked account in with the token check alone; a new link reads /user and /user/emails too', async () => {
       const calls = async () => (await stack.emulator.stats()).requests.github ?? 0;
       const token = await stack.emulator.mintGithubToken();
       let before = await calls();
@@ -162,19 +190,34 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
   });
 
   describe('Microsoft (multi-tenant OpenID Connect)', () => {
-    it("signs in users of the accepted tenants; refuses another tenant, and an iss that names another tenant than tid", async () => {
+    it('signs in users of the accepted tenants; refuses another tenant, and an iss that names another tenant than tid', async () => {
       const a = await stack.emulator.mintMicrosoftIdToken({ tid: TENANT_A });
       const { answer } = await associate('oidc:microsoft', { id_token: a.id_token });
       expect(answer.status).toBe(200);
-      expect((await auth('oidc:microsoft', { id_token: (await stack.emulator.mintMicrosoftIdToken({ tid: TENANT_A })).id_token })).status).toBe(404);
+      expect(
+        (
+          await auth('oidc:microsoft', {
+            id_token: (await stack.emulator.mintMicrosoftIdToken({ tid: TENANT_A })).id_token,
+          })
+        ).status,
+      ).toBe(404);
       const personal = await stack.emulator.mintMicrosoftIdToken();
       expect((await associate('oidc:microsoft', { id_token: personal.id_token })).answer.status).toBe(200);
-      expectError(await auth('oidc:microsoft', { id_token: (await stack.emulator.mintMicrosoftIdToken({ tid: TENANT_B })).id_token }), 400, 'invalid_token');
-      const forged = await stack.emulator.mintMicrosoftIdToken({ tid: TENANT_A, iss: stack.emulator.microsoftIssuerUrl(TENANT_B) });
+      expectError(
+        await auth('oidc:microsoft', {
+          id_token: (await stack.emulator.mintMicrosoftIdToken({ tid: TENANT_B })).id_token,
+        }),
+        400,
+        'invalid_token',
+      );
+      const forged = await stack.emulator.mintMicrosoftIdToken({
+        tid: TENANT_A,
+        iss: stack.emulator.microsoftIssuerUrl(TENANT_B),
+      });
       expectError(await auth('oidc:microsoft', { id_token: forged.id_token }), 400, 'invalid_token');
     });
 
-    it("refuses a token of one tenant signed with a key Microsoft publishes for another tenant only", async () => {
+    it('refuses a token of one tenant signed with a key Microsoft publishes for another tenant only', async () => {
       const genuine = await stack.emulator.mintMicrosoftIdToken({ tid: CONSUMERS, signing_key: 'consumers' });
       expect((await associate('oidc:microsoft', { id_token: genuine.id_token })).answer.status).toBe(200);
       const crossTenant = await stack.emulator.mintMicrosoftIdToken({ tid: TENANT_A, signing_key: 'consumers' });
@@ -194,15 +237,55 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
   });
 
   describe("refusals that are the operator's or the provider's problem", () => {
-    const warnLines = () => stack.logs.map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => line.level === 40);
+    const warnLines = () =>
+      stack.logs.map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => line.level === 40);
 
     it('answer 502/503 with a detail, and a warn line that says what to fix; the app never sees the hint', async () => {
-      const cases: Array<{ provider: string; fault: Parameters<Stack['emulator']['setFault']>[1]; body: () => Promise<Record<string, string>>; status: number; hint: RegExp }> = [
-        { provider: 'facebook', fault: { mode: 'rate_limited', code: 17 }, body: async () => ({ access_token: (await stack.emulator.mintFacebookToken()).access_token }), status: 503, hint: /throttles/ },
-        { provider: 'twitter', fault: { mode: 'app_access_denied' }, body: async () => { const t = await stack.emulator.mintTwitterToken(); return { access_token: t.access_token, access_token_secret: t.access_token_secret }; }, status: 502, hint: /access level/ },
-        { provider: 'line', fault: { mode: 'app_access_denied' }, body: async () => ({ access_token: (await stack.emulator.mintLineToken()).access_token }), status: 502, hint: /plan and permissions/ },
-        { provider: 'line', fault: { mode: 'rate_limited' }, body: async () => ({ access_token: (await stack.emulator.mintLineToken()).access_token }), status: 503, hint: /throttles/ },
-        { provider: 'github', fault: { mode: 'rate_limited' }, body: async () => ({ access_token: (await stack.emulator.mintGithubToken()).access_token }), status: 503, hint: /throttles/ },
+      const cases: Array<{
+        provider: string;
+        fault: Parameters<Stack['emulator']['setFault']>[1];
+        body: () => Promise<Record<string, string>>;
+        status: number;
+        hint: RegExp;
+      }> = [
+        {
+          provider: 'facebook',
+          fault: { mode: 'rate_limited', code: 17 },
+          body: async () => ({ access_token: (await stack.emulator.mintFacebookToken()).access_token }),
+          status: 503,
+          hint: /throttles/,
+        },
+        {
+          provider: 'twitter',
+          fault: { mode: 'app_access_denied' },
+          body: async () => {
+            const t = await stack.emulator.mintTwitterToken();
+            return { access_token: t.access_token, access_token_secret: t.access_token_secret };
+          },
+          status: 502,
+          hint: /access level/,
+        },
+        {
+          provider: 'line',
+          fault: { mode: 'app_access_denied' },
+          body: async () => ({ access_token: (await stack.emulator.mintLineToken()).access_token }),
+          status: 502,
+          hint: /plan and permissions/,
+        },
+        {
+          provider: 'line',
+          fault: { mode: 'rate_limited' },
+          body: async () => ({ access_token: (await stack.emulator.mintLineToken()).access_token }),
+          status: 503,
+          hint: /throttles/,
+        },
+        {
+          provider: 'github',
+          fault: { mode: 'rate_limited' },
+          body: async () => ({ access_token: (await stack.emulator.mintGithubToken()).access_token }),
+          status: 503,
+          hint: /throttles/,
+        },
       ];
       for (const { provider, fault, body, status, hint } of cases) {
         const sent = await body();
@@ -212,7 +295,9 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
         expectError(answer, status, 'provider_unavailable');
         expect(answer.body.detail, provider).toMatch(/rate-limiting this server's app|refused this server's app/);
         expect(JSON.stringify(answer.body)).not.toMatch(/SOCIAL_AUTH_|developer portal|Console/);
-        const line = warnLines().find((entry) => entry.provider === provider && entry.request_id === answer.body.request_id);
+        const line = warnLines().find(
+          (entry) => entry.provider === provider && entry.request_id === answer.body.request_id,
+        );
         expect(line, `${provider}: a warn line for the operator`).toBeDefined();
         expect(String(line!.msg)).toMatch(hint);
       }
@@ -220,7 +305,8 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
       const mine = await stack.emulator.mintFacebookToken();
       expect((await associate('facebook', { access_token: mine.access_token })).answer.status).toBe(200);
       await stack.emulator.setFault('facebook', { mode: 'rate_limited', code: 17, count: 10 });
-      for (let i = 0; i < 10; i++) expectError(await auth('facebook', { access_token: mine.access_token }), 503, 'provider_unavailable');
+      for (let i = 0; i < 10; i++)
+        expectError(await auth('facebook', { access_token: mine.access_token }), 503, 'provider_unavailable');
       expect((await auth('facebook', { access_token: mine.access_token })).status).toBe(200);
       // GitHub said when its window resets: the app is told when to try again.
       await stack.emulator.setFault('github', { mode: 'rate_limited' });
@@ -241,7 +327,9 @@ describe.each(databaseKinds())('a server with the wrong Facebook app secret, on 
     const token = await stack.emulator.mintFacebookToken();
     const answer = await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: token.access_token } });
     expectError(answer, 502, 'provider_unavailable');
-    const line = stack.logs.map((text) => JSON.parse(text) as Record<string, unknown>).find((entry) => entry.request_id === answer.body.request_id && entry.level === 40);
+    const line = stack.logs
+      .map((text) => JSON.parse(text) as Record<string, unknown>)
+      .find((entry) => entry.request_id === answer.body.request_id && entry.level === 40);
     expect(String(line?.msg)).toMatch(/SOCIAL_AUTH_FACEBOOK_SECRET/);
   });
 });
@@ -255,7 +343,9 @@ describe.each(databaseKinds())('SOCIAL_AUTH_CREATE_USER=true with Sign in with A
 
   it("names the new user after the first authorization's name, and keeps it", async () => {
     const code = await stack.emulator.mintAppleCode({ name: 'Katherine Johnson' });
-    const created = await call(stack.api, 'POST', '/api/auth/apple/', { body: { id_token: code.id_token, user: code.user } });
+    const created = await call(stack.api, 'POST', '/api/auth/apple/', {
+      body: { id_token: code.id_token, user: code.user },
+    });
     expect(created.status).toBe(201);
     expect(created.body.username).toMatch(/^KatherineJohnson_/);
     const links = (await call(stack.api, 'GET', '/api/associations/', { token: created.body.access_token })).body;

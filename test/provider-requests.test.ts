@@ -72,7 +72,9 @@ const records: ProviderRecord[] = readdirSync(DIR)
   .map((file) => ({ file, ...(JSON.parse(readFileSync(new URL(file, DIR), 'utf8')) as Omit<ProviderRecord, 'file'>) }));
 const PROVIDERS = ['facebook', 'twitter', 'google', 'apple', 'line', 'github', 'oidc'];
 const key = (provider: string, endpoint: string) => `${provider}/${endpoint}`;
-const allRequests = records.flatMap((record) => record.requests.map((request) => ({ provider: record.provider, request })));
+const allRequests = records.flatMap((record) =>
+  record.requests.map((request) => ({ provider: record.provider, request })),
+);
 const cited = (source: Source) => Boolean(source.says) && Boolean(source.url || (source.repo && source.path));
 const saysAssumed = (notes: string | undefined) => /gap|assum|not shown|no source/i.test(notes ?? '');
 
@@ -86,26 +88,36 @@ describe('provider request records', () => {
         const at = `${record.file} ${request.endpoint}`;
         if (!['GET', 'POST'].includes(request.method) || !request.url) found.push(`${at}: method and url`);
         if (request.called_by.length === 0) found.push(`${at}: called_by names none of our code`);
-        if (request.sources.length === 0 && !saysAssumed(request.notes)) found.push(`${at}: no source, and no note saying so`);
-        if (request.sources.some((source) => !cited(source))) found.push(`${at}: a source without says and url or repo+path`);
-        if (request.requirements.length === 0 && !saysAssumed(request.notes)) found.push(`${at}: no requirement, and no note saying none is documented`);
+        if (request.sources.length === 0 && !saysAssumed(request.notes))
+          found.push(`${at}: no source, and no note saying so`);
+        if (request.sources.some((source) => !cited(source)))
+          found.push(`${at}: a source without says and url or repo+path`);
+        if (request.requirements.length === 0 && !saysAssumed(request.notes))
+          found.push(`${at}: no requirement, and no note saying none is documented`);
         const ids = request.requirements.map((requirement) => requirement.id);
         if (new Set(ids).size !== ids.length) found.push(`${at}: duplicate requirement ids`);
         for (const requirement of request.requirements) {
           const where = `${at} ${requirement.id}`;
           if (!['required', 'conditional', 'recommended'].includes(requirement.level)) found.push(`${where}: level`);
           if (!['header', 'query', 'form', 'json', 'content_type'].includes(requirement.in)) found.push(`${where}: in`);
-          if (!['present', 'prefix', 'equals', 'same_as_authorization_request'].includes(requirement.rule)) found.push(`${where}: rule`);
+          if (!['present', 'prefix', 'equals', 'same_as_authorization_request'].includes(requirement.rule))
+            found.push(`${where}: rule`);
           if (requirement.in !== 'content_type' && !requirement.name) found.push(`${where}: no name`);
-          if ((requirement.rule === 'prefix' || requirement.rule === 'equals') && !requirement.value) found.push(`${where}: no value`);
-          if (requirement.level === 'conditional' && !requirement.when) found.push(`${where}: conditional without when`);
-          if (requirement.sources.length === 0 || requirement.sources.some((source) => !cited(source))) found.push(`${where}: sources`);
-          if (requirement.level === 'recommended' ? requirement.refusal !== null : !requirement.refusal) found.push(`${where}: a refusal for required/conditional, none for recommended`);
+          if ((requirement.rule === 'prefix' || requirement.rule === 'equals') && !requirement.value)
+            found.push(`${where}: no value`);
+          if (requirement.level === 'conditional' && !requirement.when)
+            found.push(`${where}: conditional without when`);
+          if (requirement.sources.length === 0 || requirement.sources.some((source) => !cited(source)))
+            found.push(`${where}: sources`);
+          if (requirement.level === 'recommended' ? requirement.refusal !== null : !requirement.refusal)
+            found.push(`${where}: a refusal for required/conditional, none for recommended`);
           const refusal = requirement.refusal;
           if (refusal) {
             if (typeof refusal.status !== 'number' || refusal.status < 400) found.push(`${where}: refusal status`);
-            if (refusal.sources.length === 0 || refusal.sources.some((source) => !cited(source))) found.push(`${where}: refusal sources`);
-            if (refusal.assumed && !saysAssumed(refusal.notes)) found.push(`${where}: an assumed refusal must say what is assumed`);
+            if (refusal.sources.length === 0 || refusal.sources.some((source) => !cited(source)))
+              found.push(`${where}: refusal sources`);
+            if (refusal.assumed && !saysAssumed(refusal.notes))
+              found.push(`${where}: an assumed refusal must say what is assumed`);
           }
         }
       }
@@ -116,10 +128,14 @@ describe('provider request records', () => {
 
   it('record GitHub User-Agent, Apple form posts and redirect_uri: the requirements this issue is about', () => {
     const requirement = (provider: string, endpoint: string, id: string) =>
-      allRequests.find((entry) => key(entry.provider, entry.request.endpoint) === key(provider, endpoint))?.request.requirements.find((r) => r.id === id);
-    for (const endpoint of ['check_token', 'user', 'user_emails']) expect(requirement('github', endpoint, 'user_agent')?.refusal?.status).toBe(403);
+      allRequests
+        .find((entry) => key(entry.provider, entry.request.endpoint) === key(provider, endpoint))
+        ?.request.requirements.find((r) => r.id === id);
+    for (const endpoint of ['check_token', 'user', 'user_emails'])
+      expect(requirement('github', endpoint, 'user_agent')?.refusal?.status).toBe(403);
     expect(requirement('github', 'check_token', 'basic_auth')?.value).toBe('Basic ');
-    for (const endpoint of ['token', 'revoke', 'migration_token', 'usermigrationinfo']) expect(requirement('apple', endpoint, 'form_encoded')?.value).toBe('application/x-www-form-urlencoded');
+    for (const endpoint of ['token', 'revoke', 'migration_token', 'usermigrationinfo'])
+      expect(requirement('apple', endpoint, 'form_encoded')?.value).toBe('application/x-www-form-urlencoded');
     expect(requirement('apple', 'token', 'redirect_uri')?.rule).toBe('same_as_authorization_request');
     expect(requirement('line', 'verify_id_token', 'form_encoded')?.level).toBe('required');
     expect(requirement('twitter', 'verify_credentials', 'oauth1_header')?.value).toBe('OAuth ');
@@ -170,13 +186,22 @@ beforeAll(async () => {
     line: { channels: { [LINE_CHANNEL]: 'b'.repeat(32) } },
     github: { apps: { [GH_ID]: GH_SECRET } },
     google: { clientIds: [GOOGLE_ID] },
-    apple: { clientIds: [APPLE_ID], teamId: APPLE_TEAM, keys: { [APPLE_KID]: createPublicKey(appleKey).export({ format: 'jwk' }) as JWK } },
+    apple: {
+      clientIds: [APPLE_ID],
+      teamId: APPLE_TEAM,
+      keys: { [APPLE_KID]: createPublicKey(appleKey).export({ format: 'jwk' }) as JWK },
+    },
     oidc: { corp: { clientIds: [OIDC_CLIENT] } },
   });
   // Before the request checks (preHandler): a refused request is captured too.
   app.addHook('preValidation', async (request) => {
     if (request.url.startsWith('/_emulator')) return;
-    captured.push({ method: request.method, url: new URL(request.url, 'http://emulator'), headers: { ...request.headers }, body: request.body });
+    captured.push({
+      method: request.method,
+      url: new URL(request.url, 'http://emulator'),
+      headers: { ...request.headers },
+      body: request.body,
+    });
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   origin = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
@@ -209,7 +234,9 @@ interface Outgoing {
 }
 
 /** node:http, so that no header is added behind our back (fetch adds a User-Agent of its own). */
-function send(outgoing: Outgoing): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }> {
+function send(
+  outgoing: Outgoing,
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }> {
   const url = new URL(outgoing.path, origin);
   for (const [name, value] of Object.entries(outgoing.query ?? {})) url.searchParams.set(name, value);
   const headers = { ...outgoing.headers };
@@ -225,14 +252,24 @@ function send(outgoing: Outgoing): Promise<{ status: number; headers: Record<str
     const sent = httpRequest(url, { method: outgoing.method, headers }, (response) => {
       const chunks: Buffer[] = [];
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, text: Buffer.concat(chunks).toString('utf8') }));
+      response.on('end', () =>
+        resolve({
+          status: response.statusCode ?? 0,
+          headers: response.headers,
+          text: Buffer.concat(chunks).toString('utf8'),
+        }),
+      );
     });
     sent.on('error', reject);
     sent.end(body);
   });
 }
 
-const GH_HEADERS = { 'user-agent': 'provider-requests-test', accept: 'application/vnd.github+json', 'x-github-api-version': '2022-11-28' };
+const GH_HEADERS = {
+  'user-agent': 'provider-requests-test',
+  accept: 'application/vnd.github+json',
+  'x-github-api-version': '2022-11-28',
+};
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 /** The complete request of each endpoint, as the provider documents it, with a fresh token or code. */
@@ -240,7 +277,12 @@ const COMPLETE: Record<string, () => Promise<Outgoing>> = {
   async 'github/check_token'() {
     const { access_token } = await client.mintGithubToken({ client_id: GH_ID });
     const basic = `Basic ${Buffer.from(`${GH_ID}:${GH_SECRET}`).toString('base64')}`;
-    return { method: 'POST', path: `/github/applications/${GH_ID}/token`, headers: { ...GH_HEADERS, authorization: basic }, json: { access_token } };
+    return {
+      method: 'POST',
+      path: `/github/applications/${GH_ID}/token`,
+      headers: { ...GH_HEADERS, authorization: basic },
+      json: { access_token },
+    };
   },
   async 'github/user'() {
     const { access_token } = await client.mintGithubToken({ client_id: GH_ID });
@@ -252,13 +294,23 @@ const COMPLETE: Record<string, () => Promise<Outgoing>> = {
   },
   async 'facebook/debug_token'() {
     const { access_token } = await client.mintFacebookToken({ app_id: FB_APP });
-    return { method: 'GET', path: '/facebook/v23.0/debug_token', headers: {}, query: { input_token: access_token, access_token: `${FB_APP}|${FB_SECRET}` } };
+    return {
+      method: 'GET',
+      path: '/facebook/v23.0/debug_token',
+      headers: {},
+      query: { input_token: access_token, access_token: `${FB_APP}|${FB_SECRET}` },
+    };
   },
   async 'facebook/me'() {
     const { access_token } = await client.mintFacebookToken({ app_id: FB_APP });
     const { createHmac } = await import('node:crypto');
     const proof = createHmac('sha256', FB_SECRET).update(access_token).digest('hex');
-    return { method: 'GET', path: '/facebook/v23.0/me', headers: {}, query: { fields: 'id,name', access_token, appsecret_proof: proof } };
+    return {
+      method: 'GET',
+      path: '/facebook/v23.0/me',
+      headers: {},
+      query: { fields: 'id,name', access_token, appsecret_proof: proof },
+    };
   },
   async 'facebook/limited_jwks'() {
     return { method: 'GET', path: '/facebook-limited/.well-known/oauth/openid/jwks/', headers: {} };
@@ -266,8 +318,17 @@ const COMPLETE: Record<string, () => Promise<Outgoing>> = {
   async 'twitter/verify_credentials'() {
     const minted = await client.mintTwitterToken({ consumer_key: TW_KEY });
     const path = '/twitter/1.1/account/verify_credentials.json?include_email=true&skip_status=true';
-    const credentials = { consumerKey: TW_KEY, consumerSecret: TW_SECRET, token: minted.access_token, tokenSecret: minted.access_token_secret };
-    return { method: 'GET', path, headers: { authorization: authorizationHeader('GET', `${origin}${path}`, credentials) } };
+    const credentials = {
+      consumerKey: TW_KEY,
+      consumerSecret: TW_SECRET,
+      token: minted.access_token,
+      tokenSecret: minted.access_token_secret,
+    };
+    return {
+      method: 'GET',
+      path,
+      headers: { authorization: authorizationHeader('GET', `${origin}${path}`, credentials) },
+    };
   },
   async 'twitter/users_me'() {
     const { access_token } = await client.mintTwitterOAuth2Token();
@@ -285,19 +346,51 @@ const COMPLETE: Record<string, () => Promise<Outgoing>> = {
   },
   async 'apple/token'() {
     const { code } = await client.mintAppleCode({ client_id: APPLE_ID });
-    return { method: 'POST', path: '/apple/auth/token', headers: {}, form: { client_id: APPLE_ID, client_secret: await appleClientSecret(), code, grant_type: 'authorization_code' } };
+    return {
+      method: 'POST',
+      path: '/apple/auth/token',
+      headers: {},
+      form: { client_id: APPLE_ID, client_secret: await appleClientSecret(), code, grant_type: 'authorization_code' },
+    };
   },
   async 'apple/revoke'() {
     const redeemed = JSON.parse((await send(await COMPLETE['apple/token']!())).text) as { refresh_token: string };
-    return { method: 'POST', path: '/apple/auth/revoke', headers: {}, form: { client_id: APPLE_ID, client_secret: await appleClientSecret(), token: redeemed.refresh_token, token_type_hint: 'refresh_token' } };
+    return {
+      method: 'POST',
+      path: '/apple/auth/revoke',
+      headers: {},
+      form: {
+        client_id: APPLE_ID,
+        client_secret: await appleClientSecret(),
+        token: redeemed.refresh_token,
+        token_type_hint: 'refresh_token',
+      },
+    };
   },
   async 'apple/migration_token'() {
-    return { method: 'POST', path: '/apple/auth/token', headers: {}, form: { grant_type: 'client_credentials', scope: 'user.migration', client_id: APPLE_ID, client_secret: await appleClientSecret() } };
+    return {
+      method: 'POST',
+      path: '/apple/auth/token',
+      headers: {},
+      form: {
+        grant_type: 'client_credentials',
+        scope: 'user.migration',
+        client_id: APPLE_ID,
+        client_secret: await appleClientSecret(),
+      },
+    };
   },
   async 'apple/usermigrationinfo'() {
-    const { access_token } = JSON.parse((await send(await COMPLETE['apple/migration_token']!())).text) as { access_token: string };
+    const { access_token } = JSON.parse((await send(await COMPLETE['apple/migration_token']!())).text) as {
+      access_token: string;
+    };
     const { sub } = await client.mintIdToken('apple', { aud: APPLE_ID });
-    return { method: 'POST', path: '/apple/auth/usermigrationinfo', headers: bearer(access_token), form: { sub, target: 'RECIPIENT1', client_id: APPLE_ID, client_secret: await appleClientSecret() } };
+    return {
+      method: 'POST',
+      path: '/apple/auth/usermigrationinfo',
+      headers: bearer(access_token),
+      form: { sub, target: 'RECIPIENT1', client_id: APPLE_ID, client_secret: await appleClientSecret() },
+    };
   },
   async 'line/verify_access_token'() {
     const { access_token } = await client.mintLineToken({ channel_id: LINE_CHANNEL });
@@ -309,7 +402,12 @@ const COMPLETE: Record<string, () => Promise<Outgoing>> = {
   },
   async 'line/verify_id_token'() {
     const { id_token } = await client.mintLineToken({ channel_id: LINE_CHANNEL });
-    return { method: 'POST', path: '/line/oauth2/v2.1/verify', headers: {}, form: { id_token, client_id: LINE_CHANNEL } };
+    return {
+      method: 'POST',
+      path: '/line/oauth2/v2.1/verify',
+      headers: {},
+      form: { id_token, client_id: LINE_CHANNEL },
+    };
   },
   async 'oidc/discovery'() {
     return { method: 'GET', path: '/oidc/corp/.well-known/openid-configuration', headers: {} };
@@ -321,7 +419,13 @@ const COMPLETE: Record<string, () => Promise<Outgoing>> = {
 
 /** The complete request without what the requirement asks for. */
 function without(outgoing: Outgoing, requirement: Requirement): Outgoing {
-  const copy: Outgoing = { ...outgoing, headers: { ...outgoing.headers }, query: { ...outgoing.query }, ...(outgoing.form ? { form: { ...outgoing.form } } : {}), ...(outgoing.json ? { json: { ...outgoing.json } } : {}) };
+  const copy: Outgoing = {
+    ...outgoing,
+    headers: { ...outgoing.headers },
+    query: { ...outgoing.query },
+    ...(outgoing.form ? { form: { ...outgoing.form } } : {}),
+    ...(outgoing.json ? { json: { ...outgoing.json } } : {}),
+  };
   const name = requirement.name!;
   switch (requirement.in) {
     case 'header':
@@ -348,13 +452,18 @@ function without(outgoing: Outgoing, requirement: Requirement): Outgoing {
 function expectRefusal(answer: Awaited<ReturnType<typeof send>>, refusal: Refusal, shown: string): void {
   expect(answer.status, `${shown}: ${answer.text}`).toBe(refusal.status);
   for (const [name, value] of Object.entries(refusal.headers ?? {})) {
-    expect(String(answer.headers[name.toLowerCase()] ?? '').split(';')[0], `${shown}: header ${name}`).toBe(value.split(';')[0]);
+    expect(String(answer.headers[name.toLowerCase()] ?? '').split(';')[0], `${shown}: header ${name}`).toBe(
+      value.split(';')[0],
+    );
   }
   if (typeof refusal.body === 'string') {
     expect(answer.text.trim(), shown).toBe(refusal.body.trim());
     return;
   }
-  expect(shapeDifferences(refusal.body, JSON.parse(answer.text), refusal.match ?? [], refusal.optional ?? []), shown).toEqual([]);
+  expect(
+    shapeDifferences(refusal.body, JSON.parse(answer.text), refusal.match ?? [], refusal.optional ?? []),
+    shown,
+  ).toEqual([]);
 }
 
 describe('the emulator refuses a request missing a recorded requirement, as the provider does', () => {
@@ -362,32 +471,54 @@ describe('the emulator refuses a request missing a recorded requirement, as the 
     await client.clearFaults();
   });
 
-  it.for(allRequests.map(({ provider, request }) => [key(provider, request.endpoint), provider, request] as const))('%s: the complete request is accepted', async ([name]) => {
-    const build = COMPLETE[name];
-    expect(build, `a complete ${name} request is known to this test`).toBeDefined();
-    const answer = await send(await build!());
-    expect(answer.status, answer.text).toBe(200);
-  });
+  it.for(allRequests.map(({ provider, request }) => [key(provider, request.endpoint), provider, request] as const))(
+    '%s: the complete request is accepted',
+    async ([name]) => {
+      const build = COMPLETE[name];
+      expect(build, `a complete ${name} request is known to this test`).toBeDefined();
+      const answer = await send(await build!());
+      expect(answer.status, answer.text).toBe(200);
+    },
+  );
 
   const refusable = allRequests.flatMap(({ provider, request }) =>
     request.requirements
       .filter((requirement) => requirement.refusal && requirement.rule !== 'same_as_authorization_request')
-      .map((requirement) => [`${key(provider, request.endpoint)} without ${requirement.id}`, provider, request.endpoint, requirement] as const),
+      .map(
+        (requirement) =>
+          [
+            `${key(provider, request.endpoint)} without ${requirement.id}`,
+            provider,
+            request.endpoint,
+            requirement,
+          ] as const,
+      ),
   );
   it.for(refusable)('%s', async ([shown, provider, endpoint, requirement]) => {
     if (requirement.emulator_fault) await client.setFault(provider, requirement.emulator_fault);
     const complete = await COMPLETE[key(provider, endpoint)]!();
     // A conditional requirement in force: the complete request still passes.
     if (requirement.emulator_fault) expect((await send(complete)).status).toBe(200);
-    const incomplete = without(requirement.emulator_fault ? await COMPLETE[key(provider, endpoint)]!() : complete, requirement);
+    const incomplete = without(
+      requirement.emulator_fault ? await COMPLETE[key(provider, endpoint)]!() : complete,
+      requirement,
+    );
     expectRefusal(await send(incomplete), requirement.refusal!, shown);
   });
 
   it('Apple: a code minted with a redirect_uri is redeemed only with that redirect_uri, one minted without only without', async () => {
-    const requirement = allRequests.find((entry) => key(entry.provider, entry.request.endpoint) === 'apple/token')!.request.requirements.find((r) => r.id === 'redirect_uri')!;
+    const requirement = allRequests
+      .find((entry) => key(entry.provider, entry.request.endpoint) === 'apple/token')!
+      .request.requirements.find((r) => r.id === 'redirect_uri')!;
     const redeem = async (minted: string | undefined, sent: string | undefined) => {
       const { code } = await client.mintAppleCode({ client_id: APPLE_ID, ...(minted ? { redirect_uri: minted } : {}) });
-      const form = { client_id: APPLE_ID, client_secret: await appleClientSecret(), code, grant_type: 'authorization_code', ...(sent ? { redirect_uri: sent } : {}) };
+      const form = {
+        client_id: APPLE_ID,
+        client_secret: await appleClientSecret(),
+        code,
+        grant_type: 'authorization_code',
+        ...(sent ? { redirect_uri: sent } : {}),
+      };
       return send({ method: 'POST', path: '/apple/auth/token', headers: {}, form });
     };
     const web = 'https://app.example.com/auth/apple/callback';
@@ -437,7 +568,10 @@ const settings = () =>
   });
 
 /** One provider module of ours, pointed at the emulator: `run` makes its calls, then its HTTP pool is closed. */
-async function withProvider<T>(name: string, run: (provider: ReturnType<ReturnType<typeof loadProviderConfigs>[number]['create']>) => Promise<T>): Promise<T> {
+async function withProvider<T>(
+  name: string,
+  run: (provider: ReturnType<ReturnType<typeof loadProviderConfigs>[number]['create']>) => Promise<T>,
+): Promise<T> {
   const enabled = loadProviderConfigs(settings()).find((candidate) => candidate.name === name);
   if (!enabled) throw new Error(`${name} is not enabled`);
   const created = enabled.create({ timeoutMs: 5000 });
@@ -448,7 +582,8 @@ async function withProvider<T>(name: string, run: (provider: ReturnType<ReturnTy
   }
 }
 
-const verify = (name: string, input: TokenInput) => withProvider(name, async ({ provider }) => withProfile(await provider.verify(input)));
+const verify = (name: string, input: TokenInput) =>
+  withProvider(name, async ({ provider }) => withProfile(await provider.verify(input)));
 
 /** The recorded endpoint a captured request is, by provider. */
 function endpointOf(request: Captured): string | undefined {
@@ -463,7 +598,11 @@ function endpointOf(request: Captured): string | undefined {
     ['GET', /^\/google\/oauth2\/v3\/certs$/, 'google/jwks'],
     ['GET', /^\/google\/tokeninfo$/, 'google/tokeninfo'],
     ['GET', /^\/apple\/auth\/keys$/, 'apple/jwks'],
-    ['POST', /^\/apple\/auth\/token$/, form.grant_type === 'client_credentials' ? 'apple/migration_token' : 'apple/token'],
+    [
+      'POST',
+      /^\/apple\/auth\/token$/,
+      form.grant_type === 'client_credentials' ? 'apple/migration_token' : 'apple/token',
+    ],
     ['POST', /^\/apple\/auth\/revoke$/, 'apple/revoke'],
     ['POST', /^\/apple\/auth\/usermigrationinfo$/, 'apple/usermigrationinfo'],
     ['GET', /^\/line\/oauth2\/v2\.1\/verify$/, 'line/verify_access_token'],
@@ -478,7 +617,11 @@ function endpointOf(request: Captured): string | undefined {
   return table.find(([method, pattern]) => method === request.method && pattern.test(path))?.[2];
 }
 
-const mediaType = (value: unknown) => String(value ?? '').split(';')[0]!.trim().toLowerCase();
+const mediaType = (value: unknown) =>
+  String(value ?? '')
+    .split(';')[0]!
+    .trim()
+    .toLowerCase();
 
 /** Whether a request we sent meets the requirement (conditional and recommended ones included). */
 function meets(request: Captured, requirement: Requirement): boolean {
@@ -492,7 +635,9 @@ function meets(request: Captured, requirement: Requirement): boolean {
       case 'query':
         return request.url.searchParams.get(name) ?? undefined;
       case 'form':
-        return contentType === 'application/x-www-form-urlencoded' && typeof fields[name] === 'string' ? (fields[name] as string) : undefined;
+        return contentType === 'application/x-www-form-urlencoded' && typeof fields[name] === 'string'
+          ? (fields[name] as string)
+          : undefined;
       case 'json':
         return contentType === 'application/json' && fields[name] !== undefined ? String(fields[name]) : undefined;
       case 'content_type':
@@ -516,13 +661,20 @@ function meets(request: Captured, requirement: Requirement): boolean {
 function expectRequirementsMet(endpoints: string[]): void {
   const byEndpoint = new Map(allRequests.map(({ provider, request }) => [key(provider, request.endpoint), request]));
   const seen = captured.map((request) => ({ request, endpoint: endpointOf(request) }));
-  expect(seen.filter((entry) => !entry.endpoint).map((entry) => `${entry.request.method} ${entry.request.url.pathname}`), 'requests to no recorded endpoint').toEqual([]);
+  expect(
+    seen.filter((entry) => !entry.endpoint).map((entry) => `${entry.request.method} ${entry.request.url.pathname}`),
+    'requests to no recorded endpoint',
+  ).toEqual([]);
   for (const endpoint of endpoints) {
     const recorded = byEndpoint.get(endpoint);
     expect(recorded, `${endpoint} is recorded in test/fixtures/provider-requests/`).toBeDefined();
     const requests = seen.filter((entry) => entry.endpoint === endpoint);
     expect(requests.length, `our code called ${endpoint}`).toBeGreaterThan(0);
-    const missed = requests.flatMap(({ request }) => recorded!.requirements.filter((requirement) => !meets(request, requirement)).map((requirement) => `${endpoint}: ${requirement.id} (${requirement.level})`));
+    const missed = requests.flatMap(({ request }) =>
+      recorded!.requirements
+        .filter((requirement) => !meets(request, requirement))
+        .map((requirement) => `${endpoint}: ${requirement.id} (${requirement.level})`),
+    );
     expect([...new Set(missed)], 'requirements our request misses').toEqual([]);
   }
 }
@@ -554,7 +706,10 @@ describe('our provider modules meet every recorded requirement (against the stri
 
   it('twitter: verify_credentials signed with OAuth 1.0a, /2/users/me with a Bearer token', async () => {
     const minted = await client.mintTwitterToken({ consumer_key: TW_KEY });
-    expect((await verify('twitter', { access_token: minted.access_token, access_token_secret: minted.access_token_secret })).uid).toBe(minted.user_id);
+    expect(
+      (await verify('twitter', { access_token: minted.access_token, access_token_secret: minted.access_token_secret }))
+        .uid,
+    ).toBe(minted.user_id);
     const oauth2 = await client.mintTwitterOAuth2Token();
     expect((await verify('twitter', { access_token: oauth2.access_token })).uid).toBe(oauth2.user_id);
     expectRequirementsMet(['twitter/verify_credentials', 'twitter/users_me']);
@@ -585,14 +740,24 @@ describe('our provider modules meet every recorded requirement (against the stri
     const enabled = loadProviderConfigs(settings()).find((candidate) => candidate.name === 'apple')!;
     const { http } = enabled.create({ timeoutMs: 5000 });
     try {
-      const api = new AppleApi(http, `${origin}/apple`, { teamId: APPLE_TEAM, keyId: APPLE_KID, privateKeyPem: applePem });
+      const api = new AppleApi(http, `${origin}/apple`, {
+        teamId: APPLE_TEAM,
+        keyId: APPLE_KID,
+        privateKeyPem: applePem,
+      });
       const token = await api.migrationToken(APPLE_ID);
       const answer = await api.migrationInfo(APPLE_ID, token, { sub, target: 'RECIPIENT1' });
       expect('body' in answer && typeof answer.body.transfer_sub).toBe('string');
     } finally {
       await http.close();
     }
-    expectRequirementsMet(['apple/jwks', 'apple/token', 'apple/revoke', 'apple/migration_token', 'apple/usermigrationinfo']);
+    expectRequirementsMet([
+      'apple/jwks',
+      'apple/token',
+      'apple/revoke',
+      'apple/migration_token',
+      'apple/usermigrationinfo',
+    ]);
   });
 
   it('apple: a web-flow code (Services ID) is redeemed with the redirect_uri its authorization used', async () => {

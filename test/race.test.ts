@@ -14,14 +14,26 @@ describe.each(databaseKinds())('concurrent linking on %s', (kind) => {
     const users = await Promise.all(Array.from({ length: 12 }, () => guest(stack.api)));
     const fb = await stack.emulator.mintFacebookToken();
     const answers = await Promise.all(
-      users.map((user) => call(stack.api, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: fb.access_token } })),
+      users.map((user) =>
+        call(stack.api, 'POST', '/api/associate/facebook/', {
+          token: user.access_token,
+          body: { access_token: fb.access_token },
+        }),
+      ),
     );
     const winners = answers.filter((answer) => answer.status === 200);
     expect(winners).toHaveLength(1);
     expect(winners[0]!.body.association.created).toBe(true);
-    expect(answers.filter((answer) => answer.status === 409 && answer.body.code === 'already_associated')).toHaveLength(users.length - 1);
+    expect(answers.filter((answer) => answer.status === 409 && answer.body.code === 'already_associated')).toHaveLength(
+      users.length - 1,
+    );
 
-    const links = await stack.db.selectFrom('social_associations').selectAll().where('provider', '=', 'facebook').where('uid', '=', fb.user_id).execute();
+    const links = await stack.db
+      .selectFrom('social_associations')
+      .selectAll()
+      .where('provider', '=', 'facebook')
+      .where('uid', '=', fb.user_id)
+      .execute();
     expect(links).toHaveLength(1);
     const owner = users[answers.findIndex((answer) => answer.status === 200)]!;
     expect(links[0]!.user_id).toBe(owner.id);
@@ -31,7 +43,9 @@ describe.each(databaseKinds())('concurrent linking on %s', (kind) => {
     const usersBefore = await stack.db.selectFrom('users').select('id').execute();
     const fb = await stack.emulator.mintFacebookToken();
     const answers = await Promise.all(
-      Array.from({ length: 10 }, () => call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: fb.access_token } })),
+      Array.from({ length: 10 }, () =>
+        call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: fb.access_token } }),
+      ),
     );
     for (const answer of answers) expect([200, 201]).toContain(answer.status);
     expect(new Set(answers.map((answer) => answer.body.id)).size).toBe(1);
@@ -43,13 +57,20 @@ describe.each(databaseKinds())('concurrent linking on %s', (kind) => {
     const user = await guest(stack.api);
     const accounts = await Promise.all(Array.from({ length: 6 }, () => stack.emulator.mintTwitterToken()));
     for (const tw of accounts) {
-      await call(stack.api, 'POST', '/api/associate/twitter/', { token: user.access_token, body: { access_token: tw.access_token, access_token_secret: tw.access_token_secret } });
+      await call(stack.api, 'POST', '/api/associate/twitter/', {
+        token: user.access_token,
+        body: { access_token: tw.access_token, access_token_secret: tw.access_token_secret },
+      });
     }
     const answers = await Promise.all(
-      accounts.map((tw) => call(stack.api, 'DELETE', `/api/associations/twitter/${tw.user_id}/`, { token: user.access_token })),
+      accounts.map((tw) =>
+        call(stack.api, 'DELETE', `/api/associations/twitter/${tw.user_id}/`, { token: user.access_token }),
+      ),
     );
     expect(answers.filter((answer) => answer.status === 204)).toHaveLength(accounts.length - 1);
-    expect(answers.filter((answer) => answer.status === 409 && answer.body.code === 'last_login_method')).toHaveLength(1);
+    expect(answers.filter((answer) => answer.status === 409 && answer.body.code === 'last_login_method')).toHaveLength(
+      1,
+    );
     expect((await call(stack.api, 'GET', '/api/associations/', { token: user.access_token })).body).toHaveLength(1);
   });
 });

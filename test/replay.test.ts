@@ -19,42 +19,73 @@ describe.each(databaseKinds())('SOCIAL_AUTH_ID_TOKEN_REPLAY=refuse on %s', (kind
   });
   afterAll(() => stack.close());
 
-  const auth = (provider: string, body: Record<string, string>, agent = 'Phone/1') => call(stack.api, 'POST', `/api/auth/${provider}/`, { body, headers: from(agent) });
+  const auth = (provider: string, body: Record<string, string>, agent = 'Phone/1') =>
+    call(stack.api, 'POST', `/api/auth/${provider}/`, { body, headers: from(agent) });
 
   // Every provider whose app sends an ID token; LINE's is checked by LINE itself, the others against keys.
   const providers: Array<{ name: string; mint: () => Promise<string> }> = [
-    ...(['google', 'apple', 'facebook', 'oidc:example'] as IdTokenProvider[]).map((name) => ({ name, mint: async () => (await stack.emulator.mintIdToken(name)).id_token })),
+    ...(['google', 'apple', 'facebook', 'oidc:example'] as IdTokenProvider[]).map((name) => ({
+      name,
+      mint: async () => (await stack.emulator.mintIdToken(name)).id_token,
+    })),
     { name: 'line', mint: async () => (await stack.emulator.mintLineToken()).id_token! },
   ];
 
   it.each(providers)('$name: a used ID token is refused from another client', async ({ name, mint }) => {
     const idToken = await mint();
     const user = await guest(stack.api);
-    expect((await call(stack.api, 'POST', `/api/associate/${name}/`, { token: user.access_token, body: { id_token: idToken }, headers: from('Phone/1') })).status).toBe(200);
+    expect(
+      (
+        await call(stack.api, 'POST', `/api/associate/${name}/`, {
+          token: user.access_token,
+          body: { id_token: idToken },
+          headers: from('Phone/1'),
+        })
+      ).status,
+    ).toBe(200);
     const thief = await auth(name, { id_token: idToken }, 'Thief/1');
     expectError(thief, 400, 'invalid_token');
     expect(thief.body.detail).toMatch(/used already/);
   });
 
-  it.each(['google', 'apple', 'facebook', 'oidc:example'] as IdTokenProvider[])('%s: another spelling of a used token (padding, the signature\'s spare bits) is the same token', async (name) => {
-    const { id_token: idToken } = await stack.emulator.mintIdToken(name);
-    const user = await guest(stack.api);
-    expect((await call(stack.api, 'POST', `/api/associate/${name}/`, { token: user.access_token, body: { id_token: idToken } })).status).toBe(200);
-    // RS256 signatures are 256 bytes: base64url leaves 4 spare bits in the last character, which decoders ignore.
-    const last = idToken.at(-1)!;
-    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-    const sameBits = alphabet.slice(alphabet.indexOf(last) & ~0b1111, (alphabet.indexOf(last) & ~0b1111) + 16).replace(last, '');
-    for (const variant of [`${idToken}==`, `${idToken.slice(0, -1)}${sameBits[0]}`, `${idToken.slice(0, -1)}${sameBits[7]}`]) {
-      const answer = await auth(name, { id_token: variant }, 'Thief/2');
-      expectError(answer, 400, 'invalid_token');
-      expect(answer.body.detail).toMatch(/used already/); // it verified: only its use is refused
-    }
-  });
+  it.each(['google', 'apple', 'facebook', 'oidc:example'] as IdTokenProvider[])(
+    "%s: another spelling of a used token (padding, the signature's spare bits) is the same token",
+    async (name) => {
+      const { id_token: idToken } = await stack.emulator.mintIdToken(name);
+      const user = await guest(stack.api);
+      expect(
+        (
+          await call(stack.api, 'POST', `/api/associate/${name}/`, {
+            token: user.access_token,
+            body: { id_token: idToken },
+          })
+        ).status,
+      ).toBe(200);
+      // RS256 signatures are 256 bytes: base64url leaves 4 spare bits in the last character, which decoders ignore.
+      const last = idToken.at(-1)!;
+      const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+      const sameBits = alphabet
+        .slice(alphabet.indexOf(last) & ~0b1111, (alphabet.indexOf(last) & ~0b1111) + 16)
+        .replace(last, '');
+      for (const variant of [
+        `${idToken}==`,
+        `${idToken.slice(0, -1)}${sameBits[0]}`,
+        `${idToken.slice(0, -1)}${sameBits[7]}`,
+      ]) {
+        const answer = await auth(name, { id_token: variant }, 'Thief/2');
+        expectError(answer, 400, 'invalid_token');
+        expect(answer.body.detail).toMatch(/used already/); // it verified: only its use is refused
+      }
+    },
+  );
 
   it("lets the same client's retry through within the window, twice: the same user, a new session", async () => {
     const token = await stack.emulator.mintIdToken('google');
     const user = await guest(stack.api);
-    await call(stack.api, 'POST', '/api/associate/google/', { token: user.access_token, body: { id_token: token.id_token } });
+    await call(stack.api, 'POST', '/api/associate/google/', {
+      token: user.access_token,
+      body: { id_token: token.id_token },
+    });
     const fresh = await stack.emulator.mintIdToken('google', { sub: token.sub, name: 'another token' }); // RS256 is deterministic: other claims, other token
     const first = await auth('google', { id_token: fresh.id_token });
     const retry = await auth('google', { id_token: fresh.id_token });
@@ -70,7 +101,11 @@ describe.each(databaseKinds())('SOCIAL_AUTH_ID_TOKEN_REPLAY=refuse on %s', (kind
     const token = await stack.emulator.mintIdToken('google');
     expectError(await auth('google', { id_token: token.id_token }, 'Phone/2'), 404, 'user_not_found');
     const user = await guest(stack.api);
-    const linked = await call(stack.api, 'POST', '/api/associate/google/', { token: user.access_token, body: { id_token: token.id_token }, headers: from('Phone/2') });
+    const linked = await call(stack.api, 'POST', '/api/associate/google/', {
+      token: user.access_token,
+      body: { id_token: token.id_token },
+      headers: from('Phone/2'),
+    });
     expect(linked.status).toBe(200);
     expectError(await auth('google', { id_token: token.id_token }, 'Elsewhere/1'), 400, 'invalid_token');
   });
@@ -79,8 +114,13 @@ describe.each(databaseKinds())('SOCIAL_AUTH_ID_TOKEN_REPLAY=refuse on %s', (kind
     const token = await stack.emulator.mintIdToken('google');
     const user = await guest(stack.api);
     const seed = await stack.emulator.mintIdToken('google', { sub: token.sub, name: 'another token' });
-    await call(stack.api, 'POST', '/api/associate/google/', { token: user.access_token, body: { id_token: seed.id_token } });
-    const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => auth('google', { id_token: token.id_token }, `Racer/${i}`)));
+    await call(stack.api, 'POST', '/api/associate/google/', {
+      token: user.access_token,
+      body: { id_token: seed.id_token },
+    });
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => auth('google', { id_token: token.id_token }, `Racer/${i}`)),
+    );
     expect(answers.filter((answer) => answer.status === 200)).toHaveLength(1);
     for (const answer of answers.filter((answer) => answer.status !== 200)) expectError(answer, 400, 'invalid_token');
   });
@@ -92,7 +132,14 @@ describe.each(databaseKinds())('SOCIAL_AUTH_ID_TOKEN_REPLAY=refuse on %s', (kind
     const { nonce } = issued.body as { nonce: string };
     const token = await stack.emulator.mintAppleCode({ nonce: sha256(nonce) });
     const user = await guest(stack.api);
-    expect((await call(stack.api, 'POST', '/api/associate/apple/', { token: user.access_token, body: { id_token: token.id_token, nonce } })).status).toBe(200);
+    expect(
+      (
+        await call(stack.api, 'POST', '/api/associate/apple/', {
+          token: user.access_token,
+          body: { id_token: token.id_token, nonce },
+        })
+      ).status,
+    ).toBe(200);
     // Another token minted with the same nonce (the SDK asked twice): the nonce is used up.
     const again = await stack.emulator.mintIdToken('apple', { sub: token.sub, nonce: sha256(nonce) });
     const refused = await auth('apple', { id_token: again.id_token, nonce });
@@ -100,7 +147,11 @@ describe.each(databaseKinds())('SOCIAL_AUTH_ID_TOKEN_REPLAY=refuse on %s', (kind
     expect(refused.body.detail).toMatch(/nonce has expired, was used already/);
     // A nonce that looks issued but was not.
     const forged = await stack.emulator.mintIdToken('google', { nonce: 'sln_made-up-by-the-app' });
-    expectError(await auth('google', { id_token: forged.id_token, nonce: 'sln_made-up-by-the-app' }), 400, 'invalid_token');
+    expectError(
+      await auth('google', { id_token: forged.id_token, nonce: 'sln_made-up-by-the-app' }),
+      400,
+      'invalid_token',
+    );
   });
 
   it('expired nonces and used tokens are forgotten by the sweep, not before', async () => {
@@ -112,7 +163,13 @@ describe.each(databaseKinds())('SOCIAL_AUTH_ID_TOKEN_REPLAY=refuse on %s', (kind
     const left = (await stack.db.selectFrom('nonces').select('nonce_hash').execute()).map((row) => row.nonce_hash);
     expect(left).toContain(sha256('live'));
     expect(left).not.toContain(sha256('expired'));
-    expect(await stack.db.selectFrom('id_token_uses').select('token_hash').where('expires_at', '<', new Date().toISOString()).execute()).toEqual([]);
+    expect(
+      await stack.db
+        .selectFrom('id_token_uses')
+        .select('token_hash')
+        .where('expires_at', '<', new Date().toISOString())
+        .execute(),
+    ).toEqual([]);
   });
 });
 
@@ -127,7 +184,8 @@ describe('SOCIAL_AUTH_<P>_REQUIRE_NONCE and SOCIAL_AUTH_ID_TOKEN_REPLAY', () => 
   });
   afterAll(() => stack.close());
 
-  const auth = (provider: string, body: Record<string, string>) => call(stack.api, 'POST', `/api/auth/${provider}/`, { body });
+  const auth = (provider: string, body: Record<string, string>) =>
+    call(stack.api, 'POST', `/api/auth/${provider}/`, { body });
   const nonce = async () => (await call(stack.api, 'POST', '/api/nonce/')).body.nonce as string;
 
   it('true: a nonce must be sent and carried by the token; a device without nonces is refused', async () => {
@@ -155,29 +213,50 @@ describe('SOCIAL_AUTH_<P>_REQUIRE_NONCE and SOCIAL_AUTH_ID_TOKEN_REPLAY', () => 
   it('ID_TOKEN_REPLAY=allow: a used ID token signs in again, from anywhere', async () => {
     const token = await stack.emulator.mintIdToken('oidc:example');
     const user = await guest(stack.api);
-    await call(stack.api, 'POST', '/api/associate/oidc:example/', { token: user.access_token, body: { id_token: token.id_token } });
+    await call(stack.api, 'POST', '/api/associate/oidc:example/', {
+      token: user.access_token,
+      body: { id_token: token.id_token },
+    });
     for (const agent of ['A/1', 'B/1']) {
-      expect((await call(stack.api, 'POST', '/api/auth/oidc:example/', { body: { id_token: token.id_token }, headers: from(agent) })).body.id).toBe(user.id);
+      expect(
+        (
+          await call(stack.api, 'POST', '/api/auth/oidc:example/', {
+            body: { id_token: token.id_token },
+            headers: from(agent),
+          })
+        ).body.id,
+      ).toBe(user.id);
     }
   });
 
   it('refuses settings it does not know', () => {
-    expect(() => loadConfig({ SOCIAL_AUTH_GOOGLE_KEY: 'web', SOCIAL_AUTH_GOOGLE_REQUIRE_NONCE: 'always' })).toThrow(/SOCIAL_AUTH_GOOGLE_REQUIRE_NONCE must be false, true or issued/);
-    expect(() => loadConfig({ SOCIAL_AUTH_ID_TOKEN_REPLAY: 'sometimes' })).toThrow(/SOCIAL_AUTH_ID_TOKEN_REPLAY must be refuse or allow/);
+    expect(() => loadConfig({ SOCIAL_AUTH_GOOGLE_KEY: 'web', SOCIAL_AUTH_GOOGLE_REQUIRE_NONCE: 'always' })).toThrow(
+      /SOCIAL_AUTH_GOOGLE_REQUIRE_NONCE must be false, true or issued/,
+    );
+    expect(() => loadConfig({ SOCIAL_AUTH_ID_TOKEN_REPLAY: 'sometimes' })).toThrow(
+      /SOCIAL_AUTH_ID_TOKEN_REPLAY must be refuse or allow/,
+    );
   });
 });
 
 describe('SOCIAL_AUTH_ID_TOKEN_RETRY_SECONDS', () => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack('sqlite', { SOCIAL_AUTH_ID_TOKEN_REPLAY: 'refuse', SOCIAL_AUTH_ID_TOKEN_RETRY_SECONDS: '1' });
+    stack = await startStack('sqlite', {
+      SOCIAL_AUTH_ID_TOKEN_REPLAY: 'refuse',
+      SOCIAL_AUTH_ID_TOKEN_RETRY_SECONDS: '1',
+    });
   });
   afterAll(() => stack.close());
 
   it("past the window the same client's second use is a replay too", async () => {
     const token = await stack.emulator.mintIdToken('google');
     const user = await guest(stack.api);
-    const link = () => call(stack.api, 'POST', '/api/associate/google/', { token: user.access_token, body: { id_token: token.id_token } });
+    const link = () =>
+      call(stack.api, 'POST', '/api/associate/google/', {
+        token: user.access_token,
+        body: { id_token: token.id_token },
+      });
     expect((await link()).status).toBe(200);
     await new Promise((resolve) => setTimeout(resolve, 1100));
     expectError(await link(), 400, 'invalid_token');
@@ -191,31 +270,53 @@ describe.each(databaseKinds())('the default (SOCIAL_AUTH_ID_TOKEN_REPLAY=allow) 
   });
   afterAll(() => stack.close());
 
-  const auth = (provider: string, body: Record<string, string>, agent = 'Phone/1') => call(stack.api, 'POST', `/api/auth/${provider}/`, { body, headers: from(agent) });
+  const auth = (provider: string, body: Record<string, string>, agent = 'Phone/1') =>
+    call(stack.api, 'POST', `/api/auth/${provider}/`, { body, headers: from(agent) });
 
   // Google's silentSignIn, GoogleSignIn-iOS's restorePreviousSignIn and Facebook's AuthenticationToken.current hand
   // the app the token it already has (test/fixtures/sdk-flows/): the next launch sends it again.
-  it.each(['google', 'apple', 'facebook', 'oidc:example'] as IdTokenProvider[])("%s: an app's cached ID token signs in again at the next launch, until it expires", async (name) => {
-    const token = await stack.emulator.mintIdToken(name);
-    const user = await guest(stack.api);
-    expect((await call(stack.api, 'POST', `/api/associate/${name}/`, { token: user.access_token, body: { id_token: token.id_token } })).status).toBe(200);
-    for (const launch of ['Phone/1', 'Phone/1', 'Phone/1 (after an update)']) {
-      const again = await auth(name, { id_token: token.id_token }, launch);
-      expect(again.status, JSON.stringify(again.body)).toBe(200);
-      expect(again.body.id).toBe(user.id);
-    }
-    const expired = await stack.emulator.mintIdToken(name, { sub: token.sub, expires_in: -120 });
-    expectError(await auth(name, { id_token: expired.id_token }), 400, 'invalid_token');
-  });
+  it.each(['google', 'apple', 'facebook', 'oidc:example'] as IdTokenProvider[])(
+    "%s: an app's cached ID token signs in again at the next launch, until it expires",
+    async (name) => {
+      const token = await stack.emulator.mintIdToken(name);
+      const user = await guest(stack.api);
+      expect(
+        (
+          await call(stack.api, 'POST', `/api/associate/${name}/`, {
+            token: user.access_token,
+            body: { id_token: token.id_token },
+          })
+        ).status,
+      ).toBe(200);
+      for (const launch of ['Phone/1', 'Phone/1', 'Phone/1 (after an update)']) {
+        const again = await auth(name, { id_token: token.id_token }, launch);
+        expect(again.status, JSON.stringify(again.body)).toBe(200);
+        expect(again.body.id).toBe(user.id);
+      }
+      const expired = await stack.emulator.mintIdToken(name, { sub: token.sub, expires_in: -120 });
+      expectError(await auth(name, { id_token: expired.id_token }), 400, 'invalid_token');
+    },
+  );
 
   it('a server-issued nonce stays single use: the token that carried it does not sign in twice', async () => {
     const { nonce } = (await call(stack.api, 'POST', '/api/nonce/')).body as { nonce: string };
     // Firebase's and Supabase's convention: the SDK gets the SHA-256 of the nonce, the backend the nonce.
     const token = await stack.emulator.mintIdToken('google', { nonce: sha256(nonce) });
     const user = await guest(stack.api);
-    expect((await call(stack.api, 'POST', '/api/associate/google/', { token: user.access_token, body: { id_token: token.id_token, nonce } })).status).toBe(200);
+    expect(
+      (
+        await call(stack.api, 'POST', '/api/associate/google/', {
+          token: user.access_token,
+          body: { id_token: token.id_token, nonce },
+        })
+      ).status,
+    ).toBe(200);
     // Whatever is sent beside it: nothing, or the hash the token shows, or the nonce again.
-    for (const body of [{ id_token: token.id_token }, { id_token: token.id_token, nonce: sha256(nonce) }, { id_token: token.id_token, nonce }] as Array<Record<string, string>>) {
+    for (const body of [
+      { id_token: token.id_token },
+      { id_token: token.id_token, nonce: sha256(nonce) },
+      { id_token: token.id_token, nonce },
+    ] as Array<Record<string, string>>) {
       const again = await auth('google', body, 'Elsewhere/1');
       expectError(again, 400, 'invalid_token');
       expect(again.body.detail).toMatch(/used already/);
@@ -223,18 +324,31 @@ describe.each(databaseKinds())('the default (SOCIAL_AUTH_ID_TOKEN_REPLAY=allow) 
     // The same holds for an issued nonce the SDK was given as it is.
     const { nonce: raw } = (await call(stack.api, 'POST', '/api/nonce/')).body as { nonce: string };
     const plain = await stack.emulator.mintIdToken('apple', { nonce: raw });
-    expect((await call(stack.api, 'POST', '/api/associate/apple/', { token: user.access_token, body: { id_token: plain.id_token, nonce: raw } })).status).toBe(200);
+    expect(
+      (
+        await call(stack.api, 'POST', '/api/associate/apple/', {
+          token: user.access_token,
+          body: { id_token: plain.id_token, nonce: raw },
+        })
+      ).status,
+    ).toBe(200);
     expectError(await auth('apple', { id_token: plain.id_token }, 'Elsewhere/2'), 400, 'invalid_token');
   });
 
-  it.each(['google', 'apple', 'facebook', 'oidc:example'] as IdTokenProvider[])('%s: the nonce the app sent, or its SHA-256 hex in the token; any other is refused', async (name) => {
-    for (const [inToken, sent] of [['n-raw-1', 'n-raw-1'], [sha256('n-raw-2'), 'n-raw-2']]) {
-      const token = await stack.emulator.mintIdToken(name, { nonce: inToken });
-      expectError(await auth(name, { id_token: token.id_token, nonce: sent! }), 404, 'user_not_found'); // verified: just unknown
-    }
-    const hashedSent = await stack.emulator.mintIdToken(name, { nonce: 'n-raw-3' });
-    expectError(await auth(name, { id_token: hashedSent.id_token, nonce: sha256('n-raw-3') }), 400, 'invalid_token');
-    const other = await stack.emulator.mintIdToken(name, { nonce: sha256('n-raw-4') });
-    expectError(await auth(name, { id_token: other.id_token, nonce: 'n-raw-5' }), 400, 'invalid_token');
-  });
+  it.each(['google', 'apple', 'facebook', 'oidc:example'] as IdTokenProvider[])(
+    '%s: the nonce the app sent, or its SHA-256 hex in the token; any other is refused',
+    async (name) => {
+      for (const [inToken, sent] of [
+        ['n-raw-1', 'n-raw-1'],
+        [sha256('n-raw-2'), 'n-raw-2'],
+      ]) {
+        const token = await stack.emulator.mintIdToken(name, { nonce: inToken });
+        expectError(await auth(name, { id_token: token.id_token, nonce: sent! }), 404, 'user_not_found'); // verified: just unknown
+      }
+      const hashedSent = await stack.emulator.mintIdToken(name, { nonce: 'n-raw-3' });
+      expectError(await auth(name, { id_token: hashedSent.id_token, nonce: sha256('n-raw-3') }), 400, 'invalid_token');
+      const other = await stack.emulator.mintIdToken(name, { nonce: sha256('n-raw-4') });
+      expectError(await auth(name, { id_token: other.id_token, nonce: 'n-raw-5' }), 400, 'invalid_token');
+    },
+  );
 });

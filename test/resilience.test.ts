@@ -6,7 +6,10 @@ import { call, expectError, guest, startStack, type Stack } from './helpers.js';
 describe('provider calls under faults', () => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack('sqlite', { SOCIAL_AUTH_CIRCUIT_BREAKER_THRESHOLD: '2', SOCIAL_AUTH_CIRCUIT_BREAKER_COOLDOWN_MS: '4000' });
+    stack = await startStack('sqlite', {
+      SOCIAL_AUTH_CIRCUIT_BREAKER_THRESHOLD: '2',
+      SOCIAL_AUTH_CIRCUIT_BREAKER_COOLDOWN_MS: '4000',
+    });
   });
   afterAll(() => stack.close());
   beforeEach(() => stack.emulator.clearFaults());
@@ -37,34 +40,59 @@ describe('provider calls under faults', () => {
     await stack.emulator.setFault('facebook', { mode: 'error_500' });
     const tw = await stack.emulator.mintTwitterToken();
     for (let i = 0; i < 3; i++) await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: 'x' } });
-    expectError(await call(stack.api, 'POST', '/api/auth/twitter/', { body: { access_token: tw.access_token, access_token_secret: tw.access_token_secret } }), 404, 'user_not_found');
+    expectError(
+      await call(stack.api, 'POST', '/api/auth/twitter/', {
+        body: { access_token: tw.access_token, access_token_secret: tw.access_token_secret },
+      }),
+      404,
+      'user_not_found',
+    );
   });
 
   it('retries a GET once when its connection was reset before any answer', async () => {
     const user = await guest(stack.api);
     const tw = await stack.emulator.mintTwitterToken();
     await stack.emulator.setFault('twitter', { mode: 'reset', count: 1 });
-    const answer = await call(stack.api, 'POST', '/api/associate/twitter/', { token: user.access_token, body: { access_token: tw.access_token, access_token_secret: tw.access_token_secret } });
+    const answer = await call(stack.api, 'POST', '/api/associate/twitter/', {
+      token: user.access_token,
+      body: { access_token: tw.access_token, access_token_secret: tw.access_token_secret },
+    });
     expect(answer.status).toBe(200);
   });
 
   it('retries only once: a second reset answers 502', async () => {
     const tw = await stack.emulator.mintTwitterToken();
     await stack.emulator.setFault('twitter', { mode: 'reset', count: 2 });
-    expectError(await call(stack.api, 'POST', '/api/auth/twitter/', { body: { access_token: tw.access_token, access_token_secret: tw.access_token_secret } }), 502, 'provider_unavailable');
+    expectError(
+      await call(stack.api, 'POST', '/api/auth/twitter/', {
+        body: { access_token: tw.access_token, access_token_secret: tw.access_token_secret },
+      }),
+      502,
+      'provider_unavailable',
+    );
   });
 
   it('never retries a POST (it may have been processed)', async () => {
     const line = await stack.emulator.mintLineToken();
     await stack.emulator.setFault('line', { mode: 'reset', count: 1 });
-    expectError(await call(stack.api, 'POST', '/api/auth/line/', { body: { id_token: line.id_token } }), 502, 'provider_unavailable');
+    expectError(
+      await call(stack.api, 'POST', '/api/auth/line/', { body: { id_token: line.id_token } }),
+      502,
+      'provider_unavailable',
+    );
   });
 
   it('never retries a timeout (the provider may be overloaded)', async () => {
     const tw = await stack.emulator.mintTwitterToken();
     const before = (await stack.emulator.stats()).requests.twitter ?? 0;
     await stack.emulator.setFault('twitter', { mode: 'hang', count: 1 });
-    expectError(await call(stack.api, 'POST', '/api/auth/twitter/', { body: { access_token: tw.access_token, access_token_secret: tw.access_token_secret } }), 502, 'provider_unavailable');
+    expectError(
+      await call(stack.api, 'POST', '/api/auth/twitter/', {
+        body: { access_token: tw.access_token, access_token_secret: tw.access_token_secret },
+      }),
+      502,
+      'provider_unavailable',
+    );
     expect(((await stack.emulator.stats()).requests.twitter ?? 0) - before).toBe(1);
   });
 });
@@ -80,13 +108,22 @@ describe('a client that goes away', () => {
   it('a client that hangs up while the provider answers still gets its sign-in recorded, and no error', async () => {
     const fb = await stack.emulator.mintFacebookToken();
     const user = await guest(stack.api);
-    expect((await call(stack.api, 'POST', '/api/associate/facebook/', { body: { access_token: fb.access_token }, token: user.access_token })).status).toBe(200);
+    expect(
+      (
+        await call(stack.api, 'POST', '/api/associate/facebook/', {
+          body: { access_token: fb.access_token },
+          token: user.access_token,
+        })
+      ).status,
+    ).toBe(200);
     await stack.emulator.setFault('facebook', { latency_ms: 300 });
     const body = JSON.stringify({ access_token: fb.access_token });
     const { hostname: host, port } = new URL(stack.api);
     const socket = connect(Number(port), host);
     await new Promise((resolve) => socket.once('connect', resolve));
-    socket.write(`POST /api/auth/facebook/ HTTP/1.1\r\nhost: ${host}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+    socket.write(
+      `POST /api/auth/facebook/ HTTP/1.1\r\nhost: ${host}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+    );
     await sleep(100);
     socket.destroy(); // gone before Facebook answers
     await sleep(600);

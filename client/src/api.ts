@@ -9,7 +9,10 @@ import type { components, operations, paths } from './openapi.js';
 // The request and answer types, from the API document (client/openapi.json, generated into ./openapi.ts).
 type Schemas = components['schemas'];
 type RequestOf<Id extends keyof operations> = NonNullable<operations[Id]['requestBody']>['content']['application/json'];
-type AnswerOf<Id extends keyof operations, Status extends keyof operations[Id]['responses']> = operations[Id]['responses'][Status] extends {
+type AnswerOf<
+  Id extends keyof operations,
+  Status extends keyof operations[Id]['responses'],
+> = operations[Id]['responses'][Status] extends {
   content: { 'application/json': infer Body };
 }
   ? Body
@@ -29,7 +32,7 @@ export type Me = AnswerOf<'getMe', 200>;
 export type ApiError = Schemas['Error'];
 
 /** The keys of T that are not optional. */
-type RequiredKeys<T> = { [K in keyof T]-?: {} extends Pick<T, K> ? never : K }[keyof T];
+type RequiredKeys<T> = { [K in keyof T]-?: Record<never, never> extends Pick<T, K> ? never : K }[keyof T];
 
 /** T's required keys; the object literal makes the compiler refuse a missing or an unknown one. */
 const requiredOf = <T>(keys: Record<RequiredKeys<T>, true>): string[] => Object.keys(keys);
@@ -57,19 +60,63 @@ export interface Endpoint {
   response?: ResponseShape;
 }
 
-const tokenResponse: ResponseShape = { required: requiredOf<TokenResponse>({ id: true, username: true, access_token: true, refresh_token: true, token_type: true, expires_in: true }) };
-const association: ResponseShape = { required: requiredOf<Association>({ provider: true, uid: true, extra_data: true, created_at: true, updated_at: true }) };
+const tokenResponse: ResponseShape = {
+  required: requiredOf<TokenResponse>({
+    id: true,
+    username: true,
+    access_token: true,
+    refresh_token: true,
+    token_type: true,
+    expires_in: true,
+  }),
+};
+const association: ResponseShape = {
+  required: requiredOf<Association>({
+    provider: true,
+    uid: true,
+    extra_data: true,
+    created_at: true,
+    updated_at: true,
+  }),
+};
 const credentials = keysOf<Credentials>({ username: true, password: true });
-const socialToken = keysOf<SocialToken>({ access_token: true, access_token_secret: true, id_token: true, nonce: true, code: true, client_id: true, redirect_uri: true, user: true });
+const socialToken = keysOf<SocialToken>({
+  access_token: true,
+  access_token_secret: true,
+  id_token: true,
+  nonce: true,
+  code: true,
+  client_id: true,
+  redirect_uri: true,
+  user: true,
+});
 
 const associated: ResponseShape = {
   required: requiredOf<AssociateResponse>({ success: true, association: true }),
-  nested: { association: { required: requiredOf<AssociateResponse['association']>({ provider: true, uid: true, created: true }) } },
+  nested: {
+    association: {
+      required: requiredOf<AssociateResponse['association']>({ provider: true, uid: true, created: true }),
+    },
+  },
 };
 
 export const ENDPOINTS = {
-  createUser: { method: 'POST', path: '/api/users/', status: 201, auth: false, request: credentials, response: tokenResponse },
-  signIn: { method: 'POST', path: '/api/token/', status: 200, auth: false, request: credentials, response: tokenResponse },
+  createUser: {
+    method: 'POST',
+    path: '/api/users/',
+    status: 201,
+    auth: false,
+    request: credentials,
+    response: tokenResponse,
+  },
+  signIn: {
+    method: 'POST',
+    path: '/api/token/',
+    status: 200,
+    auth: false,
+    request: credentials,
+    response: tokenResponse,
+  },
   refresh: {
     method: 'POST',
     path: '/api/token/refresh/',
@@ -79,14 +126,27 @@ export const ENDPOINTS = {
     response: tokenResponse,
   },
   logout: { method: 'POST', path: '/api/logout/', status: 204, auth: true },
-  nonce: { method: 'POST', path: '/api/nonce/', status: 200, auth: false, response: { required: requiredOf<NonceResponse>({ nonce: true, expires_in: true }) } },
+  nonce: {
+    method: 'POST',
+    path: '/api/nonce/',
+    status: 200,
+    auth: false,
+    response: { required: requiredOf<NonceResponse>({ nonce: true, expires_in: true }) },
+  },
   me: {
     method: 'GET',
     path: '/api/me/',
     status: 200,
     auth: true,
     response: {
-      required: requiredOf<Me>({ id: true, username: true, has_password: true, date_joined: true, last_login: true, associations: true }),
+      required: requiredOf<Me>({
+        id: true,
+        username: true,
+        has_password: true,
+        date_joined: true,
+        last_login: true,
+        associations: true,
+      }),
       nested: { associations: { ...association, array: true } },
     },
   },
@@ -106,9 +166,29 @@ export const ENDPOINTS = {
     request: ['link_token'],
     response: associated,
   },
-  mergeInto: { method: 'POST', path: '/api/users/merge/', status: 200, auth: true, request: ['merge_token'], response: tokenResponse },
-  auth: { method: 'POST', path: '/api/auth/{provider}/', status: 200, auth: false, request: socialToken, response: tokenResponse },
-  listAssociations: { method: 'GET', path: '/api/associations/', status: 200, auth: true, response: { ...association, array: true } },
+  mergeInto: {
+    method: 'POST',
+    path: '/api/users/merge/',
+    status: 200,
+    auth: true,
+    request: ['merge_token'],
+    response: tokenResponse,
+  },
+  auth: {
+    method: 'POST',
+    path: '/api/auth/{provider}/',
+    status: 200,
+    auth: false,
+    request: socialToken,
+    response: tokenResponse,
+  },
+  listAssociations: {
+    method: 'GET',
+    path: '/api/associations/',
+    status: 200,
+    auth: true,
+    response: { ...association, array: true },
+  },
   unlink: { method: 'DELETE', path: '/api/associations/{provider}/{uid}/', status: 204, auth: true },
   deleteMe: { method: 'DELETE', path: '/api/me/', status: 204, auth: true },
 } as const satisfies Record<string, Endpoint>;

@@ -25,7 +25,14 @@ export class SocialLinkError extends Error {
   /** The server's id of the request (its `X-Request-Id`, in every log line of it): quote it to the operator. */
   readonly requestId?: string;
 
-  constructor(status: number, code: ErrorCode, message: string, detail?: string, retryAfter?: number, requestId?: string) {
+  constructor(
+    status: number,
+    code: ErrorCode,
+    message: string,
+    detail?: string,
+    retryAfter?: number,
+    requestId?: string,
+  ) {
     super(message);
     this.status = status;
     this.code = code;

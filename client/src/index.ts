@@ -1,9 +1,24 @@
-import { ENDPOINTS, type AssociateResponse, type Association, type Endpoint, type Me, type NonceResponse, type SocialToken, type TokenResponse } from './api.js';
+import {
+  ENDPOINTS,
+  type AssociateResponse,
+  type Association,
+  type Endpoint,
+  type Me,
+  type NonceResponse,
+  type SocialToken,
+  type TokenResponse,
+} from './api.js';
 import { AlreadyAssociatedError, LinkRequiredError, SocialLinkError, notSignedIn } from './errors.js';
 import { MemoryTokenStore, type StoredTokens, type TokenStore } from './token-store.js';
 
 export * from './api.js';
-export { AlreadyAssociatedError, LinkRequiredError, SocialLinkError, type ClientErrorCode, type ErrorCode } from './errors.js';
+export {
+  AlreadyAssociatedError,
+  LinkRequiredError,
+  SocialLinkError,
+  type ClientErrorCode,
+  type ErrorCode,
+} from './errors.js';
 export { API_ERROR_CODES, type ApiErrorCode } from './error-codes.js';
 export { MemoryTokenStore, type StoredTokens, type TokenStore } from './token-store.js';
 
@@ -284,12 +299,14 @@ export class SocialLinkClient {
 
   /** One HTTP request; every failure becomes a SocialLinkError. */
   private async send<T>(endpoint: Endpoint, call: Call): Promise<T> {
-    const path = endpoint.path.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(call.params?.[name] ?? ''));
+    const path = endpoint.path.replace(/\{(\w+)\}/g, (_, name: string) =>
+      encodeURIComponent(call.params?.[name] ?? ''),
+    );
     const headers: Record<string, string> = { accept: 'application/json' };
     if (call.accessToken) headers.authorization = `Bearer ${call.accessToken}`;
     // No content-type without a body: the server refuses an empty JSON body.
     if (call.body !== undefined) headers['content-type'] = 'application/json';
-    let status = 0;
+    let status: number;
     let text: string;
     try {
       const response = await this.fetcher(`${this.baseUrl}${path}`, {
@@ -300,7 +317,12 @@ export class SocialLinkClient {
       status = response.status;
       text = await response.text();
     } catch (error) {
-      throw new SocialLinkError(0, 'network_error', 'The server could not be reached', error instanceof Error ? error.message : String(error));
+      throw new SocialLinkError(
+        0,
+        'network_error',
+        'The server could not be reached',
+        error instanceof Error ? error.message : String(error),
+      );
     }
     if (status >= 200 && status < 300 && endpoint.response === undefined) return undefined as T;
     let data: unknown;
@@ -310,15 +332,36 @@ export class SocialLinkClient {
       throw new SocialLinkError(status, 'invalid_response', `The server answered HTTP ${status} without JSON`);
     }
     if (status >= 200 && status < 300) return data as T;
-    const error = data as { code?: unknown; message?: unknown; detail?: unknown; retry_after?: unknown; request_id?: unknown; providers?: unknown; link_token?: unknown; link_token_expires_in?: unknown; merge_token?: unknown; merge_token_expires_in?: unknown } | null;
-    if (typeof error?.code !== 'string') throw new SocialLinkError(status, 'invalid_response', `The server answered HTTP ${status} without an error code`);
+    const error = data as {
+      code?: unknown;
+      message?: unknown;
+      detail?: unknown;
+      retry_after?: unknown;
+      request_id?: unknown;
+      providers?: unknown;
+      link_token?: unknown;
+      link_token_expires_in?: unknown;
+      merge_token?: unknown;
+      merge_token_expires_in?: unknown;
+    } | null;
+    if (typeof error?.code !== 'string')
+      throw new SocialLinkError(status, 'invalid_response', `The server answered HTTP ${status} without an error code`);
     if (error.code === 'already_associated') {
       const token = typeof error.merge_token === 'string' ? error.merge_token : undefined;
-      throw new AlreadyAssociatedError(typeof error.message === 'string' ? error.message : error.code, token, token ? Number(error.merge_token_expires_in) || 0 : undefined);
+      throw new AlreadyAssociatedError(
+        typeof error.message === 'string' ? error.message : error.code,
+        token,
+        token ? Number(error.merge_token_expires_in) || 0 : undefined,
+      );
     }
     if (error.code === 'link_required' && Array.isArray(error.providers) && typeof error.link_token === 'string') {
       const providers = error.providers.filter((name): name is string => typeof name === 'string');
-      throw new LinkRequiredError(typeof error.message === 'string' ? error.message : error.code, providers, error.link_token, Number(error.link_token_expires_in) || 0);
+      throw new LinkRequiredError(
+        typeof error.message === 'string' ? error.message : error.code,
+        providers,
+        error.link_token,
+        Number(error.link_token_expires_in) || 0,
+      );
     }
     throw new SocialLinkError(
       status,

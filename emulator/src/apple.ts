@@ -236,7 +236,14 @@ export async function mintAppleCode(apple: AppleProvider, input: MintAppleCodeIn
   apple.clientIds.add(clientId);
   const user = upsertPerson(apple.users, input, newAppleSub);
   const code = appleOpaque('c');
-  apple.codes.set(code, { clientId, sub: user.sub, nonce: input.nonce, redirectUri: input.redirect_uri, expiresAtMs: Date.now() + CODE_LIFETIME_MS, used: false });
+  apple.codes.set(code, {
+    clientId,
+    sub: user.sub,
+    nonce: input.nonce,
+    redirectUri: input.redirect_uri,
+    expiresAtMs: Date.now() + CODE_LIFETIME_MS,
+    used: false,
+  });
   const { id_token } = await appleIdToken(apple, user, clientId, { nonce: input.nonce }, { c_hash: halfHash(code) });
   const first = !apple.authorized.has(`${clientId} ${user.sub}`);
   apple.authorized.add(`${clientId} ${user.sub}`);
@@ -282,7 +289,9 @@ export function appleRoutes(state: EmulatorState, apple: AppleProvider) {
         audience: APPLE_ISSUER,
         requiredClaims: ['iat', 'exp'],
       });
-      return (payload.exp ?? 0) - (payload.iat ?? 0) <= MAX_CLIENT_SECRET_LIFETIME_SECONDS ? (iss as string) : undefined;
+      return (payload.exp ?? 0) - (payload.iat ?? 0) <= MAX_CLIENT_SECRET_LIFETIME_SECONDS
+        ? (iss as string)
+        : undefined;
     } catch {
       return undefined;
     }
@@ -306,7 +315,10 @@ export function appleRoutes(state: EmulatorState, apple: AppleProvider) {
       // User migration: a token of scope user.migration, for usermigrationinfo (TN3159).
       if (form.scope !== 'user.migration') return sendAppleError(reply, 'invalid_scope');
       const accessToken = appleOpaque('a');
-      apple.migrationTokens.set(accessToken, { teamId: team, expiresAtMs: Date.now() + ACCESS_TOKEN_LIFETIME_SECONDS * 1000 });
+      apple.migrationTokens.set(accessToken, {
+        teamId: team,
+        expiresAtMs: Date.now() + ACCESS_TOKEN_LIFETIME_SECONDS * 1000,
+      });
       return { access_token: accessToken, token_type: 'Bearer', expires_in: ACCESS_TOKEN_LIFETIME_SECONDS };
     }
     if (team !== apple.teamId) return sendAppleError(reply, 'invalid_client');
@@ -315,9 +327,11 @@ export function appleRoutes(state: EmulatorState, apple: AppleProvider) {
     if (form.grant_type === 'authorization_code') {
       if (!form.code) return sendAppleError(reply, 'invalid_request', 'code is required');
       const code = apple.codes.get(form.code);
-      if (!code || code.expiresAtMs <= Date.now()) return sendAppleError(reply, 'invalid_grant', 'The code has expired or has been revoked.');
+      if (!code || code.expiresAtMs <= Date.now())
+        return sendAppleError(reply, 'invalid_grant', 'The code has expired or has been revoked.');
       if (code.used) return sendAppleError(reply, 'invalid_grant', 'The code has already been used.');
-      if (code.clientId !== clientId) return sendAppleError(reply, 'invalid_grant', 'client_id mismatch. The code was not issued to this client.');
+      if (code.clientId !== clientId)
+        return sendAppleError(reply, 'invalid_grant', 'client_id mismatch. The code was not issued to this client.');
       // redirect_uri only if the authorization request had one, then the same (Apple's token doc, RFC 6749 §4.1.3;
       // a mismatch is invalid_grant, RFC 6749 §5.2): sources in test/fixtures/provider-requests/apple.json.
       if (code.redirectUri !== form.redirect_uri) return sendAppleError(reply, 'invalid_grant');
@@ -329,8 +343,20 @@ export function appleRoutes(state: EmulatorState, apple: AppleProvider) {
       const accessToken = issueAccessToken(grant);
       const refreshToken = appleOpaque('r');
       apple.refreshTokens.set(refreshToken, grant);
-      const { id_token } = await appleIdToken(apple, user, clientId, { nonce: code.nonce }, { at_hash: halfHash(accessToken) });
-      return { access_token: accessToken, token_type: 'Bearer', expires_in: ACCESS_TOKEN_LIFETIME_SECONDS, refresh_token: refreshToken, id_token };
+      const { id_token } = await appleIdToken(
+        apple,
+        user,
+        clientId,
+        { nonce: code.nonce },
+        { at_hash: halfHash(accessToken) },
+      );
+      return {
+        access_token: accessToken,
+        token_type: 'Bearer',
+        expires_in: ACCESS_TOKEN_LIFETIME_SECONDS,
+        refresh_token: refreshToken,
+        id_token,
+      };
     }
 
     if (form.grant_type === 'refresh_token') {
@@ -358,7 +384,12 @@ export function appleRoutes(state: EmulatorState, apple: AppleProvider) {
     for (const tokens of [apple.refreshTokens, apple.accessTokens]) {
       if (tokens.get(form.token)?.clientId === clientId) tokens.delete(form.token);
     }
-    apple.revocations.push({ token: form.token, client_id: clientId, token_type_hint: form.token_type_hint ?? null, at: new Date().toISOString() });
+    apple.revocations.push({
+      token: form.token,
+      client_id: clientId,
+      token_type_hint: form.token_type_hint ?? null,
+      at: new Date().toISOString(),
+    });
     return reply.code(200).send();
   }
 
@@ -374,11 +405,15 @@ export function appleRoutes(state: EmulatorState, apple: AppleProvider) {
     if (team === undefined) return sendAppleError(reply, 'invalid_client');
     const bearer = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1];
     const token = bearer === undefined ? undefined : apple.migrationTokens.get(bearer);
-    if (!token || token.expiresAtMs <= Date.now() || token.teamId !== team) return sendAppleError(reply, 'invalid_grant');
+    if (!token || token.expiresAtMs <= Date.now() || token.teamId !== team)
+      return sendAppleError(reply, 'invalid_grant');
     if (form.sub !== undefined && form.target !== undefined) {
       // Our users' subs are our team's; a sub unknown to the calling team, or a target that is itself, is refused.
-      if (team !== apple.teamId || !apple.users.has(form.sub) || form.target === team) return sendAppleError(reply, 'invalid_request');
-      const existing = [...apple.transfers].find(([, transfer]) => transfer.sub === form.sub && transfer.target === form.target)?.[0];
+      if (team !== apple.teamId || !apple.users.has(form.sub) || form.target === team)
+        return sendAppleError(reply, 'invalid_request');
+      const existing = [...apple.transfers].find(
+        ([, transfer]) => transfer.sub === form.sub && transfer.target === form.target,
+      )?.[0];
       const transferSub = existing ?? newAppleSub();
       apple.transfers.set(transferSub, { sub: form.sub, target: form.target });
       return { transfer_sub: transferSub };
@@ -405,7 +440,9 @@ export function appleRoutes(state: EmulatorState, apple: AppleProvider) {
       });
     }
 
-    app.get('/auth/keys', async (_request, reply) => sendJwks(reply, await apple.issuer.jwks(), apple.issuer.jwksMaxAgeSeconds));
+    app.get('/auth/keys', async (_request, reply) =>
+      sendJwks(reply, await apple.issuer.jwks(), apple.issuer.jwksMaxAgeSeconds),
+    );
     app.post('/auth/token', FORM_POST, token);
     app.post('/auth/revoke', FORM_POST, revoke);
     app.post('/auth/usermigrationinfo', FORM_POST, userMigrationInfo);
@@ -424,7 +461,19 @@ export function appleRoutes(state: EmulatorState, apple: AppleProvider) {
         id_token_signing_alg_values_supported: ['RS256'],
         scopes_supported: ['openid', 'email', 'name'],
         token_endpoint_auth_methods_supported: ['client_secret_post'],
-        claims_supported: ['aud', 'email', 'email_verified', 'exp', 'iat', 'is_private_email', 'iss', 'nonce', 'nonce_supported', 'real_user_status', 'sub'],
+        claims_supported: [
+          'aud',
+          'email',
+          'email_verified',
+          'exp',
+          'iat',
+          'is_private_email',
+          'iss',
+          'nonce',
+          'nonce_supported',
+          'real_user_status',
+          'sub',
+        ],
       };
     });
   };
@@ -433,6 +482,13 @@ export function appleRoutes(state: EmulatorState, apple: AppleProvider) {
 /** Form fields of a form post; anything else (JSON, no body) has none, as Apple reads only forms. */
 function formOf(request: FastifyRequest): Form {
   const contentType = request.headers['content-type'] ?? '';
-  if (!contentType.startsWith('application/x-www-form-urlencoded') || typeof request.body !== 'object' || request.body === null) return {};
-  return Object.fromEntries(Object.entries(request.body).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
+  if (
+    !contentType.startsWith('application/x-www-form-urlencoded') ||
+    typeof request.body !== 'object' ||
+    request.body === null
+  )
+    return {};
+  return Object.fromEntries(
+    Object.entries(request.body).filter((entry): entry is [string, string] => typeof entry[1] === 'string'),
+  );
 }

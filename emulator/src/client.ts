@@ -16,7 +16,12 @@ export class EmulatorClient {
   }
 
   /** Facebook calls the app's data-deletion or deauthorize callback at `url` (loopback), signed with the app secret. */
-  sendFacebookCallback(input: { kind: 'data_deletion' | 'deauthorize'; user_id: string; url: string; app_id?: string }): Promise<{ status: number; body: string }> {
+  sendFacebookCallback(input: {
+    kind: 'data_deletion' | 'deauthorize';
+    user_id: string;
+    url: string;
+    app_id?: string;
+  }): Promise<{ status: number; body: string }> {
     return this.call('POST', '/_emulator/facebook/callbacks', input);
   }
 
@@ -71,12 +76,27 @@ export class EmulatorClient {
   }
 
   /** Google sends a Cross-Account Protection (RISC) security event token to `url` (loopback), signed with its keys. */
-  sendGoogleSecurityEvent(input: { event: string; sub: string; url: string; reason?: string; state?: string; client_id?: string; forge?: string }): Promise<{ status: number; body: string }> {
+  sendGoogleSecurityEvent(input: {
+    event: string;
+    sub: string;
+    url: string;
+    reason?: string;
+    state?: string;
+    client_id?: string;
+    forge?: string;
+  }): Promise<{ status: number; body: string }> {
     return this.call('POST', '/_emulator/google/risc', input);
   }
 
   /** Apple notifies the app's server at `url` (loopback): a server-to-server notification signed with Apple's keys. */
-  sendAppleNotification(input: { type: string; sub: string; url: string; email?: string; client_id?: string; forge?: string }): Promise<{ status: number; body: string }> {
+  sendAppleNotification(input: {
+    type: string;
+    sub: string;
+    url: string;
+    email?: string;
+    client_id?: string;
+    forge?: string;
+  }): Promise<{ status: number; body: string }> {
     return this.call('POST', '/_emulator/apple/notifications', input);
   }
 

@@ -1,10 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { JWK } from 'jose';
-import { controlConventions, sendInvalidRequest } from './control-conventions.js';
-import { addAppleTeamBodySchema, mintAppleCode, mintAppleCodeBodySchema, mintAppleIdToken, type MintAppleCodeInput } from './apple.js';
+import { controlConventions } from './control-conventions.js';
+import {
+  addAppleTeamBodySchema,
+  mintAppleCode,
+  mintAppleCodeBodySchema,
+  mintAppleIdToken,
+  type MintAppleCodeInput,
+} from './apple.js';
 import { mintFacebookLimitedToken } from './facebook-limited.js';
-import { mintGoogleAccessToken, mintGoogleAccessTokenBodySchema, mintGoogleIdToken, type MintGoogleAccessTokenInput } from './google.js';
+import {
+  mintGoogleAccessToken,
+  mintGoogleAccessTokenBodySchema,
+  mintGoogleIdToken,
+  type MintGoogleAccessTokenInput,
+} from './google.js';
 import type { IdProviders } from './id-providers.js';
 import { listeningOrigin, mintIdTokenBodySchema, type MintIdTokenInput } from './id-tokens.js';
 import { FORGERIES, type Forgery, type OidcIssuer } from './oidc-issuer.js';
@@ -115,8 +126,20 @@ export function oidcControlRoutes(state: EmulatorState, ids: IdProviders) {
 
     app.post<{ Body: MintMicrosoftIdTokenInput }>(
       '/microsoft/id_tokens',
-      { schema: { body: { ...mintIdTokenBodySchema, properties: { ...mintIdTokenBodySchema.properties, tid: { type: 'string' }, signing_key: { type: 'string', enum: ['common', 'consumers', 'unbound'] } } } } },
-      async (request, reply) => reply.code(201).send(await mintMicrosoftIdToken(ids.microsoft, listeningOrigin(request), request.body)),
+      {
+        schema: {
+          body: {
+            ...mintIdTokenBodySchema,
+            properties: {
+              ...mintIdTokenBodySchema.properties,
+              tid: { type: 'string' },
+              signing_key: { type: 'string', enum: ['common', 'consumers', 'unbound'] },
+            },
+          },
+        },
+      },
+      async (request, reply) =>
+        reply.code(201).send(await mintMicrosoftIdToken(ids.microsoft, listeningOrigin(request), request.body)),
     );
 
     app.post<{ Body: MintGoogleAccessTokenInput }>(
@@ -125,14 +148,26 @@ export function oidcControlRoutes(state: EmulatorState, ids: IdProviders) {
       async (request, reply) => reply.code(201).send(mintGoogleAccessToken(state, ids.google, request.body)),
     );
 
-    app.post<{ Body: MintAppleCodeInput }>('/apple/codes', { schema: { body: mintAppleCodeBodySchema } }, async (request, reply) =>
-      reply.code(201).send(await mintAppleCode(ids.apple, request.body)),
+    app.post<{ Body: MintAppleCodeInput }>(
+      '/apple/codes',
+      { schema: { body: mintAppleCodeBodySchema } },
+      async (request, reply) => reply.code(201).send(await mintAppleCode(ids.apple, request.body)),
     );
 
     app.get('/apple/revocations', async () => ({ revoked: ids.apple.revocations }));
     // Google's Cross-Account Protection (RISC): a security event token, signed with Google's keys, posted as
     // application/secevent+jwt (sources: test/fixtures/callbacks/google/).
-    app.post<{ Body: { event: string; sub: string; url: string; reason?: string; state?: string; client_id?: string; forge?: Forgery } }>(
+    app.post<{
+      Body: {
+        event: string;
+        sub: string;
+        url: string;
+        reason?: string;
+        state?: string;
+        client_id?: string;
+        forge?: Forgery;
+      };
+    }>(
       '/google/risc',
       {
         schema: {
@@ -163,10 +198,20 @@ export function oidcControlRoutes(state: EmulatorState, ids: IdProviders) {
           iat: Math.floor(Date.now() / 1000),
           jti: randomBytes(16).toString('hex'),
           // A verification event (the stream's test) echoes the state the receiver asked for.
-          events: { [`https://schemas.openid.net/secevent/${namespace}/event-type/${event}`]: { subject, ...(reason ? { reason } : {}), ...(state ? { state } : {}) } },
+          events: {
+            [`https://schemas.openid.net/secevent/${namespace}/event-type/${event}`]: {
+              subject,
+              ...(reason ? { reason } : {}),
+              ...(state ? { state } : {}),
+            },
+          },
         };
         const token = await ids.google.issuer.mint(claims, request.body.forge);
-        const answer = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/secevent+jwt' }, body: token });
+        const answer = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/secevent+jwt' },
+          body: token,
+        });
         return { status: answer.status, body: await answer.text() };
       },
     );
@@ -195,18 +240,38 @@ export function oidcControlRoutes(state: EmulatorState, ids: IdProviders) {
       async (request) => {
         const { type, sub, url, email } = request.body;
         const iat = Math.floor(Date.now() / 1000);
-        const event = { type, sub, ...(email ? { email, is_private_email: String(email.endsWith('@privaterelay.appleid.com')) } : {}), event_time: Date.now() };
-        const claims = { iss: 'https://appleid.apple.com', aud: request.body.client_id ?? ids.apple.defaultClientId(), iat, exp: iat + 86_400, jti: randomBytes(16).toString('base64url'), events: JSON.stringify(event) };
+        const event = {
+          type,
+          sub,
+          ...(email ? { email, is_private_email: String(email.endsWith('@privaterelay.appleid.com')) } : {}),
+          event_time: Date.now(),
+        };
+        const claims = {
+          iss: 'https://appleid.apple.com',
+          aud: request.body.client_id ?? ids.apple.defaultClientId(),
+          iat,
+          exp: iat + 86_400,
+          jti: randomBytes(16).toString('base64url'),
+          events: JSON.stringify(event),
+        };
         const payload = await ids.apple.issuer.mint(claims, request.body.forge);
-        const answer = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ payload }) });
+        const answer = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ payload }),
+        });
         return { status: answer.status, body: await answer.text() };
       },
     );
     // Another developer team (an app transfer's recipient), with the public JWKs of its Sign in with Apple keys by key id.
-    app.post<{ Body: { team_id: string; keys: Record<string, JWK> } }>('/apple/teams', { schema: { body: addAppleTeamBodySchema } }, async (request, reply) => {
-      ids.apple.addTeam(request.body.team_id, request.body.keys);
-      return reply.code(204).send();
-    });
+    app.post<{ Body: { team_id: string; keys: Record<string, JWK> } }>(
+      '/apple/teams',
+      { schema: { body: addAppleTeamBodySchema } },
+      async (request, reply) => {
+        ids.apple.addTeam(request.body.team_id, request.body.keys);
+        return reply.code(204).send();
+      },
+    );
 
     app.post<{ Params: { provider: KeyedProvider }; Body: RotateKeysInput }>(
       '/:provider/keys/rotate',

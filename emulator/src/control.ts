@@ -6,7 +6,14 @@ import { mintFacebookToken, mintFacebookTokenBodySchema, type MintFacebookTokenI
 import { describeIdProviders } from './id-providers.js';
 import { githubClientIds } from './github.js';
 import { lineChannelIds } from './line.js';
-import { DOCUMENTED_FAULTS, FAULT_MODES, PROVIDERS, type EmulatorState, type FaultSettings, type Provider } from './state.js';
+import {
+  DOCUMENTED_FAULTS,
+  FAULT_MODES,
+  PROVIDERS,
+  type EmulatorState,
+  type FaultSettings,
+  type Provider,
+} from './state.js';
 import { findIssuedToken } from './token-lookup.js';
 import { mintTwitterToken, mintTwitterTokenBodySchema, type MintTwitterTokenInput } from './twitter.js';
 
@@ -105,7 +112,12 @@ export function controlRoutes(state: EmulatorState) {
             type: 'object',
             additionalProperties: false,
             required: ['kind', 'user_id', 'url'],
-            properties: { kind: { enum: ['data_deletion', 'deauthorize'] }, user_id: { type: 'string', minLength: 1 }, url: { type: 'string', pattern: '^http://(127\\.0\\.0\\.1|localhost|\\[::1\\])[:/]' }, app_id: { type: 'string' } },
+            properties: {
+              kind: { enum: ['data_deletion', 'deauthorize'] },
+              user_id: { type: 'string', minLength: 1 },
+              url: { type: 'string', pattern: '^http://(127\\.0\\.0\\.1|localhost|\\[::1\\])[:/]' },
+              app_id: { type: 'string' },
+            },
           },
         },
       },
@@ -115,9 +127,20 @@ export function controlRoutes(state: EmulatorState) {
         const secret = appId === undefined ? undefined : state.clients.facebook.get(appId);
         if (secret === undefined) return sendInvalidRequest(reply, 'no such Facebook app');
         const issuedAt = Math.floor(Date.now() / 1000);
-        const payload = Buffer.from(JSON.stringify({ algorithm: 'HMAC-SHA256', ...(kind === 'data_deletion' ? { expires: issuedAt + 3600 } : {}), issued_at: issuedAt, user_id: userId })).toString('base64url');
+        const payload = Buffer.from(
+          JSON.stringify({
+            algorithm: 'HMAC-SHA256',
+            ...(kind === 'data_deletion' ? { expires: issuedAt + 3600 } : {}),
+            issued_at: issuedAt,
+            user_id: userId,
+          }),
+        ).toString('base64url');
         const signature = createHmac('sha256', secret).update(payload).digest('base64url');
-        const answer = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ signed_request: `${signature}.${payload}` }).toString() });
+        const answer = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ signed_request: `${signature}.${payload}` }).toString(),
+        });
         const text = await answer.text();
         return { status: answer.status, body: text };
       },
@@ -129,25 +152,36 @@ export function controlRoutes(state: EmulatorState) {
       async (request, reply) => {
         const input = request.body;
         const consumerKey = input.consumer_key ?? state.clients.twitter.keys().next().value;
-        if (consumerKey === undefined) return sendInvalidRequest(reply, 'no Twitter consumer is configured: pass consumer_key');
+        if (consumerKey === undefined)
+          return sendInvalidRequest(reply, 'no Twitter consumer is configured: pass consumer_key');
         return reply.code(201).send(mintTwitterToken(state, consumerKey, input));
       },
     );
 
-    app.post<{ Body: { access_token: string } }>('/tokens/expire', { schema: { body: expireBodySchema } }, async (request, reply) => {
-      // Also finds tokens a provider keeps outside state.tokens (X's OAuth 2 tokens).
-      const token = findIssuedToken(state, request.body.access_token);
-      if (!token) return reply.code(404).send({ code: 'unknown_token', message: 'no token was issued with this value' });
-      token.expiresAtMs = Date.now();
-      return reply.code(204).send();
-    });
+    app.post<{ Body: { access_token: string } }>(
+      '/tokens/expire',
+      { schema: { body: expireBodySchema } },
+      async (request, reply) => {
+        // Also finds tokens a provider keeps outside state.tokens (X's OAuth 2 tokens).
+        const token = findIssuedToken(state, request.body.access_token);
+        if (!token)
+          return reply.code(404).send({ code: 'unknown_token', message: 'no token was issued with this value' });
+        token.expiresAtMs = Date.now();
+        return reply.code(204).send();
+      },
+    );
 
-    app.post<{ Body: { access_token: string } }>('/tokens/revoke', { schema: { body: expireBodySchema } }, async (request, reply) => {
-      const token = findIssuedToken(state, request.body.access_token);
-      if (!token) return reply.code(404).send({ code: 'unknown_token', message: 'no token was issued with this value' });
-      token.revokedAtMs = Date.now();
-      return reply.code(204).send();
-    });
+    app.post<{ Body: { access_token: string } }>(
+      '/tokens/revoke',
+      { schema: { body: expireBodySchema } },
+      async (request, reply) => {
+        const token = findIssuedToken(state, request.body.access_token);
+        if (!token)
+          return reply.code(404).send({ code: 'unknown_token', message: 'no token was issued with this value' });
+        token.revokedAtMs = Date.now();
+        return reply.code(204).send();
+      },
+    );
 
     app.put<{ Params: { provider: Provider }; Body: FaultInput }>(
       '/faults/:provider',
@@ -155,11 +189,16 @@ export function controlRoutes(state: EmulatorState) {
       async (request, reply) => {
         const { provider } = request.params;
         const { appsecret_proof: proof, code, secondary, mode } = request.body;
-        if ((proof !== undefined || code !== undefined) && provider !== 'facebook') return sendInvalidRequest(reply, 'appsecret_proof and code only apply to facebook');
-        if (secondary !== undefined && provider !== 'github') return sendInvalidRequest(reply, 'secondary only applies to github');
+        if ((proof !== undefined || code !== undefined) && provider !== 'facebook')
+          return sendInvalidRequest(reply, 'appsecret_proof and code only apply to facebook');
+        if (secondary !== undefined && provider !== 'github')
+          return sendInvalidRequest(reply, 'secondary only applies to github');
         const documented = mode && DOCUMENTED_FAULTS[mode];
         if (documented && !documented.includes(provider)) {
-          return sendInvalidRequest(reply, `${mode} is emulated for ${documented.join(', ')} only: ${provider} documents no such answer`);
+          return sendInvalidRequest(
+            reply,
+            `${mode} is emulated for ${documented.join(', ')} only: ${provider} documents no such answer`,
+          );
         }
         state.faults[provider] = { ...state.faults[provider], ...request.body };
         return state.faults[provider];

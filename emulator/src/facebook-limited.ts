@@ -1,7 +1,15 @@
 import { randomInt, randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { providerFaultHook } from './faults.js';
-import { compactClaims, hostOrigin, idTokenTimes, InvalidRequestError, sendJwks, type MintIdTokenInput, type MintedIdToken } from './id-tokens.js';
+import {
+  compactClaims,
+  hostOrigin,
+  idTokenTimes,
+  InvalidRequestError,
+  sendJwks,
+  type MintIdTokenInput,
+  type MintedIdToken,
+} from './id-tokens.js';
 import { OidcIssuer, type FirstKeyPairs } from './oidc-issuer.js';
 import { randomBytesBase64Url, randomDigits, randomPersonName } from './random.js';
 import type { EmulatorState, FacebookUser } from './state.js';
@@ -44,7 +52,11 @@ function facebookUser(state: EmulatorState, input: MintIdTokenInput): FacebookUs
   return user;
 }
 
-export async function mintFacebookLimitedToken(state: EmulatorState, limited: FacebookLimitedProvider, input: MintIdTokenInput): Promise<MintedIdToken> {
+export async function mintFacebookLimitedToken(
+  state: EmulatorState,
+  limited: FacebookLimitedProvider,
+  input: MintIdTokenInput,
+): Promise<MintedIdToken> {
   const aud = input.aud ?? state.clients.facebook.keys().next().value;
   if (aud === undefined) throw new InvalidRequestError('no Facebook app is configured: pass aud');
   const user = facebookUser(state, input);
@@ -72,7 +84,14 @@ export async function mintFacebookLimitedToken(state: EmulatorState, limited: Fa
 }
 
 function facebookServerError() {
-  return { error: { message: 'An unexpected error has occurred. Please retry your request later.', type: 'OAuthException', is_transient: true, code: 2 } };
+  return {
+    error: {
+      message: 'An unexpected error has occurred. Please retry your request later.',
+      type: 'OAuthException',
+      is_transient: true,
+      code: 2,
+    },
+  };
 }
 
 export function facebookLimitedRoutes(state: EmulatorState, limited: FacebookLimitedProvider) {
@@ -95,7 +114,21 @@ export function facebookLimitedRoutes(state: EmulatorState, limited: FacebookLim
         response_types_supported: ['id_token', 'token id_token'],
         subject_types_supported: ['pairwise'],
         id_token_signing_alg_values_supported: ['RS256'],
-        claims_supported: ['iss', 'aud', 'sub', 'iat', 'exp', 'jti', 'nonce', 'at_hash', 'name', 'given_name', 'family_name', 'email', 'picture'],
+        claims_supported: [
+          'iss',
+          'aud',
+          'sub',
+          'iat',
+          'exp',
+          'jti',
+          'nonce',
+          'at_hash',
+          'name',
+          'given_name',
+          'family_name',
+          'email',
+          'picture',
+        ],
       };
     };
     app.get('/.well-known/openid-configuration/', discovery);

@@ -56,7 +56,11 @@ const DEFAULT_EXPIRES_IN_SECONDS = 3600;
 const DATA_ACCESS_WINDOW_MS = 90 * 24 * 3600 * 1000;
 
 /** Issues a user access token for `appId`, registering that app with a random secret if it is unknown. */
-export function mintFacebookToken(state: EmulatorState, appId: string, input: MintFacebookTokenInput): MintedFacebookToken {
+export function mintFacebookToken(
+  state: EmulatorState,
+  appId: string,
+  input: MintFacebookTokenInput,
+): MintedFacebookToken {
   if (!state.clients.facebook.has(appId)) state.clients.facebook.set(appId, randomHex(32));
   const user = upsertFacebookUser(state, input.user ?? {});
   const now = Date.now();
@@ -104,11 +108,23 @@ interface GraphError {
   error_subcode?: number;
 }
 
-const INVALID_TOKEN: GraphError = { message: 'Invalid OAuth access token - Cannot parse access token', type: 'OAuthException', code: 190 };
+const INVALID_TOKEN: GraphError = {
+  message: 'Invalid OAuth access token - Cannot parse access token',
+  type: 'OAuthException',
+  code: 190,
+};
 /** An app access token whose secret is wrong. */
-const INVALID_APP_TOKEN: GraphError = { message: 'Invalid OAuth access token signature.', type: 'OAuthException', code: 190 };
+const INVALID_APP_TOKEN: GraphError = {
+  message: 'Invalid OAuth access token signature.',
+  type: 'OAuthException',
+  code: 190,
+};
 /** debug_token inspects only tokens of the app that asks. */
-const FOREIGN_INPUT_TOKEN: GraphError = { message: '(#100) The App_id in the input_token did not match the Viewing App', type: 'OAuthException', code: 100 };
+const FOREIGN_INPUT_TOKEN: GraphError = {
+  message: '(#100) The App_id in the input_token did not match the Viewing App',
+  type: 'OAuthException',
+  code: 100,
+};
 const REVOKED_MESSAGE =
   'Error validating access token: The session has been invalidated because the user changed their password or Facebook has changed the session for security reasons.';
 const NO_USER_TOKEN: GraphError = {
@@ -124,7 +140,8 @@ const INVALID_APPSECRET_PROOF: GraphError = {
 
 /** Why a token of ours no longer works: expired (subcode 463) or revoked by the user (460). */
 function deadTokenError(token: IssuedToken): GraphError {
-  if (token.revokedAtMs !== undefined) return { message: REVOKED_MESSAGE, type: 'OAuthException', code: 190, error_subcode: 460 };
+  if (token.revokedAtMs !== undefined)
+    return { message: REVOKED_MESSAGE, type: 'OAuthException', code: 190, error_subcode: 460 };
   return { message: expiredTokenMessage(token), type: 'OAuthException', code: 190, error_subcode: 463 };
 }
 
@@ -161,7 +178,8 @@ const RATE_LIMITS: Record<number, { message: string; transient?: boolean }> = {
   32: { message: '(#32) Page request limit reached' },
   613: { message: '(#613) Calls to this api have exceeded the rate limit.' },
 };
-const BUSINESS_RATE_LIMIT = 'There have been too many calls to this Page account. Wait a bit and try again. For more info, please refer to https://developers.facebook.com/docs/graph-api/overview/rate-limiting.';
+const BUSINESS_RATE_LIMIT =
+  'There have been too many calls to this Page account. Wait a bit and try again. For more info, please refer to https://developers.facebook.com/docs/graph-api/overview/rate-limiting.';
 
 /** The answers to the emulator's faults, as Graph gives them; usage headers say how much of the limit is used. */
 export const graphFaultAnswers: FaultAnswers = {
@@ -172,8 +190,12 @@ export const graphFaultAnswers: FaultAnswers = {
     const usage = { call_count: 100, total_cputime: 25, total_time: 25 };
     const headers: Record<string, string> =
       code >= 80000
-          ? { 'x-business-use-case-usage': JSON.stringify({ '0': [{ type: 'pages', ...usage, estimated_time_to_regain_access: 1 }] }) }
-          : { 'x-app-usage': JSON.stringify(usage) };
+        ? {
+            'x-business-use-case-usage': JSON.stringify({
+              '0': [{ type: 'pages', ...usage, estimated_time_to_regain_access: 1 }],
+            }),
+          }
+        : { 'x-app-usage': JSON.stringify(usage) };
     return {
       status: 400,
       headers,
@@ -234,10 +256,18 @@ function appSecretProofMatches(proof: string, accessToken: string, appSecret: st
  */
 const APPSECRET_PROOF_REQUIRED: RequestRequirement = {
   id: 'appsecret_proof',
-  met: (request, state) => state.faults.facebook.appsecret_proof !== 'require' || Boolean(queryParam(request, 'appsecret_proof')),
+  met: (request, state) =>
+    state.faults.facebook.appsecret_proof !== 'require' || Boolean(queryParam(request, 'appsecret_proof')),
   refusal: () => ({
     status: 400,
-    body: { error: { message: 'API calls from the server require an appsecret_proof argument', type: 'GraphMethodException', code: 100, fbtrace_id: randomBytesBase64Url(17) } },
+    body: {
+      error: {
+        message: 'API calls from the server require an appsecret_proof argument',
+        type: 'GraphMethodException',
+        code: 100,
+        fbtrace_id: randomBytesBase64Url(17),
+      },
+    },
   }),
 };
 
@@ -260,7 +290,11 @@ export function facebookRoutes(state: EmulatorState) {
   function versionIsValid(request: FastifyRequest, reply: FastifyReply, endpoint: string): boolean {
     const { version } = request.params as { version?: string };
     if (version === undefined || /^v\d+\.\d+$/.test(version)) return true;
-    sendGraphError(reply, { message: `Unknown path components: /${version}/${endpoint}`, type: 'OAuthException', code: 2500 });
+    sendGraphError(reply, {
+      message: `Unknown path components: /${version}/${endpoint}`,
+      type: 'OAuthException',
+      code: 2500,
+    });
     return false;
   }
 
@@ -272,11 +306,15 @@ export function facebookRoutes(state: EmulatorState) {
     const token = state.tokens.get(accessToken);
     if (!token || token.provider !== 'facebook') return sendGraphError(reply, INVALID_TOKEN);
     if (!state.isLive(token)) return sendGraphError(reply, deadTokenError(token));
-    if (appSecretProofRejected(request, accessToken, token.clientId)) return sendGraphError(reply, INVALID_APPSECRET_PROOF);
+    if (appSecretProofRejected(request, accessToken, token.clientId))
+      return sendGraphError(reply, INVALID_APPSECRET_PROOF);
 
     const user = state.facebookUsers.get(token.userId);
     if (!user) return sendGraphError(reply, INVALID_TOKEN);
-    const fields = (queryParam(request, 'fields') ?? 'id,name').split(',').map((field) => field.trim()).filter(Boolean);
+    const fields = (queryParam(request, 'fields') ?? 'id,name')
+      .split(',')
+      .map((field) => field.trim())
+      .filter(Boolean);
     const profile: Record<string, unknown> = {};
     for (const field of fields) {
       switch (field) {
@@ -317,14 +355,23 @@ export function facebookRoutes(state: EmulatorState) {
     if (!versionIsValid(request, reply, 'debug_token')) return reply;
     const accessToken = queryParam(request, 'access_token');
     if (!accessToken) {
-      return sendGraphError(reply, { message: 'An access token is required to request this resource.', type: 'OAuthException', code: 104 });
+      return sendGraphError(reply, {
+        message: 'An access token is required to request this resource.',
+        type: 'OAuthException',
+        code: 104,
+      });
     }
     const callerAppId = appOfAppAccessToken(accessToken);
     if (!callerAppId) return sendGraphError(reply, accessToken.includes('|') ? INVALID_APP_TOKEN : INVALID_TOKEN);
-    if (appSecretProofRejected(request, accessToken, callerAppId)) return sendGraphError(reply, INVALID_APPSECRET_PROOF);
+    if (appSecretProofRejected(request, accessToken, callerAppId))
+      return sendGraphError(reply, INVALID_APPSECRET_PROOF);
     const inputToken = queryParam(request, 'input_token');
     if (!inputToken) {
-      return sendGraphError(reply, { message: '(#100) The parameter input_token is required', type: 'OAuthException', code: 100 });
+      return sendGraphError(reply, {
+        message: '(#100) The parameter input_token is required',
+        type: 'OAuthException',
+        code: 100,
+      });
     }
 
     const token = state.tokens.get(inputToken);

@@ -46,7 +46,10 @@ export function providerFaultHook(state: EmulatorState, provider: Provider, answ
       case 'app_access_denied': {
         const answer = (fault.mode === 'rate_limited' ? answers.rateLimited : answers.appAccessDenied)?.(fault);
         if (!answer) return; // this route has no such answer (the control API refuses such a fault for this provider)
-        await reply.code(answer.status).headers(answer.headers ?? {}).send(answer.body);
+        await reply
+          .code(answer.status)
+          .headers(answer.headers ?? {})
+          .send(answer.body);
         return;
       }
       case 'garbage':

@@ -107,7 +107,11 @@ export function defaultGithubClientId(state: EmulatorState): string | undefined 
 }
 
 /** Issues a user token for the OAuth app `clientId`, registering that app with a random secret if it is unknown. */
-export function mintGithubToken(state: EmulatorState, clientId: string, input: MintGithubTokenInput): MintedGithubToken {
+export function mintGithubToken(
+  state: EmulatorState,
+  clientId: string,
+  input: MintGithubTokenInput,
+): MintedGithubToken {
   const store = githubStore(state);
   // Real client secrets are 40 hex digits.
   if (!store.apps.has(clientId)) store.apps.set(clientId, randomHex(40));
@@ -138,7 +142,14 @@ function upsertGithubUser(store: GithubStore, input: GithubUserInput): GithubUse
 function newGithubUser(id: number): GithubUser {
   const { first, last } = randomPersonName();
   const login = `${first}${last}${id % 1000}`.toLowerCase();
-  return { id, login, name: `${first} ${last}`, email: null, primary_email: `${login}@users.example.com`, createdAtMs: Date.now() };
+  return {
+    id,
+    login,
+    name: `${first} ${last}`,
+    email: null,
+    primary_email: `${login}@users.example.com`,
+    createdAtMs: Date.now(),
+  };
 }
 
 /** GitHub writes times without milliseconds: "2011-01-25T18:44:36Z". */
@@ -195,7 +206,12 @@ function fullUser(user: GithubUser) {
   };
 }
 
-function sendGithubError(reply: FastifyReply, status: number, message: string, documentationUrl = 'https://docs.github.com/rest') {
+function sendGithubError(
+  reply: FastifyReply,
+  status: number,
+  message: string,
+  documentationUrl = 'https://docs.github.com/rest',
+) {
   // GitHub sends the status again in the body, as a string.
   return reply.code(status).send({ message, documentation_url: documentationUrl, status: String(status) });
 }
@@ -224,14 +240,29 @@ const githubFaultAnswers: FaultAnswers = {
       return {
         status: 429,
         headers: { 'retry-after': '60' },
-        body: { message: 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.', documentation_url: 'https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits', status: '429' },
+        body: {
+          message: 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.',
+          documentation_url:
+            'https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits',
+          status: '429',
+        },
       };
     }
     const reset = String(Math.floor(Date.now() / 1000) + 3600);
     return {
       status: 403,
-      headers: { 'x-ratelimit-limit': '5000', 'x-ratelimit-remaining': '0', 'x-ratelimit-used': '5000', 'x-ratelimit-reset': reset, 'x-ratelimit-resource': 'core' },
-      body: { message: 'API rate limit exceeded for user ID 1.', documentation_url: 'https://docs.github.com/rest/overview/rate-limits-for-the-rest-api', status: '403' },
+      headers: {
+        'x-ratelimit-limit': '5000',
+        'x-ratelimit-remaining': '0',
+        'x-ratelimit-used': '5000',
+        'x-ratelimit-reset': reset,
+        'x-ratelimit-resource': 'core',
+      },
+      body: {
+        message: 'API rate limit exceeded for user ID 1.',
+        documentation_url: 'https://docs.github.com/rest/overview/rate-limits-for-the-rest-api',
+        status: '403',
+      },
     };
   },
 };
@@ -282,7 +313,8 @@ export function githubRoutes(state: EmulatorState, apps: Record<string, string>)
     const docs = 'https://docs.github.com/rest/users/emails#list-email-addresses-for-the-authenticated-user';
     const found = tokenUser(request, reply, docs);
     if (!found.user) return found.answer;
-    if (!found.token.scopes.includes('user:email') && !found.token.scopes.includes('user')) return sendGithubError(reply, 404, 'Not Found', docs);
+    if (!found.token.scopes.includes('user:email') && !found.token.scopes.includes('user'))
+      return sendGithubError(reply, 404, 'Not Found', docs);
     const { primary_email: primary, email } = found.user;
     return [{ email: primary, primary: true, verified: true, visibility: email === primary ? 'public' : 'private' }];
   }
@@ -291,7 +323,8 @@ export function githubRoutes(state: EmulatorState, apps: Record<string, string>)
     const { client_id: clientId } = request.params as { client_id: string };
     const credentials = basicCredentials(request);
     if (!credentials) return sendGithubError(reply, 401, 'Requires authentication', CHECK_TOKEN_DOCS);
-    if (store.apps.get(credentials.username) !== credentials.password) return sendGithubError(reply, 401, 'Bad credentials');
+    if (store.apps.get(credentials.username) !== credentials.password)
+      return sendGithubError(reply, 401, 'Bad credentials');
     // An app may only check tokens in its own name.
     if (credentials.username !== clientId) return sendGithubError(reply, 404, 'Not Found', CHECK_TOKEN_DOCS);
 
@@ -304,7 +337,8 @@ export function githubRoutes(state: EmulatorState, apps: Record<string, string>)
     const token = liveToken(accessToken);
     const authorization = store.authorizations.get(accessToken);
     const user = token && store.users.get(Number(token.userId));
-    if (!token || token.clientId !== clientId || !authorization || !user) return sendGithubError(reply, 404, 'Not Found', CHECK_TOKEN_DOCS);
+    if (!token || token.clientId !== clientId || !authorization || !user)
+      return sendGithubError(reply, 404, 'Not Found', CHECK_TOKEN_DOCS);
     return {
       id: authorization.id,
       url: `${API}/authorizations/${authorization.id}`,
@@ -327,7 +361,8 @@ export function githubRoutes(state: EmulatorState, apps: Record<string, string>)
     app.addHook('onRequest', providerFaultHook(state, 'github', githubFaultAnswers));
     // A body GitHub cannot read is answered in GitHub's words, not Fastify's.
     app.setErrorHandler((error: FastifyError, _request, reply) => {
-      if (error.statusCode !== undefined && error.statusCode < 500) return sendGithubError(reply, 400, 'Problems parsing JSON');
+      if (error.statusCode !== undefined && error.statusCode < 500)
+        return sendGithubError(reply, 400, 'Problems parsing JSON');
       return reply.send(error);
     });
     app.get('/user', REST_API, authenticatedUser);

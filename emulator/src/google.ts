@@ -87,7 +87,8 @@ export class GoogleProvider {
 
   defaultClientId(): string {
     const clientId = this.clientIds[0];
-    if (clientId === undefined) throw new InvalidRequestError('no Google client id is configured: pass aud / client_id');
+    if (clientId === undefined)
+      throw new InvalidRequestError('no Google client id is configured: pass aud / client_id');
     return clientId;
   }
 }
@@ -129,7 +130,11 @@ export async function mintGoogleIdToken(google: GoogleProvider, input: MintIdTok
 }
 
 /** An opaque "ya29." access token, answered by tokeninfo and userinfo. */
-export function mintGoogleAccessToken(state: EmulatorState, google: GoogleProvider, input: MintGoogleAccessTokenInput): MintedGoogleAccessToken {
+export function mintGoogleAccessToken(
+  state: EmulatorState,
+  google: GoogleProvider,
+  input: MintGoogleAccessTokenInput,
+): MintedGoogleAccessToken {
   const clientId = input.client_id ?? google.defaultClientId();
   const user = upsertPerson(google.users, input, newGoogleSub);
   const now = Date.now();
@@ -195,7 +200,10 @@ export function googleRoutes(state: EmulatorState, google: GoogleProvider) {
         algorithms: ['RS256'],
       });
       const claims = Object.fromEntries(
-        Object.entries(payload).map(([name, value]) => [name, typeof value === 'number' || typeof value === 'boolean' ? String(value) : value]),
+        Object.entries(payload).map(([name, value]) => [
+          name,
+          typeof value === 'number' || typeof value === 'boolean' ? String(value) : value,
+        ]),
       );
       return { ...claims, alg: protectedHeader.alg, kid: protectedHeader.kid, typ: protectedHeader.typ };
     } catch {
@@ -218,7 +226,12 @@ export function googleRoutes(state: EmulatorState, google: GoogleProvider) {
     return compactClaims({
       sub: user.sub,
       ...(withProfile
-        ? { name: user.name, given_name: user.given_name, family_name: user.family_name, picture: googlePicture(user.sub) }
+        ? {
+            name: user.name,
+            given_name: user.given_name,
+            family_name: user.family_name,
+            picture: googlePicture(user.sub),
+          }
         : {}),
       ...(withEmail ? { email: user.email, email_verified: user.email_verified } : {}),
     });
@@ -240,12 +253,33 @@ export function googleRoutes(state: EmulatorState, google: GoogleProvider) {
         token_endpoint: `${base}/token`,
         userinfo_endpoint: `${base}/v1/userinfo`,
         jwks_uri: `${base}/oauth2/v3/certs`,
-        response_types_supported: ['code', 'token', 'id_token', 'code token', 'code id_token', 'token id_token', 'code token id_token', 'none'],
+        response_types_supported: [
+          'code',
+          'token',
+          'id_token',
+          'code token',
+          'code id_token',
+          'token id_token',
+          'code token id_token',
+          'none',
+        ],
         subject_types_supported: ['public'],
         id_token_signing_alg_values_supported: ['RS256'],
         scopes_supported: ['openid', 'email', 'profile'],
         token_endpoint_auth_methods_supported: ['client_secret_post', 'client_secret_basic'],
-        claims_supported: ['aud', 'email', 'email_verified', 'exp', 'family_name', 'given_name', 'iat', 'iss', 'name', 'picture', 'sub'],
+        claims_supported: [
+          'aud',
+          'email',
+          'email_verified',
+          'exp',
+          'family_name',
+          'given_name',
+          'iat',
+          'iss',
+          'name',
+          'picture',
+          'sub',
+        ],
       };
     });
 

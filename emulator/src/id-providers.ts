@@ -53,7 +53,12 @@ export function describeIdProviders(state: EmulatorState, origin: string): Recor
     'facebook-limited': { base_url: `${origin}/facebook-limited`, app_ids: [...state.clients.facebook.keys()] },
     microsoft: { issuer: `${origin}/microsoft/common/v2.0`, client_ids: [...ids.microsoft.clientIds] },
     oidc: Object.fromEntries(
-      ids.oidc.names().map((name) => [name, { issuer: `${origin}/oidc/${name}`, client_ids: [...(ids.oidc.get(name)?.clientIds ?? [])] }]),
+      ids.oidc
+        .names()
+        .map((name) => [
+          name,
+          { issuer: `${origin}/oidc/${name}`, client_ids: [...(ids.oidc.get(name)?.clientIds ?? [])] },
+        ]),
     ),
   };
 }

@@ -132,7 +132,12 @@ export function queryParam(request: FastifyRequest, name: string): string | unde
 }
 
 /** Sends a JWKS with the issuer's Cache-Control, as real providers do (verifiers cache keys by it). */
-export function sendJwks(reply: FastifyReply, jwks: unknown, maxAgeSeconds: number, cacheControlSuffix = ''): FastifyReply {
+export function sendJwks(
+  reply: FastifyReply,
+  jwks: unknown,
+  maxAgeSeconds: number,
+  cacheControlSuffix = '',
+): FastifyReply {
   return reply.header('cache-control', `public, max-age=${maxAgeSeconds}${cacheControlSuffix}`).send(jwks);
 }
 
@@ -148,5 +153,7 @@ export function firstAudience(aud: string | string[]): string | undefined {
 
 /** Claims without the empty or undefined values providers leave out. */
 export function compactClaims(claims: Record<string, unknown>): JWTPayload {
-  return Object.fromEntries(Object.entries(claims).filter(([, value]) => value !== undefined && value !== '')) as JWTPayload;
+  return Object.fromEntries(
+    Object.entries(claims).filter(([, value]) => value !== undefined && value !== ''),
+  ) as JWTPayload;
 }

@@ -105,7 +105,11 @@ export function defaultLineChannelId(state: EmulatorState): string | undefined {
  * Issues an access token and a matching ID token for `channelId`, registering that channel with a
  * random secret if it is unknown (so tests can hold a token of another channel).
  */
-export async function mintLineToken(state: EmulatorState, channelId: string, input: MintLineTokenInput): Promise<MintedLineToken> {
+export async function mintLineToken(
+  state: EmulatorState,
+  channelId: string,
+  input: MintLineTokenInput,
+): Promise<MintedLineToken> {
   const store = lineStore(state);
   // Real channel secrets are 32 hex digits.
   if (!store.channels.has(channelId)) store.channels.set(channelId, randomHex(32));
@@ -137,12 +141,20 @@ export async function mintLineToken(state: EmulatorState, channelId: string, inp
     picture: user.pictureUrl,
     email: user.email,
   });
-  return { access_token: accessToken, id_token: idToken, user_id: user.userId, channel_id: channelId, expires_at: unixSeconds(expiresAtMs) };
+  return {
+    access_token: accessToken,
+    id_token: idToken,
+    user_id: user.userId,
+    channel_id: channelId,
+    expires_at: unixSeconds(expiresAtMs),
+  };
 }
 
 /** Web-login ID tokens are HS256 JWTs signed with the channel secret. */
 function signIdToken(channelSecret: string, claims: Record<string, unknown>): Promise<string> {
-  return new SignJWT(claims).setProtectedHeader({ typ: 'JWT', alg: 'HS256' }).sign(new TextEncoder().encode(channelSecret));
+  return new SignJWT(claims)
+    .setProtectedHeader({ typ: 'JWT', alg: 'HS256' })
+    .sign(new TextEncoder().encode(channelSecret));
 }
 
 /** A known user id keeps its profile; only the fields given are changed. */
@@ -257,7 +269,8 @@ export function lineRoutes(state: EmulatorState, channels: Record<string, string
       return sendOAuthError(reply, 'Invalid IdToken.');
     }
     if (claims.iss !== ISSUER) return sendOAuthError(reply, 'Invalid IdToken Issuer.');
-    if (typeof claims.exp !== 'number' || claims.exp <= Date.now() / 1000) return sendOAuthError(reply, 'IdToken expired.');
+    if (typeof claims.exp !== 'number' || claims.exp <= Date.now() / 1000)
+      return sendOAuthError(reply, 'IdToken expired.');
     if (claims.aud !== form.client_id) return sendOAuthError(reply, 'Invalid IdToken Audience.');
     if (form.nonce !== undefined && claims.nonce !== form.nonce) return sendOAuthError(reply, 'Invalid IdToken Nonce.');
     if (form.user_id !== undefined && claims.sub !== form.user_id) {

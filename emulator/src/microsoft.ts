@@ -83,7 +83,11 @@ export function microsoftIssuer(origin: string, tenant: string): string {
 }
 
 /** A v2.0 ID token as Microsoft issues it for one of its tenants. */
-export async function mintMicrosoftIdToken(ms: MicrosoftProvider, origin: string, input: MintMicrosoftIdTokenInput): Promise<MintedIdToken> {
+export async function mintMicrosoftIdToken(
+  ms: MicrosoftProvider,
+  origin: string,
+  input: MintMicrosoftIdTokenInput,
+): Promise<MintedIdToken> {
   const aud = input.aud ?? ms.clientIds[0];
   if (aud === undefined) throw new InvalidRequestError('no Microsoft client id is configured: pass aud');
   const tid = input.tid ?? CONSUMERS_TENANT;
@@ -95,7 +99,10 @@ export async function mintMicrosoftIdToken(ms: MicrosoftProvider, origin: string
       ver: '2.0',
       iss: input.iss ?? microsoftIssuer(origin, tid),
       // sub is pairwise: one value per user and app; oid is the user's object id in the tenant.
-      sub: createHash('sha256').update(`${user.sub} ${String(aud)}`).digest('base64url').slice(0, 43),
+      sub: createHash('sha256')
+        .update(`${user.sub} ${String(aud)}`)
+        .digest('base64url')
+        .slice(0, 43),
       aud,
       exp: times.exp,
       iat: times.iat,
@@ -109,7 +116,8 @@ export async function mintMicrosoftIdToken(ms: MicrosoftProvider, origin: string
     }),
     ...input.claims,
   };
-  const keys = input.signing_key === 'consumers' ? ms.consumersKeys : input.signing_key === 'unbound' ? ms.unboundKeys : ms.issuer;
+  const keys =
+    input.signing_key === 'consumers' ? ms.consumersKeys : input.signing_key === 'unbound' ? ms.unboundKeys : ms.issuer;
   return { id_token: await keys.mint(claims, input.forge), sub: String(claims.sub), claims };
 }
 
@@ -127,7 +135,10 @@ export function microsoftRoutes(state: EmulatorState, ms: MicrosoftProvider) {
       error: 'invalid_tenant',
       error_description: `AADSTS90002: Tenant '${tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.`,
       error_codes: [90002],
-      timestamp: new Date().toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
+      timestamp: new Date()
+        .toISOString()
+        .replace('T', ' ')
+        .replace(/\.\d+Z$/, 'Z'),
       trace_id: randomUUID(),
       correlation_id: randomUUID(),
     });
@@ -159,7 +170,27 @@ export function microsoftRoutes(state: EmulatorState, ms: MicrosoftProvider) {
         http_logout_supported: true,
         frontchannel_logout_supported: true,
         end_session_endpoint: `${base}/oauth2/v2.0/logout`,
-        claims_supported: ['sub', 'iss', 'cloud_instance_name', 'cloud_instance_host_name', 'cloud_graph_host_name', 'msgraph_host', 'aud', 'exp', 'iat', 'auth_time', 'acr', 'nonce', 'preferred_username', 'name', 'tid', 'ver', 'at_hash', 'c_hash', 'email'],
+        claims_supported: [
+          'sub',
+          'iss',
+          'cloud_instance_name',
+          'cloud_instance_host_name',
+          'cloud_graph_host_name',
+          'msgraph_host',
+          'aud',
+          'exp',
+          'iat',
+          'auth_time',
+          'acr',
+          'nonce',
+          'preferred_username',
+          'name',
+          'tid',
+          'ver',
+          'at_hash',
+          'c_hash',
+          'email',
+        ],
         kerberos_endpoint: `${base}/kerberos`,
         tenant_region_scope: null,
         cloud_instance_name: 'microsoftonline.com',

@@ -63,10 +63,16 @@ export function verifyRequestSignature(
     signature_method: 'HMAC-SHA1',
     hash_function: (base, key) => createHmac('sha1', key).update(base).digest('base64'),
   });
-  const oauthData = Object.fromEntries(Object.entries(header).filter(([name]) => name.startsWith('oauth_') && name !== 'oauth_signature'));
+  const oauthData = Object.fromEntries(
+    Object.entries(header).filter(([name]) => name.startsWith('oauth_') && name !== 'oauth_signature'),
+  );
   let expected: string;
   try {
-    expected = oauth.getSignature({ url, method, data: Object.fromEntries(bodyParams) }, tokenSecret, oauthData as unknown as OAuth.Data);
+    expected = oauth.getSignature(
+      { url, method, data: Object.fromEntries(bodyParams) },
+      tokenSecret,
+      oauthData as unknown as OAuth.Data,
+    );
   } catch {
     return false; // text that cannot be encoded cannot match any signature
   }

@@ -36,12 +36,22 @@ async function newKeyPair(): Promise<KeyPair> {
   const { privateKey, publicKey } = await generateKeyPair('RS256', { modulusLength: 2048 });
   const publicJwk = await exportJWK(publicKey);
   // node:crypto's PEM (with its final newline) is what a naive verifier gets from the JWK.
-  const publicKeyPem = createPublicKey({ key: { kty: 'RSA', n: publicJwk.n, e: publicJwk.e } satisfies JsonWebKey, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString();
+  const publicKeyPem = createPublicKey({
+    key: { kty: 'RSA', n: publicJwk.n, e: publicJwk.e } satisfies JsonWebKey,
+    format: 'jwk',
+  })
+    .export({ type: 'spki', format: 'pem' })
+    .toString();
   return { privateKey, publicJwk, publicKeyPem };
 }
 
 function signingKey(kid: string, pair: KeyPair): SigningKey {
-  return { kid, privateKey: pair.privateKey, publicJwk: { ...pair.publicJwk, kid, alg: 'RS256', use: 'sig' }, publicKeyPem: pair.publicKeyPem };
+  return {
+    kid,
+    privateKey: pair.privateKey,
+    publicJwk: { ...pair.publicJwk, kid, alg: 'RS256', use: 'sig' },
+    publicKeyPem: pair.publicKeyPem,
+  };
 }
 
 /** First-key pairs made in this process, by slot: kept for the next emulator. */
@@ -135,7 +145,9 @@ export class OidcIssuer {
         return new SignJWT(claims).setProtectedHeader({ ...header, kid }).sign(await rogueKey());
       }
       case 'bad_signature': {
-        const [signingInput, signature = ''] = splitSignature(await new SignJWT(claims).setProtectedHeader(header).sign(key.privateKey));
+        const [signingInput, signature = ''] = splitSignature(
+          await new SignJWT(claims).setProtectedHeader(header).sign(key.privateKey),
+        );
         // The last byte: altering the first could make the value exceed the RSA modulus, a different failure.
         const bytes = Buffer.from(signature, 'base64url');
         bytes[bytes.length - 1] = (bytes.at(-1) ?? 0) ^ 0x01;

@@ -67,7 +67,12 @@ export class OidcProviders {
 
   private create(name: string, clientIds: readonly string[]): GenericIssuer {
     if (!new RegExp(OIDC_NAME_PATTERN).test(name)) throw new Error(`invalid OpenID Connect issuer name "${name}"`);
-    const issuer = { name, keys: new OidcIssuer(this.keyPairs), clientIds: [...clientIds], users: new Map<string, Person>() };
+    const issuer = {
+      name,
+      keys: new OidcIssuer(this.keyPairs),
+      clientIds: [...clientIds],
+      users: new Map<string, Person>(),
+    };
     this.issuers.set(name, issuer);
     return issuer;
   }
@@ -78,9 +83,16 @@ export function oidcIssuerUrl(origin: string, name: string): string {
 }
 
 /** `origin`: the emulator's own, so that iss equals the discovery document's issuer. */
-export async function mintOidcIdToken(issuer: GenericIssuer, origin: string, input: MintIdTokenInput): Promise<MintedIdToken> {
+export async function mintOidcIdToken(
+  issuer: GenericIssuer,
+  origin: string,
+  input: MintIdTokenInput,
+): Promise<MintedIdToken> {
   const aud = input.aud ?? issuer.clientIds[0];
-  if (aud === undefined) throw new InvalidRequestError(`no client id is configured for the OpenID Connect issuer "${issuer.name}": pass aud`);
+  if (aud === undefined)
+    throw new InvalidRequestError(
+      `no client id is configured for the OpenID Connect issuer "${issuer.name}": pass aud`,
+    );
   const user = upsertPerson(issuer.users, input, randomUUID);
   const claims = {
     ...compactClaims({
@@ -106,7 +118,10 @@ export function oidcRoutes(state: EmulatorState, providers: OidcProviders) {
   function issuerOr404(request: FastifyRequest, reply: FastifyReply): GenericIssuer | undefined {
     const { name } = request.params as { name: string };
     const issuer = providers.get(name);
-    if (!issuer) void reply.code(404).send({ error: 'not_found', error_description: `no OpenID Connect issuer is named "${name}"` });
+    if (!issuer)
+      void reply
+        .code(404)
+        .send({ error: 'not_found', error_description: `no OpenID Connect issuer is named "${name}"` });
     return issuer;
   }
 
@@ -128,7 +143,20 @@ export function oidcRoutes(state: EmulatorState, providers: OidcProviders) {
         subject_types_supported: ['public'],
         response_types_supported: ['code', 'id_token', 'code id_token'],
         scopes_supported: ['openid', 'email', 'profile'],
-        claims_supported: ['iss', 'sub', 'aud', 'azp', 'exp', 'iat', 'nonce', 'email', 'email_verified', 'name', 'given_name', 'family_name'],
+        claims_supported: [
+          'iss',
+          'sub',
+          'aud',
+          'azp',
+          'exp',
+          'iat',
+          'nonce',
+          'email',
+          'email_verified',
+          'name',
+          'given_name',
+          'family_name',
+        ],
       };
     });
 

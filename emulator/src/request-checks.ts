@@ -46,7 +46,10 @@ export function checkRequestRequirements(state: EmulatorState) {
     for (const requirement of requires) {
       if (requirement.met(request, state)) continue;
       const answer = requirement.refusal(request);
-      return reply.code(answer.status).headers(answer.headers ?? {}).send(answer.body);
+      return reply
+        .code(answer.status)
+        .headers(answer.headers ?? {})
+        .send(answer.body);
     }
     return undefined;
   };

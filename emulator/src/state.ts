@@ -2,7 +2,15 @@
 export const PROVIDERS = ['facebook', 'twitter', 'google', 'apple', 'line', 'github', 'oidc'] as const;
 export type Provider = (typeof PROVIDERS)[number];
 
-export const FAULT_MODES = ['none', 'error_500', 'garbage', 'reset', 'hang', 'rate_limited', 'app_access_denied'] as const;
+export const FAULT_MODES = [
+  'none',
+  'error_500',
+  'garbage',
+  'reset',
+  'hang',
+  'rate_limited',
+  'app_access_denied',
+] as const;
 export type FaultMode = (typeof FAULT_MODES)[number];
 
 /** The providers that document an answer for these modes (the others have none to imitate). */
@@ -62,7 +70,10 @@ export interface TwitterUser {
 export type ClientSecrets = Record<'facebook' | 'twitter', Record<string, string>>;
 
 function defaultFaults(): Record<Provider, FaultSettings> {
-  const faults = Object.fromEntries(PROVIDERS.map((provider) => [provider, { latency_ms: 0, mode: 'none' }])) as Record<Provider, FaultSettings>;
+  const faults = Object.fromEntries(PROVIDERS.map((provider) => [provider, { latency_ms: 0, mode: 'none' }])) as Record<
+    Provider,
+    FaultSettings
+  >;
   faults.facebook.appsecret_proof = 'verify';
   return faults;
 }

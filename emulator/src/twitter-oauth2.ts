@@ -51,7 +51,10 @@ function oauth2Tokens(state: EmulatorState): Map<string, IssuedToken> {
   return tokens;
 }
 
-export function mintTwitterOAuth2Token(state: EmulatorState, input: MintTwitterOAuth2TokenInput): MintedTwitterOAuth2Token {
+export function mintTwitterOAuth2Token(
+  state: EmulatorState,
+  input: MintTwitterOAuth2TokenInput,
+): MintedTwitterOAuth2Token {
   const clientId = input.client_id ?? DEFAULT_TWITTER_OAUTH2_CLIENT_ID;
   const user = upsertTwitterUser(state, input.user ?? {});
   const now = Date.now();
@@ -66,15 +69,42 @@ export function mintTwitterOAuth2Token(state: EmulatorState, input: MintTwitterO
     issuedAtMs: Math.min(now, expiresAtMs),
     expiresAtMs,
   });
-  return { access_token: accessToken, client_id: clientId, user_id: user.id, expires_at: Math.floor(expiresAtMs / 1000) };
+  return {
+    access_token: accessToken,
+    client_id: clientId,
+    user_id: user.id,
+    expires_at: Math.floor(expiresAtMs / 1000),
+  };
 }
 
 /** Every value X accepts in user.fields; those without a value here are left out, as X leaves out empty ones. */
 const USER_FIELDS = [
-  'affiliation', 'confirmed_email', 'connection_status', 'created_at', 'description', 'entities', 'id',
-  'is_identity_verified', 'location', 'most_recent_tweet_id', 'name', 'parody', 'pinned_tweet_id',
-  'profile_banner_url', 'profile_image_url', 'protected', 'public_metrics', 'receives_your_dm', 'subscription',
-  'subscription_type', 'url', 'username', 'verified', 'verified_followers_count', 'verified_type', 'withheld',
+  'affiliation',
+  'confirmed_email',
+  'connection_status',
+  'created_at',
+  'description',
+  'entities',
+  'id',
+  'is_identity_verified',
+  'location',
+  'most_recent_tweet_id',
+  'name',
+  'parody',
+  'pinned_tweet_id',
+  'profile_banner_url',
+  'profile_image_url',
+  'protected',
+  'public_metrics',
+  'receives_your_dm',
+  'subscription',
+  'subscription_type',
+  'url',
+  'username',
+  'verified',
+  'verified_followers_count',
+  'verified_type',
+  'withheld',
 ];
 
 function fieldValues(user: TwitterUser): Record<string, unknown> {
@@ -93,7 +123,14 @@ function fieldValues(user: TwitterUser): Record<string, unknown> {
     is_identity_verified: false,
     parody: false,
     confirmed_email: user.email,
-    public_metrics: { followers_count: 0, following_count: 0, tweet_count: 0, listed_count: 0, like_count: 0, media_count: 0 },
+    public_metrics: {
+      followers_count: 0,
+      following_count: 0,
+      tweet_count: 0,
+      listed_count: 0,
+      like_count: 0,
+      media_count: 0,
+    },
   };
 }
 
@@ -104,7 +141,8 @@ function sendProblem(reply: FastifyReply, status: number, problem: Record<string
 /** /2/users/me needs a user: an app-only bearer token (client credentials) is refused. */
 const UNSUPPORTED_AUTHENTICATION = {
   title: 'Unsupported Authentication',
-  detail: 'Authenticating with OAuth 2.0 Application-Only is forbidden for this endpoint.  Supported authentication types are [OAuth 1.0a User Context, OAuth 2.0 User Context].',
+  detail:
+    'Authenticating with OAuth 2.0 Application-Only is forbidden for this endpoint.  Supported authentication types are [OAuth 1.0a User Context, OAuth 2.0 User Context].',
   type: 'https://api.twitter.com/2/problems/unsupported-authentication',
   status: 403,
 };
@@ -129,7 +167,12 @@ const sendUnauthorized = (reply: FastifyReply) =>
 
 /** X's API v2 answers to the emulator's faults: RFC 7807 problems. */
 const v2FaultAnswers: FaultAnswers = {
-  serverError: () => ({ title: 'Internal Server Error', type: 'about:blank', status: 500, detail: 'Internal Server Error' }),
+  serverError: () => ({
+    title: 'Internal Server Error',
+    type: 'about:blank',
+    status: 500,
+    detail: 'Internal Server Error',
+  }),
   rateLimited: () => ({
     status: 429,
     headers: { 'content-type': 'application/problem+json', ...rateLimitHeaders(0) },
@@ -162,7 +205,8 @@ export function twitterOAuth2Routes(state: EmulatorState) {
 
   async function usersMe(request: FastifyRequest, reply: FastifyReply) {
     const value = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1];
-    if (value !== undefined && appOnlyTokens(state).has(value)) return sendProblem(reply, 403, UNSUPPORTED_AUTHENTICATION);
+    if (value !== undefined && appOnlyTokens(state).has(value))
+      return sendProblem(reply, 403, UNSUPPORTED_AUTHENTICATION);
     const token = value === undefined ? undefined : tokens.get(value);
     const user = token && state.isLive(token) ? state.twitterUsers.get(token.userId) : undefined;
     if (!user) return sendUnauthorized(reply);
@@ -192,10 +236,7 @@ export function twitterOAuth2Routes(state: EmulatorState) {
   }
 
   return async function twitterOAuth2Plugin(app: FastifyInstance): Promise<void> {
-    app.addHook(
-      'onRequest',
-      providerFaultHook(state, 'twitter', v2FaultAnswers),
-    );
+    app.addHook('onRequest', providerFaultHook(state, 'twitter', v2FaultAnswers));
     app.get('/2/users/me', usersMe);
   };
 }

@@ -2,5 +2,9 @@
 
 /** The rate-limit window headers X sends on every answer; a throttled one has nothing remaining. */
 export function rateLimitHeaders(remaining: number): Record<string, string> {
-  return { 'x-rate-limit-limit': '75', 'x-rate-limit-remaining': String(remaining), 'x-rate-limit-reset': String(Math.floor(Date.now() / 1000) + 900) };
+  return {
+    'x-rate-limit-limit': '75',
+    'x-rate-limit-remaining': String(remaining),
+    'x-rate-limit-reset': String(Math.floor(Date.now() / 1000) + 900),
+  };
 }

@@ -43,5 +43,11 @@ function snowflakeId(): string {
 function newTwitterUser(id: string): TwitterUser {
   const { first, last } = randomPersonName();
   const screenName = `${first}_${id.slice(-6)}`.toLowerCase();
-  return { id, screen_name: screenName, name: `${first} ${last}`, email: `${screenName}@example.com`, createdAtMs: Date.now() };
+  return {
+    id,
+    screen_name: screenName,
+    name: `${first} ${last}`,
+    email: `${screenName}@example.com`,
+    createdAtMs: Date.now(),
+  };
 }

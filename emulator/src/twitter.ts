@@ -38,7 +38,11 @@ const TIMESTAMP_TOLERANCE_SECONDS = 300;
  * Issues an access token and secret for `consumerKey`, registering that consumer with a random
  * secret if it is unknown. Twitter's tokens never expire unless `expires_in` asks for it.
  */
-export function mintTwitterToken(state: EmulatorState, consumerKey: string, input: MintTwitterTokenInput): MintedTwitterToken {
+export function mintTwitterToken(
+  state: EmulatorState,
+  consumerKey: string,
+  input: MintTwitterTokenInput,
+): MintedTwitterToken {
   if (!state.clients.twitter.has(consumerKey)) state.clients.twitter.set(consumerKey, randomAlphanumeric(50));
   const user = upsertTwitterUser(state, input.user ?? {});
   const now = Date.now();
@@ -103,16 +107,29 @@ function sendTwitterError(reply: FastifyReply, status: number, code: number, mes
   return reply.code(status).send({ errors: [{ code, message }] });
 }
 
-const sendBadAuthenticationData = (reply: FastifyReply) => sendTwitterError(reply, 400, 215, 'Bad Authentication data.');
-const sendCouldNotAuthenticate = (reply: FastifyReply) => sendTwitterError(reply, 401, 32, 'Could not authenticate you.');
+const sendBadAuthenticationData = (reply: FastifyReply) =>
+  sendTwitterError(reply, 400, 215, 'Bad Authentication data.');
+const sendCouldNotAuthenticate = (reply: FastifyReply) =>
+  sendTwitterError(reply, 401, 32, 'Could not authenticate you.');
 const sendInvalidToken = (reply: FastifyReply) => sendTwitterError(reply, 401, 89, 'Invalid or expired token.');
 
-const REQUIRED_OAUTH_PARAMS = ['oauth_consumer_key', 'oauth_token', 'oauth_nonce', 'oauth_signature', 'oauth_signature_method', 'oauth_timestamp'];
+const REQUIRED_OAUTH_PARAMS = [
+  'oauth_consumer_key',
+  'oauth_token',
+  'oauth_nonce',
+  'oauth_signature',
+  'oauth_signature_method',
+  'oauth_timestamp',
+];
 
 /** X's v1.1 answers to the emulator's faults: {"errors": [{code, message}]}. */
 const v1FaultAnswers: FaultAnswers = {
   serverError: () => ({ errors: [{ code: 131, message: 'Internal error' }] }),
-  rateLimited: () => ({ status: 429, headers: rateLimitHeaders(0), body: { errors: [{ code: 88, message: 'Rate limit exceeded' }] } }),
+  rateLimited: () => ({
+    status: 429,
+    headers: rateLimitHeaders(0),
+    body: { errors: [{ code: 88, message: 'Rate limit exceeded' }] },
+  }),
   appAccessDenied: () => ({
     status: 403,
     body: {
@@ -162,7 +179,8 @@ export function twitterRoutes(state: EmulatorState) {
       return sendTwitterError(reply, 401, 135, 'Timestamp out of bounds.');
     }
     // Remembered only once the signature is good, so forged requests cannot burn a client's nonces.
-    if (!nonceIsFresh(`${consumerKey} ${oauth.oauth_token} ${oauth.oauth_nonce}`)) return sendCouldNotAuthenticate(reply);
+    if (!nonceIsFresh(`${consumerKey} ${oauth.oauth_token} ${oauth.oauth_nonce}`))
+      return sendCouldNotAuthenticate(reply);
 
     const user = state.twitterUsers.get(token.userId);
     if (!user) return sendInvalidToken(reply);

@@ -14,11 +14,25 @@ interface HostDatabase {
   member_sessions: { token: string; member_id: string };
 }
 
-export async function buildHostApp(options: { databasePath: string; socialLinkDatabase: string; env: Record<string, string | undefined> }) {
+export async function buildHostApp(options: {
+  databasePath: string;
+  socialLinkDatabase: string;
+  env: Record<string, string | undefined>;
+}) {
   const db = new Kysely<HostDatabase>({ dialect: new SqliteDialect({ database: new SQLite(options.databasePath) }) });
   // The host's own tables and migrations (here: created on the spot).
-  await db.schema.createTable('members').ifNotExists().addColumn('id', 'text', (c) => c.primaryKey()).addColumn('name', 'text').execute();
-  await db.schema.createTable('member_sessions').ifNotExists().addColumn('token', 'text', (c) => c.primaryKey()).addColumn('member_id', 'text').execute();
+  await db.schema
+    .createTable('members')
+    .ifNotExists()
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('name', 'text')
+    .execute();
+  await db.schema
+    .createTable('member_sessions')
+    .ifNotExists()
+    .addColumn('token', 'text', (c) => c.primaryKey())
+    .addColumn('member_id', 'text')
+    .execute();
   // social-link's tables, in its own database.
   await migrateSocialLink(options.socialLinkDatabase);
 
@@ -33,7 +47,11 @@ export async function buildHostApp(options: { databasePath: string; socialLinkDa
   const memberOf = async (request: FastifyRequest) => {
     const token = /^Session (\S+)$/.exec(request.headers.authorization ?? '')?.[1];
     if (!token) return null;
-    const session = await db.selectFrom('member_sessions').select('member_id').where('token', '=', token).executeTakeFirst();
+    const session = await db
+      .selectFrom('member_sessions')
+      .select('member_id')
+      .where('token', '=', token)
+      .executeTakeFirst();
     return session?.member_id ?? null;
   };
 

@@ -15,7 +15,12 @@ import bcrypt from 'bcryptjs';
  *   `firebase-scrypt$<rounds>$<mem_cost>$<salt separator>$<signer key>$<salt>$<hash>` (base64 parts).
  */
 const pbkdf2Async = promisify(pbkdf2);
-const scryptAsync = promisify(scrypt) as (password: string | Buffer, salt: Buffer, keylen: number, options: { N: number; r: number; p: number; maxmem: number }) => Promise<Buffer>;
+const scryptAsync = promisify(scrypt) as (
+  password: string | Buffer,
+  salt: Buffer,
+  keylen: number,
+  options: { N: number; r: number; p: number; maxmem: number },
+) => Promise<Buffer>;
 
 const same = (a: Buffer, b: Buffer) => a.length === b.length && timingSafeEqual(a, b);
 
@@ -42,8 +47,10 @@ const verifierOf = (stored: string) => {
 export function canVerifyImported(stored: string): boolean {
   if (!verifierOf(stored)) return false;
   const [scheme, a, b] = stored.split('$');
-  if (scheme === 'pbkdf2_sha256' || scheme === 'pbkdf2_sha1') return Number(a) >= 1 && Number(a) <= MAX_PBKDF2_ITERATIONS;
-  if (scheme === 'firebase-scrypt') return Number(a) >= 1 && Number(a) <= MAX_SCRYPT_R && Number(b) >= 1 && Number(b) <= MAX_SCRYPT_MEM_COST;
+  if (scheme === 'pbkdf2_sha256' || scheme === 'pbkdf2_sha1')
+    return Number(a) >= 1 && Number(a) <= MAX_PBKDF2_ITERATIONS;
+  if (scheme === 'firebase-scrypt')
+    return Number(a) >= 1 && Number(a) <= MAX_SCRYPT_R && Number(b) >= 1 && Number(b) <= MAX_SCRYPT_MEM_COST;
   if (scheme === '') return /^\$2[aby]\$(\d\d)\$/.test(stored) && Number(stored.slice(4, 6)) <= MAX_BCRYPT_COST;
   return true;
 }
@@ -58,7 +65,12 @@ export async function verifyImportedPassword(password: string, stored: string): 
 }
 
 /** Django: `pbkdf2_sha256$<iterations>$<salt>$<base64 hash>`. */
-async function djangoPbkdf2(password: string, stored: string, digest: 'sha256' | 'sha1', length: number): Promise<boolean> {
+async function djangoPbkdf2(
+  password: string,
+  stored: string,
+  digest: 'sha256' | 'sha1',
+  length: number,
+): Promise<boolean> {
   const [, iterations, salt, hash] = stored.split('$');
   const rounds = Number(iterations);
   if (!salt || !hash || !Number.isInteger(rounds)) return false;
@@ -76,7 +88,12 @@ async function firebaseScrypt(password: string, stored: string): Promise<boolean
   const cost = Number(memCost);
   if (!separator || !signerKey || !salt || !hash || !Number.isInteger(r) || !Number.isInteger(cost)) return false;
   const N = 2 ** cost;
-  const key = await scryptAsync(password, Buffer.concat([Buffer.from(salt, 'base64'), Buffer.from(separator, 'base64')]), 32, { N, r, p: 1, maxmem: 256 * N * r });
+  const key = await scryptAsync(
+    password,
+    Buffer.concat([Buffer.from(salt, 'base64'), Buffer.from(separator, 'base64')]),
+    32,
+    { N, r, p: 1, maxmem: 256 * N * r },
+  );
   const cipher = createCipheriv('aes-256-ctr', key, Buffer.alloc(16));
   const derived = Buffer.concat([cipher.update(Buffer.from(signerKey, 'base64')), cipher.final()]);
   return same(derived, Buffer.from(hash, 'base64'));

@@ -73,7 +73,10 @@ export async function loadSigningKeys(options: {
     return parseSigningKeys(json, 'SOCIAL_LINK_SIGNING_KEYS_FILE');
   }
   const generated = await generateSigningKeySet();
-  return parseSigningKeys(devSecret(options.devKeyFile, () => generated), options.devKeyFile ?? 'generated keys');
+  return parseSigningKeys(
+    devSecret(options.devKeyFile, () => generated),
+    options.devKeyFile ?? 'generated keys',
+  );
 }
 
 /**

@@ -8,7 +8,9 @@ const KEY_LENGTH = 32;
 function derive(password: string, salt: Buffer, params: typeof PARAMS): Promise<Buffer> {
   const options: ScryptOptions = { ...params, maxmem: 128 * params.N * params.r * 2 };
   return new Promise((resolve, reject) =>
-    scrypt(password.normalize('NFKC'), salt, KEY_LENGTH, options, (error, key) => (error ? reject(error) : resolve(key))),
+    scrypt(password.normalize('NFKC'), salt, KEY_LENGTH, options, (error, key) =>
+      error ? reject(error) : resolve(key),
+    ),
   );
 }
 
@@ -25,7 +27,16 @@ export async function verifyPassword(password: string, stored: string): Promise<
   if (scheme !== 'scrypt') return verifyImportedPassword(password, stored);
   const params = { N: Number(n), r: Number(r), p: Number(p) };
   // Ours, or a stranger with our prefix (Django 4.2's scrypt hasher): never more than our own cost, never a throw.
-  if (!salt || !hash || !Number.isInteger(params.N) || params.N < 2 || params.N > PARAMS.N || !(params.r >= 1 && params.r <= PARAMS.r) || !(params.p >= 1 && params.p <= PARAMS.p)) return false;
+  if (
+    !salt ||
+    !hash ||
+    !Number.isInteger(params.N) ||
+    params.N < 2 ||
+    params.N > PARAMS.N ||
+    !(params.r >= 1 && params.r <= PARAMS.r) ||
+    !(params.p >= 1 && params.p <= PARAMS.p)
+  )
+    return false;
   const expected = Buffer.from(hash, 'base64url');
   const key = await derive(password, Buffer.from(salt, 'base64url'), params).catch(() => undefined);
   return key !== undefined && key.length === expected.length && timingSafeEqual(key, expected);

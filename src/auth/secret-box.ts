@@ -19,7 +19,10 @@ export class SecretBox {
     return new SecretBox(
       value.split(',').map((item) => {
         const key = Buffer.from(item.trim(), 'base64');
-        if (key.length !== 32) throw new ConfigError('SOCIAL_LINK_ENCRYPTION_KEYS: every key must be 32 bytes, base64 (openssl rand -base64 32)');
+        if (key.length !== 32)
+          throw new ConfigError(
+            'SOCIAL_LINK_ENCRYPTION_KEYS: every key must be 32 bytes, base64 (openssl rand -base64 32)',
+          );
         return key;
       }),
     );
@@ -34,7 +37,13 @@ export class SecretBox {
     const iv = randomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', key, iv).setAAD(Buffer.from(associatedData));
     const sealed = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
-    return ['v1', id, iv.toString('base64url'), sealed.toString('base64url'), cipher.getAuthTag().toString('base64url')].join('.');
+    return [
+      'v1',
+      id,
+      iv.toString('base64url'),
+      sealed.toString('base64url'),
+      cipher.getAuthTag().toString('base64url'),
+    ].join('.');
   }
 
   /** The plaintext, or undefined when the value is not ours, was tampered with, or its key is gone. */

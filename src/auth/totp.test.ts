@@ -17,7 +17,15 @@ const SEED_BASE32 = Secret.fromLatin1('12345678901234567890').base32;
 describe('TOTP (RFC 6238)', () => {
   it('the library computes the RFC test vectors', () => {
     for (const [seconds, code] of RFC_6238_SHA1) {
-      expect(TOTP.generate({ secret: Secret.fromBase32(SEED_BASE32), algorithm: 'SHA1', digits: 8, period: 30, timestamp: seconds * 1000 })).toBe(code);
+      expect(
+        TOTP.generate({
+          secret: Secret.fromBase32(SEED_BASE32),
+          algorithm: 'SHA1',
+          digits: 8,
+          period: 30,
+          timestamp: seconds * 1000,
+        }),
+      ).toBe(code);
     }
   });
 

@@ -15,7 +15,8 @@ export const totpUri = (secret: string, account: string, issuer: string): string
   new TOTP({ ...PARAMS, issuer, label: account, secret: Secret.fromBase32(secret) }).toString();
 
 /** The code of this moment (dev mode's helper command and tests). */
-export const totpCode = (secret: string, at = Date.now()): string => TOTP.generate({ ...PARAMS, secret: Secret.fromBase32(secret), timestamp: at });
+export const totpCode = (secret: string, at = Date.now()): string =>
+  TOTP.generate({ ...PARAMS, secret: Secret.fromBase32(secret), timestamp: at });
 
 /** The time step the code belongs to (now, or one step before or after), or undefined when it is wrong. */
 export function totpStep(secret: string, code: string, at = Date.now()): number | undefined {

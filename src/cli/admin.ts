@@ -18,16 +18,24 @@ function print(rows: Array<Record<string, unknown>>, asJson: boolean): void {
     return;
   }
   const columns = Object.keys(rows[0]!);
-  const cell = (value: unknown) => (value === null || value === undefined ? '-' : typeof value === 'object' ? JSON.stringify(value) : String(value));
-  const widths = columns.map((column) => Math.min(60, Math.max(column.length, ...rows.map((row) => cell(row[column]).length))));
-  const line = (values: string[]) => values.map((value, i) => value.slice(0, 60).padEnd(widths[i]!)).join('  ').trimEnd();
+  const cell = (value: unknown) =>
+    value === null || value === undefined ? '-' : typeof value === 'object' ? JSON.stringify(value) : String(value);
+  const widths = columns.map((column) =>
+    Math.min(60, Math.max(column.length, ...rows.map((row) => cell(row[column]).length))),
+  );
+  const line = (values: string[]) =>
+    values
+      .map((value, i) => value.slice(0, 60).padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   console.log(line(columns));
   for (const row of rows) console.log(line(columns.map((column) => cell(row[column]))));
 }
 
 const limitOf = (value: unknown, fallback: number) => {
   const limit = Number(value ?? fallback);
-  if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new Error('--limit must be an integer from 1 to 10000');
+  if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
+    throw new Error('--limit must be an integer from 1 to 10000');
   return limit;
 };
 
@@ -50,7 +58,8 @@ async function renameUser(storage: Services['storage'], id: number, username: st
 
 export const adminCommands: Record<string, Command> = {
   users: {
-    usage: 'users list [--limit N] [--json] | users show ID|USERNAME [--json] | users collisions | users rename ID NEW_USERNAME',
+    usage:
+      'users list [--limit N] [--json] | users show ID|USERNAME [--json] | users collisions | users rename ID NEW_USERNAME',
     summary:
       'list users (newest first), show one with its links, list the names taken twice but for case before usernames were compared without case, ' +
       'or rename a user (3 to 150 letters, digits and . @ + - _; refused when taken, whatever its case)',
@@ -59,11 +68,27 @@ export const adminCommands: Record<string, Command> = {
       withServices(async ({ storage }) => {
         if (verb === 'list') {
           const users = await storage.users.list(limitOf(values.limit, 50));
-          print(users.map(({ id, username, createdAt, lastLoginAt }) => ({ id, username, created_at: createdAt, last_login_at: lastLoginAt })), values.json === true);
+          print(
+            users.map(({ id, username, createdAt, lastLoginAt }) => ({
+              id,
+              username,
+              created_at: createdAt,
+              last_login_at: lastLoginAt,
+            })),
+            values.json === true,
+          );
           return 0;
         }
         if (verb === 'collisions') {
-          print((await storage.users.caseCollisions()).map(({ id, username, sameAs }) => ({ id, username, same_as_id: sameAs?.id, same_as: sameAs?.username })), values.json === true);
+          print(
+            (await storage.users.caseCollisions()).map(({ id, username, sameAs }) => ({
+              id,
+              username,
+              same_as_id: sameAs?.id,
+              same_as: sameAs?.username,
+            })),
+            values.json === true,
+          );
           return 0;
         }
         if (verb === 'rename' && key && /^\d+$/.test(key) && newName !== undefined) {
@@ -73,27 +98,47 @@ export const adminCommands: Record<string, Command> = {
           return refusal ? 1 : 0;
         }
         if (verb !== 'show' || !key) return usageError(adminCommands.users!);
-        const user = /^\d+$/.test(key) ? await storage.users.findById(Number(key)) : await storage.users.findByUsername(key);
+        const user = /^\d+$/.test(key)
+          ? await storage.users.findById(Number(key))
+          : await storage.users.findByUsername(key);
         if (!user) {
           console.error(`no user ${key}`);
           return 1;
         }
         const links = await storage.links.ofUser(user.id);
         const { passwordHash: _hidden, ...visible } = user;
-        print([{ ...visible, links: links.map((link) => `${link.provider}:${link.uid}`).join(' ') }], values.json === true);
+        print(
+          [{ ...visible, links: links.map((link) => `${link.provider}:${link.uid}`).join(' ') }],
+          values.json === true,
+        );
         return 0;
       }),
   },
   associations: {
     usage: 'associations list [--user ID] [--provider P] [--limit N] [--json] | associations unlink PROVIDER UID',
-    summary: 'list social links, or remove one (operators may remove a last login method; the user can then sign in no more)',
+    summary:
+      'list social links, or remove one (operators may remove a last login method; the user can then sign in no more)',
     options: { user: { type: 'string' }, provider: { type: 'string' }, limit: { type: 'string' }, ...json },
     run: ({ positionals: [verb, provider, uid], values }) =>
       withServices(async (services) => {
         if (verb === 'list') {
           const userId = typeof values.user === 'string' ? Number(values.user) : undefined;
-          const links = await services.storage.links.list({ userId, provider: typeof values.provider === 'string' ? values.provider : undefined, limit: limitOf(values.limit, 50) });
-          print(links.map((link) => ({ id: link.id, user_id: link.userId, provider: link.provider, uid: link.uid, created_at: link.createdAt, updated_at: link.updatedAt })), values.json === true);
+          const links = await services.storage.links.list({
+            userId,
+            provider: typeof values.provider === 'string' ? values.provider : undefined,
+            limit: limitOf(values.limit, 50),
+          });
+          print(
+            links.map((link) => ({
+              id: link.id,
+              user_id: link.userId,
+              provider: link.provider,
+              uid: link.uid,
+              created_at: link.createdAt,
+              updated_at: link.updatedAt,
+            })),
+            values.json === true,
+          );
           return 0;
         }
         if (verb !== 'unlink' || !provider || !uid) return usageError(adminCommands.associations!);
@@ -102,7 +147,11 @@ export const adminCommands: Record<string, Command> = {
           console.error(`no link ${provider}:${uid}`);
           return 1;
         }
-        await new SocialAccounts(services).unlink(link.userId, provider, uid, { client: null, hasOtherWayIn: () => true, detail: 'by an operator (cli)' });
+        await new SocialAccounts(services).unlink(link.userId, provider, uid, {
+          client: null,
+          hasOtherWayIn: () => true,
+          detail: 'by an operator (cli)',
+        });
         console.log(`unlinked ${provider}:${uid} from user ${link.userId}`);
         return 0;
       }),
@@ -113,20 +162,30 @@ export const adminCommands: Record<string, Command> = {
     options: { user: { type: 'string' }, limit: { type: 'string' }, ...json },
     run: ({ values }) =>
       withServices(async ({ storage }) => {
-        const events = await storage.audit.list({ userId: typeof values.user === 'string' ? Number(values.user) : undefined, limit: limitOf(values.limit, 50) });
+        const events = await storage.audit.list({
+          userId: typeof values.user === 'string' ? Number(values.user) : undefined,
+          limit: limitOf(values.limit, 50),
+        });
         print(events as unknown as Array<Record<string, unknown>>, values.json === true);
         return 0;
       }),
   },
   webhooks: {
-    usage: 'webhooks list [--status pending|delivered|failed] [--limit N] [--json] | webhooks replay EVENT_ID | webhooks replay --failed',
-    summary: 'the webhook deliveries, newest first (their attempts and last error), and delivering again one event, or every delivery given up',
+    usage:
+      'webhooks list [--status pending|delivered|failed] [--limit N] [--json] | webhooks replay EVENT_ID | webhooks replay --failed',
+    summary:
+      'the webhook deliveries, newest first (their attempts and last error), and delivering again one event, or every delivery given up',
     options: { status: { type: 'string' }, limit: { type: 'string' }, failed: { type: 'boolean' }, ...json },
     run: ({ positionals: [verb, eventId], values }) =>
       withServices(async ({ storage }) => {
         if (verb === 'list') {
           const status = typeof values.status === 'string' ? values.status : undefined;
-          print((await storage.outbox.list({ status, limit: limitOf(values.limit, 50) })) as unknown as Array<Record<string, unknown>>, values.json === true);
+          print(
+            (await storage.outbox.list({ status, limit: limitOf(values.limit, 50) })) as unknown as Array<
+              Record<string, unknown>
+            >,
+            values.json === true,
+          );
           return 0;
         }
         if (verb !== 'replay' || (!eventId && values.failed !== true)) return usageError(adminCommands.webhooks!);

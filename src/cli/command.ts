@@ -27,7 +27,12 @@ export async function withServices<T>(work: (services: Services, settings: Setti
   const config = loadConfig(env, { role: 'cli' });
   // Outside production, the key the server generated in ./data seals and opens here too (Apple grants moved by
   // `apple transfer`, staff TOTP secrets): never a key of this command's own that the server cannot open.
-  const services = createServices({ config, log: pino({ level: 'warn' }, pino.destination(2)), pipeline: file.pipeline, devSecretsDir: devSecretsDirFor(config) });
+  const services = createServices({
+    config,
+    log: pino({ level: 'warn' }, pino.destination(2)),
+    pipeline: file.pipeline,
+    devSecretsDir: devSecretsDirFor(config),
+  });
   try {
     await requireMigrated(services.storage.db);
     return await work(services, new Settings(env));

@@ -28,7 +28,18 @@ export interface ConfigFile {
 export const defineConfig = (config: ConfigFile): ConfigFile => config;
 
 const NAMES = ['social-link.config.ts', 'social-link.config.mjs', 'social-link.config.js', 'social-link.config.json'];
-const PLAIN_SETTINGS = new Set(['DATABASE_URL', 'HOST', 'PORT', 'LOG_LEVEL', 'REDIS_URL', 'CORS_ORIGINS', 'TRUST_PROXY', 'METRICS_TOKEN', 'METRICS_PORT', 'METRICS_HOST']);
+const PLAIN_SETTINGS = new Set([
+  'DATABASE_URL',
+  'HOST',
+  'PORT',
+  'LOG_LEVEL',
+  'REDIS_URL',
+  'CORS_ORIGINS',
+  'TRUST_PROXY',
+  'METRICS_TOKEN',
+  'METRICS_PORT',
+  'METRICS_HOST',
+]);
 
 export interface LoadedConfigFile {
   path?: string;
@@ -39,7 +50,9 @@ export interface LoadedConfigFile {
 }
 
 export async function loadConfigFile(env: Env = process.env, cwd = process.cwd()): Promise<LoadedConfigFile> {
-  const path = env.SOCIAL_LINK_CONFIG ? resolve(cwd, env.SOCIAL_LINK_CONFIG) : NAMES.map((name) => resolve(cwd, name)).find(existsSync);
+  const path = env.SOCIAL_LINK_CONFIG
+    ? resolve(cwd, env.SOCIAL_LINK_CONFIG)
+    : NAMES.map((name) => resolve(cwd, name)).find(existsSync);
   if (!path) return { settings: {} };
   if (!existsSync(path)) throw new ConfigError(`SOCIAL_LINK_CONFIG: no file at ${path}`);
   let loaded: unknown;
@@ -57,11 +70,14 @@ function validate(value: unknown, path: string): Omit<LoadedConfigFile, 'path'> 
   const fail = (message: string): never => {
     throw new ConfigError(`${path}: ${message}`);
   };
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('must export (or contain) an object {settings?, pipeline?, errors?}');
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    fail('must export (or contain) an object {settings?, pipeline?, errors?}');
   const { settings = {}, pipeline, errors, ...unknown } = value as ConfigFile & Record<string, unknown>;
   const extra = Object.keys(unknown);
-  if (extra.length > 0) fail(`unknown key ${extra.map((key) => `"${key}"`).join(', ')} (expected settings, pipeline, errors)`);
-  if (typeof settings !== 'object' || settings === null || Array.isArray(settings)) fail('settings must be an object of NAME: value');
+  if (extra.length > 0)
+    fail(`unknown key ${extra.map((key) => `"${key}"`).join(', ')} (expected settings, pipeline, errors)`);
+  if (typeof settings !== 'object' || settings === null || Array.isArray(settings))
+    fail('settings must be an object of NAME: value');
   const env: Env = {};
   for (const [name, setting] of Object.entries(settings)) {
     if (!PLAIN_SETTINGS.has(name) && !/^(SOCIAL_AUTH|SOCIAL_LINK|RATE_LIMIT)_[A-Z0-9_]+$/.test(name)) {
@@ -75,12 +91,16 @@ function validate(value: unknown, path: string): Omit<LoadedConfigFile, 'path'> 
     fail('pipeline must be a list of step functions (see src/core/pipeline.ts)');
   }
   if (errors !== undefined) {
-    if (typeof errors !== 'object' || errors === null || Array.isArray(errors)) fail('errors must be an object of code: {status, message}');
+    if (typeof errors !== 'object' || errors === null || Array.isArray(errors))
+      fail('errors must be an object of code: {status, message}');
     for (const [code, entry] of Object.entries(errors)) {
-      if (code in ERRORS || !/^[a-z][a-z0-9_]{0,63}$/.test(code)) fail(`errors.${code}: a code of your own, in snake_case (not one of social-link's)`);
+      if (code in ERRORS || !/^[a-z][a-z0-9_]{0,63}$/.test(code))
+        fail(`errors.${code}: a code of your own, in snake_case (not one of social-link's)`);
       const { status, message } = (entry ?? {}) as { status?: unknown; message?: unknown };
-      if (![400, 401, 403, 404, 409, 422].includes(status as number)) fail(`errors.${code}.status must be 400, 401, 403, 404, 409 or 422 (as refuse() allows)`);
-      if (typeof message !== 'string' || message === '') fail(`errors.${code}.message must be the message refuse() answers`);
+      if (![400, 401, 403, 404, 409, 422].includes(status as number))
+        fail(`errors.${code}.status must be 400, 401, 403, 404, 409 or 422 (as refuse() allows)`);
+      if (typeof message !== 'string' || message === '')
+        fail(`errors.${code}.message must be the message refuse() answers`);
     }
   }
   return { settings: env, pipeline, errors };

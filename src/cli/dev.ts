@@ -14,7 +14,15 @@ import type { Config } from '../config/config.js';
 
 /** Dev mode's console account (admin role), made once and kept in ./data/dev-staff.json with its TOTP secret. */
 async function devStaff(config: Config): Promise<{ username: string; password: string; secret: string }> {
-  const kept = JSON.parse(devSecret('./data/dev-staff.json', () => JSON.stringify({ username: 'dev-admin', password: randomBytes(12).toString('base64url'), secret: newTotpSecret() }))) as { username: string; password: string; secret: string };
+  const kept = JSON.parse(
+    devSecret('./data/dev-staff.json', () =>
+      JSON.stringify({
+        username: 'dev-admin',
+        password: randomBytes(12).toString('base64url'),
+        secret: newTotpSecret(),
+      }),
+    ),
+  ) as { username: string; password: string; secret: string };
   const services = createServices({ config, log: pino({ level: 'warn' }), devSecretsDir: devSecretsDirFor(config) });
   try {
     // Made, or reset to what ./data/dev-staff.json says (the database and the file may have parted).
@@ -39,8 +47,20 @@ async function main(): Promise<void> {
   const file = await loadConfigFile();
   // The console is on in dev mode (SOCIAL_LINK_ADMIN=false turns it off).
   // No balancer in front of a laptop: stop at once (SOCIAL_LINK_SHUTDOWN_GRACE_MS).
-  const config = loadConfig({ SOCIAL_LINK_ADMIN: 'true', SOCIAL_LINK_SHUTDOWN_GRACE_MS: '0', ...file.settings, ...process.env, ...serverEnvFor(emulator.url, apps) });
-  const app = await startServer({ config, pipeline: file.pipeline, operatorErrors: file.errors, devSecretsDir: devSecretsDirFor(config), onClose: () => emulator.close() });
+  const config = loadConfig({
+    SOCIAL_LINK_ADMIN: 'true',
+    SOCIAL_LINK_SHUTDOWN_GRACE_MS: '0',
+    ...file.settings,
+    ...process.env,
+    ...serverEnvFor(emulator.url, apps),
+  });
+  const app = await startServer({
+    config,
+    pipeline: file.pipeline,
+    operatorErrors: file.errors,
+    devSecretsDir: devSecretsDirFor(config),
+    onClose: () => emulator.close(),
+  });
 
   const api = `http://${config.host}:${config.port}`;
   // Only into a local SQLite database: never a known admin account in a shared one (DATABASE_URL=postgres://…).

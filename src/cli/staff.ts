@@ -16,7 +16,9 @@ async function readPassword(prompt: string): Promise<string> {
     return text.split(/\r?\n/)[0] ?? '';
   }
   let muted = false;
-  const output = new Writable({ write: (chunk, _encoding, done) => ((muted ? undefined : process.stderr.write(chunk)), done()) });
+  const output = new Writable({
+    write: (chunk, _encoding, done) => (muted ? undefined : process.stderr.write(chunk), done()),
+  });
   const reader = createInterface({ input: process.stdin, output, terminal: true });
   process.stderr.write(prompt);
   muted = true;
@@ -27,7 +29,8 @@ async function readPassword(prompt: string): Promise<string> {
 }
 
 export const staffCommand: Command = {
-  usage: 'staff create USERNAME --role viewer|support|admin | staff list | staff password USERNAME | staff disable USERNAME | staff unlock USERNAME | staff reset-totp USERNAME | staff code --secret BASE32',
+  usage:
+    'staff create USERNAME --role viewer|support|admin | staff list | staff password USERNAME | staff disable USERNAME | staff unlock USERNAME | staff reset-totp USERNAME | staff code --secret BASE32',
   summary:
     'console (/admin/) staff accounts: create (password from a prompt, or the first line of stdin; 12 characters at least; ' +
     'the authenticator is set up at the first sign-in), list, password (a new one, from a prompt or stdin; unlocks, ends its sessions), disable (ends its sessions), unlock (ends a lockout), reset-totp (a lost authenticator: the next sign-in enrols a new one; ends its sessions); code: the TOTP code of this moment for a secret (development)',
@@ -47,7 +50,9 @@ export const staffCommand: Command = {
       return withServices(async (services) => {
         try {
           const member = await new StaffAccounts(services).create(username, password, role);
-          console.log(`staff ${member.username} (${member.role}) created: sign in at /admin/ to set up the authenticator`);
+          console.log(
+            `staff ${member.username} (${member.role}) created: sign in at /admin/ to set up the authenticator`,
+          );
           return 0;
         } catch (error) {
           console.error((error as Error).message);
@@ -60,7 +65,9 @@ export const staffCommand: Command = {
       return withServices(async (services) => {
         try {
           const done = await new StaffAccounts(services).setPassword(username, password);
-          console[done ? 'log' : 'error'](done ? `staff ${username}: new password set; its sessions ended` : `no staff ${username}`);
+          console[done ? 'log' : 'error'](
+            done ? `staff ${username}: new password set; its sessions ended` : `no staff ${username}`,
+          );
           return done ? 0 : 1;
         } catch (error) {
           console.error((error as Error).message);
@@ -71,7 +78,13 @@ export const staffCommand: Command = {
     if (verb === 'list') {
       return withServices(async ({ storage }) => {
         for (const member of await storage.staff.list()) {
-          const state = member.disabledAt ? 'disabled' : member.lockedUntil && Date.parse(member.lockedUntil) > Date.now() ? `locked until ${member.lockedUntil}` : member.totpEnrolledAt ? 'active' : 'authenticator not set up';
+          const state = member.disabledAt
+            ? 'disabled'
+            : member.lockedUntil && Date.parse(member.lockedUntil) > Date.now()
+              ? `locked until ${member.lockedUntil}`
+              : member.totpEnrolledAt
+                ? 'active'
+                : 'authenticator not set up';
           console.log(`${member.id}\t${member.username}\t${member.role}\t${state}`);
         }
         return 0;
@@ -80,14 +93,20 @@ export const staffCommand: Command = {
     if (verb === 'disable' && username) {
       return withServices(async ({ storage }) => {
         const done = await storage.staff.disable(username);
-        console[done ? 'log' : 'error'](done ? `staff ${username} disabled; its sessions ended` : `no active staff ${username}`);
+        console[done ? 'log' : 'error'](
+          done ? `staff ${username} disabled; its sessions ended` : `no active staff ${username}`,
+        );
         return done ? 0 : 1;
       });
     }
     if ((verb === 'unlock' || verb === 'reset-totp') && username) {
       return withServices(async ({ storage }) => {
         const done = verb === 'unlock' ? await storage.staff.unlock(username) : await storage.staff.resetTotp(username);
-        console[done ? 'log' : 'error'](done ? `staff ${username}: ${verb === 'unlock' ? 'unlocked' : 'authenticator forgotten, set up again at the next sign-in'}` : `no staff ${username}`);
+        console[done ? 'log' : 'error'](
+          done
+            ? `staff ${username}: ${verb === 'unlock' ? 'unlocked' : 'authenticator forgotten, set up again at the next sign-in'}`
+            : `no staff ${username}`,
+        );
         return done ? 0 : 1;
       });
     }
@@ -104,7 +123,12 @@ export async function serviceKeysCommand(positionals: string[], scopesOption: st
       console.error('a key name is 1 to 64 letters, digits and . - _');
       return 1;
     }
-    const scopes: ServiceScope[] | undefined = scopesOption === 'read' ? ['read'] : scopesOption === 'write' || scopesOption === 'read,write' ? ['read', 'write'] : undefined;
+    const scopes: ServiceScope[] | undefined =
+      scopesOption === 'read'
+        ? ['read']
+        : scopesOption === 'write' || scopesOption === 'read,write'
+          ? ['read', 'write']
+          : undefined;
     if (!scopes) {
       console.error('--scopes must be read or write (write can read too)');
       return 1;
@@ -124,7 +148,9 @@ export async function serviceKeysCommand(positionals: string[], scopesOption: st
   if (verb === 'list') {
     return withServices(async ({ storage }) => {
       for (const key of await storage.serviceKeys.list()) {
-        console.log(`${key.name}\t${key.scopes.join(' ')}\tcreated ${key.createdAt}\tlast used ${key.lastUsedAt ?? 'never'}${key.revokedAt ? `\trevoked ${key.revokedAt}` : ''}`);
+        console.log(
+          `${key.name}\t${key.scopes.join(' ')}\tcreated ${key.createdAt}\tlast used ${key.lastUsedAt ?? 'never'}${key.revokedAt ? `\trevoked ${key.revokedAt}` : ''}`,
+        );
       }
       return 0;
     });
@@ -136,6 +162,8 @@ export async function serviceKeysCommand(positionals: string[], scopesOption: st
       return done ? 0 : 1;
     });
   }
-  console.error('usage: social-link keys service create NAME --scopes read|write | keys service list | keys service revoke NAME');
+  console.error(
+    'usage: social-link keys service create NAME --scopes read|write | keys service list | keys service revoke NAME',
+  );
   return 1;
 }

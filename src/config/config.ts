@@ -24,7 +24,8 @@ export interface ReplayPolicy {
  * grant that cannot be opened can never be revoked). In production nothing is generated but what seals
  * nothing: the keys that matter are required.
  */
-export const devSecretsDirFor = (config: Pick<Config, 'production'>): string | undefined => (config.production ? undefined : './data');
+export const devSecretsDirFor = (config: Pick<Config, 'production'>): string | undefined =>
+  config.production ? undefined : './data';
 
 export interface Config {
   production: boolean;
@@ -122,7 +123,10 @@ export type RateLimitName = (typeof RATE_LIMIT_NAMES)[number];
 function failClosedOf(settings: Settings): ReadonlySet<RateLimitName> {
   const names = settings.list('RATE_LIMIT_FAIL_CLOSED');
   const unknown = names.filter((name) => !(RATE_LIMIT_NAMES as readonly string[]).includes(name));
-  if (unknown.length > 0) throw new ConfigError(`RATE_LIMIT_FAIL_CLOSED: unknown budget ${unknown.join(', ')} (the budgets: ${RATE_LIMIT_NAMES.join(', ')})`);
+  if (unknown.length > 0)
+    throw new ConfigError(
+      `RATE_LIMIT_FAIL_CLOSED: unknown budget ${unknown.join(', ')} (the budgets: ${RATE_LIMIT_NAMES.join(', ')})`,
+    );
   return new Set(names as RateLimitName[]);
 }
 
@@ -132,7 +136,10 @@ export const DEFAULT_DATABASE_URL = 'sqlite:./data/social-link.sqlite';
  * Reads and validates the configuration; throws ConfigError naming the bad variable. The server signs our
  * access tokens; the CLI and the embedded plugin (whose host starts its own sessions) sign none.
  */
-export function loadConfig(env: Env = process.env, { role = 'server' }: { role?: 'server' | 'cli' | 'embedded' } = {}): Config {
+export function loadConfig(
+  env: Env = process.env,
+  { role = 'server' }: { role?: 'server' | 'cli' | 'embedded' } = {},
+): Config {
   const settings = new Settings(env);
   const databaseUrl = settings.string('DATABASE_URL', DEFAULT_DATABASE_URL);
   if (!/^(sqlite:|postgres:\/\/|postgresql:\/\/)/.test(databaseUrl)) {
@@ -153,7 +160,10 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
     webhooks: webhooksOf(settings),
     webhookRetryBaseMs: settings.int('SOCIAL_LINK_WEBHOOK_RETRY_BASE_MS', 5000, { min: 10, max: 3_600_000 }),
     webhookRetentionDays: settings.int('SOCIAL_LINK_WEBHOOK_RETENTION_DAYS', 7, { min: 1, max: 3650 }),
-    idTokenReplay: { refuse: replayRefused(settings), retrySeconds: settings.int('SOCIAL_AUTH_ID_TOKEN_RETRY_SECONDS', 10, { max: 60 }) },
+    idTokenReplay: {
+      refuse: replayRefused(settings),
+      retrySeconds: settings.int('SOCIAL_AUTH_ID_TOKEN_RETRY_SECONDS', 10, { max: 60 }),
+    },
     tokenIssuer: settings.string('SOCIAL_LINK_TOKEN_ISSUER', 'social-link'),
     accessTokenTtlSeconds: settings.int('SOCIAL_LINK_ACCESS_TOKEN_TTL', 900, { min: 30, max: 86_400 }),
     refreshTokenTtlSeconds: settings.int('SOCIAL_LINK_REFRESH_TOKEN_TTL', 30 * 86_400, { min: 60 }),
@@ -170,7 +180,10 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
     corsOrigins: settings.list('CORS_ORIGINS'),
     trustProxy: trustProxy(settings),
     metricsToken: settings.string('METRICS_TOKEN'),
-    metricsPort: settings.string('METRICS_PORT') === undefined ? undefined : settings.int('METRICS_PORT', 0, { min: 1, max: 65535 }),
+    metricsPort:
+      settings.string('METRICS_PORT') === undefined
+        ? undefined
+        : settings.int('METRICS_PORT', 0, { min: 1, max: 65535 }),
     metricsHost: settings.string('METRICS_HOST', '127.0.0.1'),
     // Long enough for a balancer checking /readyz every 2 s to see 3 failures, or for an orchestrator to
     // take the instance out of its endpoints; short of Kubernetes' and ECS's 30 s before they kill.
@@ -184,7 +197,10 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
       lifetimeSeconds: settings.int('SOCIAL_LINK_ADMIN_SESSION_SECONDS', 8 * 3600, { min: 1, max: 7 * 86_400 }),
       maxFailedLogins: settings.int('SOCIAL_LINK_ADMIN_MAX_FAILED_LOGINS', 5, { min: 1, max: 100 }),
       lockoutSeconds: settings.int('SOCIAL_LINK_ADMIN_LOCKOUT_SECONDS', 15 * 60, { min: 1, max: 86_400 }),
-      port: settings.string('SOCIAL_LINK_ADMIN_PORT') === undefined ? undefined : settings.int('SOCIAL_LINK_ADMIN_PORT', 0, { min: 1, max: 65535 }),
+      port:
+        settings.string('SOCIAL_LINK_ADMIN_PORT') === undefined
+          ? undefined
+          : settings.int('SOCIAL_LINK_ADMIN_PORT', 0, { min: 1, max: 65535 }),
       host: settings.string('SOCIAL_LINK_ADMIN_HOST', '127.0.0.1'),
     },
     rateLimit: {
@@ -214,7 +230,7 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
   }
   if (role === 'server' && config.production && config.admin.enabled && !config.publicUrl.startsWith('https://')) {
     throw new ConfigError(
-      'SOCIAL_LINK_ADMIN=true in production needs SOCIAL_LINK_PUBLIC_URL=https://…: the console\'s session cookie is Secure (__Host-), and staff passwords and codes must not cross the network in the clear',
+      "SOCIAL_LINK_ADMIN=true in production needs SOCIAL_LINK_PUBLIC_URL=https://…: the console's session cookie is Secure (__Host-), and staff passwords and codes must not cross the network in the clear",
     );
   }
   if (role === 'server' && config.production && !config.metricsToken && config.metricsPort === undefined) {
@@ -226,11 +242,11 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
     // Staff TOTP secrets are sealed with these keys: without them a per-process key would seal them, and after a
     // restart every correct code would be refused.
     throw new ConfigError(
-      'SOCIAL_LINK_ADMIN=true in production needs SOCIAL_LINK_ENCRYPTION_KEYS: the staff\'s authenticator secrets are sealed with them (generate one with: openssl rand -base64 32)',
+      "SOCIAL_LINK_ADMIN=true in production needs SOCIAL_LINK_ENCRYPTION_KEYS: the staff's authenticator secrets are sealed with them (generate one with: openssl rand -base64 32)",
     );
   }
   if (config.admin.port !== undefined && config.admin.port === config.port) {
-    throw new ConfigError('SOCIAL_LINK_ADMIN_PORT must differ from PORT: the console\'s listener is a port of its own');
+    throw new ConfigError("SOCIAL_LINK_ADMIN_PORT must differ from PORT: the console's listener is a port of its own");
   }
   if (config.production && settings.string('SOCIAL_AUTH_APPLE_TEAM_ID') && !config.encryptionKeys) {
     throw new ConfigError(
@@ -240,12 +256,22 @@ export function loadConfig(env: Env = process.env, { role = 'server' }: { role?:
   }
   if (config.encryptionKeys) {
     SecretBox.fromSetting(config.encryptionKeys); // fail at start-up, naming the variable
-    if (config.production && config.encryptionKeys.split(',').some((key) => isDegenerate(Buffer.from(key.trim(), 'base64')))) {
-      throw new ConfigError('SOCIAL_LINK_ENCRYPTION_KEYS: a key of one repeated byte (all zeros…) is a placeholder, not a secret; in production give random keys (openssl rand -base64 32)');
+    if (
+      config.production &&
+      config.encryptionKeys.split(',').some((key) => isDegenerate(Buffer.from(key.trim(), 'base64')))
+    ) {
+      throw new ConfigError(
+        'SOCIAL_LINK_ENCRYPTION_KEYS: a key of one repeated byte (all zeros…) is a placeholder, not a secret; in production give random keys (openssl rand -base64 32)',
+      );
     }
   }
-  if (config.production && config.webhooks.some((endpoint) => isDegenerate(Buffer.from(endpoint.secret.slice('whsec_'.length), 'base64')))) {
-    throw new ConfigError('SOCIAL_LINK_WEBHOOK_SECRET: a secret of one repeated byte (all zeros…) is a placeholder, not a secret; in production give a random one (whsec_$(openssl rand -base64 32))');
+  if (
+    config.production &&
+    config.webhooks.some((endpoint) => isDegenerate(Buffer.from(endpoint.secret.slice('whsec_'.length), 'base64')))
+  ) {
+    throw new ConfigError(
+      'SOCIAL_LINK_WEBHOOK_SECRET: a secret of one repeated byte (all zeros…) is a placeholder, not a secret; in production give a random one (whsec_$(openssl rand -base64 32))',
+    );
   }
   return config;
 }
@@ -264,7 +290,8 @@ function trustProxy(settings: Settings): boolean | number | string[] {
 
 function redisUrl(settings: Settings): string | undefined {
   const url = settings.string('REDIS_URL');
-  if (url !== undefined && !/^rediss?:\/\//.test(url)) throw new ConfigError(`REDIS_URL must start with redis:// or rediss://, got "${url}"`);
+  if (url !== undefined && !/^rediss?:\/\//.test(url))
+    throw new ConfigError(`REDIS_URL must start with redis:// or rediss://, got "${url}"`);
   return url;
 }
 
@@ -275,7 +302,8 @@ function redisUrl(settings: Settings): string | undefined {
  */
 function replayRefused(settings: Settings): boolean {
   const value = settings.string('SOCIAL_AUTH_ID_TOKEN_REPLAY', 'allow');
-  if (value !== 'refuse' && value !== 'allow') throw new ConfigError(`SOCIAL_AUTH_ID_TOKEN_REPLAY must be refuse or allow, got "${value}"`);
+  if (value !== 'refuse' && value !== 'allow')
+    throw new ConfigError(`SOCIAL_AUTH_ID_TOKEN_REPLAY must be refuse or allow, got "${value}"`);
   return value === 'refuse';
 }
 
@@ -291,8 +319,12 @@ function compatPrefixOf(settings: Settings): string | undefined {
   const raw = settings.string('SOCIAL_LINK_COMPAT_PREFIX');
   if (!raw) return undefined;
   const prefix = raw.replace(/\/$/, '');
-  if (prefix === '') throw new ConfigError('SOCIAL_LINK_COMPAT_PREFIX: at the root, /api/associate/ and /api/auth/ are social-link\'s own routes (they answer what the original ones did, and more); give the prefix the released apps call, such as /myapp');
-  if (!/^\/[\w.-]+(\/[\w.-]+)*$/.test(prefix)) throw new ConfigError(`SOCIAL_LINK_COMPAT_PREFIX must be a path such as /myapp, got "${prefix}"`);
+  if (prefix === '')
+    throw new ConfigError(
+      "SOCIAL_LINK_COMPAT_PREFIX: at the root, /api/associate/ and /api/auth/ are social-link's own routes (they answer what the original ones did, and more); give the prefix the released apps call, such as /myapp",
+    );
+  if (!/^\/[\w.-]+(\/[\w.-]+)*$/.test(prefix))
+    throw new ConfigError(`SOCIAL_LINK_COMPAT_PREFIX must be a path such as /myapp, got "${prefix}"`);
   return prefix;
 }
 
@@ -302,16 +334,23 @@ function webhooksOf(settings: Settings): WebhookEndpoint[] {
   if (urls.length === 0) return [];
   const secrets = settings.list('SOCIAL_LINK_WEBHOOK_SECRET');
   if (secrets.length !== 1 && secrets.length !== urls.length) {
-    throw new ConfigError('SOCIAL_LINK_WEBHOOK_SECRET must be one secret, or one per SOCIAL_LINK_WEBHOOK_URL, in the same order');
+    throw new ConfigError(
+      'SOCIAL_LINK_WEBHOOK_SECRET must be one secret, or one per SOCIAL_LINK_WEBHOOK_URL, in the same order',
+    );
   }
   for (const secret of secrets) {
     const key = /^whsec_([A-Za-z0-9+/]+=*)$/.exec(secret)?.[1];
     if (!key || Buffer.from(key, 'base64').length < 24) {
-      throw new ConfigError('SOCIAL_LINK_WEBHOOK_SECRET: each secret is whsec_ + base64 of at least 24 random bytes (e.g. whsec_$(openssl rand -base64 32))');
+      throw new ConfigError(
+        'SOCIAL_LINK_WEBHOOK_SECRET: each secret is whsec_ + base64 of at least 24 random bytes (e.g. whsec_$(openssl rand -base64 32))',
+      );
     }
   }
   return urls.map((url, index) => ({
-    url: new Settings({ NODE_ENV: settings.env.NODE_ENV, SOCIAL_LINK_WEBHOOK_URL: url }).url('SOCIAL_LINK_WEBHOOK_URL', url),
+    url: new Settings({ NODE_ENV: settings.env.NODE_ENV, SOCIAL_LINK_WEBHOOK_URL: url }).url(
+      'SOCIAL_LINK_WEBHOOK_URL',
+      url,
+    ),
     secret: secrets[secrets.length === 1 ? 0 : index]!,
   }));
 }

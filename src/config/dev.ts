@@ -21,19 +21,33 @@ export interface EmulatedApps {
   microsoft: { clientIds: string[] };
 }
 
-const list = (value: string | undefined, fallback: string[]) => (value ? value.split(',').map((item) => item.trim()).filter(Boolean) : fallback);
+const list = (value: string | undefined, fallback: string[]) =>
+  value
+    ? value
+        .split(',')
+        .map((item) => item.trim())
+        .filter(Boolean)
+    : fallback;
 
 /** A new Sign in with Apple key (what Apple lets you download as a .p8 file), as PKCS#8 PEM. */
 export function generateAppleKey(): string {
-  return generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  return generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    .privateKey.export({ type: 'pkcs8', format: 'pem' })
+    .toString();
 }
 
 export function emulatedApps(env: Env, applePrivateKeyPem: string): EmulatedApps {
   const privateKeyPem = env.SOCIAL_AUTH_APPLE_PRIVATE_KEY?.replace(/\\n/g, '\n') ?? applePrivateKeyPem;
   const publicJwk = createPublicKey(createPrivateKey(privateKeyPem)).export({ format: 'jwk' }) as JWK;
   return {
-    facebook: { appId: env.SOCIAL_AUTH_FACEBOOK_KEY ?? 'dev-facebook-app-id', appSecret: env.SOCIAL_AUTH_FACEBOOK_SECRET ?? 'dev-facebook-app-secret' },
-    twitter: { consumerKey: env.SOCIAL_AUTH_TWITTER_KEY ?? 'dev-twitter-consumer-key', consumerSecret: env.SOCIAL_AUTH_TWITTER_SECRET ?? 'dev-twitter-consumer-secret' },
+    facebook: {
+      appId: env.SOCIAL_AUTH_FACEBOOK_KEY ?? 'dev-facebook-app-id',
+      appSecret: env.SOCIAL_AUTH_FACEBOOK_SECRET ?? 'dev-facebook-app-secret',
+    },
+    twitter: {
+      consumerKey: env.SOCIAL_AUTH_TWITTER_KEY ?? 'dev-twitter-consumer-key',
+      consumerSecret: env.SOCIAL_AUTH_TWITTER_SECRET ?? 'dev-twitter-consumer-secret',
+    },
     // Google's backend guide: the server checks the web ("server") client id, which the native apps ask their ID tokens for.
     google: { clientIds: list(env.SOCIAL_AUTH_GOOGLE_KEY, ['dev-web.apps.googleusercontent.com']) },
     apple: {
@@ -43,8 +57,14 @@ export function emulatedApps(env: Env, applePrivateKeyPem: string): EmulatedApps
       privateKeyPem,
       publicJwk,
     },
-    line: { channelId: env.SOCIAL_AUTH_LINE_KEY ?? '1234567890', channelSecret: env.SOCIAL_AUTH_LINE_SECRET ?? 'dev-line-channel-secret' },
-    github: { clientId: env.SOCIAL_AUTH_GITHUB_KEY ?? 'dev-github-client-id', clientSecret: env.SOCIAL_AUTH_GITHUB_SECRET ?? 'dev-github-client-secret' },
+    line: {
+      channelId: env.SOCIAL_AUTH_LINE_KEY ?? '1234567890',
+      channelSecret: env.SOCIAL_AUTH_LINE_SECRET ?? 'dev-line-channel-secret',
+    },
+    github: {
+      clientId: env.SOCIAL_AUTH_GITHUB_KEY ?? 'dev-github-client-id',
+      clientSecret: env.SOCIAL_AUTH_GITHUB_SECRET ?? 'dev-github-client-secret',
+    },
     oidc: { name: 'example', clientIds: list(env.SOCIAL_AUTH_OIDC_EXAMPLE_KEY, ['dev-oidc-client']) },
     microsoft: { clientIds: list(env.SOCIAL_AUTH_OIDC_MICROSOFT_KEY, ['00000000-0000-4000-8000-00000000dev1']) },
   };
@@ -55,7 +75,11 @@ export function emulatorOptionsFor(apps: EmulatedApps): EmulatorOptions {
     facebook: { apps: { [apps.facebook.appId]: apps.facebook.appSecret } },
     twitter: { consumers: { [apps.twitter.consumerKey]: apps.twitter.consumerSecret } },
     google: { clientIds: apps.google.clientIds },
-    apple: { clientIds: apps.apple.clientIds, teamId: apps.apple.teamId, keys: { [apps.apple.keyId]: apps.apple.publicJwk } },
+    apple: {
+      clientIds: apps.apple.clientIds,
+      teamId: apps.apple.teamId,
+      keys: { [apps.apple.keyId]: apps.apple.publicJwk },
+    },
     line: { channels: { [apps.line.channelId]: apps.line.channelSecret } },
     github: { apps: { [apps.github.clientId]: apps.github.clientSecret } },
     oidc: { [apps.oidc.name]: { clientIds: apps.oidc.clientIds } },

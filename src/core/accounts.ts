@@ -66,7 +66,8 @@ export class Accounts {
     const ok = await verifyPassword(password, user?.passwordHash ?? (await dummyPasswordHash()));
     if (!user || !user.passwordHash || !ok) {
       // The owner of the username sees the failed attempt in its audit log.
-      if (user) await storage.audit.record({ event: 'refused', userId: user.id, detail: 'invalid_credentials' }, client);
+      if (user)
+        await storage.audit.record({ event: 'refused', userId: user.id, detail: 'invalid_credentials' }, client);
       throw apiError('invalid_credentials');
     }
     // Said only to whoever knows the password: whether a user is disabled is no one else's to learn.
@@ -74,13 +75,16 @@ export class Accounts {
     if (needsRehash(user.passwordHash)) {
       const upgraded = await hashPassword(password);
       // Only if it is still the hash that matched (a password change meanwhile wins).
-      if (await storage.users.replacePasswordHash(user.id, user.passwordHash, upgraded)) return { ...user, passwordHash: upgraded };
+      if (await storage.users.replacePasswordHash(user.id, user.passwordHash, upgraded))
+        return { ...user, passwordHash: upgraded };
     }
     return user;
   }
 
   async refresh(refreshToken: string, client: Client): Promise<SignedIn> {
-    const { userId, pair } = await recordingDisabled(this.services.storage, client, {}, () => this.tokens.refresh(this.services.storage, refreshToken, client));
+    const { userId, pair } = await recordingDisabled(this.services.storage, client, {}, () =>
+      this.tokens.refresh(this.services.storage, refreshToken, client),
+    );
     const user = await this.services.storage.users.findById(userId);
     if (!user) throw apiError('invalid_refresh_token');
     return { user, pair };
@@ -100,7 +104,10 @@ export class Accounts {
       // Accounts proposed for linking to this user (link tokens) hold provider grants too.
       const proposed = await trx.linkTokens.takeOfUser(userId);
       await trx.users.delete(userId);
-      await trx.audit.record({ event: 'user_deleted', userId, detail: detail ?? `${removed.length} links`, ...by }, client);
+      await trx.audit.record(
+        { event: 'user_deleted', userId, detail: detail ?? `${removed.length} links`, ...by },
+        client,
+      );
       return { removed, proposed };
     });
     for (const link of links.removed) await this.services.revokeKept(link);

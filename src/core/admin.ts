@@ -12,13 +12,18 @@ import type { SocialAccounts } from './social.js';
  * changing needs a write key or the support or admin role; removing a user's last way in needs a write key or
  * the admin role.
  */
-export type Actor = { kind: 'key'; id: number; name: string; scopes: ServiceScope[] } | { kind: 'staff'; id: number; name: string; role: StaffRole };
+export type Actor =
+  | { kind: 'key'; id: number; name: string; scopes: ServiceScope[] }
+  | { kind: 'staff'; id: number; name: string; role: StaffRole };
 
 /** As the audit log names the actor: `key:NAME` or `staff:ID:NAME`. */
-export const actorName = (actor: Actor) => (actor.kind === 'key' ? `key:${actor.name}` : `staff:${actor.id}:${actor.name}`);
+export const actorName = (actor: Actor) =>
+  actor.kind === 'key' ? `key:${actor.name}` : `staff:${actor.id}:${actor.name}`;
 
-export const mayChange = (actor: Actor) => (actor.kind === 'key' ? actor.scopes.includes('write') : actor.role !== 'viewer');
-export const mayOverride = (actor: Actor) => (actor.kind === 'key' ? actor.scopes.includes('write') : actor.role === 'admin');
+export const mayChange = (actor: Actor) =>
+  actor.kind === 'key' ? actor.scopes.includes('write') : actor.role !== 'viewer';
+export const mayOverride = (actor: Actor) =>
+  actor.kind === 'key' ? actor.scopes.includes('write') : actor.role === 'admin';
 
 /** A link as operators see it: the provider's facts, never the tokens kept for it. */
 export interface LinkView {
@@ -59,8 +64,10 @@ const REASON_MAX = 500;
  * bidi marks), other default-ignorable ones, combining marks alone, and the blank look-alikes (Hangul fillers,
  * braille blank). A reason made of them only is no reason.
  */
-const INVISIBLE = /[\p{White_Space}\p{Default_Ignorable_Code_Point}\p{Cc}\p{Cf}\p{Cs}\p{M}\u115F\u1160\u2800\u3164\uFFA0]/gu;
-const saysSomething = (reason: string | undefined): reason is string => !!reason && reason.replace(INVISIBLE, '') !== '';
+const INVISIBLE =
+  /[\p{White_Space}\p{Default_Ignorable_Code_Point}\p{Cc}\p{Cf}\p{Cs}\p{M}\u115F\u1160\u2800\u3164\uFFA0]/gu;
+const saysSomething = (reason: string | undefined): reason is string =>
+  !!reason && reason.replace(INVISIBLE, '') !== '';
 
 /**
  * A real day, YYYY-MM-DD, that both databases hold: not 2024-02-30, not year 0000 (PostgreSQL has none, and
@@ -98,12 +105,25 @@ export class Admin {
   }
 
   /** A search, audited with what was looked for (who looked up whom is part of a user's access history). */
-  async search(actor: Actor, search: UserSearch, client: Client): Promise<{ users: UserSummary[]; next: string | undefined }> {
-    for (const [name, value] of [['created_from', search.createdFrom], ['created_to', search.createdTo]] as const) {
-      if (value !== undefined && !isDay(value)) throw apiError('invalid_request', { about: `${name}: not a real day (YYYY-MM-DD, year 0001 to 9999)` });
+  async search(
+    actor: Actor,
+    search: UserSearch,
+    client: Client,
+  ): Promise<{ users: UserSummary[]; next: string | undefined }> {
+    for (const [name, value] of [
+      ['created_from', search.createdFrom],
+      ['created_to', search.createdTo],
+    ] as const) {
+      if (value !== undefined && !isDay(value))
+        throw apiError('invalid_request', { about: `${name}: not a real day (YYYY-MM-DD, year 0001 to 9999)` });
     }
     const page = await this.services.storage.directory.searchUsers(search);
-    const what = Object.entries({ q: search.q, provider: search.provider, from: search.createdFrom, to: search.createdTo })
+    const what = Object.entries({
+      q: search.q,
+      provider: search.provider,
+      from: search.createdFrom,
+      to: search.createdTo,
+    })
       .filter(([, value]) => value)
       .map(([key, value]) => `${key}=${value}`);
     await this.audited(actor, { event: 'admin_read', userId: null, detail: ['search', ...what].join(' ') }, client);
@@ -115,7 +135,10 @@ export class Admin {
     const { storage } = this.services;
     const user = await storage.users.findById(userId);
     if (!user) throw apiError('user_not_found');
-    const [links, sessions] = await Promise.all([storage.links.ofUser(userId), storage.directory.activeSessions(userId)]);
+    const [links, sessions] = await Promise.all([
+      storage.links.ofUser(userId),
+      storage.directory.activeSessions(userId),
+    ]);
     await this.audited(actor, { event: 'admin_read', userId, detail: 'user' }, client);
     return { user: publicUser(user), links: links.map(viewOf), sessions };
   }
@@ -134,7 +157,10 @@ export class Admin {
   /** The user's audit log, newest first; without the operators' own reads unless asked. 404 for no such user. */
   async audit(userId: number, page: { before?: number; limit: number; withReads?: boolean }): Promise<AuditEvent[]> {
     const { storage } = this.services;
-    const [user, events] = await Promise.all([storage.users.findById(userId), storage.audit.list({ userId, before: page.before, limit: page.limit, withoutReads: !page.withReads })]);
+    const [user, events] = await Promise.all([
+      storage.users.findById(userId),
+      storage.audit.list({ userId, before: page.before, limit: page.limit, withoutReads: !page.withReads }),
+    ]);
     // A deleted user's log outlives it: 404 only when there is neither.
     if (!user && events.length === 0 && page.before === undefined) throw apiError('user_not_found');
     return events;
@@ -144,23 +170,49 @@ export class Admin {
    * Unlinks one of the user's accounts. The last way in of a user without a password stays unless `force`,
    * which only an admin (or a write key) may use.
    */
-  async unlink(actor: Actor, userId: number, provider: string, uid: string, client: Client, reason: string | undefined, force = false): Promise<void> {
+  async unlink(
+    actor: Actor,
+    userId: number,
+    provider: string,
+    uid: string,
+    client: Client,
+    reason: string | undefined,
+    force = false,
+  ): Promise<void> {
     // Checked before anything is written: a refusal's audit row keeps the provider and uid, in columns of these lengths.
-    if (!provider || [...provider].length > PROVIDER_MAX || !storableText(provider)) throw apiError('invalid_request', { about: `provider: 1 to ${PROVIDER_MAX} characters` });
-    if (!uid || [...uid].length > UID_MAX || !storableText(uid)) throw apiError('invalid_request', { about: `uid: 1 to ${UID_MAX} characters` });
+    if (!provider || [...provider].length > PROVIDER_MAX || !storableText(provider))
+      throw apiError('invalid_request', { about: `provider: 1 to ${PROVIDER_MAX} characters` });
+    if (!uid || [...uid].length > UID_MAX || !storableText(uid))
+      throw apiError('invalid_request', { about: `uid: 1 to ${UID_MAX} characters` });
     const by = await this.changeBy(actor, userId, client, reason);
     try {
-      if (force && !mayOverride(actor)) throw apiError('forbidden', { about: 'only an admin removes the last way to sign in' });
-      await this.social.unlink(userId, provider, uid, { client, hasOtherWayIn: (user) => user.hasPassword || force, detail: 'admin', by });
+      if (force && !mayOverride(actor))
+        throw apiError('forbidden', { about: 'only an admin removes the last way to sign in' });
+      await this.social.unlink(userId, provider, uid, {
+        client,
+        hasOtherWayIn: (user) => user.hasPassword || force,
+        detail: 'admin',
+        by,
+      });
     } catch (error) {
       // A refused unlink (the last way in, no such link, not allowed to force) is kept too, with who tried and why.
-      if (error instanceof ApiError) await this.services.storage.audit.record({ event: 'refused', userId, provider, uid, detail: error.code, ...by }, client);
+      if (error instanceof ApiError)
+        await this.services.storage.audit.record(
+          { event: 'refused', userId, provider, uid, detail: error.code, ...by },
+          client,
+        );
       throw error;
     }
   }
 
   /** Ends one session of the user (the lost phone's), keeping the others. */
-  async revokeSession(actor: Actor, userId: number, sessionId: string, client: Client, reason: string | undefined): Promise<void> {
+  async revokeSession(
+    actor: Actor,
+    userId: number,
+    sessionId: string,
+    client: Client,
+    reason: string | undefined,
+  ): Promise<void> {
     const by = await this.changeBy(actor, userId, client, reason);
     await this.services.storage.transaction(async (trx) => {
       if (!(await trx.users.hold(userId))) throw apiError('user_not_found');
@@ -185,14 +237,28 @@ export class Admin {
    * has ends, at once. Enabling lets it sign in again (its ended sessions stay ended). Either one done already
    * changes nothing and tells no one. The user, as it is now.
    */
-  async setDisabled(actor: Actor, userId: number, disabled: boolean, client: Client, reason: string | undefined): Promise<Omit<User, 'passwordHash'>> {
+  async setDisabled(
+    actor: Actor,
+    userId: number,
+    disabled: boolean,
+    client: Client,
+    reason: string | undefined,
+  ): Promise<Omit<User, 'passwordHash'>> {
     const by = await this.changeBy(actor, userId, client, reason);
     return this.services.storage.transaction(async (trx) => {
       // Locked: a sign-in of this user (which holds its row) ends before, or starts after and sees it disabled.
       if (!(await trx.users.lock(userId))) throw apiError('user_not_found');
       if (await trx.users.setDisabled(userId, disabled ? { reason: by.reason! } : null)) {
         const ended = disabled ? await trx.sessions.revokeAllOfUser(userId, 'user_disabled') : 0;
-        await trx.audit.record({ event: disabled ? 'user_disabled' : 'user_enabled', userId, detail: disabled ? `${ended} sessions ended` : null, ...by }, client);
+        await trx.audit.record(
+          {
+            event: disabled ? 'user_disabled' : 'user_enabled',
+            userId,
+            detail: disabled ? `${ended} sessions ended` : null,
+            ...by,
+          },
+          client,
+        );
       }
       return publicUser((await trx.users.findById(userId))!);
     });
@@ -211,25 +277,65 @@ export class Admin {
    * Everything kept about the user, for a data-access request; audited with its reason. A staff action (support
    * or admin: a viewer sees and searches only); any service key may, as it may read the same.
    */
-  async exportUser(actor: Actor, userId: number, client: Client, reason: string | undefined): Promise<Record<string, unknown>> {
+  async exportUser(
+    actor: Actor,
+    userId: number,
+    client: Client,
+    reason: string | undefined,
+  ): Promise<Record<string, unknown>> {
     const by = await this.changeBy(actor, userId, client, reason, actor.kind === 'staff');
     const { storage } = this.services;
     const user = await storage.users.findById(userId);
     if (!user) throw apiError('user_not_found');
-    const [links, sessions, events] = await Promise.all([storage.links.ofUser(userId), storage.directory.activeSessions(userId), this.wholeAudit(userId)]);
+    const [links, sessions, events] = await Promise.all([
+      storage.links.ofUser(userId),
+      storage.directory.activeSessions(userId),
+      this.wholeAudit(userId),
+    ]);
     await storage.audit.record({ event: 'user_exported', userId, ...by }, client);
     return {
       exported_at: new Date().toISOString(),
-      user: { id: user.id, username: user.username, has_password: user.hasPassword, date_joined: user.createdAt, last_login: user.lastLoginAt, disabled_at: user.disabledAt },
-      links: links.map((link) => ({ provider: link.provider, uid: link.uid, extra_data: link.extraData, verified_email: link.verifiedEmail, created_at: link.createdAt, updated_at: link.updatedAt })),
-      sessions: sessions.map((session) => ({ created_at: session.createdAt, last_used_at: session.lastUsedAt, ip: session.ip, user_agent: session.userAgent })),
+      user: {
+        id: user.id,
+        username: user.username,
+        has_password: user.hasPassword,
+        date_joined: user.createdAt,
+        last_login: user.lastLoginAt,
+        disabled_at: user.disabledAt,
+      },
+      links: links.map((link) => ({
+        provider: link.provider,
+        uid: link.uid,
+        extra_data: link.extraData,
+        verified_email: link.verifiedEmail,
+        created_at: link.createdAt,
+        updated_at: link.updatedAt,
+      })),
+      sessions: sessions.map((session) => ({
+        created_at: session.createdAt,
+        last_used_at: session.lastUsedAt,
+        ip: session.ip,
+        user_agent: session.userAgent,
+      })),
       // What the user's own history shows (store/audit.ts decides): operators' reads, addresses, devices and reasons stay ours.
-      audit: events.map((event) => ({ id: event.id, event: event.event, provider: event.provider, uid: event.uid, detail: event.detail, ip: event.ip, user_agent: event.userAgent, created_at: event.createdAt })),
+      audit: events.map((event) => ({
+        id: event.id,
+        event: event.event,
+        provider: event.provider,
+        uid: event.uid,
+        detail: event.detail,
+        ip: event.ip,
+        user_agent: event.userAgent,
+        created_at: event.createdAt,
+      })),
     };
   }
 
   /** Links per provider, sign-ins per provider per day and refusals by reason (last `days` days), provider health. */
-  async dashboard(days: number, providerCalls: () => Promise<Array<{ provider: string; calls: number; failures: number }>>) {
+  async dashboard(
+    days: number,
+    providerCalls: () => Promise<Array<{ provider: string; calls: number; failures: number }>>,
+  ) {
     const { storage, providers } = this.services;
     const since = new Date(Date.now() - days * 86_400_000).toISOString().slice(0, 10);
     const [links, signIns, refusals, calls] = await Promise.all([
@@ -240,13 +346,22 @@ export class Admin {
     ]);
     const health = providers.circuits().map(({ provider, state }) => {
       const counted = calls.find((entry) => entry.provider === provider);
-      return { provider, circuit: state, calls: counted?.calls ?? 0, errorRate: counted && counted.calls > 0 ? counted.failures / counted.calls : 0 };
+      return {
+        provider,
+        circuit: state,
+        calls: counted?.calls ?? 0,
+        errorRate: counted && counted.calls > 0 ? counted.failures / counted.calls : 0,
+      };
     });
     return { since, links, signIns, refusals, health };
   }
 
   /** Records a read of the admin API (every call is audited with the key's name). */
-  audited(actor: Actor, entry: { event: 'admin_read'; userId?: number | null; detail: string }, client: Client): Promise<void> {
+  audited(
+    actor: Actor,
+    entry: { event: 'admin_read'; userId?: number | null; detail: string },
+    client: Client,
+  ): Promise<void> {
     return this.services.storage.audit.record({ ...entry, actor: actorName(actor) }, client);
   }
 
@@ -254,22 +369,39 @@ export class Admin {
   private async wholeAudit(userId: number): Promise<AuditEvent[]> {
     const events: AuditEvent[] = [];
     for (;;) {
-      const page = await this.services.storage.audit.list({ userId, before: events.at(-1)?.id, limit: 1000, asOwner: true });
+      const page = await this.services.storage.audit.list({
+        userId,
+        before: events.at(-1)?.id,
+        limit: 1000,
+        asOwner: true,
+      });
       events.push(...page);
       if (page.length < 1000) return events;
     }
   }
 
   /** Who acts and why, for a change: refused (and the refusal audited) to a reader, and without a reason. */
-  private async changeBy(actor: Actor, userId: number, client: Client, reason: string | undefined, change = true): Promise<ActedBy> {
+  private async changeBy(
+    actor: Actor,
+    userId: number,
+    client: Client,
+    reason: string | undefined,
+    change = true,
+  ): Promise<ActedBy> {
     const refusal =
       change && !mayChange(actor)
-        ? apiError('forbidden', { about: actor.kind === 'key' ? 'this service key may only read (scope write needed)' : 'a viewer may only read' })
+        ? apiError('forbidden', {
+            about:
+              actor.kind === 'key' ? 'this service key may only read (scope write needed)' : 'a viewer may only read',
+          })
         : !saysSomething(reason)
           ? apiError('reason_required')
           : undefined;
     if (refusal) {
-      await this.services.storage.audit.record({ event: 'refused', userId, detail: refusal.code, actor: actorName(actor) }, client);
+      await this.services.storage.audit.record(
+        { event: 'refused', userId, detail: refusal.code, actor: actorName(actor) },
+        client,
+      );
       throw refusal;
     }
     // By characters, not UTF-16 units: a cut never splits one in two.

@@ -39,7 +39,11 @@ export interface TransferRun {
 }
 
 /** Step 1, with the old team's key: a transfer identifier for every Apple link not exported yet. */
-export async function exportAppleTransfers(storage: Storage, target: string, run: TransferRun): Promise<TransferReport> {
+export async function exportAppleTransfers(
+  storage: Storage,
+  target: string,
+  run: TransferRun,
+): Promise<TransferReport> {
   const report: TransferReport = { done: 0, skipped: 0, failed: [] };
   const token = migrationTokens(run);
   let after = '';
@@ -65,7 +69,12 @@ export async function exportAppleTransfers(storage: Storage, target: string, run
 }
 
 /** Step 2, with the new team's key: every exported link moved to its new sub, one transaction per batch. */
-export async function importAppleTransfers(storage: Storage, secrets: SecretBox, client: Client | null, run: TransferRun): Promise<TransferReport> {
+export async function importAppleTransfers(
+  storage: Storage,
+  secrets: SecretBox,
+  client: Client | null,
+  run: TransferRun,
+): Promise<TransferReport> {
   const report: TransferReport = { done: 0, skipped: 0, failed: [] };
   const token = migrationTokens(run);
   let after = '';
@@ -89,7 +98,8 @@ export async function importAppleTransfers(storage: Storage, secrets: SecretBox,
       for (const { oldSub, newSub } of exchanged) {
         const outcome = await moveAppleLink(trx, secrets, oldSub, newSub, client);
         if (outcome === 'moved') report.done++;
-        else if (outcome === 'conflict') report.failed.push({ uid: oldSub, error: (await trx.appleTransfers.errorOf(oldSub)) ?? 'refused' });
+        else if (outcome === 'conflict')
+          report.failed.push({ uid: oldSub, error: (await trx.appleTransfers.errorOf(oldSub)) ?? 'refused' });
         else report.skipped++;
       }
     });
@@ -103,18 +113,31 @@ export async function importAppleTransfers(storage: Storage, secrets: SecretBox,
  * Step 3: an Apple sign-in (or link) whose ID token carries `transfer_sub`, for an account not linked under
  * its new sub, moves the exported link first. Without an export nothing is known of the account: it stays unknown.
  */
-export async function followAppleTransfer(storage: Storage, secrets: SecretBox, identity: SocialIdentity, client: Client): Promise<void> {
+export async function followAppleTransfer(
+  storage: Storage,
+  secrets: SecretBox,
+  identity: SocialIdentity,
+  client: Client,
+): Promise<void> {
   if (!identity.transferSub) return;
   const row = await storage.appleTransfers.byTransferSub(identity.transferSub);
   if (!row || row.status === 'imported') return;
   // A sign-in that linked the new sub at the same moment wins; this one then finds that link.
-  await storage.transaction((trx) => moveAppleLink(trx, secrets, row.old_sub, identity.uid, client)).catch((error: unknown) => {
-    if (!isUniqueViolation(error)) throw error;
-  });
+  await storage
+    .transaction((trx) => moveAppleLink(trx, secrets, row.old_sub, identity.uid, client))
+    .catch((error: unknown) => {
+      if (!isUniqueViolation(error)) throw error;
+    });
 }
 
 /** Moves one link from its old sub to its new one (in the caller's transaction), with its audit event. */
-async function moveAppleLink(storage: Storage, secrets: SecretBox, oldSub: string, newSub: string, client: Client | null): Promise<'moved' | 'gone' | 'conflict'> {
+async function moveAppleLink(
+  storage: Storage,
+  secrets: SecretBox,
+  oldSub: string,
+  newSub: string,
+  client: Client | null,
+): Promise<'moved' | 'gone' | 'conflict'> {
   // ('conflict': left as it was, the reason recorded on its row.)
   const link = await storage.links.find('apple', oldSub);
   const taken = await storage.links.find('apple', newSub);
@@ -130,12 +153,25 @@ async function moveAppleLink(storage: Storage, secrets: SecretBox, oldSub: strin
   // Kept tokens are sealed for (provider, uid): sealed again for the new uid, never dropped.
   const opened = link.sealedTokens ? secrets.open(link.sealedTokens, `apple:${oldSub}`) : undefined;
   if (link.sealedTokens && !opened) {
-    await storage.appleTransfers.importFailed(oldSub, 'its kept tokens could not be decrypted: run with the server\'s SOCIAL_LINK_ENCRYPTION_KEYS');
+    await storage.appleTransfers.importFailed(
+      oldSub,
+      "its kept tokens could not be decrypted: run with the server's SOCIAL_LINK_ENCRYPTION_KEYS",
+    );
     return 'conflict';
   }
-  if (!(await storage.links.moveUid('apple', oldSub, newSub, opened ? secrets.seal(opened, `apple:${newSub}`) : null))) return 'gone';
+  if (!(await storage.links.moveUid('apple', oldSub, newSub, opened ? secrets.seal(opened, `apple:${newSub}`) : null)))
+    return 'gone';
   await storage.appleTransfers.imported(oldSub, newSub);
-  await storage.audit.record({ event: 'uid_moved', userId: link.userId, provider: 'apple', uid: newSub, detail: `apple team transfer from ${oldSub}` }, client);
+  await storage.audit.record(
+    {
+      event: 'uid_moved',
+      userId: link.userId,
+      provider: 'apple',
+      uid: newSub,
+      detail: `apple team transfer from ${oldSub}`,
+    },
+    client,
+  );
   return 'moved';
 }
 
@@ -149,7 +185,8 @@ function migrationTokens(run: TransferRun) {
         const answer = await run.api.migrationInfo(run.clientId, await token, ask);
         if (!('refused' in answer) || answer.refused !== 'invalid_grant') return answer;
         token = undefined;
-        if (attempt >= 2) throw new ProviderUnavailableError('apple', 'refused a new user.migration access token (invalid_grant)');
+        if (attempt >= 2)
+          throw new ProviderUnavailableError('apple', 'refused a new user.migration access token (invalid_grant)');
       }
     },
   };

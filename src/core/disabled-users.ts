@@ -12,11 +12,20 @@ export function refuseIfDisabled(user: User): void {
 }
 
 /** Runs a sign-in or link; its refusal for a disabled user is recorded on that user's log (with the account it tried). */
-export async function recordingDisabled<T>(storage: Storage, client: Client, about: { provider?: string; uid?: string }, work: () => Promise<T>): Promise<T> {
+export async function recordingDisabled<T>(
+  storage: Storage,
+  client: Client,
+  about: { provider?: string; uid?: string },
+  work: () => Promise<T>,
+): Promise<T> {
   try {
     return await work();
   } catch (error) {
-    if (error instanceof UserDisabledError) await storage.audit.record({ event: 'refused', userId: error.userId, provider: about.provider, uid: about.uid, detail: 'user_disabled' }, client);
+    if (error instanceof UserDisabledError)
+      await storage.audit.record(
+        { event: 'refused', userId: error.userId, provider: about.provider, uid: about.uid, detail: 'user_disabled' },
+        client,
+      );
     throw error;
   }
 }

@@ -47,14 +47,21 @@ export const emailLinkRequired: PipelineStep = async (context) => {
  * linked, with the providers that prove them; undefined when there is none, or several (sharing an e-mail, they
  * say nothing about which one this person is).
  */
-export async function findEmailMatch(storage: Storage, provider: string, identity: SocialIdentity, linking: EmailLinking | undefined): Promise<EmailMatch | undefined> {
+export async function findEmailMatch(
+  storage: Storage,
+  provider: string,
+  identity: SocialIdentity,
+  linking: EmailLinking | undefined,
+): Promise<EmailMatch | undefined> {
   if (!linking?.trusted.includes(provider)) return undefined;
   const email = verifiedEmailOf(identity);
   if (!email) return undefined;
   const owners = await storage.links.usersWithVerifiedEmail(email, linking.trusted);
   if (owners.length !== 1) return undefined;
   const links = await storage.links.ofUser(owners[0]!);
-  const providers = [...new Set(links.map((link) => link.provider))].filter((name) => linking.enabled.includes(name)).sort();
+  const providers = [...new Set(links.map((link) => link.provider))]
+    .filter((name) => linking.enabled.includes(name))
+    .sort();
   return providers.length > 0 ? new EmailMatch(owners[0]!, providers) : undefined;
 }
 
@@ -95,8 +102,21 @@ export async function requireLink(
     if (!(await trx.users.hold(match.userId))) throw apiError('user_not_found');
     // The ID token has done its work: its link token stands for it now (a replay gets no other).
     if (identity.idToken) await useIdToken(trx, identity.idToken, client, replay);
-    await trx.linkTokens.issue(sha256Hex(token), pending, new Date(Date.now() + LINK_TOKEN_TTL_SECONDS * 1000).toISOString());
-    await trx.audit.record({ event: 'link_required', userId: match.userId, provider, uid: identity.uid, detail: 'a sign-in proved an account with this user\'s verified e-mail' }, client);
+    await trx.linkTokens.issue(
+      sha256Hex(token),
+      pending,
+      new Date(Date.now() + LINK_TOKEN_TTL_SECONDS * 1000).toISOString(),
+    );
+    await trx.audit.record(
+      {
+        event: 'link_required',
+        userId: match.userId,
+        provider,
+        uid: identity.uid,
+        detail: "a sign-in proved an account with this user's verified e-mail",
+      },
+      client,
+    );
   });
   return new LinkRequiredError(match.providers, token);
 }
@@ -104,9 +124,19 @@ export async function requireLink(
 /** The identity a link token keeps (its provider tokens opened), or invalid_link_token. */
 export function pendingIdentity(pending: PendingLink, secrets: SecretBox): SocialIdentity {
   const kept = JSON.parse(pending.identity) as Pick<SocialIdentity, 'details' | 'extraData'>;
-  const opened = pending.sealedTokens ? secrets.open(pending.sealedTokens, `${pending.provider}:${pending.uid}`) : undefined;
-  if (pending.sealedTokens && !opened) throw apiError('invalid_link_token', { detail: 'its provider tokens could not be decrypted (encryption key removed?)' });
-  return { uid: pending.uid, details: kept.details, extraData: kept.extraData, ...(opened ? { tokens: JSON.parse(opened) as Record<string, string> } : {}) };
+  const opened = pending.sealedTokens
+    ? secrets.open(pending.sealedTokens, `${pending.provider}:${pending.uid}`)
+    : undefined;
+  if (pending.sealedTokens && !opened)
+    throw apiError('invalid_link_token', {
+      detail: 'its provider tokens could not be decrypted (encryption key removed?)',
+    });
+  return {
+    uid: pending.uid,
+    details: kept.details,
+    extraData: kept.extraData,
+    ...(opened ? { tokens: JSON.parse(opened) as Record<string, string> } : {}),
+  };
 }
 
 export const linkTokenHash = (token: string) => sha256Hex(token);
@@ -116,8 +146,12 @@ export const linkTokenHash = (token: string) => sha256Hex(token);
  * — unless the account is linked by now: revoking one of Apple's tokens ends the whole authorization of our app,
  * the link's own token's too (see SocialAccounts.revokingUnkeptGrant).
  */
-export async function revokeUnlinkedGrants(services: { storage: Storage; revokeKept(link: PendingLink): Promise<void> }, pendings: readonly PendingLink[]): Promise<void> {
+export async function revokeUnlinkedGrants(
+  services: { storage: Storage; revokeKept(link: PendingLink): Promise<void> },
+  pendings: readonly PendingLink[],
+): Promise<void> {
   for (const pending of pendings) {
-    if (pending.sealedTokens && !(await services.storage.links.find(pending.provider, pending.uid))) await services.revokeKept(pending);
+    if (pending.sealedTokens && !(await services.storage.links.find(pending.provider, pending.uid)))
+      await services.revokeKept(pending);
   }
 }

@@ -36,7 +36,10 @@ export async function offerMerge(
   const offered = await storage.transaction(async (trx) => {
     // Both users' rows first, lowest id first, as every writer of a user's rows does (see mergeGuest).
     const [first, second] = [guest.id, owner.userId].sort((a, b) => a - b);
-    const held = new Map([[first!, await trx.users.hold(first!)], [second!, await trx.users.hold(second!)]]);
+    const held = new Map([
+      [first!, await trx.users.hold(first!)],
+      [second!, await trx.users.hold(second!)],
+    ]);
     if (!held.get(guest.id)) throw sessionEnded();
     // The owner gone meanwhile, or disabled (it opens no session): nothing to merge into.
     if (!held.get(owner.userId) || held.get(owner.userId)!.disabledAt) return false;
@@ -45,7 +48,11 @@ export async function offerMerge(
       if (link) refuseTokenOfEndedSessions(proof.idToken, link);
       await useIdToken(trx, proof.idToken, proof.client, proof.replay);
     }
-    await trx.mergeTokens.issue(sha256Hex(token), { guestId: guest.id, ownerId: owner.userId, provider: owner.provider, uid: owner.uid }, new Date(Date.now() + MERGE_TOKEN_TTL_SECONDS * 1000).toISOString());
+    await trx.mergeTokens.issue(
+      sha256Hex(token),
+      { guestId: guest.id, ownerId: owner.userId, provider: owner.provider, uid: owner.uid },
+      new Date(Date.now() + MERGE_TOKEN_TTL_SECONDS * 1000).toISOString(),
+    );
     return true;
   });
   return offered ? { merge_token: token, merge_token_expires_in: MERGE_TOKEN_TTL_SECONDS } : {};
@@ -66,25 +73,44 @@ export async function mergeGuest<S>(
   return storage.transaction(async (trx) => {
     const hash = sha256Hex(mergeToken);
     const claim = await trx.mergeTokens.find(hash);
-    if (!claim || claim.guestId !== guest.id) throw apiError('invalid_merge_token', { detail: claim ? 'it was issued to another user' : 'unknown, expired or used' });
+    if (!claim || claim.guestId !== guest.id)
+      throw apiError('invalid_merge_token', {
+        detail: claim ? 'it was issued to another user' : 'unknown, expired or used',
+      });
     // Both rows, lowest id first, before any other write (every writer takes a user's row first: one order, no
     // deadlock with a deletion, whose cascade reaches the token); then the token is used up.
     const [first, second] = [claim.guestId, claim.ownerId].sort((a, b) => a - b);
-    const locked = new Map<number, User | undefined>([[first!, await trx.users.lock(first!)], [second!, await trx.users.lock(second!)]]);
+    const locked = new Map<number, User | undefined>([
+      [first!, await trx.users.lock(first!)],
+      [second!, await trx.users.lock(second!)],
+    ]);
     const held = locked.get(claim.guestId);
     const owner = locked.get(claim.ownerId);
     if (!held) throw sessionEnded();
-    if (!(await trx.mergeTokens.use(hash))) throw apiError('invalid_merge_token', { detail: 'used by a request that ran at the same time' });
+    if (!(await trx.mergeTokens.use(hash)))
+      throw apiError('invalid_merge_token', { detail: 'used by a request that ran at the same time' });
     if (held.hasPassword || (await trx.links.ofUser(held.id)).length > 0) {
-      throw apiError('invalid_merge_token', { detail: 'this user has a password or a linked account now: it is not merged away' });
+      throw apiError('invalid_merge_token', {
+        detail: 'this user has a password or a linked account now: it is not merged away',
+      });
     }
     const link = await trx.links.find(claim.provider, claim.uid);
-    if (!owner || link?.userId !== owner.id) throw apiError('invalid_merge_token', { detail: 'the account is no longer that user\'s' });
+    if (!owner || link?.userId !== owner.id)
+      throw apiError('invalid_merge_token', { detail: "the account is no longer that user's" });
     refuseIfDisabled(owner);
     await trx.users.delete(held.id);
     const detail = `${held.id} → ${owner.id}`;
-    for (const userId of [held.id, owner.id]) await trx.audit.record({ event: 'user_merged', userId, provider: claim.provider, uid: claim.uid, detail }, client);
-    const session = await startSession(trx, owner, { event: 'social_sign_in', userId: owner.id, provider: claim.provider, uid: claim.uid });
+    for (const userId of [held.id, owner.id])
+      await trx.audit.record(
+        { event: 'user_merged', userId, provider: claim.provider, uid: claim.uid, detail },
+        client,
+      );
+    const session = await startSession(trx, owner, {
+      event: 'social_sign_in',
+      userId: owner.id,
+      provider: claim.provider,
+      uid: claim.uid,
+    });
     return { user: owner, session };
   });
 }

@@ -18,9 +18,27 @@ afterEach(() => storage.db.destroy());
 const secrets = SecretBox.fromSetting(SecretBox.generateKey());
 const replay = { refuse: true, retrySeconds: 10 };
 const client = { ip: '127.0.0.1', userAgent: 'test' };
-const identity = (extraData: Record<string, unknown>, more: Partial<SocialIdentity> = {}): SocialIdentity => ({ uid: 'u1', details: { username: 'Ada' }, extraData, ...more });
-const run = (mode: 'associate' | 'auth', id: SocialIdentity, extra: Partial<Pick<PipelineContext, 'user' | 'options'>> = {}) =>
-  runPipeline(defaultPipeline, storage, { mode, provider: 'p', identity: id, client, secrets, replay, options: { createUser: false }, ...extra });
+const identity = (extraData: Record<string, unknown>, more: Partial<SocialIdentity> = {}): SocialIdentity => ({
+  uid: 'u1',
+  details: { username: 'Ada' },
+  extraData,
+  ...more,
+});
+const run = (
+  mode: 'associate' | 'auth',
+  id: SocialIdentity,
+  extra: Partial<Pick<PipelineContext, 'user' | 'options'>> = {},
+) =>
+  runPipeline(defaultPipeline, storage, {
+    mode,
+    provider: 'p',
+    identity: id,
+    client,
+    secrets,
+    replay,
+    options: { createUser: false },
+    ...extra,
+  });
 
 describe('the default pipeline', () => {
   it('links in associate mode, is idempotent, and refuses an account linked to another user (409)', async () => {
@@ -28,8 +46,13 @@ describe('the default pipeline', () => {
     const bob = await storage.users.create('bob', null);
     expect((await run('associate', identity({ a: 1 }), { user: ada })).context.isNewAssociation).toBe(true);
     expect((await run('associate', identity({ a: 1 }), { user: ada })).context.isNewAssociation).toBe(false);
-    await expect(run('associate', identity({ a: 1 }), { user: bob })).rejects.toMatchObject({ code: 'already_associated', statusCode: 409 });
-    expect((await storage.audit.list({ userId: ada.id, limit: 10 })).map((event) => event.event)).toEqual(['associated']);
+    await expect(run('associate', identity({ a: 1 }), { user: bob })).rejects.toMatchObject({
+      code: 'already_associated',
+      statusCode: 409,
+    });
+    expect((await storage.audit.list({ userId: ada.id, limit: 10 })).map((event) => event.event)).toEqual([
+      'associated',
+    ]);
   });
 
   it("auth finds the linked user; an unknown account is 404, or a new user when allowed (the host's, when it makes them)", async () => {
@@ -38,11 +61,15 @@ describe('the default pipeline', () => {
     expect(created.context).toMatchObject({ isNewUser: true, isNewAssociation: true });
     expect(created.context.user?.username).toMatch(/^Ada_[0-9a-f]{12}$/);
     expect((await run('auth', identity({}))).context.user?.id).toBe(created.context.user?.id);
-    const hosted = await run('auth', { ...identity({}), uid: 'u2' }, { options: { createUser: true, newUser: (trx) => trx.users.ofExternal('host-42') } });
+    const hosted = await run(
+      'auth',
+      { ...identity({}), uid: 'u2' },
+      { options: { createUser: true, newUser: (trx) => trx.users.ofExternal('host-42') } },
+    );
     expect(await storage.users.externalIdOf(hosted.context.user!.id)).toBe('host-42');
   });
 
-  it("replaces the kept facts with what a sign-in read, keeps those it did not read, and writes nothing when they are the same", async () => {
+  it('replaces the kept facts with what a sign-in read, keeps those it did not read, and writes nothing when they are the same', async () => {
     const ada = await storage.users.create('ada', null);
     await run('associate', identity({ name: 'Ada', scopes: ['a'], limited_login: true }), { user: ada });
     await run('auth', identity({ scopes: ['b'] }, { keptFacts: ['name'] }));
@@ -56,7 +83,17 @@ describe('the default pipeline', () => {
     const refuse = () => {
       throw new Error('policy');
     };
-    await expect(runPipeline([...defaultPipeline, refuse], storage, { mode: 'auth', provider: 'p', identity: identity({}), client, secrets, replay, options: { createUser: true } })).rejects.toThrow('policy');
+    await expect(
+      runPipeline([...defaultPipeline, refuse], storage, {
+        mode: 'auth',
+        provider: 'p',
+        identity: identity({}),
+        client,
+        secrets,
+        replay,
+        options: { createUser: true },
+      }),
+    ).rejects.toThrow('policy');
     expect(await storage.users.list(10)).toEqual([]);
     expect(await storage.links.find('p', 'u1')).toBeUndefined();
   });

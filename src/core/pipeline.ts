@@ -22,7 +22,11 @@ export const socialUser: PipelineStep = async (context) => {
   const found = await context.storage.links.findWithUser(context.provider, context.identity.uid);
   if (!found) return;
   if (context.user && context.user.id !== found.association.userId) {
-    throw new AlreadyAssociatedError({ userId: found.association.userId, provider: context.provider, uid: context.identity.uid });
+    throw new AlreadyAssociatedError({
+      userId: found.association.userId,
+      provider: context.provider,
+      uid: context.identity.uid,
+    });
   }
   if (context.user) {
     context.association = found.association;
@@ -47,7 +51,9 @@ export const createUser: PipelineStep = async (context) => {
   if (context.user) return;
   if (!context.options.createUser) throw apiError('user_not_found');
   const { newUser } = context.options;
-  context.user = newUser ? await newUser(context.storage, context.identity) : await context.storage.users.create(newUsername(context), null);
+  context.user = newUser
+    ? await newUser(context.storage, context.identity)
+    : await context.storage.users.create(newUsername(context), null);
   context.isNewUser = true;
 };
 
@@ -76,22 +82,44 @@ export const loadExtraData: PipelineStep = async (context) => {
   if (!context.association || context.isNewAssociation) return;
   const extraData = mergeFacts(context.association.extraData, context.identity);
   // The verified e-mail, when this sign-in read the e-mail (else the kept one stays).
-  const verifiedEmail = context.identity.keptFacts?.includes('email') ? undefined : (verifiedEmailOf(context.identity) ?? null);
+  const verifiedEmail = context.identity.keptFacts?.includes('email')
+    ? undefined
+    : (verifiedEmailOf(context.identity) ?? null);
   const emailChanged = verifiedEmail !== undefined && verifiedEmail !== context.association.verifiedEmail;
   // Most sign-ins bring the same facts: no write then (unless there are new tokens to keep).
   if (sameFacts(context.association.extraData, extraData) && !context.identity.tokens && !emailChanged) return;
-  await context.storage.links.updateExtraData(context.association.id, extraData, sealedTokens(context), emailChanged ? verifiedEmail : undefined);
-  context.association = { ...context.association, extraData, verifiedEmail: emailChanged ? verifiedEmail : context.association.verifiedEmail };
+  await context.storage.links.updateExtraData(
+    context.association.id,
+    extraData,
+    sealedTokens(context),
+    emailChanged ? verifiedEmail : undefined,
+  );
+  context.association = {
+    ...context.association,
+    extraData,
+    verifiedEmail: emailChanged ? verifiedEmail : context.association.verifiedEmail,
+  };
 };
 
-export const defaultPipeline: readonly PipelineStep[] = [authAllowed, socialUser, emailLinkRequired, createUser, associateUser, loadExtraData];
+export const defaultPipeline: readonly PipelineStep[] = [
+  authAllowed,
+  socialUser,
+  emailLinkRequired,
+  createUser,
+  associateUser,
+  loadExtraData,
+];
 
 /** Equal facts, whatever the order of their keys. */
 function sameFacts(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
   const keys = Object.keys(a);
   if (keys.length !== Object.keys(b).length) return false;
   // Facts are mostly scalars: compared as such; a nested value (scopes) by its JSON.
-  return keys.every((key) => Object.hasOwn(b, key) && (a[key] === b[key] || (typeof a[key] === 'object' && JSON.stringify(a[key]) === JSON.stringify(b[key]))));
+  return keys.every(
+    (key) =>
+      Object.hasOwn(b, key) &&
+      (a[key] === b[key] || (typeof a[key] === 'object' && JSON.stringify(a[key]) === JSON.stringify(b[key]))),
+  );
 }
 
 /** The provider tokens to keep, sealed and bound to this (provider, uid); null when there are none. */
@@ -121,7 +149,13 @@ export async function runPipeline<T = undefined>(
       return await storage.transaction(async (trx) => {
         // No provider call inside the transaction: a profile not read by now stays unread.
         const identity = { ...input.identity, loadProfile: undefined };
-        const context: PipelineContext = { ...input, identity, storage: trx, isNewUser: false, isNewAssociation: false };
+        const context: PipelineContext = {
+          ...input,
+          identity,
+          storage: trx,
+          isNewUser: false,
+          isNewAssociation: false,
+        };
         // The signed-in user's row first (Users.hold): deleted meanwhile, its session has ended; disabled, it links nothing.
         if (input.user) {
           const held = await trx.users.hold(input.user.id);
@@ -154,6 +188,7 @@ function newUsername(context: PipelineContext): string {
 /** What the pipeline changed; a sign-in itself is recorded with its session (Sessions.start). */
 async function recordOutcome(context: PipelineContext): Promise<void> {
   const about = { userId: context.user?.id ?? null, provider: context.provider, uid: context.identity.uid };
-  if (context.isNewUser) await context.storage.audit.record({ ...about, event: 'user_created', detail: 'social' }, context.client);
+  if (context.isNewUser)
+    await context.storage.audit.record({ ...about, event: 'user_created', detail: 'social' }, context.client);
   if (context.isNewAssociation) await context.storage.audit.record({ ...about, event: 'associated' }, context.client);
 }

@@ -27,9 +27,15 @@ export class ProviderCallbacks {
    */
   private async firstTime(trx: Storage, id: string, issuedAt: unknown): Promise<boolean> {
     const nowSeconds = Date.now() / 1000;
-    if (typeof issuedAt !== 'number' || issuedAt < nowSeconds - CALLBACK_MAX_AGE_SECONDS) throw new InvalidTokenError('the callback was issued too long ago (or says not when)');
-    if (issuedAt > nowSeconds + this.services.config.clockToleranceSeconds) throw new InvalidTokenError('the callback says it was issued in the future');
-    const inserted = await trx.db.insertInto('provider_callbacks_seen').values({ id, seen_at: now() }).onConflict((conflict) => conflict.column('id').doNothing()).executeTakeFirst();
+    if (typeof issuedAt !== 'number' || issuedAt < nowSeconds - CALLBACK_MAX_AGE_SECONDS)
+      throw new InvalidTokenError('the callback was issued too long ago (or says not when)');
+    if (issuedAt > nowSeconds + this.services.config.clockToleranceSeconds)
+      throw new InvalidTokenError('the callback says it was issued in the future');
+    const inserted = await trx.db
+      .insertInto('provider_callbacks_seen')
+      .values({ id, seen_at: now() })
+      .onConflict((conflict) => conflict.column('id').doNothing())
+      .executeTakeFirst();
     return (inserted.numInsertedOrUpdatedRows ?? 0n) > 0n;
   }
 
@@ -59,7 +65,10 @@ export class ProviderCallbacks {
     // Nor does a merge token offered meanwhile: a merge signs in as this user.
     await trx.mergeTokens.forgetOwner(userId);
     const count = await trx.sessions.revokeAllOfUser(userId, detail);
-    await trx.audit.record({ event: 'sessions_revoked', userId, detail: `${detail}: ${count} sessions`.slice(0, 64) }, null);
+    await trx.audit.record(
+      { event: 'sessions_revoked', userId, detail: `${detail}: ${count} sessions`.slice(0, 64) },
+      null,
+    );
   }
 
   /** The link of that account and its user, read under the user's row (a write meanwhile is not overwritten), or undefined. */
@@ -74,12 +83,24 @@ export class ProviderCallbacks {
   private facebookPayload(signedRequest: unknown): { userId: string; issuedAt: unknown; id: string } {
     const facebook = this.services.providers.get('facebook');
     const payload = typeof signedRequest === 'string' ? facebook.verifySignedRequest?.(signedRequest) : undefined;
-    if (!payload) throw invalidRequest('signed_request is missing, not written as base64url writes it, or not signed with this app\'s secret');
+    if (!payload)
+      throw invalidRequest(
+        "signed_request is missing, not written as base64url writes it, or not signed with this app's secret",
+      );
     const userId = payload.user_id;
-    if (typeof userId !== 'string' && typeof userId !== 'number') throw invalidRequest('signed_request names no user_id');
+    if (typeof userId !== 'string' && typeof userId !== 'number')
+      throw invalidRequest('signed_request names no user_id');
     // Verified, so both parts are canonical base64url, but for the signature's optional padding.
     const [signature, encodedPayload] = (signedRequest as string).split('.') as [string, string];
-    return { userId: String(userId), issuedAt: payload.issued_at, id: ProviderCallbacks.key('facebook', undefined, `${canonicalBase64url(signature)!.toString('base64url')}.${encodedPayload}`) };
+    return {
+      userId: String(userId),
+      issuedAt: payload.issued_at,
+      id: ProviderCallbacks.key(
+        'facebook',
+        undefined,
+        `${canonicalBase64url(signature)!.toString('base64url')}.${encodedPayload}`,
+      ),
+    };
   }
 
   /** Deletes the link of that Facebook account (with what it kept): the confirmation code of the request. */
@@ -91,12 +112,24 @@ export class ProviderCallbacks {
       if (await this.firstTime(trx, id, issuedAt)) {
         const held = await ProviderCallbacks.heldLink(trx, 'facebook', uid);
         if (held && (await trx.links.delete(held.user.id, 'facebook', uid))) {
-          await trx.audit.record({ event: 'unlinked', userId: held.user.id, provider: 'facebook', uid, detail: 'facebook data deletion request' }, null);
+          await trx.audit.record(
+            {
+              event: 'unlinked',
+              userId: held.user.id,
+              provider: 'facebook',
+              uid,
+              detail: 'facebook data deletion request',
+            },
+            null,
+          );
         }
         // Nor is the account kept behind a link token.
         await trx.linkTokens.forgetAccount('facebook', uid);
       }
-      await trx.db.insertInto('provider_deletion_requests').values({ confirmation_code: confirmationCode, provider: 'facebook', uid, status: 'done', requested_at: now() }).execute();
+      await trx.db
+        .insertInto('provider_deletion_requests')
+        .values({ confirmation_code: confirmationCode, provider: 'facebook', uid, status: 'done', requested_at: now() })
+        .execute();
     });
     return { confirmationCode };
   }
@@ -105,8 +138,13 @@ export class ProviderCallbacks {
   async facebookDeauthorized(signedRequest: unknown): Promise<void> {
     const { userId: uid, issuedAt, id } = this.facebookPayload(signedRequest);
     await this.services.storage.transaction(async (trx) => {
-      const held = (await this.firstTime(trx, id, issuedAt)) && (await ProviderCallbacks.heldLink(trx, 'facebook', uid));
-      if (held) await trx.audit.record({ event: 'provider_event', userId: held.user.id, provider: 'facebook', uid, detail: 'deauthorized' }, null);
+      const held =
+        (await this.firstTime(trx, id, issuedAt)) && (await ProviderCallbacks.heldLink(trx, 'facebook', uid));
+      if (held)
+        await trx.audit.record(
+          { event: 'provider_event', userId: held.user.id, provider: 'facebook', uid, detail: 'deauthorized' },
+          null,
+        );
     });
   }
 
@@ -122,10 +160,18 @@ export class ProviderCallbacks {
    */
   async appleNotification(payload: unknown): Promise<void> {
     const apple = this.services.providers.get('apple');
-    if (typeof payload !== 'string' || !apple.verifyNotification) throw invalidRequest('payload (the notification JWT) is required');
+    if (typeof payload !== 'string' || !apple.verifyNotification)
+      throw invalidRequest('payload (the notification JWT) is required');
     const event = await apple.verifyNotification(payload);
     await this.services.storage.transaction(async (trx) => {
-      if (!(await this.firstTime(trx, ProviderCallbacks.key('apple', event.id, ProviderCallbacks.jwtSpelled(payload)), event.issuedAt))) return;
+      if (
+        !(await this.firstTime(
+          trx,
+          ProviderCallbacks.key('apple', event.id, ProviderCallbacks.jwtSpelled(payload)),
+          event.issuedAt,
+        ))
+      )
+        return;
       const held = await ProviderCallbacks.heldLink(trx, 'apple', event.uid);
       if (!held) return;
       const { user, link } = held;
@@ -135,7 +181,11 @@ export class ProviderCallbacks {
         await trx.audit.record({ event: 'unlinked', ...about, detail: 'apple account deleted' }, null);
         await ProviderCallbacks.endSessions(trx, user.id, `apple ${event.type}`);
       } else if (event.type === 'email-disabled' || event.type === 'email-enabled') {
-        await trx.links.updateExtraData(link.id, { ...link.extraData, email_forwarding: event.type === 'email-enabled' }, null);
+        await trx.links.updateExtraData(
+          link.id,
+          { ...link.extraData, email_forwarding: event.type === 'email-enabled' },
+          null,
+        );
       } else if (event.type === 'consent-revoked') {
         await trx.links.forgetTokens(link.id);
         await ProviderCallbacks.endSessions(trx, user.id, 'apple consent-revoked', link.id);
@@ -153,16 +203,30 @@ export class ProviderCallbacks {
    */
   async googleSecurityEvent(token: unknown): Promise<'done' | 'ignored'> {
     const google = this.services.providers.get('google');
-    if (typeof token !== 'string' || !google.verifySecurityEvent) throw invalidRequest('the body must be the security event token');
+    if (typeof token !== 'string' || !google.verifySecurityEvent)
+      throw invalidRequest('the body must be the security event token');
     const event = await google.verifySecurityEvent(token);
     if (event.forAnotherClient) return 'ignored';
-    const endSessions = event.type === 'sessions-revoked' || event.type === 'tokens-revoked' || (event.type === 'account-disabled' && event.reason === 'hijacking');
+    const endSessions =
+      event.type === 'sessions-revoked' ||
+      event.type === 'tokens-revoked' ||
+      (event.type === 'account-disabled' && event.reason === 'hijacking');
     const detail = `google ${event.type}${event.reason ? ` ${event.reason}` : ''}`.slice(0, 64);
     await this.services.storage.transaction(async (trx) => {
-      if (!(await this.firstTime(trx, ProviderCallbacks.key('google', event.id, ProviderCallbacks.jwtSpelled(token)), event.issuedAt))) return;
+      if (
+        !(await this.firstTime(
+          trx,
+          ProviderCallbacks.key('google', event.id, ProviderCallbacks.jwtSpelled(token)),
+          event.issuedAt,
+        ))
+      )
+        return;
       const held = await ProviderCallbacks.heldLink(trx, 'google', event.uid);
       if (!held) return;
-      await trx.audit.record({ event: 'provider_event', userId: held.user.id, provider: 'google', uid: event.uid, detail }, null);
+      await trx.audit.record(
+        { event: 'provider_event', userId: held.user.id, provider: 'google', uid: event.uid, detail },
+        null,
+      );
       if (endSessions) await ProviderCallbacks.endSessions(trx, held.user.id, detail, held.link.id);
     });
     return 'done';
@@ -176,6 +240,11 @@ export class ProviderCallbacks {
       .where('confirmation_code', '=', confirmationCode)
       .executeTakeFirst();
     if (!row) throw apiError('deletion_request_not_found');
-    return { confirmationCode: row.confirmation_code, provider: row.provider, status: row.status, requestedAt: new Date(row.requested_at).toISOString() };
+    return {
+      confirmationCode: row.confirmation_code,
+      provider: row.provider,
+      status: row.status,
+      requestedAt: new Date(row.requested_at).toISOString(),
+    };
   }
 }

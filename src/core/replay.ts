@@ -31,14 +31,26 @@ export async function issueNonce(storage: Storage): Promise<{ nonce: string; exp
 }
 
 /** Uses the ID token (and the issued nonce it carries) in the sign-in's transaction, or refuses it. */
-export async function useIdToken(storage: Storage, proof: IdTokenProof, client: Client, policy: ReplayPolicy): Promise<void> {
+export async function useIdToken(
+  storage: Storage,
+  proof: IdTokenProof,
+  client: Client,
+  policy: ReplayPolicy,
+): Promise<void> {
   const issuedNonce = await issuedNonceOf(storage, proof);
-  if (proof.nonceRule === 'issued' && !issuedNonce) throw new InvalidTokenError('the nonce was not issued by this server: get one from POST /api/nonce/');
+  if (proof.nonceRule === 'issued' && !issuedNonce)
+    throw new InvalidTokenError('the nonce was not issued by this server: get one from POST /api/nonce/');
   let retry = false;
   // A token that carries an issued nonce is good for one sign-in, as every token is under `refuse`.
   if (policy.refuse || issuedNonce) {
-    const use = await storage.proofs.useIdToken(proof.tokenHash, sha256Hex(`${client.ip}\n${client.userAgent}`), proof.acceptedUntil, policy.retrySeconds);
-    if (use === 'replayed') throw new InvalidTokenError('this ID token was used already: get a new one from the SDK for this sign-in');
+    const use = await storage.proofs.useIdToken(
+      proof.tokenHash,
+      sha256Hex(`${client.ip}\n${client.userAgent}`),
+      proof.acceptedUntil,
+      policy.retrySeconds,
+    );
+    if (use === 'replayed')
+      throw new InvalidTokenError('this ID token was used already: get a new one from the SDK for this sign-in');
     retry = use === 'retry';
   }
   if (issuedNonce && !(await storage.proofs.useNonce(issuedNonce, proof.tokenHash, retry))) {
@@ -67,6 +79,8 @@ export function refuseTokenOfEndedSessions(proof: IdTokenProof, link: Associatio
   if (link.signInAfter === null || proof.issuedAt === undefined) return;
   // iat counts whole seconds: a token of the revocation's own second is given the benefit of the doubt.
   if (proof.issuedAt < Math.floor(Date.parse(link.signInAfter) / 1000)) {
-    throw new InvalidTokenError("the provider ended this account's sessions after this ID token was issued: sign in again to get a new one");
+    throw new InvalidTokenError(
+      "the provider ended this account's sessions after this ID token was issued: sign in again to get a new one",
+    );
   }
 }

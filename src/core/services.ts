@@ -53,20 +53,30 @@ export function createServices(options: ServicesOptions): Services {
   const devKeyFile = dev && join(dev, 'dev-encryption-key');
   const secrets = SecretBox.fromSetting(config.encryptionKeys ?? devSecret(devKeyFile, SecretBox.generateKey));
   if (!config.encryptionKeys && !devKeyFile && !config.production) {
-    log.warn({}, 'SOCIAL_LINK_ENCRYPTION_KEYS is not set: provider tokens are sealed with a key kept in memory only, which a restart loses (pass devSecretsDir, or set the keys)');
+    log.warn(
+      {},
+      'SOCIAL_LINK_ENCRYPTION_KEYS is not set: provider tokens are sealed with a key kept in memory only, which a restart loses (pass devSecretsDir, or set the keys)',
+    );
   }
   const providers = new ProviderRegistry(config.providers, {
     timeoutMs: config.providerTimeoutMs,
     circuitBreaker: config.circuitBreaker,
     observe: options.observeProviderCall,
   });
-  const storage = new Storage(db, false, config.webhooks.map((endpoint) => endpoint.url), new DatabaseHealth(log));
+  const storage = new Storage(
+    db,
+    false,
+    config.webhooks.map((endpoint) => endpoint.url),
+    new DatabaseHealth(log),
+  );
   const revokeKept: Services['revokeKept'] = (link) => providers.revokeKept(link, secrets, log);
   // Used nonces and ID tokens are kept until they expire, then forgotten; expired link tokens too, and the
   // provider grants they kept are ended (every instance sweeps; it is cheap).
   // A database that is away is logged once for all (DatabaseHealth), not by every chore that met it.
   const couldNot = (what: string) => (error: unknown) =>
-    isDatabaseUnavailable(error) ? storage.health.fault(error) : log.warn({ reason: (error as Error).message }, `could not ${what}`);
+    isDatabaseUnavailable(error)
+      ? storage.health.fault(error)
+      : log.warn({ reason: (error as Error).message }, `could not ${what}`);
   const sweep = async () => {
     await storage.proofs.purge().catch(couldNot('forget expired nonces and ID tokens'));
     await storage.mergeTokens.purge().catch(couldNot('forget expired merge tokens'));

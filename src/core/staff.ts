@@ -2,7 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { dummyPasswordHash, hashPassword, verifyPassword } from '../auth/passwords.js';
 import { newTotpSecret, totpStep } from '../auth/totp.js';
 import type { Client } from '../store/storage.js';
-import { sessionHash, STAFF_ROLES, type StaffMember, type StaffRole, type StaffSession, type StaffStage } from '../store/staff.js';
+import {
+  sessionHash,
+  STAFF_ROLES,
+  type StaffMember,
+  type StaffRole,
+  type StaffSession,
+  type StaffStage,
+} from '../store/staff.js';
 import { isUniqueViolation } from './accounts.js';
 import { actorName, type Actor } from './admin.js';
 import type { Services } from './services.js';
@@ -43,14 +50,21 @@ export class StaffAccounts {
 
   /** A staff account (CLI, dev mode); with `totpSecret`, already enrolled (dev mode prints it). */
   async create(username: string, password: string, role: StaffRole, totpSecret?: string): Promise<StaffMember> {
-    if (!/^[\w.@+-]{3,150}$/.test(username)) throw new Error('a staff username is 3 to 150 letters, digits and . @ + - _');
+    if (!/^[\w.@+-]{3,150}$/.test(username))
+      throw new Error('a staff username is 3 to 150 letters, digits and . @ + - _');
     if (!STAFF_ROLES.includes(role)) throw new Error(`a role is one of ${STAFF_ROLES.join(', ')}`);
     checkStrength(password);
     const sealed = totpSecret ? this.seal(username, totpSecret) : null;
     try {
-      return await this.services.storage.staff.create(username, await hashPassword(password), role, sealed, totpSecret !== undefined);
+      return await this.services.storage.staff.create(
+        username,
+        await hashPassword(password),
+        role,
+        sealed,
+        totpSecret !== undefined,
+      );
     } catch (error) {
-      if (isUniqueViolation(error)) throw new Error(`the staff username ${username} is taken`);
+      if (isUniqueViolation(error)) throw new Error(`the staff username ${username} is taken`, { cause: error });
       throw error;
     }
   }
@@ -65,7 +79,12 @@ export class StaffAccounts {
   async ensure(username: string, password: string, role: StaffRole, totpSecret: string): Promise<void> {
     const member = await this.services.storage.staff.findByUsername(username);
     if (!member) await this.create(username, password, role, totpSecret);
-    else await this.services.storage.staff.resetCredentials(member.id, await hashPassword(password), this.seal(username, totpSecret));
+    else
+      await this.services.storage.staff.resetCredentials(
+        member.id,
+        await hashPassword(password),
+        this.seal(username, totpSecret),
+      );
   }
 
   /**
@@ -79,7 +98,10 @@ export class StaffAccounts {
     if (!member) {
       // Audited as a known name's refusal is (one write), so that the time taken does not tell names apart; the
       // name typed is not kept: it may be a password typed in the wrong box.
-      await this.services.storage.audit.record({ event: 'staff_refused', detail: 'unknown_username', actor: UNKNOWN_STAFF }, client);
+      await this.services.storage.audit.record(
+        { event: 'staff_refused', detail: 'unknown_username', actor: UNKNOWN_STAFF },
+        client,
+      );
       throw new StaffSignInRefused('credentials');
     }
     await this.refuseIfBarred(member, client);
@@ -112,24 +134,33 @@ export class StaffAccounts {
   async confirmCode(token: string, code: string, client: Client, pendingSecret?: string): Promise<{ token: string }> {
     const { staff } = this.services.storage;
     const session = await staff.findSession(sessionHash(token));
-    if (!session || session.stage === 'signed_in' || Date.parse(session.expiresAt) <= Date.now()) throw new StaffSignInRefused('credentials');
+    if (!session || session.stage === 'signed_in' || Date.parse(session.expiresAt) <= Date.now())
+      throw new StaffSignInRefused('credentials');
     const member = await staff.findById(session.staffId);
     if (!member) throw new StaffSignInRefused('credentials');
     await this.refuseIfBarred(member, client);
     const enrolling = session.stage === 'enrol';
     // Another session enrolled the account meanwhile: this one starts again from the password.
     if (enrolling && member.totpEnrolledAt) return this.refuse(member, 'credentials', client, false);
-    const secret = enrolling ? this.enrolmentSecret({ staff: member, token }, pendingSecret) : this.totpSecretOf(member);
+    const secret = enrolling
+      ? this.enrolmentSecret({ staff: member, token }, pendingSecret)
+      : this.totpSecretOf(member);
     const step = secret ? totpStep(secret, code.replace(/\s/g, '')) : undefined;
     if (step === undefined) return this.refuse(member, 'code', client);
-    const taken = enrolling ? await staff.enrol(member.id, this.seal(member.username, secret!), step) : await staff.takeTotpStep(member.id, step);
+    const taken = enrolling
+      ? await staff.enrol(member.id, this.seal(member.username, secret!), step)
+      : await staff.takeTotpStep(member.id, step);
     if (!taken) {
-      if (enrolling && (await staff.findById(member.id))?.totpEnrolledAt) return this.refuse(member, 'credentials', client, false);
+      if (enrolling && (await staff.findById(member.id))?.totpEnrolledAt)
+        return this.refuse(member, 'credentials', client, false);
       return this.refuse(member, 'replayed', client);
     }
     await staff.endSession(sessionHash(token));
     await staff.clearFailures(member.id);
-    await this.services.storage.audit.record({ event: 'staff_signed_in', actor: actorName(actorOf(member)), detail: enrolling ? 'enrolled' : 'totp' }, client);
+    await this.services.storage.audit.record(
+      { event: 'staff_signed_in', actor: actorName(actorOf(member)), detail: enrolling ? 'enrolled' : 'totp' },
+      client,
+    );
     return this.startSession(member, 'signed_in', client, this.settings.lifetimeSeconds);
   }
 
@@ -144,7 +175,8 @@ export class StaffAccounts {
     const session = await staff.findSession(hash);
     if (!session || !stages.includes(session.stage)) return undefined;
     const now = Date.now();
-    const idle = session.stage === 'signed_in' && Date.parse(session.lastSeenAt) + this.settings.idleSeconds * 1000 <= now;
+    const idle =
+      session.stage === 'signed_in' && Date.parse(session.lastSeenAt) + this.settings.idleSeconds * 1000 <= now;
     const member = await staff.findById(session.staffId);
     if (idle || Date.parse(session.expiresAt) <= now || !member || member.disabledAt) {
       await staff.endSession(hash);
@@ -160,18 +192,36 @@ export class StaffAccounts {
 
   private async startSession(member: StaffMember, stage: StaffStage, client: Client, seconds: number) {
     const token = randomBytes(32).toString('base64url');
-    await this.services.storage.staff.startSession(sessionHash(token), member.id, stage, randomBytes(32).toString('base64url'), client.ip, new Date(Date.now() + seconds * 1000).toISOString());
+    await this.services.storage.staff.startSession(
+      sessionHash(token),
+      member.id,
+      stage,
+      randomBytes(32).toString('base64url'),
+      client.ip,
+      new Date(Date.now() + seconds * 1000).toISOString(),
+    );
     return { token, stage };
   }
 
   private async refuseIfBarred(member: StaffMember, client: Client): Promise<void> {
     if (member.disabledAt) await this.refuse(member, 'disabled', client, false);
-    if (member.lockedUntil && Date.parse(member.lockedUntil) > Date.now()) await this.refuse(member, 'locked', client, false);
+    if (member.lockedUntil && Date.parse(member.lockedUntil) > Date.now())
+      await this.refuse(member, 'locked', client, false);
   }
 
-  private async refuse(member: StaffMember, reason: StaffSignInRefused['reason'], client: Client, count = true): Promise<never> {
+  private async refuse(
+    member: StaffMember,
+    reason: StaffSignInRefused['reason'],
+    client: Client,
+    count = true,
+  ): Promise<never> {
     const { staff, audit } = this.services.storage;
-    if (count) await staff.recordFailure(member.id, this.settings.maxFailedLogins, new Date(Date.now() + this.settings.lockoutSeconds * 1000).toISOString());
+    if (count)
+      await staff.recordFailure(
+        member.id,
+        this.settings.maxFailedLogins,
+        new Date(Date.now() + this.settings.lockoutSeconds * 1000).toISOString(),
+      );
     await audit.record({ event: 'staff_refused', actor: actorName(actorOf(member)), detail: reason }, client);
     throw new StaffSignInRefused(reason);
   }
@@ -182,7 +232,9 @@ export class StaffAccounts {
   }
 
   private totpSecretOf(member: StaffMember): string | undefined {
-    return member.sealedTotpSecret ? this.services.secrets.open(member.sealedTotpSecret, `staff-totp:${member.username}`) : undefined;
+    return member.sealedTotpSecret
+      ? this.services.secrets.open(member.sealedTotpSecret, `staff-totp:${member.username}`)
+      : undefined;
   }
 }
 
@@ -196,4 +248,9 @@ function checkStrength(password: string): void {
   if (password.length < 12) throw new Error('a staff password has at least 12 characters');
 }
 
-export const actorOf = (member: StaffMember): Actor => ({ kind: 'staff', id: member.id, name: member.username, role: member.role });
+export const actorOf = (member: StaffMember): Actor => ({
+  kind: 'staff',
+  id: member.id,
+  name: member.username,
+  role: member.role,
+});

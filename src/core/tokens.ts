@@ -27,7 +27,9 @@ export interface AccessClaims {
 /** The kid of a compact JWS's header, or undefined; only to choose a verifier, which then checks it all. */
 function kidOf(token: string): string | undefined {
   try {
-    const header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString()) as { kid?: unknown };
+    const header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString()) as {
+      kid?: unknown;
+    };
     return typeof header.kid === 'string' ? header.kid : undefined;
   } catch {
     return undefined;
@@ -94,7 +96,12 @@ export class TokenService {
    * `pairOf`: no lock or connection waits on a signature. The refresh token itself is only ever in the
    * answer; the database keeps its hash.
    */
-  async startSession(storage: Storage, userId: number, audit: AuditEntry, client: Client | null): Promise<StartedSession> {
+  async startSession(
+    storage: Storage,
+    userId: number,
+    audit: AuditEntry,
+    client: Client | null,
+  ): Promise<StartedSession> {
     const { refreshToken, ...session } = this.newSession();
     await storage.sessions.start(userId, session, audit, client);
     return { id: session.id, refreshToken };
@@ -113,7 +120,12 @@ export class TokenService {
   /** The token pair of a stored session: its refresh token and a new access token. */
   pairOf(userId: number, session: StartedSession): TokenPair {
     const accessToken = this.sign({ sub: String(userId), sid: session.id, jti: randomUUID() });
-    return { access_token: accessToken, refresh_token: session.refreshToken, token_type: 'Bearer', expires_in: this.options.accessTtlSeconds };
+    return {
+      access_token: accessToken,
+      refresh_token: session.refreshToken,
+      token_type: 'Bearer',
+      expires_in: this.options.accessTtlSeconds,
+    };
   }
 
   async refresh(storage: Storage, refreshToken: string, client: Client): Promise<{ userId: number; pair: TokenPair }> {
@@ -125,17 +137,23 @@ export class TokenService {
       // A user disabled meanwhile (its sessions ending in the same commit) rotates nothing: user_disabled below.
       const pair = await storage.transaction(async (trx) => {
         const user = await trx.users.hold(record.userId);
-        return user && !user.disabledAt && (await trx.sessions.useRefreshToken(hash)) ? this.rotate(trx, record.userId, record.sessionId) : undefined;
+        return user && !user.disabledAt && (await trx.sessions.useRefreshToken(hash))
+          ? this.rotate(trx, record.userId, record.sessionId)
+          : undefined;
       });
       if (pair) return { userId: record.userId, pair };
     }
     const current = record && (await storage.sessions.findRefreshToken(hash));
     // Ended because an operator disabled the user, still disabled: the app can tell the user why.
-    if (current?.sessionRevokedReason === 'user_disabled' && (await storage.users.findById(current.userId))?.disabledAt) throw new UserDisabledError(current.userId);
+    if (current?.sessionRevokedReason === 'user_disabled' && (await storage.users.findById(current.userId))?.disabledAt)
+      throw new UserDisabledError(current.userId);
     if (current?.usedAt && !current.sessionRevokedAt) {
       // A rotated token came back: it was stolen, or the client is broken. Either way the session ends.
       await storage.sessions.revoke(current.sessionId, 'refresh_token_reused');
-      await storage.audit.record({ event: 'refresh_token_reused', userId: current.userId, detail: 'session revoked' }, client);
+      await storage.audit.record(
+        { event: 'refresh_token_reused', userId: current.userId, detail: 'session revoked' },
+        client,
+      );
       throw apiError('refresh_token_reused');
     }
     throw apiError('invalid_refresh_token');

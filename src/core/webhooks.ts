@@ -58,8 +58,14 @@ export class WebhookDispatcher {
     if (this.timer) return;
     // Events of an endpoint removed from the configuration: given up, visible as failed.
     void this.storage.outbox.abandonUnconfigured().then(
-      (count) => count > 0 && this.log.warn({ count }, 'webhooks: deliveries to endpoints no longer configured are given up (social-link webhooks list --status failed)'),
-      (error: unknown) => this.log.warn({ reason: (error as Error).message }, 'webhooks: could not check for removed endpoints'),
+      (count) =>
+        count > 0 &&
+        this.log.warn(
+          { count },
+          'webhooks: deliveries to endpoints no longer configured are given up (social-link webhooks list --status failed)',
+        ),
+      (error: unknown) =>
+        this.log.warn({ reason: (error as Error).message }, 'webhooks: could not check for removed endpoints'),
     );
     if (this.endpoints.length === 0) return;
     this.timer = setInterval(() => void this.tick(), this.options.intervalMs).unref();
@@ -125,8 +131,15 @@ export class WebhookDispatcher {
     const took = seconds();
     const attempts = delivery.attempts + 1;
     const delay = Math.min(this.options.retryBaseMs * 2 ** (attempts - 1), MAX_DELAY_MS);
-    const retryAt = Date.now() + delay - Date.parse(delivery.createdAt) <= this.options.giveUpAfterMs ? new Date(Date.now() + delay).toISOString() : undefined;
-    if (!retryAt) this.log.warn({ event: delivery.eventId, endpoint: endpoint.url, reason: failure }, 'webhooks: given up after 3 days (social-link webhooks replay)');
+    const retryAt =
+      Date.now() + delay - Date.parse(delivery.createdAt) <= this.options.giveUpAfterMs
+        ? new Date(Date.now() + delay).toISOString()
+        : undefined;
+    if (!retryAt)
+      this.log.warn(
+        { event: delivery.eventId, endpoint: endpoint.url, reason: failure },
+        'webhooks: given up after 3 days (social-link webhooks replay)',
+      );
     await this.storage.outbox.attemptFailed(delivery.id, attempts, failure, retryAt);
     // Counted once recorded: an outcome the database did not take is tried again (and counted then).
     this.observe(delivery.type, retryAt ? 'failed' : 'gave_up', took);

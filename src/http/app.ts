@@ -51,7 +51,10 @@ export interface AppOptions {
  * may have put a token (`/api/me/?access_token=…`): the path and the parameter names are kept.
  */
 export const logSafety = {
-  redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]'], censor: '[redacted]' },
+  redact: {
+    paths: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]'],
+    censor: '[redacted]',
+  },
   serializers: {
     req: (request: FastifyRequest) => ({
       method: request.method,
@@ -81,7 +84,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
   const securityHeaders = helmetHeaders({
     // The interactive docs need their inline scripts and styles; the API answers JSON only.
-    contentSecurityPolicy: { directives: { 'script-src': ["'self'", "'unsafe-inline'"], 'style-src': ["'self'", "'unsafe-inline'"] } },
+    contentSecurityPolicy: {
+      directives: { 'script-src': ["'self'", "'unsafe-inline'"], 'style-src': ["'self'", "'unsafe-inline'"] },
+    },
   });
   const app = Fastify({
     logger: options.logger ?? { level: config.logLevel, ...logSafety },
@@ -113,7 +118,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const services = createServices({ ...options, log: app.log, observeProviderCall: metrics.observeProviderCall });
   const signingKeys =
     options.signingKeys ??
-    (await loadSigningKeys({ signingKeys: config.signingKeys, signingKeysFile: config.signingKeysFile, devKeyFile: dev && join(dev, 'dev-signing-keys.json') }));
+    (await loadSigningKeys({
+      signingKeys: config.signingKeys,
+      signingKeysFile: config.signingKeysFile,
+      devKeyFile: dev && join(dev, 'dev-signing-keys.json'),
+    }));
   const tokens = new TokenService(signingKeys, {
     issuer: config.tokenIssuer,
     accessTtlSeconds: config.accessTokenTtlSeconds,
@@ -129,7 +138,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const lifecycle = stopInStages(app);
   app.decorate('lifecycle', lifecycle);
   // Webhooks leave from every instance, once it listens (the CLI and the embedding host's app send none).
-  const webhooks = new WebhookDispatcher(services.storage, config.webhooks, app.log, { retryBaseMs: config.webhookRetryBaseMs, observe: metrics.observeWebhookDelivery });
+  const webhooks = new WebhookDispatcher(services.storage, config.webhooks, app.log, {
+    retryBaseMs: config.webhookRetryBaseMs,
+    observe: metrics.observeWebhookDelivery,
+  });
   metrics.watchOutbox(services.storage, app.log);
   app.addHook('onListen', async () => webhooks.start());
   app.addHook('onClose', async () => {
@@ -149,10 +161,21 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   if (config.corsOrigins.length > 0) {
     await app.register(cors, { origin: config.corsOrigins, methods: ['GET', 'POST', 'DELETE'], maxAge: 600 });
   }
-  await installApiDocs(app, { publicUrl: config.publicUrl, operatorErrors: options.operatorErrors ?? {}, admin: config.admin.enabled });
+  await installApiDocs(app, {
+    publicUrl: config.publicUrl,
+    operatorErrors: options.operatorErrors ?? {},
+    admin: config.admin.enabled,
+  });
 
   const limits = await installRateLimits(app, config);
-  const routes = { services, tokens, signingKeys, limits, accounts: new Accounts(services, tokens), social: new SocialAccounts(services) };
+  const routes = {
+    services,
+    tokens,
+    signingKeys,
+    limits,
+    accounts: new Accounts(services, tokens),
+    social: new SocialAccounts(services),
+  };
   accountRoutes(app, routes);
   socialRoutes(app, routes);
   if (config.compatPrefix) compatRoutes(app, routes, config.compatPrefix);
@@ -161,9 +184,22 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   if (config.admin.enabled) {
     const admin = new Admin(services, routes.accounts, routes.social);
     adminApiRoutes(app, { admin, storage: services.storage });
-    await adminConsoleRoutes(app, { services, admin, staff: new StaffAccounts(services), limits, providerCalls: () => metrics.providerCallCounts() });
+    await adminConsoleRoutes(app, {
+      services,
+      admin,
+      staff: new StaffAccounts(services),
+      limits,
+      providerCalls: () => metrics.providerCallCounts(),
+    });
   }
-  operationsRoutes(app, { storage: services.storage, lifecycle, metrics, metricsToken: config.metricsToken, metricsOnOwnPort: config.metricsPort !== undefined, limits });
+  operationsRoutes(app, {
+    storage: services.storage,
+    lifecycle,
+    metrics,
+    metricsToken: config.metricsToken,
+    metricsOnOwnPort: config.metricsPort !== undefined,
+    limits,
+  });
   app.decorate('metrics', metrics);
   return app;
 }
@@ -174,7 +210,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
  */
 function helmetHeaders(options: Parameters<typeof helmet>[0]): Record<string, string> {
   const headers: Record<string, string> = {};
-  const response = { setHeader: (name: string, value: unknown) => void (headers[name] = String(value)), removeHeader: () => {} };
+  const response = {
+    setHeader: (name: string, value: unknown) => void (headers[name] = String(value)),
+    removeHeader: () => {},
+  };
   helmet(options)({} as IncomingMessage, response as unknown as ServerResponse, () => {});
   return headers;
 }

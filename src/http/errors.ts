@@ -1,7 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
-import { ApiError, apiError, databaseUnavailable, invalidRequest, ProviderUnavailableError, type ErrorCode } from '../lib/errors.js';
+import {
+  ApiError,
+  apiError,
+  databaseUnavailable,
+  invalidRequest,
+  ProviderUnavailableError,
+  type ErrorCode,
+} from '../lib/errors.js';
 import { DATABASE_RETRY_AFTER_SECONDS, isDatabaseUnavailable, type DatabaseHealth } from '../store/database-health.js';
 
 /** The framework's own client errors, as codes of our catalogue. */
@@ -31,7 +38,9 @@ const RAW_ANSWER_SECURITY_HEADERS = {
  * Fastify options that answer router errors and malformed HTTP in our error format too. `securityHeaders` are
  * those every routed answer carries (helmet's, app.ts).
  */
-export const frameworkErrorOptions = (securityHeaders: Record<string, string>): Pick<FastifyServerOptions, 'frameworkErrors' | 'clientErrorHandler'> => ({
+export const frameworkErrorOptions = (
+  securityHeaders: Record<string, string>,
+): Pick<FastifyServerOptions, 'frameworkErrors' | 'clientErrorHandler'> => ({
   // Router errors (a bad percent-encoding in the path, an over-long parameter): Fastify answers them before any
   // hook runs (neither helmet's headers nor the request id's, app.ts and hooks.ts), so they are set here.
   frameworkErrors: (error, request, reply) => {
@@ -50,7 +59,10 @@ export const frameworkErrorOptions = (securityHeaders: Record<string, string>): 
     const requestId = randomUUID();
     const about = status === 408 ? 'The request was not received in time' : 'Malformed HTTP request';
     const text = JSON.stringify({ ...apiError('invalid_request', { about, status }).toJSON(), request_id: requestId });
-    this.log.debug({ request_id: requestId, reason: code ?? error.message }, `answered ${status} to a malformed request`);
+    this.log.debug(
+      { request_id: requestId, reason: code ?? error.message },
+      `answered ${status} to a malformed request`,
+    );
     const head = [
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}`,
       'Content-Type: application/json; charset=utf-8',
@@ -74,31 +86,46 @@ export function installErrorHandling(app: FastifyInstance, databaseHealth: Datab
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, text, done) => {
     if (text === '') return done(null, {});
-    parseJson(request, text as string, done);
+    // The callback form (it answers through `done`): no promise to wait for.
+    void parseJson(request, text as string, done);
   });
   app.addHook('preValidation', async (request) => {
     if (request.body === undefined && (request.method === 'POST' || request.method === 'PUT')) request.body = {};
   });
 
   app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send(body(apiError('not_found', { about: `${request.method} ${request.url.split('?')[0]}` }), request));
+    reply
+      .code(404)
+      .send(body(apiError('not_found', { about: `${request.method} ${request.url.split('?')[0]}` }), request));
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     error = (databaseAway(error, databaseHealth) ?? error) as FastifyError;
-    if (error instanceof ApiError && Number.isInteger(error.statusCode) && error.statusCode >= 400 && error.statusCode <= 599) {
+    if (
+      error instanceof ApiError &&
+      Number.isInteger(error.statusCode) &&
+      error.statusCode >= 400 &&
+      error.statusCode <= 599
+    ) {
       if (typeof error.extra.retry_after === 'number') reply.header('retry-after', String(error.extra.retry_after));
       logOperatorProblem(error, request);
       return reply.code(error.statusCode).send(body(error, request));
     }
     if (error.validation) {
       const first = error.validation[0];
-      const field = first?.instancePath ? first.instancePath.slice(1).replace(/\//g, '.') : (first?.params as { missingProperty?: string })?.missingProperty;
-      const message = field ? `${field}: ${first?.message ?? 'is invalid'}` : `${error.validationContext ?? 'request'} ${first?.message ?? 'is invalid'}`;
+      const field = first?.instancePath
+        ? first.instancePath.slice(1).replace(/\//g, '.')
+        : (first?.params as { missingProperty?: string })?.missingProperty;
+      const message = field
+        ? `${field}: ${first?.message ?? 'is invalid'}`
+        : `${error.validationContext ?? 'request'} ${first?.message ?? 'is invalid'}`;
       return reply.code(400).send(body(invalidRequest(message), request));
     }
     const status = error.statusCode ?? 500;
-    if (status < 500) return reply.code(status).send(body(apiError(FRAMEWORK_CODES[error.code] ?? 'bad_request', { about: error.message, status }), request));
+    if (status < 500)
+      return reply
+        .code(status)
+        .send(body(apiError(FRAMEWORK_CODES[error.code] ?? 'bad_request', { about: error.message, status }), request));
     request.log.error({ err: error }, 'unhandled error');
     return reply.code(500).send(body(apiError('internal_error'), request));
   });
@@ -115,8 +142,15 @@ export function databaseAway(error: unknown, health: DatabaseHealth): ApiError |
 function logOperatorProblem(error: ApiError, request: FastifyRequest): void {
   if (error instanceof ProviderUnavailableError) {
     const { provider, failure, hint } = error;
-    request.log.warn({ code: error.code, provider, failure, detail: error.extra.detail, hint }, hint ? `${provider}: ${hint}` : error.message);
-  } else if (error.statusCode >= 500 && error.code !== 'database_unavailable' && error.code !== 'rate_limit_unavailable') {
+    request.log.warn(
+      { code: error.code, provider, failure, detail: error.extra.detail, hint },
+      hint ? `${provider}: ${hint}` : error.message,
+    );
+  } else if (
+    error.statusCode >= 500 &&
+    error.code !== 'database_unavailable' &&
+    error.code !== 'rate_limit_unavailable'
+  ) {
     request.log.warn({ code: error.code, detail: error.extra.detail }, error.message);
   }
 }

@@ -7,7 +7,12 @@ import { clientOf } from './request.js';
 import { isDatabaseUnavailable } from '../store/database-health.js';
 
 /** Refusals worth a line in the audit log: someone tried an account that is not theirs. */
-const AUDITED_REFUSALS = new Set<string>(['invalid_token', 'already_associated', 'invalid_link_token', 'invalid_merge_token'] satisfies ErrorCode[]);
+const AUDITED_REFUSALS = new Set<string>([
+  'invalid_token',
+  'already_associated',
+  'invalid_link_token',
+  'invalid_merge_token',
+] satisfies ErrorCode[]);
 
 /** What every request gets: its id echoed, refused takeover attempts audited, its duration counted. */
 export function installHooks(app: FastifyInstance, services: Services, metrics: Metrics): void {
@@ -15,25 +20,38 @@ export function installHooks(app: FastifyInstance, services: Services, metrics: 
   const socialErrors = new WeakMap<FastifyRequest, string>();
   app.addHook('onSend', async (request, reply, payload) => {
     reply.header('x-request-id', request.id);
-    if (request.routeOptions.config?.socialRequest && reply.statusCode >= 400) socialErrors.set(request, answeredErrorCode(payload) ?? `http_${reply.statusCode}`);
+    if (request.routeOptions.config?.socialRequest && reply.statusCode >= 400)
+      socialErrors.set(request, answeredErrorCode(payload) ?? `http_${reply.statusCode}`);
   });
   auditRefusals(app, services);
   // A callback's refusal code, for its outcome (invalid_token and invalid_request are both 400).
   const callbackErrors = new WeakMap<FastifyRequest, string>();
   app.addHook('onError', async (request, _reply, error) => {
-    if (request.routeOptions.config?.providerCallback && error instanceof ApiError) callbackErrors.set(request, error.code);
+    if (request.routeOptions.config?.providerCallback && error instanceof ApiError)
+      callbackErrors.set(request, error.code);
   });
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
-    metrics.httpRequests.observe({ method: request.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000);
+    metrics.httpRequests.observe(
+      { method: request.method, route, status_code: reply.statusCode },
+      reply.elapsedTime / 1000,
+    );
     const provider = request.routeOptions.config?.providerCallback;
-    if (provider) metrics.providerCallbacks.inc({ provider, outcome: callbackOutcome(reply.statusCode, callbackErrors.get(request)) });
+    if (provider)
+      metrics.providerCallbacks.inc({
+        provider,
+        outcome: callbackOutcome(reply.statusCode, callbackErrors.get(request)),
+      });
     const social = request.routeOptions.config?.socialRequest;
     if (social) {
       // Only a provider we serve names a label: made-up names in the path must not grow the metric.
       const named = social.provider((request.params ?? {}) as Record<string, string | undefined>);
       const result = reply.statusCode < 400 ? 'ok' : (socialErrors.get(request) ?? `http_${reply.statusCode}`);
-      metrics.socialOutcomes.inc({ action: social.action, provider: named && services.providers.has(named) ? named : 'unknown', result });
+      metrics.socialOutcomes.inc({
+        action: social.action,
+        provider: named && services.providers.has(named) ? named : 'unknown',
+        result,
+      });
     }
   });
 }
@@ -60,14 +78,30 @@ export function auditRefusals(app: FastifyInstance, { storage, providers }: Serv
       const { userId, provider: owned, uid } = error.owner;
       entries.push(
         error.extra.merge_token
-          ? { event: 'merge_offered', userId, provider: owned, uid, detail: 'a guest proved this account and was offered to merge into this user' }
-          : { event: 'link_refused_other_user', userId, provider: owned, uid, detail: 'another user tried to link this account' },
+          ? {
+              event: 'merge_offered',
+              userId,
+              provider: owned,
+              uid,
+              detail: 'a guest proved this account and was offered to merge into this user',
+            }
+          : {
+              event: 'link_refused_other_user',
+              userId,
+              provider: owned,
+              uid,
+              detail: 'another user tried to link this account',
+            },
       );
     }
     for (const entry of entries) {
       await storage.audit
         .record(entry, client)
-        .catch((failure: unknown) => (isDatabaseUnavailable(failure) ? storage.health.fault(failure) : request.log.warn({ reason: (failure as Error).message }, 'audit: could not record a refusal')));
+        .catch((failure: unknown) =>
+          isDatabaseUnavailable(failure)
+            ? storage.health.fault(failure)
+            : request.log.warn({ reason: (failure as Error).message }, 'audit: could not record a refusal'),
+        );
     }
   });
 }

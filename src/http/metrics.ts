@@ -129,7 +129,10 @@ export class Metrics {
     aggregator: 'max',
     collect: async () => {
       const backlog = await this.readBacklog();
-      if (backlog) this.outboxOldestAge.set(backlog.oldestCreatedAt ? Math.max(0, (Date.now() - Date.parse(backlog.oldestCreatedAt)) / 1000) : 0);
+      if (backlog)
+        this.outboxOldestAge.set(
+          backlog.oldestCreatedAt ? Math.max(0, (Date.now() - Date.parse(backlog.oldestCreatedAt)) / 1000) : 0,
+        );
     },
   });
 
@@ -189,7 +192,9 @@ export class Metrics {
       })
       .finally(() => (this.backlogRead = undefined));
     let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), OUTBOX_READ_TIMEOUT_MS)));
+    const late = new Promise<undefined>(
+      (resolve) => (timer = setTimeout(() => resolve(undefined), OUTBOX_READ_TIMEOUT_MS)),
+    );
     return Promise.race([this.backlogRead, late]).finally(() => clearTimeout(timer));
   }
 
@@ -204,8 +209,21 @@ export class Metrics {
       if (!isMetricsMessage(message)) return;
       if (message.kind === 'collect') {
         this.registry.getMetricsAsJSON().then(
-          (metrics) => process.send?.({ type: METRICS_MESSAGE, kind: 'collected', id: message.id, metrics } satisfies MetricsMessage, ignoreSendError),
-          (error: unknown) => process.send?.({ type: METRICS_MESSAGE, kind: 'collected', id: message.id, error: (error as Error).message } satisfies MetricsMessage, ignoreSendError),
+          (metrics) =>
+            process.send?.(
+              { type: METRICS_MESSAGE, kind: 'collected', id: message.id, metrics } satisfies MetricsMessage,
+              ignoreSendError,
+            ),
+          (error: unknown) =>
+            process.send?.(
+              {
+                type: METRICS_MESSAGE,
+                kind: 'collected',
+                id: message.id,
+                error: (error as Error).message,
+              } satisfies MetricsMessage,
+              ignoreSendError,
+            ),
         );
       } else if (message.kind === 'answer') asked.get(message.id)?.(message);
     });
@@ -223,7 +241,10 @@ export class Metrics {
         const timer = setTimeout(() => settle({ error: 'the primary did not answer' }), 2 * COLLECT_TIMEOUT_MS);
         asked.set(id, settle);
         if (!process.send) return settle({ error: 'not a cluster worker' });
-        process.send({ type: METRICS_MESSAGE, kind: 'ask', id } satisfies MetricsMessage, (error: Error | null) => error && settle({ error: error.message }));
+        process.send(
+          { type: METRICS_MESSAGE, kind: 'ask', id } satisfies MetricsMessage,
+          (error: Error | null) => error && settle({ error: error.message }),
+        );
       });
   }
 }
@@ -274,14 +295,21 @@ export function gatherWorkersMetrics(): void {
         if (figures instanceof Error) reject(figures);
         else resolve(figures);
       };
-      const timer = setTimeout(() => done(new Error(`worker ${worker.process.pid} did not send its metrics within ${COLLECT_TIMEOUT_MS} ms`)), COLLECT_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => done(new Error(`worker ${worker.process.pid} did not send its metrics within ${COLLECT_TIMEOUT_MS} ms`)),
+        COLLECT_TIMEOUT_MS,
+      );
       collecting.set(id, { worker, done });
       // A worker whose channel just closed is exiting: its figures go with it.
-      worker.send({ type: METRICS_MESSAGE, kind: 'collect', id } satisfies MetricsMessage, (error: Error | null) => error && done([]));
+      worker.send(
+        { type: METRICS_MESSAGE, kind: 'collect', id } satisfies MetricsMessage,
+        (error: Error | null) => error && done([]),
+      );
     });
 
   const answer = (worker: Worker, id: number, reply: { text: string } | { error: string }) => {
-    if (worker.isConnected()) worker.send({ type: METRICS_MESSAGE, kind: 'answer', id, ...reply } satisfies MetricsMessage, ignoreSendError);
+    if (worker.isConnected())
+      worker.send({ type: METRICS_MESSAGE, kind: 'answer', id, ...reply } satisfies MetricsMessage, ignoreSendError);
   };
 
   cluster.on('message', (worker, message: unknown) => {
@@ -290,9 +318,9 @@ export function gatherWorkersMetrics(): void {
     else if (message.kind === 'collected') {
       // Only the worker asked answers for its id.
       const entry = collecting.get(message.id);
-      if (entry?.worker === worker) entry.done(message.error !== undefined ? new Error(message.error) : (message.metrics ?? []));
-    }
-    else if (message.kind === 'ask') {
+      if (entry?.worker === worker)
+        entry.done(message.error !== undefined ? new Error(message.error) : (message.metrics ?? []));
+    } else if (message.kind === 'ask') {
       const workers = [...ready].filter((each) => each.isConnected());
       Promise.all(workers.map(collectFrom))
         .then((figures) => AggregatorRegistry.aggregate(figures).metrics())

@@ -8,7 +8,11 @@ import { apiError } from '../lib/errors.js';
 type Store = FastifyRateLimitStore;
 type Callback = Parameters<Store['incr']>[1];
 /** What @fastify/rate-limit really passes to child(): the route's merged limit settings (its types say otherwise). */
-type ChildOptions = { continueExceeding?: boolean; exponentialBackoff?: boolean; routeInfo?: { method?: string; url?: string } };
+type ChildOptions = {
+  continueExceeding?: boolean;
+  exponentialBackoff?: boolean;
+  routeInfo?: { method?: string; url?: string };
+};
 
 export interface Fallback {
   /** Redis failed: the counts go to memory from now until it answers again. */
@@ -24,7 +28,11 @@ export interface Fallback {
 function budgetOf(key: string, routeLimit: boolean): RateLimitName {
   if (routeLimit) return 'sign_in';
   const name = key.slice(0, key.indexOf(':'));
-  return ({ password: 'password', user: 'links', callback: 'callbacks', 'admin-api': 'admin_api' } as const)[name as 'password'] ?? 'sign_in';
+  return (
+    ({ password: 'password', user: 'links', callback: 'callbacks', 'admin-api': 'admin_api' } as const)[
+      name as 'password'
+    ] ?? 'sign_in'
+  );
 }
 
 /**
@@ -43,32 +51,49 @@ export function redisWithFallback(redis: Redis, prefix: string, fallback: Fallba
       options: { continueExceeding?: boolean; exponentialBackoff?: boolean } = {},
       private readonly routeLimit = false,
     ) {
-      this.shared = new RedisStore(options.continueExceeding ?? false, options.exponentialBackoff ?? false, redis, keyPrefix) as Store;
+      this.shared = new RedisStore(
+        options.continueExceeding ?? false,
+        options.exponentialBackoff ?? false,
+        redis,
+        keyPrefix,
+      ) as Store;
       this.local = new LocalStore(options.continueExceeding ?? false, options.exponentialBackoff ?? false) as Store;
     }
 
     incr(key: string, callback: Callback, timeWindow: number, max: number): void {
-      this.shared.incr(key, (error, result) => {
-        if (!error) {
-          fallback.recovered();
-          return callback(null, result);
-        }
-        fallback.degraded(error.message);
-        if (fallback.failClosed.has(budgetOf(key, this.routeLimit))) {
-          return callback(apiError('rate_limit_unavailable', { about: 'Redis is unreachable', extra: { retry_after: 5 } }));
-        }
-        // N instances each counting on its own: each request counts N times, so that together they let no
-        // more through than the budget (rounded down), yet each lets at least one through.
-        const times = Math.min(fallback.instances, max);
-        const countedAsMany: Callback = (localError, counted) => callback(localError, counted && { ...counted, current: counted.current * times });
-        this.local.incr(key, countedAsMany, timeWindow, max);
-      }, timeWindow, max);
+      this.shared.incr(
+        key,
+        (error, result) => {
+          if (!error) {
+            fallback.recovered();
+            return callback(null, result);
+          }
+          fallback.degraded(error.message);
+          if (fallback.failClosed.has(budgetOf(key, this.routeLimit))) {
+            return callback(
+              apiError('rate_limit_unavailable', { about: 'Redis is unreachable', extra: { retry_after: 5 } }),
+            );
+          }
+          // N instances each counting on its own: each request counts N times, so that together they let no
+          // more through than the budget (rounded down), yet each lets at least one through.
+          const times = Math.min(fallback.instances, max);
+          const countedAsMany: Callback = (localError, counted) =>
+            callback(localError, counted && { ...counted, current: counted.current * times });
+          this.local.incr(key, countedAsMany, timeWindow, max);
+        },
+        timeWindow,
+        max,
+      );
     }
 
     child(routeOptions: Parameters<Store['child']>[0]): Store {
       const options = routeOptions as unknown as ChildOptions;
       const { method, url } = options.routeInfo ?? {};
-      return new ResilientStore(`${prefix}${method && url ? `${method}${url}` : 'limit'}-`, options, Boolean(method && url));
+      return new ResilientStore(
+        `${prefix}${method && url ? `${method}${url}` : 'limit'}-`,
+        options,
+        Boolean(method && url),
+      );
     }
   }
   // @fastify/rate-limit constructs its store with `new Store(globalParams)`.

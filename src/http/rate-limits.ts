@@ -31,7 +31,13 @@ const MINUTE = 60_000;
  */
 export async function installRateLimits(app: FastifyInstance, config: Config): Promise<RateLimits> {
   if (!config.rateLimit.enabled) {
-    return { perIp: { rateLimit: false }, checkUser: async () => {}, checkPassword: async () => {}, checkCallback: async () => {}, state: () => 'off' };
+    return {
+      perIp: { rateLimit: false },
+      checkUser: async () => {},
+      checkPassword: async () => {},
+      checkCallback: async () => {},
+      state: () => 'off',
+    };
   }
   let redis: Redis | undefined;
   let degradedSince: number | undefined;
@@ -40,7 +46,12 @@ export async function installRateLimits(app: FastifyInstance, config: Config): P
     const { Redis } = await import('ioredis');
     // commandTimeout: a Redis that stops answering without closing the connection (a network cut) counts as
     // unreachable after 1 s (the request goes on, counted in memory) instead of holding every request.
-    redis = new Redis(config.rateLimit.redisUrl, { connectTimeout: 2000, commandTimeout: 1000, maxRetriesPerRequest: 1, enableOfflineQueue: false });
+    redis = new Redis(config.rateLimit.redisUrl, {
+      connectTimeout: 2000,
+      commandTimeout: 1000,
+      maxRetriesPerRequest: 1,
+      enableOfflineQueue: false,
+    });
     redis.on('error', (error: Error) => app.log.debug({ reason: error.message }, 'rate limits: Redis error'));
     // Start counting from the first request: wait (briefly) for the connection, since without an offline
     // queue a command sent before it is ready fails (and would be counted in memory only).
@@ -62,7 +73,11 @@ export async function installRateLimits(app: FastifyInstance, config: Config): P
     redis &&
     redisWithFallback(redis, config.rateLimit.redisPrefix, {
       degraded(reason) {
-        if (degradedSince === undefined) app.log.warn({ reason }, 'rate limits: Redis is unreachable; counting in this instance’s memory until it answers');
+        if (degradedSince === undefined)
+          app.log.warn(
+            { reason },
+            'rate limits: Redis is unreachable; counting in this instance’s memory until it answers',
+          );
         degradedSince ??= Date.now();
       },
       recovered() {
@@ -78,7 +93,11 @@ export async function installRateLimits(app: FastifyInstance, config: Config): P
     errorResponseBuilder: (_request, context) => rateLimited(Math.max(1, Math.ceil(context.ttl / 1000))),
   });
   const limiter = (name: string, max: number, key: (request: FastifyRequest) => string) => {
-    const check = app.createRateLimit({ max, timeWindow: MINUTE, keyGenerator: (request) => `${name}:${key(request)}` });
+    const check = app.createRateLimit({
+      max,
+      timeWindow: MINUTE,
+      keyGenerator: (request) => `${name}:${key(request)}`,
+    });
     return async (request: FastifyRequest) => {
       const limit = await check(request);
       if (!limit.isAllowed && limit.isExceeded) throw rateLimited(Math.max(1, Math.ceil(limit.ttlInSeconds ?? 60)));
@@ -89,9 +108,16 @@ export async function installRateLimits(app: FastifyInstance, config: Config): P
     checkUser: limiter('user', config.rateLimit.linksPerUserPerMinute, (request) => String(request.userId)),
     checkPassword: limiter('password', config.rateLimit.passwordPerIpPerMinute, (request) => clientNetwork(request.ip)),
     // One budget for every callback route: a forger walks from one to the next.
-    checkCallback: limiter('callback', config.rateLimit.callbacksPerIpPerMinute, (request) => clientNetwork(request.ip)),
+    checkCallback: limiter('callback', config.rateLimit.callbacksPerIpPerMinute, (request) =>
+      clientNetwork(request.ip),
+    ),
     // Redis counts as reachable only while its connection is ready: a restart shows here at once, not at the next request's failover.
-    state: () => (!redis ? 'memory' : degradedSince === undefined && redis.status === 'ready' ? 'redis' : 'memory (Redis unreachable)'),
+    state: () =>
+      !redis
+        ? 'memory'
+        : degradedSince === undefined && redis.status === 'ready'
+          ? 'redis'
+          : 'memory (Redis unreachable)',
   };
 }
 

@@ -9,22 +9,36 @@ export const errorResponse = {
   properties: {
     code: {
       type: 'string',
-      description: "What went wrong, for programs: one of a closed list (the operator's own pipeline steps may add codes: they are listed here too)",
+      description:
+        "What went wrong, for programs: one of a closed list (the operator's own pipeline steps may add codes: they are listed here too)",
       enum: Object.keys(ERRORS),
     },
     message: { type: 'string' },
     errors: { type: 'string', description: "The message, under the original design's name" },
     detail: { type: 'string', description: 'Why, when known (never a secret)' },
-    retry_after: { type: 'integer', description: 'Seconds to wait (rate_limited, provider_unavailable, database_unavailable, rate_limit_unavailable), also in the Retry-After header' },
+    retry_after: {
+      type: 'integer',
+      description:
+        'Seconds to wait (rate_limited, provider_unavailable, database_unavailable, rate_limit_unavailable), also in the Retry-After header',
+    },
     request_id: { type: 'string', description: 'Also in the X-Request-Id header and in every log line of the request' },
     providers: {
       type: 'array',
       items: { type: 'string' },
-      description: 'link_required: the providers that prove the user who has this verified e-mail; sign in with one of them, then link with link_token',
+      description:
+        'link_required: the providers that prove the user who has this verified e-mail; sign in with one of them, then link with link_token',
     },
-    link_token: { type: 'string', description: 'link_required: single use; POST /api/associate/link-token/ with it once signed in with one of `providers`' },
+    link_token: {
+      type: 'string',
+      description:
+        'link_required: single use; POST /api/associate/link-token/ with it once signed in with one of `providers`',
+    },
     link_token_expires_in: { type: 'integer', description: 'link_required: seconds the link token is good for' },
-    merge_token: { type: 'string', description: 'already_associated, to a user without a password: POST /api/users/merge/ with it signs in as the account\'s owner and merges this user into it' },
+    merge_token: {
+      type: 'string',
+      description:
+        "already_associated, to a user without a password: POST /api/users/merge/ with it signs in as the account's owner and merges this user into it",
+    },
     merge_token_expires_in: { type: 'integer', description: 'already_associated: seconds the merge token is good for' },
   },
   required: ['code', 'message', 'errors'],
@@ -34,7 +48,8 @@ export const errorResponse = {
 export const integer = { type: 'integer' } as const;
 export const text = { type: 'string' } as const;
 export const dateTime = { type: 'string', format: 'date-time' } as const;
-export const nullable = <T extends { type: string }>(schema: T) => ({ ...schema, type: [schema.type, 'null'] }) as const;
+export const nullable = <T extends { type: string }>(schema: T) =>
+  ({ ...schema, type: [schema.type, 'null'] }) as const;
 
 export const tokenResponse = {
   $id: 'TokenResponse',
@@ -71,24 +86,56 @@ export const socialTokenBody = {
   // Provider tokens are printable ASCII; anything else could only break the provider call (headers,
   // URLs), so it is refused here with a clear 400. Lengths keep a percent-encoded token within URL limits.
   properties: {
-    access_token: { type: 'string', minLength: 1, maxLength: 2048, pattern: TOKEN, description: 'OAuth 2 access token, or OAuth 1.0a token (Twitter)' },
-    access_token_secret: { type: 'string', minLength: 1, maxLength: 512, pattern: TOKEN, description: 'OAuth 1.0a token secret (Twitter)' },
-    id_token: { type: 'string', minLength: 1, maxLength: 16384, pattern: TOKEN, description: 'OpenID Connect ID token' },
-    nonce: { type: 'string', minLength: 1, maxLength: 1024, pattern: TOKEN, description: 'The raw nonce the app generated for the sign-in' },
-    code: { type: 'string', minLength: 1, maxLength: 2048, pattern: TOKEN, description: 'Authorization code (Sign in with Apple)' },
+    access_token: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 2048,
+      pattern: TOKEN,
+      description: 'OAuth 2 access token, or OAuth 1.0a token (Twitter)',
+    },
+    access_token_secret: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 512,
+      pattern: TOKEN,
+      description: 'OAuth 1.0a token secret (Twitter)',
+    },
+    id_token: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 16384,
+      pattern: TOKEN,
+      description: 'OpenID Connect ID token',
+    },
+    nonce: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 1024,
+      pattern: TOKEN,
+      description: 'The raw nonce the app generated for the sign-in',
+    },
+    code: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 2048,
+      pattern: TOKEN,
+      description: 'Authorization code (Sign in with Apple)',
+    },
     client_id: {
       type: 'string',
       minLength: 1,
       maxLength: 255,
       pattern: TOKEN,
-      description: 'Sign in with Apple: the bundle or services id a `code` sent alone was issued to, when several are configured',
+      description:
+        'Sign in with Apple: the bundle or services id a `code` sent alone was issued to, when several are configured',
     },
     redirect_uri: {
       type: 'string',
       minLength: 1,
       maxLength: 2048,
       pattern: TOKEN,
-      description: "Sign in with Apple's web flow (Android): the redirect URI the authorization used, one of SOCIAL_AUTH_APPLE_REDIRECT_URIS for its Services ID. Without it, the first one configured for that Services ID is used",
+      description:
+        "Sign in with Apple's web flow (Android): the redirect URI the authorization used, one of SOCIAL_AUTH_APPLE_REDIRECT_URIS for its Services ID. Without it, the first one configured for that Services ID is used",
     },
     user: {
       description:
@@ -100,7 +147,10 @@ export const socialTokenBody = {
           properties: {
             name: {
               type: 'object',
-              properties: { firstName: { type: 'string', maxLength: 1024 }, lastName: { type: 'string', maxLength: 1024 } },
+              properties: {
+                firstName: { type: 'string', maxLength: 1024 },
+                lastName: { type: 'string', maxLength: 1024 },
+              },
             },
             email: { type: 'string', maxLength: 1024 },
           },
@@ -114,20 +164,43 @@ export const socialTokenBody = {
 export const linkTokenBody = {
   type: 'object',
   required: ['link_token'],
-  properties: { link_token: { type: 'string', minLength: 1, maxLength: 128, pattern: TOKEN, description: 'The link_token of a 409 link_required answer' } },
+  properties: {
+    link_token: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 128,
+      pattern: TOKEN,
+      description: 'The link_token of a 409 link_required answer',
+    },
+  },
   additionalProperties: false,
 } as const;
 
 export const mergeTokenBody = {
   type: 'object',
   required: ['merge_token'],
-  properties: { merge_token: { type: 'string', minLength: 1, maxLength: 128, pattern: TOKEN, description: 'The merge_token of a 409 already_associated answer' } },
+  properties: {
+    merge_token: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 128,
+      pattern: TOKEN,
+      description: 'The merge_token of a 409 already_associated answer',
+    },
+  },
   additionalProperties: false,
 } as const;
 
 export const providerParam = {
   type: 'object',
-  properties: { provider: { type: 'string', minLength: 1, maxLength: 64, examples: ['facebook', 'twitter', 'google', 'apple', 'line', 'github', 'oidc:keycloak'] } },
+  properties: {
+    provider: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 64,
+      examples: ['facebook', 'twitter', 'google', 'apple', 'line', 'github', 'oidc:keycloak'],
+    },
+  },
   required: ['provider'],
 } as const;
 
@@ -137,8 +210,13 @@ export const providerParam = {
  * that no answer has a code its operation does not list.
  */
 export function answers(success: Record<number, object>, codes: ErrorCode[]) {
-  const statuses = new Set(codes.flatMap((code) => (code === 'provider_unavailable' ? [502, 503] : [ERRORS[code].status])));
-  return { response: { ...success, ...Object.fromEntries([...statuses].map((status) => [status, { $ref: 'Error#' }])) }, 'x-error-codes': codes };
+  const statuses = new Set(
+    codes.flatMap((code) => (code === 'provider_unavailable' ? [502, 503] : [ERRORS[code].status])),
+  );
+  return {
+    response: { ...success, ...Object.fromEntries([...statuses].map((status) => [status, { $ref: 'Error#' }])) },
+    'x-error-codes': codes,
+  };
 }
 
 /** A success answer's schema with its description in the document. */
@@ -152,7 +230,12 @@ export const bearer = [{ bearerAuth: [] }];
 export const SIGNED_IN: ErrorCode[] = ['not_authenticated', 'invalid_access_token'];
 
 /** A route of the signed-in user that answers nothing (204). */
-export const signedInNoContent = (route: { operationId: string; summary: string; description: string; tags: string[] }) => ({
+export const signedInNoContent = (route: {
+  operationId: string;
+  summary: string;
+  description: string;
+  tags: string[];
+}) => ({
   ...route,
   security: bearer,
   ...answers({ 204: { type: 'null', description: 'Done' } }, SIGNED_IN),
@@ -162,7 +245,7 @@ export const signedInNoContent = (route: { operationId: string; summary: string;
 export const jwks = {
   $id: 'Jwks',
   type: 'object',
-  description: 'The public keys that verify our access tokens (RFC 7517): the `kid` of a token\'s header names its key',
+  description: "The public keys that verify our access tokens (RFC 7517): the `kid` of a token's header names its key",
   required: ['keys'],
   properties: {
     keys: {

@@ -18,7 +18,9 @@ import { caseCollisionReport } from '../store/username-key.js';
  * Opens the database, applies pending migrations, builds the app and listens. `clusterWorker`: a `serve --workers`
  * worker, whose /metrics answers the figures of every worker (serveWithWorkers).
  */
-export async function startServer(options: AppOptions & { onClose?: () => Promise<void>; clusterWorker?: boolean }): Promise<FastifyInstance> {
+export async function startServer(
+  options: AppOptions & { onClose?: () => Promise<void>; clusterWorker?: boolean },
+): Promise<FastifyInstance> {
   const { config, onClose } = options;
   // Migrations on a connection of their own, without the query timeout (an index on a big table takes long).
   if (options.db) await migrateToLatest(options.db);
@@ -57,14 +59,17 @@ async function startMetricsServer(app: FastifyInstance, config: Config): Promise
   const { metrics } = app;
   const server = createServer((request, response) => {
     const authorized = !config.metricsToken || bearerMatches(request.headers.authorization, config.metricsToken);
-    if (request.method !== 'GET' || new URL(request.url ?? '/', 'http://metrics').pathname !== '/metrics') return void response.writeHead(404).end();
+    if (request.method !== 'GET' || new URL(request.url ?? '/', 'http://metrics').pathname !== '/metrics')
+      return void response.writeHead(404).end();
     if (!authorized) return void response.writeHead(401).end();
     metrics.exposition().then(
       (text) => response.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
       () => response.writeHead(500).end(),
     );
   });
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(config.metricsPort, config.metricsHost, resolve));
+  await new Promise<void>((resolve, reject) =>
+    server.once('error', reject).listen(config.metricsPort, config.metricsHost, resolve),
+  );
   app.addHook('onClose', () => new Promise<void>((resolve) => server.close(() => resolve())));
   app.log.info(`metrics on http://${config.metricsHost}:${config.metricsPort}/metrics`);
 }
@@ -82,16 +87,25 @@ const isAdminPath = (url: string) => /^\/admin(?:[/?#]|$)/.test(url);
 function adminListener(app: FastifyInstance) {
   const sockets = new WeakSet<Socket>();
   // The app's own timeouts, and its answer to a malformed request (JSON, with the security headers).
-  const server = createServer({ requestTimeout: 30_000, requireHostHeader: false }, (request, response) => app.routing(request, response));
-  for (const listener of app.server.listeners('clientError')) server.on('clientError', listener as (error: Error, socket: Duplex) => void);
+  const server = createServer({ requestTimeout: 30_000, requireHostHeader: false }, (request, response) =>
+    app.routing(request, response),
+  );
+  for (const listener of app.server.listeners('clientError'))
+    server.on('clientError', listener as (error: Error, socket: Duplex) => void);
   server.on('connection', (socket: Socket) => sockets.add(socket));
   app.addHook('onRequest', async (request, reply) => {
     // The path as sent, or the route it matched (the router decodes %61dmin); an unknown /admin/ path is the console's too.
     const admin = isAdminPath(request.url) || isAdminPath(request.routeOptions.url ?? '');
     if (admin === sockets.has(request.raw.socket)) return;
-    return reply.code(404).send({ ...apiError('not_found', { about: `${request.method} ${request.url.split('?')[0]}` }).toJSON(), request_id: request.id });
+    return reply.code(404).send({
+      ...apiError('not_found', { about: `${request.method} ${request.url.split('?')[0]}` }).toJSON(),
+      request_id: request.id,
+    });
   });
-  app.addHook('onClose', () => new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve())));
+  app.addHook(
+    'onClose',
+    () => new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve())),
+  );
   return {
     async listen(port: number, host: string): Promise<void> {
       await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
@@ -122,7 +136,11 @@ export function closeOnSignals(app: FastifyInstance, graceMs: number): void {
     firstSignalAt = Date.now();
     const grace = signal === 'SIGTERM' ? graceMs : 0;
     app.lifecycle.drain();
-    app.log.info(grace > 0 ? `${signal} received: draining for ${grace} ms (/readyz answers 503), then closing` : `${signal} received: closing`);
+    app.log.info(
+      grace > 0
+        ? `${signal} received: draining for ${grace} ms (/readyz answers 503), then closing`
+        : `${signal} received: closing`,
+    );
     const timer = setTimeout(() => endGrace?.(), grace);
     endGrace = () => {
       endGrace = undefined;
@@ -154,9 +172,19 @@ export function closeOnSignals(app: FastifyInstance, graceMs: number): void {
  * port or METRICS_PORT) answers the whole group's figures: the worker asks the primary, which collects every
  * worker's over IPC and adds them up (metrics.ts gatherWorkersMetrics); the primary serves no port of its own.
  */
-export async function serveWithWorkers(config: Config, workers: number, file: { pipeline?: readonly PipelineStep[]; errors?: OperatorErrors } = {}): Promise<void> {
+export async function serveWithWorkers(
+  config: Config,
+  workers: number,
+  file: { pipeline?: readonly PipelineStep[]; errors?: OperatorErrors } = {},
+): Promise<void> {
   if (cluster.isWorker) {
-    await startServer({ config, pipeline: file.pipeline, operatorErrors: file.errors, devSecretsDir: devSecretsDirFor(config), clusterWorker: true });
+    await startServer({
+      config,
+      pipeline: file.pipeline,
+      operatorErrors: file.errors,
+      devSecretsDir: devSecretsDirFor(config),
+      clusterWorker: true,
+    });
     return;
   }
   gatherWorkersMetrics();

@@ -104,7 +104,11 @@ export const MAX_KEPT_ID = 2_000_000_000;
 
 class DryRun extends Error {}
 
-export async function runImport(storage: Storage, source: ImportSource, options: { dryRun: boolean; batchSize: number; progress?(report: ImportReport): void }): Promise<ImportReport> {
+export async function runImport(
+  storage: Storage,
+  source: ImportSource,
+  options: { dryRun: boolean; batchSize: number; progress?(report: ImportReport): void },
+): Promise<ImportReport> {
   const report: ImportReport = {
     source: source.name,
     dryRun: options.dryRun,
@@ -128,12 +132,14 @@ export async function runImport(storage: Storage, source: ImportSource, options:
   if (!options.dryRun) await work(storage);
   else {
     // A dry run does everything in one transaction, and rolls it back.
-    await storage.transaction(async (trx) => {
-      await work(trx);
-      throw new DryRun();
-    }).catch((error: unknown) => {
-      if (!(error instanceof DryRun)) throw error;
-    });
+    await storage
+      .transaction(async (trx) => {
+        await work(trx);
+        throw new DryRun();
+      })
+      .catch((error: unknown) => {
+        if (!(error instanceof DryRun)) throw error;
+      });
   }
   return report;
 }
@@ -143,7 +149,13 @@ export async function runImport(storage: Storage, source: ImportSource, options:
  * through rolls its batch back; the batch is then written again one user per transaction, so that only that user
  * is left out, and listed, instead of the whole import stopping.
  */
-async function writeBatch(storage: Storage, source: ImportSource, batch: SourceUser[], report: ImportReport, dryRun: boolean): Promise<void> {
+async function writeBatch(
+  storage: Storage,
+  source: ImportSource,
+  batch: SourceUser[],
+  report: ImportReport,
+  dryRun: boolean,
+): Promise<void> {
   const undo = undoPoint(report);
   try {
     await atomically(storage, dryRun, (trx) => importBatch(trx, source, batch, report, dryRun));
@@ -156,7 +168,11 @@ async function writeBatch(storage: Storage, source: ImportSource, batch: SourceU
       return;
     }
     const account = batch[0]!;
-    report.users.invalid.push({ source_id: shown(account.sourceId), username: shown(account.username), reason: `the database refused it: ${refusal}` });
+    report.users.invalid.push({
+      source_id: shown(account.sourceId),
+      username: shown(account.username),
+      reason: `the database refused it: ${refusal}`,
+    });
     report.links.skipped += account.links.length;
   }
 }
@@ -195,11 +211,21 @@ async function atomically(storage: Storage, dryRun: boolean, work: (storage: Sto
 /** The database's message when it refused a row for its data (PostgreSQL's data exceptions and integrity violations, SQLite's likes); undefined for anything else (a lost connection stops the import). */
 function refusedRow(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code !== 'string' || !(/^2[23][0-9A-Z]{3}$/.test(code) || /^SQLITE_(CONSTRAINT|MISMATCH|TOOBIG|RANGE)/.test(code))) return undefined;
+  if (
+    typeof code !== 'string' ||
+    !(/^2[23][0-9A-Z]{3}$/.test(code) || /^SQLITE_(CONSTRAINT|MISMATCH|TOOBIG|RANGE)/.test(code))
+  )
+    return undefined;
   return error instanceof Error ? error.message : code;
 }
 
-async function importBatch(storage: Storage, source: ImportSource, batch: SourceUser[], report: ImportReport, dryRun: boolean): Promise<void> {
+async function importBatch(
+  storage: Storage,
+  source: ImportSource,
+  batch: SourceUser[],
+  report: ImportReport,
+  dryRun: boolean,
+): Promise<void> {
   let keptAnId = false;
   for (const account of batch) {
     const links = account.links.filter((link) => !source.notLinks?.includes(link.provider));
@@ -232,7 +258,11 @@ async function importBatch(storage: Storage, source: ImportSource, batch: Source
     }
     const taken = await storage.users.findByUsername(account.username);
     if (taken) {
-      report.users.conflicts.push({ source_id: account.sourceId, username: account.username, reason: `the username is taken by user ${taken.id}` });
+      report.users.conflicts.push({
+        source_id: account.sourceId,
+        username: account.username,
+        reason: `the username is taken by user ${taken.id}`,
+      });
       report.links.skipped += links.length;
       continue;
     }
@@ -241,7 +271,8 @@ async function importBatch(storage: Storage, source: ImportSource, batch: Source
       const scheme = usable.split('$')[0] || usable.slice(0, 4);
       report.unverifiableHashes[scheme] = (report.unverifiableHashes[scheme] ?? 0) + 1;
     }
-    const notKept = report.keptIds && account.numericId !== undefined ? await whyIdNotKept(storage, account.numericId) : undefined;
+    const notKept =
+      report.keptIds && account.numericId !== undefined ? await whyIdNotKept(storage, account.numericId) : undefined;
     const keepId = report.keptIds && account.numericId !== undefined && notKept === undefined;
     let id = keepId ? account.numericId : undefined;
     if (notKept !== undefined) {
@@ -258,7 +289,8 @@ async function importBatch(storage: Storage, source: ImportSource, batch: Source
     });
     keptAnId ||= keepId;
     report.users.imported++;
-    if (!keepId) report.mapping.push({ source_id: account.sourceId, user_id: user.id, ...(notKept ? { reason: notKept } : {}) });
+    if (!keepId)
+      report.mapping.push({ source_id: account.sourceId, user_id: user.id, ...(notKept ? { reason: notKept } : {}) });
     let linked = 0;
     for (const link of links) if (await importLink(storage, source, account.sourceId, user.id, link, report)) linked++;
     if (!usable && linked === 0) report.noWayIn.push(account.username);
@@ -271,19 +303,31 @@ async function importBatch(storage: Storage, source: ImportSource, batch: Source
 /** Why this source id cannot be kept (undefined: it can). */
 async function whyIdNotKept(storage: Storage, id: number): Promise<string | undefined> {
   if (!Number.isSafeInteger(id) || id < 1) return 'the source id is not a positive integer';
-  if (id > MAX_KEPT_ID) return `the source id is above ${MAX_KEPT_ID}: kept, it would leave too few ids for new users (they end at 2147483647)`;
+  if (id > MAX_KEPT_ID)
+    return `the source id is above ${MAX_KEPT_ID}: kept, it would leave too few ids for new users (they end at 2147483647)`;
   // One made while an earlier run was interrupted, or given to a user of this import whose id was not kept.
   if (await storage.imports.idTaken(id)) return 'the source id is taken by another user';
   return undefined;
 }
 
 /** Whether the link was written. */
-async function importLink(storage: Storage, source: ImportSource, sourceId: string, userId: number, link: SourceLink, report: ImportReport): Promise<boolean> {
+async function importLink(
+  storage: Storage,
+  source: ImportSource,
+  sourceId: string,
+  userId: number,
+  link: SourceLink,
+  report: ImportReport,
+): Promise<boolean> {
   const provider = source.provider(link.provider);
   const name = provider ?? link.provider;
   const dropped = { count: 0 };
   const kept = withoutTokens(link.extraData, dropped) as Record<string, unknown>;
-  const odd = oddText('the provider name', name, MAX_PROVIDER_LENGTH) ?? oddText('the uid', link.uid, MAX_UID_LENGTH) ?? oddDate('the link date', link.createdAt) ?? oddData(kept, 'extra_data');
+  const odd =
+    oddText('the provider name', name, MAX_PROVIDER_LENGTH) ??
+    oddText('the uid', link.uid, MAX_UID_LENGTH) ??
+    oddDate('the link date', link.createdAt) ??
+    oddData(kept, 'extra_data');
   if (odd) {
     report.links.invalid.push({ source_id: shown(sourceId), provider: shown(name), uid: shown(link.uid), reason: odd });
     return false;
@@ -310,7 +354,9 @@ function oddUser(account: SourceUser): string | undefined {
   if (typeof account.username !== 'string' || account.username === '') return 'it has no username';
   const odd =
     oddText('the username', account.username, MAX_USERNAME_LENGTH) ??
-    (characters(usernameKey(account.username)) > MAX_USERNAME_KEY_LENGTH ? `the username is longer than ${MAX_USERNAME_KEY_LENGTH} characters once normalised (NFKC)` : undefined) ??
+    (characters(usernameKey(account.username)) > MAX_USERNAME_KEY_LENGTH
+      ? `the username is longer than ${MAX_USERNAME_KEY_LENGTH} characters once normalised (NFKC)`
+      : undefined) ??
     (account.passwordHash === null ? undefined : oddText('the password hash', account.passwordHash)) ??
     oddDate('the date joined', account.createdAt) ??
     oddDate('the last sign-in date', account.lastLoginAt);
@@ -330,7 +376,8 @@ function oddText(what: string, value: unknown, max?: number): string | undefined
   // PostgreSQL's text and jsonb cannot hold U+0000.
   if (value.includes('\0')) return `${what} holds a NUL character (\\u0000)`;
   if (LONE_SURROGATE.test(value)) return `${what} holds a lone UTF-16 surrogate (not Unicode text)`;
-  if (max !== undefined && characters(value) > max) return `${what} is longer than ${max} characters (${characters(value)})`;
+  if (max !== undefined && characters(value) > max)
+    return `${what} is longer than ${max} characters (${characters(value)})`;
   return undefined;
 }
 
@@ -338,7 +385,8 @@ function oddText(what: string, value: unknown, max?: number): string | undefined
 function oddDate(what: string, iso: string | null | undefined): string | undefined {
   if (iso === null || iso === undefined) return undefined;
   const year = /^(\d{4})-/.exec(iso);
-  if (!year || Number(year[1]) < 1 || Number.isNaN(Date.parse(iso))) return `${what} ${shown(iso)} is outside years 1 to 9999`;
+  if (!year || Number(year[1]) < 1 || Number.isNaN(Date.parse(iso)))
+    return `${what} ${shown(iso)} is outside years 1 to 9999`;
   return undefined;
 }
 
@@ -361,7 +409,7 @@ function oddData(value: unknown, path: string): string | undefined {
 
 /** A value of a row not imported, as the report shows it: at most 100 characters (a uid may be megabytes). */
 function shown(value: unknown): string {
-  const text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
+  const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
   const points = [...text];
   return points.length > 100 ? `${points.slice(0, 100).join('')}… (${points.length} characters)` : text;
 }

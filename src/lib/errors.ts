@@ -16,7 +16,10 @@ export const ERRORS = {
   invalid_service_key: { status: 401, message: 'The service key is missing, invalid or revoked' },
   forbidden: { status: 403, message: 'Not allowed: %s' },
   user_disabled: { status: 403, message: 'This account has been disabled' },
-  reason_required: { status: 400, message: 'Say why (reason): every change made for a user is kept with its reason in the audit log' },
+  reason_required: {
+    status: 400,
+    message: 'Say why (reason): every change made for a user is kept with its reason in the audit log',
+  },
   invalid_refresh_token: { status: 401, message: 'The refresh token is invalid, expired or revoked' },
   refresh_token_reused: { status: 401, message: 'The refresh token was already used; the session is revoked' },
   user_not_found: { status: 404, message: 'User Not Found' },
@@ -27,17 +30,27 @@ export const ERRORS = {
   deletion_request_not_found: { status: 404, message: 'No data deletion request has this confirmation code' },
   username_taken: { status: 409, message: 'A user with that username already exists' },
   already_associated: { status: 409, message: 'This social account is already associated with another user' },
-  link_required: { status: 409, message: 'An account with this verified e-mail exists: sign in with one of its providers, then link this one with the link token' },
+  link_required: {
+    status: 409,
+    message:
+      'An account with this verified e-mail exists: sign in with one of its providers, then link this one with the link token',
+  },
   invalid_merge_token: { status: 400, message: 'The merge token is invalid, expired, used, or for another user' },
   invalid_link_token: { status: 400, message: 'The link token is invalid, expired, used, or for another user' },
-  last_login_method: { status: 409, message: 'This is the last way to sign in to this user; set a password or link another account first' },
+  last_login_method: {
+    status: 409,
+    message: 'This is the last way to sign in to this user; set a password or link another account first',
+  },
   payload_too_large: { status: 413, message: '%s' },
   unsupported_media_type: { status: 415, message: '%s' },
   rate_limited: { status: 429, message: 'Too many requests; retry in %s seconds' },
   internal_error: { status: 500, message: 'Internal server error' },
   provider_unavailable: { status: 502, message: 'The %s API is unavailable, try again later' },
   database_unavailable: { status: 503, message: 'The database is unavailable; retry in %s seconds' },
-  rate_limit_unavailable: { status: 503, message: 'Refused while the rate limits cannot be checked (%s); retry in a few seconds' },
+  rate_limit_unavailable: {
+    status: 503,
+    message: 'Refused while the rate limits cannot be checked (%s); retry in a few seconds',
+  },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 /** The closed list of codes the API answers. */
@@ -69,7 +82,12 @@ export class ApiError extends Error {
   protected constructor(code: string, status: number, message: string, options: ErrorOptions = {}) {
     // The earlier public form, new ApiError(status, code, message, extra), may still come from an operator's
     // JavaScript pipeline step: read it as refuse() would (deprecated: use refuse()).
-    if (typeof (code as unknown) === 'number') [code, status, message, options] = [String(status), code as unknown as number, message, { extra: options as Record<string, unknown> }];
+    if (typeof (code as unknown) === 'number')
+      [code, status, options] = [
+        String(status),
+        code as unknown as number,
+        { extra: options as Record<string, unknown> },
+      ];
     super(message.replace('%s', () => options.about ?? ''));
     this.name = 'ApiError';
     this.code = code;
@@ -99,7 +117,12 @@ export const apiError = (code: ErrorCode, options?: ErrorOptions) => ApiError.of
  * For the operator's own pipeline steps: refuse a sign-in or a link with a 4xx, a code of their own (not one
  * of the catalogue's, so that an app never mistakes it for one of ours) and a message.
  */
-export function refuse(status: 400 | 401 | 403 | 404 | 409 | 422, code: string, message: string, detail?: string): ApiError {
+export function refuse(
+  status: 400 | 401 | 403 | 404 | 409 | 422,
+  code: string,
+  message: string,
+  detail?: string,
+): ApiError {
   if (code in ERRORS) throw new Error(`refuse(): "${code}" is one of social-link's own codes; choose another`);
   if (!/^[a-z][a-z0-9_]{0,63}$/.test(code)) throw new Error(`refuse(): a code is snake_case, got "${code}"`);
   return ApiError.refusal(status, code, message, detail);
@@ -183,7 +206,8 @@ export class UserDisabledError extends ApiError {
 }
 
 /** The user of the access token is gone (deleted, maybe by a request racing this one) or its session revoked. */
-export const sessionEnded = () => apiError('invalid_access_token', { detail: 'the session of this access token has ended' });
+export const sessionEnded = () =>
+  apiError('invalid_access_token', { detail: 'the session of this access token has ended' });
 
 /** The provider throttles our app (or this user). */
 export const providerRateLimited = (provider: string, reason: string, retryAfter?: number) =>
@@ -195,4 +219,7 @@ export const providerRateLimited = (provider: string, reason: string, retryAfter
 
 /** The provider refuses our app's credentials or access: a setting to fix, named by `hint`. */
 export const providerRefusedApp = (provider: string, reason: string, hint: string) =>
-  new ProviderUnavailableError(provider, `${provider} refused this server's app (${reason})`, { failure: 'app_refused', hint });
+  new ProviderUnavailableError(provider, `${provider} refused this server's app (${reason})`, {
+    failure: 'app_refused',
+    hint,
+  });

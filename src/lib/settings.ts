@@ -63,7 +63,8 @@ export class Settings {
     if (url.protocol !== 'https:' && url.protocol !== 'http:') {
       throw new ConfigError(`${name} must be an http(s) URL, got "${raw}"`);
     }
-    if (this.production && !isSafeTransport(url)) throw new ConfigError(`${name} must be an https URL in production (plain http on loopback only), got "${raw}"`);
+    if (this.production && !isSafeTransport(url))
+      throw new ConfigError(`${name} must be an https URL in production (plain http on loopback only), got "${raw}"`);
     return raw.replace(/\/+$/, '');
   }
 
@@ -75,7 +76,8 @@ export class Settings {
     const key = this.string(`SOCIAL_AUTH_${name}_KEY`);
     const secret = this.string(`SOCIAL_AUTH_${name}_SECRET`);
     if (!key && !secret) return undefined;
-    if (!key || !secret) throw new ConfigError(`SOCIAL_AUTH_${name}_KEY and SOCIAL_AUTH_${name}_SECRET must be set together`);
+    if (!key || !secret)
+      throw new ConfigError(`SOCIAL_AUTH_${name}_KEY and SOCIAL_AUTH_${name}_SECRET must be set together`);
     return { key, secret };
   }
 

@@ -16,16 +16,28 @@ export type Refusal = { token: string } | { app: string; hint: string } | { thro
 export type RefusalReader = (answer: JsonResponse) => Refusal | undefined;
 
 /** The error a refusal means. */
-export function refusalError(provider: string, what: string, answer: JsonResponse, refusal: Refusal | undefined): Error {
-  if (!refusal) return new ProviderUnavailableError(provider, `answered ${what} with HTTP ${answer.status} and an unexpected body`);
+export function refusalError(
+  provider: string,
+  what: string,
+  answer: JsonResponse,
+  refusal: Refusal | undefined,
+): Error {
+  if (!refusal)
+    return new ProviderUnavailableError(provider, `answered ${what} with HTTP ${answer.status} and an unexpected body`);
   if ('token' in refusal) return new InvalidTokenError(refusal.token);
   if ('app' in refusal) return providerRefusedApp(provider, refusal.app, refusal.hint);
-  if ('throttled' in refusal) return providerRateLimited(provider, refusal.throttled, retryAfterSeconds(answer.headers));
+  if ('throttled' in refusal)
+    return providerRateLimited(provider, refusal.throttled, retryAfterSeconds(answer.headers));
   return new ProviderUnavailableError(provider, refusal.outage);
 }
 
 /** The JSON object of a 200 answer; any other answer is read by the provider's refusal reader. */
-export function accepted(provider: string, what: string, answer: JsonResponse, read: RefusalReader): Record<string, unknown> {
+export function accepted(
+  provider: string,
+  what: string,
+  answer: JsonResponse,
+  read: RefusalReader,
+): Record<string, unknown> {
   if (answer.status === 200 && isObject(answer.body)) return answer.body;
   throw refusalError(provider, what, answer, read(answer));
 }
@@ -43,7 +55,23 @@ export interface AccountFacts {
   email_verified?: boolean;
 }
 
-export function account(facts: AccountFacts, extraData: Record<string, unknown>, more: Partial<SocialIdentity> = {}): SocialIdentity {
+export function account(
+  facts: AccountFacts,
+  extraData: Record<string, unknown>,
+  more: Partial<SocialIdentity> = {},
+): SocialIdentity {
   const { uid, name, email, first_name, last_name, username, email_verified } = facts;
-  return { uid, details: { username: username ?? name, email, email_verified: email ? email_verified === true : undefined, fullname: name, first_name, last_name }, extraData, ...more };
+  return {
+    uid,
+    details: {
+      username: username ?? name,
+      email,
+      email_verified: email ? email_verified === true : undefined,
+      fullname: name,
+      first_name,
+      last_name,
+    },
+    extraData,
+    ...more,
+  };
 }

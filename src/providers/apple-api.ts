@@ -26,9 +26,12 @@ export function appleSigningSettings(settings: Settings): AppleSigning | undefin
   const privateKeyPem = settings.string('SOCIAL_AUTH_APPLE_PRIVATE_KEY')?.replace(/\\n/g, '\n');
   if (!teamId && !keyId && !privateKeyPem) return undefined;
   if (!teamId || !keyId || !privateKeyPem) {
-    throw new ConfigError('SOCIAL_AUTH_APPLE_TEAM_ID, SOCIAL_AUTH_APPLE_KEY_ID and SOCIAL_AUTH_APPLE_PRIVATE_KEY must be set together');
+    throw new ConfigError(
+      'SOCIAL_AUTH_APPLE_TEAM_ID, SOCIAL_AUTH_APPLE_KEY_ID and SOCIAL_AUTH_APPLE_PRIVATE_KEY must be set together',
+    );
   }
-  if (!privateKeyPem.includes('BEGIN PRIVATE KEY')) throw new ConfigError('SOCIAL_AUTH_APPLE_PRIVATE_KEY must be the PKCS#8 PEM of the .p8 key file');
+  if (!privateKeyPem.includes('BEGIN PRIVATE KEY'))
+    throw new ConfigError('SOCIAL_AUTH_APPLE_PRIVATE_KEY must be the PKCS#8 PEM of the .p8 key file');
   return { teamId, keyId, privateKeyPem };
 }
 
@@ -49,24 +52,45 @@ export class AppleApi {
   ) {}
 
   /** Redeems the code for one client id: its tokens, or Apple's refusal (invalid_grant, invalid_client) so the next id can be tried. */
-  async redeem(clientId: string, code: string, redirectUri?: string): Promise<{ idToken: string; refreshToken: string } | { refused: 'invalid_grant' | 'invalid_client' }> {
+  async redeem(
+    clientId: string,
+    code: string,
+    redirectUri?: string,
+  ): Promise<{ idToken: string; refreshToken: string } | { refused: 'invalid_grant' | 'invalid_client' }> {
     // redirect_uri: the one the authorization used, when it used one (a web or Android flow): Apple redeems the code with it only.
-    const fields = { client_id: clientId, client_secret: await this.clientSecret(clientId), code, grant_type: 'authorization_code', ...(redirectUri ? { redirect_uri: redirectUri } : {}) };
+    const fields = {
+      client_id: clientId,
+      client_secret: await this.clientSecret(clientId),
+      code,
+      grant_type: 'authorization_code',
+      ...(redirectUri ? { redirect_uri: redirectUri } : {}),
+    };
     const { status, body } = await this.http.json(`${this.apiUrl}/auth/token`, formPost(fields));
     const error = isObject(body) ? text(body, 'error') : undefined;
     if (status === 400 && (error === 'invalid_grant' || error === 'invalid_client')) return { refused: error };
-    if (status !== 200) throw new ProviderUnavailableError('apple', `refused the code exchange (HTTP ${status}${error ? `, ${error}` : ''})`);
+    if (status !== 200)
+      throw new ProviderUnavailableError(
+        'apple',
+        `refused the code exchange (HTTP ${status}${error ? `, ${error}` : ''})`,
+      );
     const idToken = isObject(body) ? text(body, 'id_token') : undefined;
     const refreshToken = isObject(body) ? text(body, 'refresh_token') : undefined;
-    if (!idToken || !refreshToken) throw new ProviderUnavailableError('apple', 'answered the code exchange without its tokens');
+    if (!idToken || !refreshToken)
+      throw new ProviderUnavailableError('apple', 'answered the code exchange without its tokens');
     return { idToken, refreshToken };
   }
 
   /** Revokes a refresh token kept for a link (App Store rule: unlinking and account deletion end the grant). */
   async revoke(clientId: string, refreshToken: string): Promise<void> {
-    const fields = { client_id: clientId, client_secret: await this.clientSecret(clientId), token: refreshToken, token_type_hint: 'refresh_token' };
+    const fields = {
+      client_id: clientId,
+      client_secret: await this.clientSecret(clientId),
+      token: refreshToken,
+      token_type_hint: 'refresh_token',
+    };
     const { status, body } = await this.http.json(`${this.apiUrl}/auth/revoke`, formPost(fields));
-    if (status === 400 && isObject(body) && body.error === 'invalid_client') throw providerRefusedApp('apple', 'invalid_client on revoke', KEY_HINT);
+    if (status === 400 && isObject(body) && body.error === 'invalid_client')
+      throw providerRefusedApp('apple', 'invalid_client on revoke', KEY_HINT);
     if (status !== 200) throw new ProviderUnavailableError('apple', `refused to revoke the token (HTTP ${status})`);
   }
 
@@ -75,12 +99,22 @@ export class AppleApi {
    * Sources: test/fixtures/apple-migration/token.*.
    */
   async migrationToken(clientId: string): Promise<string> {
-    const fields = { grant_type: 'client_credentials', scope: 'user.migration', client_id: clientId, client_secret: await this.clientSecret(clientId) };
+    const fields = {
+      grant_type: 'client_credentials',
+      scope: 'user.migration',
+      client_id: clientId,
+      client_secret: await this.clientSecret(clientId),
+    };
     const { status, body } = await this.http.json(`${this.apiUrl}/auth/token`, formPost(fields));
     const error = isObject(body) ? text(body, 'error') : undefined;
-    if (status === 400 && error === 'invalid_client') throw providerRefusedApp('apple', 'invalid_client on the user.migration token', KEY_HINT);
+    if (status === 400 && error === 'invalid_client')
+      throw providerRefusedApp('apple', 'invalid_client on the user.migration token', KEY_HINT);
     const accessToken = status === 200 && isObject(body) ? text(body, 'access_token') : undefined;
-    if (!accessToken) throw new ProviderUnavailableError('apple', `refused the user.migration token (HTTP ${status}${error ? `, ${error}` : ''})`);
+    if (!accessToken)
+      throw new ProviderUnavailableError(
+        'apple',
+        `refused the user.migration token (HTTP ${status}${error ? `, ${error}` : ''})`,
+      );
     return accessToken;
   }
 
@@ -90,14 +124,26 @@ export class AppleApi {
    * 400 invalid_request (not a user of this team, or one who revoked the app) comes back as `refused`;
    * invalid_grant says the access token expired. Sources: test/fixtures/apple-migration/usermigrationinfo.*.
    */
-  async migrationInfo(clientId: string, accessToken: string, ask: { sub: string; target: string } | { transfer_sub: string }): Promise<{ body: Record<string, unknown> } | { refused: 'invalid_request' | 'invalid_grant' }> {
+  async migrationInfo(
+    clientId: string,
+    accessToken: string,
+    ask: { sub: string; target: string } | { transfer_sub: string },
+  ): Promise<{ body: Record<string, unknown> } | { refused: 'invalid_request' | 'invalid_grant' }> {
     const fields = { ...ask, client_id: clientId, client_secret: await this.clientSecret(clientId) };
     const request = formPost(fields);
-    const { status, body } = await this.http.json(`${this.apiUrl}/auth/usermigrationinfo`, { ...request, headers: { ...request.headers, authorization: `Bearer ${accessToken}` } });
+    const { status, body } = await this.http.json(`${this.apiUrl}/auth/usermigrationinfo`, {
+      ...request,
+      headers: { ...request.headers, authorization: `Bearer ${accessToken}` },
+    });
     const error = isObject(body) ? text(body, 'error') : undefined;
     if (status === 400 && (error === 'invalid_request' || error === 'invalid_grant')) return { refused: error };
-    if (status === 400 && error === 'invalid_client') throw providerRefusedApp('apple', 'invalid_client on usermigrationinfo', KEY_HINT);
-    if (status !== 200 || !isObject(body)) throw new ProviderUnavailableError('apple', `refused usermigrationinfo (HTTP ${status}${error ? `, ${error}` : ''})`);
+    if (status === 400 && error === 'invalid_client')
+      throw providerRefusedApp('apple', 'invalid_client on usermigrationinfo', KEY_HINT);
+    if (status !== 200 || !isObject(body))
+      throw new ProviderUnavailableError(
+        'apple',
+        `refused usermigrationinfo (HTTP ${status}${error ? `, ${error}` : ''})`,
+      );
     return { body };
   }
 
@@ -119,4 +165,5 @@ export class AppleApi {
   }
 }
 
-export const appleKeyHint = (clientIds: string[]) => `${KEY_HINT}, and that ${clientIds.join(', ')} belong to that team`;
+export const appleKeyHint = (clientIds: string[]) =>
+  `${KEY_HINT}, and that ${clientIds.join(', ')} belong to that team`;

@@ -60,14 +60,22 @@ export const apple: ProviderModule<AppleConfig> = {
 
   create(config, context) {
     const { http } = context;
-    const idTokens = idTokenVerifier(context, { jwksUrl: config.jwksUrl, issuers: [APPLE_ISSUER], audiences: config.clientIds, algorithms: ['RS256'], nonceAccepted, nonceRule: config.nonceRule });
+    const idTokens = idTokenVerifier(context, {
+      jwksUrl: config.jwksUrl,
+      issuers: [APPLE_ISSUER],
+      audiences: config.clientIds,
+      algorithms: ['RS256'],
+      nonceAccepted,
+      nonceRule: config.nonceRule,
+    });
     const api = config.signing && new AppleApi(http, config.apiUrl, config.signing);
 
     /** The client ids a code may have been issued to: the identity token's, the one the app names, or every one. */
     const codeClientIds = (claims: JWTPayload | undefined, sent: string | undefined): string[] => {
       if (typeof claims?.aud === 'string') return [claims.aud];
       if (sent === undefined) return config.clientIds;
-      if (!config.clientIds.includes(sent)) throw invalidRequest('client_id is not one of the configured Sign in with Apple client ids');
+      if (!config.clientIds.includes(sent))
+        throw invalidRequest('client_id is not one of the configured Sign in with Apple client ids');
       return [sent];
     };
 
@@ -75,15 +83,27 @@ export const apple: ProviderModule<AppleConfig> = {
      * The client ids a code may have been issued to, each with the redirect URI to redeem it with: the app's, for
      * the client ids it is configured for (400 when it is for none); else the first configured one; else none.
      */
-    const redemptions = (candidates: string[], sent: string | undefined): Array<[clientId: string, redirectUri: string | undefined]> => {
+    const redemptions = (
+      candidates: string[],
+      sent: string | undefined,
+    ): Array<[clientId: string, redirectUri: string | undefined]> => {
       if (sent === undefined) return candidates.map((clientId) => [clientId, config.redirectUris[clientId]?.[0]]);
       const matching = candidates.filter((clientId) => config.redirectUris[clientId]?.includes(sent));
-      if (matching.length === 0) throw invalidRequest(`redirect_uri is not one configured for ${candidates.join(', ')} (SOCIAL_AUTH_APPLE_REDIRECT_URIS)`);
+      if (matching.length === 0)
+        throw invalidRequest(
+          `redirect_uri is not one configured for ${candidates.join(', ')} (SOCIAL_AUTH_APPLE_REDIRECT_URIS)`,
+        );
       return matching.map((clientId) => [clientId, sent]);
     };
 
     /** Redeems the code: the identity it proves, with the refresh token to keep. */
-    const redeem = async (api: AppleApi, code: string, claims: JWTPayload | undefined, input: TokenInput, name: Name): Promise<SocialIdentity> => {
+    const redeem = async (
+      api: AppleApi,
+      code: string,
+      claims: JWTPayload | undefined,
+      input: TokenInput,
+      name: Name,
+    ): Promise<SocialIdentity> => {
       // A code alone does not say which of our client ids it was issued to: try each. (That Apple does not
       // redeem a code refused for another client id is assumed: no source says; sending client_id avoids it.)
       const candidates = redemptions(codeClientIds(claims, input.client_id), input.redirect_uri);
@@ -95,12 +115,22 @@ export const apple: ProviderModule<AppleConfig> = {
           continue;
         }
         // With the app's identity token, that token carries the nonce; with a code alone, the one Apple gave us.
-        const codeClaims = claims ? await idTokens.verify(redeemed.idToken, undefined, 'optional') : await idTokens.verify(redeemed.idToken, input.nonce);
-        if (claims && codeClaims.sub !== claims.sub) throw new InvalidTokenError('the code belongs to another user than the identity token');
-        const idToken = claims ? idTokens.proof(input.id_token!, claims, input.nonce) : idTokens.proof(redeemed.idToken, codeClaims, input.nonce);
-        return { ...identity(claims ?? codeClaims, name), tokens: { refresh_token: redeemed.refreshToken, client_id: clientId }, idToken };
+        const codeClaims = claims
+          ? await idTokens.verify(redeemed.idToken, undefined, 'optional')
+          : await idTokens.verify(redeemed.idToken, input.nonce);
+        if (claims && codeClaims.sub !== claims.sub)
+          throw new InvalidTokenError('the code belongs to another user than the identity token');
+        const idToken = claims
+          ? idTokens.proof(input.id_token!, claims, input.nonce)
+          : idTokens.proof(redeemed.idToken, codeClaims, input.nonce);
+        return {
+          ...identity(claims ?? codeClaims, name),
+          tokens: { refresh_token: redeemed.refreshToken, client_id: clientId },
+          idToken,
+        };
       }
-      if (refusedClients.length === candidates.length) throw providerRefusedApp('apple', 'invalid_client', appleKeyHint(refusedClients));
+      if (refusedClients.length === candidates.length)
+        throw providerRefusedApp('apple', 'invalid_client', appleKeyHint(refusedClients));
       if (!claims) throw new InvalidTokenError('the authorization code is invalid, expired or already used');
       // The identity token proves the account; only a new grant to keep is lost.
       const [[clientId, redirectUri]] = candidates as [[string, string | undefined]];
@@ -110,7 +140,11 @@ export const apple: ProviderModule<AppleConfig> = {
           ? 'the code was used or expired (it lives 5 minutes), or its authorization used another redirect URI than SOCIAL_AUTH_APPLE_REDIRECT_URIS gives'
           : `the code was used or expired (it lives 5 minutes); or, if ${clientId} is a Services ID whose web flow (Sign in with Apple on Android) made it, set SOCIAL_AUTH_APPLE_REDIRECT_URIS=${clientId}=<the redirect URI it used> (never for an app's bundle id: its codes have none)`,
       };
-      return { ...identity(claims, name), idToken: idTokens.proof(input.id_token!, claims, input.nonce), operatorNotice };
+      return {
+        ...identity(claims, name),
+        idToken: idTokens.proof(input.id_token!, claims, input.nonce),
+        operatorNotice,
+      };
     };
 
     return {
@@ -129,8 +163,15 @@ export const apple: ProviderModule<AppleConfig> = {
           }
         }
         const event = Array.isArray(events) ? events[0] : events;
-        if (!isObject(event) || !text(event, 'type') || !text(event, 'sub')) throw new InvalidTokenError('the notification names no event type or account');
-        return { type: text(event, 'type')!, uid: text(event, 'sub')!, id: typeof claims.jti === 'string' ? claims.jti : undefined, email: text(event, 'email'), issuedAt: claims.iat };
+        if (!isObject(event) || !text(event, 'type') || !text(event, 'sub'))
+          throw new InvalidTokenError('the notification names no event type or account');
+        return {
+          type: text(event, 'type')!,
+          uid: text(event, 'sub')!,
+          id: typeof claims.jti === 'string' ? claims.jti : undefined,
+          email: text(event, 'email'),
+          issuedAt: claims.iat,
+        };
       },
       async verify(input) {
         const form = requireOneOf(input, ['id_token', 'code'], 'apple');
@@ -138,7 +179,10 @@ export const apple: ProviderModule<AppleConfig> = {
         const claims = form === 'id_token' ? await idTokens.verify(input.id_token!, input.nonce) : undefined;
         if (input.code && api) return redeem(api, input.code, claims, input, name);
         // The app can send its id_token instead; the server's settings are the operator's to complete.
-        if (!claims) throw invalidRequest('id_token is required for apple: this server cannot redeem codes (no Sign in with Apple key is configured)');
+        if (!claims)
+          throw invalidRequest(
+            'id_token is required for apple: this server cannot redeem codes (no Sign in with Apple key is configured)',
+          );
         return { ...identity(claims, name), idToken: idTokens.proof(input.id_token!, claims, input.nonce) };
       },
       async revoke(tokens) {
@@ -198,10 +242,14 @@ function identity(claims: JWTPayload, name: Name): SocialIdentity {
   // Apple gives the name once: a later sign-in without it never erases the one kept.
   // After an app transfer, for Apple's transition window: the user's transfer identifier (core/apple-transfer.ts).
   const transferSub = text(claims, 'transfer_sub');
-  return account({ uid: String(claims.sub), name: fullname, email, email_verified: flag(claims.email_verified), ...name }, extraData, {
-    keptFacts: (['first_name', 'last_name'] as const).filter((key) => !name[key]),
-    ...(transferSub ? { transferSub } : {}),
-  });
+  return account(
+    { uid: String(claims.sub), name: fullname, email, email_verified: flag(claims.email_verified), ...name },
+    extraData,
+    {
+      keptFacts: (['first_name', 'last_name'] as const).filter((key) => !name[key]),
+      ...(transferSub ? { transferSub } : {}),
+    },
+  );
 }
 
 /**
@@ -215,14 +263,20 @@ function redirectUrisOf(settings: Settings, clientIds: readonly string[]): Recor
     const at = pair.indexOf('=');
     const clientId = pair.slice(0, at).trim();
     const uri = pair.slice(at + 1).trim();
-    if (at <= 0 || !clientIds.includes(clientId)) throw new ConfigError(`${name}: "${pair}" must be <client id>=<redirect URI>, with a client id of SOCIAL_AUTH_APPLE_KEY`);
+    if (at <= 0 || !clientIds.includes(clientId))
+      throw new ConfigError(
+        `${name}: "${pair}" must be <client id>=<redirect URI>, with a client id of SOCIAL_AUTH_APPLE_KEY`,
+      );
     let parsed: URL | undefined;
     try {
       parsed = new URL(uri);
     } catch {
       parsed = undefined;
     }
-    if (parsed?.protocol !== 'https:') throw new ConfigError(`${name}: the redirect URI of ${clientId} must be an https URL, as Apple requires, got "${uri}"`);
+    if (parsed?.protocol !== 'https:')
+      throw new ConfigError(
+        `${name}: the redirect URI of ${clientId} must be an https URL, as Apple requires, got "${uri}"`,
+      );
     (uris[clientId] ??= []).push(uri);
   }
   return uris;

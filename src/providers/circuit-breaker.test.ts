@@ -28,8 +28,12 @@ describe('CircuitBreaker', () => {
     expect(provider.calls).toBe(3);
   });
 
-  it("never counts a refused token, a rate limit or a refusal of our app: the provider answered", async () => {
-    const refusals = [new InvalidTokenError('no'), providerRateLimited('scripted', 'HTTP 429'), providerRefusedApp('scripted', 'HTTP 403', 'fix it')];
+  it('never counts a refused token, a rate limit or a refusal of our app: the provider answered', async () => {
+    const refusals = [
+      new InvalidTokenError('no'),
+      providerRateLimited('scripted', 'HTTP 429'),
+      providerRefusedApp('scripted', 'HTTP 403', 'fix it'),
+    ];
     const provider = scripted([...refusals, ...refusals, ...refusals]);
     const guarded = withCircuitBreaker(provider, new CircuitBreaker({ threshold: 2, cooldownMs: 60_000 }));
     for (let i = 0; i < 9; i++) await expect(guarded.verify({})).rejects.toBeInstanceOf(Error);

@@ -44,7 +44,9 @@ export class CircuitBreaker {
 export function withCircuitBreaker(provider: Provider, breaker: CircuitBreaker): Provider {
   const guard = async <T>(work: () => Promise<T>): Promise<T> => {
     if (!breaker.allow()) {
-      throw new ProviderUnavailableError(provider.name, 'failed repeatedly just now; not called for a few seconds', { status: 503 });
+      throw new ProviderUnavailableError(provider.name, 'failed repeatedly just now; not called for a few seconds', {
+        status: 503,
+      });
     }
     try {
       const result = await work();
@@ -69,8 +71,10 @@ export function withCircuitBreaker(provider: Provider, breaker: CircuitBreaker):
     warmUp: provider.warmUp && (() => provider.warmUp!()),
     revoke: provider.revoke && ((tokens) => guard(() => provider.revoke!(tokens))),
     // Local (no call to the provider): nothing for the breaker to count.
-    verifySignedRequest: provider.verifySignedRequest && ((signedRequest) => provider.verifySignedRequest!(signedRequest)),
-    verifyNotification: provider.verifyNotification && ((payload) => guard(() => provider.verifyNotification!(payload))),
+    verifySignedRequest:
+      provider.verifySignedRequest && ((signedRequest) => provider.verifySignedRequest!(signedRequest)),
+    verifyNotification:
+      provider.verifyNotification && ((payload) => guard(() => provider.verifyNotification!(payload))),
     verifySecurityEvent: provider.verifySecurityEvent && ((token) => guard(() => provider.verifySecurityEvent!(token))),
   };
 }

@@ -24,7 +24,9 @@ export interface GithubConfig {
  */
 function throttled({ status, headers, body }: JsonResponse) {
   const message = isObject(body) ? (text(body, 'message') ?? '') : '';
-  const limited = status === 429 || (status === 403 && (headers['x-ratelimit-remaining'] === '0' || /rate limit|login attempts/i.test(message)));
+  const limited =
+    status === 429 ||
+    (status === 403 && (headers['x-ratelimit-remaining'] === '0' || /rate limit|login attempts/i.test(message)));
   return limited ? { throttled: `HTTP ${status}` } : undefined;
 }
 
@@ -32,9 +34,16 @@ function throttled({ status, headers, body }: JsonResponse) {
 const checkTokenRefusal: RefusalReader = (answer) =>
   throttled(answer) ??
   (answer.status === 404 ? { token: 'the token is invalid or was issued to another app' } : undefined) ??
-  (answer.status === 401 || answer.status === 403 ? { app: `HTTP ${answer.status} on the token check`, hint: 'check SOCIAL_AUTH_GITHUB_KEY and SOCIAL_AUTH_GITHUB_SECRET (the OAuth app client id and secret)' } : undefined);
+  (answer.status === 401 || answer.status === 403
+    ? {
+        app: `HTTP ${answer.status} on the token check`,
+        hint: 'check SOCIAL_AUTH_GITHUB_KEY and SOCIAL_AUTH_GITHUB_SECRET (the OAuth app client id and secret)',
+      }
+    : undefined);
 
-const userRefusal: RefusalReader = (answer) => throttled(answer) ?? (answer.status === 401 || answer.status === 403 ? { token: 'the token is invalid or revoked' } : undefined);
+const userRefusal: RefusalReader = (answer) =>
+  throttled(answer) ??
+  (answer.status === 401 || answer.status === 403 ? { token: 'the token is invalid or revoked' } : undefined);
 
 export const github: ProviderModule<GithubConfig> = {
   name: 'github',
@@ -43,7 +52,11 @@ export const github: ProviderModule<GithubConfig> = {
   configure(settings) {
     const app = settings.credentials('GITHUB');
     if (!app) return undefined;
-    return { clientId: app.key, clientSecret: app.secret, apiUrl: settings.url('SOCIAL_AUTH_GITHUB_API_URL', 'https://api.github.com') };
+    return {
+      clientId: app.key,
+      clientSecret: app.secret,
+      apiUrl: settings.url('SOCIAL_AUTH_GITHUB_API_URL', 'https://api.github.com'),
+    };
   },
 
   create(config, { http }) {
@@ -57,7 +70,8 @@ export const github: ProviderModule<GithubConfig> = {
         body: JSON.stringify({ access_token: token }),
       });
       const owner = accepted('github', 'the token check', answer, checkTokenRefusal).user;
-      if (!isObject(owner) || typeof owner.id !== 'number') throw new ProviderUnavailableError('github', 'answered the token check without its user');
+      if (!isObject(owner) || typeof owner.id !== 'number')
+        throw new ProviderUnavailableError('github', 'answered the token check without its user');
       return { id: owner.id, login: text(owner, 'login') };
     }
 
@@ -68,8 +82,22 @@ export const github: ProviderModule<GithubConfig> = {
       if (typeof user.id !== 'number') throw new ProviderUnavailableError('github', 'answered /user without a user id');
       const email = mayReadEmails(answer.headers['x-oauth-scopes']) ? await primaryVerifiedEmail(bearer) : undefined;
       // The e-mail is the primary one /user/emails marks verified (never /user's public one).
-      const { details } = account({ uid: String(user.id), name: text(user, 'name'), email, email_verified: true, username: text(user, 'login') }, {});
-      return { id: user.id, profile: { details, extraData: { id: user.id, login: text(user, 'login') ?? null, name: text(user, 'name') ?? null, email: email ?? null } } };
+      const { details } = account(
+        { uid: String(user.id), name: text(user, 'name'), email, email_verified: true, username: text(user, 'login') },
+        {},
+      );
+      return {
+        id: user.id,
+        profile: {
+          details,
+          extraData: {
+            id: user.id,
+            login: text(user, 'login') ?? null,
+            name: text(user, 'name') ?? null,
+            email: email ?? null,
+          },
+        },
+      };
     }
 
     /** The primary e-mail when GitHub has verified it; no e-mail otherwise (or without the scope after all: 404). */
@@ -77,7 +105,10 @@ export const github: ProviderModule<GithubConfig> = {
       const answer = await http.json(`${config.apiUrl}/user/emails`, { headers: bearer });
       const limited = throttled(answer);
       if (limited) throw refusalError('github', '/user/emails', answer, limited);
-      const primary = Array.isArray(answer.body) && answer.status === 200 ? answer.body.find((entry) => isObject(entry) && entry.primary === true && entry.verified === true) : undefined;
+      const primary =
+        Array.isArray(answer.body) && answer.status === 200
+          ? answer.body.find((entry) => isObject(entry) && entry.primary === true && entry.verified === true)
+          : undefined;
       return isObject(primary) ? text(primary, 'email') : undefined;
     }
 
@@ -89,15 +120,20 @@ export const github: ProviderModule<GithubConfig> = {
         const profile = options?.profile === false ? undefined : readProfile(token);
         profile?.catch(() => {});
         const owner = await checkToken(token);
-        return account({ uid: String(owner.id), username: owner.login }, { id: owner.id, login: owner.login ?? null }, {
-          // Kept as they are by a sign-in that does not read the profile.
-          keptFacts: ['name', 'email', 'profile_read_at'],
-          async loadProfile() {
-            const read = await (profile ?? readProfile(token));
-            if (read.id !== owner.id) throw new InvalidTokenError('the token belongs to another user than /user answered');
-            return read.profile;
+        return account(
+          { uid: String(owner.id), username: owner.login },
+          { id: owner.id, login: owner.login ?? null },
+          {
+            // Kept as they are by a sign-in that does not read the profile.
+            keptFacts: ['name', 'email', 'profile_read_at'],
+            async loadProfile() {
+              const read = await (profile ?? readProfile(token));
+              if (read.id !== owner.id)
+                throw new InvalidTokenError('the token belongs to another user than /user answered');
+              return read.profile;
+            },
           },
-        });
+        );
       },
     };
   },
@@ -105,6 +141,8 @@ export const github: ProviderModule<GithubConfig> = {
 
 /** /user/emails needs the user:email (or user) scope; classic OAuth tokens list theirs in X-OAuth-Scopes. */
 function mayReadEmails(scopesHeader: string | string[] | undefined): boolean {
-  const scopes = String(scopesHeader ?? '').split(',').map((scope) => scope.trim());
+  const scopes = String(scopesHeader ?? '')
+    .split(',')
+    .map((scope) => scope.trim());
   return scopes.includes('user:email') || scopes.includes('user');
 }

@@ -31,7 +31,8 @@ export const google: ProviderModule<GoogleConfig> = {
   configure(settings) {
     const clientIds = settings.list('SOCIAL_AUTH_GOOGLE_KEY');
     if (clientIds.length === 0) {
-      if (settings.string('SOCIAL_AUTH_GOOGLE_SECRET')) throw new ConfigError('SOCIAL_AUTH_GOOGLE_KEY must list the client ids');
+      if (settings.string('SOCIAL_AUTH_GOOGLE_SECRET'))
+        throw new ConfigError('SOCIAL_AUTH_GOOGLE_KEY must list the client ids');
       return undefined;
     }
     return {
@@ -44,12 +45,23 @@ export const google: ProviderModule<GoogleConfig> = {
 
   create(config, context) {
     const { http } = context;
-    const idTokens = idTokenVerifier(context, { jwksUrl: config.jwksUrl, issuers: ISSUERS, audiences: config.clientIds, algorithms: ['RS256'], nonceRule: config.nonceRule });
+    const idTokens = idTokenVerifier(context, {
+      jwksUrl: config.jwksUrl,
+      issuers: ISSUERS,
+      audiences: config.clientIds,
+      algorithms: ['RS256'],
+      nonceRule: config.nonceRule,
+    });
 
     // Cross-Account Protection: Google's security event tokens, signed with the same keys; their issuer is written
     // with a trailing slash in Google's example and without in its configuration document (test/fixtures/callbacks/google/).
     // Their audience is any client id of the Google project: one not ours is acknowledged and ignored (core/provider-callbacks.ts).
-    const securityEvents = idTokenVerifier(context, { jwksUrl: config.jwksUrl, issuers: ['https://accounts.google.com/', 'https://accounts.google.com'], audiences: config.clientIds, algorithms: ['RS256'] });
+    const securityEvents = idTokenVerifier(context, {
+      jwksUrl: config.jwksUrl,
+      issuers: ['https://accounts.google.com/', 'https://accounts.google.com'],
+      audiences: config.clientIds,
+      algorithms: ['RS256'],
+    });
 
     return {
       name: 'google',
@@ -58,14 +70,25 @@ export const google: ProviderModule<GoogleConfig> = {
         const claims = await securityEvents.verifyEvent(token, { anyAudience: true });
         // Every audience ours: acted on; none: another client of the project, acknowledged; a mix is no event Google sends.
         const audiences = [claims.aud].flat();
-        const ours = audiences.filter((audience) => typeof audience === 'string' && config.clientIds.includes(audience)).length;
-        if (ours > 0 && ours < audiences.length) throw new InvalidTokenError('the event token names an audience that is not ours (aud)');
+        const ours = audiences.filter(
+          (audience) => typeof audience === 'string' && config.clientIds.includes(audience),
+        ).length;
+        if (ours > 0 && ours < audiences.length)
+          throw new InvalidTokenError('the event token names an audience that is not ours (aud)');
         const forAnotherClient = ours === 0;
         const events = claims.events;
         const [uri, event] = isObject(events) ? (Object.entries(events)[0] ?? []) : [];
-        if (typeof uri !== 'string' || !isObject(event)) throw new InvalidTokenError('the security event token carries no event');
+        if (typeof uri !== 'string' || !isObject(event))
+          throw new InvalidTokenError('the security event token carries no event');
         const subject = isObject(event.subject) ? event.subject : {};
-        return { type: uri.slice(uri.lastIndexOf('/') + 1), uid: text(subject, 'sub') ?? '', id: typeof claims.jti === 'string' ? claims.jti : undefined, reason: text(event, 'reason'), issuedAt: claims.iat, forAnotherClient };
+        return {
+          type: uri.slice(uri.lastIndexOf('/') + 1),
+          uid: text(subject, 'sub') ?? '',
+          id: typeof claims.jti === 'string' ? claims.jti : undefined,
+          reason: text(event, 'reason'),
+          issuedAt: claims.iat,
+          forAnotherClient,
+        };
       },
       async verify(input) {
         if (requireOneOf(input, ['id_token', 'access_token'], 'google') === 'id_token') {
@@ -73,11 +96,19 @@ export const google: ProviderModule<GoogleConfig> = {
           return { ...identity(claims), idToken: idTokens.proof(input.id_token!, claims, input.nonce) };
         }
         // An access token carries no nonce: refused when the operator requires one.
-        if (config.nonceRule !== 'optional') throw invalidRequest('id_token is required for google: this server requires a nonce (SOCIAL_AUTH_GOOGLE_REQUIRE_NONCE)');
-        const answer = await http.json(`${config.tokeninfoUrl}?${new URLSearchParams({ access_token: input.access_token! })}`);
+        if (config.nonceRule !== 'optional')
+          throw invalidRequest(
+            'id_token is required for google: this server requires a nonce (SOCIAL_AUTH_GOOGLE_REQUIRE_NONCE)',
+          );
+        const answer = await http.json(
+          `${config.tokeninfoUrl}?${new URLSearchParams({ access_token: input.access_token! })}`,
+        );
         // tokeninfo answers 400 for any token it cannot accept (unknown, expired, forged).
-        const info = accepted('google', 'tokeninfo', answer, ({ status }) => (status === 400 || status === 401 ? { token: 'the token is invalid or expired' } : undefined));
-        if (!config.clientIds.some((id) => id === text(info, 'aud') || id === text(info, 'azp'))) throw new InvalidTokenError('the token was issued to another app');
+        const info = accepted('google', 'tokeninfo', answer, ({ status }) =>
+          status === 400 || status === 401 ? { token: 'the token is invalid or expired' } : undefined,
+        );
+        if (!config.clientIds.some((id) => id === text(info, 'aud') || id === text(info, 'azp')))
+          throw new InvalidTokenError('the token was issued to another app');
         if (Number(info.expires_in ?? 0) <= 0) throw new InvalidTokenError('the token has expired');
         if (!text(info, 'sub')) throw new ProviderUnavailableError('google', 'answered tokeninfo without sub');
         return identity(info);
@@ -92,7 +123,14 @@ function identity(claims: Record<string, unknown>): SocialIdentity {
   // email_verified: a boolean in ID tokens, the text "true" in tokeninfo's answer; and Google is the authority.
   const email = text(claims, 'email');
   const verified = flag(claims.email_verified) && email !== undefined && googleIsAuthoritative(email, claims.hd);
-  const facts = { uid: sub, name: text(claims, 'name'), email, email_verified: verified, first_name: text(claims, 'given_name'), last_name: text(claims, 'family_name') };
+  const facts = {
+    uid: sub,
+    name: text(claims, 'name'),
+    email,
+    email_verified: verified,
+    first_name: text(claims, 'given_name'),
+    last_name: text(claims, 'family_name'),
+  };
   return account(facts, {
     sub,
     email: facts.email ?? null,

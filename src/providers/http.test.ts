@@ -7,7 +7,10 @@ import { ProviderHttp } from './http.js';
 let server: Server;
 let base: string;
 const outcomes: string[] = [];
-const http = new ProviderHttp('test', { timeoutMs: 5000, observe: (_provider, outcome) => void outcomes.push(outcome) });
+const http = new ProviderHttp('test', {
+  timeoutMs: 5000,
+  observe: (_provider, outcome) => void outcomes.push(outcome),
+});
 
 beforeAll(async () => {
   server = createServer((request, response) => {

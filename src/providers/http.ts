@@ -1,8 +1,10 @@
 import type { Agent, request as undiciRequest } from 'undici';
 import { USER_AGENT } from '../lib/version.js';
 import { ProviderUnavailableError, providerRateLimited } from '../lib/errors.js';
+import type * as Undici from 'undici';
 /** How a provider call ended, for the metrics. */
-export type ProviderOutcome = 'ok' | 'refused' | 'rate_limited' | 'server_error' | 'timeout' | 'network_error' | 'invalid_response';
+export type ProviderOutcome =
+  'ok' | 'refused' | 'rate_limited' | 'server_error' | 'timeout' | 'network_error' | 'invalid_response';
 
 export type ProviderCallObserver = (provider: string, outcome: ProviderOutcome, seconds: number) => void;
 
@@ -19,7 +21,7 @@ export interface RequestOptions {
 }
 
 // undici is loaded on the first provider call (or JWKS fetch), not at start-up: it costs ~100 ms to load.
-let undici: Promise<typeof import('undici')> | undefined;
+let undici: Promise<typeof Undici> | undefined;
 const loadUndici = () => (undici ??= import('undici'));
 
 export interface ProviderHttpOptions {
@@ -73,7 +75,8 @@ export class ProviderHttp {
    */
   async json(url: string, options: RequestOptions = {}): Promise<JsonResponse> {
     const started = performance.now();
-    const finish = (outcome: ProviderOutcome) => this.observe(this.provider, outcome, (performance.now() - started) / 1000);
+    const finish = (outcome: ProviderOutcome) =>
+      this.observe(this.provider, outcome, (performance.now() - started) / 1000);
     const retryable = (options.method ?? 'GET') === 'GET';
     const { request, agent } = await this.connection();
     for (let attempt = 1; ; attempt++) {
@@ -100,7 +103,9 @@ export class ProviderHttp {
         finish(timedOut ? 'timeout' : 'network_error');
         throw new ProviderUnavailableError(
           this.provider,
-          timedOut ? `did not answer within ${this.timeoutMs} ms` : `could not be reached (${(error as { code?: string }).code ?? 'network error'})`,
+          timedOut
+            ? `did not answer within ${this.timeoutMs} ms`
+            : `could not be reached (${(error as { code?: string }).code ?? 'network error'})`,
         );
       }
       if (response.statusCode === 429) {
@@ -116,7 +121,10 @@ export class ProviderHttp {
         body = text === '' ? undefined : (JSON.parse(text) as unknown);
       } catch {
         finish('invalid_response');
-        throw new ProviderUnavailableError(this.provider, `answered HTTP ${response.statusCode} with a body that is not JSON`);
+        throw new ProviderUnavailableError(
+          this.provider,
+          `answered HTTP ${response.statusCode} with a body that is not JSON`,
+        );
       }
       finish(response.statusCode < 400 ? 'ok' : 'refused');
       return { status: response.statusCode, body, headers: response.headers };

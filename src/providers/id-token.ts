@@ -16,7 +16,13 @@ export function nonceRuleOf(settings: Settings, name: string): NonceRule {
 
 export const sha256Hex = (value: string) => createHash('sha256').update(value).digest('hex');
 
-export function idTokenProof(token: string, claims: JWTPayload, nonce: string | undefined, nonceRule: NonceRule, toleranceSeconds = DEFAULT_CLOCK_TOLERANCE_SECONDS): IdTokenProof {
+export function idTokenProof(
+  token: string,
+  claims: JWTPayload,
+  nonce: string | undefined,
+  nonceRule: NonceRule,
+  toleranceSeconds = DEFAULT_CLOCK_TOLERANCE_SECONDS,
+): IdTokenProof {
   const exp = typeof claims.exp === 'number' ? claims.exp : Date.now() / 1000;
   return {
     tokenHash: sha256Hex(signedPart(token)),
@@ -40,8 +46,10 @@ function signedPart(token: string): string {
 /** The nonce rule, for the checks that need no database: the app sent a nonce, and the token carries one. */
 export function requireNonce(rule: NonceRule, sent: string | undefined, claims?: JWTPayload): void {
   if (rule === 'optional') return;
-  if (sent === undefined) throw invalidRequest('nonce is required: send the nonce the app gave the SDK (see POST /api/nonce/)');
-  if (claims && claims.nonce === undefined) throw new InvalidTokenError('the ID token carries no nonce, and this server requires one');
+  if (sent === undefined)
+    throw invalidRequest('nonce is required: send the nonce the app gave the SDK (see POST /api/nonce/)');
+  if (claims && claims.nonce === undefined)
+    throw new InvalidTokenError('the ID token carries no nonce, and this server requires one');
 }
 
 /** SOCIAL_AUTH_CLOCK_TOLERANCE_SECONDS's default: the clock skew tolerated on exp, iat and nbf. */
@@ -88,7 +96,10 @@ export async function verifyIdToken(token: string, policy: IdTokenPolicy, expect
   let kid: string | undefined;
   try {
     const issuers = typeof policy.issuers === 'function' ? policy.issuers(decodeJwt(token)) : policy.issuers;
-    ({ payload, protectedHeader: { kid } } = await jwtVerify(token, policy.jwks.getKey, {
+    ({
+      payload,
+      protectedHeader: { kid },
+    } = await jwtVerify(token, policy.jwks.getKey, {
       issuer: [...issuers],
       audience: [...policy.audiences],
       algorithms: [...policy.algorithms],
@@ -135,20 +146,32 @@ export function nonceMatches(claims: JWTPayload, sent: string): boolean {
  * `exp` when it has one. No subject or nonce: the account is named in the event. With `anyAudience`, the
  * audience is left to the caller (Google sends a project's events to each of its client ids).
  */
-export async function verifyEventToken(token: string, policy: IdTokenPolicy, { anyAudience = false } = {}): Promise<JWTPayload> {
+export async function verifyEventToken(
+  token: string,
+  policy: IdTokenPolicy,
+  { anyAudience = false } = {},
+): Promise<JWTPayload> {
   const tolerance = policy.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;
   let payload: JWTPayload;
   try {
     const issuers = typeof policy.issuers === 'function' ? policy.issuers(decodeJwt(token)) : policy.issuers;
-    ({ payload } = await jwtVerify(token, policy.jwks.getKey, { issuer: [...issuers], audience: anyAudience ? undefined : [...policy.audiences], algorithms: [...policy.algorithms], clockTolerance: tolerance, requiredClaims: ['iat'] }));
+    ({ payload } = await jwtVerify(token, policy.jwks.getKey, {
+      issuer: [...issuers],
+      audience: anyAudience ? undefined : [...policy.audiences],
+      algorithms: [...policy.algorithms],
+      clockTolerance: tolerance,
+      requiredClaims: ['iat'],
+    }));
   } catch (error) {
     if (error instanceof ApiError) throw error;
     throw new InvalidTokenError(reasonFor(error).replace('ID token', 'event token'));
   }
-  if (typeof payload.iat !== 'number' || payload.iat > Date.now() / 1000 + tolerance) throw new InvalidTokenError("the event token's iat claim is in the future");
+  if (typeof payload.iat !== 'number' || payload.iat > Date.now() / 1000 + tolerance)
+    throw new InvalidTokenError("the event token's iat claim is in the future");
   if (anyAudience) return payload;
   const audiences = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
-  if (!audiences.every((audience) => typeof audience === 'string' && policy.audiences.includes(audience))) throw new InvalidTokenError('the event token names an audience that is not ours (aud)');
+  if (!audiences.every((audience) => typeof audience === 'string' && policy.audiences.includes(audience)))
+    throw new InvalidTokenError('the event token names an audience that is not ours (aud)');
   return payload;
 }
 
@@ -156,13 +179,18 @@ export async function verifyEventToken(token: string, policy: IdTokenPolicy, { a
 export type IdTokenDeclaration = Omit<IdTokenPolicy, 'jwks'> & { jwksUrl: string };
 
 /** Verifies a provider's ID tokens as declared, with its keys cached (see jwks.ts) and the operator's clock tolerance. */
-export function idTokenVerifier({ http, clockToleranceSeconds }: ProviderContext, { jwksUrl, ...declared }: IdTokenDeclaration) {
+export function idTokenVerifier(
+  { http, clockToleranceSeconds }: ProviderContext,
+  { jwksUrl, ...declared }: IdTokenDeclaration,
+) {
   const policy: IdTokenPolicy = { clockToleranceSeconds, ...declared, jwks: new JwksCache(http, jwksUrl) };
   return {
     /** `nonceRule` overrides the declared one for a token the app did not carry (one we redeemed a code for). */
-    verify: (token: string, nonce?: string, nonceRule?: NonceRule) => verifyIdToken(token, nonceRule ? { ...policy, nonceRule } : policy, nonce),
+    verify: (token: string, nonce?: string, nonceRule?: NonceRule) =>
+      verifyIdToken(token, nonceRule ? { ...policy, nonceRule } : policy, nonce),
     /** The proof the sign-in's transaction checks, of a token `verify` accepted. */
-    proof: (token: string, claims: JWTPayload, nonce?: string) => idTokenProof(token, claims, nonce, policy.nonceRule ?? 'optional', policy.clockToleranceSeconds),
+    proof: (token: string, claims: JWTPayload, nonce?: string) =>
+      idTokenProof(token, claims, nonce, policy.nonceRule ?? 'optional', policy.clockToleranceSeconds),
     /** A token the provider signs about an account (see verifyEventToken). */
     verifyEvent: (token: string, options?: { anyAudience?: boolean }) => verifyEventToken(token, policy, options),
     warmUp: () => policy.jwks.warmUp(),

@@ -45,7 +45,11 @@ export function loadProviderConfigs(settings: Settings): ProviderConfigs {
       name,
       // OpenID Connect Core 5.1: email_verified true says the provider verified the e-mail; a multi-tenant
       // issuer's tenants each say it of their own accounts, so it needs the operator's opt-in.
-      emailTrust: emailTrustOf(settings, `SOCIAL_AUTH_OIDC_${config.name.toUpperCase()}_EMAIL_TRUST`, isMultiTenantIssuer(config.issuer) ? 'never' : 'verified'),
+      emailTrust: emailTrustOf(
+        settings,
+        `SOCIAL_AUTH_OIDC_${config.name.toUpperCase()}_EMAIL_TRUST`,
+        isMultiTenantIssuer(config.issuer) ? 'never' : 'verified',
+      ),
       create(options) {
         const http = new ProviderHttp(name, options);
         return { provider: createOidcProvider(config, { http, clockToleranceSeconds }), http };
@@ -57,7 +61,8 @@ export function loadProviderConfigs(settings: Settings): ProviderConfigs {
 
 function emailTrustOf(settings: Settings, name: string, fallback: EmailTrust): EmailTrust {
   const value = settings.string(name, fallback);
-  if (value !== 'verified' && value !== 'never') throw new ConfigError(`${name} must be verified or never, got "${value}"`);
+  if (value !== 'verified' && value !== 'never')
+    throw new ConfigError(`${name} must be verified or never, got "${value}"`);
   return value;
 }
 

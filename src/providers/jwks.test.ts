@@ -14,7 +14,9 @@ const http = new ProviderHttp('test', { timeoutMs: 2000 });
 beforeAll(async () => {
   server = createServer((_request, response) => {
     fetches += 1;
-    response.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers }).end(JSON.stringify({ keys: answer.keys }));
+    response
+      .writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers })
+      .end(JSON.stringify({ keys: answer.keys }));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   url = `http://127.0.0.1:${(server.address() as { port: number }).port}/keys`;
@@ -33,7 +35,8 @@ async function keyPair(kid: string) {
 }
 
 const header = (kid: string) => ({ alg: 'RS256', kid });
-const token = async (key: Awaited<ReturnType<typeof keyPair>>) => new SignJWT({}).setProtectedHeader(header(key.kid)).sign(key.privateKey);
+const token = async (key: Awaited<ReturnType<typeof keyPair>>) =>
+  new SignJWT({}).setProtectedHeader(header(key.kid)).sign(key.privateKey);
 const flattened = async (key: Awaited<ReturnType<typeof keyPair>>) => {
   const [protectedHeader, payload, signature] = (await token(key)).split('.');
   return { protected: protectedHeader!, payload: payload!, signature: signature! };
@@ -71,7 +74,8 @@ describe('JwksCache', () => {
     await expect(cache.getKey(header('new'), await flattened(rotated))).resolves.toBeDefined();
     expect(fetches).toBe(2);
     // A flood of forged kids right after: no more fetches.
-    for (let i = 0; i < 5; i++) await expect(cache.getKey(header(`forged-${i}`), await flattened(rotated))).rejects.toThrow();
+    for (let i = 0; i < 5; i++)
+      await expect(cache.getKey(header(`forged-${i}`), await flattened(rotated))).rejects.toThrow();
     expect(fetches).toBe(2);
   });
 
@@ -93,7 +97,9 @@ describe('JwksCache', () => {
   it('keeps the last good keys through an outage, and fails only when it has none', async () => {
     const key = await keyPair('a');
     answer = { status: 500, headers: {}, keys: [] };
-    await expect(new JwksCache(http, url).getKey(header('a'), await flattened(key))).rejects.toMatchObject({ code: 'provider_unavailable' });
+    await expect(new JwksCache(http, url).getKey(header('a'), await flattened(key))).rejects.toMatchObject({
+      code: 'provider_unavailable',
+    });
     answer = { status: 200, headers: { 'cache-control': 'max-age=0' }, keys: [key.jwk] };
     const cache = new JwksCache(http, url, { minMaxAgeMs: 0 });
     await cache.getKey(header('a'), await flattened(key));

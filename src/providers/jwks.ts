@@ -1,4 +1,11 @@
-import { createLocalJWKSet, errors, type FlattenedJWSInput, type JSONWebKeySet, type JWK, type JWSHeaderParameters } from 'jose';
+import {
+  createLocalJWKSet,
+  errors,
+  type FlattenedJWSInput,
+  type JSONWebKeySet,
+  type JWK,
+  type JWSHeaderParameters,
+} from 'jose';
 import { ProviderUnavailableError } from '../lib/errors.js';
 import { isObject } from '../lib/narrowing.js';
 import type { ProviderHttp } from './http.js';
@@ -52,7 +59,9 @@ export class JwksCache {
       if (!(error instanceof errors.JWKSNoMatchingKey)) throw error;
       // Maybe the provider rotated its keys. A fetch under way (the stale keys' background refresh, or another
       // token's) may bring the new key: wait for it. Otherwise look once, unless we looked a moment ago.
-      const looking = this.inflight ?? (Date.now() - this.lastFetchStartedAt >= this.options.unknownKidRefetchMs ? this.refresh() : undefined);
+      const looking =
+        this.inflight ??
+        (Date.now() - this.lastFetchStartedAt >= this.options.unknownKidRefetchMs ? this.refresh() : undefined);
       if (!looking) throw error;
       await looking.catch(() => {});
       return this.resolver!(header, token);
@@ -104,7 +113,9 @@ export class JwksCache {
   private maxAge(cacheControl: string | string[] | undefined, age: string | string[] | undefined): number {
     const match = /(?:^|[,\s])max-age=(\d+)/i.exec(String(cacheControl ?? ''));
     const ageSeconds = Number(age);
-    const ms = match ? (Number(match[1]) - (Number.isFinite(ageSeconds) && ageSeconds > 0 ? ageSeconds : 0)) * 1000 : this.options.defaultMaxAgeMs;
+    const ms = match
+      ? (Number(match[1]) - (Number.isFinite(ageSeconds) && ageSeconds > 0 ? ageSeconds : 0)) * 1000
+      : this.options.defaultMaxAgeMs;
     return Math.min(Math.max(ms, this.options.minMaxAgeMs), this.options.maxMaxAgeMs);
   }
 }

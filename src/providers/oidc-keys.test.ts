@@ -19,8 +19,13 @@ let key: Awaited<ReturnType<typeof generateKeyPair>>;
 beforeAll(async () => {
   key = await generateKeyPair('RS256');
   server = createServer((request, response) => {
-    const body = request.url === '/keys' ? { keys: published } : { issuer: `${origin}/{tenantid}/v2.0`, jwks_uri: `${origin}/keys` };
-    response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=0' }).end(JSON.stringify(body));
+    const body =
+      request.url === '/keys'
+        ? { keys: published }
+        : { issuer: `${origin}/{tenantid}/v2.0`, jwks_uri: `${origin}/keys` };
+    response
+      .writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=0' })
+      .end(JSON.stringify(body));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   origin = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
@@ -30,7 +35,15 @@ afterAll(async () => {
   await new Promise((resolve) => server.close(resolve));
 });
 
-const config = (): OidcConfig => ({ name: 'ms', issuer: `${origin}/common/v2.0`, clientIds: ['client'], algorithms: ['RS256'], tenants: [], httpsOnly: false, nonceRule: 'optional' });
+const config = (): OidcConfig => ({
+  name: 'ms',
+  issuer: `${origin}/common/v2.0`,
+  clientIds: ['client'],
+  algorithms: ['RS256'],
+  tenants: [],
+  httpsOnly: false,
+  nonceRule: 'optional',
+});
 const token = (tid: string, kid?: string) =>
   new SignJWT({ tid, sub: 'someone' })
     .setProtectedHeader(kid ? { alg: 'RS256', kid } : { alg: 'RS256' })
@@ -44,15 +57,23 @@ describe("a multi-tenant issuer's keys", () => {
   it('a key bound to tenant A signs no token of tenant B, with its kid or without', async () => {
     published = [{ ...(await exportJWK(key.publicKey)), kid: 'a', issuer: `${origin}/${TENANT_A}/v2.0` } as JWK];
     const provider = createOidcProvider(config(), { http, clockToleranceSeconds: 60 });
-    await expect(provider.verify({ id_token: await token(TENANT_A, 'a') })).resolves.toMatchObject({ uid: `${TENANT_A}:someone` });
+    await expect(provider.verify({ id_token: await token(TENANT_A, 'a') })).resolves.toMatchObject({
+      uid: `${TENANT_A}:someone`,
+    });
     await expect(provider.verify({ id_token: await token(TENANT_B, 'a') })).rejects.toBeInstanceOf(InvalidTokenError);
-    await expect(provider.verify({ id_token: await token(TENANT_B) })).rejects.toMatchObject({ reason: expect.stringMatching(/key of another issuer/) });
+    await expect(provider.verify({ id_token: await token(TENANT_B) })).rejects.toMatchObject({
+      reason: expect.stringMatching(/key of another issuer/),
+    });
   });
 
-  it('keys bound to no issuer sign for any tenant (as Microsoft\'s validator has it), with a kid or without', async () => {
+  it("keys bound to no issuer sign for any tenant (as Microsoft's validator has it), with a kid or without", async () => {
     published = [{ ...(await exportJWK(key.publicKey)), kid: 'u' }];
     const provider = createOidcProvider(config(), { http, clockToleranceSeconds: 60 });
-    await expect(provider.verify({ id_token: await token(TENANT_B, 'u') })).resolves.toMatchObject({ uid: `${TENANT_B}:someone` });
-    await expect(provider.verify({ id_token: await token(TENANT_B) })).resolves.toMatchObject({ uid: `${TENANT_B}:someone` });
+    await expect(provider.verify({ id_token: await token(TENANT_B, 'u') })).resolves.toMatchObject({
+      uid: `${TENANT_B}:someone`,
+    });
+    await expect(provider.verify({ id_token: await token(TENANT_B) })).resolves.toMatchObject({
+      uid: `${TENANT_B}:someone`,
+    });
   });
 });

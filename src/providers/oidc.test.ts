@@ -27,22 +27,37 @@ afterAll(async () => {
   await new Promise((resolve) => server.close(resolve));
 });
 
-const config = (httpsOnly: boolean): OidcConfig => ({ name: 'acme', issuer, clientIds: ['client'], algorithms: ['RS256'], tenants: [], httpsOnly, nonceRule: 'optional' });
+const config = (httpsOnly: boolean): OidcConfig => ({
+  name: 'acme',
+  issuer,
+  clientIds: ['client'],
+  algorithms: ['RS256'],
+  tenants: [],
+  httpsOnly,
+  nonceRule: 'optional',
+});
 // Any well-formed JWT: discovery happens before the token is read.
 const idToken = 'eyJhbGciOiJSUzI1NiIsImtpZCI6ImsifQ.eyJzdWIiOiIxIn0.c2ln';
 
 describe('OpenID Connect discovery', () => {
   it('in production refuses a jwks_uri over plain http (the keys could be swapped on the way)', async () => {
     jwksUri = 'http://keys.acme.invalid/jwks';
-    const refusal = await createOidcProvider(config(true), { http, clockToleranceSeconds: 60 }).verify({ id_token: idToken }).catch((error: unknown) => error);
+    const refusal = await createOidcProvider(config(true), { http, clockToleranceSeconds: 60 })
+      .verify({ id_token: idToken })
+      .catch((error: unknown) => error);
     expect(refusal).toBeInstanceOf(ProviderUnavailableError);
-    expect(refusal).toMatchObject({ failure: 'app_refused', reason: expect.stringMatching(/jwks_uri that is not https/) });
+    expect(refusal).toMatchObject({
+      failure: 'app_refused',
+      reason: expect.stringMatching(/jwks_uri that is not https/),
+    });
   });
 
   it('accepts an https jwks_uri in production, and plain http on loopback (a local proxy, the emulator)', async () => {
     jwksUri = `${issuer}/jwks`;
     keyFetches = 0;
-    const answer = await createOidcProvider(config(true), { http, clockToleranceSeconds: 60 }).verify({ id_token: idToken }).catch((error: unknown) => error);
+    const answer = await createOidcProvider(config(true), { http, clockToleranceSeconds: 60 })
+      .verify({ id_token: idToken })
+      .catch((error: unknown) => error);
     expect(keyFetches).toBe(1); // got past discovery to the keys (which hold no key "k")
     expect(answer).not.toMatchObject({ failure: 'app_refused' });
   });

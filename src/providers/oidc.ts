@@ -39,13 +39,15 @@ export function configureOidcProviders(settings: Settings): OidcConfig[] {
     const prefix = `SOCIAL_AUTH_OIDC_${match[1]}`;
     const issuer = settings.string(variable);
     if (!issuer) continue;
-    if (!/^https?:\/\/[^\s]+$/.test(issuer)) throw new ConfigError(`${variable} must be the issuer URL, got "${issuer}"`);
+    if (!/^https?:\/\/[^\s]+$/.test(issuer))
+      throw new ConfigError(`${variable} must be the issuer URL, got "${issuer}"`);
     settings.url(variable, issuer); // https in production
     const clientIds = settings.list(`${prefix}_KEY`);
     if (clientIds.length === 0) throw new ConfigError(`${prefix}_KEY must list the client ids of ${variable}`);
     const algorithms = settings.list(`${prefix}_ALGORITHMS`);
     for (const alg of algorithms) {
-      if (!ASYMMETRIC.has(alg)) throw new ConfigError(`${prefix}_ALGORITHMS: "${alg}" is not an allowed asymmetric algorithm`);
+      if (!ASYMMETRIC.has(alg))
+        throw new ConfigError(`${prefix}_ALGORITHMS: "${alg}" is not an allowed asymmetric algorithm`);
     }
     configs.push({
       name: match[1]!.toLowerCase(),
@@ -74,23 +76,39 @@ export function createOidcProvider(config: OidcConfig, { http, clockToleranceSec
     }
     // The keys are the trust anchor: fetched over plain http, anyone on the path could swap them.
     if (config.httpsOnly && !isSafeTransport(new URL(jwksUri))) {
-      throw new ProviderUnavailableError(name, 'its discovery document names a jwks_uri that is not https', { failure: 'app_refused', hint: `${name}'s keys would travel over plain http: refused in production` });
+      throw new ProviderUnavailableError(name, 'its discovery document names a jwks_uri that is not https', {
+        failure: 'app_refused',
+        hint: `${name}'s keys would travel over plain http: refused in production`,
+      });
     }
     const discovered = text(body, 'issuer');
     const issuers = issuersOf(config, discovered);
-    if (!issuers) throw new ProviderUnavailableError(name, 'its discovery document names another issuer than configured');
-    return { jwks: new JwksCache(http, jwksUri), issuers, audiences: config.clientIds, algorithms: config.algorithms, nonceRule: config.nonceRule, clockToleranceSeconds, keyAccepted: keySignsFor };
+    if (!issuers)
+      throw new ProviderUnavailableError(name, 'its discovery document names another issuer than configured');
+    return {
+      jwks: new JwksCache(http, jwksUri),
+      issuers,
+      audiences: config.clientIds,
+      algorithms: config.algorithms,
+      nonceRule: config.nonceRule,
+      clockToleranceSeconds,
+      keyAccepted: keySignsFor,
+    };
   };
   // A failed discovery is retried by the next request instead of being remembered.
-  const getPolicy = () => (policy ??= discover().catch((error: unknown) => {
-    policy = undefined;
-    throw error;
-  }));
+  const getPolicy = () =>
+    (policy ??= discover().catch((error: unknown) => {
+      policy = undefined;
+      throw error;
+    }));
 
   return {
     name,
     warmUp() {
-      getPolicy().then((ready) => ready.jwks.warmUp(), () => {});
+      getPolicy().then(
+        (ready) => ready.jwks.warmUp(),
+        () => {},
+      );
     },
     async verify(input) {
       const token = requireField(input, 'id_token', name);
@@ -105,15 +123,19 @@ export function createOidcProvider(config: OidcConfig, { http, clockToleranceSec
         email_verified: flag(claims.email_verified), // OpenID Connect Core 5.1: only this claim says so
         username: text(claims, 'preferred_username'),
       };
-      return account(facts, {
-        sub: claims.sub,
-        iss: claims.iss,
-        email: facts.email ?? null,
-        email_verified: flag(claims.email_verified),
-        ...(multiTenant ? { tid: claims.tid } : {}),
-        name: facts.name ?? null,
-        expires_at: claims.exp ?? null,
-      }, { idToken: idTokenProof(token, claims, input.nonce, config.nonceRule, clockToleranceSeconds) });
+      return account(
+        facts,
+        {
+          sub: claims.sub,
+          iss: claims.iss,
+          email: facts.email ?? null,
+          email_verified: flag(claims.email_verified),
+          ...(multiTenant ? { tid: claims.tid } : {}),
+          name: facts.name ?? null,
+          expires_at: claims.exp ?? null,
+        },
+        { idToken: idTokenProof(token, claims, input.nonce, config.nonceRule, clockToleranceSeconds) },
+      );
     },
   };
 }
@@ -143,7 +165,8 @@ const TENANT_INDEPENDENT = ['common', 'organizations', 'consumers'];
  * Whether the configured issuer is a tenant-independent endpoint (Microsoft's `…/common/v2.0`): every
  * tenant's administrator decides its accounts' e-mail claims, so its e-mails are no evidence by default.
  */
-export const isMultiTenantIssuer = (issuer: string): boolean => TENANT_INDEPENDENT.some((tenant) => new URL(issuer).pathname.split('/').includes(tenant));
+export const isMultiTenantIssuer = (issuer: string): boolean =>
+  TENANT_INDEPENDENT.some((tenant) => new URL(issuer).pathname.split('/').includes(tenant));
 const TENANT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
@@ -158,7 +181,8 @@ function issuersOf(config: OidcConfig, discovered: string | undefined): IdTokenP
   if (discovered === config.issuer) return [config.issuer];
   if (discovered !== undefined && namesTheSameTenant(config.issuer, discovered)) return [discovered];
   if (!discovered?.includes('{tenantid}')) return undefined;
-  if (!TENANT_INDEPENDENT.some((tenant) => discovered.replace('{tenantid}', tenant) === config.issuer)) return undefined;
+  if (!TENANT_INDEPENDENT.some((tenant) => discovered.replace('{tenantid}', tenant) === config.issuer))
+    return undefined;
   return (claims) => {
     const tid = claims.tid;
     if (typeof tid !== 'string' || !TENANT_ID.test(tid)) return [];
@@ -187,6 +211,7 @@ function namesTheSameTenant(configured: string, discovered: string): boolean {
   const a = ours.pathname.replace(/\/+$/, '').split('/');
   const b = theirs.pathname.replace(/\/+$/, '').split('/');
   const at = a.length - 2;
-  if (at < 1 || a.length !== b.length || a.at(-1) !== 'v2.0' || a.some((segment, i) => i !== at && segment !== b[i])) return false;
+  if (at < 1 || a.length !== b.length || a.at(-1) !== 'v2.0' || a.some((segment, i) => i !== at && segment !== b[i]))
+    return false;
   return TENANT_ID.test(b[at]!) && (a[at] === 'consumers' || /^[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$/i.test(a[at]!));
 }

@@ -25,7 +25,10 @@ export async function withProfile(identity: SocialIdentity): Promise<SocialIdent
  * The identity of a sign-in that did not read the profile: its details come from the profile kept on the
  * link (pipeline steps see a name and an e-mail as usual), and it can no longer call the provider.
  */
-export function withKeptProfile(identity: SocialIdentity, link: { extraData: Record<string, unknown>; verifiedEmail: string | null } | undefined): SocialIdentity {
+export function withKeptProfile(
+  identity: SocialIdentity,
+  link: { extraData: Record<string, unknown>; verifiedEmail: string | null } | undefined,
+): SocialIdentity {
   const kept = link?.extraData ?? {};
   const text = (key: string) => (typeof kept[key] === 'string' && kept[key] !== '' ? (kept[key] as string) : undefined);
   const name = text('name');
@@ -41,8 +44,13 @@ export function withKeptProfile(identity: SocialIdentity, link: { extraData: Rec
 }
 
 /** The facts to keep on a link after this sign-in: what it read, and the kept facts it did not read. */
-export function mergeFacts(kept: Record<string, unknown>, identity: Pick<SocialIdentity, 'extraData' | 'keptFacts'>): Record<string, unknown> {
-  const unread = Object.fromEntries((identity.keptFacts ?? []).filter((key) => key in kept).map((key) => [key, kept[key]]));
+export function mergeFacts(
+  kept: Record<string, unknown>,
+  identity: Pick<SocialIdentity, 'extraData' | 'keptFacts'>,
+): Record<string, unknown> {
+  const unread = Object.fromEntries(
+    (identity.keptFacts ?? []).filter((key) => key in kept).map((key) => [key, kept[key]]),
+  );
   return { ...unread, ...identity.extraData };
 }
 

@@ -44,7 +44,6 @@ export class ProviderRegistry {
     return provider;
   }
 
-
   /** Each enabled provider's circuit state (the console's dashboard). */
   circuits(): Array<{ provider: string; state: CircuitBreaker['state'] }> {
     return [...this.breakers].map(([provider, breaker]) => ({ provider, state: breaker.state }));
@@ -64,10 +63,15 @@ export class ProviderRegistry {
    * unlinking and account deletion also end the grant at the provider. A failure is logged, never thrown:
    * the link is already gone and must not come back.
    */
-  async revokeKept(link: { provider: string; uid: string; sealedTokens: string | null } | undefined, secrets: SecretBox, log: Log): Promise<void> {
+  async revokeKept(
+    link: { provider: string; uid: string; sealedTokens: string | null } | undefined,
+    secrets: SecretBox,
+    log: Log,
+  ): Promise<void> {
     if (!link?.sealedTokens || !this.providers.get(link.provider)?.revoke) return;
     const opened = secrets.open(link.sealedTokens, `${link.provider}:${link.uid}`);
-    if (!opened) return log.warn({ provider: link.provider }, 'kept provider tokens could not be decrypted; not revoked');
+    if (!opened)
+      return log.warn({ provider: link.provider }, 'kept provider tokens could not be decrypted; not revoked');
     await this.revoke(link.provider, JSON.parse(opened) as Record<string, string>, log);
   }
 
@@ -75,7 +79,11 @@ export class ProviderRegistry {
   async revoke(providerName: string, tokens: Record<string, string>, log: Log): Promise<void> {
     const provider = this.providers.get(providerName);
     if (!provider?.revoke) return;
-    await provider.revoke(tokens).catch((error: unknown) => log.warn({ provider: providerName, reason: (error as Error).message }, 'revoking provider tokens failed'));
+    await provider
+      .revoke(tokens)
+      .catch((error: unknown) =>
+        log.warn({ provider: providerName, reason: (error as Error).message }, 'revoking provider tokens failed'),
+      );
   }
 
   async close(): Promise<void> {

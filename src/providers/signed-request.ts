@@ -39,5 +39,7 @@ export function verifySignedRequest(signedRequest: string, appSecret: string): R
   }
   if (typeof data !== 'object' || data === null || Array.isArray(data)) return undefined;
   const algorithm = (data as { algorithm?: unknown }).algorithm;
-  return typeof algorithm === 'string' && algorithm.toUpperCase() === 'HMAC-SHA256' ? (data as Record<string, unknown>) : undefined;
+  return typeof algorithm === 'string' && algorithm.toUpperCase() === 'HMAC-SHA256'
+    ? (data as Record<string, unknown>)
+    : undefined;
 }

@@ -35,9 +35,17 @@ const v1Refusal: RefusalReader = ({ status, body }) => {
   const first = isObject(body) && Array.isArray(body.errors) && isObject(body.errors[0]) ? body.errors[0] : undefined;
   const code = typeof first?.code === 'number' ? first.code : undefined;
   if (status < 400 || status >= 500 || code === undefined) return undefined;
-  if (code === 135) return { app: 'error 135, timestamp out of bounds', hint: "set this server's clock right (NTP): X refuses OAuth 1.0a timestamps off by more than a few minutes" };
+  if (code === 135)
+    return {
+      app: 'error 135, timestamp out of bounds',
+      hint: "set this server's clock right (NTP): X refuses OAuth 1.0a timestamps off by more than a few minutes",
+    };
   if (code === 215) return { app: 'error 215, bad authentication data', hint: KEY_HINT };
-  if (code === 453) return { app: 'error 453, access level', hint: "the app's X API access level does not include GET account/verify_credentials: change it in the X developer portal" };
+  if (code === 453)
+    return {
+      app: 'error 453, access level',
+      hint: "the app's X API access level does not include GET account/verify_credentials: change it in the X developer portal",
+    };
   if (code === 88) return { throttled: 'error 88' };
   return { token: 'the token is invalid, expired, or was issued to another app' };
 };
@@ -50,8 +58,12 @@ const v2Refusal: RefusalReader = ({ status, body }) => {
   if (status === 401) return { token: 'the token is invalid or expired' };
   if (status !== 403) return undefined;
   const problem = isObject(body) ? body : {};
-  if ((text(problem, 'type') ?? '').endsWith('/unsupported-authentication')) return { token: 'the token is not an OAuth 2 user token' };
-  return { app: `HTTP 403, ${text(problem, 'reason') ?? text(problem, 'title') ?? 'Forbidden'}`, hint: 'the app must be in a Project with an X API access level that includes GET /2/users/me (X developer portal)' };
+  if ((text(problem, 'type') ?? '').endsWith('/unsupported-authentication'))
+    return { token: 'the token is not an OAuth 2 user token' };
+  return {
+    app: `HTTP 403, ${text(problem, 'reason') ?? text(problem, 'title') ?? 'Forbidden'}`,
+    hint: 'the app must be in a Project with an X API access level that includes GET /2/users/me (X developer portal)',
+  };
 };
 
 export const twitter: ProviderModule<TwitterConfig> = {
@@ -73,9 +85,15 @@ export const twitter: ProviderModule<TwitterConfig> = {
     const verifyCredentials = `${config.apiUrl}/1.1/account/verify_credentials.json?include_email=true&skip_status=true`;
 
     async function oauth2Identity(token: string): Promise<SocialIdentity> {
-      const { data } = accepted('twitter', '/2/users/me', await http.json(`${config.apiUrl}/2/users/me`, { headers: { authorization: `Bearer ${token}` } }), v2Refusal);
+      const { data } = accepted(
+        'twitter',
+        '/2/users/me',
+        await http.json(`${config.apiUrl}/2/users/me`, { headers: { authorization: `Bearer ${token}` } }),
+        v2Refusal,
+      );
       const uid = isObject(data) ? text(data, 'id') : undefined;
-      if (!isObject(data) || !uid) throw new ProviderUnavailableError('twitter', 'answered /2/users/me without a user id');
+      if (!isObject(data) || !uid)
+        throw new ProviderUnavailableError('twitter', 'answered /2/users/me without a user id');
       return identity(uid, text(data, 'username'), text(data, 'name'), undefined);
     }
 
@@ -84,11 +102,21 @@ export const twitter: ProviderModule<TwitterConfig> = {
       async verify(input) {
         const token = requireField(input, 'access_token', 'twitter');
         if (!input.access_token_secret) {
-          if (!config.acceptOAuth2Tokens) throw invalidRequest('access_token_secret is required for twitter (OAuth 2 tokens are off: see SOCIAL_AUTH_TWITTER_ACCEPT_OAUTH2_TOKENS)');
+          if (!config.acceptOAuth2Tokens)
+            throw invalidRequest(
+              'access_token_secret is required for twitter (OAuth 2 tokens are off: see SOCIAL_AUTH_TWITTER_ACCEPT_OAUTH2_TOKENS)',
+            );
           return oauth2Identity(token);
         }
-        const credentials = { consumerKey: config.consumerKey, consumerSecret: config.consumerSecret, token, tokenSecret: input.access_token_secret };
-        const answer = await http.json(verifyCredentials, { headers: { authorization: authorizationHeader('GET', verifyCredentials, credentials) } });
+        const credentials = {
+          consumerKey: config.consumerKey,
+          consumerSecret: config.consumerSecret,
+          token,
+          tokenSecret: input.access_token_secret,
+        };
+        const answer = await http.json(verifyCredentials, {
+          headers: { authorization: authorizationHeader('GET', verifyCredentials, credentials) },
+        });
         const user = accepted('twitter', 'verify_credentials', answer, v1Refusal);
         const uid = text(user, 'id_str');
         if (!uid) throw new ProviderUnavailableError('twitter', 'answered without an id_str');
@@ -100,5 +128,8 @@ export const twitter: ProviderModule<TwitterConfig> = {
 
 function identity(uid: string, screenName?: string, name?: string, email?: string): SocialIdentity {
   // X answers an e-mail only when the account's e-mail is verified (null otherwise): its presence is the flag.
-  return account({ uid, username: screenName, name, email, email_verified: true }, { id: uid, screen_name: screenName ?? null, name: name ?? null, email: email ?? null });
+  return account(
+    { uid, username: screenName, name, email, email_verified: true },
+    { id: uid, screen_name: screenName ?? null, name: name ?? null, email: email ?? null },
+  );
 }

@@ -30,7 +30,14 @@ export interface SocialIdentity {
    * Profile details, for display and for creating a user. `email_verified`: the provider's answer says it
    * verified this e-mail (its own rule: sources in test/fixtures/providers/email-trust.json).
    */
-  details: { username?: string; email?: string; email_verified?: boolean; fullname?: string; first_name?: string; last_name?: string };
+  details: {
+    username?: string;
+    email?: string;
+    email_verified?: boolean;
+    fullname?: string;
+    first_name?: string;
+    last_name?: string;
+  };
   /** Stored with the association and shown to its user: profile and token facts (never a token). */
   extraData: Record<string, unknown>;
   /** Provider tokens kept to revoke them later (never shown; see Provider.revoke). */

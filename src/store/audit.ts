@@ -94,8 +94,20 @@ export function auditRow(entry: AuditEntry, client: Client | null, at = now()) {
 
 // Every link, refusal and sign-out writes one.
 export const insertAuditEvent = prepared(
-  (db, userId: number | null, event: AuditEventName, provider: string | null, uid: string | null, detail: string | null, ip: string | null, userAgent: string | null, at: string) =>
-    db.insertInto('audit_events').values({ user_id: userId, event, provider, uid, detail, ip, user_agent: userAgent, created_at: at }),
+  (
+    db,
+    userId: number | null,
+    event: AuditEventName,
+    provider: string | null,
+    uid: string | null,
+    detail: string | null,
+    ip: string | null,
+    userAgent: string | null,
+    at: string,
+  ) =>
+    db
+      .insertInto('audit_events')
+      .values({ user_id: userId, event, provider, uid, detail, ip, user_agent: userAgent, created_at: at }),
 );
 
 /**
@@ -115,25 +127,52 @@ export function webhookEventOf(row: ReturnType<typeof auditRow>): OutboxEvent | 
       return { type: 'link.removed', userId: row.user_id, data: { ...about, by: row.detail ?? 'user' } };
     case 'social_sign_in':
     case 'password_sign_in':
-      return { type: 'sign_in', userId: row.user_id, data: { ...about, method: row.event === 'social_sign_in' ? 'social' : 'password', ip: row.ip, user_agent: row.user_agent } };
+      return {
+        type: 'sign_in',
+        userId: row.user_id,
+        data: {
+          ...about,
+          method: row.event === 'social_sign_in' ? 'social' : 'password',
+          ip: row.ip,
+          user_agent: row.user_agent,
+        },
+      };
     case 'logout':
     case 'refresh_token_reused':
-      return { type: 'session.revoked', userId: row.user_id, data: { user_id: row.user_id, reason: row.event === 'logout' ? 'logout' : 'refresh_token_reused' } };
+      return {
+        type: 'session.revoked',
+        userId: row.user_id,
+        data: { user_id: row.user_id, reason: row.event === 'logout' ? 'logout' : 'refresh_token_reused' },
+      };
     case 'sessions_revoked':
       // An operator (its actor), or a provider that said the account must sign out again (Apple, Google RISC).
       return row.actor
-        ? { type: 'session.revoked', userId: row.user_id, data: { user_id: row.user_id, reason: 'admin', actor: row.actor } }
-        : { type: 'session.revoked', userId: row.user_id, data: { user_id: row.user_id, reason: 'provider', detail: row.detail } };
+        ? {
+            type: 'session.revoked',
+            userId: row.user_id,
+            data: { user_id: row.user_id, reason: 'admin', actor: row.actor },
+          }
+        : {
+            type: 'session.revoked',
+            userId: row.user_id,
+            data: { user_id: row.user_id, reason: 'provider', detail: row.detail },
+          };
     case 'user_disabled':
     case 'user_enabled':
       // Who, not why: the operator's reason is internal (staff type what they suspect); the admin API's audit has it.
-      return { type: row.event === 'user_disabled' ? 'user.disabled' : 'user.enabled', userId: row.user_id, data: { user_id: row.user_id, actor: row.actor } };
+      return {
+        type: row.event === 'user_disabled' ? 'user.disabled' : 'user.enabled',
+        userId: row.user_id,
+        data: { user_id: row.user_id, actor: row.actor },
+      };
     case 'link_refused_other_user':
       return { type: 'link.refused', userId: row.user_id, data: { ...about, ip: row.ip, user_agent: row.user_agent } };
     case 'user_merged': {
       const [from, into] = (/^(\d+) → (\d+)/.exec(row.detail ?? '') ?? []).slice(1).map(Number);
       // Written on the owner's log (the guest's says the same): the app moves the guest's data to the owner.
-      return row.user_id === into ? { type: 'user.merged', userId: into!, data: { from, into, provider: row.provider, uid: row.uid } } : undefined;
+      return row.user_id === into
+        ? { type: 'user.merged', userId: into!, data: { from, into, provider: row.provider, uid: row.uid } }
+        : undefined;
     }
     case 'provider_event':
       return { type: 'provider.event', userId: row.user_id, data: { ...about, kind: row.detail } };
@@ -164,13 +203,30 @@ export class AuditLog {
   async record(entry: AuditEntry, client: Client | null): Promise<void> {
     const row = auditRow(entry, client);
     if (row.actor !== null || row.reason !== null) await this.db.insertInto('audit_events').values(row).execute();
-    else await insertAuditEvent(this.db, row.user_id, row.event, row.provider, row.uid, row.detail, row.ip, row.user_agent, row.created_at);
+    else
+      await insertAuditEvent(
+        this.db,
+        row.user_id,
+        row.event,
+        row.provider,
+        row.uid,
+        row.detail,
+        row.ip,
+        row.user_agent,
+        row.created_at,
+      );
     const event = this.outbox.enabled ? webhookEventOf(row) : undefined;
     if (event) await this.outbox.emit(event, row.created_at);
   }
 
   /** Newest first; `before` pages backwards by id. Without a user id: every user's events (operators). */
-  async list(options: { userId?: number; before?: number; limit: number; asOwner?: boolean; withoutReads?: boolean }): Promise<AuditEvent[]> {
+  async list(options: {
+    userId?: number;
+    before?: number;
+    limit: number;
+    asOwner?: boolean;
+    withoutReads?: boolean;
+  }): Promise<AuditEvent[]> {
     let query = this.db.selectFrom('audit_events').selectAll().orderBy('id', 'desc').limit(options.limit);
     // The user's own history: what was done, not who among the operators looked, nor from where they act.
     if (options.asOwner || options.withoutReads) query = query.where('event', '!=', 'admin_read');

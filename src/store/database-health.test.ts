@@ -41,47 +41,58 @@ describe('isDatabaseUnavailable: real errors of the drivers', () => {
     }
   });
 
-  it('PostgreSQL refusing connections is, through our pool (its errors are marked as the database\'s)', async () => {
+  it("PostgreSQL refusing connections is, through our pool (its errors are marked as the database's)", async () => {
     const db = openDatabase('postgres://nobody@127.0.0.1:1/none');
     const refused = await errorOf(() => sql`select 1`.execute(db));
     await db.destroy();
     expect(isDatabaseUnavailable(refused)).toBe(true);
   });
 
-  it.skipIf(!process.env.TEST_DATABASE_URL)('PostgreSQL ending our backend (57P01, as a restart does) is; a bad query or a constraint is not', async () => {
-    const db = openDatabase(process.env.TEST_DATABASE_URL!);
-    const admin = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL });
-    await admin.connect();
-    try {
-      const syntax = await errorOf(() => sql`selec 1`.execute(db));
-      expect((syntax as { code: string }).code).toBe('42601');
-      expect(isDatabaseUnavailable(syntax)).toBe(false);
-      const divided = await errorOf(() => sql`select 1 / 0`.execute(db));
-      expect((divided as { code: string }).code).toBe('22012');
-      expect(isDatabaseUnavailable(divided)).toBe(false);
+  it.skipIf(!process.env.TEST_DATABASE_URL)(
+    'PostgreSQL ending our backend (57P01, as a restart does) is; a bad query or a constraint is not',
+    async () => {
+      const db = openDatabase(process.env.TEST_DATABASE_URL!);
+      const admin = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL });
+      await admin.connect();
+      try {
+        const syntax = await errorOf(() => sql`selec 1`.execute(db));
+        expect((syntax as { code: string }).code).toBe('42601');
+        expect(isDatabaseUnavailable(syntax)).toBe(false);
+        const divided = await errorOf(() => sql`select 1 / 0`.execute(db));
+        expect((divided as { code: string }).code).toBe('22012');
+        expect(isDatabaseUnavailable(divided)).toBe(false);
 
-      // One connection held in a transaction, its backend ended meanwhile.
-      const ended = await errorOf(() =>
-        db.transaction().execute(async (trx) => {
-          const { pid } = (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx)).rows[0]!;
-          await admin.query('select pg_terminate_backend($1)', [pid]);
-          await sql`select pg_sleep(0.1)`.execute(trx);
-        }),
-      );
-      expect(isDatabaseUnavailable(ended)).toBe(true);
-      // The pool replaced the broken connection.
-      expect((await sql<{ one: number }>`select 1 as one`.execute(db)).rows[0]!.one).toBe(1);
-    } finally {
-      await admin.end();
-      await db.destroy();
-    }
-  });
+        // One connection held in a transaction, its backend ended meanwhile.
+        const ended = await errorOf(() =>
+          db.transaction().execute(async (trx) => {
+            const { pid } = (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx)).rows[0]!;
+            await admin.query('select pg_terminate_backend($1)', [pid]);
+            await sql`select pg_sleep(0.1)`.execute(trx);
+          }),
+        );
+        expect(isDatabaseUnavailable(ended)).toBe(true);
+        // The pool replaced the broken connection.
+        expect((await sql<{ one: number }>`select 1 as one`.execute(db)).rows[0]!.one).toBe(1);
+      } finally {
+        await admin.end();
+        await db.destroy();
+      }
+    },
+  );
 
-  it('errors that are no database fault are not: a network error from elsewhere (a phone hanging up mid-upload, a pipeline step\'s fetch) included', () => {
+  it("errors that are no database fault are not: a network error from elsewhere (a phone hanging up mid-upload, a pipeline step's fetch) included", () => {
     expect(isDatabaseUnavailable(new Error('boom'))).toBe(false);
     expect(isDatabaseUnavailable(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }))).toBe(false);
-    expect(isDatabaseUnavailable(new TypeError('fetch failed', { cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) }))).toBe(false);
-    expect(isDatabaseUnavailable(fromDatabase(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })))).toBe(true);
+    expect(
+      isDatabaseUnavailable(
+        new TypeError('fetch failed', {
+          cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }),
+        }),
+      ),
+    ).toBe(false);
+    expect(
+      isDatabaseUnavailable(fromDatabase(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }))),
+    ).toBe(true);
     expect(isDatabaseUnavailable(fromDatabase(new TypeError('Query values must be an array')))).toBe(false);
     expect(isDatabaseUnavailable(Object.assign(new Error('duplicate key'), { code: '23505' }))).toBe(false);
     expect(isDatabaseUnavailable(undefined)).toBe(false);
@@ -95,7 +106,8 @@ describe('DatabaseHealth', () => {
     const health = new DatabaseHealth({ warn: (fields, message) => warnings.push({ fields, message }) });
     health.answered();
     expect(warnings).toEqual([]);
-    for (let i = 0; i < 50; i++) health.fault(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }), true);
+    for (let i = 0; i < 50; i++)
+      health.fault(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }), true);
     health.fault(new Error('a readiness check'));
     expect(health.available).toBe(false);
     expect(warnings).toHaveLength(1);

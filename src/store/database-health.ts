@@ -12,9 +12,20 @@ export const DATABASE_RETRY_AFTER_SECONDS = 5;
 // https://www.postgresql.org/docs/current/errcodes-appendix.html
 const POSTGRES_AWAY = /^(08|53300$|57P0[1235]$)/;
 // The socket's own faults, as node and pg report them.
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED']);
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNABORTED',
+]);
 // pg's own messages for a connection that broke, never came, or stopped answering (it gives them no code).
-const PG_MESSAGES = /^(Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect|Cannot use a pool after calling end|Client was closed and is not queryable|Connection timeout|Query read timeout)/;
+const PG_MESSAGES =
+  /^(Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect|Cannot use a pool after calling end|Client was closed and is not queryable|Connection timeout|Query read timeout)/;
 // SQLite: locked by another process beyond busy_timeout, the disk full or failing, the file gone.
 const SQLITE_AWAY = /^SQLITE_(BUSY|FULL|IOERR|CANTOPEN)/;
 
@@ -27,7 +38,8 @@ const POOL_BUSY = Symbol('social-link: every pooled connection was busy');
  * `poolBusy`: the wait was for a free connection of a full pool, not for the server.
  */
 export function fromDatabase(error: unknown, poolBusy = false): unknown {
-  if (error && typeof error === 'object') Object.assign(error, { [FROM_DATABASE]: true, ...(poolBusy ? { [POOL_BUSY]: true } : {}) });
+  if (error && typeof error === 'object')
+    Object.assign(error, { [FROM_DATABASE]: true, ...(poolBusy ? { [POOL_BUSY]: true } : {}) });
   return error;
 }
 
@@ -46,7 +58,13 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   if (typeof code === 'string' && NETWORK_CODES.has(code)) return true;
   if (typeof message === 'string' && PG_MESSAGES.test(message)) return true;
   // Every address of the host refused (node's net reports them together).
-  return error instanceof AggregateError && error.errors.some((inner) => typeof (inner as { code?: unknown }).code === 'string' && NETWORK_CODES.has((inner as { code: string }).code));
+  return (
+    error instanceof AggregateError &&
+    error.errors.some(
+      (inner) =>
+        typeof (inner as { code?: unknown }).code === 'string' && NETWORK_CODES.has((inner as { code: string }).code),
+    )
+  );
 }
 
 /**
@@ -93,7 +111,8 @@ export class DatabaseHealth {
   answered(): void {
     if (this.downSince === undefined) return;
     const seconds = Math.round((Date.now() - this.downSince) / 1000);
-    if (this.warnedThisOutage) this.log.warn({ unavailable_for_s: seconds, answered_503: this.refused }, 'database available again');
+    if (this.warnedThisOutage)
+      this.log.warn({ unavailable_for_s: seconds, answered_503: this.refused }, 'database available again');
     this.downSince = undefined;
     this.refused = 0;
     this.warnedThisOutage = false;

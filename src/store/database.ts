@@ -45,7 +45,12 @@ export function openDatabase(url: string, { queryTimeoutMs }: { queryTimeoutMs?:
     // A server that does not answer at all (a network cut, a failover under way) fails a request after 5 s
     // (503 database_unavailable) instead of holding it until the client gives up; so does a query left
     // without an answer past queryTimeoutMs.
-    const pool = new postgres.Pool({ connectionString: url, max: POOL_SIZE, connectionTimeoutMillis: 5_000, query_timeout: queryTimeoutMs });
+    const pool = new postgres.Pool({
+      connectionString: url,
+      max: POOL_SIZE,
+      connectionTimeoutMillis: 5_000,
+      query_timeout: queryTimeoutMs,
+    });
     // A pg client emits 'error' when its connection breaks (the server restarted, a failover, a network cut).
     // An 'error' event nobody listens to ends the process: the pool listens for its idle clients, each client
     // for itself for its whole life (https://node-postgres.com/apis/pool#error, …/apis/client#error). The query that
@@ -87,12 +92,23 @@ export async function requireMigrated(db: Kysely<Database>): Promise<void> {
   });
   const pending = migrations.filter((migration) => !migration.executedAt).length;
   if (pending === 0) return;
-  const state = pending === migrations.length ? 'has no tables yet' : `has ${pending} pending migration${pending > 1 ? 's' : ''}`;
-  throw new ConfigError(`the database of DATABASE_URL ${state}: run \`social-link migrate\` first (serve applies them too)`);
+  const state =
+    pending === migrations.length ? 'has no tables yet' : `has ${pending} pending migration${pending > 1 ? 's' : ''}`;
+  throw new ConfigError(
+    `the database of DATABASE_URL ${state}: run \`social-link migrate\` first (serve applies them too)`,
+  );
 }
 
 // A server that cannot be reached, or refuses our login or database: a setup problem, said in one line.
-const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET']);
+const NETWORK_ERRORS = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNRESET',
+]);
 
 /** The start-up error to print instead of a stack trace when the database cannot be reached (else undefined). */
 function unreachable(error: unknown): ConfigError | undefined {
@@ -101,7 +117,9 @@ function unreachable(error: unknown): ConfigError | undefined {
   // PostgreSQL: 08… connection exceptions, 28… a refused login, 3D000 no such database, 57P03 starting up.
   const postgres = /^(08|28)/.test(code) || code === '3D000' || code === '57P03';
   if (!NETWORK_ERRORS.has(code) && !postgres) return undefined;
-  return new ConfigError(`DATABASE_URL: cannot reach the database (${message}): is it running, and are the URL and its credentials right?`);
+  return new ConfigError(
+    `DATABASE_URL: cannot reach the database (${message}): is it running, and are the URL and its credentials right?`,
+  );
 }
 
 /**
@@ -115,7 +133,12 @@ function withNamedStatements(pool: pg.Pool): PostgresPool {
     let name = names.get(text);
     // Not `*`: another instance's migration could change its columns, and PostgreSQL refuses to run a
     // prepared statement whose result type changed ("cached plan must not change result type").
-    if (name === undefined && names.size < 500 && /^\s*(select|insert|update|delete)\b/i.test(text) && !text.includes('*')) {
+    if (
+      name === undefined &&
+      names.size < 500 &&
+      /^\s*(select|insert|update|delete)\b/i.test(text) &&
+      !text.includes('*')
+    ) {
       name = `social_link_${names.size + 1}`;
       names.set(text, name);
     }
@@ -163,7 +186,8 @@ function withStatementCache(sqlite: SQLite.Database) {
       if (!statement) {
         statement = sqlite.prepare(query);
         // DDL stays uncached (migrations run it once and change the schema); transaction control is cached.
-        if (statements.size < 500 && /^\s*(select|insert|update|delete|begin|commit|rollback)\b/i.test(query)) statements.set(query, statement);
+        if (statements.size < 500 && /^\s*(select|insert|update|delete|begin|commit|rollback)\b/i.test(query))
+          statements.set(query, statement);
       }
       return statement;
     },

@@ -67,26 +67,47 @@ export class Directory {
     if (!q) {
       // Newest first by creation (its index serves a date filter too), the id breaking ties; the cursor holds
       // the last row's exact created_at (on PostgreSQL with its microseconds, whatever its DateStyle) and id.
-      const createdKey = isPostgres(this.db) ? sql<string>`to_char(users.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')` : sql<string>`users.created_at`;
-      let query = filtered(this.db.selectFrom('users').selectAll().select(createdKey.as('created_key'))).orderBy('created_at', 'desc').orderBy('id', 'desc').limit(search.limit + 1);
+      const createdKey = isPostgres(this.db)
+        ? sql<string>`to_char(users.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`
+        : sql<string>`users.created_at`;
+      let query = filtered(this.db.selectFrom('users').selectAll().select(createdKey.as('created_key')))
+        .orderBy('created_at', 'desc')
+        .orderBy('id', 'desc')
+        .limit(search.limit + 1);
       if (cursor?.kind === 'created') {
         const [at, id] = cursor.value as [string, number];
-        query = query.where(sql<boolean>`(users.created_at, users.id) < (${isPostgres(this.db) ? sql`${at}::timestamptz` : at}, ${id})`);
+        query = query.where(
+          sql<boolean>`(users.created_at, users.id) < (${isPostgres(this.db) ? sql`${at}::timestamptz` : at}, ${id})`,
+        );
       }
       const rows = await query.execute();
       const page = rows.slice(0, search.limit);
       const last = page.at(-1);
-      return { users: await this.summaries(page), next: rows.length > search.limit && last ? encodeCursor({ kind: 'created', value: [last.created_key, last.id] }) : undefined };
+      return {
+        users: await this.summaries(page),
+        next:
+          rows.length > search.limit && last
+            ? encodeCursor({ kind: 'created', value: [last.created_key, last.id] })
+            : undefined,
+      };
     }
 
     // The exact matches are looked up on every page (each is one index lookup) but shown on the first only:
     // later pages leave them out of the usernames too, so that no user shows twice.
     const exact: Array<{ id: number; matchedBy: UserSummary['matchedBy'] }> = [];
     // Ids are 32-bit: a longer number (a uid) is no id.
-    if (/^[1-9]\d{0,9}$/.test(q) && isId(Number(q))) exact.push(...(await this.db.selectFrom('users').select('id').where('id', '=', Number(q)).execute()).map(({ id }) => ({ id, matchedBy: 'id' as const })));
+    if (/^[1-9]\d{0,9}$/.test(q) && isId(Number(q)))
+      exact.push(
+        ...(await this.db.selectFrom('users').select('id').where('id', '=', Number(q)).execute()).map(({ id }) => ({
+          id,
+          matchedBy: 'id' as const,
+        })),
+      );
     let byUid = this.db.selectFrom('social_associations').select('user_id').where('uid', '=', q);
     if (search.provider) byUid = byUid.where('provider', '=', search.provider);
-    exact.push(...(await byUid.limit(search.limit).execute()).map((row) => ({ id: row.user_id, matchedBy: 'uid' as const })));
+    exact.push(
+      ...(await byUid.limit(search.limit).execute()).map((row) => ({ id: row.user_id, matchedBy: 'uid' as const })),
+    );
     if (q.includes('@')) {
       const email = q.toLowerCase();
       const rows = await this.db
@@ -98,7 +119,10 @@ export class Directory {
       exact.push(...rows.map((row) => ({ id: row.user_id, matchedBy: 'email' as const })));
     }
     const exactIds = [...new Set(exact.map((match) => match.id))];
-    const exactRows = exactIds.length && !cursor ? await filtered(this.db.selectFrom('users').selectAll().where('id', 'in', exactIds)).execute() : [];
+    const exactRows =
+      exactIds.length && !cursor
+        ? await filtered(this.db.selectFrom('users').selectAll().where('id', 'in', exactIds)).execute()
+        : [];
 
     const low = usernameKey(q);
     const key = this.byteOrder(sql.ref('username_key'));
@@ -115,7 +139,13 @@ export class Directory {
     const users = await this.summaries([...exactRows, ...page.filter((row) => !exactIds.includes(row.id))]);
     for (const user of users) user.matchedBy = matchedBy.get(user.id) ?? 'username';
     const last = page.at(-1);
-    return { users, next: prefixRows.length > search.limit && last ? encodeCursor({ kind: 'username', value: last.username_key ?? '' }) : undefined };
+    return {
+      users,
+      next:
+        prefixRows.length > search.limit && last
+          ? encodeCursor({ kind: 'username', value: last.username_key ?? '' })
+          : undefined,
+    };
   }
 
   /** The user's sessions not revoked and still refreshable, newest first. */
@@ -124,7 +154,10 @@ export class Directory {
       .selectFrom('sessions')
       .innerJoin('refresh_tokens', 'refresh_tokens.session_id', 'sessions.id')
       .select(['sessions.id', 'sessions.created_at', 'sessions.ip', 'sessions.user_agent'])
-      .select((eb) => [eb.fn.max('refresh_tokens.created_at').as('last_used_at'), eb.fn.max('refresh_tokens.expires_at').as('expires_at')])
+      .select((eb) => [
+        eb.fn.max('refresh_tokens.created_at').as('last_used_at'),
+        eb.fn.max('refresh_tokens.expires_at').as('expires_at'),
+      ])
       .where('sessions.user_id', '=', userId)
       .where('sessions.revoked_at', 'is', null)
       .groupBy(['sessions.id', 'sessions.created_at', 'sessions.ip', 'sessions.user_agent'])
@@ -133,21 +166,42 @@ export class Directory {
     const at = Date.now();
     return rows
       .filter((row) => Date.parse(iso(row.expires_at as string | Date)) > at)
-      .map((row) => ({ id: row.id, createdAt: iso(row.created_at), lastUsedAt: iso(row.last_used_at as string | Date), ip: row.ip, userAgent: row.user_agent }));
+      .map((row) => ({
+        id: row.id,
+        createdAt: iso(row.created_at),
+        lastUsedAt: iso(row.last_used_at as string | Date),
+        ip: row.ip,
+        userAgent: row.user_agent,
+      }));
   }
 
   /** How many links each provider has. */
   async linksPerProvider(): Promise<Array<{ provider: string; links: number }>> {
-    const rows = await this.db.selectFrom('social_associations').select(['provider', (eb) => eb.fn.countAll<number | string>().as('links')]).groupBy('provider').orderBy('provider').execute();
+    const rows = await this.db
+      .selectFrom('social_associations')
+      .select(['provider', (eb) => eb.fn.countAll<number | string>().as('links')])
+      .groupBy('provider')
+      .orderBy('provider')
+      .execute();
     return rows.map((row) => ({ provider: row.provider, links: Number(row.links) }));
   }
 
   /** The app's audit events (not operators') of these kinds since `since`, counted by day (UTC) and by provider or by detail. */
-  async eventsPerDay(events: readonly string[], since: string, by: 'provider' | 'detail'): Promise<Array<{ day: string; key: string; count: number }>> {
-    const day = isPostgres(this.db) ? sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD')` : sql<string>`substr(created_at, 1, 10)`;
+  async eventsPerDay(
+    events: readonly string[],
+    since: string,
+    by: 'provider' | 'detail',
+  ): Promise<Array<{ day: string; key: string; count: number }>> {
+    const day = isPostgres(this.db)
+      ? sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD')`
+      : sql<string>`substr(created_at, 1, 10)`;
     const rows = await this.db
       .selectFrom('audit_events')
-      .select([day.as('day'), sql<string | null>`${sql.ref(by)}`.as('key'), (eb) => eb.fn.countAll<number | string>().as('count')])
+      .select([
+        day.as('day'),
+        sql<string | null>`${sql.ref(by)}`.as('key'),
+        (eb) => eb.fn.countAll<number | string>().as('count'),
+      ])
       .where('event', 'in', events)
       .where('created_at', '>=', since)
       .where('actor', 'is', null)
@@ -162,7 +216,12 @@ export class Directory {
     if (search.provider) {
       const provider = search.provider;
       filtered = filtered.where(({ exists, selectFrom }) =>
-        exists(selectFrom('social_associations').select(sql.lit(1).as('one')).whereRef('social_associations.user_id', '=', 'users.id').where('social_associations.provider', '=', provider)),
+        exists(
+          selectFrom('social_associations')
+            .select(sql.lit(1).as('one'))
+            .whereRef('social_associations.user_id', '=', 'users.id')
+            .where('social_associations.provider', '=', provider),
+        ),
       );
     }
     if (search.createdFrom) filtered = filtered.where('created_at', '>=', search.createdFrom);
@@ -172,7 +231,9 @@ export class Directory {
 
   /** The link's e-mail in its kept facts, as its index has it (migration 0018). */
   private extraEmail() {
-    return isPostgres(this.db) ? sql<string>`lower(extra_data->>'email')` : sql<string>`lower(json_extract(extra_data, '$.email'))`;
+    return isPostgres(this.db)
+      ? sql<string>`lower(extra_data->>'email')`
+      : sql<string>`lower(json_extract(extra_data, '$.email'))`;
   }
 
   /** Bytewise order on PostgreSQL (its index is `collate "C"`), whatever the database's collation; SQLite's is bytewise. */
@@ -181,24 +242,49 @@ export class Directory {
   }
 
   private async summaries(
-    rows: Array<{ id: number; username: string; password_hash: string | null; created_at: Date | string; last_login_at: Date | string | null; disabled_at: Date | string | null }>,
+    rows: Array<{
+      id: number;
+      username: string;
+      password_hash: string | null;
+      created_at: Date | string;
+      last_login_at: Date | string | null;
+      disabled_at: Date | string | null;
+    }>,
   ): Promise<UserSummary[]> {
     if (rows.length === 0) return [];
     // A fact's text, or null when it is not text (PostgreSQL's ->> would turn true or {…} into text).
     const text = (key: string) =>
       isPostgres(this.db)
         ? sql<string | null>`case when jsonb_typeof(extra_data->${key}) = 'string' then extra_data->>${key} end`
-        : sql<string | null>`case when json_type(extra_data, ${`$.${key}`}) = 'text' then json_extract(extra_data, ${`$.${key}`}) end`;
+        : sql<
+            string | null
+          >`case when json_type(extra_data, ${`$.${key}`}) = 'text' then json_extract(extra_data, ${`$.${key}`}) end`;
     const links = await this.db
       .selectFrom('social_associations')
-      .select(['user_id', 'provider', 'verified_email', text('name').as('name'), text('first_name').as('first_name'), text('last_name').as('last_name'), text('email').as('email')])
-      .where('user_id', 'in', rows.map((row) => row.id))
+      .select([
+        'user_id',
+        'provider',
+        'verified_email',
+        text('name').as('name'),
+        text('first_name').as('first_name'),
+        text('last_name').as('last_name'),
+        text('email').as('email'),
+      ])
+      .where(
+        'user_id',
+        'in',
+        rows.map((row) => row.id),
+      )
       .orderBy('id')
       .execute();
     return rows.map((row) => {
       const own = links.filter((link) => link.user_id === row.id);
       // Newest link first; a name or e-mail that is not text (a provider's odd answer) is none.
-      const first = (pick: (link: (typeof own)[number]) => unknown) => own.map(pick).reverse().find((value): value is string => typeof value === 'string' && value !== '') ?? null;
+      const first = (pick: (link: (typeof own)[number]) => unknown) =>
+        own
+          .map(pick)
+          .reverse()
+          .find((value): value is string => typeof value === 'string' && value !== '') ?? null;
       return {
         id: row.id,
         username: row.username,
@@ -232,12 +318,24 @@ function isTimestamp(text: string): boolean {
   if (year === undefined) return false;
   const date = new Date(Date.UTC(2000, Number(month) - 1, Number(day)));
   date.setUTCFullYear(Number(year));
-  const realDay = Number(year) >= 1 && date.getUTCFullYear() === Number(year) && date.getUTCMonth() === Number(month) - 1 && date.getUTCDate() === Number(day);
-  return realDay && Number(hour) <= 23 && Number(minute) <= 59 && Number(second) <= 59 && Number(offsetHours ?? 0) <= 15 && Number(offsetMinutes ?? 0) <= 59;
+  const realDay =
+    Number(year) >= 1 &&
+    date.getUTCFullYear() === Number(year) &&
+    date.getUTCMonth() === Number(month) - 1 &&
+    date.getUTCDate() === Number(day);
+  return (
+    realDay &&
+    Number(hour) <= 23 &&
+    Number(minute) <= 59 &&
+    Number(second) <= 59 &&
+    Number(offsetHours ?? 0) <= 15 &&
+    Number(offsetMinutes ?? 0) <= 59
+  );
 }
 
 /** A 32-bit id (PostgreSQL's integer), as a cursor or a search may hold one. */
-const isId = (value: unknown): value is number => Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 2_147_483_647;
+const isId = (value: unknown): value is number =>
+  Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 2_147_483_647;
 
 const encodeCursor = (cursor: Cursor) => Buffer.from(JSON.stringify([cursor.kind, cursor.value])).toString('base64url');
 
@@ -246,10 +344,17 @@ function decodeCursor(text: string | undefined): Cursor | undefined {
   if (!text) return undefined;
   try {
     const [kind, value] = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as [unknown, unknown];
-    if (kind === 'created' && Array.isArray(value) && typeof value[0] === 'string' && isTimestamp(value[0]) && isId(value[1])) {
+    if (
+      kind === 'created' &&
+      Array.isArray(value) &&
+      typeof value[0] === 'string' &&
+      isTimestamp(value[0]) &&
+      isId(value[1])
+    ) {
       return { kind, value: [value[0], value[1]] };
     }
-    if (kind === 'username' && typeof value === 'string' && !value.includes('\u0000') && value.length <= 400) return { kind, value };
+    if (kind === 'username' && typeof value === 'string' && !value.includes('\u0000') && value.length <= 400)
+      return { kind, value };
   } catch {
     // Not ours: start over.
   }

@@ -20,7 +20,12 @@ export class Imports {
 
   /** The user this source account became (null: deleted since), or undefined when it was never imported. */
   async userOf(source: string, sourceId: string): Promise<number | null | undefined> {
-    const row = await this.db.selectFrom('imported_users').select('user_id').where('source', '=', source).where('source_id', '=', sourceId).executeTakeFirst();
+    const row = await this.db
+      .selectFrom('imported_users')
+      .select('user_id')
+      .where('source', '=', source)
+      .where('source_id', '=', sourceId)
+      .executeTakeFirst();
     return row?.user_id;
   }
 
@@ -33,7 +38,16 @@ export class Imports {
     const row = await this.db
       .selectFrom('users')
       .select('users.id')
-      .where(({ not, exists, selectFrom }) => not(exists(selectFrom('imported_users').select('user_id').whereRef('imported_users.user_id', '=', 'users.id').where('imported_users.source', '=', source))))
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom('imported_users')
+              .select('user_id')
+              .whereRef('imported_users.user_id', '=', 'users.id')
+              .where('imported_users.source', '=', source),
+          ),
+        ),
+      )
       .limit(1)
       .executeTakeFirst();
     return row !== undefined;
@@ -67,10 +81,25 @@ export class Imports {
     if (!isPostgres(this.db)) return;
     // Never backwards below `maxKept`: ids handed out meanwhile (a sign-up not committed yet, a user deleted since)
     // must not be handed out again. Past it, an earlier version's damage: brought back to the kept ids.
-    const sequence = (await sql<{ name: string }>`select pg_get_serial_sequence('users', 'id') as name`.execute(this.db)).rows[0]!.name;
-    const state = (await sql<{ last_value: string; is_called: boolean }>`select last_value, is_called from ${sql.raw(sequence)}`.execute(this.db)).rows[0]!;
+    const sequence = (
+      await sql<{ name: string }>`select pg_get_serial_sequence('users', 'id') as name`.execute(this.db)
+    ).rows[0]!.name;
+    const state = (
+      await sql<{
+        last_value: string;
+        is_called: boolean;
+      }>`select last_value, is_called from ${sql.raw(sequence)}`.execute(this.db)
+    ).rows[0]!;
     const handedOut = Number(state.last_value) - (state.is_called ? 0 : 1);
-    const kept = Number((await this.db.selectFrom('users').select((eb) => eb.fn.max('id').as('max')).where('id', '<=', maxKept).executeTakeFirst())?.max ?? 0);
+    const kept = Number(
+      (
+        await this.db
+          .selectFrom('users')
+          .select((eb) => eb.fn.max('id').as('max'))
+          .where('id', '<=', maxKept)
+          .executeTakeFirst()
+      )?.max ?? 0,
+    );
     const next = Math.max(kept, handedOut <= maxKept ? handedOut : 0);
     // No id handed out yet: the next is 1 (is_called false).
     await sql`select setval(${sequence}, ${Math.max(next, 1)}, ${next > 0})`.execute(this.db);
@@ -78,7 +107,11 @@ export class Imports {
 
   /** The id the next new user would get after the kept ids, without moving the sequence (a dry run's). */
   async nextIdAfterKeptIds(maxKept: number): Promise<number> {
-    const row = await this.db.selectFrom('users').select((eb) => eb.fn.max('id').as('max')).where('id', '<=', maxKept).executeTakeFirst();
+    const row = await this.db
+      .selectFrom('users')
+      .select((eb) => eb.fn.max('id').as('max'))
+      .where('id', '<=', maxKept)
+      .executeTakeFirst();
     return Number(row?.max ?? 0) + 1;
   }
 }

@@ -12,7 +12,13 @@ export interface PendingLink {
   sealedTokens: string | null;
 }
 
-const toPending = (row: Selectable<Database['link_tokens']>): PendingLink => ({ userId: row.user_id, provider: row.provider, uid: row.uid, identity: row.identity, sealedTokens: row.sealed_tokens });
+const toPending = (row: Selectable<Database['link_tokens']>): PendingLink => ({
+  userId: row.user_id,
+  provider: row.provider,
+  uid: row.uid,
+  identity: row.identity,
+  sealedTokens: row.sealed_tokens,
+});
 
 /** The link tokens of core/email-linking.ts, by their SHA-256: single use, until they expire. */
 export class LinkTokens {
@@ -21,19 +27,38 @@ export class LinkTokens {
   async issue(tokenHash: string, pending: PendingLink, expiresAt: string): Promise<void> {
     await this.db
       .insertInto('link_tokens')
-      .values({ token_hash: tokenHash, user_id: pending.userId, provider: pending.provider, uid: pending.uid, identity: pending.identity, sealed_tokens: pending.sealedTokens, created_at: now(), expires_at: expiresAt })
+      .values({
+        token_hash: tokenHash,
+        user_id: pending.userId,
+        provider: pending.provider,
+        uid: pending.uid,
+        identity: pending.identity,
+        sealed_tokens: pending.sealedTokens,
+        created_at: now(),
+        expires_at: expiresAt,
+      })
       .execute();
   }
 
   /** The pending link of an unexpired token, left as it is, or undefined. */
   async find(tokenHash: string): Promise<PendingLink | undefined> {
-    const row = await this.db.selectFrom('link_tokens').selectAll().where('token_hash', '=', tokenHash).where('expires_at', '>', now()).executeTakeFirst();
+    const row = await this.db
+      .selectFrom('link_tokens')
+      .selectAll()
+      .where('token_hash', '=', tokenHash)
+      .where('expires_at', '>', now())
+      .executeTakeFirst();
     return row && toPending(row);
   }
 
   /** The pending link of an unexpired token, used up (in the caller's transaction), or undefined. */
   async use(tokenHash: string): Promise<PendingLink | undefined> {
-    const row = await this.db.deleteFrom('link_tokens').where('token_hash', '=', tokenHash).where('expires_at', '>', now()).returningAll().executeTakeFirst();
+    const row = await this.db
+      .deleteFrom('link_tokens')
+      .where('token_hash', '=', tokenHash)
+      .where('expires_at', '>', now())
+      .returningAll()
+      .executeTakeFirst();
     return row && toPending(row);
   }
 

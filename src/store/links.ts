@@ -38,7 +38,9 @@ function toAssociation(row: Selectable<Database['social_associations']>): Associ
 
 /** The social accounts linked to users; (provider, uid) is unique. */
 // Every sign-in runs these: compiled once (prepared.ts).
-const findLink = prepared((db, provider: string, uid: string) => db.selectFrom('social_associations').selectAll().where('provider', '=', provider).where('uid', '=', uid));
+const findLink = prepared((db, provider: string, uid: string) =>
+  db.selectFrom('social_associations').selectAll().where('provider', '=', provider).where('uid', '=', uid),
+);
 const findLinkWithUser = prepared((db, provider: string, uid: string) =>
   db
     .selectFrom('social_associations as link')
@@ -61,7 +63,9 @@ const findLinkWithUser = prepared((db, provider: string, uid: string) =>
 const holdOwnerWithLink = prepared((db, userId: number, provider: string, uid: string) =>
   db
     .selectFrom('users')
-    .leftJoin('social_associations as link', (join) => join.onRef('link.user_id', '=', 'users.id').on('link.provider', '=', provider).on('link.uid', '=', uid))
+    .leftJoin('social_associations as link', (join) =>
+      join.onRef('link.user_id', '=', 'users.id').on('link.provider', '=', provider).on('link.uid', '=', uid),
+    )
     .selectAll('users')
     .select([
       'link.id as link_id',
@@ -79,12 +83,31 @@ const holdOwnerWithLink = prepared((db, userId: number, provider: string, uid: s
 );
 
 // Every link runs it.
-const insertLink = prepared((db, userId: number, provider: string, uid: string, extraData: string, sealedTokens: string | null, verifiedEmail: string | null, at: string) =>
-  db
-    .insertInto('social_associations')
-    .values({ user_id: userId, provider, uid, extra_data: extraData, provider_tokens: sealedTokens, verified_email: verifiedEmail, created_at: at, updated_at: at })
-    .onConflict((conflict) => conflict.columns(['provider', 'uid']).doNothing())
-    .returningAll(),
+const insertLink = prepared(
+  (
+    db,
+    userId: number,
+    provider: string,
+    uid: string,
+    extraData: string,
+    sealedTokens: string | null,
+    verifiedEmail: string | null,
+    at: string,
+  ) =>
+    db
+      .insertInto('social_associations')
+      .values({
+        user_id: userId,
+        provider,
+        uid,
+        extra_data: extraData,
+        provider_tokens: sealedTokens,
+        verified_email: verifiedEmail,
+        created_at: at,
+        updated_at: at,
+      })
+      .onConflict((conflict) => conflict.columns(['provider', 'uid']).doNothing())
+      .returningAll(),
 );
 
 export class Links {
@@ -116,7 +139,11 @@ export class Links {
    * PostgreSQL: holds the user's row (a key-share lock until the transaction ends, as Users.hold) and reads the
    * user's link of this social account again, in one statement. Undefined: no such user (deleted meanwhile).
    */
-  async holdOwner(userId: number, provider: string, uid: string): Promise<{ user: User; link: Association | undefined } | undefined> {
+  async holdOwner(
+    userId: number,
+    provider: string,
+    uid: string,
+  ): Promise<{ user: User; link: Association | undefined } | undefined> {
     const row = (await holdOwnerWithLink(this.db, userId, provider, uid)).rows[0];
     if (!row) return undefined;
     const link =
@@ -146,7 +173,12 @@ export class Links {
   }
 
   async ofUser(userId: number): Promise<Association[]> {
-    const rows = await this.db.selectFrom('social_associations').selectAll().where('user_id', '=', userId).orderBy('id').execute();
+    const rows = await this.db
+      .selectFrom('social_associations')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .orderBy('id')
+      .execute();
     return rows.map(toAssociation);
   }
 
@@ -154,8 +186,18 @@ export class Links {
    * Links (provider, uid) to the user unless it is linked already. Returns undefined when another
    * transaction linked it first: the unique constraint, not a prior read, decides who wins a race.
    */
-  async insert(userId: number, provider: string, uid: string, extraData: Record<string, unknown>, sealedTokens: string | null, at = now(), verifiedEmail: string | null = null): Promise<Association | undefined> {
-    const row = (await insertLink(this.db, userId, provider, uid, JSON.stringify(extraData), sealedTokens, verifiedEmail, at)).rows[0];
+  async insert(
+    userId: number,
+    provider: string,
+    uid: string,
+    extraData: Record<string, unknown>,
+    sealedTokens: string | null,
+    at = now(),
+    verifiedEmail: string | null = null,
+  ): Promise<Association | undefined> {
+    const row = (
+      await insertLink(this.db, userId, provider, uid, JSON.stringify(extraData), sealedTokens, verifiedEmail, at)
+    ).rows[0];
     return row && toAssociation(row);
   }
 
@@ -163,7 +205,12 @@ export class Links {
    * New extra data; new sealed tokens too when the provider gave new ones (else the old ones stay), and the
    * verified e-mail when this sign-in read it (undefined: kept as it is).
    */
-  async updateExtraData(associationId: number, extraData: Record<string, unknown>, sealedTokens: string | null, verifiedEmail?: string | null): Promise<void> {
+  async updateExtraData(
+    associationId: number,
+    extraData: Record<string, unknown>,
+    sealedTokens: string | null,
+    verifiedEmail?: string | null,
+  ): Promise<void> {
     await this.db
       .updateTable('social_associations')
       .set({
@@ -181,24 +228,43 @@ export class Links {
    * and its tokens (sealed again for the new uid). False when there is no such link.
    */
   async moveUid(provider: string, from: string, to: string, sealedTokens: string | null): Promise<boolean> {
-    const result = await this.db.updateTable('social_associations').set({ uid: to, provider_tokens: sealedTokens, updated_at: now() }).where('provider', '=', provider).where('uid', '=', from).executeTakeFirst();
+    const result = await this.db
+      .updateTable('social_associations')
+      .set({ uid: to, provider_tokens: sealedTokens, updated_at: now() })
+      .where('provider', '=', provider)
+      .where('uid', '=', from)
+      .executeTakeFirst();
     return result.numUpdatedRows > 0n;
   }
 
   /** The provider ended the account's sessions now: its ID tokens issued before then no longer sign in. */
   async refuseTokensIssuedBefore(associationId: number, at = now()): Promise<void> {
-    await this.db.updateTable('social_associations').set({ sign_in_after: at, updated_at: at }).where('id', '=', associationId).execute();
+    await this.db
+      .updateTable('social_associations')
+      .set({ sign_in_after: at, updated_at: at })
+      .where('id', '=', associationId)
+      .execute();
   }
 
   /** Drops the link's kept provider tokens (the provider revoked them). */
   async forgetTokens(associationId: number): Promise<void> {
-    await this.db.updateTable('social_associations').set({ provider_tokens: null, updated_at: now() }).where('id', '=', associationId).execute();
+    await this.db
+      .updateTable('social_associations')
+      .set({ provider_tokens: null, updated_at: now() })
+      .where('id', '=', associationId)
+      .execute();
   }
 
   /** The users with a link whose verified e-mail is this one, of these providers (the ones whose e-mail is trusted). */
   async usersWithVerifiedEmail(email: string, providers: readonly string[]): Promise<number[]> {
     if (providers.length === 0) return [];
-    const rows = await this.db.selectFrom('social_associations').select('user_id').distinct().where('verified_email', '=', email).where('provider', 'in', providers).execute();
+    const rows = await this.db
+      .selectFrom('social_associations')
+      .select('user_id')
+      .distinct()
+      .where('verified_email', '=', email)
+      .where('provider', 'in', providers)
+      .execute();
     return rows.map((row) => row.user_id);
   }
 

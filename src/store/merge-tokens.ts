@@ -16,19 +16,37 @@ export class MergeTokens {
   async issue(tokenHash: string, claim: MergeClaim, expiresAt: string): Promise<void> {
     await this.db
       .insertInto('merge_tokens')
-      .values({ token_hash: tokenHash, guest_id: claim.guestId, owner_id: claim.ownerId, provider: claim.provider, uid: claim.uid, created_at: now(), expires_at: expiresAt })
+      .values({
+        token_hash: tokenHash,
+        guest_id: claim.guestId,
+        owner_id: claim.ownerId,
+        provider: claim.provider,
+        uid: claim.uid,
+        created_at: now(),
+        expires_at: expiresAt,
+      })
       .execute();
   }
 
   /** The claim of an unexpired token, left as it is (read before taking the users' rows), or undefined. */
   async find(tokenHash: string): Promise<MergeClaim | undefined> {
-    const row = await this.db.selectFrom('merge_tokens').selectAll().where('token_hash', '=', tokenHash).where('expires_at', '>', now()).executeTakeFirst();
+    const row = await this.db
+      .selectFrom('merge_tokens')
+      .selectAll()
+      .where('token_hash', '=', tokenHash)
+      .where('expires_at', '>', now())
+      .executeTakeFirst();
     return row && { guestId: row.guest_id, ownerId: row.owner_id, provider: row.provider, uid: row.uid };
   }
 
   /** The claim of an unexpired token, used up (in the caller's transaction), or undefined. */
   async use(tokenHash: string): Promise<MergeClaim | undefined> {
-    const row = await this.db.deleteFrom('merge_tokens').where('token_hash', '=', tokenHash).where('expires_at', '>', now()).returningAll().executeTakeFirst();
+    const row = await this.db
+      .deleteFrom('merge_tokens')
+      .where('token_hash', '=', tokenHash)
+      .where('expires_at', '>', now())
+      .returningAll()
+      .executeTakeFirst();
     return row && { guestId: row.guest_id, ownerId: row.owner_id, provider: row.provider, uid: row.uid };
   }
 

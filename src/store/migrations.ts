@@ -45,7 +45,11 @@ const migrations: Record<string, Migration> = {
         .addColumn('updated_at', t.timestamp, (c) => c.notNull())
         .addUniqueConstraint('social_associations_provider_uid_key', ['provider', 'uid'])
         .execute();
-      await db.schema.createIndex('social_associations_user_id_idx').on('social_associations').column('user_id').execute();
+      await db.schema
+        .createIndex('social_associations_user_id_idx')
+        .on('social_associations')
+        .column('user_id')
+        .execute();
 
       await db.schema
         .createTable('sessions')
@@ -145,10 +149,18 @@ migrations['0006_username_key'] = {
     await db.schema.alterTable('users').addColumn('username_key', 'varchar(200)').execute();
     // ASCII in SQL (PostgreSQL's lower() follows the database's collation: in C, ASCII only, as SQLite's), the
     // other names here, one by one, as usernameKey() does.
-    await (postgres ? sql`update users set username_key = lower(username collate "C")` : sql`update users set username_key = lower(username)`).execute(db);
+    await (
+      postgres
+        ? sql`update users set username_key = lower(username collate "C")`
+        : sql`update users set username_key = lower(username)`
+    ).execute(db);
     const nonAscii = postgres ? sql`username collate "C" ~ '[^ -~]'` : sql`username glob '*[^ -~]*'`;
-    const special = await sql<{ id: number; username: string }>`select id, username from users where ${nonAscii}`.execute(db);
-    for (const row of special.rows) await sql`update users set username_key = ${usernameKey(row.username)} where id = ${row.id}`.execute(db);
+    const special = await sql<{
+      id: number;
+      username: string;
+    }>`select id, username from users where ${nonAscii}`.execute(db);
+    for (const row of special.rows)
+      await sql`update users set username_key = ${usernameKey(row.username)} where id = ${row.id}`.execute(db);
     // A host app's users (external_id) keep their exact names: the host's ids are case-sensitive.
     await sql`update users set username_key = username where external_id is not null`.execute(db);
     const colliding = await sql<{ id: number; username: string; username_key: string }>`
@@ -157,8 +169,12 @@ migrations['0006_username_key'] = {
       order by username_key, id`.execute(db);
     const keyed = new Set<string>();
     for (const row of colliding.rows) {
-      if (!keyed.has(row.username_key)) keyed.add(row.username_key); // the oldest keeps the name's key
-      else await sql`update users set username_key = ${collidedUsernameKey(row.id, row.username)} where id = ${row.id}`.execute(db);
+      if (!keyed.has(row.username_key))
+        keyed.add(row.username_key); // the oldest keeps the name's key
+      else
+        await sql`update users set username_key = ${collidedUsernameKey(row.id, row.username)} where id = ${row.id}`.execute(
+          db,
+        );
     }
     if (postgres) await sql`alter table users alter column username_key set not null`.execute(db);
     await db.schema.createIndex('users_username_key_key').on('users').column('username_key').unique().execute();
@@ -199,7 +215,10 @@ migrations['0007_id_token_replay'] = {
 migrations['0008_id_token_retries'] = {
   // A used ID token's retries are counted: the same client's quick retry passes twice at most.
   async up(db) {
-    await db.schema.alterTable('id_token_uses').addColumn('retries', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+    await db.schema
+      .alterTable('id_token_uses')
+      .addColumn('retries', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
   },
   async down(db) {
     await db.schema.alterTable('id_token_uses').dropColumn('retries').execute();
@@ -246,7 +265,11 @@ migrations['0011_link_by_email'] = {
   async up(db) {
     const t = types(db);
     await db.schema.alterTable('social_associations').addColumn('verified_email', 'varchar(320)').execute();
-    await db.schema.createIndex('social_associations_verified_email_idx').on('social_associations').column('verified_email').execute();
+    await db.schema
+      .createIndex('social_associations_verified_email_idx')
+      .on('social_associations')
+      .column('verified_email')
+      .execute();
     await db.schema
       .createTable('link_tokens')
       .addColumn('token_hash', 'varchar(64)', (c) => c.primaryKey())
@@ -262,7 +285,13 @@ migrations['0011_link_by_email'] = {
     // The links made before: their e-mail, where the kept facts say the provider verified it.
     let after = 0;
     for (;;) {
-      const rows = await sql<{ id: number; provider: string; extra_data: unknown }>`select id, provider, extra_data from social_associations where id > ${after} order by id limit 1000`.execute(db);
+      const rows = await sql<{
+        id: number;
+        provider: string;
+        extra_data: unknown;
+      }>`select id, provider, extra_data from social_associations where id > ${after} order by id limit 1000`.execute(
+        db,
+      );
       if (rows.rows.length === 0) break;
       for (const row of rows.rows) {
         const email = verifiedEmailOfKeptFacts(row.provider, keptFacts(row.extra_data));
@@ -340,7 +369,11 @@ migrations['0014_webhook_outbox'] = {
       .addColumn('last_error', 'varchar(500)')
       .addColumn('delivered_at', t.timestamp)
       .execute();
-    await db.schema.createIndex('webhook_deliveries_due_idx').on('webhook_deliveries').columns(['endpoint', 'status', 'next_attempt_at']).execute();
+    await db.schema
+      .createIndex('webhook_deliveries_due_idx')
+      .on('webhook_deliveries')
+      .columns(['endpoint', 'status', 'next_attempt_at'])
+      .execute();
     await db.schema.createIndex('webhook_deliveries_outbox_idx').on('webhook_deliveries').column('outbox_id').execute();
   },
   async down(db) {
@@ -396,7 +429,11 @@ migrations['0017_provider_callbacks_seen'] = {
       .addColumn('id', 'varchar(128)', (c) => c.primaryKey())
       .addColumn('seen_at', t.timestamp, (c) => c.notNull())
       .execute();
-    await db.schema.createIndex('provider_callbacks_seen_at_idx').on('provider_callbacks_seen').column('seen_at').execute();
+    await db.schema
+      .createIndex('provider_callbacks_seen_at_idx')
+      .on('provider_callbacks_seen')
+      .column('seen_at')
+      .execute();
   },
   async down(db) {
     await db.schema.dropTable('provider_callbacks_seen').execute();
@@ -452,15 +489,31 @@ migrations['0018_admin'] = {
     // Search: a uid in any provider, an e-mail the provider gave, a username's prefix (bytewise on PostgreSQL,
     // whatever the database's collation), users by creation date, links of a provider newest first.
     await db.schema.createIndex('social_associations_uid_idx').on('social_associations').column('uid').execute();
-    await db.schema.createIndex('social_associations_provider_idx').on('social_associations').columns(['provider', 'user_id']).execute();
-    await sql`create index social_associations_email_idx on social_associations (${postgres ? sql`lower(extra_data->>'email')` : sql`lower(json_extract(extra_data, '$.email'))`})`.execute(db);
+    await db.schema
+      .createIndex('social_associations_provider_idx')
+      .on('social_associations')
+      .columns(['provider', 'user_id'])
+      .execute();
+    await sql`create index social_associations_email_idx on social_associations (${postgres ? sql`lower(extra_data->>'email')` : sql`lower(json_extract(extra_data, '$.email'))`})`.execute(
+      db,
+    );
     if (postgres) await sql`create index users_username_prefix_idx on users (username_key collate "C")`.execute(db);
     await db.schema.createIndex('users_created_at_idx').on('users').columns(['created_at', 'id']).execute();
     // The dashboard: sign-ins and refusals of the last days.
-    await db.schema.createIndex('audit_events_event_created_idx').on('audit_events').columns(['event', 'created_at']).execute();
+    await db.schema
+      .createIndex('audit_events_event_created_idx')
+      .on('audit_events')
+      .columns(['event', 'created_at'])
+      .execute();
   },
   async down(db) {
-    for (const index of ['social_associations_uid_idx', 'social_associations_provider_idx', 'social_associations_email_idx', 'users_created_at_idx', 'audit_events_event_created_idx']) {
+    for (const index of [
+      'social_associations_uid_idx',
+      'social_associations_provider_idx',
+      'social_associations_email_idx',
+      'users_created_at_idx',
+      'audit_events_event_created_idx',
+    ]) {
       await db.schema.dropIndex(index).ifExists().execute();
     }
     await db.schema.dropIndex('users_username_prefix_idx').ifExists().execute();
@@ -501,7 +554,9 @@ migrations['0020_user_disabled'] = {
 migrations['0021_pending_deliveries'] = {
   // The outbox gauges (metrics) read the pending deliveries at every scrape: their own small index, oldest event first.
   async up(db) {
-    await sql`create index webhook_deliveries_pending_idx on webhook_deliveries (outbox_id) where status = 'pending'`.execute(db);
+    await sql`create index webhook_deliveries_pending_idx on webhook_deliveries (outbox_id) where status = 'pending'`.execute(
+      db,
+    );
   },
   async down(db) {
     await db.schema.dropIndex('webhook_deliveries_pending_idx').execute();

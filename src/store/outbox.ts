@@ -19,7 +19,18 @@ export interface OutboxEvent {
 export const BACKLOG_COUNT_CAP = 100_000;
 
 /** The catalogue of webhook events (README "Webhooks"). */
-export type WebhookEventType = 'user.created' | 'user.deleted' | 'link.created' | 'link.removed' | 'sign_in' | 'link.refused' | 'session.revoked' | 'user.merged' | 'user.disabled' | 'user.enabled' | 'provider.event';
+export type WebhookEventType =
+  | 'user.created'
+  | 'user.deleted'
+  | 'link.created'
+  | 'link.removed'
+  | 'sign_in'
+  | 'link.refused'
+  | 'session.revoked'
+  | 'user.merged'
+  | 'user.disabled'
+  | 'user.enabled'
+  | 'provider.event';
 
 export interface Delivery {
   id: number;
@@ -66,7 +77,18 @@ export class Outbox {
       .executeTakeFirstOrThrow();
     await this.db
       .insertInto('webhook_deliveries')
-      .values(this.endpoints.map((endpoint) => ({ outbox_id: row.id, endpoint, status: 'pending', attempts: 0, next_attempt_at: at, locked_until: null, last_error: null, delivered_at: null })))
+      .values(
+        this.endpoints.map((endpoint) => ({
+          outbox_id: row.id,
+          endpoint,
+          status: 'pending',
+          attempts: 0,
+          next_attempt_at: at,
+          locked_until: null,
+          last_error: null,
+          delivered_at: null,
+        })),
+      )
       .execute();
   }
 
@@ -100,25 +122,46 @@ export class Outbox {
       .where('d.id', 'in', ids)
       .orderBy('d.outbox_id')
       .execute();
-    return rows.map((row) => ({ id: row.id, eventId: row.event_id, type: row.type, userId: row.user_id, payload: row.payload, createdAt: new Date(row.created_at).toISOString(), endpoint: row.endpoint, attempts: row.attempts }));
+    return rows.map((row) => ({
+      id: row.id,
+      eventId: row.event_id,
+      type: row.type,
+      userId: row.user_id,
+      payload: row.payload,
+      createdAt: new Date(row.created_at).toISOString(),
+      endpoint: row.endpoint,
+      attempts: row.attempts,
+    }));
   }
 
   async delivered(id: number): Promise<void> {
-    await this.db.updateTable('webhook_deliveries').set({ status: 'delivered', delivered_at: now(), locked_until: null, last_error: null }).where('id', '=', id).execute();
+    await this.db
+      .updateTable('webhook_deliveries')
+      .set({ status: 'delivered', delivered_at: now(), locked_until: null, last_error: null })
+      .where('id', '=', id)
+      .execute();
   }
 
   /** A failed attempt: tried again at `retryAt`, or given up (failed) when there is none. */
   async attemptFailed(id: number, attempts: number, error: string, retryAt: string | undefined): Promise<void> {
     await this.db
       .updateTable('webhook_deliveries')
-      .set({ attempts, last_error: error.slice(0, 500), locked_until: null, ...(retryAt ? { next_attempt_at: retryAt } : { status: 'failed' }) })
+      .set({
+        attempts,
+        last_error: error.slice(0, 500),
+        locked_until: null,
+        ...(retryAt ? { next_attempt_at: retryAt } : { status: 'failed' }),
+      })
       .where('id', '=', id)
       .execute();
   }
 
   /** Deliveries still pending to endpoints no longer configured: given up (the CLI lists them; replay sends them to nobody). */
   async abandonUnconfigured(): Promise<number> {
-    let query = this.db.updateTable('webhook_deliveries').set({ status: 'failed', last_error: 'endpoint no longer configured', locked_until: null }).where('status', '=', 'pending');
+    let query = this.db
+      .updateTable('webhook_deliveries')
+      .set({ status: 'failed', last_error: 'endpoint no longer configured', locked_until: null })
+      .where('status', '=', 'pending');
     if (this.endpoints.length > 0) query = query.where('endpoint', 'not in', [...this.endpoints]);
     const result = await query.executeTakeFirst();
     return Number(result.numUpdatedRows);
@@ -133,17 +176,32 @@ export class Outbox {
   async backlog(): Promise<OutboxBacklog> {
     if (this.endpoints.length === 0) return { pending: 0, oldestCreatedAt: undefined };
     const endpoints = [...this.endpoints];
-    const pendingRows = this.db.selectFrom('webhook_deliveries').where('status', '=', 'pending').where('endpoint', 'in', endpoints);
+    const pendingRows = this.db
+      .selectFrom('webhook_deliveries')
+      .where('status', '=', 'pending')
+      .where('endpoint', 'in', endpoints);
     const counted = await this.db
-      .selectFrom(pendingRows.select(sql.lit(1).as('one')).limit(BACKLOG_COUNT_CAP + 1).as('capped'))
+      .selectFrom(
+        pendingRows
+          .select(sql.lit(1).as('one'))
+          .limit(BACKLOG_COUNT_CAP + 1)
+          .as('capped'),
+      )
       .select((eb) => eb.fn.countAll().as('pending'))
       .executeTakeFirstOrThrow();
     const oldest = await this.db
       .selectFrom('outbox')
       .select('created_at')
-      .where('id', '=', pendingRows.select((eb) => eb.fn.min('outbox_id').as('first')))
+      .where(
+        'id',
+        '=',
+        pendingRows.select((eb) => eb.fn.min('outbox_id').as('first')),
+      )
       .executeTakeFirst();
-    return { pending: Number(counted.pending), oldestCreatedAt: oldest ? new Date(oldest.created_at).toISOString() : undefined };
+    return {
+      pending: Number(counted.pending),
+      oldestCreatedAt: oldest ? new Date(oldest.created_at).toISOString() : undefined,
+    };
   }
 
   /**
@@ -158,7 +216,16 @@ export class Outbox {
           .selectFrom('outbox as o')
           .select('o.id')
           .where('o.created_at', '<', before)
-          .where(({ not, exists, selectFrom }) => not(exists(selectFrom('webhook_deliveries as d').select('d.id').whereRef('d.outbox_id', '=', 'o.id').where('d.status', '!=', 'delivered'))))
+          .where(({ not, exists, selectFrom }) =>
+            not(
+              exists(
+                selectFrom('webhook_deliveries as d')
+                  .select('d.id')
+                  .whereRef('d.outbox_id', '=', 'o.id')
+                  .where('d.status', '!=', 'delivered'),
+              ),
+            ),
+          )
           .limit(limit),
       )
       .executeTakeFirst();
@@ -170,7 +237,18 @@ export class Outbox {
     let query = this.db
       .selectFrom('webhook_deliveries as d')
       .innerJoin('outbox as o', 'o.id', 'd.outbox_id')
-      .select(['o.event_id', 'o.type', 'o.user_id', 'o.created_at', 'd.endpoint', 'd.status', 'd.attempts', 'd.next_attempt_at', 'd.last_error', 'd.delivered_at'])
+      .select([
+        'o.event_id',
+        'o.type',
+        'o.user_id',
+        'o.created_at',
+        'd.endpoint',
+        'd.status',
+        'd.attempts',
+        'd.next_attempt_at',
+        'd.last_error',
+        'd.delivered_at',
+      ])
       .orderBy('d.id', 'desc')
       .limit(filter.limit);
     if (filter.status) query = query.where('d.status', '=', filter.status);
@@ -179,8 +257,22 @@ export class Outbox {
 
   /** Delivers again: one event (by its id), or every failed delivery. Answers how many. */
   async replay(which: { eventId: string } | 'failed'): Promise<number> {
-    let query = this.db.updateTable('webhook_deliveries').set({ status: 'pending', attempts: 0, next_attempt_at: now(), locked_until: null, last_error: null, delivered_at: null });
-    query = which === 'failed' ? query.where('status', '=', 'failed') : query.where('outbox_id', 'in', this.db.selectFrom('outbox').select('id').where('event_id', '=', which.eventId));
+    let query = this.db.updateTable('webhook_deliveries').set({
+      status: 'pending',
+      attempts: 0,
+      next_attempt_at: now(),
+      locked_until: null,
+      last_error: null,
+      delivered_at: null,
+    });
+    query =
+      which === 'failed'
+        ? query.where('status', '=', 'failed')
+        : query.where(
+            'outbox_id',
+            'in',
+            this.db.selectFrom('outbox').select('id').where('event_id', '=', which.eventId),
+          );
     const result = await query.executeTakeFirst();
     return Number(result.numUpdatedRows);
   }

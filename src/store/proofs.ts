@@ -22,7 +22,13 @@ export class Proofs {
 
   /** Was this nonce (by its hash) issued here, used or not? */
   async isIssuedNonce(nonceHash: string): Promise<boolean> {
-    return (await this.db.selectFrom('nonces').select('nonce_hash').where('nonce_hash', '=', nonceHash).executeTakeFirst()) !== undefined;
+    return (
+      (await this.db
+        .selectFrom('nonces')
+        .select('nonce_hash')
+        .where('nonce_hash', '=', nonceHash)
+        .executeTakeFirst()) !== undefined
+    );
   }
 
   /** Uses an issued, unexpired nonce, once; `retry`: the ID token that used it presents it again. */
@@ -33,7 +39,11 @@ export class Proofs {
       .set({ used_at: at, token_hash: tokenHash })
       .where('nonce_hash', '=', nonceHash)
       .where('expires_at', '>', at)
-      .where((where) => (retry ? where.or([where('used_at', 'is', null), where('token_hash', '=', tokenHash)]) : where('used_at', 'is', null)))
+      .where((where) =>
+        retry
+          ? where.or([where('used_at', 'is', null), where('token_hash', '=', tokenHash)])
+          : where('used_at', 'is', null),
+      )
       .executeTakeFirst();
     return result.numUpdatedRows > 0n;
   }
@@ -43,7 +53,12 @@ export class Proofs {
    * first use (a phone that lost the answer), at most MAX_RETRIES times, else a replay. Of concurrent first
    * uses the database keeps one.
    */
-  async useIdToken(tokenHash: string, clientHash: string, expiresAt: string, retrySeconds: number): Promise<IdTokenUse> {
+  async useIdToken(
+    tokenHash: string,
+    clientHash: string,
+    expiresAt: string,
+    retrySeconds: number,
+  ): Promise<IdTokenUse> {
     const at = now();
     const inserted = await this.db
       .insertInto('id_token_uses')

@@ -5,7 +5,8 @@ import type { Database } from './schema.js';
 
 export const now = () => new Date().toISOString();
 /** An ISO 8601 UTC timestamp; SQLite rows hold them already (as now() wrote them), PostgreSQL's are Dates. */
-export const iso = (value: Date | string) => (typeof value === 'string' && ISO_UTC.test(value) ? value : new Date(value).toISOString());
+export const iso = (value: Date | string) =>
+  typeof value === 'string' && ISO_UTC.test(value) ? value : new Date(value).toISOString();
 const ISO_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 export const isoOrNull = (value: Date | string | null) => (value === null ? null : iso(value));
 

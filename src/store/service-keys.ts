@@ -35,7 +35,12 @@ export class ServiceKeys {
   /** The active key this secret is, its last use noted (to the minute: one write per key per minute at most). */
   async use(key: string): Promise<ServiceKey | undefined> {
     if (!key.startsWith(PREFIX) || key.length > 100) return undefined;
-    const row = await this.db.selectFrom('service_keys').selectAll().where('key_hash', '=', hashOf(key)).where('revoked_at', 'is', null).executeTakeFirst();
+    const row = await this.db
+      .selectFrom('service_keys')
+      .selectAll()
+      .where('key_hash', '=', hashOf(key))
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
     if (!row) return undefined;
     const at = now();
     if (!row.last_used_at || Date.parse(iso(row.last_used_at)) < Date.now() - 60_000) {
@@ -51,12 +56,24 @@ export class ServiceKeys {
 
   /** Revokes the key of this name at once; false when there is no active one. */
   async revoke(name: string): Promise<boolean> {
-    const result = await this.db.updateTable('service_keys').set({ revoked_at: now() }).where('name', '=', name).where('revoked_at', 'is', null).executeTakeFirst();
+    const result = await this.db
+      .updateTable('service_keys')
+      .set({ revoked_at: now() })
+      .where('name', '=', name)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
     return result.numUpdatedRows > 0n;
   }
 }
 
-function toServiceKey(row: { id: number; name: string; scopes: string; created_at: Date | string; last_used_at: Date | string | null; revoked_at: Date | string | null }): ServiceKey {
+function toServiceKey(row: {
+  id: number;
+  name: string;
+  scopes: string;
+  created_at: Date | string;
+  last_used_at: Date | string | null;
+  revoked_at: Date | string | null;
+}): ServiceKey {
   return {
     id: row.id,
     name: row.name,

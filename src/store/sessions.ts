@@ -27,22 +27,57 @@ export interface RefreshTokenRecord {
 /** Our sign-in sessions and their refresh tokens (one family each). */
 
 // A session starts with every sign-in, and every authenticated request reads one: compiled once (prepared.ts).
-type AuditValues = [userId: number | null, event: AuditEntry['event'], provider: string | null, uid: string | null, detail: string | null, ip: string | null, userAgent: string | null];
-const touchUser = prepared((db, id: number, at: string) => db.updateTable('users').set({ last_login_at: at }).where('id', '=', id));
-const insertSession = prepared((db, id: string, userId: number, at: string, ip: string | null, userAgent: string | null) =>
-  db.insertInto('sessions').values({ id, user_id: userId, created_at: at, ip, user_agent: userAgent }),
+type AuditValues = [
+  userId: number | null,
+  event: AuditEntry['event'],
+  provider: string | null,
+  uid: string | null,
+  detail: string | null,
+  ip: string | null,
+  userAgent: string | null,
+];
+const touchUser = prepared((db, id: number, at: string) =>
+  db.updateTable('users').set({ last_login_at: at }).where('id', '=', id),
+);
+const insertSession = prepared(
+  (db, id: string, userId: number, at: string, ip: string | null, userAgent: string | null) =>
+    db.insertInto('sessions').values({ id, user_id: userId, created_at: at, ip, user_agent: userAgent }),
 );
 const insertRefreshToken = prepared((db, sessionId: string, hash: string, at: string, expiresAt: string) =>
-  db.insertInto('refresh_tokens').values({ session_id: sessionId, token_hash: hash, created_at: at, expires_at: expiresAt }),
+  db
+    .insertInto('refresh_tokens')
+    .values({ session_id: sessionId, token_hash: hash, created_at: at, expires_at: expiresAt }),
 );
 // PostgreSQL: one statement of data-modifying CTEs; the refresh token's foreign key is checked at its end.
 // (lastLogin null: a new user, whose last login stays null.)
 const startSessionPostgres = prepared(
-  (db, userId: number, lastLogin: string | null, sessionId: string, at: string, hash: string, expiresAt: string, ...[auditUser, event, provider, uid, detail, ip, userAgent]: AuditValues) =>
+  (
+    db,
+    userId: number,
+    lastLogin: string | null,
+    sessionId: string,
+    at: string,
+    hash: string,
+    expiresAt: string,
+    ...[auditUser, event, provider, uid, detail, ip, userAgent]: AuditValues
+  ) =>
     db
-      .with('touch', (cte) => cte.updateTable('users').set({ last_login_at: sql<string>`coalesce(${lastLogin}::timestamptz, last_login_at)` }).where('id', '=', userId))
-      .with('session', (cte) => cte.insertInto('sessions').values({ id: sessionId, user_id: userId, created_at: at, ip, user_agent: userAgent }))
-      .with('refresh', (cte) => cte.insertInto('refresh_tokens').values({ session_id: sessionId, token_hash: hash, created_at: at, expires_at: expiresAt }))
+      .with('touch', (cte) =>
+        cte
+          .updateTable('users')
+          .set({ last_login_at: sql<string>`coalesce(${lastLogin}::timestamptz, last_login_at)` })
+          .where('id', '=', userId),
+      )
+      .with('session', (cte) =>
+        cte
+          .insertInto('sessions')
+          .values({ id: sessionId, user_id: userId, created_at: at, ip, user_agent: userAgent }),
+      )
+      .with('refresh', (cte) =>
+        cte
+          .insertInto('refresh_tokens')
+          .values({ session_id: sessionId, token_hash: hash, created_at: at, expires_at: expiresAt }),
+      )
       .insertInto('audit_events')
       .values({ user_id: auditUser, event, provider, uid, detail, ip, user_agent: userAgent, created_at: at }),
 );
@@ -73,7 +108,16 @@ export class Sessions {
     const row = auditRow(audit, client, at);
     const auditValues = [row.user_id, row.event, row.provider, row.uid, row.detail, row.ip, row.user_agent] as const;
     if (isPostgres(this.db)) {
-      await startSessionPostgres(this.db, userId, lastLogin, session.id, at, session.refreshTokenHash, session.refreshExpiresAt, ...auditValues);
+      await startSessionPostgres(
+        this.db,
+        userId,
+        lastLogin,
+        session.id,
+        at,
+        session.refreshTokenHash,
+        session.refreshExpiresAt,
+        ...auditValues,
+      );
     } else {
       if (lastLogin) await touchUser(this.db, userId, lastLogin);
       await insertSession(this.db, session.id, userId, at, row.ip, row.user_agent);
@@ -93,22 +137,41 @@ export class Sessions {
 
   /** Revokes every active session of the user (a provider says the account may be in other hands): how many. */
   async revokeAllOfUser(userId: number, reason: string): Promise<number> {
-    const result = await this.db.updateTable('sessions').set({ revoked_at: now(), revoked_reason: reason }).where('user_id', '=', userId).where('revoked_at', 'is', null).executeTakeFirst();
+    const result = await this.db
+      .updateTable('sessions')
+      .set({ revoked_at: now(), revoked_reason: reason })
+      .where('user_id', '=', userId)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
     return Number(result.numUpdatedRows);
   }
 
   /** Revokes one active session of this user; false when it has no such session. */
   async revokeOfUser(userId: number, sessionId: string, reason: string): Promise<boolean> {
-    const result = await this.db.updateTable('sessions').set({ revoked_at: now(), revoked_reason: reason }).where('id', '=', sessionId).where('user_id', '=', userId).where('revoked_at', 'is', null).executeTakeFirst();
+    const result = await this.db
+      .updateTable('sessions')
+      .set({ revoked_at: now(), revoked_reason: reason })
+      .where('id', '=', sessionId)
+      .where('user_id', '=', userId)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
     return result.numUpdatedRows > 0n;
   }
 
   async revoke(sessionId: string, reason: string): Promise<void> {
-    await this.db.updateTable('sessions').set({ revoked_at: now(), revoked_reason: reason }).where('id', '=', sessionId).where('revoked_at', 'is', null).execute();
+    await this.db
+      .updateTable('sessions')
+      .set({ revoked_at: now(), revoked_reason: reason })
+      .where('id', '=', sessionId)
+      .where('revoked_at', 'is', null)
+      .execute();
   }
 
   async addRefreshToken(sessionId: string, tokenHash: string, expiresAt: string): Promise<void> {
-    await this.db.insertInto('refresh_tokens').values({ session_id: sessionId, token_hash: tokenHash, created_at: now(), expires_at: expiresAt }).execute();
+    await this.db
+      .insertInto('refresh_tokens')
+      .values({ session_id: sessionId, token_hash: tokenHash, created_at: now(), expires_at: expiresAt })
+      .execute();
   }
 
   /**
@@ -131,7 +194,14 @@ export class Sessions {
     const row = await this.db
       .selectFrom('refresh_tokens')
       .innerJoin('sessions', 'sessions.id', 'refresh_tokens.session_id')
-      .select(['refresh_tokens.session_id', 'refresh_tokens.used_at', 'refresh_tokens.expires_at', 'sessions.user_id', 'sessions.revoked_at', 'sessions.revoked_reason'])
+      .select([
+        'refresh_tokens.session_id',
+        'refresh_tokens.used_at',
+        'refresh_tokens.expires_at',
+        'sessions.user_id',
+        'sessions.revoked_at',
+        'sessions.revoked_reason',
+      ])
       .where('refresh_tokens.token_hash', '=', tokenHash)
       .executeTakeFirst();
     return (

@@ -64,11 +64,24 @@ function toStaff(row: {
 export class Staff {
   constructor(private readonly db: Kysely<Database>) {}
 
-  async create(username: string, passwordHash: string, role: StaffRole, sealedTotpSecret: string | null = null, enrolled = false): Promise<StaffMember> {
+  async create(
+    username: string,
+    passwordHash: string,
+    role: StaffRole,
+    sealedTotpSecret: string | null = null,
+    enrolled = false,
+  ): Promise<StaffMember> {
     const at = now();
     const row = await this.db
       .insertInto('staff')
-      .values({ username, password_hash: passwordHash, role, totp_secret: sealedTotpSecret, totp_enrolled_at: enrolled ? at : null, created_at: at })
+      .values({
+        username,
+        password_hash: passwordHash,
+        role,
+        totp_secret: sealedTotpSecret,
+        totp_enrolled_at: enrolled ? at : null,
+        created_at: at,
+      })
       .returningAll()
       .executeTakeFirstOrThrow();
     return toStaff(row);
@@ -90,7 +103,13 @@ export class Staff {
 
   /** Disables the account and ends its sessions; false when there is no such active account. */
   async disable(username: string): Promise<boolean> {
-    const row = await this.db.updateTable('staff').set({ disabled_at: now() }).where('username', '=', username).where('disabled_at', 'is', null).returning('id').executeTakeFirst();
+    const row = await this.db
+      .updateTable('staff')
+      .set({ disabled_at: now() })
+      .where('username', '=', username)
+      .where('disabled_at', 'is', null)
+      .returning('id')
+      .executeTakeFirst();
     if (row) await this.db.deleteFrom('staff_sessions').where('staff_id', '=', row.id).execute();
     return row !== undefined;
   }
@@ -99,7 +118,13 @@ export class Staff {
   async resetCredentials(id: number, passwordHash: string, sealedTotpSecret: string): Promise<void> {
     await this.db
       .updateTable('staff')
-      .set({ password_hash: passwordHash, totp_secret: sealedTotpSecret, totp_enrolled_at: now(), failed_logins: 0, locked_until: null })
+      .set({
+        password_hash: passwordHash,
+        totp_secret: sealedTotpSecret,
+        totp_enrolled_at: now(),
+        failed_logins: 0,
+        locked_until: null,
+      })
       .where('id', '=', id)
       .execute();
   }
@@ -123,20 +148,34 @@ export class Staff {
 
   /** A new password (staff password): unlocks, and ends the account's sessions. */
   async setPassword(username: string, passwordHash: string): Promise<boolean> {
-    const row = await this.db.updateTable('staff').set({ password_hash: passwordHash, failed_logins: 0, locked_until: null }).where('username', '=', username).returning('id').executeTakeFirst();
+    const row = await this.db
+      .updateTable('staff')
+      .set({ password_hash: passwordHash, failed_logins: 0, locked_until: null })
+      .where('username', '=', username)
+      .returning('id')
+      .executeTakeFirst();
     if (row) await this.db.deleteFrom('staff_sessions').where('staff_id', '=', row.id).execute();
     return row !== undefined;
   }
 
   /** Ends a lockout at once (staff unlock). */
   async unlock(username: string): Promise<boolean> {
-    const result = await this.db.updateTable('staff').set({ failed_logins: 0, locked_until: null }).where('username', '=', username).executeTakeFirst();
+    const result = await this.db
+      .updateTable('staff')
+      .set({ failed_logins: 0, locked_until: null })
+      .where('username', '=', username)
+      .executeTakeFirst();
     return result.numUpdatedRows > 0n;
   }
 
   /** Forgets the authenticator: the next sign-in enrols a new one (staff reset-totp, a lost phone); ends the sessions. */
   async resetTotp(username: string): Promise<boolean> {
-    const row = await this.db.updateTable('staff').set({ totp_secret: null, totp_enrolled_at: null }).where('username', '=', username).returning('id').executeTakeFirst();
+    const row = await this.db
+      .updateTable('staff')
+      .set({ totp_secret: null, totp_enrolled_at: null })
+      .where('username', '=', username)
+      .returning('id')
+      .executeTakeFirst();
     if (row) await this.db.deleteFrom('staff_sessions').where('staff_id', '=', row.id).execute();
     return row !== undefined;
   }
@@ -175,13 +214,36 @@ export class Staff {
     return result.numUpdatedRows > 0n;
   }
 
-  async startSession(tokenHash: string, staffId: number, stage: StaffStage, csrfToken: string, ip: string, expiresAt: string): Promise<void> {
+  async startSession(
+    tokenHash: string,
+    staffId: number,
+    stage: StaffStage,
+    csrfToken: string,
+    ip: string,
+    expiresAt: string,
+  ): Promise<void> {
     const at = now();
-    await this.db.insertInto('staff_sessions').values({ id_hash: tokenHash, staff_id: staffId, stage, csrf_token: csrfToken, ip: ip.slice(0, 64), created_at: at, last_seen_at: at, expires_at: expiresAt }).execute();
+    await this.db
+      .insertInto('staff_sessions')
+      .values({
+        id_hash: tokenHash,
+        staff_id: staffId,
+        stage,
+        csrf_token: csrfToken,
+        ip: ip.slice(0, 64),
+        created_at: at,
+        last_seen_at: at,
+        expires_at: expiresAt,
+      })
+      .execute();
   }
 
   async findSession(tokenHash: string): Promise<StaffSession | undefined> {
-    const row = await this.db.selectFrom('staff_sessions').selectAll().where('id_hash', '=', tokenHash).executeTakeFirst();
+    const row = await this.db
+      .selectFrom('staff_sessions')
+      .selectAll()
+      .where('id_hash', '=', tokenHash)
+      .executeTakeFirst();
     return (
       row && {
         staffId: row.staff_id,

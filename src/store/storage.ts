@@ -82,7 +82,8 @@ export class Storage {
   }
 
   private inTransaction<T>(work: (storage: Storage) => Promise<T>): Promise<T> {
-    const bound = (db: Kysely<Database>, writeLocked: boolean) => new Storage(db, writeLocked, this.webhookEndpoints, this.health);
+    const bound = (db: Kysely<Database>, writeLocked: boolean) =>
+      new Storage(db, writeLocked, this.webhookEndpoints, this.health);
     if (isPostgres(this.db)) return this.db.transaction().execute((trx) => work(bound(trx, false)));
     // SQLite: take the write lock at BEGIN. A plain (deferred) transaction that reads, then writes, fails
     // at once with "database is locked" when another process (a second worker) wrote meanwhile, instead
@@ -100,4 +101,3 @@ export class Storage {
     });
   }
 }
-

@@ -14,9 +14,14 @@ export function usernameKey(username: string): string {
 export const collidedUsernameKey = (id: number, username: string): string => `#${id}:${usernameKey(username)}`;
 
 /** What operators read about such users (migrate, start-up), or undefined when there are none. */
-export function caseCollisionReport(collisions: Array<{ id: number; username: string; sameAs?: { id: number; username: string } }>): string | undefined {
+export function caseCollisionReport(
+  collisions: Array<{ id: number; username: string; sameAs?: { id: number; username: string } }>,
+): string | undefined {
   if (collisions.length === 0) return undefined;
-  const lines = collisions.map(({ id, username, sameAs }) => `  user ${id} "${username}" is the same name as user ${sameAs?.id ?? '?'} "${sameAs?.username ?? '?'}" but for case`);
+  const lines = collisions.map(
+    ({ id, username, sameAs }) =>
+      `  user ${id} "${username}" is the same name as user ${sameAs?.id ?? '?'} "${sameAs?.username ?? '?'}" but for case`,
+  );
   return [
     `${collisions.length} username(s) were taken twice but for case before usernames were compared without case.`,
     'Each user keeps its account and signs in with its exact spelling; rename the newer to end it:',

@@ -26,7 +26,13 @@ export class Users {
     const at = now();
     const row = await this.db
       .insertInto('users')
-      .values({ username, username_key: usernameKey(username), password_hash: passwordHash, created_at: at, updated_at: at })
+      .values({
+        username,
+        username_key: usernameKey(username),
+        password_hash: passwordHash,
+        created_at: at,
+        updated_at: at,
+      })
       .returningAll()
       .executeTakeFirstOrThrow();
     return toUser(row);
@@ -34,7 +40,12 @@ export class Users {
 
   /** Replaces the password hash if it is still `current`; false when it changed meanwhile. */
   async replacePasswordHash(id: number, current: string, next: string): Promise<boolean> {
-    const result = await this.db.updateTable('users').set({ password_hash: next, updated_at: now() }).where('id', '=', id).where('password_hash', '=', current).executeTakeFirst();
+    const result = await this.db
+      .updateTable('users')
+      .set({ password_hash: next, updated_at: now() })
+      .where('id', '=', id)
+      .where('password_hash', '=', current)
+      .executeTakeFirst();
     return result.numUpdatedRows > 0n;
   }
 
@@ -53,7 +64,11 @@ export class Users {
       .selectFrom('users')
       .selectAll()
       // A held-back key (collidedUsernameKey) is no name: looked up by its exact spelling only.
-      .where((where) => (key.startsWith('#') ? where('username', '=', username) : where.or([where('username', '=', username), where('username_key', '=', key)])))
+      .where((where) =>
+        key.startsWith('#')
+          ? where('username', '=', username)
+          : where.or([where('username', '=', username), where('username_key', '=', key)]),
+      )
       .limit(2)
       .execute();
     const row = rows.find((candidate) => candidate.username === username) ?? rows[0];
@@ -63,7 +78,12 @@ export class Users {
   /** A new name (an operator's): refused by the unique key when taken, whatever its case (isUniqueViolation). */
   async rename(id: number, username: string): Promise<boolean> {
     const before = await this.db.selectFrom('users').select('username_key').where('id', '=', id).executeTakeFirst();
-    const result = await this.db.updateTable('users').set({ username, username_key: usernameKey(username), updated_at: now() }).where('id', '=', id).where('external_id', 'is', null).executeTakeFirst();
+    const result = await this.db
+      .updateTable('users')
+      .set({ username, username_key: usernameKey(username), updated_at: now() })
+      .where('id', '=', id)
+      .where('external_id', 'is', null)
+      .executeTakeFirst();
     if (result.numUpdatedRows === 0n) return false;
     if (before?.username_key && before.username_key !== usernameKey(username)) await this.handOver(before.username_key);
     return true;
@@ -79,12 +99,23 @@ export class Users {
   }
 
   /** Users whose name was the same as an older user's but for case when keys came (see collidedUsernameKey). */
-  async caseCollisions(): Promise<Array<{ id: number; username: string; sameAs: { id: number; username: string } | undefined }>> {
-    const rows = await this.db.selectFrom('users').select(['id', 'username', 'username_key']).where(HELD_BACK).orderBy('id').execute();
+  async caseCollisions(): Promise<
+    Array<{ id: number; username: string; sameAs: { id: number; username: string } | undefined }>
+  > {
+    const rows = await this.db
+      .selectFrom('users')
+      .select(['id', 'username', 'username_key'])
+      .where(HELD_BACK)
+      .orderBy('id')
+      .execute();
     const collided = rows.filter((row) => row.username_key === collidedUsernameKey(row.id, row.username));
     return Promise.all(
       collided.map(async (row) => {
-        const older = await this.db.selectFrom('users').select(['id', 'username']).where('username_key', '=', usernameKey(row.username)).executeTakeFirst();
+        const older = await this.db
+          .selectFrom('users')
+          .select(['id', 'username'])
+          .where('username_key', '=', usernameKey(row.username))
+          .executeTakeFirst();
         return { id: row.id, username: row.username, sameAs: older };
       }),
     );
@@ -102,11 +133,19 @@ export class Users {
     if (found) return found;
     const at = now();
     // A long id is named by its hash: usernames are at most 150 characters and must stay unique.
-    const username = externalId.length <= 140 ? `app:${externalId}` : `app:${createHash('sha256').update(externalId).digest('hex')}`;
+    const username =
+      externalId.length <= 140 ? `app:${externalId}` : `app:${createHash('sha256').update(externalId).digest('hex')}`;
     // Two first requests of one host user may race: the unique external id decides, then both read the winner.
     await this.db
       .insertInto('users')
-      .values({ username, username_key: username, password_hash: null, external_id: externalId, created_at: at, updated_at: at })
+      .values({
+        username,
+        username_key: username,
+        password_hash: null,
+        external_id: externalId,
+        created_at: at,
+        updated_at: at,
+      })
       .onConflict((conflict) => conflict.column('external_id').doNothing())
       .execute();
     return (await this.findExternal(externalId))!;
@@ -151,9 +190,14 @@ export class Users {
    */
   async setDisabled(id: number, disabled: { reason: string } | null): Promise<boolean> {
     const change = this.db.updateTable('users').where('id', '=', id);
-    const result = await (disabled
-      ? change.set({ disabled_at: now(), disabled_reason: disabled.reason, updated_at: now() }).where('disabled_at', 'is', null)
-      : change.set({ disabled_at: null, disabled_reason: null, updated_at: now() }).where('disabled_at', 'is not', null)
+    const result = await (
+      disabled
+        ? change
+            .set({ disabled_at: now(), disabled_reason: disabled.reason, updated_at: now() })
+            .where('disabled_at', 'is', null)
+        : change
+            .set({ disabled_at: null, disabled_reason: null, updated_at: now() })
+            .where('disabled_at', 'is not', null)
     ).executeTakeFirst();
     return result.numUpdatedRows > 0n;
   }

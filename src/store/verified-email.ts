@@ -24,7 +24,9 @@ export function verifiedEmailOfKeptFacts(provider: string, extraData: unknown): 
 }
 
 /** The e-mail the provider says it verified, as links keep it; undefined when it said nothing of the kind. */
-export function verifiedEmailOf(identity: { details: { email?: string; email_verified?: boolean } }): string | undefined {
+export function verifiedEmailOf(identity: {
+  details: { email?: string; email_verified?: boolean };
+}): string | undefined {
   const { email, email_verified: verified } = identity.details;
   return email && verified ? kept(email) : undefined;
 }

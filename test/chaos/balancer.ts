@@ -19,7 +19,10 @@ export const NGINX_CONFIG = fileURLToPath(new URL('../../deploy/nginx.conf', imp
 
 /** The path of this program on PATH, or in /usr/sbin (where Debian puts haproxy and nginx); undefined if neither. */
 export function which(program: string): string | undefined {
-  const found = spawnSync('sh', ['-c', `command -v ${program}`], { encoding: 'utf8', env: { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin` } });
+  const found = spawnSync('sh', ['-c', `command -v ${program}`], {
+    encoding: 'utf8',
+    env: { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin` },
+  });
   return found.status === 0 && found.stdout.trim() ? found.stdout.trim() : undefined;
 }
 
@@ -46,7 +49,12 @@ process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
-function startProcess(command: string, args: string[], env: NodeJS.ProcessEnv, logFile: string): { child: ChildProcess; exited: Promise<void> } {
+function startProcess(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  logFile: string,
+): { child: ChildProcess; exited: Promise<void> } {
   const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   const log = createWriteStream(logFile, { flags: 'a' });
@@ -84,7 +92,9 @@ function runtimeApi(socket: string, command: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const connection = connect(socket);
     let answer = '';
-    connection.setTimeout(5_000, () => connection.destroy(new Error(`haproxy runtime API: no answer to "${command}" in 5 s`)));
+    connection.setTimeout(5_000, () =>
+      connection.destroy(new Error(`haproxy runtime API: no answer to "${command}" in 5 s`)),
+    );
     connection.on('connect', () => connection.write(`${command}\n`));
     connection.on('data', (chunk: Buffer) => (answer += chunk.toString()));
     connection.on('end', () => resolve(answer));
@@ -135,7 +145,8 @@ export async function startHaproxy(ports: number[]): Promise<Haproxy> {
     port,
     log,
     servers,
-    sessions: async () => Object.fromEntries(Object.entries(await column('stot')).map(([name, count]) => [name, Number(count)])),
+    sessions: async () =>
+      Object.fromEntries(Object.entries(await column('stot')).map(([name, count]) => [name, Number(count)])),
     async waitFor(server, status, timeoutMs = 60_000) {
       const started = Date.now();
       let seen: Record<string, string> = {};

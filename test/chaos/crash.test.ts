@@ -1,7 +1,19 @@
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/store/database.js';
-import { api, newGuest, postgresAvailable, runBounded, runCli, spawnServer, startWorld, warnIfSkipped, type ChaosWorld, type Env, type ServerProcess } from './harness.js';
+import {
+  api,
+  newGuest,
+  postgresAvailable,
+  runBounded,
+  runCli,
+  spawnServer,
+  startWorld,
+  warnIfSkipped,
+  type ChaosWorld,
+  type Env,
+  type ServerProcess,
+} from './harness.js';
 
 warnIfSkipped('test/chaos/crash.test.ts');
 
@@ -52,7 +64,10 @@ describe.skipIf(!postgresAvailable)('kill -9 during a load of associates (Postgr
           try {
             const user = await newGuest(victim.url);
             task.userId = user.id;
-            const answer = await api(victim.url, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: task.token } });
+            const answer = await api(victim.url, 'POST', '/api/associate/facebook/', {
+              token: user.access_token,
+              body: { access_token: task.token },
+            });
             task.status = answer.status;
             if (++answered === KILL_AFTER) {
               killed = true;
@@ -88,7 +103,12 @@ describe.skipIf(!postgresAvailable)('kill -9 during a load of associates (Postgr
       const linkOf = new Map(links.map((link) => [link.uid, link]));
 
       // Every 200 survived, exactly as answered.
-      for (const task of ok) expect(linkOf.get(task.uid), `answered link of uid ${task.uid}`).toEqual({ user_id: task.userId, provider: 'facebook', uid: task.uid });
+      for (const task of ok)
+        expect(linkOf.get(task.uid), `answered link of uid ${task.uid}`).toEqual({
+          user_id: task.userId,
+          provider: 'facebook',
+          uid: task.uid,
+        });
       // Every link found was asked for by a task that got as far as sending it, for the user it created.
       for (const link of links) {
         const task = byUid.get(link.uid)!;
@@ -112,7 +132,10 @@ describe.skipIf(!postgresAvailable)('kill -9 during a load of associates (Postgr
       // The restarted process takes new work on that database.
       const user = await newGuest(server.url);
       const fb = await world.emulator.mintFacebookToken();
-      const fresh = await api(server.url, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: fb.access_token } });
+      const fresh = await api(server.url, 'POST', '/api/associate/facebook/', {
+        token: user.access_token,
+        body: { access_token: fb.access_token },
+      });
       expect(fresh.status).toBe(200);
       expect(fresh.body.association.created).toBe(true);
 

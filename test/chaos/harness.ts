@@ -11,7 +11,13 @@ import type { Kysely } from 'kysely';
 import { fetch as undiciFetch, type Dispatcher } from 'undici';
 import { generateSigningKeySet } from '../../src/auth/keys.js';
 import { openDatabase, type Database } from '../../src/store/database.js';
-import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor, type EmulatedApps } from '../../src/config/dev.js';
+import {
+  emulatedApps,
+  emulatorOptionsFor,
+  generateAppleKey,
+  serverEnvFor,
+  type EmulatedApps,
+} from '../../src/config/dev.js';
 import { EmulatorClient, startEmulator, type RunningEmulator } from '@social-link/emulator';
 import { freshDatabase } from '../helpers.js';
 
@@ -23,7 +29,9 @@ export const postgresAvailable = Boolean(process.env.TEST_DATABASE_URL);
 /** Says loudly why a chaos file does nothing, so a green run without PostgreSQL is not mistaken for a pass. */
 export function warnIfSkipped(file: string): void {
   if (!postgresAvailable) {
-    console.warn(`${file}: SKIPPED, these tests need PostgreSQL: TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test npm run test:chaos`);
+    console.warn(
+      `${file}: SKIPPED, these tests need PostgreSQL: TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test npm run test:chaos`,
+    );
   }
 }
 
@@ -55,7 +63,10 @@ export async function killAllChildren(): Promise<void> {
   );
 }
 
-function track(child: ChildProcess): { exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>; output(): string } {
+function track(child: ChildProcess): {
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  output(): string;
+} {
   children.add(child);
   let output = '';
   // Keep the tail only: a misbehaving server must not fill the test's memory.
@@ -74,8 +85,15 @@ function track(child: ChildProcess): { exited: Promise<{ code: number | null; si
 }
 
 /** Runs the built CLI `<args>` to completion (bounded by timeoutMs). */
-export async function runCli(args: string[], env: Env, timeoutMs = 60_000): Promise<{ code: number | null; output: string }> {
-  const child = spawn(process.execPath, [...CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function runCli(
+  args: string[],
+  env: Env,
+  timeoutMs = 60_000,
+): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, [...CLI, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const { exited, output } = track(child);
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   const { code } = await exited;
@@ -107,7 +125,10 @@ export interface ServerProcess {
  * Starts the built CLI's `serve` with `env` on a free port (or `port`), and resolves once GET /healthz answers.
  * Rejects with the process's output if it exits first or is not up within readyTimeoutMs (then it is killed).
  */
-export async function spawnServer(env: Env, options: { port?: number; readyTimeoutMs?: number } = {}): Promise<ServerProcess> {
+export async function spawnServer(
+  env: Env,
+  options: { port?: number; readyTimeoutMs?: number } = {},
+): Promise<ServerProcess> {
   const port = options.port ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
   const child = spawn(process.execPath, [...CLI, 'serve'], {
@@ -128,7 +149,8 @@ export async function spawnServer(env: Env, options: { port?: number; readyTimeo
     if (health?.status === 200) break;
     await sleep(100);
   }
-  if (exit) throw new Error(`server on port ${port} exited (${JSON.stringify(exit)}) before answering; output:\n${output()}`);
+  if (exit)
+    throw new Error(`server on port ${port} exited (${JSON.stringify(exit)}) before answering; output:\n${output()}`);
   return { url, port, pid: child.pid!, exited, kill: (signal) => void child.kill(signal), output };
 }
 
@@ -201,7 +223,12 @@ export async function newGuest(base: string): Promise<Tokens> {
 }
 
 /** Runs `task(i)` for i in [0, count) with at most `concurrency` at once; stops starting new ones once `stop()` is true. */
-export async function runBounded(count: number, concurrency: number, task: (i: number) => Promise<void>, stop: () => boolean = () => false): Promise<void> {
+export async function runBounded(
+  count: number,
+  concurrency: number,
+  task: (i: number) => Promise<void>,
+  stop: () => boolean = () => false,
+): Promise<void> {
   let next = 0;
   const worker = async () => {
     while (next < count && !stop()) await task(next++);
@@ -260,7 +287,8 @@ export async function startWorld(): Promise<ChaosWorld> {
     async close() {
       await killAllChildren();
       for (const db of handles) await db.destroy().catch(() => {});
-      for (const drop of drops) await drop().catch((error: unknown) => console.warn('could not drop a test database:', error));
+      for (const drop of drops)
+        await drop().catch((error: unknown) => console.warn('could not drop a test database:', error));
       await emulator.close();
     },
   };

@@ -78,7 +78,9 @@ function run(bin: string, program: string, args: string[], timeoutMs = 120_000):
 }
 
 /** Starts a new cluster on a free port and creates the database `social_link`. */
-export async function startPrivatePostgres(options: { settings?: Record<string, string> } = {}): Promise<PrivatePostgres> {
+export async function startPrivatePostgres(
+  options: { settings?: Record<string, string> } = {},
+): Promise<PrivatePostgres> {
   const bin = postgresBinDir();
   if (!bin) throw new Error('initdb not found: install PostgreSQL (Debian: postgresql) or set PG_BIN');
   const dir = mkdtempSync(join(tmpdir(), 'social-link-pg-'));
@@ -103,7 +105,10 @@ export async function startPrivatePostgres(options: { settings?: Record<string, 
     if (existsSync(join(data, 'postmaster.pid'))) {
       const command = asRoot ? 'runuser' : join(bin, 'pg_ctl');
       const args = ['stop', '-D', data, '-m', 'immediate', '-w', '-t', '30'];
-      spawnSync(command, asRoot ? ['-u', 'postgres', '--', join(bin, 'pg_ctl'), ...args] : args, { stdio: 'ignore', timeout: 40_000 });
+      spawnSync(command, asRoot ? ['-u', 'postgres', '--', join(bin, 'pg_ctl'), ...args] : args, {
+        stdio: 'ignore',
+        timeout: 40_000,
+      });
     }
     rmSync(dir, { recursive: true, force: true });
   };

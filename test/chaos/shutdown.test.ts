@@ -2,7 +2,18 @@ import type { Kysely } from 'kysely';
 import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/store/database.js';
-import { api, canConnect, newGuest, postgresAvailable, runCli, spawnServer, startWorld, warnIfSkipped, type ChaosWorld, type Env } from './harness.js';
+import {
+  api,
+  canConnect,
+  newGuest,
+  postgresAvailable,
+  runCli,
+  spawnServer,
+  startWorld,
+  warnIfSkipped,
+  type ChaosWorld,
+  type Env,
+} from './harness.js';
 
 warnIfSkipped('test/chaos/shutdown.test.ts');
 
@@ -45,7 +56,11 @@ describe.skipIf(!postgresAvailable)('graceful shutdown on SIGTERM (PostgreSQL)',
     // The in-flight requests use a pool of their own, kept alive as HTTP/1.1 clients (and proxies) do.
     client = new Agent();
     const inFlight = users.map((user, i) =>
-      api(server.url, 'POST', '/api/associate/facebook/', { token: user.access_token, body: { access_token: accounts[i]!.access_token }, dispatcher: client }).then(
+      api(server.url, 'POST', '/api/associate/facebook/', {
+        token: user.access_token,
+        body: { access_token: accounts[i]!.access_token },
+        dispatcher: client,
+      }).then(
         (answer) => {
           answeredAt.push(Date.now());
           return answer;
@@ -55,7 +70,8 @@ describe.skipIf(!postgresAvailable)('graceful shutdown on SIGTERM (PostgreSQL)',
     );
 
     // Signal only once every request is inside the server, waiting on Facebook (/me and debug_token each).
-    for (let i = 0; i < 100 && ((await world.emulator.stats()).requests.facebook ?? 0) < before + 2 * IN_FLIGHT; i++) await sleep(50);
+    for (let i = 0; i < 100 && ((await world.emulator.stats()).requests.facebook ?? 0) < before + 2 * IN_FLIGHT; i++)
+      await sleep(50);
     expect((await world.emulator.stats()).requests.facebook).toBe(before + 2 * IN_FLIGHT);
     const signalledAt = Date.now();
     server.kill('SIGTERM');
@@ -70,7 +86,11 @@ describe.skipIf(!postgresAvailable)('graceful shutdown on SIGTERM (PostgreSQL)',
     const probes: Array<{ at: number; accepted: boolean }> = [];
     let refusedAt: number | undefined;
     let answeredWhenRefused = 0;
-    while (exit.at === undefined && Date.now() - signalledAt < 60_000 && !(allAnswered && Date.now() - Math.max(...answeredAt) > EXIT_GRACE_MS)) {
+    while (
+      exit.at === undefined &&
+      Date.now() - signalledAt < 60_000 &&
+      !(allAnswered && Date.now() - Math.max(...answeredAt) > EXIT_GRACE_MS)
+    ) {
       const accepted = await canConnect(server.port);
       probes.push({ at: Date.now() - signalledAt, accepted });
       if (!accepted && refusedAt === undefined) {
@@ -80,15 +100,28 @@ describe.skipIf(!postgresAvailable)('graceful shutdown on SIGTERM (PostgreSQL)',
       await sleep(25);
     }
     expect(refusedAt, JSON.stringify(probes)).toBeDefined();
-    expect(probes.filter((probe) => probe.accepted && probe.at > refusedAt!), 'accepted after the first refusal').toEqual([]);
+    expect(
+      probes.filter((probe) => probe.accepted && probe.at > refusedAt!),
+      'accepted after the first refusal',
+    ).toEqual([]);
     // Refused while the slow requests were still running: it stopped accepting first, not at exit.
     expect(answeredWhenRefused).toBeLessThan(IN_FLIGHT);
 
     const answers = await answering;
-    expect(answers.map((answer) => answer.status), JSON.stringify(answers.map((answer) => answer.body))).toEqual(users.map(() => 200));
-    for (const [i, answer] of answers.entries()) expect(answer.body.association).toEqual({ provider: 'facebook', uid: accounts[i]!.user_id, created: true });
-    const links = await db.selectFrom('social_associations').select(['user_id', 'uid']).where('provider', '=', 'facebook').execute();
-    expect(new Set(links.map((link) => `${link.user_id}:${link.uid}`))).toEqual(new Set(users.map((user, i) => `${user.id}:${accounts[i]!.user_id}`)));
+    expect(
+      answers.map((answer) => answer.status),
+      JSON.stringify(answers.map((answer) => answer.body)),
+    ).toEqual(users.map(() => 200));
+    for (const [i, answer] of answers.entries())
+      expect(answer.body.association).toEqual({ provider: 'facebook', uid: accounts[i]!.user_id, created: true });
+    const links = await db
+      .selectFrom('social_associations')
+      .select(['user_id', 'uid'])
+      .where('provider', '=', 'facebook')
+      .execute();
+    expect(new Set(links.map((link) => `${link.user_id}:${link.uid}`))).toEqual(
+      new Set(users.map((user, i) => `${user.id}:${accounts[i]!.user_id}`)),
+    );
 
     const lastAnswer = Math.max(...answeredAt);
     if (exit.at === undefined) {
@@ -96,7 +129,10 @@ describe.skipIf(!postgresAvailable)('graceful shutdown on SIGTERM (PostgreSQL)',
       const closedAt = Date.now();
       await client.destroy();
       await Promise.race([server.exited, sleep(5_000)]);
-      const after = exit.at === undefined ? 'and still runs 5 s after the client closed its idle keep-alive connections' : `and exited (${exit.code}) ${exit.at - closedAt} ms after the client closed its idle keep-alive connections`;
+      const after =
+        exit.at === undefined
+          ? 'and still runs 5 s after the client closed its idle keep-alive connections'
+          : `and exited (${exit.code}) ${exit.at - closedAt} ms after the client closed its idle keep-alive connections`;
       // (If so: the connections that carried the in-flight requests stay open after their answers, and
       // server.close() waits for them: up to the keep-alive timeout, 72 s with Fastify's default.)
       expect.fail(`the server still ran ${closedAt - lastAnswer} ms after its last answer, ${after}`);

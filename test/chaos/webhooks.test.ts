@@ -4,7 +4,17 @@ import type { Kysely } from 'kysely';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/store/database.js';
-import { newGuest, postgresAvailable, runBounded, runCli, spawnServer, startWorld, warnIfSkipped, type ChaosWorld, type Env } from './harness.js';
+import {
+  newGuest,
+  postgresAvailable,
+  runBounded,
+  runCli,
+  spawnServer,
+  startWorld,
+  warnIfSkipped,
+  type ChaosWorld,
+  type Env,
+} from './harness.js';
 
 warnIfSkipped('test/chaos/webhooks.test.ts');
 
@@ -57,7 +67,8 @@ describe.skipIf(!postgresAvailable)('webhooks through kill -9 (PostgreSQL)', () 
     const first = await spawnServer(env);
     await runBounded(USERS, 8, async () => void (await newGuest(first.url)));
     // Kill it while it delivers.
-    for (let waited = 0; received.length < 10 && waited < 20_000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+    for (let waited = 0; received.length < 10 && waited < 20_000; waited += 20)
+      await new Promise((resolve) => setTimeout(resolve, 20));
     first.kill('SIGKILL');
     expect((await first.exited).signal).toBe('SIGKILL');
     const beforeRestart = received.length;
@@ -66,13 +77,16 @@ describe.skipIf(!postgresAvailable)('webhooks through kill -9 (PostgreSQL)', () 
     const written = await db.selectFrom('outbox').select(['event_id', 'payload']).execute();
     expect(written).toHaveLength(USERS); // one user.created per guest: each committed with its user
     const deadline = Date.now() + 60_000;
-    while (new Set(received.map((event) => event.id)).size < USERS && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+    while (new Set(received.map((event) => event.id)).size < USERS && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 100));
 
     const ids = new Set(received.map((event) => event.id));
     expect([...ids].sort()).toEqual(written.map((row) => row.event_id).sort());
     const payloadOf = new Map(written.map((row) => [row.event_id, row.payload]));
     for (const event of received) expect(event.body).toBe(payloadOf.get(event.id));
-    console.log(`webhooks through kill -9: ${beforeRestart} received before the kill, ${received.length} deliveries for ${ids.size} events in all (${received.length - ids.size} repeated with their id)`);
+    console.log(
+      `webhooks through kill -9: ${beforeRestart} received before the kill, ${received.length} deliveries for ${ids.size} events in all (${received.length - ids.size} repeated with their id)`,
+    );
     second.kill('SIGTERM');
     await second.exited;
   });

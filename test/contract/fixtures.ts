@@ -37,7 +37,11 @@ export const ENDPOINTS: Record<string, readonly string[]> = {
 export function documentedSituations(): Set<string> {
   const readme = readFileSync(join(FIXTURES_DIR, 'README.md'), 'utf8');
   const section = readme.slice(readme.indexOf('## Situation keys'));
-  return new Set([...section.matchAll(/^\| `([a-z_]+)`(?: \/ `([a-z_]+)`)?(?: \/ `([a-z_]+)`)? \|/gm)].flatMap((m) => m.slice(1).filter(Boolean)));
+  return new Set(
+    [...section.matchAll(/^\| `([a-z_]+)`(?: \/ `([a-z_]+)`)?(?: \/ `([a-z_]+)`)? \|/gm)].flatMap((m) =>
+      m.slice(1).filter(Boolean),
+    ),
+  );
 }
 
 export function loadFixtures(): ProviderFixture[] {
@@ -57,7 +61,10 @@ export function loadFixtures(): ProviderFixture[] {
 /** The value at a dotted path such as `error.code` or `errors[0].code`; undefined when absent. */
 export function valueAt(value: unknown, path: string): unknown {
   let current = value;
-  for (const part of path.replace(/\[(\d+)\]/g, '.$1').split('.').filter(Boolean)) {
+  for (const part of path
+    .replace(/\[(\d+)\]/g, '.$1')
+    .split('.')
+    .filter(Boolean)) {
     if (current === null || typeof current !== 'object') return undefined;
     current = (current as Record<string, unknown>)[part];
   }
@@ -71,7 +78,12 @@ const kind = (value: unknown) => (value === null ? 'null' : Array.isArray(value)
  * or extra, or of another JSON type; and, for the `match` paths, another value. `optional` paths may be
  * absent or null on either side (the providers' nullable fields). Arrays compare their first elements.
  */
-export function shapeDifferences(recorded: unknown, actual: unknown, match: readonly string[] = [], optional: readonly string[] = []): string[] {
+export function shapeDifferences(
+  recorded: unknown,
+  actual: unknown,
+  match: readonly string[] = [],
+  optional: readonly string[] = [],
+): string[] {
   const differences: string[] = [];
   const normal = (path: string) => path.replace(/\[\d+\]/g, '[0]');
   const isOptional = (path: string) => optional.map(normal).includes(normal(path));
@@ -79,7 +91,9 @@ export function shapeDifferences(recorded: unknown, actual: unknown, match: read
   const walk = (expected: unknown, got: unknown, path: string) => {
     if ((expected === null || got === null) && isOptional(path)) return;
     if (kind(expected) !== kind(got)) {
-      differences.push(`${path || '(body)'}: recorded ${kind(expected)} ${JSON.stringify(expected)?.slice(0, 60)}, emulator ${kind(got)} ${JSON.stringify(got)?.slice(0, 60)}`);
+      differences.push(
+        `${path || '(body)'}: recorded ${kind(expected)} ${JSON.stringify(expected)?.slice(0, 60)}, emulator ${kind(got)} ${JSON.stringify(got)?.slice(0, 60)}`,
+      );
       return;
     }
     if (Array.isArray(expected) && Array.isArray(got)) {

@@ -17,7 +17,12 @@ import type { ProviderFixture } from './fixtures.js';
 type Answer = NonNullable<ProviderFixture['response']>;
 
 /** The endpoint a request to the stand-in is for, by provider (paths as the provider modules call them). */
-function endpointOf(provider: string, method: string, path: string, oidcJwksPath: string | undefined): string | undefined {
+function endpointOf(
+  provider: string,
+  method: string,
+  path: string,
+  oidcJwksPath: string | undefined,
+): string | undefined {
   const rest = path.slice(`/${provider}`.length);
   switch (provider) {
     case 'facebook':
@@ -49,11 +54,17 @@ function endpointOf(provider: string, method: string, path: string, oidcJwksPath
 function urlSettings(provider: string, base: string): Record<string, string> {
   switch (provider) {
     case 'facebook':
-      return { SOCIAL_AUTH_FACEBOOK_API_URL: `${base}/facebook`, SOCIAL_AUTH_FACEBOOK_LIMITED_JWKS_URL: `${base}/facebook/limited_jwks` };
+      return {
+        SOCIAL_AUTH_FACEBOOK_API_URL: `${base}/facebook`,
+        SOCIAL_AUTH_FACEBOOK_LIMITED_JWKS_URL: `${base}/facebook/limited_jwks`,
+      };
     case 'twitter':
       return { SOCIAL_AUTH_TWITTER_API_URL: `${base}/twitter` };
     case 'google':
-      return { SOCIAL_AUTH_GOOGLE_JWKS_URL: `${base}/google/certs`, SOCIAL_AUTH_GOOGLE_TOKENINFO_URL: `${base}/google/tokeninfo` };
+      return {
+        SOCIAL_AUTH_GOOGLE_JWKS_URL: `${base}/google/certs`,
+        SOCIAL_AUTH_GOOGLE_TOKENINFO_URL: `${base}/google/tokeninfo`,
+      };
     case 'apple':
       return { SOCIAL_AUTH_APPLE_JWKS_URL: `${base}/apple/auth/keys`, SOCIAL_AUTH_APPLE_API_URL: `${base}/apple` };
     case 'line':
@@ -68,7 +79,9 @@ const JWKS_ENDPOINT: Record<string, string> = { facebook: 'limited_jwks', google
 
 /** A test RSA key to re-sign recorded ID tokens, and an ES256 key for Apple's client secret. */
 const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
-const applePem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+const applePem = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  .privateKey.export({ type: 'pkcs8', format: 'pem' })
+  .toString();
 const TIME_CLAIMS = ['iat', 'exp', 'nbf', 'auth_time'];
 
 /** The recorded claims moved to now (their distances kept), signed with the test key under the recorded kid. */
@@ -77,7 +90,9 @@ async function resign(token: NonNullable<ProviderFixture['token']>): Promise<str
   const shift = Math.floor(Date.now() / 1000) - Number(claims.iat);
   for (const name of TIME_CLAIMS) if (typeof claims[name] === 'number') claims[name] = (claims[name] as number) + shift;
   const header = { ...token.header, alg: 'RS256', kid: String(token.header.kid ?? 'replay-key') };
-  return new SignJWT(claims).setProtectedHeader(header).sign(await importPKCS8(rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 'RS256'));
+  return new SignJWT(claims)
+    .setProtectedHeader(header)
+    .sign(await importPKCS8(rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 'RS256'));
 }
 
 /**
@@ -110,8 +125,9 @@ export async function replay(fixture: ProviderFixture, all: readonly ProviderFix
   // Other endpoints answer their recorded success, so that the endpoint under test is reached; a generic
   // issuer's documents come from the same issuer (Microsoft's discovery and keys with Microsoft's tokens).
   const companion = (endpoint: string) =>
-    (fixture.provider === 'oidc' ? ofProvider.find((other) => other.endpoint === endpoint && other.situation === fixture.situation) : undefined) ??
-    ofProvider.find((other) => other.file === `${fixture.provider}/${endpoint}.success.json`);
+    (fixture.provider === 'oidc'
+      ? ofProvider.find((other) => other.endpoint === endpoint && other.situation === fixture.situation)
+      : undefined) ?? ofProvider.find((other) => other.file === `${fixture.provider}/${endpoint}.success.json`);
   const answers = new Map<string, Answer>();
   const calls: string[] = [];
   let oidcJwksPath: string | undefined;
@@ -125,7 +141,9 @@ export async function replay(fixture: ProviderFixture, all: readonly ProviderFix
 
   // A generic issuer's URLs (its identifier, discovery, keys: https://host/…) all move to the stand-in's /oidc/host/….
   const moved = <T>(value: T): T =>
-    fixture.provider === 'oidc' ? (JSON.parse(JSON.stringify(value).replace(/https:\/\/([a-z0-9.-]+)/gi, `${base}/oidc/$1`)) as T) : value;
+    fixture.provider === 'oidc'
+      ? (JSON.parse(JSON.stringify(value).replace(/https:\/\/([a-z0-9.-]+)/gi, `${base}/oidc/$1`)) as T)
+      : value;
 
   const token = moved(fixture.token ?? companion('id_token')?.token);
   const idToken = token && (await resign(token));
@@ -140,7 +158,8 @@ export async function replay(fixture: ProviderFixture, all: readonly ProviderFix
   }
   // Apple's code exchange answers the identity token the app got with the code.
   const exchange = answers.get('token');
-  if (fixture.provider === 'apple' && exchange?.status === 200 && idToken) answers.set('token', { ...exchange, body: { ...(exchange.body as object), id_token: idToken } });
+  if (fixture.provider === 'apple' && exchange?.status === 200 && idToken)
+    answers.set('token', { ...exchange, body: { ...(exchange.body as object), id_token: idToken } });
   const jwksUri = (answers.get('discovery')?.body as { jwks_uri?: string } | undefined)?.jwks_uri;
   oidcJwksPath = jwksUri && new URL(jwksUri).pathname;
 
@@ -150,26 +169,41 @@ export async function replay(fixture: ProviderFixture, all: readonly ProviderFix
     ...(config.SOCIAL_AUTH_APPLE_PRIVATE_KEY ? { SOCIAL_AUTH_APPLE_PRIVATE_KEY: applePem } : {}),
     ...urlSettings(fixture.provider, base),
   });
-  const enabled = loadProviderConfigs(settings).find((candidate) => candidate.name === fixture.provider || candidate.name.startsWith(`${fixture.provider}:`));
+  const enabled = loadProviderConfigs(settings).find(
+    (candidate) => candidate.name === fixture.provider || candidate.name.startsWith(`${fixture.provider}:`),
+  );
   if (!enabled) throw new Error(`${fixture.file}: its config enables no ${fixture.provider} provider`);
   const { provider, http } = enabled.create({ timeoutMs: 5000 });
-  const input = Object.fromEntries(Object.entries(fixture.input).map(([field, value]) => [field, field === 'id_token' && idToken ? idToken : value]));
+  const input = Object.fromEntries(
+    Object.entries(fixture.input).map(([field, value]) => [field, field === 'id_token' && idToken ? idToken : value]),
+  );
   try {
     if (fixture.endpoint === 'revoke') {
       // Revocation happens after an unlink, whose answer (204) never waits on it: a refusal is only logged,
       // so it must be a provider failure (5xx), and a recorded success must not be one.
-      const refusal = await provider.revoke!({ refresh_token: 'r-recorded', client_id: config.SOCIAL_AUTH_APPLE_KEY!.split(',')[0]! }).then(
+      const refusal = await provider.revoke!({
+        refresh_token: 'r-recorded',
+        client_id: config.SOCIAL_AUTH_APPLE_KEY!.split(',')[0]!,
+      }).then(
         () => undefined,
         (error: unknown) => error,
       );
-      const expected = fixture.response!.status === 200 ? refusal === undefined : refusal instanceof ApiError && refusal.statusCode >= 500;
-      return { status: expected ? 204 : 0, detail: String((refusal as Error | undefined)?.message ?? 'revoked'), calls };
+      const expected =
+        fixture.response!.status === 200
+          ? refusal === undefined
+          : refusal instanceof ApiError && refusal.statusCode >= 500;
+      return {
+        status: expected ? 204 : 0,
+        detail: String((refusal as Error | undefined)?.message ?? 'revoked'),
+        calls,
+      };
     }
     // As a sign-in of a linked account does it: the token proved first, the profile read after (if at all).
     const identity = await withProfile(await provider.verify(input, { profile: false }));
     return { status: 200, uid: identity.uid, calls };
   } catch (error) {
-    if (error instanceof ApiError) return { status: error.statusCode, code: error.code, detail: String(error.extra.detail ?? ''), calls };
+    if (error instanceof ApiError)
+      return { status: error.statusCode, code: error.code, detail: String(error.extra.detail ?? ''), calls };
     throw error;
   } finally {
     await http.close();

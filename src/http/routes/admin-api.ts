@@ -26,7 +26,10 @@ const userSchema = {
     has_password: { type: 'boolean' },
     date_joined: dateTime,
     last_login: nullable(dateTime),
-    disabled_at: { ...nullable(dateTime), description: 'When an operator disabled the user (it cannot sign in); null: it can' },
+    disabled_at: {
+      ...nullable(dateTime),
+      description: 'When an operator disabled the user (it cannot sign in); null: it can',
+    },
     disabled_reason: { ...nullable(text), description: "The operator's reason (a user's detail only)" },
     providers: { type: 'array', items: text },
     name: { ...nullable(text), description: 'A name its providers gave (search results)' },
@@ -37,27 +40,72 @@ const userSchema = {
 const linkSchema = {
   type: 'object',
   required: ['id', 'user_id', 'provider', 'uid', 'extra_data', 'verified_email', 'created_at', 'updated_at'],
-  properties: { id: integer, user_id: integer, provider: text, uid: text, extra_data: { type: 'object', additionalProperties: true }, verified_email: nullable(text), created_at: dateTime, updated_at: dateTime },
+  properties: {
+    id: integer,
+    user_id: integer,
+    provider: text,
+    uid: text,
+    extra_data: { type: 'object', additionalProperties: true },
+    verified_email: nullable(text),
+    created_at: dateTime,
+    updated_at: dateTime,
+  },
 } as const;
 const sessionSchema = {
   type: 'object',
   required: ['id', 'created_at', 'last_used_at', 'ip', 'user_agent'],
-  properties: { id: text, created_at: dateTime, last_used_at: dateTime, ip: nullable(text), user_agent: nullable(text) },
+  properties: {
+    id: text,
+    created_at: dateTime,
+    last_used_at: dateTime,
+    ip: nullable(text),
+    user_agent: nullable(text),
+  },
 } as const;
-const userDetail = { type: 'object', required: ['user', 'links', 'sessions'], properties: { user: userSchema, links: { type: 'array', items: linkSchema }, sessions: { type: 'array', items: sessionSchema } } } as const;
+const userDetail = {
+  type: 'object',
+  required: ['user', 'links', 'sessions'],
+  properties: {
+    user: userSchema,
+    links: { type: 'array', items: linkSchema },
+    sessions: { type: 'array', items: sessionSchema },
+  },
+} as const;
 const auditSchema = {
   type: 'object',
   required: ['id', 'event', 'provider', 'uid', 'detail', 'ip', 'user_agent', 'created_at', 'actor', 'reason'],
-  properties: { id: integer, event: text, provider: nullable(text), uid: nullable(text), detail: nullable(text), ip: nullable(text), user_agent: nullable(text), created_at: dateTime, actor: nullable(text), reason: nullable(text) },
+  properties: {
+    id: integer,
+    event: text,
+    provider: nullable(text),
+    uid: nullable(text),
+    detail: nullable(text),
+    ip: nullable(text),
+    user_agent: nullable(text),
+    created_at: dateTime,
+    actor: nullable(text),
+    reason: nullable(text),
+  },
 } as const;
 
-const userId = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^\\d{1,20}$' } } } as const;
+const userId = {
+  type: 'object',
+  required: ['id'],
+  properties: { id: { type: 'string', pattern: '^\\d{1,20}$' } },
+} as const;
 // Absent or blank, a change answers 400 reason_required (core/admin.ts decides, and audits the refusal).
-const reasonProperty = { type: 'string', maxLength: 500, description: 'Why: kept with the change in the audit log (required: 400 reason_required without it)' } as const;
+const reasonProperty = {
+  type: 'string',
+  maxLength: 500,
+  description: 'Why: kept with the change in the audit log (required: 400 reason_required without it)',
+} as const;
 const reasonBody = { type: 'object', properties: { reason: reasonProperty }, additionalProperties: false } as const;
 const TAG = ['admin'];
 
-const userBody = (user: Pick<UserSummary, 'id' | 'username' | 'hasPassword' | 'createdAt' | 'lastLoginAt' | 'disabledAt'> & Partial<UserSummary> & { disabledReason?: string | null }) => ({
+const userBody = (
+  user: Pick<UserSummary, 'id' | 'username' | 'hasPassword' | 'createdAt' | 'lastLoginAt' | 'disabledAt'> &
+    Partial<UserSummary> & { disabledReason?: string | null },
+) => ({
   id: user.id,
   username: user.username,
   has_password: user.hasPassword,
@@ -82,7 +130,13 @@ const linkBody = (link: LinkView) => ({
 const detailBody = (view: UserView) => ({
   user: userBody(view.user),
   links: view.links.map(linkBody),
-  sessions: view.sessions.map((session) => ({ id: session.id, created_at: session.createdAt, last_used_at: session.lastUsedAt, ip: session.ip, user_agent: session.userAgent })),
+  sessions: view.sessions.map((session) => ({
+    id: session.id,
+    created_at: session.createdAt,
+    last_used_at: session.lastUsedAt,
+    ip: session.ip,
+    user_agent: session.userAgent,
+  })),
 });
 const auditBody = (event: AuditEvent) => ({ ...event, user_agent: event.userAgent, created_at: event.createdAt });
 
@@ -97,7 +151,11 @@ function adminApiLimit(app: FastifyInstance, perMinute: number | undefined): Lim
   // The plugin is registered only when rate limits are on (RATE_LIMIT_ENABLED).
   if (perMinute === undefined || !app.hasDecorator('createRateLimit')) return async () => {};
   const keys = new WeakMap<FastifyRequest, string>();
-  const check = app.createRateLimit({ max: perMinute, timeWindow: 60_000, keyGenerator: (request) => `admin-api:${keys.get(request)}` });
+  const check = app.createRateLimit({
+    max: perMinute,
+    timeWindow: 60_000,
+    keyGenerator: (request) => `admin-api:${keys.get(request)}`,
+  });
   return async (request, who) => {
     keys.set(request, who);
     const limit = await check(request);
@@ -125,7 +183,16 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
   app.addHook('preHandler', async (request) => {
     if (carriesNul(request)) throw apiError('invalid_request', { about: 'no value may hold a NUL character' });
   });
-  app.get<{ Querystring: { q?: string; provider?: string; created_from?: string; created_to?: string; cursor?: string; limit?: string } }>(
+  app.get<{
+    Querystring: {
+      q?: string;
+      provider?: string;
+      created_from?: string;
+      created_to?: string;
+      cursor?: string;
+      limit?: string;
+    };
+  }>(
     '/admin/api/users',
     {
       schema: {
@@ -148,13 +215,36 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
           },
           additionalProperties: false,
         },
-        ...answers({ 200: described({ type: 'object', required: ['users', 'next'], properties: { users: { type: 'array', items: userSchema }, next: nullable(text) } }, 'A page of users') }, [...KEYED, 'invalid_request']),
+        ...answers(
+          {
+            200: described(
+              {
+                type: 'object',
+                required: ['users', 'next'],
+                properties: { users: { type: 'array', items: userSchema }, next: nullable(text) },
+              },
+              'A page of users',
+            ),
+          },
+          [...KEYED, 'invalid_request'],
+        ),
       },
     },
     async (request) => {
       const actor = await serviceKeyOf(request);
       const { q, provider, created_from: from, created_to: to, cursor, limit } = request.query;
-      const page = await admin.search(actor, { q, provider: provider || undefined, createdFrom: from, createdTo: to, cursor, limit: limit ? Number(limit) : 50 }, clientOf(request));
+      const page = await admin.search(
+        actor,
+        {
+          q,
+          provider: provider || undefined,
+          createdFrom: from,
+          createdTo: to,
+          cursor,
+          limit: limit ? Number(limit) : 50,
+        },
+        clientOf(request),
+      );
       return { users: page.users.map(userBody), next: page.next ?? null };
     },
   );
@@ -180,25 +270,30 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
   // The user of a username: GET /admin/api/usernames/{username}. DEPRECATED path, GET /admin/api/users/by-username/{username}:
   // it reads as /admin/api/users/{id}/… (a user id "by-username"; redocly's no-ambiguous-paths), so it is served, the
   // same, for the callers written against it, and left out of the document (hide). Remove it once they have moved.
-  for (const deprecated of [false, true]) app.get<{ Params: { username: string } }>(
-    deprecated ? '/admin/api/users/by-username/:username' : '/admin/api/usernames/:username',
-    {
-      schema: {
-        ...(deprecated ? { hide: true } : { operationId: 'adminGetUserByUsername' }),
-        summary: 'A user by username (whatever its case), as adminGetUser',
-        tags: TAG,
-        security: serviceKey,
-        params: { type: 'object', required: ['username'], properties: { username: { type: 'string', minLength: 1, maxLength: 150 } } },
-        ...answers({ 200: described(userDetail, 'The user') }, [...KEYED, 'invalid_request', 'user_not_found']),
+  for (const deprecated of [false, true])
+    app.get<{ Params: { username: string } }>(
+      deprecated ? '/admin/api/users/by-username/:username' : '/admin/api/usernames/:username',
+      {
+        schema: {
+          ...(deprecated ? { hide: true } : { operationId: 'adminGetUserByUsername' }),
+          summary: 'A user by username (whatever its case), as adminGetUser',
+          tags: TAG,
+          security: serviceKey,
+          params: {
+            type: 'object',
+            required: ['username'],
+            properties: { username: { type: 'string', minLength: 1, maxLength: 150 } },
+          },
+          ...answers({ 200: described(userDetail, 'The user') }, [...KEYED, 'invalid_request', 'user_not_found']),
+        },
       },
-    },
-    async (request) => {
-      const actor = await serviceKeyOf(request);
-      const id = await admin.findUserByUsername(request.params.username);
-      if (id === undefined) throw apiError('user_not_found');
-      return detailBody(await admin.user(actor, id, clientOf(request)));
-    },
-  );
+      async (request) => {
+        const actor = await serviceKeyOf(request);
+        const id = await admin.findUserByUsername(request.params.username);
+        if (id === undefined) throw apiError('user_not_found');
+        return detailBody(await admin.user(actor, id, clientOf(request)));
+      },
+    );
 
   app.get<{ Params: { provider: string; uid: string } }>(
     '/admin/api/links/:provider/:uid',
@@ -208,8 +303,23 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
         summary: 'The link of a social account (provider + uid) and its user: who is this Facebook account?',
         tags: TAG,
         security: serviceKey,
-        params: { type: 'object', required: ['provider', 'uid'], properties: { provider: { type: 'string', minLength: 1, maxLength: 64 }, uid: { type: 'string', minLength: 1, maxLength: 255 } } },
-        ...answers({ 200: described({ type: 'object', required: ['link', 'user'], properties: { link: linkSchema, user: userDetail } }, 'The link and its user') }, [...KEYED, 'invalid_request', 'association_not_found']),
+        params: {
+          type: 'object',
+          required: ['provider', 'uid'],
+          properties: {
+            provider: { type: 'string', minLength: 1, maxLength: 64 },
+            uid: { type: 'string', minLength: 1, maxLength: 255 },
+          },
+        },
+        ...answers(
+          {
+            200: described(
+              { type: 'object', required: ['link', 'user'], properties: { link: linkSchema, user: userDetail } },
+              'The link and its user',
+            ),
+          },
+          [...KEYED, 'invalid_request', 'association_not_found'],
+        ),
       },
     },
     async (request) => {
@@ -233,18 +343,31 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
           properties: {
             before: { type: 'string', pattern: '^[1-9]\\d{0,14}$' },
             limit: { type: 'string', pattern: '^([1-9]\\d?|1\\d\\d|200)$', description: '1 to 200, default 50' },
-            reads: { type: 'string', enum: ['true', 'false'], description: 'true: the operators\' reads (admin_read) too; default false' },
+            reads: {
+              type: 'string',
+              enum: ['true', 'false'],
+              description: "true: the operators' reads (admin_read) too; default false",
+            },
           },
           additionalProperties: false,
         },
-        ...answers({ 200: described({ type: 'array', items: auditSchema }, 'Events, newest first; page with ?before=<last id>') }, [...KEYED, 'invalid_request', 'user_not_found']),
+        ...answers(
+          {
+            200: described({ type: 'array', items: auditSchema }, 'Events, newest first; page with ?before=<last id>'),
+          },
+          [...KEYED, 'invalid_request', 'user_not_found'],
+        ),
       },
     },
     async (request) => {
       const id = userIdOf(request.params.id);
       const actor = await serviceKeyOf(request);
       const { before, limit, reads } = request.query;
-      const events = await admin.audit(id, { before: before ? Number(before) : undefined, limit: limit ? Number(limit) : 50, withReads: reads === 'true' });
+      const events = await admin.audit(id, {
+        before: before ? Number(before) : undefined,
+        limit: limit ? Number(limit) : 50,
+        withReads: reads === 'true',
+      });
       await admin.audited(actor, { event: 'admin_read', userId: id, detail: 'audit' }, clientOf(request));
       return events.map(auditBody);
     },
@@ -263,10 +386,19 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
         body: {
           type: 'object',
           required: ['provider', 'uid'],
-          properties: { provider: { type: 'string', minLength: 1, maxLength: 64 }, uid: { type: 'string', minLength: 1, maxLength: 255 }, reason: reasonProperty, force: { type: 'boolean' } },
+          properties: {
+            provider: { type: 'string', minLength: 1, maxLength: 64 },
+            uid: { type: 'string', minLength: 1, maxLength: 255 },
+            reason: reasonProperty,
+            force: { type: 'boolean' },
+          },
           additionalProperties: false,
         },
-        ...answers({ 204: { type: 'null', description: 'Unlinked' } }, [...CHANGE, 'association_not_found', 'last_login_method']),
+        ...answers({ 204: { type: 'null', description: 'Unlinked' } }, [
+          ...CHANGE,
+          'association_not_found',
+          'last_login_method',
+        ]),
       },
     },
     async (request, reply) => {
@@ -282,17 +414,28 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
     {
       schema: {
         operationId: 'adminRevokeSessions',
-        summary: "End every session of the user (its refresh tokens stop working at once, its access tokens at their next use)",
+        summary:
+          'End every session of the user (its refresh tokens stop working at once, its access tokens at their next use)',
         tags: TAG,
         security: serviceKey,
         params: userId,
         body: reasonBody,
-        ...answers({ 200: described({ type: 'object', required: ['revoked'], properties: { revoked: integer } }, 'How many sessions ended') }, CHANGE),
+        ...answers(
+          {
+            200: described(
+              { type: 'object', required: ['revoked'], properties: { revoked: integer } },
+              'How many sessions ended',
+            ),
+          },
+          CHANGE,
+        ),
       },
     },
     async (request) => {
       const actor = await serviceKeyOf(request);
-      return { revoked: await admin.revokeSessions(actor, userIdOf(request.params.id), clientOf(request), request.body.reason) };
+      return {
+        revoked: await admin.revokeSessions(actor, userIdOf(request.params.id), clientOf(request), request.body.reason),
+      };
     },
   );
 
@@ -301,22 +444,35 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
     {
       schema: {
         operationId: 'adminRevokeSession',
-        summary: 'End one session of the user (a lost phone\'s), keeping its others',
+        summary: "End one session of the user (a lost phone's), keeping its others",
         tags: TAG,
         security: serviceKey,
-        params: { type: 'object', required: ['id', 'session'], properties: { id: userId.properties.id, session: { type: 'string', minLength: 1, maxLength: 64 } } },
+        params: {
+          type: 'object',
+          required: ['id', 'session'],
+          properties: { id: userId.properties.id, session: { type: 'string', minLength: 1, maxLength: 64 } },
+        },
         body: reasonBody,
         ...answers({ 204: { type: 'null', description: 'Ended' } }, [...CHANGE, 'session_not_found']),
       },
     },
     async (request, reply) => {
       const actor = await serviceKeyOf(request);
-      await admin.revokeSession(actor, userIdOf(request.params.id), request.params.session, clientOf(request), request.body.reason);
+      await admin.revokeSession(
+        actor,
+        userIdOf(request.params.id),
+        request.params.session,
+        clientOf(request),
+        request.body.reason,
+      );
       return reply.code(204).send();
     },
   );
 
-  for (const [action, disabled] of [['disable', true], ['enable', false]] as const) {
+  for (const [action, disabled] of [
+    ['disable', true],
+    ['enable', false],
+  ] as const) {
     app.post<{ Params: { id: string }; Body: { reason: string } }>(
       `/admin/api/users/:id/${action}`,
       {
@@ -330,12 +486,30 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
           security: serviceKey,
           params: userId,
           body: reasonBody,
-          ...answers({ 200: described({ type: 'object', required: ['user'], properties: { user: userSchema } }, 'The user as it is now') }, CHANGE),
+          ...answers(
+            {
+              200: described(
+                { type: 'object', required: ['user'], properties: { user: userSchema } },
+                'The user as it is now',
+              ),
+            },
+            CHANGE,
+          ),
         },
       },
       async (request) => {
         const actor = await serviceKeyOf(request);
-        return { user: userBody(await admin.setDisabled(actor, userIdOf(request.params.id), disabled, clientOf(request), request.body.reason)) };
+        return {
+          user: userBody(
+            await admin.setDisabled(
+              actor,
+              userIdOf(request.params.id),
+              disabled,
+              clientOf(request),
+              request.body.reason,
+            ),
+          ),
+        };
       },
     );
   }
@@ -345,7 +519,8 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
     {
       schema: {
         operationId: 'adminDeleteUser',
-        summary: 'Delete the user, its links and sessions (provider grants kept for its links, as Apple\'s, are revoked)',
+        summary:
+          "Delete the user, its links and sessions (provider grants kept for its links, as Apple's, are revoked)",
         tags: TAG,
         security: serviceKey,
         params: userId,
@@ -365,12 +540,19 @@ function routes(app: FastifyInstance, { admin, storage }: { admin: Admin; storag
     {
       schema: {
         operationId: 'adminExportUser',
-        summary: "Everything kept about the user, as JSON (a data-access request): profile, links with the provider's facts, sessions, audit log",
+        summary:
+          "Everything kept about the user, as JSON (a data-access request): profile, links with the provider's facts, sessions, audit log",
         tags: TAG,
         security: serviceKey,
         params: userId,
         body: reasonBody,
-        ...answers({ 200: described({ type: 'object', additionalProperties: true }, 'The user\'s data') }, [...KEYED, 'forbidden', 'reason_required', 'invalid_request', 'user_not_found']),
+        ...answers({ 200: described({ type: 'object', additionalProperties: true }, "The user's data") }, [
+          ...KEYED,
+          'forbidden',
+          'reason_required',
+          'invalid_request',
+          'user_not_found',
+        ]),
       },
     },
     async (request) => {

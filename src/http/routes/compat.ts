@@ -15,7 +15,11 @@ import { tokenBody, type RouteContext } from './context.js';
  * framework took them; credentials are our Bearer tokens or HTTP Basic (username and password, rate-limited as a
  * password sign-in). Django's session cookies cannot be honoured. Not in the API document: new apps use /api/.
  */
-export function compatRoutes(app: FastifyInstance, { services, tokens, limits, accounts, social }: RouteContext, prefix: string): void {
+export function compatRoutes(
+  app: FastifyInstance,
+  { services, tokens, limits, accounts, social }: RouteContext,
+  prefix: string,
+): void {
   const bearer = authenticator(tokens, services.storage);
 
   /** The signed-in user: our Bearer token, or HTTP Basic as the original design's clients send it. */
@@ -27,7 +31,10 @@ export function compatRoutes(app: FastifyInstance, { services, tokens, limits, a
     const colon = decoded.indexOf(':');
     const [username, password] = [decoded.slice(0, colon), decoded.slice(colon + 1)];
     // The bounds of POST /api/token/'s body.
-    if (colon < 0 || username.length > 150 || password.length > 1024) throw apiError('invalid_credentials', { detail: 'Invalid basic header. Credentials not correctly base64 encoded.' });
+    if (colon < 0 || username.length > 150 || password.length > 1024)
+      throw apiError('invalid_credentials', {
+        detail: 'Invalid basic header. Credentials not correctly base64 encoded.',
+      });
     const user = await accounts.checkPassword(username, password, clientOf(request));
     request.userId = user.id;
     return user;
@@ -36,32 +43,48 @@ export function compatRoutes(app: FastifyInstance, { services, tokens, limits, a
   const provider = (backend: string) => psaProviderName(backend) ?? backend;
   // Counted under our provider names, with the /api/ routes' requests (social_link_social_requests_total).
   const providerOfPath: ProviderOfParams = (params) => params.backend && provider(params.backend);
-  const schema = { hide: true, params: { type: 'object', properties: { backend: { type: 'string', maxLength: 64 } }, required: ['backend'] }, body: socialTokenBody };
+  const schema = {
+    hide: true,
+    params: { type: 'object', properties: { backend: { type: 'string', maxLength: 64 } }, required: ['backend'] },
+    body: socialTokenBody,
+  };
   type CompatRequest = { Params: { backend: string }; Body: TokenInput };
 
   void app.register(
     async (scope) => {
       // Django REST framework's clients may post forms.
-      scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 65_536 }, (_request, body, done) => {
-        done(null, Object.fromEntries(new URLSearchParams(String(body))));
-      });
+      scope.addContentTypeParser(
+        'application/x-www-form-urlencoded',
+        { parseAs: 'string', bodyLimit: 65_536 },
+        (_request, body, done) => {
+          done(null, Object.fromEntries(new URLSearchParams(String(body))));
+        },
+      );
 
-      scope.post<CompatRequest>('/api/associate/:backend/', { config: { ...limits.perIp, socialRequest: { action: 'associate', provider: providerOfPath } }, schema }, async (request) => {
-        const client = clientOf(request);
-        const user = await signedIn(request);
-        await limits.checkUser(request);
-        await social.associate(user, provider(request.params.backend), request.body, client);
-        return { success: true };
-      });
+      scope.post<CompatRequest>(
+        '/api/associate/:backend/',
+        { config: { ...limits.perIp, socialRequest: { action: 'associate', provider: providerOfPath } }, schema },
+        async (request) => {
+          const client = clientOf(request);
+          const user = await signedIn(request);
+          await limits.checkUser(request);
+          await social.associate(user, provider(request.params.backend), request.body, client);
+          return { success: true };
+        },
+      );
 
-      scope.post<CompatRequest>('/api/auth/:backend/', { config: { ...limits.perIp, socialRequest: { action: 'auth', provider: providerOfPath } }, schema }, async (request) => {
-        const client = clientOf(request);
-        const { user, session } = await social.signIn(provider(request.params.backend), request.body, client, {
-          startSession: (trx, found, audit) => tokens.startSession(trx, found.id, audit, client),
-          newUser: services.config.createUser ? 'ours' : 'none',
-        });
-        return tokenBody({ user, pair: tokens.pairOf(user.id, session) });
-      });
+      scope.post<CompatRequest>(
+        '/api/auth/:backend/',
+        { config: { ...limits.perIp, socialRequest: { action: 'auth', provider: providerOfPath } }, schema },
+        async (request) => {
+          const client = clientOf(request);
+          const { user, session } = await social.signIn(provider(request.params.backend), request.body, client, {
+            startSession: (trx, found, audit) => tokens.startSession(trx, found.id, audit, client),
+            newUser: services.config.createUser ? 'ours' : 'none',
+          });
+          return tokenBody({ user, pair: tokens.pairOf(user.id, session) });
+        },
+      );
     },
     { prefix },
   );

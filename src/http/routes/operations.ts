@@ -9,7 +9,17 @@ import type { Lifecycle } from '../lifecycle.js';
 import { isDatabaseUnavailable } from '../../store/database-health.js';
 
 /** Liveness, readiness and Prometheus metrics, for orchestrators and monitoring. */
-export function operationsRoutes(app: FastifyInstance, options: { storage: Storage; lifecycle: Lifecycle; metrics: Metrics; metricsToken?: string; metricsOnOwnPort: boolean; limits: RateLimits }): void {
+export function operationsRoutes(
+  app: FastifyInstance,
+  options: {
+    storage: Storage;
+    lifecycle: Lifecycle;
+    metrics: Metrics;
+    metricsToken?: string;
+    metricsOnOwnPort: boolean;
+    limits: RateLimits;
+  },
+): void {
   const hidden = { schema: { hide: true } };
 
   app.get('/healthz', hidden, async () => ({ status: 'ok' }));
