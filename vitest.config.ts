@@ -6,7 +6,7 @@ export default defineConfig({
   // The emulator workspace, from its sources (as tsconfig.json's paths say).
   resolve: { alias: { '@social-link/emulator': fileURLToPath(new URL('./emulator/src/index.ts', import.meta.url)) } },
   test: {
-    include: ['test/**/*.test.ts', 'src/**/*.test.ts', 'examples/**/*.test.ts'],
+    include: ['test/**/*.test.ts', 'src/**/*.test.ts', 'emulator/test/**/*.test.ts', 'examples/**/*.test.ts'],
     // test/chaos runs real server processes against PostgreSQL: `npm run test:chaos`.
     exclude: ['test/chaos/**', '**/node_modules/**', '**/.git/**'],
     // Generous: a test that waits on child processes (the built CLI) gets a fraction of a shared machine's 2 cores.

@@ -1,4 +1,4 @@
-/** A raw HTTP answer for emulator tests: status, headers, the text, and the JSON body when it is JSON. */
+/** A raw HTTP answer for the emulator's tests (emulator/test/): status, headers, the text, and the JSON body when it is JSON. */
 export interface HttpResult {
   status: number;
   contentType: string | null;

@@ -20,7 +20,7 @@ import {
   type Forgery,
   type RunningEmulator,
 } from '@social-link/emulator';
-import { http, type HttpResult } from './http-result.js';
+import { http, type HttpResult } from '../../test/http-result.js';
 
 const FB_APP_ID = '1234567890123456';
 const GOOGLE_WEB_CLIENT = '111111111111-web.apps.googleusercontent.com';

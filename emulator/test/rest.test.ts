@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { decodeProtectedHeader, jwtVerify, SignJWT } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { authorizationHeader } from '../src/providers/oauth1.js';
+import { authorizationHeader } from '../../src/providers/oauth1.js';
 import { EmulatorClient, startEmulator, type RunningEmulator } from '@social-link/emulator';
-import { http, type HttpResult } from './http-result.js';
+import { http, type HttpResult } from '../../test/http-result.js';
 
 // The LINE, GitHub and X OAuth 2 parts of the provider emulator, through real HTTP.
 

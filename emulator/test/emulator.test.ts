@@ -1,8 +1,8 @@
 import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { authorizationHeader } from '../src/providers/oauth1.js';
+import { authorizationHeader } from '../../src/providers/oauth1.js';
 import { EmulatorClient, startEmulator, type RunningEmulator } from '@social-link/emulator';
-import { http, type HttpResult } from './http-result.js';
+import { http, type HttpResult } from '../../test/http-result.js';
 
 const FB_APP_ID = '1234567890123456';
 const FB_APP_SECRET = 'fb-app-secret';

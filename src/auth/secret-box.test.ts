@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { SecretBox } from '../src/auth/secret-box.js';
-import { ConfigError } from '../src/lib/settings.js';
+import { SecretBox } from './secret-box.js';
+import { ConfigError } from '../lib/settings.js';
 
 describe('SecretBox (provider tokens at rest)', () => {
   const oldKey = SecretBox.generateKey();
