@@ -139,7 +139,19 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
     pipeline: options.pipeline,
     devSecretsDir: options.devSecretsDir ?? devSecretsDirFor(config),
   });
-  const social = new SocialAccounts(services);
+  const { createUser } = options;
+  // The host's own record of a sign-in: social-link records it and answers the host's id; the host starts its session.
+  const social = new SocialAccounts<string, FastifyRequest>(services, {
+    async startSession(trx, user, audit, client) {
+      const external = await trx.users.externalIdOf(user.id);
+      if (external === undefined) throw apiError('user_not_found');
+      await trx.audit.record(audit, client);
+      return external;
+    },
+    newUser: createUser
+      ? { external: async (identity, request) => String(await createUser(identity, request)) }
+      : 'none',
+  });
   app.addHook('onClose', async () => {
     await services.close();
     if (typeof options.database !== 'object') await db.destroy();
@@ -183,18 +195,7 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
   );
 
   app.post<SocialRequest>('/auth/:provider/', { schema }, async (request, reply) => {
-    const client = clientOf(request);
-    const { createUser } = options;
-    const { session: hostId } = await social.signIn(request.params.provider, request.body, client, {
-      // The host starts its own session: social-link records the sign-in, and answers the host's id.
-      async startSession(trx, user, audit) {
-        const external = await trx.users.externalIdOf(user.id);
-        if (external === undefined) throw apiError('user_not_found');
-        await trx.audit.record(audit, client);
-        return external;
-      },
-      newUser: createUser ? { external: async (identity) => String(await createUser(identity, request)) } : 'none',
-    });
+    const { session: hostId } = await social.signIn(request.params.provider, request.body, clientOf(request), request);
     return options.signIn(hostId, request, reply);
   });
 

@@ -3,7 +3,6 @@ import { text } from '../lib/narrowing.js';
 import type { SocialIdentity } from '../providers/types.js';
 import type { SecretBox } from '../auth/secret-box.js';
 import type { Client, Storage } from '../store/storage.js';
-import { isUniqueViolation } from './accounts.js';
 import { ProviderUnavailableError } from '../lib/errors.js';
 
 /**
@@ -173,6 +172,15 @@ async function moveAppleLink(
     client,
   );
   return 'moved';
+}
+
+/**
+ * PostgreSQL's 23505 or SQLite's SQLITE_CONSTRAINT_UNIQUE (as accounts.ts's isUniqueViolation: the sign-in pipeline
+ * runs followAppleTransfer, and accounts.ts stands on the services that list that pipeline).
+ */
+function isUniqueViolation(error: unknown): boolean {
+  const code = (error as { code?: string } | null)?.code;
+  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE';
 }
 
 /** One user.migration access token at a time, renewed when Apple says it expired (it lives an hour). */

@@ -1,12 +1,13 @@
 import type { SecretBox } from '../auth/secret-box.js';
 import type { SocialIdentity } from '../providers/types.js';
-import type { Association, Client, Storage, User } from '../store/storage.js';
+import type { Association, AuditEntry, Client, Storage, User } from '../store/storage.js';
 import type { ReplayPolicy } from './replay.js';
 
 /**
  * The social pipeline, after python-social-auth's: the provider module has already done
  * `social_details` and `social_uid` (it proved the token and said whose it is); these steps then run
- * in order inside ONE database transaction, so a failure at any step writes nothing.
+ * in order inside ONE database transaction, so a failure at any step writes nothing. The whole sign-in,
+ * both phases, is listed in pipeline.ts (SIGN_IN_PIPELINE).
  *
  * A step reads and updates the context; it may throw an ApiError to stop with that answer.
  * Replace or extend the list with `buildApp({ pipeline })` to add your own rules.
@@ -30,6 +31,11 @@ export interface PipelineContext {
   readonly client: Client;
   /** How a used ID token is treated when it comes again (replay.ts). */
   readonly replay: ReplayPolicy;
+  /**
+   * The account's link as read before the transaction (auth: readLink), null when there was none; absent when
+   * it was not read. socialUser holds its user and checks it again instead of reading it anew.
+   */
+  readonly known?: Association | null;
   user?: User;
   association?: Association;
   /** Whether this run created the user, and whether it created the link. */
@@ -45,4 +51,24 @@ export interface EmailLinking {
   trusted: readonly string[];
   /** The enabled providers: the ones that can prove a user today. */
   enabled: readonly string[];
+}
+
+/**
+ * Starts the signed-in user's session inside the sign-in's transaction (the server's tokens, or the embedding
+ * host's own record), with the sign-in's audit entry; given once, when SocialAccounts is made.
+ */
+export type SessionStarter<S> = (storage: Storage, user: User, audit: AuditEntry, client: Client) => Promise<S>;
+
+/**
+ * Who makes the user of an unknown account: nobody (404 user_not_found), social-link (a user of its own), or
+ * the embedding host (`external`: called before the transaction, with the request (`R`) that signs in; it
+ * answers the host's id of a new user).
+ */
+export type NewUserPolicy<R = void> =
+  'none' | 'ours' | { external(identity: SocialIdentity, request: R): Promise<string> };
+
+/** How a sign-in ends, fixed when SocialAccounts is made: the session it starts, and who makes new users. */
+export interface SignInStrategy<S, R = void> {
+  startSession: SessionStarter<S>;
+  newUser: NewUserPolicy<R>;
 }

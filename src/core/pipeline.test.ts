@@ -3,7 +3,7 @@ import { SecretBox } from '../auth/secret-box.js';
 import { migrateToLatest, openDatabase } from '../store/database.js';
 import { Storage } from '../store/storage.js';
 import type { SocialIdentity } from '../providers/types.js';
-import { defaultPipeline, runPipeline } from './pipeline.js';
+import { defaultPipeline, runPipeline, signInPipeline, startSession } from './pipeline.js';
 import type { PipelineContext } from './pipeline-step.js';
 
 // The steps on a real (in-memory) SQLite database, as the server runs them.
@@ -27,7 +27,7 @@ const identity = (extraData: Record<string, unknown>, more: Partial<SocialIdenti
 const run = (
   mode: 'associate' | 'auth',
   id: SocialIdentity,
-  extra: Partial<Pick<PipelineContext, 'user' | 'options'>> = {},
+  extra: Partial<Pick<PipelineContext, 'user' | 'options' | 'known'>> = {},
 ) =>
   runPipeline(defaultPipeline, storage, {
     mode,
@@ -96,5 +96,78 @@ describe('the default pipeline', () => {
     ).rejects.toThrow('policy');
     expect(await storage.users.list(10)).toEqual([]);
     expect(await storage.links.find('p', 'u1')).toBeUndefined();
+  });
+
+  it('carries the link read before the transaction in, and checks it there', async () => {
+    const ada = await storage.users.create('ada', null);
+    await run('associate', identity({}), { user: ada });
+    const link = await storage.links.find('p', 'u1');
+    // Read before, still there: its user signs in.
+    expect((await run('auth', identity({}), { known: link })).context.user?.id).toBe(ada.id);
+    // Read before, unlinked since: the account is unknown now.
+    await storage.links.delete(ada.id, 'p', 'u1');
+    await expect(run('auth', identity({}), { known: link })).rejects.toMatchObject({ code: 'user_not_found' });
+    // None before, linked since: the new user's link loses at the insert, and the run again finds the winner's.
+    await run('associate', identity({}), { user: ada });
+    const raced = await run('auth', identity({}), { known: null, options: { createUser: true } });
+    expect(raced.context).toMatchObject({ isNewUser: false, user: { id: ada.id } });
+    expect(await storage.users.list(10)).toHaveLength(1);
+  });
+
+  it('auth ends with startSession: the user found (not disabled) and its session, typed, in the same commit', async () => {
+    const ada = await storage.users.create('ada', null);
+    await run('associate', identity({}), { user: ada });
+    const input = { mode: 'auth' as const, provider: 'p', identity: identity({}), client, secrets, replay };
+    const options = { createUser: false };
+    const { result } = await runPipeline(
+      defaultPipeline,
+      storage,
+      { ...input, options },
+      startSession(async (_trx, user, audit) => `${user.username}:${audit.event}`),
+    );
+    expect(result).toEqual({ user: expect.objectContaining({ id: ada.id }), session: 'ada:social_sign_in' });
+    // Nobody found: 404; a disabled user: 403, its session never started.
+    const never = startSession(async () => 'never');
+    await expect(
+      runPipeline(defaultPipeline, storage, { ...input, identity: { ...identity({}), uid: 'u3' }, options }, never),
+    ).rejects.toMatchObject({ code: 'user_not_found' });
+    await storage.users.setDisabled(ada.id, { reason: 'test' });
+    await expect(runPipeline(defaultPipeline, storage, { ...input, options }, never)).rejects.toMatchObject({
+      code: 'user_disabled',
+    });
+  });
+
+  it('is listed: two phases, named steps with a why each; Apple alone has its team transfer', () => {
+    const apple = signInPipeline('apple');
+    expect(apple.beforeTransaction.map((step) => step.name)).toEqual([
+      'proveToken',
+      'appleTeamTransfer',
+      'readLink',
+      'loadProfile',
+      'hostUser',
+    ]);
+    expect(signInPipeline('facebook').beforeTransaction.map((step) => step.name)).toEqual([
+      'proveToken',
+      'readLink',
+      'loadProfile',
+      'hostUser',
+    ]);
+    expect(apple.inTransaction.map((step) => step.name)).toEqual([
+      'holdUser',
+      'spendProof',
+      'authAllowed',
+      'socialUser',
+      'emailLinkRequired',
+      'createUser',
+      'associateUser',
+      'loadExtraData',
+      'endedSessions',
+      'record',
+      'startSession',
+    ]);
+    for (const step of [...apple.beforeTransaction, ...apple.inTransaction]) expect(step.why).toMatch(/\w/);
+    // An operator's own step is listed where it runs.
+    const onlyCompany = () => {};
+    expect(signInPipeline('google', [onlyCompany, ...defaultPipeline]).inTransaction[2]?.name).toBe('onlyCompany');
   });
 });

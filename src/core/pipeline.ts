@@ -1,14 +1,171 @@
 import { randomBytes } from 'node:crypto';
+import type { SecretBox } from '../auth/secret-box.js';
 import { AlreadyAssociatedError, apiError, sessionEnded } from '../lib/errors.js';
-import { refuseIfDisabled } from './disabled-users.js';
-import type { Storage } from '../store/storage.js';
-import { mergeFacts } from '../providers/profile.js';
+import { mergeFacts, profileIsStale, withKeptProfile, withProfile } from '../providers/profile.js';
+import type { Provider, SocialIdentity, TokenInput } from '../providers/types.js';
+import { isPostgres } from '../store/migrations.js';
+import type { Association, AuditEntry, Client, Storage, User } from '../store/storage.js';
 import { verifiedEmailOf } from '../store/verified-email.js';
+import { followAppleTransfer } from './apple-transfer.js';
+import { refuseIfDisabled } from './disabled-users.js';
+import { emailLinkRequired, findEmailMatch } from './email-linking.js';
 import { refuseTokenOfEndedSessions, useIdToken } from './replay.js';
-import { emailLinkRequired } from './email-linking.js';
-import type { PipelineContext, PipelineStep } from './pipeline-step.js';
+import type { EmailLinking, PipelineContext, PipelineStep, SessionStarter } from './pipeline-step.js';
 
-// The default steps, and how they run (runPipeline); what a step is and what it reads: pipeline-step.ts.
+/*
+ * A sign-in (and a link), as social-core's DEFAULT_AUTH_PIPELINE lists its steps (signInPipeline() answers this
+ * listing; SocialAccounts in social.ts runs it). Two phases:
+ *
+ * before the transaction (provider calls and reads only: no lock waits on a provider)
+ *   proveToken         the provider module proves the token was issued to our app, and says whose account it is
+ *   (PROVIDER_STEPS)   the provider's own steps, for it alone: apple → appleTeamTransfer
+ *   readLink           auth: the account's link, read once; carried into the transaction
+ *   loadProfile        the profile call, only when this sign-in needs it
+ *   hostUser           auth, embedded: the host makes its user for an unknown account
+ * in one transaction (a failure at any step writes nothing)
+ *   holdUser           associate: the signed-in user's row first; gone, its session ended; disabled, it links nothing
+ *   spendProof         the ID token's use (and its issued nonce's) is recorded: kept only if the sign-in commits
+ *   the rules          buildApp({ pipeline }), by default defaultPipeline: authAllowed → socialUser →
+ *                      emailLinkRequired → createUser → associateUser → loadExtraData
+ *   endedSessions      a token issued before its provider ended the account's sessions opens none
+ *   record             the audit events of what the rules changed (user_created, associated)
+ *   startSession       auth: the user is found and not disabled; its session, in the same commit
+ */
+
+/** A listed step: what it is, and why it is there (one line). */
+export interface Listed<F> {
+  readonly name: string;
+  readonly why: string;
+  readonly step: F;
+}
+
+const listed = <F extends (...args: never[]) => unknown>(step: F, why: string): Listed<F> => ({
+  name: step.name,
+  why,
+  step,
+});
+
+// ─── Before the transaction ───────────────────────────────────────────────────────────────────────────────
+
+/** What a sign-in (or a link) asks for, before its provider proved anything. */
+export interface SignInRequest {
+  readonly mode: 'associate' | 'auth';
+  readonly provider: Provider;
+  readonly input: TokenInput;
+  readonly client: Client;
+  /** Outside any transaction. */
+  readonly storage: Storage;
+  readonly secrets: SecretBox;
+  readonly profileMaxAgeSeconds: number;
+  /** Set when SOCIAL_AUTH_EMAIL_LINKING is on. */
+  readonly emailLinking?: EmailLinking;
+  /** auth: may an unknown account get a user here (ours or the host's)? */
+  readonly createUser: boolean;
+  /** auth, embedded: the host's maker of its user for an unknown account (bound to this request). */
+  readonly hostNewUser?: (identity: SocialIdentity) => Promise<string>;
+}
+
+/** The proven account, and what the steps before the transaction learned of it. */
+export interface SignInDraft extends SignInRequest {
+  identity: SocialIdentity;
+  /** readLink: the account's link (null: none); undefined when it was not read before the transaction. */
+  link?: Association | null;
+  /** hostUser: the host's new user for this unknown account. */
+  hostUser?: User;
+}
+
+export type BeforeStep = (draft: SignInDraft) => Promise<void>;
+
+/** The provider module proves the token (its circuit breaker, its pool); auth leaves the profile for loadProfile. */
+export async function proveToken(request: SignInRequest): Promise<SignInDraft> {
+  const identity = await request.provider.verify(
+    request.input,
+    request.mode === 'auth' ? { profile: false } : undefined,
+  );
+  return { ...request, identity };
+}
+
+/** Apple only: an ID token with `transfer_sub` moves the link its old team exported (core/apple-transfer.ts). */
+export const appleTeamTransfer: BeforeStep = (draft) =>
+  followAppleTransfer(draft.storage, draft.secrets, draft.identity, draft.client);
+
+/** The steps only one provider has, before readLink (what they change, it reads). */
+export const PROVIDER_STEPS: Readonly<Record<string, readonly Listed<BeforeStep>[]>> = {
+  apple: [
+    listed(appleTeamTransfer, "a new team's sub whose old one was exported: its link moves first (transfer_sub)"),
+  ],
+};
+
+/**
+ * auth: the link, once, where something decides on it before the transaction (the profile call, the host's
+ * user) or on PostgreSQL (it replaces a read inside: a shorter transaction). On SQLite without such a decision
+ * it is left to socialUser, inside, where it costs no extra statement.
+ */
+export const readLink: BeforeStep = async (draft) => {
+  if (draft.mode !== 'auth') return;
+  if (!draft.identity.loadProfile && !draft.hostNewUser && !isPostgres(draft.storage.db)) return;
+  draft.link = (await draft.storage.links.find(draft.provider.name, draft.identity.uid)) ?? null;
+};
+
+/**
+ * The profile: a link always reads it; auth only for a new link that may make a user (or a link_required
+ * answer), or a kept profile older than SOCIAL_AUTH_PROFILE_MAX_AGE: else the kept one stands in.
+ */
+export const loadProfile: BeforeStep = async (draft) => {
+  if (draft.mode === 'associate') {
+    draft.identity = await withProfile(draft.identity);
+    return;
+  }
+  if (!draft.identity.loadProfile) return;
+  const link = draft.link ?? undefined;
+  const maybeNew = draft.createUser || draft.emailLinking?.trusted.includes(draft.provider.name) === true;
+  const needed = link ? profileIsStale(link.extraData, draft.profileMaxAgeSeconds) : maybeNew;
+  draft.identity = needed ? await withProfile(draft.identity) : withKeptProfile(draft.identity, link);
+};
+
+/**
+ * auth, embedded: the host makes its user for an account nobody linked, before our transaction (no host code
+ * runs inside it) — not when the account must be linked to the user with its verified e-mail (409 link_required).
+ */
+export const hostUser: BeforeStep = async (draft) => {
+  if (draft.mode !== 'auth' || !draft.hostNewUser || draft.link) return;
+  if (await findEmailMatch(draft.storage, draft.provider.name, draft.identity, draft.emailLinking)) return;
+  draft.hostUser = await draft.storage.users.ofExternal(await draft.hostNewUser(draft.identity));
+};
+
+const BEFORE_TRANSACTION: readonly Listed<BeforeStep>[] = [
+  listed(readLink, 'the link decides the profile call and the host user, and is carried into the transaction'),
+  listed(loadProfile, 'a profile call only when this sign-in needs it: a new user, or a stale kept profile'),
+  listed(hostUser, "the embedding host's user for an unknown account: no host code inside our transaction"),
+];
+
+/** The steps before the transaction for this provider, after proveToken. */
+export const beforeTransaction = (provider: string): readonly Listed<BeforeStep>[] => [
+  ...(PROVIDER_STEPS[provider] ?? []),
+  ...BEFORE_TRANSACTION,
+];
+
+/** The rest of phase one, once proveToken has proved the token: the provider's own steps, the link, the profile, the host user. */
+export async function runBeforeTransaction(draft: SignInDraft): Promise<SignInDraft> {
+  for (const { step } of beforeTransaction(draft.provider.name)) await step(draft);
+  return draft;
+}
+
+// ─── In the transaction ───────────────────────────────────────────────────────────────────────────────────
+
+/** associate: the signed-in user's row first (Users.hold): deleted meanwhile, its session has ended; disabled, it links nothing. */
+export const holdUser: PipelineStep = async (context) => {
+  if (!context.user) return;
+  const held = await context.storage.users.hold(context.user.id);
+  if (!held) throw sessionEnded();
+  refuseIfDisabled(held);
+};
+
+/** The ID token's use (and its issued nonce's) is recorded in this transaction: kept only if it commits. */
+export const spendProof: PipelineStep = async (context) => {
+  if (context.identity.idToken)
+    await useIdToken(context.storage, context.identity.idToken, context.client, context.replay);
+};
 
 /** Refuse identities the operator does not want; the default allows all (a hook point, like social-core's). */
 export const authAllowed: PipelineStep = () => {};
@@ -16,9 +173,10 @@ export const authAllowed: PipelineStep = () => {};
 /**
  * Find the existing link of this social account; in associate mode, refuse one owned by another user. In
  * auth mode the linked user's row is held before anything is written (Users.hold), and the link read again
- * under it.
+ * under it — in one statement when readLink read it before the transaction.
  */
 export const socialUser: PipelineStep = async (context) => {
+  if (context.mode === 'auth' && !context.user && context.known !== undefined) return followKnownLink(context);
   const found = await context.storage.links.findWithUser(context.provider, context.identity.uid);
   if (!found) return;
   if (context.user && context.user.id !== found.association.userId) {
@@ -40,11 +198,34 @@ export const socialUser: PipelineStep = async (context) => {
   }
   // The user's row first, then the link read again: an unlink or a deletion that committed meanwhile (it took
   // the row first) has removed it, and the account is then unknown.
-  const held = await context.storage.links.holdOwner(found.user.id, context.provider, context.identity.uid);
+  await holdLinkOwner(context, found.user.id);
+};
+
+/**
+ * auth, with the link read before the transaction (context.known). None then: the account is unknown (a link
+ * made since makes this run's insert lose, AssociationRaceError, and the run again reads it in the transaction).
+ * One then: its user's row is held and the link read again under it, in one statement (SQLite, under its write
+ * lock: the link and its user read again), as whatever committed between the two reads must be seen.
+ */
+async function followKnownLink(context: PipelineContext): Promise<void> {
+  const known = context.known;
+  if (!known) return;
+  if (context.storage.writeLocked) {
+    const found = await context.storage.links.findWithUser(context.provider, context.identity.uid);
+    if (!found) return;
+    context.association = found.association;
+    context.user = found.user;
+    return;
+  }
+  await holdLinkOwner(context, known.userId);
+}
+
+async function holdLinkOwner(context: PipelineContext, userId: number): Promise<void> {
+  const held = await context.storage.links.holdOwner(userId, context.provider, context.identity.uid);
   if (!held?.link) return;
   context.association = held.link;
   context.user = held.user;
-};
+}
 
 /** Auth with an unknown social account: create a user when the operator allows it, else 404. */
 export const createUser: PipelineStep = async (context) => {
@@ -101,6 +282,7 @@ export const loadExtraData: PipelineStep = async (context) => {
   };
 };
 
+/** The operator's rules (buildApp({ pipeline }), the configuration file's `pipeline`): these by default. */
 export const defaultPipeline: readonly PipelineStep[] = [
   authAllowed,
   socialUser,
@@ -109,6 +291,91 @@ export const defaultPipeline: readonly PipelineStep[] = [
   associateUser,
   loadExtraData,
 ];
+
+/** Whatever the rules are: a token issued before its provider ended the account's sessions opens none. */
+export const endedSessions: PipelineStep = (context) => {
+  if (context.identity.idToken && context.association)
+    refuseTokenOfEndedSessions(context.identity.idToken, context.association);
+};
+
+/** What the rules changed, in the audit log; a sign-in itself is recorded with its session (Sessions.start). */
+export const record: PipelineStep = async (context) => {
+  const about = { userId: context.user?.id ?? null, provider: context.provider, uid: context.identity.uid };
+  if (context.isNewUser)
+    await context.storage.audit.record({ ...about, event: 'user_created', detail: 'social' }, context.client);
+  if (context.isNewAssociation) await context.storage.audit.record({ ...about, event: 'associated' }, context.client);
+};
+
+/** The signed-in user and its session: what an auth run's last step answers. */
+export interface SignedIn<S> {
+  user: User;
+  session: S;
+}
+
+/**
+ * auth, last: the rules found (or made) a user — else 404 —, not disabled; its session starts in the same
+ * commit (the strategy SocialAccounts was made with), with the social_sign_in event.
+ */
+export const startSession =
+  <S>(start: SessionStarter<S>) =>
+  async (context: PipelineContext): Promise<SignedIn<S>> => {
+    const user = context.user;
+    if (!user) throw apiError('user_not_found');
+    refuseIfDisabled(user);
+    const audit: AuditEntry = {
+      event: 'social_sign_in',
+      userId: user.id,
+      provider: context.provider,
+      uid: context.identity.uid,
+    };
+    return { user, session: await start(context.storage, user, audit, context.client) };
+  };
+
+const RULE_WHY = new Map<PipelineStep, string>([
+  [authAllowed, "the operator's refusals (a step of their own before it, or in its place)"],
+  [socialUser, "the account's link and its user, held (auth); associate: another user's link is 409"],
+  [emailLinkRequired, "an unknown account with a linked user's verified e-mail: 409 link_required"],
+  [createUser, 'an unknown account gets a user when the operator allows it, else 404'],
+  [associateUser, 'the new link; the unique (provider, uid) decides a race'],
+  [loadExtraData, "the profile and token facts kept on the link (no write when they're the same)"],
+]);
+
+const TRANSACTION_FIRST: readonly Listed<PipelineStep>[] = [
+  listed(holdUser, "associate: the signed-in user's row first; gone, the session ended; disabled, nothing is linked"),
+  listed(spendProof, 'the ID token and its issued nonce used up, kept only if the sign-in commits'),
+];
+const TRANSACTION_LAST: readonly Listed<PipelineStep>[] = [
+  listed(endedSessions, "a token older than the provider's end of the account's sessions opens none"),
+  listed(record, 'the audit events (and webhooks) of a new user, a new link'),
+];
+
+/** The steps inside the transaction around the operator's rules. */
+export const inTransaction = (rules: readonly PipelineStep[]): readonly Listed<PipelineStep>[] => [
+  ...TRANSACTION_FIRST,
+  ...rules.map((rule) => listed(rule, RULE_WHY.get(rule) ?? "the operator's own step")),
+  ...TRANSACTION_LAST,
+];
+
+/** The whole listing for one provider and rules, phase by phase: what the top of this file says. */
+export function signInPipeline(
+  provider: string,
+  rules: readonly PipelineStep[] = defaultPipeline,
+): {
+  beforeTransaction: ReadonlyArray<Omit<Listed<unknown>, 'step'>>;
+  inTransaction: ReadonlyArray<Omit<Listed<unknown>, 'step'>>;
+} {
+  const names = ({ name, why }: Listed<unknown>) => ({ name, why });
+  return {
+    beforeTransaction: [
+      { name: 'proveToken', why: 'the provider module proves the token was issued to our app, and whose it is' },
+      ...beforeTransaction(provider).map(names),
+    ],
+    inTransaction: [
+      ...inTransaction(rules).map(names),
+      { name: 'startSession', why: 'auth: the user found and not disabled; its session in the same commit' },
+    ],
+  };
+}
 
 /** Equal facts, whatever the order of their keys. */
 function sameFacts(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
@@ -132,43 +399,46 @@ function sealedTokens(context: PipelineContext): string | null {
 /** Another request linked the same social account between our read and our insert. */
 export class AssociationRaceError extends Error {}
 
+type PipelineInput = Omit<PipelineContext, 'storage' | 'isNewUser' | 'isNewAssociation'>;
+
 /**
- * Runs the pipeline in a transaction, and records what it did in the audit log in the same transaction.
- * If it lost a race for the (provider, uid) link, the transaction is rolled back (with any user it
- * created) and the pipeline runs once more, now seeing the winner's link.
+ * Runs the steps in the transaction (inTransaction: holdUser, spendProof, the rules, endedSessions, record),
+ * then `finish` (auth: startSession) in the same transaction. If it lost a race for the (provider, uid) link,
+ * the transaction is rolled back (with any user it created) and it runs once more, now reading the winner's
+ * link in the transaction (the link read before it is stale then).
  */
-export async function runPipeline<T = undefined>(
-  steps: readonly PipelineStep[],
+export function runPipeline(
+  rules: readonly PipelineStep[],
   storage: Storage,
-  input: Omit<PipelineContext, 'storage' | 'isNewUser' | 'isNewAssociation'>,
-  /** More work in the same transaction once the steps are done (auth starts the session there: one commit). */
-  then?: (context: PipelineContext) => Promise<T>,
+  input: PipelineInput,
+): Promise<{ context: PipelineContext; result: undefined }>;
+export function runPipeline<T>(
+  rules: readonly PipelineStep[],
+  storage: Storage,
+  input: PipelineInput,
+  finish: (context: PipelineContext) => Promise<T>,
+): Promise<{ context: PipelineContext; result: T }>;
+export async function runPipeline<T>(
+  rules: readonly PipelineStep[],
+  storage: Storage,
+  input: PipelineInput,
+  finish?: (context: PipelineContext) => Promise<T>,
 ): Promise<{ context: PipelineContext; result: T | undefined }> {
+  const steps = inTransaction(rules);
   for (let attempt = 1; ; attempt++) {
     try {
       return await storage.transaction(async (trx) => {
-        // No provider call inside the transaction: a profile not read by now stays unread.
-        const identity = { ...input.identity, loadProfile: undefined };
         const context: PipelineContext = {
           ...input,
-          identity,
+          // No provider call inside the transaction: a profile not read by now stays unread.
+          identity: { ...input.identity, loadProfile: undefined },
+          known: attempt === 1 ? input.known : undefined,
           storage: trx,
           isNewUser: false,
           isNewAssociation: false,
         };
-        // The signed-in user's row first (Users.hold): deleted meanwhile, its session has ended; disabled, it links nothing.
-        if (input.user) {
-          const held = await trx.users.hold(input.user.id);
-          if (!held) throw sessionEnded();
-          refuseIfDisabled(held);
-        }
-        // The ID token's use (and its issued nonce's) is recorded in this transaction: kept only if it commits.
-        if (identity.idToken) await useIdToken(trx, identity.idToken, input.client, input.replay);
-        for (const step of steps) await step(context);
-        // Whatever the steps are: a token issued before its provider ended the account's sessions opens none.
-        if (identity.idToken && context.association) refuseTokenOfEndedSessions(identity.idToken, context.association);
-        await recordOutcome(context);
-        return { context, result: await then?.(context) };
+        for (const { step } of steps) await step(context);
+        return { context, result: await finish?.(context) };
       });
     } catch (error) {
       if (!(error instanceof AssociationRaceError) || attempt >= 3) throw error;
@@ -183,12 +453,4 @@ function newUsername(context: PipelineContext): string {
     .replace(/[^\w.@+-]+/g, '')
     .slice(0, 30);
   return `${base.length >= 3 ? base : `${context.provider}_user`}_${randomBytes(6).toString('hex')}`;
-}
-
-/** What the pipeline changed; a sign-in itself is recorded with its session (Sessions.start). */
-async function recordOutcome(context: PipelineContext): Promise<void> {
-  const about = { userId: context.user?.id ?? null, provider: context.provider, uid: context.identity.uid };
-  if (context.isNewUser)
-    await context.storage.audit.record({ ...about, event: 'user_created', detail: 'social' }, context.client);
-  if (context.isNewAssociation) await context.storage.audit.record({ ...about, event: 'associated' }, context.client);
 }

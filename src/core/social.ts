@@ -1,41 +1,40 @@
-import { profileIsStale, withKeptProfile, withProfile } from '../providers/profile.js';
 import type { Provider, SocialIdentity, TokenInput } from '../providers/types.js';
-import type { ActedBy, Association, AuditEntry, Client, Storage, User } from '../store/storage.js';
-import { followAppleTransfer } from './apple-transfer.js';
-import { recordingDisabled, refuseIfDisabled } from './disabled-users.js';
-import {
-  EmailMatch,
-  findEmailMatch,
-  LinkRequiredError,
-  linkTokenHash,
-  pendingIdentity,
-  requireLink,
-} from './email-linking.js';
-import type { EmailLinking } from './pipeline-step.js';
+import type { ActedBy, Association, Client, User } from '../store/storage.js';
+import { recordingDisabled } from './disabled-users.js';
+import { EmailMatch, LinkRequiredError, linkTokenHash, pendingIdentity, requireLink } from './email-linking.js';
+import type { EmailLinking, NewUserPolicy, SignInStrategy } from './pipeline-step.js';
 import { AlreadyAssociatedError, apiError } from '../lib/errors.js';
 import { mergeGuest, offerMerge } from './guest-merge.js';
-import { runPipeline } from './pipeline.js';
+import {
+  proveToken,
+  runBeforeTransaction,
+  runPipeline,
+  startSession,
+  type SignInDraft,
+  type SignInRequest,
+} from './pipeline.js';
 import type { Services } from './services.js';
+import type { StartedSession } from './tokens.js';
 
-/**
- * Who makes the user of an unknown account: nobody (404 user_not_found), social-link (a user of its own), or
- * the embedding host (`external`: called before the transaction, it answers the host's id of a new user).
- */
-export type NewUserPolicy = 'none' | 'ours' | { external(identity: SocialIdentity): Promise<string> };
-
-/** Starts the signed-in user's session inside the sign-in's transaction (the server's tokens, or the host app's record). */
-export type SessionStarter<S> = (storage: Storage, user: User, audit: AuditEntry) => Promise<S>;
+export type { NewUserPolicy, SessionStarter, SignInStrategy } from './pipeline-step.js';
 
 /**
  * The social use cases, whoever serves them (our HTTP routes or the embedding plugin): link an account,
- * sign in with one, list and unlink. The provider is asked first, outside any transaction; every write
- * then happens in one transaction, with its audit events.
+ * sign in with one, list and unlink, each through the pipeline listed in pipeline.ts: the provider is asked
+ * first, outside any transaction; every write then happens in one transaction, with its audit events.
+ *
+ * How a sign-in ends is given once, here: `S` is what its session starter answers (the server's tokens by
+ * default; the embedding host's id), `R` what a host's maker of new users is given with each sign-in (the
+ * request). Without a strategy (the CLI), nothing signs in.
  */
-export class SocialAccounts {
+export class SocialAccounts<S = StartedSession, R = void> {
   /** The email-linking step's settings when SOCIAL_AUTH_EMAIL_LINKING is on (fixed by the configuration). */
   private readonly emailLinking: EmailLinking | undefined;
 
-  constructor(private readonly services: Services) {
+  constructor(
+    private readonly services: Services,
+    private readonly strategy?: SignInStrategy<S, R>,
+  ) {
     this.emailLinking = services.config.emailLinking
       ? { trusted: services.providers.emailTrusted, enabled: services.providers.names }
       : undefined;
@@ -54,14 +53,14 @@ export class SocialAccounts {
     { offerMerge: mergeOffered = true } = {},
   ) {
     const provider = this.services.providers.get(providerName);
-    const identity = await provider.verify(input);
-    return this.revokingUnkeptGrant(provider, identity, async () => {
-      await followAppleTransfer(this.services.storage, this.services.secrets, identity, client);
-      const linked = async () =>
+    const proven = await proveToken(this.request('associate', provider, input, client));
+    return this.revokingUnkeptGrant(provider, proven.identity, async () => {
+      const { identity } = await runBeforeTransaction(proven);
+      const linked = () =>
         runPipeline(
           this.services.pipeline,
           this.services.storage,
-          this.input('associate', provider, await withProfile(identity), client, { user }),
+          this.input(identity, { provider: provider.name, client, user }),
         );
       const { context } = await recordingDisabled(
         this.services.storage,
@@ -94,55 +93,27 @@ export class SocialAccounts {
   }
 
   /**
-   * Finds (or, when the policy allows, creates) the user of this token's account, and starts its session in
-   * the same transaction. No provider and no host code runs inside the transaction.
+   * Finds (or, when the strategy allows, creates) the user of this token's account, and starts its session in
+   * the same transaction (the strategy's). No provider and no host code runs inside the transaction. `request`:
+   * what the host's maker of new users is given (the embedding plugin's request).
    */
-  async signIn<S>(
-    providerName: string,
-    input: TokenInput,
-    client: Client,
-    how: { startSession: SessionStarter<S>; newUser: NewUserPolicy },
-  ) {
+  async signIn(providerName: string, input: TokenInput, client: Client, request: R) {
+    const { strategy } = this;
+    if (!strategy) throw new Error('SocialAccounts was made without a sign-in strategy: nothing signs in');
     const provider = this.services.providers.get(providerName);
     const { storage, pipeline } = this.services;
-    const verified = await provider.verify(input, { profile: false });
-    return this.revokingUnkeptGrant(provider, verified, async () => {
-      await followAppleTransfer(storage, this.services.secrets, verified, client);
-      const emailLinking = this.emailLinking;
-      const identity = await this.signInIdentity(
-        verified,
-        provider,
-        how.newUser !== 'none' || emailLinking?.trusted.includes(provider.name) === true,
-      );
-      // The host makes its user first, as the earlier plugin did: outside our transaction, only for an unknown account.
-      // (Not when the account must be linked to the user with its verified e-mail: that is the answer then.)
-      const hostUser =
-        typeof how.newUser === 'object' &&
-        !(await storage.links.find(provider.name, identity.uid)) &&
-        !(await findEmailMatch(storage, provider.name, identity, emailLinking))
-          ? await storage.users.ofExternal(await how.newUser.external(identity))
-          : undefined;
-      const options = {
-        createUser: how.newUser === 'ours' || hostUser !== undefined,
-        newUser: hostUser && (async () => hostUser),
-        emailLinking,
-      };
+    const { newUser } = strategy;
+    const proven = await proveToken(
+      this.request('auth', provider, input, client, {
+        createUser: newUser !== 'none',
+        hostNewUser: typeof newUser === 'object' ? (identity) => newUser.external(identity, request) : undefined,
+      }),
+    );
+    return this.revokingUnkeptGrant(provider, proven.identity, async () => {
+      const draft = await runBeforeTransaction(proven);
+      const { identity } = draft;
       const signedIn = () =>
-        runPipeline(
-          pipeline,
-          storage,
-          { ...this.input('auth', provider, identity, client), options },
-          async (context) => {
-            if (!context.user) throw apiError('user_not_found');
-            refuseIfDisabled(context.user);
-            return how.startSession(context.storage, context.user, {
-              event: 'social_sign_in',
-              userId: context.user.id,
-              provider: provider.name,
-              uid: identity.uid,
-            });
-          },
-        );
+        runPipeline(pipeline, storage, this.authInput(draft, strategy.newUser), startSession(strategy.startSession));
       const { context, result } = await recordingDisabled(
         storage,
         client,
@@ -159,7 +130,7 @@ export class SocialAccounts {
           );
         throw error;
       });
-      return { user: context.user!, isNewUser: context.isNewUser, uid: identity.uid, session: result as S };
+      return { user: result.user, isNewUser: context.isNewUser, uid: identity.uid, session: result.session };
     });
   }
 
@@ -181,7 +152,7 @@ export class SocialAccounts {
       runPipeline(
         pipeline,
         storage,
-        { ...this.input('associate', provider, identity, client), user },
+        this.input(identity, { provider: provider.name, client, user }),
         async (context) => {
           if (!(await context.storage.linkTokens.use(hash)))
             throw apiError('invalid_link_token', { detail: 'used by a request that ran at the same time' });
@@ -203,9 +174,15 @@ export class SocialAccounts {
   }
 
   /** A guest's merge into the owner of the account it proved (core/guest-merge.ts), signed in as the owner. */
-  mergeGuest<S>(guest: User, mergeToken: string, client: Client, startSession: SessionStarter<S>) {
+  mergeGuest(guest: User, mergeToken: string, client: Client) {
+    const { strategy } = this;
+    if (!strategy) throw new Error('SocialAccounts was made without a sign-in strategy: nothing signs in');
     const { storage } = this.services;
-    return recordingDisabled(storage, client, {}, () => mergeGuest(storage, guest, mergeToken, client, startSession));
+    return recordingDisabled(storage, client, {}, () =>
+      mergeGuest(storage, guest, mergeToken, client, (trx, owner, audit) =>
+        strategy.startSession(trx, owner, audit, client),
+      ),
+    );
   }
 
   /**
@@ -269,36 +246,52 @@ export class SocialAccounts {
     await this.services.revokeKept(removed);
   }
 
-  /** Reads the profile of a proven token only when this sign-in needs it (a new user, or a stale kept profile). */
-  private async signInIdentity(
-    identity: SocialIdentity,
-    provider: Provider,
-    createUser: boolean,
-  ): Promise<SocialIdentity> {
-    if (!identity.loadProfile) return identity;
-    const { config, storage } = this.services;
-    const link = await storage.links.find(provider.name, identity.uid);
-    const needed = link ? profileIsStale(link.extraData, config.profileMaxAgeSeconds) : createUser;
-    return needed ? withProfile(identity) : withKeptProfile(identity, link);
-  }
-
-  private input(
+  /** What the steps before the transaction are given; `auth`: who may make a user of an unknown account. */
+  private request(
     mode: 'associate' | 'auth',
     provider: Provider,
-    identity: SocialIdentity,
+    input: TokenInput,
     client: Client,
-    extra: { user?: User } = {},
-  ) {
-    const { secrets, config } = this.services;
+    auth: Pick<SignInRequest, 'createUser' | 'hostNewUser'> = { createUser: false },
+  ): SignInRequest {
+    const { storage, secrets, config } = this.services;
     return {
       mode,
-      provider: provider.name,
-      identity,
+      provider,
+      input,
       client,
+      storage,
+      secrets,
+      profileMaxAgeSeconds: config.profileMaxAgeSeconds,
+      emailLinking: this.emailLinking,
+      ...auth,
+    };
+  }
+
+  /** An auth run's input: the link read before the transaction carried in, the host's user if it made one. */
+  private authInput(draft: SignInDraft, newUser: NewUserPolicy<R>) {
+    const { hostUser } = draft;
+    return {
+      ...this.input(draft.identity, { provider: draft.provider.name, client: draft.client }),
+      mode: 'auth' as const,
+      known: draft.link,
+      options: {
+        createUser: newUser === 'ours' || hostUser !== undefined,
+        newUser: hostUser && (async () => hostUser),
+        emailLinking: this.emailLinking,
+      },
+    };
+  }
+
+  private input(identity: SocialIdentity, about: { provider: string; client: Client; user?: User }) {
+    const { secrets, config } = this.services;
+    return {
+      mode: 'associate' as 'associate' | 'auth',
+      identity,
       secrets,
       replay: config.idTokenReplay,
       options: { createUser: false },
-      ...extra,
+      ...about,
     };
   }
 }

@@ -174,7 +174,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     signingKeys,
     limits,
     accounts: new Accounts(services, tokens),
-    social: new SocialAccounts(services),
+    // A sign-in starts a session of our tokens; an unknown account gets a user of ours when SOCIAL_AUTH_CREATE_USER allows it.
+    social: new SocialAccounts(services, {
+      startSession: (trx, user, audit, client) => tokens.startSession(trx, user.id, audit, client),
+      newUser: config.createUser ? 'ours' : 'none',
+    }),
   };
   accountRoutes(app, routes);
   socialRoutes(app, routes);

@@ -78,10 +78,7 @@ export function compatRoutes(
         { config: { ...limits.perIp, socialRequest: { action: 'auth', provider: providerOfPath } }, schema },
         async (request) => {
           const client = clientOf(request);
-          const { user, session } = await social.signIn(provider(request.params.backend), request.body, client, {
-            startSession: (trx, found, audit) => tokens.startSession(trx, found.id, audit, client),
-            newUser: services.config.createUser ? 'ours' : 'none',
-          });
+          const { user, session } = await social.signIn(provider(request.params.backend), request.body, client);
           return tokenBody({ user, pair: tokens.pairOf(user.id, session) });
         },
       );

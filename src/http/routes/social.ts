@@ -186,9 +186,7 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
     async (request) => {
       const client = clientOf(request);
       const { user } = await authenticate(request);
-      const merged = await social.mergeGuest(user, request.body.merge_token, client, (trx, owner, audit) =>
-        tokens.startSession(trx, owner.id, audit, client),
-      );
+      const merged = await social.mergeGuest(user, request.body.merge_token, client);
       request.log.info({ from: user.id, into: merged.user.id }, 'guest merged');
       return tokenBody({ user: merged.user, pair: tokens.pairOf(merged.user.id, merged.session) });
     },
@@ -230,10 +228,7 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
     },
     async (request, reply) => {
       const client = clientOf(request);
-      const { user, isNewUser, uid, session } = await social.signIn(request.params.provider, request.body, client, {
-        startSession: (trx, signedIn, audit) => tokens.startSession(trx, signedIn.id, audit, client),
-        newUser: services.config.createUser ? 'ours' : 'none',
-      });
+      const { user, isNewUser, uid, session } = await social.signIn(request.params.provider, request.body, client);
       request.log.info({ provider: request.params.provider, uid, userId: user.id, newUser: isNewUser }, 'signed in');
       // Signed once the transaction is over: no database lock or connection waits on the signature.
       return reply.code(isNewUser ? 201 : 200).send(tokenBody({ user, pair: tokens.pairOf(user.id, session) }));
