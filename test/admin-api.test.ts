@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Storage } from '../src/store/storage.js';
 import { call, databaseKinds, expectError, guest, startStack, type Stack } from './helpers.js';
 
-// The admin API (src/http/routes/admin-api.ts over src/core/admin.ts): the app's backend, with a service key.
+// The admin API (src/admin/ (api.ts, api-reads.ts, api-changes.ts) over src/core/admin.ts): the app's backend, with a service key.
 
 describe.each(databaseKinds())('admin API on %s', (kind) => {
   let stack: Stack;

@@ -28,8 +28,7 @@ import type { OperatorErrors } from '../lib/errors.js';
 import { installApiDocs } from './openapi.js';
 import { Admin } from '../core/admin.js';
 import { StaffAccounts } from '../core/staff.js';
-import { adminApiRoutes } from './routes/admin-api.js';
-import { adminConsoleRoutes } from './routes/admin-console.js';
+import { adminPlugin } from '../admin/plugin.js';
 
 export interface AppOptions {
   config: Config;
@@ -187,8 +186,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // The admin API and the staff console: absent (404) unless SOCIAL_LINK_ADMIN=true.
   if (config.admin.enabled) {
     const admin = new Admin(services, routes.accounts, routes.social);
-    adminApiRoutes(app, { admin, storage: services.storage });
-    await adminConsoleRoutes(app, {
+    await app.register(adminPlugin, {
       services,
       admin,
       staff: new StaffAccounts(services),
