@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { loadProviderConfigs, providerModules } from '../src/providers/index.js';
 import { Settings } from '../src/lib/settings.js';
-import { googleIsAuthoritative, verifiedEmailOfKeptFacts } from '../src/store/verified-email.js';
+import { google } from '../src/providers/google.js';
+import { verifiedEmailOfKeptFacts0011 as verifiedEmailOfKeptFacts } from '../src/store/migrations.js';
 
 // Each provider's default e-mail trust, pinned to the cited sources of test/fixtures/providers/email-trust.json.
 
@@ -75,6 +76,12 @@ describe('e-mail trust defaults', () => {
     expect(verifiedEmailOfKeptFacts('facebook', { email: 'a@gmail.com' })).toBeUndefined();
     expect(verifiedEmailOfKeptFacts('line', { email: 'a@gmail.com' })).toBeUndefined();
     expect(verifiedEmailOfKeptFacts('github', { email: 'a@example.org' })).toBe('a@example.org');
-    expect(googleIsAuthoritative('Someone@GMAIL.com', undefined)).toBe(true);
+  });
+
+  it("Google's own rule: Gmail addresses and Workspace accounts (hd) only", () => {
+    expect(google.vouchesFor!('Someone@GMAIL.com', {})).toBe(true);
+    expect(google.vouchesFor!('a@corp.example', { hd: 'corp.example' })).toBe(true);
+    expect(google.vouchesFor!('a@example.org', { hd: null })).toBe(false);
+    expect(google.vouchesFor!('a@example.org', { hd: '' })).toBe(false);
   });
 });

@@ -15,6 +15,12 @@ export type Refusal = { token: string } | { app: string; hint: string } | { thro
 /** Reads one endpoint's error answers; undefined: not an answer it knows (an outage). */
 export type RefusalReader = (answer: JsonResponse) => Refusal | undefined;
 
+/** A reader by HTTP status (`first`, when given, reads the answer before: a provider's rate-limit signs). */
+export const byStatus =
+  (refusals: Partial<Record<number, Refusal>>, first?: RefusalReader): RefusalReader =>
+  (answer) =>
+    first?.(answer) ?? refusals[answer.status];
+
 /** The error a refusal means. */
 export function refusalError(
   provider: string,

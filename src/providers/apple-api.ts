@@ -2,7 +2,7 @@ import { SignJWT, importPKCS8, type CryptoKey } from 'jose';
 import { ConfigError, type Settings } from '../lib/settings.js';
 import { ProviderUnavailableError, providerRefusedApp } from '../lib/errors.js';
 import { isObject, text } from '../lib/narrowing.js';
-import type { ProviderHttp } from './http.js';
+import { formPost, type ProviderHttp } from './http.js';
 
 /**
  * Sign in with Apple's REST API, for the server: redeem an authorization code (POST /auth/token) and revoke
@@ -34,12 +34,6 @@ export function appleSigningSettings(settings: Settings): AppleSigning | undefin
     throw new ConfigError('SOCIAL_AUTH_APPLE_PRIVATE_KEY must be the PKCS#8 PEM of the .p8 key file');
   return { teamId, keyId, privateKeyPem };
 }
-
-const formPost = (fields: Record<string, string>) => ({
-  method: 'POST' as const,
-  headers: { 'content-type': 'application/x-www-form-urlencoded' },
-  body: new URLSearchParams(fields).toString(),
-});
 
 export class AppleApi {
   private key: Promise<CryptoKey> | undefined;

@@ -1,11 +1,9 @@
-import { googleIsAuthoritative } from '../store/verified-email.js';
-import { InvalidTokenError, ProviderUnavailableError, invalidRequest } from '../lib/errors.js';
 import { ConfigError } from '../lib/settings.js';
-import { accepted, account } from './answers.js';
+import { InvalidTokenError } from '../lib/errors.js';
 import { flag, isObject, text } from '../lib/narrowing.js';
-import { requireOneOf } from './fields.js';
-import { idTokenVerifier, nonceRuleOf } from './id-token.js';
-import type { NonceRule, ProviderModule, SocialIdentity } from './types.js';
+import { normalizeEmail } from '../store/verified-email.js';
+import { byStatus } from './answers.js';
+import { defineProvider } from './define.js';
 
 /**
  * Google Sign-In. The native SDKs hand the app an ID token, verified here against Google's published keys
@@ -14,129 +12,109 @@ import type { NonceRule, ProviderModule, SocialIdentity } from './types.js';
  * token is accepted too, checked with tokeninfo, whose aud/azp must be one of our client ids.
  * Sources: test/fixtures/providers/google/.
  */
-export interface GoogleConfig {
-  /** Our OAuth client ids: the web ("server") client id, and any iOS id asked for without serverClientID. */
-  clientIds: string[];
-  jwksUrl: string;
-  tokeninfoUrl: string;
-  nonceRule: NonceRule;
-}
-
-const ISSUERS = ['https://accounts.google.com', 'accounts.google.com'];
-
-export const google: ProviderModule<GoogleConfig> = {
+export const google = defineProvider({
   name: 'google',
   emailTrust: 'verified',
+  tokens: ['id_token', 'access_token'],
 
-  configure(settings) {
-    const clientIds = settings.list('SOCIAL_AUTH_GOOGLE_KEY');
+  settings(s) {
+    /** Our OAuth client ids: the web ("server") client id, and any iOS id asked for without serverClientID. */
+    const clientIds = s.list('KEY');
     if (clientIds.length === 0) {
-      if (settings.string('SOCIAL_AUTH_GOOGLE_SECRET'))
-        throw new ConfigError('SOCIAL_AUTH_GOOGLE_KEY must list the client ids');
+      if (s.string('SECRET')) throw new ConfigError(`${s.variable('KEY')} must list the client ids`);
       return undefined;
     }
     return {
       clientIds,
-      jwksUrl: settings.url('SOCIAL_AUTH_GOOGLE_JWKS_URL', 'https://www.googleapis.com/oauth2/v3/certs'),
-      tokeninfoUrl: settings.url('SOCIAL_AUTH_GOOGLE_TOKENINFO_URL', 'https://oauth2.googleapis.com/tokeninfo'),
-      nonceRule: nonceRuleOf(settings, 'SOCIAL_AUTH_GOOGLE_REQUIRE_NONCE'),
+      jwksUrl: s.url('JWKS_URL', 'https://www.googleapis.com/oauth2/v3/certs'),
+      tokeninfoUrl: s.url('TOKENINFO_URL', 'https://oauth2.googleapis.com/tokeninfo'),
+      nonceRule: s.nonceRule(),
     };
   },
 
-  create(config, context) {
-    const { http } = context;
-    const idTokens = idTokenVerifier(context, {
-      jwksUrl: config.jwksUrl,
-      issuers: ISSUERS,
-      audiences: config.clientIds,
+  setup: ({ config: { clientIds, jwksUrl, nonceRule }, idTokenVerifier }) => ({
+    idTokens: idTokenVerifier({
+      jwksUrl,
+      issuers: ['https://accounts.google.com', 'accounts.google.com'],
+      audiences: clientIds,
       algorithms: ['RS256'],
-      nonceRule: config.nonceRule,
-    });
-
-    // Cross-Account Protection: Google's security event tokens, signed with the same keys; their issuer is written
-    // with a trailing slash in Google's example and without in its configuration document (test/fixtures/callbacks/google/).
-    // Their audience is any client id of the Google project: one not ours is acknowledged and ignored (core/provider-callbacks.ts).
-    const securityEvents = idTokenVerifier(context, {
-      jwksUrl: config.jwksUrl,
+      nonceRule,
+    }),
+    // Cross-Account Protection: security event tokens, signed with the same keys; their issuer is written with a trailing
+    // slash in Google's example and without in its configuration document (test/fixtures/callbacks/google/).
+    securityEvents: idTokenVerifier({
+      jwksUrl,
       issuers: ['https://accounts.google.com/', 'https://accounts.google.com'],
-      audiences: config.clientIds,
+      audiences: clientIds,
       algorithms: ['RS256'],
-    });
+    }),
+  }),
 
-    return {
-      name: 'google',
-      warmUp: () => idTokens.warmUp(),
-      async verifySecurityEvent(token) {
-        const claims = await securityEvents.verifyEvent(token, { anyAudience: true });
-        // Every audience ours: acted on; none: another client of the project, acknowledged; a mix is no event Google sends.
-        const audiences = [claims.aud].flat();
-        const ours = audiences.filter(
-          (audience) => typeof audience === 'string' && config.clientIds.includes(audience),
-        ).length;
-        if (ours > 0 && ours < audiences.length)
-          throw new InvalidTokenError('the event token names an audience that is not ours (aud)');
-        const forAnotherClient = ours === 0;
-        const events = claims.events;
-        const [uri, event] = isObject(events) ? (Object.entries(events)[0] ?? []) : [];
-        if (typeof uri !== 'string' || !isObject(event))
-          throw new InvalidTokenError('the security event token carries no event');
-        const subject = isObject(event.subject) ? event.subject : {};
-        return {
-          type: uri.slice(uri.lastIndexOf('/') + 1),
-          uid: text(subject, 'sub') ?? '',
-          id: typeof claims.jti === 'string' ? claims.jti : undefined,
-          reason: text(event, 'reason'),
-          issuedAt: claims.iat,
-          forAnotherClient,
-        };
-      },
-      async verify(input) {
-        if (requireOneOf(input, ['id_token', 'access_token'], 'google') === 'id_token') {
-          const claims = await idTokens.verify(input.id_token!, input.nonce);
-          return { ...identity(claims), idToken: idTokens.proof(input.id_token!, claims, input.nonce) };
-        }
-        // An access token carries no nonce: refused when the operator requires one.
-        if (config.nonceRule !== 'optional')
-          throw invalidRequest(
-            'id_token is required for google: this server requires a nonce (SOCIAL_AUTH_GOOGLE_REQUIRE_NONCE)',
-          );
-        const answer = await http.json(
-          `${config.tokeninfoUrl}?${new URLSearchParams({ access_token: input.access_token! })}`,
-        );
-        // tokeninfo answers 400 for any token it cannot accept (unknown, expired, forged).
-        const info = accepted('google', 'tokeninfo', answer, ({ status }) =>
-          status === 400 || status === 401 ? { token: 'the token is invalid or expired' } : undefined,
-        );
-        if (!config.clientIds.some((id) => id === text(info, 'aud') || id === text(info, 'azp')))
-          throw new InvalidTokenError('the token was issued to another app');
-        if (Number(info.expires_in ?? 0) <= 0) throw new InvalidTokenError('the token has expired');
-        if (!text(info, 'sub')) throw new ProviderUnavailableError('google', 'answered tokeninfo without sub');
-        return identity(info);
-      },
-    };
+  async prove(form, { id_token, access_token, nonce }, { config, idTokens, call, nonceNeedsIdToken, unavailable }) {
+    if (form === 'id_token') {
+      const claims = await idTokens.verify(id_token!, nonce);
+      return { facts: claims, idToken: idTokens.proof(id_token!, claims, nonce) };
+    }
+    // An access token carries no nonce: refused when the operator requires one.
+    if (config.nonceRule !== 'optional') throw nonceNeedsIdToken();
+    const url = `${config.tokeninfoUrl}?${new URLSearchParams({ access_token: access_token! })}`;
+    // tokeninfo answers 400 for any token it cannot accept (unknown, expired, forged).
+    const info = await call('tokeninfo', url, byStatus({ 400: INVALID, 401: INVALID }));
+    if (!config.clientIds.some((id) => id === text(info, 'aud') || id === text(info, 'azp')))
+      throw new InvalidTokenError('the token was issued to another app');
+    if (Number(info.expires_in ?? 0) <= 0) throw new InvalidTokenError('the token has expired');
+    if (!text(info, 'sub')) throw unavailable('answered tokeninfo without sub');
+    return { facts: info };
   },
-};
 
-/** An ID token's claims, or tokeninfo's answer (the same names, every value a string). */
-function identity(claims: Record<string, unknown>): SocialIdentity {
-  const sub = String(claims.sub);
-  // email_verified: a boolean in ID tokens, the text "true" in tokeninfo's answer; and Google is the authority.
-  const email = text(claims, 'email');
-  const verified = flag(claims.email_verified) && email !== undefined && googleIsAuthoritative(email, claims.hd);
-  const facts = {
-    uid: sub,
+  /** An ID token's claims, or tokeninfo's answer: the same names, every value a string (email_verified "true"). */
+  account: (claims) => ({
+    uid: String(claims.sub),
     name: text(claims, 'name'),
-    email,
-    email_verified: verified,
+    email: text(claims, 'email'),
+    email_verified: flag(claims.email_verified),
     first_name: text(claims, 'given_name'),
     last_name: text(claims, 'family_name'),
-  };
-  return account(facts, {
-    sub,
-    email: facts.email ?? null,
-    email_verified: flag(claims.email_verified),
-    name: facts.name ?? null,
-    hd: text(claims, 'hd') ?? null,
-    expires_at: Number(claims.exp) || null,
-  });
-}
+    extraData: {
+      sub: String(claims.sub),
+      email: text(claims, 'email') ?? null,
+      email_verified: flag(claims.email_verified),
+      name: text(claims, 'name') ?? null,
+      hd: text(claims, 'hd') ?? null,
+      expires_at: Number(claims.exp) || null,
+    },
+  }),
+
+  /**
+   * Google vouches for an address it marks verified only when it is a Gmail address or the account is in a
+   * Google Workspace domain (`hd`); another address was checked once, when the account was made, and its
+   * mailbox may have changed hands since (Google's "Verify the Google ID token" guide).
+   */
+  vouchesFor: (email, { hd }) => normalizeEmail(email).endsWith('@gmail.com') || (typeof hd === 'string' && hd !== ''),
+
+  callbacks: {
+    // Their audience is any client id of the Google project: one not ours is acknowledged and ignored (core/provider-callbacks.ts).
+    async verifySecurityEvent(token, { config, securityEvents }) {
+      const claims = await securityEvents.verifyEvent(token, { anyAudience: true });
+      // Every audience ours: acted on; none: another client of the project, acknowledged; a mix is no event Google sends.
+      const audiences = [claims.aud].flat();
+      const ours = audiences.filter((aud) => typeof aud === 'string' && config.clientIds.includes(aud)).length;
+      if (ours > 0 && ours < audiences.length)
+        throw new InvalidTokenError('the event token names an audience that is not ours (aud)');
+      const [uri, event] = isObject(claims.events) ? (Object.entries(claims.events)[0] ?? []) : [];
+      if (typeof uri !== 'string' || !isObject(event))
+        throw new InvalidTokenError('the security event token carries no event');
+      return {
+        type: uri.slice(uri.lastIndexOf('/') + 1),
+        uid: text(isObject(event.subject) ? event.subject : {}, 'sub') ?? '',
+        id: typeof claims.jti === 'string' ? claims.jti : undefined,
+        reason: text(event, 'reason'),
+        issuedAt: claims.iat,
+        forAnotherClient: ours === 0,
+      };
+    },
+  },
+  warmUp: ({ idTokens }) => idTokens.warmUp(),
+});
+
+const INVALID = { token: 'the token is invalid or expired' };

@@ -20,6 +20,18 @@ export interface RequestOptions {
   body?: string;
 }
 
+/** A form-encoded POST (an OAuth 2 token endpoint, LINE's ID token check). */
+export const formPost = (fields: Record<string, string>): RequestOptions => ({
+  method: 'POST',
+  headers: { 'content-type': 'application/x-www-form-urlencoded' },
+  body: new URLSearchParams(fields).toString(),
+});
+
+/** A call with the user's access token as its Bearer (after any other headers). */
+export const bearer = (token: string, headers: Record<string, string> = {}): RequestOptions => ({
+  headers: { ...headers, authorization: `Bearer ${token}` },
+});
+
 // undici is loaded on the first provider call (or JWKS fetch), not at start-up: it costs ~100 ms to load.
 let undici: Promise<typeof Undici> | undefined;
 const loadUndici = () => (undici ??= import('undici'));

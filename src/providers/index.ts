@@ -1,16 +1,20 @@
 import { ConfigError, type Settings } from '../lib/settings.js';
 import { ProviderHttp, type ProviderHttpOptions } from './http.js';
 import { apple } from './apple.js';
+import { settingsKeyOf } from './define.js';
 import { clockToleranceOf } from './id-token.js';
 import { facebook } from './facebook.js';
 import { github } from './github.js';
 import { google } from './google.js';
 import { line } from './line.js';
-import { configureOidcProviders, createOidcProvider, isMultiTenantIssuer } from './oidc.js';
+import { oidcProviders } from './oidc.js';
 import { twitter } from './twitter.js';
 import type { EmailTrust, Provider, ProviderModule } from './types.js';
 
-/** Every provider module social-link ships. Adding a provider = one module here, no route change. */
+/**
+ * Every provider social-link ships, each a value (providers/define.ts). Adding a provider = one module here, no
+ * route change; an OpenID Connect issuer = settings only (oidc.ts).
+ */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const providerModules: ReadonlyArray<ProviderModule<any>> = [facebook, twitter, google, apple, line, github];
 
@@ -24,35 +28,20 @@ export interface EnabledProvider {
 
 export type ProviderConfigs = EnabledProvider[];
 
+/** The one registration loop: the shipped providers, then each configured OpenID Connect issuer. */
 export function loadProviderConfigs(settings: Settings): ProviderConfigs {
   const enabled: EnabledProvider[] = [];
   const clockToleranceSeconds = clockToleranceOf(settings);
-  for (const module of providerModules) {
+  for (const module of [...providerModules, ...oidcProviders(settings)]) {
     const config: unknown = module.configure(settings);
     if (config === undefined) continue;
+    const trust = `SOCIAL_AUTH_${settingsKeyOf(module.name)}_EMAIL_TRUST`;
     enabled.push({
       name: module.name,
-      emailTrust: emailTrustOf(settings, `SOCIAL_AUTH_${module.name.toUpperCase()}_EMAIL_TRUST`, module.emailTrust),
+      emailTrust: emailTrustOf(settings, trust, module.emailTrustFor?.(config) ?? module.emailTrust),
       create(options) {
         const http = new ProviderHttp(module.name, options);
         return { provider: module.create(config, { http, clockToleranceSeconds }), http };
-      },
-    });
-  }
-  for (const config of configureOidcProviders(settings)) {
-    const name = `oidc:${config.name}`;
-    enabled.push({
-      name,
-      // OpenID Connect Core 5.1: email_verified true says the provider verified the e-mail; a multi-tenant
-      // issuer's tenants each say it of their own accounts, so it needs the operator's opt-in.
-      emailTrust: emailTrustOf(
-        settings,
-        `SOCIAL_AUTH_OIDC_${config.name.toUpperCase()}_EMAIL_TRUST`,
-        isMultiTenantIssuer(config.issuer) ? 'never' : 'verified',
-      ),
-      create(options) {
-        const http = new ProviderHttp(name, options);
-        return { provider: createOidcProvider(config, { http, clockToleranceSeconds }), http };
       },
     });
   }

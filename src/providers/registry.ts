@@ -26,15 +26,17 @@ export class ProviderRegistry {
   readonly names: readonly string[];
 
   constructor(configs: ProviderConfigs, options: RegistryOptions) {
+    const emailTrusted: string[] = [];
     for (const enabled of configs) {
       const { provider, http } = enabled.create({ timeoutMs: options.timeoutMs, observe: options.observe });
       const breaker = new CircuitBreaker(options.circuitBreaker);
       this.breakers.set(enabled.name, breaker);
       this.providers.set(enabled.name, withCircuitBreaker(provider, breaker));
       this.pools.push(http);
+      if (enabled.emailTrust === 'verified') emailTrusted.push(enabled.name);
     }
-    this.emailTrusted = configs.filter((enabled) => enabled.emailTrust === 'verified').map((enabled) => enabled.name);
-    this.names = configs.map((enabled) => enabled.name);
+    this.emailTrusted = emailTrusted;
+    this.names = [...this.providers.keys()];
   }
 
   /** The provider of that name, or 404 unknown_provider. */

@@ -1,9 +1,9 @@
-import { ProviderUnavailableError, invalidRequest } from '../lib/errors.js';
-import { accepted, account, type RefusalReader } from './answers.js';
+import { invalidRequest } from '../lib/errors.js';
 import { isObject, text } from '../lib/narrowing.js';
-import { requireField } from './fields.js';
+import type { RefusalReader } from './answers.js';
+import { defineProvider } from './define.js';
+import { bearer } from './http.js';
 import { authorizationHeader } from './oauth1.js';
-import type { ProviderModule, SocialIdentity } from './types.js';
 
 /**
  * Twitter / X with an OAuth 1.0a user token and secret from the native SDK. The request is signed with OUR
@@ -15,13 +15,64 @@ import type { ProviderModule, SocialIdentity } from './types.js';
  * refused unless the operator opts in with SOCIAL_AUTH_TWITTER_ACCEPT_OAUTH2_TOKENS.
  * Sources: test/fixtures/providers/twitter/.
  */
-export interface TwitterConfig {
-  consumerKey: string;
-  consumerSecret: string;
-  apiUrl: string;
-  /** Accept OAuth 2 user tokens (no secret)? Off by default: see above. */
-  acceptOAuth2Tokens: boolean;
-}
+export const twitter = defineProvider({
+  name: 'twitter',
+  emailTrust: 'verified',
+  tokens: ['access_token'],
+
+  settings(s) {
+    const consumer = s.credentials();
+    if (!consumer) return undefined;
+    return {
+      consumerKey: consumer.key,
+      consumerSecret: consumer.secret,
+      apiUrl: s.url('API_URL', 'https://api.twitter.com'),
+      /** Accept OAuth 2 user tokens (no secret)? Off by default: see above. */
+      acceptOAuth2Tokens: s.bool('ACCEPT_OAUTH2_TOKENS', false),
+    };
+  },
+
+  setup: ({ config }) => ({
+    verifyCredentials: `${config.apiUrl}/1.1/account/verify_credentials.json?include_email=true&skip_status=true`,
+  }),
+
+  async prove(_form, { access_token: token, access_token_secret: tokenSecret }, ctx) {
+    const { config, verifyCredentials, call, unavailable, variable } = ctx;
+    if (!tokenSecret) {
+      if (!config.acceptOAuth2Tokens)
+        throw invalidRequest(
+          `access_token_secret is required for ${ctx.name} (OAuth 2 tokens are off: see ${variable('ACCEPT_OAUTH2_TOKENS')})`,
+        );
+      const { data } = await call('/2/users/me', `${config.apiUrl}/2/users/me`, v2Refusal, bearer(token!));
+      const id = isObject(data) ? text(data, 'id') : undefined;
+      if (!isObject(data) || !id) throw unavailable('answered /2/users/me without a user id');
+      return { facts: { id, screen_name: text(data, 'username'), name: text(data, 'name'), email: undefined } };
+    }
+    const { consumerKey, consumerSecret } = config;
+    const signed = authorizationHeader('GET', verifyCredentials, {
+      consumerKey,
+      consumerSecret,
+      token: token!,
+      tokenSecret,
+    });
+    const user = await call('verify_credentials', verifyCredentials, v1Refusal, { headers: { authorization: signed } });
+    const id = text(user, 'id_str');
+    if (!id) throw unavailable('answered without an id_str');
+    return {
+      facts: { id, screen_name: text(user, 'screen_name'), name: text(user, 'name'), email: text(user, 'email') },
+    };
+  },
+
+  // X answers an e-mail only when the account's e-mail is verified (null otherwise): its presence is the flag.
+  account: ({ id, screen_name, name, email }) => ({
+    uid: id,
+    username: screen_name,
+    name,
+    email,
+    email_verified: true,
+    extraData: { id, screen_name: screen_name ?? null, name: name ?? null, email: email ?? null },
+  }),
+});
 
 const KEY_HINT = 'check SOCIAL_AUTH_TWITTER_KEY and SOCIAL_AUTH_TWITTER_SECRET (the API key and secret of the app)';
 
@@ -65,71 +116,3 @@ const v2Refusal: RefusalReader = ({ status, body }) => {
     hint: 'the app must be in a Project with an X API access level that includes GET /2/users/me (X developer portal)',
   };
 };
-
-export const twitter: ProviderModule<TwitterConfig> = {
-  name: 'twitter',
-  emailTrust: 'verified',
-
-  configure(settings) {
-    const consumer = settings.credentials('TWITTER');
-    if (!consumer) return undefined;
-    return {
-      consumerKey: consumer.key,
-      consumerSecret: consumer.secret,
-      apiUrl: settings.url('SOCIAL_AUTH_TWITTER_API_URL', 'https://api.twitter.com'),
-      acceptOAuth2Tokens: settings.bool('SOCIAL_AUTH_TWITTER_ACCEPT_OAUTH2_TOKENS', false),
-    };
-  },
-
-  create(config, { http }) {
-    const verifyCredentials = `${config.apiUrl}/1.1/account/verify_credentials.json?include_email=true&skip_status=true`;
-
-    async function oauth2Identity(token: string): Promise<SocialIdentity> {
-      const { data } = accepted(
-        'twitter',
-        '/2/users/me',
-        await http.json(`${config.apiUrl}/2/users/me`, { headers: { authorization: `Bearer ${token}` } }),
-        v2Refusal,
-      );
-      const uid = isObject(data) ? text(data, 'id') : undefined;
-      if (!isObject(data) || !uid)
-        throw new ProviderUnavailableError('twitter', 'answered /2/users/me without a user id');
-      return identity(uid, text(data, 'username'), text(data, 'name'), undefined);
-    }
-
-    return {
-      name: 'twitter',
-      async verify(input) {
-        const token = requireField(input, 'access_token', 'twitter');
-        if (!input.access_token_secret) {
-          if (!config.acceptOAuth2Tokens)
-            throw invalidRequest(
-              'access_token_secret is required for twitter (OAuth 2 tokens are off: see SOCIAL_AUTH_TWITTER_ACCEPT_OAUTH2_TOKENS)',
-            );
-          return oauth2Identity(token);
-        }
-        const credentials = {
-          consumerKey: config.consumerKey,
-          consumerSecret: config.consumerSecret,
-          token,
-          tokenSecret: input.access_token_secret,
-        };
-        const answer = await http.json(verifyCredentials, {
-          headers: { authorization: authorizationHeader('GET', verifyCredentials, credentials) },
-        });
-        const user = accepted('twitter', 'verify_credentials', answer, v1Refusal);
-        const uid = text(user, 'id_str');
-        if (!uid) throw new ProviderUnavailableError('twitter', 'answered without an id_str');
-        return identity(uid, text(user, 'screen_name'), text(user, 'name'), text(user, 'email'));
-      },
-    };
-  },
-};
-
-function identity(uid: string, screenName?: string, name?: string, email?: string): SocialIdentity {
-  // X answers an e-mail only when the account's e-mail is verified (null otherwise): its presence is the flag.
-  return account(
-    { uid, username: screenName, name, email, email_verified: true },
-    { id: uid, screen_name: screenName ?? null, name: name ?? null, email: email ?? null },
-  );
-}

@@ -150,17 +150,24 @@ export interface ProviderContext {
   clockToleranceSeconds: number;
 }
 
-/** One provider = one module: how to read its settings, and how to build it. */
 /**
  * Is a provider's verified e-mail (details.email_verified) evidence enough to tell the app "this person has an
  * account already"? `verified`: yes; `never`: its e-mails are never matched. SOCIAL_AUTH_<P>_EMAIL_TRUST.
  */
 export type EmailTrust = 'verified' | 'never';
 
+/** One provider = one module (providers/define.ts builds it from a declaration): how to read its settings, and how to build it. */
 export interface ProviderModule<C> {
   readonly name: string;
   /** The default e-mail trust, as the provider's documentation supports it (test/fixtures/providers/email-trust.json). */
   readonly emailTrust: EmailTrust;
+  /** A default that depends on the configuration (an OpenID Connect issuer that is multi-tenant), else `emailTrust`. */
+  emailTrustFor?(config: C): EmailTrust;
+  /**
+   * The provider's own rule on which of the e-mails it marks verified it vouches for (Google: Gmail and Workspace
+   * accounts only), applied to details.email_verified; none: all of them. `extraData` is the account's kept facts.
+   */
+  vouchesFor?(email: string, extraData: Record<string, unknown>): boolean;
   /** Its configuration from SOCIAL_AUTH_<NAME>_* settings, or undefined when it is not enabled. */
   configure(settings: Settings): C | undefined;
   create(config: C, context: ProviderContext): Provider;

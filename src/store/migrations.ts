@@ -1,6 +1,5 @@
 import { PostgresAdapter, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import { collidedUsernameKey, usernameKey } from './username-key.js';
-import { verifiedEmailOfKeptFacts } from './verified-email.js';
 
 /**
  * Migrations live in code (not files found at run time) so that the built package and tests run the same ones.
@@ -250,6 +249,29 @@ migrations['0010_held_back_usernames'] = {
   },
 };
 
+/**
+ * History: the providers' e-mail rules as they stood when migration 0011 ran, frozen here so that the migration
+ * back-fills the same column on every database, whatever the providers' declarations (src/providers/) say today.
+ * The verified e-mail a link's kept facts (extra_data) show, for the links made before the verified_email column
+ * (sources: test/fixtures/providers/email-trust.json). Never change it to follow the providers.
+ */
+export function verifiedEmailOfKeptFacts0011(provider: string, extraData: unknown): string | undefined {
+  if (typeof extraData !== 'object' || extraData === null) return undefined;
+  const {
+    email,
+    email_verified: verified,
+    hd,
+  } = extraData as { email?: unknown; email_verified?: unknown; hd?: unknown };
+  if (typeof email !== 'string' || !email.includes('@')) return undefined;
+  const normal = email.trim().toLowerCase();
+  // GitHub's kept e-mail is the primary verified one (/user/emails); X returns an e-mail only once verified.
+  let said = provider === 'github' || provider === 'twitter' ? true : verified === true || verified === 'true';
+  // Google vouches only for Gmail addresses and Workspace accounts (hd).
+  if (provider === 'google') said &&= normal.endsWith('@gmail.com') || (typeof hd === 'string' && hd !== '');
+  // RFC 5321's longest address: a longer one is no address.
+  return said && normal.length <= 320 ? normal : undefined;
+}
+
 /** A link's extra_data as stored (jsonb, or JSON text on SQLite); unreadable text is no facts. */
 function keptFacts(value: unknown): unknown {
   if (typeof value !== 'string') return value;
@@ -294,7 +316,7 @@ migrations['0011_link_by_email'] = {
       );
       if (rows.rows.length === 0) break;
       for (const row of rows.rows) {
-        const email = verifiedEmailOfKeptFacts(row.provider, keptFacts(row.extra_data));
+        const email = verifiedEmailOfKeptFacts0011(row.provider, keptFacts(row.extra_data));
         if (email) await sql`update social_associations set verified_email = ${email} where id = ${row.id}`.execute(db);
       }
       after = rows.rows.at(-1)!.id;
