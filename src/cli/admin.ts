@@ -1,4 +1,4 @@
-import { isUniqueViolation } from '../core/accounts.js';
+import { isUniqueViolation } from '../store/unique-violation.js';
 import { SocialAccounts } from '../core/social.js';
 import type { Services } from '../core/services.js';
 import { withServices, type Command } from './command.js';

@@ -6,6 +6,7 @@ import type { ActedBy, Client, User } from '../store/storage.js';
 import { recordingDisabled, refuseIfDisabled } from './disabled-users.js';
 import { apiError, sessionEnded } from '../lib/errors.js';
 import type { Services } from './services.js';
+import { isUniqueViolation } from '../store/unique-violation.js';
 
 /** A user and the token pair of its new session: what every sign-in answers. */
 export interface SignedIn {
@@ -122,10 +123,4 @@ export class Accounts {
 /** Text a database can hold as it is: no NUL character (PostgreSQL refuses it), no lone UTF-16 surrogate. */
 export function storableText(text: string): boolean {
   return !/\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(text);
-}
-
-/** PostgreSQL's 23505 or SQLite's SQLITE_CONSTRAINT_UNIQUE. */
-export function isUniqueViolation(error: unknown): boolean {
-  const code = (error as { code?: string } | null)?.code;
-  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE';
 }

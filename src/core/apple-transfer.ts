@@ -4,6 +4,7 @@ import type { SocialIdentity } from '../providers/types.js';
 import type { SecretBox } from '../auth/secret-box.js';
 import type { Client, Storage } from '../store/storage.js';
 import { ProviderUnavailableError } from '../lib/errors.js';
+import { isUniqueViolation } from '../store/unique-violation.js';
 
 /**
  * Sign in with Apple team transfer. Apple's `sub` is scoped to the developer team: when the app moves to
@@ -172,15 +173,6 @@ async function moveAppleLink(
     client,
   );
   return 'moved';
-}
-
-/**
- * PostgreSQL's 23505 or SQLite's SQLITE_CONSTRAINT_UNIQUE (as accounts.ts's isUniqueViolation: the sign-in pipeline
- * runs followAppleTransfer, and accounts.ts stands on the services that list that pipeline).
- */
-function isUniqueViolation(error: unknown): boolean {
-  const code = (error as { code?: string } | null)?.code;
-  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE';
 }
 
 /** One user.migration access token at a time, renewed when Apple says it expired (it lives an hour). */

@@ -10,7 +10,7 @@ import {
   type StaffSession,
   type StaffStage,
 } from '../store/staff.js';
-import { isUniqueViolation } from './accounts.js';
+import { isUniqueViolation } from '../store/unique-violation.js';
 import { actorName, type Actor } from './admin.js';
 import type { Services } from './services.js';
 
