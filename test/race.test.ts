@@ -1,5 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, databaseKinds, guest, startStack, type Stack } from './helpers.js';
+import { SecretBox } from '../src/auth/secret-box.js';
+import { defaultPipeline, runPipeline } from '../src/core/pipeline.js';
+import type { PipelineContext } from '../src/core/pipeline-step.js';
+import { openDatabase } from '../src/store/database.js';
+import { Storage } from '../src/store/storage.js';
+import { call, databaseKinds, freshDatabase, guest, startStack, type Stack } from './helpers.js';
 
 // On PostgreSQL these requests truly run at once (a pool of connections); the unique (provider, uid)
 // constraint, not a read before the write, must decide the winner.
@@ -72,5 +77,63 @@ describe.each(databaseKinds())('concurrent linking on %s', (kind) => {
       1,
     );
     expect((await call(stack.api, 'GET', '/api/associations/', { token: user.access_token })).body).toHaveLength(1);
+  });
+});
+
+// A sign-in reads the account's link before its transaction (readLink) and carries it in: what changed between the
+// two must be seen, so that the account's owner at the time of the transaction signs in — never nobody, never the
+// one before.
+describe.each(databaseKinds())('a link that changed after readLink, on %s', (kind) => {
+  let database: { url: string; drop(): Promise<void> };
+  let storage: Storage;
+  beforeAll(async () => {
+    database = await freshDatabase(kind, { migrated: true });
+    storage = new Storage(openDatabase(database.url));
+  });
+  afterAll(async () => {
+    await storage.db.destroy();
+    await database.drop();
+  });
+
+  let account = 0;
+  const run = (mode: 'associate' | 'auth', uid: string, extra: Partial<PipelineContext> = {}) =>
+    runPipeline(defaultPipeline, storage, {
+      mode,
+      provider: 'p',
+      identity: { uid, details: {}, extraData: {} },
+      client: { ip: '127.0.0.1', userAgent: 'test' },
+      secrets: SecretBox.fromSetting(SecretBox.generateKey()),
+      replay: { refuse: false, retrySeconds: 10 },
+      options: { createUser: false },
+      ...extra,
+    });
+  const signedIn = async (uid: string, known: PipelineContext['known']) =>
+    (await run('auth', uid, { known })).context.user?.id;
+
+  it('none when read, linked since: its owner signs in (not 404)', async () => {
+    const uid = `u${++account}`;
+    const owner = await storage.users.create(`owner${account}`, null);
+    await run('associate', uid, { user: owner });
+    expect(await signedIn(uid, null)).toBe(owner.id);
+  });
+
+  it("one user's when read, moved to another since: the new owner signs in", async () => {
+    const uid = `u${++account}`;
+    const before = await storage.users.create(`before${account}`, null);
+    const after = await storage.users.create(`after${account}`, null);
+    await run('associate', uid, { user: before });
+    const known = (await storage.links.find('p', uid)) ?? null;
+    await storage.links.delete(before.id, 'p', uid);
+    await run('associate', uid, { user: after });
+    expect(await signedIn(uid, known)).toBe(after.id);
+  });
+
+  it('unlinked since: the account is unknown (404)', async () => {
+    const uid = `u${++account}`;
+    const owner = await storage.users.create(`gone${account}`, null);
+    await run('associate', uid, { user: owner });
+    const known = (await storage.links.find('p', uid)) ?? null;
+    await storage.links.delete(owner.id, 'p', uid);
+    await expect(signedIn(uid, known)).rejects.toMatchObject({ code: 'user_not_found' });
   });
 });

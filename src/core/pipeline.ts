@@ -173,10 +173,14 @@ export const authAllowed: PipelineStep = () => {};
 /**
  * Find the existing link of this social account; in associate mode, refuse one owned by another user. In
  * auth mode the linked user's row is held before anything is written (Users.hold), and the link read again
- * under it — in one statement when readLink read it before the transaction.
+ * under it — in one statement when readLink found it before the transaction and it is still that user's.
  */
 export const socialUser: PipelineStep = async (context) => {
-  if (context.mode === 'auth' && !context.user && context.known !== undefined) return followKnownLink(context);
+  // The link readLink found (PostgreSQL): its user's row held and the link read again under it, in one statement.
+  // Unlinked or moved since, it is not there: the full read below then finds where it is now, if anywhere. A link
+  // readLink did not find is looked for again too: it may have been made since.
+  const known = context.mode === 'auth' && !context.user && !context.storage.writeLocked ? context.known : undefined;
+  if (known && (await holdLinkOwner(context, known.userId))) return;
   const found = await context.storage.links.findWithUser(context.provider, context.identity.uid);
   if (!found) return;
   if (context.user && context.user.id !== found.association.userId) {
@@ -201,30 +205,13 @@ export const socialUser: PipelineStep = async (context) => {
   await holdLinkOwner(context, found.user.id);
 };
 
-/**
- * auth, with the link read before the transaction (context.known). None then: the account is unknown (a link
- * made since makes this run's insert lose, AssociationRaceError, and the run again reads it in the transaction).
- * One then: its user's row is held and the link read again under it, in one statement (SQLite, under its write
- * lock: the link and its user read again), as whatever committed between the two reads must be seen.
- */
-async function followKnownLink(context: PipelineContext): Promise<void> {
-  const known = context.known;
-  if (!known) return;
-  if (context.storage.writeLocked) {
-    const found = await context.storage.links.findWithUser(context.provider, context.identity.uid);
-    if (!found) return;
-    context.association = found.association;
-    context.user = found.user;
-    return;
-  }
-  await holdLinkOwner(context, known.userId);
-}
-
-async function holdLinkOwner(context: PipelineContext, userId: number): Promise<void> {
+/** Holds the user's row and reads the link again under it: whether the link is (still) that user's. */
+async function holdLinkOwner(context: PipelineContext, userId: number): Promise<boolean> {
   const held = await context.storage.links.holdOwner(userId, context.provider, context.identity.uid);
-  if (!held?.link) return;
+  if (!held?.link) return false;
   context.association = held.link;
   context.user = held.user;
+  return true;
 }
 
 /** Auth with an unknown social account: create a user when the operator allows it, else 404. */
