@@ -16,8 +16,11 @@ export default defineConfig({
     pool: 'forks',
     // A migrated database of each kind, copied for each test server (test/global-setup.ts).
     globalSetup: ['test/global-setup.ts'],
+    // Real timers again after every test (test/setup.ts): files share their worker's process.
+    setupFiles: ['test/setup.ts'],
     // Vitest's default is one worker fewer than cores (one on a 2-core machine): test files wait on child processes,
-    // PostgreSQL, timers and sockets, so two at a time keep 2 cores busy. VITEST_MAX_WORKERS overrides.
+    // PostgreSQL, timers and sockets, so as many workers as cores (two at least) keep the cores busy.
+    // VITEST_MAX_WORKERS overrides.
     maxWorkers: Math.max(2, availableParallelism()),
     // A worker runs its files one after the other in one process, the modules loaded once (each file still starts
     // its own servers and databases): a new process per file cost about a second of CPU each.

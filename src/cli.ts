@@ -13,8 +13,8 @@ import { serviceKeysCommand, staffCommand } from './cli/staff.js';
 import { withDatabase, type Command } from './cli/command.js';
 import { loadConfigFile } from './cli/config-file.js';
 
-// Each command loads what it runs when it runs (import()): a command started by a script or a test does not pay
-// for the HTTP server's modules it never uses.
+// serve, openapi and keys load their modules when they run (import()): the other commands, started by scripts and
+// tests, do not pay for the HTTP server's modules they never use.
 const commands: Record<string, Command> = {
   serve: {
     usage: 'serve [--workers N]',

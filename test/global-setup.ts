@@ -49,7 +49,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const url = new URL(adminUrl);
     url.pathname = `/${template}`;
     const postgres = openDatabase(url.toString());
-    await migrateToLatest(postgres).finally(() => postgres.destroy());
+    try {
+      await migrateToLatest(postgres).finally(() => postgres.destroy());
+    } catch (error) {
+      // No teardown runs when setup fails: the half-made template goes now, not in a day.
+      await withAdmin(adminUrl, (admin) => admin.query(`DROP DATABASE IF EXISTS ${template} WITH (FORCE)`));
+      throw error;
+    }
     // A copy needs the template to have no connection: none may start from now on (nor autovacuum's, but for wraparound).
     await withAdmin(adminUrl, (admin) => admin.query(`ALTER DATABASE ${template} WITH ALLOW_CONNECTIONS false`));
     project.provide('migratedPostgres', template);

@@ -127,7 +127,8 @@ export async function startStack(
     },
     APPLE_KEY,
   );
-  const emulator: RunningEmulator = await startEmulator(emulatorOptionsFor(apps));
+  // Hundreds of stacks per run: their emulators share RSA key pairs (new kids each; README "How long").
+  const emulator: RunningEmulator = await startEmulator({ ...emulatorOptionsFor(apps), reuseKeyPairs: true });
   // Migrated already: the server's own migrateToLatest finds nothing pending (test/global-setup.ts).
   const database = await freshDatabase(kind, { migrated: true });
   const config = loadConfig({

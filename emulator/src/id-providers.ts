@@ -13,6 +13,8 @@ export interface IdProviderOptions {
   apple?: AppleOptions;
   oidc?: Record<string, OidcIssuerOptions>;
   microsoft?: MicrosoftOptions;
+  /** EmulatorOptions.reuseKeyPairs. */
+  reuseKeyPairs?: boolean;
 }
 
 /** Found again from the EmulatorState, for the control API's description (GET /_emulator). */
@@ -26,7 +28,7 @@ export class IdProviders {
   readonly microsoft: MicrosoftProvider;
 
   constructor(state: EmulatorState, options: IdProviderOptions) {
-    const keyPairs = new FirstKeyPairs();
+    const keyPairs = new FirstKeyPairs(options.reuseKeyPairs === true);
     this.google = new GoogleProvider(keyPairs, options.google?.clientIds ?? [], options.google?.androidClientId);
     this.apple = new AppleProvider(options.apple ?? { clientIds: [], teamId: '', keys: {} }, keyPairs);
     this.facebookLimited = new FacebookLimitedProvider(keyPairs);

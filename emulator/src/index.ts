@@ -66,6 +66,13 @@ export interface EmulatorOptions {
   oidc?: Record<string, { clientIds: string[] }>;
   /** Default false. */
   logger?: boolean;
+  /**
+   * Default false: every issuer makes RSA keys of its own. True: the issuers' first key pairs are those the
+   * emulators this process started before made (new kids; one emulator's issuers never share a pair), for test
+   * suites that start hundreds of emulators — an RSA-2048 pair costs about 150 ms of CPU. A verifier that tries
+   * every key of a set whatever the kid could then accept another emulator's token: not for tests of that.
+   */
+  reuseKeyPairs?: boolean;
 }
 
 export interface RunningEmulator {

@@ -59,13 +59,17 @@ const firstKeyPairsMade: Promise<KeyPair>[] = [];
 
 /**
  * Hands one emulator's issuers their first key pairs: each issuer a different pair (as each real provider has its
- * own keys), the same pairs for every emulator this process starts. An RSA-2048 pair costs about 150 ms of CPU and a
- * test run starts hundreds of emulators; kids are new each time, and keys made by rotate() are always new.
+ * own keys). With `reuse` (EmulatorOptions.reuseKeyPairs), the same pairs for every emulator this process starts: an
+ * RSA-2048 pair costs about 150 ms of CPU and a test run starts hundreds of emulators. Kids are new each time, and
+ * keys made by rotate() are always new.
  */
 export class FirstKeyPairs {
   private next = 0;
 
+  constructor(private readonly reuse: boolean) {}
+
   take(): Promise<KeyPair> {
+    if (!this.reuse) return newKeyPair();
     const slot = this.next++;
     firstKeyPairsMade[slot] ??= newKeyPair();
     return firstKeyPairsMade[slot];

@@ -49,7 +49,7 @@ beforeAll(async () => {
     },
     oidc: { acme: { clientIds: [OIDC_CLIENT] } },
   };
-  emulator = await startEmulator(options);
+  emulator = await startEmulator({ ...options, reuseKeyPairs: true });
   client = new EmulatorClient(emulator.url);
 });
 
@@ -138,20 +138,25 @@ describe('JWKS endpoints', () => {
     },
   );
 
-  it("one emulator's issuers each publish a key of their own; another emulator reuses them under new kids; rotation makes a new key", async () => {
+  it("one emulator's issuers each publish a key of their own; with reuseKeyPairs another emulator reuses them under new kids, without it makes its own; rotation makes a new key", async () => {
     const published = async (url: string, provider: keyof typeof JWKS_PATHS): Promise<JWK> =>
       (await http(`${url}${JWKS_PATHS[provider]}`)).body.keys[0];
     const providers = Object.keys(JWKS_PATHS) as (keyof typeof JWKS_PATHS)[];
     const ours = await Promise.all(providers.map((provider) => published(emulator.url, provider)));
     expect(new Set(ours.map((key) => key.n)).size).toBe(providers.length);
 
-    const second = await startEmulator({ oidc: { acme: { clientIds: [OIDC_CLIENT] } } });
+    const reusing = await startEmulator({ oidc: { acme: { clientIds: [OIDC_CLIENT] } }, reuseKeyPairs: true });
+    const own = await startEmulator({ oidc: { acme: { clientIds: [OIDC_CLIENT] } } });
     try {
-      const theirs = await Promise.all(providers.map((provider) => published(second.url, provider)));
+      const theirs = await Promise.all(providers.map((provider) => published(reusing.url, provider)));
       expect(new Set(theirs.map((key) => key.n)).size).toBe(providers.length);
+      expect(new Set([...theirs, ...ours].map((key) => key.n)).size).toBe(providers.length);
       for (const key of theirs) expect(ours.map((k) => k.kid)).not.toContain(key.kid);
+      const owned = await Promise.all(providers.map((provider) => published(own.url, provider)));
+      for (const key of owned) expect(ours.map((k) => k.n)).not.toContain(key.n);
     } finally {
-      await second.close();
+      await reusing.close();
+      await own.close();
     }
     const rotated = await client.rotateKeys('google');
     const { body } = await http(`${emulator.url}${JWKS_PATHS.google}`);

@@ -7,7 +7,7 @@ import type { ReplayPolicy } from './replay.js';
  * The social pipeline, after python-social-auth's: the provider module has already done
  * `social_details` and `social_uid` (it proved the token and said whose it is); these steps then run
  * in order inside ONE database transaction, so a failure at any step writes nothing. The whole sign-in,
- * both phases, is listed in pipeline.ts (SIGN_IN_PIPELINE).
+ * both phases, is listed in pipeline.ts (signInPipeline()).
  *
  * A step reads and updates the context; it may throw an ApiError to stop with that answer.
  * Replace or extend the list with `buildApp({ pipeline })` to add your own rules.

@@ -60,7 +60,7 @@ export class SocialAccounts<S = StartedSession, R = void> {
         runPipeline(
           this.services.pipeline,
           this.services.storage,
-          this.input(identity, { provider: provider.name, client, user }),
+          this.input('associate', identity, { provider: provider.name, client, user }),
         );
       const { context } = await recordingDisabled(
         this.services.storage,
@@ -152,7 +152,7 @@ export class SocialAccounts<S = StartedSession, R = void> {
       runPipeline(
         pipeline,
         storage,
-        this.input(identity, { provider: provider.name, client, user }),
+        this.input('associate', identity, { provider: provider.name, client, user }),
         async (context) => {
           if (!(await context.storage.linkTokens.use(hash)))
             throw apiError('invalid_link_token', { detail: 'used by a request that ran at the same time' });
@@ -272,8 +272,7 @@ export class SocialAccounts<S = StartedSession, R = void> {
   private authInput(draft: SignInDraft, newUser: NewUserPolicy<R>) {
     const { hostUser } = draft;
     return {
-      ...this.input(draft.identity, { provider: draft.provider.name, client: draft.client }),
-      mode: 'auth' as const,
+      ...this.input('auth', draft.identity, { provider: draft.provider.name, client: draft.client }),
       known: draft.link,
       options: {
         createUser: newUser === 'ours' || hostUser !== undefined,
@@ -283,10 +282,14 @@ export class SocialAccounts<S = StartedSession, R = void> {
     };
   }
 
-  private input(identity: SocialIdentity, about: { provider: string; client: Client; user?: User }) {
+  private input<M extends 'associate' | 'auth'>(
+    mode: M,
+    identity: SocialIdentity,
+    about: { provider: string; client: Client; user?: User },
+  ) {
     const { secrets, config } = this.services;
     return {
-      mode: 'associate' as 'associate' | 'auth',
+      mode,
       identity,
       secrets,
       replay: config.idTokenReplay,
