@@ -336,12 +336,18 @@ const TRANSACTION_LAST: readonly Listed<PipelineStep>[] = [
   listed(record, 'the audit events (and webhooks) of a new user, a new link'),
 ];
 
+/** Each rules list's steps, listed once (a server's rules are one list for its life): not again per sign-in. */
+const listedRules = new WeakMap<readonly PipelineStep[], readonly Listed<PipelineStep>[]>();
+
 /** The steps inside the transaction around the operator's rules. */
-export const inTransaction = (rules: readonly PipelineStep[]): readonly Listed<PipelineStep>[] => [
-  ...TRANSACTION_FIRST,
-  ...rules.map((rule) => listed(rule, RULE_WHY.get(rule) ?? "the operator's own step")),
-  ...TRANSACTION_LAST,
-];
+export function inTransaction(rules: readonly PipelineStep[]): readonly Listed<PipelineStep>[] {
+  let steps = listedRules.get(rules);
+  if (!steps) {
+    const own = rules.map((rule) => listed(rule, RULE_WHY.get(rule) ?? "the operator's own step"));
+    listedRules.set(rules, (steps = [...TRANSACTION_FIRST, ...own, ...TRANSACTION_LAST]));
+  }
+  return steps;
+}
 
 /** The whole listing for one provider and rules, phase by phase: what the top of this file says. */
 export function signInPipeline(
