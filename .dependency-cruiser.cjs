@@ -5,7 +5,7 @@
  *
  * @type {import('dependency-cruiser').IConfiguration}
  */
-/** The floors, bottom up; a floor of two folders holds modules that may import each other (never around a circle). */
+/** The floors, bottom up: one folder each. */
 const FLOOR_ORDER = [
   ['lib'],
   ['auth'],
@@ -14,7 +14,9 @@ const FLOOR_ORDER = [
   ['config'],
   ['core'],
   ['import'],
-  ['http', 'admin'],
+  ['http'],
+  ['admin'],
+  ['server'],
   ['cli'],
 ];
 
@@ -60,8 +62,8 @@ module.exports = {
       to: { path: '^test/' },
     },
     // The floors, bottom up (ARCHITECTURE.md, "The floors"): a module imports its own floor and the floors below, never
-    // one above. lib → auth → store → providers → config → core → import → http + admin (the web: the API's routes, the
-    // console's plugin) → cli → src/*.ts.
+    // one above. lib → auth → store → providers → config → core → import → http (the API's web layer) → admin (the
+    // console's plugin) → server (the assembly) → cli → src/*.ts.
     ...floors([
       [
         'lib',
@@ -73,8 +75,12 @@ module.exports = {
       ['config', 'the configuration read from the environment, each provider reading its own settings'],
       ['core', 'the use cases: sign-in pipeline, sessions and tokens, accounts, admin, webhooks'],
       ['import', "importers of other systems' users"],
-      ['http', 'the Fastify application: routes, schemas, the OpenAPI document, metrics'],
+      [
+        'http',
+        "the public API's web layer: routes, schemas, errors, hooks, rate limits, metrics, the OpenAPI document",
+      ],
       ['admin', 'the admin API and the staff console: a Fastify plugin over core/admin.ts and core/staff.ts'],
+      ['server', 'the assembly: the Fastify application built of the API and the admin plugin, listening, workers'],
       ['cli', "the command line, and the operator's configuration file"],
     ]),
   ],

@@ -6,7 +6,7 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { sql } from 'kysely';
 import { loadConfig } from '../src/config/config.js';
-import { startServer } from '../src/http/server.js';
+import { startServer } from '../src/server/server.js';
 import { migrateToLatest, openDatabase } from '../src/store/database.js';
 import { Storage } from '../src/store/storage.js';
 import { throwawayPostgres } from './throwaway-database.js';

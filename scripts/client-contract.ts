@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import openapiTS, { astToString } from 'openapi-typescript';
 import { loadConfig } from '../src/config/config.js';
 import { ERRORS } from '../src/lib/errors.js';
-import { apiDocument } from '../src/http/api-document.js';
+import { apiDocument } from '../src/server/api-document.js';
 
 const at = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 export const CLIENT_CONTRACT_FILES = {

@@ -21,7 +21,7 @@ const commands: Record<string, Command> = {
     summary: 'apply pending migrations, then serve the API (configured by the environment; see README)',
     options: { workers: { type: 'string' } },
     async run({ values }) {
-      const { serveWithWorkers, startServer } = await import('./http/server.js');
+      const { serveWithWorkers, startServer } = await import('./server/server.js');
       const file = await loadConfigFile();
       const config = loadConfig({ ...file.settings, ...process.env });
       const workers = Number(values.workers ?? 1);
@@ -58,7 +58,7 @@ const commands: Record<string, Command> = {
     async run({ values }) {
       const file = await loadConfigFile();
       const config = loadConfig({ ...file.settings, ...process.env }, { role: 'cli' });
-      const { apiDocument } = await import('./http/api-document.js');
+      const { apiDocument } = await import('./server/api-document.js');
       const document = await apiDocument(config, file.errors);
       const text = `${JSON.stringify(document, null, 2)}\n`;
       if (typeof values.out === 'string') writeFileSync(values.out, text);

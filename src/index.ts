@@ -1,6 +1,6 @@
 /** social-link as a library: the standalone server and the plugin for an existing Fastify app. (The provider emulator is its own package: @social-link/emulator.) */
-export { buildApp, type AppOptions } from './http/app.js';
-export { startServer } from './http/server.js';
+export { buildApp, type AppOptions } from './server/app.js';
+export { startServer } from './server/server.js';
 export { loadConfig, type Config } from './config/config.js';
 export { defineConfig, loadConfigFile, type ConfigFile } from './cli/config-file.js';
 export { openDatabase, migrateToLatest } from './store/database.js';

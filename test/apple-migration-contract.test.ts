@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { decodeJwt, importPKCS8, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProviderUnavailableError } from '../src/lib/errors.js';
-import { AppleApi } from '../src/providers/apple-api.js';
+import { AppleApi } from '../src/providers/apple/api.js';
 import { ProviderHttp } from '../src/providers/http.js';
 import { shapeDifferences } from './contract/fixtures.js';
 import { startStack, type Stack } from './helpers.js';

@@ -1,7 +1,7 @@
 import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serverEnvFor } from '../src/config/dev.js';
-import { AppleApi } from '../src/providers/apple-api.js';
+import { AppleApi } from '../src/providers/apple/api.js';
 import { ProviderHttp } from '../src/providers/http.js';
 import { call, databaseKinds, guest, runCli, startStack, type Stack } from './helpers.js';
 

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { loadProviderConfigs, providerModules } from '../src/providers/index.js';
 import { Settings } from '../src/lib/settings.js';
-import { google } from '../src/providers/google.js';
+import { google } from '../src/providers/google/google.js';
 import { verifiedEmailOfKeptFacts0011 as verifiedEmailOfKeptFacts } from '../src/store/migrations.js';
 
 // Each provider's default e-mail trust, pinned to the cited sources of test/fixtures/providers/email-trust.json.

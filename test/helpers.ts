@@ -18,8 +18,8 @@ import {
   type EmulatedApps,
 } from '../src/config/dev.js';
 import { EmulatorClient, startEmulator, type RunningEmulator } from '@social-link/emulator';
-import { startServer } from '../src/http/server.js';
-import { logSafety } from '../src/http/app.js';
+import { startServer } from '../src/server/server.js';
+import { logSafety } from '../src/server/app.js';
 import type { PipelineStep } from '../src/core/pipeline-step.js';
 import type { OperatorErrors } from '../src/lib/errors.js';
 import type { Env } from '../src/lib/settings.js';

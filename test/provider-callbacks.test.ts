@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifySignedRequest } from '../src/providers/signed-request.js';
+import { verifySignedRequest } from '../src/providers/facebook/signed-request.js';
 import { call, databaseKinds, expectError, guest, startStack, type Stack } from './helpers.js';
 
 // The providers' lifecycle callbacks (src/core/provider-callbacks.ts), checked against the cited vectors of

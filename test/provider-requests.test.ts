@@ -6,7 +6,7 @@ import { importPKCS8, SignJWT, type JWK } from 'jose';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildEmulator, EmulatorClient } from '@social-link/emulator';
 import { Settings } from '../src/lib/settings.js';
-import { AppleApi } from '../src/providers/apple-api.js';
+import { AppleApi } from '../src/providers/apple/api.js';
 import { loadProviderConfigs } from '../src/providers/index.js';
 import { authorizationHeader } from '../src/providers/oauth1.js';
 import { withProfile } from '../src/providers/profile.js';

@@ -6,7 +6,7 @@ import type { RateLimits } from '../http/rate-limits.js';
 import type { Sessions } from './session.js';
 import type { Render } from './views.js';
 
-/** What the admin plugin is given (http/app.ts): the use cases, the rate limits, the provider calls counted. */
+/** What the admin plugin is given (server/app.ts): the use cases, the rate limits, the provider calls counted. */
 export interface AdminOptions {
   services: Services;
   admin: Admin;

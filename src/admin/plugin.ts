@@ -6,7 +6,7 @@ import type { AdminOptions } from './context.js';
 export type { AdminOptions } from './context.js';
 
 /**
- * The admin plugin (registered by http/app.ts only when SOCIAL_LINK_ADMIN=true): the admin API (/admin/api/, for
+ * The admin plugin (registered by server/app.ts only when SOCIAL_LINK_ADMIN=true): the admin API (/admin/api/, for
  * the app's backends, with a service key) and the staff console (/admin/, for people, signed in with a password and
  * TOTP), both over core/admin.ts. Each is a scope of its own: the console's cookies, form parser, headers and error
  * pages stay out of the API, which answers JSON as the rest of the API does.

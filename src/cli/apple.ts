@@ -6,8 +6,8 @@ import {
   type TransferRun,
 } from '../core/apple-transfer.js';
 import type { Services } from '../core/services.js';
-import { apple } from '../providers/apple.js';
-import { AppleApi } from '../providers/apple-api.js';
+import { apple } from '../providers/apple/apple.js';
+import { AppleApi } from '../providers/apple/api.js';
 import { ProviderHttp } from '../providers/http.js';
 import { withServices, type Command } from './command.js';
 

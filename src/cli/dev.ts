@@ -2,7 +2,7 @@ import { devSecretsDirFor, loadConfig } from '../config/config.js';
 import { emulatedApps, emulatorOptionsFor, generateAppleKey, serverEnvFor } from '../config/dev.js';
 import { devSecret } from '../auth/keys.js';
 import { startEmulator } from '@social-link/emulator';
-import { startServer } from '../http/server.js';
+import { startServer } from '../server/server.js';
 import { loadConfigFile } from './config-file.js';
 import { ConfigError } from '../lib/settings.js';
 import { randomBytes } from 'node:crypto';

@@ -1,4 +1,4 @@
-import type { AppleApi } from '../providers/apple-api.js';
+import type { AppleApi } from '../providers/apple/api.js';
 import { text } from '../lib/narrowing.js';
 import type { SocialIdentity } from '../providers/types.js';
 import type { SecretBox } from '../auth/secret-box.js';

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { base64url } from 'jose';
 import type { Config } from '../config/config.js';
 import type { ProviderRegistry } from '../providers/registry.js';
-import { canonicalBase64url } from '../providers/signed-request.js';
+import { canonicalBase64url } from '../providers/facebook/signed-request.js';
 import type { Storage } from '../store/storage.js';
 import { now } from '../store/rows.js';
 import { apiError, invalidRequest, InvalidTokenError } from '../lib/errors.js';

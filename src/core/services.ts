@@ -16,7 +16,7 @@ import { CALLBACK_MAX_AGE_SECONDS } from './provider-callbacks.js';
 
 /**
  * What social-link is made of, built once from the configuration: storage, the secret box, the providers
- * and the pipeline. The server (src/http/app.ts) and the embedding plugin (src/embed.ts) both stand on it.
+ * and the pipeline. The server (src/server/app.ts) and the embedding plugin (src/embed.ts) both stand on it.
  */
 export interface Services {
   config: Config;

@@ -1,14 +1,14 @@
 import { ConfigError, type Settings } from '../lib/settings.js';
 import { ProviderHttp, type ProviderHttpOptions } from './http.js';
-import { apple } from './apple.js';
+import { apple } from './apple/apple.js';
 import { settingsKeyOf } from './define.js';
 import { clockToleranceOf } from './id-token.js';
-import { facebook } from './facebook.js';
-import { github } from './github.js';
-import { google } from './google.js';
-import { line } from './line.js';
-import { oidcProviders } from './oidc.js';
-import { twitter } from './twitter.js';
+import { facebook } from './facebook/facebook.js';
+import { github } from './github/github.js';
+import { google } from './google/google.js';
+import { line } from './line/line.js';
+import { oidcProviders } from './oidc/oidc.js';
+import { twitter } from './twitter/twitter.js';
 import type { EmailTrust, Provider, ProviderModule } from './types.js';
 
 /**

@@ -3,7 +3,7 @@ import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidTokenError } from '../lib/errors.js';
 import { ProviderHttp } from './http.js';
-import { createOidcProvider, type OidcConfig } from './oidc.js';
+import { createOidcProvider, type OidcConfig } from './oidc/oidc.js';
 
 // A multi-tenant issuer (Microsoft's `common`) on a loopback server: keys bound to an issuer (their `issuer`
 // member) sign only its tokens; which key signed a token without a kid is not known, so such a token passes only

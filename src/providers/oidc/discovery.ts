@@ -1,10 +1,10 @@
 import type { JWK, JWTPayload } from 'jose';
-import { isSafeTransport } from '../lib/settings.js';
-import { isObject, text } from '../lib/narrowing.js';
-import type { Context } from './define.js';
-import type { IdTokenPolicy } from './id-token.js';
-import { JwksCache } from './jwks.js';
-import type { NonceRule } from './types.js';
+import { isSafeTransport } from '../../lib/settings.js';
+import { isObject, text } from '../../lib/narrowing.js';
+import type { Context } from '../define.js';
+import type { IdTokenPolicy } from '../id-token.js';
+import { JwksCache } from '../jwks.js';
+import type { NonceRule } from '../types.js';
 
 /** An OpenID Connect issuer's configuration (SOCIAL_AUTH_OIDC_<NAME>_*; oidc.ts reads it). */
 export interface OidcConfig {

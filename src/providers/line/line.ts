@@ -1,9 +1,9 @@
-import { InvalidTokenError } from '../lib/errors.js';
-import { text } from '../lib/narrowing.js';
-import { byStatus } from './answers.js';
-import { defineProvider } from './define.js';
-import { bearer, formPost } from './http.js';
-import { idTokenProof, requireNonce } from './id-token.js';
+import { InvalidTokenError } from '../../lib/errors.js';
+import { text } from '../../lib/narrowing.js';
+import { byStatus } from '../answers.js';
+import { defineProvider } from '../define.js';
+import { bearer, formPost } from '../http.js';
+import { idTokenProof, requireNonce } from '../id-token.js';
 
 /**
  * LINE Login. An access token is checked with GET /oauth2/v2.1/verify (its client_id must be our channel,

@@ -1,7 +1,7 @@
-import { isObject, text } from '../lib/narrowing.js';
-import { byStatus } from './answers.js';
-import { defineProvider } from './define.js';
-import { bearer, type JsonResponse } from './http.js';
+import { isObject, text } from '../../lib/narrowing.js';
+import { byStatus } from '../answers.js';
+import { defineProvider } from '../define.js';
+import { bearer, type JsonResponse } from '../http.js';
 
 /**
  * GitHub with an OAuth app's user token. POST /applications/{client_id}/token ("Check a token", basic auth

@@ -1,10 +1,10 @@
 import { createHmac } from 'node:crypto';
 import type { JWTPayload } from 'jose';
-import { ConfigError } from '../lib/settings.js';
-import { InvalidTokenError } from '../lib/errors.js';
-import { isObject, text } from '../lib/narrowing.js';
-import type { Refusal, RefusalReader } from './answers.js';
-import { defineProvider, type Proof } from './define.js';
+import { ConfigError } from '../../lib/settings.js';
+import { InvalidTokenError } from '../../lib/errors.js';
+import { isObject, text } from '../../lib/narrowing.js';
+import type { Refusal, RefusalReader } from '../answers.js';
+import { defineProvider, type Proof } from '../define.js';
 import { verifySignedRequest } from './signed-request.js';
 
 /**

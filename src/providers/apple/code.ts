@@ -1,11 +1,11 @@
 import type { JWTPayload } from 'jose';
-import { InvalidTokenError, invalidRequest, providerRefusedApp } from '../lib/errors.js';
-import { appleKeyHint, type AppleApi } from './apple-api.js';
-import type { IdTokenVerifier, Proof } from './define.js';
-import type { IdTokenProof, TokenInput } from './types.js';
+import { InvalidTokenError, invalidRequest, providerRefusedApp } from '../../lib/errors.js';
+import { appleKeyHint, type AppleApi } from './api.js';
+import type { IdTokenVerifier, Proof } from '../define.js';
+import type { IdTokenProof, TokenInput } from '../types.js';
 
 /**
- * Sign in with Apple's authorization code, redeemed with the team key (apple-api.ts). A code from the web flow
+ * Sign in with Apple's authorization code, redeemed with the team key (api.ts). A code from the web flow
  * (Sign in with Apple on Android) is redeemed with the redirect URI its authorization used: Apple redeems it with
  * that one only (SOCIAL_AUTH_APPLE_REDIRECT_URIS, per Services ID). A code Apple will not redeem (invalid_grant:
  * used, expired, or another redirect URI) beside a valid identity token does not refuse the sign-in: the identity

@@ -1,9 +1,9 @@
-import { invalidRequest } from '../lib/errors.js';
-import { isObject, text } from '../lib/narrowing.js';
-import type { RefusalReader } from './answers.js';
-import { defineProvider } from './define.js';
-import { bearer } from './http.js';
-import { authorizationHeader } from './oauth1.js';
+import { invalidRequest } from '../../lib/errors.js';
+import { isObject, text } from '../../lib/narrowing.js';
+import type { RefusalReader } from '../answers.js';
+import { defineProvider } from '../define.js';
+import { bearer } from '../http.js';
+import { authorizationHeader } from '../oauth1.js';
 
 /**
  * Twitter / X with an OAuth 1.0a user token and secret from the native SDK. The request is signed with OUR

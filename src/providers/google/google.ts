@@ -1,9 +1,9 @@
-import { ConfigError } from '../lib/settings.js';
-import { InvalidTokenError } from '../lib/errors.js';
-import { flag, isObject, text } from '../lib/narrowing.js';
-import { normalizeEmail } from '../store/verified-email.js';
-import { byStatus } from './answers.js';
-import { defineProvider } from './define.js';
+import { ConfigError } from '../../lib/settings.js';
+import { InvalidTokenError } from '../../lib/errors.js';
+import { flag, isObject, text } from '../../lib/narrowing.js';
+import { normalizeEmail } from '../../store/verified-email.js';
+import { byStatus } from '../answers.js';
+import { defineProvider } from '../define.js';
 
 /**
  * Google Sign-In. The native SDKs hand the app an ID token, verified here against Google's published keys

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ProviderUnavailableError } from '../lib/errors.js';
-import { ProviderHttp } from './http.js';
+import { ProviderUnavailableError } from '../../lib/errors.js';
+import { ProviderHttp } from '../http.js';
 import { createOidcProvider, type OidcConfig } from './oidc.js';
 
 // A real loopback server stands for the issuer; its discovery document names the jwks_uri each test sets.

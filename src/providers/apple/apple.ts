@@ -1,17 +1,17 @@
 import type { JWTPayload } from 'jose';
-import { ConfigError } from '../lib/settings.js';
-import { InvalidTokenError, invalidRequest } from '../lib/errors.js';
-import { flag, isObject, text } from '../lib/narrowing.js';
-import { AppleApi, appleSigningSettings, APPLE_ISSUER, type AppleSigning } from './apple-api.js';
-import { redeemCode } from './apple-code.js';
-import { defineProvider, type Proof } from './define.js';
-import { nonceMatches } from './id-token.js';
-import type { NonceRule, TokenInput } from './types.js';
+import { ConfigError } from '../../lib/settings.js';
+import { InvalidTokenError, invalidRequest } from '../../lib/errors.js';
+import { flag, isObject, text } from '../../lib/narrowing.js';
+import { AppleApi, appleSigningSettings, APPLE_ISSUER, type AppleSigning } from './api.js';
+import { redeemCode } from './code.js';
+import { defineProvider, type Proof } from '../define.js';
+import { nonceMatches } from '../id-token.js';
+import type { NonceRule, TokenInput } from '../types.js';
 
 /**
  * Sign in with Apple. The identity token is verified against Apple's keys. When the app also sends the
- * authorization code and the team key is configured, the code is redeemed (apple-api.ts) and the refresh
- * token kept, so that unlinking revokes it (App Store rules for account deletion); see apple-code.ts.
+ * authorization code and the team key is configured, the code is redeemed (api.ts) and the refresh
+ * token kept, so that unlinking revokes it (App Store rules for account deletion); see code.ts.
  *
  * Nonce: Apple copies the nonce the app set on its request into the token unchanged. Many apps set the
  * SHA-256 (hex) of a raw nonce and send us the raw one (Firebase's convention), others set and send the

@@ -1,8 +1,8 @@
 import { SignJWT, importPKCS8, type CryptoKey } from 'jose';
-import { ConfigError, type Settings } from '../lib/settings.js';
-import { ProviderUnavailableError, providerRefusedApp } from '../lib/errors.js';
-import { isObject, text } from '../lib/narrowing.js';
-import { formPost, type ProviderHttp } from './http.js';
+import { ConfigError, type Settings } from '../../lib/settings.js';
+import { ProviderUnavailableError, providerRefusedApp } from '../../lib/errors.js';
+import { isObject, text } from '../../lib/narrowing.js';
+import { formPost, type ProviderHttp } from '../http.js';
 
 /**
  * Sign in with Apple's REST API, for the server: redeem an authorization code (POST /auth/token) and revoke

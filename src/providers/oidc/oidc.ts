@@ -1,11 +1,11 @@
-import { ConfigError, type Settings } from '../lib/settings.js';
-import { flag, text } from '../lib/narrowing.js';
-import { defineProvider } from './define.js';
-import { idTokenProof, verifyIdToken, type IdTokenPolicy } from './id-token.js';
-import { discover, isMultiTenantIssuer, type OidcConfig } from './oidc-discovery.js';
-import type { Provider, ProviderContext, ProviderModule } from './types.js';
+import { ConfigError, type Settings } from '../../lib/settings.js';
+import { flag, text } from '../../lib/narrowing.js';
+import { defineProvider } from '../define.js';
+import { idTokenProof, verifyIdToken, type IdTokenPolicy } from '../id-token.js';
+import { discover, isMultiTenantIssuer, type OidcConfig } from './discovery.js';
+import type { Provider, ProviderContext, ProviderModule } from '../types.js';
 
-export type { OidcConfig } from './oidc-discovery.js';
+export type { OidcConfig } from './discovery.js';
 
 const ASYMMETRIC = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']);
 
