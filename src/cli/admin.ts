@@ -1,5 +1,5 @@
 import { isUniqueViolation } from '../store/unique-violation.js';
-import { SocialAccounts } from '../core/social.js';
+import { unlinkAccount } from '../core/unlink.js';
 import type { Services } from '../core/services.js';
 import { withServices, type Command } from './command.js';
 
@@ -147,7 +147,7 @@ export const adminCommands: Record<string, Command> = {
           console.error(`no link ${provider}:${uid}`);
           return 1;
         }
-        await new SocialAccounts(services).unlink(link.userId, provider, uid, {
+        await unlinkAccount(services, link.userId, provider, uid, {
           client: null,
           hasOtherWayIn: () => true,
           detail: 'by an operator (cli)',

@@ -5,7 +5,7 @@ import type { SessionSummary, UserSearch, UserSummary } from '../store/directory
 import { storableText, type Accounts } from './accounts.js';
 import { ApiError, apiError } from '../lib/errors.js';
 import type { Services } from './services.js';
-import type { SocialAccounts } from './social.js';
+import { unlinkAccount } from './unlink.js';
 
 /**
  * Who acts through the admin API (a service key) or the console (a staff member). Reading needs nothing more;
@@ -88,14 +88,13 @@ const UID_MAX = 255;
 
 /**
  * What operators do for a user, by the admin API and the console alike: find, read, unlink, end sessions,
- * delete, export. Changes go through the same use cases the app's own requests use (SocialAccounts.unlink,
+ * delete, export. Changes go through the same use cases the app's own requests use (unlink.ts,
  * Accounts.delete), each audited with its actor and reason.
  */
 export class Admin {
   constructor(
     private readonly services: Services,
     private readonly accounts: Accounts,
-    private readonly social: SocialAccounts,
   ) {}
 
   /** The admin API's budget of requests a minute per service key (RATE_LIMIT_ADMIN_API_PER_MINUTE); undefined: rate limits are off. */
@@ -188,7 +187,7 @@ export class Admin {
     try {
       if (force && !mayOverride(actor))
         throw apiError('forbidden', { about: 'only an admin removes the last way to sign in' });
-      await this.social.unlink(userId, provider, uid, {
+      await unlinkAccount(this.services, userId, provider, uid, {
         client,
         hasOtherWayIn: (user) => user.hasPassword || force,
         detail: 'admin',

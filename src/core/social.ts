@@ -1,5 +1,5 @@
 import type { Provider, SocialIdentity, TokenInput } from '../providers/types.js';
-import type { ActedBy, Association, Client, User } from '../store/storage.js';
+import type { Association, Client, User } from '../store/storage.js';
 import { recordingDisabled } from './disabled-users.js';
 import { EmailMatch, LinkRequiredError, linkTokenHash, pendingIdentity, requireLink } from './email-linking.js';
 import type { EmailLinking, NewUserPolicy, SignInStrategy } from './pipeline-step.js';
@@ -14,6 +14,7 @@ import {
   type SignInRequest,
 } from './pipeline.js';
 import type { Services } from './services.js';
+import { unlinkAccount, type UnlinkTerms } from './unlink.js';
 import type { StartedSession } from './tokens.js';
 
 export type { NewUserPolicy, SessionStarter, SignInStrategy } from './pipeline-step.js';
@@ -25,7 +26,7 @@ export type { NewUserPolicy, SessionStarter, SignInStrategy } from './pipeline-s
  *
  * How a sign-in ends is given once, here: `S` is what its session starter answers (the server's tokens by
  * default; the embedding host's id), `R` what a host's maker of new users is given with each sign-in (the
- * request). Without a strategy (the CLI), nothing signs in.
+ * request). Unlinking needs no strategy: the CLI and the admin use case call unlink.ts alone.
  */
 export class SocialAccounts<S = StartedSession, R = void> {
   /** The email-linking step's settings when SOCIAL_AUTH_EMAIL_LINKING is on (fixed by the configuration). */
@@ -33,7 +34,7 @@ export class SocialAccounts<S = StartedSession, R = void> {
 
   constructor(
     private readonly services: Services,
-    private readonly strategy?: SignInStrategy<S, R>,
+    private readonly strategy: SignInStrategy<S, R>,
   ) {
     this.emailLinking = services.config.emailLinking
       ? { trusted: services.providers.emailTrusted, enabled: services.providers.names }
@@ -99,7 +100,6 @@ export class SocialAccounts<S = StartedSession, R = void> {
    */
   async signIn(providerName: string, input: TokenInput, client: Client, request: R) {
     const { strategy } = this;
-    if (!strategy) throw new Error('SocialAccounts was made without a sign-in strategy: nothing signs in');
     const provider = this.services.providers.get(providerName);
     const { storage, pipeline } = this.services;
     const { newUser } = strategy;
@@ -176,7 +176,6 @@ export class SocialAccounts<S = StartedSession, R = void> {
   /** A guest's merge into the owner of the account it proved (core/guest-merge.ts), signed in as the owner. */
   mergeGuest(guest: User, mergeToken: string, client: Client) {
     const { strategy } = this;
-    if (!strategy) throw new Error('SocialAccounts was made without a sign-in strategy: nothing signs in');
     const { storage } = this.services;
     return recordingDisabled(storage, client, {}, () =>
       mergeGuest(storage, guest, mergeToken, client, (trx, owner, audit) =>
@@ -221,29 +220,9 @@ export class SocialAccounts<S = StartedSession, R = void> {
     return this.services.storage.links.ofUser(userId);
   }
 
-  /**
-   * Unlinks one of the user's accounts, refusing to remove the last way in of a user who has no other
-   * (`hasOtherWayIn`, asked under the user's lock: a password, the host app's own answer given beforehand; an
-   * operator may force it). Kept provider tokens are revoked after.
-   */
-  async unlink(
-    userId: number,
-    provider: string,
-    uid: string,
-    how: { client: Client | null; hasOtherWayIn(user: User): boolean; detail?: string; by?: ActedBy },
-  ): Promise<void> {
-    const removed = await this.services.storage.transaction(async (trx) => {
-      // The lock makes concurrent unlinks of one user's last two links take turns.
-      const user = await trx.users.lock(userId);
-      const links = await trx.links.ofUser(userId);
-      if (!user || !links.some((link) => link.provider === provider && link.uid === uid))
-        throw apiError('association_not_found');
-      if (links.length === 1 && !how.hasOtherWayIn(user)) throw apiError('last_login_method');
-      const link = await trx.links.delete(userId, provider, uid);
-      await trx.audit.record({ event: 'unlinked', userId, provider, uid, detail: how.detail, ...how.by }, how.client);
-      return link;
-    });
-    await this.services.revokeKept(removed);
+  /** Unlinks one of the user's accounts (unlink.ts). */
+  unlink(userId: number, provider: string, uid: string, how: UnlinkTerms): Promise<void> {
+    return unlinkAccount(this.services, userId, provider, uid, how);
   }
 
   /** What the steps before the transaction are given; `auth`: who may make a user of an unknown account. */

@@ -185,7 +185,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   callbackRoutes(app, routes);
   // The admin API and the staff console: absent (404) unless SOCIAL_LINK_ADMIN=true.
   if (config.admin.enabled) {
-    const admin = new Admin(services, routes.accounts, routes.social);
+    const admin = new Admin(services, routes.accounts);
     await app.register(adminPlugin, {
       services,
       admin,
