@@ -6,7 +6,7 @@ import { valueAt, type ProviderFixture } from './fixtures.js';
 
 /**
  * Drives the provider emulator into each fixture's situation and asks it what our provider modules ask
- * the real provider, so that test/provider-contract.test.ts can compare its answer with the recorded one.
+ * the real provider, so that test/providers/fixtures.test.ts can compare its answer with the recorded one.
  * One emulator serves every fixture, registered with the apps the fixtures name.
  */
 

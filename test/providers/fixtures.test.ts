@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startContractEmulator, emulate } from './contract/emulator.js';
-import { documentedSituations, ENDPOINTS, loadFixtures, shapeDifferences } from './contract/fixtures.js';
-import { replay } from './contract/replay.js';
+import { startContractEmulator, emulate } from '../contract/emulator.js';
+import { documentedSituations, ENDPOINTS, loadFixtures, shapeDifferences } from '../contract/fixtures.js';
+import { replay } from '../contract/replay.js';
 
 // The real providers' answers, each pinned to a cited source (test/fixtures/providers/README.md), replayed
 // through our provider modules; and our emulator driven into the same situations answers the same.

@@ -5,13 +5,13 @@ import type { FastifyInstance } from 'fastify';
 import { importPKCS8, SignJWT, type JWK } from 'jose';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildEmulator, EmulatorClient } from '@social-link/emulator';
-import { Settings } from '../src/lib/settings.js';
-import { AppleApi } from '../src/providers/apple/api.js';
-import { loadProviderConfigs } from '../src/providers/index.js';
-import { authorizationHeader } from '../src/providers/oauth1.js';
-import { withProfile } from '../src/providers/profile.js';
-import type { TokenInput } from '../src/providers/types.js';
-import { shapeDifferences } from './contract/fixtures.js';
+import { Settings } from '../../src/lib/settings.js';
+import { AppleApi } from '../../src/providers/apple/api.js';
+import { loadProviderConfigs } from '../../src/providers/index.js';
+import { authorizationHeader } from '../../src/providers/oauth1.js';
+import { withProfile } from '../../src/providers/profile.js';
+import type { TokenInput } from '../../src/providers/types.js';
+import { shapeDifferences } from '../contract/fixtures.js';
 
 // What each real provider requires of a request (test/fixtures/provider-requests/, each requirement cited):
 // (a) the records are well-formed; (b) the emulator refuses a request missing each requirement as the provider
@@ -66,7 +66,7 @@ interface ProviderRecord {
   requests: RecordedRequest[];
 }
 
-const DIR = new URL('./fixtures/provider-requests/', import.meta.url);
+const DIR = new URL('../fixtures/provider-requests/', import.meta.url);
 const records: ProviderRecord[] = readdirSync(DIR)
   .filter((name) => name.endsWith('.json'))
   .map((file) => ({ file, ...(JSON.parse(readFileSync(new URL(file, DIR), 'utf8')) as Omit<ProviderRecord, 'file'>) }));

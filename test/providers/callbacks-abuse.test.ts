@@ -1,6 +1,6 @@
 import { createHash, createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, databaseKinds, expectError, guest, startStack, type Stack } from './helpers.js';
+import { call, databaseKinds, expectError, guest, startStack, type Stack } from '../helpers.js';
 
 // Issue 24 (security round 3): provider callbacks played again under another spelling, dated in the future, or
 // forged by the thousand. Each attack is sent raw through HTTP (src/core/provider-callbacks.ts, src/http/hooks.ts).

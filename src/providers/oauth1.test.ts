@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { authorizationHeader, hmacSha1Signature, percentEncode, signatureBaseString } from '../src/providers/oauth1.js';
+import { authorizationHeader, hmacSha1Signature, percentEncode, signatureBaseString } from './oauth1.js';
 // The provider's side, as the emulator does it with the oauth-1.0a library: an independent check of our signer.
-import { parseAuthorizationHeader, verifyRequestSignature } from '../emulator/src/oauth1.js';
+import { parseAuthorizationHeader, verifyRequestSignature } from '../../emulator/src/oauth1.js';
 
 /**
  * Every expected value below is copied from a published source named next to it:
