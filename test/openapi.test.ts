@@ -157,6 +157,7 @@ describe('the contract check of the test suite (test/contract/api.ts)', () => {
         date_joined: '2026-12-01T00:00:00.000Z',
         last_login: null,
         associations: [],
+        claims: {},
       }),
     ).toBeUndefined();
     expect(contract.violation('GET', '/api/me/', 418, {})).toMatch(/a status the document does not declare/);

@@ -27,7 +27,10 @@ export type TokenResponse = Schemas['TokenResponse'];
 export type NonceResponse = AnswerOf<'createNonce', 200>;
 export type Association = Schemas['Association'];
 export type AssociateResponse = AnswerOf<'linkProvider', 200>;
-export type Me = AnswerOf<'getMe', 200>;
+/** Custom claims: what an app's backends read from its access tokens (roles, a plan, a tenant id). */
+export type Claims = Record<string, unknown>;
+/** The signed-in user; `claims` typed as the app declares them (SocialLinkClient<C>), each one possibly absent. */
+export type Me<C extends Claims = Claims> = Omit<AnswerOf<'getMe', 200>, 'claims'> & { claims: Partial<C> };
 /** An error answer: `code` is one of a closed list. */
 export type ApiError = Schemas['Error'];
 
@@ -146,6 +149,7 @@ export const ENDPOINTS = {
         date_joined: true,
         last_login: true,
         associations: true,
+        claims: true,
       }),
       nested: { associations: { ...association, array: true } },
     },

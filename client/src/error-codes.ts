@@ -23,6 +23,7 @@ export const API_ERROR_CODES = [
   'username_taken', // 409
   'already_associated', // 409
   'link_required', // 409
+  'invalid_claims', // 400
   'invalid_merge_token', // 400
   'invalid_link_token', // 400
   'last_login_method', // 409
@@ -32,6 +33,8 @@ export const API_ERROR_CODES = [
   'internal_error', // 500
   'provider_unavailable', // 502
   'database_unavailable', // 503
+  'hook_refused', // 403
+  'hook_unavailable', // 503
   'rate_limit_unavailable', // 503
 ] as const;
 

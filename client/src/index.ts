@@ -2,6 +2,7 @@ import {
   ENDPOINTS,
   type AssociateResponse,
   type Association,
+  type Claims,
   type Endpoint,
   type Me,
   type NonceResponse,
@@ -91,12 +92,34 @@ interface Call {
   accessToken?: string;
 }
 
+/** The names social-link's access tokens carry of their own: never custom claims (the server refuses them as such). */
+const TOKEN_CLAIMS = new Set(['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti', 'sid']);
+
+/** A JWT's payload, read without checking its signature (the server checked it; this is for the app's own display). */
+function payloadOf(jwt: string): Claims | null {
+  try {
+    const part = jwt.split('.')[1] ?? '';
+    const base64 = part
+      .replace(/-/g, '+')
+      .replace(/_/g, '/')
+      .padEnd(Math.ceil(part.length / 4) * 4, '=');
+    const bytes = Uint8Array.from(atob(base64), (char) => char.charCodeAt(0));
+    const payload: unknown = JSON.parse(new TextDecoder().decode(bytes));
+    return typeof payload === 'object' && payload !== null && !Array.isArray(payload) ? (payload as Claims) : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * The social-link API for apps. Sign-ins store the tokens in the token store; authenticated calls
  * refresh an expired access token transparently (one refresh at a time: a refresh token is single use,
  * and the server revokes the session when one is presented twice).
+ *
+ * `C` types the custom claims the app's operator sets (e.g. `SocialLinkClient<{ role: 'admin' | 'editor'; plan:
+ * string }>`): `me().claims` and `claims()` are typed so, each claim possibly absent.
  */
-export class SocialLinkClient {
+export class SocialLinkClient<C extends Claims = Claims> {
   private readonly baseUrl: string;
   private readonly store: TokenStore;
   private readonly fetcher: typeof fetch;
@@ -197,8 +220,20 @@ export class SocialLinkClient {
     await this.authed(ENDPOINTS.unlink, { params: { provider, uid } });
   }
 
-  me(): Promise<Me> {
-    return this.authed(ENDPOINTS.me, {});
+  me(): Promise<Me<C>> {
+    return this.authed(ENDPOINTS.me, {}) as Promise<Me<C>>;
+  }
+
+  /**
+   * The custom claims of the stored access token (the user's, and those its sign-in added), read on the device
+   * without a request; null when signed out. For the app's own screens: a backend checks the token itself, with
+   * /.well-known/jwks.json. A refresh brings what an operator changed since.
+   */
+  async claims(): Promise<Partial<C> | null> {
+    const tokens = await this.store.load();
+    const payload = tokens && payloadOf(tokens.accessToken);
+    if (!payload) return null;
+    return Object.fromEntries(Object.entries(payload).filter(([name]) => !TOKEN_CLAIMS.has(name))) as Partial<C>;
   }
 
   /**

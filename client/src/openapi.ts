@@ -289,7 +289,7 @@ export interface components {
              * @description What went wrong, for programs: one of a closed list (the operator's own pipeline steps may add codes: they are listed here too)
              * @enum {string}
              */
-            code: "invalid_request" | "invalid_token" | "bad_request" | "not_authenticated" | "invalid_access_token" | "invalid_credentials" | "invalid_service_key" | "forbidden" | "user_disabled" | "reason_required" | "invalid_refresh_token" | "refresh_token_reused" | "user_not_found" | "unknown_provider" | "association_not_found" | "session_not_found" | "not_found" | "deletion_request_not_found" | "username_taken" | "already_associated" | "link_required" | "invalid_merge_token" | "invalid_link_token" | "last_login_method" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "internal_error" | "provider_unavailable" | "database_unavailable" | "rate_limit_unavailable";
+            code: "invalid_request" | "invalid_token" | "bad_request" | "not_authenticated" | "invalid_access_token" | "invalid_credentials" | "invalid_service_key" | "forbidden" | "user_disabled" | "reason_required" | "invalid_refresh_token" | "refresh_token_reused" | "user_not_found" | "unknown_provider" | "association_not_found" | "session_not_found" | "not_found" | "deletion_request_not_found" | "username_taken" | "already_associated" | "link_required" | "invalid_claims" | "invalid_merge_token" | "invalid_link_token" | "last_login_method" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "internal_error" | "provider_unavailable" | "database_unavailable" | "hook_refused" | "hook_unavailable" | "rate_limit_unavailable";
             message: string;
             /** @description The message, under the original design's name */
             errors: string;
@@ -309,6 +309,8 @@ export interface components {
             merge_token?: string;
             /** @description already_associated: seconds the merge token is good for */
             merge_token_expires_in?: number;
+            /** @description hook_refused: the app's own code for the refusal, as its blocking hook answered it (the message is the hook's too) */
+            reason?: string;
         };
         TokenResponse: {
             id: number;
@@ -768,7 +770,11 @@ export interface operations {
                      *           "created_at": "2026-11-30T08:16:02.000Z",
                      *           "updated_at": "2026-12-01T09:02:11.000Z"
                      *         }
-                     *       ]
+                     *       ],
+                     *       "claims": {
+                     *         "role": "editor",
+                     *         "plan": "pro"
+                     *       }
                      *     }
                      */
                     "application/json": {
@@ -780,6 +786,10 @@ export interface operations {
                         /** Format: date-time */
                         last_login: string | null;
                         associations: components["schemas"]["Association"][];
+                        /** @description The custom claims this session's access tokens carry: the user's own (set by an operator), and those its sign-in added (a blocking hook, a pipeline step); {}: none */
+                        claims: {
+                            [key: string]: unknown;
+                        };
                     };
                 };
             };
@@ -1148,7 +1158,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `user_disabled` */
+            /** @description `user_disabled`, `hook_refused` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1220,7 +1230,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `provider_unavailable`, `database_unavailable`, `rate_limit_unavailable` */
+            /** @description `provider_unavailable`, `hook_unavailable`, `database_unavailable`, `rate_limit_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1297,7 +1307,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `user_disabled` */
+            /** @description `user_disabled`, `hook_refused` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1360,7 +1370,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `rate_limit_unavailable` */
+            /** @description `hook_unavailable`, `database_unavailable`, `rate_limit_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1429,7 +1439,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `user_disabled` */
+            /** @description `user_disabled`, `hook_refused` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1474,7 +1484,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `database_unavailable`, `rate_limit_unavailable` */
+            /** @description `hook_unavailable`, `database_unavailable`, `rate_limit_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1576,7 +1586,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `user_disabled` */
+            /** @description `user_disabled`, `hook_refused` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1648,7 +1658,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `provider_unavailable`, `database_unavailable`, `rate_limit_unavailable` */
+            /** @description `provider_unavailable`, `hook_unavailable`, `database_unavailable`, `rate_limit_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;

@@ -24,6 +24,7 @@ export function apiChangeRoutes(app: FastifyInstance, context: ApiContext): void
   revokeSessions(app, context);
   revokeSession(app, context);
   disableAndEnable(app, context);
+  setClaims(app, context);
   deleteUser(app, context);
   exportUser(app, context);
 }
@@ -174,6 +175,68 @@ function disableAndEnable(app: FastifyInstance, { admin, serviceKeyOf }: ApiCont
         };
       },
     );
+  }
+}
+
+/** PUT replaces the user's custom claims, PATCH changes some (RFC 7396 merge patch: null removes a claim). */
+function setClaims(app: FastifyInstance, { admin, serviceKeyOf }: ApiContext): void {
+  for (const method of ['PUT', 'PATCH'] as const) {
+    const replace = method === 'PUT';
+    app.route<{ Params: { id: string }; Body: { claims: Record<string, unknown>; reason: string } }>({
+      method,
+      url: '/admin/api/users/:id/claims',
+      schema: {
+        operationId: replace ? 'adminReplaceClaims' : 'adminPatchClaims',
+        summary: replace
+          ? "Replace the user's custom claims (an empty object removes them all; webhook user.claims_changed)"
+          : "Change some of the user's custom claims: each name given is set, or removed when its value is null (RFC 7396; webhook user.claims_changed)",
+        description:
+          'Custom claims are in each access token of the user from its next sign-in or refresh, and in GET /api/me/. ' +
+          'At most 1000 bytes of JSON; reserved names (iss, sub, aud, exp, nbf, iat, jti, sid, scope, client_id, ' +
+          'auth_time, acr, amr, azp, nonce, at_hash, c_hash, cnf, act, may_act, typ) are refused with 400 invalid_claims. ' +
+          'A change that changes nothing writes nothing.',
+        tags: TAG,
+        security: serviceKey,
+        params: userId,
+        body: {
+          type: 'object',
+          required: ['claims'],
+          properties: {
+            claims: {
+              type: 'object',
+              additionalProperties: true,
+              description: replace ? 'The claims, all of them' : 'The claims to set; null removes one',
+            },
+            reason: reasonProperty,
+          },
+          additionalProperties: false,
+        },
+        ...answers(
+          {
+            200: described(
+              { type: 'object', required: ['user'], properties: { user: userSchema } },
+              'The user as it is now, its claims included',
+            ),
+          },
+          [...CHANGE, 'invalid_claims'],
+        ),
+        'x-example': {
+          request: { claims: replace ? { role: 'editor', plan: 'pro' } : { plan: null }, reason: 'ticket 4121' },
+        },
+      },
+      handler: async (request) => {
+        const actor = await serviceKeyOf(request);
+        const { claims, reason } = request.body;
+        const user = await admin.setClaims(
+          actor,
+          userIdOf(request.params.id),
+          replace ? { replace: claims } : { patch: claims },
+          clientOf(request),
+          reason,
+        );
+        return { user: userBody(user) };
+      },
+    });
   }
 }
 

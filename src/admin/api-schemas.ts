@@ -32,6 +32,11 @@ export const userSchema = {
     name: { ...nullable(text), description: 'A name its providers gave (search results)' },
     email: { ...nullable(text), description: 'An e-mail its providers gave, a verified one first (search results)' },
     matched_by: { type: 'string', enum: ['id', 'uid', 'email', 'username'] },
+    claims: {
+      type: 'object',
+      additionalProperties: true,
+      description: "The user's custom claims, in each of its access tokens (a user's detail only; {}: none)",
+    },
   },
 } as const;
 export const linkSchema = {
@@ -105,7 +110,7 @@ export const TAG = ['admin'];
 
 export const userBody = (
   user: Pick<UserSummary, 'id' | 'username' | 'hasPassword' | 'createdAt' | 'lastLoginAt' | 'disabledAt'> &
-    Partial<UserSummary> & { disabledReason?: string | null },
+    Partial<UserSummary> & { disabledReason?: string | null; claims?: Record<string, unknown> },
 ) => ({
   id: user.id,
   username: user.username,
@@ -117,6 +122,7 @@ export const userBody = (
   ...(user.providers ? { providers: user.providers } : {}),
   ...(user.name !== undefined ? { name: user.name, email: user.email ?? null } : {}),
   ...(user.matchedBy ? { matched_by: user.matchedBy } : {}),
+  ...(user.claims ? { claims: user.claims } : {}),
 });
 export const linkBody = (link: LinkView) => ({
   id: link.id,

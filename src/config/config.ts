@@ -43,6 +43,8 @@ export interface Config {
   profileMaxAgeSeconds: number;
   /** SOCIAL_LINK_WEBHOOK_URL / _SECRET: where events are delivered (core/webhooks.ts); empty: none are written. */
   webhooks: WebhookEndpoint[];
+  /** SOCIAL_LINK_HOOK_<NAME>_*: the app's backend, asked during a sign-in or a link (core/blocking-hooks.ts). */
+  blockingHooks: BlockingHookConfig[];
   /** SOCIAL_LINK_WEBHOOK_RETRY_BASE_MS: the first retry's delay; each next one doubles it. */
   webhookRetryBaseMs: number;
   /** SOCIAL_LINK_WEBHOOK_RETENTION_DAYS: events delivered everywhere are forgotten after this many days. */
@@ -158,6 +160,7 @@ export function loadConfig(
     emailLinking: settings.bool('SOCIAL_AUTH_EMAIL_LINKING', true),
     compatPrefix: compatPrefixOf(settings),
     webhooks: webhooksOf(settings),
+    blockingHooks: blockingHooksOf(settings),
     webhookRetryBaseMs: settings.int('SOCIAL_LINK_WEBHOOK_RETRY_BASE_MS', 5000, { min: 10, max: 3_600_000 }),
     webhookRetentionDays: settings.int('SOCIAL_LINK_WEBHOOK_RETENTION_DAYS', 7, { min: 1, max: 3650 }),
     idTokenReplay: {
@@ -328,6 +331,63 @@ function compatPrefixOf(settings: Settings): string | undefined {
   return prefix;
 }
 
+/** The blocking hooks, each where a sign-in or a link may be refused or given claims (core/blocking-hooks.ts). */
+export const BLOCKING_HOOKS = ['before_user_created', 'before_link', 'before_sign_in'] as const;
+export type BlockingHookName = (typeof BLOCKING_HOOKS)[number];
+
+/** One blocking hook, as the operator configured it. */
+export interface BlockingHookConfig {
+  name: BlockingHookName;
+  url: string;
+  /** `whsec_` + base64 (Standard Webhooks): each call is signed with it. */
+  secret: string;
+  /** Its answer is awaited this long; then it has failed. */
+  timeoutMs: number;
+  /** A failed call (timeout, 5xx, malformed answer) lets the sign-in go on (open) or refuses it with 503 (closed). */
+  failOpen: boolean;
+}
+
+/**
+ * SOCIAL_LINK_HOOK_<NAME>_URL for each hook used; _SECRET (else SOCIAL_LINK_HOOK_SECRET, one for all); _TIMEOUT_MS
+ * (else SOCIAL_LINK_HOOK_TIMEOUT_MS, 2000); _FAIL=closed (the default) or open.
+ */
+function blockingHooksOf(settings: Settings): BlockingHookConfig[] {
+  const hooks: BlockingHookConfig[] = [];
+  const defaultTimeout = settings.int('SOCIAL_LINK_HOOK_TIMEOUT_MS', 2000, { min: 50, max: 30_000 });
+  for (const name of BLOCKING_HOOKS) {
+    const prefix = `SOCIAL_LINK_HOOK_${name.toUpperCase()}`;
+    if (!settings.string(`${prefix}_URL`)) continue;
+    const secret = settings.string(`${prefix}_SECRET`) ?? settings.string('SOCIAL_LINK_HOOK_SECRET');
+    if (!secret)
+      throw new ConfigError(
+        `${prefix}_URL needs a signing secret: ${prefix}_SECRET, or SOCIAL_LINK_HOOK_SECRET for all`,
+      );
+    checkStandardWebhooksSecret(`${prefix}_SECRET (or SOCIAL_LINK_HOOK_SECRET)`, secret);
+    const fail = settings.string(`${prefix}_FAIL`, 'closed');
+    if (fail !== 'closed' && fail !== 'open')
+      throw new ConfigError(`${prefix}_FAIL must be closed (refuse while the hook fails) or open, got "${fail}"`);
+    settings.url(`${prefix}_URL`, ''); // checked as a URL (https in production), then called as written
+    hooks.push({
+      name,
+      url: settings.string(`${prefix}_URL`, ''),
+      secret,
+      timeoutMs: settings.int(`${prefix}_TIMEOUT_MS`, defaultTimeout, { min: 50, max: 30_000 }),
+      failOpen: fail === 'open',
+    });
+  }
+  return hooks;
+}
+
+/** A Standard Webhooks secret: whsec_ + base64 of at least 24 random bytes. */
+function checkStandardWebhooksSecret(variable: string, secret: string): void {
+  const key = /^whsec_([A-Za-z0-9+/]+=*)$/.exec(secret)?.[1];
+  if (!key || Buffer.from(key, 'base64').length < 24) {
+    throw new ConfigError(
+      `${variable}: each secret is whsec_ + base64 of at least 24 random bytes (e.g. whsec_$(openssl rand -base64 32))`,
+    );
+  }
+}
+
 /** The endpoints: SOCIAL_LINK_WEBHOOK_URL (comma-separated) with SOCIAL_LINK_WEBHOOK_SECRET (one for all, or one each). */
 function webhooksOf(settings: Settings): WebhookEndpoint[] {
   const urls = settings.list('SOCIAL_LINK_WEBHOOK_URL');
@@ -338,14 +398,7 @@ function webhooksOf(settings: Settings): WebhookEndpoint[] {
       'SOCIAL_LINK_WEBHOOK_SECRET must be one secret, or one per SOCIAL_LINK_WEBHOOK_URL, in the same order',
     );
   }
-  for (const secret of secrets) {
-    const key = /^whsec_([A-Za-z0-9+/]+=*)$/.exec(secret)?.[1];
-    if (!key || Buffer.from(key, 'base64').length < 24) {
-      throw new ConfigError(
-        'SOCIAL_LINK_WEBHOOK_SECRET: each secret is whsec_ + base64 of at least 24 random bytes (e.g. whsec_$(openssl rand -base64 32))',
-      );
-    }
-  }
+  for (const secret of secrets) checkStandardWebhooksSecret('SOCIAL_LINK_WEBHOOK_SECRET', secret);
   return urls.map((url, index) => ({
     url: new Settings({ NODE_ENV: settings.env.NODE_ENV, SOCIAL_LINK_WEBHOOK_URL: url }).url(
       'SOCIAL_LINK_WEBHOOK_URL',

@@ -37,7 +37,7 @@ export class Accounts {
         if (input.username && isUniqueViolation(error)) throw apiError('username_taken');
         throw error;
       });
-    return { user: started.user, pair: this.tokens.pairOf(started.user.id, started.session) };
+    return { user: started.user, pair: this.tokens.pairOf(started.user, started.session) };
   }
 
   async signInWithPassword(username: string, password: string, client: Client): Promise<SignedIn> {
@@ -51,7 +51,7 @@ export class Accounts {
         return this.tokens.startSession(trx, user.id, { event: 'password_sign_in', userId: user.id }, client);
       }),
     );
-    return { user, pair: this.tokens.pairOf(user.id, session) };
+    return { user, pair: this.tokens.pairOf(user, session) };
   }
 
   /**

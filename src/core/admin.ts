@@ -6,6 +6,7 @@ import { storableText, type Accounts } from './accounts.js';
 import { ApiError, apiError } from '../lib/errors.js';
 import type { Services } from './services.js';
 import { unlinkAccount } from './unlink.js';
+import { checkedClaims, patchedClaims } from './claims.js';
 
 /**
  * Who acts through the admin API (a service key) or the console (a staff member). Reading needs nothing more;
@@ -260,6 +261,34 @@ export class Admin {
         );
       }
       return publicUser((await trx.users.findById(userId))!);
+    });
+  }
+
+  /**
+   * Sets the user's custom claims (claims.ts): `replace` them all, or `patch` some (RFC 7396: null removes one).
+   * The user's next access token carries them, a refresh included. Audited with the names changed (webhook
+   * user.claims_changed); a change that changes nothing writes nothing. The user, as it is now.
+   */
+  async setClaims(
+    actor: Actor,
+    userId: number,
+    change: { replace: unknown } | { patch: unknown },
+    client: Client,
+    reason: string | undefined,
+  ): Promise<Omit<User, 'passwordHash'>> {
+    const by = await this.changeBy(actor, userId, client, reason);
+    const given = checkedClaims('replace' in change ? change.replace : change.patch);
+    return this.services.storage.transaction(async (trx) => {
+      const user = await trx.users.lock(userId);
+      if (!user) throw apiError('user_not_found');
+      const next = checkedClaims('replace' in change ? given : patchedClaims(user.claims, given));
+      const changed = [...new Set([...Object.keys(user.claims), ...Object.keys(next)])].filter(
+        (name) => JSON.stringify(user.claims[name]) !== JSON.stringify(next[name]),
+      );
+      if (changed.length === 0) return publicUser(user);
+      await trx.users.setClaims(userId, next);
+      await trx.audit.record({ event: 'claims_changed', userId, detail: changed.join(', '), ...by }, client);
+      return publicUser({ ...user, claims: next });
     });
   }
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { sha256Hex } from '../providers/id-token.js';
 import type { IdTokenProof } from '../providers/types.js';
-import type { Client, Storage, User } from '../store/storage.js';
+import type { Association, Client, Storage, User } from '../store/storage.js';
 import type { AuditEntry } from '../store/audit.js';
 import { refuseIfDisabled } from './disabled-users.js';
 import { apiError, sessionEnded } from '../lib/errors.js';
@@ -63,6 +63,24 @@ export async function offerMerge(
  * there (the caller's `startSession`). invalid_merge_token: unknown, expired, used, another user's, a guest who
  * set a password since, or an account no longer the owner's.
  */
+/**
+ * Whom a merge token would sign the guest in as, read before the transaction (for the before_sign_in hook): the
+ * owner and the link the guest proved; undefined when the token is not one (the transaction then says why).
+ */
+export async function mergeTarget(
+  storage: Storage,
+  guest: User,
+  mergeToken: string,
+): Promise<{ owner: User; link: Association } | undefined> {
+  const claim = await storage.mergeTokens.find(sha256Hex(mergeToken));
+  if (!claim || claim.guestId !== guest.id) return undefined;
+  const [owner, link] = await Promise.all([
+    storage.users.findById(claim.ownerId),
+    storage.links.find(claim.provider, claim.uid),
+  ]);
+  return owner && link?.userId === owner.id ? { owner, link } : undefined;
+}
+
 export async function mergeGuest<S>(
   storage: Storage,
   guest: User,

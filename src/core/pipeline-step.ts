@@ -2,6 +2,7 @@ import type { SecretBox } from '../auth/secret-box.js';
 import type { SocialIdentity } from '../providers/types.js';
 import type { Association, AuditEntry, Client, Storage, User } from '../store/storage.js';
 import type { ReplayPolicy } from './replay.js';
+import type { Claims } from './claims.js';
 
 /**
  * The social pipeline, after python-social-auth's: the provider module has already done
@@ -38,6 +39,11 @@ export interface PipelineContext {
   readonly known?: Association | null;
   user?: User;
   association?: Association;
+  /**
+   * Custom claims for this sign-in's session (core/claims.ts): the blocking hook's first; a step may add its own
+   * (`context.claims.plan = 'pro'`). In each access token of the session, over the user's own; auth only.
+   */
+  claims: Claims;
   /** Whether this run created the user, and whether it created the link. */
   isNewUser: boolean;
   isNewAssociation: boolean;
@@ -57,7 +63,14 @@ export interface EmailLinking {
  * Starts the signed-in user's session inside the sign-in's transaction (the server's tokens, or the embedding
  * host's own record), with the sign-in's audit entry; given once, when SocialAccounts is made.
  */
-export type SessionStarter<S> = (storage: Storage, user: User, audit: AuditEntry, client: Client) => Promise<S>;
+export type SessionStarter<S> = (
+  storage: Storage,
+  user: User,
+  audit: AuditEntry,
+  client: Client,
+  /** The claims the sign-in added (the server's tokens carry them; an embedding host's session may ignore them). */
+  claims?: Claims,
+) => Promise<S>;
 
 /**
  * Who makes the user of an unknown account: nobody (404 user_not_found), social-link (a user of its own), or

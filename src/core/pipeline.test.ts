@@ -144,12 +144,14 @@ describe('the default pipeline', () => {
       'appleTeamTransfer',
       'readLink',
       'loadProfile',
+      'askTheApp',
       'hostUser',
     ]);
     expect(signInPipeline('facebook').beforeTransaction.map((step) => step.name)).toEqual([
       'proveToken',
       'readLink',
       'loadProfile',
+      'askTheApp',
       'hostUser',
     ]);
     expect(apple.inTransaction.map((step) => step.name)).toEqual([

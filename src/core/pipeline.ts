@@ -11,6 +11,8 @@ import { refuseIfDisabled } from './disabled-users.js';
 import { emailLinkRequired, findEmailMatch } from './email-linking.js';
 import { refuseTokenOfEndedSessions, useIdToken } from './replay.js';
 import type { EmailLinking, PipelineContext, PipelineStep, SessionStarter } from './pipeline-step.js';
+import { claimsProblem, type Claims } from './claims.js';
+import type { BlockingHooks } from './blocking-hooks.js';
 
 /*
  * A sign-in (and a link), as social-core's DEFAULT_AUTH_PIPELINE lists its steps (signInPipeline() answers this
@@ -21,6 +23,7 @@ import type { EmailLinking, PipelineContext, PipelineStep, SessionStarter } from
  *   (PROVIDER_STEPS)   the provider's own steps, for it alone: apple → appleTeamTransfer
  *   readLink           auth: the account's link, read once; carried into the transaction
  *   loadProfile        the profile call, only when this sign-in needs it
+ *   askTheApp          the blocking hooks (SOCIAL_LINK_HOOK_*): the app's backend may refuse, or add claims
  *   hostUser           auth, embedded: the host makes its user for an unknown account
  * in one transaction (a failure at any step writes nothing)
  *   holdUser           associate: the signed-in user's row first; gone, its session ended; disabled, it links nothing
@@ -63,6 +66,10 @@ export interface SignInRequest {
   readonly createUser: boolean;
   /** auth, embedded: the host's maker of its user for an unknown account (bound to this request). */
   readonly hostNewUser?: (identity: SocialIdentity) => Promise<string>;
+  /** The app's backend, asked before the transaction (blocking-hooks.ts). */
+  readonly hooks: BlockingHooks;
+  /** associate: the signed-in user who links. */
+  readonly user?: User;
 }
 
 /** The proven account, and what the steps before the transaction learned of it. */
@@ -72,6 +79,8 @@ export interface SignInDraft extends SignInRequest {
   link?: Association | null;
   /** hostUser: the host's new user for this unknown account. */
   hostUser?: User;
+  /** askTheApp: the claims the hooks added for this sign-in's session. */
+  claims?: Claims;
 }
 
 export type BeforeStep = (draft: SignInDraft) => Promise<void>;
@@ -103,7 +112,7 @@ export const PROVIDER_STEPS: Readonly<Record<string, readonly Listed<BeforeStep>
  */
 export const readLink: BeforeStep = async (draft) => {
   if (draft.mode !== 'auth') return;
-  if (!draft.identity.loadProfile && !draft.hostNewUser && !isPostgres(draft.storage.db)) return;
+  if (!draft.identity.loadProfile && !draft.hostNewUser && !draft.hooks.active && !isPostgres(draft.storage.db)) return;
   draft.link = (await draft.storage.links.find(draft.provider.name, draft.identity.uid)) ?? null;
 };
 
@@ -124,6 +133,33 @@ export const loadProfile: BeforeStep = async (draft) => {
 };
 
 /**
+ * The app's backend decides (blocking-hooks.ts), before anything is written: associate asks before_link; auth asks
+ * before_sign_in of a linked account's user, or, for an account that will get a new user, before_user_created then
+ * before_sign_in. An unknown account that gets no user (404, 409 link_required) asks nothing: nothing signs in.
+ * The claims they add go with the session (sign-in's over user-created's).
+ */
+export const askTheApp: BeforeStep = async (draft) => {
+  const { hooks, identity, client } = draft;
+  if (!hooks.active) return;
+  const about = { provider: draft.provider.name, identity, client };
+  if (draft.mode === 'associate') {
+    await hooks.ask('before_link', { ...about, user: draft.user ?? null, newUser: false });
+    return;
+  }
+  if (draft.link) {
+    if (!hooks.has('before_sign_in')) return;
+    const user = (await draft.storage.users.findById(draft.link.userId)) ?? null;
+    draft.claims = await hooks.ask('before_sign_in', { ...about, user, newUser: false });
+    return;
+  }
+  if (!draft.createUser) return;
+  if (await findEmailMatch(draft.storage, draft.provider.name, identity, draft.emailLinking)) return;
+  const created = await hooks.ask('before_user_created', { ...about, user: null, newUser: true });
+  const signedIn = await hooks.ask('before_sign_in', { ...about, user: null, newUser: true });
+  draft.claims = { ...created, ...signedIn };
+};
+
+/**
  * auth, embedded: the host makes its user for an account nobody linked, before our transaction (no host code
  * runs inside it) — not when the account must be linked to the user with its verified e-mail (409 link_required).
  */
@@ -136,6 +172,7 @@ export const hostUser: BeforeStep = async (draft) => {
 const BEFORE_TRANSACTION: readonly Listed<BeforeStep>[] = [
   listed(readLink, 'the link decides the profile call and the host user, and is carried into the transaction'),
   listed(loadProfile, 'a profile call only when this sign-in needs it: a new user, or a stale kept profile'),
+  listed(askTheApp, "the app's blocking hooks may refuse it or add claims: before anything is written"),
   listed(hostUser, "the embedding host's user for an unknown account: no host code inside our transaction"),
 ];
 
@@ -309,13 +346,16 @@ export const startSession =
     const user = context.user;
     if (!user) throw apiError('user_not_found');
     refuseIfDisabled(user);
+    // The hook's claims were checked as they came: what is wrong now is an operator's step's (a 500, logged).
+    const problem = claimsProblem(context.claims);
+    if (problem) throw new Error(`a pipeline step added claims that cannot be kept: ${problem}`);
     const audit: AuditEntry = {
       event: 'social_sign_in',
       userId: user.id,
       provider: context.provider,
       uid: context.identity.uid,
     };
-    return { user, session: await start(context.storage, user, audit, context.client) };
+    return { user, session: await start(context.storage, user, audit, context.client, context.claims) };
   };
 
 const RULE_WHY = new Map<PipelineStep, string>([
@@ -392,7 +432,9 @@ function sealedTokens(context: PipelineContext): string | null {
 /** Another request linked the same social account between our read and our insert. */
 export class AssociationRaceError extends Error {}
 
-type PipelineInput = Omit<PipelineContext, 'storage' | 'isNewUser' | 'isNewAssociation'>;
+type PipelineInput = Omit<PipelineContext, 'storage' | 'isNewUser' | 'isNewAssociation' | 'claims'> & {
+  claims?: Claims;
+};
 
 /**
  * Runs the steps in the transaction (inTransaction: holdUser, spendProof, the rules, endedSessions, record),
@@ -426,6 +468,8 @@ export async function runPipeline<T>(
           // No provider call inside the transaction: a profile not read by now stays unread.
           identity: { ...input.identity, loadProfile: undefined },
           known: attempt === 1 ? input.known : undefined,
+          // A step's additions of a rolled-back attempt are not carried into the next.
+          claims: { ...input.claims },
           storage: trx,
           isNewUser: false,
           isNewAssociation: false,

@@ -10,6 +10,7 @@ import { Storage, type Association } from '../store/storage.js';
 import { DatabaseHealth, isDatabaseUnavailable } from '../store/database-health.js';
 import type { Log } from '../lib/log.js';
 import { defaultPipeline } from './pipeline.js';
+import { BlockingHooks, type HookObserver } from './blocking-hooks.js';
 import type { PipelineStep } from './pipeline-step.js';
 import { revokeUnlinkedGrants } from './email-linking.js';
 import { CALLBACK_MAX_AGE_SECONDS } from './provider-callbacks.js';
@@ -24,6 +25,8 @@ export interface Services {
   secrets: SecretBox;
   providers: ProviderRegistry;
   pipeline: readonly PipelineStep[];
+  /** The app's backend, asked during sign-ins and links (SOCIAL_LINK_HOOK_*). */
+  hooks: BlockingHooks;
   log: Log;
   /** Revokes the provider tokens kept for a removed link; failures are logged, never thrown. */
   revokeKept(link: Pick<Association, 'provider' | 'uid' | 'sealedTokens'> | undefined): Promise<void>;
@@ -44,6 +47,7 @@ export interface ServicesOptions {
   /** Where a dev setup keeps the encryption key it generates when none is configured (else: in memory). */
   devSecretsDir?: string;
   observeProviderCall?: ProviderCallObserver;
+  observeBlockingHook?: HookObserver;
 }
 
 export function createServices(options: ServicesOptions): Services {
@@ -101,6 +105,7 @@ export function createServices(options: ServicesOptions): Services {
     secrets,
     providers,
     pipeline: options.pipeline ?? defaultPipeline,
+    hooks: new BlockingHooks(config.blockingHooks, log, options.observeBlockingHook),
     log,
     revokeKept,
     sweep,

@@ -4,7 +4,7 @@ import { recordingDisabled } from './disabled-users.js';
 import { EmailMatch, LinkRequiredError, linkTokenHash, pendingIdentity, requireLink } from './email-linking.js';
 import type { EmailLinking, NewUserPolicy, SignInStrategy } from './pipeline-step.js';
 import { AlreadyAssociatedError, apiError } from '../lib/errors.js';
-import { mergeGuest, offerMerge } from './guest-merge.js';
+import { mergeGuest, mergeTarget, offerMerge } from './guest-merge.js';
 import {
   proveToken,
   runBeforeTransaction,
@@ -54,7 +54,7 @@ export class SocialAccounts<S = StartedSession, R = void> {
     { offerMerge: mergeOffered = true } = {},
   ) {
     const provider = this.services.providers.get(providerName);
-    const proven = await proveToken(this.request('associate', provider, input, client));
+    const proven = await proveToken(this.request('associate', provider, input, client, { createUser: false, user }));
     return this.revokingUnkeptGrant(provider, proven.identity, async () => {
       const { identity } = await runBeforeTransaction(proven);
       const linked = () =>
@@ -148,6 +148,7 @@ export class SocialAccounts<S = StartedSession, R = void> {
       });
     const provider = this.services.providers.get(pending.provider);
     const identity = pendingIdentity(pending, secrets);
+    await this.services.hooks.ask('before_link', { provider: provider.name, identity, user, newUser: false, client });
     const linked = () =>
       runPipeline(
         pipeline,
@@ -174,12 +175,23 @@ export class SocialAccounts<S = StartedSession, R = void> {
   }
 
   /** A guest's merge into the owner of the account it proved (core/guest-merge.ts), signed in as the owner. */
-  mergeGuest(guest: User, mergeToken: string, client: Client) {
+  async mergeGuest(guest: User, mergeToken: string, client: Client) {
     const { strategy } = this;
-    const { storage } = this.services;
+    const { storage, hooks } = this.services;
+    // The owner signs in: the app's before_sign_in hook decides first, told of the account the guest proved.
+    const target = hooks.has('before_sign_in') ? await mergeTarget(storage, guest, mergeToken) : undefined;
+    const claims =
+      target &&
+      (await hooks.ask('before_sign_in', {
+        provider: target.link.provider,
+        identity: { uid: target.link.uid, details: {}, extraData: target.link.extraData },
+        user: target.owner,
+        newUser: false,
+        client,
+      }));
     return recordingDisabled(storage, client, {}, () =>
       mergeGuest(storage, guest, mergeToken, client, (trx, owner, audit) =>
-        strategy.startSession(trx, owner, audit, client),
+        strategy.startSession(trx, owner, audit, client, owner.id === target?.owner.id ? claims : undefined),
       ),
     );
   }
@@ -231,9 +243,9 @@ export class SocialAccounts<S = StartedSession, R = void> {
     provider: Provider,
     input: TokenInput,
     client: Client,
-    auth: Pick<SignInRequest, 'createUser' | 'hostNewUser'> = { createUser: false },
+    auth: Pick<SignInRequest, 'createUser' | 'hostNewUser' | 'user'> = { createUser: false },
   ): SignInRequest {
-    const { storage, secrets, config } = this.services;
+    const { storage, secrets, config, hooks } = this.services;
     return {
       mode,
       provider,
@@ -241,6 +253,7 @@ export class SocialAccounts<S = StartedSession, R = void> {
       client,
       storage,
       secrets,
+      hooks,
       profileMaxAgeSeconds: config.profileMaxAgeSeconds,
       emailLinking: this.emailLinking,
       ...auth,
@@ -253,6 +266,7 @@ export class SocialAccounts<S = StartedSession, R = void> {
     return {
       ...this.input('auth', draft.identity, { provider: draft.provider.name, client: draft.client }),
       known: draft.link,
+      claims: draft.claims,
       options: {
         createUser: newUser === 'ours' || hostUser !== undefined,
         newUser: hostUser && (async () => hostUser),

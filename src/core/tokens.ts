@@ -3,6 +3,7 @@ import { createSigner, createVerifier } from 'fast-jwt';
 import { apiError, sessionEnded, UserDisabledError } from '../lib/errors.js';
 import type { AuditEntry, Client, NewSession, Storage, User } from '../store/storage.js';
 import { SIGNING_ALG, type SigningKeys } from '../auth/keys.js';
+import { tokenClaims, type Claims } from './claims.js';
 
 export interface TokenPair {
   access_token: string;
@@ -11,10 +12,11 @@ export interface TokenPair {
   expires_in: number;
 }
 
-/** A session just stored: its id and its refresh token, to answer once. */
+/** A session just stored: its id and its refresh token, to answer once, and the claims its sign-in added. */
 export interface StartedSession {
   id: string;
   refreshToken: string;
+  claims?: Claims;
 }
 
 export interface AccessClaims {
@@ -22,6 +24,8 @@ export interface AccessClaims {
   sessionId: string;
   /** The signed-in user, read with the session check. */
   user: User;
+  /** The custom claims this session's access tokens carry (claims.ts tokenClaims). */
+  claims: Claims;
 }
 
 /** The kid of a compact JWS's header, or undefined; only to choose a verifier, which then checks it all. */
@@ -101,10 +105,11 @@ export class TokenService {
     userId: number,
     audit: AuditEntry,
     client: Client | null,
+    claims?: Claims,
   ): Promise<StartedSession> {
     const { refreshToken, ...session } = this.newSession();
-    await storage.sessions.start(userId, session, audit, client);
-    return { id: session.id, refreshToken };
+    await storage.sessions.start(userId, { ...session, claims }, audit, client);
+    return { id: session.id, refreshToken, claims };
   }
 
   private newSession(): NewSession & { refreshToken: string } {
@@ -117,9 +122,13 @@ export class TokenService {
     };
   }
 
-  /** The token pair of a stored session: its refresh token and a new access token. */
-  pairOf(userId: number, session: StartedSession): TokenPair {
-    const accessToken = this.sign({ sub: String(userId), sid: session.id, jti: randomUUID() });
+  /**
+   * The token pair of a stored session: its refresh token and a new access token, with the user's custom claims
+   * and its sign-in's (claims.ts; never a reserved name, so ours are the ones a reader sees).
+   */
+  pairOf(user: Pick<User, 'id' | 'claims'>, session: StartedSession): TokenPair {
+    const custom = tokenClaims(user.claims, session.claims);
+    const accessToken = this.sign({ ...custom, sub: String(user.id), sid: session.id, jti: randomUUID() });
     return {
       access_token: accessToken,
       refresh_token: session.refreshToken,
@@ -135,10 +144,11 @@ export class TokenService {
       // The atomic mark decides the winner among concurrent refreshes of one token; rotation is all or nothing.
       // The user's row first (see Users.hold): a user deleted meanwhile took its tokens along: invalid below.
       // A user disabled meanwhile (its sessions ending in the same commit) rotates nothing: user_disabled below.
+      // The user's claims as they are now: a refresh carries what an operator changed since.
       const pair = await storage.transaction(async (trx) => {
         const user = await trx.users.hold(record.userId);
         return user && !user.disabledAt && (await trx.sessions.useRefreshToken(hash))
-          ? this.rotate(trx, record.userId, record.sessionId)
+          ? this.rotate(trx, user, record.sessionId, record.sessionClaims)
           : undefined;
       });
       if (pair) return { userId: record.userId, pair };
@@ -174,15 +184,15 @@ export class TokenService {
       throw apiError('invalid_access_token');
     }
     // Deleting a user deletes its sessions: an active session always has its user.
-    const user = await storage.sessions.findUser(sessionId, userId);
-    if (!user) throw sessionEnded();
-    return { userId, sessionId, user };
+    const found = await storage.sessions.findUser(sessionId, userId);
+    if (!found) throw sessionEnded();
+    return { userId, sessionId, user: found.user, claims: tokenClaims(found.user.claims, found.sessionClaims) };
   }
 
   /** Rotation: a new refresh token in the same session, and a new access token. */
-  private async rotate(storage: Storage, userId: number, sessionId: string): Promise<TokenPair> {
+  private async rotate(storage: Storage, user: User, sessionId: string, claims: Claims): Promise<TokenPair> {
     const { refreshToken, refreshTokenHash, refreshExpiresAt } = this.newSession();
     await storage.sessions.addRefreshToken(sessionId, refreshTokenHash, refreshExpiresAt);
-    return this.pairOf(userId, { id: sessionId, refreshToken });
+    return this.pairOf(user, { id: sessionId, refreshToken, claims });
   }
 }

@@ -3,6 +3,7 @@ import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefault
 
 import type { Log } from '../lib/log.js';
 import type { DeliveryOutcome } from '../core/webhooks.js';
+import type { HookOutcome } from '../core/blocking-hooks.js';
 import type { ProviderOutcome } from '../providers/http.js';
 import { isDatabaseUnavailable } from '../store/database-health.js';
 import type { OutboxBacklog } from '../store/outbox.js';
@@ -109,6 +110,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly blockingHookCalls = new Histogram({
+    name: 'social_link_blocking_hook_duration_seconds',
+    help: "Blocking hook calls (the app's backend asked during a sign-in or a link) by hook and outcome (allowed, refused, timeout, unavailable, malformed): time to its answer or its failure",
+    labelNames: ['hook', 'outcome'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+
   // The outbox is the database's, not a process's: every `serve --workers` worker reads the same figures, so the
   // group answers the highest (the freshest backlog), not their sum.
   readonly outboxPending = new Gauge({
@@ -163,6 +172,10 @@ export class Metrics {
 
   observeProviderCall = (provider: string, outcome: ProviderOutcome, seconds: number): void => {
     this.providerCalls.observe({ provider, outcome }, seconds);
+  };
+
+  observeBlockingHook = (hook: string, outcome: HookOutcome, seconds: number): void => {
+    this.blockingHookCalls.observe({ hook, outcome }, seconds);
   };
 
   observeWebhookDelivery = (event: string, outcome: DeliveryOutcome, seconds: number): void => {

@@ -71,6 +71,9 @@ const SAMPLES: Partial<Record<ErrorCode, { about?: string; detail?: string; extr
   },
   invalid_link_token: { detail: 'unknown, expired or used' },
   invalid_merge_token: { detail: 'unknown, expired or used' },
+  invalid_claims: { about: "reserved claim name sub: social-link sets it, or a token's reader trusts it as such" },
+  hook_refused: { about: 'Sign-in from this device is not allowed', extra: { reason: 'banned_device' } },
+  hook_unavailable: { detail: 'the before_sign_in hook failed (timeout)' },
 };
 
 const REQUEST_ID = '3f1c2a9e-8b7d-4c51-a0e6-2d94b7f0c1aa';

@@ -40,6 +40,11 @@ export const errorResponse = {
         "already_associated, to a user without a password: POST /api/users/merge/ with it signs in as the account's owner and merges this user into it",
     },
     merge_token_expires_in: { type: 'integer', description: 'already_associated: seconds the merge token is good for' },
+    reason: {
+      type: 'string',
+      description:
+        "hook_refused: the app's own code for the refusal, as its blocking hook answered it (the message is the hook's too)",
+    },
   },
   required: ['code', 'message', 'errors'],
 } as const;

@@ -35,6 +35,7 @@ export const ERRORS = {
     message:
       'An account with this verified e-mail exists: sign in with one of its providers, then link this one with the link token',
   },
+  invalid_claims: { status: 400, message: 'Custom claims refused: %s' },
   invalid_merge_token: { status: 400, message: 'The merge token is invalid, expired, used, or for another user' },
   invalid_link_token: { status: 400, message: 'The link token is invalid, expired, used, or for another user' },
   last_login_method: {
@@ -47,6 +48,11 @@ export const ERRORS = {
   internal_error: { status: 500, message: 'Internal server error' },
   provider_unavailable: { status: 502, message: 'The %s API is unavailable, try again later' },
   database_unavailable: { status: 503, message: 'The database is unavailable; retry in %s seconds' },
+  hook_refused: { status: 403, message: '%s' },
+  hook_unavailable: {
+    status: 503,
+    message: "The app's sign-in rules could not be checked; try again in a few seconds",
+  },
   rate_limit_unavailable: {
     status: 503,
     message: 'Refused while the rate limits cannot be checked (%s); retry in a few seconds',

@@ -114,7 +114,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   const dev = options.devSecretsDir;
   const metrics = new Metrics();
-  const services = createServices({ ...options, log: app.log, observeProviderCall: metrics.observeProviderCall });
+  const services = createServices({
+    ...options,
+    log: app.log,
+    observeProviderCall: metrics.observeProviderCall,
+    observeBlockingHook: metrics.observeBlockingHook,
+  });
   const signingKeys =
     options.signingKeys ??
     (await loadSigningKeys({
@@ -175,7 +180,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     accounts: new Accounts(services, tokens),
     // A sign-in starts a session of our tokens; an unknown account gets a user of ours when SOCIAL_AUTH_CREATE_USER allows it.
     social: new SocialAccounts(services, {
-      startSession: (trx, user, audit, client) => tokens.startSession(trx, user.id, audit, client),
+      startSession: (trx, user, audit, client, claims) => tokens.startSession(trx, user.id, audit, client, claims),
       newUser: config.createUser ? 'ours' : 'none',
     }),
   };

@@ -36,6 +36,8 @@ export type AuditEventName =
   /** Staff or a service key disabled the user (detail: how many sessions that ended), or enabled it again. */
   | 'user_disabled'
   | 'user_enabled'
+  /** Staff or a service key changed the user's custom claims (detail: the names changed). */
+  | 'claims_changed'
   /** Staff or a service key took a copy of the user's data (a data-access request). */
   | 'user_exported'
   /** Staff or a service key read the user's data (detail: what); kept as the user's access history. */
@@ -164,6 +166,13 @@ export function webhookEventOf(row: ReturnType<typeof auditRow>): OutboxEvent | 
         type: row.event === 'user_disabled' ? 'user.disabled' : 'user.enabled',
         userId: row.user_id,
         data: { user_id: row.user_id, actor: row.actor },
+      };
+    case 'claims_changed':
+      // The names changed, not their values: the next access token carries those (the admin API reads them).
+      return {
+        type: 'user.claims_changed',
+        userId: row.user_id,
+        data: { user_id: row.user_id, changed: (row.detail ?? '').split(', ').filter(Boolean), actor: row.actor },
       };
     case 'link_refused_other_user':
       return { type: 'link.refused', userId: row.user_id, data: { ...about, ip: row.ip, user_agent: row.user_agent } };

@@ -54,6 +54,7 @@ const findLinkWithUser = prepared((db, provider: string, uid: string) =>
       'users.last_login_at as user_last_login_at',
       'users.disabled_at as user_disabled_at',
       'users.disabled_reason as user_disabled_reason',
+      'users.claims as user_claims',
     ])
     .where('link.provider', '=', provider)
     .where('link.uid', '=', uid),
@@ -131,6 +132,7 @@ export class Links {
       last_login_at: row.user_last_login_at,
       disabled_at: row.user_disabled_at,
       disabled_reason: row.user_disabled_reason,
+      claims: row.user_claims,
     });
     return { association: toAssociation(row), user };
   }

@@ -585,6 +585,20 @@ migrations['0021_pending_deliveries'] = {
   },
 };
 
+migrations['0022_custom_claims'] = {
+  // Custom claims (core/claims.ts): the user's own, set by an operator, in every access token; and those a blocking
+  // hook or a pipeline step added for one sign-in, kept with its session so that its refreshes carry them too. JSON
+  // text, null when there are none (most users): read with the row that is read anyway, never a join.
+  async up(db) {
+    await db.schema.alterTable('users').addColumn('claims', 'text').execute();
+    await db.schema.alterTable('sessions').addColumn('claims', 'text').execute();
+  },
+  async down(db) {
+    await db.schema.alterTable('sessions').dropColumn('claims').execute();
+    await db.schema.alterTable('users').dropColumn('claims').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

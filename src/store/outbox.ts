@@ -30,6 +30,7 @@ export type WebhookEventType =
   | 'user.merged'
   | 'user.disabled'
   | 'user.enabled'
+  | 'user.claims_changed'
   | 'provider.event';
 
 export interface Delivery {

@@ -20,7 +20,17 @@ export interface User {
   /** When an operator disabled the user (it opens no session), and why; null while it may sign in. */
   disabledAt: string | null;
   disabledReason: string | null;
+  /** Custom claims an operator set (core/claims.ts): in each of its access tokens. */
+  claims: Claims;
 }
+
+/** Custom claims: a JSON object of names and values (core/claims.ts checks them before they are stored). */
+export type Claims = Record<string, unknown>;
+
+/** Claims as stored: JSON text, null for none. */
+export const claimsOf = (text: string | null): Claims => (text ? (JSON.parse(text) as Claims) : {});
+export const claimsText = (claims: Claims | undefined): string | null =>
+  claims && Object.keys(claims).length > 0 ? JSON.stringify(claims) : null;
 
 export function toUser(row: Omit<Selectable<Database['users']>, 'external_id' | 'username_key'>): User {
   return {
@@ -32,5 +42,6 @@ export function toUser(row: Omit<Selectable<Database['users']>, 'external_id' | 
     lastLoginAt: isoOrNull(row.last_login_at),
     disabledAt: isoOrNull(row.disabled_at),
     disabledReason: row.disabled_reason,
+    claims: claimsOf(row.claims),
   };
 }

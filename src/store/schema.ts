@@ -22,6 +22,8 @@ export interface UsersTable {
   /** Disabled by an operator (core/admin.ts): no sign-in, no refresh, until enabled again. */
   disabled_at: ColumnType<Date | string | null, string | undefined, string | null>;
   disabled_reason: ColumnType<string | null, string | undefined, string | null>;
+  /** Custom claims (core/claims.ts) as JSON text; null: none. */
+  claims: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 /** One linked social account: python-social-auth's UserSocialAuth. (provider, uid) is unique. */
@@ -168,6 +170,8 @@ export interface SessionsTable {
   /** The client that signed in (the console shows it). */
   ip: string | null;
   user_agent: string | null;
+  /** The claims added for this sign-in (a blocking hook, a pipeline step) as JSON text; null: none. */
+  claims: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 /** Refresh tokens are opaque; only their SHA-256 is stored. `used_at` is set when rotated. */

@@ -3,7 +3,7 @@ import { sql, type Kysely } from 'kysely';
 import { auditRow, insertAuditEvent, webhookEventOf, type AuditEntry, type Client } from './audit.js';
 import type { Outbox } from './outbox.js';
 import { isPostgres } from './migrations.js';
-import { iso, isoOrNull, now, toUser, type User } from './rows.js';
+import { claimsOf, claimsText, iso, isoOrNull, now, toUser, type Claims, type User } from './rows.js';
 import type { Database } from './schema.js';
 
 /** A session about to be stored: its id and its first refresh token (hashed). */
@@ -11,6 +11,8 @@ export interface NewSession {
   id: string;
   refreshTokenHash: string;
   refreshExpiresAt: string;
+  /** Claims added for this sign-in (a blocking hook, a pipeline step): in each access token of the session. */
+  claims?: Claims;
 }
 
 /** The session of a refresh token, as found when it is presented. */
@@ -22,6 +24,8 @@ export interface RefreshTokenRecord {
   sessionRevokedAt: string | null;
   /** Why it ended (logout, admin, refresh_token_reused, user_disabled, …). */
   sessionRevokedReason: string | null;
+  /** The claims added at its sign-in. */
+  sessionClaims: Claims;
 }
 
 /** Our sign-in sessions and their refresh tokens (one family each). */
@@ -40,8 +44,8 @@ const touchUser = prepared((db, id: number, at: string) =>
   db.updateTable('users').set({ last_login_at: at }).where('id', '=', id),
 );
 const insertSession = prepared(
-  (db, id: string, userId: number, at: string, ip: string | null, userAgent: string | null) =>
-    db.insertInto('sessions').values({ id, user_id: userId, created_at: at, ip, user_agent: userAgent }),
+  (db, id: string, userId: number, at: string, ip: string | null, userAgent: string | null, claims: string | null) =>
+    db.insertInto('sessions').values({ id, user_id: userId, created_at: at, ip, user_agent: userAgent, claims }),
 );
 const insertRefreshToken = prepared((db, sessionId: string, hash: string, at: string, expiresAt: string) =>
   db
@@ -59,6 +63,7 @@ const startSessionPostgres = prepared(
     at: string,
     hash: string,
     expiresAt: string,
+    claims: string | null,
     ...[auditUser, event, provider, uid, detail, ip, userAgent]: AuditValues
   ) =>
     db
@@ -71,7 +76,7 @@ const startSessionPostgres = prepared(
       .with('session', (cte) =>
         cte
           .insertInto('sessions')
-          .values({ id: sessionId, user_id: userId, created_at: at, ip, user_agent: userAgent }),
+          .values({ id: sessionId, user_id: userId, created_at: at, ip, user_agent: userAgent, claims }),
       )
       .with('refresh', (cte) =>
         cte
@@ -86,6 +91,7 @@ const findSessionUser = prepared((db, sessionId: string, userId: number) =>
     .selectFrom('sessions')
     .innerJoin('users', 'users.id', 'sessions.user_id')
     .selectAll('users')
+    .select('sessions.claims as session_claims')
     .where('sessions.id', '=', sessionId)
     .where('sessions.user_id', '=', userId)
     .where('sessions.revoked_at', 'is', null),
@@ -116,11 +122,12 @@ export class Sessions {
         at,
         session.refreshTokenHash,
         session.refreshExpiresAt,
+        claimsText(session.claims),
         ...auditValues,
       );
     } else {
       if (lastLogin) await touchUser(this.db, userId, lastLogin);
-      await insertSession(this.db, session.id, userId, at, row.ip, row.user_agent);
+      await insertSession(this.db, session.id, userId, at, row.ip, row.user_agent, claimsText(session.claims));
       await insertRefreshToken(this.db, session.id, session.refreshTokenHash, at, session.refreshExpiresAt);
       await insertAuditEvent(this.db, ...auditValues, at);
     }
@@ -129,10 +136,13 @@ export class Sessions {
     if (event) await this.outbox.emit(event, at);
   }
 
-  /** The user of an active (not revoked) session, or undefined: one query per authenticated request. */
-  async findUser(sessionId: string, userId: number): Promise<User | undefined> {
+  /**
+   * The user of an active (not revoked) session and the claims added at its sign-in, or undefined: one query per
+   * authenticated request.
+   */
+  async findUser(sessionId: string, userId: number): Promise<{ user: User; sessionClaims: Claims } | undefined> {
     const row = (await findSessionUser(this.db, sessionId, userId)).rows[0];
-    return row && toUser(row);
+    return row && { user: toUser(row), sessionClaims: claimsOf(row.session_claims) };
   }
 
   /** Revokes every active session of the user (a provider says the account may be in other hands): how many. */
@@ -201,6 +211,7 @@ export class Sessions {
         'sessions.user_id',
         'sessions.revoked_at',
         'sessions.revoked_reason',
+        'sessions.claims',
       ])
       .where('refresh_tokens.token_hash', '=', tokenHash)
       .executeTakeFirst();
@@ -212,6 +223,7 @@ export class Sessions {
         expiresAt: iso(row.expires_at),
         sessionRevokedAt: isoOrNull(row.revoked_at),
         sessionRevokedReason: row.revoked_reason,
+        sessionClaims: claimsOf(row.claims),
       }
     );
   }

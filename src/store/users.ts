@@ -3,7 +3,7 @@ import { sql, type Kysely } from 'kysely';
 import { isPostgres } from './migrations.js';
 import { prepared } from './prepared.js';
 import { collidedUsernameKey, usernameKey } from './username-key.js';
-import { now, toUser, type User } from './rows.js';
+import { claimsText, now, toUser, type Claims, type User } from './rows.js';
 import type { Database } from './schema.js';
 
 export type { User } from './rows.js';
@@ -200,6 +200,15 @@ export class Users {
             .where('disabled_at', 'is not', null)
     ).executeTakeFirst();
     return result.numUpdatedRows > 0n;
+  }
+
+  /** Replaces the user's custom claims (checked by core/claims.ts); {}: none. */
+  async setClaims(id: number, claims: Claims): Promise<void> {
+    await this.db
+      .updateTable('users')
+      .set({ claims: claimsText(claims), updated_at: now() })
+      .where('id', '=', id)
+      .execute();
   }
 
   /** Removes the user; its links, sessions and refresh tokens go with it (foreign keys cascade). */

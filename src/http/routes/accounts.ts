@@ -25,7 +25,7 @@ const credentials = {
 
 const me = {
   type: 'object',
-  required: ['id', 'username', 'has_password', 'date_joined', 'last_login', 'associations'],
+  required: ['id', 'username', 'has_password', 'date_joined', 'last_login', 'associations', 'claims'],
   properties: {
     id: integer,
     username: text,
@@ -33,6 +33,12 @@ const me = {
     date_joined: dateTime,
     last_login: nullable(dateTime),
     associations: { type: 'array', items: { $ref: 'Association#' } },
+    claims: {
+      type: 'object',
+      additionalProperties: true,
+      description:
+        "The custom claims this session's access tokens carry: the user's own (set by an operator), and those its sign-in added (a blocking hook, a pipeline step); {}: none",
+    },
   },
 } as const;
 
@@ -198,12 +204,13 @@ export function accountRoutes(
             date_joined: '2026-11-30T08:15:00.000Z',
             last_login: '2026-12-01T09:02:11.000Z',
             associations: [ASSOCIATION_EXAMPLE],
+            claims: { role: 'editor', plan: 'pro' },
           },
         },
       },
     },
     async (request) => {
-      const { user } = await authenticate(request);
+      const { user, claims } = await authenticate(request);
       const links = await services.storage.links.ofUser(user.id);
       return {
         id: user.id,
@@ -212,6 +219,7 @@ export function accountRoutes(
         date_joined: user.createdAt,
         last_login: user.lastLoginAt,
         associations: links.map(associationBody),
+        claims,
       };
     },
   );

@@ -79,7 +79,7 @@ export function compatRoutes(
         async (request) => {
           const client = clientOf(request);
           const { user, session } = await social.signIn(provider(request.params.backend), request.body, client);
-          return tokenBody({ user, pair: tokens.pairOf(user.id, session) });
+          return tokenBody({ user, pair: tokens.pairOf(user, session) });
         },
       );
     },

@@ -46,6 +46,8 @@ const PROVIDER_ERRORS = [
   'provider_unavailable',
   'rate_limited',
 ] as const;
+/** The app's blocking hooks (core/blocking-hooks.ts) refuse with their own message, or were not reached. */
+const HOOK_ERRORS = ['hook_refused', 'hook_unavailable'] as const;
 
 const nonceAnswer = {
   type: 'object',
@@ -98,6 +100,7 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
           ...SIGNED_IN,
           'already_associated',
           'user_disabled',
+          ...HOOK_ERRORS,
         ]),
         'x-runs-pipeline': true,
         'x-example': {
@@ -136,6 +139,7 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
           'already_associated',
           'user_disabled',
           'rate_limited',
+          ...HOOK_ERRORS,
         ]),
         'x-runs-pipeline': true,
         'x-example': {
@@ -176,6 +180,7 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
           'invalid_merge_token',
           'user_disabled',
           'rate_limited',
+          ...HOOK_ERRORS,
         ]),
         'x-example': {
           request: { merge_token: 'slm_Q2x0ZXJuYXRpdmVNZXJnZVRva2VuRXhhbXBsZQ' },
@@ -188,7 +193,7 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
       const { user } = await authenticate(request);
       const merged = await social.mergeGuest(user, request.body.merge_token, client);
       request.log.info({ from: user.id, into: merged.user.id }, 'guest merged');
-      return tokenBody({ user: merged.user, pair: tokens.pairOf(merged.user.id, merged.session) });
+      return tokenBody({ user: merged.user, pair: tokens.pairOf(merged.user, merged.session) });
     },
   );
 
@@ -214,7 +219,7 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
               'A new user for an unknown account (SOCIAL_AUTH_CREATE_USER=true), signed in',
             ),
           },
-          [...PROVIDER_ERRORS, 'user_not_found', 'user_disabled', 'link_required'],
+          [...PROVIDER_ERRORS, 'user_not_found', 'user_disabled', 'link_required', ...HOOK_ERRORS],
         ),
         'x-runs-pipeline': true,
         'x-example': {
@@ -231,7 +236,7 @@ export function socialRoutes(app: FastifyInstance, { social, services, tokens, l
       const { user, isNewUser, uid, session } = await social.signIn(request.params.provider, request.body, client);
       request.log.info({ provider: request.params.provider, uid, userId: user.id, newUser: isNewUser }, 'signed in');
       // Signed once the transaction is over: no database lock or connection waits on the signature.
-      return reply.code(isNewUser ? 201 : 200).send(tokenBody({ user, pair: tokens.pairOf(user.id, session) }));
+      return reply.code(isNewUser ? 201 : 200).send(tokenBody({ user, pair: tokens.pairOf(user, session) }));
     },
   );
 
