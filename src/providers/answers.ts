@@ -9,6 +9,10 @@ import type { SocialIdentity } from './types.js';
  * - `app`: our app is refused — its credentials, plan or access level (502; `hint` tells the operator what to fix);
  * - `throttled`: the provider rate-limits our app or this user (503);
  * - `outage`: the provider is in trouble (502).
+ *
+ * A `hint` names the provider's own variables by their suffix in braces, so that a module never spells its name
+ * again: `{KEY}` is SOCIAL_AUTH_FACEBOOK_KEY for facebook and SOCIAL_AUTH_OIDC_CORP_KEY for oidc:corp; `{SECRET}`
+ * and any other suffix (capitals, digits and `_`) alike. refusalError writes them out (hintOf).
  */
 export type Refusal = { token: string } | { app: string; hint: string } | { throttled: string } | { outage: string };
 
@@ -21,6 +25,36 @@ export const byStatus =
   (answer) =>
     first?.(answer) ?? refusals[answer.status];
 
+/**
+ * A reader of 4xx answers whose body carries a numeric error code (Graph's `{"error": {"code"}}`, X v1.1's
+ * `{"errors": [{"code"}]}`): `known` says what each code the provider documents means, `otherwise` what any other
+ * code does (Graph: a throttle when it is one of its rate-limit codes, else an outage; X: a refused token). An answer
+ * without a code is not one it knows.
+ */
+export const byCode =
+  (read: {
+    /** Where the body has its code. */
+    code(body: Record<string, unknown>): unknown;
+    known: Readonly<Record<number, Refusal>>;
+    otherwise(code: number): Refusal;
+  }): RefusalReader =>
+  ({ status, body }) => {
+    const code = isObject(body) ? read.code(body) : undefined;
+    if (status < 400 || status >= 500 || typeof code !== 'number') return undefined;
+    return read.known[code] ?? read.otherwise(code);
+  };
+
+/** The variables' key of a provider: `facebook` -> FACEBOOK, `oidc:corp` -> OIDC_CORP. */
+export const settingsKeyOf = (name: string): string => name.toUpperCase().replace(':', '_');
+
+/** One of a provider's variables: `variableOf('facebook', 'KEY')` = SOCIAL_AUTH_FACEBOOK_KEY. */
+export const variableOf = (provider: string, suffix: string): string =>
+  `SOCIAL_AUTH_${settingsKeyOf(provider)}_${suffix}`;
+
+/** A hint with its placeholders (`{KEY}`: see Refusal) written out as the provider's variables. */
+export const hintOf = (provider: string, hint: string): string =>
+  hint.replace(/\{([A-Z0-9_]+)\}/g, (_, suffix: string) => variableOf(provider, suffix));
+
 /** The error a refusal means. */
 export function refusalError(
   provider: string,
@@ -31,7 +65,7 @@ export function refusalError(
   if (!refusal)
     return new ProviderUnavailableError(provider, `answered ${what} with HTTP ${answer.status} and an unexpected body`);
   if ('token' in refusal) return new InvalidTokenError(refusal.token);
-  if ('app' in refusal) return providerRefusedApp(provider, refusal.app, refusal.hint);
+  if ('app' in refusal) return providerRefusedApp(provider, refusal.app, hintOf(provider, refusal.hint));
   if ('throttled' in refusal)
     return providerRateLimited(provider, refusal.throttled, retryAfterSeconds(answer.headers));
   return new ProviderUnavailableError(provider, refusal.outage);

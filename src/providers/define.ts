@@ -1,6 +1,15 @@
 import type { Settings } from '../lib/settings.js';
 import { InvalidTokenError, ProviderUnavailableError, invalidRequest } from '../lib/errors.js';
-import { accepted, account, refusalError, type AccountFacts, type Refusal, type RefusalReader } from './answers.js';
+import {
+  accepted,
+  account,
+  refusalError,
+  settingsKeyOf,
+  variableOf,
+  type AccountFacts,
+  type Refusal,
+  type RefusalReader,
+} from './answers.js';
 import { requireOneOf } from './fields.js';
 import type { JsonResponse, ProviderHttp, RequestOptions } from './http.js';
 import { idTokenVerifier, nonceRuleOf, type IdTokenDeclaration } from './id-token.js';
@@ -77,9 +86,6 @@ export class ProviderSettings {
     return nonceRuleOf(this.settings, this.variable('REQUIRE_NONCE'));
   }
 }
-
-/** The variables' key of a provider: `facebook` -> FACEBOOK, `oidc:corp` -> OIDC_CORP. */
-export const settingsKeyOf = (name: string): string => name.toUpperCase().replace(':', '_');
 
 export type IdTokenVerifier = ReturnType<typeof idTokenVerifier>;
 
@@ -172,12 +178,11 @@ export interface ProviderDeclaration<C, S, F, P> {
 
 /** The tools bound to a provider's name: made once per provider, at start-up. */
 function toolsFor(name: string, { http, clockToleranceSeconds }: ProviderContext): ProviderTools {
-  const key = settingsKeyOf(name);
   const tools: ProviderTools = {
     name,
     http,
     clockToleranceSeconds,
-    variable: (suffix) => `SOCIAL_AUTH_${key}_${suffix}`,
+    variable: (suffix) => variableOf(name, suffix),
     accepted: (what, answer, read) => accepted(name, what, answer, read),
     call: async (what, url, read, options) => accepted(name, what, await http.json(url, options), read),
     refused: (what, answer, refusal) => refusalError(name, what, answer, refusal),

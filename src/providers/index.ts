@@ -1,7 +1,7 @@
 import { ConfigError, type Settings } from '../lib/settings.js';
 import { ProviderHttp, type ProviderHttpOptions } from './http.js';
 import { apple } from './apple/apple.js';
-import { settingsKeyOf } from './define.js';
+import { variableOf } from './answers.js';
 import { clockToleranceOf } from './id-token.js';
 import { facebook } from './facebook/facebook.js';
 import { github } from './github/github.js';
@@ -12,8 +12,9 @@ import { twitter } from './twitter/twitter.js';
 import type { EmailTrust, Provider, ProviderModule } from './types.js';
 
 /**
- * Every provider social-link ships, each a value (providers/define.ts). Adding a provider = one module here, no
- * route change; an OpenID Connect issuer = settings only (oidc.ts).
+ * Every provider social-link ships, each a value (providers/define.ts) declared in its folder's <name>/<name>.ts,
+ * what it needs beside it (refusals.ts: what its error answers mean). Adding a provider = one folder and one entry
+ * here, no route change; an OpenID Connect issuer = settings only (oidc/config.ts).
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const providerModules: ReadonlyArray<ProviderModule<any>> = [facebook, twitter, google, apple, line, github];
@@ -35,7 +36,7 @@ export function loadProviderConfigs(settings: Settings): ProviderConfigs {
   for (const module of [...providerModules, ...oidcProviders(settings)]) {
     const config: unknown = module.configure(settings);
     if (config === undefined) continue;
-    const trust = `SOCIAL_AUTH_${settingsKeyOf(module.name)}_EMAIL_TRUST`;
+    const trust = variableOf(module.name, 'EMAIL_TRUST');
     enabled.push({
       name: module.name,
       emailTrust: emailTrustOf(settings, trust, module.emailTrustFor?.(config) ?? module.emailTrust),

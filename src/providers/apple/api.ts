@@ -1,5 +1,4 @@
 import { SignJWT, importPKCS8, type CryptoKey } from 'jose';
-import { ConfigError, type Settings } from '../../lib/settings.js';
 import { ProviderUnavailableError, providerRefusedApp } from '../../lib/errors.js';
 import { isObject, text } from '../../lib/narrowing.js';
 import { formPost, type ProviderHttp } from '../http.js';
@@ -17,23 +16,6 @@ export interface AppleSigning {
 
 export const APPLE_ISSUER = 'https://appleid.apple.com';
 const KEY_HINT = 'check SOCIAL_AUTH_APPLE_TEAM_ID, _KEY_ID and _PRIVATE_KEY';
-
-/** The team key settings: all three, or none (then codes cannot be redeemed). */
-export function appleSigningSettings(settings: Settings): AppleSigning | undefined {
-  const teamId = settings.string('SOCIAL_AUTH_APPLE_TEAM_ID');
-  const keyId = settings.string('SOCIAL_AUTH_APPLE_KEY_ID');
-  // A PEM in an environment variable often arrives with literal "\n".
-  const privateKeyPem = settings.string('SOCIAL_AUTH_APPLE_PRIVATE_KEY')?.replace(/\\n/g, '\n');
-  if (!teamId && !keyId && !privateKeyPem) return undefined;
-  if (!teamId || !keyId || !privateKeyPem) {
-    throw new ConfigError(
-      'SOCIAL_AUTH_APPLE_TEAM_ID, SOCIAL_AUTH_APPLE_KEY_ID and SOCIAL_AUTH_APPLE_PRIVATE_KEY must be set together',
-    );
-  }
-  if (!privateKeyPem.includes('BEGIN PRIVATE KEY'))
-    throw new ConfigError('SOCIAL_AUTH_APPLE_PRIVATE_KEY must be the PKCS#8 PEM of the .p8 key file');
-  return { teamId, keyId, privateKeyPem };
-}
 
 export class AppleApi {
   private key: Promise<CryptoKey> | undefined;

@@ -1,9 +1,9 @@
 import { InvalidTokenError } from '../../lib/errors.js';
 import { text } from '../../lib/narrowing.js';
-import { byStatus } from '../answers.js';
 import { defineProvider } from '../define.js';
 import { bearer, formPost } from '../http.js';
 import { idTokenProof, requireNonce } from '../id-token.js';
+import { refusal } from './refusals.js';
 
 /**
  * LINE Login. An access token is checked with GET /oauth2/v2.1/verify (its client_id must be our channel,
@@ -27,13 +27,8 @@ export const line = defineProvider({
     if (form === 'id_token') {
       requireNonce(config.nonceRule, nonce);
       const fields = { id_token: id_token!, client_id: config.channelId, ...(nonce ? { nonce } : {}) };
-      const detail = 'the ID token is invalid, expired, for another channel, or its nonce does not match';
-      const claims = await call(
-        'the ID token check',
-        `${config.apiUrl}/oauth2/v2.1/verify`,
-        refusal(detail),
-        formPost(fields),
-      );
+      const refused = refusal('the ID token is invalid, expired, for another channel, or its nonce does not match');
+      const claims = await call('the ID token check', `${config.apiUrl}/oauth2/v2.1/verify`, refused, formPost(fields));
       const sub = text(claims, 'sub');
       if (!sub) throw unavailable('answered the ID token check without sub');
       // LINE compared the nonce we sent with the token's (and refuses a mismatch with 400).
@@ -70,14 +65,3 @@ export const line = defineProvider({
     extraData: { userId, displayName: name ?? null, email: email ?? null, pictureUrl: picture ?? null },
   }),
 });
-
-/** 400 and 401: the token is not good for us; 403: our channel's plan or permissions do not allow the call (429 is a rate limit already). */
-const refusal = (detail: string) =>
-  byStatus({
-    400: { token: detail },
-    401: { token: detail },
-    403: {
-      app: 'HTTP 403',
-      hint: "check the LINE Login channel's plan and permissions in the LINE Developers Console, and SOCIAL_AUTH_LINE_KEY",
-    },
-  });

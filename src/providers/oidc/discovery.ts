@@ -4,21 +4,19 @@ import { isObject, text } from '../../lib/narrowing.js';
 import type { Context } from '../define.js';
 import type { IdTokenPolicy } from '../id-token.js';
 import { JwksCache } from '../jwks.js';
-import type { NonceRule } from '../types.js';
+import type { OidcConfig } from './config.js';
 
-/** An OpenID Connect issuer's configuration (SOCIAL_AUTH_OIDC_<NAME>_*; oidc.ts reads it). */
-export interface OidcConfig {
-  /** The provider is `oidc:<name>` in the API paths. */
-  name: string;
-  /** Compared exactly with the discovery document's and the tokens' `iss`. */
-  issuer: string;
-  clientIds: string[];
-  algorithms: string[];
-  /** Multi-tenant issuers only (Microsoft's `common`): the tenant ids (`tid`) accepted; empty = any tenant. */
-  tenants: string[];
-  /** Production: the jwks_uri the discovery document names must be https (plain http on loopback only). */
-  httpsOnly: boolean;
-  nonceRule: NonceRule;
+/**
+ * `discover`, once: the policy is kept, and a failed discovery is retried by the next request instead of being
+ * remembered.
+ */
+export function discovered(ctx: Context<OidcConfig, object>): () => Promise<IdTokenPolicy> {
+  let policy: Promise<IdTokenPolicy> | undefined;
+  return () =>
+    (policy ??= discover(ctx).catch((error: unknown) => {
+      policy = undefined;
+      throw error;
+    }));
 }
 
 /** The policy its ID tokens must meet, from the issuer's discovery document. */

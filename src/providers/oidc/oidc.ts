@@ -1,30 +1,19 @@
-import { ConfigError, type Settings } from '../../lib/settings.js';
+import type { Settings } from '../../lib/settings.js';
 import { flag, text } from '../../lib/narrowing.js';
 import { defineProvider } from '../define.js';
-import { idTokenProof, verifyIdToken, type IdTokenPolicy } from '../id-token.js';
-import { discover, isMultiTenantIssuer, type OidcConfig } from './discovery.js';
+import { idTokenProof, verifyIdToken } from '../id-token.js';
+import { issuerConfig, issuerNames, type OidcConfig } from './config.js';
+import { discovered, isMultiTenantIssuer } from './discovery.js';
 import type { Provider, ProviderContext, ProviderModule } from '../types.js';
 
-export type { OidcConfig } from './discovery.js';
-
-const ASYMMETRIC = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']);
+export type { OidcConfig } from './config.js';
 
 /**
  * Any OpenID Connect provider (Microsoft, Kakao, Auth0, Keycloak…), configured without code, one provider
- * `oidc:<name>` per issuer:
- *   SOCIAL_AUTH_OIDC_<NAME>_ISSUER=https://login.example.com
- *   SOCIAL_AUTH_OIDC_<NAME>_KEY=client-id[,other-client-id]
- *   SOCIAL_AUTH_OIDC_<NAME>_ALGORITHMS=RS256   (optional; asymmetric algorithms only)
- *   SOCIAL_AUTH_OIDC_<NAME>_TENANTS=tid[,tid]  (optional; multi-tenant issuers: the tenants accepted)
+ * `oidc:<name>` per issuer: its settings are config.ts's, its discovery document and keys discovery.ts's.
  */
-export function oidcProviders(settings: Settings): Array<ProviderModule<OidcConfig>> {
-  return Object.keys(settings.env)
-    .sort()
-    .flatMap((variable) => {
-      const match = /^SOCIAL_AUTH_OIDC_([A-Z0-9_]+)_ISSUER$/.exec(variable);
-      return match ? [oidcIssuer(match[1]!.toLowerCase())] : [];
-    });
-}
+export const oidcProviders = (settings: Settings): Array<ProviderModule<OidcConfig>> =>
+  issuerNames(settings).map((name) => oidcIssuer(name));
 
 /** The issuer `oidc:<name>`: verifies ID tokens with the keys its discovery document names, fetched once and cached. */
 export const oidcIssuer = (name: string) =>
@@ -36,41 +25,9 @@ export const oidcIssuer = (name: string) =>
     emailTrustFor: (config: OidcConfig) => (isMultiTenantIssuer(config.issuer) ? 'never' : 'verified'),
     tokens: ['id_token'],
 
-    settings(s): OidcConfig | undefined {
-      const variable = s.variable('ISSUER');
-      const issuer = s.string('ISSUER');
-      if (!issuer) return undefined;
-      if (!/^https?:\/\/[^\s]+$/.test(issuer))
-        throw new ConfigError(`${variable} must be the issuer URL, got "${issuer}"`);
-      s.url('ISSUER', issuer); // https in production
-      const clientIds = s.list('KEY');
-      if (clientIds.length === 0) throw new ConfigError(`${s.variable('KEY')} must list the client ids of ${variable}`);
-      const algorithms = s.list('ALGORITHMS');
-      for (const alg of algorithms) {
-        if (!ASYMMETRIC.has(alg))
-          throw new ConfigError(`${s.variable('ALGORITHMS')}: "${alg}" is not an allowed asymmetric algorithm`);
-      }
-      return {
-        name,
-        issuer,
-        clientIds,
-        algorithms: algorithms.length ? algorithms : ['RS256'],
-        tenants: s.list('TENANTS'),
-        httpsOnly: s.production,
-        nonceRule: s.nonceRule(),
-      };
-    },
+    settings: (s) => issuerConfig(name, s),
 
-    setup: (ctx) => {
-      let policy: Promise<IdTokenPolicy> | undefined;
-      // A failed discovery is retried by the next request instead of being remembered.
-      const getPolicy = () =>
-        (policy ??= discover(ctx).catch((error: unknown) => {
-          policy = undefined;
-          throw error;
-        }));
-      return { getPolicy };
-    },
+    setup: (ctx) => ({ getPolicy: discovered(ctx) }),
 
     async prove(_form, { id_token, nonce }, { config, getPolicy, clockToleranceSeconds }) {
       const policy = await getPolicy();
