@@ -2,7 +2,7 @@
  * The provider's side of OAuth 1.0a (RFC 5849): reading a request's Authorization header and checking its
  * HMAC-SHA1 signature. The signature is recomputed with the `oauth-1.0a` library, not with social-link's
  * own signer, so the emulator is an independent check of that signer (and both are checked against the
- * published test vectors in test/oauth1.test.ts).
+ * published test vectors in src/providers/oauth1.test.ts).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import OAuth from 'oauth-1.0a';
