@@ -98,7 +98,7 @@ describe('configuration', () => {
     expect(loadConfig({ SOCIAL_LINK_ADMIN: 'true' }).admin.enabled).toBe(true);
   });
 
-  it('in production refuses placeholder secrets: an encryption key or a webhook secret of one repeated byte', () => {
+  it('in production refuses placeholder secrets: an encryption key, a webhook or blocking hook secret of one repeated byte', () => {
     const zeros = Buffer.alloc(32).toString('base64');
     const repeated = Buffer.alloc(32, 0x41).toString('base64');
     for (const keys of [zeros, repeated, `${randomKey},${zeros}`]) {
@@ -120,6 +120,17 @@ describe('configuration', () => {
       loadConfig({ ...production, ...hook, SOCIAL_LINK_WEBHOOK_SECRET: `whsec_${randomKey}` }).webhooks,
     ).toHaveLength(1);
     expect(loadConfig({ SOCIAL_LINK_ENCRYPTION_KEYS: zeros }).encryptionKeys).toBe(zeros);
+    // A blocking hook's secret too, shared or its own.
+    const blocking = { SOCIAL_LINK_HOOK_BEFORE_SIGN_IN_URL: 'https://backend.example.com/before-sign-in' };
+    for (const variable of ['SOCIAL_LINK_HOOK_SECRET', 'SOCIAL_LINK_HOOK_BEFORE_SIGN_IN_SECRET']) {
+      expect(() => loadConfig({ ...production, ...blocking, [variable]: `whsec_${zeros}` })).toThrow(
+        /SOCIAL_LINK_HOOK_BEFORE_SIGN_IN_SECRET \(or SOCIAL_LINK_HOOK_SECRET\): a secret of one repeated byte/,
+      );
+      expect(loadConfig({ ...blocking, [variable]: `whsec_${zeros}` }).blockingHooks).toHaveLength(1);
+    }
+    expect(
+      loadConfig({ ...production, ...blocking, SOCIAL_LINK_HOOK_SECRET: `whsec_${randomKey}` }).blockingHooks,
+    ).toHaveLength(1);
   });
 
   it('SOCIAL_LINK_ADMIN_PORT / _HOST (the console on a listener of its own) and RATE_LIMIT_ADMIN_API_PER_MINUTE', () => {
@@ -143,6 +154,57 @@ describe('configuration', () => {
     const set = JSON.stringify({ keys: [first, { ...second, kid: first!.kid }] });
     await expect(parseSigningKeys(set, 'SOCIAL_LINK_SIGNING_KEYS')).rejects.toThrow(/used by two keys/);
     await expect(parseSigningKeys(set, 'SOCIAL_LINK_SIGNING_KEYS')).rejects.toBeInstanceOf(ConfigError);
+  });
+
+  const hookSecret = `whsec_${Buffer.from('a blocking hook secret of 32 bytes').toString('base64')}`;
+
+  it('SOCIAL_LINK_HOOK_<NAME>_URL: a blocking hook each, its own secret or the shared one, its timeout (2000 ms by default), closed unless open; https in production', () => {
+    expect(loadConfig({}).blockingHooks).toEqual([]);
+    const own = `whsec_${Buffer.from('the before_link hook has its own').toString('base64')}`;
+    expect(
+      loadConfig({
+        SOCIAL_LINK_HOOK_SECRET: hookSecret,
+        SOCIAL_LINK_HOOK_BEFORE_SIGN_IN_URL: 'http://127.0.0.1:9/sign-in',
+        SOCIAL_LINK_HOOK_BEFORE_LINK_URL: 'http://127.0.0.1:9/link',
+        SOCIAL_LINK_HOOK_BEFORE_LINK_SECRET: own,
+        SOCIAL_LINK_HOOK_BEFORE_LINK_TIMEOUT_MS: '300',
+        SOCIAL_LINK_HOOK_BEFORE_LINK_FAIL: 'open',
+      }).blockingHooks,
+    ).toEqual([
+      { name: 'before_link', url: 'http://127.0.0.1:9/link', secret: own, timeoutMs: 300, failOpen: true },
+      {
+        name: 'before_sign_in',
+        url: 'http://127.0.0.1:9/sign-in',
+        secret: hookSecret,
+        timeoutMs: 2000,
+        failOpen: false,
+      },
+    ]);
+    expect(
+      loadConfig({
+        SOCIAL_LINK_HOOK_SECRET: hookSecret,
+        SOCIAL_LINK_HOOK_TIMEOUT_MS: '700',
+        SOCIAL_LINK_HOOK_BEFORE_USER_CREATED_URL: 'http://127.0.0.1:9/created',
+        SOCIAL_LINK_HOOK_BEFORE_USER_CREATED_FAIL: 'closed',
+      }).blockingHooks,
+    ).toEqual([
+      {
+        name: 'before_user_created',
+        url: 'http://127.0.0.1:9/created',
+        secret: hookSecret,
+        timeoutMs: 700,
+        failOpen: false,
+      },
+    ]);
+    const hook = (url: string) => ({
+      ...production,
+      SOCIAL_LINK_HOOK_SECRET: hookSecret,
+      SOCIAL_LINK_HOOK_BEFORE_SIGN_IN_URL: url,
+    });
+    expect(() => loadConfig(hook('http://backend.example.com/hooks/sign-in'))).toThrow(
+      /SOCIAL_LINK_HOOK_BEFORE_SIGN_IN_URL must be an https URL in production/,
+    );
+    expect(loadConfig(hook('https://backend.example.com/hooks/sign-in')).blockingHooks).toHaveLength(1);
   });
 
   it('has the documented defaults', () => {
@@ -185,6 +247,51 @@ describe('configuration', () => {
       'SOCIAL_AUTH_FACEBOOK_API_VERSION',
     ],
     [{ NODE_ENV: 'production' }, 'SOCIAL_LINK_SIGNING_KEYS'],
+    // A blocking hook without a secret, with one that is not whsec_ + 24 bytes, failing neither closed nor open.
+    [{ SOCIAL_LINK_HOOK_BEFORE_SIGN_IN_URL: 'http://127.0.0.1:9/h' }, 'SOCIAL_LINK_HOOK_BEFORE_SIGN_IN_SECRET'],
+    [
+      { SOCIAL_LINK_HOOK_BEFORE_USER_CREATED_URL: 'http://127.0.0.1:9/h' },
+      'SOCIAL_LINK_HOOK_BEFORE_USER_CREATED_SECRET',
+    ],
+    [
+      { SOCIAL_LINK_HOOK_BEFORE_LINK_URL: 'http://127.0.0.1:9/h', SOCIAL_LINK_HOOK_BEFORE_LINK_SECRET: 'not-whsec' },
+      'SOCIAL_LINK_HOOK_BEFORE_LINK_SECRET',
+    ],
+    [
+      { SOCIAL_LINK_HOOK_BEFORE_SIGN_IN_URL: 'http://127.0.0.1:9/h', SOCIAL_LINK_HOOK_SECRET: 'whsec_c2hvcnQ=' },
+      'SOCIAL_LINK_HOOK_SECRET',
+    ],
+    [
+      {
+        SOCIAL_LINK_HOOK_BEFORE_SIGN_IN_URL: 'http://127.0.0.1:9/h',
+        SOCIAL_LINK_HOOK_SECRET: `whsec_${Buffer.alloc(32, 7).toString('base64')}`,
+        SOCIAL_LINK_HOOK_BEFORE_SIGN_IN_FAIL: 'maybe',
+      },
+      'SOCIAL_LINK_HOOK_BEFORE_SIGN_IN_FAIL',
+    ],
+    [
+      {
+        SOCIAL_LINK_HOOK_BEFORE_SIGN_IN_URL: 'not a url',
+        SOCIAL_LINK_HOOK_SECRET: `whsec_${Buffer.alloc(32, 7).toString('base64')}`,
+      },
+      'SOCIAL_LINK_HOOK_BEFORE_SIGN_IN_URL',
+    ],
+    [
+      {
+        SOCIAL_LINK_HOOK_BEFORE_SIGN_IN_URL: 'http://127.0.0.1:9/h',
+        SOCIAL_LINK_HOOK_SECRET: `whsec_${Buffer.alloc(32, 7).toString('base64')}`,
+        SOCIAL_LINK_HOOK_TIMEOUT_MS: '10',
+      },
+      'SOCIAL_LINK_HOOK_TIMEOUT_MS',
+    ],
+    [
+      {
+        SOCIAL_LINK_HOOK_BEFORE_SIGN_IN_URL: 'http://127.0.0.1:9/h',
+        SOCIAL_LINK_HOOK_SECRET: `whsec_${Buffer.alloc(32, 7).toString('base64')}`,
+        SOCIAL_LINK_HOOK_BEFORE_SIGN_IN_TIMEOUT_MS: 'soon',
+      },
+      'SOCIAL_LINK_HOOK_BEFORE_SIGN_IN_TIMEOUT_MS',
+    ],
   ])('refuses %o naming %s', (env, variable) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(variable);

@@ -268,12 +268,16 @@ export function loadConfig(
       );
     }
   }
-  if (
-    config.production &&
-    config.webhooks.some((endpoint) => isDegenerate(Buffer.from(endpoint.secret.slice('whsec_'.length), 'base64')))
-  ) {
+  const placeholder = (secret: string) => isDegenerate(Buffer.from(secret.slice('whsec_'.length), 'base64'));
+  if (config.production && config.webhooks.some((endpoint) => placeholder(endpoint.secret))) {
     throw new ConfigError(
       'SOCIAL_LINK_WEBHOOK_SECRET: a secret of one repeated byte (all zeros…) is a placeholder, not a secret; in production give a random one (whsec_$(openssl rand -base64 32))',
+    );
+  }
+  const hook = config.production ? config.blockingHooks.find((candidate) => placeholder(candidate.secret)) : undefined;
+  if (hook) {
+    throw new ConfigError(
+      `SOCIAL_LINK_HOOK_${hook.name.toUpperCase()}_SECRET (or SOCIAL_LINK_HOOK_SECRET): a secret of one repeated byte (all zeros…) is a placeholder, not a secret; in production give a random one (whsec_$(openssl rand -base64 32))`,
     );
   }
   return config;

@@ -287,7 +287,11 @@ export class Admin {
       );
       if (changed.length === 0) return publicUser(user);
       await trx.users.setClaims(userId, next);
-      await trx.audit.record({ event: 'claims_changed', userId, detail: changed.join(', '), ...by }, client);
+      // The audit row's detail is short text (cut at 255 characters); the webhook carries the names whole.
+      await trx.audit.record(
+        { event: 'claims_changed', userId, detail: JSON.stringify(changed), webhookData: { changed }, ...by },
+        client,
+      );
       return publicUser({ ...user, claims: next });
     });
   }

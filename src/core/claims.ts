@@ -55,9 +55,10 @@ export function claimsProblem(value: unknown): string | undefined {
   if (typeof value !== 'object' || value === null || Array.isArray(value))
     return 'claims must be a JSON object of names and values';
   const names = Object.keys(value);
-  const badName = names.find((name) => !NAME.test(name));
+  // __proto__ would be a prototype, not a claim, wherever a reader copies the claims into an object.
+  const badName = names.find((name) => !NAME.test(name) || name === '__proto__');
   if (badName !== undefined)
-    return `a claim name is 1 to 128 characters without control characters, got ${JSON.stringify(badName)}`;
+    return `a claim name is 1 to 128 characters without control characters, and not __proto__; got ${JSON.stringify(badName)}`;
   const reserved = names.filter((name) => RESERVED_CLAIMS.has(name));
   if (reserved.length > 0)
     return `reserved claim name${reserved.length > 1 ? 's' : ''} ${reserved.join(', ')}: social-link sets ${reserved.length > 1 ? 'them' : 'it'}, or a token's reader trusts ${reserved.length > 1 ? 'them' : 'it'} as such`;
@@ -81,12 +82,10 @@ export function checkedClaims(value: unknown): Claims {
  * replaces the one before.
  */
 export function patchedClaims(current: Claims, patch: Claims): Claims {
-  const next: Claims = { ...current };
-  for (const [name, value] of Object.entries(patch)) {
-    if (value === null) delete next[name];
-    else next[name] = value;
-  }
-  return next;
+  return Object.fromEntries([
+    ...Object.entries(current).filter(([name]) => !Object.hasOwn(patch, name)),
+    ...Object.entries(patch).filter(([, value]) => value !== null),
+  ]);
 }
 
 /** An access token's custom claims: the user's, and over them those its session's sign-in added. */

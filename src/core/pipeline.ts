@@ -77,6 +77,8 @@ export interface SignInDraft extends SignInRequest {
   identity: SocialIdentity;
   /** readLink: the account's link (null: none); undefined when it was not read before the transaction. */
   link?: Association | null;
+  /** readLink, for the before_sign_in hook: the link's user, read with it. */
+  linkedUser?: User;
   /** hostUser: the host's new user for this unknown account. */
   hostUser?: User;
   /** askTheApp: the claims the hooks added for this sign-in's session. */
@@ -107,12 +109,19 @@ export const PROVIDER_STEPS: Readonly<Record<string, readonly Listed<BeforeStep>
 
 /**
  * auth: the link, once, where something decides on it before the transaction (the profile call, the host's
- * user) or on PostgreSQL (it replaces a read inside: a shorter transaction). On SQLite without such a decision
- * it is left to socialUser, inside, where it costs no extra statement.
+ * user, the app's hooks) or on PostgreSQL (it replaces a read inside: a shorter transaction). On SQLite without such a
+ * decision it is left to socialUser, inside, where it costs no extra statement.
  */
 export const readLink: BeforeStep = async (draft) => {
   if (draft.mode !== 'auth') return;
   if (!draft.identity.loadProfile && !draft.hostNewUser && !draft.hooks.active && !isPostgres(draft.storage.db)) return;
+  if (draft.hooks.has('before_sign_in')) {
+    // The hook is told the user: read with the link, in one query.
+    const found = await draft.storage.links.findWithUser(draft.provider.name, draft.identity.uid);
+    draft.link = found?.association ?? null;
+    draft.linkedUser = found?.user;
+    return;
+  }
   draft.link = (await draft.storage.links.find(draft.provider.name, draft.identity.uid)) ?? null;
 };
 
@@ -148,15 +157,13 @@ export const askTheApp: BeforeStep = async (draft) => {
   }
   if (draft.link) {
     if (!hooks.has('before_sign_in')) return;
-    const user = (await draft.storage.users.findById(draft.link.userId)) ?? null;
-    draft.claims = await hooks.ask('before_sign_in', { ...about, user, newUser: false });
+    draft.claims = await hooks.ask('before_sign_in', { ...about, user: draft.linkedUser ?? null, newUser: false });
     return;
   }
   if (!draft.createUser) return;
   if (await findEmailMatch(draft.storage, draft.provider.name, identity, draft.emailLinking)) return;
   const created = await hooks.ask('before_user_created', { ...about, user: null, newUser: true });
-  const signedIn = await hooks.ask('before_sign_in', { ...about, user: null, newUser: true });
-  draft.claims = { ...created, ...signedIn };
+  draft.claims = await hooks.ask('before_sign_in', { ...about, user: null, newUser: true }, created);
 };
 
 /**

@@ -73,6 +73,7 @@ export function createServices(options: ServicesOptions): Services {
     config.webhooks.map((endpoint) => endpoint.url),
     new DatabaseHealth(log),
   );
+  const hooks = new BlockingHooks(config.blockingHooks, log, options.observeBlockingHook);
   const revokeKept: Services['revokeKept'] = (link) => providers.revokeKept(link, secrets, log);
   // Used nonces and ID tokens are kept until they expire, then forgotten; expired link tokens too, and the
   // provider grants they kept are ended (every instance sweeps; it is cheap).
@@ -105,13 +106,14 @@ export function createServices(options: ServicesOptions): Services {
     secrets,
     providers,
     pipeline: options.pipeline ?? defaultPipeline,
-    hooks: new BlockingHooks(config.blockingHooks, log, options.observeBlockingHook),
+    hooks,
     log,
     revokeKept,
     sweep,
     async close() {
       clearInterval(timer);
       await providers.close();
+      await hooks.close();
       if (!options.db || options.closeDatabase) await db.destroy();
     },
   };

@@ -149,10 +149,13 @@ export class ProviderHttp {
   }
 }
 
-class AnswerTooLarge extends Error {}
+export class AnswerTooLarge extends Error {}
 
 /** The body as text, refused (and the connection dropped) past `max` bytes, before it is all in memory. */
-async function readCapped(body: AsyncIterable<Uint8Array> & { destroy(): unknown }, max: number): Promise<string> {
+export async function readCapped(
+  body: AsyncIterable<Uint8Array> & { destroy(): unknown },
+  max: number,
+): Promise<string> {
   const chunks: Uint8Array[] = [];
   let size = 0;
   for await (const chunk of body) {
@@ -166,7 +169,7 @@ async function readCapped(body: AsyncIterable<Uint8Array> & { destroy(): unknown
   return Buffer.concat(chunks).toString('utf8');
 }
 
-function isTimeout(error: unknown): boolean {
+export function isTimeout(error: unknown): boolean {
   const err = error as { name?: string; code?: string };
   return err.name === 'TimeoutError' || err.name === 'AbortError' || /TIMEOUT/.test(err.code ?? '');
 }

@@ -69,9 +69,11 @@ export interface AuditEntry {
   actor?: string | null;
   /** Why, in the staff member's or service's words. */
   reason?: string | null;
+  /** Facts the event's webhook carries whole, beyond the row (whose detail is short text): merged into its data. */
+  webhookData?: Record<string, unknown>;
 }
 
-export interface AuditEvent extends Required<AuditEntry> {
+export interface AuditEvent extends Required<Omit<AuditEntry, 'webhookData'>> {
   id: number;
   ip: string | null;
   userAgent: string | null;
@@ -168,12 +170,9 @@ export function webhookEventOf(row: ReturnType<typeof auditRow>): OutboxEvent | 
         data: { user_id: row.user_id, actor: row.actor },
       };
     case 'claims_changed':
-      // The names changed, not their values: the next access token carries those (the admin API reads them).
-      return {
-        type: 'user.claims_changed',
-        userId: row.user_id,
-        data: { user_id: row.user_id, changed: (row.detail ?? '').split(', ').filter(Boolean), actor: row.actor },
-      };
+      // The names changed (the entry's webhookData: whole, whatever they hold), not their values: the next access
+      // token carries those (the admin API reads them).
+      return { type: 'user.claims_changed', userId: row.user_id, data: { user_id: row.user_id, actor: row.actor } };
     case 'link_refused_other_user':
       return { type: 'link.refused', userId: row.user_id, data: { ...about, ip: row.ip, user_agent: row.user_agent } };
     case 'user_merged': {
@@ -225,7 +224,7 @@ export class AuditLog {
         row.created_at,
       );
     const event = this.outbox.enabled ? webhookEventOf(row) : undefined;
-    if (event) await this.outbox.emit(event, row.created_at);
+    if (event) await this.outbox.emit({ ...event, data: { ...event.data, ...entry.webhookData } }, row.created_at);
   }
 
   /** Newest first; `before` pages backwards by id. Without a user id: every user's events (operators). */
