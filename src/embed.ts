@@ -35,8 +35,16 @@ export interface SocialLinkPluginOptions {
   database: string | Kysely<Database>;
   /** The host's signed-in user id for this request, or null (the routes then answer 401). */
   resolveUser(request: FastifyRequest): Promise<string | number | null> | string | number | null;
-  /** A social account of this user signed in: start the host's session and return the response body. */
-  signIn(userId: string, request: FastifyRequest, reply: FastifyReply): Promise<unknown> | unknown;
+  /**
+   * A social account of this user signed in: start the host's session and return the response body. `claims`: what
+   * the blocking hooks and pipeline steps added for this sign-in ({} when none), for the host's own session.
+   */
+  signIn(
+    userId: string,
+    request: FastifyRequest,
+    reply: FastifyReply,
+    claims: Record<string, unknown>,
+  ): Promise<unknown> | unknown;
   /** Optional: make a host user for an unknown social account; without it, auth answers 404 user_not_found. */
   createUser?(identity: SocialIdentity, request: FastifyRequest): Promise<string | number> | string | number;
   /** May this user remove its last link (does it have another way in)? Default: yes. */
@@ -141,12 +149,12 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
   });
   const { createUser } = options;
   // The host's own record of a sign-in: social-link records it and answers the host's id; the host starts its session.
-  const social = new SocialAccounts<string, FastifyRequest>(services, {
-    async startSession(trx, user, audit, client) {
+  const social = new SocialAccounts<{ hostId: string; claims: Record<string, unknown> }, FastifyRequest>(services, {
+    async startSession(trx, user, audit, client, claims = {}) {
       const external = await trx.users.externalIdOf(user.id);
       if (external === undefined) throw apiError('user_not_found');
       await trx.audit.record(audit, client);
-      return external;
+      return { hostId: external, claims };
     },
     newUser: createUser
       ? { external: async (identity, request) => String(await createUser(identity, request)) }
@@ -195,8 +203,8 @@ async function plugin(app: FastifyInstance, options: SocialLinkPluginOptions): P
   );
 
   app.post<SocialRequest>('/auth/:provider/', { schema }, async (request, reply) => {
-    const { session: hostId } = await social.signIn(request.params.provider, request.body, clientOf(request), request);
-    return options.signIn(hostId, request, reply);
+    const { session } = await social.signIn(request.params.provider, request.body, clientOf(request), request);
+    return options.signIn(session.hostId, request, reply, session.claims);
   });
 
   app.get('/associations/', async (request) => {

@@ -179,9 +179,18 @@ describe.skipIf(!present)('staff console in Chromium', () => {
     await expect.poll(() => row.count()).toBe(1);
     expect(await row.textContent()).toMatch(/uid/);
     await shot(page, 'users');
+    // Custom claims an operator set (the admin API's; here straight into the row): shown as JSON, markup as text.
+    const claims = { role: 'editor', note: '<img src=x onerror=alert(1)>' };
+    await stack.db
+      .updateTable('users')
+      .set({ claims: JSON.stringify(claims) })
+      .where('id', '=', target.id)
+      .execute();
     await page.getByRole('link', { name: target.username }).click();
     await page.waitForURL(`**/admin/users/${target.id}`);
     expect(await page.locator('main').textContent()).toContain('ada@example.com');
+    expect(JSON.parse((await page.locator('pre.claims').textContent())!)).toEqual(claims);
+    expect(await page.locator('main img').count()).toBe(0);
     await shot(page, 'user');
     await page.getByRole('link', { name: target.uid }).click();
     await page.waitForURL(/\/admin\/links\/facebook\//);

@@ -609,6 +609,77 @@ describe.each(databaseKinds())('blocking hooks on %s', (kind) => {
     });
   });
 
+  describe('the account changes while the hook thinks', () => {
+    /** Holds before_sign_in's call until `answer` is called; the sign-in meanwhile. */
+    async function heldSignIn(uid: string) {
+      reply = (hookCall) => (hookCall.hook === 'before_sign_in' ? 'hold' : { status: 204 });
+      const token = (await main.emulator.mintFacebookToken({ user: { id: uid } })).access_token;
+      const answer = call(main.api, 'POST', '/api/auth/facebook/', { body: { access_token: token } });
+      await expect.poll(() => held.length, { timeout: 30_000 }).toBe(1);
+      return {
+        answer,
+        release: (verdict: unknown) =>
+          held.pop()!.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(verdict)),
+      };
+    }
+
+    it("a link removed meanwhile: 503 hook_unavailable, and no new user gets the verdict or the claims of the link's user", async () => {
+      const username = `judged${Date.now()}${Math.floor(Math.random() * 1000)}`;
+      const user = (await call(main.api, 'POST', '/api/users/', { body: { username, password: 'a long password 1' } }))
+        .body;
+      const facebook = await main.emulator.mintFacebookToken({});
+      reply = () => ({ status: 204 });
+      const linked = await call(main.api, 'POST', '/api/associate/facebook/', {
+        token: user.access_token,
+        body: { access_token: facebook.access_token },
+      });
+      expect(linked.status).toBe(200);
+
+      const signIn = await heldSignIn(facebook.user_id);
+      // The user (it has a password) unlinks Facebook while its sign-in waits on the hook: no lock is held.
+      const unlinked = await call(main.api, 'DELETE', `/api/associations/facebook/${facebook.user_id}/`, {
+        token: user.access_token,
+      });
+      expect(unlinked.status).toBe(204);
+      const before = await footprint(main);
+      signIn.release({ decision: 'allow', claims: { role: 'admin' } });
+      // SOCIAL_AUTH_CREATE_USER is on: without the check, a new user would be made, before_user_created never asked.
+      expectError(await signIn.answer, 503, 'hook_unavailable');
+      expect(await footprint(main)).toEqual(before);
+    });
+
+    it("a link moved to another user meanwhile: 503, the other user is not signed in on the first one's verdict", async () => {
+      const [first, second] = [await guest(main.api), await guest(main.api)];
+      const facebook = await main.emulator.mintFacebookToken({});
+      reply = () => ({ status: 204 });
+      const link = (token: string) =>
+        call(main.api, 'POST', '/api/associate/facebook/', {
+          token,
+          body: { access_token: facebook.access_token },
+        });
+      expect((await link(first.access_token)).status).toBe(200);
+
+      const signIn = await heldSignIn(facebook.user_id);
+      // Moved: the first user's link removed in the database (a guest may not unlink its last way in), then the
+      // second user links the account.
+      await main.db.deleteFrom('social_associations').where('uid', '=', facebook.user_id).execute();
+      expect((await link(second.access_token)).status).toBe(200);
+      const before = await footprint(main);
+      signIn.release({ decision: 'allow' });
+      expectError(await signIn.answer, 503, 'hook_unavailable');
+      expect(await footprint(main)).toEqual(before);
+      // Asked again, the hook judges the second user.
+      reply = () => ({ status: 204 });
+      const again = await call(main.api, 'POST', '/api/auth/facebook/', {
+        body: {
+          access_token: (await main.emulator.mintFacebookToken({ user: { id: facebook.user_id } })).access_token,
+        },
+      });
+      expect(again.status).toBe(200);
+      expect(again.body.id).toBe(second.id);
+    });
+  });
+
   describe('a hook that fails', () => {
     /** A linked user of the stack (its before_link backend is down: linked in the database directly). */
     async function linkedInDatabase(stack: Stack): Promise<{ userId: number; uid: string }> {

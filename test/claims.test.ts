@@ -475,4 +475,19 @@ describe.each(databaseKinds())('custom claims on %s', (kind) => {
     await client.logout();
     expect(await client.claims()).toBeNull();
   });
+
+  it('a reserved name in a stored row (hand-edited SQL, an import) never reaches a token: iat, sub and exp stay ours', async () => {
+    const { user, uid } = await linkedUser();
+    const far = 4_000_000_000;
+    await stack.db
+      .updateTable('users')
+      .set({ claims: JSON.stringify({ iat: far, sub: '1', exp: far, role: 'editor' }) })
+      .where('id', '=', user.id)
+      .execute();
+    const payload = await verified((await signIn(uid)).access_token);
+    expect(payload.sub).toBe(String(user.id));
+    expect(payload.iat).toBeLessThan(far / 2);
+    expect(payload.exp! - payload.iat!).toBe(900);
+    expect(custom(payload)).toEqual({ role: 'editor' });
+  });
 });

@@ -1,3 +1,4 @@
+import { defaultPipeline } from '../src/core/pipeline.js';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -144,6 +145,22 @@ describe('the embedding plugin', () => {
     );
     expect(refused.map((event) => event.provider).sort()).toEqual(['facebook', 'google']);
     await close();
+    await app.close();
+  });
+
+  it("hands the host's signIn the claims its pipeline steps added for the sign-in (for the host's own session)", async () => {
+    const given: unknown[] = [];
+    const { app, inject } = await host({
+      pipeline: [...defaultPipeline, (context) => void (context.claims.tenant = 'acme')],
+      signIn: (memberId, _request, _reply, claims) => (given.push(claims), { member: memberId }),
+    });
+    const fb = await provider.mintFacebookToken();
+    expect(
+      (await inject('POST', '/social/associate/facebook/', 'm_tenant', { access_token: fb.access_token })).status,
+    ).toBe(200);
+    const auth = await inject('POST', '/social/auth/facebook/', undefined, { access_token: fb.access_token });
+    expect(auth).toMatchObject({ status: 200, body: { member: 'm_tenant' } });
+    expect(given).toEqual([{ tenant: 'acme' }]);
     await app.close();
   });
 

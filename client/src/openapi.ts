@@ -786,7 +786,7 @@ export interface operations {
                         /** Format: date-time */
                         last_login: string | null;
                         associations: components["schemas"]["Association"][];
-                        /** @description The custom claims this session's access tokens carry: the user's own (set by an operator), and those its sign-in added (a blocking hook, a pipeline step); {}: none */
+                        /** @description The custom claims this session's next access token carries: the user's own as they are now (set by an operator), and those its sign-in added (a blocking hook, a pipeline step) over them; {}: none */
                         claims: {
                             [key: string]: unknown;
                         };

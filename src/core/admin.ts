@@ -334,6 +334,7 @@ export class Admin {
         date_joined: user.createdAt,
         last_login: user.lastLoginAt,
         disabled_at: user.disabledAt,
+        claims: user.claims,
       },
       links: links.map((link) => ({
         provider: link.provider,

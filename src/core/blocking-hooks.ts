@@ -69,9 +69,9 @@ export class BlockingHooks {
     this.hooks = new Map(configs.map((config) => [config.name, { config, signer: new Webhook(config.secret) }]));
   }
 
-  /** Is any hook configured? (A sign-in then reads what the hooks are told before its transaction.) */
-  get active(): boolean {
-    return this.hooks.size > 0;
+  /** Is a hook asked on auth (before_user_created, before_sign_in)? */
+  get asksOnSignIn(): boolean {
+    return this.hooks.has('before_user_created') || this.hooks.has('before_sign_in');
   }
 
   has(name: BlockingHookName): boolean {
@@ -127,7 +127,8 @@ export class BlockingHooks {
     const body = JSON.stringify({ type: config.name, timestamp: at.toISOString(), data: dataOf(subject) });
     const { request, agent } = await (this.client ??= import('undici').then(({ Agent, request }) => ({
       request,
-      agent: new Agent({ keepAliveTimeout: 30_000 }),
+      // Below the idle timeout of most servers (gunicorn 2 s, Node 5 s): we close an idle connection before they do.
+      agent: new Agent({ keepAliveTimeout: 4_000 }),
     })));
     const response = await request(config.url, {
       method: 'POST',
@@ -196,6 +197,9 @@ function verdictOf(name: BlockingHookName, answer: unknown, added: Claims): Verd
       throw new HookFailure('malformed', 'a refusal whose code is not snake_case (1 to 64 characters)');
     if (typeof message !== 'string' || message.length === 0 || message.length > MESSAGE_MAX)
       throw new HookFailure('malformed', `a refusal whose message is not 1 to ${MESSAGE_MAX} characters`);
+    // Apps show it to people: no control character, no bidirectional override that would reorder what they read.
+    if (/[\p{Cc}\u202A-\u202E\u2066-\u2069]/u.test(message))
+      throw new HookFailure('malformed', 'a refusal whose message holds control or bidirectional override characters');
     return { allow: false, code, message };
   }
   throw new HookFailure('malformed', 'an answer whose decision is neither "allow" nor "refuse"');

@@ -88,6 +88,13 @@ export function patchedClaims(current: Claims, patch: Claims): Claims {
   ]);
 }
 
-/** An access token's custom claims: the user's, and over them those its session's sign-in added. */
-export const tokenClaims = (user: Claims, session: Claims | undefined): Claims =>
-  session && Object.keys(session).length > 0 ? { ...user, ...session } : user;
+/**
+ * An access token's custom claims: the user's, and over them those its session's sign-in added; never a reserved
+ * name, whatever a row holds (fast-jwt's signer would take a payload's iat as the base of exp).
+ */
+export function tokenClaims(user: Claims, session: Claims | undefined): Claims {
+  const claims = session && Object.keys(session).length > 0 ? { ...user, ...session } : user;
+  const names = Object.keys(claims);
+  if (!names.some((name) => RESERVED_CLAIMS.has(name))) return claims;
+  return Object.fromEntries(Object.entries(claims).filter(([name]) => !RESERVED_CLAIMS.has(name)));
+}

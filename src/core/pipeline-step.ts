@@ -39,6 +39,8 @@ export interface PipelineContext {
   readonly known?: Association | null;
   user?: User;
   association?: Association;
+  /** auth: whom the app's hooks judged before the transaction (askTheApp); the user signed in must be that one. */
+  readonly askedAbout?: AskedAbout;
   /**
    * Custom claims for this sign-in's session (core/claims.ts): the blocking hook's first; a step may add its own
    * (`context.claims.plan = 'pro'`). In each access token of the session, over the user's own; auth only.
@@ -50,6 +52,9 @@ export interface PipelineContext {
 }
 
 export type PipelineStep = (context: PipelineContext) => Promise<void> | void;
+
+/** The user the sign-in hooks were asked about: a linked user, a user to be made, or nobody (no user signs in). */
+export type AskedAbout = { userId: number } | 'new user' | 'nobody';
 
 /** What the e-mail linking step (core/email-linking.ts) needs to know, from the configuration and the enabled providers. */
 export interface EmailLinking {

@@ -10,7 +10,7 @@ import { followAppleTransfer } from './apple-transfer.js';
 import { refuseIfDisabled } from './disabled-users.js';
 import { emailLinkRequired, findEmailMatch } from './email-linking.js';
 import { refuseTokenOfEndedSessions, useIdToken } from './replay.js';
-import type { EmailLinking, PipelineContext, PipelineStep, SessionStarter } from './pipeline-step.js';
+import type { AskedAbout, EmailLinking, PipelineContext, PipelineStep, SessionStarter } from './pipeline-step.js';
 import { claimsProblem, type Claims } from './claims.js';
 import type { BlockingHooks } from './blocking-hooks.js';
 
@@ -81,8 +81,9 @@ export interface SignInDraft extends SignInRequest {
   linkedUser?: User;
   /** hostUser: the host's new user for this unknown account. */
   hostUser?: User;
-  /** askTheApp: the claims the hooks added for this sign-in's session. */
+  /** askTheApp: the claims the hooks added for this sign-in's session, and whom they judged. */
   claims?: Claims;
+  askedAbout?: AskedAbout;
 }
 
 export type BeforeStep = (draft: SignInDraft) => Promise<void>;
@@ -114,7 +115,8 @@ export const PROVIDER_STEPS: Readonly<Record<string, readonly Listed<BeforeStep>
  */
 export const readLink: BeforeStep = async (draft) => {
   if (draft.mode !== 'auth') return;
-  if (!draft.identity.loadProfile && !draft.hostNewUser && !draft.hooks.active && !isPostgres(draft.storage.db)) return;
+  if (!draft.identity.loadProfile && !draft.hostNewUser && !draft.hooks.asksOnSignIn && !isPostgres(draft.storage.db))
+    return;
   if (draft.hooks.has('before_sign_in')) {
     // The hook is told the user: read with the link, in one query.
     const found = await draft.storage.links.findWithUser(draft.provider.name, draft.identity.uid);
@@ -145,26 +147,42 @@ export const loadProfile: BeforeStep = async (draft) => {
  * The app's backend decides (blocking-hooks.ts), before anything is written: associate asks before_link; auth asks
  * before_sign_in of a linked account's user, or, for an account that will get a new user, before_user_created then
  * before_sign_in. An unknown account that gets no user (404, 409 link_required) asks nothing: nothing signs in.
- * The claims they add go with the session (sign-in's over user-created's).
+ * The claims they add go with the session (sign-in's over user-created's). Whom they judged is carried in: the
+ * transaction signs in that one or nobody (startSession), whatever changed while they thought.
  */
 export const askTheApp: BeforeStep = async (draft) => {
   const { hooks, identity, client } = draft;
-  if (!hooks.active) return;
   const about = { provider: draft.provider.name, identity, client };
   if (draft.mode === 'associate') {
-    await hooks.ask('before_link', { ...about, user: draft.user ?? null, newUser: false });
+    if (hooks.has('before_link'))
+      await hooks.ask('before_link', { ...about, user: draft.user ?? null, newUser: false });
     return;
   }
+  if (!hooks.asksOnSignIn) return;
   if (draft.link) {
-    if (!hooks.has('before_sign_in')) return;
+    draft.askedAbout = { userId: draft.link.userId };
     draft.claims = await hooks.ask('before_sign_in', { ...about, user: draft.linkedUser ?? null, newUser: false });
     return;
   }
+  draft.askedAbout = 'nobody';
   if (!draft.createUser) return;
   if (await findEmailMatch(draft.storage, draft.provider.name, identity, draft.emailLinking)) return;
+  draft.askedAbout = 'new user';
   const created = await hooks.ask('before_user_created', { ...about, user: null, newUser: true });
   draft.claims = await hooks.ask('before_sign_in', { ...about, user: null, newUser: true }, created);
 };
+
+/**
+ * Is the user signing in the one the hooks judged? The link may have been removed, made or moved while they
+ * thought: then their verdict (and their claims) is not this sign-in's.
+ */
+function judgedByTheHooks(context: PipelineContext, user: User): boolean {
+  const asked = context.askedAbout;
+  if (asked === undefined) return true;
+  if (asked === 'nobody') return false;
+  if (asked === 'new user') return context.isNewUser;
+  return !context.isNewUser && user.id === asked.userId;
+}
 
 /**
  * auth, embedded: the host makes its user for an account nobody linked, before our transaction (no host code
@@ -353,6 +371,10 @@ export const startSession =
     const user = context.user;
     if (!user) throw apiError('user_not_found');
     refuseIfDisabled(user);
+    if (!judgedByTheHooks(context, user))
+      throw apiError('hook_unavailable', {
+        detail: "the account's link changed while the app's hooks were asked; try again",
+      });
     // The hook's claims were checked as they came: what is wrong now is an operator's step's (a 500, logged).
     const problem = claimsProblem(context.claims);
     if (problem) throw new Error(`a pipeline step added claims that cannot be kept: ${problem}`);

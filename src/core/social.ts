@@ -267,6 +267,7 @@ export class SocialAccounts<S = StartedSession, R = void> {
       ...this.input('auth', draft.identity, { provider: draft.provider.name, client: draft.client }),
       known: draft.link,
       claims: draft.claims,
+      askedAbout: draft.askedAbout,
       options: {
         createUser: newUser === 'ours' || hostUser !== undefined,
         newUser: hostUser && (async () => hostUser),

@@ -114,7 +114,7 @@ export class Metrics {
     name: 'social_link_blocking_hook_duration_seconds',
     help: "Blocking hook calls (the app's backend asked during a sign-in or a link) by hook and outcome (allowed, refused, timeout, unavailable, malformed): time to its answer or its failure",
     labelNames: ['hook', 'outcome'] as const,
-    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],
   });
 

@@ -37,7 +37,7 @@ const me = {
       type: 'object',
       additionalProperties: true,
       description:
-        "The custom claims this session's access tokens carry: the user's own (set by an operator), and those its sign-in added (a blocking hook, a pipeline step); {}: none",
+        "The custom claims this session's next access token carries: the user's own as they are now (set by an operator), and those its sign-in added (a blocking hook, a pipeline step) over them; {}: none",
     },
   },
 } as const;
