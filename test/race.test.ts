@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
 import { SecretBox } from '../src/auth/secret-box.js';
 import { defaultPipeline, runPipeline } from '../src/core/pipeline.js';
 import type { PipelineContext } from '../src/core/pipeline-step.js';
@@ -135,5 +136,72 @@ describe.each(databaseKinds())('a link that changed after readLink, on %s', (kin
     const known = (await storage.links.find('p', uid)) ?? null;
     await storage.links.delete(owner.id, 'p', uid);
     await expect(signedIn(uid, known)).rejects.toMatchObject({ code: 'user_not_found' });
+  });
+});
+
+// A hot user (several devices, a retrying app, a shared test account): its sign-ins must not queue behind each
+// other on its row. Each holds the row only as a key share (a deletion waits for them; they do not wait for each
+// other); the last-login write is skipped while another transaction writes the row, never waited for.
+describe.skipIf(!databaseKinds().includes('postgres'))('a hot user on postgres', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack('postgres');
+  });
+  afterAll(() => stack.close());
+
+  async function linkedFacebookUser() {
+    const user = await guest(stack.api);
+    const fb = await stack.emulator.mintFacebookToken();
+    const linked = await call(stack.api, 'POST', '/api/associate/facebook/', {
+      token: user.access_token,
+      body: { access_token: fb.access_token },
+    });
+    expect(linked.status).toBe(200);
+    const signIn = async () =>
+      call(stack.api, 'POST', '/api/auth/facebook/', {
+        body: { access_token: (await stack.emulator.mintFacebookToken({ user: { id: fb.user_id } })).access_token },
+      });
+    const lastLogin = async () =>
+      (await stack.db.selectFrom('users').select('last_login_at').where('id', '=', user.id).executeTakeFirstOrThrow())
+        .last_login_at;
+    return { user, signIn, lastLogin };
+  }
+
+  it("signs in while another transaction writes the user's row (another sign-in's last login): no wait", async () => {
+    const { user, signIn, lastLogin } = await linkedFacebookUser();
+    expect((await signIn()).status).toBe(200);
+    const before = await lastLogin();
+    // Another sign-in of this user between its last-login write and its commit: the row locked for a write.
+    const other = new pg.Client({ connectionString: stack.databaseUrl });
+    await other.connect();
+    try {
+      await other.query('begin');
+      await other.query('select id from users where id = $1 for no key update', [user.id]);
+      // Queued behind it, this sign-in would wait until DATABASE_QUERY_TIMEOUT_MS and answer 503.
+      const answer = await signIn();
+      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+      expect(answer.body.id).toBe(user.id);
+    } finally {
+      await other.query('rollback');
+      await other.end();
+    }
+    // Its last-login write was skipped (the other transaction's stands for it); the next one writes.
+    expect(await lastLogin()).toEqual(before);
+    expect((await signIn()).status).toBe(200);
+    const time = (value: unknown) => new Date(value as Date | string).getTime();
+    expect(time(await lastLogin())).toBeGreaterThan(time(before));
+  });
+
+  it('64 concurrent sign-ins of one user all sign in, each with its own session', async () => {
+    const { user, signIn } = await linkedFacebookUser();
+    const answers = await Promise.all(Array.from({ length: 64 }, () => signIn()));
+    expect(answers.map((answer) => answer.status)).toEqual(answers.map(() => 200));
+    const sessions = await stack.db
+      .selectFrom('sessions')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('user_id', '=', user.id)
+      .executeTakeFirstOrThrow();
+    // The guest's own session, the link's sign-in none, and 64 more.
+    expect(Number(sessions.n)).toBe(65);
   });
 });

@@ -53,7 +53,10 @@ const insertRefreshToken = prepared((db, sessionId: string, hash: string, at: st
     .values({ session_id: sessionId, token_hash: hash, created_at: at, expires_at: expiresAt }),
 );
 // PostgreSQL: one statement of data-modifying CTEs; the refresh token's foreign key is checked at its end.
-// (lastLogin null: a new user, whose last login stays null.)
+// Last login: written only when it moves forward, and only if no other transaction is writing the user's row — a
+// hot user's concurrent sign-ins (several devices, a retrying app) then skip it rather than queue, each behind the
+// one before until its commit (the other is writing a last login of the same moment). (lastLogin null: a new user,
+// whose last login stays null: no write, no lock.)
 const startSessionPostgres = prepared(
   (
     db,
@@ -70,8 +73,21 @@ const startSessionPostgres = prepared(
       .with('touch', (cte) =>
         cte
           .updateTable('users')
-          .set({ last_login_at: sql<string>`coalesce(${lastLogin}::timestamptz, last_login_at)` })
-          .where('id', '=', userId),
+          .set({ last_login_at: sql<string>`${lastLogin}::timestamptz` })
+          .where('id', 'in', (eb) =>
+            eb
+              .selectFrom('users')
+              .select('id')
+              .where('id', '=', userId)
+              .where((where) =>
+                where.or([
+                  where('last_login_at', 'is', null),
+                  where('last_login_at', '<', sql<string>`${lastLogin}::timestamptz`),
+                ]),
+              )
+              .forNoKeyUpdate()
+              .skipLocked(),
+          ),
       )
       .with('session', (cte) =>
         cte
