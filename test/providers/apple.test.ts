@@ -1,7 +1,16 @@
 import { createHash } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
 import { call, databaseKinds, expectError, guest, startStack, type Stack } from '../helpers.js';
+import {
+  extraDataOf,
+  linkThenSignIn,
+  linkToGuest,
+  realBreakerStack,
+  refusedSignIn,
+  sharedStack,
+  signInWith,
+} from './flows.js';
 
 // Sign in with Apple through HTTP against the emulator: authorization codes and the grant kept (and revoked), the nonce,
 // the first authorization's name, the web flow (Android) with its redirect URIs, and the server-to-server notifications.
@@ -16,34 +25,13 @@ const APPLE_SERVICES_ID = 'com.example.sociallink.android';
 const REDIRECT_URI = 'https://app.example.com/callbacks/sign_in_with_apple';
 
 describe.each(databaseKinds())('apple on %s', (kind) => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack(kind);
-  });
-  afterAll(() => stack.close());
-
-  /** Links the account behind `body` to a new guest, then signs in with `again` (a new phone's token). */
-  async function linkThenSignIn(provider: string, body: Record<string, string>, again: Record<string, string> = body) {
-    const user = await guest(stack.api);
-    const linked = await call(stack.api, 'POST', `/api/associate/${provider}/`, { token: user.access_token, body });
-    expect(linked.status, JSON.stringify(linked.body)).toBe(200);
-    expect(linked.body.association.created).toBe(true);
-    const signedIn = await call(stack.api, 'POST', `/api/auth/${provider}/`, { body: again });
-    expect(signedIn.status, JSON.stringify(signedIn.body)).toBe(200);
-    expect(signedIn.body.id).toBe(user.id);
-    return { user, uid: linked.body.association.uid as string };
-  }
-
-  const refused = async (provider: string, body: Record<string, string>, detail?: RegExp) => {
-    const answer = await call(stack.api, 'POST', `/api/auth/${provider}/`, { body });
-    expectError(answer, 400, 'invalid_token');
-    if (detail) expect(answer.body.detail).toMatch(detail);
-  };
+  const stack = realBreakerStack(kind, { SOCIAL_AUTH_APPLE_KEY: `${APPLE_APP},${APPLE_WEB_ID}` });
 
   describe('Sign in with Apple authorization codes', () => {
     it('exchanges the code, keeps the refresh token sealed, and revokes it when the link is removed', async () => {
       const minted = await stack.emulator.mintAppleCode({ email: 'hidden@privaterelay.appleid.com' });
       const { user, uid } = await linkThenSignIn(
+        stack,
         'apple',
         { id_token: minted.id_token, code: minted.code },
         { id_token: minted.id_token },
@@ -94,7 +82,7 @@ describe.each(databaseKinds())('apple on %s', (kind) => {
           })
         ).status,
       ).toBe(200);
-      await refused('apple', { code: minted.code }, /code/);
+      await refusedSignIn(stack, 'apple', { code: minted.code }, /code/);
       // The identity token proves the account; the grant kept by the first use stays (the web flow's tests, below).
       expect(
         (await call(stack.api, 'POST', '/api/auth/apple/', { body: { id_token: minted.id_token, code: minted.code } }))
@@ -108,7 +96,7 @@ describe.each(databaseKinds())('apple on %s', (kind) => {
       expect(kept.provider_tokens).not.toBeNull();
       const other = await stack.emulator.mintAppleCode();
       const stranger = await stack.emulator.mintIdToken('apple');
-      await refused('apple', { id_token: stranger.id_token, code: other.code }, /another user/);
+      await refusedSignIn(stack, 'apple', { id_token: stranger.id_token, code: other.code }, /another user/);
     });
 
     it('accepts a code alone', async () => {
@@ -157,87 +145,94 @@ describe.each(databaseKinds())('apple on %s', (kind) => {
       expect((await stack.emulator.appleRevocations()).revoked.length).toBe(before + 1);
     });
   });
-});
 
-// The real providers' behaviour that our own emulator once got wrong (each pinned by a fixture under
-// test/fixtures/providers/), through HTTP: server, emulator and database for real.
-
-describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack(kind, {
-      // The real breaker: a flood of refused tokens must not open it.
-      SOCIAL_AUTH_CIRCUIT_BREAKER_THRESHOLD: '5',
-      SOCIAL_AUTH_APPLE_KEY: `com.example.sociallink,${APPLE_WEB_ID}`,
-    });
-  });
-  afterAll(() => stack.close());
-  afterEach(() => stack.emulator.clearFaults());
-
-  const auth = (provider: string, body: Record<string, unknown>) =>
-    call(stack.api, 'POST', `/api/auth/${provider}/`, { body });
-  const associate = async (provider: string, body: Record<string, unknown>) => {
-    const user = await guest(stack.api);
-    const answer = await call(stack.api, 'POST', `/api/associate/${provider}/`, { token: user.access_token, body });
-    return { user, answer };
-  };
-  const extraData = async (accessToken: string, provider: string) => {
-    const links = (await call(stack.api, 'GET', '/api/associations/', { token: accessToken })).body as Array<{
-      provider: string;
-      extra_data: Record<string, unknown>;
-    }>;
-    return links.find((link) => link.provider === provider)?.extra_data;
-  };
+  // The real providers' behaviour that our own emulator once got wrong (each pinned by a fixture under
+  // test/fixtures/providers/), through HTTP: server, emulator and database for real.
 
   describe('Apple', () => {
     it('accepts the nonce as the app passed it to Apple, or as its SHA-256', async () => {
       const raw = await stack.emulator.mintIdToken('apple', { nonce: 'raw-nonce-1' });
-      expect((await associate('apple', { id_token: raw.id_token, nonce: 'raw-nonce-1' })).answer.status).toBe(200);
+      expect((await linkToGuest(stack, 'apple', { id_token: raw.id_token, nonce: 'raw-nonce-1' })).answer.status).toBe(
+        200,
+      );
       const hashed = await stack.emulator.mintIdToken('apple', { nonce: sha256('raw-nonce-2') });
-      expect((await associate('apple', { id_token: hashed.id_token, nonce: 'raw-nonce-2' })).answer.status).toBe(200);
-      expectError(await auth('apple', { id_token: hashed.id_token, nonce: 'raw-nonce-1' }), 400, 'invalid_token');
+      expect(
+        (await linkToGuest(stack, 'apple', { id_token: hashed.id_token, nonce: 'raw-nonce-2' })).answer.status,
+      ).toBe(200);
+      expectError(
+        await signInWith(stack, 'apple', { id_token: hashed.id_token, nonce: 'raw-nonce-1' }),
+        400,
+        'invalid_token',
+      );
     });
 
     it('accepts a token without nonce from a device that says nonce_supported: false', async () => {
       const token = await stack.emulator.mintIdToken('apple', { claims: { nonce_supported: false } });
-      expect((await associate('apple', { id_token: token.id_token, nonce: 'sent-anyway' })).answer.status).toBe(200);
+      expect(
+        (await linkToGuest(stack, 'apple', { id_token: token.id_token, nonce: 'sent-anyway' })).answer.status,
+      ).toBe(200);
       const supported = await stack.emulator.mintIdToken('apple');
-      expectError(await auth('apple', { id_token: supported.id_token, nonce: 'sent-anyway' }), 400, 'invalid_token');
+      expectError(
+        await signInWith(stack, 'apple', { id_token: supported.id_token, nonce: 'sent-anyway' }),
+        400,
+        'invalid_token',
+      );
     });
 
     it('keeps the name of the first authorization for display, and a later sign-in without it never erases it', async () => {
       const code = await stack.emulator.mintAppleCode({ name: 'Grace Hopper' });
       expect(code.user).toBeDefined();
-      const { user, answer } = await associate('apple', { id_token: code.id_token, code: code.code, user: code.user });
+      const { user, answer } = await linkToGuest(stack, 'apple', {
+        id_token: code.id_token,
+        code: code.code,
+        user: code.user,
+      });
       expect(answer.status).toBe(200);
-      expect(await extraData(user.access_token, 'apple')).toMatchObject({ first_name: 'Grace', last_name: 'Hopper' });
+      expect(await extraDataOf(stack, user.access_token, 'apple')).toMatchObject({
+        first_name: 'Grace',
+        last_name: 'Hopper',
+      });
       const again = await stack.emulator.mintIdToken('apple', { sub: code.sub });
-      expect((await auth('apple', { id_token: again.id_token })).body.id).toBe(user.id);
+      expect((await signInWith(stack, 'apple', { id_token: again.id_token })).body.id).toBe(user.id);
       expect(
-        (await auth('apple', { id_token: again.id_token, user: { name: { firstName: '', lastName: '' } } })).status,
+        (
+          await signInWith(stack, 'apple', {
+            id_token: again.id_token,
+            user: { name: { firstName: '', lastName: '' } },
+          })
+        ).status,
       ).toBe(200);
-      expect(await extraData(user.access_token, 'apple')).toMatchObject({ first_name: 'Grace', last_name: 'Hopper' });
+      expect(await extraDataOf(stack, user.access_token, 'apple')).toMatchObject({
+        first_name: 'Grace',
+        last_name: 'Hopper',
+      });
       // The object form (what a native app forwards) works as well as the web's JSON text; garbage is a 400.
       const other = await stack.emulator.mintIdToken('apple');
       expect(
         (
-          await associate('apple', {
+          await linkToGuest(stack, 'apple', {
             id_token: other.id_token,
             user: { name: { firstName: 'Alan', lastName: 'Turing' } },
           })
         ).answer.status,
       ).toBe(200);
-      expectError(await auth('apple', { id_token: other.id_token, user: '{not json' }), 400, 'invalid_request');
+      expectError(
+        await signInWith(stack, 'apple', { id_token: other.id_token, user: '{not json' }),
+        400,
+        'invalid_request',
+      );
     });
 
     it('redeems a code sent alone whichever configured client id it was issued to, or the one the app names', async () => {
       const web = await stack.emulator.mintAppleCode({ client_id: APPLE_WEB_ID });
-      const { answer } = await associate('apple', { code: web.code });
+      const { answer } = await linkToGuest(stack, 'apple', { code: web.code });
       expect(answer.body.association?.uid).toBe(web.sub);
       const named = await stack.emulator.mintAppleCode({ client_id: APPLE_WEB_ID });
-      expect((await associate('apple', { code: named.code, client_id: APPLE_WEB_ID })).answer.status).toBe(200);
+      expect((await linkToGuest(stack, 'apple', { code: named.code, client_id: APPLE_WEB_ID })).answer.status).toBe(
+        200,
+      );
       expectError(
-        (await associate('apple', { code: named.code, client_id: 'com.unknown.app' })).answer,
+        (await linkToGuest(stack, 'apple', { code: named.code, client_id: 'com.unknown.app' })).answer,
         400,
         'invalid_request',
       );
@@ -246,11 +241,7 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
 });
 
 describe.each(databaseKinds())('SOCIAL_AUTH_CREATE_USER=true with Sign in with Apple, on %s', (kind) => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack(kind, { SOCIAL_AUTH_CREATE_USER: 'true' });
-  });
-  afterAll(() => stack.close());
+  const stack = sharedStack(kind, { SOCIAL_AUTH_CREATE_USER: 'true' });
 
   it("names the new user after the first authorization's name, and keeps it", async () => {
     const code = await stack.emulator.mintAppleCode({ name: 'Katherine Johnson' });
@@ -401,24 +392,19 @@ describe.each(databaseKinds())("Sign in with Apple's web flow (Android) on %s", 
 // them as the provider does (the recorded tokens of test/fixtures/callbacks/: test/callback-contract.test.ts).
 
 describe.each(databaseKinds())('Apple server-to-server notifications on %s', (kind) => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack(kind, {
-      SOCIAL_LINK_WEBHOOK_URL: 'http://127.0.0.1:9/hooks',
-      SOCIAL_LINK_WEBHOOK_SECRET: `whsec_${Buffer.alloc(32, 5).toString('base64')}`,
-    });
+  const stack = sharedStack(kind, {
+    SOCIAL_LINK_WEBHOOK_URL: 'http://127.0.0.1:9/hooks',
+    SOCIAL_LINK_WEBHOOK_SECRET: `whsec_${Buffer.alloc(32, 5).toString('base64')}`,
   });
-  afterAll(() => stack.close());
 
   const notify = (input: { type: string; sub: string; email?: string; client_id?: string; forge?: string }) =>
     stack.emulator.sendAppleNotification({ ...input, url: `${stack.api}/api/providers/apple/notifications` });
 
   async function appleUser(withCode = false) {
-    const user = await guest(stack.api);
     const body = withCode
       ? { code: (await stack.emulator.mintAppleCode({})).code }
       : { id_token: (await stack.emulator.mintIdToken('apple', {})).id_token };
-    const linked = await call(stack.api, 'POST', '/api/associate/apple/', { token: user.access_token, body });
+    const { user, answer: linked } = await linkToGuest(stack, 'apple', body);
     return { user, sub: linked.body.association.uid as string };
   }
   const facts = (value: unknown) => (typeof value === 'string' ? JSON.parse(value) : value) as Record<string, unknown>;

@@ -1,6 +1,7 @@
 import { createHash, createHmac } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, databaseKinds, expectError, guest, startStack, type Stack } from '../helpers.js';
+import { describe, expect, it } from 'vitest';
+import { call, databaseKinds, expectError, guest } from '../helpers.js';
+import { sharedStack } from './flows.js';
 
 // Issue 24 (security round 3): provider callbacks played again under another spelling, dated in the future, or
 // forged by the thousand. Each attack is sent raw through HTTP (src/core/provider-callbacks.ts, src/http/hooks.ts).
@@ -10,14 +11,10 @@ const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 const lowBitFlipped = (text: string) => text.slice(0, -1) + ALPHABET[ALPHABET.indexOf(text.at(-1)!) ^ 1]!;
 
 describe.each(databaseKinds())('provider callbacks played again, re-spelled, on %s', (kind) => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack(kind, {
-      SOCIAL_LINK_WEBHOOK_URL: 'http://127.0.0.1:9/hooks',
-      SOCIAL_LINK_WEBHOOK_SECRET: `whsec_${Buffer.alloc(32, 7).toString('base64')}`,
-    });
+  const stack = sharedStack(kind, {
+    SOCIAL_LINK_WEBHOOK_URL: 'http://127.0.0.1:9/hooks',
+    SOCIAL_LINK_WEBHOOK_SECRET: `whsec_${Buffer.alloc(32, 7).toString('base64')}`,
   });
-  afterAll(() => stack.close());
 
   const seconds = () => Math.floor(Date.now() / 1000);
   const signed = (payload: Record<string, unknown>) => {
@@ -201,16 +198,12 @@ describe.each(databaseKinds())('provider callbacks played again, re-spelled, on 
 });
 
 describe.each(databaseKinds())('forged provider callbacks on %s', (kind) => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack(kind, {
-      RATE_LIMIT_ENABLED: 'true',
-      RATE_LIMIT_CALLBACKS_PER_MINUTE: '6',
-      SOCIAL_LINK_WEBHOOK_URL: 'http://127.0.0.1:9/hooks',
-      SOCIAL_LINK_WEBHOOK_SECRET: `whsec_${Buffer.alloc(32, 8).toString('base64')}`,
-    });
+  const stack = sharedStack(kind, {
+    RATE_LIMIT_ENABLED: 'true',
+    RATE_LIMIT_CALLBACKS_PER_MINUTE: '6',
+    SOCIAL_LINK_WEBHOOK_URL: 'http://127.0.0.1:9/hooks',
+    SOCIAL_LINK_WEBHOOK_SECRET: `whsec_${Buffer.alloc(32, 8).toString('base64')}`,
   });
-  afterAll(() => stack.close());
 
   const metric = async (provider: string, outcome: string) => {
     const text = await (await fetch(`${stack.api}/metrics`)).text();

@@ -1,17 +1,14 @@
 import { createHmac } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, databaseKinds, guest, startStack, type Stack } from '../helpers.js';
+import { describe, expect, it } from 'vitest';
+import { call, databaseKinds, guest } from '../helpers.js';
+import { sharedStack } from './flows.js';
 
 // A provider's callback (src/core/provider-callbacks.ts) acts once: a signed request played again later changes nothing,
 // one too old is refused. Each provider's callbacks: facebook.test.ts, apple.test.ts, google.test.ts; played again,
 // re-spelled and forged by the thousand: callbacks-abuse.test.ts.
 
 describe.each(databaseKinds())('a callback acts once on %s', (kind) => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack(kind);
-  });
-  afterAll(() => stack.close());
+  const stack = sharedStack(kind);
 
   const signed = (payload: Record<string, unknown>) => {
     const body = Buffer.from(JSON.stringify({ algorithm: 'HMAC-SHA256', ...payload })).toString('base64url');

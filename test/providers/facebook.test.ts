@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { verifySignedRequest } from '../../src/providers/facebook/signed-request.js';
-import { call, databaseKinds, expectError, guest, startStack, type Stack } from '../helpers.js';
+import { call, databaseKinds, expectError } from '../helpers.js';
+import { extraDataOf, linkToGuest, providerRequests, realBreakerStack, sharedStack, signInWith } from './flows.js';
 
 // Facebook: its signed_request against the cited vectors (test/fixtures/callbacks/facebook/), then through HTTP against
 // the emulator: Graph's token check and profile, a wrong app secret, Limited Login's ID tokens, and the data-deletion and
@@ -33,92 +34,68 @@ describe("Facebook's signed_request", () => {
 // test/fixtures/providers/), through HTTP: server, emulator and database for real.
 
 describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack(kind, {
-      // The real breaker: a flood of refused tokens must not open it.
-      SOCIAL_AUTH_CIRCUIT_BREAKER_THRESHOLD: '5',
-    });
-  });
-  afterAll(() => stack.close());
-  afterEach(() => stack.emulator.clearFaults());
-
-  const auth = (provider: string, body: Record<string, unknown>) =>
-    call(stack.api, 'POST', `/api/auth/${provider}/`, { body });
-  const associate = async (provider: string, body: Record<string, unknown>) => {
-    const user = await guest(stack.api);
-    const answer = await call(stack.api, 'POST', `/api/associate/${provider}/`, { token: user.access_token, body });
-    return { user, answer };
-  };
-  const extraData = async (accessToken: string, provider: string) => {
-    const links = (await call(stack.api, 'GET', '/api/associations/', { token: accessToken })).body as Array<{
-      provider: string;
-      extra_data: Record<string, unknown>;
-    }>;
-    return links.find((link) => link.provider === provider)?.extra_data;
-  };
-  const graphCalls = async () => (await stack.emulator.stats()).requests.facebook ?? 0;
+  const stack = realBreakerStack(kind);
+  const graphCalls = () => providerRequests(stack, 'facebook');
 
   describe('Facebook', () => {
     it("refuses another app's token 400 invalid_token; 100 foreign or garbage tokens leave the circuit closed", async () => {
       const mine = await stack.emulator.mintFacebookToken();
-      expect((await associate('facebook', { access_token: mine.access_token })).answer.status).toBe(200);
+      expect((await linkToGuest(stack, 'facebook', { access_token: mine.access_token })).answer.status).toBe(200);
       for (let i = 0; i < 50; i++) {
         const foreign = await stack.emulator.mintFacebookToken({ app_id: `9${i}0000000000` });
-        const answer = await auth('facebook', { access_token: foreign.access_token });
+        const answer = await signInWith(stack, 'facebook', { access_token: foreign.access_token });
         expectError(answer, 400, 'invalid_token');
         expect(answer.body.detail).toMatch(/another app/);
-        expectError(await auth('facebook', { access_token: `EAAgarbage${i}` }), 400, 'invalid_token');
+        expectError(await signInWith(stack, 'facebook', { access_token: `EAAgarbage${i}` }), 400, 'invalid_token');
       }
       // The circuit is closed: a valid token signs in at once (an open one would answer 503 without asking Graph).
-      expect((await auth('facebook', { access_token: mine.access_token })).status).toBe(200);
+      expect((await signInWith(stack, 'facebook', { access_token: mine.access_token })).status).toBe(200);
     });
 
     it('signs a linked account in with one Graph call; a new link reads the profile too; a stale profile is read again', async () => {
       const token = await stack.emulator.mintFacebookToken({ user: { name: 'Ada Lovelace' } });
       let before = await graphCalls();
-      const { user } = await associate('facebook', { access_token: token.access_token });
+      const { user } = await linkToGuest(stack, 'facebook', { access_token: token.access_token });
       expect(await graphCalls()).toBe(before + 2); // debug_token and /me
-      expect(await extraData(user.access_token, 'facebook')).toMatchObject({
+      expect(await extraDataOf(stack, user.access_token, 'facebook')).toMatchObject({
         name: 'Ada Lovelace',
         profile_read_at: expect.any(Number),
       });
 
       before = await graphCalls();
-      expect((await auth('facebook', { access_token: token.access_token })).body.id).toBe(user.id);
+      expect((await signInWith(stack, 'facebook', { access_token: token.access_token })).body.id).toBe(user.id);
       expect(await graphCalls()).toBe(before + 1); // debug_token alone
-      expect(await extraData(user.access_token, 'facebook')).toMatchObject({ name: 'Ada Lovelace' }); // kept, not erased
+      expect(await extraDataOf(stack, user.access_token, 'facebook')).toMatchObject({ name: 'Ada Lovelace' }); // kept, not erased
 
       // A day later (SOCIAL_AUTH_PROFILE_MAX_AGE), the name changed at Facebook: read again.
       await stack.emulator.mintFacebookToken({ user: { id: token.user_id, name: 'Ada King' } });
       await stack.db
         .updateTable('social_associations')
         .set({
-          extra_data: JSON.stringify({ ...(await extraData(user.access_token, 'facebook')), profile_read_at: 1 }),
+          extra_data: JSON.stringify({
+            ...(await extraDataOf(stack, user.access_token, 'facebook')),
+            profile_read_at: 1,
+          }),
         })
         .where('provider', '=', 'facebook')
         .where('uid', '=', token.user_id)
         .execute();
       before = await graphCalls();
-      expect((await auth('facebook', { access_token: token.access_token })).status).toBe(200);
+      expect((await signInWith(stack, 'facebook', { access_token: token.access_token })).status).toBe(200);
       expect(await graphCalls()).toBe(before + 2);
-      expect(await extraData(user.access_token, 'facebook')).toMatchObject({ name: 'Ada King' });
+      expect(await extraDataOf(stack, user.access_token, 'facebook')).toMatchObject({ name: 'Ada King' });
     });
 
     it('refuses a token the user revoked (code 190, subcode 460)', async () => {
       const token = await stack.emulator.mintFacebookToken();
       await stack.emulator.revokeToken(token.access_token);
-      expectError(await auth('facebook', { access_token: token.access_token }), 400, 'invalid_token');
+      expectError(await signInWith(stack, 'facebook', { access_token: token.access_token }), 400, 'invalid_token');
     });
   });
 });
 
 describe.each(databaseKinds())('a server with the wrong Facebook app secret, on %s', (kind) => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack(kind, { SOCIAL_AUTH_FACEBOOK_SECRET: 'not-the-app-secret' });
-  });
-  afterAll(() => stack.close());
+  const stack = sharedStack(kind, { SOCIAL_AUTH_FACEBOOK_SECRET: 'not-the-app-secret' });
 
   it("answers 502, not the user's fault, and the log names the setting to fix", async () => {
     const token = await stack.emulator.mintFacebookToken();
@@ -132,11 +109,7 @@ describe.each(databaseKinds())('a server with the wrong Facebook app secret, on 
 });
 
 describe('Facebook Limited Login', () => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack('sqlite');
-  });
-  afterAll(() => stack.close());
+  const stack = sharedStack('sqlite');
 
   it("takes www.facebook.com and limited.facebook.com as issuer (Meta moved Limited Login's endpoints there), no other", async () => {
     for (const [iss, status] of [
@@ -157,22 +130,14 @@ describe('Facebook Limited Login', () => {
 // test/fixtures/callbacks/ and driven through HTTP by the emulator, which signs them as the provider does.
 
 describe.each(databaseKinds())('Facebook callbacks on %s', (kind) => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack(kind, {
-      SOCIAL_LINK_WEBHOOK_URL: 'http://127.0.0.1:9/hooks',
-      SOCIAL_LINK_WEBHOOK_SECRET: `whsec_${Buffer.alloc(32, 3).toString('base64')}`,
-    });
+  const stack = sharedStack(kind, {
+    SOCIAL_LINK_WEBHOOK_URL: 'http://127.0.0.1:9/hooks',
+    SOCIAL_LINK_WEBHOOK_SECRET: `whsec_${Buffer.alloc(32, 3).toString('base64')}`,
   });
-  afterAll(() => stack.close());
 
   async function linked() {
-    const user = await guest(stack.api);
     const facebook = await stack.emulator.mintFacebookToken({});
-    await call(stack.api, 'POST', '/api/associate/facebook/', {
-      token: user.access_token,
-      body: { access_token: facebook.access_token },
-    });
+    const { user } = await linkToGuest(stack, 'facebook', { access_token: facebook.access_token });
     return { user, uid: facebook.user_id };
   }
 

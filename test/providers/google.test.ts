@@ -1,5 +1,6 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { call, databaseKinds, expectError, guest, startStack, type Stack } from '../helpers.js';
+import { describe, expect, it } from 'vitest';
+import { call, databaseKinds, expectError, guest } from '../helpers.js';
+import { linkThenSignIn, linkToGuest, realBreakerStack, refusedSignIn, sharedStack, signInWith } from './flows.js';
 
 // Google through HTTP against the emulator: access tokens (tokeninfo), a native app's ID token, and Cross-Account
 // Protection (RISC). Elsewhere: its ID tokens among the others and the JWKS cache (id-tokens.test.ts), the recorded
@@ -7,40 +8,18 @@ import { call, databaseKinds, expectError, guest, startStack, type Stack } from 
 // (test/callback-contract.test.ts).
 
 describe.each(databaseKinds())('google on %s', (kind) => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack(kind);
-  });
-  afterAll(() => stack.close());
-
-  /** Links the account behind `body` to a new guest, then signs in with `again` (a new phone's token). */
-  async function linkThenSignIn(provider: string, body: Record<string, string>, again: Record<string, string> = body) {
-    const user = await guest(stack.api);
-    const linked = await call(stack.api, 'POST', `/api/associate/${provider}/`, { token: user.access_token, body });
-    expect(linked.status, JSON.stringify(linked.body)).toBe(200);
-    expect(linked.body.association.created).toBe(true);
-    const signedIn = await call(stack.api, 'POST', `/api/auth/${provider}/`, { body: again });
-    expect(signedIn.status, JSON.stringify(signedIn.body)).toBe(200);
-    expect(signedIn.body.id).toBe(user.id);
-    return { user, uid: linked.body.association.uid as string };
-  }
-
-  const refused = async (provider: string, body: Record<string, string>, detail?: RegExp) => {
-    const answer = await call(stack.api, 'POST', `/api/auth/${provider}/`, { body });
-    expectError(answer, 400, 'invalid_token');
-    if (detail) expect(answer.body.detail).toMatch(detail);
-  };
+  const stack = realBreakerStack(kind);
 
   describe('google access tokens (tokeninfo)', () => {
     it('links and signs in; refuses a token of another client and an expired one', async () => {
       const token = await stack.emulator.mintGoogleAccessToken();
-      await linkThenSignIn('google', { access_token: token.access_token });
+      await linkThenSignIn(stack, 'google', { access_token: token.access_token });
       const foreign = await stack.emulator.mintGoogleAccessToken({
         client_id: 'someone-elses.apps.googleusercontent.com',
       });
-      await refused('google', { access_token: foreign.access_token }, /another app/);
+      await refusedSignIn(stack, 'google', { access_token: foreign.access_token }, /another app/);
       await stack.emulator.expireToken(token.access_token);
-      await refused('google', { access_token: token.access_token });
+      await refusedSignIn(stack, 'google', { access_token: token.access_token });
     });
 
     it('an ID token and an access token of one account find the same link', async () => {
@@ -56,41 +35,21 @@ describe.each(databaseKinds())('google on %s', (kind) => {
       ).toBe(user.id);
     });
   });
-});
 
-// The real providers' behaviour that our own emulator once got wrong (each pinned by a fixture under
-// test/fixtures/providers/), through HTTP: server, emulator and database for real.
-
-describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack(kind, {
-      // The real breaker: a flood of refused tokens must not open it.
-      SOCIAL_AUTH_CIRCUIT_BREAKER_THRESHOLD: '5',
-    });
-  });
-  afterAll(() => stack.close());
-  afterEach(() => stack.emulator.clearFaults());
-
-  const auth = (provider: string, body: Record<string, unknown>) =>
-    call(stack.api, 'POST', `/api/auth/${provider}/`, { body });
-  const associate = async (provider: string, body: Record<string, unknown>) => {
-    const user = await guest(stack.api);
-    const answer = await call(stack.api, 'POST', `/api/associate/${provider}/`, { token: user.access_token, body });
-    return { user, answer };
-  };
+  // The real providers' behaviour that our own emulator once got wrong (each pinned by a fixture under
+  // test/fixtures/providers/), through HTTP: server, emulator and database for real.
 
   describe('Google', () => {
     it("signs in a native app's token: aud = our web client id, azp = any Android or iOS client id", async () => {
       const native = await stack.emulator.mintIdToken('google'); // aud web id, azp the emulated Android app
       expect(native.claims.azp).not.toBe(native.claims.aud);
-      const { user, answer } = await associate('google', { id_token: native.id_token });
+      const { user, answer } = await linkToGuest(stack, 'google', { id_token: native.id_token });
       expect(answer.status).toBe(200);
       const other = await stack.emulator.mintIdToken('google', {
         sub: native.sub,
         azp: '999-another-signing-key.apps.googleusercontent.com',
       });
-      expect((await auth('google', { id_token: other.id_token })).body.id).toBe(user.id);
+      expect((await signInWith(stack, 'google', { id_token: other.id_token })).body.id).toBe(user.id);
     });
   });
 });
@@ -99,24 +58,16 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
 // them as the provider does (the recorded tokens of test/fixtures/callbacks/: test/callback-contract.test.ts).
 
 describe.each(databaseKinds())('Google Cross-Account Protection (RISC) on %s', (kind) => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack(kind, {
-      SOCIAL_LINK_WEBHOOK_URL: 'http://127.0.0.1:9/hooks',
-      SOCIAL_LINK_WEBHOOK_SECRET: `whsec_${Buffer.alloc(32, 9).toString('base64')}`,
-    });
+  const stack = sharedStack(kind, {
+    SOCIAL_LINK_WEBHOOK_URL: 'http://127.0.0.1:9/hooks',
+    SOCIAL_LINK_WEBHOOK_SECRET: `whsec_${Buffer.alloc(32, 9).toString('base64')}`,
   });
-  afterAll(() => stack.close());
 
   const send = (input: { event: string; sub: string; reason?: string; client_id?: string; forge?: string }) =>
     stack.emulator.sendGoogleSecurityEvent({ ...input, url: `${stack.api}/api/providers/google/risc` });
   async function googleUser() {
-    const user = await guest(stack.api);
     const minted = await stack.emulator.mintIdToken('google', {});
-    await call(stack.api, 'POST', '/api/associate/google/', {
-      token: user.access_token,
-      body: { id_token: minted.id_token },
-    });
+    const { user } = await linkToGuest(stack, 'google', { id_token: minted.id_token });
     return { user, sub: minted.sub };
   }
 

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { IdTokenProvider, MintIdTokenInput } from '@social-link/emulator';
 import { loadConfig } from '../../src/config/config.js';
-import { call, databaseKinds, expectError, guest, startStack, type Stack } from '../helpers.js';
+import { call, databaseKinds, expectError, startStack, type Stack } from '../helpers.js';
+import { linkThenSignIn, linkToGuest, providerRequests, refusedSignIn, sharedStack } from './flows.js';
 
 // Every provider whose app sends an OpenID Connect ID token (Google, Apple, Facebook Limited Login, an OpenID Connect
 // issuer), through HTTP against the emulator: one table of what each must accept and refuse; then what they share: the
@@ -11,29 +12,7 @@ import { call, databaseKinds, expectError, guest, startStack, type Stack } from 
 const sha256 = (value: string) => createHash('sha256').update(value).digest('hex');
 
 describe.each(databaseKinds())('every provider on %s', (kind) => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack(kind);
-  });
-  afterAll(() => stack.close());
-
-  /** Links the account behind `body` to a new guest, then signs in with `again` (a new phone's token). */
-  async function linkThenSignIn(provider: string, body: Record<string, string>, again: Record<string, string> = body) {
-    const user = await guest(stack.api);
-    const linked = await call(stack.api, 'POST', `/api/associate/${provider}/`, { token: user.access_token, body });
-    expect(linked.status, JSON.stringify(linked.body)).toBe(200);
-    expect(linked.body.association.created).toBe(true);
-    const signedIn = await call(stack.api, 'POST', `/api/auth/${provider}/`, { body: again });
-    expect(signedIn.status, JSON.stringify(signedIn.body)).toBe(200);
-    expect(signedIn.body.id).toBe(user.id);
-    return { user, uid: linked.body.association.uid as string };
-  }
-
-  const refused = async (provider: string, body: Record<string, string>, detail?: RegExp) => {
-    const answer = await call(stack.api, 'POST', `/api/auth/${provider}/`, { body });
-    expectError(answer, 400, 'invalid_token');
-    if (detail) expect(answer.body.detail).toMatch(detail);
-  };
+  const stack = sharedStack(kind);
 
   // The providers whose app sends an OpenID Connect ID token, verified here against the provider's keys.
   const idTokenProviders: Array<{
@@ -57,7 +36,7 @@ describe.each(databaseKinds())('every provider on %s', (kind) => {
     it('associate, then auth finds the user from a new token of the same account', async () => {
       const first = await stack.emulator.mintIdToken(emulator, { email: 'ada@example.com', name: 'Ada' });
       const second = await stack.emulator.mintIdToken(emulator, { sub: first.sub });
-      const { uid } = await linkThenSignIn(name, { id_token: first.id_token }, { id_token: second.id_token });
+      const { uid } = await linkThenSignIn(stack, name, { id_token: first.id_token }, { id_token: second.id_token });
       expect(uid).toBe(first.sub);
     });
 
@@ -66,13 +45,13 @@ describe.each(databaseKinds())('every provider on %s', (kind) => {
         aud: audience(),
         azp: 'an-android-client-id-nobody-configured',
       });
-      await linkThenSignIn(name, { id_token: token.id_token });
+      await linkThenSignIn(stack, name, { id_token: token.id_token });
     });
 
     it('checks the nonce when the app sends one', async () => {
       const token = await stack.emulator.mintIdToken(emulator, { nonce: nonce('raw-nonce-123') });
-      await linkThenSignIn(name, { id_token: token.id_token, nonce: 'raw-nonce-123' });
-      await refused(name, { id_token: token.id_token, nonce: 'another-nonce' }, /nonce/);
+      await linkThenSignIn(stack, name, { id_token: token.id_token, nonce: 'raw-nonce-123' });
+      await refusedSignIn(stack, name, { id_token: token.id_token, nonce: 'another-nonce' }, /nonce/);
     });
 
     const attacks: Array<[string, MintIdTokenInput | 'several-audiences', RegExp]> = [
@@ -91,12 +70,8 @@ describe.each(databaseKinds())('every provider on %s', (kind) => {
     it.each(attacks)('refuses %s', async (_attack, attack, detail) => {
       const input = attack === 'several-audiences' ? { aud: ['someone-elses-client-id', audience()] } : attack;
       const token = await stack.emulator.mintIdToken(emulator, input);
-      await refused(name, { id_token: token.id_token }, detail);
-      const user = await guest(stack.api);
-      const answer = await call(stack.api, 'POST', `/api/associate/${name}/`, {
-        token: user.access_token,
-        body: { id_token: token.id_token },
-      });
+      await refusedSignIn(stack, name, { id_token: token.id_token }, detail);
+      const { answer } = await linkToGuest(stack, name, { id_token: token.id_token });
       expectError(answer, 400, 'invalid_token');
     });
   });
@@ -144,21 +119,11 @@ describe('SOCIAL_AUTH_CLOCK_TOLERANCE_SECONDS', () => {
 });
 
 describe('JWKS caching', () => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack('sqlite');
-  });
-  afterAll(async () => {
-    vi.useRealTimers();
-    await stack.close();
-  });
+  const stack = sharedStack('sqlite');
+  afterAll(() => vi.useRealTimers());
 
-  const googleFetches = async () => (await stack.emulator.stats()).requests.google ?? 0;
-  const signIn = async (idToken: string) =>
-    call(stack.api, 'POST', '/api/associate/google/', {
-      token: (await guest(stack.api)).access_token,
-      body: { id_token: idToken },
-    });
+  const googleFetches = () => providerRequests(stack, 'google');
+  const signIn = async (idToken: string) => (await linkToGuest(stack, 'google', { id_token: idToken })).answer;
 
   it('verifies ID tokens with no call to the provider once the keys are cached', async () => {
     expect((await signIn((await stack.emulator.mintIdToken('google')).id_token)).status).toBe(200); // keys cached (or warmed up)
@@ -207,11 +172,7 @@ describe('JWKS caching', () => {
 });
 
 describe('a provider whose keys were never fetched and cannot be', () => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack('sqlite', { SOCIAL_AUTH_GOOGLE_JWKS_URL: 'http://127.0.0.1:1/certs' });
-  });
-  afterAll(() => stack.close());
+  const stack = sharedStack('sqlite', { SOCIAL_AUTH_GOOGLE_JWKS_URL: 'http://127.0.0.1:1/certs' });
 
   it('answers 502 provider_unavailable, not invalid_token', async () => {
     const token = await stack.emulator.mintIdToken('google');

@@ -1,5 +1,6 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { call, databaseKinds, expectError, guest, startStack, type Stack } from '../helpers.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { call, databaseKinds, expectError, guest } from '../helpers.js';
+import { linkToGuest, realBreakerStack, sharedStack, signInWith } from './flows.js';
 
 // OpenID Connect issuers through HTTP against the emulator: Microsoft's multi-tenant issuers (accepted tenants, a key
 // of another tenant, one account per tenant and sub), its issuer aliases and keys without an issuer. Elsewhere: a plain
@@ -14,41 +15,24 @@ const CONSUMERS = '9188040d-6c67-4c5b-b112-36a304b66dad';
 // test/fixtures/providers/), through HTTP: server, emulator and database for real.
 
 describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack(kind, {
-      // The real breaker: a flood of refused tokens must not open it.
-      SOCIAL_AUTH_CIRCUIT_BREAKER_THRESHOLD: '5',
-      SOCIAL_AUTH_OIDC_MICROSOFT_TENANTS: `${TENANT_A},${CONSUMERS}`,
-    });
-  });
-  afterAll(() => stack.close());
-  afterEach(() => stack.emulator.clearFaults());
-
-  const auth = (provider: string, body: Record<string, unknown>) =>
-    call(stack.api, 'POST', `/api/auth/${provider}/`, { body });
-  const associate = async (provider: string, body: Record<string, unknown>) => {
-    const user = await guest(stack.api);
-    const answer = await call(stack.api, 'POST', `/api/associate/${provider}/`, { token: user.access_token, body });
-    return { user, answer };
-  };
+  const stack = realBreakerStack(kind, { SOCIAL_AUTH_OIDC_MICROSOFT_TENANTS: `${TENANT_A},${CONSUMERS}` });
 
   describe('Microsoft (multi-tenant OpenID Connect)', () => {
     it('signs in users of the accepted tenants; refuses another tenant, and an iss that names another tenant than tid', async () => {
       const a = await stack.emulator.mintMicrosoftIdToken({ tid: TENANT_A });
-      const { answer } = await associate('oidc:microsoft', { id_token: a.id_token });
+      const { answer } = await linkToGuest(stack, 'oidc:microsoft', { id_token: a.id_token });
       expect(answer.status).toBe(200);
       expect(
         (
-          await auth('oidc:microsoft', {
+          await signInWith(stack, 'oidc:microsoft', {
             id_token: (await stack.emulator.mintMicrosoftIdToken({ tid: TENANT_A })).id_token,
           })
         ).status,
       ).toBe(404);
       const personal = await stack.emulator.mintMicrosoftIdToken();
-      expect((await associate('oidc:microsoft', { id_token: personal.id_token })).answer.status).toBe(200);
+      expect((await linkToGuest(stack, 'oidc:microsoft', { id_token: personal.id_token })).answer.status).toBe(200);
       expectError(
-        await auth('oidc:microsoft', {
+        await signInWith(stack, 'oidc:microsoft', {
           id_token: (await stack.emulator.mintMicrosoftIdToken({ tid: TENANT_B })).id_token,
         }),
         400,
@@ -58,25 +42,25 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
         tid: TENANT_A,
         iss: stack.emulator.microsoftIssuerUrl(TENANT_B),
       });
-      expectError(await auth('oidc:microsoft', { id_token: forged.id_token }), 400, 'invalid_token');
+      expectError(await signInWith(stack, 'oidc:microsoft', { id_token: forged.id_token }), 400, 'invalid_token');
     });
 
     it('refuses a token of one tenant signed with a key Microsoft publishes for another tenant only', async () => {
       const genuine = await stack.emulator.mintMicrosoftIdToken({ tid: CONSUMERS, signing_key: 'consumers' });
-      expect((await associate('oidc:microsoft', { id_token: genuine.id_token })).answer.status).toBe(200);
+      expect((await linkToGuest(stack, 'oidc:microsoft', { id_token: genuine.id_token })).answer.status).toBe(200);
       const crossTenant = await stack.emulator.mintMicrosoftIdToken({ tid: TENANT_A, signing_key: 'consumers' });
-      const answer = await auth('oidc:microsoft', { id_token: crossTenant.id_token });
+      const answer = await signInWith(stack, 'oidc:microsoft', { id_token: crossTenant.id_token });
       expectError(answer, 400, 'invalid_token');
       expect(answer.body.detail).toMatch(/key of another issuer/);
     });
 
     it('names an account by its tenant and sub: the same sub in two tenants is two accounts', async () => {
       const a = await stack.emulator.mintMicrosoftIdToken({ tid: TENANT_A, sub: 'same-person-id' });
-      const { answer } = await associate('oidc:microsoft', { id_token: a.id_token });
+      const { answer } = await linkToGuest(stack, 'oidc:microsoft', { id_token: a.id_token });
       expect(answer.body.association.uid).toBe(`${TENANT_A}:${a.claims.sub}`);
       const other = await stack.emulator.mintMicrosoftIdToken({ tid: CONSUMERS, sub: 'same-person-id' });
       expect(other.claims.sub).toBe(a.claims.sub);
-      expect((await auth('oidc:microsoft', { id_token: other.id_token })).status).toBe(404);
+      expect((await signInWith(stack, 'oidc:microsoft', { id_token: other.id_token })).status).toBe(404);
     });
   });
 });
@@ -84,22 +68,20 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
 // Microsoft's issuer aliases and keys without an issuer, through HTTP against the emulator.
 
 describe.each(databaseKinds())('Microsoft on %s', (kind) => {
-  let stack: Stack;
+  const stack = sharedStack(kind, (emulator) => ({
+    // Personal accounts only, and one organisation named by its domain: each discovery document names the tenant's id.
+    SOCIAL_AUTH_OIDC_PERSONAL_ISSUER: `${emulator}/microsoft/consumers/v2.0`,
+    SOCIAL_AUTH_OIDC_PERSONAL_KEY: '00000000-0000-4000-8000-00000000dev1',
+    SOCIAL_AUTH_OIDC_CONTOSO_ISSUER: `${emulator}/microsoft/contoso.onmicrosoft.com/v2.0`,
+    SOCIAL_AUTH_OIDC_CONTOSO_KEY: '00000000-0000-4000-8000-00000000dev1',
+  }));
   let contosoTenant: string;
   beforeAll(async () => {
-    stack = await startStack(kind, (emulator) => ({
-      // Personal accounts only, and one organisation named by its domain: each discovery document names the tenant's id.
-      SOCIAL_AUTH_OIDC_PERSONAL_ISSUER: `${emulator}/microsoft/consumers/v2.0`,
-      SOCIAL_AUTH_OIDC_PERSONAL_KEY: '00000000-0000-4000-8000-00000000dev1',
-      SOCIAL_AUTH_OIDC_CONTOSO_ISSUER: `${emulator}/microsoft/contoso.onmicrosoft.com/v2.0`,
-      SOCIAL_AUTH_OIDC_CONTOSO_KEY: '00000000-0000-4000-8000-00000000dev1',
-    }));
     const discovery = (await (
       await fetch(`${stack.emulatorUrl}/microsoft/contoso.onmicrosoft.com/v2.0/.well-known/openid-configuration`)
     ).json()) as { issuer: string };
     contosoTenant = /\/([0-9a-f-]{36})\/v2\.0$/.exec(discovery.issuer)![1]!;
   });
-  afterAll(() => stack.close());
 
   it('an issuer configured as …/consumers/v2.0 signs personal accounts in (its document names the tenant id), and no other tenant', async () => {
     const personal = await stack.emulator.mintMicrosoftIdToken({ signing_key: 'consumers' });

@@ -1,27 +1,12 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { call, databaseKinds, expectError, guest, startStack, type Stack } from '../helpers.js';
+import { describe, expect, it } from 'vitest';
+import { databaseKinds, expectError, type Stack } from '../helpers.js';
+import { linkToGuest, realBreakerStack, signInWith } from './flows.js';
 
 // The real providers' behaviour that our own emulator once got wrong (each pinned by a fixture under
 // test/fixtures/providers/), through HTTP: server, emulator and database for real.
 
 describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack(kind, {
-      // The real breaker: a flood of refused tokens must not open it.
-      SOCIAL_AUTH_CIRCUIT_BREAKER_THRESHOLD: '5',
-    });
-  });
-  afterAll(() => stack.close());
-  afterEach(() => stack.emulator.clearFaults());
-
-  const auth = (provider: string, body: Record<string, unknown>) =>
-    call(stack.api, 'POST', `/api/auth/${provider}/`, { body });
-  const associate = async (provider: string, body: Record<string, unknown>) => {
-    const user = await guest(stack.api);
-    const answer = await call(stack.api, 'POST', `/api/associate/${provider}/`, { token: user.access_token, body });
-    return { user, answer };
-  };
+  const stack = realBreakerStack(kind);
 
   describe("refusals that are the operator's or the provider's problem", () => {
     const warnLines = () =>
@@ -77,7 +62,7 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
       for (const { provider, fault, body, status, hint } of cases) {
         const sent = await body();
         await stack.emulator.setFault(provider, fault);
-        const answer = await auth(provider, sent);
+        const answer = await signInWith(stack, provider, sent);
         await stack.emulator.clearFaults();
         expectError(answer, status, 'provider_unavailable');
         expect(answer.body.detail, provider).toMatch(/rate-limiting this server's app|refused this server's app/);
@@ -90,14 +75,20 @@ describe.each(databaseKinds())('real-provider behaviour on %s', (kind) => {
       }
       // A rate limit may be one user's (Graph 17, X 88): ten in a row leave the circuit closed for everyone else.
       const mine = await stack.emulator.mintFacebookToken();
-      expect((await associate('facebook', { access_token: mine.access_token })).answer.status).toBe(200);
+      expect((await linkToGuest(stack, 'facebook', { access_token: mine.access_token })).answer.status).toBe(200);
       await stack.emulator.setFault('facebook', { mode: 'rate_limited', code: 17, count: 10 });
       for (let i = 0; i < 10; i++)
-        expectError(await auth('facebook', { access_token: mine.access_token }), 503, 'provider_unavailable');
-      expect((await auth('facebook', { access_token: mine.access_token })).status).toBe(200);
+        expectError(
+          await signInWith(stack, 'facebook', { access_token: mine.access_token }),
+          503,
+          'provider_unavailable',
+        );
+      expect((await signInWith(stack, 'facebook', { access_token: mine.access_token })).status).toBe(200);
       // GitHub said when its window resets: the app is told when to try again.
       await stack.emulator.setFault('github', { mode: 'rate_limited' });
-      const throttled = await auth('github', { access_token: (await stack.emulator.mintGithubToken()).access_token });
+      const throttled = await signInWith(stack, 'github', {
+        access_token: (await stack.emulator.mintGithubToken()).access_token,
+      });
       expect(Number(throttled.headers.get('retry-after'))).toBeGreaterThan(3000);
     });
   });

@@ -1,5 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, databaseKinds, expectError, guest, startStack, type Stack } from '../helpers.js';
+import { describe, expect, it } from 'vitest';
+import { call, databaseKinds, expectError, guest } from '../helpers.js';
+import { sharedStack } from './flows.js';
 
 // X (Twitter) through HTTP against the emulator: OAuth 2 user tokens, refused unless the operator opts in, and once
 // accepted the same account as its OAuth 1.0a token. Elsewhere: the RFC 5849 signer (src/providers/oauth1.test.ts),
@@ -7,11 +8,7 @@ import { call, databaseKinds, expectError, guest, startStack, type Stack } from 
 // access level (refusals.test.ts).
 
 describe.each(databaseKinds())('twitter on %s', (kind) => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack(kind);
-  });
-  afterAll(() => stack.close());
+  const stack = sharedStack(kind);
 
   describe('X OAuth 2 user tokens', () => {
     it('are refused unless the operator opts in (no way to prove they were issued to us)', async () => {
@@ -26,11 +23,7 @@ describe.each(databaseKinds())('twitter on %s', (kind) => {
 });
 
 describe('X OAuth 2 user tokens when accepted', () => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack('sqlite', { SOCIAL_AUTH_TWITTER_ACCEPT_OAUTH2_TOKENS: 'true' });
-  });
-  afterAll(() => stack.close());
+  const stack = sharedStack('sqlite', { SOCIAL_AUTH_TWITTER_ACCEPT_OAUTH2_TOKENS: 'true' });
 
   it('find the same link as the OAuth 1.0a token of the same account', async () => {
     const oauth1 = await stack.emulator.mintTwitterToken();
