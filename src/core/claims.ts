@@ -55,6 +55,7 @@ export function claimsProblem(value: unknown): string | undefined {
   if (typeof value !== 'object' || value === null || Array.isArray(value))
     return 'claims must be a JSON object of names and values';
   const names = Object.keys(value);
+  if (names.length === 0) return undefined; // most sign-ins add none
   // __proto__ would be a prototype, not a claim, wherever a reader copies the claims into an object.
   const badName = names.find((name) => !NAME.test(name) || name === '__proto__');
   if (badName !== undefined)
