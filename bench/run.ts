@@ -118,8 +118,8 @@ function sqliteDatabase(): BenchDatabase {
 }
 
 /** A throwaway database on the server of BENCH_DATABASE_URL, dropped at the end whatever happens. */
-async function postgresDatabase(adminUrl: string): Promise<BenchDatabase> {
-  const { url, serverPid, drop } = await throwawayPostgres(adminUrl);
+async function postgresDatabase(adminUrl: string, prefix?: string): Promise<BenchDatabase> {
+  const { url, serverPid, drop } = await throwawayPostgres(adminUrl, prefix);
   cleanups.push(drop);
   return { kind: 'postgres', url, serverPid };
 }
@@ -199,25 +199,44 @@ async function main(): Promise<void> {
     BENCH_FACEBOOK_APP_SECRET: apps.facebook.appSecret,
   });
   const baselineUrl = await announcedUrl(baselineChild);
-  // Baseline C: a Google sign-in's unavoidable work (RS256, the SQLite transaction, ES256) on bare node:http.
-  const baselineC = startNode('baseline C', ['--import', 'tsx', 'bench/baseline-c.ts'], {
-    NODE_ENV: 'production',
-    BENCH_GOOGLE_JWKS_URL: `${emulatorUrl}/google/oauth2/v3/certs`,
-    BENCH_GOOGLE_CLIENT_ID: apps.google.clientIds[0]!,
-    BENCH_GOOGLE_SUBS: JSON.stringify(Array.from({ length: USERS }, (_, i) => `bench-${runId}-${i}`)),
-  });
-  const baselineCUrl = await announcedUrl(baselineC);
-  const measureBaselines = async (before: string) => {
+  // Baselines C and F: a Google / a Facebook sign-in's unavoidable work (the provider check, the sign-in
+  // transaction, ES256) on bare node:http, on the database of the cases they are compared with: one process per
+  // database, started before that database's cases (on PostgreSQL, in a throwaway database of its own).
+  const startBaselineCF = async (db: BenchDatabase): Promise<{ child: Child; url: string }> => {
+    const databaseUrl =
+      db.kind === 'postgres' ? await postgresDatabase(env.BENCH_DATABASE_URL!, 'social_link_baseline') : undefined;
+    const child = startNode(`baseline C/F (${db.kind})`, ['--import', 'tsx', 'bench/baseline-c.ts'], {
+      NODE_ENV: 'production',
+      BENCH_GOOGLE_JWKS_URL: `${emulatorUrl}/google/oauth2/v3/certs`,
+      BENCH_GOOGLE_CLIENT_ID: apps.google.clientIds[0]!,
+      BENCH_GOOGLE_SUBS: JSON.stringify(Array.from({ length: USERS }, (_, i) => `bench-${runId}-${i}`)),
+      BENCH_FACEBOOK_API_URL: `${emulatorUrl}/facebook`,
+      BENCH_FACEBOOK_APP_ID: apps.facebook.appId,
+      BENCH_FACEBOOK_APP_SECRET: apps.facebook.appSecret,
+      BENCH_FACEBOOK_UIDS: JSON.stringify(linked.facebookUids),
+      ...(databaseUrl ? { BENCH_BASELINE_DATABASE_URL: databaseUrl.url } : {}),
+    });
+    return { child, url: await announcedUrl(child) };
+  };
+  const measureBaselines = async (db: BenchDatabase, cf: { child: Child; url: string }) => {
+    const before = `before ${db.kind}`;
     const bare = { server: `bare Fastify (${before})` };
+    const dbName = db.kind === 'postgres' ? 'PostgreSQL' : 'SQLite';
+    const bareHttp = { server: `bare node:http, ${db.kind} (${before})`, database: db.kind };
     await run(
       { id: 'baseline-b', label: 'baseline B: static JSON', ...bare },
       { url: baselineUrl, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) },
       baselineChild,
     );
     const c = await run(
-      { id: 'baseline-c', label: 'baseline C: RS256 + SQLite tx + ES256', server: `bare node:http (${before})` },
-      { url: baselineCUrl, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) },
-      baselineC,
+      { id: 'baseline-c', label: `baseline C: RS256 + ${dbName} tx + ES256`, ...bareHttp },
+      { url: cf.url, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) },
+      cf.child,
+    );
+    const f = await run(
+      { id: 'baseline-f', label: `baseline F: debug_token + ${dbName} tx + ES256`, ...bareHttp },
+      { url: cf.url, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) },
+      cf.child,
     );
     const a1 = await run(
       { id: 'baseline-a1', label: 'baseline A1: 1 Graph call', ...bare },
@@ -245,6 +264,7 @@ async function main(): Promise<void> {
       limitA: { name: 'baseline A', rps: a.m.rps },
       limitA1: { name: 'baseline A1', rps: a1.m.rps },
       limitC: { name: 'baseline C', rps: c.m.rps },
+      limitF: { name: 'baseline F', rps: f.m.rps },
       slowRps: slow.m.rps,
     };
   };
@@ -257,7 +277,9 @@ async function main(): Promise<void> {
 
   for (const db of databases) {
     if (db.kind === 'postgres') postgresPid = db.serverPid;
-    const { limitA, limitA1, limitC, slowRps } = await measureBaselines(`before ${db.kind}`);
+    const cf = await startBaselineCF(db);
+    const { limitA, limitF, limitC, slowRps } = await measureBaselines(db, cf);
+    await stop(cf.child); // its CPU and its database's are not the cases'
     const serverEnv = serverEnvOf(db);
     const on = (workers: number) => ({ server: `${db.kind} ×${workers}`, database: db.kind, workers });
 
@@ -276,7 +298,7 @@ async function main(): Promise<void> {
     log(`linked ${USERS} guest users to a Facebook and a Google account each`);
 
     await run(
-      { id: 'case1', label: 'case 1: auth/facebook', ...on(1), limit: limitA1 },
+      { id: 'case1', label: 'case 1: auth/facebook', ...on(1), limit: limitF },
       { url: one.url, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) },
       one.child,
     );
@@ -365,7 +387,7 @@ async function main(): Promise<void> {
       readyRssMb: two.readyRssMb,
     });
     for (const [id, label, path, shots, limit] of [
-      ['case1', 'case 1: auth/facebook', '/api/auth/facebook/', signIns.facebook, limitA1],
+      ['case1', 'case 1: auth/facebook', '/api/auth/facebook/', signIns.facebook, limitF],
       ['case2', 'case 2: auth/google', '/api/auth/google/', signIns.google, limitC],
     ] as const) {
       const single = rows.find((r) => r.id === id && r.database === db.kind && r.workers === 1)!;

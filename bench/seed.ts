@@ -48,22 +48,24 @@ const DAY = 86_400;
 /** The provider tokens of the linked users: one Facebook account and one Google account each. */
 export interface LinkedTokens {
   facebook: string[];
+  /** The Facebook user id of each of those tokens (what debug_token answers). */
+  facebookUids: string[];
   google: string[];
 }
 
 /** Mints `count` Facebook access tokens and Google ID tokens (a day long, each its own account). */
 export async function mintLinkedTokens(emulator: EmulatorClient, count: number, runId: string): Promise<LinkedTokens> {
-  const facebook = await mapLimit(
-    range(count),
-    16,
-    async () => (await emulator.mintFacebookToken({ expires_in: DAY })).access_token,
-  );
+  const minted = await mapLimit(range(count), 16, () => emulator.mintFacebookToken({ expires_in: DAY }));
   const google = await mapLimit(
     range(count),
     16,
     async (i) => (await emulator.mintIdToken('google', { sub: `bench-${runId}-${i}`, expires_in: DAY })).id_token,
   );
-  return { facebook, google };
+  return {
+    facebook: minted.map((token) => token.access_token),
+    facebookUids: minted.map((token) => token.user_id),
+    google,
+  };
 }
 
 interface TokenBody {
