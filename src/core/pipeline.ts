@@ -94,7 +94,8 @@ export async function proveToken(request: SignInRequest): Promise<SignInDraft> {
     request.input,
     request.mode === 'auth' ? { profile: false } : undefined,
   );
-  return { ...request, identity };
+  // The request becomes the draft (it is made for this sign-in alone): no copy of its fields on every request.
+  return Object.assign(request, { identity });
 }
 
 /** Apple only: an ID token with `transfer_sub` moves the link its old team exported (core/apple-transfer.ts). */
@@ -202,10 +203,8 @@ const BEFORE_TRANSACTION: readonly Listed<BeforeStep>[] = [
 ];
 
 /** The steps before the transaction for this provider, after proveToken. */
-export const beforeTransaction = (provider: string): readonly Listed<BeforeStep>[] => [
-  ...(PROVIDER_STEPS[provider] ?? []),
-  ...BEFORE_TRANSACTION,
-];
+export const beforeTransaction = (provider: string): readonly Listed<BeforeStep>[] =>
+  PROVIDER_STEPS[provider] ? [...PROVIDER_STEPS[provider], ...BEFORE_TRANSACTION] : BEFORE_TRANSACTION;
 
 /** The rest of phase one, once proveToken has proved the token: the provider's own steps, the link, the profile, the host user. */
 export async function runBeforeTransaction(draft: SignInDraft): Promise<SignInDraft> {
@@ -492,14 +491,23 @@ export async function runPipeline<T>(
   for (let attempt = 1; ; attempt++) {
     try {
       return await storage.transaction(async (trx) => {
+        // Field by field, one shape for every run (a spread of the input would make a new one each time).
         const context: PipelineContext = {
-          ...input,
+          mode: input.mode,
+          provider: input.provider,
           // No provider call inside the transaction: a profile not read by now stays unread.
           identity: { ...input.identity, loadProfile: undefined },
+          storage: trx,
+          options: input.options,
+          secrets: input.secrets,
+          client: input.client,
+          replay: input.replay,
           known: attempt === 1 ? input.known : undefined,
+          askedAbout: input.askedAbout,
+          user: input.user,
+          association: input.association,
           // A step's additions of a rolled-back attempt are not carried into the next.
           claims: { ...input.claims },
-          storage: trx,
           isNewUser: false,
           isNewAssociation: false,
         };

@@ -246,6 +246,7 @@ export class SocialAccounts<S = StartedSession, R = void> {
     auth: Pick<SignInRequest, 'createUser' | 'hostNewUser' | 'user'> = { createUser: false },
   ): SignInRequest {
     const { storage, secrets, config, hooks } = this.services;
+    // One literal of one shape for every sign-in (no spread): it runs on every request.
     return {
       mode,
       provider,
@@ -256,7 +257,9 @@ export class SocialAccounts<S = StartedSession, R = void> {
       hooks,
       profileMaxAgeSeconds: config.profileMaxAgeSeconds,
       emailLinking: this.emailLinking,
-      ...auth,
+      createUser: auth.createUser,
+      hostNewUser: auth.hostNewUser,
+      user: auth.user,
     };
   }
 
@@ -264,7 +267,13 @@ export class SocialAccounts<S = StartedSession, R = void> {
   private authInput(draft: SignInDraft, newUser: NewUserPolicy<R>) {
     const { hostUser } = draft;
     return {
-      ...this.input('auth', draft.identity, { provider: draft.provider.name, client: draft.client }),
+      mode: 'auth' as const,
+      identity: draft.identity,
+      secrets: this.services.secrets,
+      replay: this.services.config.idTokenReplay,
+      provider: draft.provider.name,
+      client: draft.client,
+      user: undefined,
       known: draft.link,
       claims: draft.claims,
       askedAbout: draft.askedAbout,
@@ -288,7 +297,9 @@ export class SocialAccounts<S = StartedSession, R = void> {
       secrets,
       replay: config.idTokenReplay,
       options: { createUser: false },
-      ...about,
+      provider: about.provider,
+      client: about.client,
+      user: about.user,
     };
   }
 }

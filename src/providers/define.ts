@@ -212,17 +212,18 @@ export function defineProvider<C, S extends object = object, F = unknown, P = un
       const ctx = { ...base, ...declared.setup?.(base) } as Context<C, S>;
 
       /** The mapped account as the identity core reads, the provider's e-mail rule applied. */
+      // Every sign-in maps its proof here: fields set one by one, no spread of the mapped account.
       const identityOf = (mapped: Account, more: Partial<SocialIdentity>): SocialIdentity => {
-        const { extraData, keptFacts, transferSub, ...facts } = mapped;
+        const { uid, name, email, first_name, last_name, username, extraData } = mapped;
         const vouched =
-          facts.email_verified === true &&
-          facts.email !== undefined &&
-          (declared.vouchesFor?.(facts.email, extraData) ?? true);
-        return account({ ...facts, email_verified: vouched }, extraData, {
-          ...(keptFacts ? { keptFacts } : {}),
-          ...(transferSub ? { transferSub } : {}),
-          ...more,
-        });
+          mapped.email_verified === true && email !== undefined && (declared.vouchesFor?.(email, extraData) ?? true);
+        const identity = account(
+          { uid, name, email, first_name, last_name, username, email_verified: vouched },
+          extraData,
+        );
+        if (mapped.keptFacts) identity.keptFacts = mapped.keptFacts;
+        if (mapped.transferSub) identity.transferSub = mapped.transferSub;
+        return Object.assign(identity, more);
       };
       const readProfile = async (token: string): Promise<{ uid: string; profile: Profile }> => {
         const mapped = profile!.account(await profile!.read(token, ctx));
@@ -241,23 +242,20 @@ export function defineProvider<C, S extends object = object, F = unknown, P = un
           const read = deferred && options?.profile !== false ? readProfile(token) : undefined;
           read?.catch(() => {});
           const { facts, idToken, tokens, operatorNotice } = await declared.prove(form, input, ctx);
-          const more = {
-            ...(idToken && { idToken }),
-            ...(tokens && { tokens }),
-            ...(operatorNotice && { operatorNotice }),
-          };
+          const more: Partial<SocialIdentity> = {};
+          if (idToken) more.idToken = idToken;
+          if (tokens) more.tokens = tokens;
+          if (operatorNotice) more.operatorNotice = operatorNotice;
           const mapped = declared.account(facts);
           if (!deferred) return identityOf(mapped, more);
-          return identityOf(mapped, {
-            ...more,
-            keptFacts: profile.kept,
-            async loadProfile() {
-              const answered = await (read ?? readProfile(token));
-              if (answered.uid !== mapped.uid)
-                throw new InvalidTokenError(`the token belongs to another user than ${profile.what} answered`);
-              return answered.profile;
-            },
-          });
+          more.keptFacts = profile.kept;
+          more.loadProfile = async () => {
+            const answered = await (read ?? readProfile(token));
+            if (answered.uid !== mapped.uid)
+              throw new InvalidTokenError(`the token belongs to another user than ${profile.what} answered`);
+            return answered.profile;
+          };
+          return identityOf(mapped, more);
         },
         ...(declared.warmUp && { warmUp: () => declared.warmUp!(ctx) }),
         ...(declared.revoke && { revoke: (tokens: Record<string, string>) => declared.revoke!(tokens, ctx) }),
