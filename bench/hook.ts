@@ -19,12 +19,11 @@ import {
   announcedUrl,
   cpuSeconds,
   freePort,
-  killAll,
   startNode,
   stop,
-  stopAll,
   waitForHealthy,
   type Child,
+  runBench,
 } from './processes.js';
 import { closeSeedingAgent, facebookSignIns, linkUsers, mintLinkedTokens } from './seed.js';
 import { benchServerEnv } from './server-env.js';
@@ -254,29 +253,9 @@ async function runVariant(
 }
 
 async function cleanUp(): Promise<void> {
-  await stopAll();
   await closeSeedingAgent();
   for (const drop of pendingDrops)
     await drop().catch((error: unknown) => console.error('could not drop a database:', error));
 }
 
-// Every child dies with the bench: on success, on failure, on Ctrl-C, and (SIGKILL, synchronously) on exit.
-process.on('exit', killAll);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    console.error(`\n${signal}: stopping every child process…`);
-    void cleanUp().finally(() => process.exit(130));
-  });
-}
-
-main().then(
-  async () => {
-    await cleanUp();
-    process.exit(0);
-  },
-  async (error: unknown) => {
-    console.error('bench:hook failed:', error);
-    await cleanUp();
-    process.exit(1);
-  },
-);
+runBench('bench:hook', main, cleanUp);

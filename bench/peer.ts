@@ -24,7 +24,7 @@ import ts from 'typescript';
 import { generateSigningKeySet } from '../src/auth/keys.js';
 import { emulatedApps, generateAppleKey } from '../src/config/dev.js';
 import { cycle, measure, type Measurement, type Shot } from './load.js';
-import { announcedUrl, freePort, killAll, startNode, stop, stopAll, waitForHealthy, type Child } from './processes.js';
+import { announcedUrl, freePort, startNode, stop, waitForHealthy, type Child, runBench } from './processes.js';
 import { summarizeProfile } from './profile.js';
 import { closeSeedingAgent, linkUsers, mapLimit } from './seed.js';
 import { benchServerEnv } from './server-env.js';
@@ -400,29 +400,9 @@ async function main(): Promise<void> {
 }
 
 async function cleanUp(): Promise<void> {
-  await stopAll();
   await closeSeedingAgent();
   for (const drop of pendingDrops)
     await drop().catch((error: unknown) => console.error('could not drop a database:', error));
 }
 
-// Every child dies with the bench: on success, on failure, on Ctrl-C, and (SIGKILL, synchronously) on exit.
-process.on('exit', killAll);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    console.error(`\n${signal}: stopping every child process…`);
-    void cleanUp().finally(() => process.exit(130));
-  });
-}
-
-main().then(
-  async () => {
-    await cleanUp();
-    process.exit(0);
-  },
-  async (error: unknown) => {
-    console.error('bench:peer failed:', error);
-    await cleanUp();
-    process.exit(1);
-  },
-);
+runBench('bench:peer', main, cleanUp);

@@ -275,3 +275,32 @@ function readProc(path: string): string | undefined {
     return undefined;
   }
 }
+
+/**
+ * Runs a bench script: every child dies with it — on success, on failure, on Ctrl-C, and (SIGKILL, synchronously) on
+ * exit — then `cleanUp` (the script's own: databases to drop, files to remove) runs, and the exit code says how it went.
+ */
+export function runBench(name: string, main: () => Promise<void>, cleanUp: () => Promise<void>): void {
+  const finish = async () => {
+    await stopAll();
+    await cleanUp();
+  };
+  process.on('exit', killAll);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      console.error(`\n${signal}: stopping every child process…`);
+      void finish().finally(() => process.exit(130));
+    });
+  }
+  main().then(
+    async () => {
+      await finish();
+      process.exit(0);
+    },
+    async (error: unknown) => {
+      console.error(`${name} failed:`, error);
+      await finish();
+      process.exit(1);
+    },
+  );
+}

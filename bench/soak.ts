@@ -24,12 +24,11 @@ import {
   announcedUrl,
   cpuSeconds,
   freePort,
-  killAll,
   rssBytes,
   startNode,
   stop,
-  stopAll,
   waitForHealthy,
+  runBench,
 } from './processes.js';
 import { closeSeedingAgent, facebookSignIns, linkUsers, mintLinkedTokens } from './seed.js';
 import { benchServerEnv } from './server-env.js';
@@ -271,29 +270,9 @@ async function main(): Promise<void> {
 }
 
 async function cleanUp(): Promise<void> {
-  await stopAll();
   await closeSeedingAgent();
   if (dir) rmSync(dir, { recursive: true, force: true });
   await dropDatabase?.().catch((error: unknown) => console.error('could not drop the database:', error));
 }
 
-// Every child dies with the bench: on success, on failure, on Ctrl-C, and (SIGKILL, synchronously) on exit.
-process.on('exit', killAll);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    console.error(`\n${signal}: stopping every child process…`);
-    void cleanUp().finally(() => process.exit(130));
-  });
-}
-
-main().then(
-  async () => {
-    await cleanUp();
-    process.exit(0);
-  },
-  async (error: unknown) => {
-    console.error('bench:soak failed:', error);
-    await cleanUp();
-    process.exit(1);
-  },
-);
+runBench('bench:soak', main, cleanUp);
