@@ -9,11 +9,12 @@
 //   npm run bench:soak
 //   BENCH_SOAK_MINUTES=1 npm run bench:soak                                        # a quick turn
 //   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test npm run bench:soak   # PostgreSQL instead
+//   BENCH_PROFILE=1 npm run bench:soak      # and the server's CPU profile (bench/results/profiles/), its top printed
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
 import { EmulatorClient } from '@social-link/emulator';
@@ -30,6 +31,7 @@ import {
   waitForHealthy,
   runBench,
 } from './processes.js';
+import { summarizeProfile } from './profile.js';
 import { closeSeedingAgent, facebookSignIns, linkUsers, mintLinkedTokens } from './seed.js';
 import { benchServerEnv } from './server-env.js';
 import { throwawayPostgres } from './throwaway-database.js';
@@ -41,6 +43,7 @@ const SAMPLE_SECONDS = 10;
 /** The minute the end is compared with: 2 (past start-up and the first caches filling), or half a short run. */
 const referenceMinute = minutes >= 4 ? 2 : minutes / 2;
 const postgresUrl = process.env.BENCH_DATABASE_URL;
+const profile = process.env.BENCH_PROFILE === '1';
 const MB = 1024 * 1024;
 
 // The webhook endpoint: accepts every POST (204), verifies nothing; GET /stats answers how many it accepted.
@@ -133,7 +136,15 @@ async function main(): Promise<void> {
   };
   const token = env.METRICS_TOKEN!;
   const port = await freePort();
-  const server = startNode('server', ['dist/cli.js', 'serve'], { ...env, HOST: '127.0.0.1', PORT: String(port) });
+  const profileDir = join(process.cwd(), 'bench', 'results', 'profiles');
+  const profileFile = `soak-${Date.now()}.cpuprofile`;
+  if (profile) mkdirSync(profileDir, { recursive: true });
+  const nodeArgs = profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', profileFile] : [];
+  const server = startNode('server', [...nodeArgs, 'dist/cli.js', 'serve'], {
+    ...env,
+    HOST: '127.0.0.1',
+    PORT: String(port),
+  });
   const url = `http://127.0.0.1:${port}`;
   await waitForHealthy(server, url, performance.now());
   await sleep(1000);
@@ -257,6 +268,13 @@ async function main(): Promise<void> {
       `${mb(end.rss)} / ${mb(reference.rss)} MB = ${ratio.toFixed(3)} (target ≤ 1.10): ${ratio <= 1.1 ? 'PASS' : 'MISS'}`,
   );
   for (const line of logged) console.log(`  server logged × ${line.count}: ${line.message}`);
+  if (profile) {
+    const summary = summarizeProfile(join(profileDir, profileFile), 25);
+    console.log(`profile ${relative(process.cwd(), summary.file)}: idle ${summary.idlePercent} %`);
+    for (const spot of summary.top)
+      console.log(`  ${spot.selfPercent.toFixed(1).padStart(5)} %  ${spot.function}  ${spot.location}`);
+    console.log(`  by package: ${summary.byPackage.map((p) => `${p.package} ${p.selfPercent} %`).join(', ')}`);
+  }
 
   const errors = bad + result.errors + result.timeouts;
   if (errors > 0 || ok === 0 || drained.gaveUp > 0) {

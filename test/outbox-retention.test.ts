@@ -36,7 +36,7 @@ describe.each(databaseKinds())('outbox retention on %s', (kind) => {
     await storage.outbox.emit({ type: 'sign_in', userId: 1, data: { case: 'old, pending' } }, ago(10));
     await storage.outbox.emit({ type: 'link.created', userId: 1, data: { case: 'recent, delivered' } }, ago(1));
     for (const type of ['user.created', 'link.created', 'user.deleted'])
-      for (const delivery of await deliveriesOf(type)) await storage.outbox.delivered(delivery.id);
+      await storage.outbox.delivered((await deliveriesOf(type)).map((delivery) => delivery.id));
     const [failing] = await deliveriesOf('user.deleted');
     await storage.outbox.attemptFailed(failing!.id, 12, 'HTTP 500', undefined);
 
@@ -50,7 +50,7 @@ describe.each(databaseKinds())('outbox retention on %s', (kind) => {
 
   it('forgets at most `limit` events per call', async () => {
     for (let i = 0; i < 5; i++) await storage.outbox.emit({ type: 'session.revoked', userId: 2, data: { i } }, ago(30));
-    for (const delivery of await deliveriesOf('session.revoked')) await storage.outbox.delivered(delivery.id);
+    await storage.outbox.delivered((await deliveriesOf('session.revoked')).map((delivery) => delivery.id));
     expect(await storage.outbox.purgeDelivered(ago(7), 2)).toBe(2);
     expect(await storage.outbox.purgeDelivered(ago(7), 10)).toBe(3);
   });

@@ -1,4 +1,5 @@
 import { Webhook } from 'standardwebhooks';
+import type { Agent, request as undiciRequest } from 'undici';
 import { isDatabaseUnavailable } from '../store/database-health.js';
 import type { Storage } from '../store/storage.js';
 import type { Delivery } from '../store/outbox.js';
@@ -41,6 +42,8 @@ export class WebhookDispatcher {
   private readonly signers: Map<string, Webhook>;
   private readonly options: Required<Omit<DispatcherOptions, 'observe'>>;
   private readonly observe: DeliveryObserver;
+  /** undici's request over a keep-alive pool (a tenth of fetch's CPU per call: bench:hook), made on first use. */
+  private client?: Promise<{ request: typeof undiciRequest; agent: Agent }>;
 
   constructor(
     private readonly storage: Storage,
@@ -75,6 +78,7 @@ export class WebhookDispatcher {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     await this.running;
+    await (await this.client)?.agent.close();
   }
 
   /** One round: every endpoint's due deliveries. */
@@ -86,7 +90,10 @@ export class WebhookDispatcher {
           for (let round = 0; round < MAX_ROUNDS; round++) {
             const due = await this.storage.transaction((trx) => trx.outbox.claim(endpoint.url, BATCH));
             if (due.length === 0) break;
-            await Promise.all(due.map((delivery) => this.deliver(endpoint, delivery)));
+            const took = await Promise.all(due.map((delivery) => this.attempt(endpoint, delivery)));
+            // The round's deliveries recorded in one statement, then counted (as failures are, once recorded).
+            await this.storage.outbox.delivered(due.filter((_, i) => took[i] !== undefined).map(({ id }) => id));
+            due.forEach((delivery, i) => took[i] !== undefined && this.observe(delivery.type, 'delivered', took[i]));
           }
         }
       } catch (error) {
@@ -100,31 +107,35 @@ export class WebhookDispatcher {
     return this.running;
   }
 
-  private async deliver(endpoint: WebhookEndpoint, delivery: Delivery): Promise<void> {
+  /** One attempt: the seconds it took when the endpoint answered 2xx; a failure is recorded (and counted) here. */
+  private async attempt(endpoint: WebhookEndpoint, delivery: Delivery): Promise<number | undefined> {
     const sentAt = new Date();
     const started = performance.now();
     const seconds = () => (performance.now() - started) / 1000;
     let failure: string;
     try {
-      const response = await fetch(endpoint.url, {
+      const { request, agent } = await (this.client ??= import('undici').then(({ Agent, request }) => ({
+        request,
+        // Below the idle timeout of most servers (gunicorn 2 s, Node 5 s): we close an idle connection before they do.
+        agent: new Agent({ keepAliveTimeout: 4_000 }),
+      })));
+      // undici's request follows no redirect: a 3xx is a failure, as any other answer but 2xx.
+      const response = await request(endpoint.url, {
         method: 'POST',
         headers: {
           'content-type': 'application/json',
+          'user-agent': 'social-link',
           'webhook-id': delivery.eventId,
           'webhook-timestamp': String(Math.floor(sentAt.getTime() / 1000)),
           'webhook-signature': this.signers.get(endpoint.url)!.sign(delivery.eventId, sentAt, delivery.payload),
         },
         body: delivery.payload,
-        redirect: 'manual',
+        dispatcher: agent,
         signal: AbortSignal.timeout(this.options.timeoutMs),
       });
-      await response.body?.cancel();
-      if (response.status >= 200 && response.status < 300) {
-        const took = seconds();
-        await this.storage.outbox.delivered(delivery.id);
-        return this.observe(delivery.type, 'delivered', took);
-      }
-      failure = `HTTP ${response.status}`;
+      await response.body.dump();
+      if (response.statusCode >= 200 && response.statusCode < 300) return seconds();
+      failure = `HTTP ${response.statusCode}`;
     } catch (error) {
       failure = (error as Error).message;
     }
@@ -143,5 +154,6 @@ export class WebhookDispatcher {
     await this.storage.outbox.attemptFailed(delivery.id, attempts, failure, retryAt);
     // Counted once recorded: an outcome the database did not take is tried again (and counted then).
     this.observe(delivery.type, retryAt ? 'failed' : 'gave_up', took);
+    return undefined;
   }
 }

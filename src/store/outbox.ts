@@ -55,6 +55,23 @@ export interface OutboxBacklog {
 /** How long a claimed delivery is reserved for the instance that claimed it. */
 const CLAIM_SECONDS = 60;
 
+/**
+ * The ids of the deliveries `claim` takes (exported for the test that reads its query plans). 'pending' is written
+ * as a literal, not a parameter: both databases use a partial index only when the query's own text implies its
+ * condition. SQLite is told the index to read (it has no statistics unless ANALYZE is run, and without them it
+ * would read every due delivery by webhook_deliveries_due_idx and sort them all to return the oldest 50).
+ */
+export function claimable(endpoint: string, at: string, limit: number, postgres: boolean) {
+  return sql<{ id: number }>`
+    select d.id from webhook_deliveries d ${postgres ? sql`` : sql`indexed by webhook_deliveries_pending_idx`}
+    where d.status = 'pending' and d.endpoint = ${endpoint} and d.next_attempt_at <= ${at}
+      and (d.locked_until is null or d.locked_until <= ${at})
+      and (d.user_id is null or not exists (
+        select 1 from webhook_deliveries e
+        where e.status = 'pending' and e.endpoint = d.endpoint and e.user_id = d.user_id and e.outbox_id < d.outbox_id))
+    order by d.outbox_id limit ${limit} ${postgres ? sql`for update of d skip locked` : sql``}`;
+}
+
 export class Outbox {
   constructor(
     private readonly db: Kysely<Database>,
@@ -81,6 +98,7 @@ export class Outbox {
       .values(
         this.endpoints.map((endpoint) => ({
           outbox_id: row.id,
+          user_id: event.userId,
           endpoint,
           status: 'pending',
           attempts: 0,
@@ -97,22 +115,16 @@ export class Outbox {
    * Claims up to `limit` deliveries due to this endpoint, oldest first, at most one per user at a time and never
    * one of a user while an older one of that user is still pending (per-user order). Several instances share the
    * work: a claimed row is reserved for CLAIM_SECONDS (PostgreSQL: FOR UPDATE SKIP LOCKED).
+   * Its cost does not grow with the backlog: the pending rows are read oldest first (webhook_deliveries_pending_idx)
+   * until `limit` qualify, and "an older one of that user still pending?" is one probe of
+   * webhook_deliveries_user_order_idx (migration 0023; test/outbox-claim.test.ts reads both query plans).
    */
   async claim(endpoint: string, limit: number): Promise<Delivery[]> {
     const at = now();
     const until = new Date(Date.now() + CLAIM_SECONDS * 1000).toISOString();
-    const postgres = isPostgres(this.db);
-    const lock = postgres ? sql`for update of d skip locked` : sql``;
     const result = await sql<{ id: number }>`
       update webhook_deliveries set locked_until = ${until}
-      where id in (
-        select d.id from webhook_deliveries d join outbox o on o.id = d.outbox_id
-        where d.endpoint = ${endpoint} and d.status = 'pending' and d.next_attempt_at <= ${at}
-          and (d.locked_until is null or d.locked_until <= ${at})
-          and (o.user_id is null or not exists (
-            select 1 from webhook_deliveries e join outbox p on p.id = e.outbox_id
-            where e.endpoint = d.endpoint and e.status = 'pending' and p.user_id = o.user_id and e.outbox_id < d.outbox_id))
-        order by d.outbox_id limit ${limit} ${lock})
+      where id in (${claimable(endpoint, at, limit, isPostgres(this.db))})
       returning id`.execute(this.db);
     const ids = result.rows.map((row) => row.id);
     if (ids.length === 0) return [];
@@ -135,11 +147,13 @@ export class Outbox {
     }));
   }
 
-  async delivered(id: number): Promise<void> {
+  /** These deliveries were answered 2xx: one statement for a round's (a write each was most of a delivery's cost). */
+  async delivered(ids: readonly number[]): Promise<void> {
+    if (ids.length === 0) return;
     await this.db
       .updateTable('webhook_deliveries')
       .set({ status: 'delivered', delivered_at: now(), locked_until: null, last_error: null })
-      .where('id', '=', id)
+      .where('id', 'in', ids)
       .execute();
   }
 

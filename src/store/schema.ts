@@ -150,6 +150,8 @@ export interface OutboxTable {
 export interface WebhookDeliveriesTable {
   id: Generated<number>;
   outbox_id: number;
+  /** The event's user (outbox.user_id, migration 0023): the claim keeps each user's events in order by it. */
+  user_id: number | null;
   endpoint: string;
   /** pending | delivered | failed */
   status: string;
