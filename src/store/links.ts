@@ -1,6 +1,6 @@
 import { prepared } from './prepared.js';
 import type { Kysely, Selectable } from 'kysely';
-import { iso, now, toUser, type User } from './rows.js';
+import { iso, LINK_COLUMNS, now, qualified, toUser, USER_COLUMNS, type User } from './rows.js';
 import type { Database } from './schema.js';
 
 /** A linked social account: python-social-auth's UserSocialAuth. */
@@ -39,13 +39,13 @@ function toAssociation(row: Selectable<Database['social_associations']>): Associ
 /** The social accounts linked to users; (provider, uid) is unique. */
 // Every sign-in runs these: compiled once (prepared.ts).
 const findLink = prepared((db, provider: string, uid: string) =>
-  db.selectFrom('social_associations').selectAll().where('provider', '=', provider).where('uid', '=', uid),
+  db.selectFrom('social_associations').select(LINK_COLUMNS).where('provider', '=', provider).where('uid', '=', uid),
 );
 const findLinkWithUser = prepared((db, provider: string, uid: string) =>
   db
     .selectFrom('social_associations as link')
     .innerJoin('users', 'users.id', 'link.user_id')
-    .selectAll('link')
+    .select(qualified('link', LINK_COLUMNS))
     .select([
       'users.username as user_username',
       'users.password_hash as user_password_hash',
@@ -67,7 +67,7 @@ const holdOwnerWithLink = prepared((db, userId: number, provider: string, uid: s
     .leftJoin('social_associations as link', (join) =>
       join.onRef('link.user_id', '=', 'users.id').on('link.provider', '=', provider).on('link.uid', '=', uid),
     )
-    .selectAll('users')
+    .select(qualified('users', USER_COLUMNS))
     .select([
       'link.id as link_id',
       'link.provider as link_provider',

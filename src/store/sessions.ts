@@ -3,7 +3,18 @@ import { sql, type Kysely } from 'kysely';
 import { auditRow, insertAuditEvent, webhookEventOf, type AuditEntry, type Client } from './audit.js';
 import type { Outbox } from './outbox.js';
 import { isPostgres } from './migrations.js';
-import { claimsOf, claimsText, iso, isoOrNull, now, toUser, type Claims, type User } from './rows.js';
+import {
+  claimsOf,
+  claimsText,
+  iso,
+  isoOrNull,
+  now,
+  qualified,
+  toUser,
+  USER_COLUMNS,
+  type Claims,
+  type User,
+} from './rows.js';
 import type { Database } from './schema.js';
 
 /** A session about to be stored: its id and its first refresh token (hashed). */
@@ -106,7 +117,7 @@ const findSessionUser = prepared((db, sessionId: string, userId: number) =>
   db
     .selectFrom('sessions')
     .innerJoin('users', 'users.id', 'sessions.user_id')
-    .selectAll('users')
+    .select(qualified('users', USER_COLUMNS))
     .select('sessions.claims as session_claims')
     .where('sessions.id', '=', sessionId)
     .where('sessions.user_id', '=', userId)

@@ -3,7 +3,7 @@ import { sql, type Kysely } from 'kysely';
 import { isPostgres } from './migrations.js';
 import { prepared } from './prepared.js';
 import { collidedUsernameKey, usernameKey } from './username-key.js';
-import { claimsText, now, toUser, type Claims, type User } from './rows.js';
+import { claimsText, now, toUser, USER_COLUMNS, type Claims, type User } from './rows.js';
 import type { Database } from './schema.js';
 
 export type { User } from './rows.js';
@@ -13,7 +13,7 @@ const HELD_BACK = sql<boolean>`username_key like '#%'`;
 
 // Every sign-in and link runs it: compiled once (prepared.ts).
 const holdUser = prepared((db, id: number) => {
-  const query = db.selectFrom('users').selectAll().where('id', '=', id);
+  const query = db.selectFrom('users').select(USER_COLUMNS).where('id', '=', id);
   return isPostgres(db) ? query.forKeyShare() : query;
 });
 
