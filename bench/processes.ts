@@ -251,6 +251,23 @@ export function cpuSeconds(pids: number[]): number {
   return ticks / clockTicks;
 }
 
+/**
+ * CPU time of a process and all its descendants so far, in seconds, those that exited included (their time is in
+ * their parent's cutime and cstime once reaped: a PostgreSQL backend whose connection closed, say).
+ */
+export function treeCpuSeconds(root: number): number {
+  clockTicks ??= ticksPerSecond();
+  let ticks = 0;
+  for (const pid of [root, ...descendants(root)]) {
+    const stat = readProc(`/proc/${pid}/stat`);
+    if (!stat) continue;
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime, stime, cutime, cstime (fields 14 to 17 of stat)
+    ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+  }
+  return ticks / clockTicks;
+}
+
 /** Busy and I/O-wait CPU time of the whole machine so far (every process, ours or not), in seconds. */
 export function machineCpuSeconds(): { busy: number; iowait: number } {
   clockTicks ??= ticksPerSecond();

@@ -132,7 +132,8 @@ function withNamedStatements(pool: pg.Pool): PostgresPool {
   const nameOf = (text: string): string | undefined => {
     let name = names.get(text);
     // Not `*`: another instance's migration could change its columns, and PostgreSQL refuses to run a
-    // prepared statement whose result type changed ("cached plan must not change result type").
+    // prepared statement whose result type changed ("cached plan must not change result type"). The hot queries
+    // name their columns for this (store/rows.ts USER_COLUMNS, LINK_COLUMNS).
     if (
       name === undefined &&
       names.size < 500 &&
