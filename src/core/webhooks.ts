@@ -90,10 +90,14 @@ export class WebhookDispatcher {
           for (let round = 0; round < MAX_ROUNDS; round++) {
             const due = await this.storage.transaction((trx) => trx.outbox.claim(endpoint.url, BATCH));
             if (due.length === 0) break;
-            const took = await Promise.all(due.map((delivery) => this.attempt(endpoint, delivery)));
+            // Every attempt ends before the round is recorded (a failure that could not be recorded included).
+            const attempts = await Promise.allSettled(due.map((delivery) => this.attempt(endpoint, delivery)));
+            const took = attempts.map((attempt) => (attempt.status === 'fulfilled' ? attempt.value : undefined));
             // The round's deliveries recorded in one statement, then counted (as failures are, once recorded).
             await this.storage.outbox.delivered(due.filter((_, i) => took[i] !== undefined).map(({ id }) => id));
             due.forEach((delivery, i) => took[i] !== undefined && this.observe(delivery.type, 'delivered', took[i]));
+            const unrecorded = attempts.find((attempt) => attempt.status === 'rejected');
+            if (unrecorded) throw unrecorded.reason;
           }
         }
       } catch (error) {
@@ -116,7 +120,8 @@ export class WebhookDispatcher {
     try {
       const { request, agent } = await (this.client ??= import('undici').then(({ Agent, request }) => ({
         request,
-        // Below the idle timeout of most servers (gunicorn 2 s, Node 5 s): we close an idle connection before they do.
+        // An idle connection is closed after 4 s (undici's default), before Node's servers do (5 s); a receiver that
+        // closes sooner (gunicorn: 2 s) may fail a POST sent as it closes: an attempt that is tried again.
         agent: new Agent({ keepAliveTimeout: 4_000 }),
       })));
       // undici's request follows no redirect: a 3xx is a failure, as any other answer but 2xx.
@@ -137,7 +142,9 @@ export class WebhookDispatcher {
       if (response.statusCode >= 200 && response.statusCode < 300) return seconds();
       failure = `HTTP ${response.statusCode}`;
     } catch (error) {
-      failure = (error as Error).message;
+      // A connection refused on a dual-stack host is an AggregateError with no message: its code says it.
+      const { code, message } = error as { code?: unknown; message?: string };
+      failure = message || (typeof code === 'string' ? code : 'the request failed');
     }
     const took = seconds();
     const attempts = delivery.attempts + 1;

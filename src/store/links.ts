@@ -108,7 +108,7 @@ const insertLink = prepared(
         updated_at: at,
       })
       .onConflict((conflict) => conflict.columns(['provider', 'uid']).doNothing())
-      .returningAll(),
+      .returning(LINK_COLUMNS),
 );
 
 export class Links {
@@ -177,7 +177,7 @@ export class Links {
   async ofUser(userId: number): Promise<Association[]> {
     const rows = await this.db
       .selectFrom('social_associations')
-      .selectAll()
+      .select(LINK_COLUMNS)
       .where('user_id', '=', userId)
       .orderBy('id')
       .execute();

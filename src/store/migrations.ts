@@ -599,27 +599,38 @@ migrations['0022_custom_claims'] = {
   },
 };
 
-export const migrationProvider: MigrationProvider = {
-  getMigrations: async () => migrations,
-};
-
 migrations['0023_delivery_user'] = {
   // The dispatcher's claim keeps each user's events in order: for each candidate delivery it asks whether an older one
   // of the same user is still pending. Asked through the outbox, that was a scan of the backlog per candidate, so a
   // backlog grown under sustained load made every claim slower and the backlog grew faster (bench:soak: 460 → 40
-  // sign-ins a second in 10 minutes). With the user on the delivery and the pending ones indexed by (endpoint, user,
-  // event), it is one index probe.
+  // sign-ins a second in 10 minutes). Now the delivery carries its user, and the claim reads two indexes of the
+  // pending deliveries: by endpoint and event (the walk, oldest first, the columns it filters on included, so a row it
+  // skips costs no table read), by endpoint, user and event (the order question: one probe). No back-fill here (it
+  // would rewrite every row kept, under this migration's lock): the claim fills in the user of the pending deliveries
+  // that have none (written before this migration, or by an instance not yet upgraded), found by the second index
+  // (user null). The due index (endpoint, status, next attempt) served the old claim only.
   async up(db) {
     await db.schema.alterTable('webhook_deliveries').addColumn('user_id', 'integer').execute();
-    await sql`update webhook_deliveries set user_id = (select o.user_id from outbox o where o.id = webhook_deliveries.outbox_id)`.execute(
+    await sql`create index webhook_deliveries_claim_idx on webhook_deliveries (endpoint, outbox_id, next_attempt_at, locked_until, user_id) where status = 'pending'`.execute(
       db,
     );
     await sql`create index webhook_deliveries_user_order_idx on webhook_deliveries (endpoint, user_id, outbox_id) where status = 'pending'`.execute(
       db,
     );
+    await db.schema.dropIndex('webhook_deliveries_due_idx').execute();
   },
   async down(db) {
+    await db.schema
+      .createIndex('webhook_deliveries_due_idx')
+      .on('webhook_deliveries')
+      .columns(['endpoint', 'status', 'next_attempt_at'])
+      .execute();
     await db.schema.dropIndex('webhook_deliveries_user_order_idx').execute();
+    await db.schema.dropIndex('webhook_deliveries_claim_idx').execute();
     await db.schema.alterTable('webhook_deliveries').dropColumn('user_id').execute();
   },
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: async () => migrations,
 };

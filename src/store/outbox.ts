@@ -56,14 +56,18 @@ export interface OutboxBacklog {
 const CLAIM_SECONDS = 60;
 
 /**
- * The ids of the deliveries `claim` takes (exported for the test that reads its query plans). 'pending' is written
- * as a literal, not a parameter: both databases use a partial index only when the query's own text implies its
- * condition. SQLite is told the index to read (it has no statistics unless ANALYZE is run, and without them it
- * would read every due delivery by webhook_deliveries_due_idx and sort them all to return the oldest 50).
+ * The ids of the deliveries `claim` takes (exported for the test that reads its query plans). It walks the endpoint's
+ * pending deliveries oldest first (webhook_deliveries_claim_idx, which holds every column it filters on; PostgreSQL
+ * may walk webhook_deliveries_pending_idx instead, as its statistics say) until `limit`
+ * qualify: due, not claimed by another, and no older one of the same user pending (one probe of
+ * webhook_deliveries_user_order_idx). Healthy, the walk stops after about `limit` rows whatever the backlog; while the
+ * endpoint fails, its waiting deliveries are skipped one index entry each. 'pending' is a literal, not a parameter:
+ * both databases use a partial index only when the query's own text implies its condition. SQLite is told the index
+ * to walk (it keeps no statistics unless ANALYZE is run, and would choose another).
  */
 export function claimable(endpoint: string, at: string, limit: number, postgres: boolean) {
   return sql<{ id: number }>`
-    select d.id from webhook_deliveries d ${postgres ? sql`` : sql`indexed by webhook_deliveries_pending_idx`}
+    select d.id from webhook_deliveries d ${postgres ? sql`` : sql`indexed by webhook_deliveries_claim_idx`}
     where d.status = 'pending' and d.endpoint = ${endpoint} and d.next_attempt_at <= ${at}
       and (d.locked_until is null or d.locked_until <= ${at})
       and (d.user_id is null or not exists (
@@ -115,13 +119,20 @@ export class Outbox {
    * Claims up to `limit` deliveries due to this endpoint, oldest first, at most one per user at a time and never
    * one of a user while an older one of that user is still pending (per-user order). Several instances share the
    * work: a claimed row is reserved for CLAIM_SECONDS (PostgreSQL: FOR UPDATE SKIP LOCKED).
-   * Its cost does not grow with the backlog: the pending rows are read oldest first (webhook_deliveries_pending_idx)
-   * until `limit` qualify, and "an older one of that user still pending?" is one probe of
-   * webhook_deliveries_user_order_idx (migration 0023; test/outbox-claim.test.ts reads both query plans).
+   * How it reads its indexes: `claimable` (test/outbox-claim.test.ts reads both databases' plans).
    */
   async claim(endpoint: string, limit: number): Promise<Delivery[]> {
     const at = now();
     const until = new Date(Date.now() + CLAIM_SECONDS * 1000).toISOString();
+    // Deliveries written without their user (before migration 0023, or by an instance not yet upgraded during a
+    // rolling deploy) get it from their event first: else they would be neither kept in order nor keep others waiting.
+    await sql`
+      update webhook_deliveries set user_id = (select o.user_id from outbox o where o.id = webhook_deliveries.outbox_id)
+      where id in (
+        select d.id from webhook_deliveries d join outbox o on o.id = d.outbox_id
+        where d.status = 'pending' and d.user_id is null and d.endpoint = ${endpoint} and o.user_id is not null)`.execute(
+      this.db,
+    );
     const result = await sql<{ id: number }>`
       update webhook_deliveries set locked_until = ${until}
       where id in (${claimable(endpoint, at, limit, isPostgres(this.db))})

@@ -33,7 +33,7 @@ export class Users {
         created_at: at,
         updated_at: at,
       })
-      .returningAll()
+      .returning(USER_COLUMNS)
       .executeTakeFirstOrThrow();
     return toUser(row);
   }
@@ -50,7 +50,7 @@ export class Users {
   }
 
   async findById(id: number): Promise<User | undefined> {
-    const row = await this.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+    const row = await this.db.selectFrom('users').select(USER_COLUMNS).where('id', '=', id).executeTakeFirst();
     return row && toUser(row);
   }
 
@@ -62,7 +62,7 @@ export class Users {
     const key = usernameKey(username);
     const rows = await this.db
       .selectFrom('users')
-      .selectAll()
+      .select(USER_COLUMNS)
       // A held-back key (collidedUsernameKey) is no name: looked up by its exact spelling only.
       .where((where) =>
         key.startsWith('#')
@@ -123,7 +123,11 @@ export class Users {
 
   /** The user standing for the host app's user `externalId` (embedded), if it has one yet. */
   async findExternal(externalId: string): Promise<User | undefined> {
-    const row = await this.db.selectFrom('users').selectAll().where('external_id', '=', externalId).executeTakeFirst();
+    const row = await this.db
+      .selectFrom('users')
+      .select(USER_COLUMNS)
+      .where('external_id', '=', externalId)
+      .executeTakeFirst();
     return row && toUser(row);
   }
 
