@@ -3,15 +3,15 @@
 // req/s, latency, the server's CPU ms per request (and PostgreSQL's, on PostgreSQL) and its event-loop delay. Cases: case1 (auth/facebook), case2 (auth/google), case4 (auth/facebook, Graph +200 ms,
 // 256 connections). BENCH_PROFILE=1 writes a CPU profile to bench/results/profiles/ and prints its top.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { EmulatorClient } from '@social-link/emulator';
 import { generateSigningKeySet } from '../src/auth/keys.js';
 import { emulatedApps, generateAppleKey } from '../src/config/dev.js';
 import { cycle, measure } from './load.js';
 import { announcedUrl, freePort, startNode, stop, stopAll, waitForHealthy } from './processes.js';
-import { summarizeProfile } from './profile.js';
+import { serverProfile } from './profile.js';
 import { benchServerEnv } from './server-env.js';
 import { throwawayPostgres } from './throwaway-database.js';
 import { closeSeedingAgent, facebookSignIns, googleSignIns, linkUsers, mintLinkedTokens } from './seed.js';
@@ -46,8 +46,7 @@ async function main(): Promise<void> {
   const emulatorUrl = await announcedUrl(emulatorChild);
   const emulator = new EmulatorClient(emulatorUrl);
   const dir = mkdtempSync(join(tmpdir(), 'social-link-bench-case-'));
-  const profileDir = join(process.cwd(), 'bench', 'results', 'profiles');
-  const profileFile = `${name}-single-${Date.now()}.cpuprofile`;
+  const cpuProfile = profile ? serverProfile(`${name}-single`) : undefined;
   try {
     const postgres = process.env.BENCH_DATABASE_URL
       ? await throwawayPostgres(process.env.BENCH_DATABASE_URL)
@@ -56,9 +55,7 @@ async function main(): Promise<void> {
     const databaseUrl = postgres?.url ?? `sqlite:${join(dir, 'bench.sqlite')}`;
     const env = benchServerEnv({ databaseUrl, emulatorUrl, apps, signingKeys: await generateSigningKeySet() });
     const port = await freePort();
-    if (profile) mkdirSync(profileDir, { recursive: true });
-    const nodeArgs = profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', profileFile] : [];
-    const server = startNode('server', [...nodeArgs, 'dist/cli.js', 'serve'], {
+    const server = startNode('server', [...(cpuProfile?.nodeArgs ?? []), 'dist/cli.js', 'serve'], {
       ...env,
       HOST: '127.0.0.1',
       PORT: String(port),
@@ -96,13 +93,7 @@ async function main(): Promise<void> {
       console.log(`  ${line}`);
     await stop(server, 30_000);
     for (const line of server.takeLogSummary()) console.log(`server logged × ${line.count}: ${line.message}`);
-    if (profile) {
-      const summary = summarizeProfile(join(profileDir, profileFile), 25);
-      console.log(`profile ${relative(process.cwd(), summary.file)}: idle ${summary.idlePercent} %`);
-      for (const spot of summary.top)
-        console.log(`  ${spot.selfPercent.toFixed(1).padStart(5)} %  ${spot.function}  ${spot.location}`);
-      console.log(`  by package: ${summary.byPackage.map((p) => `${p.package} ${p.selfPercent} %`).join(', ')}`);
-    }
+    cpuProfile?.print();
   } finally {
     await stopAll();
     await closeSeedingAgent();

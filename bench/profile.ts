@@ -1,5 +1,6 @@
 // Reads a V8 .cpuprofile (node --cpu-prof): self time per function and per package.
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 
 interface CpuProfile {
   nodes: Array<{ id: number; hitCount?: number; callFrame: { functionName: string; url: string; lineNumber: number } }>;
@@ -97,4 +98,24 @@ function packageOf(functionName: string, url: string): string {
   if (modules) return modules[1]!;
   if (/\/(dist|src)\//.test(url)) return 'social-link (dist/src)';
   return url;
+}
+
+/**
+ * A server's CPU profile for a bench (BENCH_PROFILE=1): the node flags that write it to bench/results/profiles/,
+ * and the printing of its top once the server has stopped.
+ */
+export function serverProfile(name: string) {
+  const dir = join(process.cwd(), 'bench', 'results', 'profiles');
+  const file = `${name}-${Date.now()}.cpuprofile`;
+  mkdirSync(dir, { recursive: true });
+  return {
+    nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-name', file],
+    print(topN = 25): void {
+      const summary = summarizeProfile(join(dir, file), topN);
+      console.log(`profile ${relative(process.cwd(), summary.file)}: idle ${summary.idlePercent} %`);
+      for (const spot of summary.top)
+        console.log(`  ${spot.selfPercent.toFixed(1).padStart(5)} %  ${spot.function}  ${spot.location}`);
+      console.log(`  by package: ${summary.byPackage.map((p) => `${p.package} ${p.selfPercent} %`).join(', ')}`);
+    },
+  };
 }

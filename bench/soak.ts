@@ -12,9 +12,9 @@
 //   BENCH_PROFILE=1 npm run bench:soak      # and the server's CPU profile (bench/results/profiles/), its top printed
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
 import { EmulatorClient } from '@social-link/emulator';
@@ -31,7 +31,7 @@ import {
   waitForHealthy,
   runBench,
 } from './processes.js';
-import { summarizeProfile } from './profile.js';
+import { serverProfile } from './profile.js';
 import { closeSeedingAgent, facebookSignIns, linkUsers, mintLinkedTokens } from './seed.js';
 import { benchServerEnv } from './server-env.js';
 import { throwawayPostgres } from './throwaway-database.js';
@@ -136,11 +136,8 @@ async function main(): Promise<void> {
   };
   const token = env.METRICS_TOKEN!;
   const port = await freePort();
-  const profileDir = join(process.cwd(), 'bench', 'results', 'profiles');
-  const profileFile = `soak-${Date.now()}.cpuprofile`;
-  if (profile) mkdirSync(profileDir, { recursive: true });
-  const nodeArgs = profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', profileFile] : [];
-  const server = startNode('server', [...nodeArgs, 'dist/cli.js', 'serve'], {
+  const cpuProfile = profile ? serverProfile('soak') : undefined;
+  const server = startNode('server', [...(cpuProfile?.nodeArgs ?? []), 'dist/cli.js', 'serve'], {
     ...env,
     HOST: '127.0.0.1',
     PORT: String(port),
@@ -268,13 +265,7 @@ async function main(): Promise<void> {
       `${mb(end.rss)} / ${mb(reference.rss)} MB = ${ratio.toFixed(3)} (target ≤ 1.10): ${ratio <= 1.1 ? 'PASS' : 'MISS'}`,
   );
   for (const line of logged) console.log(`  server logged × ${line.count}: ${line.message}`);
-  if (profile) {
-    const summary = summarizeProfile(join(profileDir, profileFile), 25);
-    console.log(`profile ${relative(process.cwd(), summary.file)}: idle ${summary.idlePercent} %`);
-    for (const spot of summary.top)
-      console.log(`  ${spot.selfPercent.toFixed(1).padStart(5)} %  ${spot.function}  ${spot.location}`);
-    console.log(`  by package: ${summary.byPackage.map((p) => `${p.package} ${p.selfPercent} %`).join(', ')}`);
-  }
+  cpuProfile?.print();
 
   const errors = bad + result.errors + result.timeouts;
   if (errors > 0 || ok === 0 || drained.gaveUp > 0) {
