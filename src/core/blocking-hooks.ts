@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
-import type { Agent, request as undiciRequest } from 'undici';
 import type { BlockingHookConfig, BlockingHookName } from '../config/config.js';
 import { apiError } from '../lib/errors.js';
 import type { Log } from '../lib/log.js';
+import { SignedPoster } from '../lib/signed-post.js';
 import { isObject } from '../lib/narrowing.js';
 import { AnswerTooLarge, isTimeout, readCapped } from '../providers/http.js';
 import type { SocialIdentity } from '../providers/types.js';
@@ -58,8 +58,7 @@ class HookFailure extends Error {
 
 export class BlockingHooks {
   private readonly hooks: ReadonlyMap<BlockingHookName, { config: BlockingHookConfig; signer: Webhook }>;
-  /** undici's request over a keep-alive pool: a tenth of fetch's CPU per call (bench:hook), on every sign-in. */
-  private client?: Promise<{ request: typeof undiciRequest; agent: Agent }>;
+  private readonly poster = new SignedPoster();
 
   constructor(
     configs: readonly BlockingHookConfig[],
@@ -117,7 +116,7 @@ export class BlockingHooks {
 
   /** Closes the pool's keep-alive connections (they would hold the process open). */
   async close(): Promise<void> {
-    await (await this.client)?.agent.close();
+    await this.poster.close();
   }
 
   /** One signed POST (never a redirect followed); its JSON answer (undefined: 204), or a HookFailure. */
@@ -125,24 +124,7 @@ export class BlockingHooks {
     const id = `msg_${randomUUID()}`;
     const at = new Date();
     const body = JSON.stringify({ type: config.name, timestamp: at.toISOString(), data: dataOf(subject) });
-    const { request, agent } = await (this.client ??= import('undici').then(({ Agent, request }) => ({
-      request,
-      // Below the idle timeout of most servers (gunicorn 2 s, Node 5 s): we close an idle connection before they do.
-      agent: new Agent({ keepAliveTimeout: 4_000 }),
-    })));
-    const response = await request(config.url, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        'user-agent': 'social-link',
-        'webhook-id': id,
-        'webhook-timestamp': String(Math.floor(at.getTime() / 1000)),
-        'webhook-signature': signer.sign(id, at, body),
-      },
-      body,
-      dispatcher: agent,
-      signal: AbortSignal.timeout(config.timeoutMs),
-    });
+    const response = await this.poster.post(config.url, { id, at, body }, signer, config.timeoutMs);
     let text: string;
     try {
       text = await readCapped(response.body, MAX_ANSWER_BYTES);

@@ -1,9 +1,9 @@
 import { Webhook } from 'standardwebhooks';
-import type { Agent, request as undiciRequest } from 'undici';
 import { isDatabaseUnavailable } from '../store/database-health.js';
 import type { Storage } from '../store/storage.js';
 import type { Delivery } from '../store/outbox.js';
 import type { Log } from '../lib/log.js';
+import { SignedPoster } from '../lib/signed-post.js';
 import type { WebhookEndpoint } from '../config/config.js';
 
 /**
@@ -42,8 +42,7 @@ export class WebhookDispatcher {
   private readonly signers: Map<string, Webhook>;
   private readonly options: Required<Omit<DispatcherOptions, 'observe'>>;
   private readonly observe: DeliveryObserver;
-  /** undici's request over a keep-alive pool (a tenth of fetch's CPU per call: bench:hook), made on first use. */
-  private client?: Promise<{ request: typeof undiciRequest; agent: Agent }>;
+  private readonly poster = new SignedPoster();
 
   constructor(
     private readonly storage: Storage,
@@ -78,7 +77,7 @@ export class WebhookDispatcher {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     await this.running;
-    await (await this.client)?.agent.close();
+    await this.poster.close();
   }
 
   /** One round: every endpoint's due deliveries. */
@@ -118,26 +117,9 @@ export class WebhookDispatcher {
     const seconds = () => (performance.now() - started) / 1000;
     let failure: string;
     try {
-      const { request, agent } = await (this.client ??= import('undici').then(({ Agent, request }) => ({
-        request,
-        // An idle connection is closed after 4 s (undici's default), before Node's servers do (5 s); a receiver that
-        // closes sooner (gunicorn: 2 s) may fail a POST sent as it closes: an attempt that is tried again.
-        agent: new Agent({ keepAliveTimeout: 4_000 }),
-      })));
-      // undici's request follows no redirect: a 3xx is a failure, as any other answer but 2xx.
-      const response = await request(endpoint.url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'user-agent': 'social-link',
-          'webhook-id': delivery.eventId,
-          'webhook-timestamp': String(Math.floor(sentAt.getTime() / 1000)),
-          'webhook-signature': this.signers.get(endpoint.url)!.sign(delivery.eventId, sentAt, delivery.payload),
-        },
-        body: delivery.payload,
-        dispatcher: agent,
-        signal: AbortSignal.timeout(this.options.timeoutMs),
-      });
+      const message = { id: delivery.eventId, at: sentAt, body: delivery.payload };
+      const signer = this.signers.get(endpoint.url)!;
+      const response = await this.poster.post(endpoint.url, message, signer, this.options.timeoutMs);
       await response.body.dump();
       if (response.statusCode >= 200 && response.statusCode < 300) return seconds();
       failure = `HTTP ${response.statusCode}`;
