@@ -50,6 +50,10 @@ export function openDatabase(url: string, { queryTimeoutMs }: { queryTimeoutMs?:
       max: POOL_SIZE,
       connectionTimeoutMillis: 5_000,
       query_timeout: queryTimeoutMs,
+      // A query is written as soon as it is asked, without waiting for the answer to the one before: lets BEGIN go
+      // out with a transaction's first statement (withNamedStatements). Our code asks one query at a time per
+      // connection otherwise, so nothing else changes (https://node-postgres.com/features/pipelining).
+      pipeline: true,
     });
     // A pg client emits 'error' when its connection breaks (the server restarted, a failover, a network cut).
     // An 'error' event nobody listens to ends the process: the pool listens for its idle clients, each client
@@ -122,6 +126,9 @@ function unreachable(error: unknown): ConfigError | undefined {
   );
 }
 
+/** What Kysely is answered for a BEGIN not yet answered (it reads no more of it). */
+const BEGUN = { command: 'BEGIN', rowCount: null, rows: [] };
+
 /**
  * PostgreSQL parses and plans an unnamed statement on every execution. Our queries are a fixed set of SQL
  * texts, so each gets a name: each connection parses it once, then only binds and executes it. (Behind
@@ -159,10 +166,23 @@ function withNamedStatements(pool: pg.Pool): PostgresPool {
       });
       let wrapper = wrappers.get(client);
       if (!wrapper) {
+        // Kysely opens a transaction with `begin` and waits for its answer: a round trip of its own. It is written
+        // now and its answer awaited with the next statement's, the transaction's first: one round trip for both.
+        // BEGIN fails only with the connection, and then so does the statement written behind it.
+        let begun: Promise<unknown> | undefined;
         wrapper = {
           query: ((text: string, values?: unknown[]) => {
+            if (text === 'begin') {
+              begun = client.query(text);
+              // Its failure is the next statement's (below); never an unhandled rejection.
+              begun.catch(() => {});
+              return Promise.resolve(BEGUN);
+            }
             const name = nameOf(text);
-            return (name ? client.query({ name, text, values }) : client.query(text, values)).catch(marked);
+            const result = name ? client.query({ name, text, values }) : client.query(text, values);
+            const before = begun;
+            begun = undefined;
+            return (before ? Promise.all([before, result]).then(() => result) : result).catch(marked);
           }) as unknown as PostgresPoolClient['query'],
           release: (destroy?: boolean) => client.release(destroy),
         };

@@ -1,0 +1,178 @@
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { call, databaseKinds, freshDatabase, guest, startStack, type Stack } from './helpers.js';
+
+// A sign-in waits on PostgreSQL once per round trip, and each costs the server and PostgreSQL a wake-up: the count is
+// the figure. It is read off the wire here: a proxy between the server and PostgreSQL that reads the protocol's
+// messages (https://www.postgresql.org/docs/current/protocol-flow.html) and counts the times the server writes while
+// it waits for no answer (every Query or Sync answered by its ReadyForQuery). BEGIN goes out with the transaction's
+// first statement (pg's pipeline mode, store/database.ts): one round trip for both.
+
+/** Counts round trips between clients and a PostgreSQL server; `reset()` starts a new count. */
+class RoundTripCounter {
+  roundTrips = 0;
+  private readonly server: Server;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(target: URL) {
+    this.server = createServer((client) => {
+      const upstream = createConnection(Number(target.port || 5432), target.hostname);
+      this.sockets.add(client).add(upstream);
+      // Queries and Syncs written, not yet answered by a ReadyForQuery ('Z'); a message written while none is
+      // awaited starts a round trip (the messages of one query, and any written before its answer, ride in it).
+      let awaiting = 0;
+      let idle = true;
+      const fromClient = messages(true, (type) => {
+        // A new connection's startup (answered by a ReadyForQuery too; trust auth: no exchange in between) is the
+        // pool's, not a statement's: not counted.
+        if (idle && type !== 'startup') this.roundTrips++;
+        idle = false;
+        if (type === 'Q' || type === 'S' || type === 'startup') awaiting++;
+      });
+      const fromServer = messages(false, (type) => {
+        if (type === 'Z' && --awaiting === 0) idle = true;
+      });
+      client.on('data', (chunk: Buffer) => {
+        fromClient(chunk);
+        upstream.write(chunk);
+      });
+      upstream.on('data', (chunk: Buffer) => {
+        fromServer(chunk);
+        client.write(chunk);
+      });
+      const close = () => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on('close', close).on('error', close);
+      upstream.on('close', close).on('error', close);
+    });
+  }
+
+  async listen(): Promise<number> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    return (this.server.address() as { port: number }).port;
+  }
+
+  reset(): void {
+    this.roundTrips = 0;
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+}
+
+/**
+ * Splits a byte stream into protocol messages (a type byte, then an int32 length that counts itself) and calls
+ * `each` with each type. The client's first message, the startup, has no type byte: 'startup'.
+ */
+function messages(startsUntyped: boolean, each: (type: string) => void): (chunk: Buffer) => void {
+  let buffered = Buffer.alloc(0);
+  let untyped = startsUntyped;
+  return (chunk) => {
+    buffered = Buffer.concat([buffered, chunk]);
+    for (;;) {
+      const header = untyped ? 4 : 5;
+      if (buffered.length < header) return;
+      const length = buffered.readInt32BE(untyped ? 0 : 1);
+      const size = untyped ? length : length + 1;
+      if (buffered.length < size) return;
+      each(untyped ? 'startup' : String.fromCharCode(buffered[0]!));
+      untyped = false;
+      buffered = buffered.subarray(size);
+    }
+  };
+}
+
+describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQL per sign-in', () => {
+  let counter: RoundTripCounter;
+  let database: Awaited<ReturnType<typeof freshDatabase>>;
+  let stack: Stack;
+
+  beforeAll(async () => {
+    database = await freshDatabase('postgres', { migrated: true });
+    const direct = new URL(database.url);
+    counter = new RoundTripCounter(direct);
+    const proxied = new URL(direct);
+    proxied.hostname = '127.0.0.1';
+    proxied.port = String(await counter.listen());
+    stack = await startStack('postgres', { DATABASE_URL: proxied.toString() });
+  });
+  afterAll(async () => {
+    await stack?.close();
+    await counter?.close();
+    await database?.drop();
+  });
+  beforeEach(() => counter.reset());
+
+  it('counts the wire: a query alone is one round trip, a transaction of one statement two', async () => {
+    await stack.db.selectFrom('users').select('id').execute();
+    expect(counter.roundTrips).toBe(1);
+    counter.reset();
+    // BEGIN and the statement go together; COMMIT is awaited alone (its answer says whether it committed).
+    await stack.db.transaction().execute((trx) => trx.selectFrom('users').select('id').execute());
+    expect(counter.roundTrips).toBe(2);
+  });
+
+  it('a Facebook sign-in of a linked user: 4 (the link; BEGIN with the held owner; the session; COMMIT)', async () => {
+    const user = await guest(stack.api);
+    const fb = await stack.emulator.mintFacebookToken();
+    const linked = await call(stack.api, 'POST', '/api/associate/facebook/', {
+      token: user.access_token,
+      body: { access_token: fb.access_token },
+    });
+    expect(linked.status).toBe(200);
+    // The same token: the facts kept on the link are the same, so the sign-in writes no new ones (a token minted a
+    // second later would carry another expiry, kept with one more statement).
+    counter.reset();
+    const signedIn = await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: fb.access_token } });
+    expect(signedIn.status).toBe(200);
+    expect(signedIn.body).toMatchObject({ id: user.id });
+    expect(counter.roundTrips).toBe(4);
+  });
+
+  it("a Google sign-in of a linked user: 5 (the ID token's single use is one more statement)", async () => {
+    const user = await guest(stack.api);
+    const first = await stack.emulator.mintIdToken('google');
+    const linked = await call(stack.api, 'POST', '/api/associate/google/', {
+      token: user.access_token,
+      body: { id_token: first.id_token },
+    });
+    expect(linked.status).toBe(200);
+    const again = await stack.emulator.mintIdToken('google', { sub: first.sub, name: 'another token' });
+    counter.reset();
+    const signedIn = await call(stack.api, 'POST', '/api/auth/google/', { body: { id_token: again.id_token } });
+    expect(signedIn.status).toBe(200);
+    expect(signedIn.body).toMatchObject({ id: user.id });
+    expect(counter.roundTrips).toBe(5);
+  });
+
+  it('a failing first statement still rolls the transaction back, and the connection serves the next one', async () => {
+    await expect(
+      stack.db.transaction().execute(async (trx) => {
+        await trx
+          .selectFrom('no_such_table' as 'users')
+          .select('id')
+          .execute();
+      }),
+    ).rejects.toThrow(/no_such_table/);
+    const before = await stack.db.selectFrom('users').select('id').execute();
+    await expect(
+      stack.db.transaction().execute(async (trx) => {
+        await trx
+          .insertInto('users')
+          .values({
+            username: 'rolled-back',
+            username_key: 'rolled-back',
+            created_at: new Date().toISOString(),
+            updated_at: new Date().toISOString(),
+          })
+          .execute();
+        throw new Error('abandoned');
+      }),
+    ).rejects.toThrow('abandoned');
+    expect(await stack.db.selectFrom('users').select('id').execute()).toHaveLength(before.length);
+  });
+});
