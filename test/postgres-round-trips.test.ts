@@ -1,12 +1,15 @@
+import { randomUUID } from 'node:crypto';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Storage } from '../src/store/storage.js';
 import { call, databaseKinds, freshDatabase, guest, startStack, type Stack } from './helpers.js';
 
 // A sign-in waits on PostgreSQL once per round trip, and each costs the server and PostgreSQL a wake-up: the count is
 // the figure. It is read off the wire here: a proxy between the server and PostgreSQL that reads the protocol's
 // messages (https://www.postgresql.org/docs/current/protocol-flow.html) and counts the times the server writes while
 // it waits for no answer (every Query or Sync answered by its ReadyForQuery). BEGIN goes out with the transaction's
-// first statement (pg's pipeline mode, store/database.ts): one round trip for both.
+// first statement (pg's pipeline mode, store/database.ts), and the session's statement with COMMIT
+// (store/writes-in-flight.ts): one round trip for each pair.
 
 /** Counts round trips between clients and a PostgreSQL server; `reset()` starts a new count. */
 class RoundTripCounter {
@@ -116,7 +119,7 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
     expect(counter.roundTrips).toBe(2);
   });
 
-  it('a Facebook sign-in of a linked user: 4 (the link; BEGIN with the held owner; the session; COMMIT)', async () => {
+  it('a Facebook sign-in of a linked user: 3 (the link; BEGIN with the held owner; the session with COMMIT)', async () => {
     const user = await guest(stack.api);
     const fb = await stack.emulator.mintFacebookToken();
     const linked = await call(stack.api, 'POST', '/api/associate/facebook/', {
@@ -130,10 +133,10 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
     const signedIn = await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: fb.access_token } });
     expect(signedIn.status).toBe(200);
     expect(signedIn.body).toMatchObject({ id: user.id });
-    expect(counter.roundTrips).toBe(4);
+    expect(counter.roundTrips).toBe(3);
   });
 
-  it("a Google sign-in of a linked user: 5 (the ID token's single use is one more statement)", async () => {
+  it("a Google sign-in of a linked user: 4 (the ID token's single use is one more statement)", async () => {
     const user = await guest(stack.api);
     const first = await stack.emulator.mintIdToken('google');
     const linked = await call(stack.api, 'POST', '/api/associate/google/', {
@@ -146,7 +149,7 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
     const signedIn = await call(stack.api, 'POST', '/api/auth/google/', { body: { id_token: again.id_token } });
     expect(signedIn.status).toBe(200);
     expect(signedIn.body).toMatchObject({ id: user.id });
-    expect(counter.roundTrips).toBe(5);
+    expect(counter.roundTrips).toBe(4);
   });
 
   it('a failing first statement still rolls the transaction back, and the connection serves the next one', async () => {
@@ -174,5 +177,61 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
       }),
     ).rejects.toThrow('abandoned');
     expect(await stack.db.selectFrom('users').select('id').execute()).toHaveLength(before.length);
+  });
+  describe("a session's statement sent with COMMIT", () => {
+    const session = () => ({
+      id: randomUUID(),
+      refreshTokenHash: randomUUID(),
+      refreshExpiresAt: new Date(Date.now() + 60_000).toISOString(),
+    });
+    const sessionsOf = async (userId: number) =>
+      (await stack.db.selectFrom('sessions').select('id').where('user_id', '=', userId).execute()).map((row) => row.id);
+
+    it('a transaction that only starts a session is one round trip: BEGIN, the statement and COMMIT together', async () => {
+      const user = await guest(stack.api);
+      const started = session();
+      counter.reset();
+      await new Storage(stack.db).transaction((trx) =>
+        trx.sessions.start(user.id, started, { event: 'password_sign_in', userId: user.id }, null),
+      );
+      expect(counter.roundTrips).toBe(1);
+      expect(await sessionsOf(user.id)).toContain(started.id);
+    });
+
+    it('is rolled back with the transaction when a later step fails', async () => {
+      const user = await guest(stack.api);
+      const started = session();
+      await expect(
+        new Storage(stack.db).transaction(async (trx) => {
+          await trx.sessions.start(user.id, started, { event: 'password_sign_in', userId: user.id }, null);
+          throw new Error('a later step failed');
+        }),
+      ).rejects.toThrow('a later step failed');
+      expect(await sessionsOf(user.id)).not.toContain(started.id);
+    });
+
+    it('that fails makes the transaction fail with its own error, and nothing of it is kept', async () => {
+      const user = await guest(stack.api);
+      const taken = (await sessionsOf(user.id))[0]!;
+      await expect(
+        new Storage(stack.db).transaction(async (trx) => {
+          await trx.audit.record({ event: 'password_sign_in', userId: user.id }, null);
+          // The session id is taken: its insert breaks the primary key, after the statement above succeeded.
+          await trx.sessions.start(
+            user.id,
+            { ...session(), id: taken },
+            { event: 'password_sign_in', userId: user.id },
+            null,
+          );
+        }),
+      ).rejects.toMatchObject({ code: '23505' });
+      const events = await stack.db
+        .selectFrom('audit_events')
+        .select('event')
+        .where('user_id', '=', user.id)
+        .where('event', '=', 'password_sign_in')
+        .execute();
+      expect(events).toEqual([]);
+    });
   });
 });

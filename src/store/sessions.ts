@@ -2,6 +2,7 @@ import { prepared } from './prepared.js';
 import { sql, type Kysely } from 'kysely';
 import { auditRow, insertAuditEvent, webhookEventOf, type AuditEntry, type Client } from './audit.js';
 import type { Outbox } from './outbox.js';
+import type { WritesInFlight } from './writes-in-flight.js';
 import { isPostgres } from './migrations.js';
 import {
   claimsOf,
@@ -128,6 +129,8 @@ export class Sessions {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly outbox: Outbox,
+    /** PostgreSQL, in a transaction: the session's statement is not waited for (it goes out with COMMIT). */
+    private readonly inFlight?: WritesInFlight,
   ) {}
 
   /**
@@ -141,7 +144,7 @@ export class Sessions {
     const row = auditRow(audit, client, at);
     const auditValues = [row.user_id, row.event, row.provider, row.uid, row.detail, row.ip, row.user_agent] as const;
     if (isPostgres(this.db)) {
-      await startSessionPostgres(
+      const written = startSessionPostgres(
         this.db,
         userId,
         lastLogin,
@@ -152,6 +155,9 @@ export class Sessions {
         claimsText(session.claims),
         ...auditValues,
       );
+      // Nothing reads its answer: in a transaction it rides with what follows (COMMIT); alone, it is waited for.
+      if (this.inFlight) this.inFlight.send(written);
+      else await written;
     } else {
       if (lastLogin) await touchUser(this.db, userId, lastLogin);
       await insertSession(this.db, session.id, userId, at, row.ip, row.user_agent, claimsText(session.claims));
