@@ -43,6 +43,12 @@ export class WebhookDispatcher {
   private readonly options: Required<Omit<DispatcherOptions, 'observe'>>;
   private readonly observe: DeliveryObserver;
   private readonly poster = new SignedPoster();
+  /**
+   * An endpoint whose last round failed every attempt is not claimed from again until the earliest of those retries
+   * is due: a receiver that is down gets no new event meanwhile (each would fail too), and the claim does not walk its
+   * growing backlog every second (store/outbox.ts `claimable`).
+   */
+  private readonly pausedUntil = new Map<string, number>();
 
   constructor(
     private readonly storage: Storage,
@@ -85,18 +91,38 @@ export class WebhookDispatcher {
     this.running ??= (async () => {
       try {
         for (const endpoint of this.endpoints) {
+          if ((this.pausedUntil.get(endpoint.url) ?? 0) > Date.now()) continue;
+          this.pausedUntil.delete(endpoint.url);
           // Again while there is work: a user's next event is due as soon as the one before it is delivered.
           for (let round = 0; round < MAX_ROUNDS; round++) {
             const due = await this.storage.transaction((trx) => trx.outbox.claim(endpoint.url, BATCH));
             if (due.length === 0) break;
             // Every attempt ends before the round is recorded (a failure that could not be recorded included).
             const attempts = await Promise.allSettled(due.map((delivery) => this.attempt(endpoint, delivery)));
-            const took = attempts.map((attempt) => (attempt.status === 'fulfilled' ? attempt.value : undefined));
+            const took = attempts.map((attempt) =>
+              attempt.status === 'fulfilled' && 'seconds' in attempt.value ? attempt.value.seconds : undefined,
+            );
             // The round's deliveries recorded in one statement, then counted (as failures are, once recorded).
             await this.storage.outbox.delivered(due.filter((_, i) => took[i] !== undefined).map(({ id }) => id));
             due.forEach((delivery, i) => took[i] !== undefined && this.observe(delivery.type, 'delivered', took[i]));
             const unrecorded = attempts.find((attempt) => attempt.status === 'rejected');
             if (unrecorded) throw unrecorded.reason;
+            if (took.some((seconds) => seconds !== undefined)) continue;
+            // Nothing delivered: the endpoint rests until the first of these retries is due.
+            const retries = attempts.flatMap((attempt) =>
+              attempt.status === 'fulfilled' && 'retryAt' in attempt.value && attempt.value.retryAt
+                ? [attempt.value.retryAt]
+                : [],
+            );
+            if (retries.length > 0) {
+              const until = Math.min(...retries);
+              this.pausedUntil.set(endpoint.url, until);
+              this.log.warn(
+                { endpoint: endpoint.url, failed: due.length, until: new Date(until).toISOString() },
+                'webhooks: every attempt of a round failed; no new attempt to this endpoint until its first retry is due',
+              );
+            }
+            break;
           }
         }
       } catch (error) {
@@ -110,8 +136,14 @@ export class WebhookDispatcher {
     return this.running;
   }
 
-  /** One attempt: the seconds it took when the endpoint answered 2xx; a failure is recorded (and counted) here. */
-  private async attempt(endpoint: WebhookEndpoint, delivery: Delivery): Promise<number | undefined> {
+  /**
+   * One attempt: the seconds it took when the endpoint answered 2xx; a failure is recorded (and counted) here, and
+   * answers when it is tried again (undefined: given up).
+   */
+  private async attempt(
+    endpoint: WebhookEndpoint,
+    delivery: Delivery,
+  ): Promise<{ seconds: number } | { retryAt: number | undefined }> {
     const sentAt = new Date();
     const started = performance.now();
     const seconds = () => (performance.now() - started) / 1000;
@@ -121,7 +153,7 @@ export class WebhookDispatcher {
       const signer = this.signers.get(endpoint.url)!;
       const response = await this.poster.post(endpoint.url, message, signer, this.options.timeoutMs);
       await response.body.dump();
-      if (response.statusCode >= 200 && response.statusCode < 300) return seconds();
+      if (response.statusCode >= 200 && response.statusCode < 300) return { seconds: seconds() };
       failure = `HTTP ${response.statusCode}`;
     } catch (error) {
       // A connection refused on a dual-stack host is an AggregateError with no message: its code says it.
@@ -133,16 +165,21 @@ export class WebhookDispatcher {
     const delay = Math.min(this.options.retryBaseMs * 2 ** (attempts - 1), MAX_DELAY_MS);
     const retryAt =
       Date.now() + delay - Date.parse(delivery.createdAt) <= this.options.giveUpAfterMs
-        ? new Date(Date.now() + delay).toISOString()
+        ? Date.now() + delay
         : undefined;
     if (!retryAt)
       this.log.warn(
         { event: delivery.eventId, endpoint: endpoint.url, reason: failure },
         'webhooks: given up after 3 days (social-link webhooks replay)',
       );
-    await this.storage.outbox.attemptFailed(delivery.id, attempts, failure, retryAt);
+    await this.storage.outbox.attemptFailed(
+      delivery.id,
+      attempts,
+      failure,
+      retryAt === undefined ? undefined : new Date(retryAt).toISOString(),
+    );
     // Counted once recorded: an outcome the database did not take is tried again (and counted then).
     this.observe(delivery.type, retryAt ? 'failed' : 'gave_up', took);
-    return undefined;
+    return { retryAt };
   }
 }
