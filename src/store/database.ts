@@ -144,7 +144,7 @@ function withNamedStatements(pool: pg.Pool): PostgresPool {
     if (
       name === undefined &&
       names.size < 500 &&
-      /^\s*(select|insert|update|delete)\b/i.test(text) &&
+      /^\s*(select|insert|update|delete|with)\b/i.test(text) &&
       !text.includes('*')
     ) {
       name = `social_link_${names.size + 1}`;

@@ -2,7 +2,6 @@ import { prepared } from './prepared.js';
 import { sql, type Kysely } from 'kysely';
 import { auditRow, insertAuditEvent, webhookEventOf, type AuditEntry, type Client } from './audit.js';
 import type { Outbox } from './outbox.js';
-import type { WritesInFlight } from './writes-in-flight.js';
 import { isPostgres } from './migrations.js';
 import {
   claimsOf,
@@ -129,8 +128,6 @@ export class Sessions {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly outbox: Outbox,
-    /** PostgreSQL, in a transaction: the session's statement is not waited for (it goes out with COMMIT). */
-    private readonly inFlight?: WritesInFlight,
   ) {}
 
   /**
@@ -144,7 +141,7 @@ export class Sessions {
     const row = auditRow(audit, client, at);
     const auditValues = [row.user_id, row.event, row.provider, row.uid, row.detail, row.ip, row.user_agent] as const;
     if (isPostgres(this.db)) {
-      const written = startSessionPostgres(
+      await startSessionPostgres(
         this.db,
         userId,
         lastLogin,
@@ -155,9 +152,6 @@ export class Sessions {
         claimsText(session.claims),
         ...auditValues,
       );
-      // Nothing reads its answer: in a transaction it rides with what follows (COMMIT); alone, it is waited for.
-      if (this.inFlight) this.inFlight.send(written);
-      else await written;
     } else {
       if (lastLogin) await touchUser(this.db, userId, lastLogin);
       await insertSession(this.db, session.id, userId, at, row.ip, row.user_agent, claimsText(session.claims));

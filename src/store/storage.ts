@@ -15,7 +15,6 @@ import { Directory } from './directory.js';
 import { ServiceKeys } from './service-keys.js';
 import { Staff } from './staff.js';
 import { DatabaseHealth } from './database-health.js';
-import { WritesInFlight } from './writes-in-flight.js';
 
 const BEGIN_IMMEDIATE = CompiledQuery.raw('begin immediate');
 const COMMIT = CompiledQuery.raw('commit');
@@ -60,8 +59,6 @@ export class Storage {
     readonly webhookEndpoints: readonly string[] = [],
     /** Whether the database answers (an outage logged once); shared by every Storage of one database. */
     readonly health = new DatabaseHealth({ warn: () => {} }),
-    /** PostgreSQL, bound to a transaction: its writes whose answers nothing reads (writes-in-flight.ts). */
-    inFlight?: WritesInFlight,
   ) {
     this.outbox = new Outbox(db, webhookEndpoints);
     this.users = new Users(db);
@@ -69,7 +66,7 @@ export class Storage {
     this.imports = new Imports(db);
     this.mergeTokens = new MergeTokens(db);
     this.links = new Links(db);
-    this.sessions = new Sessions(db, this.outbox, inFlight);
+    this.sessions = new Sessions(db, this.outbox);
     this.audit = new AuditLog(db, this.outbox);
     this.proofs = new Proofs(db);
     this.linkTokens = new LinkTokens(db);
@@ -85,9 +82,9 @@ export class Storage {
   }
 
   private inTransaction<T>(work: (storage: Storage) => Promise<T>): Promise<T> {
-    const bound = (db: Kysely<Database>, writeLocked: boolean, inFlight?: WritesInFlight) =>
-      new Storage(db, writeLocked, this.webhookEndpoints, this.health, inFlight);
-    if (isPostgres(this.db)) return this.inPostgresTransaction(work, bound);
+    const bound = (db: Kysely<Database>, writeLocked: boolean) =>
+      new Storage(db, writeLocked, this.webhookEndpoints, this.health);
+    if (isPostgres(this.db)) return this.db.transaction().execute((trx) => work(bound(trx, false)));
     // SQLite: take the write lock at BEGIN. A plain (deferred) transaction that reads, then writes, fails
     // at once with "database is locked" when another process (a second worker) wrote meanwhile, instead
     // of waiting for busy_timeout.
@@ -102,23 +99,5 @@ export class Storage {
         throw error;
       }
     });
-  }
-
-  /** A write left in flight that failed made the transaction fail (rolled back): its error is the one to tell. */
-  private async inPostgresTransaction<T>(
-    work: (storage: Storage) => Promise<T>,
-    bound: (db: Kysely<Database>, writeLocked: boolean, inFlight: WritesInFlight) => Storage,
-  ): Promise<T> {
-    const inFlight = new WritesInFlight();
-    let result: T;
-    try {
-      result = await this.db.transaction().execute((trx) => work(bound(trx, false, inFlight)));
-    } catch (error) {
-      throw (await inFlight.failure())?.error ?? error;
-    }
-    // Committed: the writes in flight succeeded (a failed one aborts the transaction). Checked all the same.
-    const failed = await inFlight.failure();
-    if (failed) throw failed.error;
-    return result;
   }
 }
