@@ -8,54 +8,21 @@
 //               validity, app and user id) and answers.
 //   baseline B: POST /api/auth/google/ answers a static JSON body of the size of a token response.
 //   (baseline C, the work of a Google sign-in, is bench/baseline-c.ts.)
-import { createHmac } from 'node:crypto';
 import Fastify from 'fastify';
-import { Agent, request } from 'undici';
+import { Graph } from './graph.js';
 
-const graph = `${required('BENCH_FACEBOOK_API_URL')}/${process.env.BENCH_FACEBOOK_API_VERSION ?? 'v23.0'}`;
-const appId = required('BENCH_FACEBOOK_APP_ID');
-const appSecret = required('BENCH_FACEBOOK_APP_SECRET');
-const timeoutMs = Number(process.env.BENCH_PROVIDER_TIMEOUT_MS ?? 5000);
-
-// As ProviderHttp does: one keep-alive pool per provider, a hard deadline on every call.
-const agent = new Agent({
-  keepAliveTimeout: 30_000,
-  connect: { timeout: timeoutMs },
-  headersTimeout: timeoutMs,
-  bodyTimeout: timeoutMs,
-});
-
-async function graphJson(url: string): Promise<{ status: number; body: unknown }> {
-  const response = await request(url, {
-    method: 'GET',
-    headers: { accept: 'application/json' },
-    dispatcher: agent,
-    signal: AbortSignal.timeout(timeoutMs),
-  });
-  return { status: response.statusCode, body: JSON.parse(await response.body.text()) as unknown };
-}
+const graph = new Graph();
 
 /** The work of the Facebook check, without any of its decisions: two calls, both must answer 200. */
 async function facebookCheck(token: string): Promise<string> {
-  const proof = createHmac('sha256', appSecret).update(token).digest('hex');
-  const me = new URLSearchParams({
-    fields: 'id,name,email,first_name,last_name',
-    access_token: token,
-    appsecret_proof: proof,
-  });
-  const debug = new URLSearchParams({ input_token: token, access_token: `${appId}|${appSecret}` });
-  const [profile, info] = await Promise.all([
-    graphJson(`${graph}/me?${me}`),
-    graphJson(`${graph}/debug_token?${debug}`),
-  ]);
+  const [profile, info] = await Promise.all([graph.me(token), graph.debugToken(token)]);
   if (profile.status !== 200 || info.status !== 200) throw new Error(`graph answered ${profile.status}/${info.status}`);
-  return (profile.body as { id: string }).id;
+  return profile.body.id as string;
 }
 
 /** A linked sign-in's check: debug_token alone proves the token valid, ours, and whose. */
 async function facebookDebugToken(token: string): Promise<string> {
-  const debug = new URLSearchParams({ input_token: token, access_token: `${appId}|${appSecret}` });
-  const info = await graphJson(`${graph}/debug_token?${debug}`);
+  const info = await graph.debugToken(token);
   if (info.status !== 200) throw new Error(`graph answered ${info.status}`);
   return (info.body as { data: { user_id: string } }).data.user_id;
 }
@@ -99,12 +66,6 @@ const address = app.server.address();
 if (address === null || typeof address === 'string') throw new Error('not listening on TCP');
 console.log(JSON.stringify({ url: `http://127.0.0.1:${address.port}` }));
 
-const stop = () => void app.close().finally(() => agent.close().finally(() => process.exit(0)));
+const stop = () => void app.close().finally(() => graph.close().finally(() => process.exit(0)));
 process.once('SIGTERM', stop);
 process.once('SIGINT', stop);
-
-function required(name: string): string {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is required`);
-  return value;
-}

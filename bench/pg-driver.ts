@@ -6,6 +6,8 @@
 // server. Reports sign-ins a second and this process's CPU per sign-in (the client's cost: what the server pays),
 // each round's, and the ratio postgres.js ÷ node-postgres.
 //
+// Through node-postgres that is 4 round trips (BEGIN goes out with the held owner: store/database.ts).
+//
 //   node-postgres (pg): the server's client, as it opens it (store/database.ts: a named statement per SQL text).
 //   postgres.js through kysely-postgres-js, the same pool size: as the dialect runs it (each query by `unsafe()`, which
 //   postpones nothing but prepares nothing either: an unnamed statement parsed every time), and with each query

@@ -190,6 +190,36 @@ async function main(): Promise<void> {
     return full;
   };
 
+  // The write path (baseline L, case 3): every request a new user and a never-linked account. The warm-up uses a small
+  // pool (it may wrap around: re-links are fine there); its rate sizes the measured window's pool, made between the two.
+  const runLinks = async (row: Omit<Row, 'm' | 'notes' | 'connections'>, url: string, target: Child): Promise<Row> => {
+    let pool = await associatePool(url, emulator, Math.min(POOL_MAX, 2000));
+    let used = 0;
+    const measured = await run(
+      row,
+      { url, path: '/api/associate/facebook/', connections: CONNECTIONS, next: () => pool[used++ % pool.length]! },
+      target,
+      [],
+      async (warmupRps) => {
+        const size = Math.min(
+          POOL_MAX,
+          Math.ceil((timing.warmupSeconds > 0 ? warmupRps : 2000) * timing.durationSeconds * 1.6) + 4 * CONNECTIONS,
+        );
+        const made = performance.now();
+        pool = await associatePool(url, emulator, size);
+        used = 0;
+        log(
+          `  made ${size} new users and fresh Facebook tokens in ${((performance.now() - made) / 1000).toFixed(1)} s (warm-up ran at ${warmupRps} req/s)`,
+        );
+      },
+    );
+    if (used > pool.length)
+      measured.notes.push(
+        `the pool of ${pool.length} pairs ran out: ${used - pool.length} requests re-linked an account already linked (idempotent, no write)`,
+      );
+    return measured;
+  };
+
   // -- The limits: a bare Fastify server doing only the provider calls, or nothing at all. Measured again right
   // before each database's cases, so that a ratio compares runs a minute apart, not ten (the machine is noisy).
   const baselineChild = startNode('baseline', ['--import', 'tsx', 'bench/baseline.ts'], {
@@ -199,7 +229,7 @@ async function main(): Promise<void> {
     BENCH_FACEBOOK_APP_SECRET: apps.facebook.appSecret,
   });
   const baselineUrl = await announcedUrl(baselineChild);
-  // Baselines C and F: a Google / a Facebook sign-in's unavoidable work (the provider check, the sign-in
+  // Baselines C, F and L: a Google / a Facebook sign-in's (a link's) unavoidable work (the provider check, the sign-in
   // transaction, ES256) on bare node:http, on the database of the cases they are compared with: one process per
   // database, started before that database's cases (on PostgreSQL, in a throwaway database of its own).
   const startBaselineCF = async (db: BenchDatabase): Promise<{ child: Child; url: string }> => {
@@ -238,15 +268,20 @@ async function main(): Promise<void> {
       { url: cf.url, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) },
       cf.child,
     );
-    const a1 = await run(
+    await run(
       { id: 'baseline-a1', label: 'baseline A1: 1 Graph call', ...bare },
       { url: baselineUrl, path: '/a1/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) },
       baselineChild,
     );
-    const a = await run(
+    await run(
       { id: 'baseline-a', label: 'baseline A: 2 Graph calls', ...bare },
       { url: baselineUrl, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) },
       baselineChild,
+    );
+    const l = await runLinks(
+      { id: 'baseline-l', label: `baseline L: ES256 + 2 Graph calls + ${dbName} link tx`, ...bareHttp },
+      cf.url,
+      cf.child,
     );
     await emulator.setFault('facebook', { latency_ms: LATENCY_MS });
     const slow = await run(
@@ -261,10 +296,9 @@ async function main(): Promise<void> {
     );
     await emulator.clearFaults();
     return {
-      limitA: { name: 'baseline A', rps: a.m.rps },
-      limitA1: { name: 'baseline A1', rps: a1.m.rps },
       limitC: { name: 'baseline C', rps: c.m.rps },
       limitF: { name: 'baseline F', rps: f.m.rps },
+      limitL: { name: 'baseline L', rps: l.m.rps },
       slowRps: slow.m.rps,
     };
   };
@@ -278,7 +312,7 @@ async function main(): Promise<void> {
   for (const db of databases) {
     if (db.kind === 'postgres') postgresPid = db.serverPid;
     const cf = await startBaselineCF(db);
-    const { limitA, limitF, limitC, slowRps } = await measureBaselines(db, cf);
+    const { limitF, limitC, limitL, slowRps } = await measureBaselines(db, cf);
     await stop(cf.child); // its CPU and its database's are not the cases'
     const serverEnv = serverEnvOf(db);
     const on = (workers: number) => ({ server: `${db.kind} ×${workers}`, database: db.kind, workers });
@@ -308,39 +342,7 @@ async function main(): Promise<void> {
       one.child,
     );
 
-    // The write path: every request a new user and a never-linked account. The warm-up uses a small pool (it may
-    // wrap around: re-links are fine there); its rate sizes the measured window's pool, made between the two.
-    const warmupPool = await associatePool(one.url, emulator, Math.min(POOL_MAX, 2000));
-    let pool = warmupPool;
-    let used = 0;
-    const case3 = await run(
-      { id: 'case3', label: 'case 3: associate/facebook', ...on(1), limit: limitA },
-      {
-        url: one.url,
-        path: '/api/associate/facebook/',
-        connections: CONNECTIONS,
-        next: () => pool[used++ % pool.length]!,
-      },
-      one.child,
-      [],
-      async (warmupRps) => {
-        const size = Math.min(
-          POOL_MAX,
-          Math.ceil((timing.warmupSeconds > 0 ? warmupRps : limitA.rps) * timing.durationSeconds * 1.6) +
-            4 * CONNECTIONS,
-        );
-        const made = performance.now();
-        pool = await associatePool(one.url, emulator, size);
-        used = 0;
-        log(
-          `  made ${size} new guest users and fresh Facebook tokens in ${((performance.now() - made) / 1000).toFixed(1)} s (warm-up ran at ${warmupRps} req/s)`,
-        );
-      },
-    );
-    if (used > pool.length)
-      case3.notes.push(
-        `the pool of ${pool.length} pairs ran out: ${used - pool.length} requests re-linked an account already linked (idempotent, no write)`,
-      );
+    await runLinks({ id: 'case3', label: 'case 3: associate/facebook', ...on(1), limit: limitL }, one.url, one.child);
 
     await emulator.setFault('facebook', { latency_ms: LATENCY_MS });
     await run(
