@@ -113,6 +113,14 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
   });
   beforeEach(() => counter.reset());
 
+  /** A new guest, linked to the account of `body` (that provider's token). */
+  async function linkedGuest(provider: string, body: Record<string, string>) {
+    const user = await guest(stack.api);
+    const linked = await call(stack.api, 'POST', `/api/associate/${provider}/`, { token: user.access_token, body });
+    expect(linked.status).toBe(200);
+    return user;
+  }
+
   it('counts the wire: a query alone is one round trip, a transaction of one statement two', async () => {
     await stack.db.selectFrom('users').select('id').execute();
     expect(counter.roundTrips).toBe(1);
@@ -123,13 +131,8 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
   });
 
   it('a Facebook sign-in of a linked user: 4 (the link; BEGIN with the held owner; the session; COMMIT)', async () => {
-    const user = await guest(stack.api);
     const fb = await stack.emulator.mintFacebookToken();
-    const linked = await call(stack.api, 'POST', '/api/associate/facebook/', {
-      token: user.access_token,
-      body: { access_token: fb.access_token },
-    });
-    expect(linked.status).toBe(200);
+    const user = await linkedGuest('facebook', { access_token: fb.access_token });
     // The same token: the facts kept on the link are the same, so the sign-in writes no new ones (a token minted a
     // second later would carry another expiry, kept with one more statement).
     counter.reset();
@@ -142,13 +145,8 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
   });
 
   it("a Google sign-in of a linked user: 5 (the ID token's single use is one more statement)", async () => {
-    const user = await guest(stack.api);
     const first = await stack.emulator.mintIdToken('google');
-    const linked = await call(stack.api, 'POST', '/api/associate/google/', {
-      token: user.access_token,
-      body: { id_token: first.id_token },
-    });
-    expect(linked.status).toBe(200);
+    const user = await linkedGuest('google', { id_token: first.id_token });
     const again = await stack.emulator.mintIdToken('google', { sub: first.sub, name: 'another token' });
     counter.reset();
     const signedIn = await call(stack.api, 'POST', '/api/auth/google/', { body: { id_token: again.id_token } });

@@ -99,9 +99,8 @@ export class WebhookDispatcher {
             if (due.length === 0) break;
             // Every attempt ends before the round is recorded (a failure that could not be recorded included).
             const attempts = await Promise.allSettled(due.map((delivery) => this.attempt(endpoint, delivery)));
-            const took = attempts.map((attempt) =>
-              attempt.status === 'fulfilled' && 'seconds' in attempt.value ? attempt.value.seconds : undefined,
-            );
+            const outcomes = attempts.map((attempt) => (attempt.status === 'fulfilled' ? attempt.value : undefined));
+            const took = outcomes.map((outcome) => (outcome && 'seconds' in outcome ? outcome.seconds : undefined));
             // The round's deliveries recorded in one statement, then counted (as failures are, once recorded).
             await this.storage.outbox.delivered(due.filter((_, i) => took[i] !== undefined).map(({ id }) => id));
             due.forEach((delivery, i) => took[i] !== undefined && this.observe(delivery.type, 'delivered', took[i]));
@@ -109,10 +108,8 @@ export class WebhookDispatcher {
             if (unrecorded) throw unrecorded.reason;
             if (took.some((seconds) => seconds !== undefined)) continue;
             // Nothing delivered: the endpoint rests until the first of these retries is due.
-            const retries = attempts.flatMap((attempt) =>
-              attempt.status === 'fulfilled' && 'retryAt' in attempt.value && attempt.value.retryAt
-                ? [attempt.value.retryAt]
-                : [],
+            const retries = outcomes.flatMap((outcome) =>
+              outcome && 'retryAt' in outcome && outcome.retryAt !== undefined ? [outcome.retryAt] : [],
             );
             if (retries.length > 0) {
               const until = Math.min(...retries);
@@ -167,7 +164,7 @@ export class WebhookDispatcher {
       Date.now() + delay - Date.parse(delivery.createdAt) <= this.options.giveUpAfterMs
         ? Date.now() + delay
         : undefined;
-    if (!retryAt)
+    if (retryAt === undefined)
       this.log.warn(
         { event: delivery.eventId, endpoint: endpoint.url, reason: failure },
         'webhooks: given up after 3 days (social-link webhooks replay)',
@@ -179,7 +176,7 @@ export class WebhookDispatcher {
       retryAt === undefined ? undefined : new Date(retryAt).toISOString(),
     );
     // Counted once recorded: an outcome the database did not take is tried again (and counted then).
-    this.observe(delivery.type, retryAt ? 'failed' : 'gave_up', took);
+    this.observe(delivery.type, retryAt === undefined ? 'gave_up' : 'failed', took);
     return { retryAt };
   }
 }
