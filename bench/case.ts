@@ -1,7 +1,9 @@
 // `npm run bench:case -- case4`: one case of `npm run bench` alone, for quick turns while changing the server
 // (SQLite, or a throwaway database on BENCH_DATABASE_URL's PostgreSQL server; 1 worker, the built server): prints
-// req/s, latency, the server's CPU ms per request (and PostgreSQL's, on PostgreSQL) and its event-loop delay. Cases: case1 (auth/facebook), case2 (auth/google), case4 (auth/facebook, Graph +200 ms,
-// 256 connections). BENCH_PROFILE=1 writes a CPU profile to bench/results/profiles/ and prints its top.
+// req/s, latency, the server's CPU ms per request (and PostgreSQL's, on PostgreSQL) and where its requests' time went
+// (its own histograms). Cases: case1 (auth/facebook), case2 (auth/google), case4 (auth/facebook, Graph 200 ± 50 ms,
+// 256 connections), case4-fixed (the same, Graph always 200 ms). BENCH_PROFILE=1 writes a CPU profile to
+// bench/results/profiles/ and prints its top.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,16 +15,23 @@ import { cycle, measure } from './load.js';
 import { announcedUrl, freePort, startNode, stop, stopAll, waitForHealthy } from './processes.js';
 import { serverProfile } from './profile.js';
 import { benchServerEnv } from './server-env.js';
+import { FIXED_SLOW_PROVIDER, SLOW_PROVIDER } from './slow-provider.js';
 import { throwawayPostgres } from './throwaway-database.js';
 import { closeSeedingAgent, facebookSignIns, googleSignIns, linkUsers, mintLinkedTokens } from './seed.js';
 
 const name = process.argv[2] ?? 'case1';
-const CASES: Record<string, { path: string; connections: number; latencyMs: number; provider: 'facebook' | 'google' }> =
-  {
-    case1: { path: '/api/auth/facebook/', connections: 64, latencyMs: 0, provider: 'facebook' },
-    case2: { path: '/api/auth/google/', connections: 64, latencyMs: 0, provider: 'google' },
-    case4: { path: '/api/auth/facebook/', connections: 256, latencyMs: 200, provider: 'facebook' },
-  };
+interface Case {
+  path: string;
+  connections: number;
+  provider: 'facebook' | 'google';
+  slow?: typeof SLOW_PROVIDER | typeof FIXED_SLOW_PROVIDER;
+}
+const CASES: Record<string, Case> = {
+  case1: { path: '/api/auth/facebook/', connections: 64, provider: 'facebook' },
+  case2: { path: '/api/auth/google/', connections: 64, provider: 'google' },
+  case4: { path: '/api/auth/facebook/', connections: 256, provider: 'facebook', slow: SLOW_PROVIDER },
+  'case4-fixed': { path: '/api/auth/facebook/', connections: 256, provider: 'facebook', slow: FIXED_SLOW_PROVIDER },
+};
 const chosen = CASES[name]!;
 if (!CASES[name]) {
   console.error(`usage: npm run bench:case -- ${Object.keys(CASES).join('|')}`);
@@ -59,13 +68,12 @@ async function main(): Promise<void> {
       ...env,
       HOST: '127.0.0.1',
       PORT: String(port),
-      BENCH_EVENT_LOOP_DELAY: '1',
     });
     const url = `http://127.0.0.1:${port}`;
     await waitForHealthy(server, url, performance.now());
     const linked = await mintLinkedTokens(emulator, 200, Date.now().toString(36));
     await linkUsers(url, linked);
-    if (chosen.latencyMs) await emulator.setFault('facebook', { latency_ms: chosen.latencyMs });
+    if (chosen.slow) await emulator.setFault('facebook', chosen.slow);
     const shots = chosen.provider === 'facebook' ? facebookSignIns(linked) : googleSignIns(linked);
     const m = await measure({ url, path: chosen.path, connections: chosen.connections, next: cycle(shots) }, timing, {
       targetPid: server.pid,

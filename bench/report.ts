@@ -6,7 +6,7 @@ import type { Measurement } from './load.js';
 import type { ProfileSummary } from './profile.js';
 
 export interface Row {
-  /** Stable id: baseline-b, baseline-c, baseline-f, baseline-a1, baseline-a, baseline-l, baseline-a-slow, case1, case2, case3, case4. */
+  /** Stable id: baseline-b, baseline-c, baseline-f, baseline-a1, baseline-a, baseline-l, baseline-a-slow, case1, case2, case3, case4, case4-fixed. */
   id: string;
   label: string;
   /** What answered: "bare Fastify", "sqlite ×1", "postgres ×2"… */

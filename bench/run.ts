@@ -24,6 +24,7 @@ import {
 import { summarizeProfile } from './profile.js';
 import { checkTargets, median, render, writeResults, type Report, type Row, type Startup } from './report.js';
 import { benchServerEnv } from './server-env.js';
+import { FIXED_SLOW_PROVIDER, SLOW_PROVIDER, slowProviderLabel } from './slow-provider.js';
 import { throwawayPostgres } from './throwaway-database.js';
 import {
   associatePool,
@@ -45,7 +46,7 @@ const CONNECTIONS = int('BENCH_CONNECTIONS', 64);
 const SLOW_CONNECTIONS = int('BENCH_SLOW_CONNECTIONS', 256);
 const USERS = int('BENCH_USERS', 200);
 const POOL_MAX = int('BENCH_POOL_MAX', 40_000);
-const LATENCY_MS = 200;
+const LATENCY_MS = SLOW_PROVIDER.latency_ms;
 const LITTLES_LAW_RPS = SLOW_CONNECTIONS / (LATENCY_MS / 1000);
 const PROFILE = env.BENCH_PROFILE === '1' || env.BENCH_PROFILE === 'true';
 /** Extra node flags for every server process, to try a runtime setting without touching src/ (e.g. --max-semi-space-size=8). */
@@ -283,11 +284,11 @@ async function main(): Promise<void> {
       cf.url,
       cf.child,
     );
-    await emulator.setFault('facebook', { latency_ms: LATENCY_MS });
+    await emulator.setFault('facebook', SLOW_PROVIDER);
     const slow = await run(
       {
         id: 'baseline-a-slow',
-        label: `baseline A: Graph +${LATENCY_MS} ms`,
+        label: `baseline A: ${slowProviderLabel}`,
         ...bare,
         limit: { name: "Little's law", rps: LITTLES_LAW_RPS },
       },
@@ -344,17 +345,30 @@ async function main(): Promise<void> {
 
     await runLinks({ id: 'case3', label: 'case 3: associate/facebook', ...on(1), limit: limitL }, one.url, one.child);
 
-    await emulator.setFault('facebook', { latency_ms: LATENCY_MS });
+    const slowSignIns = { url: one.url, path: '/api/auth/facebook/', connections: SLOW_CONNECTIONS };
+    await emulator.setFault('facebook', SLOW_PROVIDER);
     await run(
       {
         id: 'case4',
-        label: `case 4: auth/facebook, Graph +${LATENCY_MS} ms`,
+        label: `case 4: auth/facebook, ${slowProviderLabel}`,
         ...on(1),
         limit: { name: "Little's law", rps: LITTLES_LAW_RPS },
       },
-      { url: one.url, path: '/api/auth/facebook/', connections: SLOW_CONNECTIONS, next: cycle(signIns.facebook) },
+      { ...slowSignIns, next: cycle(signIns.facebook) },
       one.child,
       [`baseline A with the same latency: ${slowRps} req/s`],
+    );
+    // No target: what the same load does when every answer takes exactly 200 ms (bench/slow-provider.ts).
+    await emulator.setFault('facebook', FIXED_SLOW_PROVIDER);
+    await run(
+      {
+        id: 'case4-fixed',
+        label: `case 4, Graph always ${LATENCY_MS} ms`,
+        ...on(1),
+        limit: { name: "Little's law", rps: LITTLES_LAW_RPS },
+      },
+      { ...slowSignIns, next: cycle(signIns.facebook) },
+      one.child,
     );
     await emulator.clearFaults();
     await stop(one.child);

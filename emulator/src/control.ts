@@ -21,6 +21,7 @@ import { mintTwitterToken, mintTwitterTokenBodySchema, type MintTwitterTokenInpu
 
 export interface FaultInput {
   latency_ms?: number;
+  latency_jitter_ms?: number;
   mode?: FaultSettings['mode'];
   count?: number;
   appsecret_proof?: 'verify' | 'ignore' | 'require';
@@ -33,6 +34,7 @@ const faultBodySchema = {
   additionalProperties: false,
   properties: {
     latency_ms: { type: 'integer', minimum: 0, maximum: 600_000 },
+    latency_jitter_ms: { type: 'integer', minimum: 0, maximum: 600_000 },
     mode: { type: 'string', enum: FAULT_MODES },
     count: { type: 'integer', minimum: 1, maximum: 1_000_000 },
     appsecret_proof: { type: 'string', enum: ['verify', 'ignore', 'require'] },
@@ -200,8 +202,11 @@ export function controlRoutes(state: EmulatorState) {
             `${mode} is emulated for ${documented.join(', ')} only: ${provider} documents no such answer`,
           );
         }
-        state.faults[provider] = { ...state.faults[provider], ...request.body };
-        return state.faults[provider];
+        const fault = { ...state.faults[provider], ...request.body };
+        if ((fault.latency_jitter_ms ?? 0) > fault.latency_ms)
+          return sendInvalidRequest(reply, 'latency_jitter_ms must not exceed latency_ms (a wait is never negative)');
+        state.faults[provider] = fault;
+        return fault;
       },
     );
 

@@ -34,7 +34,8 @@ export function providerFaultHook(state: EmulatorState, provider: Provider, answ
     }
 
     // An unref'd timer delays this request only, and never keeps the process alive after close().
-    if (fault.latency_ms > 0) await sleep(fault.latency_ms, undefined, { ref: false });
+    const waitMs = fault.latency_ms + (fault.latency_jitter_ms ?? 0) * (2 * Math.random() - 1);
+    if (waitMs > 0) await sleep(waitMs, undefined, { ref: false });
 
     switch (fault.mode) {
       case 'none':

@@ -21,6 +21,11 @@ export const DOCUMENTED_FAULTS: Partial<Record<FaultMode, readonly Provider[]>> 
 
 export interface FaultSettings {
   latency_ms: number;
+  /**
+   * Each answer waits latency_ms plus or minus up to this much, uniformly (the mean stays latency_ms). A real provider's
+   * latency varies; a fixed one makes a closed-loop load generator's requests come back together, in waves.
+   */
+  latency_jitter_ms?: number;
   mode: FaultMode;
   /** rate_limited on facebook: the Graph error code (4 application, 17 user, 32 page, 613 custom, 80001… business). Default 4. */
   code?: number;

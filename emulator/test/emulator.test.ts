@@ -385,6 +385,16 @@ describe('faults', () => {
     expect(answered).toEqual(['twitter', 'facebook']);
   });
 
+  it('spreads the delay by latency_jitter_ms around latency_ms', async () => {
+    await client.setFault('facebook', { latency_ms: 1000, latency_jitter_ms: 900 });
+    const started = Date.now();
+    const waits = await Promise.all(Array.from({ length: 20 }, () => graph('/me').then(() => Date.now() - started)));
+    // Never less than latency - jitter; and not one fixed wait: the chance that 20 uniform draws all fall in the
+    // upper half is 2^-20 (a busy machine only lengthens waits, it cannot shorten one below 1000 ms).
+    expect(Math.min(...waits)).toBeGreaterThanOrEqual(95);
+    expect(Math.min(...waits)).toBeLessThan(1000);
+  });
+
   it('answers HTTP 500 with each provider error body', async () => {
     await client.setFault('facebook', { mode: 'error_500' });
     await client.setFault('twitter', { mode: 'error_500' });
@@ -479,6 +489,7 @@ describe('control API', () => {
     ['a non-numeric Twitter user id', 'POST', '/twitter/tokens', { user: { id: 'abc' } }],
     ['an unknown fault mode', 'PUT', '/faults/facebook', { mode: 'explode' }],
     ['a negative latency', 'PUT', '/faults/twitter', { latency_ms: -1 }],
+    ['a jitter larger than the latency', 'PUT', '/faults/twitter', { latency_ms: 100, latency_jitter_ms: 101 }],
     ['an unknown provider', 'PUT', '/faults/myspace', { mode: 'none' }],
     ['appsecret_proof for Twitter', 'PUT', '/faults/twitter', { appsecret_proof: 'ignore' }],
     ['a missing access_token', 'POST', '/tokens/expire', {}],
