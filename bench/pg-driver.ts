@@ -45,8 +45,8 @@ async function signIn(storage: Storage, uid: string): Promise<void> {
   const known = await storage.links.findWithUser('facebook', uid);
   if (!known) throw new Error(`no link for ${uid}`);
   await storage.transaction(async (trx) => {
-    const held = await trx.links.holdOwner(known.user.id, 'facebook', uid);
-    if (!held?.link) throw new Error('the link moved');
+    const held = await trx.links.holdUserWithLink(known.user.id, 'facebook', uid);
+    if (held?.link?.userId !== known.user.id) throw new Error('the link moved');
     await trx.sessions.start(
       held.user.id,
       {

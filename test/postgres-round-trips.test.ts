@@ -156,6 +156,35 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
     expect(counter.unnamed).toEqual([]);
   });
 
+  it("a Facebook link: 4 (the session; BEGIN with the held user and the account's link; the link with its event; COMMIT)", async () => {
+    const user = await guest(stack.api);
+    const fb = await stack.emulator.mintFacebookToken();
+    counter.reset();
+    const linked = await call(stack.api, 'POST', '/api/associate/facebook/', {
+      token: user.access_token,
+      body: { access_token: fb.access_token },
+    });
+    expect(linked.status).toBe(200);
+    expect(counter.roundTrips).toBe(4);
+    expect(counter.unnamed).toEqual([]);
+    // The link and its audit event, both written by the one statement.
+    const events = await stack.db
+      .selectFrom('audit_events')
+      .select(['event', 'provider', 'uid', 'ip', 'user_agent'])
+      .where('user_id', '=', user.id)
+      .where('event', '=', 'associated')
+      .execute();
+    expect(events).toEqual([
+      {
+        event: 'associated',
+        provider: 'facebook',
+        uid: fb.user_id,
+        ip: expect.any(String),
+        user_agent: expect.any(String),
+      },
+    ]);
+  });
+
   it('a failing first statement still rolls the transaction back, and the connection serves the next one', async () => {
     await expect(
       stack.db.transaction().execute(async (trx) => {

@@ -37,6 +37,11 @@ export interface PipelineContext {
    * it was not read. socialUser holds its user and checks it again instead of reading it anew.
    */
   readonly known?: Association | null;
+  /**
+   * The account's link (whoever's) as holdUser read it with the signed-in user's row, null when there is none; absent
+   * when it was not read. socialUser uses it instead of reading it again.
+   */
+  accountLink?: Association | null;
   user?: User;
   association?: Association;
   /** auth: whom the app's hooks judged before the transaction (askTheApp); the user signed in must be that one. */
@@ -49,6 +54,8 @@ export interface PipelineContext {
   /** Whether this run created the user, and whether it created the link. */
   isNewUser: boolean;
   isNewAssociation: boolean;
+  /** Whether the new link's audit event was written with it (Links.insertAssociated): record then skips it. */
+  associationRecorded: boolean;
 }
 
 export type PipelineStep = (context: PipelineContext) => Promise<void> | void;

@@ -214,12 +214,16 @@ export async function runBeforeTransaction(draft: SignInDraft): Promise<SignInDr
 
 // ─── In the transaction ───────────────────────────────────────────────────────────────────────────────────
 
-/** associate: the signed-in user's row first (Users.hold): deleted meanwhile, its session has ended; disabled, it links nothing. */
+/**
+ * associate: the signed-in user's row first (as Users.hold): deleted meanwhile, its session has ended; disabled, it
+ * links nothing. The account's link is read in the same statement, for socialUser (one round trip less).
+ */
 export const holdUser: PipelineStep = async (context) => {
   if (!context.user) return;
-  const held = await context.storage.users.hold(context.user.id);
+  const held = await context.storage.links.holdUserWithLink(context.user.id, context.provider, context.identity.uid);
   if (!held) throw sessionEnded();
-  refuseIfDisabled(held);
+  refuseIfDisabled(held.user);
+  context.accountLink = held.link ?? null;
 };
 
 /** The ID token's use (and its issued nonce's) is recorded in this transaction: kept only if it commits. */
@@ -242,19 +246,19 @@ export const socialUser: PipelineStep = async (context) => {
   // readLink did not find is looked for again too: it may have been made since.
   const known = context.mode === 'auth' && !context.user && !context.storage.writeLocked ? context.known : undefined;
   if (known && (await holdLinkOwner(context, known.userId))) return;
-  const found = await context.storage.links.findWithUser(context.provider, context.identity.uid);
-  if (!found) return;
-  if (context.user && context.user.id !== found.association.userId) {
-    throw new AlreadyAssociatedError({
-      userId: found.association.userId,
-      provider: context.provider,
-      uid: context.identity.uid,
-    });
-  }
   if (context.user) {
-    context.association = found.association;
+    // The signed-in user's: holdUser read the link with the user's row, in this transaction.
+    const link =
+      context.accountLink !== undefined
+        ? context.accountLink
+        : (await context.storage.links.findWithUser(context.provider, context.identity.uid))?.association;
+    if (link && link.userId !== context.user.id)
+      throw new AlreadyAssociatedError({ userId: link.userId, provider: context.provider, uid: context.identity.uid });
+    if (link) context.association = link;
     return;
   }
+  const found = await context.storage.links.findWithUser(context.provider, context.identity.uid);
+  if (!found) return;
   // SQLite: this transaction holds the database's write lock since it began: nothing read can change.
   if (context.storage.writeLocked) {
     context.association = found.association;
@@ -268,8 +272,8 @@ export const socialUser: PipelineStep = async (context) => {
 
 /** Holds the user's row and reads the link again under it: whether the link is (still) that user's. */
 async function holdLinkOwner(context: PipelineContext, userId: number): Promise<boolean> {
-  const held = await context.storage.links.holdOwner(userId, context.provider, context.identity.uid);
-  if (!held?.link) return false;
+  const held = await context.storage.links.holdUserWithLink(userId, context.provider, context.identity.uid);
+  if (!held?.link || held.link.userId !== userId) return false;
   context.association = held.link;
   context.user = held.user;
   return true;
@@ -289,18 +293,27 @@ export const createUser: PipelineStep = async (context) => {
 /** Link the social account to the user. Losing a race to another link is reported, never overwritten. */
 export const associateUser: PipelineStep = async (context) => {
   if (context.association || !context.user) return;
-  const association = await context.storage.links.insert(
-    context.user.id,
-    context.provider,
-    context.identity.uid,
-    context.identity.extraData,
-    sealedTokens(context),
-    undefined,
-    verifiedEmailOf(context.identity) ?? null,
-  );
+  const { links } = context.storage;
+  const { uid, extraData } = context.identity;
+  const sealed = sealedTokens(context);
+  const verifiedEmail = verifiedEmailOf(context.identity) ?? null;
+  // The link's audit event goes with it (one round trip on PostgreSQL), unless a new user's event must come first.
+  const recordedWith = !context.isNewUser;
+  const association = recordedWith
+    ? await links.insertAssociated(
+        context.user.id,
+        context.provider,
+        uid,
+        extraData,
+        sealed,
+        verifiedEmail,
+        context.client,
+      )
+    : await links.insert(context.user.id, context.provider, uid, extraData, sealed, undefined, verifiedEmail);
   if (!association) throw new AssociationRaceError();
   context.association = association;
   context.isNewAssociation = true;
+  context.associationRecorded = recordedWith;
 };
 
 /**
@@ -351,7 +364,8 @@ export const record: PipelineStep = async (context) => {
   const about = { userId: context.user?.id ?? null, provider: context.provider, uid: context.identity.uid };
   if (context.isNewUser)
     await context.storage.audit.record({ ...about, event: 'user_created', detail: 'social' }, context.client);
-  if (context.isNewAssociation) await context.storage.audit.record({ ...about, event: 'associated' }, context.client);
+  if (context.isNewAssociation && !context.associationRecorded)
+    await context.storage.audit.record({ ...about, event: 'associated' }, context.client);
 };
 
 /** The signed-in user and its session: what an auth run's last step answers. */
@@ -460,7 +474,10 @@ function sealedTokens(context: PipelineContext): string | null {
 /** Another request linked the same social account between our read and our insert. */
 export class AssociationRaceError extends Error {}
 
-type PipelineInput = Omit<PipelineContext, 'storage' | 'isNewUser' | 'isNewAssociation' | 'claims'> & {
+type PipelineInput = Omit<
+  PipelineContext,
+  'storage' | 'isNewUser' | 'isNewAssociation' | 'associationRecorded' | 'claims'
+> & {
   claims?: Claims;
 };
 
@@ -503,6 +520,7 @@ export async function runPipeline<T>(
           client: input.client,
           replay: input.replay,
           known: attempt === 1 ? input.known : undefined,
+          accountLink: undefined,
           askedAbout: input.askedAbout,
           user: input.user,
           association: input.association,
@@ -510,6 +528,7 @@ export async function runPipeline<T>(
           claims: { ...input.claims },
           isNewUser: false,
           isNewAssociation: false,
+          associationRecorded: false,
         };
         for (const { step } of steps) await step(context);
         return { context, result: await finish?.(context) };

@@ -1,5 +1,8 @@
+import { isPostgres } from './migrations.js';
+import type { Outbox } from './outbox.js';
 import { prepared } from './prepared.js';
-import type { Kysely, Selectable } from 'kysely';
+import { sql, type Kysely, type Selectable } from 'kysely';
+import { auditRow, insertAuditEvent, webhookEventOf, type Client } from './audit.js';
 import { iso, LINK_COLUMNS, now, qualified, toUser, USER_COLUMNS, type User } from './rows.js';
 import type { Database } from './schema.js';
 
@@ -60,16 +63,16 @@ const findLinkWithUser = prepared((db, provider: string, uid: string) =>
     .where('link.uid', '=', uid),
 );
 
-// PostgreSQL: hold the owner's row (key-share lock, as Users.hold) and read its link again, in one round trip.
-const holdOwnerWithLink = prepared((db, userId: number, provider: string, uid: string) =>
-  db
+// The user's row held (PostgreSQL: a key-share lock, as Users.hold) and the account's link read, whoever's it is, in
+// one round trip: an auth holds the link's owner and checks it again; an associate holds the signed-in user.
+const holdUserWithLink = prepared((db, userId: number, provider: string, uid: string) => {
+  const query = db
     .selectFrom('users')
-    .leftJoin('social_associations as link', (join) =>
-      join.onRef('link.user_id', '=', 'users.id').on('link.provider', '=', provider).on('link.uid', '=', uid),
-    )
+    .leftJoin('social_associations as link', (join) => join.on('link.provider', '=', provider).on('link.uid', '=', uid))
     .select(qualified('users', USER_COLUMNS))
     .select([
       'link.id as link_id',
+      'link.user_id as link_user_id',
       'link.provider as link_provider',
       'link.uid as link_uid',
       'link.extra_data as link_extra_data',
@@ -79,9 +82,9 @@ const holdOwnerWithLink = prepared((db, userId: number, provider: string, uid: s
       'link.created_at as link_created_at',
       'link.updated_at as link_updated_at',
     ])
-    .where('users.id', '=', userId)
-    .forKeyShare('users'),
-);
+    .where('users.id', '=', userId);
+  return isPostgres(db) ? query.forKeyShare('users') : query;
+});
 
 // Every link runs it.
 const insertLink = prepared(
@@ -111,8 +114,65 @@ const insertLink = prepared(
       .returning(LINK_COLUMNS),
 );
 
+// PostgreSQL, a user's own link (the pipeline's associateUser): the link and its 'associated' audit event in one
+// statement, the event written only when the link was (a link made first by another transaction writes neither).
+const insertAssociated = prepared(
+  (
+    db,
+    userId: number,
+    provider: string,
+    uid: string,
+    extraData: string,
+    sealedTokens: string | null,
+    verifiedEmail: string | null,
+    at: string,
+    ip: string | null,
+    userAgent: string | null,
+  ) =>
+    db
+      .with('link', (cte) =>
+        cte
+          .insertInto('social_associations')
+          .values({
+            user_id: userId,
+            provider,
+            uid,
+            extra_data: extraData,
+            provider_tokens: sealedTokens,
+            verified_email: verifiedEmail,
+            created_at: at,
+            updated_at: at,
+          })
+          .onConflict((conflict) => conflict.columns(['provider', 'uid']).doNothing())
+          .returning(LINK_COLUMNS),
+      )
+      .with('event', (cte) =>
+        cte
+          .insertInto('audit_events')
+          .columns(['user_id', 'event', 'provider', 'uid', 'ip', 'user_agent', 'created_at'])
+          .expression((eb) =>
+            eb
+              .selectFrom('link')
+              .select([
+                'link.user_id',
+                sql<string>`'associated'`.as('event'),
+                'link.provider',
+                'link.uid',
+                sql<string | null>`cast(${ip} as varchar)`.as('ip'),
+                sql<string | null>`cast(${userAgent} as varchar)`.as('user_agent'),
+                'link.created_at',
+              ]),
+          ),
+      )
+      .selectFrom('link')
+      .select(LINK_COLUMNS),
+);
+
 export class Links {
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly outbox: Outbox,
+  ) {}
 
   async find(provider: string, uid: string): Promise<Association | undefined> {
     const row = (await findLink(this.db, provider, uid)).rows[0];
@@ -138,22 +198,23 @@ export class Links {
   }
 
   /**
-   * PostgreSQL: holds the user's row (a key-share lock until the transaction ends, as Users.hold) and reads the
-   * user's link of this social account again, in one statement. Undefined: no such user (deleted meanwhile).
+   * Reads the user and, on PostgreSQL, holds its row until the transaction ends (a key-share lock, as Users.hold);
+   * with it, in the same statement, the link of this social account, whoever's it is. Undefined: no such user
+   * (deleted meanwhile).
    */
-  async holdOwner(
+  async holdUserWithLink(
     userId: number,
     provider: string,
     uid: string,
   ): Promise<{ user: User; link: Association | undefined } | undefined> {
-    const row = (await holdOwnerWithLink(this.db, userId, provider, uid)).rows[0];
+    const row = (await holdUserWithLink(this.db, userId, provider, uid)).rows[0];
     if (!row) return undefined;
     const link =
       row.link_id === null
         ? undefined
         : toAssociation({
             id: row.link_id,
-            user_id: row.id,
+            user_id: row.link_user_id!,
             provider: row.link_provider!,
             uid: row.link_uid!,
             extra_data: row.link_extra_data!,
@@ -201,6 +262,39 @@ export class Links {
       await insertLink(this.db, userId, provider, uid, JSON.stringify(extraData), sealedTokens, verifiedEmail, at)
     ).rows[0];
     return row && toAssociation(row);
+  }
+
+  /**
+   * A user's own link (the pipeline's associateUser) with its 'associated' audit event and webhook, in this
+   * transaction: on PostgreSQL in one statement (one round trip instead of two). Undefined, and nothing written,
+   * when another transaction linked the account first.
+   */
+  async insertAssociated(
+    userId: number,
+    provider: string,
+    uid: string,
+    extraData: Record<string, unknown>,
+    sealedTokens: string | null,
+    verifiedEmail: string | null,
+    client: Client | null,
+  ): Promise<Association | undefined> {
+    const at = now();
+    const audit = auditRow({ event: 'associated', userId, provider, uid }, client, at);
+    let link: Association | undefined;
+    if (isPostgres(this.db)) {
+      const [extra, ip, agent] = [JSON.stringify(extraData), audit.ip, audit.user_agent];
+      const row = (
+        await insertAssociated(this.db, userId, provider, uid, extra, sealedTokens, verifiedEmail, at, ip, agent)
+      ).rows[0];
+      link = row && toAssociation(row);
+    } else {
+      link = await this.insert(userId, provider, uid, extraData, sealedTokens, at, verifiedEmail);
+      if (link)
+        await insertAuditEvent(this.db, userId, 'associated', provider, uid, null, audit.ip, audit.user_agent, at);
+    }
+    const event = link && this.outbox.enabled ? webhookEventOf(audit) : undefined;
+    if (event) await this.outbox.emit(event, at);
+    return link;
   }
 
   /**

@@ -65,7 +65,7 @@ export class Storage {
     this.appleTransfers = new AppleTransfers(db);
     this.imports = new Imports(db);
     this.mergeTokens = new MergeTokens(db);
-    this.links = new Links(db);
+    this.links = new Links(db, this.outbox);
     this.sessions = new Sessions(db, this.outbox);
     this.audit = new AuditLog(db, this.outbox);
     this.proofs = new Proofs(db);
