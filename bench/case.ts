@@ -64,7 +64,9 @@ async function main(): Promise<void> {
     const databaseUrl = postgres?.url ?? `sqlite:${join(dir, 'bench.sqlite')}`;
     const env = benchServerEnv({ databaseUrl, emulatorUrl, apps, signingKeys: await generateSigningKeySet() });
     const port = await freePort();
-    const server = startNode('server', [...(cpuProfile?.nodeArgs ?? []), 'dist/cli.js', 'serve'], {
+    // BENCH_SERVER_NODE_ARGS: extra node flags, as in bench/run.ts (e.g. --import a probe of your own).
+    const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+    const server = startNode('server', [...(cpuProfile?.nodeArgs ?? []), ...nodeArgs, 'dist/cli.js', 'serve'], {
       ...env,
       HOST: '127.0.0.1',
       PORT: String(port),
