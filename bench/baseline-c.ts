@@ -13,7 +13,7 @@
 //     the audit event, COMMIT — 7 synchronous statements.
 //   - PostgreSQL (BENCH_BASELINE_DATABASE_URL, a throwaway database): a pg.Pool of 20 (social-link's size), named
 //     (server-prepared) statements, 4 round trips: BEGIN; the link with its user, the user's row held FOR KEY SHARE
-//     (social-link's holdOwner); one statement of data-modifying CTEs that touches last_login_at (skipping a row
+//     (social-link's holdUserWithLink); one statement of data-modifying CTEs that touches last_login_at (skipping a row
 //     another sign-in is writing), inserts the session, the refresh token's hash and the audit event (the shape of
 //     social-link's startSessionPostgres); COMMIT. social-link makes 4: it reads the link before the
 //     transaction (readLink), then writes BEGIN together with the hold (pipelined).

@@ -146,7 +146,7 @@ async function main(): Promise<void> {
   if (Number(sessions[0]!.n) !== clients.length) throw new Error(`expected ${clients.length} sessions`);
 
   console.log(
-    `\nPostgreSQL sign-in statements (readLink, BEGIN, holdOwner, the session's statement, COMMIT), ${USERS} users, ` +
+    `\nPostgreSQL sign-in statements (readLink, BEGIN, holdUserWithLink, the session's statement, COMMIT), ${USERS} users, ` +
       `pool ${POOL_SIZE}, ${rounds} rounds × ${seconds} s per client, in turns (each after 2 s of warm-up)\n`,
   );
   console.log(

@@ -43,6 +43,14 @@ describe.each(databaseKinds())('concurrent linking on %s', (kind) => {
     expect(links).toHaveLength(1);
     const owner = users[answers.findIndex((answer) => answer.status === 200)]!;
     expect(links[0]!.user_id).toBe(owner.id);
+    // One 'associated' event: the losers' (written with their link, if at all) were rolled back with it.
+    const events = await stack.db
+      .selectFrom('audit_events')
+      .select('user_id')
+      .where('event', '=', 'associated')
+      .where('uid', '=', fb.user_id)
+      .execute();
+    expect(events).toEqual([{ user_id: owner.id }]);
   });
 
   it('concurrent first sign-ins with one new account create exactly one user', async () => {
@@ -192,6 +200,38 @@ describe.skipIf(!databaseKinds().includes('postgres'))('a hot user on postgres',
     expect(time(await lastLogin())).toBeGreaterThan(time(before));
   });
 
+  it('a link removed while an associate waits for the user: the associate links it again (not "already linked")', async () => {
+    const { user } = await linkedFacebookUser();
+    const link = await stack.db
+      .selectFrom('social_associations')
+      .select(['id', 'uid'])
+      .where('user_id', '=', user.id)
+      .executeTakeFirstOrThrow();
+    // An unlink under way: the user's row taken first (as core/unlink.ts does), the link deleted, not yet committed.
+    const unlink = new pg.Client({ connectionString: stack.databaseUrl });
+    await unlink.connect();
+    try {
+      await unlink.query('begin');
+      await unlink.query('select id from users where id = $1 for update', [user.id]);
+      await unlink.query('delete from social_associations where id = $1', [link.id]);
+      const again = (await stack.emulator.mintFacebookToken({ user: { id: link.uid } })).access_token;
+      const associating = call(stack.api, 'POST', '/api/associate/facebook/', {
+        token: user.access_token,
+        body: { access_token: again },
+      });
+      // The associate waits for the user's row (its statement's snapshot predates the delete): then the unlink commits.
+      await until(async () => (await waitingOnLocks(unlink)) > 0);
+      await unlink.query('commit');
+      const answer = await associating;
+      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+      expect(answer.body.association.created).toBe(true);
+    } finally {
+      await unlink.end();
+    }
+    const links = await stack.db.selectFrom('social_associations').select('id').where('uid', '=', link.uid).execute();
+    expect(links).toHaveLength(1);
+  });
+
   it('64 concurrent sign-ins of one user all sign in, each with its own session', async () => {
     const { user, signIn } = await linkedFacebookUser();
     const answers = await Promise.all(Array.from({ length: 64 }, () => signIn()));
@@ -205,3 +245,17 @@ describe.skipIf(!databaseKinds().includes('postgres'))('a hot user on postgres',
     expect(Number(sessions.n)).toBe(65);
   });
 });
+
+/** How many other sessions of this database wait for a lock (an associate queued behind `client`'s transaction). */
+async function waitingOnLocks(client: pg.Client): Promise<number> {
+  const { rows } = await client.query<{ n: string }>(
+    `select count(*) as n from pg_stat_activity
+      where datname = current_database() and pid <> pg_backend_pid() and wait_event_type = 'Lock'`,
+  );
+  return Number(rows[0]!.n);
+}
+
+/** Polls until `condition` holds (the test's own timeout bounds it; no wall-clock budget of its own). */
+async function until(condition: () => Promise<boolean>): Promise<void> {
+  while (!(await condition())) await new Promise((resolve) => setTimeout(resolve, 20));
+}

@@ -395,6 +395,19 @@ describe('faults', () => {
     expect(Math.min(...waits)).toBeLessThan(1000);
   });
 
+  it('merges a PUT into the current fault, and refuses a result whose spread exceeds its latency', async () => {
+    await client.setFault('facebook', { latency_ms: 100, latency_jitter_ms: 50 });
+    // Lowering the latency alone would leave a spread larger than it: refused, the fault unchanged.
+    expect((await control('PUT', '/faults/facebook', { latency_ms: 10 })).status).toBe(400);
+    expect((await control('PUT', '/faults/facebook', { mode: 'none' })).body).toMatchObject({
+      latency_ms: 100,
+      latency_jitter_ms: 50,
+    });
+    expect((await control('PUT', '/faults/facebook', { latency_ms: 10, latency_jitter_ms: 0 })).status).toBe(200);
+    await client.clearFaults();
+    expect((await control('PUT', '/faults/facebook', { latency_jitter_ms: 5 })).status).toBe(400);
+  });
+
   it('answers HTTP 500 with each provider error body', async () => {
     await client.setFault('facebook', { mode: 'error_500' });
     await client.setFault('twitter', { mode: 'error_500' });

@@ -39,7 +39,8 @@ export interface PipelineContext {
   readonly known?: Association | null;
   /**
    * The account's link (whoever's) as holdUser read it with the signed-in user's row, null when there is none; absent
-   * when it was not read. socialUser uses it instead of reading it again.
+   * when it was not read. Read in the snapshot of that statement, taken before it waited for the row: socialUser
+   * trusts a null (a link made meanwhile loses to the unique key) and reads a link again.
    */
   accountLink?: Association | null;
   user?: User;

@@ -31,7 +31,7 @@ import type { BlockingHooks } from './blocking-hooks.js';
  *   the rules          buildApp({ pipeline }), by default defaultPipeline: authAllowed → socialUser →
  *                      emailLinkRequired → createUser → associateUser → loadExtraData
  *   endedSessions      a token issued before its provider ended the account's sessions opens none
- *   record             the audit events of what the rules changed (user_created, associated)
+ *   record             the audit events of what the rules changed (user_created; associated unless written with the link)
  *   startSession       auth: the user is found and not disabled; its session, in the same commit
  */
 
@@ -247,10 +247,11 @@ export const socialUser: PipelineStep = async (context) => {
   const known = context.mode === 'auth' && !context.user && !context.storage.writeLocked ? context.known : undefined;
   if (known && (await holdLinkOwner(context, known.userId))) return;
   if (context.user) {
-    // The signed-in user's: holdUser read the link with the user's row, in this transaction.
+    // holdUser read the link with the user's row, in a snapshot taken before it waited for that row: "none" is safe to
+    // act on (the new link's unique key decides a race); a link is read again, now that the row is held.
     const link =
-      context.accountLink !== undefined
-        ? context.accountLink
+      context.accountLink === null
+        ? undefined
         : (await context.storage.links.findWithUser(context.provider, context.identity.uid))?.association;
     if (link && link.userId !== context.user.id)
       throw new AlreadyAssociatedError({ userId: link.userId, provider: context.provider, uid: context.identity.uid });
@@ -415,7 +416,7 @@ const TRANSACTION_FIRST: readonly Listed<PipelineStep>[] = [
 ];
 const TRANSACTION_LAST: readonly Listed<PipelineStep>[] = [
   listed(endedSessions, "a token older than the provider's end of the account's sessions opens none"),
-  listed(record, 'the audit events (and webhooks) of a new user, a new link'),
+  listed(record, 'the audit events (and webhooks) of a new user, a new link (unless written with it)'),
 ];
 
 /** Each rules list's steps, listed once (a server's rules are one list for its life): not again per sign-in. */
