@@ -1,4 +1,5 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { call, databaseKinds, freshDatabase, guest, startStack, type Stack } from './helpers.js';
 
@@ -13,6 +14,8 @@ class RoundTripCounter {
   roundTrips = 0;
   /** The SQL of every statement parsed without a name (PostgreSQL plans it again at every run). */
   readonly unnamed: string[] = [];
+  /** While set, the SQL of every named statement parsed (a connection parses each once, then runs it by name). */
+  named?: Set<string>;
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
 
@@ -30,6 +33,10 @@ class RoundTripCounter {
         if (type === 'X') return;
         // Parse: the statement's name, then its SQL, each ending with a zero byte.
         if (type === 'P' && body[0] === 0) this.unnamed.push(body.subarray(1, body.indexOf(0, 1)).toString());
+        else if (type === 'P' && this.named) {
+          const nameEnd = body.indexOf(0);
+          this.named.add(body.subarray(nameEnd + 1, body.indexOf(0, nameEnd + 1)).toString());
+        }
         if (idle && type !== 'startup') this.roundTrips++;
         idle = false;
         if (type === 'Q' || type === 'S' || type === 'startup') awaiting++;
@@ -96,6 +103,7 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
   let counter: RoundTripCounter;
   let database: Awaited<ReturnType<typeof freshDatabase>>;
   let stack: Stack;
+  let proxiedUrl: string;
 
   beforeAll(async () => {
     database = await freshDatabase('postgres', { migrated: true });
@@ -104,7 +112,8 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
     const proxied = new URL(direct);
     proxied.hostname = '127.0.0.1';
     proxied.port = String(await counter.listen());
-    stack = await startStack('postgres', { DATABASE_URL: proxied.toString() });
+    proxiedUrl = proxied.toString();
+    stack = await startStack('postgres', { DATABASE_URL: proxiedUrl });
   });
   afterAll(async () => {
     await stack?.close();
@@ -183,6 +192,62 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
         user_agent: expect.any(String),
       },
     ]);
+  });
+
+  it('plans every lookup of a sign-in, a link and an authenticated request by its key, on tables never analyzed', async () => {
+    // PostgreSQL plans a named statement once per connection and keeps that generic plan until the table is analyzed
+    // (never, with autovacuum off). A plan made on a new database's empty tables must still go by the account's and the
+    // session's keys: one that went by (provider, user_id) read every link of the provider at each sign-in once there
+    // were thousands (migration 0024). New connections, so that each statement is parsed, and recorded, again.
+    await stack.close();
+    stack = await startStack('postgres', { DATABASE_URL: proxiedUrl });
+    counter.named = new Set();
+    const fb = await stack.emulator.mintFacebookToken();
+    const user = await linkedGuest('facebook', { access_token: fb.access_token });
+    expect(
+      (await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: fb.access_token } })).status,
+    ).toBe(200);
+    const google = await stack.emulator.mintIdToken('google');
+    await linkedGuest('google', { id_token: google.id_token });
+    expect((await call(stack.api, 'GET', '/api/me/', { token: user.access_token })).status).toBe(200);
+    const statements = [...counter.named];
+    counter.named = undefined;
+    expect(statements.some((text) => /"uid" = \$/.test(text))).toBe(true);
+
+    const planner = new pg.Client({ connectionString: database.url });
+    await planner.connect();
+    const scans: string[] = [];
+    try {
+      await planner.query('set plan_cache_mode = force_generic_plan');
+      for (const [index, text] of statements.entries()) {
+        const parameters = Math.max(0, ...[...text.matchAll(/\$(\d+)/g)].map((match) => Number(match[1])));
+        await planner.query(`prepare statement_${index} as ${text}`);
+        const nulls = Array.from({ length: parameters }, () => 'null').join(', ');
+        const plan = await planner.query<{ 'QUERY PLAN': string }>(
+          `explain execute statement_${index}${parameters ? `(${nulls})` : ''}`,
+        );
+        const lines = plan.rows.map((row) => row['QUERY PLAN']);
+        // Each scan with the condition it reads by: "Index Scan using sessions_pkey on sessions: (id)::text = $1".
+        for (const [at, line] of lines.entries()) {
+          const scan = /(Seq Scan|Index Scan|Index Only Scan|Bitmap Heap Scan) (?:using (\S+) )?on (\S+)/.exec(line);
+          if (!scan) continue;
+          const condition = /(?:Index Cond|Recheck Cond): (.*)/.exec(lines[at + 1] ?? '')?.[1] ?? '';
+          scans.push(`${scan[1]} ${scan[2] ?? ''} on ${scan[3]}: ${condition}`);
+        }
+      }
+    } finally {
+      await planner.end();
+    }
+    const hot = ['users', 'social_associations', 'sessions', 'refresh_tokens', 'id_token_uses'];
+    expect(
+      scans.filter((scan) => hot.some((table) => scan.startsWith('Seq Scan') && scan.includes(` on ${table}:`))),
+    ).toEqual([]);
+    // A link is found by its uid (the unique key or the uid index), never by its provider alone.
+    expect(scans.filter((scan) => / on social_associations\b/.test(scan) && !/uid|user_id|\(id =/.test(scan))).toEqual(
+      [],
+    );
+    // A session by its key, never through its user's sessions.
+    expect(scans.filter((scan) => / on sessions\b/.test(scan) && !scan.includes('sessions_pkey'))).toEqual([]);
   });
 
   it('a failing first statement still rolls the transaction back, and the connection serves the next one', async () => {

@@ -113,14 +113,15 @@ const startSessionPostgres = prepared(
       .insertInto('audit_events')
       .values({ user_id: auditUser, event, provider, uid, detail, ip, user_agent: userAgent, created_at: at }),
 );
-const findSessionUser = prepared((db, sessionId: string, userId: number) =>
+// By the session's key alone, the user compared after: given the user's id too, PostgreSQL may plan the lookup (once
+// per connection, on a table still small) through the user's sessions, and read all of them at every request.
+const findSessionUser = prepared((db, sessionId: string) =>
   db
     .selectFrom('sessions')
     .innerJoin('users', 'users.id', 'sessions.user_id')
     .select(qualified('users', USER_COLUMNS))
     .select('sessions.claims as session_claims')
     .where('sessions.id', '=', sessionId)
-    .where('sessions.user_id', '=', userId)
     .where('sessions.revoked_at', 'is', null),
 );
 
@@ -168,8 +169,8 @@ export class Sessions {
    * authenticated request.
    */
   async findUser(sessionId: string, userId: number): Promise<{ user: User; sessionClaims: Claims } | undefined> {
-    const row = (await findSessionUser(this.db, sessionId, userId)).rows[0];
-    return row && { user: toUser(row), sessionClaims: claimsOf(row.session_claims) };
+    const row = (await findSessionUser(this.db, sessionId)).rows[0];
+    return row?.id === userId ? { user: toUser(row), sessionClaims: claimsOf(row.session_claims) } : undefined;
   }
 
   /** Revokes every active session of the user (a provider says the account may be in other hands): how many. */
