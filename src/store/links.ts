@@ -1,7 +1,7 @@
 import { isPostgres } from './migrations.js';
 import type { Outbox } from './outbox.js';
 import { prepared } from './prepared.js';
-import { sql, type Kysely, type Selectable } from 'kysely';
+import { sql, type Kysely, type QueryCreator, type Selectable } from 'kysely';
 import { auditRow, insertAuditEvent, webhookEventOf, type Client } from './audit.js';
 import { iso, LINK_COLUMNS, now, qualified, toUser, USER_COLUMNS, type User } from './rows.js';
 import type { Database } from './schema.js';
@@ -86,86 +86,64 @@ const holdUserWithLink = prepared((db, userId: number, provider: string, uid: st
   return isPostgres(db) ? query.forKeyShare('users') : query;
 });
 
+/** The link's insert, doing nothing when (provider, uid) is linked already: alone, or a CTE of insertAssociated. */
+function linkInsert(
+  db: QueryCreator<Database>,
+  ...[userId, provider, uid, extraData, sealedTokens, verifiedEmail, at]: LinkValues
+) {
+  return db
+    .insertInto('social_associations')
+    .values({
+      user_id: userId,
+      provider,
+      uid,
+      extra_data: extraData,
+      provider_tokens: sealedTokens,
+      verified_email: verifiedEmail,
+      created_at: at,
+      updated_at: at,
+    })
+    .onConflict((conflict) => conflict.columns(['provider', 'uid']).doNothing())
+    .returning(LINK_COLUMNS);
+}
+type LinkValues = [
+  userId: number,
+  provider: string,
+  uid: string,
+  extraData: string,
+  sealedTokens: string | null,
+  verifiedEmail: string | null,
+  at: string,
+];
+
 // Every link runs it.
-const insertLink = prepared(
-  (
-    db,
-    userId: number,
-    provider: string,
-    uid: string,
-    extraData: string,
-    sealedTokens: string | null,
-    verifiedEmail: string | null,
-    at: string,
-  ) =>
-    db
-      .insertInto('social_associations')
-      .values({
-        user_id: userId,
-        provider,
-        uid,
-        extra_data: extraData,
-        provider_tokens: sealedTokens,
-        verified_email: verifiedEmail,
-        created_at: at,
-        updated_at: at,
-      })
-      .onConflict((conflict) => conflict.columns(['provider', 'uid']).doNothing())
-      .returning(LINK_COLUMNS),
-);
+const insertLink = prepared((db, ...values: LinkValues) => linkInsert(db, ...values));
 
 // PostgreSQL, a user's own link (the pipeline's associateUser): the link and its 'associated' audit event in one
 // statement, the event written only when the link was (a link made first by another transaction writes neither).
-const insertAssociated = prepared(
-  (
-    db,
-    userId: number,
-    provider: string,
-    uid: string,
-    extraData: string,
-    sealedTokens: string | null,
-    verifiedEmail: string | null,
-    at: string,
-    ip: string | null,
-    userAgent: string | null,
-  ) =>
-    db
-      .with('link', (cte) =>
-        cte
-          .insertInto('social_associations')
-          .values({
-            user_id: userId,
-            provider,
-            uid,
-            extra_data: extraData,
-            provider_tokens: sealedTokens,
-            verified_email: verifiedEmail,
-            created_at: at,
-            updated_at: at,
-          })
-          .onConflict((conflict) => conflict.columns(['provider', 'uid']).doNothing())
-          .returning(LINK_COLUMNS),
-      )
-      .with('event', (cte) =>
-        cte
-          .insertInto('audit_events')
-          .columns(['user_id', 'event', 'provider', 'uid', 'ip', 'user_agent', 'created_at'])
-          .expression((eb) =>
-            eb
-              .selectFrom('link')
-              .select([
-                'link.user_id',
-                sql<string>`'associated'`.as('event'),
-                'link.provider',
-                'link.uid',
-                sql<string | null>`cast(${ip} as varchar)`.as('ip'),
-                sql<string | null>`cast(${userAgent} as varchar)`.as('user_agent'),
-                'link.created_at',
-              ]),
-          ),
-      )
-      .selectFrom('link')
-      .select(LINK_COLUMNS),
+const insertAssociated = prepared((db, ...[ip, userAgent, ...values]: [string | null, string | null, ...LinkValues]) =>
+  db
+    .with('link', (cte) => linkInsert(cte, ...values))
+    .with('event', (cte) =>
+      cte
+        .insertInto('audit_events')
+        .columns(['user_id', 'event', 'provider', 'uid', 'ip', 'user_agent', 'created_at'])
+        .expression((eb) =>
+          eb
+            .selectFrom('link')
+            .select([
+              'link.user_id',
+              sql<string>`'associated'`.as('event'),
+              'link.provider',
+              'link.uid',
+              sql<string | null>`cast(${ip} as varchar)`.as('ip'),
+              sql<string | null>`cast(${userAgent} as varchar)`.as('user_agent'),
+              'link.created_at',
+            ]),
+        ),
+    )
+    .selectFrom('link')
+    .select(LINK_COLUMNS),
 );
 
 export class Links {
@@ -284,7 +262,7 @@ export class Links {
     if (isPostgres(this.db)) {
       const [extra, ip, agent] = [JSON.stringify(extraData), audit.ip, audit.user_agent];
       const row = (
-        await insertAssociated(this.db, userId, provider, uid, extra, sealedTokens, verifiedEmail, at, ip, agent)
+        await insertAssociated(this.db, ip, agent, userId, provider, uid, extra, sealedTokens, verifiedEmail, at)
       ).rows[0];
       link = row && toAssociation(row);
     } else {
