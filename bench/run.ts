@@ -232,7 +232,7 @@ async function main(): Promise<void> {
   const baselineUrl = await announcedUrl(baselineChild);
   // Baselines C, F and L: a Google / a Facebook sign-in's (a link's) unavoidable work (the provider check, the sign-in
   // transaction, ES256) on bare node:http, on the database of the cases they are compared with: one process per
-  // database, started before that database's cases (on PostgreSQL, in a throwaway database of its own).
+  // database, started before that database's cases, each measured right before its case (on PostgreSQL, in a throwaway database of its own).
   const startBaselineCF = async (db: BenchDatabase): Promise<{ child: Child; url: string }> => {
     const databaseUrl =
       db.kind === 'postgres' ? await postgresDatabase(env.BENCH_DATABASE_URL!, 'social_link_baseline') : undefined;
@@ -249,25 +249,13 @@ async function main(): Promise<void> {
     });
     return { child, url: await announcedUrl(child) };
   };
-  const measureBaselines = async (db: BenchDatabase, cf: { child: Child; url: string }) => {
-    const before = `before ${db.kind}`;
-    const bare = { server: `bare Fastify (${before})` };
-    const dbName = db.kind === 'postgres' ? 'PostgreSQL' : 'SQLite';
-    const bareHttp = { server: `bare node:http, ${db.kind} (${before})`, database: db.kind };
+  // The bare server's rows (no database): B, A1, A, and A with the slow provider (case 4's limit).
+  const measureBareBaselines = async (db: BenchDatabase) => {
+    const bare = { server: `bare Fastify (before ${db.kind})` };
     await run(
       { id: 'baseline-b', label: 'baseline B: static JSON', ...bare },
       { url: baselineUrl, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) },
       baselineChild,
-    );
-    const c = await run(
-      { id: 'baseline-c', label: `baseline C: RS256 + ${dbName} tx + ES256`, ...bareHttp },
-      { url: cf.url, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) },
-      cf.child,
-    );
-    const f = await run(
-      { id: 'baseline-f', label: `baseline F: debug_token + ${dbName} tx + ES256`, ...bareHttp },
-      { url: cf.url, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) },
-      cf.child,
     );
     await run(
       { id: 'baseline-a1', label: 'baseline A1: 1 Graph call', ...bare },
@@ -278,11 +266,6 @@ async function main(): Promise<void> {
       { id: 'baseline-a', label: 'baseline A: 2 Graph calls', ...bare },
       { url: baselineUrl, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) },
       baselineChild,
-    );
-    const l = await runLinks(
-      { id: 'baseline-l', label: `baseline L: ES256 + 2 Graph calls + ${dbName} link tx`, ...bareHttp },
-      cf.url,
-      cf.child,
     );
     await emulator.setFault('facebook', SLOW_PROVIDER);
     const slow = await run(
@@ -296,12 +279,7 @@ async function main(): Promise<void> {
       baselineChild,
     );
     await emulator.clearFaults();
-    return {
-      limitC: { name: 'baseline C', rps: c.m.rps },
-      limitF: { name: 'baseline F', rps: f.m.rps },
-      limitL: { name: 'baseline L', rps: l.m.rps },
-      slowRps: slow.m.rps,
-    };
+    return slow.m.rps;
   };
 
   // -- social-link, on each database.
@@ -312,9 +290,11 @@ async function main(): Promise<void> {
 
   for (const db of databases) {
     if (db.kind === 'postgres') postgresPid = db.serverPid;
+    const slowRps = await measureBareBaselines(db);
     const cf = await startBaselineCF(db);
-    const { limitF, limitC, limitL, slowRps } = await measureBaselines(db, cf);
-    await stop(cf.child); // its CPU and its database's are not the cases'
+    const dbName = db.kind === 'postgres' ? 'PostgreSQL' : 'SQLite';
+    const bareHttp = { server: `bare node:http, ${db.kind}`, database: db.kind };
+    const limitOf = (baseline: Row) => ({ name: baseline.label.split(':')[0]!, rps: baseline.m.rps });
     const serverEnv = serverEnvOf(db);
     const on = (workers: number) => ({ server: `${db.kind} ×${workers}`, database: db.kind, workers });
 
@@ -332,18 +312,41 @@ async function main(): Promise<void> {
     await linkUsers(one.url, linked);
     log(`linked ${USERS} guest users to a Facebook and a Google account each`);
 
+    // Each case right after the baseline doing its work (seconds apart, not minutes: this machine's speed drifts), each
+    // server idle while the other is measured.
+    const f = await run(
+      { id: 'baseline-f', label: `baseline F: debug_token + ${dbName} tx + ES256`, ...bareHttp },
+      { url: cf.url, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) },
+      cf.child,
+    );
+    const limitF = limitOf(f);
     await run(
       { id: 'case1', label: 'case 1: auth/facebook', ...on(1), limit: limitF },
       { url: one.url, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) },
       one.child,
     );
+    const c = await run(
+      { id: 'baseline-c', label: `baseline C: RS256 + ${dbName} tx + ES256`, ...bareHttp },
+      { url: cf.url, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) },
+      cf.child,
+    );
+    const limitC = limitOf(c);
     await run(
       { id: 'case2', label: 'case 2: auth/google', ...on(1), limit: limitC },
       { url: one.url, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) },
       one.child,
     );
-
-    await runLinks({ id: 'case3', label: 'case 3: associate/facebook', ...on(1), limit: limitL }, one.url, one.child);
+    const l = await runLinks(
+      { id: 'baseline-l', label: `baseline L: ES256 + 2 Graph calls + ${dbName} link tx`, ...bareHttp },
+      cf.url,
+      cf.child,
+    );
+    await runLinks(
+      { id: 'case3', label: 'case 3: associate/facebook', ...on(1), limit: limitOf(l) },
+      one.url,
+      one.child,
+    );
+    await stop(cf.child);
 
     const slowSignIns = { url: one.url, path: '/api/auth/facebook/', connections: SLOW_CONNECTIONS };
     await emulator.setFault('facebook', SLOW_PROVIDER);
