@@ -216,8 +216,13 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
 
     const planner = new pg.Client({ connectionString: database.url });
     await planner.connect();
-    const scans: string[] = [];
+    const scans: Array<{ scan: string; table: string; condition: string }> = [];
     try {
+      // The state the trap needs: tables the planner has no statistics of (autovacuum would analyze them in time).
+      const analyzed = await planner.query(
+        `select relname from pg_class where relname in ('social_associations', 'sessions') and reltuples >= 0`,
+      );
+      expect(analyzed.rows).toEqual([]);
       await planner.query('set plan_cache_mode = force_generic_plan');
       for (const [index, text] of statements.entries()) {
         const parameters = Math.max(0, ...[...text.matchAll(/\$(\d+)/g)].map((match) => Number(match[1])));
@@ -229,25 +234,30 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
         const lines = plan.rows.map((row) => row['QUERY PLAN']);
         // Each scan with the condition it reads by: "Index Scan using sessions_pkey on sessions: (id)::text = $1".
         for (const [at, line] of lines.entries()) {
-          const scan = /(Seq Scan|Index Scan|Index Only Scan|Bitmap Heap Scan) (?:using (\S+) )?on (\S+)/.exec(line);
+          const scan =
+            /(Seq Scan|Index Scan(?: Backward)?|Index Only Scan(?: Backward)?|Bitmap Heap Scan)(?: using \S+)? on (\S+)/.exec(
+              line,
+            );
           if (!scan) continue;
           const condition = /(?:Index Cond|Recheck Cond): (.*)/.exec(lines[at + 1] ?? '')?.[1] ?? '';
-          scans.push(`${scan[1]} ${scan[2] ?? ''} on ${scan[3]}: ${condition}`);
+          scans.push({ scan: line.trim(), table: scan[2]!, condition });
         }
       }
     } finally {
       await planner.end();
     }
     const hot = ['users', 'social_associations', 'sessions', 'refresh_tokens', 'id_token_uses'];
+    expect(scans.filter(({ scan, table }) => scan.startsWith('Seq Scan') && hot.includes(table))).toEqual([]);
+    // A link is found by its uid (the unique key or the uid index), or its user's: never by its provider alone.
     expect(
-      scans.filter((scan) => hot.some((table) => scan.startsWith('Seq Scan') && scan.includes(` on ${table}:`))),
+      scans.filter(
+        ({ table, condition }) => table === 'social_associations' && !/\buid\b|\buser_id\b|\(id =/.test(condition),
+      ),
     ).toEqual([]);
-    // A link is found by its uid (the unique key or the uid index), never by its provider alone.
-    expect(scans.filter((scan) => / on social_associations\b/.test(scan) && !/uid|user_id|\(id =/.test(scan))).toEqual(
+    // A session by its key, never through its user's sessions.
+    expect(scans.filter(({ table, condition }) => table === 'sessions' && !/\(id\)::text = /.test(condition))).toEqual(
       [],
     );
-    // A session by its key, never through its user's sessions.
-    expect(scans.filter((scan) => / on sessions\b/.test(scan) && !scan.includes('sessions_pkey'))).toEqual([]);
   });
 
   it('a failing first statement still rolls the transaction back, and the connection serves the next one', async () => {

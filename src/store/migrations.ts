@@ -640,14 +640,22 @@ migrations['0024_link_lookup_indexes'] = {
   // of social_associations other than the unique key leads with provider now: the admin search's "has a link of this
   // provider" goes by (user_id, provider), which also serves the user's own links (the index of user_id alone is
   // dropped) and the cascade from users.
+  // On a live PostgreSQL database: the drops come first, so that the table's exclusive lock is taken at once rather
+  // than after the build (an upgrade from the build's lock to it would deadlock with a link's transaction, which reads
+  // the table and then writes it); every query of the table then waits for the build, and a lock not had within 10 s
+  // fails the migration (it waits behind an open transaction) instead of queueing every sign-in behind it. On millions
+  // of links, build the new index and drop the old ones yourself first, with CONCURRENTLY: the migration skips them.
   async up(db) {
+    if (isPostgres(db)) await sql`set local lock_timeout = '10s'`.execute(db);
+    await db.schema.dropIndex('social_associations_provider_idx').ifExists().execute();
+    await db.schema.dropIndex('social_associations_user_id_idx').ifExists().execute();
     await db.schema
       .createIndex('social_associations_user_provider_idx')
+      .ifNotExists()
       .on('social_associations')
       .columns(['user_id', 'provider'])
       .execute();
-    await db.schema.dropIndex('social_associations_provider_idx').execute();
-    await db.schema.dropIndex('social_associations_user_id_idx').execute();
+    if (isPostgres(db)) await sql`set local lock_timeout to default`.execute(db);
   },
   async down(db) {
     await db.schema
