@@ -36,4 +36,17 @@ describe('prepared()', () => {
     await expect(inlined(db, 'x')).rejects.toThrow(/not a parameter/);
     await db.destroy();
   });
+
+  it('refuses a query that drops an argument while it uses another twice', async () => {
+    const db = openDatabase('sqlite::memory:');
+    await migrateToLatest(db);
+    // Two parameters for two arguments, but both are `at`: `username` was forgotten.
+    const forgotten = prepared((kdb, _username: string, at: string) =>
+      kdb
+        .insertInto('users')
+        .values({ username: 'fixed', username_key: 'fixed', password_hash: null, created_at: at, updated_at: at }),
+    );
+    await expect(forgotten(db, 'Ann', '2026-01-01T00:00:00.000Z')).rejects.toThrow(/not a parameter/);
+    await db.destroy();
+  });
 });

@@ -22,7 +22,7 @@ export function prepared<Args extends unknown[], Row>(build: (db: Kysely<Databas
         return index === undefined ? { value } : Number(index);
       });
       // Every argument must land in the SQL as a parameter (a marker inlined, or dropped, would be a bug).
-      if (slots.filter((slot) => typeof slot === 'number').length < args.length)
+      if (new Set(slots.filter((slot) => typeof slot === 'number')).size < args.length)
         throw new Error(`prepared(): an argument is not a parameter of ${sql}`);
       query = { sql, slots };
       compiled.set(postgres, query);
