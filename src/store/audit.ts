@@ -192,6 +192,21 @@ export function webhookEventOf(row: ReturnType<typeof auditRow>): OutboxEvent | 
 }
 
 /**
+ * Writes the webhook event of an audit row (if it has one and webhooks are on) to the outbox, in the caller's
+ * transaction: AuditLog.record's, and those of the statements that write their audit row themselves (Sessions.start,
+ * Links.insertAssociated). `webhookData` is merged into the event's data.
+ */
+export async function emitWebhookOf(
+  outbox: Outbox,
+  row: ReturnType<typeof auditRow>,
+  webhookData?: Record<string, unknown>,
+): Promise<void> {
+  const event = outbox.enabled ? webhookEventOf(row) : undefined;
+  if (event)
+    await outbox.emit(webhookData ? { ...event, data: { ...event.data, ...webhookData } } : event, row.created_at);
+}
+
+/**
  * What the user may see of an event of its own history (/api/audit/, and the export a data-access request
  * hands over): the one place that decides. An operator's event (staff, a service key) shows what was done and
  * when, not the operator's address, device, name or internal reason.
@@ -223,8 +238,7 @@ export class AuditLog {
         row.user_agent,
         row.created_at,
       );
-    const event = this.outbox.enabled ? webhookEventOf(row) : undefined;
-    if (event) await this.outbox.emit({ ...event, data: { ...event.data, ...entry.webhookData } }, row.created_at);
+    await emitWebhookOf(this.outbox, row, entry.webhookData);
   }
 
   /** Newest first; `before` pages backwards by id. Without a user id: every user's events (operators). */

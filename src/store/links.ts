@@ -2,7 +2,7 @@ import { isPostgres } from './migrations.js';
 import type { Outbox } from './outbox.js';
 import { prepared } from './prepared.js';
 import { sql, type Kysely, type QueryCreator, type Selectable } from 'kysely';
-import { auditRow, insertAuditEvent, webhookEventOf, type Client } from './audit.js';
+import { auditRow, emitWebhookOf, insertAuditEvent, type Client } from './audit.js';
 import { iso, LINK_COLUMNS, now, qualified, toUser, USER_COLUMNS, type User } from './rows.js';
 import type { Database } from './schema.js';
 
@@ -270,8 +270,7 @@ export class Links {
       if (link)
         await insertAuditEvent(this.db, userId, 'associated', provider, uid, null, audit.ip, audit.user_agent, at);
     }
-    const event = link && this.outbox.enabled ? webhookEventOf(audit) : undefined;
-    if (event) await this.outbox.emit(event, at);
+    if (link) await emitWebhookOf(this.outbox, audit);
     return link;
   }
 

@@ -1,6 +1,6 @@
 import { prepared } from './prepared.js';
 import { sql, type Kysely } from 'kysely';
-import { auditRow, insertAuditEvent, webhookEventOf, type AuditEntry, type Client } from './audit.js';
+import { auditRow, emitWebhookOf, insertAuditEvent, type AuditEntry, type Client } from './audit.js';
 import type { Outbox } from './outbox.js';
 import { isPostgres } from './migrations.js';
 import {
@@ -160,8 +160,7 @@ export class Sessions {
       await insertAuditEvent(this.db, ...auditValues, at);
     }
     // The webhook of the sign-in (or of the new user), in the same transaction.
-    const event = this.outbox.enabled ? webhookEventOf(row) : undefined;
-    if (event) await this.outbox.emit(event, at);
+    await emitWebhookOf(this.outbox, row);
   }
 
   /**
