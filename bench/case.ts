@@ -2,8 +2,10 @@
 // (SQLite, or a throwaway database on BENCH_DATABASE_URL's PostgreSQL server; 1 worker, the built server): prints
 // req/s, latency, the server's CPU ms per request (and PostgreSQL's, on PostgreSQL) and where its requests' time went
 // (its own histograms). Cases: case1 (auth/facebook), case2 (auth/google), case4 (auth/facebook, Graph 200 ± 50 ms,
-// 256 connections), case4-fixed (the same, Graph always 200 ms). BENCH_PROFILE=1 writes a CPU profile to
-// bench/results/profiles/ and prints its top.
+// 256 connections), case4-fixed (the same, Graph always 200 ms). Cases 1 and 2 are each measured right after their
+// same-work baseline (F, C: bench/baseline-c.ts on the same database), BENCH_CASE_ROUNDS times (default 1: baseline,
+// case, baseline, case…), and print case ÷ baseline as `npm run bench` does; BENCH_CASE_BASELINE=0 skips the
+// baseline. BENCH_PROFILE=1 writes a CPU profile to bench/results/profiles/ and prints its top.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,6 +14,7 @@ import { EmulatorClient } from '@social-link/emulator';
 import { generateSigningKeySet } from '../src/auth/keys.js';
 import { emulatedApps, generateAppleKey } from '../src/config/dev.js';
 import { cycle, measure } from './load.js';
+import { startBaselineCF } from './baseline-cf.js';
 import { announcedUrl, freePort, startNode, stop, stopAll, waitForHealthy } from './processes.js';
 import { serverProfile } from './profile.js';
 import { benchServerEnv } from './server-env.js';
@@ -25,10 +28,12 @@ interface Case {
   connections: number;
   provider: 'facebook' | 'google';
   slow?: typeof SLOW_PROVIDER | typeof FIXED_SLOW_PROVIDER;
+  /** The same-work baseline (bench/baseline-c.ts) measured before this case. */
+  baseline?: 'F' | 'C';
 }
 const CASES: Record<string, Case> = {
-  case1: { path: '/api/auth/facebook/', connections: 64, provider: 'facebook' },
-  case2: { path: '/api/auth/google/', connections: 64, provider: 'google' },
+  case1: { path: '/api/auth/facebook/', connections: 64, provider: 'facebook', baseline: 'F' },
+  case2: { path: '/api/auth/google/', connections: 64, provider: 'google', baseline: 'C' },
   case4: { path: '/api/auth/facebook/', connections: 256, provider: 'facebook', slow: SLOW_PROVIDER },
   'case4-fixed': { path: '/api/auth/facebook/', connections: 256, provider: 'facebook', slow: FIXED_SLOW_PROVIDER },
 };
@@ -42,7 +47,12 @@ const timing = {
   durationSeconds: Number(process.env.BENCH_DURATION ?? 8),
 };
 const profile = process.env.BENCH_PROFILE === '1';
+const rounds = Math.max(1, Number(process.env.BENCH_CASE_ROUNDS ?? 1));
+const withBaseline = chosen.baseline !== undefined && process.env.BENCH_CASE_BASELINE !== '0';
 let dropDatabase: (() => Promise<void>) | undefined;
+let dropBaselineDatabase: (() => Promise<void>) | undefined;
+const cpuMsPerRequest = (m: { rps: number; cpu: { target: number } }) =>
+  (m.rps > 0 ? (m.cpu.target * 10) / m.rps : 0).toFixed(2);
 
 async function main(): Promise<void> {
   if (spawnSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' }).status !== 0)
@@ -77,15 +87,44 @@ async function main(): Promise<void> {
     await linkUsers(url, linked);
     if (chosen.slow) await emulator.setFault('facebook', chosen.slow);
     const shots = chosen.provider === 'facebook' ? facebookSignIns(linked) : googleSignIns(linked);
-    const m = await measure({ url, path: chosen.path, connections: chosen.connections, next: cycle(shots) }, timing, {
-      targetPid: server.pid,
-      emulatorPid: emulatorChild.pid,
-      databasePid: postgres?.serverPid,
-    });
-    const cpuMs = m.rps > 0 ? (m.cpu.target * 10) / m.rps : 0;
-    console.log(
-      `${name}: ${m.rps} req/s, p50 ${m.p50Ms} ms, p99 ${m.p99Ms} ms, errors ${m.non2xx + m.socketErrors}, server CPU ${m.cpu.target} % = ${cpuMs.toFixed(2)} ms/req, RSS ${m.rssPeakMb} MB, emulator ${m.cpu.emulator} %`,
-    );
+    const load = { path: chosen.path, connections: chosen.connections, next: cycle(shots) };
+    const baselinePostgres =
+      withBaseline && process.env.BENCH_DATABASE_URL
+        ? await throwawayPostgres(process.env.BENCH_DATABASE_URL, 'social_link_baseline')
+        : undefined;
+    dropBaselineDatabase = baselinePostgres?.drop;
+    const baseline = withBaseline
+      ? await startBaselineCF({
+          name: `baseline ${chosen.baseline}`,
+          emulatorUrl,
+          apps,
+          googleSubs: linked.googleSubs,
+          facebookUids: linked.facebookUids,
+          postgresUrl: baselinePostgres?.url,
+        })
+      : undefined;
+    const watched = { emulatorPid: emulatorChild.pid, databasePid: postgres?.serverPid };
+    const ratios: string[] = [];
+    let m!: Awaited<ReturnType<typeof measure>>;
+    for (let round = 1; round <= rounds; round++) {
+      const prefix = rounds > 1 ? `round ${round}, ` : '';
+      let limit: number | undefined;
+      if (baseline) {
+        const b = await measure({ ...load, url: baseline.url }, timing, { ...watched, targetPid: baseline.child.pid });
+        limit = b.rps;
+        console.log(
+          `${prefix}baseline ${chosen.baseline}: ${b.rps} req/s, p50 ${b.p50Ms} ms, errors ${b.non2xx + b.socketErrors}, CPU ${b.cpu.target} % = ${cpuMsPerRequest(b)} ms/req`,
+        );
+      }
+      m = await measure({ ...load, url }, timing, { ...watched, targetPid: server.pid });
+      const ratio = limit ? ` = ${(m.rps / limit).toFixed(2)} of baseline ${chosen.baseline}` : '';
+      if (limit) ratios.push((m.rps / limit).toFixed(2));
+      console.log(
+        `${prefix}${name}: ${m.rps} req/s${ratio}, p50 ${m.p50Ms} ms, p99 ${m.p99Ms} ms, errors ${m.non2xx + m.socketErrors}, server CPU ${m.cpu.target} % = ${cpuMsPerRequest(m)} ms/req, RSS ${m.rssPeakMb} MB, emulator ${m.cpu.emulator} %`,
+      );
+    }
+    if (ratios.length > 1) console.log(`${name} ÷ baseline ${chosen.baseline}, each round: ${ratios.join(' / ')}`);
+    if (baseline) await stop(baseline.child);
     if (postgres && !postgres.serverPid) console.log('  PostgreSQL runs elsewhere: its CPU is not measured');
     else if (postgres && m.rps > 0)
       console.log(`  PostgreSQL CPU ${m.cpu.database} % = ${((m.cpu.database * 10) / m.rps).toFixed(2)} ms/req`);
@@ -109,6 +148,7 @@ async function main(): Promise<void> {
     await closeSeedingAgent();
     rmSync(dir, { recursive: true, force: true });
     await dropDatabase?.();
+    await dropBaselineDatabase?.();
   }
 }
 

@@ -108,6 +108,7 @@ async function mintTokens(emulator: EmulatorClient, users: number, runId: string
       facebook: facebook.map((token) => token.access_token),
       facebookUids: facebook.map((token) => token.user_id),
       google: google.slice(0, users),
+      googleSubs: Array.from({ length: users }, (_, i) => person(i).sub),
     },
   };
 }

@@ -23,6 +23,7 @@ import {
 } from './processes.js';
 import { summarizeProfile } from './profile.js';
 import { checkTargets, median, render, writeResults, type Report, type Row, type Startup } from './report.js';
+import { startBaselineCF } from './baseline-cf.js';
 import { benchServerEnv } from './server-env.js';
 import { FIXED_SLOW_PROVIDER, SLOW_PROVIDER, slowProviderLabel } from './slow-provider.js';
 import { throwawayPostgres } from './throwaway-database.js';
@@ -233,22 +234,18 @@ async function main(): Promise<void> {
   // Baselines C, F and L: a Google / a Facebook sign-in's (a link's) unavoidable work (the provider check, the sign-in
   // transaction, ES256) on bare node:http, on the database of the cases they are compared with: one process per
   // database, started before that database's cases, each measured right before its case (on PostgreSQL, in a throwaway database of its own).
-  const startBaselineCF = async (db: BenchDatabase): Promise<{ child: Child; url: string }> => {
-    const databaseUrl =
-      db.kind === 'postgres' ? await postgresDatabase(env.BENCH_DATABASE_URL!, 'social_link_baseline') : undefined;
-    const child = startNode(`baseline C/F (${db.kind})`, ['--import', 'tsx', 'bench/baseline-c.ts'], {
-      NODE_ENV: 'production',
-      BENCH_GOOGLE_JWKS_URL: `${emulatorUrl}/google/oauth2/v3/certs`,
-      BENCH_GOOGLE_CLIENT_ID: apps.google.clientIds[0]!,
-      BENCH_GOOGLE_SUBS: JSON.stringify(Array.from({ length: USERS }, (_, i) => `bench-${runId}-${i}`)),
-      BENCH_FACEBOOK_API_URL: `${emulatorUrl}/facebook`,
-      BENCH_FACEBOOK_APP_ID: apps.facebook.appId,
-      BENCH_FACEBOOK_APP_SECRET: apps.facebook.appSecret,
-      BENCH_FACEBOOK_UIDS: JSON.stringify(linked.facebookUids),
-      ...(databaseUrl ? { BENCH_BASELINE_DATABASE_URL: databaseUrl.url } : {}),
+  const startBaselineCFOn = async (db: BenchDatabase) =>
+    startBaselineCF({
+      name: `baseline C/F (${db.kind})`,
+      emulatorUrl,
+      apps,
+      googleSubs: linked.googleSubs,
+      facebookUids: linked.facebookUids,
+      postgresUrl:
+        db.kind === 'postgres'
+          ? (await postgresDatabase(env.BENCH_DATABASE_URL!, 'social_link_baseline')).url
+          : undefined,
     });
-    return { child, url: await announcedUrl(child) };
-  };
   // The bare server's rows (no database): B, A1, A, and A with the slow provider (case 4's limit).
   const measureBareBaselines = async (db: BenchDatabase) => {
     const bare = { server: `bare Fastify (before ${db.kind})` };
@@ -291,7 +288,7 @@ async function main(): Promise<void> {
   for (const db of databases) {
     if (db.kind === 'postgres') postgresPid = db.serverPid;
     const slowRps = await measureBareBaselines(db);
-    const cf = await startBaselineCF(db);
+    const cf = await startBaselineCFOn(db);
     const dbName = db.kind === 'postgres' ? 'PostgreSQL' : 'SQLite';
     const bareHttp = { server: `bare node:http, ${db.kind}`, database: db.kind };
     const limitOf = (baseline: Row) => ({ name: baseline.label.split(':')[0]!, rps: baseline.m.rps });

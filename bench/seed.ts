@@ -51,20 +51,24 @@ export interface LinkedTokens {
   /** The Facebook user id of each of those tokens (what debug_token answers). */
   facebookUids: string[];
   google: string[];
+  /** The Google account (`sub`) of each of those ID tokens. */
+  googleSubs: string[];
 }
 
 /** Mints `count` Facebook access tokens and Google ID tokens (a day long, each its own account). */
 export async function mintLinkedTokens(emulator: EmulatorClient, count: number, runId: string): Promise<LinkedTokens> {
   const minted = await mapLimit(range(count), 16, () => emulator.mintFacebookToken({ expires_in: DAY }));
+  const googleSubs = range(count).map((i) => `bench-${runId}-${i}`);
   const google = await mapLimit(
-    range(count),
+    googleSubs,
     16,
-    async (i) => (await emulator.mintIdToken('google', { sub: `bench-${runId}-${i}`, expires_in: DAY })).id_token,
+    async (sub) => (await emulator.mintIdToken('google', { sub, expires_in: DAY })).id_token,
   );
   return {
     facebook: minted.map((token) => token.access_token),
     facebookUids: minted.map((token) => token.user_id),
     google,
+    googleSubs,
   };
 }
 
