@@ -78,7 +78,7 @@ function databaseOf(database: string | Kysely<Database> | undefined): Kysely<Dat
     throw new ConfigError(
       "socialLink: `database` must name social-link's own database (sqlite:PATH or postgres://…), apart from your tables",
     );
-  return typeof database === 'object' ? database : openDatabase(database);
+  return typeof database === 'object' ? database : openDatabase(database, { checkpointThread: true });
 }
 
 /**

@@ -28,7 +28,12 @@ export async function startServer(
     const migrator = openDatabase(config.databaseUrl);
     await migrateToLatest(migrator).finally(() => migrator.destroy());
   }
-  const db = options.db ?? openDatabase(config.databaseUrl, { queryTimeoutMs: config.databaseQueryTimeoutMs });
+  const db =
+    options.db ??
+    openDatabase(config.databaseUrl, {
+      queryTimeoutMs: config.databaseQueryTimeoutMs,
+      checkpointThread: true,
+    });
   // The app closes the database it was given when we opened it: after the last handler and the webhook
   // dispatcher are done with it (buildApp's onClose).
   const app = await buildApp({ ...options, db, closeDatabase: !options.db });

@@ -6,6 +6,7 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect, type PostgresPool, ty
 import { ConfigError } from '../lib/settings.js';
 import { migrationProvider } from './migrations.js';
 import { fromDatabase } from './database-health.js';
+import { CheckpointedSqliteDialect, WalCheckpoints } from './wal-checkpoints.js';
 
 /** Connections each process keeps to PostgreSQL at most. */
 const POOL_SIZE = 20;
@@ -18,8 +19,12 @@ export { isPostgres } from './migrations.js';
  * Opens the database named by a URL: `sqlite:PATH` (embedded, the default) or `postgres://...`.
  * `queryTimeoutMs` (PostgreSQL): a query with no answer after this fails (a network cut that resets nothing);
  * the server sets it, migrations and the CLI do not (an index built on a big table may take long).
+ * `checkpointThread` (SQLite): a long-lived connection's WAL checkpoints run in a thread of their own.
  */
-export function openDatabase(url: string, { queryTimeoutMs }: { queryTimeoutMs?: number } = {}): Kysely<Database> {
+export function openDatabase(
+  url: string,
+  { queryTimeoutMs, checkpointThread }: { queryTimeoutMs?: number; checkpointThread?: boolean } = {},
+): Kysely<Database> {
   if (url.startsWith('sqlite:')) {
     const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
     let sqlite: SQLite.Database;
@@ -37,7 +42,11 @@ export function openDatabase(url: string, { queryTimeoutMs }: { queryTimeoutMs?:
     // power loss may drop the last commits. It saves an fsync per commit.
     sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('foreign_keys = ON');
-    return new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+    const config = { database: withStatementCache(sqlite) };
+    // A server's connection (checkpointThread): the log is copied back by a thread of its own (wal-checkpoints.ts).
+    if (checkpointThread && path !== ':memory:')
+      return new Kysely<Database>({ dialect: new CheckpointedSqliteDialect(config, new WalCheckpoints(sqlite, path)) });
+    return new Kysely<Database>({ dialect: new SqliteDialect(config) });
   }
   // pg is loaded on first use: a server on SQLite never pays for it.
   const pool = async () => {

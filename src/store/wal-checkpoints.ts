@@ -1,0 +1,198 @@
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import type SQLite from 'better-sqlite3';
+import { SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type SqliteDialectConfig } from 'kysely';
+
+/*
+ * SQLite in WAL mode appends each commit to the log, and now and then copies the log back into the database file: a
+ * checkpoint. By default the committing connection runs it (every 1,000 pages), and better-sqlite3 is synchronous:
+ * the event loop then waits ~10 ms for the disk (two fsyncs), every ~70 sign-ins — the largest part of a sign-in's
+ * database time. Here a thread of its own checkpoints instead, on a connection of its own:
+ *
+ * - every INTERVAL_MS it copies what the log holds (PASSIVE: it never blocks a writer, nor waits for one);
+ * - the log starts over from its beginning only when a write begins while the log is all copied; under a steady load
+ *   a commit always lands during the copy, so once the log is RESTART_FRAMES long the thread asks for a pause:
+ *   the next query waits (asynchronously: the event loop runs on) while the thread copies the last few commits,
+ *   and the write after it starts the log over. The pause is the time to copy those frames (a millisecond or two),
+ *   no query waiting on the disk in the meantime blocks the process.
+ * - should the thread fail, the connection checkpoints itself again (SQLite's default); should it lag, the
+ *   connection does it past FALLBACK_FRAMES.
+ *
+ * Only the server's (and the embedding plugin's) connection has one: a CLI command ends before it would matter.
+ */
+
+/** The thread copies the log this often. */
+const INTERVAL_MS = 50;
+/** A log this long is started over (SQLite's own checkpoint threshold). */
+const RESTART_FRAMES = 1000;
+/** The connection's own checkpoint threshold while the thread works: only if the thread falls far behind. */
+const FALLBACK_FRAMES = 10_000;
+/** SQLite's default threshold, back when the thread has failed. */
+const DEFAULT_FRAMES = 1000;
+/** A pause never waits longer than this for the thread (a disk that hangs): queries go on, the log restarts later. */
+const PAUSE_LIMIT_MS = 1000;
+
+// The thread: CommonJS, evaluated (the same code from src/ under the tests and from dist/). It loads better-sqlite3
+// from the path the main thread resolved.
+const THREAD = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.driver);
+const db = new Database(workerData.path, { fileMustExist: true });
+const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
+let timer;
+const pass = () => checkpoint.get();
+const failed = (error) => parentPort.postMessage({ failed: String(error && error.message) });
+const tick = () => {
+  try {
+    if (pass().log >= workerData.restartFrames) return parentPort.postMessage('pause');
+  } catch (error) {
+    failed(error);
+  }
+  timer = setTimeout(tick, workerData.intervalMs);
+};
+parentPort.on('message', (message) => {
+  if (message === 'paused') {
+    try {
+      const { log, checkpointed } = pass();
+      parentPort.postMessage({ resumed: { log, checkpointed } });
+    } catch (error) {
+      failed(error);
+      parentPort.postMessage({ resumed: undefined });
+    }
+    timer = setTimeout(tick, workerData.intervalMs);
+  } else if (message === 'stop') {
+    clearTimeout(timer);
+    db.close();
+    parentPort.close();
+  }
+});
+timer = setTimeout(tick, workerData.intervalMs);
+`;
+
+/** What the thread did, for tests and the curious. */
+export interface CheckpointStats {
+  /** Pauses served: each let the log start over. */
+  pauses: number;
+  /** The thread's error, once it has failed (the connection checkpoints itself since). */
+  failure?: string;
+}
+
+/** The checkpoint thread of one SQLite connection (`path`, in WAL mode). */
+export class WalCheckpoints {
+  readonly stats: CheckpointStats = { pauses: 0 };
+  private readonly thread: Worker;
+  private pauseAsked = false;
+  private resume?: () => void;
+  private ended?: Promise<void>;
+
+  constructor(
+    private readonly sqlite: SQLite.Database,
+    path: string,
+  ) {
+    sqlite.pragma(`wal_autocheckpoint = ${FALLBACK_FRAMES}`);
+    this.thread = new Worker(THREAD, {
+      eval: true,
+      workerData: {
+        driver: createRequire(import.meta.url).resolve('better-sqlite3'),
+        path,
+        intervalMs: INTERVAL_MS,
+        restartFrames: RESTART_FRAMES,
+      },
+      // It holds almost nothing: a small heap keeps the process's memory as it was.
+      resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 1, stackSizeMb: 1 },
+    });
+    // Never what keeps a process alive.
+    this.thread.unref();
+    this.thread.on('message', (message: unknown) => {
+      if (message === 'pause') this.pauseAsked = true;
+      else if (typeof message === 'object' && message !== null && 'resumed' in message) this.endPause();
+      else if (typeof message === 'object' && message !== null && 'failed' in message)
+        this.fail(String((message as { failed: unknown }).failed));
+    });
+    this.thread.on('error', (error) => this.fail(error.message));
+    this.thread.on('exit', () => {
+      if (!this.ended) this.fail('the checkpoint thread ended');
+    });
+  }
+
+  /** Called with the connection in hand, before its query: when the thread asked for it, the pause happens now. */
+  async beforeQuery(): Promise<void> {
+    if (!this.pauseAsked || this.stats.failure) return;
+    this.pauseAsked = false;
+    await new Promise<void>((resolve) => {
+      const limit = setTimeout(() => this.endPause(), PAUSE_LIMIT_MS);
+      this.resume = () => {
+        clearTimeout(limit);
+        resolve();
+      };
+      this.thread.postMessage('paused');
+    });
+  }
+
+  /** Ends the thread (its connection closed), before the main connection closes. */
+  stop(): Promise<void> {
+    this.ended ??= new Promise<void>((resolve) => {
+      this.endPause();
+      if (this.stats.failure) return resolve();
+      this.thread.once('exit', () => resolve());
+      // Waited for: the process must not end (its loop empty) before the thread has closed its connection.
+      this.thread.ref();
+      this.thread.postMessage('stop');
+    });
+    return this.ended;
+  }
+
+  private endPause(): void {
+    const resume = this.resume;
+    this.resume = undefined;
+    if (resume) {
+      this.stats.pauses++;
+      resume();
+    }
+  }
+
+  /** The thread is gone or broken: the connection checkpoints itself again, as SQLite does by default. */
+  private fail(reason: string): void {
+    if (this.stats.failure || this.ended) return;
+    this.stats.failure = reason;
+    this.endPause();
+    if (this.sqlite.open) this.sqlite.pragma(`wal_autocheckpoint = ${DEFAULT_FRAMES}`);
+    void this.thread.terminate();
+    process.emitWarning(`SQLite checkpoint thread stopped (${reason}): the connection checkpoints itself`);
+  }
+}
+
+/** Kysely's SQLite dialect, with the pauses of a checkpoint thread (see the top of this file). */
+export class CheckpointedSqliteDialect extends SqliteDialect {
+  constructor(
+    private readonly dialectConfig: SqliteDialectConfig,
+    private readonly checkpoints: WalCheckpoints,
+  ) {
+    super(dialectConfig);
+  }
+
+  override createDriver(): Driver {
+    return new CheckpointedSqliteDriver(this.dialectConfig, this.checkpoints);
+  }
+}
+
+class CheckpointedSqliteDriver extends SqliteDriver {
+  constructor(
+    config: SqliteDialectConfig,
+    private readonly checkpoints: WalCheckpoints,
+  ) {
+    super(config);
+  }
+
+  // The connection is ours (the driver's mutex) until released: nothing reads or writes during the pause.
+  override async acquireConnection(): Promise<DatabaseConnection> {
+    const connection = await super.acquireConnection();
+    await this.checkpoints.beforeQuery();
+    return connection;
+  }
+
+  override async destroy(): Promise<void> {
+    await this.checkpoints.stop();
+    await super.destroy();
+  }
+}
