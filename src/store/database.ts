@@ -2,7 +2,15 @@ import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
 import type pg from 'pg';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
+import {
+  Kysely,
+  Migrator,
+  PostgresDialect,
+  SqliteDialect,
+  type PostgresPool,
+  type PostgresPoolClient,
+  type QueryResult,
+} from 'kysely';
 import { ConfigError } from '../lib/settings.js';
 import { migrationProvider } from './migrations.js';
 import { fromDatabase } from './database-health.js';
@@ -42,11 +50,17 @@ export function openDatabase(
     // power loss may drop the last commits. It saves an fsync per commit.
     sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('foreign_keys = ON');
-    const config = { database: withStatementCache(sqlite) };
+    const statements = withStatementCache(sqlite);
+    const config = { database: statements };
     // A server's connection (checkpointThread): the log is copied back by a thread of its own (wal-checkpoints.ts).
-    if (checkpointThread && path !== ':memory:')
-      return new Kysely<Database>({ dialect: new CheckpointedSqliteDialect(config, new WalCheckpoints(sqlite, path)) });
-    return new Kysely<Database>({ dialect: new SqliteDialect(config) });
+    const db = new Kysely<Database>({
+      dialect:
+        checkpointThread && path !== ':memory:'
+          ? new CheckpointedSqliteDialect(config, new WalCheckpoints(sqlite, path))
+          : new SqliteDialect(config),
+    });
+    sqliteRunners.set(db, runnerOf(statements));
+    return db;
   }
   // pg is loaded on first use: a server on SQLite never pays for it.
   const pool = async () => {
@@ -200,6 +214,26 @@ function withNamedStatements(pool: pg.Pool): PostgresPool {
       return wrapper;
     },
     end: () => pool.end(),
+  };
+}
+
+/**
+ * Runs one statement on a SQLite connection at once, as Kysely's SQLite driver does (the same statement cache and
+ * result), without its queue: only for the transaction that holds the connection (storage.ts, prepared.ts).
+ */
+export type SqliteRunner = (query: string, parameters: readonly unknown[]) => QueryResult<unknown>;
+
+const sqliteRunners = new WeakMap<Kysely<Database>, SqliteRunner>();
+
+/** The statement runner of a SQLite database opened by openDatabase (undefined: PostgreSQL, or a host's Kysely). */
+export const sqliteRunnerOf = (db: Kysely<Database>): SqliteRunner | undefined => sqliteRunners.get(db);
+
+function runnerOf(statements: ReturnType<typeof withStatementCache>): SqliteRunner {
+  return (query, parameters) => {
+    const statement = statements.prepare(query);
+    if (statement.reader) return { rows: statement.all(parameters) };
+    const { changes, lastInsertRowid } = statement.run(parameters);
+    return { numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid), rows: [] };
   };
 }
 

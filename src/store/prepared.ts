@@ -1,5 +1,6 @@
 import { CompiledQuery, type Compilable, type Kysely, type QueryResult } from 'kysely';
 import { isPostgres } from './migrations.js';
+import type { SqliteRunner } from './database.js';
 import type { Database } from './schema.js';
 
 /**
@@ -28,6 +29,19 @@ export function prepared<Args extends unknown[], Row>(build: (db: Kysely<Databas
       compiled.set(postgres, query);
     }
     const values = query.slots.map((slot) => (typeof slot === 'number' ? args[slot] : slot.value));
+    const held = heldConnections.get(db);
+    if (held) return held(query.sql, values) as QueryResult<Row>;
     return db.executeQuery<Row>(CompiledQuery.raw(query.sql, values));
   };
+}
+
+const heldConnections = new WeakMap<Kysely<Database>, SqliteRunner>();
+
+/**
+ * SQLite: `db` is bound to the one connection, which its transaction holds (Kysely's lock) until it ends: the hot
+ * queries run on it directly, without going through Kysely's queue for each (storage.ts's transactions).
+ */
+export function runOnHeldConnection(db: Kysely<Database>, runner: SqliteRunner): { release(): void } {
+  heldConnections.set(db, runner);
+  return { release: () => heldConnections.delete(db) };
 }

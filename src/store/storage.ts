@@ -15,6 +15,8 @@ import { Directory } from './directory.js';
 import { ServiceKeys } from './service-keys.js';
 import { Staff } from './staff.js';
 import { DatabaseHealth } from './database-health.js';
+import { sqliteRunnerOf } from './database.js';
+import { runOnHeldConnection } from './prepared.js';
 
 const BEGIN_IMMEDIATE = CompiledQuery.raw('begin immediate');
 const COMMIT = CompiledQuery.raw('commit');
@@ -88,15 +90,21 @@ export class Storage {
     // SQLite: take the write lock at BEGIN. A plain (deferred) transaction that reads, then writes, fails
     // at once with "database is locked" when another process (a second worker) wrote meanwhile, instead
     // of waiting for busy_timeout.
+    const runner = sqliteRunnerOf(this.db);
     return this.db.connection().execute(async (connection) => {
-      await connection.executeQuery(BEGIN_IMMEDIATE);
+      const held = runner && runOnHeldConnection(connection, runner);
+      const run = (statement: CompiledQuery) =>
+        runner ? runner(statement.sql, statement.parameters) : connection.executeQuery(statement);
+      await run(BEGIN_IMMEDIATE);
       try {
         const result = await work(bound(connection, true));
-        await connection.executeQuery(COMMIT);
+        await run(COMMIT);
         return result;
       } catch (error) {
-        await connection.executeQuery(ROLLBACK);
+        await run(ROLLBACK);
         throw error;
+      } finally {
+        held?.release();
       }
     });
   }
