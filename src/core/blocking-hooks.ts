@@ -127,7 +127,7 @@ export class BlockingHooks {
     const response = await this.poster.post(config.url, { id, at, body }, signer, config.timeoutMs);
     let text: string;
     try {
-      text = await readCapped(response.body, MAX_ANSWER_BYTES);
+      text = await readCapped(response, MAX_ANSWER_BYTES);
     } catch (error) {
       if (error instanceof AnswerTooLarge)
         throw new HookFailure('malformed', `an answer of more than ${MAX_ANSWER_BYTES} bytes`);

@@ -14,7 +14,15 @@ const http = new ProviderHttp('test', {
 
 beforeAll(async () => {
   server = createServer((request, response) => {
-    const bytes = Number(new URL(request.url ?? '/', 'http://x').searchParams.get('bytes'));
+    const query = new URL(request.url ?? '/', 'http://x').searchParams;
+    const bytes = Number(query.get('bytes'));
+    if (query.has('declared')) {
+      // With a Content-Length: the body is that long (a lie would break the HTTP framing, not our cap).
+      const body = `${' '.repeat(Math.max(0, bytes - 2))}{}`;
+      response.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      response.on('error', () => {});
+      return void response.end(body);
+    }
     response.writeHead(200, { 'content-type': 'application/json' });
     // Chunked, no Content-Length: only counting what arrives can stop it.
     const chunk = ' '.repeat(64 * 1024);
@@ -48,5 +56,11 @@ describe('provider answers', () => {
     expect(refusal).toBeInstanceOf(ProviderUnavailableError);
     expect(refusal).toMatchObject({ statusCode: 502, reason: 'answered more than 1048576 bytes' });
     expect(outcomes.at(-1)).toBe('invalid_response');
+  });
+
+  it('with a Content-Length: read in one go up to 1 MiB, refused unread past it', async () => {
+    expect((await http.json(`${base}/?declared&bytes=${1024 * 1024}`)).body).toEqual({});
+    const refusal = await http.json(`${base}/?declared&bytes=${1024 * 1024 + 1}`).catch((error: unknown) => error);
+    expect(refusal).toMatchObject({ statusCode: 502, reason: 'answered more than 1048576 bytes' });
   });
 });

@@ -103,7 +103,7 @@ export class ProviderHttp {
           dispatcher: agent,
           signal: AbortSignal.timeout(this.timeoutMs),
         });
-        text = await readCapped(response.body, this.maxAnswerBytes);
+        text = await readCapped(response, this.maxAnswerBytes);
       } catch (error) {
         if (error instanceof AnswerTooLarge) {
           finish('invalid_response');
@@ -151,11 +151,26 @@ export class ProviderHttp {
 
 export class AnswerTooLarge extends Error {}
 
-/** The body as text, refused (and the connection dropped) past `max` bytes, before it is all in memory. */
+/**
+ * The body as text, refused (and the connection dropped) past `max` bytes, before it is all in memory. A body whose
+ * Content-Length is given (most answers) is read in one go, or refused unread; the framing stops it at that length.
+ */
 export async function readCapped(
-  body: AsyncIterable<Uint8Array> & { destroy(): unknown },
+  response: {
+    body: AsyncIterable<Uint8Array> & { destroy(): unknown; text(): Promise<string> };
+    headers: Record<string, string | string[] | undefined>;
+  },
   max: number,
 ): Promise<string> {
+  const { body } = response;
+  const declared = response.headers['content-length'];
+  if (typeof declared === 'string' && /^\d+$/.test(declared)) {
+    if (Number(declared) > max) {
+      body.destroy();
+      throw new AnswerTooLarge();
+    }
+    return body.text();
+  }
   const chunks: Uint8Array[] = [];
   let size = 0;
   for await (const chunk of body) {
