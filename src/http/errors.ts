@@ -89,8 +89,9 @@ export function installErrorHandling(app: FastifyInstance, databaseHealth: Datab
     // The callback form (it answers through `done`): no promise to wait for.
     void parseJson(request, text as string, done);
   });
-  app.addHook('preValidation', async (request) => {
+  app.addHook('preValidation', (request, _reply, done) => {
     if (request.body === undefined && (request.method === 'POST' || request.method === 'PUT')) request.body = {};
+    done();
   });
 
   app.setNotFoundHandler((request, reply) => {

@@ -30,15 +30,16 @@ export function stopInStages(app: FastifyInstance): Lifecycle {
   let handling = 0;
   const waiters: Array<() => void> = [];
   const handled = new WeakSet<FastifyRequest>();
-  app.addHook('preHandler', async (request) => {
+  app.addHook('preHandler', (request, _reply, done) => {
     handled.add(request);
     handling++;
+    done();
   });
-  app.addHook('onSend', async (request, reply) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     // Also the answers of requests that were under way when draining began: no connection stays for reuse.
     if (draining) reply.header('connection', 'close');
-    if (!handled.delete(request)) return;
-    if (--handling === 0) for (const wake of waiters.splice(0)) wake();
+    if (handled.delete(request) && --handling === 0) for (const wake of waiters.splice(0)) wake();
+    done(null, payload);
   });
   return {
     get draining() {
