@@ -233,7 +233,7 @@ async function main(): Promise<void> {
   const baselineUrl = await announcedUrl(baselineChild);
   // Baselines C, F and L: a Google / a Facebook sign-in's (a link's) unavoidable work (the provider check, the sign-in
   // transaction, ES256) on bare node:http, on the database of the cases they are compared with: one process per
-  // database, started before that database's cases, each measured right before its case (on PostgreSQL, in a throwaway database of its own).
+  // database, started before that database's cases, each measured right before and right after its case (on PostgreSQL, in a throwaway database of its own).
   const startBaselineCFOn = async (db: BenchDatabase) =>
     startBaselineCF({
       name: `baseline C/F (${db.kind})`,
@@ -291,7 +291,6 @@ async function main(): Promise<void> {
     const cf = await startBaselineCFOn(db);
     const dbName = db.kind === 'postgres' ? 'PostgreSQL' : 'SQLite';
     const bareHttp = { server: `bare node:http, ${db.kind}`, database: db.kind };
-    const limitOf = (baseline: Row) => ({ name: baseline.label.split(':')[0]!, rps: baseline.m.rps });
     const serverEnv = serverEnvOf(db);
     const on = (workers: number) => ({ server: `${db.kind} ×${workers}`, database: db.kind, workers });
 
@@ -309,39 +308,69 @@ async function main(): Promise<void> {
     await linkUsers(one.url, linked);
     log(`linked ${USERS} guest users to a Facebook and a Google account each`);
 
-    // Each case right after the baseline doing its work (seconds apart, not minutes: this machine's speed drifts), each
-    // server idle while the other is measured.
-    const f = await run(
-      { id: 'baseline-f', label: `baseline F: debug_token + ${dbName} tx + ES256`, ...bareHttp },
-      { url: cf.url, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) },
-      cf.child,
+    // Each case between two runs of the baseline doing its work (seconds apart, not minutes: this machine's speed
+    // drifts), compared with their mean; each server idle while the other is measured.
+    const bracketed = async (baseline: (after: boolean) => Promise<Row>, measureCase: () => Promise<Row>) => {
+      const before = await baseline(false);
+      const measured = await measureCase();
+      const after = await baseline(true);
+      const limit = { name: before.label.split(':')[0]!, rps: Math.round((before.m.rps + after.m.rps) / 2) };
+      measured.limit = limit;
+      measured.ratio = measured.m.rps / limit.rps;
+      measured.notes.push(
+        `${limit.name}: ${before.m.rps} req/s before this case, ${after.m.rps} after; the limit is their mean`,
+      );
+      return limit;
+    };
+    const afterLabel = (after: boolean, caseName: string) => (after ? ` (after ${caseName})` : '');
+    const limitF = await bracketed(
+      (after) =>
+        run(
+          {
+            id: 'baseline-f',
+            label: `baseline F: debug_token + ${dbName} tx + ES256${afterLabel(after, 'case 1')}`,
+            ...bareHttp,
+          },
+          { url: cf.url, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) },
+          cf.child,
+        ),
+      () =>
+        run(
+          { id: 'case1', label: 'case 1: auth/facebook', ...on(1) },
+          { url: one.url, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) },
+          one.child,
+        ),
     );
-    const limitF = limitOf(f);
-    await run(
-      { id: 'case1', label: 'case 1: auth/facebook', ...on(1), limit: limitF },
-      { url: one.url, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) },
-      one.child,
+    const limitC = await bracketed(
+      (after) =>
+        run(
+          {
+            id: 'baseline-c',
+            label: `baseline C: RS256 + ${dbName} tx + ES256${afterLabel(after, 'case 2')}`,
+            ...bareHttp,
+          },
+          { url: cf.url, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) },
+          cf.child,
+        ),
+      () =>
+        run(
+          { id: 'case2', label: 'case 2: auth/google', ...on(1) },
+          { url: one.url, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) },
+          one.child,
+        ),
     );
-    const c = await run(
-      { id: 'baseline-c', label: `baseline C: RS256 + ${dbName} tx + ES256`, ...bareHttp },
-      { url: cf.url, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) },
-      cf.child,
-    );
-    const limitC = limitOf(c);
-    await run(
-      { id: 'case2', label: 'case 2: auth/google', ...on(1), limit: limitC },
-      { url: one.url, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) },
-      one.child,
-    );
-    const l = await runLinks(
-      { id: 'baseline-l', label: `baseline L: ES256 + 2 Graph calls + ${dbName} link tx`, ...bareHttp },
-      cf.url,
-      cf.child,
-    );
-    await runLinks(
-      { id: 'case3', label: 'case 3: associate/facebook', ...on(1), limit: limitOf(l) },
-      one.url,
-      one.child,
+    await bracketed(
+      (after) =>
+        runLinks(
+          {
+            id: 'baseline-l',
+            label: `baseline L: ES256 + 2 Graph calls + ${dbName} link tx${afterLabel(after, 'case 3')}`,
+            ...bareHttp,
+          },
+          cf.url,
+          cf.child,
+        ),
+      () => runLinks({ id: 'case3', label: 'case 3: associate/facebook', ...on(1) }, one.url, one.child),
     );
     await stop(cf.child);
 
