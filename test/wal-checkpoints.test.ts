@@ -30,11 +30,14 @@ function open(name: string) {
   sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('synchronous = NORMAL');
   sqlite.exec('create table rows (id integer primary key, body blob not null)');
-  const checkpoints = new WalCheckpoints(sqlite, path);
+  const thread: { checkpoints?: WalCheckpoints } = {};
   const db = new Kysely<Rows>({
-    dialect: new CheckpointedSqliteDialect({ database: sqlite }, checkpoints),
+    dialect: new CheckpointedSqliteDialect(
+      { database: sqlite },
+      () => (thread.checkpoints = new WalCheckpoints(sqlite, path)),
+    ),
   });
-  return { path, sqlite, checkpoints, db };
+  return { path, sqlite, thread, db };
 }
 
 /** `commits` write transactions of a page or so each, with the event loop's turns between them, as a server's. */
@@ -52,12 +55,15 @@ async function write(db: Kysely<Rows>, commits: number): Promise<void> {
 
 describe('SQLite checkpoints in a thread', () => {
   it('keep the log short while the connection never checkpoints itself below 10,000 pages', async () => {
-    const { path, sqlite, checkpoints, db } = open('short-log');
-    expect(sqlite.pragma('wal_autocheckpoint', { simple: true })).toBe(10_000);
+    const { path, sqlite, thread, db } = open('short-log');
+    // The thread starts with the first query.
+    expect(thread.checkpoints).toBeUndefined();
+    expect(sqlite.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
     // 12,000 commits of a page or more: left to the connection, the log would grow to 10,000 pages.
     await write(db, 12_000);
-    expect(checkpoints.stats.failure).toBeUndefined();
-    expect(checkpoints.stats.pauses).toBeGreaterThan(0);
+    expect(sqlite.pragma('wal_autocheckpoint', { simple: true })).toBe(10_000);
+    expect(thread.checkpoints!.stats.failure).toBeUndefined();
+    expect(thread.checkpoints!.stats.restarts).toBeGreaterThan(0);
     // It started over: its high-water mark is the thread's threshold (1,000 pages) plus what came meanwhile.
     expect(walPages(path)).toBeLessThan(5000);
     expect(
@@ -68,6 +74,30 @@ describe('SQLite checkpoints in a thread', () => {
           .executeTakeFirstOrThrow()
       ).n,
     ).toBe(12_000);
+    await db.destroy();
+  });
+
+  it("while another connection's reader holds old frames, pauses back off (one per 1,000 more pages), then restart", async () => {
+    const { path, thread, db } = open('held-reader');
+    await write(db, 10);
+    const reader = new SQLite(path);
+    reader.exec('begin');
+    reader.prepare('select count(*) from rows').get();
+    const framesBefore = walPages(path);
+    // A steady load for 1.5 s: the thread's tick (every 50 ms) comes some 30 times.
+    for (const until = Date.now() + 1500; Date.now() < until;) {
+      await write(db, 10);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const grown = walPages(path) - framesBefore;
+    const stats = thread.checkpoints!.stats;
+    // Nothing can be copied past the reader's snapshot: a pause at each 50 ms tick would hold every query for nothing.
+    expect(stats.restarts).toBe(0);
+    expect(stats.partialPauses).toBeLessThanOrEqual(Math.ceil(grown / 1000) + 1);
+    reader.exec('commit');
+    reader.close();
+    await write(db, 4000);
+    expect(stats.restarts).toBeGreaterThan(0);
     await db.destroy();
   });
 
@@ -92,11 +122,15 @@ describe('SQLite checkpoints in a thread', () => {
     const onWarning = (warning: Error) => warnings.push(warning.message);
     process.on('warning', onWarning);
     // The thread opens a file that is not there (fileMustExist): it fails at once.
-    const checkpoints = new WalCheckpoints(sqlite, join(dir, 'missing', 'nothing.sqlite'));
+    let checkpoints: WalCheckpoints | undefined;
     const db = new Kysely<Rows>({
-      dialect: new CheckpointedSqliteDialect({ database: sqlite }, checkpoints),
+      dialect: new CheckpointedSqliteDialect(
+        { database: sqlite },
+        () => (checkpoints = new WalCheckpoints(sqlite, join(dir, 'missing', 'nothing.sqlite'))),
+      ),
     });
-    await expect.poll(() => checkpoints.stats.failure, { timeout: 10_000 }).toBeDefined();
+    await write(db, 1);
+    await expect.poll(() => checkpoints?.stats.failure, { timeout: 10_000 }).toBeDefined();
     expect(sqlite.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
     await write(db, 3000);
     expect(walPages(path)).toBeLessThan(1500);

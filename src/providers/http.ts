@@ -181,7 +181,9 @@ export async function readCapped(
     }
     chunks.push(chunk);
   }
-  return Buffer.concat(chunks).toString('utf8');
+  const text = Buffer.concat(chunks).toString('utf8');
+  // As undici's body.text() (the path above): a leading byte order mark is not part of the answer.
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
 export function isTimeout(error: unknown): boolean {

@@ -56,7 +56,7 @@ export function openDatabase(
     const db = new Kysely<Database>({
       dialect:
         checkpointThread && path !== ':memory:'
-          ? new CheckpointedSqliteDialect(config, new WalCheckpoints(sqlite, path))
+          ? new CheckpointedSqliteDialect(config, () => new WalCheckpoints(sqlite, path))
           : new SqliteDialect(config),
     });
     sqliteRunners.set(db, runnerOf(statements));

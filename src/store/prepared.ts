@@ -39,7 +39,9 @@ const heldConnections = new WeakMap<Kysely<Database>, SqliteRunner>();
 
 /**
  * SQLite: `db` is bound to the one connection, which its transaction holds (Kysely's lock) until it ends: the hot
- * queries run on it directly, without going through Kysely's queue for each (storage.ts's transactions).
+ * queries run on it directly, without going through Kysely's queue for each (storage.ts's transactions). They run when
+ * called, so a transaction awaits each query before the next (as every step does): one left running would be
+ * overtaken.
  */
 export function runOnHeldConnection(db: Kysely<Database>, runner: SqliteRunner): { release(): void } {
   heldConnections.set(db, runner);

@@ -92,10 +92,10 @@ export class Storage {
     // of waiting for busy_timeout.
     const runner = sqliteRunnerOf(this.db);
     return this.db.connection().execute(async (connection) => {
-      const held = runner && runOnHeldConnection(connection, runner);
       const run = (statement: CompiledQuery) =>
         runner ? runner(statement.sql, statement.parameters) : connection.executeQuery(statement);
       await run(BEGIN_IMMEDIATE);
+      const held = runner && runOnHeldConnection(connection, runner);
       try {
         const result = await work(bound(connection, true));
         await run(COMMIT);

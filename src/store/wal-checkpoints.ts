@@ -31,6 +31,8 @@ const FALLBACK_FRAMES = 10_000;
 const DEFAULT_FRAMES = 1000;
 /** A pause never waits longer than this for the thread (a disk that hangs): queries go on, the log restarts later. */
 const PAUSE_LIMIT_MS = 1000;
+/** Closing waits this long for the thread to close its connection, then ends it. */
+const STOP_LIMIT_MS = 5000;
 
 // The thread: CommonJS, evaluated (the same code from src/ under the tests and from dist/). It loads better-sqlite3
 // from the path the main thread resolved.
@@ -39,27 +41,35 @@ const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.driver);
 const db = new Database(workerData.path, { fileMustExist: true });
 const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
+const { restartFrames, intervalMs } = workerData;
 let timer;
+// The log length that asks for a pause: further on while a pause cannot catch up (another process's reader holds
+// old frames, another process keeps writing), back to restartFrames once the log has started over.
+let pauseAt = restartFrames;
 const pass = () => checkpoint.get();
 const failed = (error) => parentPort.postMessage({ failed: String(error && error.message) });
 const tick = () => {
   try {
-    if (pass().log >= workerData.restartFrames) return parentPort.postMessage('pause');
+    const { log } = pass();
+    if (log < pauseAt - restartFrames) pauseAt = restartFrames;
+    if (log >= pauseAt) return parentPort.postMessage('pause');
   } catch (error) {
     failed(error);
   }
-  timer = setTimeout(tick, workerData.intervalMs);
+  timer = setTimeout(tick, intervalMs);
 };
 parentPort.on('message', (message) => {
   if (message === 'paused') {
+    let caughtUp = false;
     try {
       const { log, checkpointed } = pass();
-      parentPort.postMessage({ resumed: { log, checkpointed } });
+      caughtUp = log === checkpointed;
+      pauseAt = caughtUp ? restartFrames : log + restartFrames;
     } catch (error) {
       failed(error);
-      parentPort.postMessage({ resumed: undefined });
     }
-    timer = setTimeout(tick, workerData.intervalMs);
+    parentPort.postMessage({ resumed: { caughtUp } });
+    timer = setTimeout(tick, intervalMs);
   } else if (message === 'stop') {
     clearTimeout(timer);
     db.close();
@@ -71,128 +81,149 @@ timer = setTimeout(tick, workerData.intervalMs);
 
 /** What the thread did, for tests and the curious. */
 export interface CheckpointStats {
-  /** Pauses served: each let the log start over. */
-  pauses: number;
+  /** Pauses that copied the whole log: the next write starts it over. */
+  restarts: number;
+  /** Pauses that could not (another process's reader or writer): the next one waits for more log. */
+  partialPauses: number;
   /** The thread's error, once it has failed (the connection checkpoints itself since). */
   failure?: string;
 }
 
 /** The checkpoint thread of one SQLite connection (`path`, in WAL mode). */
 export class WalCheckpoints {
-  readonly stats: CheckpointStats = { pauses: 0 };
-  private readonly thread: Worker;
+  readonly stats: CheckpointStats = { restarts: 0, partialPauses: 0 };
+  private thread?: Worker;
   private pauseAsked = false;
-  private resume?: () => void;
+  private resume?: (caughtUp: boolean | undefined) => void;
   private ended?: Promise<void>;
 
   constructor(
     private readonly sqlite: SQLite.Database,
     path: string,
   ) {
+    try {
+      this.thread = new Worker(THREAD, {
+        eval: true,
+        workerData: {
+          driver: createRequire(import.meta.url).resolve('better-sqlite3'),
+          path,
+          intervalMs: INTERVAL_MS,
+          restartFrames: RESTART_FRAMES,
+        },
+        // It holds almost nothing: a small heap keeps the process's memory as it was.
+        resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 1, stackSizeMb: 1 },
+      });
+    } catch (error) {
+      this.fail((error as Error).message);
+      return;
+    }
     sqlite.pragma(`wal_autocheckpoint = ${FALLBACK_FRAMES}`);
-    this.thread = new Worker(THREAD, {
-      eval: true,
-      workerData: {
-        driver: createRequire(import.meta.url).resolve('better-sqlite3'),
-        path,
-        intervalMs: INTERVAL_MS,
-        restartFrames: RESTART_FRAMES,
-      },
-      // It holds almost nothing: a small heap keeps the process's memory as it was.
-      resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 1, stackSizeMb: 1 },
-    });
-    // Never what keeps a process alive.
+    // Never what keeps a process alive (stop() waits for it).
     this.thread.unref();
     this.thread.on('message', (message: unknown) => {
       if (message === 'pause') this.pauseAsked = true;
-      else if (typeof message === 'object' && message !== null && 'resumed' in message) this.endPause();
+      else if (typeof message === 'object' && message !== null && 'resumed' in message)
+        this.endPause((message as { resumed: { caughtUp: boolean } }).resumed.caughtUp);
       else if (typeof message === 'object' && message !== null && 'failed' in message)
         this.fail(String((message as { failed: unknown }).failed));
     });
     this.thread.on('error', (error) => this.fail(error.message));
-    this.thread.on('exit', () => {
-      if (!this.ended) this.fail('the checkpoint thread ended');
-    });
+    this.thread.on('exit', () => this.fail('the checkpoint thread ended'));
   }
 
   /** Called with the connection in hand, before its query: when the thread asked for it, the pause happens now. */
   async beforeQuery(): Promise<void> {
-    if (!this.pauseAsked || this.stats.failure) return;
+    const thread = this.thread;
+    if (!this.pauseAsked || !thread || this.stats.failure || this.ended) return;
     this.pauseAsked = false;
     await new Promise<void>((resolve) => {
-      const limit = setTimeout(() => this.endPause(), PAUSE_LIMIT_MS);
-      this.resume = () => {
+      const limit = setTimeout(() => this.endPause(undefined), PAUSE_LIMIT_MS);
+      this.resume = (caughtUp) => {
         clearTimeout(limit);
+        if (caughtUp) this.stats.restarts++;
+        else if (caughtUp === false) this.stats.partialPauses++;
         resolve();
       };
-      this.thread.postMessage('paused');
+      thread.postMessage('paused');
     });
   }
 
-  /** Ends the thread (its connection closed), before the main connection closes. */
+  /** Ends the thread (its connection closed), before the main connection closes; a thread stuck on the disk is cut. */
   stop(): Promise<void> {
     this.ended ??= new Promise<void>((resolve) => {
-      this.endPause();
-      if (this.stats.failure) return resolve();
-      this.thread.once('exit', () => resolve());
+      const thread = this.thread;
+      this.endPause(undefined);
+      if (!thread || this.stats.failure) return resolve();
+      const cut = setTimeout(() => void thread.terminate(), STOP_LIMIT_MS);
+      thread.once('exit', () => {
+        clearTimeout(cut);
+        resolve();
+      });
       // Waited for: the process must not end (its loop empty) before the thread has closed its connection.
-      this.thread.ref();
-      this.thread.postMessage('stop');
+      thread.ref();
+      thread.postMessage('stop');
     });
     return this.ended;
   }
 
-  private endPause(): void {
+  private endPause(caughtUp: boolean | undefined): void {
     const resume = this.resume;
     this.resume = undefined;
-    if (resume) {
-      this.stats.pauses++;
-      resume();
-    }
+    resume?.(caughtUp);
   }
 
   /** The thread is gone or broken: the connection checkpoints itself again, as SQLite does by default. */
   private fail(reason: string): void {
     if (this.stats.failure || this.ended) return;
     this.stats.failure = reason;
-    this.endPause();
+    this.endPause(undefined);
     if (this.sqlite.open) this.sqlite.pragma(`wal_autocheckpoint = ${DEFAULT_FRAMES}`);
-    void this.thread.terminate();
+    void this.thread?.terminate();
     process.emitWarning(`SQLite checkpoint thread stopped (${reason}): the connection checkpoints itself`);
   }
 }
 
-/** Kysely's SQLite dialect, with the pauses of a checkpoint thread (see the top of this file). */
+/**
+ * Kysely's SQLite dialect, with the pauses of a checkpoint thread (see the top of this file). The thread starts with
+ * the driver (the first query) and ends with it: a database opened and never used has none.
+ */
 export class CheckpointedSqliteDialect extends SqliteDialect {
   constructor(
     private readonly dialectConfig: SqliteDialectConfig,
-    private readonly checkpoints: WalCheckpoints,
+    private readonly startCheckpoints: () => WalCheckpoints,
   ) {
     super(dialectConfig);
   }
 
   override createDriver(): Driver {
-    return new CheckpointedSqliteDriver(this.dialectConfig, this.checkpoints);
+    return new CheckpointedSqliteDriver(this.dialectConfig, this.startCheckpoints);
   }
 }
 
 class CheckpointedSqliteDriver extends SqliteDriver {
+  private checkpoints?: WalCheckpoints;
+
   constructor(
     config: SqliteDialectConfig,
-    private readonly checkpoints: WalCheckpoints,
+    private readonly startCheckpoints: () => WalCheckpoints,
   ) {
     super(config);
+  }
+
+  override async init(): Promise<void> {
+    await super.init();
+    this.checkpoints = this.startCheckpoints();
   }
 
   // The connection is ours (the driver's mutex) until released: nothing reads or writes during the pause.
   override async acquireConnection(): Promise<DatabaseConnection> {
     const connection = await super.acquireConnection();
-    await this.checkpoints.beforeQuery();
+    await this.checkpoints?.beforeQuery();
     return connection;
   }
 
   override async destroy(): Promise<void> {
-    await this.checkpoints.stop();
+    await this.checkpoints?.stop();
     await super.destroy();
   }
 }
