@@ -16,6 +16,13 @@ beforeAll(async () => {
   server = createServer((request, response) => {
     const query = new URL(request.url ?? '/', 'http://x').searchParams;
     const bytes = Number(query.get('bytes'));
+    if (query.has('bom')) {
+      // A byte order mark before the JSON, chunked or with a Content-Length.
+      const body = '\uFEFF{}';
+      const length = query.has('declared') ? { 'content-length': Buffer.byteLength(body) } : {};
+      response.writeHead(200, { 'content-type': 'application/json', ...length });
+      return void response.end(body);
+    }
     if (query.has('declared')) {
       // With a Content-Length: the body is that long (a lie would break the HTTP framing, not our cap).
       const body = `${' '.repeat(Math.max(0, bytes - 2))}{}`;
@@ -56,6 +63,11 @@ describe('provider answers', () => {
     expect(refusal).toBeInstanceOf(ProviderUnavailableError);
     expect(refusal).toMatchObject({ statusCode: 502, reason: 'answered more than 1048576 bytes' });
     expect(outcomes.at(-1)).toBe('invalid_response');
+  });
+
+  it('a leading byte order mark is dropped whether or not the answer gives its length', async () => {
+    expect((await http.json(`${base}/?bom`)).body).toEqual({});
+    expect((await http.json(`${base}/?bom&declared`)).body).toEqual({});
   });
 
   it('with a Content-Length: read in one go up to 1 MiB, refused unread past it', async () => {

@@ -31,7 +31,7 @@ const FALLBACK_FRAMES = 10_000;
 const DEFAULT_FRAMES = 1000;
 /** A pause never waits longer than this for the thread (a disk that hangs): queries go on, the log restarts later. */
 const PAUSE_LIMIT_MS = 1000;
-/** Closing waits this long for the thread to close its connection, then ends it. */
+/** Closing waits this long for the thread to close its connection, then goes on without it. */
 const STOP_LIMIT_MS = 5000;
 
 // The thread: CommonJS, evaluated (the same code from src/ under the tests and from dist/). It loads better-sqlite3
@@ -50,9 +50,10 @@ const pass = () => checkpoint.get();
 const failed = (error) => parentPort.postMessage({ failed: String(error && error.message) });
 const tick = () => {
   try {
-    const { log } = pass();
-    if (log < pauseAt - restartFrames) pauseAt = restartFrames;
-    if (log >= pauseAt) return parentPort.postMessage('pause');
+    // busy: another connection is checkpointing (log and checkpointed are then -1): nothing learnt this time.
+    const { busy, log } = pass();
+    if (!busy && log < pauseAt - restartFrames) pauseAt = restartFrames;
+    if (!busy && log >= pauseAt) return parentPort.postMessage('pause');
   } catch (error) {
     failed(error);
   }
@@ -62,8 +63,8 @@ parentPort.on('message', (message) => {
   if (message === 'paused') {
     let caughtUp = false;
     try {
-      const { log, checkpointed } = pass();
-      caughtUp = log === checkpointed;
+      const { busy, log, checkpointed } = pass();
+      caughtUp = !busy && log === checkpointed;
       pauseAt = caughtUp ? restartFrames : log + restartFrames;
     } catch (error) {
       failed(error);
@@ -81,7 +82,7 @@ timer = setTimeout(tick, workerData.intervalMs);
 
 /** What the thread did, for tests and the curious. */
 export interface CheckpointStats {
-  /** Pauses that copied the whole log: the next write starts it over. */
+  /** Pauses that copied the whole log: the next write starts it over (unless another process reads from its end). */
   restarts: number;
   /** Pauses that could not (another process's reader or writer): the next one waits for more log. */
   partialPauses: number;
@@ -101,8 +102,9 @@ export class WalCheckpoints {
     private readonly sqlite: SQLite.Database,
     path: string,
   ) {
+    let thread: Worker | undefined;
     try {
-      this.thread = new Worker(THREAD, {
+      thread = new Worker(THREAD, {
         eval: true,
         workerData: {
           driver: createRequire(import.meta.url).resolve('better-sqlite3'),
@@ -113,13 +115,15 @@ export class WalCheckpoints {
         // It holds almost nothing: a small heap keeps the process's memory as it was.
         resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 1, stackSizeMb: 1 },
       });
+      // Never what keeps a process alive (stop() waits for it).
+      thread.unref();
+      sqlite.pragma(`wal_autocheckpoint = ${FALLBACK_FRAMES}`);
     } catch (error) {
+      void thread?.terminate();
       this.fail((error as Error).message);
       return;
     }
-    sqlite.pragma(`wal_autocheckpoint = ${FALLBACK_FRAMES}`);
-    // Never what keeps a process alive (stop() waits for it).
-    this.thread.unref();
+    this.thread = thread;
     this.thread.on('message', (message: unknown) => {
       if (message === 'pause') this.pauseAsked = true;
       else if (typeof message === 'object' && message !== null && 'resumed' in message)
@@ -148,15 +152,23 @@ export class WalCheckpoints {
     });
   }
 
-  /** Ends the thread (its connection closed), before the main connection closes; a thread stuck on the disk is cut. */
+  /**
+   * Ends the thread (its connection closed), before the main connection closes. A thread stuck in the disk (a
+   * checkpoint's fsync) cannot be interrupted: after STOP_LIMIT_MS closing goes on without it, and it no longer keeps
+   * the process alive.
+   */
   stop(): Promise<void> {
     this.ended ??= new Promise<void>((resolve) => {
       const thread = this.thread;
       this.endPause(undefined);
       if (!thread || this.stats.failure) return resolve();
-      const cut = setTimeout(() => void thread.terminate(), STOP_LIMIT_MS);
+      const giveUp = setTimeout(() => {
+        thread.unref();
+        void thread.terminate();
+        resolve();
+      }, STOP_LIMIT_MS);
       thread.once('exit', () => {
-        clearTimeout(cut);
+        clearTimeout(giveUp);
         resolve();
       });
       // Waited for: the process must not end (its loop empty) before the thread has closed its connection.
