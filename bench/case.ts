@@ -2,8 +2,9 @@
 // (SQLite, or a throwaway database on BENCH_DATABASE_URL's PostgreSQL server; 1 worker, the built server): prints
 // req/s, latency, the server's CPU ms per request (and PostgreSQL's, on PostgreSQL) and where its requests' time went
 // (its own histograms). Cases: case1 (auth/facebook), case2 (auth/google), case4 (auth/facebook, Graph 200 ± 50 ms,
-// 256 connections), case4-fixed (the same, Graph always 200 ms). Cases 1 and 2 are each measured right after their
-// same-work baseline (F, C: bench/baseline-c.ts on the same database), BENCH_CASE_ROUNDS times (default 1: baseline,
+// 256 connections), case4-fixed (the same, Graph always 200 ms), case3 (associate/facebook, every request a new user
+// and a never-linked account). Cases 1, 2 and 3 are each measured right after their
+// same-work baseline (F, C, L: bench/baseline-c.ts on the same database), BENCH_CASE_ROUNDS times (default 1: baseline,
 // case, baseline, case…), and print case ÷ baseline as `npm run bench` does; BENCH_CASE_BASELINE=0 skips the
 // baseline. BENCH_PROFILE=1 writes a CPU profile to bench/results/profiles/ and prints its top.
 import { spawnSync } from 'node:child_process';
@@ -20,7 +21,14 @@ import { serverProfile } from './profile.js';
 import { benchServerEnv } from './server-env.js';
 import { FIXED_SLOW_PROVIDER, SLOW_PROVIDER } from './slow-provider.js';
 import { throwawayPostgres } from './throwaway-database.js';
-import { closeSeedingAgent, facebookSignIns, googleSignIns, linkUsers, mintLinkedTokens } from './seed.js';
+import {
+  associatePool,
+  closeSeedingAgent,
+  facebookSignIns,
+  googleSignIns,
+  linkUsers,
+  mintLinkedTokens,
+} from './seed.js';
 
 const name = process.argv[2] ?? 'case1';
 interface Case {
@@ -29,11 +37,14 @@ interface Case {
   provider: 'facebook' | 'google';
   slow?: typeof SLOW_PROVIDER | typeof FIXED_SLOW_PROVIDER;
   /** The same-work baseline (bench/baseline-c.ts) measured before this case. */
-  baseline?: 'F' | 'C';
+  baseline?: 'F' | 'C' | 'L';
+  /** The write path: every request a new user and a never-linked account (as bench/run.ts's case 3). */
+  links?: true;
 }
 const CASES: Record<string, Case> = {
   case1: { path: '/api/auth/facebook/', connections: 64, provider: 'facebook', baseline: 'F' },
   case2: { path: '/api/auth/google/', connections: 64, provider: 'google', baseline: 'C' },
+  case3: { path: '/api/associate/facebook/', connections: 64, provider: 'facebook', baseline: 'L', links: true },
   case4: { path: '/api/auth/facebook/', connections: 256, provider: 'facebook', slow: SLOW_PROVIDER },
   'case4-fixed': { path: '/api/auth/facebook/', connections: 256, provider: 'facebook', slow: FIXED_SLOW_PROVIDER },
 };
@@ -104,19 +115,31 @@ async function main(): Promise<void> {
         })
       : undefined;
     const watched = { emulatorPid: emulatorChild.pid, databasePid: postgres?.serverPid };
+    // Case 3 and baseline L: a pool of (new user, never-linked account) for the warm-up, then one sized by its rate.
+    const measureOn = async (target: string, targetPid: number) => {
+      if (!chosen.links) return measure({ ...load, url: target }, timing, { ...watched, targetPid });
+      let pool = await associatePool(target, emulator, 2000);
+      let used = 0;
+      const next = () => pool[used++ % pool.length]!;
+      return measure({ ...load, url: target, next }, timing, { ...watched, targetPid }, async (warmupRps) => {
+        const size = Math.ceil(Math.max(warmupRps, 100) * timing.durationSeconds * 1.6) + 4 * chosen.connections;
+        pool = await associatePool(target, emulator, Math.min(40_000, size));
+        used = 0;
+      });
+    };
     const ratios: string[] = [];
     let m!: Awaited<ReturnType<typeof measure>>;
     for (let round = 1; round <= rounds; round++) {
       const prefix = rounds > 1 ? `round ${round}, ` : '';
       let limit: number | undefined;
       if (baseline) {
-        const b = await measure({ ...load, url: baseline.url }, timing, { ...watched, targetPid: baseline.child.pid });
+        const b = await measureOn(baseline.url, baseline.child.pid);
         limit = b.rps;
         console.log(
           `${prefix}baseline ${chosen.baseline}: ${b.rps} req/s, p50 ${b.p50Ms} ms, errors ${b.non2xx + b.socketErrors}, CPU ${b.cpu.target} % = ${cpuMsPerRequest(b)} ms/req`,
         );
       }
-      m = await measure({ ...load, url }, timing, { ...watched, targetPid: server.pid });
+      m = await measureOn(url, server.pid);
       const ratio = limit ? ` = ${(m.rps / limit).toFixed(2)} of baseline ${chosen.baseline}` : '';
       if (limit) ratios.push((m.rps / limit).toFixed(2));
       console.log(
