@@ -8,7 +8,7 @@ import { join, relative } from 'node:path';
 import { generateSigningKeySet } from '../src/auth/keys.js';
 import { emulatedApps, generateAppleKey } from '../src/config/dev.js';
 import { EmulatorClient } from '@social-link/emulator';
-import { cycle, measure, type LoadSpec, type Timing } from './load.js';
+import { cycle, measure, type LoadSpec, type Shot, type Timing } from './load.js';
 import {
   announcedUrl,
   freePort,
@@ -323,41 +323,33 @@ async function main(): Promise<void> {
       return limit;
     };
     const afterLabel = (after: boolean, caseName: string) => (after ? ` (after ${caseName})` : '');
-    const limitF = await bracketed(
-      (after) =>
-        run(
-          {
-            id: 'baseline-f',
-            label: `baseline F: debug_token + ${dbName} tx + ES256${afterLabel(after, 'case 1')}`,
-            ...bareHttp,
-          },
-          { url: cf.url, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) },
-          cf.child,
-        ),
-      () =>
-        run(
-          { id: 'case1', label: 'case 1: auth/facebook', ...on(1) },
-          { url: one.url, path: '/api/auth/facebook/', connections: CONNECTIONS, next: cycle(signIns.facebook) },
-          one.child,
-        ),
+    // A sign-in case (1, 2) and its baseline (F, C): the same path and tokens, one server each.
+    const signInCase = (baseline: Row['id'], baselineLabel: string, id: Row['id'], label: string, shots: Shot[]) => {
+      const path = `/api/auth/${id === 'case1' ? 'facebook' : 'google'}/`;
+      const load = (url: string) => ({ url, path, connections: CONNECTIONS, next: cycle(shots) });
+      return bracketed(
+        (after) =>
+          run(
+            { id: baseline, label: `${baselineLabel}${afterLabel(after, label.split(':')[0]!)}`, ...bareHttp },
+            load(cf.url),
+            cf.child,
+          ),
+        () => run({ id, label, ...on(1) }, load(one.url), one.child),
+      );
+    };
+    const limitF = await signInCase(
+      'baseline-f',
+      `baseline F: debug_token + ${dbName} tx + ES256`,
+      'case1',
+      'case 1: auth/facebook',
+      signIns.facebook,
     );
-    const limitC = await bracketed(
-      (after) =>
-        run(
-          {
-            id: 'baseline-c',
-            label: `baseline C: RS256 + ${dbName} tx + ES256${afterLabel(after, 'case 2')}`,
-            ...bareHttp,
-          },
-          { url: cf.url, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) },
-          cf.child,
-        ),
-      () =>
-        run(
-          { id: 'case2', label: 'case 2: auth/google', ...on(1) },
-          { url: one.url, path: '/api/auth/google/', connections: CONNECTIONS, next: cycle(signIns.google) },
-          one.child,
-        ),
+    const limitC = await signInCase(
+      'baseline-c',
+      `baseline C: RS256 + ${dbName} tx + ES256`,
+      'case2',
+      'case 2: auth/google',
+      signIns.google,
     );
     await bracketed(
       (after) =>
