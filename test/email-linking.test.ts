@@ -96,6 +96,34 @@ describe.each(databaseKinds())('e-mail linking on %s', (kind) => {
     expect(events).toEqual(expect.arrayContaining(['link_required', 'associated', 'link_token_used', 'refused']));
   });
 
+  it('GitHub (its e-mail comes with the profile, read after the token check): 409; the link token keeps the profile read for it', async () => {
+    const user = await googleUser(stack, 'dee.ong@gmail.com');
+    const github = await stack.emulator.mintGithubToken({
+      user: { login: 'dee-ong', name: 'Dee Ong', primary_email: 'dee.ong@gmail.com' },
+    });
+    const refused = await call(stack.api, 'POST', '/api/auth/github/', { body: { access_token: github.access_token } });
+    expectError(refused, 409, 'link_required');
+    expect(refused.body.providers).toEqual(['google']);
+
+    const signedIn = await call(stack.api, 'POST', '/api/auth/google/', {
+      body: { id_token: await idToken(stack, 'google', { sub: user.googleSub }) },
+    });
+    const linked = await call(stack.api, 'POST', '/api/associate/link-token/', {
+      token: signedIn.body.access_token,
+      body: { link_token: refused.body.link_token },
+    });
+    expect(linked.status).toBe(200);
+    // The profile the sign-in read (on SQLite, in a second run of its transaction), not the token check's facts alone.
+    const links = (await call(stack.api, 'GET', '/api/associations/', { token: signedIn.body.access_token }))
+      .body as Array<{ provider: string; extra_data: Record<string, unknown> }>;
+    expect(links.find((link) => link.provider === 'github')?.extra_data).toMatchObject({
+      login: 'dee-ong',
+      name: 'Dee Ong',
+      email: 'dee.ong@gmail.com',
+      profile_read_at: expect.any(Number),
+    });
+  });
+
   it('a link token links only for the user it was issued for; unknown and expired ones are refused', async () => {
     const bo = await googleUser(stack, 'bo.chan@gmail.com');
     const refused = await call(stack.api, 'POST', '/api/auth/apple/', {

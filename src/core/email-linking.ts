@@ -27,6 +27,8 @@ export class EmailMatch extends Error {
   constructor(
     readonly userId: number,
     readonly providers: readonly string[],
+    /** The proven account as the pipeline saw it (its profile read): what the link token keeps. */
+    readonly identity: SocialIdentity,
   ) {
     super('link required');
   }
@@ -62,7 +64,7 @@ export async function findEmailMatch(
   const providers = [...new Set(links.map((link) => link.provider))]
     .filter((name) => linking.enabled.includes(name))
     .sort();
-  return providers.length > 0 ? new EmailMatch(owners[0]!, providers) : undefined;
+  return providers.length > 0 ? new EmailMatch(owners[0]!, providers, identity) : undefined;
 }
 
 /**

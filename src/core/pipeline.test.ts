@@ -1,7 +1,9 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SecretBox } from '../auth/secret-box.js';
 import { migrateToLatest, openDatabase } from '../store/database.js';
+import { Links } from '../store/links.js';
 import { Storage } from '../store/storage.js';
+import { profileIsStale } from '../providers/profile.js';
 import type { SocialIdentity } from '../providers/types.js';
 import { defaultPipeline, runPipeline, signInPipeline, startSession } from './pipeline.js';
 import type { PipelineContext } from './pipeline-step.js';
@@ -112,6 +114,63 @@ describe('the default pipeline', () => {
     const raced = await run('auth', identity({}), { known: null, options: { createUser: true } });
     expect(raced.context).toMatchObject({ isNewUser: false, user: { id: ada.id } });
     expect(await storage.users.list(10)).toHaveLength(1);
+  });
+
+  it('SQLite: the link read first in the transaction decides the profile; a call it needs comes after a rollback', async () => {
+    const ada = await storage.users.create('ada', null);
+    await run('associate', identity({ name: 'Ada', profile_read_at: Math.floor(Date.now() / 1000) }), { user: ada });
+    const loadProfile = vi.fn(async () => ({
+      details: { username: 'ada.king', fullname: 'Ada King' },
+      extraData: { name: 'Ada King' },
+    }));
+    const reads = vi.spyOn(Links.prototype, 'findWithUser');
+    // loadProfile's decision, left to the transaction (the link was not read before it).
+    const needsProfile = (link: { extraData: Record<string, unknown> } | undefined) =>
+      link ? profileIsStale(link.extraData, 3600) : true;
+    const signIn = (uid: string, createUser = false) =>
+      runPipeline(
+        defaultPipeline,
+        storage,
+        {
+          mode: 'auth',
+          provider: 'p',
+          identity: { uid, details: {}, extraData: {}, loadProfile },
+          client,
+          secrets,
+          replay,
+          options: { createUser },
+          needsProfile,
+        },
+        startSession(async (trx, user, audit) => trx.audit.record(audit, client)),
+      );
+    const signInsOf = async (userId: number) =>
+      (await storage.audit.list({ userId, limit: 10 })).filter((entry) => entry.event === 'social_sign_in');
+
+    // Kept and fresh: no call; the details are the kept profile's; the link read once (socialUser takes it).
+    const kept = await signIn('u1');
+    expect(kept.context.user?.id).toBe(ada.id);
+    expect(kept.context.identity.details.fullname).toBe('Ada');
+    expect(loadProfile).not.toHaveBeenCalled();
+    expect(reads).toHaveBeenCalledTimes(1);
+
+    // Stale: rolled back, read, run again — one call, one sign-in written, the new profile kept.
+    const link = (await storage.links.find('p', 'u1'))!;
+    await storage.links.updateExtraData(link.id, { name: 'Ada', profile_read_at: 1 }, null);
+    const stale = await signIn('u1');
+    expect(stale.context.identity.details.fullname).toBe('Ada King');
+    expect(loadProfile).toHaveBeenCalledTimes(1);
+    expect((await storage.links.find('p', 'u1'))?.extraData).toMatchObject({ name: 'Ada King' });
+    expect(await signInsOf(ada.id)).toHaveLength(2);
+
+    // Unknown, and a user may be made: the profile first, then one user, named after it.
+    loadProfile.mockClear();
+    const made = await signIn('u2', true);
+    expect(loadProfile).toHaveBeenCalledTimes(1);
+    expect(made.context.isNewUser).toBe(true);
+    expect(made.context.user?.username).toMatch(/^ada\.king_/);
+    expect(await storage.users.list(10)).toHaveLength(2);
+    expect(await signInsOf(made.context.user!.id)).toHaveLength(1);
+    reads.mockRestore();
   });
 
   it('auth ends with startSession: the user found (not disabled) and its session, typed, in the same commit', async () => {

@@ -22,7 +22,8 @@ import type { BlockingHooks } from './blocking-hooks.js';
  *   proveToken         the provider module proves the token was issued to our app, and says whose account it is
  *   (PROVIDER_STEPS)   the provider's own steps, for it alone: apple → appleTeamTransfer
  *   readLink           auth: the account's link, read once; carried into the transaction
- *   loadProfile        the profile call, only when this sign-in needs it
+ *   loadProfile        the profile call, only when this sign-in needs it (SQLite, link unread: decided in the
+ *                      transaction, which rolls back for the call when the kept profile will not do)
  *   askTheApp          the blocking hooks (SOCIAL_LINK_HOOK_*): the app's backend may refuse, or add claims
  *   hostUser           auth, embedded: the host makes its user for an unknown account
  * in one transaction (a failure at any step writes nothing)
@@ -79,6 +80,11 @@ export interface SignInDraft extends SignInRequest {
   link?: Association | null;
   /** readLink, for the before_sign_in hook: the link's user, read with it. */
   linkedUser?: User;
+  /**
+   * loadProfile, when the link was not read before the transaction: does this sign-in need the profile, given the
+   * link the transaction finds? (runPipeline: if so, it rolls back, reads the profile and runs again.)
+   */
+  needsProfile?: (link: Association | undefined) => boolean;
   /** hostUser: the host's new user for this unknown account. */
   hostUser?: User;
   /** askTheApp: the claims the hooks added for this sign-in's session, and whom they judged. */
@@ -110,14 +116,13 @@ export const PROVIDER_STEPS: Readonly<Record<string, readonly Listed<BeforeStep>
 };
 
 /**
- * auth: the link, once, where something decides on it before the transaction (the profile call, the host's
- * user, the app's hooks) or on PostgreSQL (it replaces a read inside: a shorter transaction). On SQLite without such a
- * decision it is left to socialUser, inside, where it costs no extra statement.
+ * auth: the link, once, where something decides on it before the transaction (the host's user, the app's hooks) or
+ * on PostgreSQL (it replaces a read inside: a shorter transaction). On SQLite without such a decision it is left to
+ * the transaction, where it costs no extra statement: the profile call's decision too (loadProfile, runPipeline).
  */
 export const readLink: BeforeStep = async (draft) => {
   if (draft.mode !== 'auth') return;
-  if (!draft.identity.loadProfile && !draft.hostNewUser && !draft.hooks.asksOnSignIn && !isPostgres(draft.storage.db))
-    return;
+  if (!draft.hostNewUser && !draft.hooks.asksOnSignIn && !isPostgres(draft.storage.db)) return;
   if (draft.hooks.has('before_sign_in')) {
     // The hook is told the user: read with the link, in one query.
     const found = await draft.storage.links.findWithUser(draft.provider.name, draft.identity.uid);
@@ -130,7 +135,9 @@ export const readLink: BeforeStep = async (draft) => {
 
 /**
  * The profile: a link always reads it; auth only for a new link that may make a user (or a link_required
- * answer), or a kept profile older than SOCIAL_AUTH_PROFILE_MAX_AGE: else the kept one stands in.
+ * answer), or a kept profile older than SOCIAL_AUTH_PROFILE_MAX_AGE: else the kept one stands in. When the link
+ * was not read (SQLite), the transaction reads it and decides (runPipeline): most sign-ins keep the profile, and a
+ * read before the transaction would be made again inside it.
  */
 export const loadProfile: BeforeStep = async (draft) => {
   if (draft.mode === 'associate') {
@@ -138,10 +145,15 @@ export const loadProfile: BeforeStep = async (draft) => {
     return;
   }
   if (!draft.identity.loadProfile) return;
-  const link = draft.link ?? undefined;
   const maybeNew = draft.createUser || draft.emailLinking?.trusted.includes(draft.provider.name) === true;
-  const needed = link ? profileIsStale(link.extraData, draft.profileMaxAgeSeconds) : maybeNew;
-  draft.identity = needed ? await withProfile(draft.identity) : withKeptProfile(draft.identity, link);
+  const maxAge = draft.profileMaxAgeSeconds;
+  const needsProfile = (link: Association | undefined) => (link ? profileIsStale(link.extraData, maxAge) : maybeNew);
+  if (draft.link === undefined) {
+    draft.needsProfile = needsProfile;
+    return;
+  }
+  const link = draft.link ?? undefined;
+  draft.identity = needsProfile(link) ? await withProfile(draft.identity) : withKeptProfile(draft.identity, link);
 };
 
 /**
@@ -241,6 +253,14 @@ export const authAllowed: PipelineStep = () => {};
  * under it — in one statement when readLink found it before the transaction and it is still that user's.
  */
 export const socialUser: PipelineStep = async (context) => {
+  // Read first in this transaction (SQLite, for the profile's decision): nothing can have changed since.
+  if (context.linked !== undefined && context.mode === 'auth' && !context.user) {
+    if (context.linked) {
+      context.association = context.linked.association;
+      context.user = context.linked.user;
+    }
+    return;
+  }
   // The link readLink found (PostgreSQL): its user's row held and the link read again under it, in one statement.
   // Unlinked or moved since, it is not there: the full read below then finds where it is now, if anywhere. A link
   // readLink did not find is looked for again too: it may have been made since.
@@ -477,16 +497,37 @@ export class AssociationRaceError extends Error {}
 
 type PipelineInput = Omit<
   PipelineContext,
-  'storage' | 'isNewUser' | 'isNewAssociation' | 'associationRecorded' | 'claims'
+  'storage' | 'isNewUser' | 'isNewAssociation' | 'associationRecorded' | 'claims' | 'linked'
 > & {
   claims?: Claims;
+  /** loadProfile's decision, left to the transaction (SignInDraft.needsProfile). */
+  needsProfile?: (link: Association | undefined) => boolean;
 };
+
+/** The profile must be read: the transaction rolls back for the call (no provider call inside it). */
+class ProfileNeeded extends Error {}
+
+/**
+ * SQLite, auth, the link not read before the transaction: read first in it (under the write lock), it decides the
+ * profile — the kept one, or ProfileNeeded. A kept profile is the common case: one read of the link in all.
+ */
+async function profileInTransaction(
+  storage: Storage,
+  provider: string,
+  identity: SocialIdentity,
+  needsProfile: (link: Association | undefined) => boolean,
+) {
+  const linked = (await storage.links.findWithUser(provider, identity.uid)) ?? null;
+  if (needsProfile(linked?.association)) throw new ProfileNeeded();
+  return { identity: withKeptProfile(identity, linked?.association), linked };
+}
 
 /**
  * Runs the steps in the transaction (inTransaction: holdUser, spendProof, the rules, endedSessions, record),
  * then `finish` (auth: startSession) in the same transaction. If it lost a race for the (provider, uid) link,
  * the transaction is rolled back (with any user it created) and it runs once more, now reading the winner's
- * link in the transaction (the link read before it is stale then).
+ * link in the transaction (the link read before it is stale then). A profile call left to the transaction
+ * (`needsProfile`) that it finds needed is made after a rollback, before the run that uses it.
  */
 export function runPipeline(
   rules: readonly PipelineStep[],
@@ -506,21 +547,28 @@ export async function runPipeline<T>(
   finish?: (context: PipelineContext) => Promise<T>,
 ): Promise<{ context: PipelineContext; result: T | undefined }> {
   const steps = inTransaction(rules);
+  const { needsProfile } = input;
+  let { identity } = input;
   for (let attempt = 1; ; attempt++) {
     try {
       return await storage.transaction(async (trx) => {
+        const decided =
+          needsProfile && identity.loadProfile
+            ? await profileInTransaction(trx, input.provider, identity, needsProfile)
+            : undefined;
         // Field by field, one shape for every run (a spread of the input would make a new one each time).
         const context: PipelineContext = {
           mode: input.mode,
           provider: input.provider,
           // No provider call inside the transaction: a profile not read by now stays unread.
-          identity: { ...input.identity, loadProfile: undefined },
+          identity: decided?.identity ?? { ...identity, loadProfile: undefined },
           storage: trx,
           options: input.options,
           secrets: input.secrets,
           client: input.client,
           replay: input.replay,
           known: attempt === 1 ? input.known : undefined,
+          linked: decided?.linked,
           accountLink: undefined,
           askedAbout: input.askedAbout,
           user: input.user,
@@ -535,7 +583,8 @@ export async function runPipeline<T>(
         return { context, result: await finish?.(context) };
       });
     } catch (error) {
-      if (!(error instanceof AssociationRaceError) || attempt >= 3) throw error;
+      if (error instanceof ProfileNeeded) identity = await withProfile(identity);
+      else if (!(error instanceof AssociationRaceError) || attempt >= 3) throw error;
     }
   }
 }

@@ -120,12 +120,13 @@ export class SocialAccounts<S = StartedSession, R = void> {
         { provider: provider.name, uid: identity.uid },
         signedIn,
       ).catch(async (error: unknown) => {
+        // The identity the transaction ran with: its profile may have been read there (runPipeline).
         if (error instanceof EmailMatch)
           throw await requireLink(
             { storage, secrets: this.services.secrets, replay: this.services.config.idTokenReplay },
             error,
             provider.name,
-            identity,
+            error.identity,
             client,
           );
         throw error;
@@ -275,6 +276,7 @@ export class SocialAccounts<S = StartedSession, R = void> {
       client: draft.client,
       user: undefined,
       known: draft.link,
+      needsProfile: draft.needsProfile,
       claims: draft.claims,
       askedAbout: draft.askedAbout,
       options: {
