@@ -1,3 +1,7 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import SQLite from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SecretBox } from '../auth/secret-box.js';
 import { migrateToLatest, openDatabase } from '../store/database.js';
@@ -5,8 +9,9 @@ import { Links } from '../store/links.js';
 import { Storage } from '../store/storage.js';
 import { profileIsStale } from '../providers/profile.js';
 import type { SocialIdentity } from '../providers/types.js';
-import { defaultPipeline, runPipeline, signInPipeline, startSession } from './pipeline.js';
-import type { PipelineContext } from './pipeline-step.js';
+import { defaultPipeline, runBeforeTransaction, runPipeline, signInPipeline, startSession } from './pipeline.js';
+import type { PipelineContext, PipelineStep } from './pipeline-step.js';
+import { BlockingHooks } from './blocking-hooks.js';
 
 // The steps on a real (in-memory) SQLite database, as the server runs them.
 let storage: Storage;
@@ -171,6 +176,108 @@ describe('the default pipeline', () => {
     expect(await storage.users.list(10)).toHaveLength(2);
     expect(await signInsOf(made.context.user!.id)).toHaveLength(1);
     reads.mockRestore();
+  });
+
+  it("SQLite: a rule of the operator's before socialUser may change the link: socialUser reads it again then", async () => {
+    const ada = await storage.users.create('ada', null);
+    const fresh = { name: 'Ada', profile_read_at: Math.floor(Date.now() / 1000) };
+    await runPipeline(defaultPipeline, storage, {
+      mode: 'associate',
+      provider: 'p',
+      identity: { uid: 'old', details: {}, extraData: fresh },
+      client,
+      secrets,
+      replay,
+      options: { createUser: false },
+      user: ada,
+    });
+    // The app moved its accounts to new ids: a step before socialUser moves the link as its account signs in.
+    const moveToNewId: PipelineStep = async (context) => {
+      await context.storage.links.moveUid('p', 'old', context.identity.uid, null);
+    };
+    const { context } = await runPipeline([moveToNewId, ...defaultPipeline], storage, {
+      mode: 'auth',
+      provider: 'p',
+      identity: { uid: 'new', details: {}, extraData: {}, loadProfile: async () => ({ details: {}, extraData: {} }) },
+      client,
+      secrets,
+      replay,
+      options: { createUser: false },
+      needsProfile: (link) => (link ? profileIsStale(link.extraData, 3600) : false),
+    });
+    expect(context.user?.id).toBe(ada.id);
+  });
+
+  it('SQLite: the steps before the transaction leave the link and the profile to it; the profile is read with no write lock held', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'social-link-pipeline-'));
+    const fileStorage = new Storage(openDatabase(`sqlite:${join(dir, 'db.sqlite')}`));
+    const other = new SQLite(join(dir, 'db.sqlite'));
+    try {
+      await migrateToLatest(fileStorage.db);
+      const ada = await fileStorage.users.create('ada', null);
+      const stale = { name: 'Ada', profile_read_at: 1 };
+      await runPipeline(defaultPipeline, fileStorage, {
+        mode: 'associate',
+        provider: 'p',
+        identity: { uid: 'u1', details: {}, extraData: stale },
+        client,
+        secrets,
+        replay,
+        options: { createUser: false },
+        user: ada,
+      });
+      // Another connection takes the write lock, and gives it back, if nobody holds it.
+      other.pragma('busy_timeout = 0');
+      const writeLockFree = () => {
+        try {
+          other.exec('BEGIN IMMEDIATE; ROLLBACK');
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      await fileStorage.transaction(async () => expect(writeLockFree()).toBe(false));
+      const lockFreeAtCalls: boolean[] = [];
+      const loadProfile = vi.fn(async () => {
+        lockFreeAtCalls.push(writeLockFree());
+        return { details: { fullname: 'Ada King' }, extraData: { name: 'Ada King' } };
+      });
+      const reads = [vi.spyOn(Links.prototype, 'find'), vi.spyOn(Links.prototype, 'findWithUser')];
+      const draft = await runBeforeTransaction({
+        mode: 'auth',
+        provider: { name: 'p', verify: () => Promise.reject(new Error('proven already')) },
+        input: {},
+        client,
+        storage: fileStorage,
+        secrets,
+        profileMaxAgeSeconds: 3600,
+        createUser: false,
+        hooks: new BlockingHooks([], console as never),
+        identity: { uid: 'u1', details: {}, extraData: {}, loadProfile },
+      });
+      expect(draft.link).toBeUndefined();
+      expect(loadProfile).not.toHaveBeenCalled();
+      for (const read of reads) expect(read).not.toHaveBeenCalled();
+
+      const { context } = await runPipeline(defaultPipeline, fileStorage, {
+        mode: 'auth',
+        provider: 'p',
+        identity: draft.identity,
+        needsProfile: draft.needsProfile,
+        client,
+        secrets,
+        replay,
+        options: { createUser: false },
+      });
+      expect(context.user?.id).toBe(ada.id);
+      expect(context.identity.details.fullname).toBe('Ada King');
+      expect(lockFreeAtCalls).toEqual([true]);
+      for (const read of reads) read.mockRestore();
+    } finally {
+      other.close();
+      await fileStorage.db.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('auth ends with startSession: the user found (not disabled) and its session, typed, in the same commit', async () => {

@@ -21,7 +21,8 @@ import type { BlockingHooks } from './blocking-hooks.js';
  * before the transaction (provider calls and reads only: no lock waits on a provider)
  *   proveToken         the provider module proves the token was issued to our app, and says whose account it is
  *   (PROVIDER_STEPS)   the provider's own steps, for it alone: apple → appleTeamTransfer
- *   readLink           auth: the account's link, read once; carried into the transaction
+ *   readLink           auth: the account's link, read once; carried into the transaction (SQLite without hooks or a
+ *                      host's user: read in the transaction instead)
  *   loadProfile        the profile call, only when this sign-in needs it (SQLite, link unread: decided in the
  *                      transaction, which rolls back for the call when the kept profile will not do)
  *   askTheApp          the blocking hooks (SOCIAL_LINK_HOOK_*): the app's backend may refuse, or add claims
@@ -208,7 +209,10 @@ export const hostUser: BeforeStep = async (draft) => {
 };
 
 const BEFORE_TRANSACTION: readonly Listed<BeforeStep>[] = [
-  listed(readLink, 'the link decides the profile call and the host user, and is carried into the transaction'),
+  listed(
+    readLink,
+    "the link decides the host user, the hooks' verdict and the profile call, and is carried into the transaction (SQLite without hooks: read in it)",
+  ),
   listed(loadProfile, 'a profile call only when this sign-in needs it: a new user, or a stale kept profile'),
   listed(askTheApp, "the app's blocking hooks may refuse it or add claims: before anything is written"),
   listed(hostUser, "the embedding host's user for an unknown account: no host code inside our transaction"),
@@ -253,7 +257,8 @@ export const authAllowed: PipelineStep = () => {};
  * under it — in one statement when readLink found it before the transaction and it is still that user's.
  */
 export const socialUser: PipelineStep = async (context) => {
-  // Read first in this transaction (SQLite, for the profile's decision): nothing can have changed since.
+  // Read first in this transaction (SQLite, for the profile's decision), with no rule before this one that could
+  // have changed it (runPipeline): taken as read.
   if (context.linked !== undefined && context.mode === 'auth' && !context.user) {
     if (context.linked) {
       context.association = context.linked.association;
@@ -548,8 +553,11 @@ export async function runPipeline<T>(
 ): Promise<{ context: PipelineContext; result: T | undefined }> {
   const steps = inTransaction(rules);
   const { needsProfile } = input;
+  // socialUser may take the first read only when no operator's rule runs before it (one could change the link).
+  const at = rules.indexOf(socialUser);
+  const firstReadStands = at >= 0 && rules.slice(0, at).every((rule) => rule === authAllowed);
   let { identity } = input;
-  for (let attempt = 1; ; attempt++) {
+  for (let attempt = 1, races = 0; ; attempt++) {
     try {
       return await storage.transaction(async (trx) => {
         const decided =
@@ -568,7 +576,7 @@ export async function runPipeline<T>(
           client: input.client,
           replay: input.replay,
           known: attempt === 1 ? input.known : undefined,
-          linked: decided?.linked,
+          linked: firstReadStands ? decided?.linked : undefined,
           accountLink: undefined,
           askedAbout: input.askedAbout,
           user: input.user,
@@ -584,7 +592,7 @@ export async function runPipeline<T>(
       });
     } catch (error) {
       if (error instanceof ProfileNeeded) identity = await withProfile(identity);
-      else if (!(error instanceof AssociationRaceError) || attempt >= 3) throw error;
+      else if (!(error instanceof AssociationRaceError) || ++races >= 3) throw error;
     }
   }
 }
