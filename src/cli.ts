@@ -6,15 +6,12 @@ import { migrateToLatest } from './store/database.js';
 import { Storage } from './store/storage.js';
 import { caseCollisionReport } from './store/username-key.js';
 import { ConfigError } from './lib/settings.js';
-import { adminCommands } from './cli/admin.js';
-import { appleCommand } from './cli/apple.js';
-import { importCommand } from './cli/import.js';
-import { serviceKeysCommand, staffCommand } from './cli/staff.js';
 import { withDatabase, type Command } from './cli/command.js';
 import { loadConfigFile } from './cli/config-file.js';
 
 // serve, openapi and keys load their modules when they run (import()): the other commands, started by scripts and
-// tests, do not pay for the HTTP server's modules they never use.
+// tests, do not pay for the HTTP server's modules they never use. The commands of cli/*.ts load, all four modules,
+// when one of them is named (or the usage is shown): `serve` never loads the importers, the console's or Apple's.
 const commands: Record<string, Command> = {
   serve: {
     usage: 'serve [--workers N]',
@@ -97,8 +94,10 @@ const commands: Record<string, Command> = {
     options: { keep: { type: 'string' }, scopes: { type: 'string' } },
     async run({ positionals, values }) {
       const { generateSigningKeySet, rotateSigningKeySet } = await import('./auth/keys.js');
-      if (positionals[0] === 'service')
+      if (positionals[0] === 'service') {
+        const { serviceKeysCommand } = await import('./cli/staff.js');
         return serviceKeysCommand(positionals.slice(1), typeof values.scopes === 'string' ? values.scopes : undefined);
+      }
       if (positionals[0] === 'generate') {
         console.log(await generateSigningKeySet());
         return 0;
@@ -117,30 +116,38 @@ const commands: Record<string, Command> = {
       return 1;
     },
   },
-  ...adminCommands,
-  apple: appleCommand,
-  staff: staffCommand,
-  import: importCommand,
 };
 
-const usage = () =>
+/** Every command: the ones above, then those of cli/*.ts (loaded now). */
+async function allCommands(): Promise<Record<string, Command>> {
+  const [{ adminCommands }, { appleCommand }, { staffCommand }, { importCommand }] = await Promise.all([
+    import('./cli/admin.js'),
+    import('./cli/apple.js'),
+    import('./cli/staff.js'),
+    import('./cli/import.js'),
+  ]);
+  return { ...commands, ...adminCommands, apple: appleCommand, staff: staffCommand, import: importCommand };
+}
+
+const usage = async () =>
   [
     "social-link: link social accounts to your app's users",
     '',
     'Usage: social-link <command> [options]     (social-link <command> --help for one command)',
     '',
-    ...Object.values(commands).map((command) => `  ${command.usage}\n      ${command.summary}`),
+    ...Object.values(await allCommands()).map((command) => `  ${command.usage}\n      ${command.summary}`),
   ].join('\n');
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === 'help' || name === '--help' || name === '-h') {
-    console.log(usage());
+    console.log(await usage());
     return name ? 0 : 1;
   }
-  const command = commands[name];
+  const known = Object.hasOwn(commands, name) ? commands : await allCommands();
+  const command = Object.hasOwn(known, name) ? known[name] : undefined;
   if (!command) {
-    console.error(`unknown command: ${name}\n\n${usage()}`);
+    console.error(`unknown command: ${name}\n\n${await usage()}`);
     return 1;
   }
   let args;

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -132,6 +132,48 @@ describe('the CLI', () => {
     // Secrets never reach the log.
     expect(output).not.toContain(body.access_token);
     expect(output).not.toContain(JSON.parse(keys).keys[0].d);
+  });
+
+  it("serve loads what serving needs: no importer's driver, no console module unless SOCIAL_LINK_ADMIN=true", async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'social-link-modules-'));
+    cleanups.push(async () => rmSync(cwd, { recursive: true, force: true }));
+    // Preloaded: once the server listens, it prints the packages loaded (CommonJS: require.cache) and exits.
+    const preload = join(cwd, 'loaded.cjs');
+    writeFileSync(
+      preload,
+      `const net = require('node:net');
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (...args) {
+  this.once('listening', () => {
+    const names = Object.keys(require.cache).map((path) => /node_modules\\/((?:@[^/]+\\/)?[^/]+)/.exec(path)?.[1]);
+    process.stdout.write(JSON.stringify([...new Set(names.filter(Boolean))]), () => process.exit(0));
+  });
+  return listen.apply(this, args);
+};
+`,
+    );
+    const loaded = (admin: string) => {
+      const answer = spawnSync(process.execPath, ['--require', preload, BUILT_CLI, 'serve'], {
+        cwd,
+        env: {
+          ...process.env,
+          NODE_ENV: 'development',
+          DATABASE_URL: `sqlite:${join(cwd, 'db.sqlite')}`,
+          PORT: '0',
+          LOG_LEVEL: 'silent',
+          SOCIAL_LINK_ADMIN: admin,
+        },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect(answer.status, answer.stderr).toBe(0);
+      return JSON.parse(answer.stdout) as string[];
+    };
+    const serving = loaded('false');
+    expect(serving).toEqual(expect.arrayContaining(['fastify', 'better-sqlite3']));
+    // The importers' driver (pg, on SQLite), the console's (CommonJS packages: an ES module is not in require.cache).
+    for (const unneeded of ['pg', 'qrcode', '@fastify/cookie']) expect(serving).not.toContain(unneeded);
+    expect(loaded('true')).toEqual(expect.arrayContaining(['qrcode', '@fastify/cookie']));
   });
 
   it('serve outside production keeps the keys it generates in ./data: sessions outlive a restart, and workers share them', async () => {

@@ -1,6 +1,5 @@
 import { createCipheriv, pbkdf2, scrypt, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
-import bcrypt from 'bcryptjs';
 
 /**
  * Password hashes imported from another system (`social-link import`), verified as that system does, so that
@@ -28,7 +27,9 @@ const same = (a: Buffer, b: Buffer) => a.length === b.length && timingSafeEqual(
 const VERIFIERS: Record<string, (password: string, stored: string) => Promise<boolean>> = {
   pbkdf2_sha256: (password, stored) => djangoPbkdf2(password, stored, 'sha256', 32),
   pbkdf2_sha1: (password, stored) => djangoPbkdf2(password, stored, 'sha1', 20),
-  '': async (password, stored) => /^\$2[aby]\$\d\d\$/.test(stored) && bcrypt.compare(password, stored),
+  // bcryptjs loads with the first bcrypt hash to verify (Supabase imports only): not at every start-up.
+  '': async (password, stored) =>
+    /^\$2[aby]\$\d\d\$/.test(stored) && (await import('bcryptjs')).default.compare(password, stored),
   'firebase-scrypt': firebaseScrypt,
 };
 

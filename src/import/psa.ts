@@ -3,28 +3,13 @@ import Sqlite from 'better-sqlite3';
 import pg from 'pg';
 import { ConfigError } from '../lib/settings.js';
 import type { ImportSource, SourceLink, SourceUser } from './importer.js';
+import { psaProviderName } from './psa-backends.js';
 
 /**
  * python-social-auth's database (the original design's Django app): Django's `auth_user` and social_django's
  * `social_auth_usersocialauth`, from its SQLite file, its PostgreSQL database, or `manage.py dumpdata auth.user
  * social_django.usersocialauth` JSON. Sample: ../shared/fixtures/python-social-auth (see test/import.test.ts).
  */
-const PROVIDERS: Record<string, string> = {
-  facebook: 'facebook',
-  'facebook-app': 'facebook',
-  twitter: 'twitter',
-  'twitter-oauth2': 'twitter',
-  'google-oauth2': 'google',
-  'google-openidconnect': 'google',
-  'apple-id': 'apple',
-  line: 'line',
-  github: 'github',
-};
-
-/** social-link's name of a python-social-auth backend name (undefined: no provider of ours). */
-export const psaProviderName = (backend: string): string | undefined =>
-  Object.hasOwn(PROVIDERS, backend) ? PROVIDERS[backend] : undefined;
-
 interface DjangoUser {
   id: number;
   username: string;

@@ -17,6 +17,7 @@ import type { Database } from '../store/database.js';
 import { frameworkErrorOptions, installErrorHandling } from '../http/errors.js';
 import { stopInStages } from '../http/lifecycle.js';
 import { installHooks } from '../http/hooks.js';
+import { sharedSerializers } from '../http/serializers.js';
 import { Metrics } from '../http/metrics.js';
 import { installRateLimits } from '../http/rate-limits.js';
 import { accountRoutes } from '../http/routes/accounts.js';
@@ -26,9 +27,6 @@ import { compatRoutes } from '../http/routes/compat.js';
 import { callbackRoutes } from '../http/routes/callbacks.js';
 import type { OperatorErrors } from '../lib/errors.js';
 import { installApiDocs } from '../http/openapi.js';
-import { Admin } from '../core/admin.js';
-import { StaffAccounts } from '../core/staff.js';
-import { adminPlugin } from '../admin/plugin.js';
 
 export interface AppOptions {
   config: Config;
@@ -89,6 +87,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   const app = Fastify({
     logger: options.logger ?? { level: config.logLevel, ...logSafety },
+    schemaController: { compilersFactory: { buildSerializer: sharedSerializers() } },
     // uids are up to 255 characters, percent-encoded in the unlink path.
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
     // A client that announces a body and never sends it must not hold a connection forever.
@@ -189,8 +188,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   socialRoutes(app, routes);
   if (config.compatPrefix) compatRoutes(app, routes, config.compatPrefix);
   callbackRoutes(app, routes);
-  // The admin API and the staff console: absent (404) unless SOCIAL_LINK_ADMIN=true.
+  // The admin API and the staff console: absent (404) unless SOCIAL_LINK_ADMIN=true — their modules (the console's
+  // templates, TOTP, QR codes) not even loaded then: a shorter start-up.
   if (config.admin.enabled) {
+    const [{ Admin }, { StaffAccounts }, { adminPlugin }] = await Promise.all([
+      import('../core/admin.js'),
+      import('../core/staff.js'),
+      import('../admin/plugin.js'),
+    ]);
     const admin = new Admin(services, routes.accounts);
     await app.register(adminPlugin, {
       services,

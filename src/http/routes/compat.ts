@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { apiError } from '../../lib/errors.js';
-import { psaProviderName } from '../../import/psa.js';
+import { psaProviderName } from '../../import/psa-backends.js';
 import type { TokenInput } from '../../providers/types.js';
 import type { ProviderOfParams } from '../metrics.js';
 import { authenticator, clientOf } from '../request.js';
