@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SecretBox } from '../auth/secret-box.js';
 import { migrateToLatest, openDatabase } from '../store/database.js';
 import { Links } from '../store/links.js';
-import { Storage } from '../store/storage.js';
+import { Storage, type User } from '../store/storage.js';
 import { profileIsStale } from '../providers/profile.js';
 import type { SocialIdentity } from '../providers/types.js';
 import { defaultPipeline, runBeforeTransaction, runPipeline, signInPipeline, startSession } from './pipeline.js';
@@ -45,6 +45,19 @@ const run = (
     replay,
     options: { createUser: false },
     ...extra,
+  });
+
+/** Links account `uid` of provider p, with these kept facts, to the user (associate). */
+const linkTo = (store: Storage, user: User, uid: string, extraData: Record<string, unknown>) =>
+  runPipeline(defaultPipeline, store, {
+    mode: 'associate',
+    provider: 'p',
+    identity: { uid, details: {}, extraData },
+    client,
+    secrets,
+    replay,
+    options: { createUser: false },
+    user,
   });
 
 describe('the default pipeline', () => {
@@ -181,16 +194,7 @@ describe('the default pipeline', () => {
   it("SQLite: a rule of the operator's before socialUser may change the link: socialUser reads it again then", async () => {
     const ada = await storage.users.create('ada', null);
     const fresh = { name: 'Ada', profile_read_at: Math.floor(Date.now() / 1000) };
-    await runPipeline(defaultPipeline, storage, {
-      mode: 'associate',
-      provider: 'p',
-      identity: { uid: 'old', details: {}, extraData: fresh },
-      client,
-      secrets,
-      replay,
-      options: { createUser: false },
-      user: ada,
-    });
+    await linkTo(storage, ada, 'old', fresh);
     // The app moved its accounts to new ids: a step before socialUser moves the link as its account signs in.
     const moveToNewId: PipelineStep = async (context) => {
       await context.storage.links.moveUid('p', 'old', context.identity.uid, null);
@@ -216,16 +220,7 @@ describe('the default pipeline', () => {
       await migrateToLatest(fileStorage.db);
       const ada = await fileStorage.users.create('ada', null);
       const stale = { name: 'Ada', profile_read_at: 1 };
-      await runPipeline(defaultPipeline, fileStorage, {
-        mode: 'associate',
-        provider: 'p',
-        identity: { uid: 'u1', details: {}, extraData: stale },
-        client,
-        secrets,
-        replay,
-        options: { createUser: false },
-        user: ada,
-      });
+      await linkTo(fileStorage, ada, 'u1', stale);
       // Another connection takes the write lock, and gives it back, if nobody holds it.
       other.pragma('busy_timeout = 0');
       const writeLockFree = () => {
