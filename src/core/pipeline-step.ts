@@ -39,10 +39,11 @@ export interface PipelineContext {
   readonly known?: Association | null;
   /**
    * auth on SQLite, when the profile call was left to the transaction (loadProfile): the account's link and its
-   * user as the transaction read them first — under its write lock, so they cannot change —, null when there is
-   * none; absent when not read. socialUser takes them instead of reading again.
+   * user as the transaction read them first — under its write lock, so no other connection changes them —, null
+   * when there is none. Absent when not read, or when a rule of the operator's runs before socialUser (it could
+   * change the link). socialUser takes them once instead of reading again.
    */
-  readonly linked?: { association: Association; user: User } | null;
+  linked?: { association: Association; user: User } | null;
   /**
    * The account's link (whoever's) as holdUser read it with the signed-in user's row, null when there is none; absent
    * when it was not read. Read in the snapshot of that statement, taken before it waited for the row: socialUser

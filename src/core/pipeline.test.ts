@@ -9,7 +9,15 @@ import { Links } from '../store/links.js';
 import { Storage, type User } from '../store/storage.js';
 import { profileIsStale } from '../providers/profile.js';
 import type { SocialIdentity } from '../providers/types.js';
-import { defaultPipeline, runBeforeTransaction, runPipeline, signInPipeline, startSession } from './pipeline.js';
+import {
+  authAllowed,
+  defaultPipeline,
+  runBeforeTransaction,
+  runPipeline,
+  signInPipeline,
+  socialUser,
+  startSession,
+} from './pipeline.js';
 import type { PipelineContext, PipelineStep } from './pipeline-step.js';
 import { BlockingHooks } from './blocking-hooks.js';
 
@@ -20,7 +28,10 @@ beforeEach(async () => {
   await migrateToLatest(db);
   storage = new Storage(db);
 });
-afterEach(() => storage.db.destroy());
+afterEach(async () => {
+  vi.restoreAllMocks(); // spies on Links, even after a failed test
+  await storage.db.destroy();
+});
 
 const secrets = SecretBox.fromSetting(SecretBox.generateKey());
 const replay = { refuse: true, retrySeconds: 10 };
@@ -188,7 +199,6 @@ describe('the default pipeline', () => {
     expect(made.context.user?.username).toMatch(/^ada\.king_/);
     expect(await storage.users.list(10)).toHaveLength(2);
     expect(await signInsOf(made.context.user!.id)).toHaveLength(1);
-    reads.mockRestore();
   });
 
   it("SQLite: a rule of the operator's before socialUser may change the link: socialUser reads it again then", async () => {
@@ -210,6 +220,29 @@ describe('the default pipeline', () => {
       needsProfile: (link) => (link ? profileIsStale(link.extraData, 3600) : false),
     });
     expect(context.user?.id).toBe(ada.id);
+
+    // socialUser twice, a rule between that links the account: the second one reads for itself.
+    const linkLegacy: PipelineStep = async (context) => {
+      if (!(await context.storage.links.find('p', context.identity.uid)))
+        await context.storage.links.insert(ada.id, 'p', context.identity.uid, fresh, null);
+    };
+    const [, ...rest] = defaultPipeline;
+    const again = await runPipeline([authAllowed, socialUser, linkLegacy, ...rest], storage, {
+      mode: 'auth',
+      provider: 'p',
+      identity: {
+        uid: 'legacy',
+        details: {},
+        extraData: {},
+        loadProfile: async () => ({ details: {}, extraData: {} }),
+      },
+      client,
+      secrets,
+      replay,
+      options: { createUser: false },
+      needsProfile: () => false,
+    });
+    expect(again.context.user?.id).toBe(ada.id);
   });
 
   it('SQLite: the steps before the transaction leave the link and the profile to it; the profile is read with no write lock held', async () => {
@@ -267,7 +300,6 @@ describe('the default pipeline', () => {
       expect(context.user?.id).toBe(ada.id);
       expect(context.identity.details.fullname).toBe('Ada King');
       expect(lockFreeAtCalls).toEqual([true]);
-      for (const read of reads) read.mockRestore();
     } finally {
       other.close();
       await fileStorage.db.destroy();

@@ -211,7 +211,7 @@ export const hostUser: BeforeStep = async (draft) => {
 const BEFORE_TRANSACTION: readonly Listed<BeforeStep>[] = [
   listed(
     readLink,
-    "the link decides the host user, the hooks' verdict and the profile call, and is carried into the transaction (SQLite without hooks: read in it)",
+    "the link decides the host user, the hooks' verdict and the profile call, and is carried into the transaction (SQLite without hooks or a host's user: read in it)",
   ),
   listed(loadProfile, 'a profile call only when this sign-in needs it: a new user, or a stale kept profile'),
   listed(askTheApp, "the app's blocking hooks may refuse it or add claims: before anything is written"),
@@ -258,11 +258,13 @@ export const authAllowed: PipelineStep = () => {};
  */
 export const socialUser: PipelineStep = async (context) => {
   // Read first in this transaction (SQLite, for the profile's decision), with no rule before this one that could
-  // have changed it (runPipeline): taken as read.
-  if (context.linked !== undefined && context.mode === 'auth' && !context.user) {
-    if (context.linked) {
-      context.association = context.linked.association;
-      context.user = context.linked.user;
+  // have changed it (runPipeline): taken as read, once (a second socialUser in the rules reads for itself).
+  const { linked } = context;
+  context.linked = undefined;
+  if (linked !== undefined && context.mode === 'auth' && !context.user) {
+    if (linked) {
+      context.association = linked.association;
+      context.user = linked.user;
     }
     return;
   }
@@ -447,6 +449,20 @@ const TRANSACTION_LAST: readonly Listed<PipelineStep>[] = [
 /** Each rules list's steps, listed once (a server's rules are one list for its life): not again per sign-in. */
 const listedRules = new WeakMap<readonly PipelineStep[], readonly Listed<PipelineStep>[]>();
 
+/**
+ * Does socialUser run before any rule of the operator's (authAllowed, ours, does nothing)? Only then may it take the
+ * link as the transaction first read it (context.linked): a rule of theirs could change the link. Once per list.
+ */
+const socialUserFirstIn = new WeakMap<readonly PipelineStep[], boolean>();
+function socialUserFirst(rules: readonly PipelineStep[]): boolean {
+  let first = socialUserFirstIn.get(rules);
+  if (first === undefined) {
+    const at = rules.indexOf(socialUser);
+    socialUserFirstIn.set(rules, (first = at >= 0 && rules.slice(0, at).every((rule) => rule === authAllowed)));
+  }
+  return first;
+}
+
 /** The steps inside the transaction around the operator's rules. */
 export function inTransaction(rules: readonly PipelineStep[]): readonly Listed<PipelineStep>[] {
   let steps = listedRules.get(rules);
@@ -553,9 +569,7 @@ export async function runPipeline<T>(
 ): Promise<{ context: PipelineContext; result: T | undefined }> {
   const steps = inTransaction(rules);
   const { needsProfile } = input;
-  // socialUser may take the first read only when no operator's rule runs before it (one could change the link).
-  const at = rules.indexOf(socialUser);
-  const firstReadStands = at >= 0 && rules.slice(0, at).every((rule) => rule === authAllowed);
+  const firstReadStands = socialUserFirst(rules);
   let { identity } = input;
   for (let attempt = 1, races = 0; ; attempt++) {
     try {
