@@ -202,7 +202,7 @@ describe.each(databaseKinds())('closing on %s', (kind) => {
           })
         ).status,
       ).toBe(200);
-      // Under startStack's provider timeout (1000 ms): the sign-ins must succeed, late.
+      // Under startStack's provider timeout (10 s): the sign-ins must succeed, late.
       await stack.emulator.setFault('facebook', { latency_ms: 800 });
       const before = (await stack.emulator.stats()).requests.facebook ?? 0;
       const hangUp = new AbortController();

@@ -7,6 +7,7 @@ describe('provider calls under faults', () => {
   let stack: Stack;
   beforeAll(async () => {
     stack = await startStack('sqlite', {
+      SOCIAL_AUTH_PROVIDER_TIMEOUT_MS: '1000', // a hanging provider is given up on then
       SOCIAL_AUTH_CIRCUIT_BREAKER_THRESHOLD: '2',
       SOCIAL_AUTH_CIRCUIT_BREAKER_COOLDOWN_MS: '4000',
     });

@@ -4,7 +4,8 @@ import { call, databaseKinds, expectError, guest, startStack, type Stack } from 
 describe.each(databaseKinds())('social linking on %s', (kind) => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack(kind);
+    // A provider too slow or hanging is given up on after 1 s (the faults below); startStack's default is longer.
+    stack = await startStack(kind, { SOCIAL_AUTH_PROVIDER_TIMEOUT_MS: '1000' });
   });
   afterAll(() => stack.close());
   beforeEach(() => stack.emulator.clearFaults());
@@ -324,7 +325,7 @@ describe.each(databaseKinds())('social linking on %s', (kind) => {
         body: { access_token: fb.access_token },
       });
       expectError(answer, 502, 'provider_unavailable');
-      // Bounded by SOCIAL_AUTH_PROVIDER_TIMEOUT_MS=1000 (startStack), said by the server itself rather than by a clock
+      // Bounded by SOCIAL_AUTH_PROVIDER_TIMEOUT_MS=1000 (above), said by the server itself rather than by a clock
       // that a busy machine slows: a slow or hanging Facebook is given up on at the timeout (before the slow answer
       // could come), any other failure is answered as it is, without waiting for the timeout.
       const timedOut = 'latency_ms' in fault || fault.mode === 'hang';
