@@ -85,7 +85,7 @@ export interface SignInDraft extends SignInRequest {
    * loadProfile, when the link was not read before the transaction: does this sign-in need the profile, given the
    * link the transaction finds? (runPipeline: if so, it rolls back, reads the profile and runs again.)
    */
-  needsProfile?: (link: Association | undefined) => boolean;
+  needsProfile?: NeedsProfile;
   /** hostUser: the host's new user for this unknown account. */
   hostUser?: User;
   /** askTheApp: the claims the hooks added for this sign-in's session, and whom they judged. */
@@ -94,6 +94,9 @@ export interface SignInDraft extends SignInRequest {
 }
 
 export type BeforeStep = (draft: SignInDraft) => Promise<void>;
+
+/** loadProfile's decision, given the account's link (none: undefined): must this sign-in read the profile? */
+export type NeedsProfile = (link: Association | undefined) => boolean;
 
 /** The provider module proves the token (its circuit breaker, its pool); auth leaves the profile for loadProfile. */
 export async function proveToken(request: SignInRequest): Promise<SignInDraft> {
@@ -148,7 +151,7 @@ export const loadProfile: BeforeStep = async (draft) => {
   if (!draft.identity.loadProfile) return;
   const maybeNew = draft.createUser || draft.emailLinking?.trusted.includes(draft.provider.name) === true;
   const maxAge = draft.profileMaxAgeSeconds;
-  const needsProfile = (link: Association | undefined) => (link ? profileIsStale(link.extraData, maxAge) : maybeNew);
+  const needsProfile: NeedsProfile = (link) => (link ? profileIsStale(link.extraData, maxAge) : maybeNew);
   if (draft.link === undefined) {
     draft.needsProfile = needsProfile;
     return;
@@ -522,7 +525,7 @@ type PipelineInput = Omit<
 > & {
   claims?: Claims;
   /** loadProfile's decision, left to the transaction (SignInDraft.needsProfile). */
-  needsProfile?: (link: Association | undefined) => boolean;
+  needsProfile?: NeedsProfile;
 };
 
 /** The profile must be read: the transaction rolls back for the call (no provider call inside it). */
@@ -536,7 +539,7 @@ async function profileInTransaction(
   storage: Storage,
   provider: string,
   identity: SocialIdentity,
-  needsProfile: (link: Association | undefined) => boolean,
+  needsProfile: NeedsProfile,
 ) {
   const linked = (await storage.links.findWithUser(provider, identity.uid)) ?? null;
   if (needsProfile(linked?.association)) throw new ProfileNeeded();
