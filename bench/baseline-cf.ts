@@ -13,9 +13,12 @@ export async function startBaselineCF(options: {
   googleSubs: string[];
   facebookUids: string[];
   postgresUrl?: string;
+  /** Extra node flags (a CPU profile's). */
+  nodeArgs?: string[];
 }): Promise<{ child: Child; url: string }> {
   const { emulatorUrl, apps } = options;
-  const child = startNode(options.name, ['--import', 'tsx', 'bench/baseline-c.ts'], {
+  const args = [...(options.nodeArgs ?? []), '--import', 'tsx', 'bench/baseline-c.ts'];
+  const child = startNode(options.name, args, {
     NODE_ENV: 'production',
     BENCH_GOOGLE_JWKS_URL: `${emulatorUrl}/google/oauth2/v3/certs`,
     BENCH_GOOGLE_CLIENT_ID: apps.google.clientIds[0]!,

@@ -6,7 +6,8 @@
 // and a never-linked account). Cases 1, 2 and 3 are each measured right after their
 // same-work baseline (F, C, L: bench/baseline-c.ts on the same database), BENCH_CASE_ROUNDS times (default 1: baseline,
 // case, baseline, case…), and print case ÷ baseline as `npm run bench` does; BENCH_CASE_BASELINE=0 skips the
-// baseline. BENCH_PROFILE=1 writes a CPU profile to bench/results/profiles/ and prints its top.
+// baseline. BENCH_PROFILE=1 writes a CPU profile of the server (and of the baseline) to bench/results/profiles/ and
+// prints their tops.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -77,6 +78,7 @@ async function main(): Promise<void> {
   const emulator = new EmulatorClient(emulatorUrl);
   const dir = mkdtempSync(join(tmpdir(), 'social-link-bench-case-'));
   const cpuProfile = profile ? serverProfile(`${name}-single`) : undefined;
+  const baselineProfile = profile && withBaseline ? serverProfile(`${name}-baseline-${chosen.baseline}`) : undefined;
   try {
     const postgres = process.env.BENCH_DATABASE_URL
       ? await throwawayPostgres(process.env.BENCH_DATABASE_URL)
@@ -112,6 +114,7 @@ async function main(): Promise<void> {
           googleSubs: linked.googleSubs,
           facebookUids: linked.facebookUids,
           postgresUrl: baselinePostgres?.url,
+          nodeArgs: baselineProfile?.nodeArgs,
         })
       : undefined;
     const watched = { emulatorPid: emulatorChild.pid, databasePid: postgres?.serverPid };
@@ -148,6 +151,10 @@ async function main(): Promise<void> {
     }
     if (ratios.length > 1) console.log(`${name} ÷ baseline ${chosen.baseline}, each round: ${ratios.join(' / ')}`);
     if (baseline) await stop(baseline.child);
+    if (baselineProfile) {
+      console.log(`baseline ${chosen.baseline}, over all its rounds:`);
+      baselineProfile.print();
+    }
     if (postgres && !postgres.serverPid) console.log('  PostgreSQL runs elsewhere: its CPU is not measured');
     else if (postgres && m.rps > 0)
       console.log(`  PostgreSQL CPU ${m.cpu.database} % = ${((m.cpu.database * 10) / m.rps).toFixed(2)} ms/req`);

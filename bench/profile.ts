@@ -1,5 +1,5 @@
 // Reads a V8 .cpuprofile (node --cpu-prof): self time per function and per package.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 interface CpuProfile {
@@ -102,16 +102,20 @@ function packageOf(functionName: string, url: string): string {
 
 /**
  * A server's CPU profile for a bench (BENCH_PROFILE=1): the node flags that write it to bench/results/profiles/,
- * and the printing of its top once the server has stopped.
+ * and the printing of its top once the server has stopped. Node writes one profile per thread (a worker's, tsx's
+ * loader thread's) into a directory of this profile's own; the busiest is the one printed.
  */
 export function serverProfile(name: string) {
-  const dir = join(process.cwd(), 'bench', 'results', 'profiles');
-  const file = `${name}-${Date.now()}.cpuprofile`;
+  const dir = join(process.cwd(), 'bench', 'results', 'profiles', `${name}-${Date.now()}`);
   mkdirSync(dir, { recursive: true });
   return {
-    nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-name', file],
+    nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir],
     print(topN = 25): void {
-      const summary = summarizeProfile(join(dir, file), topN);
+      const summaries = readdirSync(dir)
+        .filter((file) => file.endsWith('.cpuprofile'))
+        .map((file) => summarizeProfile(join(dir, file), topN));
+      const summary = summaries.sort((a, b) => b.busyMs - a.busyMs)[0];
+      if (!summary) return console.log(`profile: none written in ${relative(process.cwd(), dir)}`);
       console.log(`profile ${relative(process.cwd(), summary.file)}: idle ${summary.idlePercent} %`);
       for (const spot of summary.top)
         console.log(`  ${spot.selfPercent.toFixed(1).padStart(5)} %  ${spot.function}  ${spot.location}`);
