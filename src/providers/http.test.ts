@@ -16,6 +16,8 @@ beforeAll(async () => {
   server = createServer((request, response) => {
     const query = new URL(request.url ?? '/', 'http://x').searchParams;
     const bytes = Number(query.get('bytes'));
+    if (query.has('hang')) return; // never answers
+    if (query.has('stall')) return void response.writeHead(200, { 'content-type': 'application/json' }).write('{'); // nor ends
     if (query.has('bom')) {
       // A byte order mark before the JSON, chunked or with a Content-Length.
       const body = '\uFEFF{}';
@@ -74,5 +76,24 @@ describe('provider answers', () => {
     expect((await http.json(`${base}/?declared&bytes=${1024 * 1024}`)).body).toEqual({});
     const refusal = await http.json(`${base}/?declared&bytes=${1024 * 1024 + 1}`).catch((error: unknown) => error);
     expect(refusal).toMatchObject({ statusCode: 502, reason: 'answered more than 1048576 bytes' });
+  });
+});
+
+describe('the deadline of a call', () => {
+  it('ends a call the provider does not answer: 502, counted as a timeout', async () => {
+    const quick = new ProviderHttp('test', { timeoutMs: 200, observe: (_p, outcome) => void outcomes.push(outcome) });
+    const refusal = await quick.json(`${base}/?hang`).catch((error: unknown) => error);
+    expect(refusal).toBeInstanceOf(ProviderUnavailableError);
+    expect(refusal).toMatchObject({ statusCode: 502, reason: 'did not answer within 200 ms' });
+    expect(outcomes.at(-1)).toBe('timeout');
+    await quick.close();
+  });
+
+  it('covers the answer until its end: one that starts and stalls is a timeout too', async () => {
+    const quick = new ProviderHttp('test', { timeoutMs: 200, observe: (_p, outcome) => void outcomes.push(outcome) });
+    const refusal = await quick.json(`${base}/?stall`).catch((error: unknown) => error);
+    expect(refusal).toMatchObject({ statusCode: 502, reason: 'did not answer within 200 ms' });
+    expect(outcomes.at(-1)).toBe('timeout');
+    await quick.close();
   });
 });

@@ -94,6 +94,10 @@ export class ProviderHttp {
     for (let attempt = 1; ; attempt++) {
       let response: Awaited<ReturnType<typeof request>>;
       let text: string;
+      // The deadline of the whole call, answer read included. Not AbortSignal.timeout: its timer cannot be cleared, so
+      // every call's would fire (an exception made, an event sent) long after the answer.
+      const deadline = new AbortController();
+      const timer = setTimeout(() => deadline.abort(), this.timeoutMs).unref();
       try {
         response = await request(url, {
           method: options.method ?? 'GET',
@@ -101,7 +105,7 @@ export class ProviderHttp {
           headers: { accept: 'application/json', 'user-agent': USER_AGENT, ...options.headers },
           body: options.body,
           dispatcher: agent,
-          signal: AbortSignal.timeout(this.timeoutMs),
+          signal: deadline.signal,
         });
         text = await readCapped(response, this.maxAnswerBytes);
       } catch (error) {
@@ -119,6 +123,8 @@ export class ProviderHttp {
             ? `did not answer within ${this.timeoutMs} ms`
             : `could not be reached (${(error as { code?: string }).code ?? 'network error'})`,
         );
+      } finally {
+        clearTimeout(timer);
       }
       if (response.statusCode === 429) {
         finish('rate_limited');
