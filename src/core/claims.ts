@@ -94,7 +94,8 @@ export function patchedClaims(current: Claims, patch: Claims): Claims {
  * name, whatever a row holds (fast-jwt's signer would take a payload's iat as the base of exp).
  */
 export function tokenClaims(user: Claims, session: Claims | undefined): Claims {
-  const claims = session && Object.keys(session).length > 0 ? { ...user, ...session } : user;
+  // Assigned, not spread: see mergeFacts (providers/profile.ts).
+  const claims = session && Object.keys(session).length > 0 ? Object.assign({}, user, session) : user;
   const names = Object.keys(claims);
   if (!names.some((name) => RESERVED_CLAIMS.has(name))) return claims;
   return Object.fromEntries(Object.entries(claims).filter(([name]) => !RESERVED_CLAIMS.has(name)));

@@ -586,7 +586,8 @@ export async function runPipeline<T>(
           mode: input.mode,
           provider: input.provider,
           // No provider call inside the transaction: a profile not read by now stays unread.
-          identity: decided?.identity ?? { ...identity, loadProfile: undefined },
+          // (Assigned, not spread: see mergeFacts in providers/profile.ts.)
+          identity: decided?.identity ?? Object.assign({}, identity, { loadProfile: undefined }),
           storage: trx,
           options: input.options,
           secrets: input.secrets,

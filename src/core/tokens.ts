@@ -107,19 +107,21 @@ export class TokenService {
     client: Client | null,
     claims?: Claims,
   ): Promise<StartedSession> {
-    const { refreshToken, ...session } = this.newSession();
-    await storage.sessions.start(userId, { ...session, claims }, audit, client);
+    const { refreshToken, session } = this.newSession(claims);
+    await storage.sessions.start(userId, session, audit, client);
     return { id: session.id, refreshToken, claims };
   }
 
-  private newSession(): NewSession & { refreshToken: string } {
+  /** A session's values and its first refresh token (only ever in the answer: the database keeps its hash). */
+  private newSession(claims?: Claims): { session: NewSession; refreshToken: string } {
     const refreshToken = randomBytes(32).toString('base64url');
-    return {
+    const session = {
       id: randomUUID(),
-      refreshToken,
       refreshTokenHash: sha256(refreshToken),
       refreshExpiresAt: new Date(Date.now() + this.options.refreshTtlSeconds * 1000).toISOString(),
+      claims,
     };
+    return { session, refreshToken };
   }
 
   /**
@@ -128,7 +130,10 @@ export class TokenService {
    */
   pairOf(user: Pick<User, 'id' | 'claims'>, session: StartedSession): TokenPair {
     const custom = tokenClaims(user.claims, session.claims);
-    const accessToken = this.sign({ ...custom, sub: String(user.id), sid: session.id, jti: randomUUID() });
+    // Assigned, not spread ({ ...custom, sub }): see mergeFacts (providers/profile.ts).
+    const accessToken = this.sign(
+      Object.assign({}, custom, { sub: String(user.id), sid: session.id, jti: randomUUID() }),
+    );
     return {
       access_token: accessToken,
       refresh_token: session.refreshToken,
@@ -191,8 +196,8 @@ export class TokenService {
 
   /** Rotation: a new refresh token in the same session, and a new access token. */
   private async rotate(storage: Storage, user: User, sessionId: string, claims: Claims): Promise<TokenPair> {
-    const { refreshToken, refreshTokenHash, refreshExpiresAt } = this.newSession();
-    await storage.sessions.addRefreshToken(sessionId, refreshTokenHash, refreshExpiresAt);
+    const { refreshToken, session } = this.newSession();
+    await storage.sessions.addRefreshToken(sessionId, session.refreshTokenHash, session.refreshExpiresAt);
     return this.pairOf(user, { id: sessionId, refreshToken, claims });
   }
 }
