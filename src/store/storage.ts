@@ -1,4 +1,4 @@
-import { CompiledQuery, type Kysely } from 'kysely';
+import { CompiledQuery, type DatabaseConnection, type Kysely } from 'kysely';
 import { AppleTransfers } from './apple-transfers.js';
 import { AuditLog } from './audit.js';
 import { Imports } from './imports.js';
@@ -91,7 +91,7 @@ export class Storage {
     // at once with "database is locked" when another process (a second worker) wrote meanwhile, instead
     // of waiting for busy_timeout.
     const runner = sqliteRunnerOf(this.db);
-    return this.db.connection().execute(async (connection) => {
+    const inIt = async (connection: Kysely<Database>) => {
       const run = (statement: CompiledQuery) =>
         runner ? runner(statement.sql, statement.parameters) : connection.executeQuery(statement);
       await run(BEGIN_IMMEDIATE);
@@ -106,6 +106,42 @@ export class Storage {
       } finally {
         held?.release();
       }
-    });
+    };
+    // A host's Kysely (embedded): its own connections, as Kysely hands them out.
+    if (!runner) return this.db.connection().execute(inIt);
+    return sqliteConnectionOf(this.db).then((single) =>
+      this.db.getExecutor().provideConnection(async (connection) => {
+        if (connection !== single.connection) throw new Error('SQLite: the driver handed out another connection');
+        return inIt(single.db);
+      }),
+    );
   }
+}
+
+/**
+ * Our SQLite database (openDatabase) has one connection, the same object for the driver's life: the Kysely bound to it
+ * is made once, and used while the driver's lock is held (provideConnection: the lock, and the checkpoint thread's
+ * pause). Kysely's connection().execute() would make a new one for each transaction: copies and Object.freeze of
+ * objects made by spreads, ~5 µs (on Node 20 each gets a hidden class of its own).
+ */
+const singleConnections = new WeakMap<
+  Kysely<Database>,
+  Promise<{ db: Kysely<Database>; connection: DatabaseConnection }>
+>();
+function sqliteConnectionOf(db: Kysely<Database>) {
+  let single = singleConnections.get(db);
+  if (!single) {
+    single = db
+      .connection()
+      .execute(async (bound) => ({
+        db: bound,
+        connection: await bound.getExecutor().provideConnection(async (connection) => connection),
+      }))
+      .catch((error: unknown) => {
+        singleConnections.delete(db); // the next transaction tries again
+        throw error;
+      });
+    singleConnections.set(db, single);
+  }
+  return single;
 }

@@ -1,0 +1,84 @@
+import type { Kysely } from 'kysely';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { migrateToLatest, openDatabase } from './database.js';
+import type { Database } from './schema.js';
+import { Storage } from './storage.js';
+
+const at = '2026-01-01T00:00:00.000Z';
+const addUser = (storage: Storage, name: string) =>
+  storage.db
+    .insertInto('users')
+    .values({ username: name, username_key: name, password_hash: null, created_at: at, updated_at: at })
+    .execute();
+const usernames = async (db: Kysely<Database>) =>
+  (await db.selectFrom('users').select('username').orderBy('id').execute()).map((row) => row.username);
+
+describe('Storage.transaction on SQLite', () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it('binds every transaction to the one connection with the same Kysely; each is still all or nothing', async () => {
+    const db = openDatabase('sqlite::memory:');
+    await migrateToLatest(db);
+    const storage = new Storage(db);
+    const bound: Kysely<Database>[] = [];
+    await storage.transaction(async (trx) => {
+      bound.push(trx.db);
+      await addUser(trx, 'ann');
+    });
+    await expect(
+      storage.transaction(async (trx) => {
+        bound.push(trx.db);
+        await addUser(trx, 'bob');
+        throw new Error('rolled back');
+      }),
+    ).rejects.toThrow('rolled back');
+    await storage.transaction(async (trx) => void bound.push(trx.db));
+    expect(bound[0]).not.toBe(db);
+    expect(bound[1]).toBe(bound[0]);
+    expect(bound[2]).toBe(bound[0]);
+    expect(await usernames(db)).toEqual(['ann']);
+    await db.destroy();
+  });
+
+  it("holds the driver's lock for the whole transaction: another transaction and a plain query wait for it", async () => {
+    const db = openDatabase('sqlite::memory:');
+    await migrateToLatest(db);
+    const storage = new Storage(db);
+    const order: string[] = [];
+    let resume!: () => void;
+    const paused = new Promise<void>((resolve) => (resume = resolve));
+    const first = storage.transaction(async (trx) => {
+      await addUser(trx, 'ann');
+      order.push('first wrote');
+      await paused;
+      order.push('first ends');
+    });
+    await vi.waitFor(() => expect(order).toEqual(['first wrote']));
+    const second = storage.transaction(async (trx) => {
+      order.push(`second sees ${(await usernames(trx.db)).join(',')}`);
+    });
+    const plain = usernames(db).then((names) => order.push(`plain sees ${names.join(',')}`));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(order).toEqual(['first wrote']);
+    resume();
+    await Promise.all([first, second, plain]);
+    expect(order.slice(0, 2)).toEqual(['first wrote', 'first ends']);
+    expect(order.slice(2).sort()).toEqual(['plain sees ann', 'second sees ann']);
+    await db.destroy();
+  });
+
+  it('tries again to bind the connection when the first attempt failed', async () => {
+    const db = openDatabase('sqlite::memory:');
+    await migrateToLatest(db);
+    const storage = new Storage(db);
+    vi.spyOn(db, 'connection').mockImplementationOnce(
+      () => ({ execute: () => Promise.reject(new Error('database is locked')) }) as never,
+    );
+    await expect(storage.transaction(async (trx) => addUser(trx, 'ann'))).rejects.toThrow('database is locked');
+    await storage.transaction(async (trx) => addUser(trx, 'bob'));
+    expect(await usernames(db)).toEqual(['bob']);
+    await db.destroy();
+  });
+});
