@@ -2,7 +2,7 @@
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
-interface CpuProfile {
+export interface CpuProfile {
   nodes: Array<{ id: number; hitCount?: number; callFrame: { functionName: string; url: string; lineNumber: number } }>;
   samples?: number[];
   timeDeltas?: number[];
@@ -83,7 +83,7 @@ export function summarizeProfile(file: string, topN = 15): ProfileSummary {
   };
 }
 
-function shortUrl(url: string): string {
+export function shortUrl(url: string): string {
   const path = url.replace(/^file:\/\//, '');
   const modules = path.lastIndexOf('/node_modules/');
   if (modules >= 0) return path.slice(modules + 1);
@@ -91,7 +91,7 @@ function shortUrl(url: string): string {
   return own ? `${own[1]}/${own[2]}` : path;
 }
 
-function packageOf(functionName: string, url: string): string {
+export function packageOf(functionName: string, url: string): string {
   if (!url) return functionName.startsWith('(') ? functionName : '(native / V8 builtins)';
   if (url.startsWith('node:')) return 'node internals';
   const modules = /\/node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
