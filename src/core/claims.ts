@@ -91,12 +91,14 @@ export function patchedClaims(current: Claims, patch: Claims): Claims {
 
 /**
  * An access token's custom claims: the user's, and over them those its session's sign-in added; never a reserved
- * name, whatever a row holds (fast-jwt's signer would take a payload's iat as the base of exp).
+ * name, whatever a row holds (fast-jwt's signer would take a payload's iat as the base of exp), nor `__proto__` (a
+ * copy by assignment would take it for the prototype, and its iat would be inherited).
  */
 export function tokenClaims(user: Claims, session: Claims | undefined): Claims {
+  const both = session !== undefined && Object.keys(session).length > 0;
+  const names = both ? [...Object.keys(user), ...Object.keys(session)] : Object.keys(user);
+  const kept = (name: string) => !RESERVED_CLAIMS.has(name) && name !== '__proto__';
   // Assigned, not spread: see mergeFacts (providers/profile.ts).
-  const claims = session && Object.keys(session).length > 0 ? Object.assign({}, user, session) : user;
-  const names = Object.keys(claims);
-  if (!names.some((name) => RESERVED_CLAIMS.has(name))) return claims;
-  return Object.fromEntries(Object.entries(claims).filter(([name]) => !RESERVED_CLAIMS.has(name)));
+  if (names.every(kept)) return both ? Object.assign({}, user, session) : user;
+  return Object.fromEntries([...Object.entries(user), ...Object.entries(session ?? {})].filter(([name]) => kept(name)));
 }
