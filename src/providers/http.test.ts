@@ -18,6 +18,12 @@ beforeAll(async () => {
     const bytes = Number(query.get('bytes'));
     if (query.has('hang')) return; // never answers
     if (query.has('stall')) return void response.writeHead(200, { 'content-type': 'application/json' }).write('{'); // nor ends
+    if (query.has('trickle')) {
+      // A byte every 50 ms, never the end: undici's bodyTimeout counts only the silence between two bytes.
+      response.writeHead(200, { 'content-type': 'application/json' });
+      const drip = setInterval(() => (response.destroyed ? clearInterval(drip) : response.write(' ')), 50);
+      return void response.on('close', () => clearInterval(drip));
+    }
     if (query.has('bom')) {
       // A byte order mark before the JSON, chunked or with a Content-Length.
       const body = '\uFEFF{}';
@@ -80,6 +86,7 @@ describe('provider answers', () => {
 });
 
 describe('the deadline of a call', () => {
+  // undici's headersTimeout and bodyTimeout (the same length) end these two as well.
   it('ends a call the provider does not answer: 502, counted as a timeout', async () => {
     const quick = new ProviderHttp('test', { timeoutMs: 200, observe: (_p, outcome) => void outcomes.push(outcome) });
     const refusal = await quick.json(`${base}/?hang`).catch((error: unknown) => error);
@@ -93,6 +100,15 @@ describe('the deadline of a call', () => {
     const quick = new ProviderHttp('test', { timeoutMs: 200, observe: (_p, outcome) => void outcomes.push(outcome) });
     const refusal = await quick.json(`${base}/?stall`).catch((error: unknown) => error);
     expect(refusal).toMatchObject({ statusCode: 502, reason: 'did not answer within 200 ms' });
+    expect(outcomes.at(-1)).toBe('timeout');
+    await quick.close();
+  });
+
+  // Only the call's own deadline ends this one: without it the call would last as long as the provider goes on.
+  it('ends an answer that keeps coming a byte at a time, past the deadline', async () => {
+    const quick = new ProviderHttp('test', { timeoutMs: 300, observe: (_p, outcome) => void outcomes.push(outcome) });
+    const refusal = await quick.json(`${base}/?trickle`).catch((error: unknown) => error);
+    expect(refusal).toMatchObject({ statusCode: 502, reason: 'did not answer within 300 ms' });
     expect(outcomes.at(-1)).toBe('timeout');
     await quick.close();
   });
