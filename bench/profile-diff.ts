@@ -6,19 +6,21 @@
 // BENCH_PROFILE_BY=function lists functions instead of packages.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { packageOf, shortUrl, type CpuProfile } from './profile.js';
+import { packageOf, shortUrl, summarizeProfile, type CpuProfile } from './profile.js';
 
-const windowUs = Number(process.env.BENCH_PROFILE_WINDOW ?? 10) * 1e6;
+// Whole seconds, at least one.
+const windowUs = Math.max(1, Math.round(Number(process.env.BENCH_PROFILE_WINDOW ?? 10) || 10)) * 1e6;
 const byFunction = process.env.BENCH_PROFILE_BY === 'function';
 
-/** The main thread's profile of a directory: the one with the most samples. */
+/** The main thread's profile of a directory: the one busiest (not the largest file: an idle thread's may be larger). */
 function profileFile(path: string): string {
   if (!statSync(path).isDirectory()) return path;
-  const files = readdirSync(path).filter((file) => file.endsWith('.cpuprofile'));
-  const size = (file: string) => statSync(join(path, file)).size;
-  const busiest = files.sort((a, b) => size(b) - size(a))[0];
+  const files = readdirSync(path)
+    .filter((file) => file.endsWith('.cpuprofile'))
+    .map((file) => join(path, file));
+  const busiest = files.map((file) => summarizeProfile(file, 0)).sort((a, b) => b.busyMs - a.busyMs)[0];
   if (!busiest) throw new Error(`no .cpuprofile in ${path}`);
-  return join(path, busiest);
+  return busiest.file;
 }
 
 /** A package; our own code and the bench's by file; a native function (writev, runMicrotasks…) by its name. */
@@ -33,13 +35,15 @@ function perRequest(path: string): { units: Map<string, number>; signatures: num
   const profile = JSON.parse(readFileSync(profileFile(path), 'utf8')) as Required<CpuProfile>;
   const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
   const at: number[] = [];
+  // A sample's self time is the delta to the next one (V8 may write a negative delta: counted as none).
+  const delta = (i: number) => Math.max(0, profile.timeDeltas[i + 1] ?? 0);
   profile.samples.reduce((time, _id, i) => (at[i] = time + profile.timeDeltas[i]!), 0);
   // The busiest window, in 1 s steps.
   const busy: number[] = [];
   profile.samples.forEach((id, i) => {
     const second = Math.floor(at[i]! / 1e6);
     const idle = nodes.get(id)!.callFrame.functionName === '(idle)';
-    busy[second] = (busy[second] ?? 0) + (idle ? 0 : (profile.timeDeltas[i + 1] ?? 0));
+    busy[second] = (busy[second] ?? 0) + (idle ? 0 : delta(i));
   });
   const width = Math.round(windowUs / 1e6);
   let from = 0;
@@ -54,7 +58,7 @@ function perRequest(path: string): { units: Map<string, number>; signatures: num
     if (at[i]! < from * 1e6 || at[i]! >= from * 1e6 + windowUs) return;
     const { functionName, url, lineNumber } = nodes.get(id)!.callFrame;
     if (functionName === '(idle)') return;
-    const us = profile.timeDeltas[i + 1] ?? 0;
+    const us = delta(i);
     if (functionName === 'signOneShot') signatures += us;
     const key = byFunction
       ? `${functionName || '(anonymous)'} ${url ? `${shortUrl(url)}:${lineNumber + 1}` : ''}`
@@ -81,7 +85,7 @@ const rows = [...new Set([...baseline.keys(), ...measured.keys()])]
   .sort((a, b) => b.measured - b.baseline - (a.measured - a.baseline));
 const top = Number(process.env.BENCH_PROFILE_TOP ?? 30);
 console.log('baseline    case    more');
-for (const row of [...rows.slice(0, top), ...rows.slice(-5)])
+for (const row of rows.length > top + 5 ? [...rows.slice(0, top), ...rows.slice(-5)] : rows)
   console.log(
     `${row.baseline.toFixed(1).padStart(8)} ${row.measured.toFixed(1).padStart(7)} ${(row.measured - row.baseline).toFixed(1).padStart(7)}  ${row.key}`,
   );
