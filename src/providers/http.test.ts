@@ -86,30 +86,32 @@ describe('provider answers', () => {
 });
 
 describe('the deadline of a call', () => {
+  /** A call with a short deadline to one of the server's slow answers: what it was refused with (and counted). */
+  async function refusalWithin(timeoutMs: number, path: string): Promise<unknown> {
+    const quick = new ProviderHttp('test', { timeoutMs, observe: (_p, outcome) => void outcomes.push(outcome) });
+    try {
+      return await quick.json(`${base}/${path}`).catch((error: unknown) => error);
+    } finally {
+      await quick.close();
+    }
+  }
+
   // undici's headersTimeout and bodyTimeout (the same length) end these two as well.
   it('ends a call the provider does not answer: 502, counted as a timeout', async () => {
-    const quick = new ProviderHttp('test', { timeoutMs: 200, observe: (_p, outcome) => void outcomes.push(outcome) });
-    const refusal = await quick.json(`${base}/?hang`).catch((error: unknown) => error);
+    const refusal = await refusalWithin(200, '?hang');
     expect(refusal).toBeInstanceOf(ProviderUnavailableError);
     expect(refusal).toMatchObject({ statusCode: 502, reason: 'did not answer within 200 ms' });
     expect(outcomes.at(-1)).toBe('timeout');
-    await quick.close();
   });
 
   it('covers the answer until its end: one that starts and stalls is a timeout too', async () => {
-    const quick = new ProviderHttp('test', { timeoutMs: 200, observe: (_p, outcome) => void outcomes.push(outcome) });
-    const refusal = await quick.json(`${base}/?stall`).catch((error: unknown) => error);
-    expect(refusal).toMatchObject({ statusCode: 502, reason: 'did not answer within 200 ms' });
+    expect(await refusalWithin(200, '?stall')).toMatchObject({ reason: 'did not answer within 200 ms' });
     expect(outcomes.at(-1)).toBe('timeout');
-    await quick.close();
   });
 
   // Only the call's own deadline ends this one: without it the call would last as long as the provider goes on.
   it('ends an answer that keeps coming a byte at a time, past the deadline', async () => {
-    const quick = new ProviderHttp('test', { timeoutMs: 300, observe: (_p, outcome) => void outcomes.push(outcome) });
-    const refusal = await quick.json(`${base}/?trickle`).catch((error: unknown) => error);
-    expect(refusal).toMatchObject({ statusCode: 502, reason: 'did not answer within 300 ms' });
+    expect(await refusalWithin(300, '?trickle')).toMatchObject({ reason: 'did not answer within 300 ms' });
     expect(outcomes.at(-1)).toBe('timeout');
-    await quick.close();
   });
 });
