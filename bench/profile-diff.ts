@@ -4,21 +4,17 @@
 // not the start-up), and every self time is divided by that of `signOneShot` — the one ES256 signature both make per
 // request — so that the figures compare requests, whatever the machine's speed during each run: 100 = one signature.
 // BENCH_PROFILE_BY=function lists functions instead of packages.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { packageOf, shortUrl, summarizeProfile, type CpuProfile } from './profile.js';
+import { readFileSync, statSync } from 'node:fs';
+import { busiestProfile, packageOf, shortUrl, type CpuProfile } from './profile.js';
 
 // Whole seconds, at least one.
 const windowUs = Math.max(1, Math.round(Number(process.env.BENCH_PROFILE_WINDOW ?? 10) || 10)) * 1e6;
 const byFunction = process.env.BENCH_PROFILE_BY === 'function';
 
-/** The main thread's profile of a directory: the one busiest (not the largest file: an idle thread's may be larger). */
+/** A .cpuprofile, or the main thread's among those of a directory. */
 function profileFile(path: string): string {
   if (!statSync(path).isDirectory()) return path;
-  const files = readdirSync(path)
-    .filter((file) => file.endsWith('.cpuprofile'))
-    .map((file) => join(path, file));
-  const busiest = files.map((file) => summarizeProfile(file, 0)).sort((a, b) => b.busyMs - a.busyMs)[0];
+  const busiest = busiestProfile(path, 0);
   if (!busiest) throw new Error(`no .cpuprofile in ${path}`);
   return busiest.file;
 }

@@ -101,6 +101,17 @@ export function packageOf(functionName: string, url: string): string {
 }
 
 /**
+ * The main thread's profile among those node wrote in `dir` (one per thread): the busiest, not the largest file (an
+ * idle thread's may be larger). Undefined when there is none.
+ */
+export function busiestProfile(dir: string, topN = 15): ProfileSummary | undefined {
+  return readdirSync(dir)
+    .filter((file) => file.endsWith('.cpuprofile'))
+    .map((file) => summarizeProfile(join(dir, file), topN))
+    .sort((a, b) => b.busyMs - a.busyMs)[0];
+}
+
+/**
  * A server's CPU profile for a bench (BENCH_PROFILE=1): the node flags that write it to bench/results/profiles/,
  * and the printing of its top once the server has stopped. Node writes one profile per thread (a worker's, tsx's
  * loader thread's) into a directory of this profile's own; the busiest is the one printed.
@@ -111,10 +122,7 @@ export function serverProfile(name: string) {
   return {
     nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir],
     print(topN = 25): void {
-      const summaries = readdirSync(dir)
-        .filter((file) => file.endsWith('.cpuprofile'))
-        .map((file) => summarizeProfile(join(dir, file), topN));
-      const summary = summaries.sort((a, b) => b.busyMs - a.busyMs)[0];
+      const summary = busiestProfile(dir, topN);
       if (!summary) return console.log(`profile: none written in ${relative(process.cwd(), dir)}`);
       console.log(`profile ${relative(process.cwd(), summary.file)}: idle ${summary.idlePercent} %`);
       for (const spot of summary.top)

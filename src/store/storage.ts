@@ -91,7 +91,7 @@ export class Storage {
     // at once with "database is locked" when another process (a second worker) wrote meanwhile, instead
     // of waiting for busy_timeout.
     const runner = sqliteRunnerOf(this.db);
-    const inIt = async (connection: Kysely<Database>) => {
+    const runOn = async (connection: Kysely<Database>) => {
       const run = (statement: CompiledQuery) =>
         runner ? runner(statement.sql, statement.parameters) : connection.executeQuery(statement);
       await run(BEGIN_IMMEDIATE);
@@ -108,11 +108,11 @@ export class Storage {
       }
     };
     // A host's Kysely (embedded): its own connections, as Kysely hands them out.
-    if (!runner) return this.db.connection().execute(inIt);
+    if (!runner) return this.db.connection().execute(runOn);
     return sqliteConnectionOf(this.db).then((single) =>
       this.db.getExecutor().provideConnection(async (connection) => {
         if (connection !== single.connection) throw new Error('SQLite: the driver handed out another connection');
-        return inIt(single.db);
+        return runOn(single.db);
       }),
     );
   }
