@@ -1,4 +1,5 @@
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createConnection, createServer, Socket, type Server } from 'node:net';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { call, databaseKinds, freshDatabase, guest, startStack, type Stack } from './helpers.js';
@@ -16,6 +17,7 @@ class RoundTripCounter {
   readonly unnamed: string[] = [];
   /** While set, the SQL of every named statement parsed (a connection parses each once, then runs it by name). */
   named?: Set<string>;
+
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
 
@@ -92,11 +94,41 @@ function messages(startsUntyped: boolean, each: (type: string, body: Buffer) => 
       const length = buffered.readInt32BE(untyped ? 0 : 1);
       const size = untyped ? length : length + 1;
       if (buffered.length < size) return;
-      each(untyped ? 'startup' : String.fromCharCode(buffered[0]!), buffered.subarray(header, size));
+      each(
+        untyped ? 'startup' : String.fromCharCode(buffered[0]!),
+        buffered.subarray(header, size),
+        size === buffered.length,
+      );
       untyped = false;
       buffered = buffered.subarray(size);
     }
   };
+}
+
+/**
+ * The writes (each a system call) this process makes to the server at `port` while `work` runs: what the receiving end
+ * cannot count, as the kernel joins writes made in one turn before it reads them.
+ */
+async function socketWritesTo(port: number, work: () => Promise<unknown>): Promise<number> {
+  type Write = (this: Socket, ...args: unknown[]) => void;
+  const prototype = Socket.prototype as unknown as { _write: Write; _writev: Write };
+  const { _write: write, _writev: writev } = prototype;
+  let writes = 0;
+  prototype._write = function (...args) {
+    if (this.remotePort === port) writes++;
+    write.apply(this, args);
+  };
+  prototype._writev = function (...args) {
+    if (this.remotePort === port) writes++;
+    writev.apply(this, args);
+  };
+  try {
+    await work();
+  } finally {
+    prototype._write = write;
+    prototype._writev = writev;
+  }
+  return writes;
 }
 
 describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQL per sign-in', () => {
@@ -134,9 +166,18 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
     await stack.db.selectFrom('users').select('id').execute();
     expect(counter.roundTrips).toBe(1);
     counter.reset();
-    // BEGIN and the statement go together; COMMIT is awaited alone (its answer says whether it committed).
+    // BEGIN and the statement go together, in one write; COMMIT is awaited alone (its answer says whether it committed).
     await stack.db.transaction().execute((trx) => trx.selectFrom('users').select('id').execute());
     expect(counter.roundTrips).toBe(2);
+  });
+
+  it("writes BEGIN with the transaction's first statement: one system call for both", async () => {
+    const port = Number(new URL(proxiedUrl).port);
+    const writes = await socketWritesTo(port, () =>
+      stack.db.transaction().execute((trx) => trx.selectFrom('users').select('id').execute()),
+    );
+    // BEGIN + the statement, then COMMIT (written apart, the first pair would be 2 writes: 3 in all).
+    expect(writes).toBe(2);
   });
 
   it('a Facebook sign-in of a linked user: 4 (the link; BEGIN with the held owner; the session; COMMIT)', async () => {
@@ -285,5 +326,13 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
       }),
     ).rejects.toThrow('abandoned');
     expect(await stack.db.selectFrom('users').select('id').execute()).toHaveLength(before.length);
+    // A transaction given up before its first statement: its BEGIN, held back, goes with the ROLLBACK; no connection is
+    // left inside a transaction.
+    await expect(stack.db.transaction().execute(() => Promise.reject(new Error('given up')))).rejects.toThrow(
+      'given up',
+    );
+    const { rows } = await sql<{ open: string }>`select count(*) as open from pg_stat_activity
+      where datname = current_database() and state like 'idle in transaction%'`.execute(stack.db);
+    expect(rows).toEqual([{ open: '0' }]);
   });
 });

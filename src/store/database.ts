@@ -189,25 +189,38 @@ function withNamedStatements(pool: pg.Pool): PostgresPool {
       });
       let wrapper = wrappers.get(client);
       if (!wrapper) {
-        // Kysely opens a transaction with `begin` and waits for its answer: a round trip of its own. It is written
-        // now and its answer awaited with the next statement's, the transaction's first: one round trip for both.
-        // BEGIN fails only with the connection, and then so does the statement written behind it.
-        let begun: Promise<unknown> | undefined;
+        // Kysely opens a transaction with `begin` and waits for its answer: a round trip of its own. It is held back
+        // and written with the next statement, the transaction's first, in one write (the socket corked around both:
+        // pg corks each statement's own messages, and corks nest), and their answers awaited together: one round
+        // trip and one system call for both. BEGIN fails only with the connection, and then so does the statement.
+        let beginHeld = false;
         wrapper = {
           query: ((text: string, values?: unknown[]) => {
             if (text === 'begin') {
-              begun = client.query(text);
-              // Its failure is the next statement's (below); never an unhandled rejection.
-              begun.catch(() => {});
+              beginHeld = true;
               return Promise.resolve(BEGUN);
             }
             const name = nameOf(text);
-            const result = name ? client.query({ name, text, values }) : client.query(text, values);
-            const before = begun;
-            begun = undefined;
-            return (before ? Promise.all([before, result]).then(() => result) : result).catch(marked);
+            const send = () => (name ? client.query({ name, text, values }) : client.query(text, values));
+            if (!beginHeld) return send().catch(marked);
+            beginHeld = false;
+            const socket = (client as unknown as pg.Client).connection?.stream;
+            socket?.cork();
+            let begun: Promise<unknown>, result: Promise<pg.QueryResult>;
+            try {
+              begun = client.query('begin');
+              result = send();
+            } finally {
+              socket?.uncork();
+            }
+            return Promise.all([begun, result])
+              .then(() => result)
+              .catch(marked);
           }) as unknown as PostgresPoolClient['query'],
-          release: (destroy?: boolean) => client.release(destroy),
+          release: (destroy?: boolean) => {
+            beginHeld = false; // never carried to the client's next borrower (Kysely always ends what it began)
+            client.release(destroy);
+          },
         };
         wrappers.set(client, wrapper);
       }
