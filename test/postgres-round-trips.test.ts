@@ -94,11 +94,7 @@ function messages(startsUntyped: boolean, each: (type: string, body: Buffer) => 
       const length = buffered.readInt32BE(untyped ? 0 : 1);
       const size = untyped ? length : length + 1;
       if (buffered.length < size) return;
-      each(
-        untyped ? 'startup' : String.fromCharCode(buffered[0]!),
-        buffered.subarray(header, size),
-        size === buffered.length,
-      );
+      each(untyped ? 'startup' : String.fromCharCode(buffered[0]!), buffered.subarray(header, size));
       untyped = false;
       buffered = buffered.subarray(size);
     }
