@@ -13,6 +13,7 @@ import {
 } from 'kysely';
 import { ConfigError } from '../lib/settings.js';
 import { migrationProvider } from './migrations.js';
+import { timestamptzReader } from './rows.js';
 import { fromDatabase } from './database-health.js';
 import { CheckpointedSqliteDialect, WalCheckpoints } from './wal-checkpoints.js';
 
@@ -65,6 +66,7 @@ export function openDatabase(
   // pg is loaded on first use: a server on SQLite never pays for it.
   const pool = async () => {
     const { default: postgres } = await import('pg');
+    const readTimestamptz = timestamptzReader(postgres.types.getTypeParser(TIMESTAMPTZ, 'text'));
     // A server that does not answer at all (a network cut, a failover under way) fails a request after 5 s
     // (503 database_unavailable) instead of holding it until the client gives up; so does a query left
     // without an answer past queryTimeoutMs.
@@ -77,6 +79,14 @@ export function openDatabase(
       // out with a transaction's first statement (withNamedStatements). Our code asks one query at a time per
       // connection otherwise, so nothing else changes (https://node-postgres.com/features/pipelining).
       pipeline: true,
+      // This pool's own type parsers (a host's other pg pools keep theirs): a timestamptz read as the ISO string rows
+      // keep (rows.ts timestamptzReader), not a Date turned back into one.
+      types: {
+        getTypeParser: ((oid: number, format?: string) =>
+          oid === TIMESTAMPTZ && format !== 'binary'
+            ? readTimestamptz
+            : postgres.types.getTypeParser(oid, format as 'text')) as pg.CustomTypesConfig['getTypeParser'],
+      },
     });
     // A pg client emits 'error' when its connection breaks (the server restarted, a failover, a network cut).
     // An 'error' event nobody listens to ends the process: the pool listens for its idle clients, each client
@@ -148,6 +158,9 @@ function unreachable(error: unknown): ConfigError | undefined {
     `DATABASE_URL: cannot reach the database (${message}): is it running, and are the URL and its credentials right?`,
   );
 }
+
+/** PostgreSQL's type oid of timestamptz (pg_type). */
+const TIMESTAMPTZ = 1184;
 
 /** What Kysely is answered for a BEGIN not yet answered (it reads no more of it). */
 const BEGUN = { command: 'BEGIN', rowCount: null, rows: [] };

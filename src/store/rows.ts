@@ -56,6 +56,20 @@ export const iso = (value: Date | string) =>
 const ISO_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 export const isoOrNull = (value: Date | string | null) => (value === null ? null : iso(value));
 
+/**
+ * How our PostgreSQL pool reads a timestamptz: PostgreSQL writes one in the session's TimeZone, with DateStyle ISO
+ * `2026-12-07 16:40:44.123456+00` when that is UTC (its default); read as the ISO string `iso` keeps, cut to the
+ * millisecond as a Date would be, without making a Date to turn back into the string. Any other form (another zone,
+ * infinity, a year past 9999 or BC) goes to `fallback`, pg's own parser (a Date).
+ */
+export const timestamptzReader =
+  (fallback: (text: string) => unknown) =>
+  (text: string): unknown => {
+    const utc = PG_UTC.exec(text);
+    return utc ? `${utc[1]}T${utc[2]}.${`${utc[3] ?? ''}000`.slice(0, 3)}Z` : fallback(text);
+  };
+const PG_UTC = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?\+00$/;
+
 export interface User {
   id: number;
   username: string;

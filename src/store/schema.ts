@@ -1,6 +1,9 @@
 import type { ColumnType, Generated } from 'kysely';
 
-/** Timestamps are written as ISO strings; PostgreSQL reads them back as Date, SQLite as string. */
+/**
+ * Timestamps are written as ISO strings and read back as such (SQLite: as written; PostgreSQL: rows.ts
+ * timestamptzReader), or as a Date when PostgreSQL's session zone is not UTC: rows.ts iso() takes either.
+ */
 type Timestamp = ColumnType<Date | string, string, string>;
 /** JSON is written as text; PostgreSQL (jsonb) reads it back parsed, SQLite as text. */
 type Json = ColumnType<unknown, string, string>;
