@@ -1,6 +1,5 @@
 import { CompiledQuery, type Compilable, type Kysely, type QueryResult } from 'kysely';
 import { isPostgres } from './migrations.js';
-import type { SqliteRunner } from './database.js';
 import type { Database } from './schema.js';
 
 /**
@@ -30,20 +29,26 @@ export function prepared<Args extends unknown[], Row>(build: (db: Kysely<Databas
     }
     const values = query.slots.map((slot) => (typeof slot === 'number' ? args[slot] : slot.value));
     const held = heldConnections.get(db);
-    if (held) return held(query.sql, values) as QueryResult<Row>;
+    if (held) return held(query.sql, values) as QueryResult<Row> | Promise<QueryResult<Row>>;
     return db.executeQuery<Row>(CompiledQuery.raw(query.sql, values));
   };
 }
 
-const heldConnections = new WeakMap<Kysely<Database>, SqliteRunner>();
+/** Runs one statement on the connection a transaction holds, at once (SQLite's runner answers synchronously). */
+export type HeldRunner = (query: string, parameters: unknown[]) => QueryResult<unknown> | Promise<QueryResult<unknown>>;
+
+const heldConnections = new WeakMap<Kysely<Database>, HeldRunner>();
 
 /**
- * SQLite: `db` is bound to the one connection, which its transaction holds (Kysely's lock) until it ends: the hot
- * queries run on it directly, without going through Kysely's queue for each (storage.ts's transactions). They run when
- * called, so a transaction awaits each query before the next (as every step does): one left running would be
- * overtaken.
+ * `db` is bound to one connection, which its transaction holds until it ends (storage.ts): the hot queries run on it
+ * directly, without going through Kysely's executor for each. They run when called, so a transaction awaits each
+ * query before the next (as every step does): one left running would be overtaken (SQLite) or would hold the others
+ * back (PostgreSQL answers in order).
  */
-export function runOnHeldConnection(db: Kysely<Database>, runner: SqliteRunner): { release(): void } {
+export function runOnHeldConnection(db: Kysely<Database>, runner: HeldRunner): { release(): void } {
   heldConnections.set(db, runner);
   return { release: () => heldConnections.delete(db) };
 }
+
+/** The runner of the transaction that holds `db`'s connection now (undefined: none does, or `db` is not bound). */
+export const heldRunnerOf = (db: Kysely<Database>): HeldRunner | undefined => heldConnections.get(db);
