@@ -76,8 +76,8 @@ export function openDatabase(
       connectionTimeoutMillis: 5_000,
       query_timeout: queryTimeoutMs,
       // A query is written as soon as it is asked, without waiting for the answer to the one before: lets BEGIN go
-      // out with a transaction's first statement (withNamedStatements). Our code asks one query at a time per
-      // connection otherwise, so nothing else changes (https://node-postgres.com/features/pipelining).
+      // out with a transaction's first statement (withNamedStatements). PostgreSQL answers them in order; our code
+      // mostly asks one query at a time per connection (https://node-postgres.com/features/pipelining).
       pipeline: true,
       // This pool's own type parsers (a host's other pg pools keep theirs): a timestamptz read as the ISO string rows
       // keep (rows.ts timestamptzReader), not a Date turned back into one.
@@ -202,11 +202,14 @@ function withNamedStatements(pool: pg.Pool): PostgresPool {
       });
       let wrapper = wrappers.get(client);
       if (!wrapper) {
-        // Kysely opens a transaction with `begin` and waits for its answer: a round trip of its own. It is held back
+        // A transaction (transaction.ts, or Kysely's) opens with `begin` and waits for its answer: a round trip of its own. It is held back
         // and written with the next statement, the transaction's first, in one write (the socket corked around both:
         // pg corks each statement's own messages, and corks nest), and their answers awaited together: one round
         // trip and one system call for both. BEGIN fails only with the connection, and then so does the statement.
         let beginHeld = false;
+        // A COMMIT or ROLLBACK that failed (a timeout, a broken connection) leaves the connection in an unknown state:
+        // it is dropped on release, not handed to the next borrower (as Kysely's own driver does).
+        let discard = false;
         wrapper = {
           query: ((text: string, values?: unknown[]) => {
             if (text === 'begin') {
@@ -215,24 +218,29 @@ function withNamedStatements(pool: pg.Pool): PostgresPool {
             }
             const name = nameOf(text);
             const send = () => (name ? client.query({ name, text, values }) : client.query(text, values));
-            if (!beginHeld) return send().catch(marked);
-            beginHeld = false;
-            const socket = (client as unknown as pg.Client).connection?.stream;
-            socket?.cork();
-            let begun: Promise<unknown>, result: Promise<pg.QueryResult>;
-            try {
-              begun = client.query('begin');
-              result = send();
-            } finally {
-              socket?.uncork();
-            }
-            return Promise.all([begun, result])
-              .then(() => result)
-              .catch(marked);
+            let answered: Promise<pg.QueryResult>;
+            if (beginHeld) {
+              beginHeld = false;
+              const socket = (client as unknown as pg.Client).connection?.stream;
+              socket?.cork();
+              let begun: Promise<unknown>, result: Promise<pg.QueryResult>;
+              try {
+                begun = client.query('begin');
+                result = send();
+              } finally {
+                socket?.uncork();
+              }
+              answered = Promise.all([begun, result]).then(() => result);
+            } else answered = send();
+            if (text === 'commit' || text === 'rollback') answered.catch(() => (discard = true));
+            return answered.catch(marked);
           }) as unknown as PostgresPoolClient['query'],
           release: (destroy?: boolean) => {
-            beginHeld = false; // never carried to the client's next borrower (Kysely always ends what it began)
-            client.release(destroy);
+            // Never carried to the client's next borrower (Kysely and storage.ts always end what they began).
+            beginHeld = false;
+            const drop = destroy === true || discard;
+            discard = false;
+            client.release(drop);
           },
         };
         wrappers.set(client, wrapper);

@@ -50,7 +50,10 @@ export const qualified = <const Alias extends string, const Column extends strin
 ) => columns.map((column) => `${alias}.${column}` as const);
 
 export const now = () => new Date().toISOString();
-/** An ISO 8601 UTC timestamp; SQLite rows hold them already (as now() wrote them), PostgreSQL's are Dates. */
+/**
+ * An ISO 8601 UTC timestamp. SQLite rows hold them already (as now() wrote them), and so do PostgreSQL's read by our
+ * pool in UTC (timestamptzReader); a Date (PostgreSQL in another zone, a host's own pool) is turned into one.
+ */
 export const iso = (value: Date | string) =>
   typeof value === 'string' && ISO_UTC.test(value) ? value : new Date(value).toISOString();
 const ISO_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -58,9 +61,9 @@ export const isoOrNull = (value: Date | string | null) => (value === null ? null
 
 /**
  * How our PostgreSQL pool reads a timestamptz: PostgreSQL writes one in the session's TimeZone, with DateStyle ISO
- * `2026-12-07 16:40:44.123456+00` when that is UTC (its default); read as the ISO string `iso` keeps, cut to the
+ * `2026-12-07 16:40:44.123456+00` when that is UTC; read as the ISO string `iso` keeps, cut to the
  * millisecond as a Date would be, without making a Date to turn back into the string. Any other form (another zone,
- * infinity, a year past 9999 or BC) goes to `fallback`, pg's own parser (a Date).
+ * infinity, a year past 9999 or BC) goes to `fallback`, pg's own parser (a Date, or ±Infinity).
  */
 export const timestamptzReader =
   (fallback: (text: string) => unknown) =>

@@ -1,8 +1,8 @@
 import type { ColumnType, Generated } from 'kysely';
 
 /**
- * Timestamps are written as ISO strings and read back as such (SQLite: as written; PostgreSQL: rows.ts
- * timestamptzReader), or as a Date when PostgreSQL's session zone is not UTC: rows.ts iso() takes either.
+ * Timestamps are written as ISO strings and read back as such (SQLite: as written; PostgreSQL through our pool:
+ * rows.ts timestamptzReader), or as a Date (PostgreSQL's session zone not UTC, a host's own pool): iso() takes either.
  */
 type Timestamp = ColumnType<Date | string, string, string>;
 /** JSON is written as text; PostgreSQL (jsonb) reads it back parsed, SQLite as text. */

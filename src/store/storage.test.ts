@@ -18,30 +18,6 @@ describe('Storage.transaction on SQLite', () => {
     vi.restoreAllMocks();
   });
 
-  it('binds every transaction to the one connection with the same Kysely; each is still all or nothing', async () => {
-    const db = openDatabase('sqlite::memory:');
-    await migrateToLatest(db);
-    const storage = new Storage(db);
-    const bound: Kysely<Database>[] = [];
-    await storage.transaction(async (trx) => {
-      bound.push(trx.db);
-      await addUser(trx, 'ann');
-    });
-    await expect(
-      storage.transaction(async (trx) => {
-        bound.push(trx.db);
-        await addUser(trx, 'bob');
-        throw new Error('rolled back');
-      }),
-    ).rejects.toThrow('rolled back');
-    await storage.transaction(async (trx) => void bound.push(trx.db));
-    expect(bound[0]).not.toBe(db);
-    expect(bound[1]).toBe(bound[0]);
-    expect(bound[2]).toBe(bound[0]);
-    expect(await usernames(db)).toEqual(['ann']);
-    await db.destroy();
-  });
-
   it("holds the driver's lock for the whole transaction: another transaction and a plain query wait for it", async () => {
     const db = openDatabase('sqlite::memory:');
     await migrateToLatest(db);
@@ -66,19 +42,6 @@ describe('Storage.transaction on SQLite', () => {
     await Promise.all([first, second, plain]);
     expect(order.slice(0, 2)).toEqual(['first wrote', 'first ends']);
     expect(order.slice(2).sort()).toEqual(['plain sees ann', 'second sees ann']);
-    await db.destroy();
-  });
-
-  it('tries again to bind the connection when the first attempt failed', async () => {
-    const db = openDatabase('sqlite::memory:');
-    await migrateToLatest(db);
-    const storage = new Storage(db);
-    vi.spyOn(db, 'connection').mockImplementationOnce(
-      () => ({ execute: () => Promise.reject(new Error('database is locked')) }) as never,
-    );
-    await expect(storage.transaction(async (trx) => addUser(trx, 'ann'))).rejects.toThrow('database is locked');
-    await storage.transaction(async (trx) => addUser(trx, 'bob'));
-    expect(await usernames(db)).toEqual(['bob']);
     await db.destroy();
   });
 });
