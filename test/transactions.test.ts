@@ -1,10 +1,13 @@
-import { sql, type Kysely } from 'kysely';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import SQLite from 'better-sqlite3';
+import { AbortedTransactionError, Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase } from '../src/store/database.js';
+import { migrateToLatest, openDatabase } from '../src/store/database.js';
 import type { Database } from '../src/store/schema.js';
 import { Storage } from '../src/store/storage.js';
-import { TransactionRolledBackError } from '../src/store/transaction.js';
 import { databaseKinds, freshDatabase } from './helpers.js';
 
 // Storage.transaction (src/store/transaction.ts) on a real database of each kind: each transaction gets a Kysely of its
@@ -44,10 +47,14 @@ describe.each(databaseKinds())('Storage.transaction on %s', (kind) => {
     expect(await usernames(db)).toEqual(['ann']);
   });
 
-  it('refuses a transaction inside a transaction', async () => {
+  it('refuses a transaction inside a transaction, through any Kysely made from its own', async () => {
     await new Storage(db).transaction(async (trx) => {
       await expect(trx.transaction(async () => {})).rejects.toThrow('already inside a transaction');
-      await expect(trx.db.transaction().execute(async () => {})).rejects.toThrow('already inside a transaction');
+      await expect(new Storage(trx.db.withoutPlugins()).transaction(async () => {})).rejects.toThrow(
+        'already inside a transaction',
+      );
+      expect(() => trx.db.transaction()).toThrow('not supported');
+      expect(() => trx.db.connection()).toThrow('not supported');
     });
   });
 
@@ -135,7 +142,7 @@ describe.skipIf(!databaseKinds().includes('postgres'))('Storage.transaction on P
         await addUser(trx, 'erin');
         await sql`select 1 / 0`.execute(trx.db).catch(() => {});
       }),
-    ).rejects.toThrow(TransactionRolledBackError);
+    ).rejects.toThrow(AbortedTransactionError);
     expect(await usernames(db)).not.toContain('erin');
   });
 
@@ -147,6 +154,47 @@ describe.skipIf(!databaseKinds().includes('postgres'))('Storage.transaction on P
     ).rejects.toThrow(/terminating connection due to administrator command/);
     await new Storage(db).transaction((trx) => addUser(trx, 'fred'));
     expect(await usernames(db)).toContain('fred');
+  });
+
+  it("drops the pool client whose COMMIT failed (its state unknown); the error is the COMMIT's", async () => {
+    // A constraint checked at COMMIT (deferred) makes COMMIT fail on a healthy connection: dropped all the same.
+    await sql`create table deferred_check (id int primary key, parent int references deferred_check (id)
+      deferrable initially deferred)`.execute(db);
+    const pidOf = async (trx: Storage) =>
+      (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx.db)).rows[0]!.pid;
+    let failed = 0;
+    await expect(
+      new Storage(db).transaction(async (trx) => {
+        failed = await pidOf(trx);
+        await sql`insert into deferred_check values (1, 99)`.execute(trx.db);
+      }),
+    ).rejects.toMatchObject({ code: '23503' });
+    // The pool hands back the client released last, when it kept it: a new one here.
+    const next = await new Storage(db).transaction(pidOf);
+    expect(next).not.toBe(failed);
+    const again = await new Storage(db).transaction(pidOf);
+    expect(again).toBe(next);
+  });
+
+  it("a host's own PostgreSQL Kysely keeps its driver: Kysely's transaction(), all or nothing", async () => {
+    const host = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: database.url, max: 2 }) }),
+    });
+    try {
+      const storage = new Storage(host);
+      await storage.transaction((trx) => addUser(trx, 'hosted'));
+      await expect(
+        storage.transaction(async (trx) => {
+          expect(trx.db.isTransaction).toBe(true);
+          await addUser(trx, 'hosted-rolled-back');
+          throw new Error('given up');
+        }),
+      ).rejects.toThrow('given up');
+      expect(await usernames(db)).toContain('hosted');
+      expect(await usernames(db)).not.toContain('hosted-rolled-back');
+    } finally {
+      await host.destroy();
+    }
   });
 
   it('leaves no connection inside a transaction after one given up before its first statement', async () => {
@@ -164,5 +212,46 @@ describe.skipIf(!databaseKinds().includes('postgres'))('Storage.transaction on P
     } finally {
       await observer.end();
     }
+  });
+});
+
+describe("Storage.transaction on a host's own SQLite Kysely (rollback journal, no busy wait)", () => {
+  let dir: string;
+  let file: string;
+  let host: Kysely<Database>;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'social-link-host-'));
+    file = join(dir, 'host.sqlite');
+    // As a host might open it: better-sqlite3's defaults (journal_mode=delete), and no wait for a busy lock.
+    host = new Kysely<Database>({ dialect: new SqliteDialect({ database: new SQLite(file, { timeout: 0 }) }) });
+    await migrateToLatest(host);
+  });
+  afterAll(async () => {
+    await host?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reports a BEGIN IMMEDIATE refused (another connection writing) and serves the next transaction', async () => {
+    const writer = new SQLite(file);
+    writer.exec('begin immediate');
+    await expect(new Storage(host).transaction((trx) => addUser(trx, 'blocked'))).rejects.toThrow(/database is locked/);
+    writer.exec('rollback');
+    writer.close();
+    await new Storage(host).transaction((trx) => addUser(trx, 'after-blocked'));
+    expect(await usernames(host)).toEqual(['after-blocked']);
+  });
+
+  it('rolls back a transaction whose COMMIT was refused (a reader holds the file), so the connection goes back clean', async () => {
+    // SQLite leaves the transaction open when COMMIT fails with SQLITE_BUSY (https://www.sqlite.org/lang_transaction.html).
+    const reader = new SQLite(file);
+    const reading = reader.prepare('select name from sqlite_master').iterate();
+    reading.next(); // a read under way: its shared lock keeps COMMIT from the exclusive lock it needs
+    await expect(new Storage(host).transaction((trx) => addUser(trx, 'not-committed'))).rejects.toThrow(
+      /database is locked/,
+    );
+    reading.return?.();
+    reader.close();
+    await new Storage(host).transaction((trx) => addUser(trx, 'committed'));
+    expect(await usernames(host)).toEqual(['after-blocked', 'committed']);
   });
 });

@@ -61,6 +61,7 @@ export function openDatabase(
           : new SqliteDialect(config),
     });
     sqliteRunners.set(db, runnerOf(statements));
+    ownDatabases.add(db);
     return db;
   }
   // pg is loaded on first use: a server on SQLite never pays for it.
@@ -96,7 +97,9 @@ export function openDatabase(
     pool.on('connect', (client) => client.on('error', () => {}));
     return withNamedStatements(pool);
   };
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  ownDatabases.add(db);
+  return db;
 }
 
 /**
@@ -202,10 +205,11 @@ function withNamedStatements(pool: pg.Pool): PostgresPool {
       });
       let wrapper = wrappers.get(client);
       if (!wrapper) {
-        // A transaction (transaction.ts, or Kysely's) opens with `begin` and waits for its answer: a round trip of its own. It is held back
-        // and written with the next statement, the transaction's first, in one write (the socket corked around both:
-        // pg corks each statement's own messages, and corks nest), and their answers awaited together: one round
-        // trip and one system call for both. BEGIN fails only with the connection, and then so does the statement.
+        // A transaction (transaction.ts, or Kysely's) opens with `begin` and waits for its answer: a round trip of its
+        // own. It is held back and written with the next statement, the transaction's first, in one write (the socket
+        // corked around both: pg corks each statement's own messages, and corks nest), and their answers awaited
+        // together: one round trip and one system call for both. BEGIN fails only with the connection, and then so
+        // does the statement.
         let beginHeld = false;
         // A COMMIT or ROLLBACK that failed (a timeout, a broken connection) leaves the connection in an unknown state:
         // it is dropped on release, not handed to the next borrower (as Kysely's own driver does).
@@ -236,7 +240,7 @@ function withNamedStatements(pool: pg.Pool): PostgresPool {
             return answered.catch(marked);
           }) as unknown as PostgresPoolClient['query'],
           release: (destroy?: boolean) => {
-            // Never carried to the client's next borrower (Kysely and storage.ts always end what they began).
+            // Never carried to the client's next borrower (Kysely and transaction.ts always end what they began).
             beginHeld = false;
             const drop = destroy === true || discard;
             discard = false;
@@ -253,11 +257,15 @@ function withNamedStatements(pool: pg.Pool): PostgresPool {
 
 /**
  * Runs one statement on a SQLite connection at once, as Kysely's SQLite driver does (the same statement cache and
- * result), without its queue: only for the transaction that holds the connection (storage.ts, prepared.ts).
+ * result), without its queue: only for the transaction that holds the connection (transaction.ts, prepared.ts).
  */
 export type SqliteRunner = (query: string, parameters: readonly unknown[]) => QueryResult<unknown>;
 
 const sqliteRunners = new WeakMap<Kysely<Database>, SqliteRunner>();
+const ownDatabases = new WeakSet<Kysely<Database>>();
+
+/** Whether openDatabase opened `db` (not a host's own Kysely, embed.ts): its driver and pool are ours. */
+export const isOwnDatabase = (db: Kysely<Database>): boolean => ownDatabases.has(db);
 
 /** The statement runner of a SQLite database opened by openDatabase (undefined: PostgreSQL, or a host's Kysely). */
 export const sqliteRunnerOf = (db: Kysely<Database>): SqliteRunner | undefined => sqliteRunners.get(db);

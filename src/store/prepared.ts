@@ -40,7 +40,7 @@ export type HeldRunner = (query: string, parameters: unknown[]) => QueryResult<u
 const heldConnections = new WeakMap<Kysely<Database>, HeldRunner>();
 
 /**
- * `db` is bound to one connection, which its transaction holds until it ends (storage.ts): the hot queries run on it
+ * `db` is bound to one connection, which its transaction holds until it ends (transaction.ts): the hot queries run on it
  * directly, without going through Kysely's executor for each. They run when called, so a transaction awaits each
  * query before the next (as every step does): one left running would be overtaken (SQLite) or would hold the others
  * back (PostgreSQL answers in order).

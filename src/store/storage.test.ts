@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { migrateToLatest, openDatabase } from './database.js';
 import type { Database } from './schema.js';
 import { Storage } from './storage.js';
@@ -14,10 +14,6 @@ const usernames = async (db: Kysely<Database>) =>
   (await db.selectFrom('users').select('username').orderBy('id').execute()).map((row) => row.username);
 
 describe('Storage.transaction on SQLite', () => {
-  afterEach(() => {
-    vi.restoreAllMocks();
-  });
-
   it("holds the driver's lock for the whole transaction: another transaction and a plain query wait for it", async () => {
     const db = openDatabase('sqlite::memory:');
     await migrateToLatest(db);

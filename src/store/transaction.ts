@@ -1,27 +1,30 @@
-import { CompiledQuery, Kysely, PostgresIntrospector, SqliteIntrospector, type Dialect, type Driver } from 'kysely';
-import { sqliteRunnerOf } from './database.js';
+import {
+  AbortedTransactionError,
+  CompiledQuery,
+  PostgresIntrospector,
+  SqliteIntrospector,
+  Transaction,
+  type Dialect,
+  type Driver,
+  type Kysely,
+  type QueryResult,
+} from 'kysely';
+import { isOwnDatabase, sqliteRunnerOf } from './database.js';
 import { isPostgres } from './migrations.js';
 import { heldRunnerOf, runOnHeldConnection, type HeldRunner } from './prepared.js';
 import type { Database } from './schema.js';
-
-/** PostgreSQL answered COMMIT with ROLLBACK: a statement of the transaction had failed, so nothing of it was written. */
-export class TransactionRolledBackError extends Error {
-  constructor() {
-    super('the transaction was rolled back at COMMIT: one of its statements had failed');
-    this.name = 'TransactionRolledBackError';
-  }
-}
 
 const ENDED = "a transaction's storage was used after the transaction ended";
 const NESTED = 'Storage.transaction: already inside a transaction';
 
 /**
- * Runs `work` in one transaction on one connection of `db`, given a Kysely of its own that runs every statement on
- * that connection — and refuses to, for good, once the transaction has ended: a Storage kept past it fails instead of
- * writing into whichever transaction has the connection next. That Kysely is a light one (the database's executor
- * with another connection provider, no driver of its own); Kysely's transaction() would make a builder, a Transaction
- * and two executors for each, copies and Object.freeze of objects made by spreads (on Node 20 each gets a hidden class
- * of its own). BEGIN, COMMIT and ROLLBACK, and the hot prepared statements (prepared.ts), run on the connection directly.
+ * Runs `work` in one transaction on one connection of `db`, given a Kysely Transaction of its own that runs every
+ * statement on that connection — and refuses to, for good, once the transaction ends (before its COMMIT is written): a
+ * Storage kept past it fails instead of writing into whichever transaction has the connection next. That Transaction is
+ * a light one (the database's executor with another connection provider, no driver); Kysely's transaction() would make
+ * a builder, a Transaction and two executors for each, copies and Object.freeze of objects made by spreads (on Node 20
+ * each gets a hidden class of its own). BEGIN, COMMIT and ROLLBACK, and the hot prepared statements (prepared.ts), run
+ * on the connection directly. A host's own Kysely (embed.ts) keeps its driver: Kysely's transaction() on PostgreSQL.
  * SQLite: the write lock is taken at BEGIN (`begin immediate`). A plain (deferred) transaction that reads, then writes,
  * fails at once with "database is locked" when another process (a second worker) wrote meanwhile, instead of waiting
  * for busy_timeout; `work` is told it holds the lock (`writeLocked`).
@@ -33,15 +36,17 @@ export function runTransaction<T>(
   if (db.isTransaction || heldRunnerOf(db)) return Promise.reject(new Error(NESTED));
   const executor = db.getExecutor();
   const postgres = isPostgres(db);
-  // Our own SQLite database (openDatabase) runs statements with its statement cache; a host's Kysely as its driver does.
+  const own = isOwnDatabase(db);
+  if (postgres && !own) return db.transaction().execute((trx) => work(trx, false));
+  // Our own SQLite database runs statements with its statement cache; a host's as its driver does.
   const sqliteRunner = postgres ? undefined : sqliteRunnerOf(db);
-  // provideConnection holds the connection for the whole transaction: SQLite's driver lock (and the checkpoint
-  // thread's pause, wal-checkpoints.ts), a client taken from PostgreSQL's pool.
+  // provideConnection holds the connection until the transaction has ended: SQLite's driver lock (no checkpoint of
+  // the thread of wal-checkpoints.ts starts meanwhile), a client taken from PostgreSQL's pool.
   return executor.provideConnection(async (connection) => {
     const run: HeldRunner =
       sqliteRunner ?? ((query, parameters) => connection.executeQuery(CompiledQuery.raw(query, parameters)));
     let open = true;
-    const trx = new Kysely<Database>({
+    const trx = new Transaction<Database>({
       config: postgres ? POSTGRES_CONFIG : SQLITE_CONFIG,
       dialect: postgres ? POSTGRES_CONFIG.dialect : SQLITE_CONFIG.dialect,
       driver: NO_DRIVER,
@@ -50,35 +55,47 @@ export function runTransaction<T>(
       }),
     });
     await run(postgres ? 'begin' : 'begin immediate', []);
-    const held = runOnHeldConnection(trx, run);
+    // Our own database's hot queries skip Kysely's executor (a host's plugins would not see their results otherwise).
+    const held = own ? runOnHeldConnection(trx, run) : undefined;
     const end = () => {
       open = false;
-      held.release();
+      held?.release();
     };
     let result: T;
     try {
       result = await work(trx, !postgres);
     } catch (error) {
       end();
-      // The work's error is the one to report. A ROLLBACK that fails leaves the connection in an unknown state:
-      // PostgreSQL's is dropped by the pool on release (database.ts).
-      await settled(run('rollback', []));
+      // The work's error is the one to report. A ROLLBACK that fails leaves the connection in an unknown state: our
+      // PostgreSQL pool drops the client on release (database.ts).
+      await settled(() => run('rollback', []));
       throw error;
     }
-    // Closed before COMMIT is written: a statement the work left running and issues later cannot follow it.
     end();
-    const { rows } = await run('commit', []);
-    if (postgres && (rows[0] as { command?: string } | undefined)?.command === 'ROLLBACK')
-      throw new TransactionRolledBackError();
+    let committed: QueryResult<unknown>;
+    try {
+      committed = await run('commit', []);
+    } catch (error) {
+      // A COMMIT that failed may leave the transaction open (SQLite: SQLITE_BUSY, a reader in the way of a rollback
+      // journal's exclusive lock): rolled back, so that the connection goes back clean.
+      await settled(() => run('rollback', []));
+      throw error;
+    }
+    // PostgreSQL ends a transaction whose statement failed (a step caught the error and went on) with ROLLBACK.
+    if (postgres && (committed.rows[0] as { command?: string } | undefined)?.command === 'ROLLBACK')
+      throw new AbortedTransactionError();
     return result;
   });
 }
 
-const settled = (answer: unknown) =>
-  Promise.resolve(answer).then(
-    () => {},
-    () => {},
-  );
+/** Runs `statement`, whatever it throws (at once, as SQLite's runner does, or later). */
+async function settled(statement: () => unknown): Promise<void> {
+  try {
+    await statement();
+  } catch {
+    // the caller reports its own error
+  }
+}
 
 /** The transaction's Kysely has no driver: it runs statements through its connection provider only. */
 const refuse = () => Promise.reject(new Error(NESTED));
