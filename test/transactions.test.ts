@@ -4,15 +4,14 @@ import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { AbortedTransactionError, Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { migrateToLatest, openDatabase } from '../src/store/database.js';
 import type { Database } from '../src/store/schema.js';
 import { Storage } from '../src/store/storage.js';
 import { databaseKinds, freshDatabase } from './helpers.js';
 
 // Storage.transaction (src/store/transaction.ts) on a real database of each kind: each transaction gets a Kysely of its
-// own, on the connection it holds, that refuses for good once the transaction has ended. (SQLite's driver lock:
-// src/store/storage.test.ts.)
+// own, on the connection it holds, that refuses for good once the transaction has ended.
 
 const at = '2026-01-01T00:00:00.000Z';
 const addUser = (storage: Storage, name: string) =>
@@ -92,6 +91,35 @@ describe.each(databaseKinds())('Storage.transaction on %s', (kind) => {
     });
     expect(await late).toMatchObject({ message: "a transaction's storage was used after the transaction ended" });
     expect(await usernames(db)).not.toContain('after-commit');
+  });
+});
+
+describe('Storage.transaction on our own SQLite database', () => {
+  it("holds the driver's lock for the whole transaction: another transaction and a plain query wait for it", async () => {
+    const db = openDatabase('sqlite::memory:');
+    await migrateToLatest(db);
+    const storage = new Storage(db);
+    const order: string[] = [];
+    let resume!: () => void;
+    const paused = new Promise<void>((resolve) => (resume = resolve));
+    const first = storage.transaction(async (trx) => {
+      await addUser(trx, 'ann');
+      order.push('first wrote');
+      await paused;
+      order.push('first ends');
+    });
+    await vi.waitFor(() => expect(order).toEqual(['first wrote']));
+    const second = storage.transaction(async (trx) => {
+      order.push(`second sees ${(await usernames(trx.db)).join(',')}`);
+    });
+    const plain = usernames(db).then((names) => order.push(`plain sees ${names.join(',')}`));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(order).toEqual(['first wrote']);
+    resume();
+    await Promise.all([first, second, plain]);
+    expect(order.slice(0, 2)).toEqual(['first wrote', 'first ends']);
+    expect(order.slice(2).sort()).toEqual(['plain sees ann', 'second sees ann']);
+    await db.destroy();
   });
 });
 
