@@ -16,7 +16,6 @@ class RoundTripCounter {
   readonly unnamed: string[] = [];
   /** While set, the SQL of every named statement parsed (a connection parses each once, then runs it by name). */
   named?: Set<string>;
-
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
 

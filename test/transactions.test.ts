@@ -92,6 +92,117 @@ describe.each(databaseKinds())('Storage.transaction on %s', (kind) => {
     expect(await late).toMatchObject({ message: "a transaction's storage was used after the transaction ended" });
     expect(await usernames(db)).not.toContain('after-commit');
   });
+
+  describe.runIf(kind === 'postgres')('PostgreSQL only', () => {
+    it('runs transactions side by side on two connections, each all or nothing', async () => {
+      const storage = new Storage(db);
+      let resume!: () => void;
+      const paused = new Promise<void>((resolve) => (resume = resolve));
+      const pids = new Set<number>();
+      const pid = async (trx: Storage) =>
+        pids.add((await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx.db)).rows[0]!.pid);
+      const [kept, rolledBack] = await Promise.allSettled([
+        storage.transaction(async (trx) => {
+          await pid(trx);
+          await addUser(trx, 'carl');
+          await paused;
+        }),
+        storage.transaction(async (trx) => {
+          await pid(trx);
+          await addUser(trx, 'dora');
+          resume();
+          throw new Error('rolled back');
+        }),
+      ]);
+      expect(kept.status).toBe('fulfilled');
+      expect(rolledBack).toMatchObject({ status: 'rejected', reason: new Error('rolled back') });
+      expect(pids.size).toBe(2);
+      expect(await usernames(db)).toContain('carl');
+      expect(await usernames(db)).not.toContain('dora');
+    });
+
+    it('a transaction whose statement failed is not reported committed: PostgreSQL rolled it all back at COMMIT', async () => {
+      // A step that catches a database error and goes on (an operator's pipeline step could): PostgreSQL has aborted
+      // the transaction, and answers COMMIT with ROLLBACK.
+      await expect(
+        new Storage(db).transaction(async (trx) => {
+          await addUser(trx, 'erin');
+          await sql`select 1 / 0`.execute(trx.db).catch(() => {});
+        }),
+      ).rejects.toThrow(AbortedTransactionError);
+      expect(await usernames(db)).not.toContain('erin');
+    });
+
+    it("reports the work's error when ROLLBACK fails too (the connection gone), and the pool serves the next", async () => {
+      await expect(
+        new Storage(db).transaction(async (trx) => {
+          await sql`select pg_terminate_backend(pg_backend_pid())`.execute(trx.db);
+        }),
+      ).rejects.toThrow(/terminating connection due to administrator command/);
+      await new Storage(db).transaction((trx) => addUser(trx, 'fred'));
+      expect(await usernames(db)).toContain('fred');
+    });
+
+    it("drops the pool client whose COMMIT failed (its state unknown); the error is the COMMIT's", async () => {
+      // A constraint checked at COMMIT (deferred) makes COMMIT fail on a healthy connection: dropped all the same.
+      await sql`create table deferred_check (id int primary key, parent int references deferred_check (id)
+        deferrable initially deferred)`.execute(db);
+      const pidOf = async (trx: Storage) =>
+        (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx.db)).rows[0]!.pid;
+      let failed = 0;
+      await expect(
+        new Storage(db).transaction(async (trx) => {
+          failed = await pidOf(trx);
+          await sql`insert into deferred_check values (1, 99)`.execute(trx.db);
+        }),
+      ).rejects.toMatchObject({ code: '23503' });
+      // The pool hands back the client released last, when it kept it: a new one here.
+      const next = await new Storage(db).transaction(pidOf);
+      expect(next).not.toBe(failed);
+      const again = await new Storage(db).transaction(pidOf);
+      expect(again).toBe(next);
+    });
+
+    it("a host's own PostgreSQL Kysely keeps its driver: Kysely's transaction(), all or nothing", async () => {
+      const host = new Kysely<Database>({
+        dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: database.url, max: 2 }) }),
+      });
+      try {
+        const storage = new Storage(host);
+        await storage.transaction((trx) => addUser(trx, 'hosted'));
+        await expect(
+          storage.transaction(async (trx) => {
+            expect(trx.db.isTransaction).toBe(true);
+            await addUser(trx, 'hosted-rolled-back');
+            throw new Error('given up');
+          }),
+        ).rejects.toThrow('given up');
+        expect(await usernames(db)).toContain('hosted');
+        expect(await usernames(db)).not.toContain('hosted-rolled-back');
+      } finally {
+        await host.destroy();
+      }
+    });
+
+    it('leaves no connection inside a transaction after one given up before its first statement', async () => {
+      // Its BEGIN, held back to go with the first statement (database.ts), goes with the ROLLBACK. Asked from a client
+      // of its own: a statement on the pool would run on the very connection, and end what it looks for.
+      await expect(new Storage(db).transaction(() => Promise.reject(new Error('given up')))).rejects.toThrow(
+        'given up',
+      );
+      const observer = new pg.Client({ connectionString: database.url });
+      await observer.connect();
+      try {
+        const { rows } = await observer.query<{ open: string }>(
+          `select count(*) as open from pg_stat_activity
+            where datname = current_database() and pid <> pg_backend_pid() and state like 'idle in transaction%'`,
+        );
+        expect(rows).toEqual([{ open: '0' }]);
+      } finally {
+        await observer.end();
+      }
+    });
+  });
 });
 
 describe('Storage.transaction on our own SQLite database', () => {
@@ -120,126 +231,6 @@ describe('Storage.transaction on our own SQLite database', () => {
     expect(order.slice(0, 2)).toEqual(['first wrote', 'first ends']);
     expect(order.slice(2).sort()).toEqual(['plain sees ann', 'second sees ann']);
     await db.destroy();
-  });
-});
-
-describe.skipIf(!databaseKinds().includes('postgres'))('Storage.transaction on PostgreSQL only', () => {
-  let database: Awaited<ReturnType<typeof freshDatabase>>;
-  let db: Kysely<Database>;
-  beforeAll(async () => {
-    database = await freshDatabase('postgres', { migrated: true });
-    db = openDatabase(database.url);
-  });
-  afterAll(async () => {
-    await db?.destroy();
-    await database?.drop();
-  });
-
-  it('runs transactions side by side on two connections, each all or nothing', async () => {
-    const storage = new Storage(db);
-    let resume!: () => void;
-    const paused = new Promise<void>((resolve) => (resume = resolve));
-    const pids = new Set<number>();
-    const pid = async (trx: Storage) =>
-      pids.add((await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx.db)).rows[0]!.pid);
-    const [kept, rolledBack] = await Promise.allSettled([
-      storage.transaction(async (trx) => {
-        await pid(trx);
-        await addUser(trx, 'carl');
-        await paused;
-      }),
-      storage.transaction(async (trx) => {
-        await pid(trx);
-        await addUser(trx, 'dora');
-        resume();
-        throw new Error('rolled back');
-      }),
-    ]);
-    expect(kept.status).toBe('fulfilled');
-    expect(rolledBack).toMatchObject({ status: 'rejected', reason: new Error('rolled back') });
-    expect(pids.size).toBe(2);
-    expect(await usernames(db)).toContain('carl');
-    expect(await usernames(db)).not.toContain('dora');
-  });
-
-  it('a transaction whose statement failed is not reported committed: PostgreSQL rolled it all back at COMMIT', async () => {
-    // A step that catches a database error and goes on (an operator's pipeline step could): PostgreSQL has aborted
-    // the transaction, and answers COMMIT with ROLLBACK.
-    await expect(
-      new Storage(db).transaction(async (trx) => {
-        await addUser(trx, 'erin');
-        await sql`select 1 / 0`.execute(trx.db).catch(() => {});
-      }),
-    ).rejects.toThrow(AbortedTransactionError);
-    expect(await usernames(db)).not.toContain('erin');
-  });
-
-  it("reports the work's error when ROLLBACK fails too (the connection gone), and the pool serves the next", async () => {
-    await expect(
-      new Storage(db).transaction(async (trx) => {
-        await sql`select pg_terminate_backend(pg_backend_pid())`.execute(trx.db);
-      }),
-    ).rejects.toThrow(/terminating connection due to administrator command/);
-    await new Storage(db).transaction((trx) => addUser(trx, 'fred'));
-    expect(await usernames(db)).toContain('fred');
-  });
-
-  it("drops the pool client whose COMMIT failed (its state unknown); the error is the COMMIT's", async () => {
-    // A constraint checked at COMMIT (deferred) makes COMMIT fail on a healthy connection: dropped all the same.
-    await sql`create table deferred_check (id int primary key, parent int references deferred_check (id)
-      deferrable initially deferred)`.execute(db);
-    const pidOf = async (trx: Storage) =>
-      (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx.db)).rows[0]!.pid;
-    let failed = 0;
-    await expect(
-      new Storage(db).transaction(async (trx) => {
-        failed = await pidOf(trx);
-        await sql`insert into deferred_check values (1, 99)`.execute(trx.db);
-      }),
-    ).rejects.toMatchObject({ code: '23503' });
-    // The pool hands back the client released last, when it kept it: a new one here.
-    const next = await new Storage(db).transaction(pidOf);
-    expect(next).not.toBe(failed);
-    const again = await new Storage(db).transaction(pidOf);
-    expect(again).toBe(next);
-  });
-
-  it("a host's own PostgreSQL Kysely keeps its driver: Kysely's transaction(), all or nothing", async () => {
-    const host = new Kysely<Database>({
-      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: database.url, max: 2 }) }),
-    });
-    try {
-      const storage = new Storage(host);
-      await storage.transaction((trx) => addUser(trx, 'hosted'));
-      await expect(
-        storage.transaction(async (trx) => {
-          expect(trx.db.isTransaction).toBe(true);
-          await addUser(trx, 'hosted-rolled-back');
-          throw new Error('given up');
-        }),
-      ).rejects.toThrow('given up');
-      expect(await usernames(db)).toContain('hosted');
-      expect(await usernames(db)).not.toContain('hosted-rolled-back');
-    } finally {
-      await host.destroy();
-    }
-  });
-
-  it('leaves no connection inside a transaction after one given up before its first statement', async () => {
-    // Its BEGIN, held back to go with the first statement (database.ts), goes with the ROLLBACK. Asked from a client
-    // of its own: a statement on the pool would run on the very connection, and end what it looks for.
-    await expect(new Storage(db).transaction(() => Promise.reject(new Error('given up')))).rejects.toThrow('given up');
-    const observer = new pg.Client({ connectionString: database.url });
-    await observer.connect();
-    try {
-      const { rows } = await observer.query<{ open: string }>(
-        `select count(*) as open from pg_stat_activity
-          where datname = current_database() and pid <> pg_backend_pid() and state like 'idle in transaction%'`,
-      );
-      expect(rows).toEqual([{ open: '0' }]);
-    } finally {
-      await observer.end();
-    }
   });
 });
 

@@ -39,7 +39,8 @@ export function runTransaction<T>(
   const own = isOwnDatabase(db);
   if (postgres && !own) return db.transaction().execute((trx) => work(trx, false));
   // Our own SQLite database runs statements with its statement cache; a host's as its driver does.
-  const sqliteRunner = postgres ? undefined : sqliteRunnerOf(db);
+  const sqliteRunner = sqliteRunnerOf(db);
+  const config = postgres ? POSTGRES_CONFIG : SQLITE_CONFIG;
   // provideConnection holds the connection until the transaction has ended: SQLite's driver lock (no checkpoint of
   // the thread of wal-checkpoints.ts starts meanwhile), a client taken from PostgreSQL's pool.
   return executor.provideConnection(async (connection) => {
@@ -47,8 +48,8 @@ export function runTransaction<T>(
       sqliteRunner ?? ((query, parameters) => connection.executeQuery(CompiledQuery.raw(query, parameters)));
     let open = true;
     const trx = new Transaction<Database>({
-      config: postgres ? POSTGRES_CONFIG : SQLITE_CONFIG,
-      dialect: postgres ? POSTGRES_CONFIG.dialect : SQLITE_CONFIG.dialect,
+      config,
+      dialect: config.dialect,
       driver: NO_DRIVER,
       executor: executor.withConnectionProvider({
         provideConnection: (consume) => (open ? consume(connection) : Promise.reject(new Error(ENDED))),
