@@ -12,11 +12,11 @@
 //     BEGIN, find the link with its user, update last_login_at, insert the session, the refresh token's hash and
 //     the audit event, COMMIT — 7 synchronous statements.
 //   - PostgreSQL (BENCH_BASELINE_DATABASE_URL, a throwaway database): a pg.Pool of 20 (social-link's size), named
-//     (server-prepared) statements, 4 round trips: BEGIN; the link with its user, the user's row held FOR KEY SHARE
-//     (social-link's holdUserWithLink); one statement of data-modifying CTEs that touches last_login_at (skipping a row
-//     another sign-in is writing), inserts the session, the refresh token's hash and the audit event (the shape of
-//     social-link's startSessionPostgres); COMMIT. social-link makes 4: it reads the link before the
-//     transaction (readLink), then writes BEGIN together with the hold (pipelined).
+//     (server-prepared) statements, 4 round trips: BEGIN; the link with its user, the user's and the link's rows held
+//     FOR KEY SHARE (social-link's holdLinkWithUser); one statement of data-modifying CTEs that touches last_login_at
+//     (skipping a row another sign-in is writing), inserts the session, the refresh token's hash and the audit event
+//     (the shape of social-link's startSessionPostgres); COMMIT. social-link makes 3: it writes BEGIN together with
+//     the first statement (pipelined).
 //
 // Baseline L, a link's unavoidable work (case 3's): POST /api/associate/facebook/ with a Bearer token of a user of its
 // own (made by POST /api/users/, as the bench makes social-link's guests): verify the ES256 access token (fast-jwt)
@@ -183,7 +183,7 @@ const FIND_AND_HOLD = {
   name: 'baseline-find-and-hold',
   text:
     'select users.id, users.username from social_associations link join users on users.id = link.user_id ' +
-    'where link.provider = $1 and link.uid = $2 for key share of users',
+    'where link.provider = $1 and link.uid = $2 for key share of users, link',
 };
 const WRITE = {
   name: 'baseline-write',

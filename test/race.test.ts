@@ -232,6 +232,37 @@ describe.skipIf(!databaseKinds().includes('postgres'))('a hot user on postgres',
     expect(links).toHaveLength(1);
   });
 
+  it('a link removed while a sign-in waits for the user: the account is unknown (404), no session', async () => {
+    const { user } = await linkedFacebookUser();
+    const link = await stack.db
+      .selectFrom('social_associations')
+      .select(['id', 'uid'])
+      .where('user_id', '=', user.id)
+      .executeTakeFirstOrThrow();
+    const sessionsOf = async () =>
+      (await stack.db.selectFrom('sessions').select('id').where('user_id', '=', user.id).execute()).length;
+    const before = await sessionsOf();
+    // An unlink under way (as core/unlink.ts: the user's row taken first, the link deleted), not yet committed.
+    const unlink = new pg.Client({ connectionString: stack.databaseUrl });
+    await unlink.connect();
+    try {
+      await unlink.query('begin');
+      await unlink.query('select id from users where id = $1 for update', [user.id]);
+      await unlink.query('delete from social_associations where id = $1', [link.id]);
+      const token = (await stack.emulator.mintFacebookToken({ user: { id: link.uid } })).access_token;
+      const signingIn = call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: token } });
+      // The sign-in's statement waits for the user's row (its snapshot predates the delete); then the unlink commits.
+      await until(async () => (await waitingOnLocks(unlink)) > 0);
+      await unlink.query('commit');
+      const answer = await signingIn;
+      expect(answer.status, JSON.stringify(answer.body)).toBe(404);
+      expect(answer.body.code).toBe('user_not_found');
+    } finally {
+      await unlink.end();
+    }
+    expect(await sessionsOf()).toBe(before);
+  });
+
   it('64 concurrent sign-ins of one user all sign in, each with its own session', async () => {
     const { user, signIn } = await linkedFacebookUser();
     const answers = await Promise.all(Array.from({ length: 64 }, () => signIn()));

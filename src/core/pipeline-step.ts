@@ -33,15 +33,15 @@ export interface PipelineContext {
   /** How a used ID token is treated when it comes again (replay.ts). */
   readonly replay: ReplayPolicy;
   /**
-   * The account's link as read before the transaction (auth: readLink), null when there was none; absent when
-   * it was not read. socialUser holds its user and checks it again instead of reading it anew.
+   * The account's link as read before the transaction (auth with hooks or a host's user: readLink), null when there
+   * was none; absent when it was not read. It may have changed since: socialUser reads it again, its user's row held.
    */
   readonly known?: Association | null;
   /**
-   * auth on SQLite, when the profile call was left to the transaction (loadProfile): the account's link and its
-   * user as the transaction read them first — under its write lock, so no other connection changes them —, null
-   * when there is none. Absent when not read, or when a rule of the operator's runs before socialUser (it could
-   * change the link). socialUser takes them once instead of reading again.
+   * auth, when the profile call was left to the transaction (loadProfile): the account's link and its user as the
+   * transaction read them first, the user's row held (SQLite: under its write lock), null when there is none. Absent
+   * when not read, or when a rule of the operator's runs before socialUser (it could change the link). socialUser
+   * takes them once instead of reading again.
    */
   linked?: { association: Association; user: User } | null;
   /**

@@ -152,7 +152,7 @@ describe('the default pipeline', () => {
       details: { username: 'ada.king', fullname: 'Ada King' },
       extraData: { name: 'Ada King' },
     }));
-    const reads = vi.spyOn(Links.prototype, 'findWithUser');
+    const reads = vi.spyOn(Links.prototype, 'holdWithUser');
     // loadProfile's decision, left to the transaction (the link was not read before it).
     const needsProfile = (link: { extraData: Record<string, unknown> } | undefined) =>
       link ? profileIsStale(link.extraData, 3600) : true;
@@ -270,7 +270,7 @@ describe('the default pipeline', () => {
         lockFreeAtCalls.push(writeLockFree());
         return { details: { fullname: 'Ada King' }, extraData: { name: 'Ada King' } };
       });
-      const reads = [vi.spyOn(Links.prototype, 'find'), vi.spyOn(Links.prototype, 'findWithUser')];
+      const reads = [vi.spyOn(Links.prototype, 'find'), vi.spyOn(Links.prototype, 'holdWithUser')];
       const draft = await runBeforeTransaction({
         mode: 'auth',
         provider: { name: 'p', verify: () => Promise.reject(new Error('proven already')) },

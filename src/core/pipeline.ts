@@ -3,7 +3,6 @@ import type { SecretBox } from '../auth/secret-box.js';
 import { AlreadyAssociatedError, apiError, sessionEnded } from '../lib/errors.js';
 import { mergeFacts, profileIsStale, withKeptProfile, withProfile } from '../providers/profile.js';
 import type { Provider, SocialIdentity, TokenInput } from '../providers/types.js';
-import { isPostgres } from '../store/migrations.js';
 import type { Association, AuditEntry, Client, Storage, User } from '../store/storage.js';
 import { verifiedEmailOf } from '../store/verified-email.js';
 import { followAppleTransfer } from './apple-transfer.js';
@@ -21,10 +20,10 @@ import type { BlockingHooks } from './blocking-hooks.js';
  * before the transaction (provider calls and reads only: no lock waits on a provider)
  *   proveToken         the provider module proves the token was issued to our app, and says whose account it is
  *   (PROVIDER_STEPS)   the provider's own steps, for it alone: apple → appleTeamTransfer
- *   readLink           auth: the account's link, read once; carried into the transaction (SQLite without hooks or a
- *                      host's user: read in the transaction instead)
- *   loadProfile        the profile call, only when this sign-in needs it (SQLite, link unread: decided in the
- *                      transaction, which rolls back for the call when the kept profile will not do)
+ *   readLink           auth, with hooks or a host's user: the account's link, read once, carried into the
+ *                      transaction (else read in it, with its user's row held: one statement)
+ *   loadProfile        the profile call, only when this sign-in needs it (link unread: decided in the transaction,
+ *                      which rolls back for the call when the kept profile will not do)
  *   askTheApp          the blocking hooks (SOCIAL_LINK_HOOK_*): the app's backend may refuse, or add claims
  *   hostUser           auth, embedded: the host makes its user for an unknown account
  * in one transaction (a failure at any step writes nothing)
@@ -120,13 +119,14 @@ export const PROVIDER_STEPS: Readonly<Record<string, readonly Listed<BeforeStep>
 };
 
 /**
- * auth: the link, once, where something decides on it before the transaction (the host's user, the app's hooks) or
- * on PostgreSQL (it replaces a read inside: a shorter transaction). On SQLite without such a decision it is left to
- * the transaction, where it costs no extra statement: the profile call's decision too (loadProfile, runPipeline).
+ * auth: the link, once, where something decides on it before the transaction (the host's user, the app's hooks).
+ * Without such a decision it is left to the transaction, whose first statement reads it with its user's row held
+ * (socialUser needs that statement anyway): a read before it would be one statement and one round trip more. The
+ * profile call is decided there too (loadProfile, runPipeline).
  */
 export const readLink: BeforeStep = async (draft) => {
   if (draft.mode !== 'auth') return;
-  if (!draft.hostNewUser && !draft.hooks.asksOnSignIn && !isPostgres(draft.storage.db)) return;
+  if (!draft.hostNewUser && !draft.hooks.asksOnSignIn) return;
   if (draft.hooks.has('before_sign_in')) {
     // The hook is told the user: read with the link, in one query.
     const found = await draft.storage.links.findWithUser(draft.provider.name, draft.identity.uid);
@@ -140,7 +140,7 @@ export const readLink: BeforeStep = async (draft) => {
 /**
  * The profile: a link always reads it; auth only for a new link that may make a user (or a link_required
  * answer), or a kept profile older than SOCIAL_AUTH_PROFILE_MAX_AGE: else the kept one stands in. When the link
- * was not read (SQLite), the transaction reads it and decides (runPipeline): most sign-ins keep the profile, and a
+ * was not read (readLink), the transaction reads it and decides (runPipeline): most sign-ins keep the profile, and a
  * read before the transaction would be made again inside it.
  */
 export const loadProfile: BeforeStep = async (draft) => {
@@ -214,7 +214,7 @@ export const hostUser: BeforeStep = async (draft) => {
 const BEFORE_TRANSACTION: readonly Listed<BeforeStep>[] = [
   listed(
     readLink,
-    "the link decides the host user, the hooks' verdict and the profile call, and is carried into the transaction (SQLite without hooks or a host's user: read in it)",
+    "with hooks or a host's user: the link decides them and the profile call, and is carried into the transaction (else read in it, its user's row held)",
   ),
   listed(loadProfile, 'a profile call only when this sign-in needs it: a new user, or a stale kept profile'),
   listed(askTheApp, "the app's blocking hooks may refuse it or add claims: before anything is written"),
@@ -256,12 +256,11 @@ export const authAllowed: PipelineStep = () => {};
 
 /**
  * Find the existing link of this social account; in associate mode, refuse one owned by another user. In
- * auth mode the linked user's row is held before anything is written (Users.hold), and the link read again
- * under it — in one statement when readLink found it before the transaction and it is still that user's.
+ * auth mode the link is read with its user's row held before anything is written (Users.hold), in one statement.
  */
 export const socialUser: PipelineStep = async (context) => {
-  // Read first in this transaction (SQLite, for the profile's decision), with no rule before this one that could
-  // have changed it (runPipeline): taken as read, once (a second socialUser in the rules reads for itself).
+  // Read first in this transaction, its user's row held (for the profile's decision), with no rule before this one
+  // that could have changed it (runPipeline): taken as read, once (a second socialUser in the rules reads for itself).
   const { linked } = context;
   context.linked = undefined;
   if (linked !== undefined && context.mode === 'auth' && !context.user) {
@@ -271,11 +270,6 @@ export const socialUser: PipelineStep = async (context) => {
     }
     return;
   }
-  // The link readLink found (PostgreSQL): its user's row held and the link read again under it, in one statement.
-  // Unlinked or moved since, it is not there: the full read below then finds where it is now, if anywhere. A link
-  // readLink did not find is looked for again too: it may have been made since.
-  const known = context.mode === 'auth' && !context.user && !context.storage.writeLocked ? context.known : undefined;
-  if (known && (await holdLinkOwner(context, known.userId))) return;
   if (context.user) {
     // holdUser read the link with the user's row, in a snapshot taken before it waited for that row: "none" is safe to
     // act on (the new link's unique key decides a race); a link is read again, now that the row is held.
@@ -288,27 +282,14 @@ export const socialUser: PipelineStep = async (context) => {
     if (link) context.association = link;
     return;
   }
-  const found = await context.storage.links.findWithUser(context.provider, context.identity.uid);
+  // The link and its user, the user's row held (SQLite: this transaction holds the database's write lock since it
+  // began), read anew whatever readLink found (`known`): unlinked, moved or made since, it is as it is now. A deletion
+  // that committed while the statement waited for the row (it took the row first) has removed both: unknown.
+  const found = await context.storage.links.holdWithUser(context.provider, context.identity.uid);
   if (!found) return;
-  // SQLite: this transaction holds the database's write lock since it began: nothing read can change.
-  if (context.storage.writeLocked) {
-    context.association = found.association;
-    context.user = found.user;
-    return;
-  }
-  // The user's row first, then the link read again: an unlink or a deletion that committed meanwhile (it took
-  // the row first) has removed it, and the account is then unknown.
-  await holdLinkOwner(context, found.user.id);
+  context.association = found.association;
+  context.user = found.user;
 };
-
-/** Holds the user's row and reads the link again under it: whether the link is (still) that user's. */
-async function holdLinkOwner(context: PipelineContext, userId: number): Promise<boolean> {
-  const held = await context.storage.links.holdUserWithLink(userId, context.provider, context.identity.uid);
-  if (!held?.link || held.link.userId !== userId) return false;
-  context.association = held.link;
-  context.user = held.user;
-  return true;
-}
 
 /** Auth with an unknown social account: create a user when the operator allows it, else 404. */
 export const createUser: PipelineStep = async (context) => {
@@ -532,8 +513,9 @@ type PipelineInput = Omit<
 class ProfileNeeded extends Error {}
 
 /**
- * SQLite, auth, the link not read before the transaction: read first in it (under the write lock), it decides the
- * profile — the kept one, or ProfileNeeded. A kept profile is the common case: one read of the link in all.
+ * auth, the link not read before the transaction: read first in it, with its user's row held (SQLite: under the write
+ * lock), it decides the profile — the kept one, or ProfileNeeded. A kept profile is the common case: one read of the
+ * link in all.
  */
 async function profileInTransaction(
   storage: Storage,
@@ -541,7 +523,7 @@ async function profileInTransaction(
   identity: SocialIdentity,
   needsProfile: NeedsProfile,
 ) {
-  const linked = (await storage.links.findWithUser(provider, identity.uid)) ?? null;
+  const linked = (await storage.links.holdWithUser(provider, identity.uid)) ?? null;
   if (needsProfile(linked?.association)) throw new ProfileNeeded();
   return { identity: withKeptProfile(identity, linked?.association), linked };
 }

@@ -44,7 +44,7 @@ function toAssociation(row: Selectable<Database['social_associations']>): Associ
 const findLink = prepared((db, provider: string, uid: string) =>
   db.selectFrom('social_associations').select(LINK_COLUMNS).where('provider', '=', provider).where('uid', '=', uid),
 );
-const findLinkWithUser = prepared((db, provider: string, uid: string) =>
+const linkWithUser = (db: Kysely<Database>, provider: string, uid: string) =>
   db
     .selectFrom('social_associations as link')
     .innerJoin('users', 'users.id', 'link.user_id')
@@ -60,8 +60,33 @@ const findLinkWithUser = prepared((db, provider: string, uid: string) =>
       'users.claims as user_claims',
     ])
     .where('link.provider', '=', provider)
-    .where('link.uid', '=', uid),
-);
+    .where('link.uid', '=', uid);
+const findLinkWithUser = prepared(linkWithUser);
+// The same, the user's row held (PostgreSQL: a key-share lock, as Users.hold), the link's too: an auth's read in its
+// transaction. The link is read in the statement's snapshot, taken before it waited for a row: an unlink that committed
+// meanwhile deleted it, and a deleted row cannot be locked (PostgreSQL then leaves the joined row out). Key shares do
+// not wait for each other, nor for a write of the link's facts (another sign-in's loadExtraData).
+const holdLinkWithUser = prepared((db, provider: string, uid: string) => {
+  const query = linkWithUser(db, provider, uid);
+  return isPostgres(db) ? query.forKeyShare(['users', 'link']) : query;
+});
+type LinkWithUserRow = Awaited<ReturnType<typeof findLinkWithUser>>['rows'][number];
+
+function linkAndUserOf(row: LinkWithUserRow | undefined): { association: Association; user: User } | undefined {
+  if (!row) return undefined;
+  const user = toUser({
+    id: row.user_id,
+    username: row.user_username,
+    password_hash: row.user_password_hash,
+    created_at: row.user_created_at,
+    updated_at: row.user_updated_at,
+    last_login_at: row.user_last_login_at,
+    disabled_at: row.user_disabled_at,
+    disabled_reason: row.user_disabled_reason,
+    claims: row.user_claims,
+  });
+  return { association: toAssociation(row), user };
+}
 
 // The user's row held (PostgreSQL: a key-share lock, as Users.hold) and the account's link read, whoever's it is, in
 // one round trip: an auth holds the link's owner and checks it again; an associate holds the signed-in user.
@@ -157,22 +182,18 @@ export class Links {
     return row && toAssociation(row);
   }
 
-  /** The link of this social account and its user, in one query (every sign-in asks this). */
+  /** The link of this social account and its user, in one query. */
   async findWithUser(provider: string, uid: string): Promise<{ association: Association; user: User } | undefined> {
-    const row = (await findLinkWithUser(this.db, provider, uid)).rows[0];
-    if (!row) return undefined;
-    const user = toUser({
-      id: row.user_id,
-      username: row.user_username,
-      password_hash: row.user_password_hash,
-      created_at: row.user_created_at,
-      updated_at: row.user_updated_at,
-      last_login_at: row.user_last_login_at,
-      disabled_at: row.user_disabled_at,
-      disabled_reason: row.user_disabled_reason,
-      claims: row.user_claims,
-    });
-    return { association: toAssociation(row), user };
+    return linkAndUserOf((await findLinkWithUser(this.db, provider, uid)).rows[0]);
+  }
+
+  /**
+   * The link of this social account and its user, the user's row held until the transaction ends (PostgreSQL: a
+   * key-share lock, as Users.hold), in one statement: an auth's read of the account (every sign-in asks this). A user
+   * deleted while the statement waited for its row is not there: neither is its link.
+   */
+  async holdWithUser(provider: string, uid: string): Promise<{ association: Association; user: User } | undefined> {
+    return linkAndUserOf((await holdLinkWithUser(this.db, provider, uid)).rows[0]);
   }
 
   /**
