@@ -67,6 +67,8 @@ export const median = (values: number[]): number => {
 };
 
 const errorsOf = (m: Measurement) => m.non2xx + m.socketErrors;
+/** The server's CPU time per answered request, in ms (all its threads). */
+const cpuMsPerRequest = (row: Row) => (row.m.rps > 0 ? ((row.m.cpu.target * 10) / row.m.rps).toFixed(2) : '?');
 const fmt = (value: number, digits = 0) =>
   value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
@@ -90,13 +92,36 @@ export function checkTargets(rows: Row[], startups: Startup[], littlesLawRps: nu
     if (row.id === 'case1') ratioCheck(row, goal, true, 'case 1 auth/facebook');
     if (row.id === 'case3') ratioCheck(row, goal, true, 'case 3 associate/facebook');
     if (row.id === 'case2') ratioCheck(row, goal, true, 'case 2 auth/google');
-    if (row.id === 'case4') {
+    // The issue's target is SQLite's; PostgreSQL's case 4 is in the table.
+    if (row.id === 'case4' && row.database !== 'postgres') {
       const ratio = row.m.rps / littlesLawRps;
+      // What a bare server reaches with the same latency on this machine: the ceiling the machine allows.
+      const bare = rows.find((r) => r.id === 'baseline-a-slow' && r.server.includes(row.database ?? ''));
       checks.push({
         name: `case 4 auth/facebook, provider +200 ms (${row.server})`,
         goal: `≥ 0.85 × ${fmt(littlesLawRps)} req/s (Little's law): ≤ 0.75 ms of CPU per sign-in`,
-        actual: `${ratio.toFixed(2)} (${fmt(row.m.rps)} req/s), ${row.m.rps > 0 ? ((row.m.cpu.target * 10) / row.m.rps).toFixed(2) : '?'} ms of CPU per sign-in`,
+        actual:
+          `${ratio.toFixed(2)} (${fmt(row.m.rps)} req/s), ${cpuMsPerRequest(row)} ms of CPU per sign-in` +
+          (bare ? `; bare baseline A with the same latency: ${(bare.m.rps / littlesLawRps).toFixed(2)}` : ''),
         pass: ratio >= 0.85,
+      });
+    }
+    // PostgreSQL: the server's CPU per sign-in, beside its same-work baseline's on this machine (the mean of the runs
+    // around the case): a figure in ms depends on the machine's speed, which the baseline shows.
+    const cpuBaseline = { case1: 'baseline-f', case2: 'baseline-c' }[row.id];
+    if (row.database === 'postgres' && cpuBaseline) {
+      const baselines = rows.filter((r) => r.id === cpuBaseline && r.database === 'postgres' && r.m.rps > 0);
+      const baselineMs = baselines.reduce((sum, r) => sum + (r.m.cpu.target * 10) / r.m.rps, 0) / baselines.length;
+      const ms = row.m.rps > 0 ? (row.m.cpu.target * 10) / row.m.rps : Infinity;
+      checks.push({
+        name: `server CPU per sign-in, ${row.id === 'case1' ? 'case 1 auth/facebook' : 'case 2 auth/google'} (${row.server})`,
+        goal: '≤ 0.8 ms',
+        actual:
+          `${cpuMsPerRequest(row)} ms` +
+          (baselines.length
+            ? `; its same-work baseline's ${baselineMs.toFixed(2)} ms (${(ms / baselineMs).toFixed(2)} ×)`
+            : ''),
+        pass: ms <= 0.8,
       });
     }
   }
