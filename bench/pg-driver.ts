@@ -1,12 +1,12 @@
 // `npm run bench:pg-driver`: which PostgreSQL client should the server use? The database work of a sign-in of a
-// linked user, exactly the statements the server sends (store/ code, not copies): the link read before the
-// transaction, BEGIN, the owner held and the link read again, the session's one statement (last login, session,
-// refresh token, audit event), COMMIT. Run in this process through Kysely with each client in turn, at
+// linked user, exactly the statements the server sends (store/ code, not copies): BEGIN, the link read with its
+// user, both rows held, the session's one statement (last login, session, refresh token, audit event), COMMIT. Run in this process through Kysely with each client in turn, at
 // BENCH_PG_CONCURRENCY (16 and 64) sign-ins at a time, over 32 users, on a throwaway database of BENCH_DATABASE_URL's
 // server. Reports sign-ins a second and this process's CPU per sign-in (the client's cost: what the server pays),
 // each round's, and the ratio postgres.js ÷ node-postgres.
 //
-// Through node-postgres that is 4 round trips (BEGIN goes out with the held owner: store/database.ts).
+// Through node-postgres that is 3 round trips (BEGIN goes out with the first statement: store/database.ts); until
+// d3ba74c the link was read before the transaction too (4), which the figures below of earlier dates include.
 //
 //   node-postgres (pg): the server's client, as it opens it (store/database.ts: a named statement per SQL text).
 //   postgres.js through kysely-postgres-js, the same pool size: as the dialect runs it (each query by `unsafe()`, which
@@ -42,11 +42,9 @@ const open: Array<Kysely<Database>> = [];
 
 /** One sign-in of a linked user: the server's statements, through store/. */
 async function signIn(storage: Storage, uid: string): Promise<void> {
-  const known = await storage.links.findWithUser('facebook', uid);
-  if (!known) throw new Error(`no link for ${uid}`);
   await storage.transaction(async (trx) => {
-    const held = await trx.links.holdUserWithLink(known.user.id, 'facebook', uid);
-    if (held?.link?.userId !== known.user.id) throw new Error('the link moved');
+    const held = await trx.links.holdWithUser('facebook', uid);
+    if (!held) throw new Error(`no link for ${uid}`);
     await trx.sessions.start(
       held.user.id,
       {
@@ -146,7 +144,7 @@ async function main(): Promise<void> {
   if (Number(sessions[0]!.n) !== clients.length) throw new Error(`expected ${clients.length} sessions`);
 
   console.log(
-    `\nPostgreSQL sign-in statements (readLink, BEGIN, holdUserWithLink, the session's statement, COMMIT), ${USERS} users, ` +
+    `\nPostgreSQL sign-in statements (BEGIN, holdWithUser, the session's statement, COMMIT), ${USERS} users, ` +
       `pool ${POOL_SIZE}, ${rounds} rounds × ${seconds} s per client, in turns (each after 2 s of warm-up)\n`,
   );
   console.log(

@@ -89,9 +89,9 @@ describe.each(databaseKinds())('concurrent linking on %s', (kind) => {
   });
 });
 
-// A sign-in reads the account's link before its transaction (readLink) and carries it in: what changed between the
-// two must be seen, so that the account's owner at the time of the transaction signs in — never nobody, never the
-// one before.
+// With hooks or an embedding host, a sign-in reads the account's link before its transaction (readLink) and carries it
+// in (`known`): what changed between the two must be seen, so that the account's owner at the time of the transaction
+// signs in — never nobody, never the one before.
 describe.each(databaseKinds())('a link that changed after readLink, on %s', (kind) => {
   let database: { url: string; drop(): Promise<void> };
   let storage: Storage;
@@ -198,6 +198,52 @@ describe.skipIf(!databaseKinds().includes('postgres'))('a hot user on postgres',
     expect((await signIn()).status).toBe(200);
     const time = (value: unknown) => new Date(value as Date | string).getTime();
     expect(time(await lastLogin())).toBeGreaterThan(time(before));
+  });
+
+  it("signs in while another transaction writes the link's facts (another sign-in of the account): no wait", async () => {
+    const { user } = await linkedFacebookUser();
+    const link = await stack.db
+      .selectFrom('social_associations')
+      .select(['id', 'uid'])
+      .where('user_id', '=', user.id)
+      .executeTakeFirstOrThrow();
+    const expiresAt = async () =>
+      (
+        (
+          await stack.db
+            .selectFrom('social_associations')
+            .select('extra_data')
+            .where('id', '=', link.id)
+            .executeTakeFirstOrThrow()
+        ).extra_data as unknown as { expires_at: number }
+      ).expires_at;
+    // A token of another expiry: new facts to keep.
+    const signInExpiringIn = async (seconds: number) =>
+      call(stack.api, 'POST', '/api/auth/facebook/', {
+        body: {
+          access_token: (await stack.emulator.mintFacebookToken({ user: { id: link.uid }, expires_in: seconds }))
+            .access_token,
+        },
+      });
+    const before = await expiresAt();
+    // Another sign-in of this account between its write of the facts and its commit: the link's row locked for a write.
+    const other = new pg.Client({ connectionString: stack.databaseUrl });
+    await other.connect();
+    try {
+      await other.query('begin');
+      await other.query('select id from social_associations where id = $1 for no key update', [link.id]);
+      // Queued behind it, this sign-in would wait until DATABASE_QUERY_TIMEOUT_MS and answer 503.
+      const answer = await signInExpiringIn(7_200);
+      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+      expect(answer.body.id).toBe(user.id);
+    } finally {
+      await other.query('rollback');
+      await other.end();
+    }
+    // Its facts were not written (the other transaction's stand for them); the next sign-in's are.
+    expect(await expiresAt()).toBe(before);
+    expect((await signInExpiringIn(9_000)).status).toBe(200);
+    expect(await expiresAt()).toBeGreaterThan(before);
   });
 
   it('a link removed while an associate waits for the user: the associate links it again (not "already linked")', async () => {

@@ -34,7 +34,8 @@ export interface PipelineContext {
   readonly replay: ReplayPolicy;
   /**
    * The account's link as read before the transaction (auth with hooks or a host's user: readLink), null when there
-   * was none; absent when it was not read. It may have changed since: socialUser reads it again, its user's row held.
+   * was none; absent when it was not read. For the operator's own steps: it may have changed since, and socialUser
+   * reads it again, its rows held (none of the default steps reads this).
    */
   readonly known?: Association | null;
   /**

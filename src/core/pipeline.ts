@@ -256,7 +256,8 @@ export const authAllowed: PipelineStep = () => {};
 
 /**
  * Find the existing link of this social account; in associate mode, refuse one owned by another user. In
- * auth mode the link is read with its user's row held before anything is written (Users.hold), in one statement.
+ * auth mode the link is read with its user's row held before anything is written (Links.holdWithUser), in one
+ * statement.
  */
 export const socialUser: PipelineStep = async (context) => {
   // Read first in this transaction, its user's row held (for the profile's decision), with no rule before this one
@@ -282,9 +283,9 @@ export const socialUser: PipelineStep = async (context) => {
     if (link) context.association = link;
     return;
   }
-  // The link and its user, the user's row held (SQLite: this transaction holds the database's write lock since it
-  // began), read anew whatever readLink found (`known`): unlinked, moved or made since, it is as it is now. A deletion
-  // that committed while the statement waited for the row (it took the row first) has removed both: unknown.
+  // The link and its user, both rows held (SQLite: this transaction holds the database's write lock since it began),
+  // read anew whatever readLink found: unlinked, moved or made since, it is as it is now. An unlink or a deletion that
+  // committed while the statement waited for the user's row (it took the row first) leaves the account unknown.
   const found = await context.storage.links.holdWithUser(context.provider, context.identity.uid);
   if (!found) return;
   context.association = found.association;
@@ -342,17 +343,20 @@ export const loadExtraData: PipelineStep = async (context) => {
   const emailChanged = verifiedEmail !== undefined && verifiedEmail !== context.association.verifiedEmail;
   // Most sign-ins bring the same facts: no write then (unless there are new tokens to keep).
   if (sameFacts(context.association.extraData, extraData) && !context.identity.tokens && !emailChanged) return;
-  await context.storage.links.updateExtraData(
+  // Not while another sign-in of this account writes its own (a hot account's sign-ins never queue on the link).
+  const written = await context.storage.links.updateExtraData(
     context.association.id,
     extraData,
     sealedTokens(context),
     emailChanged ? verifiedEmail : undefined,
+    { unlessBeingWritten: true },
   );
-  context.association = {
-    ...context.association,
-    extraData,
-    verifiedEmail: emailChanged ? verifiedEmail : context.association.verifiedEmail,
-  };
+  if (written)
+    context.association = {
+      ...context.association,
+      extraData,
+      verifiedEmail: emailChanged ? verifiedEmail : context.association.verifiedEmail,
+    };
 };
 
 /** The operator's rules (buildApp({ pipeline }), the configuration file's `pipeline`): these by default. */

@@ -62,10 +62,12 @@ const linkWithUser = (db: Kysely<Database>, provider: string, uid: string) =>
     .where('link.provider', '=', provider)
     .where('link.uid', '=', uid);
 const findLinkWithUser = prepared(linkWithUser);
-// The same, the user's row held (PostgreSQL: a key-share lock, as Users.hold), the link's too: an auth's read in its
+// The same, the user's row held (PostgreSQL: a key-share lock, as Users.hold), then the link's: an auth's read in its
 // transaction. The link is read in the statement's snapshot, taken before it waited for a row: an unlink that committed
 // meanwhile deleted it, and a deleted row cannot be locked (PostgreSQL then leaves the joined row out). Key shares do
-// not wait for each other, nor for a write of the link's facts (another sign-in's loadExtraData).
+// not wait for each other, nor for a write of the link's facts (another sign-in's, Links.updateExtraData). The user
+// stays first (PostgreSQL locks in this order): an unlink holds the user, then deletes the link; a sign-in holding the
+// link while it waits for the user would deadlock with it.
 const holdLinkWithUser = prepared((db, provider: string, uid: string) => {
   const query = linkWithUser(db, provider, uid);
   return isPostgres(db) ? query.forKeyShare(['users', 'link']) : query;
@@ -89,7 +91,7 @@ function linkAndUserOf(row: LinkWithUserRow | undefined): { association: Associa
 }
 
 // The user's row held (PostgreSQL: a key-share lock, as Users.hold) and the account's link read, whoever's it is, in
-// one round trip: an auth holds the link's owner and checks it again; an associate holds the signed-in user.
+// one round trip: an associate holds the signed-in user (an auth holds the link's owner with holdLinkWithUser).
 const holdUserWithLink = prepared((db, userId: number, provider: string, uid: string) => {
   const query = db
     .selectFrom('users')
@@ -188,9 +190,10 @@ export class Links {
   }
 
   /**
-   * The link of this social account and its user, the user's row held until the transaction ends (PostgreSQL: a
-   * key-share lock, as Users.hold), in one statement: an auth's read of the account (every sign-in asks this). A user
-   * deleted while the statement waited for its row is not there: neither is its link.
+   * The link of this social account and its user, the user's row and the link's held until the transaction ends
+   * (PostgreSQL: key-share locks, as Users.hold), in one statement: an auth's read of the account (every sign-in asks
+   * this). A user deleted, or a link removed, while the statement waited for the user's row is not there: the account
+   * is unknown.
    */
   async holdWithUser(provider: string, uid: string): Promise<{ association: Association; user: User } | undefined> {
     return linkAndUserOf((await holdLinkWithUser(this.db, provider, uid)).rows[0]);
@@ -297,24 +300,37 @@ export class Links {
 
   /**
    * New extra data; new sealed tokens too when the provider gave new ones (else the old ones stay), and the
-   * verified e-mail when this sign-in read it (undefined: kept as it is).
+   * verified e-mail when this sign-in read it (undefined: kept as it is). `unlessBeingWritten` (a sign-in's facts):
+   * on PostgreSQL, nothing is written while another transaction writes the link (another sign-in of the same
+   * account, moments apart: its facts stand for these) — waiting for its commit would queue a hot account's
+   * sign-ins behind each other. False when skipped.
    */
   async updateExtraData(
     associationId: number,
     extraData: Record<string, unknown>,
     sealedTokens: string | null,
     verifiedEmail?: string | null,
-  ): Promise<void> {
-    await this.db
-      .updateTable('social_associations')
-      .set({
-        extra_data: JSON.stringify(extraData),
-        updated_at: now(),
-        ...(sealedTokens === null ? {} : { provider_tokens: sealedTokens }),
-        ...(verifiedEmail === undefined ? {} : { verified_email: verifiedEmail }),
-      })
-      .where('id', '=', associationId)
-      .execute();
+    { unlessBeingWritten = false } = {},
+  ): Promise<boolean> {
+    const change = this.db.updateTable('social_associations').set({
+      extra_data: JSON.stringify(extraData),
+      updated_at: now(),
+      ...(sealedTokens === null ? {} : { provider_tokens: sealedTokens }),
+      ...(verifiedEmail === undefined ? {} : { verified_email: verifiedEmail }),
+    });
+    const result = await (
+      unlessBeingWritten && isPostgres(this.db)
+        ? change.where('id', 'in', (eb) =>
+            eb
+              .selectFrom('social_associations')
+              .select('id')
+              .where('id', '=', associationId)
+              .forNoKeyUpdate()
+              .skipLocked(),
+          )
+        : change.where('id', '=', associationId)
+    ).executeTakeFirst();
+    return result.numUpdatedRows > 0n;
   }
 
   /**
