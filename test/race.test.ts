@@ -309,6 +309,43 @@ describe.skipIf(!databaseKinds().includes('postgres'))('a hot user on postgres',
     expect(await sessionsOf()).toBe(before);
   });
 
+  it("a provider ending the account's sessions while a sign-in waits for the user: its older ID token is refused", async () => {
+    const user = await guest(stack.api);
+    const first = await stack.emulator.mintIdToken('google');
+    const linked = await call(stack.api, 'POST', '/api/associate/google/', {
+      token: user.access_token,
+      body: { id_token: first.id_token },
+    });
+    expect(linked.status).toBe(200);
+    const link = await stack.db
+      .selectFrom('social_associations')
+      .select('id')
+      .where('user_id', '=', user.id)
+      .executeTakeFirstOrThrow();
+    // An ID token issued a minute ago: older than the provider's notice below.
+    const older = await stack.emulator.mintIdToken('google', { sub: first.sub, iat_offset: -60 });
+    // The notice under way (as core/provider-callbacks.ts heldLink, then endSessions): the user's row, then the link's,
+    // taken first; the link's sign_in_after set; not yet committed.
+    const notice = new pg.Client({ connectionString: stack.databaseUrl });
+    await notice.connect();
+    try {
+      await notice.query('begin');
+      await notice.query('select id from users where id = $1 for update', [user.id]);
+      await notice.query('select id from social_associations where id = $1 for update', [link.id]);
+      await notice.query('update social_associations set sign_in_after = now(), updated_at = now() where id = $1', [
+        link.id,
+      ]);
+      const signingIn = call(stack.api, 'POST', '/api/auth/google/', { body: { id_token: older.id_token } });
+      await until(async () => (await waitingOnLocks(notice)) > 0);
+      await notice.query('commit');
+      const answer = await signingIn;
+      expect(answer.status, JSON.stringify(answer.body)).toBe(400);
+      expect(answer.body.code).toBe('invalid_token');
+    } finally {
+      await notice.end();
+    }
+  });
+
   it('64 concurrent sign-ins of one user all sign in, each with its own session', async () => {
     const { user, signIn } = await linkedFacebookUser();
     const answers = await Promise.all(Array.from({ length: 64 }, () => signIn()));

@@ -71,11 +71,14 @@ export class ProviderCallbacks {
     );
   }
 
-  /** The link of that account and its user, read under the user's row (a write meanwhile is not overwritten), or undefined. */
+  /**
+   * The link of that account and its user, both rows locked (a write meanwhile is not overwritten, and a sign-in waiting
+   * for them sees what this notice changes), or undefined.
+   */
   private static async heldLink(trx: Storage, provider: string, uid: string) {
     const found = uid ? await trx.links.find(provider, uid) : undefined;
     const user = found && (await trx.users.lock(found.userId));
-    const link = user && (await trx.links.find(provider, uid));
+    const link = user && (await trx.links.lock(provider, uid));
     return user && link?.userId === user.id ? { user, link } : undefined;
   }
 

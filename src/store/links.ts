@@ -184,6 +184,17 @@ export class Links {
     return row && toAssociation(row);
   }
 
+  /**
+   * Reads the link and, on PostgreSQL, locks its row until the transaction ends, for a change a sign-in must see (a
+   * provider ending the account's sessions): a sign-in waiting meanwhile then reads the changed row, not its snapshot's.
+   * Take its user's row first (Users.lock), as a sign-in does (Links.holdWithUser): one order, no deadlock.
+   */
+  async lock(provider: string, uid: string): Promise<Association | undefined> {
+    const query = this.db.selectFrom('social_associations').select(LINK_COLUMNS).where('provider', '=', provider);
+    const row = await (isPostgres(this.db) ? query.forUpdate() : query).where('uid', '=', uid).executeTakeFirst();
+    return row && toAssociation(row);
+  }
+
   /** The link of this social account and its user, in one query. */
   async findWithUser(provider: string, uid: string): Promise<{ association: Association; user: User } | undefined> {
     return linkAndUserOf((await findLinkWithUser(this.db, provider, uid)).rows[0]);
