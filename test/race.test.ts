@@ -172,27 +172,70 @@ describe.skipIf(!databaseKinds().includes('postgres'))('a hot user on postgres',
     const lastLogin = async () =>
       (await stack.db.selectFrom('users').select('last_login_at').where('id', '=', user.id).executeTakeFirstOrThrow())
         .last_login_at;
-    return { user, signIn, lastLogin };
+    const link = await stack.db
+      .selectFrom('social_associations')
+      .select(['id', 'uid'])
+      .where('user_id', '=', user.id)
+      .executeTakeFirstOrThrow();
+    return { user, link, signIn, lastLogin };
   }
+
+  /** `signIn` answers 200, as `userId`, while another transaction holds a row (`lock` of `id`) for a write. */
+  async function signsInWhileHeld(
+    lock: string,
+    id: number,
+    signIn: () => ReturnType<typeof call>,
+    userId: number,
+  ): Promise<void> {
+    const other = new pg.Client({ connectionString: stack.databaseUrl });
+    await other.connect();
+    try {
+      await other.query('begin');
+      await other.query(lock, [id]);
+      // Queued behind it, the sign-in would wait until DATABASE_QUERY_TIMEOUT_MS and answer 503.
+      const answer = await signIn();
+      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+      expect(answer.body.id).toBe(userId);
+    } finally {
+      await other.query('rollback');
+      await other.end();
+    }
+  }
+
+  /**
+   * Another transaction's `statements`, not yet committed; `request` sent meanwhile waits for a row they hold; then they
+   * commit. The request's answer.
+   */
+  async function answerAcrossCommit(
+    statements: Array<[string, unknown[]]>,
+    request: () => ReturnType<typeof call>,
+  ): ReturnType<typeof call> {
+    const writer = new pg.Client({ connectionString: stack.databaseUrl });
+    await writer.connect();
+    try {
+      await writer.query('begin');
+      for (const [text, values] of statements) await writer.query(text, values);
+      const answering = request();
+      await until(async () => (await waitingOnLocks(writer)) > 0);
+      await writer.query('commit');
+      return await answering;
+    } finally {
+      await writer.end();
+    }
+  }
+
+  /** An unlink's statements (core/unlink.ts): the user's row taken first, then the link deleted. */
+  const unlinking = (userId: number, linkId: number): Array<[string, unknown[]]> => [
+    ['select id from users where id = $1 for update', [userId]],
+    ['delete from social_associations where id = $1', [linkId]],
+  ];
 
   it("signs in while another transaction writes the user's row (another sign-in's last login): no wait", async () => {
     const { user, signIn, lastLogin } = await linkedFacebookUser();
     expect((await signIn()).status).toBe(200);
     const before = await lastLogin();
     // Another sign-in of this user between its last-login write and its commit: the row locked for a write.
-    const other = new pg.Client({ connectionString: stack.databaseUrl });
-    await other.connect();
-    try {
-      await other.query('begin');
-      await other.query('select id from users where id = $1 for no key update', [user.id]);
-      // Queued behind it, this sign-in would wait until DATABASE_QUERY_TIMEOUT_MS and answer 503.
-      const answer = await signIn();
-      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
-      expect(answer.body.id).toBe(user.id);
-    } finally {
-      await other.query('rollback');
-      await other.end();
-    }
+    await signsInWhileHeld('select id from users where id = $1 for no key update', user.id, signIn, user.id);
     // Its last-login write was skipped (the other transaction's stands for it); the next one writes.
     expect(await lastLogin()).toEqual(before);
     expect((await signIn()).status).toBe(200);
@@ -201,12 +244,7 @@ describe.skipIf(!databaseKinds().includes('postgres'))('a hot user on postgres',
   });
 
   it("signs in while another transaction writes the link's facts (another sign-in of the account): no wait", async () => {
-    const { user } = await linkedFacebookUser();
-    const link = await stack.db
-      .selectFrom('social_associations')
-      .select(['id', 'uid'])
-      .where('user_id', '=', user.id)
-      .executeTakeFirstOrThrow();
+    const { user, link } = await linkedFacebookUser();
     const expiresAt = async () =>
       (
         (
@@ -227,19 +265,8 @@ describe.skipIf(!databaseKinds().includes('postgres'))('a hot user on postgres',
       });
     const before = await expiresAt();
     // Another sign-in of this account between its write of the facts and its commit: the link's row locked for a write.
-    const other = new pg.Client({ connectionString: stack.databaseUrl });
-    await other.connect();
-    try {
-      await other.query('begin');
-      await other.query('select id from social_associations where id = $1 for no key update', [link.id]);
-      // Queued behind it, this sign-in would wait until DATABASE_QUERY_TIMEOUT_MS and answer 503.
-      const answer = await signInExpiringIn(7_200);
-      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
-      expect(answer.body.id).toBe(user.id);
-    } finally {
-      await other.query('rollback');
-      await other.end();
-    }
+    const lock = 'select id from social_associations where id = $1 for no key update';
+    await signsInWhileHeld(lock, link.id, () => signInExpiringIn(7_200), user.id);
     // Its facts were not written (the other transaction's stand for them); the next sign-in's are.
     expect(await expiresAt()).toBe(before);
     expect((await signInExpiringIn(9_000)).status).toBe(200);
@@ -247,65 +274,35 @@ describe.skipIf(!databaseKinds().includes('postgres'))('a hot user on postgres',
   });
 
   it('a link removed while an associate waits for the user: the associate links it again (not "already linked")', async () => {
-    const { user } = await linkedFacebookUser();
-    const link = await stack.db
-      .selectFrom('social_associations')
-      .select(['id', 'uid'])
-      .where('user_id', '=', user.id)
-      .executeTakeFirstOrThrow();
+    const { user, link } = await linkedFacebookUser();
     // An unlink under way: the user's row taken first (as core/unlink.ts does), the link deleted, not yet committed.
-    const unlink = new pg.Client({ connectionString: stack.databaseUrl });
-    await unlink.connect();
-    try {
-      await unlink.query('begin');
-      await unlink.query('select id from users where id = $1 for update', [user.id]);
-      await unlink.query('delete from social_associations where id = $1', [link.id]);
-      const again = (await stack.emulator.mintFacebookToken({ user: { id: link.uid } })).access_token;
-      const associating = call(stack.api, 'POST', '/api/associate/facebook/', {
+    // The associate waits for the user's row (its statement's snapshot predates the delete): then the unlink commits.
+    const again = (await stack.emulator.mintFacebookToken({ user: { id: link.uid } })).access_token;
+    const answer = await answerAcrossCommit(unlinking(user.id, link.id), () =>
+      call(stack.api, 'POST', '/api/associate/facebook/', {
         token: user.access_token,
         body: { access_token: again },
-      });
-      // The associate waits for the user's row (its statement's snapshot predates the delete): then the unlink commits.
-      await until(async () => (await waitingOnLocks(unlink)) > 0);
-      await unlink.query('commit');
-      const answer = await associating;
-      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
-      expect(answer.body.association.created).toBe(true);
-    } finally {
-      await unlink.end();
-    }
+      }),
+    );
+    expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+    expect(answer.body.association.created).toBe(true);
     const links = await stack.db.selectFrom('social_associations').select('id').where('uid', '=', link.uid).execute();
     expect(links).toHaveLength(1);
   });
 
   it('a link removed while a sign-in waits for the user: the account is unknown (404), no session', async () => {
-    const { user } = await linkedFacebookUser();
-    const link = await stack.db
-      .selectFrom('social_associations')
-      .select(['id', 'uid'])
-      .where('user_id', '=', user.id)
-      .executeTakeFirstOrThrow();
+    const { user, link } = await linkedFacebookUser();
     const sessionsOf = async () =>
       (await stack.db.selectFrom('sessions').select('id').where('user_id', '=', user.id).execute()).length;
     const before = await sessionsOf();
-    // An unlink under way (as core/unlink.ts: the user's row taken first, the link deleted), not yet committed.
-    const unlink = new pg.Client({ connectionString: stack.databaseUrl });
-    await unlink.connect();
-    try {
-      await unlink.query('begin');
-      await unlink.query('select id from users where id = $1 for update', [user.id]);
-      await unlink.query('delete from social_associations where id = $1', [link.id]);
-      const token = (await stack.emulator.mintFacebookToken({ user: { id: link.uid } })).access_token;
-      const signingIn = call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: token } });
-      // The sign-in's statement waits for the user's row (its snapshot predates the delete); then the unlink commits.
-      await until(async () => (await waitingOnLocks(unlink)) > 0);
-      await unlink.query('commit');
-      const answer = await signingIn;
-      expect(answer.status, JSON.stringify(answer.body)).toBe(404);
-      expect(answer.body.code).toBe('user_not_found');
-    } finally {
-      await unlink.end();
-    }
+    // An unlink under way (as core/unlink.ts: the user's row taken first, the link deleted), not yet committed. The
+    // sign-in's statement waits for the user's row (its snapshot predates the delete); then the unlink commits.
+    const token = (await stack.emulator.mintFacebookToken({ user: { id: link.uid } })).access_token;
+    const answer = await answerAcrossCommit(unlinking(user.id, link.id), () =>
+      call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: token } }),
+    );
+    expect(answer.status, JSON.stringify(answer.body)).toBe(404);
+    expect(answer.body.code).toBe('user_not_found');
     expect(await sessionsOf()).toBe(before);
   });
 
@@ -325,25 +322,17 @@ describe.skipIf(!databaseKinds().includes('postgres'))('a hot user on postgres',
     // An ID token issued a minute ago: older than the provider's notice below.
     const older = await stack.emulator.mintIdToken('google', { sub: first.sub, iat_offset: -60 });
     // The notice under way (as core/provider-callbacks.ts heldLink, then endSessions): the user's row, then the link's,
-    // taken first; the link's sign_in_after set; not yet committed.
-    const notice = new pg.Client({ connectionString: stack.databaseUrl });
-    await notice.connect();
-    try {
-      await notice.query('begin');
-      await notice.query('select id from users where id = $1 for update', [user.id]);
-      await notice.query('select id from social_associations where id = $1 for update', [link.id]);
-      await notice.query('update social_associations set sign_in_after = now(), updated_at = now() where id = $1', [
-        link.id,
-      ]);
-      const signingIn = call(stack.api, 'POST', '/api/auth/google/', { body: { id_token: older.id_token } });
-      await until(async () => (await waitingOnLocks(notice)) > 0);
-      await notice.query('commit');
-      const answer = await signingIn;
-      expect(answer.status, JSON.stringify(answer.body)).toBe(400);
-      expect(answer.body.code).toBe('invalid_token');
-    } finally {
-      await notice.end();
-    }
+    // taken first; the link's sign_in_after set; not yet committed. The sign-in waits for the user's row.
+    const answer = await answerAcrossCommit(
+      [
+        ['select id from users where id = $1 for update', [user.id]],
+        ['select id from social_associations where id = $1 for update', [link.id]],
+        ['update social_associations set sign_in_after = now(), updated_at = now() where id = $1', [link.id]],
+      ],
+      () => call(stack.api, 'POST', '/api/auth/google/', { body: { id_token: older.id_token } }),
+    );
+    expect(answer.status, JSON.stringify(answer.body)).toBe(400);
+    expect(answer.body.code).toBe('invalid_token');
   });
 
   it('64 concurrent sign-ins of one user all sign in, each with its own session', async () => {
