@@ -190,8 +190,12 @@ export class Links {
    * Take its user's row first (Users.lock), as a sign-in does (Links.holdWithUser): one order, no deadlock.
    */
   async lock(provider: string, uid: string): Promise<Association | undefined> {
-    const query = this.db.selectFrom('social_associations').select(LINK_COLUMNS).where('provider', '=', provider);
-    const row = await (isPostgres(this.db) ? query.forUpdate() : query).where('uid', '=', uid).executeTakeFirst();
+    const query = this.db
+      .selectFrom('social_associations')
+      .select(LINK_COLUMNS)
+      .where('provider', '=', provider)
+      .where('uid', '=', uid);
+    const row = await (isPostgres(this.db) ? query.forUpdate() : query).executeTakeFirst();
     return row && toAssociation(row);
   }
 
