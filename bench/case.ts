@@ -65,6 +65,11 @@ let dropDatabase: (() => Promise<void>) | undefined;
 let dropBaselineDatabase: (() => Promise<void>) | undefined;
 const cpuMsPerRequest = (m: { rps: number; cpu: { target: number } }) =>
   (m.rps > 0 ? (m.cpu.target * 10) / m.rps : 0).toFixed(2);
+// Where it went, in ms per request: the main thread's user and system time, the process's other threads.
+const threadsText = (m: { rps: number; threads: { mainUser: number; mainSystem: number; others: number } }) => {
+  const ms = (percent: number) => (m.rps > 0 ? ((percent * 10) / m.rps).toFixed(2) : '?');
+  return `main thread ${ms(m.threads.mainUser)} user + ${ms(m.threads.mainSystem)} sys, other threads ${ms(m.threads.others)}`;
+};
 
 async function main(): Promise<void> {
   if (spawnSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' }).status !== 0)
@@ -87,8 +92,10 @@ async function main(): Promise<void> {
     const databaseUrl = postgres?.url ?? `sqlite:${join(dir, 'bench.sqlite')}`;
     const env = benchServerEnv({ databaseUrl, emulatorUrl, apps, signingKeys: await generateSigningKeySet() });
     const port = await freePort();
-    // BENCH_SERVER_NODE_ARGS: extra node flags, as in bench/run.ts (e.g. --import a probe of your own).
-    const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+    // BENCH_SERVER_NODE_ARGS / BENCH_BASELINE_NODE_ARGS: extra node flags for the server / the same-work baseline
+    // (e.g. --import a probe of your own, the same on both sides).
+    const flags = (variable: string) => (process.env[variable] ?? '').split(/\s+/).filter(Boolean);
+    const nodeArgs = flags('BENCH_SERVER_NODE_ARGS');
     const server = startNode('server', [...(cpuProfile?.nodeArgs ?? []), ...nodeArgs, 'dist/cli.js', 'serve'], {
       ...env,
       HOST: '127.0.0.1',
@@ -114,7 +121,7 @@ async function main(): Promise<void> {
           googleSubs: linked.googleSubs,
           facebookUids: linked.facebookUids,
           postgresUrl: baselinePostgres?.url,
-          nodeArgs: baselineProfile?.nodeArgs,
+          nodeArgs: [...(baselineProfile?.nodeArgs ?? []), ...flags('BENCH_BASELINE_NODE_ARGS')],
         })
       : undefined;
     const watched = { emulatorPid: emulatorChild.pid, databasePid: postgres?.serverPid };
@@ -139,14 +146,14 @@ async function main(): Promise<void> {
         const b = await measureOn(baseline.url, baseline.child.pid);
         limit = b.rps;
         console.log(
-          `${prefix}baseline ${chosen.baseline}: ${b.rps} req/s, p50 ${b.p50Ms} ms, errors ${b.non2xx + b.socketErrors}, CPU ${b.cpu.target} % = ${cpuMsPerRequest(b)} ms/req`,
+          `${prefix}baseline ${chosen.baseline}: ${b.rps} req/s, p50 ${b.p50Ms} ms, errors ${b.non2xx + b.socketErrors}, CPU ${b.cpu.target} % = ${cpuMsPerRequest(b)} ms/req (${threadsText(b)})`,
         );
       }
       m = await measureOn(url, server.pid);
       const ratio = limit ? ` = ${(m.rps / limit).toFixed(2)} of baseline ${chosen.baseline}` : '';
       if (limit) ratios.push((m.rps / limit).toFixed(2));
       console.log(
-        `${prefix}${name}: ${m.rps} req/s${ratio}, p50 ${m.p50Ms} ms, p99 ${m.p99Ms} ms, errors ${m.non2xx + m.socketErrors}, server CPU ${m.cpu.target} % = ${cpuMsPerRequest(m)} ms/req, RSS ${m.rssPeakMb} MB, emulator ${m.cpu.emulator} %`,
+        `${prefix}${name}: ${m.rps} req/s${ratio}, p50 ${m.p50Ms} ms, p99 ${m.p99Ms} ms, errors ${m.non2xx + m.socketErrors}, server CPU ${m.cpu.target} % = ${cpuMsPerRequest(m)} ms/req (${threadsText(m)}), RSS ${m.rssPeakMb} MB, emulator ${m.cpu.emulator} %`,
       );
     }
     if (ratios.length > 1) console.log(`${name} ÷ baseline ${chosen.baseline}, each round: ${ratios.join(' / ')}`);

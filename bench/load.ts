@@ -2,7 +2,7 @@
 // latency from autocannon; RSS and CPU of the server's processes, of the emulator and of the load generator
 // from /proc (this process: process.cpuUsage).
 import autocannon, { type RawRequest, type Result } from 'autocannon';
-import { cpuSeconds, machineCpuSeconds, processTree, rssBytes } from './processes.js';
+import { cpuSeconds, machineCpuSeconds, processTree, rssBytes, threadCpuSeconds } from './processes.js';
 
 /** What one request of a case sends. */
 export interface Shot {
@@ -55,6 +55,8 @@ export interface Measurement {
    */
   /** Percent of one core; `database`: the PostgreSQL server's processes (Watched.databasePid; 0 without one). */
   cpu: { target: number; emulator: number; loadgen: number; database: number; other: number; iowait: number };
+  /** The target's root process in percent of one core: its main thread (user, system), its other threads. */
+  threads: { mainUser: number; mainSystem: number; others: number };
   durationSeconds: number;
 }
 
@@ -122,6 +124,7 @@ export async function measure(
     emulator: cpuSeconds([watched.emulatorPid]),
     loadgen: process.cpuUsage(),
     machine: machineCpuSeconds(),
+    threads: threadCpuSeconds(watched.targetPid),
   };
   const started = performance.now();
   const sampler = setInterval(sample, 250);
@@ -154,6 +157,12 @@ export async function measure(
     ),
     iowait: percent(machine.iowait - cpuBefore.machine.iowait),
   };
+  const threadsAfter = threadCpuSeconds(watched.targetPid);
+  const threads = {
+    mainUser: percent(threadsAfter.mainUser - cpuBefore.threads.mainUser),
+    mainSystem: percent(threadsAfter.mainSystem - cpuBefore.threads.mainSystem),
+    others: percent(threadsAfter.others - cpuBefore.threads.others),
+  };
 
   const statusCodes: Record<string, number> = {};
   for (const [code, { count }] of Object.entries(result.statusCodeStats ?? {})) statusCodes[code] = Number(count);
@@ -172,6 +181,7 @@ export async function measure(
     rssMeanMb: round(rssSamples.reduce((sum, value) => sum + value, 0) / rssSamples.length / MB),
     rssPerProcessMb: peaks.map((peak) => round(peak / MB, 0)),
     cpu,
+    threads,
     durationSeconds: round(result.duration, 2),
   };
 }

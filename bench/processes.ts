@@ -252,6 +252,25 @@ export function cpuSeconds(pids: number[]): number {
 }
 
 /**
+ * CPU time of one process so far, in seconds, split: its main thread's (the event loop: user, and system — the
+ * kernel's work for its syscalls, socket writes above all) and every other thread's together (V8's garbage collector
+ * and compiler helpers, libuv's pool, a worker thread).
+ */
+export function threadCpuSeconds(pid: number): { mainUser: number; mainSystem: number; others: number } {
+  clockTicks ??= ticksPerSecond();
+  const fieldsOf = (path: string) => {
+    const stat = readProc(path);
+    return stat ? stat.slice(stat.lastIndexOf(')') + 2).split(' ') : undefined;
+  };
+  const main = fieldsOf(`/proc/${pid}/task/${pid}/stat`);
+  const all = fieldsOf(`/proc/${pid}/stat`);
+  if (!main || !all) return { mainUser: 0, mainSystem: 0, others: 0 };
+  const mainUser = Number(main[11]) / clockTicks;
+  const mainSystem = Number(main[12]) / clockTicks;
+  return { mainUser, mainSystem, others: (Number(all[11]) + Number(all[12])) / clockTicks - mainUser - mainSystem };
+}
+
+/**
  * CPU time of a process and all its descendants so far, in seconds, those that exited included (their time is in
  * their parent's cutime and cstime once reaped: a PostgreSQL backend whose connection closed, say).
  */
