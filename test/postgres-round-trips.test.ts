@@ -1,6 +1,12 @@
 import { createConnection, createServer, Socket, type Server } from 'node:net';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { Outbox } from '../src/store/outbox.js';
+import { prepared } from '../src/store/prepared.js';
+import { Sessions } from '../src/store/sessions.js';
+import { runTransaction } from '../src/store/transaction.js';
 import { call, databaseKinds, freshDatabase, guest, startStack, type Stack } from './helpers.js';
 
 // A sign-in waits on PostgreSQL once per round trip, and each costs the server and PostgreSQL a wake-up: the count is
@@ -12,6 +18,8 @@ import { call, databaseKinds, freshDatabase, guest, startStack, type Stack } fro
 /** Counts round trips between clients and a PostgreSQL server; `reset()` starts a new count. */
 class RoundTripCounter {
   roundTrips = 0;
+  /** Statements run: every Bind (a prepared statement's run) and every simple Query (BEGIN, COMMIT, ROLLBACK). */
+  statements = 0;
   /** The SQL of every statement parsed without a name (PostgreSQL plans it again at every run). */
   readonly unnamed: string[] = [];
   /** While set, the SQL of every named statement parsed (a connection parses each once, then runs it by name). */
@@ -37,6 +45,7 @@ class RoundTripCounter {
           const nameEnd = body.indexOf(0);
           this.named.add(body.subarray(nameEnd + 1, body.indexOf(0, nameEnd + 1)).toString());
         }
+        if (type === 'B' || type === 'Q') this.statements++;
         if (idle && type !== 'startup') this.roundTrips++;
         idle = false;
         if (type === 'Q' || type === 'S' || type === 'startup') awaiting++;
@@ -68,6 +77,7 @@ class RoundTripCounter {
 
   reset(): void {
     this.roundTrips = 0;
+    this.statements = 0;
     this.unnamed.length = 0;
   }
 
@@ -174,7 +184,7 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
     expect(writes).toBe(2);
   });
 
-  it('a Facebook sign-in of a linked user: 3 (BEGIN with the link and its held user; the session; COMMIT)', async () => {
+  it('a Facebook sign-in of a linked user: 2 (BEGIN with the link and its held user; the session with COMMIT)', async () => {
     const fb = await stack.emulator.mintFacebookToken();
     const user = await linkedGuest('facebook', { access_token: fb.access_token });
     // The same token: the facts kept on the link are the same, so the sign-in writes no new ones (a token minted a
@@ -183,12 +193,21 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
     const signedIn = await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: fb.access_token } });
     expect(signedIn.status).toBe(200);
     expect(signedIn.body).toMatchObject({ id: user.id });
-    expect(counter.roundTrips).toBe(3);
+    expect(counter.roundTrips).toBe(2);
     // Every statement of it is a named (prepared) one: none is parsed and planned again at each sign-in.
     expect(counter.unnamed).toEqual([]);
+    // One system call for each round trip: the session's statement and the COMMIT go in one write.
+    const port = Number(new URL(proxiedUrl).port);
+    const writes = await socketWritesTo(port, async () => {
+      const again = await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: fb.access_token } });
+      expect(again.status).toBe(200);
+    });
+    expect(writes).toBe(2);
+    // What the session's statement wrote is there, committed: the session answers.
+    expect((await call(stack.api, 'GET', '/api/me/', { token: signedIn.body.access_token })).status).toBe(200);
   });
 
-  it("a Google sign-in of a linked user: 4 (the ID token's single use is one more statement)", async () => {
+  it("a Google sign-in of a linked user: 3 (the ID token's single use is one more statement)", async () => {
     const first = await stack.emulator.mintIdToken('google');
     const user = await linkedGuest('google', { id_token: first.id_token });
     const again = await stack.emulator.mintIdToken('google', { sub: first.sub, name: 'another token' });
@@ -196,7 +215,7 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
     const signedIn = await call(stack.api, 'POST', '/api/auth/google/', { body: { id_token: again.id_token } });
     expect(signedIn.status).toBe(200);
     expect(signedIn.body).toMatchObject({ id: user.id });
-    expect(counter.roundTrips).toBe(4);
+    expect(counter.roundTrips).toBe(3);
     expect(counter.unnamed).toEqual([]);
   });
 
@@ -320,5 +339,163 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
       }),
     ).rejects.toThrow('abandoned');
     expect(await stack.db.selectFrom('users').select('id').execute()).toHaveLength(before.length);
+  });
+
+  describe('a statement written with the next one (prepared.ts `later`)', () => {
+    const insertUser = prepared((db, name: string, at: string) =>
+      db.insertInto('users').values({ username: name, username_key: name, created_at: at, updated_at: at }),
+    );
+    const countUsers = prepared((db, name: string) =>
+      db
+        .selectFrom('users')
+        .select((eb) => eb.fn.count<string>('id').as('count'))
+        .where('username_key', '=', name),
+    );
+    const usersNamed = async (name: string) =>
+      Number(
+        (
+          await stack.db
+            .selectFrom('users')
+            .select((eb) => eb.fn.countAll<string>().as('count'))
+            .where('username_key', '=', name)
+            .executeTakeFirstOrThrow()
+        ).count,
+      );
+    const at = () => new Date().toISOString();
+
+    it('goes out with the next statement, which sees it: one round trip for both', async () => {
+      const name = `later-${randomUUID()}`;
+      const seen = await runTransaction(stack.db, async (trx) => {
+        await countUsers(trx, name); // BEGIN with it: the first round trip
+        counter.reset();
+        await insertUser.later(trx, name, at());
+        expect(counter.roundTrips).toBe(0);
+        return Number((await countUsers(trx, name)).rows[0]!.count);
+      });
+      expect(seen).toBe(1);
+      expect(counter.roundTrips).toBe(2); // the held insert with the count; COMMIT
+      expect(await usersNamed(name)).toBe(1);
+    });
+
+    it('goes out with the COMMIT: a transaction ending with it makes two round trips and two writes', async () => {
+      const name = `later-${randomUUID()}`;
+      const port = Number(new URL(proxiedUrl).port);
+      const writes = await socketWritesTo(port, () =>
+        runTransaction(stack.db, async (trx) => {
+          await countUsers(trx, name);
+          await insertUser.later(trx, name, at());
+        }),
+      );
+      expect(counter.roundTrips).toBe(2);
+      expect(writes).toBe(2);
+      expect(await usersNamed(name)).toBe(1);
+    });
+
+    it('fails the transaction when it fails: its own error, nothing of the transaction kept, the pool still serves', async () => {
+      const taken = `later-${randomUUID()}`;
+      await runTransaction(stack.db, (trx) => insertUser(trx, taken, at()));
+      const other = `${taken}-other`;
+      const failed = runTransaction(stack.db, async (trx) => {
+        await insertUser(trx, other, at());
+        await insertUser.later(trx, taken, at()); // a unique violation, seen only at the COMMIT
+        return 'committed';
+      });
+      await expect(failed).rejects.toMatchObject({ code: '23505' });
+      expect(await usersNamed(other)).toBe(0);
+      expect(await usersNamed(taken)).toBe(1);
+      // The failure was the statement's, not the connection's: its connection goes back to the pool, kept, and every
+      // connection serves again (a COMMIT's own failure drops its connection instead).
+      const backendOf = prepared((db) => db.selectNoFrom(sql<number>`pg_backend_pid()`.as('pid')));
+      let failedOn: number | undefined;
+      await expect(
+        runTransaction(stack.db, async (trx) => {
+          failedOn = (await backendOf(trx)).rows[0]!.pid;
+          await insertUser.later(trx, taken, at());
+        }),
+      ).rejects.toMatchObject({ code: '23505' });
+      const pids = await Promise.all(
+        Array.from({ length: 25 }, () => runTransaction(stack.db, async (trx) => (await backendOf(trx)).rows[0]!.pid)),
+      );
+      expect(pids).toContain(failedOn);
+      const all = await Promise.all(
+        Array.from({ length: 25 }, () => runTransaction(stack.db, (trx) => countUsers(trx, taken))),
+      );
+      expect(all.map((result) => Number(result.rows[0]!.count))).toEqual(Array(25).fill(1));
+    });
+
+    it("a sign-in's session and its webhook event both go out with the COMMIT: 2 round trips with webhooks on", async () => {
+      const user = await guest(stack.api);
+      const endpoints = ['https://hooks.example/a', 'https://hooks.example/b'];
+      counter.reset();
+      const sessionId = randomUUID();
+      await runTransaction(stack.db, async (trx) => {
+        // The sign-in's first statement (BEGIN with it), then its session, as Sessions.start writes it.
+        await countUsers(trx, 'nobody');
+        const sessions = new Sessions(trx, new Outbox(trx, endpoints));
+        await sessions.start(
+          user.id,
+          {
+            id: sessionId,
+            refreshTokenHash: 'hash-' + sessionId,
+            refreshExpiresAt: new Date(Date.now() + 60_000).toISOString(),
+          },
+          { event: 'social_sign_in', userId: user.id, provider: 'facebook', uid: 'u-' + sessionId },
+          { ip: '127.0.0.1', userAgent: 'test' },
+        );
+      });
+      expect(counter.roundTrips).toBe(2);
+      expect(counter.unnamed).toEqual([]);
+      // One event, a pending delivery of it per endpoint, with the event's user.
+      const events = await stack.db
+        .selectFrom('outbox')
+        .select(['id', 'type', 'user_id', 'payload'])
+        .where('user_id', '=', user.id)
+        .where('type', '=', 'sign_in')
+        .execute();
+      expect(events).toHaveLength(1);
+      expect(JSON.parse(events[0]!.payload)).toMatchObject({ type: 'sign_in', data: { user_id: user.id } });
+      const deliveries = await stack.db
+        .selectFrom('webhook_deliveries')
+        .select(['endpoint', 'status', 'attempts', 'user_id', 'locked_until', 'delivered_at'])
+        .where('outbox_id', '=', events[0]!.id)
+        .orderBy('endpoint')
+        .execute();
+      expect(deliveries).toEqual(
+        endpoints.map((endpoint) => ({
+          endpoint,
+          status: 'pending',
+          attempts: 0,
+          user_id: user.id,
+          locked_until: null,
+          delivered_at: null,
+        })),
+      );
+      expect(
+        await stack.db.selectFrom('sessions').select('user_id').where('id', '=', sessionId).executeTakeFirst(),
+      ).toEqual({ user_id: user.id });
+    });
+
+    it('is never written when the transaction fails before its next statement: the ROLLBACK alone goes out', async () => {
+      const name = `later-${randomUUID()}`;
+      await expect(
+        runTransaction(stack.db, async (trx) => {
+          await countUsers(trx, name);
+          counter.reset();
+          await insertUser.later(trx, name, at());
+          throw new Error('abandoned');
+        }),
+      ).rejects.toThrow('abandoned');
+      expect(counter.roundTrips).toBe(1);
+      expect(counter.statements).toBe(1); // the ROLLBACK, not the insert
+      expect(await usersNamed(name)).toBe(0);
+      // A transaction none of which was written has nothing to roll back: no round trip at all.
+      counter.reset();
+      await expect(
+        runTransaction(stack.db, async () => {
+          throw new Error('before any statement');
+        }),
+      ).rejects.toThrow('before any statement');
+      expect(counter.roundTrips).toBe(0);
+    });
   });
 });

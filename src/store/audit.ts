@@ -194,16 +194,18 @@ export function webhookEventOf(row: ReturnType<typeof auditRow>): OutboxEvent | 
 /**
  * Writes the webhook event of an audit row (if it has one and webhooks are on) to the outbox, in the caller's
  * transaction: AuditLog.record's, and those of the statements that write their audit row themselves (Sessions.start,
- * Links.insertAssociated). `webhookData` is merged into the event's data.
+ * Links.insertAssociated). `webhookData` is merged into the event's data; `last`: see Outbox.emit.
  */
 export async function emitWebhookOf(
   outbox: Outbox,
   row: ReturnType<typeof auditRow>,
-  webhookData?: Record<string, unknown>,
+  { webhookData, last = false }: { webhookData?: Record<string, unknown>; last?: boolean } = {},
 ): Promise<void> {
   const event = outbox.enabled ? webhookEventOf(row) : undefined;
   if (event)
-    await outbox.emit(webhookData ? { ...event, data: { ...event.data, ...webhookData } } : event, row.created_at);
+    await outbox.emit(webhookData ? { ...event, data: { ...event.data, ...webhookData } } : event, row.created_at, {
+      last,
+    });
 }
 
 /**
@@ -238,7 +240,7 @@ export class AuditLog {
         row.user_agent,
         row.created_at,
       );
-    await emitWebhookOf(this.outbox, row, entry.webhookData);
+    await emitWebhookOf(this.outbox, row, { webhookData: entry.webhookData });
   }
 
   /** Newest first; `before` pages backwards by id. Without a user id: every user's events (operators). */

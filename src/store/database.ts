@@ -166,7 +166,19 @@ function unreachable(error: unknown): ConfigError | undefined {
 const TIMESTAMPTZ = 1184;
 
 /** What Kysely is answered for a BEGIN not yet answered (it reads no more of it). */
-const BEGUN = { command: 'BEGIN', rowCount: null, rows: [] };
+const BEGUN = Object.freeze({ command: 'BEGIN', rowCount: null, rows: Object.freeze([]) });
+/** What is answered for a statement held to be written with the next one (nobody reads its answer). */
+const HELD = Object.freeze({ command: '', rowCount: null, rows: Object.freeze([]) });
+/** What is answered for the ROLLBACK of a transaction none of which was written (its BEGIN was still held). */
+const NOTHING_TO_ROLL_BACK = Object.freeze({ command: 'ROLLBACK', rowCount: null, rows: Object.freeze([]) });
+
+/**
+ * The mark of a statement whose answer nobody reads, a transaction's last writes (a sign-in's session): held, and
+ * written with the transaction's next statement or its COMMIT, in one write, their answers awaited together — the
+ * held one's error is the next one's (a failed statement aborts the transaction: its COMMIT answers ROLLBACK). A
+ * marked statement outside a transaction runs at once. Only transaction.ts writes it (HeldRunner.later, prepared.ts).
+ */
+export const WITH_NEXT_STATEMENT = '/* written with the next statement */ ';
 
 /**
  * PostgreSQL parses and plans an unnamed statement on every execution. Our queries are a fixed set of SQL
@@ -205,43 +217,68 @@ function withNamedStatements(pool: pg.Pool): PostgresPool {
       });
       let wrapper = wrappers.get(client);
       if (!wrapper) {
-        // A transaction (transaction.ts, or Kysely's) opens with `begin` and waits for its answer: a round trip of its
-        // own. It is held back and written with the next statement, the transaction's first, in one write (the socket
-        // corked around both: pg corks each statement's own messages, and corks nest), and their answers awaited
-        // together: one round trip and one system call for both. BEGIN fails only with the connection, and then so
-        // does the statement.
-        let beginHeld = false;
+        const send = (text: string, values?: unknown[]): Promise<pg.QueryResult> => {
+          const name = nameOf(text);
+          return name ? client.query({ name, text, values }) : client.query(text, values);
+        };
+        // Statements written with the next one: a transaction's `begin` (it waits for its answer: a round trip of its
+        // own, for a statement that fails only with the connection, and then so does the next one), and the statements
+        // marked WITH_NEXT_STATEMENT. They go out in the next statement's write (the socket corked around them all: pg
+        // corks each statement's own messages, and corks nest), and their answers are awaited with its answer: one
+        // round trip and one system call for all.
+        let held: Array<{ text: string; values?: unknown[] }> = [];
+        // Between a `begin` and its COMMIT or ROLLBACK: only there is a marked statement held (a next one will come).
+        let inTransaction = false;
         // A COMMIT or ROLLBACK that failed (a timeout, a broken connection) leaves the connection in an unknown state:
         // it is dropped on release, not handed to the next borrower (as Kysely's own driver does).
         let discard = false;
         wrapper = {
           query: ((text: string, values?: unknown[]) => {
             if (text === 'begin') {
-              beginHeld = true;
+              inTransaction = true;
+              held.push({ text });
               return Promise.resolve(BEGUN);
             }
-            const name = nameOf(text);
-            const send = () => (name ? client.query({ name, text, values }) : client.query(text, values));
-            let answered: Promise<pg.QueryResult>;
-            if (beginHeld) {
-              beginHeld = false;
+            if (text.startsWith(WITH_NEXT_STATEMENT)) {
+              text = text.slice(WITH_NEXT_STATEMENT.length);
+              if (inTransaction) {
+                held.push({ text, values });
+                return Promise.resolve(HELD);
+              }
+            }
+            const ending = text === 'commit' || text === 'rollback';
+            if (ending) inTransaction = false;
+            const before = held;
+            held = [];
+            if (text === 'rollback' && before.length > 0) {
+              // Nothing held is worth writing to be rolled back; a transaction none of which was written (its BEGIN
+              // still held) has nothing to roll back.
+              if (before[0]!.text === 'begin') return Promise.resolve(NOTHING_TO_ROLL_BACK);
+              before.length = 0;
+            }
+            let result: Promise<pg.QueryResult>, answered: Promise<pg.QueryResult>;
+            if (before.length === 0) answered = result = send(text, values);
+            else {
               const socket = (client as unknown as pg.Client).connection?.stream;
               socket?.cork();
-              let begun: Promise<unknown>, result: Promise<pg.QueryResult>;
+              let earlier: Array<Promise<unknown>>;
               try {
-                begun = client.query('begin');
-                result = send();
+                earlier = before.map((statement) => send(statement.text, statement.values));
+                result = send(text, values);
               } finally {
                 socket?.uncork();
               }
-              answered = Promise.all([begun, result]).then(() => result);
-            } else answered = send();
-            if (text === 'commit' || text === 'rollback') answered.catch(() => (discard = true));
+              // PostgreSQL answers in order: a held statement's error comes first, and is the one reported.
+              answered = Promise.all([...earlier, result]).then(() => result);
+            }
+            // Only the COMMIT's (ROLLBACK's) own failure: a held statement that failed made it answer ROLLBACK.
+            if (ending) result.catch(() => (discard = true));
             return answered.catch(marked);
           }) as unknown as PostgresPoolClient['query'],
           release: (destroy?: boolean) => {
             // Never carried to the client's next borrower (Kysely and transaction.ts always end what they began).
-            beginHeld = false;
+            held = [];
+            inTransaction = false;
             const drop = destroy === true || discard;
             discard = false;
             client.release(drop);

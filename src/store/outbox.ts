@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { isPostgres } from './migrations.js';
+import { prepared } from './prepared.js';
 import { now } from './rows.js';
 import type { Database } from './schema.js';
 
@@ -76,6 +77,32 @@ export function claimable(endpoint: string, at: string, limit: number, postgres:
     order by d.outbox_id limit ${limit} ${postgres ? sql`for update of d skip locked` : sql``}`;
 }
 
+// PostgreSQL: the event and a pending delivery per endpoint in one statement (the endpoints as one array parameter).
+const emitPostgres = prepared(
+  (db, eventId: string, type: string, userId: number | null, payload: string, at: string, endpoints: string[]) =>
+    db
+      .with('event', (cte) =>
+        cte
+          .insertInto('outbox')
+          .values({ event_id: eventId, type, user_id: userId, payload, created_at: at })
+          .returning('id'),
+      )
+      .insertInto('webhook_deliveries')
+      .columns(['outbox_id', 'user_id', 'endpoint', 'status', 'attempts', 'next_attempt_at'])
+      .expression((eb) =>
+        eb
+          .selectFrom('event')
+          .select([
+            'event.id',
+            sql<number | null>`${userId}::integer`.as('user_id'),
+            sql<string>`unnest(${endpoints}::text[])`.as('endpoint'),
+            sql<string>`'pending'`.as('status'),
+            sql<number>`0`.as('attempts'),
+            sql<string>`${at}::timestamptz`.as('next_attempt_at'),
+          ]),
+      ),
+);
+
 export class Outbox {
   constructor(
     private readonly db: Kysely<Database>,
@@ -87,11 +114,19 @@ export class Outbox {
     return this.endpoints.length > 0;
   }
 
-  /** Writes the event and its deliveries (in the caller's transaction). */
-  async emit(event: OutboxEvent, at = now()): Promise<void> {
+  /**
+   * Writes the event and its deliveries (in the caller's transaction). On PostgreSQL one statement; `last`: the
+   * transaction's last write (a sign-in's), held and written with its COMMIT (prepared.ts `later`).
+   */
+  async emit(event: OutboxEvent, at = now(), { last = false } = {}): Promise<void> {
     if (this.endpoints.length === 0) return;
     const eventId = `msg_${randomBytes(16).toString('base64url')}`;
     const payload = JSON.stringify({ type: event.type, timestamp: at, data: event.data });
+    if (isPostgres(this.db)) {
+      const values = [eventId, event.type, event.userId, payload, at, this.endpoints as string[]] as const;
+      await (last ? emitPostgres.later(this.db, ...values) : emitPostgres(this.db, ...values));
+      return;
+    }
     const row = await this.db
       .insertInto('outbox')
       .values({ event_id: eventId, type: event.type, user_id: event.userId, payload, created_at: at })

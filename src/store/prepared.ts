@@ -11,7 +11,7 @@ import type { Database } from './schema.js';
  */
 export function prepared<Args extends unknown[], Row>(build: (db: Kysely<Database>, ...args: Args) => Compilable<Row>) {
   const compiled = new Map<boolean, { sql: string; slots: Array<number | { value: unknown }> }>();
-  return async (db: Kysely<Database>, ...args: Args): Promise<QueryResult<Row>> => {
+  const compile = (db: Kysely<Database>, args: Args) => {
     const postgres = isPostgres(db);
     let query = compiled.get(postgres);
     if (!query) {
@@ -27,15 +27,38 @@ export function prepared<Args extends unknown[], Row>(build: (db: Kysely<Databas
       query = { sql, slots };
       compiled.set(postgres, query);
     }
-    const values = query.slots.map((slot) => (typeof slot === 'number' ? args[slot] : slot.value));
-    const held = heldConnections.get(db);
-    if (held) return held(query.sql, values) as QueryResult<Row> | Promise<QueryResult<Row>>;
-    return db.executeQuery<Row>(CompiledQuery.raw(query.sql, values));
+    return { sql: query.sql, values: query.slots.map((slot) => (typeof slot === 'number' ? args[slot] : slot.value)) };
   };
+  const run = async (db: Kysely<Database>, ...args: Args): Promise<QueryResult<Row>> => {
+    const { sql, values } = compile(db, args);
+    const held = heldConnections.get(db);
+    if (held) return held.run(sql, values) as QueryResult<Row> | Promise<QueryResult<Row>>;
+    return db.executeQuery<Row>(CompiledQuery.raw(sql, values));
+  };
+  /**
+   * The same statement, its answer not awaited: in a transaction on our own PostgreSQL it is written with the
+   * transaction's next statement or its COMMIT (one round trip for both), and its error fails that one — for a
+   * transaction's last writes, whose answer nobody reads and whose error no step catches. Elsewhere it runs at once.
+   */
+  const later = async (db: Kysely<Database>, ...args: Args): Promise<void> => {
+    const held = heldConnections.get(db);
+    if (!held) {
+      await run(db, ...args);
+      return;
+    }
+    const { sql, values } = compile(db, args);
+    await held.later(sql, values);
+  };
+  return Object.assign(run, { later });
 }
 
-/** Runs one statement on the connection a transaction holds, at once (SQLite's runner answers synchronously). */
-export type HeldRunner = (query: string, parameters: unknown[]) => QueryResult<unknown> | Promise<QueryResult<unknown>>;
+/** Runs statements on the connection a transaction holds. */
+export interface HeldRunner {
+  /** One statement, at once (SQLite's runner answers synchronously). */
+  run(query: string, parameters: unknown[]): QueryResult<unknown> | Promise<QueryResult<unknown>>;
+  /** One statement written with the next one (PostgreSQL: database.ts WITH_NEXT_STATEMENT); SQLite runs it at once. */
+  later(query: string, parameters: unknown[]): unknown;
+}
 
 const heldConnections = new WeakMap<Kysely<Database>, HeldRunner>();
 

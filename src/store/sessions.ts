@@ -133,8 +133,8 @@ export class Sessions {
 
   /**
    * A sign-in's writes: last login (not for the session a new user starts with), the new session and its
-   * first refresh token, the audit event. On PostgreSQL one statement (one round trip instead of four); on
-   * SQLite, in-process, four statements.
+   * first refresh token, the audit event. On PostgreSQL one statement (one round trip instead of four), written
+   * with the transaction's COMMIT; on SQLite, in-process, four statements.
    */
   async start(userId: number, session: NewSession, audit: AuditEntry, client: Client | null): Promise<void> {
     const at = now();
@@ -142,7 +142,9 @@ export class Sessions {
     const row = auditRow(audit, client, at);
     const auditValues = [row.user_id, row.event, row.provider, row.uid, row.detail, row.ip, row.user_agent] as const;
     if (isPostgres(this.db)) {
-      await startSessionPostgres(
+      // A sign-in's last write, its answer read by nobody: written with the COMMIT (or the transaction's next
+      // statement), one round trip for both (prepared.ts `later`).
+      await startSessionPostgres.later(
         this.db,
         userId,
         lastLogin,
@@ -159,8 +161,8 @@ export class Sessions {
       await insertRefreshToken(this.db, session.id, session.refreshTokenHash, at, session.refreshExpiresAt);
       await insertAuditEvent(this.db, ...auditValues, at);
     }
-    // The webhook of the sign-in (or of the new user), in the same transaction.
-    await emitWebhookOf(this.outbox, row);
+    // The webhook of the sign-in (or of the new user), in the same transaction: on PostgreSQL with the COMMIT too.
+    await emitWebhookOf(this.outbox, row, { last: true });
   }
 
   /**

@@ -9,7 +9,7 @@ import {
   type Kysely,
   type QueryResult,
 } from 'kysely';
-import { isOwnDatabase, sqliteRunnerOf } from './database.js';
+import { isOwnDatabase, sqliteRunnerOf, WITH_NEXT_STATEMENT } from './database.js';
 import { isPostgres } from './migrations.js';
 import { heldRunnerOf, runOnHeldConnection, type HeldRunner } from './prepared.js';
 import type { Database } from './schema.js';
@@ -44,8 +44,12 @@ export function runTransaction<T>(
   // provideConnection holds the connection until the transaction has ended: SQLite's driver lock (no checkpoint of
   // the thread of wal-checkpoints.ts starts meanwhile), a client taken from PostgreSQL's pool.
   return executor.provideConnection(async (connection) => {
-    const run: HeldRunner =
+    const run: HeldRunner['run'] =
       sqliteRunner ?? ((query, parameters) => connection.executeQuery(CompiledQuery.raw(query, parameters)));
+    const runner: HeldRunner = {
+      run,
+      later: sqliteRunner ?? ((query, parameters) => run(WITH_NEXT_STATEMENT + query, parameters)),
+    };
     let open = true;
     const trx = new Transaction<Database>({
       config,
@@ -57,7 +61,7 @@ export function runTransaction<T>(
     });
     await run(postgres ? 'begin' : 'begin immediate', []);
     // Our own database's hot queries skip Kysely's executor (a host's plugins would not see their results otherwise).
-    const held = own ? runOnHeldConnection(trx, run) : undefined;
+    const held = own ? runOnHeldConnection(trx, runner) : undefined;
     const end = () => {
       open = false;
       held?.release();
