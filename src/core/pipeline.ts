@@ -343,20 +343,20 @@ export const loadExtraData: PipelineStep = async (context) => {
   const emailChanged = verifiedEmail !== undefined && verifiedEmail !== context.association.verifiedEmail;
   // Most sign-ins bring the same facts: no write then (unless there are new tokens to keep).
   if (sameFacts(context.association.extraData, extraData) && !context.identity.tokens && !emailChanged) return;
-  // Not while another sign-in of this account writes its own (a hot account's sign-ins never queue on the link).
-  const written = await context.storage.links.updateExtraData(
+  // Not while another sign-in of this account writes its own (a hot account's sign-ins never queue on the link), and
+  // on PostgreSQL written with the transaction's next statement. The steps after this one see these facts, even
+  // when another sign-in's, moments apart, stand in the database instead.
+  await context.storage.links.writeSignInFacts(
     context.association.id,
     extraData,
     sealedTokens(context),
     emailChanged ? verifiedEmail : undefined,
-    { unlessBeingWritten: true },
   );
-  if (written)
-    context.association = {
-      ...context.association,
-      extraData,
-      verifiedEmail: emailChanged ? verifiedEmail : context.association.verifiedEmail,
-    };
+  context.association = {
+    ...context.association,
+    extraData,
+    verifiedEmail: emailChanged ? verifiedEmail : context.association.verifiedEmail,
+  };
 };
 
 /** The operator's rules (buildApp({ pipeline }), the configuration file's `pipeline`): these by default. */

@@ -65,7 +65,7 @@ const findLinkWithUser = prepared(linkWithUser);
 // The same, the user's row held (PostgreSQL: a key-share lock, as Users.hold), then the link's: an auth's read in its
 // transaction. The link is read in the statement's snapshot, taken before it waited for a row: an unlink that committed
 // meanwhile deleted it, and a deleted row cannot be locked (PostgreSQL then leaves the joined row out). Key shares do
-// not wait for each other, nor for a write of the link's facts (another sign-in's, Links.updateExtraData). The user
+// not wait for each other, nor for a write of the link's facts (another sign-in's, Links.writeSignInFacts). The user
 // stays first (PostgreSQL locks in this order): an unlink holds the user, then deletes the link; a sign-in holding the
 // link while it waits for the user would deadlock with it.
 const holdLinkWithUser = prepared((db, provider: string, uid: string) => {
@@ -171,6 +171,33 @@ const insertAssociated = prepared((db, ...[ip, userAgent, ...values]: [string | 
     )
     .selectFrom('link')
     .select(LINK_COLUMNS),
+);
+
+// PostgreSQL, a sign-in's facts (Links.writeSignInFacts): tokens kept unless new ones are given, the verified e-mail
+// unless `setEmail`; skipped while another transaction writes the link.
+const writeFactsUnlessBeingWritten = prepared(
+  (
+    db,
+    id: number,
+    extraData: string,
+    at: string,
+    sealedTokens: string | null,
+    setEmail: boolean,
+    verifiedEmail: string | null,
+  ) =>
+    db
+      .updateTable('social_associations')
+      .set({
+        extra_data: extraData,
+        updated_at: at,
+        provider_tokens: sql<string | null>`coalesce(${sealedTokens}, provider_tokens)`,
+        verified_email: sql<
+          string | null
+        >`case when ${setEmail}::boolean then ${verifiedEmail} else verified_email end`,
+      })
+      .where('id', 'in', (eb) =>
+        eb.selectFrom('social_associations').select('id').where('id', '=', id).forNoKeyUpdate().skipLocked(),
+      ),
 );
 
 export class Links {
@@ -315,37 +342,52 @@ export class Links {
 
   /**
    * New extra data; new sealed tokens too when the provider gave new ones (else the old ones stay), and the
-   * verified e-mail when this sign-in read it (undefined: kept as it is). `unlessBeingWritten` (a sign-in's facts):
-   * on PostgreSQL, nothing is written while another transaction writes the link (another sign-in of the same
-   * account, moments apart: its facts stand for these) — waiting for its commit would queue a hot account's
-   * sign-ins behind each other. False when skipped.
+   * verified e-mail when given (undefined: kept as it is). False when there is no such link.
    */
   async updateExtraData(
     associationId: number,
     extraData: Record<string, unknown>,
     sealedTokens: string | null,
     verifiedEmail?: string | null,
-    { unlessBeingWritten = false } = {},
   ): Promise<boolean> {
-    const change = this.db.updateTable('social_associations').set({
-      extra_data: JSON.stringify(extraData),
-      updated_at: now(),
-      ...(sealedTokens === null ? {} : { provider_tokens: sealedTokens }),
-      ...(verifiedEmail === undefined ? {} : { verified_email: verifiedEmail }),
-    });
-    const result = await (
-      unlessBeingWritten && isPostgres(this.db)
-        ? change.where('id', 'in', (eb) =>
-            eb
-              .selectFrom('social_associations')
-              .select('id')
-              .where('id', '=', associationId)
-              .forNoKeyUpdate()
-              .skipLocked(),
-          )
-        : change.where('id', '=', associationId)
-    ).executeTakeFirst();
+    const result = await this.db
+      .updateTable('social_associations')
+      .set({
+        extra_data: JSON.stringify(extraData),
+        updated_at: now(),
+        ...(sealedTokens === null ? {} : { provider_tokens: sealedTokens }),
+        ...(verifiedEmail === undefined ? {} : { verified_email: verifiedEmail }),
+      })
+      .where('id', '=', associationId)
+      .executeTakeFirst();
     return result.numUpdatedRows > 0n;
+  }
+
+  /**
+   * A sign-in's (or a link's) new facts, as updateExtraData writes them. On PostgreSQL nothing is written while
+   * another transaction writes the link (another sign-in of the same account, moments apart: its facts stand for
+   * these) — waiting for its commit would queue a hot account's sign-ins behind each other; and the statement, whose
+   * answer nobody reads, goes out with the transaction's next statement or its COMMIT (prepared.ts `later`).
+   */
+  async writeSignInFacts(
+    associationId: number,
+    extraData: Record<string, unknown>,
+    sealedTokens: string | null,
+    verifiedEmail?: string | null,
+  ): Promise<void> {
+    if (!isPostgres(this.db)) {
+      await this.updateExtraData(associationId, extraData, sealedTokens, verifiedEmail);
+      return;
+    }
+    await writeFactsUnlessBeingWritten.later(
+      this.db,
+      associationId,
+      JSON.stringify(extraData),
+      now(),
+      sealedTokens,
+      verifiedEmail !== undefined,
+      verifiedEmail ?? null,
+    );
   }
 
   /**
