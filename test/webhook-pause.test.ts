@@ -6,10 +6,10 @@ import { migrateToLatest, openDatabase } from '../src/store/database.js';
 import { Storage } from '../src/store/storage.js';
 import { databaseKinds, freshDatabase } from './helpers.js';
 
-// A receiver that is down: once a round of the dispatcher has failed every attempt, the endpoint gets no new attempt
-// until the first of those retries is due — not one new event a second (each failing too), nor a claim walking its
-// growing backlog every second. The other endpoints go on. The dispatcher's rounds are run by hand (tick), on a real
-// database and a real receiver.
+// The dispatcher's rounds, run by hand (tick) on a real database and a real receiver. A receiver that is down: once a
+// round has failed every attempt, the endpoint gets no new attempt until the first of those retries is due — not one
+// new event a second (each failing too), nor a claim walking its growing backlog every second; the other endpoints go
+// on. An endpoint with more due than a round takes is sent the rest at once.
 
 const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
 
@@ -106,6 +106,58 @@ describe.each(databaseKinds())('a webhook endpoint failing every attempt, on %s'
       .execute();
     expect(pending).toEqual([]);
     await webhooks.stop();
+  });
+
+  it('an only endpoint resting is tried again once its retry is due (a round with nothing to do ends all the same)', async () => {
+    // A round in which every endpoint rests touches nothing: it once ended before it had begun, and the dispatcher
+    // took it for a round still running, for ever: no endpoint was ever tried again.
+    const only = new WebhookDispatcher(
+      storage,
+      [{ url: `${base}/a`, secret: SECRET }],
+      { warn: (_fields, message) => warnings.push(message) },
+      { retryBaseMs: 200, timeoutMs: 5000 },
+    );
+    down.add('/a');
+    await emit();
+    await only.tick();
+    expect(posts.get('/a')).toBe(1);
+    await only.tick(); // resting: its retry is due in 200 ms
+    down.clear();
+    const pendingOfA = () =>
+      storage.db
+        .selectFrom('webhook_deliveries')
+        .select('id')
+        .where('endpoint', '=', `${base}/a`)
+        .where('status', '=', 'pending')
+        .execute();
+    // Rounds until the retry is due and made (a loaded machine may take a few more).
+    for (let round = 0; round < 100 && (await pendingOfA()).length > 0; round++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      await only.tick();
+    }
+    expect(await pendingOfA()).toEqual([]);
+    expect(posts.get('/a')).toBe(2);
+    await only.stop();
+  });
+
+  it('an endpoint with more due than a tick takes (20 claims of 50) is sent the rest at once, not at the next tick', async () => {
+    // Else no endpoint could be sent more than 1,000 events a second, fewer than a busy server signs in.
+    const busy = new WebhookDispatcher(
+      storage,
+      [{ url: `${base}/a`, secret: SECRET }],
+      { warn: (_fields, message) => warnings.push(message) },
+      { intervalMs: 3_600_000, timeoutMs: 5000 },
+    );
+    await storage.transaction(async (trx) => {
+      for (let i = 0; i < 1100; i++) await trx.outbox.emit({ type: 'sign_in', userId: nextUser++, data: {} });
+    });
+    busy.start(); // the next tick by the clock is an hour away
+    await busy.tick();
+    expect(posts.get('/a')).toBe(1000);
+    for (let wait = 0; wait < 200 && (posts.get('/a') ?? 0) < 1100; wait++)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(posts.get('/a')).toBe(1100);
+    await busy.stop();
   });
 
   it('a round that delivered anything does not rest the endpoint', async () => {

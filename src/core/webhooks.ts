@@ -33,12 +33,17 @@ export interface DispatcherOptions {
 
 const MAX_DELAY_MS = 6 * 3_600_000;
 const BATCH = 50;
-/** Claims per endpoint and tick, so that one busy endpoint does not hold the others back for long. */
+/**
+ * Claims per endpoint and tick, so that one busy endpoint does not hold the others back for long. A tick that ends with
+ * an endpoint's rounds used up is followed by the next at once, not at the next interval: else no endpoint could be
+ * sent more than MAX_ROUNDS × BATCH (1,000) events a second, fewer than a busy server signs in.
+ */
 const MAX_ROUNDS = 20;
 
 export class WebhookDispatcher {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  private stopped = false;
   private readonly signers: Map<string, Webhook>;
   private readonly options: Required<Omit<DispatcherOptions, 'observe'>>;
   private readonly observe: DeliveryObserver;
@@ -81,6 +86,7 @@ export class WebhookDispatcher {
 
   /** Stops, after the round under way (its deliveries are recorded before the database closes). */
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.timer);
     await this.running;
     await this.poster.close();
@@ -88,49 +94,59 @@ export class WebhookDispatcher {
 
   /** One round: every endpoint's due deliveries. */
   tick(): Promise<void> {
-    this.running ??= (async () => {
-      try {
-        for (const endpoint of this.endpoints) {
-          if ((this.pausedUntil.get(endpoint.url) ?? 0) > Date.now()) continue;
-          this.pausedUntil.delete(endpoint.url);
-          // Again while there is work: a user's next event is due as soon as the one before it is delivered.
-          for (let round = 0; round < MAX_ROUNDS; round++) {
-            const due = await this.storage.transaction((trx) => trx.outbox.claim(endpoint.url, BATCH));
-            if (due.length === 0) break;
-            // Every attempt ends before the round is recorded (a failure that could not be recorded included).
-            const attempts = await Promise.allSettled(due.map((delivery) => this.attempt(endpoint, delivery)));
-            const outcomes = attempts.map((attempt) => (attempt.status === 'fulfilled' ? attempt.value : undefined));
-            const took = outcomes.map((outcome) => (outcome && 'seconds' in outcome ? outcome.seconds : undefined));
-            // The round's deliveries recorded in one statement, then counted (as failures are, once recorded).
-            await this.storage.outbox.delivered(due.filter((_, i) => took[i] !== undefined).map(({ id }) => id));
-            due.forEach((delivery, i) => took[i] !== undefined && this.observe(delivery.type, 'delivered', took[i]));
-            const unrecorded = attempts.find((attempt) => attempt.status === 'rejected');
-            if (unrecorded) throw unrecorded.reason;
-            if (took.some((seconds) => seconds !== undefined)) continue;
-            // Nothing delivered: the endpoint rests until the first of these retries is due.
-            const retries = outcomes.flatMap((outcome) =>
-              outcome && 'retryAt' in outcome && outcome.retryAt !== undefined ? [outcome.retryAt] : [],
-            );
-            if (retries.length > 0) {
-              const until = Math.min(...retries);
-              this.pausedUntil.set(endpoint.url, until);
-              this.log.warn(
-                { endpoint: endpoint.url, failed: due.length, until: new Date(until).toISOString() },
-                'webhooks: every attempt of a round failed; no new attempt to this endpoint until its first retry is due',
-              );
-            }
-            break;
-          }
-        }
-      } catch (error) {
-        // The database away: said once by DatabaseHealth, not every second by this loop.
-        if (isDatabaseUnavailable(error)) this.storage.health.fault(error);
-        else this.log.warn({ reason: (error as Error).message }, 'webhooks: a delivery round failed');
-      } finally {
-        this.running = undefined;
-      }
-    })();
+    // Ended in a later turn (`then`), never before it is recorded as running: a round with nothing to do (every
+    // endpoint resting) ends without waiting, and once left itself recorded as running for ever.
+    this.running ??= this.deliverDue().then((busy) => {
+      this.running = undefined;
+      if (busy && this.timer && !this.stopped) setImmediate(() => void this.tick());
+    });
     return this.running;
+  }
+
+  /** Every endpoint's due deliveries; answers whether one had more due than a tick takes (MAX_ROUNDS). */
+  private async deliverDue(): Promise<boolean> {
+    let busy = false;
+    try {
+      for (const endpoint of this.endpoints) {
+        if ((this.pausedUntil.get(endpoint.url) ?? 0) > Date.now()) continue;
+        this.pausedUntil.delete(endpoint.url);
+        // Again while there is work: a user's next event is due as soon as the one before it is delivered.
+        for (let round = 0; round < MAX_ROUNDS; round++) {
+          const due = await this.storage.transaction((trx) => trx.outbox.claim(endpoint.url, BATCH));
+          if (due.length === 0) break;
+          if (round === MAX_ROUNDS - 1) busy = true;
+          // Every attempt ends before the round is recorded (a failure that could not be recorded included).
+          const attempts = await Promise.allSettled(due.map((delivery) => this.attempt(endpoint, delivery)));
+          const outcomes = attempts.map((attempt) => (attempt.status === 'fulfilled' ? attempt.value : undefined));
+          const took = outcomes.map((outcome) => (outcome && 'seconds' in outcome ? outcome.seconds : undefined));
+          // The round's deliveries recorded in one statement, then counted (as failures are, once recorded).
+          await this.storage.outbox.delivered(due.filter((_, i) => took[i] !== undefined).map(({ id }) => id));
+          due.forEach((delivery, i) => took[i] !== undefined && this.observe(delivery.type, 'delivered', took[i]));
+          const unrecorded = attempts.find((attempt) => attempt.status === 'rejected');
+          if (unrecorded) throw unrecorded.reason;
+          if (took.some((seconds) => seconds !== undefined)) continue;
+          // Nothing delivered: the endpoint rests until the first of these retries is due.
+          const retries = outcomes.flatMap((outcome) =>
+            outcome && 'retryAt' in outcome && outcome.retryAt !== undefined ? [outcome.retryAt] : [],
+          );
+          if (retries.length > 0) {
+            const until = Math.min(...retries);
+            this.pausedUntil.set(endpoint.url, until);
+            this.log.warn(
+              { endpoint: endpoint.url, failed: due.length, until: new Date(until).toISOString() },
+              'webhooks: every attempt of a round failed; no new attempt to this endpoint until its first retry is due',
+            );
+          }
+          break;
+        }
+      }
+    } catch (error) {
+      // The database away: said once by DatabaseHealth, not every second by this loop.
+      if (isDatabaseUnavailable(error)) this.storage.health.fault(error);
+      else this.log.warn({ reason: (error as Error).message }, 'webhooks: a delivery round failed');
+      return false;
+    }
+    return busy;
   }
 
   /**
