@@ -3,9 +3,11 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
+import { PLANNED_EACH_RUN } from '../src/store/database.js';
 import { Outbox } from '../src/store/outbox.js';
 import { prepared } from '../src/store/prepared.js';
 import { Sessions } from '../src/store/sessions.js';
+import { Storage } from '../src/store/storage.js';
 import { runTransaction } from '../src/store/transaction.js';
 import { call, databaseKinds, freshDatabase, guest, startStack, type Stack } from './helpers.js';
 
@@ -348,6 +350,29 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
     expect(scans.filter(({ table, condition }) => table === 'sessions' && !/\(id\)::text = /.test(condition))).toEqual(
       [],
     );
+  });
+
+  it("plans the webhook dispatcher's statements at each run, for the outbox's size then (none is named)", async () => {
+    // A named statement keeps the plan made when its connection first ran it: made while the outbox was small, the
+    // rows of a claim and their record were read by a walk of the whole table (bench/README "Memory": 120 ms each over
+    // 200,000 deliveries; a backlog that grew faster than it drained).
+    const endpoint = 'https://hooks.example/planned';
+    const storage = new Storage(stack.db, false, [endpoint]);
+    const user = await guest(stack.api);
+    await storage.transaction((trx) => trx.outbox.emit({ type: 'sign_in', userId: user.id, data: {} }));
+    counter.reset();
+    counter.named = new Set();
+    const due = await storage.transaction((trx) => trx.outbox.claim(endpoint, 50));
+    expect(due.map((delivery) => delivery.userId)).toEqual([user.id]);
+    await storage.outbox.delivered(due.map((delivery) => delivery.id));
+    expect(await storage.outbox.backlog()).toEqual({ pending: 0, oldestCreatedAt: undefined });
+    await storage.outbox.purgeDelivered(new Date(0).toISOString());
+    const named = [...counter.named];
+    counter.named = undefined;
+    expect(named.filter((text) => /webhook_deliveries|outbox/.test(text))).toEqual([]);
+    // The claim's user fill-in, its walk, its rows; their record; the backlog's count and oldest; the purge.
+    expect(counter.unnamed).toHaveLength(7);
+    expect(counter.unnamed.filter((text) => !text.startsWith(PLANNED_EACH_RUN))).toEqual([]);
   });
 
   it('a failing first statement still rolls the transaction back, and the connection serves the next one', async () => {

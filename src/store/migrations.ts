@@ -672,6 +672,26 @@ migrations['0024_link_lookup_indexes'] = {
   },
 };
 
+migrations['0025_userless_deliveries'] = {
+  // Before each claim the dispatcher gives the pending deliveries that carry no user their event's (migration 0023).
+  // It was to find them through (endpoint, user_id, outbox_id), but with no statistics PostgreSQL costed the claim's
+  // index (endpoint, outbox_id, ..., user_id) the same and often walked that one: every pending delivery of the
+  // endpoint at every claim (33 ms over 190,000 pending; the backlog it grows under load made each claim slower).
+  // This index holds only those deliveries (nearly always none: events of no user, or an instance not yet upgraded)
+  // and costs nothing to the others' writes. Its build reads the table once under a lock that holds writes back
+  // (seconds on millions of rows; build it yourself first with CONCURRENTLY and the migration skips it).
+  async up(db) {
+    if (isPostgres(db)) await sql`set local lock_timeout = '10s'`.execute(db);
+    await sql`create index if not exists webhook_deliveries_userless_idx on webhook_deliveries (endpoint) where status = 'pending' and user_id is null`.execute(
+      db,
+    );
+    if (isPostgres(db)) await sql`set local lock_timeout to default`.execute(db);
+  },
+  async down(db) {
+    await db.schema.dropIndex('webhook_deliveries_userless_idx').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };
