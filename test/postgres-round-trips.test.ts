@@ -286,7 +286,7 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
     ]);
   });
 
-  it('plans every lookup of a sign-in, a link and an authenticated request by its key, on tables never analyzed', async () => {
+  it('plans every lookup of what an app calls (sign-in, link, refresh, sign-out, …) by its key, on tables never analyzed', async () => {
     // PostgreSQL plans a named statement once per connection and keeps that generic plan until the table is analyzed
     // (never, with autovacuum off). A plan made on a new database's empty tables must still go by the account's and the
     // session's keys: one that went by (provider, user_id) read every link of the provider at each sign-in once there
@@ -300,8 +300,26 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
       (await call(stack.api, 'POST', '/api/auth/facebook/', { body: { access_token: fb.access_token } })).status,
     ).toBe(200);
     const google = await stack.emulator.mintIdToken('google');
-    await linkedGuest('google', { id_token: google.id_token });
+    const other = await linkedGuest('google', { id_token: google.id_token });
     expect((await call(stack.api, 'GET', '/api/me/', { token: user.access_token })).status).toBe(200);
+    // And the rest of what an app calls: a second link and its removal, the lists, a refresh, a nonce, a sign-out, a
+    // deleted account.
+    const second = await stack.emulator.mintIdToken('google');
+    const asUser = { token: user.access_token };
+    expect(
+      (await call(stack.api, 'POST', '/api/associate/google/', { ...asUser, body: { id_token: second.id_token } }))
+        .status,
+    ).toBe(200);
+    expect((await call(stack.api, 'GET', '/api/associations/', asUser)).status).toBe(200);
+    expect((await call(stack.api, 'DELETE', `/api/associations/google/${second.sub}/`, asUser)).status).toBe(204);
+    expect((await call(stack.api, 'GET', '/api/audit/', asUser)).status).toBe(200);
+    const refreshed = await call(stack.api, 'POST', '/api/token/refresh/', {
+      body: { refresh_token: user.refresh_token },
+    });
+    expect(refreshed.status).toBe(200);
+    expect((await call(stack.api, 'POST', '/api/nonce/')).status).toBe(200);
+    expect((await call(stack.api, 'POST', '/api/logout/', { token: refreshed.body.access_token })).status).toBe(204);
+    expect((await call(stack.api, 'DELETE', '/api/me/', { token: other.access_token })).status).toBe(204);
     const statements = [...counter.named];
     counter.named = undefined;
     expect(statements.some((text) => /"uid" = \$/.test(text))).toBe(true);
@@ -338,7 +356,15 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
     } finally {
       await planner.end();
     }
-    const hot = ['users', 'social_associations', 'sessions', 'refresh_tokens', 'id_token_uses'];
+    const hot = [
+      'users',
+      'social_associations',
+      'sessions',
+      'refresh_tokens',
+      'id_token_uses',
+      'nonces',
+      'audit_events',
+    ];
     expect(scans.filter(({ scan, table }) => scan.startsWith('Seq Scan') && hot.includes(table))).toEqual([]);
     // A link is found by its uid (the unique key or the uid index), or its user's: never by its provider alone.
     expect(
