@@ -121,3 +121,44 @@ describe.skipIf(!databaseKinds().includes('postgres'))('migration 0009 (refresh 
     }
   });
 });
+
+describe.each(databaseKinds())('the schema on %s', (kind) => {
+  it('indexes every foreign key by its column: deleting a user never reads a whole table to find what refers to it', async () => {
+    // Both databases find the referring rows of a deleted user by the referring column (ON DELETE CASCADE / SET
+    // NULL): with no index leading with it, by a read of the whole table at each deletion (migration 0026).
+    const database = await freshDatabase(kind, { migrated: true });
+    const db = openDatabase(database.url);
+    try {
+      let keys: Array<{ table: string; column: string; indexed: boolean }>;
+      if (kind === 'postgres') {
+        const rows = await sql<{ table: string; column: string; indexed: boolean }>`
+          select c.conrelid::regclass::text as table, a.attname as column,
+            exists (select 1 from pg_index i where i.indrelid = c.conrelid and i.indkey[0] = c.conkey[1]) as indexed
+          from pg_constraint c join pg_attribute a on a.attrelid = c.conrelid and a.attnum = c.conkey[1]
+          where c.contype = 'f'`.execute(db);
+        keys = rows.rows;
+      } else {
+        keys = [];
+        const tables = await sql<{ name: string }>`
+          select name from sqlite_master where type = 'table' and name not like 'sqlite_%'`.execute(db);
+        for (const { name: table } of tables.rows) {
+          const foreign = await sql<{ from: string }>`select * from pragma_foreign_key_list(${table})`.execute(db);
+          const leading = new Set<string>();
+          const indexes = await sql<{ name: string }>`select name from pragma_index_list(${table})`.execute(db);
+          for (const { name } of indexes.rows) {
+            const columns = await sql<{ seqno: number; name: string }>`
+              select seqno, name from pragma_index_info(${name})`.execute(db);
+            const first = columns.rows.find((column) => column.seqno === 0);
+            if (first) leading.add(first.name);
+          }
+          for (const { from } of foreign.rows) keys.push({ table, column: from, indexed: leading.has(from) });
+        }
+      }
+      expect(keys.length).toBeGreaterThanOrEqual(9);
+      expect(keys.filter((key) => !key.indexed)).toEqual([]);
+    } finally {
+      await db.destroy();
+      await database.drop();
+    }
+  });
+});
