@@ -160,6 +160,31 @@ describe.each(databaseKinds())('a webhook endpoint failing every attempt, on %s'
     await busy.stop();
   });
 
+  it('stopped between a busy round and the next, it starts no other: the database may be closing', async () => {
+    const busy = new WebhookDispatcher(
+      storage,
+      [{ url: `${base}/a`, secret: SECRET }],
+      { warn: (_fields, message) => warnings.push(message) },
+      { intervalMs: 3_600_000, timeoutMs: 5000 },
+    );
+    await storage.transaction(async (trx) => {
+      for (let i = 0; i < 1100; i++) await trx.outbox.emit({ type: 'sign_in', userId: nextUser++, data: {} });
+    });
+    busy.start();
+    await busy.tick(); // 1,000 delivered; the next round is due at once
+    await busy.stop();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(posts.get('/a')).toBe(1000);
+    const untouched = await storage.db
+      .selectFrom('webhook_deliveries')
+      .select(['attempts', 'locked_until'])
+      .where('endpoint', '=', `${base}/a`)
+      .where('status', '=', 'pending')
+      .execute();
+    expect(untouched).toHaveLength(100);
+    expect(untouched.filter((row) => row.attempts > 0 || row.locked_until !== null)).toEqual([]);
+  });
+
   it('a round that delivered anything does not rest the endpoint', async () => {
     const webhooks = dispatcher(60_000);
     await emit();

@@ -44,6 +44,8 @@ export class WebhookDispatcher {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
+  /** The next tick, when one is to follow at once (MAX_ROUNDS). */
+  private next: NodeJS.Immediate | undefined;
   private readonly signers: Map<string, Webhook>;
   private readonly options: Required<Omit<DispatcherOptions, 'observe'>>;
   private readonly observe: DeliveryObserver;
@@ -88,17 +90,23 @@ export class WebhookDispatcher {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
+    clearImmediate(this.next);
     await this.running;
     await this.poster.close();
   }
 
   /** One round: every endpoint's due deliveries. */
   tick(): Promise<void> {
+    if (this.stopped) return this.running ?? Promise.resolve();
     // Ended in a later turn (`then`), never before it is recorded as running: a round with nothing to do (every
     // endpoint resting) ends without waiting, and once left itself recorded as running for ever.
-    this.running ??= this.deliverDue().then((busy) => {
+    const ended = (busy: boolean) => {
       this.running = undefined;
-      if (busy && this.timer && !this.stopped) setImmediate(() => void this.tick());
+      if (busy && this.timer && !this.stopped) this.next = setImmediate(() => void this.tick());
+    };
+    this.running ??= this.deliverDue().then(ended, (error: unknown) => {
+      this.log.warn({ reason: String(error) }, 'webhooks: a delivery round failed');
+      ended(false);
     });
     return this.running;
   }
@@ -111,10 +119,10 @@ export class WebhookDispatcher {
         if ((this.pausedUntil.get(endpoint.url) ?? 0) > Date.now()) continue;
         this.pausedUntil.delete(endpoint.url);
         // Again while there is work: a user's next event is due as soon as the one before it is delivered.
-        for (let round = 0; round < MAX_ROUNDS; round++) {
+        let round = 0;
+        for (; round < MAX_ROUNDS; round++) {
           const due = await this.storage.transaction((trx) => trx.outbox.claim(endpoint.url, BATCH));
           if (due.length === 0) break;
-          if (round === MAX_ROUNDS - 1) busy = true;
           // Every attempt ends before the round is recorded (a failure that could not be recorded included).
           const attempts = await Promise.allSettled(due.map((delivery) => this.attempt(endpoint, delivery)));
           const outcomes = attempts.map((attempt) => (attempt.status === 'fulfilled' ? attempt.value : undefined));
@@ -139,6 +147,8 @@ export class WebhookDispatcher {
           }
           break;
         }
+        // Every round delivered something, and there may be more.
+        if (round === MAX_ROUNDS) busy = true;
       }
     } catch (error) {
       // The database away: said once by DatabaseHealth, not every second by this loop.

@@ -13,7 +13,7 @@ import {
   type QueryResult,
 } from 'kysely';
 import { ConfigError } from '../lib/settings.js';
-import { migrationProvider } from './migrations.js';
+import { isPostgres, migrationProvider } from './migrations.js';
 import { timestamptzReader } from './rows.js';
 import { fromDatabase } from './database-health.js';
 import { CheckpointedSqliteDialect, WalCheckpoints } from './wal-checkpoints.js';
@@ -183,16 +183,17 @@ export const WITH_NEXT_STATEMENT = '/* written with the next statement */ ';
 
 /**
  * The mark of a statement PostgreSQL is to plan again at every run, for its parameters and the tables' size then
- * (sent without a name): the webhook dispatcher's, whose best plan depends on how large the outbox has grown. A named
- * statement's plan is made once per connection and kept until its table is analyzed, which autovacuum may do late or
- * never: made while the outbox was small, it read the deliveries of a claim by a walk of the whole table (bench/README
- * "Memory"). Planning costs a fraction of a millisecond; the dispatcher runs a few such statements per round of 50.
+ * (sent without a name): the webhook dispatcher's, whose best plan depends on how large the outbox has grown. After
+ * five runs PostgreSQL may settle on a named statement's generic plan, which it keeps until the table is analyzed
+ * (autovacuum may do it late, or never): settled on while the outbox was small, reading a claim's deliveries by their
+ * ids walked the whole table (bench/README "Memory"). Planning costs a fraction of a millisecond; the dispatcher runs
+ * a few such statements per round of 50.
  */
 export const PLANNED_EACH_RUN = '/* planned each run */ ';
 
-/** Runs a compiled query as a statement planned at each run (PLANNED_EACH_RUN). */
+/** Runs a compiled query as a statement planned at each run (PLANNED_EACH_RUN); SQLite keeps it prepared. */
 export function plannedEachRun<Row>(db: Kysely<Database>, query: CompiledQuery<Row>): Promise<QueryResult<Row>> {
-  return db.executeQuery<Row>({ ...query, sql: PLANNED_EACH_RUN + query.sql });
+  return db.executeQuery<Row>(isPostgres(db) ? { ...query, sql: PLANNED_EACH_RUN + query.sql } : query);
 }
 
 /**
