@@ -49,6 +49,8 @@ export interface Config {
   webhookRetryBaseMs: number;
   /** SOCIAL_LINK_WEBHOOK_RETENTION_DAYS: events delivered everywhere are forgotten after this many days. */
   webhookRetentionDays: number;
+  /** SOCIAL_LINK_SESSION_RETENTION_DAYS: sessions ended (expired, revoked) and refresh tokens expired are forgotten after this many days. */
+  sessionRetentionDays: number;
   /** SOCIAL_LINK_COMPAT_PREFIX: where the original design's two routes are served for released apps (routes/compat.ts), or undefined. */
   compatPrefix: string | undefined;
   /** SOCIAL_AUTH_EMAIL_LINKING: may `auth` answer 409 link_required for an account whose verified e-mail a user has (core/email-linking.ts)? */
@@ -163,6 +165,7 @@ export function loadConfig(
     blockingHooks: blockingHooksOf(settings),
     webhookRetryBaseMs: settings.int('SOCIAL_LINK_WEBHOOK_RETRY_BASE_MS', 5000, { min: 10, max: 3_600_000 }),
     webhookRetentionDays: settings.int('SOCIAL_LINK_WEBHOOK_RETENTION_DAYS', 7, { min: 1, max: 3650 }),
+    sessionRetentionDays: settings.int('SOCIAL_LINK_SESSION_RETENTION_DAYS', 30, { min: 1, max: 3650 }),
     idTokenReplay: {
       refuse: replayRefused(settings),
       retrySeconds: settings.int('SOCIAL_AUTH_ID_TOKEN_RETRY_SECONDS', 10, { max: 60 }),

@@ -89,6 +89,9 @@ export function createServices(options: ServicesOptions): Services {
       .purgeDelivered(new Date(Date.now() - config.webhookRetentionDays * 86_400_000).toISOString())
       .catch(couldNot('forget delivered webhook events'));
     await storage.staff.purgeSessions().catch(couldNot('forget ended console sessions'));
+    await storage.sessions
+      .purgeEnded(new Date(Date.now() - config.sessionRetentionDays * 86_400_000).toISOString())
+      .catch(couldNot('forget ended sessions and expired refresh tokens'));
     await storage.db
       .deleteFrom('provider_callbacks_seen')
       .where('seen_at', '<', new Date(Date.now() - CALLBACK_MAX_AGE_SECONDS * 1000).toISOString())

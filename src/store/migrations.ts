@@ -719,6 +719,32 @@ migrations['0026_foreign_key_indexes'] = {
   },
 };
 
+migrations['0027_session_expiry'] = {
+  // Sessions and refresh tokens were kept for ever: a row for each sign-in and one more for each refresh, tables that
+  // only grow. A session now carries when it ends (its newest refresh token's expiry, or its revocation), and the
+  // sweep forgets those ended SOCIAL_LINK_SESSION_RETENTION_DAYS ago, with their refresh tokens, and the refresh
+  // tokens of live sessions expired as long ago (both found by these indexes, the oldest first). No back-fill here
+  // (it would rewrite every session under this migration's lock): the sweep fills in the end of older sessions, a
+  // batch at a time (their null ends found by the same index).
+  async up(db) {
+    if (isPostgres(db)) await sql`set local lock_timeout = '10s'`.execute(db);
+    await db.schema.alterTable('sessions').addColumn('expires_at', types(db).timestamp).execute();
+    await db.schema.createIndex('sessions_expires_at_idx').ifNotExists().on('sessions').column('expires_at').execute();
+    await db.schema
+      .createIndex('refresh_tokens_expires_at_idx')
+      .ifNotExists()
+      .on('refresh_tokens')
+      .column('expires_at')
+      .execute();
+    if (isPostgres(db)) await sql`set local lock_timeout to default`.execute(db);
+  },
+  async down(db) {
+    await db.schema.dropIndex('refresh_tokens_expires_at_idx').execute();
+    await db.schema.dropIndex('sessions_expires_at_idx').execute();
+    await db.schema.alterTable('sessions').dropColumn('expires_at').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

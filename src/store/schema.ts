@@ -177,6 +177,11 @@ export interface SessionsTable {
   user_agent: string | null;
   /** The claims added for this sign-in (a blocking hook, a pipeline step) as JSON text; null: none. */
   claims: ColumnType<string | null, string | null | undefined, string | null>;
+  /**
+   * When the session ends or ended: its newest refresh token's expiry, moved at each refresh; its revocation's
+   * moment once revoked. Null: a session from before migration 0027 not yet swept (Sessions.purgeEnded fills it in).
+   */
+  expires_at: ColumnType<Date | string | null, string | null | undefined, string | null>;
 }
 
 /** Refresh tokens are opaque; only their SHA-256 is stored. `used_at` is set when rotated. */

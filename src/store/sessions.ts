@@ -2,6 +2,7 @@ import { prepared } from './prepared.js';
 import { sql, type Kysely } from 'kysely';
 import { auditRow, emitWebhookOf, insertAuditEvent, type AuditEntry, type Client } from './audit.js';
 import type { Outbox } from './outbox.js';
+import { plannedEachRun } from './database.js';
 import { isPostgres } from './migrations.js';
 import {
   claimsOf,
@@ -55,8 +56,19 @@ const touchUser = prepared((db, id: number, at: string) =>
   db.updateTable('users').set({ last_login_at: at }).where('id', '=', id),
 );
 const insertSession = prepared(
-  (db, id: string, userId: number, at: string, ip: string | null, userAgent: string | null, claims: string | null) =>
-    db.insertInto('sessions').values({ id, user_id: userId, created_at: at, ip, user_agent: userAgent, claims }),
+  (
+    db,
+    id: string,
+    userId: number,
+    at: string,
+    ip: string | null,
+    userAgent: string | null,
+    claims: string | null,
+    expiresAt: string,
+  ) =>
+    db
+      .insertInto('sessions')
+      .values({ id, user_id: userId, created_at: at, ip, user_agent: userAgent, claims, expires_at: expiresAt }),
 );
 const insertRefreshToken = prepared((db, sessionId: string, hash: string, at: string, expiresAt: string) =>
   db
@@ -101,9 +113,15 @@ const startSessionPostgres = prepared(
           ),
       )
       .with('session', (cte) =>
-        cte
-          .insertInto('sessions')
-          .values({ id: sessionId, user_id: userId, created_at: at, ip, user_agent: userAgent, claims }),
+        cte.insertInto('sessions').values({
+          id: sessionId,
+          user_id: userId,
+          created_at: at,
+          ip,
+          user_agent: userAgent,
+          claims,
+          expires_at: expiresAt,
+        }),
       )
       .with('refresh', (cte) =>
         cte
@@ -113,6 +131,34 @@ const startSessionPostgres = prepared(
       .insertInto('audit_events')
       .values({ user_id: auditUser, event, provider, uid, detail, ip, user_agent: userAgent, created_at: at }),
 );
+// PostgreSQL: a rotation's new refresh token and its session's new end, one statement.
+const addRefreshTokenPostgres = prepared((db, sessionId: string, hash: string, at: string, expiresAt: string) =>
+  db
+    .with('session', (cte) =>
+      cte
+        .updateTable('sessions')
+        .set({ expires_at: sql<string>`${expiresAt}::timestamptz` })
+        .where('id', '=', sessionId),
+    )
+    .insertInto('refresh_tokens')
+    .values({ session_id: sessionId, token_hash: hash, created_at: at, expires_at: expiresAt }),
+);
+/** A session revoked now ends now (forgotten SOCIAL_LINK_SESSION_RETENTION_DAYS later). */
+const revokedNow = (reason: string) => {
+  const at = now();
+  return { revoked_at: at, revoked_reason: reason, expires_at: at };
+};
+/**
+ * The oldest `limit` rows of `table` that ended before `before` (exported for the test that reads its plan). Ordered
+ * by their end, so that both databases walk its index, never the table: with no statistics, a scan that stops at
+ * `limit` looks as cheap, and reads the whole table once none is left to forget.
+ */
+export function endedBefore(table: 'sessions' | 'refresh_tokens', before: string, limit: number) {
+  return sql<{ id: string | number }>`
+    select id from ${sql.table(table)} where expires_at < ${before} order by expires_at limit ${limit}`;
+}
+/** Batches of a purge per sweep (a minute apart): up to 100,000 sessions a minute, each batch a short statement. */
+const MAX_PURGE_BATCHES = 100;
 // By the session's key alone, the user compared after: given the user's id too, PostgreSQL may plan the lookup (once
 // per connection, on a table still small) through the user's sessions, and read all of them at every request.
 const findSessionUser = prepared((db, sessionId: string) =>
@@ -157,7 +203,16 @@ export class Sessions {
       );
     } else {
       if (lastLogin) await touchUser(this.db, userId, lastLogin);
-      await insertSession(this.db, session.id, userId, at, row.ip, row.user_agent, claimsText(session.claims));
+      await insertSession(
+        this.db,
+        session.id,
+        userId,
+        at,
+        row.ip,
+        row.user_agent,
+        claimsText(session.claims),
+        session.refreshExpiresAt,
+      );
       await insertRefreshToken(this.db, session.id, session.refreshTokenHash, at, session.refreshExpiresAt);
       await insertAuditEvent(this.db, ...auditValues, at);
     }
@@ -178,7 +233,7 @@ export class Sessions {
   async revokeAllOfUser(userId: number, reason: string): Promise<number> {
     const result = await this.db
       .updateTable('sessions')
-      .set({ revoked_at: now(), revoked_reason: reason })
+      .set(revokedNow(reason))
       .where('user_id', '=', userId)
       .where('revoked_at', 'is', null)
       .executeTakeFirst();
@@ -189,7 +244,7 @@ export class Sessions {
   async revokeOfUser(userId: number, sessionId: string, reason: string): Promise<boolean> {
     const result = await this.db
       .updateTable('sessions')
-      .set({ revoked_at: now(), revoked_reason: reason })
+      .set(revokedNow(reason))
       .where('id', '=', sessionId)
       .where('user_id', '=', userId)
       .where('revoked_at', 'is', null)
@@ -200,17 +255,54 @@ export class Sessions {
   async revoke(sessionId: string, reason: string): Promise<void> {
     await this.db
       .updateTable('sessions')
-      .set({ revoked_at: now(), revoked_reason: reason })
+      .set(revokedNow(reason))
       .where('id', '=', sessionId)
       .where('revoked_at', 'is', null)
       .execute();
   }
 
+  /** A session's new refresh token (a rotation): the session now ends when it expires. */
   async addRefreshToken(sessionId: string, tokenHash: string, expiresAt: string): Promise<void> {
-    await this.db
-      .insertInto('refresh_tokens')
-      .values({ session_id: sessionId, token_hash: tokenHash, created_at: now(), expires_at: expiresAt })
-      .execute();
+    const at = now();
+    if (isPostgres(this.db)) {
+      await addRefreshTokenPostgres(this.db, sessionId, tokenHash, at, expiresAt);
+      return;
+    }
+    await insertRefreshToken(this.db, sessionId, tokenHash, at, expiresAt);
+    await this.db.updateTable('sessions').set({ expires_at: expiresAt }).where('id', '=', sessionId).execute();
+  }
+
+  /**
+   * Forgets what ended before `before`: sessions (expired or revoked) with their refresh tokens, and the expired
+   * refresh tokens of live sessions (a rotated token is kept until it expires, so that its reuse still ends the
+   * session). Each by batches of `limit`, the oldest first through its expiry's index; sessions from before migration
+   * 0027 get their end first (a batch per call). Answers how many sessions and tokens were forgotten.
+   */
+  async purgeEnded(before: string, limit = 1000): Promise<{ sessions: number; refreshTokens: number }> {
+    await plannedEachRun(
+      this.db,
+      sql`
+        update sessions set expires_at = case when revoked_at is not null then revoked_at else coalesce(
+          (select max(r.expires_at) from refresh_tokens r where r.session_id = sessions.id), created_at) end
+        where expires_at is null and id in (select id from sessions where expires_at is null limit ${limit})`.compile(
+        this.db,
+      ),
+    );
+    const batches = async (table: 'sessions' | 'refresh_tokens') => {
+      let forgotten = 0;
+      for (let batch = 0; batch < MAX_PURGE_BATCHES; batch++) {
+        const result = await plannedEachRun(
+          this.db,
+          sql`delete from ${sql.table(table)} where id in (${endedBefore(table, before, limit)})`.compile(this.db),
+        );
+        const count = Number(result.numAffectedRows ?? 0);
+        forgotten += count;
+        if (count < limit) break;
+      }
+      return forgotten;
+    };
+    const sessions = await batches('sessions');
+    return { sessions, refreshTokens: await batches('refresh_tokens') };
   }
 
   /**
