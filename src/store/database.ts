@@ -7,10 +7,12 @@ import {
   Migrator,
   PostgresDialect,
   SqliteDialect,
+  sql,
   type CompiledQuery,
   type PostgresPool,
   type PostgresPoolClient,
   type QueryResult,
+  type RawBuilder,
 } from 'kysely';
 import { ConfigError } from '../lib/settings.js';
 import { isPostgres, migrationProvider } from './migrations.js';
@@ -194,6 +196,16 @@ export const PLANNED_EACH_RUN = '/* planned each run */ ';
 /** Runs a compiled query as a statement planned at each run (PLANNED_EACH_RUN); SQLite keeps it prepared. */
 export function plannedEachRun<Row>(db: Kysely<Database>, query: CompiledQuery<Row>): Promise<QueryResult<Row>> {
   return db.executeQuery<Row>(isPostgres(db) ? { ...query, sql: PLANNED_EACH_RUN + query.sql } : query);
+}
+
+/**
+ * `id` among the ids a subquery picks, for a statement that writes the batch it picks (planned at each run): on
+ * PostgreSQL `id = any(array(…))`, the subquery run first and its rows then found by the primary key. Written
+ * `id in (…)`, PostgreSQL may join the two by a hash and read the whole table for it when, with no statistics, it
+ * takes the table for small (seen: deleting 1,000 ended sessions of 100,000).
+ */
+export function idAmong(postgres: boolean, ids: RawBuilder<unknown>): RawBuilder<unknown> {
+  return postgres ? sql`id = any(array(${ids}))` : sql`id in (${ids})`;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
-import { plannedEachRun } from './database.js';
+import { idAmong, plannedEachRun } from './database.js';
 import { isPostgres } from './migrations.js';
 import { prepared } from './prepared.js';
 import { now } from './rows.js';
@@ -86,10 +86,13 @@ export function claimable(endpoint: string, at: string, limit: number, postgres:
 export function userlessDeliveries(endpoint: string, postgres: boolean) {
   return sql`
     update webhook_deliveries set user_id = (select o.user_id from outbox o where o.id = webhook_deliveries.outbox_id)
-    where id in (
-      select d.id from webhook_deliveries d ${postgres ? sql`` : sql`indexed by webhook_deliveries_userless_idx`}
-      join outbox o on o.id = d.outbox_id
-      where d.status = 'pending' and d.user_id is null and d.endpoint = ${endpoint} and o.user_id is not null)`;
+    where ${idAmong(
+      postgres,
+      sql`
+        select d.id from webhook_deliveries d ${postgres ? sql`` : sql`indexed by webhook_deliveries_userless_idx`}
+        join outbox o on o.id = d.outbox_id
+        where d.status = 'pending' and d.user_id is null and d.endpoint = ${endpoint} and o.user_id is not null`,
+    )}`;
 }
 
 // PostgreSQL: the event and a pending delivery per endpoint in one statement (the endpoints as one array parameter).
@@ -182,7 +185,7 @@ export class Outbox {
       this.db,
       sql<{ id: number }>`
         update webhook_deliveries set locked_until = ${until}
-        where id in (${claimable(endpoint, at, limit, postgres)})
+        where ${idAmong(postgres, claimable(endpoint, at, limit, postgres))}
         returning id`.compile(this.db),
     );
     const ids = result.rows.map((row) => row.id);
