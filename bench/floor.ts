@@ -61,7 +61,7 @@ const statements = {
     'select * from social_associations join users on users.id = social_associations.user_id where provider = ? and uid = ?',
   ),
   touch: sqlite.prepare('update users set last_login_at = ? where id = ?'),
-  session: sqlite.prepare('insert into sessions (id, user_id, created_at) values (?, ?, ?)'),
+  session: sqlite.prepare('insert into sessions (id, user_id, created_at, expires_at) values (?, ?, ?, ?)'),
   refresh: sqlite.prepare(
     'insert into refresh_tokens (session_id, token_hash, created_at, expires_at) values (?, ?, ?, ?)',
   ),
@@ -78,7 +78,7 @@ const signInTransaction = () => {
   statements.begin.run();
   statements.link.get('google', `g${user}`);
   statements.touch.run(at, user);
-  statements.session.run(session, user, at);
+  statements.session.run(session, user, at, at);
   statements.refresh.run(session, createHash('sha256').update(randomBytes(32)).digest('hex'), at, at);
   statements.audit.run(user, 'social_sign_in', 'google', `g${user}`, '127.0.0.1', 'floor', at);
   statements.commit.run();

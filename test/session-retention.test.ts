@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/config.js';
 import { serverEnvFor } from '../src/config/dev.js';
 import { createServices } from '../src/core/services.js';
-import { migrateToLatest, openDatabase } from '../src/store/database.js';
+import { idAmong, migrateToLatest, openDatabase } from '../src/store/database.js';
 import { endedBefore } from '../src/store/sessions.js';
 import { Storage } from '../src/store/storage.js';
 import { call, databaseKinds, expectError, freshDatabase, guest, startStack, type Stack } from './helpers.js';
@@ -54,6 +54,9 @@ describe.each(databaseKinds())('session retention on %s', (kind) => {
     const first = at(30);
     const id = await session(30, first);
     expect(await endOf(id)).toBe(first);
+    // A rotation that moves the end by less than an hour leaves the row alone (written once an hour, not at each).
+    await storage.sessions.addRefreshToken(id, hash(), new Date(Date.parse(first) + 10 * 60_000).toISOString());
+    expect(await endOf(id)).toBe(first);
     const later = at(45);
     await storage.sessions.addRefreshToken(id, hash(), later);
     expect(await endOf(id)).toBe(later);
@@ -88,7 +91,7 @@ describe.each(databaseKinds())('session retention on %s', (kind) => {
     }
     for (const id of [endedRecently, live, revokedRecently]) expect(await tokensOf(id)).toBe(1);
     expect(await tokensOf(rotated)).toBe(1);
-    expect(purged.refreshTokens).toBe(1);
+    expect(purged.refreshTokens).toBe(2); // the ended session's, and the rotated one's first
     // Nothing left to forget: another sweep forgets nothing.
     expect(await storage.sessions.purgeEnded(at(-30))).toEqual({ sessions: 0, refreshTokens: 0 });
   });
@@ -117,6 +120,33 @@ describe.each(databaseKinds())('session retention on %s', (kind) => {
     expect(await endOf(oldLive)).toBe(liveUntil);
   });
 
+  it('a revocation ends a session now, or when it ended if earlier; a rotation after it moves nothing', async () => {
+    const other = (await storage.users.create(`revoked_${kind}`, null)).id;
+    const start = async (refreshExpiresAt: string) => {
+      const id = randomUUID();
+      await storage.sessions.start(
+        other,
+        { id, refreshTokenHash: hash(), refreshExpiresAt },
+        { event: 'social_sign_in', userId: other },
+        null,
+      );
+      return id;
+    };
+    const live = await start(at(20));
+    const expiredAt = at(-5);
+    const expired = await start(expiredAt);
+    const before = Date.now();
+    // As an operator's disable or a provider's event does: every session of the user.
+    expect(await storage.sessions.revokeAllOfUser(other, 'user_disabled')).toBe(2);
+    const ended = Date.parse((await endOf(live))!);
+    expect(ended).toBeGreaterThanOrEqual(before - 1000);
+    expect(ended).toBeLessThanOrEqual(Date.now() + 1000);
+    expect(await endOf(expired)).toBe(expiredAt);
+    // A rotation that raced the revocation (its token was read before it) leaves the revoked session's end.
+    await storage.sessions.addRefreshToken(live, hash(), at(30));
+    expect(Date.parse((await endOf(live))!)).toBe(ended);
+  });
+
   it('forgets in batches until none is left', async () => {
     const ids = [];
     for (let i = 0; i < 5; i++) ids.push(await session(-40));
@@ -136,7 +166,10 @@ describe.each(databaseKinds())('session retention on %s', (kind) => {
         insert into refresh_tokens (session_id, token_hash, created_at, expires_at)
         select id, md5(id), now(), expires_at from s`.execute(storage.db);
     for (const table of ['sessions', 'refresh_tokens'] as const) {
-      const compiled = endedBefore(table, at(-30), 1000).compile(storage.db);
+      const ids = endedBefore(table, at(-30), 1000);
+      const compiled = sql`delete from ${sql.table(table)} where ${idAmong(kind === 'postgres', ids)}`.compile(
+        storage.db,
+      );
       const explain = kind === 'postgres' ? 'explain ' : 'explain query plan ';
       const rows = await storage.db.executeQuery<Record<string, unknown>>({ ...compiled, sql: explain + compiled.sql });
       const plan = rows.rows.map((row) => String(row['QUERY PLAN'] ?? row.detail)).join('\n');
@@ -171,6 +204,12 @@ describe.each(databaseKinds())('the server forgets ended sessions, on %s', (kind
 
   it('a refresh moves its session’s end; SOCIAL_LINK_SESSION_RETENTION_DAYS after it ended, the session is gone', async () => {
     const user = await guest(stack.api);
+    // Signed in two hours ago: a refresh now moves the end (by more than its step of an hour).
+    await stack.db
+      .updateTable('sessions')
+      .set({ expires_at: new Date(Date.now() + 30 * 86_400_000 - 7_200_000).toISOString() })
+      .where('user_id', '=', user.id)
+      .execute();
     const [started] = await endOf(user.id);
     const refreshed = await call(stack.api, 'POST', '/api/token/refresh/', {
       body: { refresh_token: user.refresh_token },
@@ -178,21 +217,34 @@ describe.each(databaseKinds())('the server forgets ended sessions, on %s', (kind
     expect(refreshed.status).toBe(200);
     const [moved] = await endOf(user.id);
     expect(moved).toBeGreaterThan(started!);
-    // Still within the retention: kept, and a rotated token coming back still ends the session.
+    // Ended 11 days ago (as if its last token had expired then).
+    const elevenDaysAgo = new Date(Date.now() - 11 * 86_400_000).toISOString();
+    const sessionIds = stack.db.selectFrom('sessions').select('id').where('user_id', '=', user.id);
+    await stack.db.updateTable('sessions').set({ expires_at: elevenDaysAgo }).where('user_id', '=', user.id).execute();
+    await stack.db
+      .updateTable('refresh_tokens')
+      .set({ expires_at: elevenDaysAgo })
+      .where('session_id', 'in', sessionIds)
+      .execute();
+    // Within the retention (30 days): kept, and the rotated token coming back is still seen for what it is.
     await sweep('30');
     expect(await endOf(user.id)).toHaveLength(1);
-    // Ended 31 days ago (as if its last token had expired then): forgotten, with its refresh tokens.
-    await stack.db
-      .updateTable('sessions')
-      .set({ expires_at: new Date(Date.now() - 31 * 86_400_000).toISOString() })
-      .where('user_id', '=', user.id)
-      .execute();
-    await sweep('30');
-    expect(await endOf(user.id)).toEqual([]);
     expectError(
-      await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: refreshed.body.refresh_token } }),
+      await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: user.refresh_token } }),
       401,
-      'invalid_refresh_token',
+      'refresh_token_reused',
     );
+    // Past it (10 days): forgotten, with its refresh tokens; they are now unknown.
+    await sweep('10');
+    expect(await endOf(user.id)).toEqual([]);
+    expect(
+      await stack.db.selectFrom('refresh_tokens').select('id').where('session_id', 'in', sessionIds).execute(),
+    ).toEqual([]);
+    for (const token of [user.refresh_token, refreshed.body.refresh_token])
+      expectError(
+        await call(stack.api, 'POST', '/api/token/refresh/', { body: { refresh_token: token } }),
+        401,
+        'invalid_refresh_token',
+      );
   });
 });

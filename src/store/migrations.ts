@@ -726,9 +726,14 @@ migrations['0027_session_expiry'] = {
   // tokens of live sessions expired as long ago (both found by these indexes, the oldest first). No back-fill here
   // (it would rewrite every session under this migration's lock): the sweep fills in the end of older sessions, a
   // batch at a time (their null ends found by the same index).
+  // On PostgreSQL the sessions are locked from the column's addition to the commit, and the refresh tokens' writes
+  // wait for their index's build: every authenticated request and sign-in waits (README "Migrations"). On a large
+  // database, do all three first (`add column if not exists`, `create index concurrently`): the migration skips them.
   async up(db) {
-    if (isPostgres(db)) await sql`set local lock_timeout = '10s'`.execute(db);
-    await db.schema.alterTable('sessions').addColumn('expires_at', types(db).timestamp).execute();
+    if (isPostgres(db)) {
+      await sql`set local lock_timeout = '10s'`.execute(db);
+      await sql`alter table sessions add column if not exists expires_at timestamptz`.execute(db);
+    } else await db.schema.alterTable('sessions').addColumn('expires_at', types(db).timestamp).execute();
     await db.schema.createIndex('sessions_expires_at_idx').ifNotExists().on('sessions').column('expires_at').execute();
     await db.schema
       .createIndex('refresh_tokens_expires_at_idx')

@@ -179,9 +179,10 @@ export interface SessionsTable {
   claims: ColumnType<string | null, string | null | undefined, string | null>;
   /**
    * When the session ends or ended: its newest refresh token's expiry, moved at each refresh; its revocation's
-   * moment once revoked. Null: a session from before migration 0027 not yet swept (Sessions.purgeEnded fills it in).
+   * moment once revoked. Null: a session from before migration 0027, or written by an instance not yet upgraded, not
+   * yet swept (Sessions.purgeEnded fills it in).
    */
-  expires_at: ColumnType<Date | string | null, string | null | undefined, string | null>;
+  expires_at: ColumnType<Date | string | null, string, string | null>;
 }
 
 /** Refresh tokens are opaque; only their SHA-256 is stored. `used_at` is set when rotated. */

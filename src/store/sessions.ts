@@ -2,7 +2,7 @@ import { prepared } from './prepared.js';
 import { sql, type Kysely } from 'kysely';
 import { auditRow, emitWebhookOf, insertAuditEvent, type AuditEntry, type Client } from './audit.js';
 import type { Outbox } from './outbox.js';
-import { plannedEachRun } from './database.js';
+import { idAmong, plannedEachRun } from './database.js';
 import { isPostgres } from './migrations.js';
 import {
   claimsOf,
@@ -131,23 +131,38 @@ const startSessionPostgres = prepared(
       .insertInto('audit_events')
       .values({ user_id: auditUser, event, provider, uid, detail, ip, user_agent: userAgent, created_at: at }),
 );
-// PostgreSQL: a rotation's new refresh token and its session's new end, one statement.
-const addRefreshTokenPostgres = prepared((db, sessionId: string, hash: string, at: string, expiresAt: string) =>
+/**
+ * How far a rotation must move its session's end for the session's row to be written: an end known to within this
+ * is enough to forget the session about SOCIAL_LINK_SESSION_RETENTION_DAYS (a day at least) after it, and an app that
+ * refreshes every few minutes then writes the row once an hour, not at each refresh.
+ */
+const SESSION_END_STEP_MS = 3_600_000;
+// A session's new end at a rotation, unless it is revoked (its end is its revocation) or the end moves less than a step.
+const moveSessionEnd = prepared((db, sessionId: string, expiresAt: string, movedIfBefore: string) =>
   db
-    .with('session', (cte) =>
-      cte
-        .updateTable('sessions')
-        .set({ expires_at: sql<string>`${expiresAt}::timestamptz` })
-        .where('id', '=', sessionId),
-    )
-    .insertInto('refresh_tokens')
-    .values({ session_id: sessionId, token_hash: hash, created_at: at, expires_at: expiresAt }),
+    .updateTable('sessions')
+    .set({ expires_at: expiresAt })
+    .where('id', '=', sessionId)
+    .where('revoked_at', 'is', null)
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '<', movedIfBefore)])),
 );
-/** A session revoked now ends now (forgotten SOCIAL_LINK_SESSION_RETENTION_DAYS later). */
-const revokedNow = (reason: string) => {
-  const at = now();
-  return { revoked_at: at, revoked_reason: reason, expires_at: at };
-};
+// PostgreSQL: a rotation's new refresh token and its session's new end (as moveSessionEnd), one statement.
+const addRefreshTokenPostgres = prepared(
+  (db, sessionId: string, hash: string, at: string, expiresAt: string, movedIfBefore: string) =>
+    db
+      .with('session', (cte) =>
+        cte
+          .updateTable('sessions')
+          .set({ expires_at: sql<string>`${expiresAt}::timestamptz` })
+          .where('id', '=', sessionId)
+          .where('revoked_at', 'is', null)
+          .where((eb) =>
+            eb.or([eb('expires_at', 'is', null), eb('expires_at', '<', sql<string>`${movedIfBefore}::timestamptz`)]),
+          ),
+      )
+      .insertInto('refresh_tokens')
+      .values({ session_id: sessionId, token_hash: hash, created_at: at, expires_at: expiresAt }),
+);
 /**
  * The oldest `limit` rows of `table` that ended before `before` (exported for the test that reads its plan). Ordered
  * by their end, so that both databases walk its index, never the table: with no statistics, a scan that stops at
@@ -233,7 +248,7 @@ export class Sessions {
   async revokeAllOfUser(userId: number, reason: string): Promise<number> {
     const result = await this.db
       .updateTable('sessions')
-      .set(revokedNow(reason))
+      .set(this.revokedNow(reason))
       .where('user_id', '=', userId)
       .where('revoked_at', 'is', null)
       .executeTakeFirst();
@@ -244,7 +259,7 @@ export class Sessions {
   async revokeOfUser(userId: number, sessionId: string, reason: string): Promise<boolean> {
     const result = await this.db
       .updateTable('sessions')
-      .set(revokedNow(reason))
+      .set(this.revokedNow(reason))
       .where('id', '=', sessionId)
       .where('user_id', '=', userId)
       .where('revoked_at', 'is', null)
@@ -255,21 +270,36 @@ export class Sessions {
   async revoke(sessionId: string, reason: string): Promise<void> {
     await this.db
       .updateTable('sessions')
-      .set(revokedNow(reason))
+      .set(this.revokedNow(reason))
       .where('id', '=', sessionId)
       .where('revoked_at', 'is', null)
       .execute();
   }
 
+  /**
+   * A revocation's columns: the session ends now (forgotten SOCIAL_LINK_SESSION_RETENTION_DAYS later), or when it
+   * ended already, if earlier (a disabled user's expired sessions are not kept longer for it).
+   */
+  private revokedNow(reason: string) {
+    const at = now();
+    const moment = isPostgres(this.db) ? sql<string>`${at}::timestamptz` : sql<string>`${at}`;
+    return {
+      revoked_at: at,
+      revoked_reason: reason,
+      expires_at: sql<string>`case when expires_at < ${moment} then expires_at else ${moment} end`,
+    };
+  }
+
   /** A session's new refresh token (a rotation): the session now ends when it expires. */
   async addRefreshToken(sessionId: string, tokenHash: string, expiresAt: string): Promise<void> {
     const at = now();
+    const movedIfBefore = new Date(Date.parse(expiresAt) - SESSION_END_STEP_MS).toISOString();
     if (isPostgres(this.db)) {
-      await addRefreshTokenPostgres(this.db, sessionId, tokenHash, at, expiresAt);
+      await addRefreshTokenPostgres(this.db, sessionId, tokenHash, at, expiresAt, movedIfBefore);
       return;
     }
     await insertRefreshToken(this.db, sessionId, tokenHash, at, expiresAt);
-    await this.db.updateTable('sessions').set({ expires_at: expiresAt }).where('id', '=', sessionId).execute();
+    await moveSessionEnd(this.db, sessionId, expiresAt, movedIfBefore);
   }
 
   /**
@@ -279,12 +309,13 @@ export class Sessions {
    * 0027 get their end first (a batch per call). Answers how many sessions and tokens were forgotten.
    */
   async purgeEnded(before: string, limit = 1000): Promise<{ sessions: number; refreshTokens: number }> {
+    const postgres = isPostgres(this.db);
     await plannedEachRun(
       this.db,
       sql`
         update sessions set expires_at = case when revoked_at is not null then revoked_at else coalesce(
           (select max(r.expires_at) from refresh_tokens r where r.session_id = sessions.id), created_at) end
-        where expires_at is null and id in (select id from sessions where expires_at is null limit ${limit})`.compile(
+        where expires_at is null and ${idAmong(postgres, sql`select id from sessions where expires_at is null limit ${limit}`)}`.compile(
         this.db,
       ),
     );
@@ -293,7 +324,9 @@ export class Sessions {
       for (let batch = 0; batch < MAX_PURGE_BATCHES; batch++) {
         const result = await plannedEachRun(
           this.db,
-          sql`delete from ${sql.table(table)} where id in (${endedBefore(table, before, limit)})`.compile(this.db),
+          sql`delete from ${sql.table(table)} where ${idAmong(postgres, endedBefore(table, before, limit))}`.compile(
+            this.db,
+          ),
         );
         const count = Number(result.numAffectedRows ?? 0);
         forgotten += count;
@@ -301,8 +334,9 @@ export class Sessions {
       }
       return forgotten;
     };
-    const sessions = await batches('sessions');
-    return { sessions, refreshTokens: await batches('refresh_tokens') };
+    // The tokens first: the sessions then take few along (each batch's work stays near its limit).
+    const refreshTokens = await batches('refresh_tokens');
+    return { sessions: await batches('sessions'), refreshTokens };
   }
 
   /**
