@@ -140,27 +140,8 @@ describe.each(databaseKinds())('a webhook endpoint failing every attempt, on %s'
     await only.stop();
   });
 
-  it('an endpoint with more due than a tick takes (20 claims of 50) is sent the rest at once, not at the next tick', async () => {
-    // Else no endpoint could be sent more than 1,000 events a second, fewer than a busy server signs in.
-    const busy = new WebhookDispatcher(
-      storage,
-      [{ url: `${base}/a`, secret: SECRET }],
-      { warn: (_fields, message) => warnings.push(message) },
-      { intervalMs: 3_600_000, timeoutMs: 5000 },
-    );
-    await storage.transaction(async (trx) => {
-      for (let i = 0; i < 1100; i++) await trx.outbox.emit({ type: 'sign_in', userId: nextUser++, data: {} });
-    });
-    busy.start(); // the next tick by the clock is an hour away
-    await busy.tick();
-    expect(posts.get('/a')).toBe(1000);
-    for (let wait = 0; wait < 200 && (posts.get('/a') ?? 0) < 1100; wait++)
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(posts.get('/a')).toBe(1100);
-    await busy.stop();
-  });
-
-  it('stopped between a busy round and the next, it starts no other: the database may be closing', async () => {
+  /** A dispatcher of /a alone, started, its next tick by the clock an hour away; 1,100 events of as many users due. */
+  async function busyEndpoint() {
     const busy = new WebhookDispatcher(
       storage,
       [{ url: `${base}/a`, secret: SECRET }],
@@ -171,6 +152,22 @@ describe.each(databaseKinds())('a webhook endpoint failing every attempt, on %s'
       for (let i = 0; i < 1100; i++) await trx.outbox.emit({ type: 'sign_in', userId: nextUser++, data: {} });
     });
     busy.start();
+    return busy;
+  }
+
+  it('an endpoint with more due than a tick takes (20 claims of 50) is sent the rest at once, not at the next tick', async () => {
+    // Else no endpoint could be sent more than 1,000 events a second, fewer than a busy server signs in.
+    const busy = await busyEndpoint();
+    await busy.tick();
+    expect(posts.get('/a')).toBe(1000);
+    for (let wait = 0; wait < 200 && (posts.get('/a') ?? 0) < 1100; wait++)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(posts.get('/a')).toBe(1100);
+    await busy.stop();
+  });
+
+  it('stopped between a busy round and the next, it starts no other: the database may be closing', async () => {
+    const busy = await busyEndpoint();
     await busy.tick(); // 1,000 delivered; the next round is due at once
     await busy.stop();
     await new Promise((resolve) => setTimeout(resolve, 200));
