@@ -186,17 +186,32 @@ describe.each(databaseKinds())('the server forgets ended sessions, on %s', (kind
   });
   afterAll(() => stack.close());
 
-  /** The server's sweep, run now (it runs every minute by itself): the same configuration and database. */
-  const sweep = async (retentionDays: string) => {
+  /** The server's services (their sweep runs every minute by itself): the same configuration and database. */
+  const servicesWith = (retentionDays: string) => {
     const config = loadConfig({
       ...serverEnvFor(stack.emulatorUrl, stack.apps),
       DATABASE_URL: stack.databaseUrl,
       SOCIAL_LINK_SESSION_RETENTION_DAYS: retentionDays,
     });
-    const services = createServices({ config, db: stack.db, log: { warn: () => {} } });
+    return createServices({ config, db: stack.db, log: { warn: () => {} } });
+  };
+  /** The sweep, run now. */
+  const sweep = async (retentionDays: string) => {
+    const services = servicesWith(retentionDays);
     await services.sweep();
     await services.close();
   };
+
+  it('runs one sweep at a time: asked while one runs, it answers that one', async () => {
+    const services = servicesWith('30');
+    const first = services.sweep();
+    expect(services.sweep()).toBe(first);
+    await first;
+    const next = services.sweep();
+    expect(next).not.toBe(first);
+    await next;
+    await services.close();
+  });
   const endOf = async (userId: number) =>
     (await stack.db.selectFrom('sessions').select('expires_at').where('user_id', '=', userId).execute()).map((row) =>
       row.expires_at === null ? null : new Date(row.expires_at).getTime(),

@@ -82,7 +82,7 @@ export function createServices(options: ServicesOptions): Services {
     isDatabaseUnavailable(error)
       ? storage.health.fault(error)
       : log.warn({ reason: (error as Error).message }, `could not ${what}`);
-  const sweep = async () => {
+  const sweepOnce = async () => {
     await storage.proofs.purge().catch(couldNot('forget expired nonces and ID tokens'));
     await storage.mergeTokens.purge().catch(couldNot('forget expired merge tokens'));
     await storage.outbox
@@ -102,6 +102,9 @@ export function createServices(options: ServicesOptions): Services {
       .then((expired) => revokeUnlinkedGrants({ storage, revokeKept }, expired))
       .catch(couldNot('forget expired link tokens'));
   };
+  // One sweep at a time: one that outlasts the minute (a large first purge after an upgrade) is not joined by the next.
+  let sweeping: Promise<void> | undefined;
+  const sweep = (): Promise<void> => (sweeping ??= sweepOnce().finally(() => (sweeping = undefined)));
   const timer = setInterval(() => void sweep(), 60_000).unref();
   return {
     config,
