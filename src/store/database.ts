@@ -185,7 +185,8 @@ export const WITH_NEXT_STATEMENT = '/* written with the next statement */ ';
 
 /**
  * The mark of a statement PostgreSQL is to plan again at every run, for its parameters and the tables' size then
- * (sent without a name): the webhook dispatcher's, whose best plan depends on how large the outbox has grown. After
+ * (sent without a name): the webhook dispatcher's and the sessions' purge, whose best plan depends on how large their
+ * table has grown. After
  * five runs PostgreSQL may settle on a named statement's generic plan, which it keeps until the table is analyzed
  * (autovacuum may do it late, or never): settled on while the outbox was small, reading a claim's deliveries by their
  * ids walked the whole table (bench/README "Memory"). Planning costs a fraction of a millisecond; the dispatcher runs

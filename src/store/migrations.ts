@@ -727,8 +727,9 @@ migrations['0027_session_expiry'] = {
   // (it would rewrite every session under this migration's lock): the sweep fills in the end of older sessions, a
   // batch at a time (their null ends found by the same index).
   // On PostgreSQL the sessions are locked from the column's addition to the commit, and the refresh tokens' writes
-  // wait for their index's build: every authenticated request and sign-in waits (README "Migrations"). On a large
-  // database, do all three first (`add column if not exists`, `create index concurrently`): the migration skips them.
+  // wait for their index's build: every authenticated request and sign-in waits (README, after the console's search:
+  // what each migration locks). On a large database, do all three first (`add column if not exists`, `create index
+  // concurrently`): the migration skips them.
   async up(db) {
     if (isPostgres(db)) {
       await sql`set local lock_timeout = '10s'`.execute(db);

@@ -138,28 +138,19 @@ const startSessionPostgres = prepared(
  */
 const SESSION_END_STEP_MS = 3_600_000;
 // A session's new end at a rotation, unless it is revoked (its end is its revocation) or the end moves less than a step.
-const moveSessionEnd = prepared((db, sessionId: string, expiresAt: string, movedIfBefore: string) =>
+const sessionEndMoved = (db: Kysely<Database>, sessionId: string, expiresAt: string, movedIfBefore: string) =>
   db
     .updateTable('sessions')
     .set({ expires_at: expiresAt })
     .where('id', '=', sessionId)
     .where('revoked_at', 'is', null)
-    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '<', movedIfBefore)])),
-);
-// PostgreSQL: a rotation's new refresh token and its session's new end (as moveSessionEnd), one statement.
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '<', movedIfBefore)]));
+const moveSessionEnd = prepared(sessionEndMoved);
+// PostgreSQL: a rotation's new refresh token and its session's new end, one statement.
 const addRefreshTokenPostgres = prepared(
   (db, sessionId: string, hash: string, at: string, expiresAt: string, movedIfBefore: string) =>
     db
-      .with('session', (cte) =>
-        cte
-          .updateTable('sessions')
-          .set({ expires_at: sql<string>`${expiresAt}::timestamptz` })
-          .where('id', '=', sessionId)
-          .where('revoked_at', 'is', null)
-          .where((eb) =>
-            eb.or([eb('expires_at', 'is', null), eb('expires_at', '<', sql<string>`${movedIfBefore}::timestamptz`)]),
-          ),
-      )
+      .with('session', () => sessionEndMoved(db, sessionId, expiresAt, movedIfBefore))
       .insertInto('refresh_tokens')
       .values({ session_id: sessionId, token_hash: hash, created_at: at, expires_at: expiresAt }),
 );
@@ -303,9 +294,9 @@ export class Sessions {
   }
 
   /**
-   * Forgets what ended before `before`: sessions (expired or revoked) with their refresh tokens, and the expired
-   * refresh tokens of live sessions (a rotated token is kept until it expires, so that its reuse still ends the
-   * session). Each by batches of `limit`, the oldest first through its expiry's index; sessions from before migration
+   * Forgets what ended before `before`: sessions (expired or revoked) with their refresh tokens, and the refresh
+   * tokens of live sessions that expired before it (a rotated token is kept until then, so that its reuse still ends
+   * the session). Each by batches of `limit`, the oldest first through its expiry's index; sessions from before migration
    * 0027 get their end first (a batch per call). Answers how many sessions and tokens were forgotten.
    */
   async purgeEnded(before: string, limit = 1000): Promise<{ sessions: number; refreshTokens: number }> {
