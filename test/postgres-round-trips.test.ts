@@ -5,7 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { PLANNED_EACH_RUN } from '../src/store/database.js';
 import { Outbox } from '../src/store/outbox.js';
-import { prepared } from '../src/store/prepared.js';
+import { heldRunnerOf, prepared } from '../src/store/prepared.js';
 import { Sessions } from '../src/store/sessions.js';
 import { Storage } from '../src/store/storage.js';
 import { runTransaction } from '../src/store/transaction.js';
@@ -462,6 +462,31 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
       expect(seen).toBe(1);
       expect(counter.roundTrips).toBe(2); // the held insert with the count; COMMIT
       expect(await usersNamed(name)).toBe(1);
+    });
+
+    it('is held and run whatever the number of texts marked (the marked texts kept are bounded)', async () => {
+      // More texts than database.ts keeps marked (500): those past the bound are marked and taken off anew each run.
+      // Planned at each run, so that this test's texts take none of the pool's statement names.
+      const name = `later-${randomUUID()}`;
+      const texts = Array.from(
+        { length: 520 },
+        (_, index) =>
+          `${PLANNED_EACH_RUN}insert into users (username, username_key, created_at, updated_at) ` +
+          `select $1 || '-${index}', $1 || '-${index}', $2, $2`,
+      );
+      await runTransaction(stack.db, async (trx) => {
+        await countUsers(trx, name);
+        counter.reset();
+        for (const text of texts) await heldRunnerOf(trx)!.later(text, [name, at()]);
+        expect(counter.roundTrips).toBe(0);
+      });
+      expect(counter.roundTrips).toBe(1); // every held insert with the COMMIT
+      const written = await stack.db
+        .selectFrom('users')
+        .select((eb) => eb.fn.countAll<string>().as('count'))
+        .where('username', 'like', `${name}-%`)
+        .executeTakeFirstOrThrow();
+      expect(Number(written.count)).toBe(texts.length);
     });
 
     it('goes out with the COMMIT: a transaction ending with it makes two round trips and two writes', async () => {

@@ -179,9 +179,29 @@ const NOTHING_TO_ROLL_BACK = Object.freeze({ command: 'ROLLBACK', rowCount: null
  * The mark of a statement whose answer nobody reads, a transaction's last writes (a sign-in's session): held, and
  * written with the transaction's next statement or its COMMIT, in one write, their answers awaited together — the
  * held one's error is the next one's (a failed statement aborts the transaction: its COMMIT answers ROLLBACK). A
- * marked statement outside a transaction runs at once. Only transaction.ts writes it (HeldRunner.later, prepared.ts).
+ * marked statement outside a transaction runs at once. Only transaction.ts marks one (HeldRunner.later, prepared.ts),
+ * with `markedWithNextStatement`.
  */
 export const WITH_NEXT_STATEMENT = '/* written with the next statement */ ';
+
+// A statement's marked text and back, made once per text: a sign-in marks its session's statement (~800 characters),
+// and a text made anew at each run is copied, sliced and hashed again (for its name) at each run.
+const markedTexts = new Map<string, string>();
+const unmarkedTexts = new Map<string, string>();
+
+/** `text` marked WITH_NEXT_STATEMENT; the same string each time for the same text (a fixed set of statements). */
+export function markedWithNextStatement(text: string): string {
+  let marked = markedTexts.get(text);
+  if (marked === undefined) {
+    marked = WITH_NEXT_STATEMENT + text;
+    // Bounded as the statements' names are: a text built with its values inlined would be new at each run.
+    if (markedTexts.size < 500) {
+      markedTexts.set(text, marked);
+      unmarkedTexts.set(marked, text);
+    }
+  }
+  return marked;
+}
 
 /**
  * The mark of a statement PostgreSQL is to plan again at every run, for its parameters and the tables' size then
@@ -270,7 +290,7 @@ function withNamedStatements(pool: pg.Pool): PostgresPool {
               return Promise.resolve(BEGUN);
             }
             if (text.startsWith(WITH_NEXT_STATEMENT)) {
-              text = text.slice(WITH_NEXT_STATEMENT.length);
+              text = unmarkedTexts.get(text) ?? text.slice(WITH_NEXT_STATEMENT.length);
               if (inTransaction) {
                 held.push({ text, values });
                 return Promise.resolve(HELD);

@@ -9,7 +9,7 @@ import {
   type Kysely,
   type QueryResult,
 } from 'kysely';
-import { isOwnDatabase, sqliteRunnerOf, WITH_NEXT_STATEMENT } from './database.js';
+import { isOwnDatabase, markedWithNextStatement, sqliteRunnerOf } from './database.js';
 import { isPostgres } from './migrations.js';
 import { heldRunnerOf, runOnHeldConnection, type HeldRunner } from './prepared.js';
 import type { Database } from './schema.js';
@@ -48,7 +48,7 @@ export function runTransaction<T>(
       sqliteRunner ?? ((query, parameters) => connection.executeQuery(CompiledQuery.raw(query, parameters)));
     const runner: HeldRunner = {
       run,
-      later: sqliteRunner ?? ((query, parameters) => run(WITH_NEXT_STATEMENT + query, parameters)),
+      later: sqliteRunner ?? ((query, parameters) => run(markedWithNextStatement(query), parameters)),
     };
     let open = true;
     const trx = new Transaction<Database>({
