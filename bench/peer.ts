@@ -4,7 +4,8 @@
 // too when BENCH_DATABASE_URL is set), for 1 user and for 32 users, at 16 and at 64 connections, the two servers are
 // measured in turns (social-link, Better Auth, social-link, Better Auth…: BENCH_PEER_ROUNDS, default 2; warm-up
 // BENCH_WARMUP s, default 2, then BENCH_DURATION s, default 8), and it prints social-link ÷ Better Auth for req/s and
-// for the server's CPU per sign-in. Any answer but 200 fails the run.
+// for the server's CPU per sign-in. Any answer but 200 fails the run. `npm run bench` runs it too (one round unless
+// BENCH_PEER_ROUNDS says otherwise; BENCH_PEER=0 skips it), reading its figures from BENCH_PEER_SUMMARY's file.
 //
 //   npm run bench:peer                                                         # SQLite
 //   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test npm run bench:peer   # SQLite, then PostgreSQL
@@ -26,6 +27,7 @@ import { emulatedApps, generateAppleKey } from '../src/config/dev.js';
 import { cycle, measure, type Measurement, type Shot } from './load.js';
 import { announcedUrl, freePort, startNode, stop, waitForHealthy, type Child, runBench } from './processes.js';
 import { summarizeProfile } from './profile.js';
+import type { PeerSummary } from './report.js';
 import { closeSeedingAgent, linkUsers, mapLimit } from './seed.js';
 import { benchServerEnv } from './server-env.js';
 import { throwawayPostgres } from './throwaway-database.js';
@@ -357,6 +359,29 @@ function table(rows: Row[]): string {
   return lines.join('\n');
 }
 
+const READING =
+  'req/s SL ÷ BA > 1: social-link answers more sign-ins per second; CPU/sign-in SL ÷ BA < 1: it spends less ' +
+  "server CPU on each (every thread of the server's process; PostgreSQL's own CPU apart).";
+
+/** What `npm run bench` reads of this run: the table as printed, and each row's ratios for its targets. */
+function summaryOf(heading: string, rows: Row[]): PeerSummary {
+  const of = (row: Row, side: Side, pick: (r: Round) => number) => mean(row.results[side].map(pick));
+  return {
+    heading,
+    table: table(rows),
+    reading: READING,
+    rows: rows.map((row) => ({
+      database: row.database,
+      users: row.users,
+      connections: row.connections,
+      socialLinkRps: of(row, 'social-link', (r) => r.m.rps),
+      betterAuthRps: of(row, 'Better Auth', (r) => r.m.rps),
+      socialLinkCpuMs: of(row, 'social-link', (r) => r.serverMs),
+      betterAuthCpuMs: of(row, 'Better Auth', (r) => r.serverMs),
+    })),
+  };
+}
+
 async function main(): Promise<void> {
   if (spawnSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' }).status !== 0)
     throw new Error('npm run build failed');
@@ -388,15 +413,15 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   for (const kind of kinds)
     for (const users of USER_COUNTS) rows.push(...(await runConfiguration(context, kind, users)));
-  console.log(
-    `\nsocial-link (POST /api/auth/google/) ÷ Better Auth (POST /api/auth/sign-in/social, idToken), Google ID-token ` +
-      `sign-in of a linked user, mean of ${rounds} rounds × ${timing.durationSeconds} s (after ${timing.warmupSeconds} s of warm-up):\n`,
-  );
+  const heading =
+    `social-link (POST /api/auth/google/) ÷ Better Auth (POST /api/auth/sign-in/social, idToken), Google ID-token ` +
+    `sign-in of a linked user, mean of ${rounds} round${rounds > 1 ? 's' : ''} × ${timing.durationSeconds} s ` +
+    `(after ${timing.warmupSeconds} s of warm-up)`;
+  console.log(`\n${heading}:\n`);
   console.log(table(rows));
-  console.log(
-    '\nreq/s SL ÷ BA > 1: social-link answers more sign-ins per second; CPU/sign-in SL ÷ BA < 1: it spends less ' +
-      "server CPU on each (every thread of the server's process; PostgreSQL's own CPU apart).",
-  );
+  console.log(`\n${READING}`);
+  const summaryFile = process.env.BENCH_PEER_SUMMARY;
+  if (summaryFile) writeFileSync(summaryFile, JSON.stringify(summaryOf(heading, rows)));
   await stop(emulatorChild);
 }
 

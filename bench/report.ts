@@ -34,6 +34,24 @@ export interface Startup {
   readyRssMb: number;
 }
 
+/** `npm run bench:peer`'s run within `npm run bench` (bench/peer.ts writes it): its table and each row's figures. */
+export interface PeerSummary {
+  heading: string;
+  /** The table bench:peer prints (Markdown). */
+  table: string;
+  /** How to read it. */
+  reading: string;
+  rows: Array<{
+    database: string;
+    users: number;
+    connections: number;
+    socialLinkRps: number;
+    betterAuthRps: number;
+    socialLinkCpuMs: number;
+    betterAuthCpuMs: number;
+  }>;
+}
+
 export interface TargetCheck {
   name: string;
   goal: string;
@@ -58,6 +76,8 @@ export interface Report {
   targets: TargetCheck[];
   littlesLawRps: number;
   profiles: Array<{ case: string; rps: number; summary: ProfileSummary }>;
+  /** The peer beside us (absent with BENCH_PEER=0, or when its run failed). */
+  peer?: PeerSummary;
 }
 
 export const median = (values: number[]): number => {
@@ -74,7 +94,12 @@ const fmt = (value: number, digits = 0) =>
   value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
 /** PASS/MISS per target of the issue, for every database measured. */
-export function checkTargets(rows: Row[], startups: Startup[], littlesLawRps: number): TargetCheck[] {
+export function checkTargets(
+  rows: Row[],
+  startups: Startup[],
+  littlesLawRps: number,
+  peer?: PeerSummary,
+): TargetCheck[] {
   const checks: TargetCheck[] = [];
   const ratioCheck = (row: Row, goal: number, zeroErrors: boolean, name: string) => {
     const ratio = row.ratio ?? 0;
@@ -136,6 +161,16 @@ export function checkTargets(rows: Row[], startups: Startup[], littlesLawRps: nu
       goal: `≤ 1.2 × the bare baseline's (${fmt(bareMb)} MB)`,
       actual: `peak ${fmt(row.m.rssPeakMb, 1)} MB = ${(row.m.rssPeakMb / Math.max(1, bareMb)).toFixed(2)} ×`,
       pass: row.m.rssPeakMb <= 1.2 * bareMb,
+    });
+  }
+  // The peer: at least twice Better Auth's sign-ins per second, every database, user count and connection count.
+  for (const row of peer?.rows ?? []) {
+    const ratio = row.socialLinkRps / Math.max(row.betterAuthRps, 1e-9);
+    checks.push({
+      name: `sign-ins per second ÷ Better Auth's, ${row.database}, ${row.users} user${row.users > 1 ? 's' : ''}, ${row.connections} connections`,
+      goal: '≥ 2',
+      actual: `${ratio.toFixed(2)} (${fmt(row.socialLinkRps)} / ${fmt(row.betterAuthRps)} req/s; CPU per sign-in ${row.socialLinkCpuMs.toFixed(2)} / ${row.betterAuthCpuMs.toFixed(2)} ms)`,
+      pass: ratio >= 2,
     });
   }
   for (const startup of startups.filter((s) => s.workers === 1 && !s.freshDatabase)) {
@@ -231,6 +266,11 @@ export function render(report: Report): string {
       [false, true, true, true],
     ),
   );
+
+  if (report.peer) {
+    out.push('', '## The peer: Better Auth (`npm run bench:peer`)', '', `${report.peer.heading}:`, '');
+    out.push(report.peer.table, '', report.peer.reading);
+  }
 
   out.push(
     '',

@@ -1,8 +1,8 @@
 // `npm run bench`: social-link under load, side by side with the physical limit of this machine.
 // See bench/README.md for what each case means and how to read the ratios.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, availableParallelism, tmpdir, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import { generateSigningKeySet } from '../src/auth/keys.js';
@@ -22,7 +22,17 @@ import {
   type Child,
 } from './processes.js';
 import { summarizeProfile } from './profile.js';
-import { checkTargets, median, render, writeResults, type Report, type Row, type Startup } from './report.js';
+import {
+  checkTargets,
+  median,
+  render,
+  writeResults,
+  type PeerSummary,
+  type Report,
+  type Row,
+  type Startup,
+  type TargetCheck,
+} from './report.js';
 import { startBaselineCF } from './baseline-cf.js';
 import { benchServerEnv } from './server-env.js';
 import { FIXED_SLOW_PROVIDER, SLOW_PROVIDER, slowProviderLabel } from './slow-provider.js';
@@ -54,6 +64,8 @@ const PROFILE = env.BENCH_PROFILE === '1' || env.BENCH_PROFILE === 'true';
 const SERVER_NODE_ARGS = (env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
 const RESULTS_DIR = join(process.cwd(), 'bench', 'results');
 const PROFILE_DIR = join(RESULTS_DIR, 'profiles');
+/** The peer (bench/peer.ts) after the cases, unless BENCH_PEER=0; one round each unless BENCH_PEER_ROUNDS says more. */
+const PEER = env.BENCH_PEER !== '0' && env.BENCH_PEER !== 'false';
 
 const started = performance.now();
 const log = (message: string) =>
@@ -470,6 +482,7 @@ async function main(): Promise<void> {
   }
 
   await stop(emulatorChild);
+  const peer = PEER ? await runPeer() : undefined;
   const report: Report = {
     date: new Date().toISOString(),
     wallSeconds: Math.round((performance.now() - started) / 1000),
@@ -486,14 +499,55 @@ async function main(): Promise<void> {
     timing: { ...timing, connections: CONNECTIONS, slowConnections: SLOW_CONNECTIONS, users: USERS },
     rows,
     startups,
-    targets: checkTargets(rows, startups, LITTLES_LAW_RPS),
+    targets: [
+      ...checkTargets(rows, startups, LITTLES_LAW_RPS, peer?.summary),
+      ...(peer?.failure ? [peer.failure] : []),
+    ],
     littlesLawRps: LITTLES_LAW_RPS,
     profiles,
+    peer: peer?.summary,
   };
   const markdown = render(report);
   console.log(`\n${markdown}\n`);
   const written = writeResults(RESULTS_DIR, report, markdown);
   log(`written: ${written.map((file) => relative(process.cwd(), file)).join(', ')}`);
+}
+
+let peerChild: ChildProcess | undefined;
+
+/**
+ * `npm run bench:peer` (bench/peer.ts) in a process of its own, on the same databases (it makes its own server,
+ * emulator and databases); its figures read from the summary it writes. A failed run is a MISS, not a crash.
+ */
+async function runPeer(): Promise<{ summary?: PeerSummary; failure?: TargetCheck }> {
+  log('the peer: Better Auth beside social-link (bench/peer.ts; BENCH_PEER=0 skips it)…');
+  const dir = mkdtempSync(join(tmpdir(), 'social-link-bench-peer-'));
+  const file = join(dir, 'summary.json');
+  try {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/peer.ts'], {
+      stdio: 'inherit',
+      env: {
+        ...env,
+        BENCH_PEER_ROUNDS: env.BENCH_PEER_ROUNDS ?? '1',
+        BENCH_PEER_SUMMARY: file,
+        BENCH_PROFILE: '', // the cases' profiles are this run's; bench:peer profiles on its own
+      },
+    });
+    peerChild = child;
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (exitCode) => resolve(exitCode)));
+    peerChild = undefined;
+    if (code === 0 && existsSync(file)) return { summary: JSON.parse(readFileSync(file, 'utf8')) as PeerSummary };
+    return {
+      failure: {
+        name: "the peer's run (bench/peer.ts)",
+        goal: 'it runs',
+        actual: `exited with code ${code}: see its output above`,
+        pass: false,
+      },
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 function gitCommit(): string {
@@ -507,6 +561,8 @@ function gitCommit(): string {
 }
 
 async function cleanUp(): Promise<void> {
+  // It stops its own children and drops its databases (each once, though Ctrl-C's SIGINT may have reached it too).
+  if (peerChild && peerChild.exitCode === null) peerChild.kill('SIGTERM');
   await stopAll();
   await closeSeedingAgent();
   for (const cleanup of cleanups.reverse()) {
