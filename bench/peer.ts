@@ -5,7 +5,8 @@
 // measured in turns (social-link, Better Auth, social-link, Better Auth…: BENCH_PEER_ROUNDS, default 2; warm-up
 // BENCH_WARMUP s, default 2, then BENCH_DURATION s, default 8), and it prints social-link ÷ Better Auth for req/s and
 // for the server's CPU per sign-in. Any answer but 200 fails the run. `npm run bench` runs it too (one round unless
-// BENCH_PEER_ROUNDS says otherwise; BENCH_PEER=0 skips it), reading its figures from BENCH_PEER_SUMMARY's file.
+// BENCH_PEER_ROUNDS says otherwise; BENCH_PEER=0 skips it), on its build (BENCH_PEER_BUILT), reading its figures from
+// BENCH_PEER_SUMMARY's file. BENCH_SERVER_NODE_ARGS are given to social-link's server.
 //
 //   npm run bench:peer                                                         # SQLite
 //   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test npm run bench:peer   # SQLite, then PostgreSQL
@@ -36,7 +37,11 @@ const timing = {
   warmupSeconds: Number(process.env.BENCH_WARMUP ?? 2),
   durationSeconds: Number(process.env.BENCH_DURATION ?? 8),
 };
-const rounds = Number(process.env.BENCH_PEER_ROUNDS ?? 2);
+const rounds = Number(process.env.BENCH_PEER_ROUNDS || 2);
+if (!Number.isInteger(rounds) || rounds < 1)
+  throw new Error(`BENCH_PEER_ROUNDS must be a whole number ≥ 1, got "${process.env.BENCH_PEER_ROUNDS}"`);
+/** Extra node flags for social-link's server, as `npm run bench` gives its own (BENCH_SERVER_NODE_ARGS). */
+const SERVER_NODE_ARGS = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
 const USER_COUNTS = [1, 32];
 const CONNECTIONS = [16, 64];
 const POOL = 200;
@@ -176,7 +181,7 @@ async function startSide(
   const nodeArgs = profileFile ? ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-name', profileFile] : [];
   const child =
     side === 'social-link'
-      ? startNode('social-link', [...nodeArgs, 'dist/cli.js', 'serve'], {
+      ? startNode('social-link', [...SERVER_NODE_ARGS, ...nodeArgs, 'dist/cli.js', 'serve'], {
           ...benchServerEnv({
             databaseUrl,
             emulatorUrl: context.emulatorUrl,
@@ -383,7 +388,11 @@ function summaryOf(heading: string, rows: Row[]): PeerSummary {
 }
 
 async function main(): Promise<void> {
-  if (spawnSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' }).status !== 0)
+  // `npm run bench` built the server its report names: measured as built (BENCH_PEER_BUILT).
+  if (
+    !process.env.BENCH_PEER_BUILT &&
+    spawnSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' }).status !== 0
+  )
     throw new Error('npm run build failed');
   const apps = emulatedApps({}, generateAppleKey());
   const emulatorChild = startNode('emulator', ['--import', 'tsx', 'bench/emulator.ts'], {

@@ -317,10 +317,13 @@ function readProc(path: string): string | undefined {
  * exit — then `cleanUp` (the script's own: databases to drop, files to remove) runs, and the exit code says how it went.
  */
 export function runBench(name: string, main: () => Promise<void>, cleanUp: () => Promise<void>): void {
-  const finish = async () => {
-    await stopAll();
-    await cleanUp();
-  };
+  // Once, whatever asks first: Ctrl-C's SIGINT and a parent's SIGTERM (npm run bench stopping its peer) may both come.
+  let finishing: Promise<void> | undefined;
+  const finish = () =>
+    (finishing ??= (async () => {
+      await stopAll();
+      await cleanUp();
+    })());
   process.on('exit', killAll);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {

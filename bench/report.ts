@@ -76,8 +76,10 @@ export interface Report {
   targets: TargetCheck[];
   littlesLawRps: number;
   profiles: Array<{ case: string; rps: number; summary: ProfileSummary }>;
-  /** The peer beside us (absent with BENCH_PEER=0, or when its run failed). */
+  /** The peer beside us (absent with BENCH_PEER=0, or when its run failed: then a target says so). */
   peer?: PeerSummary;
+  /** BENCH_PEER=0: the peer's targets were not checked (the report says so). */
+  peerSkipped?: boolean;
 }
 
 export const median = (values: number[]): number => {
@@ -167,7 +169,7 @@ export function checkTargets(
   for (const row of peer?.rows ?? []) {
     const ratio = row.socialLinkRps / Math.max(row.betterAuthRps, 1e-9);
     checks.push({
-      name: `sign-ins per second ÷ Better Auth's, ${row.database}, ${row.users} user${row.users > 1 ? 's' : ''}, ${row.connections} connections`,
+      name: `sign-ins per second ÷ Better Auth's (${row.database.toLowerCase()}, ${row.users} user${row.users > 1 ? 's' : ''}, ${row.connections} connections)`,
       goal: '≥ 2',
       actual: `${ratio.toFixed(2)} (${fmt(row.socialLinkRps)} / ${fmt(row.betterAuthRps)} req/s; CPU per sign-in ${row.socialLinkCpuMs.toFixed(2)} / ${row.betterAuthCpuMs.toFixed(2)} ms)`,
       pass: ratio >= 2,
@@ -270,6 +272,13 @@ export function render(report: Report): string {
   if (report.peer) {
     out.push('', '## The peer: Better Auth (`npm run bench:peer`)', '', `${report.peer.heading}:`, '');
     out.push(report.peer.table, '', report.peer.reading);
+  } else if (report.peerSkipped) {
+    out.push(
+      '',
+      '## The peer: Better Auth (`npm run bench:peer`)',
+      '',
+      "Not run (BENCH_PEER=0): its targets (≥ 2 × Better Auth's sign-ins per second) were not checked.",
+    );
   }
 
   out.push(

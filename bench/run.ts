@@ -144,6 +144,7 @@ async function main(): Promise<void> {
   log(
     `bench: ${timing.warmupSeconds} s warm-up + ${timing.durationSeconds} s per case, ${CONNECTIONS} connections (${SLOW_CONNECTIONS} for case 4)`,
   );
+  const commit = gitCommit(); // the server's: read when it is built, not after minutes of edits
   const server = buildServer();
   log(`server: ${server.description}${SERVER_NODE_ARGS.length ? ` (node ${SERVER_NODE_ARGS.join(' ')})` : ''}`);
 
@@ -482,7 +483,12 @@ async function main(): Promise<void> {
   }
 
   await stop(emulatorChild);
+  // The peer measures on a machine the cases left quiet: the bare baseline stopped, their databases dropped.
+  await stop(baselineChild);
+  await runCleanups();
   const peer = PEER ? await runPeer() : undefined;
+  // Stopped by a signal meanwhile (the peer with it): no report; the signal's handler ends the process.
+  if (interrupted) await new Promise<never>(() => {});
   const report: Report = {
     date: new Date().toISOString(),
     wallSeconds: Math.round((performance.now() - started) / 1000),
@@ -491,7 +497,7 @@ async function main(): Promise<void> {
       model: cpus()[0]?.model ?? 'unknown',
       node: process.versions.node,
       memoryGb: Math.round(totalmem() / 2 ** 30),
-      commit: gitCommit(),
+      commit,
     },
     runner: SERVER_NODE_ARGS.length
       ? server.description.replace('node ', `node ${SERVER_NODE_ARGS.join(' ')} `)
@@ -506,6 +512,7 @@ async function main(): Promise<void> {
     littlesLawRps: LITTLES_LAW_RPS,
     profiles,
     peer: peer?.summary,
+    peerSkipped: !PEER,
   };
   const markdown = render(report);
   console.log(`\n${markdown}\n`);
@@ -516,37 +523,39 @@ async function main(): Promise<void> {
 let peerChild: ChildProcess | undefined;
 
 /**
- * `npm run bench:peer` (bench/peer.ts) in a process of its own, on the same databases (it makes its own server,
- * emulator and databases); its figures read from the summary it writes. A failed run is a MISS, not a crash.
+ * `npm run bench:peer` (bench/peer.ts) in a process of its own, on the same database server (it makes its own social-link
+ * server from this run's build, emulator and databases); its figures read from the summary it writes. A failed run is
+ * a MISS, not a crash.
  */
 async function runPeer(): Promise<{ summary?: PeerSummary; failure?: TargetCheck }> {
   log('the peer: Better Auth beside social-link (bench/peer.ts; BENCH_PEER=0 skips it)…');
   const dir = mkdtempSync(join(tmpdir(), 'social-link-bench-peer-'));
+  cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'summary.json');
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/peer.ts'], {
+    stdio: 'inherit',
+    env: {
+      ...env,
+      BENCH_PEER_ROUNDS: env.BENCH_PEER_ROUNDS ?? '1',
+      BENCH_PEER_SUMMARY: file,
+      BENCH_PEER_BUILT: '1', // this run's build: the server the report names
+      BENCH_PROFILE: '', // the cases' profiles are this run's; bench:peer profiles on its own
+    },
+  });
+  peerChild = child;
+  const ended = await new Promise<string>((resolve) => {
+    child.on('error', (error) => resolve(`could not start: ${error.message}`));
+    child.on('exit', (code, signal) => resolve(signal ? `stopped by ${signal}` : `exited with code ${code}`));
+  });
+  peerChild = undefined;
+  const failure = (actual: string) => ({
+    failure: { name: "the peer's run (bench/peer.ts)", goal: 'it runs', actual, pass: false },
+  });
+  if (ended !== 'exited with code 0' || !existsSync(file)) return failure(`${ended}: see its output above`);
   try {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/peer.ts'], {
-      stdio: 'inherit',
-      env: {
-        ...env,
-        BENCH_PEER_ROUNDS: env.BENCH_PEER_ROUNDS ?? '1',
-        BENCH_PEER_SUMMARY: file,
-        BENCH_PROFILE: '', // the cases' profiles are this run's; bench:peer profiles on its own
-      },
-    });
-    peerChild = child;
-    const code = await new Promise<number | null>((resolve) => child.on('exit', (exitCode) => resolve(exitCode)));
-    peerChild = undefined;
-    if (code === 0 && existsSync(file)) return { summary: JSON.parse(readFileSync(file, 'utf8')) as PeerSummary };
-    return {
-      failure: {
-        name: "the peer's run (bench/peer.ts)",
-        goal: 'it runs',
-        actual: `exited with code ${code}: see its output above`,
-        pass: false,
-      },
-    };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+    return { summary: JSON.parse(readFileSync(file, 'utf8')) as PeerSummary };
+  } catch (error) {
+    return failure(`its summary could not be read: ${(error as Error).message}`);
   }
 }
 
@@ -560,18 +569,36 @@ function gitCommit(): string {
   }
 }
 
-async function cleanUp(): Promise<void> {
-  // It stops its own children and drops its databases (each once, though Ctrl-C's SIGINT may have reached it too).
-  if (peerChild && peerChild.exitCode === null) peerChild.kill('SIGTERM');
-  await stopAll();
-  await closeSeedingAgent();
-  for (const cleanup of cleanups.reverse()) {
+/** Drops this run's databases and removes its files, each once. */
+async function runCleanups(): Promise<void> {
+  for (let cleanup = cleanups.pop(); cleanup; cleanup = cleanups.pop()) {
     await cleanup().catch((error: unknown) => console.error(`cleanup failed: ${(error as Error).message}`));
   }
 }
 
+/** Stops the peer, which stops its own children and drops its databases first; killed if it takes over 30 s. */
+async function stopPeer(): Promise<void> {
+  const child = peerChild;
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function cleanUp(): Promise<void> {
+  await stopPeer();
+  await stopAll();
+  await closeSeedingAgent();
+  await runCleanups();
+}
+
 // Every child dies with the bench: on success, on failure, on Ctrl-C, and (SIGKILL, synchronously) on exit.
-process.on('exit', killAll);
+process.on('exit', () => {
+  killAll();
+  peerChild?.kill('SIGKILL');
+});
 let interrupted = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {

@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
-import { PLANNED_EACH_RUN } from '../src/store/database.js';
+import { MARKED_TEXTS_KEPT, PLANNED_EACH_RUN } from '../src/store/database.js';
 import { Outbox } from '../src/store/outbox.js';
 import { heldRunnerOf, prepared } from '../src/store/prepared.js';
 import { Sessions } from '../src/store/sessions.js';
@@ -465,11 +465,11 @@ describe.skipIf(!databaseKinds().includes('postgres'))('round trips to PostgreSQ
     });
 
     it('is held and run whatever the number of texts marked (the marked texts kept are bounded)', async () => {
-      // More texts than database.ts keeps marked (500): those past the bound are marked and taken off anew each run.
+      // More texts than database.ts keeps marked: those past the bound are marked and taken off anew at each run.
       // Planned at each run, so that this test's texts take none of the pool's statement names.
       const name = `later-${randomUUID()}`;
       const texts = Array.from(
-        { length: 520 },
+        { length: MARKED_TEXTS_KEPT + 20 },
         (_, index) =>
           `${PLANNED_EACH_RUN}insert into users (username, username_key, created_at, updated_at) ` +
           `select $1 || '-${index}', $1 || '-${index}', $2, $2`,

@@ -186,6 +186,8 @@ export const WITH_NEXT_STATEMENT = '/* written with the next statement */ ';
 
 // A statement's marked text and back, made once per text: a sign-in marks its session's statement (~800 characters),
 // and a text made anew at each run is copied, sliced and hashed again (for its name) at each run.
+/** How many marked texts are kept (as many statements as get a name: a fixed set, far fewer). */
+export const MARKED_TEXTS_KEPT = 500;
 const markedTexts = new Map<string, string>();
 const unmarkedTexts = new Map<string, string>();
 
@@ -195,7 +197,7 @@ export function markedWithNextStatement(text: string): string {
   if (marked === undefined) {
     marked = WITH_NEXT_STATEMENT + text;
     // Bounded as the statements' names are: a text built with its values inlined would be new at each run.
-    if (markedTexts.size < 500) {
+    if (markedTexts.size < MARKED_TEXTS_KEPT) {
       markedTexts.set(text, marked);
       unmarkedTexts.set(marked, text);
     }
