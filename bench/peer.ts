@@ -326,9 +326,11 @@ async function runConfiguration(context: Context, kind: 'sqlite' | 'postgres', u
 
 const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / Math.max(values.length, 1);
 
+/** The mean over a row's rounds of one side's figure (rounds without it left out). */
+const meanOf = (row: Row, side: Side, pick: (r: Round) => number | undefined) =>
+  mean(row.results[side].map(pick).filter((v): v is number => v !== undefined));
+
 function table(rows: Row[]): string {
-  const of = (row: Row, side: Side, pick: (r: Round) => number | undefined) =>
-    mean(row.results[side].map(pick).filter((v): v is number => v !== undefined));
   const withDatabase = rows.some((row) => row.results['social-link'].some((r) => r.databaseMs !== undefined));
   const header = [
     'database',
@@ -348,15 +350,15 @@ function table(rows: Row[]): string {
   const lines = [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`];
   for (const row of rows) {
     const side = (s: Side) => [
-      of(row, s, (r) => r.m.rps).toFixed(0),
-      `${of(row, s, (r) => r.m.p50Ms).toFixed(1)} / ${of(row, s, (r) => r.m.p99Ms).toFixed(1)}`,
-      of(row, s, (r) => r.serverMs).toFixed(3),
+      meanOf(row, s, (r) => r.m.rps).toFixed(0),
+      `${meanOf(row, s, (r) => r.m.p50Ms).toFixed(1)} / ${meanOf(row, s, (r) => r.m.p99Ms).toFixed(1)}`,
+      meanOf(row, s, (r) => r.serverMs).toFixed(3),
       ...(withDatabase
-        ? [row.results[s].some((r) => r.databaseMs !== undefined) ? of(row, s, (r) => r.databaseMs).toFixed(3) : '']
+        ? [row.results[s].some((r) => r.databaseMs !== undefined) ? meanOf(row, s, (r) => r.databaseMs).toFixed(3) : '']
         : []),
     ];
-    const rps = of(row, 'social-link', (r) => r.m.rps) / of(row, 'Better Auth', (r) => r.m.rps);
-    const cpu = of(row, 'social-link', (r) => r.serverMs) / of(row, 'Better Auth', (r) => r.serverMs);
+    const rps = meanOf(row, 'social-link', (r) => r.m.rps) / meanOf(row, 'Better Auth', (r) => r.m.rps);
+    const cpu = meanOf(row, 'social-link', (r) => r.serverMs) / meanOf(row, 'Better Auth', (r) => r.serverMs);
     lines.push(
       `| ${[row.database, row.users, row.connections, ...side('social-link'), ...side('Better Auth'), rps.toFixed(2), cpu.toFixed(2)].join(' | ')} |`,
     );
@@ -370,7 +372,6 @@ const READING =
 
 /** What `npm run bench` reads of this run: the table as printed, and each row's ratios for its targets. */
 function summaryOf(heading: string, rows: Row[]): PeerSummary {
-  const of = (row: Row, side: Side, pick: (r: Round) => number) => mean(row.results[side].map(pick));
   return {
     heading,
     table: table(rows),
@@ -379,10 +380,10 @@ function summaryOf(heading: string, rows: Row[]): PeerSummary {
       database: row.database,
       users: row.users,
       connections: row.connections,
-      socialLinkRps: of(row, 'social-link', (r) => r.m.rps),
-      betterAuthRps: of(row, 'Better Auth', (r) => r.m.rps),
-      socialLinkCpuMs: of(row, 'social-link', (r) => r.serverMs),
-      betterAuthCpuMs: of(row, 'Better Auth', (r) => r.serverMs),
+      socialLinkRps: meanOf(row, 'social-link', (r) => r.m.rps),
+      betterAuthRps: meanOf(row, 'Better Auth', (r) => r.m.rps),
+      socialLinkCpuMs: meanOf(row, 'social-link', (r) => r.serverMs),
+      betterAuthCpuMs: meanOf(row, 'Better Auth', (r) => r.serverMs),
     })),
   };
 }

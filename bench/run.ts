@@ -543,15 +543,19 @@ async function runPeer(): Promise<{ summary?: PeerSummary; failure?: TargetCheck
     },
   });
   peerChild = child;
-  const ended = await new Promise<string>((resolve) => {
+  // Why it did not succeed, or undefined when it did.
+  const problem = await new Promise<string | undefined>((resolve) => {
     child.on('error', (error) => resolve(`could not start: ${error.message}`));
-    child.on('exit', (code, signal) => resolve(signal ? `stopped by ${signal}` : `exited with code ${code}`));
+    child.on('exit', (code, signal) =>
+      resolve(signal ? `stopped by ${signal}` : code === 0 ? undefined : `exited with code ${code}`),
+    );
   });
   peerChild = undefined;
   const failure = (actual: string) => ({
     failure: { name: "the peer's run (bench/peer.ts)", goal: 'it runs', actual, pass: false },
   });
-  if (ended !== 'exited with code 0' || !existsSync(file)) return failure(`${ended}: see its output above`);
+  if (problem) return failure(`${problem}: see its output above`);
+  if (!existsSync(file)) return failure('it wrote no summary');
   try {
     return { summary: JSON.parse(readFileSync(file, 'utf8')) as PeerSummary };
   } catch (error) {
